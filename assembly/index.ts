@@ -1,0 +1,389 @@
+// Selectivity scoring kernel.
+//
+// The host (src/kernel/kernel.ts) owns the memory layout: it copies a compiled
+// ruleset image and a columnar batch into linear memory above __heap_base,
+// writes a "plan" (a table of u32 pointers and counts, see src/kernel/layout.ts)
+// and calls score(plan). Nothing here allocates; every access is a raw load or
+// store at an offset. The maths is specified by src/kernel/reference.ts, and
+// the two are property-tested to agree.
+
+// ---- plan slots (u32 each); keep in step with src/kernel/layout.ts --------
+const P_N: i32 = 0;
+const P_SETTINGS: i32 = 1;
+const P_PEER_KEYS: i32 = 2;
+const P_PEER_VALS: i32 = 3; // unused since format 2: slots hold key, group and mask together
+const P_PEER_MASK: i32 = 4;
+const P_STATS: i32 = 5;
+const P_NUM_LEVELS: i32 = 6;
+const P_LEVELS: i32 = 7;
+const P_WORDS: i32 = 8;
+const P_ROWS: i32 = 9;
+const P_NUM_PROFILES: i32 = 10;
+const P_WEIGHTS: i32 = 11;
+const P_CHANNELS: i32 = 12;
+const P_ALL_ROW: i32 = 16;
+const P_NUM_GROUPS: i32 = 17;
+const P_GROUPS: i32 = 18;
+const P_COL_VALUE: i32 = 19;
+const P_COL_MASS: i32 = 20;
+const P_COL_QTY: i32 = 21;
+const P_COL_TAX: i32 = 22;
+const P_COL_IDHASH: i32 = 23;
+const P_COL_HS: i32 = 24;
+const P_HS_LUT: i32 = 25;
+const P_HS_DICT: i32 = 26;
+const P_PEER_COLS: i32 = 27; // 4 slots
+const P_PEER_LUTS: i32 = 31; // 4 slots
+const P_OUT_SCORE: i32 = 35;
+const P_OUT_Z: i32 = 36;
+const P_OUT_LEVEL: i32 = 37;
+const P_OUT_CHANNEL: i32 = 38;
+const P_OUT_FLAGS: i32 = 39;
+const P_OUT_MATCH_OFFSET: i32 = 40;
+const P_OUT_MATCH_LIST: i32 = 41;
+const P_MATCH_CAPACITY: i32 = 42;
+const P_SCRATCH: i32 = 43;
+const P_PEER_SHIFT: i32 = 44;
+const P_BLOCK: i32 = 45;
+const P_IMAGE_BASE: i32 = 46;
+const P_NUM_NUMERIC: i32 = 47;
+const P_NUMERIC: i32 = 48;
+
+// ---- settings (f64 each) --------------------------------------------------
+const S_MIN_GROUP: i32 = 0;
+const S_Z_THRESHOLD: i32 = 1;
+const S_Z_CAP: i32 = 2;
+const S_YELLOW: i32 = 3;
+const S_RED: i32 = 4;
+const S_RANDOM_THRESHOLD: i32 = 5;
+const S_RANDOM_CHANNEL: i32 = 6;
+const S_SEED: i32 = 7;
+const S_W_UNDER: i32 = 8; // NF values, then NF values of W_OVER
+
+const NF: i32 = 3;
+const NONE32: u32 = 0xffffffff;
+const NONE64: u64 = 0xffffffffffffffff;
+const GOLDEN: u64 = 0x9e3779b97f4a7c15;
+
+const CH_GREEN: i32 = 0;
+const CH_YELLOW: i32 = 2;
+const CH_RED: i32 = 4;
+
+const FLAG_CONTROL: u8 = 1;
+const FLAG_PROFILE_CHANNEL: u8 = 2;
+
+// @ts-ignore: decorator
+@inline function slot(plan: usize, i: i32): usize {
+  return <usize>load<u32>(plan + (<usize>i << 2));
+}
+
+// @ts-ignore: decorator
+@inline function setting(settings: usize, i: i32): f64 {
+  return load<f64>(settings + (<usize>i << 3));
+}
+
+export function heapBase(): usize {
+  return __heap_base;
+}
+
+/** murmur3 fmix32; src/kernel/hash.ts mix32 is its twin. */
+export function mix32(x: u32): u32 {
+  let h = x;
+  h ^= h >>> 16;
+  h *= 0x85ebca6b;
+  h ^= h >>> 13;
+  h *= 0xc2b2ae35;
+  h ^= h >>> 16;
+  return h;
+}
+
+/**
+ * Looks a packed peer key up in the open-addressing table. A slot is one
+ * 64-byte cache line: key (u64), group index (i32), a mask of the features
+ * for which the group has at least minGroupSize values (u32), then median and
+ * robust scale (f64, f64) of each feature. Returns the slot address, or 0
+ * when the key is absent.
+ */
+// @ts-ignore: decorator
+@inline function findSlot(slots: usize, mask: u32, shift: u64, key: u64): usize {
+  let i = <u32>((key * GOLDEN) >> shift);
+  while (true) {
+    const at = slots + (<usize>i << 6);
+    const k = load<u64>(at);
+    if (k == key) return at;
+    if (k == NONE64) return 0;
+    i = (i + 1) & mask;
+  }
+}
+
+/** The value of numeric operand `op` (src/profiles/profile.ts NUMERIC_OPERANDS) for row i. */
+// @ts-ignore: decorator
+@inline function operandValue(op: u32, i: usize, colValue: usize, colMass: usize, colQty: usize, colTax: usize, outZ: usize): f64 {
+  const i8 = i << 3;
+  if (op == 0) return load<f64>(colValue + i8);
+  if (op == 1) return load<f64>(colMass + i8);
+  if (op == 2) return load<f64>(colQty + i8);
+  if (op == 3) return load<f64>(colTax + i8);
+  if (op == 4) return load<f64>(colValue + i8) / load<f64>(colMass + i8);
+  return load<f64>(outZ + (i * <usize>NF + <usize>op - 5) * 8);
+}
+
+/**
+ * Region of x among k sorted thresholds: 2j for the open interval below t(j),
+ * 2j+1 for x == t(j), 2k+1 for NaN. Branch-free lower bound.
+ */
+// @ts-ignore: decorator
+@inline function region(th: usize, k: u32, x: f64): u32 {
+  if (x != x) return 2 * k + 1;
+  let base: u32 = 0;
+  let len: u32 = k;
+  while (len > 1) {
+    const half = len >> 1;
+    base = select<u32>(base + half, base, load<f64>(th + (<usize>(base + half - 1) << 3)) < x);
+    len -= half;
+  }
+  const t = load<f64>(th + (<usize>base << 3));
+  const lo = base + (t < x ? 1 : 0);
+  return 2 * lo + (lo < k && load<f64>(th + (<usize>lo << 3)) == x ? 1 : 0);
+}
+
+/**
+ * Scores plan[P_N] declarations. Returns the number of matched-profile entries
+ * the batch produced; when it exceeds plan[P_MATCH_CAPACITY] the match list
+ * was truncated and the host must grow it and call again.
+ */
+export function score(plan: usize): i32 {
+  const n = load<i32>(plan + (<usize>P_N << 2));
+  const settings = slot(plan, P_SETTINGS);
+  const peerKeys = slot(plan, P_PEER_KEYS);
+  const peerMask = <u32>slot(plan, P_PEER_MASK);
+  const peerShift = <u64>slot(plan, P_PEER_SHIFT);
+  const numLevels = <i32>slot(plan, P_NUM_LEVELS);
+  const levels = slot(plan, P_LEVELS);
+  const words = <i32>slot(plan, P_WORDS);
+  const rows = slot(plan, P_ROWS);
+  const numProfiles = <i32>slot(plan, P_NUM_PROFILES);
+  const weights = slot(plan, P_WEIGHTS);
+  const channels = slot(plan, P_CHANNELS);
+  const allRow = slot(plan, P_ALL_ROW);
+  const numGroups = <i32>slot(plan, P_NUM_GROUPS);
+  const groups = slot(plan, P_GROUPS);
+  const colValue = slot(plan, P_COL_VALUE);
+  const colMass = slot(plan, P_COL_MASS);
+  const colQty = slot(plan, P_COL_QTY);
+  const colTax = slot(plan, P_COL_TAX);
+  const colIdHash = slot(plan, P_COL_IDHASH);
+  const colHs = slot(plan, P_COL_HS);
+  const hsLut = slot(plan, P_HS_LUT);
+  const hsDict = slot(plan, P_HS_DICT);
+  const outScore = slot(plan, P_OUT_SCORE);
+  const outZ = slot(plan, P_OUT_Z);
+  const outLevel = slot(plan, P_OUT_LEVEL);
+  const outChannel = slot(plan, P_OUT_CHANNEL);
+  const outFlags = slot(plan, P_OUT_FLAGS);
+  const outMatchOffset = slot(plan, P_OUT_MATCH_OFFSET);
+  const outMatchList = slot(plan, P_OUT_MATCH_LIST);
+  const matchCapacity = <u32>slot(plan, P_MATCH_CAPACITY);
+  const scratch = slot(plan, P_SCRATCH);
+  const imageBase = slot(plan, P_IMAGE_BASE);
+  const numNumeric = <i32>slot(plan, P_NUM_NUMERIC);
+  const numericDesc = imageBase + slot(plan, P_NUMERIC);
+
+  const minGroup = setting(settings, S_MIN_GROUP);
+  const zThreshold = setting(settings, S_Z_THRESHOLD);
+  const zCap = setting(settings, S_Z_CAP);
+  const yellowAt = setting(settings, S_YELLOW);
+  const redAt = setting(settings, S_RED);
+  const randomThreshold = setting(settings, S_RANDOM_THRESHOLD);
+  const randomChannel = <i32>setting(settings, S_RANDOM_CHANNEL);
+  const seed = <u32>setting(settings, S_SEED);
+
+  const rowBytes = <usize>words << 3;
+  const vecs = words >> 1;
+  let matchTotal: u32 = 0;
+
+  // ---- pass 1: features and peer deviation ----------------------------------
+  // A tight loop of its own, so that the CPU overlaps the cache misses of
+  // successive declarations' hash probes.
+  for (let i = 0; i < n; i++) {
+    const i8 = <usize>i << 3;
+    const v = load<f64>(colValue + i8);
+    const m = load<f64>(colMass + i8);
+    const q = load<f64>(colQty + i8);
+    const lv = Math.log(v);
+    const lm = Math.log(m);
+    const lq = Math.log(q);
+    let remaining: u32 = 0;
+    let x0: f64 = NaN;
+    let x1: f64 = NaN;
+    let x2: f64 = NaN;
+    if (v > 0 && m > 0) { x0 = lv - lm; remaining |= 1; }
+    if (m > 0) { x1 = lm; remaining |= 2; }
+    if (v > 0 && q > 0) { x2 = lv - lq; remaining |= 4; }
+    let s0: usize = 0;
+    let s1: usize = 0;
+    let s2: usize = 0;
+    let lev0: i32 = -1;
+    let lev1: i32 = -1;
+    let lev2: i32 = -1;
+    const hsCode = <usize>load<u32>(colHs + (<usize>i << 2));
+    for (let l = 0; l < numLevels && remaining != 0; l++) {
+      const prefix = load<u64>(hsLut + ((<usize>l * hsDict + hsCode) << 3));
+      if (prefix == NONE64) continue;
+      const pf = load<i32>(levels + (<usize>l << 3) + 4);
+      let cat: u64 = 0;
+      if (pf >= 0) {
+        const code = load<u32>(slot(plan, P_PEER_COLS + pf) + (<usize>i << 2));
+        const id = load<u32>(slot(plan, P_PEER_LUTS + pf) + (<usize>code << 2));
+        if (id == NONE32) continue;
+        cat = <u64>id;
+      }
+      const at = findSlot(peerKeys, peerMask, peerShift, (<u64>l << 58) | (prefix << 24) | cat);
+      if (at == 0) continue;
+      const ok = load<u32>(at + 12) & remaining;
+      if (ok == 0) continue;
+      if ((ok & 1) != 0) { s0 = at; lev0 = l; }
+      if ((ok & 2) != 0) { s1 = at; lev1 = l; }
+      if ((ok & 4) != 0) { s2 = at; lev2 = l; }
+      remaining &= ~ok;
+    }
+    const zRow = outZ + <usize>(i * NF) * 8;
+    const levelRow = outLevel + <usize>(i * NF);
+    let z0: f64 = NaN;
+    let z1: f64 = NaN;
+    let z2: f64 = NaN;
+    if (s0 != 0) z0 = (x0 - load<f64>(s0 + 16)) / load<f64>(s0 + 24);
+    if (s1 != 0) z1 = (x1 - load<f64>(s1 + 32)) / load<f64>(s1 + 40);
+    if (s2 != 0) z2 = (x2 - load<f64>(s2 + 48)) / load<f64>(s2 + 56);
+    store<f64>(zRow, z0);
+    store<f64>(zRow + 8, z1);
+    store<f64>(zRow + 16, z2);
+    store<i8>(levelRow, <i8>lev0);
+    store<i8>(levelRow + 1, <i8>lev1);
+    store<i8>(levelRow + 2, <i8>lev2);
+  }
+
+  // ---- pass 2: profile bitmaps, block by block ------------------------------
+  // For a block of declarations, one match group at a time: acc[j] (&)= OR of
+  // the group's member rows. Branch-free loops over the block; then one loop
+  // per declaration combines the score and walks the surviving profiles.
+  const block = <i32>slot(plan, P_BLOCK);
+  const acc = scratch;
+  const rowAddrs = scratch + <usize>block * rowBytes; // up to 16 member row addresses
+  for (let b0 = 0; b0 < n; b0 += block) {
+    const bn = min(block, n - b0);
+    if (numProfiles > 0) {
+      if (numGroups == 0) {
+        for (let j = 0; j < bn; j++) memory.copy(acc + <usize>j * rowBytes, rows + <usize>allRow * rowBytes, rowBytes);
+      } else {
+        let gp = groups;
+        for (let g = 0; g < numGroups; g++) {
+          const members = <i32>load<u32>(gp);
+          if (members == 1) {
+            const col = <usize>load<u32>(gp + 4) + (<usize>b0 << 2);
+            const lut = <usize>load<u32>(gp + 8);
+            for (let j = 0; j < bn; j++) {
+              const row = <usize>load<u32>(lut + (<usize>load<u32>(col + (<usize>j << 2)) << 2));
+              const src = rows + row * rowBytes;
+              const a = acc + <usize>j * rowBytes;
+              if (g == 0) {
+                for (let k = 0; k < vecs; k++) v128.store(a + (<usize>k << 4), v128.load(src + (<usize>k << 4)));
+              } else {
+                for (let k = 0; k < vecs; k++) {
+                  const o = <usize>k << 4;
+                  v128.store(a + o, v128.and(v128.load(a + o), v128.load(src + o)));
+                }
+              }
+            }
+          } else {
+            for (let j = 0; j < bn; j++) {
+              for (let mb = 0; mb < members; mb++) {
+                const mp = gp + 4 + (<usize>mb << 3);
+                const code = load<u32>(<usize>load<u32>(mp) + (<usize>(b0 + j) << 2));
+                const row = <usize>load<u32>(<usize>load<u32>(mp + 4) + (<usize>code << 2));
+                store<u32>(rowAddrs + (<usize>mb << 2), <u32>(rows + row * rowBytes));
+              }
+              const a = acc + <usize>j * rowBytes;
+              for (let k = 0; k < vecs; k++) {
+                const o = <usize>k << 4;
+                let v = v128.load(<usize>load<u32>(rowAddrs) + o);
+                for (let mb = 1; mb < members; mb++) v = v128.or(v, v128.load(<usize>load<u32>(rowAddrs + (<usize>mb << 2)) + o));
+                if (g > 0) v = v128.and(v, v128.load(a + o));
+                v128.store(a + o, v);
+              }
+            }
+          }
+          gp += 4 + (<usize>members << 3);
+        }
+      }
+      // numeric conditions: region of the operand → bitmap row
+      for (let ng = 0; ng < numNumeric; ng++) {
+        const d = numericDesc + (<usize>ng << 4);
+        const operand = load<u32>(d);
+        const k = load<u32>(d + 4);
+        const th = imageBase + <usize>load<u32>(d + 8);
+        const lut = imageBase + <usize>load<u32>(d + 12);
+        for (let j = 0; j < bn; j++) {
+          const x = operandValue(operand, <usize>(b0 + j), colValue, colMass, colQty, colTax, outZ);
+          const src = rows + <usize>load<u32>(lut + (<usize>region(th, k, x) << 2)) * rowBytes;
+          const a = acc + <usize>j * rowBytes;
+          for (let kk = 0; kk < vecs; kk++) {
+            const o = <usize>kk << 4;
+            v128.store(a + o, v128.and(v128.load(a + o), v128.load(src + o)));
+          }
+        }
+      }
+    }
+
+    for (let j = 0; j < bn; j++) {
+      const i = b0 + j;
+      const i8 = <usize>i << 3;
+      const zRow = outZ + <usize>(i * NF) * 8;
+
+      // deviation components
+      let s: f64 = 0;
+      for (let f = 0; f < NF; f++) {
+        const z = load<f64>(zRow + (<usize>f << 3));
+        if (z != z) continue;
+        const u = -z - zThreshold;
+        if (u > 0) s += setting(settings, S_W_UNDER + f) * min(u, zCap);
+        const o = z - zThreshold;
+        if (o > 0) s += setting(settings, S_W_UNDER + NF + f) * min(o, zCap);
+      }
+
+      // matched profiles: weights, counter-measures
+      let profileChannel: i32 = CH_GREEN;
+      store<u32>(outMatchOffset + (<usize>i << 2), matchTotal);
+      if (numProfiles > 0) {
+        const a = acc + <usize>j * rowBytes;
+        for (let w = 0; w < words; w++) {
+          let bits = load<u64>(a + (<usize>w << 3));
+          if (bits == 0) continue;
+          while (bits != 0) {
+            const p = (w << 6) + <i32>ctz(bits);
+            bits &= bits - 1;
+            s += load<f64>(weights + (<usize>p << 3));
+            const pc = <i32>load<u8>(channels + <usize>p);
+            if (pc > profileChannel) profileChannel = pc;
+            if (matchTotal < matchCapacity) store<u16>(outMatchList + (<usize>matchTotal << 1), <u16>p);
+            matchTotal++;
+          }
+        }
+      }
+
+      // channel, counter-measures, random control group
+      let channel: i32 = s >= redAt ? CH_RED : s >= yellowAt ? CH_YELLOW : CH_GREEN;
+      let flags: u8 = 0;
+      if (profileChannel > channel) { channel = profileChannel; flags |= FLAG_PROFILE_CHANNEL; }
+      if (channel == CH_GREEN && randomThreshold > 0) {
+        const h = mix32(load<u32>(colIdHash + (<usize>i << 2)) ^ seed);
+        if (<f64>h < randomThreshold) { channel = randomChannel; flags |= FLAG_CONTROL; }
+      }
+      store<f64>(outScore + i8, s);
+      store<u8>(outChannel + <usize>i, <u8>channel);
+      store<u8>(outFlags + <usize>i, flags);
+    }
+  }
+  store<u32>(outMatchOffset + (<usize>n << 2), matchTotal);
+  return <i32>matchTotal;
+}

@@ -1,0 +1,135 @@
+/**
+ * `npm run bench`: the scoring benchmarks. Prints tables and writes
+ * bench/RESULTS.md. Figures are reported, never asserted.
+ *
+ *  1. kernel vs reference scorer on the same 100k-declaration batch, 256
+ *     profiles, 4-level peer hierarchy (declarations/s and the ratio);
+ *  2. kernel throughput by profile count (0, 64, 256, 1024);
+ *  3. worker pool throughput with 1 and 2 workers (batches of 8192).
+ *
+ * Options: --rows N (batch size of suite 1, default 100000), --quick.
+ */
+import { writeFileSync } from 'node:fs';
+import { cpus, availableParallelism } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { Bench } from 'tinybench';
+import { Kernel } from '../src/kernel/kernel.js';
+import { referenceScore } from '../src/kernel/reference.js';
+import { createEngine } from '../src/engine.js';
+import { compileRuleset } from '../src/ruleset/compile.js';
+import { createRuleset, type Ruleset } from '../src/ruleset/ruleset.js';
+import { packageRoot } from '../src/paths.js';
+import { batchesOf, benchProfiles, cloneBatch, peerTables, world } from './data.js';
+
+const { values } = parseArgs({ options: { rows: { type: 'string' }, quick: { type: 'boolean' } } });
+const ROWS = values.rows ? Number(values.rows) : 100_000;
+const QUICK = values.quick === true;
+const fmt = (n: number) => Math.round(n).toLocaleString('en-US');
+const lines: string[] = [];
+const out = (s = '') => { console.log(s); lines.push(s); };
+
+function table(headers: string[], rows: (string | number)[][]): void {
+  out(`| ${headers.join(' | ')} |`);
+  out(`|${headers.map(() => '---').join('|')}|`);
+  for (const r of rows) out(`| ${r.join(' | ')} |`);
+  out();
+}
+
+console.error('generating synthetic data…');
+const { history, scored } = world(QUICK ? 100_000 : 300_000, ROWS + 8 * 8192, 11);
+const peers = peerTables(history);
+const [batch] = batchesOf(scored.slice(0, ROWS), ROWS);
+const ruleset = (n: number): Ruleset => createRuleset({ peers, profiles: benchProfiles(n, 5, history.slice(0, 50_000)) });
+
+out(`# Benchmark results`);
+out();
+out(`${new Date().toISOString()} · Node ${process.version} · ${cpus()[0]?.model ?? 'cpu'} · ${availableParallelism()} cores${QUICK ? ' · quick mode' : ''}`);
+out();
+out(`Data: synthetic declarations (generator seed 11, 300 HS6 codes); the scored declarations follow the history in time; peer tables from ${fmt(history.length)} declarations, levels hs6,origin → hs6 → hs4 → hs2 (${peers.groups.map((g, i) => `${peers.levels[i].name}: ${fmt(g.size)}`).join(', ')} groups).`);
+out();
+
+// ---- 1. kernel vs reference ---------------------------------------------------
+{
+  const rs = ruleset(256);
+  const kernel = new Kernel();
+  kernel.loadRuleset(compileRuleset(rs));
+  let kernelNs = 0, calls = 0, matches = 0;
+  const bench = new Bench({ time: QUICK ? 500 : 2000, warmupIterations: 3 });
+  bench.add('kernel (WASM)', () => { const r = kernel.score(batch); kernelNs += r.kernelNs; calls++; matches = r.matchOffset[r.size]; });
+  bench.add('reference (TypeScript)', () => { referenceScore(rs, batch); }, {});
+  console.error('suite 1: kernel vs reference…');
+  await bench.run();
+  const [k, ref] = bench.tasks.map((t) => t.result as { latency: { mean: number; p99?: number }; throughput: { mean: number } });
+  const kernelRate = ROWS / (k.latency.mean / 1000);
+  const kernelOnly = ROWS / (kernelNs / calls / 1e9);
+  const refRate = ROWS / (ref.latency.mean / 1000);
+  out(`## 1. Kernel vs reference scorer — ${fmt(ROWS)} declarations, 256 profiles, 4 peer levels, one thread`);
+  out();
+  out(`Matched profiles per declaration: ${(matches / ROWS).toFixed(3)}.`);
+  out();
+  table(['scorer', 'ms per batch (mean)', 'declarations/s', 'vs reference'], [
+    ['kernel: whole call (copy in, lookup tables, score, copy out)', k.latency.mean.toFixed(2), fmt(kernelRate), `${(kernelRate / refRate).toFixed(1)}x`],
+    ['kernel: inside the WASM call only', (kernelNs / calls / 1e6).toFixed(2), fmt(kernelOnly), `${(kernelOnly / refRate).toFixed(1)}x`],
+    ['reference scorer (TypeScript)', ref.latency.mean.toFixed(2), fmt(refRate), '1.0x'],
+  ]);
+}
+
+// ---- 2. profile count -----------------------------------------------------------
+{
+  out(`## 2. Kernel throughput by number of active profiles — ${fmt(ROWS)} declarations`);
+  out();
+  const rows: (string | number)[][] = [];
+  let base = 0;
+  for (const n of [0, 64, 256, 1024]) {
+    const kernel = new Kernel();
+    const rs = ruleset(n);
+    const t0 = performance.now();
+    const compiled = compileRuleset(rs);
+    const compileMs = performance.now() - t0;
+    kernel.loadRuleset(compiled);
+    const bench = new Bench({ time: QUICK ? 300 : 1000, warmupIterations: 3 });
+    let matches = 0;
+    bench.add(`${n}`, () => { const r = kernel.score(batch); matches = r.matchOffset[r.size]; });
+    console.error(`suite 2: ${n} profiles…`);
+    await bench.run();
+    const rate = ROWS / ((bench.tasks[0].result as { latency: { mean: number } }).latency.mean / 1000);
+    if (n === 64) base = rate;
+    rows.push([n, compileMs.toFixed(1), (matches / ROWS).toFixed(3), fmt(rate), n >= 64 && base ? `${(rate / base).toFixed(2)}x` : '—']);
+  }
+  table(['profiles', 'compile ms', 'matches/declaration', 'declarations/s', 'vs 64 profiles'], rows);
+}
+
+// ---- 3. worker pool -------------------------------------------------------------
+{
+  const rs = ruleset(256);
+  const BATCH = 8192;
+  const per = QUICK ? 24 : 64;
+  const source = batchesOf(scored.slice(ROWS), BATCH);
+  const rows: (string | number)[][] = [];
+  let one = 0;
+  for (const threads of [1, 2]) {
+    const engine = createEngine({ ruleset: rs, threads, maxQueue: per + 8 });
+    await Promise.all(source.map((b) => engine.scoreBatch(cloneBatch(b)))); // warm the workers
+    const times: number[] = [];
+    for (let run = 0; run < (QUICK ? 3 : 7); run++) {
+      const work = Array.from({ length: per }, (_, i) => cloneBatch(source[i % source.length]));
+      const t0 = performance.now();
+      await Promise.all(work.map((b) => engine.scoreBatch(b)));
+      times.push(performance.now() - t0);
+    }
+    await engine.close();
+    times.sort((a, b) => a - b);
+    const ms = times[times.length >> 1];
+    const rate = (per * BATCH) / (ms / 1000);
+    if (threads === 1) one = rate;
+    rows.push([threads, fmt(per * BATCH), ms.toFixed(1), fmt(rate), `${(rate / one).toFixed(2)}x`]);
+    console.error(`suite 3: ${threads} worker(s) done`);
+  }
+  out(`## 3. Worker pool — batches of ${fmt(BATCH)}, 256 profiles (median of runs; batches transferred in and results transferred out)`);
+  out();
+  table(['workers', 'declarations per run', 'ms per run', 'declarations/s', 'vs 1 worker'], rows);
+}
+
+writeFileSync(join(packageRoot(), 'bench', 'RESULTS.md'), lines.join('\n') + '\n');
+console.error('wrote bench/RESULTS.md');

@@ -1,0 +1,52 @@
+/**
+ * The `selectivity` command: dispatches to subcommands, prints named errors
+ * (code, field, expected) instead of stack traces, and sets the exit code.
+ */
+import { isSelectivityError } from '../errors.js';
+import { scoreCommand, SCORE_HELP } from './score.js';
+import { generateCommand } from './generate.js';
+
+const HELP = `selectivity — customs selectivity engine
+
+Usage: selectivity <command> [options]
+
+Commands:
+  score <file>      score a declaration file (CSV or NDJSON) and write decisions
+  generate          write a synthetic declaration file with planted frauds
+
+Run "selectivity <command> --help" for a command's options.
+`;
+
+const commands: Record<string, (argv: string[]) => Promise<number>> = {
+  score: scoreCommand,
+  generate: generateCommand,
+};
+
+export async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (!name || name === '--help' || name === '-h' || name === 'help') {
+    process.stdout.write(HELP);
+    return name ? 0 : 1;
+  }
+  const command = commands[name];
+  if (!command) {
+    process.stderr.write(`selectivity: unknown command "${name}"\n\n${HELP}`);
+    return 2;
+  }
+  try {
+    return await command(rest);
+  } catch (e) {
+    if (isSelectivityError(e)) {
+      process.stderr.write(`selectivity ${name}: ${e.code}: ${e.message}\n`);
+      if (Object.keys(e.details).length > 0) process.stderr.write(`  details: ${JSON.stringify(e.details)}\n`);
+      return e.statusCode >= 500 ? 1 : 2;
+    }
+    if (e instanceof TypeError && (e as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
+      process.stderr.write(`selectivity ${name}: ${e.message}\n`);
+      return 2;
+    }
+    throw e;
+  }
+}
+
+export { SCORE_HELP };

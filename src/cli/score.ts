@@ -1,0 +1,88 @@
+import { parseArgs } from 'node:util';
+import { errors } from '../errors.js';
+import { loadProfiles } from '../profiles/load.js';
+import { scoreFile, type ScoreSummary } from '../score-file.js';
+import { DEFAULT_LEVELS } from '../peers/peer-groups.js';
+import { CHANNELS } from '../model/channels.js';
+import { Progress } from './progress.js';
+import { intOption, numberOption } from './options.js';
+
+export const SCORE_HELP = `Usage: selectivity score <file.csv|file.ndjson> [options]
+
+Scores every declaration of a file and writes one decision per declaration
+(id, channel, score, reasons, plus any label columns passed through).
+
+Options:
+  --profiles <file.json>    risk profile set (default: peer deviation only)
+  --columns <preset|file>   column mapping: "kcs", "default" or a mapping JSON file
+  --out <file>              decisions as .ndjson/.jsonl or .csv (default: NDJSON on stdout)
+  --errors <file.ndjson>    write invalid records there
+  --by <level>              peer level, repeatable, most specific first
+                            (default: ${DEFAULT_LEVELS.join(' → ')})
+  --min-group-size <n>      smallest peer group used (default 5)
+  --random-rate <r>         share of green declarations sent to the control group (default 0.01)
+  --threads <n>             worker threads (default: all cores)
+  --batch-size <n>          declarations per batch (default 8192)
+  --json                    print the summary as JSON
+`;
+
+export function formatSummary(s: ScoreSummary): string {
+  const pct = (n: number) => (s.scored > 0 ? ((100 * n) / s.scored).toFixed(2) : '0.00');
+  const lines = [
+    `${s.file}: ${s.rows.toLocaleString('en-US')} declarations read, ${s.scored.toLocaleString('en-US')} scored, ${s.invalid.toLocaleString('en-US')} invalid`,
+    `ruleset ${s.rulesetVersion}: ${s.profiles} profiles, peer groups ${Object.entries(s.peerGroups).map(([k, v]) => `${k}=${v}`).join(' ')}`,
+    ...CHANNELS.map((c) => `  ${c.padEnd(7)} ${String(s.channels[c]).padStart(10)}  ${pct(s.channels[c]).padStart(6)} %`),
+    `  control group (random selection) ${s.controlGroup}`,
+    `throughput ${Math.round(s.declarationsPerSecond).toLocaleString('en-US')} declarations/s (read+parse+score+write, ${s.seconds.scoring.toFixed(2)} s; kernel ${s.kernelSeconds.toFixed(3)} s); total ${s.seconds.total.toFixed(2)} s`,
+  ];
+  for (const e of s.firstErrors.slice(0, 5)) lines.push(`  invalid line ${e.line}${e.id ? ` (${e.id})` : ''}: ${e.code} ${e.message}`);
+  return lines.join('\n');
+}
+
+export async function scoreCommand(argv: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      profiles: { type: 'string' },
+      columns: { type: 'string' },
+      out: { type: 'string' },
+      errors: { type: 'string' },
+      by: { type: 'string', multiple: true },
+      'min-group-size': { type: 'string' },
+      'random-rate': { type: 'string' },
+      threads: { type: 'string' },
+      'batch-size': { type: 'string' },
+      json: { type: 'boolean' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (values.help) { process.stdout.write(SCORE_HELP); return 0; }
+  if (positionals.length !== 1) throw errors.SEL_ERR_OPTION_INVALID('score needs exactly one input file', { field: 'file', expected: 'one path', got: positionals });
+  const file = positionals[0];
+  const profiles = values.profiles ? await loadProfiles(values.profiles) : [];
+  const settings: Record<string, unknown> = {};
+  if (values['min-group-size'] !== undefined) settings.minGroupSize = intOption(values['min-group-size'], 'min-group-size', 1);
+  if (values['random-rate'] !== undefined) settings.randomSelection = { rate: numberOption(values['random-rate'], 'random-rate', 0, 1) };
+  let phase = '';
+  let bar: Progress | undefined;
+  const summary = await scoreFile(file, {
+    columns: values.columns,
+    profiles,
+    levels: values.by,
+    settings,
+    threads: values.threads !== undefined ? intOption(values.threads, 'threads', 0) : undefined,
+    batchSize: values['batch-size'] !== undefined ? intOption(values['batch-size'], 'batch-size', 1) : undefined,
+    out: values.out ?? process.stdout,
+    errorsOut: values.errors,
+    onProgress: (p, bytes, total, rows) => {
+      if (p !== phase) { bar?.done(); phase = p; bar = new Progress(p === 'peers' ? 'peer groups' : 'scoring', total); }
+      bar!.update(bytes, rows, bytes >= total);
+    },
+  });
+  bar?.done();
+  const report = values.json ? JSON.stringify(summary, null, 2) : formatSummary(summary);
+  // Decisions on stdout → the summary goes to stderr so that the two never mix.
+  (values.out ? process.stdout : process.stderr).write(report + '\n');
+  return 0;
+}

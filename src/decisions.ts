@@ -1,0 +1,77 @@
+/**
+ * Decisions: a channel per declaration, the score, and the reasons in words
+ * an officer (and an auditor replaying the decision) can follow. Decoded from
+ * a kernel result with the metadata of the ruleset version that made it.
+ */
+import { CHANNELS, type Channel } from './model/channels.js';
+import { FEATURES, NF, type Feature } from './peers/peer-groups.js';
+import type { CompiledMeta } from './ruleset/compile.js';
+import { FLAG_CONTROL, FLAG_PROFILE_CHANNEL, type ScoreResult } from './kernel/layout.js';
+
+export type Reason =
+  /** A risk profile matched; its weight was added to the score. */
+  | { code: 'PROFILE'; profile: string; weight: number; channel?: Channel }
+  /** A feature deviated from its peer group beyond the z threshold. */
+  | { code: 'DEVIATION'; feature: Feature; z: number; direction: 'under' | 'over'; peerLevel: string }
+  /** The score reached a channel threshold. */
+  | { code: 'SCORE_THRESHOLD'; channel: Channel; score: number; threshold: number }
+  /** A matched profile's counter-measure raised the channel above the score's. */
+  | { code: 'COUNTER_MEASURE'; channel: Channel; profiles: string[] }
+  /** Deterministic random selection for the control group. */
+  | { code: 'RANDOM_SELECTION'; channel: Channel; rate: number };
+
+export interface Decision {
+  id: string;
+  channel: Channel;
+  score: number;
+  controlGroup: boolean;
+  rulesetVersion: string;
+  reasons: Reason[];
+}
+
+const round = (x: number, digits = 4) => Math.round(x * 10 ** digits) / 10 ** digits;
+
+/** Decodes row i of a kernel result. */
+export function decisionAt(result: ScoreResult, i: number, id: string, meta: CompiledMeta): Decision {
+  const s = meta.settings;
+  const channel = CHANNELS[result.channel[i]];
+  const flags = result.flags[i];
+  const score = result.score[i];
+  const reasons: Reason[] = [];
+  const from = result.matchOffset[i], to = result.matchOffset[i + 1];
+  const raising: string[] = [];
+  for (let k = from; k < to; k++) {
+    const p = meta.profiles[result.matchList[k]];
+    reasons.push(p.channel ? { code: 'PROFILE', profile: p.id, weight: p.weight, channel: p.channel } : { code: 'PROFILE', profile: p.id, weight: p.weight });
+    if ((flags & FLAG_PROFILE_CHANNEL) !== 0 && p.channel === channel) raising.push(p.id);
+  }
+  for (let f = 0; f < NF; f++) {
+    const z = result.z[i * NF + f];
+    if (Number.isNaN(z) || Math.abs(z) <= s.zThreshold) continue;
+    reasons.push({ code: 'DEVIATION', feature: FEATURES[f], z: round(z, 3), direction: z < 0 ? 'under' : 'over', peerLevel: meta.levels[result.level[i * NF + f]].name });
+  }
+  if (score >= s.thresholds.red) reasons.push({ code: 'SCORE_THRESHOLD', channel: 'red', score: round(score), threshold: s.thresholds.red });
+  else if (score >= s.thresholds.yellow) reasons.push({ code: 'SCORE_THRESHOLD', channel: 'yellow', score: round(score), threshold: s.thresholds.yellow });
+  if (raising.length > 0) reasons.push({ code: 'COUNTER_MEASURE', channel, profiles: raising });
+  if ((flags & FLAG_CONTROL) !== 0) reasons.push({ code: 'RANDOM_SELECTION', channel, rate: s.randomSelection.rate });
+  return { id, channel, score: round(score, 6), controlGroup: (flags & FLAG_CONTROL) !== 0, rulesetVersion: result.rulesetVersion, reasons };
+}
+
+export function toDecisions(result: ScoreResult, ids: readonly string[], meta: CompiledMeta): Decision[] {
+  const out: Decision[] = new Array(result.size);
+  for (let i = 0; i < result.size; i++) out[i] = decisionAt(result, i, ids[i], meta);
+  return out;
+}
+
+/** Counts per channel, and of the control group. */
+export function channelCounts(result: ScoreResult, into: Record<Channel | 'control', number> = emptyCounts()): Record<Channel | 'control', number> {
+  for (let i = 0; i < result.size; i++) {
+    into[CHANNELS[result.channel[i]]]++;
+    if ((result.flags[i] & FLAG_CONTROL) !== 0) into.control++;
+  }
+  return into;
+}
+
+export function emptyCounts(): Record<Channel | 'control', number> {
+  return { green: 0, blue: 0, yellow: 0, orange: 0, red: 0, control: 0 };
+}

@@ -1,0 +1,105 @@
+/**
+ * The library entry point: createEngine(options) → scoreBatch / setRuleset /
+ * close. Scoring runs in a Piscina pool of workers, each with its own WASM
+ * kernel (threads: 0 scores on the calling thread instead, for tools and
+ * tests). Options are validated once, here, and frozen.
+ */
+import { availableParallelism } from 'node:os';
+import { pathToFileURL } from 'node:url';
+import { existsSync } from 'node:fs';
+import { Piscina } from 'piscina';
+import { errors } from './errors.js';
+import { Kernel } from './kernel/kernel.js';
+import { resultViews, type ScoreResult } from './kernel/layout.js';
+import { packBatch, type ColumnarBatch } from './model/columnar.js';
+import { compileRuleset, type CompiledMeta, type CompiledRuleset } from './ruleset/compile.js';
+import type { Ruleset } from './ruleset/ruleset.js';
+import { workerPath } from './paths.js';
+import type { ScoreReply, ScoreTask } from '../workers/score-worker.js';
+
+export interface EngineOptions {
+  /** The ruleset to score with (see createRuleset). */
+  ruleset: Ruleset;
+  /** Worker threads; 0 scores on the calling thread. Default: available parallelism. */
+  threads?: number;
+  /** Batches allowed to wait when every worker is busy; beyond it scoreBatch rejects. Default: 4 × threads. */
+  maxQueue?: number;
+}
+
+export interface Engine {
+  readonly options: Readonly<Required<Omit<EngineOptions, 'ruleset'>>>;
+  /** Version of the ruleset new batches are scored with. */
+  readonly rulesetVersion: string;
+  /** Metadata of a ruleset version still held (the current one by default). */
+  meta(version?: string): CompiledMeta;
+  /** Scores a batch. With threads > 0 the batch's buffer is transferred (consumed). */
+  scoreBatch(batch: ColumnarBatch): Promise<ScoreResult>;
+  /** Compiles and swaps in a ruleset; batches already sent finish on the version they were sent with. */
+  setRuleset(ruleset: Ruleset): string;
+  close(): Promise<void>;
+}
+
+const KEEP_VERSIONS = 8;
+
+function validateOptions(options: EngineOptions): Required<Omit<EngineOptions, 'ruleset'>> {
+  if (options === null || typeof options !== 'object') throw errors.SEL_ERR_OPTION_INVALID('options must be an object', { field: 'options', expected: 'an object', got: options });
+  if (!options.ruleset || typeof options.ruleset !== 'object') throw errors.SEL_ERR_OPTION_INVALID('options.ruleset is required', { field: 'ruleset', expected: 'a ruleset from createRuleset()', got: options.ruleset });
+  const threads = options.threads ?? availableParallelism();
+  if (!Number.isInteger(threads) || threads < 0 || threads > 1024) throw errors.SEL_ERR_OPTION_INVALID('options.threads must be an integer in [0, 1024]', { field: 'threads', expected: 'an integer in [0, 1024]', got: options.threads });
+  const maxQueue = options.maxQueue ?? Math.max(4, 4 * threads);
+  if (!Number.isInteger(maxQueue) || maxQueue < 1) throw errors.SEL_ERR_OPTION_INVALID('options.maxQueue must be a positive integer', { field: 'maxQueue', expected: 'a positive integer', got: options.maxQueue });
+  return Object.freeze({ threads, maxQueue });
+}
+
+export function createEngine(options: EngineOptions): Engine {
+  const opts = validateOptions(options);
+  const metas = new Map<string, CompiledMeta>();
+  let current: CompiledRuleset;
+  let closed = false;
+  let kernel: Kernel | undefined;
+  let pool: Piscina | undefined;
+
+  const install = (ruleset: Ruleset): string => {
+    current = compileRuleset(ruleset);
+    metas.delete(current.version);
+    metas.set(current.version, current.meta);
+    while (metas.size > KEEP_VERSIONS) metas.delete(metas.keys().next().value as string);
+    if (kernel) kernel.loadRuleset(current);
+    return current.version;
+  };
+
+  if (opts.threads === 0) {
+    kernel = new Kernel();
+  } else {
+    const file = workerPath();
+    if (!existsSync(file)) throw errors.SEL_ERR_KERNEL_LOAD(`worker entry ${file} not found; run \`npm run build\``, { field: 'worker', expected: 'a built worker', got: file });
+    pool = new Piscina({ filename: pathToFileURL(file).href, minThreads: opts.threads, maxThreads: opts.threads, maxQueue: opts.maxQueue, idleTimeout: 60_000 });
+  }
+  install(options.ruleset);
+
+  return {
+    options: opts,
+    get rulesetVersion() { return current.version; },
+    meta(version = current.version) {
+      const m = metas.get(version);
+      if (!m) throw errors.SEL_ERR_RULESET_INVALID(`ruleset version ${version} is no longer held`, { field: 'version', expected: `one of ${[...metas.keys()].join(', ')}`, got: version });
+      return m;
+    },
+    async scoreBatch(batch) {
+      if (closed) throw errors.SEL_ERR_ENGINE_CLOSED('engine is closed', { field: 'engine' });
+      if (kernel) return kernel.score(batch);
+      const task: ScoreTask = { rulesetVersion: current.version, ruleset: current.buffer, batch: packBatch(batch) };
+      const reply = (await pool!.run(task, { transferList: [batch.buffer] })) as ScoreReply;
+      return resultViews(reply.buffer, reply.size, reply.rulesetVersion, reply.kernelNs);
+    },
+    setRuleset(ruleset) {
+      if (closed) throw errors.SEL_ERR_ENGINE_CLOSED('engine is closed', { field: 'engine' });
+      return install(ruleset);
+    },
+    async close() {
+      if (closed) return;
+      closed = true;
+      if (pool) await pool.close();
+    },
+  };
+}

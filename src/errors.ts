@@ -1,0 +1,96 @@
+/**
+ * One registry of named error codes (SEL_ERR_*). Every error the engine raises
+ * is built here, carries an HTTP status for the service, and is documented in
+ * docs/errors.md (a test walks both). A code is never reused for a new meaning.
+ */
+
+export interface ErrorDetails {
+  /** The field (or option, or column) at fault, if any. */
+  field?: string;
+  /** What was expected there, in words. */
+  expected?: string;
+  /** What was found (truncated for long values). */
+  got?: unknown;
+  [key: string]: unknown;
+}
+
+export class SelectivityError extends Error {
+  readonly code: string;
+  readonly statusCode: number;
+  readonly details: ErrorDetails;
+
+  constructor(code: string, message: string, statusCode: number, details: ErrorDetails = {}) {
+    super(message);
+    this.name = 'SelectivityError';
+    this.code = code;
+    this.statusCode = statusCode;
+    this.details = details;
+  }
+
+  toJSON(): { code: string; message: string; details: ErrorDetails } {
+    return { code: this.code, message: this.message, details: this.details };
+  }
+}
+
+export interface ErrorFactory {
+  (message: string, details?: ErrorDetails): SelectivityError;
+  readonly code: string;
+  readonly statusCode: number;
+  readonly summary: string;
+}
+
+function define(code: string, statusCode: number, summary: string): ErrorFactory {
+  const factory = ((message: string, details: ErrorDetails = {}) =>
+    new SelectivityError(code, message, statusCode, details)) as ErrorFactory;
+  Object.defineProperties(factory, {
+    code: { value: code, enumerable: true },
+    statusCode: { value: statusCode, enumerable: true },
+    summary: { value: summary, enumerable: true },
+  });
+  return factory;
+}
+
+/** Every error code the engine can produce, keyed by the code itself. */
+export const errors = {
+  // Declarations (one bad declaration is reported; the rest of its batch is scored)
+  SEL_ERR_DECL_NOT_OBJECT: define('SEL_ERR_DECL_NOT_OBJECT', 400, 'A declaration is not a JSON object.'),
+  SEL_ERR_DECL_FIELD_REQUIRED: define('SEL_ERR_DECL_FIELD_REQUIRED', 400, 'A required declaration field is missing or empty.'),
+  SEL_ERR_DECL_FIELD_TYPE: define('SEL_ERR_DECL_FIELD_TYPE', 400, 'A declaration field has the wrong type.'),
+  SEL_ERR_DECL_FIELD_FORMAT: define('SEL_ERR_DECL_FIELD_FORMAT', 400, 'A declaration field does not have the expected format.'),
+  SEL_ERR_DECL_FIELD_RANGE: define('SEL_ERR_DECL_FIELD_RANGE', 400, 'A numeric declaration field is out of range.'),
+  SEL_ERR_DECL_UNKNOWN_FIELD: define('SEL_ERR_DECL_UNKNOWN_FIELD', 400, 'A declaration carries a field the schema does not know.'),
+  SEL_ERR_DECL_PARSE: define('SEL_ERR_DECL_PARSE', 400, 'A record could not be parsed (malformed JSON line or CSV row).'),
+
+  // Files and column mappings
+  SEL_ERR_FILE_NOT_FOUND: define('SEL_ERR_FILE_NOT_FOUND', 404, 'An input file does not exist or cannot be read.'),
+  SEL_ERR_FILE_FORMAT: define('SEL_ERR_FILE_FORMAT', 400, 'An input file has an unsupported extension or format.'),
+  SEL_ERR_CSV_HEADER: define('SEL_ERR_CSV_HEADER', 400, 'A CSV file lacks a column that the column mapping needs.'),
+  SEL_ERR_COLUMNS_INVALID: define('SEL_ERR_COLUMNS_INVALID', 400, 'A column mapping (or preset name) is invalid.'),
+
+  // Risk profiles
+  SEL_ERR_PROFILE_INVALID: define('SEL_ERR_PROFILE_INVALID', 400, 'A risk profile fails validation; the active set is unchanged.'),
+  SEL_ERR_PROFILE_DUPLICATE: define('SEL_ERR_PROFILE_DUPLICATE', 409, 'Two risk profiles in one set share an id.'),
+  SEL_ERR_PROFILE_LIMIT: define('SEL_ERR_PROFILE_LIMIT', 400, 'A profile set exceeds the number of profiles the kernel supports.'),
+
+  // Peer groups and rulesets
+  SEL_ERR_PEERS_INVALID: define('SEL_ERR_PEERS_INVALID', 400, 'Peer-group tables or their level specification are invalid.'),
+  SEL_ERR_RULESET_INVALID: define('SEL_ERR_RULESET_INVALID', 400, 'A ruleset setting (weights, thresholds, random selection) is invalid.'),
+
+  // Engine, kernel, options
+  SEL_ERR_OPTION_INVALID: define('SEL_ERR_OPTION_INVALID', 400, 'An engine, CLI or generator option is invalid.'),
+  SEL_ERR_KERNEL_LOAD: define('SEL_ERR_KERNEL_LOAD', 500, 'The WebAssembly kernel could not be loaded (run `npm run build`).'),
+  SEL_ERR_KERNEL_MEMORY: define('SEL_ERR_KERNEL_MEMORY', 507, 'The kernel could not grow its linear memory for a batch or ruleset.'),
+  SEL_ERR_ENGINE_CLOSED: define('SEL_ERR_ENGINE_CLOSED', 503, 'The engine was closed; no further batches are accepted.'),
+} as const satisfies Record<string, ErrorFactory>;
+
+export type ErrorCode = keyof typeof errors;
+
+export function isSelectivityError(e: unknown): e is SelectivityError {
+  return e instanceof SelectivityError;
+}
+
+/** Shortens a value for inclusion in error details. */
+export function preview(value: unknown, max = 80): unknown {
+  if (typeof value === 'string' && value.length > max) return `${value.slice(0, max)}…`;
+  return value;
+}

@@ -1,0 +1,268 @@
+/**
+ * Host side of the WebAssembly kernel: loads the module once, keeps a compiled
+ * ruleset image in linear memory, lays a batch out above it (columns, lookup
+ * tables, plan, outputs) through cached typed-array views, calls score(plan)
+ * and takes the result out with one slice. Views are recreated whenever
+ * memory.grow() replaced the buffer.
+ */
+import { readFileSync } from 'node:fs';
+import { errors } from '../errors.js';
+import type { CategoricalColumn, ColumnarBatch } from '../model/columnar.js';
+import { PEER_FIELDS } from '../peers/peer-groups.js';
+import { openCompiled, NONE32, type CompiledMeta, type CompiledRuleset } from '../ruleset/compile.js';
+import { kernelWasmPath } from '../paths.js';
+import { PLAN, PLAN_SLOTS, resultLayout, resultViews, type ScoreResult } from './layout.js';
+
+interface KernelExports {
+  memory: WebAssembly.Memory;
+  heapBase(): number;
+  mix32(x: number): number;
+  score(plan: number): number;
+}
+
+interface LoadedRuleset {
+  meta: CompiledMeta;
+  base: number;
+  end: number;
+  /** Per match group, per member: value → bitmap row. */
+  memberMaps: Map<string, number>[][];
+  /** Per peer field (PEER_FIELDS order): value → id; undefined when no level uses the field. */
+  peerMaps: (Map<string, number> | undefined)[];
+  /** Code columns the kernel reads for this ruleset. */
+  columns: CategoricalColumn[];
+}
+
+const PAGE = 65536;
+const alignUp = (n: number, a: number) => Math.ceil(n / a) * a;
+
+let cachedModule: WebAssembly.Module | undefined;
+let cachedDebugModule: WebAssembly.Module | undefined;
+
+function compileModule(debug: boolean): WebAssembly.Module {
+  const cached = debug ? cachedDebugModule : cachedModule;
+  if (cached) return cached;
+  let bytes: Buffer;
+  const path = kernelWasmPath(debug);
+  try {
+    bytes = readFileSync(path);
+  } catch (e) {
+    throw errors.SEL_ERR_KERNEL_LOAD(`cannot read ${path}: ${(e as Error).message}; run \`npm run build\``, { field: 'kernel', expected: 'a built kernel', got: path });
+  }
+  const mod = new WebAssembly.Module(bytes);
+  if (debug) cachedDebugModule = mod; else cachedModule = mod;
+  return mod;
+}
+
+export interface KernelOptions {
+  /** Use the debug build (bounds checks, names). */
+  debug?: boolean;
+}
+
+export class Kernel {
+  private readonly exports: KernelExports;
+  private readonly memory: WebAssembly.Memory;
+  private readonly heap: number;
+  private buf: ArrayBuffer;
+  private u8!: Uint8Array;
+  private u32!: Uint32Array;
+  private f64!: Float64Array;
+  private rs: LoadedRuleset | undefined;
+  private matchCapacity = 0;
+
+  constructor(options: KernelOptions = {}) {
+    const instance = new WebAssembly.Instance(compileModule(options.debug === true), {});
+    this.exports = instance.exports as unknown as KernelExports;
+    this.memory = this.exports.memory;
+    this.heap = alignUp(this.exports.heapBase(), 64);
+    this.buf = this.memory.buffer;
+    this.refreshViews();
+  }
+
+  get rulesetVersion(): string | undefined {
+    return this.rs?.meta.version;
+  }
+
+  get rulesetMeta(): CompiledMeta | undefined {
+    return this.rs?.meta;
+  }
+
+  /** The kernel's own mix32 (for tests of the hash twin). */
+  mix32(x: number): number {
+    return this.exports.mix32(x) >>> 0;
+  }
+
+  private refreshViews(): void {
+    this.buf = this.memory.buffer;
+    this.u8 = new Uint8Array(this.buf);
+    this.u32 = new Uint32Array(this.buf);
+    this.f64 = new Float64Array(this.buf);
+  }
+
+  private ensure(bytes: number): void {
+    const have = this.memory.buffer.byteLength;
+    if (bytes > have) {
+      try {
+        this.memory.grow(Math.ceil((bytes - have) / PAGE));
+      } catch (e) {
+        throw errors.SEL_ERR_KERNEL_MEMORY(`cannot grow kernel memory to ${bytes} bytes: ${(e as Error).message}`, { field: 'memory', expected: 'at most 4 GiB', got: bytes });
+      }
+    }
+    if (this.memory.buffer !== this.buf) this.refreshViews();
+  }
+
+  /** Copies a compiled ruleset into kernel memory; later batches score with it. */
+  loadRuleset(compiled: CompiledRuleset | SharedArrayBuffer): void {
+    const c = compiled instanceof SharedArrayBuffer ? openCompiled(compiled) : compiled;
+    const meta = c.meta;
+    const base = this.heap;
+    const end = alignUp(base + meta.imageByteLength, 64);
+    this.ensure(end);
+    this.u8.set(new Uint8Array(c.buffer, c.imageOffset, meta.imageByteLength), base);
+    const columns = new Set<CategoricalColumn>(['hs']);
+    const peerMaps: (Map<string, number> | undefined)[] = PEER_FIELDS.map(() => undefined);
+    for (const level of meta.levels) {
+      if (level.field < 0 || peerMaps[level.field]) continue;
+      peerMaps[level.field] = new Map(meta.peerDicts[level.field].map((v, i) => [v, i]));
+      columns.add(PEER_FIELDS[level.field]);
+    }
+    const memberMaps = meta.matchGroups.map((g) => g.members.map((m) => {
+      columns.add(m.column);
+      return new Map(m.values.map((v, i) => [v, m.rows[i]]));
+    }));
+    this.rs = { meta, base, end, memberMaps, peerMaps, columns: [...columns] };
+  }
+
+  /** Scores one batch with the loaded ruleset. */
+  score(batch: ColumnarBatch): ScoreResult {
+    const rs = this.rs;
+    if (!rs) throw errors.SEL_ERR_RULESET_INVALID('no ruleset loaded in the kernel', { field: 'ruleset', expected: 'loadRuleset() before score()' });
+    const meta = rs.meta;
+    const n = batch.size;
+    const L = meta.levels.length;
+    const hsDict = batch.dicts.hs;
+    let cap = Math.max(this.matchCapacity, 1024, n * 2);
+    for (;;) {
+      // ---- lay the batch out above the ruleset ------------------------------
+      let at = rs.end;
+      const alloc = (bytes: number, a = 16): number => { at = alignUp(at, a); const p = at; at += bytes; return p; };
+      const pValue = alloc(n * 8), pMass = alloc(n * 8), pQty = alloc(n * 8), pTax = alloc(n * 8);
+      const pIdHash = alloc(n * 4);
+      const colPtr = new Map<CategoricalColumn, number>();
+      for (const c of rs.columns) colPtr.set(c, alloc(n * 4));
+      const pHsLut = alloc(L * hsDict.length * 8);
+      const peerLutPtr = rs.peerMaps.map((m, fi) => (m ? alloc(batch.dicts[PEER_FIELDS[fi]].length * 4) : 0));
+      const memberLutPtr = meta.matchGroups.map((g) => g.members.map((m) => alloc(batch.dicts[m.column].length * 4)));
+      const memberCount = meta.matchGroups.reduce((s, g) => s + g.members.length, 0);
+      const pGroups = alloc((meta.matchGroups.length + 2 * memberCount) * 4);
+      const rowBytes = meta.words * 8;
+      const block = Math.max(8, Math.min(256, Math.floor(16384 / rowBytes)));
+      const pScratch = alloc(block * rowBytes + 64, 64); // per-block bitmap accumulators + member row addresses
+      const pPlan = alloc(PLAN_SLOTS * 4);
+      const R = resultLayout(n);
+      const pOut = alloc(R.fixedBytes + cap * 2, 16);
+      this.ensure(at);
+      const { u8, u32, f64 } = this;
+
+      // ---- columns -----------------------------------------------------------
+      f64.set(batch.numeric.customsValue, pValue >> 3);
+      f64.set(batch.numeric.netMass, pMass >> 3);
+      f64.set(batch.numeric.quantity, pQty >> 3);
+      f64.set(batch.numeric.taxRate, pTax >> 3);
+      u32.set(batch.idHash, pIdHash >> 2);
+      for (const [c, p] of colPtr) u32.set(batch.codes[c], p >> 2);
+
+      // ---- per-batch lookup tables (work per distinct value, not per row) ----
+      for (let l = 0; l < L; l++) {
+        const d = meta.levels[l].hsDigits;
+        let w = (pHsLut >> 2) + l * hsDict.length * 2;
+        for (let k = 0; k < hsDict.length; k++, w += 2) {
+          const s = hsDict[k];
+          if (d > 0 && s.length < d) { u32[w] = NONE32; u32[w + 1] = NONE32; continue; }
+          const v = d > 0 ? Number(s.slice(0, d)) : 0;
+          u32[w] = v % 4294967296;
+          u32[w + 1] = Math.floor(v / 4294967296);
+        }
+      }
+      rs.peerMaps.forEach((m, fi) => {
+        if (!m) return;
+        const dict = batch.dicts[PEER_FIELDS[fi]];
+        const base = peerLutPtr[fi] >> 2;
+        for (let k = 0; k < dict.length; k++) u32[base + k] = m.get(dict[k]) ?? NONE32;
+      });
+      let gw = pGroups >> 2;
+      meta.matchGroups.forEach((g, gi) => {
+        u32[gw++] = g.members.length;
+        g.members.forEach((m, mi) => {
+          const dict = batch.dicts[m.column];
+          const map = rs.memberMaps[gi][mi];
+          const base = memberLutPtr[gi][mi] >> 2;
+          const d = m.hsDigits ?? 0;
+          for (let k = 0; k < dict.length; k++) {
+            const s = dict[k];
+            const key = d > 0 ? (s.length >= d ? s.slice(0, d) : undefined) : s;
+            u32[base + k] = (key === undefined ? undefined : map.get(key)) ?? m.defaultRow;
+          }
+          u32[gw++] = colPtr.get(m.column)!;
+          u32[gw++] = memberLutPtr[gi][mi];
+        });
+      });
+
+      // ---- plan --------------------------------------------------------------
+      const s = meta.sections;
+      const b = rs.base;
+      const pl = pPlan >> 2;
+      u32.fill(0, pl, pl + PLAN_SLOTS);
+      u32[pl + PLAN.N] = n;
+      u32[pl + PLAN.SETTINGS] = b + s.settings;
+      u32[pl + PLAN.PEER_KEYS] = b + s.peerSlots;
+      u32[pl + PLAN.PEER_MASK] = meta.peerCapacity - 1;
+      u32[pl + PLAN.PEER_SHIFT] = meta.peerShift;
+      u32[pl + PLAN.NUM_LEVELS] = L;
+      u32[pl + PLAN.LEVELS] = b + s.levels;
+      u32[pl + PLAN.WORDS] = meta.words;
+      u32[pl + PLAN.ROWS] = b + s.rows;
+      u32[pl + PLAN.NUM_PROFILES] = meta.profiles.length;
+      u32[pl + PLAN.WEIGHTS] = b + s.weights;
+      u32[pl + PLAN.CHANNELS] = b + s.channels;
+      u32[pl + PLAN.IMAGE_BASE] = b;
+      u32[pl + PLAN.NUM_NUMERIC] = meta.numericGroups.length;
+      u32[pl + PLAN.NUMERIC] = s.numeric;
+      u32[pl + PLAN.ALL_ROW] = meta.allRow;
+      u32[pl + PLAN.NUM_GROUPS] = meta.matchGroups.length;
+      u32[pl + PLAN.GROUPS] = pGroups;
+      u32[pl + PLAN.COL_VALUE] = pValue;
+      u32[pl + PLAN.COL_MASS] = pMass;
+      u32[pl + PLAN.COL_QTY] = pQty;
+      u32[pl + PLAN.COL_TAX] = pTax;
+      u32[pl + PLAN.COL_IDHASH] = pIdHash;
+      u32[pl + PLAN.COL_HS] = colPtr.get('hs')!;
+      u32[pl + PLAN.HS_LUT] = pHsLut;
+      u32[pl + PLAN.HS_DICT] = hsDict.length;
+      PEER_FIELDS.forEach((f, fi) => {
+        u32[pl + PLAN.PEER_COLS + fi] = colPtr.get(f) ?? 0;
+        u32[pl + PLAN.PEER_LUTS + fi] = peerLutPtr[fi];
+      });
+      u32[pl + PLAN.OUT_SCORE] = pOut + R.score;
+      u32[pl + PLAN.OUT_Z] = pOut + R.z;
+      u32[pl + PLAN.OUT_LEVEL] = pOut + R.level;
+      u32[pl + PLAN.OUT_CHANNEL] = pOut + R.channel;
+      u32[pl + PLAN.OUT_FLAGS] = pOut + R.flags;
+      u32[pl + PLAN.OUT_MATCH_OFFSET] = pOut + R.matchOffset;
+      u32[pl + PLAN.OUT_MATCH_LIST] = pOut + R.matchList;
+      u32[pl + PLAN.MATCH_CAPACITY] = cap;
+      u32[pl + PLAN.SCRATCH] = pScratch;
+      u32[pl + PLAN.BLOCK] = block;
+
+      const t0 = process.hrtime.bigint();
+      const total = this.exports.score(pPlan) >>> 0;
+      const kernelNs = Number(process.hrtime.bigint() - t0);
+      if (total > cap) {
+        cap = total;
+        this.matchCapacity = total;
+        continue;
+      }
+      const out = u8.buffer.slice(pOut, pOut + R.matchList + total * 2) as ArrayBuffer;
+      return resultViews(out, n, meta.version, kernelNs);
+    }
+  }
+}

@@ -1,0 +1,193 @@
+/**
+ * Columnar batches: one typed array per numeric field, categorical fields
+ * dictionary-encoded to integers (codes are per batch; the dictionary travels
+ * with the batch). All columns of a batch live in ONE ArrayBuffer so that a
+ * batch moves to a worker by transfer, not by structured clone.
+ */
+import { parseIsoDate, type Declaration } from './schema.js';
+import { fnv1a32 } from '../kernel/hash.js';
+
+export const NUMERIC_COLUMNS = ['customsValue', 'netMass', 'quantity', 'taxRate'] as const;
+export type NumericColumn = (typeof NUMERIC_COLUMNS)[number];
+
+/**
+ * Categorical columns. `aeo` is encoded with the fixed dictionary
+ * ["false", "true"] so that code = 0/1.
+ */
+export const CATEGORICAL_COLUMNS = [
+  'hs', 'origin', 'departure', 'office', 'transportMode', 'importer', 'declarant', 'seller', 'aeo', 'description',
+] as const;
+export type CategoricalColumn = (typeof CATEGORICAL_COLUMNS)[number];
+
+export type Dictionaries = Record<CategoricalColumn, string[]>;
+
+export interface ColumnarBatch {
+  /** Number of declarations in the batch. */
+  readonly size: number;
+  /** Row capacity of the underlying buffer (>= size). */
+  readonly capacity: number;
+  /** The single buffer behind every column (transferable). */
+  readonly buffer: ArrayBuffer;
+  readonly numeric: Record<NumericColumn, Float64Array>;
+  /** Days since 1970-01-01. */
+  readonly date: Int32Array;
+  /** FNV-1a 32 of the declaration id (drives deterministic random selection). */
+  readonly idHash: Uint32Array;
+  readonly codes: Record<CategoricalColumn, Uint32Array>;
+  readonly dicts: Dictionaries;
+}
+
+/** Byte layout of the columns inside a batch buffer of a given capacity. */
+export function batchLayout(capacity: number): { offsets: Record<string, number>; byteLength: number } {
+  const offsets: Record<string, number> = {};
+  let at = 0;
+  for (const c of NUMERIC_COLUMNS) { offsets[c] = at; at += capacity * 8; }
+  offsets.date = at; at += capacity * 4;
+  offsets.idHash = at; at += capacity * 4;
+  for (const c of CATEGORICAL_COLUMNS) { offsets[`code:${c}`] = at; at += capacity * 4; }
+  return { offsets, byteLength: at };
+}
+
+/** Rebuilds a batch's views over a (transferred) buffer. */
+export function batchViews(buffer: ArrayBuffer, capacity: number, size: number, dicts: Dictionaries): ColumnarBatch {
+  const { offsets, byteLength } = batchLayout(capacity);
+  if (buffer.byteLength < byteLength) throw new RangeError(`batch buffer of ${buffer.byteLength} bytes is too small for capacity ${capacity}`);
+  const numeric = {} as Record<NumericColumn, Float64Array>;
+  for (const c of NUMERIC_COLUMNS) numeric[c] = new Float64Array(buffer, offsets[c], size);
+  const codes = {} as Record<CategoricalColumn, Uint32Array>;
+  for (const c of CATEGORICAL_COLUMNS) codes[c] = new Uint32Array(buffer, offsets[`code:${c}`], size);
+  return {
+    size,
+    capacity,
+    buffer,
+    numeric,
+    date: new Int32Array(buffer, offsets.date, size),
+    idHash: new Uint32Array(buffer, offsets.idHash, size),
+    codes,
+    dicts,
+  };
+}
+
+/** What crosses a thread boundary: the buffer is transferred, the dictionaries cloned. */
+export interface PackedBatch {
+  buffer: ArrayBuffer;
+  capacity: number;
+  size: number;
+  dicts: Dictionaries;
+}
+
+export function packBatch(batch: ColumnarBatch): PackedBatch {
+  return { buffer: batch.buffer, capacity: batch.capacity, size: batch.size, dicts: batch.dicts };
+}
+
+export function unpackBatch(p: PackedBatch): ColumnarBatch {
+  return batchViews(p.buffer, p.capacity, p.size, p.dicts);
+}
+
+/**
+ * Accumulates validated declarations into a columnar batch. One builder makes
+ * one batch at a time; `finish()` hands the batch over and starts a new one.
+ */
+export class BatchBuilder {
+  private readonly capacity: number;
+  private views!: ColumnarBatch;
+  private dictMaps!: Record<CategoricalColumn, Map<string, number>>;
+  private dicts!: Dictionaries;
+  private n = 0;
+  /** Declaration ids, in row order (kept on the host; the kernel sees only idHash). */
+  ids: string[] = [];
+
+  constructor(capacity: number) {
+    if (!Number.isInteger(capacity) || capacity < 1) throw new RangeError('capacity must be a positive integer');
+    this.capacity = capacity;
+    this.reset();
+  }
+
+  get length(): number { return this.n; }
+  get full(): boolean { return this.n >= this.capacity; }
+
+  private reset(): void {
+    const buffer = new ArrayBuffer(batchLayout(this.capacity).byteLength);
+    this.dicts = {} as Dictionaries;
+    this.dictMaps = {} as Record<CategoricalColumn, Map<string, number>>;
+    for (const c of CATEGORICAL_COLUMNS) { this.dicts[c] = []; this.dictMaps[c] = new Map(); }
+    this.dicts.aeo = ['false', 'true'];
+    this.views = batchViews(buffer, this.capacity, this.capacity, this.dicts);
+    this.n = 0;
+    this.ids = [];
+  }
+
+  private encode(c: CategoricalColumn, value: string): number {
+    const map = this.dictMaps[c];
+    let code = map.get(value);
+    if (code === undefined) {
+      code = this.dicts[c].length;
+      this.dicts[c].push(value);
+      map.set(value, code);
+    }
+    return code;
+  }
+
+  /** Appends a declaration that already passed validateDeclaration. */
+  push(d: Declaration): void {
+    if (this.n >= this.capacity) throw new RangeError('batch is full');
+    const i = this.n++;
+    const v = this.views;
+    v.numeric.customsValue[i] = d.customsValue;
+    v.numeric.netMass[i] = d.netMass;
+    v.numeric.quantity[i] = d.quantity ?? NaN;
+    v.numeric.taxRate[i] = d.taxRate ?? NaN;
+    v.date[i] = parseIsoDate(d.date);
+    v.idHash[i] = fnv1a32(d.id);
+    v.codes.hs[i] = this.encode('hs', d.hs);
+    v.codes.origin[i] = this.encode('origin', d.origin);
+    v.codes.departure[i] = this.encode('departure', d.departure ?? '');
+    v.codes.office[i] = this.encode('office', d.office);
+    v.codes.transportMode[i] = this.encode('transportMode', d.transportMode ?? '');
+    v.codes.importer[i] = this.encode('importer', d.importer);
+    v.codes.declarant[i] = this.encode('declarant', d.declarant ?? '');
+    v.codes.seller[i] = this.encode('seller', d.seller ?? '');
+    v.codes.aeo[i] = d.aeo === true ? 1 : 0;
+    v.codes.description[i] = this.encode('description', d.description ?? '');
+    this.ids.push(d.id);
+  }
+
+  /** Returns the batch built so far (views trimmed to its size) and starts a new one. */
+  finish(): { batch: ColumnarBatch; ids: string[] } {
+    const batch = batchViews(this.views.buffer, this.capacity, this.n, this.dicts);
+    const ids = this.ids;
+    this.reset();
+    return { batch, ids };
+  }
+}
+
+/** Builds one batch from an array of valid declarations (tests, library use). */
+export function toBatch(declarations: readonly Declaration[]): { batch: ColumnarBatch; ids: string[] } {
+  const b = new BatchBuilder(Math.max(1, declarations.length));
+  for (const d of declarations) b.push(d);
+  return b.finish();
+}
+
+/** Reads row i of a batch back as a declaration (tests, reports). */
+export function rowOf(batch: ColumnarBatch, i: number, id: string): Declaration {
+  const str = (c: CategoricalColumn) => batch.dicts[c][batch.codes[c][i]];
+  const d: Declaration = {
+    id,
+    date: new Date(batch.date[i] * 86_400_000).toISOString().slice(0, 10),
+    office: str('office'),
+    importer: str('importer'),
+    hs: str('hs'),
+    origin: str('origin'),
+    customsValue: batch.numeric.customsValue[i],
+    netMass: batch.numeric.netMass[i],
+  };
+  const opt = (k: 'declarant' | 'seller' | 'departure' | 'transportMode' | 'description') => {
+    const s = str(k);
+    if (s !== '') d[k] = s;
+  };
+  opt('declarant'); opt('seller'); opt('departure'); opt('transportMode'); opt('description');
+  if (!Number.isNaN(batch.numeric.quantity[i])) d.quantity = batch.numeric.quantity[i];
+  if (!Number.isNaN(batch.numeric.taxRate[i])) d.taxRate = batch.numeric.taxRate[i];
+  if (batch.codes.aeo[i] === 1) d.aeo = true;
+  return d;
+}

@@ -1,0 +1,220 @@
+/**
+ * The declaration schema (item level) and its validation. docs/declarations.md
+ * documents every field; a test keeps the two in step.
+ *
+ * Validation never throws for bad data: it returns the issues found, each with
+ * a named error code, the field, and what was expected, so a batch reader can
+ * report one bad declaration and score the rest.
+ */
+import { errors, preview, type ErrorFactory } from '../errors.js';
+
+export interface Declaration {
+  /** Declaration (item) identifier, unique per declaration item. */
+  id: string;
+  /** Acceptance date, YYYY-MM-DD. */
+  date: string;
+  /** Customs office of declaration. */
+  office: string;
+  /** Importer (consignee) identifier. */
+  importer: string;
+  /** Declarant (broker) identifier. */
+  declarant?: string;
+  /** Seller (foreign supplier) identifier. */
+  seller?: string;
+  /** Commodity code, 6 to 10 digits (HS6 plus national subdivisions). */
+  hs: string;
+  /** Country of origin, ISO 3166-1 alpha-2. */
+  origin: string;
+  /** Country of departure (consignment), ISO 3166-1 alpha-2. */
+  departure?: string;
+  /** Mode of transport at the border (national or UN Rec. 19 code). */
+  transportMode?: string;
+  /** Customs value in the national currency. */
+  customsValue: number;
+  /** Net mass in kilograms. */
+  netMass: number;
+  /** Quantity in supplementary units. */
+  quantity?: number;
+  /** Duty rate in percent. */
+  taxRate?: number;
+  /** Goods description as declared. */
+  description?: string;
+  /** Whether the importer holds Authorised Economic Operator status. */
+  aeo?: boolean;
+}
+
+export type FieldKind = 'id' | 'date' | 'code' | 'hs' | 'country' | 'number' | 'text' | 'boolean';
+
+export interface FieldSpec {
+  name: keyof Declaration;
+  kind: FieldKind;
+  required: boolean;
+  description: string;
+  /** For numbers: inclusive bounds. */
+  min?: number;
+  max?: number;
+}
+
+export const MAX_CODE_LENGTH = 64;
+export const MAX_DESCRIPTION_LENGTH = 4096;
+
+export const FIELDS: readonly FieldSpec[] = [
+  { name: 'id', kind: 'id', required: true, description: 'Declaration item identifier (1–64 characters), unique per item.' },
+  { name: 'date', kind: 'date', required: true, description: 'Acceptance date, YYYY-MM-DD.' },
+  { name: 'office', kind: 'code', required: true, description: 'Customs office of declaration.' },
+  { name: 'importer', kind: 'code', required: true, description: 'Importer identifier.' },
+  { name: 'declarant', kind: 'code', required: false, description: 'Declarant (customs broker) identifier.' },
+  { name: 'seller', kind: 'code', required: false, description: 'Seller (foreign supplier) identifier.' },
+  { name: 'hs', kind: 'hs', required: true, description: 'Commodity code: 6 to 10 digits, leading zeros kept (a string).' },
+  { name: 'origin', kind: 'country', required: true, description: 'Country of origin, ISO 3166-1 alpha-2 (upper-cased).' },
+  { name: 'departure', kind: 'country', required: false, description: 'Country of departure, ISO 3166-1 alpha-2 (upper-cased).' },
+  { name: 'transportMode', kind: 'code', required: false, description: 'Mode of transport at the border.' },
+  { name: 'customsValue', kind: 'number', required: true, min: 0, max: 1e15, description: 'Customs value, national currency, >= 0.' },
+  { name: 'netMass', kind: 'number', required: true, min: 0, max: 1e12, description: 'Net mass in kg, >= 0 (0 leaves mass-based features undefined).' },
+  { name: 'quantity', kind: 'number', required: false, min: 0, max: 1e12, description: 'Quantity in supplementary units, >= 0.' },
+  { name: 'taxRate', kind: 'number', required: false, min: 0, max: 1000, description: 'Duty rate in percent, 0–1000.' },
+  { name: 'description', kind: 'text', required: false, description: 'Goods description (up to 4096 characters).' },
+  { name: 'aeo', kind: 'boolean', required: false, description: 'Importer holds AEO status (default false).' },
+];
+
+export const FIELD_NAMES: ReadonlySet<string> = new Set(FIELDS.map((f) => f.name));
+
+export interface FieldIssue {
+  code: string;
+  field: string;
+  expected: string;
+  got?: unknown;
+  message: string;
+}
+
+export type Validation =
+  | { ok: true; value: Declaration }
+  | { ok: false; issues: FieldIssue[]; id?: string };
+
+const DATE_RE = /^(\d{4})-(\d{2})-(\d{2})$/;
+const HS_RE = /^\d{6,10}$/;
+const COUNTRY_RE = /^[A-Za-z]{2}$/;
+
+/** Days since 1970-01-01 for a valid YYYY-MM-DD string, or NaN. */
+export function parseIsoDate(s: string): number {
+  const m = DATE_RE.exec(s);
+  if (!m) return NaN;
+  const y = +m[1], mo = +m[2], d = +m[3];
+  if (mo < 1 || mo > 12 || d < 1 || d > 31) return NaN;
+  const t = Date.UTC(y, mo - 1, d);
+  const back = new Date(t);
+  if (back.getUTCFullYear() !== y || back.getUTCMonth() !== mo - 1 || back.getUTCDate() !== d) return NaN;
+  return t / 86_400_000;
+}
+
+export function formatIsoDate(days: number): string {
+  return new Date(days * 86_400_000).toISOString().slice(0, 10);
+}
+
+function issue(factory: ErrorFactory, field: string, expected: string, got: unknown): FieldIssue {
+  const shown = got === undefined ? 'nothing' : JSON.stringify(preview(got));
+  return { code: factory.code, field, expected, got: preview(got), message: `${field}: expected ${expected}, got ${shown}` };
+}
+
+function isBlank(v: unknown): boolean {
+  return v === undefined || v === null || (typeof v === 'string' && v.trim() === '');
+}
+
+export interface ValidateOptions {
+  /** Reject fields that are not in the schema (default true: a typo should not pass silently). */
+  rejectUnknown?: boolean;
+}
+
+/**
+ * Validates one declaration. Strings are trimmed, country codes upper-cased,
+ * optional blanks dropped; nothing else is coerced (readers convert CSV text to
+ * numbers before validation, through the column mapping).
+ */
+export function validateDeclaration(raw: unknown, options: ValidateOptions = {}): Validation {
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
+    return { ok: false, issues: [issue(errors.SEL_ERR_DECL_NOT_OBJECT, '$', 'an object', Array.isArray(raw) ? 'an array' : raw)] };
+  }
+  const src = raw as Record<string, unknown>;
+  const issues: FieldIssue[] = [];
+  const out: Record<string, unknown> = {};
+  if (options.rejectUnknown !== false) {
+    for (const key of Object.keys(src)) {
+      if (!FIELD_NAMES.has(key)) issues.push(issue(errors.SEL_ERR_DECL_UNKNOWN_FIELD, key, `one of the schema fields (${[...FIELD_NAMES].join(', ')})`, src[key]));
+    }
+  }
+  for (const spec of FIELDS) {
+    const v = src[spec.name];
+    if (isBlank(v)) {
+      if (spec.required) issues.push(issue(errors.SEL_ERR_DECL_FIELD_REQUIRED, spec.name, describe(spec), v));
+      continue;
+    }
+    const checked = checkField(spec, v);
+    if ('issue' in checked) issues.push(checked.issue);
+    else out[spec.name] = checked.value;
+  }
+  if (issues.length > 0) {
+    const id = typeof src.id === 'string' ? src.id : typeof src.id === 'number' ? String(src.id) : undefined;
+    return id === undefined ? { ok: false, issues } : { ok: false, issues, id };
+  }
+  return { ok: true, value: out as unknown as Declaration };
+}
+
+function describe(spec: FieldSpec): string {
+  switch (spec.kind) {
+    case 'id': return `a string of 1–${MAX_CODE_LENGTH} characters`;
+    case 'date': return 'a date YYYY-MM-DD';
+    case 'code': return `a string of 1–${MAX_CODE_LENGTH} characters`;
+    case 'hs': return 'a string of 6 to 10 digits';
+    case 'country': return 'an ISO 3166-1 alpha-2 code (two letters)';
+    case 'number': return `a finite number in [${spec.min}, ${spec.max}]`;
+    case 'text': return `a string of at most ${MAX_DESCRIPTION_LENGTH} characters`;
+    case 'boolean': return 'true or false';
+  }
+}
+
+function checkField(spec: FieldSpec, v: unknown): { value: unknown } | { issue: FieldIssue } {
+  const name = spec.name;
+  switch (spec.kind) {
+    case 'id':
+    case 'code': {
+      if (typeof v !== 'string') return { issue: issue(errors.SEL_ERR_DECL_FIELD_TYPE, name, describe(spec), v) };
+      const s = v.trim();
+      if (s.length > MAX_CODE_LENGTH) return { issue: issue(errors.SEL_ERR_DECL_FIELD_FORMAT, name, describe(spec), v) };
+      return { value: s };
+    }
+    case 'date': {
+      if (typeof v !== 'string') return { issue: issue(errors.SEL_ERR_DECL_FIELD_TYPE, name, describe(spec), v) };
+      const s = v.trim();
+      if (Number.isNaN(parseIsoDate(s))) return { issue: issue(errors.SEL_ERR_DECL_FIELD_FORMAT, name, describe(spec), v) };
+      return { value: s };
+    }
+    case 'hs': {
+      if (typeof v !== 'string') return { issue: issue(errors.SEL_ERR_DECL_FIELD_TYPE, name, describe(spec), v) };
+      const s = v.trim().replace(/[.\s]/g, '');
+      if (!HS_RE.test(s)) return { issue: issue(errors.SEL_ERR_DECL_FIELD_FORMAT, name, describe(spec), v) };
+      return { value: s };
+    }
+    case 'country': {
+      if (typeof v !== 'string') return { issue: issue(errors.SEL_ERR_DECL_FIELD_TYPE, name, describe(spec), v) };
+      const s = v.trim();
+      if (!COUNTRY_RE.test(s)) return { issue: issue(errors.SEL_ERR_DECL_FIELD_FORMAT, name, describe(spec), v) };
+      return { value: s.toUpperCase() };
+    }
+    case 'number': {
+      if (typeof v !== 'number') return { issue: issue(errors.SEL_ERR_DECL_FIELD_TYPE, name, describe(spec), v) };
+      if (!Number.isFinite(v) || v < (spec.min ?? -Infinity) || v > (spec.max ?? Infinity)) {
+        return { issue: issue(errors.SEL_ERR_DECL_FIELD_RANGE, name, describe(spec), v) };
+      }
+      return { value: v };
+    }
+    case 'text': {
+      if (typeof v !== 'string') return { issue: issue(errors.SEL_ERR_DECL_FIELD_TYPE, name, describe(spec), v) };
+      if (v.length > MAX_DESCRIPTION_LENGTH) return { issue: issue(errors.SEL_ERR_DECL_FIELD_FORMAT, name, describe(spec), v) };
+      return { value: v };
+    }
+    case 'boolean': {
+      if (typeof v !== 'boolean') return { issue: issue(errors.SEL_ERR_DECL_FIELD_TYPE, name, describe(spec), v) };
+      return { value: v };
+    }
+  }
+}

@@ -1,0 +1,149 @@
+/**
+ * Risk profiles: a conjunction of predicates on declaration fields, a weight
+ * added to the score of every declaration it matches, and an optional
+ * counter-measure (a channel the matched declaration gets at least).
+ * Format documented in docs/profiles.md.
+ */
+import { errors } from '../errors.js';
+import { CHANNELS, isChannel, type Channel } from '../model/channels.js';
+import { FEATURES } from '../peers/peer-groups.js';
+
+/** Categorical condition fields (besides `hs`, which matches by prefix). */
+export const PROFILE_SET_FIELDS = ['origin', 'departure', 'office', 'transportMode', 'importer', 'declarant', 'seller'] as const;
+export type ProfileSetField = (typeof PROFILE_SET_FIELDS)[number];
+
+/** Numeric operands, in kernel order (index = operand code). */
+export const NUMERIC_OPERANDS = [
+  'customsValue', 'netMass', 'quantity', 'taxRate', 'unitValue',
+  ...FEATURES.map((f) => `z.${f}` as const),
+] as const;
+export type NumericOperand = (typeof NUMERIC_OPERANDS)[number];
+
+export const NUMERIC_OPS = ['<', '<=', '>', '>='] as const;
+export type NumericOp = (typeof NUMERIC_OPS)[number];
+
+export interface NumericCondition {
+  field: NumericOperand;
+  op: NumericOp;
+  value: number;
+}
+
+export interface ProfileConditions {
+  /** HS prefixes (2, 4, 6, 8 or 10 digits); matches when any prefix matches. */
+  hs?: string[];
+  origin?: string[];
+  departure?: string[];
+  office?: string[];
+  transportMode?: string[];
+  importer?: string[];
+  declarant?: string[];
+  seller?: string[];
+  /** Only declarations of AEO (true) or non-AEO (false) importers. */
+  aeo?: boolean;
+  /** All must hold; comparisons with an undefined value (e.g. no peer group) fail. */
+  numeric?: NumericCondition[];
+}
+
+export interface CounterMeasure {
+  channel: Channel;
+  instructions?: string;
+}
+
+export interface Profile {
+  id: string;
+  title?: string;
+  description?: string;
+  /** Added to the score of each matched declaration. */
+  weight: number;
+  counterMeasure?: CounterMeasure;
+  conditions: ProfileConditions;
+}
+
+export const MAX_PROFILES = 65_535;
+const ID_RE = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$/;
+const HS_PREFIX_RE = /^(\d{2}|\d{4}|\d{6}|\d{8}|\d{10})$/;
+const COUNTRY_FIELDS = new Set(['origin', 'departure']);
+const KNOWN_KEYS = new Set(['id', 'title', 'description', 'weight', 'counterMeasure', 'conditions']);
+const KNOWN_CONDITIONS = new Set(['hs', ...PROFILE_SET_FIELDS, 'aeo', 'numeric']);
+
+function invalid(field: string, expected: string, got: unknown): never {
+  throw errors.SEL_ERR_PROFILE_INVALID(`${field}: expected ${expected}, got ${JSON.stringify(got)}`, { field, expected, got });
+}
+
+function stringList(value: unknown, field: string, re?: RegExp, expected = 'a non-empty array of non-empty strings'): string[] {
+  if (!Array.isArray(value) || value.length === 0) invalid(field, expected, value);
+  return value.map((v, i) => {
+    if (typeof v !== 'string' || v.trim() === '' || (re && !re.test(v.trim()))) invalid(`${field}[${i}]`, expected, v);
+    return v.trim();
+  });
+}
+
+/** Validates one profile; throws SEL_ERR_PROFILE_INVALID naming the field. Returns a normalised copy. */
+export function validateProfile(raw: unknown, where = 'profile'): Profile {
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) invalid(where, 'an object', raw);
+  const p = raw as Record<string, unknown>;
+  for (const k of Object.keys(p)) if (!KNOWN_KEYS.has(k)) invalid(`${where}.${k}`, `one of ${[...KNOWN_KEYS].join(', ')}`, k);
+  if (typeof p.id !== 'string' || !ID_RE.test(p.id)) invalid(`${where}.id`, 'an id of 1–64 letters, digits, ".", "_", ":" or "-"', p.id);
+  const id = p.id;
+  const at = `${where}(${id})`;
+  if (p.title !== undefined && typeof p.title !== 'string') invalid(`${at}.title`, 'a string', p.title);
+  if (p.description !== undefined && typeof p.description !== 'string') invalid(`${at}.description`, 'a string', p.description);
+  if (typeof p.weight !== 'number' || !Number.isFinite(p.weight) || Math.abs(p.weight) > 1e6) invalid(`${at}.weight`, 'a finite number (|w| <= 1e6)', p.weight);
+  const out: Profile = { id, weight: p.weight, conditions: {} };
+  if (typeof p.title === 'string') out.title = p.title;
+  if (typeof p.description === 'string') out.description = p.description;
+  if (p.counterMeasure !== undefined) {
+    const cm = p.counterMeasure as Record<string, unknown>;
+    if (cm === null || typeof cm !== 'object') invalid(`${at}.counterMeasure`, 'an object {channel, instructions?}', cm);
+    if (!isChannel(cm.channel)) invalid(`${at}.counterMeasure.channel`, `one of ${CHANNELS.join(', ')}`, cm.channel);
+    if (cm.instructions !== undefined && typeof cm.instructions !== 'string') invalid(`${at}.counterMeasure.instructions`, 'a string', cm.instructions);
+    out.counterMeasure = { channel: cm.channel as Channel };
+    if (typeof cm.instructions === 'string') out.counterMeasure.instructions = cm.instructions;
+  }
+  const c = p.conditions;
+  if (c === null || typeof c !== 'object' || Array.isArray(c)) invalid(`${at}.conditions`, 'an object', c);
+  const cond = c as Record<string, unknown>;
+  for (const k of Object.keys(cond)) if (!KNOWN_CONDITIONS.has(k)) invalid(`${at}.conditions.${k}`, `one of ${[...KNOWN_CONDITIONS].join(', ')}`, k);
+  const oc = out.conditions;
+  if (cond.hs !== undefined) oc.hs = stringList(cond.hs, `${at}.conditions.hs`, HS_PREFIX_RE, 'HS prefixes of 2, 4, 6, 8 or 10 digits');
+  for (const f of PROFILE_SET_FIELDS) {
+    if (cond[f] === undefined) continue;
+    const list = COUNTRY_FIELDS.has(f)
+      ? stringList(cond[f], `${at}.conditions.${f}`, /^[A-Za-z]{2}$/, 'ISO 3166-1 alpha-2 codes').map((s) => s.toUpperCase())
+      : stringList(cond[f], `${at}.conditions.${f}`);
+    oc[f] = [...new Set(list)];
+  }
+  if (cond.aeo !== undefined) {
+    if (typeof cond.aeo !== 'boolean') invalid(`${at}.conditions.aeo`, 'true or false', cond.aeo);
+    oc.aeo = cond.aeo;
+  }
+  if (cond.numeric !== undefined) {
+    if (!Array.isArray(cond.numeric) || cond.numeric.length === 0 || cond.numeric.length > 16) invalid(`${at}.conditions.numeric`, 'an array of 1–16 conditions', cond.numeric);
+    oc.numeric = cond.numeric.map((n: unknown, i: number) => {
+      const nf = `${at}.conditions.numeric[${i}]`;
+      const q = n as Record<string, unknown>;
+      if (q === null || typeof q !== 'object') invalid(nf, 'an object {field, op, value}', n);
+      if (!(NUMERIC_OPERANDS as readonly string[]).includes(q.field as string)) invalid(`${nf}.field`, `one of ${NUMERIC_OPERANDS.join(', ')}`, q.field);
+      if (!(NUMERIC_OPS as readonly string[]).includes(q.op as string)) invalid(`${nf}.op`, `one of ${NUMERIC_OPS.join(' ')}`, q.op);
+      if (typeof q.value !== 'number' || !Number.isFinite(q.value)) invalid(`${nf}.value`, 'a finite number', q.value);
+      return { field: q.field as NumericOperand, op: q.op as NumericOp, value: q.value as number };
+    });
+  }
+  return out;
+}
+
+/** Validates a whole set: every profile valid, ids unique, size within the kernel's limit. */
+export function validateProfiles(raw: unknown): Profile[] {
+  const list = raw !== null && typeof raw === 'object' && !Array.isArray(raw) && Array.isArray((raw as { profiles?: unknown }).profiles)
+    ? (raw as { profiles: unknown[] }).profiles
+    : raw;
+  if (!Array.isArray(list)) invalid('profiles', 'an array of profiles or {"profiles": [...]}', typeof raw);
+  if (list.length > MAX_PROFILES) throw errors.SEL_ERR_PROFILE_LIMIT(`${list.length} profiles exceed the kernel's limit of ${MAX_PROFILES}`, { field: 'profiles', expected: `at most ${MAX_PROFILES}`, got: list.length });
+  const seen = new Set<string>();
+  return list.map((p, i) => {
+    const v = validateProfile(p, `profiles[${i}]`);
+    if (seen.has(v.id)) throw errors.SEL_ERR_PROFILE_DUPLICATE(`profile id "${v.id}" appears twice`, { field: `profiles[${i}].id`, expected: 'unique ids', got: v.id });
+    seen.add(v.id);
+    return v;
+  });
+}

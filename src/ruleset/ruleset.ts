@@ -1,0 +1,96 @@
+/**
+ * A ruleset is everything the kernel needs, immutable once made: peer tables,
+ * profiles and the settings that combine them. Every decision carries the
+ * version of the ruleset that made it.
+ */
+import { errors } from '../errors.js';
+import { CHANNELS, isChannel, type Channel } from '../model/channels.js';
+import { NF, FEATURES, type PeerTables } from '../peers/peer-groups.js';
+import { validateProfiles, type Profile } from '../profiles/profile.js';
+
+export interface RulesetSettings {
+  /** Smallest number of valid values a peer group needs before it is used. */
+  minGroupSize: number;
+  /** Floor of the robust scale (log units) so that a zero-MAD group gives finite z. */
+  madFloor: number;
+  /** |z| beyond which a feature adds to the score (and is listed as a reason). */
+  zThreshold: number;
+  /** Cap on (|z| - zThreshold) so that one extreme feature cannot dominate. */
+  zCap: number;
+  /** Per feature, in FEATURES order: weight of deviation below (under) and above (over) the peers. */
+  weights: { under: number[]; over: number[] };
+  /** Score at or above which a declaration goes yellow / red. */
+  thresholds: { yellow: number; red: number };
+  /** Deterministic random selection of green declarations for the control group. */
+  randomSelection: { rate: number; channel: Channel; seed: number };
+}
+
+export interface Ruleset {
+  settings: RulesetSettings;
+  peers: PeerTables;
+  profiles: Profile[];
+}
+
+/**
+ * Defaults. Under-valuation (unit value below peers) is the revenue risk and
+ * weighs most; over-valuation weighs less (money laundering, dumping).
+ */
+export const DEFAULT_SETTINGS: Readonly<RulesetSettings> = Object.freeze({
+  minGroupSize: 5,
+  madFloor: 0.05,
+  zThreshold: 2,
+  zCap: 8,
+  weights: { under: [1, 0, 0.5], over: [0.4, 0.2, 0.2] },
+  thresholds: { yellow: 2, red: 4 },
+  randomSelection: { rate: 0.01, channel: 'red' as Channel, seed: 0x5e1ec7 },
+});
+
+function bad(field: string, expected: string, got: unknown): never {
+  throw errors.SEL_ERR_RULESET_INVALID(`${field}: expected ${expected}, got ${JSON.stringify(got)}`, { field, expected, got });
+}
+
+function finite(v: unknown, field: string, min = -Infinity, max = Infinity): number {
+  if (typeof v !== 'number' || !Number.isFinite(v) || v < min || v > max) bad(field, `a finite number in [${min}, ${max}]`, v);
+  return v;
+}
+
+/** Merges partial settings over the defaults and validates the result (frozen). */
+export function resolveSettings(partial: Partial<RulesetSettings> = {}): RulesetSettings {
+  const d = DEFAULT_SETTINGS;
+  const w = partial.weights ?? d.weights;
+  const t = partial.thresholds ?? d.thresholds;
+  const r = { ...d.randomSelection, ...(partial.randomSelection ?? {}) };
+  const s: RulesetSettings = {
+    minGroupSize: finite(partial.minGroupSize ?? d.minGroupSize, 'minGroupSize', 1, 1e9),
+    madFloor: finite(partial.madFloor ?? d.madFloor, 'madFloor', 1e-9, 100),
+    zThreshold: finite(partial.zThreshold ?? d.zThreshold, 'zThreshold', 0, 1000),
+    zCap: finite(partial.zCap ?? d.zCap, 'zCap', 0, 1e6),
+    weights: { under: [], over: [] },
+    thresholds: { yellow: finite(t.yellow, 'thresholds.yellow'), red: finite(t.red, 'thresholds.red') },
+    randomSelection: { rate: finite(r.rate, 'randomSelection.rate', 0, 1), channel: r.channel, seed: finite(r.seed, 'randomSelection.seed', 0, 0xffffffff) },
+  };
+  if (!Number.isInteger(s.minGroupSize)) bad('minGroupSize', 'an integer >= 1', s.minGroupSize);
+  if (!Number.isInteger(s.randomSelection.seed)) bad('randomSelection.seed', 'an integer in [0, 2^32)', s.randomSelection.seed);
+  if (!isChannel(r.channel)) bad('randomSelection.channel', `one of ${CHANNELS.join(', ')}`, r.channel);
+  if (s.thresholds.red < s.thresholds.yellow) bad('thresholds.red', `a number >= thresholds.yellow (${s.thresholds.yellow})`, s.thresholds.red);
+  for (const side of ['under', 'over'] as const) {
+    const arr = w[side];
+    if (!Array.isArray(arr) || arr.length !== NF) bad(`weights.${side}`, `${NF} numbers (${FEATURES.join(', ')})`, arr);
+    s.weights[side] = arr.map((x, i) => finite(x, `weights.${side}[${i}]`, 0, 1e6));
+  }
+  return deepFreeze(s);
+}
+
+function deepFreeze<T>(o: T): T {
+  if (o && typeof o === 'object') {
+    for (const v of Object.values(o)) deepFreeze(v);
+    Object.freeze(o);
+  }
+  return o;
+}
+
+/** Assembles a validated ruleset: settings merged over the defaults, profiles checked. */
+export function createRuleset(input: { peers: PeerTables; profiles?: unknown; settings?: Partial<RulesetSettings> }): Ruleset {
+  const profiles = input.profiles === undefined ? [] : validateProfiles(input.profiles);
+  return { settings: resolveSettings(input.settings), peers: input.peers, profiles };
+}

@@ -1,0 +1,194 @@
+/**
+ * Scores a declaration file end to end: (peer tables built from the file
+ * itself when none are given) → streaming reader → worker pool → decisions
+ * written in input order, with label columns carried through. Used by
+ * `selectivity score` and available to library users.
+ */
+import { createWriteStream, statSync, type WriteStream } from 'node:fs';
+import { once } from 'node:events';
+import { errors } from './errors.js';
+import { createEngine } from './engine.js';
+import { channelCounts, decisionAt, emptyCounts, type Decision, type Reason } from './decisions.js';
+import type { Channel } from './model/channels.js';
+import { readDeclarations, type RecordError, type ReadOptions } from './model/readers.js';
+import { DEFAULT_LEVELS, PeerTableBuilder, type PeerTables } from './peers/peer-groups.js';
+import type { Profile } from './profiles/profile.js';
+import { createRuleset, type RulesetSettings } from './ruleset/ruleset.js';
+import type { ScoreResult } from './kernel/layout.js';
+
+export interface ScoreFileOptions {
+  columns?: ReadOptions['columns'];
+  profiles?: Profile[];
+  /** Peer tables to score against; built from the file itself when absent. */
+  peers?: PeerTables;
+  /** Peer hierarchy when peers are built from the file. */
+  levels?: readonly string[];
+  settings?: Partial<RulesetSettings>;
+  threads?: number;
+  batchSize?: number;
+  /** Where decisions go: a path ending .ndjson/.jsonl/.csv, or a writable stream (NDJSON). */
+  out?: string | NodeJS.WritableStream;
+  /** Invalid records are written here as NDJSON, when given. */
+  errorsOut?: string;
+  onProgress?: (phase: 'peers' | 'score', bytesRead: number, totalBytes: number, rows: number) => void;
+}
+
+export interface ScoreSummary {
+  file: string;
+  rows: number;
+  scored: number;
+  invalid: number;
+  channels: Record<Channel, number>;
+  controlGroup: number;
+  rulesetVersion: string;
+  profiles: number;
+  peerGroups: Record<string, number>;
+  seconds: { peers: number; scoring: number; total: number };
+  /** Declarations per second over the scoring pass (reading and parsing included). */
+  declarationsPerSecond: number;
+  /** Seconds spent inside the kernel, summed over batches. */
+  kernelSeconds: number;
+  /** The first invalid records (at most 10). */
+  firstErrors: RecordError[];
+}
+
+type Format = 'ndjson' | 'csv';
+
+function outputFormat(path: string): Format {
+  if (/\.(nd)?jsonl?$/i.test(path) || /\.ndjson$/i.test(path)) return 'ndjson';
+  if (/\.csv$/i.test(path)) return 'csv';
+  throw errors.SEL_ERR_FILE_FORMAT(`cannot tell the output format of ${path}`, { field: 'out', expected: 'a path ending .ndjson, .jsonl or .csv', got: path });
+}
+
+function csvCell(s: string): string {
+  return /[",\n\r]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
+}
+
+/** Compact one-cell form of the reasons, for CSV output. */
+export function reasonsText(reasons: Reason[]): string {
+  return reasons.map((r) => {
+    switch (r.code) {
+      case 'PROFILE': return `PROFILE:${r.profile}`;
+      case 'DEVIATION': return `DEVIATION:${r.feature}:${r.direction}:z=${r.z}@${r.peerLevel}`;
+      case 'SCORE_THRESHOLD': return `SCORE_THRESHOLD:${r.channel}`;
+      case 'COUNTER_MEASURE': return `COUNTER_MEASURE:${r.channel}:${r.profiles.join('+')}`;
+      case 'RANDOM_SELECTION': return `RANDOM_SELECTION:${r.channel}`;
+    }
+  }).join('|');
+}
+
+async function write(stream: NodeJS.WritableStream, text: string): Promise<void> {
+  if (!stream.write(text)) await once(stream as WriteStream, 'drain');
+}
+
+async function buildPeersFromFile(path: string, options: ScoreFileOptions, total: number): Promise<PeerTables> {
+  const builder = new PeerTableBuilder(options.levels ?? DEFAULT_LEVELS);
+  for await (const chunk of readDeclarations(path, { columns: options.columns, batchSize: options.batchSize })) {
+    builder.add(chunk.batch);
+    options.onProgress?.('peers', chunk.bytesRead, total, chunk.rowsRead);
+  }
+  return builder.finish();
+}
+
+export async function scoreFile(path: string, options: ScoreFileOptions = {}): Promise<ScoreSummary> {
+  const t0 = performance.now();
+  let total = 0;
+  try {
+    total = statSync(path).size;
+  } catch {
+    throw errors.SEL_ERR_FILE_NOT_FOUND(`cannot read ${path}`, { field: 'file', expected: 'a readable file', got: path });
+  }
+  const peers = options.peers ?? (await buildPeersFromFile(path, options, total));
+  const tPeers = performance.now();
+  const ruleset = createRuleset({ peers, profiles: options.profiles ?? [], settings: options.settings });
+  const engine = createEngine({ ruleset, threads: options.threads });
+  const meta = engine.meta();
+
+  let format: Format = 'ndjson';
+  let out: NodeJS.WritableStream | undefined;
+  let ownOut = false;
+  if (typeof options.out === 'string') {
+    format = outputFormat(options.out);
+    out = createWriteStream(options.out);
+    ownOut = true;
+  } else if (options.out) {
+    out = options.out;
+  }
+  const errorsOut = options.errorsOut ? createWriteStream(options.errorsOut) : undefined;
+
+  const counts = emptyCounts();
+  const firstErrors: RecordError[] = [];
+  let rows = 0, scored = 0, invalid = 0, kernelNs = 0;
+  let header: string[] | undefined;
+  const inFlight: { result: Promise<ScoreResult>; ids: string[]; pass: Record<string, string[]> }[] = [];
+  const maxInFlight = engine.options.threads * 2 + 1;
+
+  const emit = async (result: ScoreResult, ids: string[], pass: Record<string, string[]>): Promise<void> => {
+    scored += result.size;
+    kernelNs += result.kernelNs;
+    channelCounts(result, counts);
+    if (!out) return;
+    const passCols = Object.keys(pass);
+    if (format === 'csv' && !header) {
+      header = ['id', 'channel', 'score', 'control_group', 'ruleset_version', 'reasons', ...passCols];
+      await write(out, header.map(csvCell).join(',') + '\n');
+    }
+    let text = '';
+    for (let i = 0; i < result.size; i++) {
+      const d: Decision = decisionAt(result, i, ids[i], meta);
+      if (format === 'ndjson') {
+        const line: Record<string, unknown> = { ...d };
+        for (const c of passCols) line[c] = pass[c][i];
+        text += JSON.stringify(line) + '\n';
+      } else {
+        text += [d.id, d.channel, String(d.score), d.controlGroup ? '1' : '0', d.rulesetVersion, reasonsText(d.reasons), ...passCols.map((c) => pass[c][i])].map(csvCell).join(',') + '\n';
+      }
+    }
+    await write(out, text);
+  };
+
+  const tScore = performance.now();
+  try {
+    for await (const chunk of readDeclarations(path, { columns: options.columns, batchSize: options.batchSize })) {
+      rows = chunk.rowsRead;
+      for (const e of chunk.errors) {
+        invalid++;
+        if (firstErrors.length < 10) firstErrors.push(e);
+        if (errorsOut) await write(errorsOut, JSON.stringify(e) + '\n');
+      }
+      if (chunk.batch.size > 0) inFlight.push({ result: engine.scoreBatch(chunk.batch), ids: chunk.ids, pass: chunk.passThrough });
+      while (inFlight.length >= maxInFlight) {
+        const head = inFlight.shift()!;
+        await emit(await head.result, head.ids, head.pass);
+      }
+      options.onProgress?.('score', chunk.bytesRead, total, chunk.rowsRead);
+    }
+    while (inFlight.length > 0) {
+      const head = inFlight.shift()!;
+      await emit(await head.result, head.ids, head.pass);
+    }
+  } finally {
+    await Promise.allSettled(inFlight.map((f) => f.result));
+    await engine.close();
+    if (ownOut && out) { (out as WriteStream).end(); await once(out as WriteStream, 'finish'); }
+    if (errorsOut) { errorsOut.end(); await once(errorsOut, 'finish'); }
+  }
+  const tEnd = performance.now();
+  const { control, ...channels } = counts;
+  const scoringSeconds = (tEnd - tScore) / 1000;
+  return {
+    file: path,
+    rows,
+    scored,
+    invalid,
+    channels,
+    controlGroup: control,
+    rulesetVersion: meta.version,
+    profiles: meta.profiles.length,
+    peerGroups: Object.fromEntries(peers.levels.map((l, i) => [l.name, peers.groups[i].size])),
+    seconds: { peers: (tPeers - t0) / 1000, scoring: scoringSeconds, total: (tEnd - t0) / 1000 },
+    declarationsPerSecond: scoringSeconds > 0 ? scored / scoringSeconds : 0,
+    kernelSeconds: kernelNs / 1e9,
+    firstErrors,
+  };
+}

@@ -1,0 +1,70 @@
+import { afterAll, describe, expect, it } from 'vitest';
+import { createEngine, type Engine } from '../src/engine.js';
+import { referenceScore } from '../src/kernel/reference.js';
+import { toBatch } from '../src/model/columnar.js';
+import { buildPeerTables } from '../src/peers/peer-groups.js';
+import { createRuleset } from '../src/ruleset/ruleset.js';
+import { toDecisions } from '../src/decisions.js';
+import { randomDeclarations, randomProfiles } from './helpers.js';
+
+const history = randomDeclarations(2000, 7);
+const peers = buildPeerTables([toBatch(history).batch]);
+const rulesetA = createRuleset({ peers, profiles: randomProfiles(64, 8), settings: { thresholds: { yellow: 1, red: 3 } } });
+const rulesetB = createRuleset({ peers, profiles: randomProfiles(32, 9), settings: { thresholds: { yellow: 0.5, red: 2 } } });
+
+describe('engine', () => {
+  const engines: Engine[] = [];
+  afterAll(async () => { await Promise.all(engines.map((e) => e.close())); });
+
+  it('validates its options with named codes', () => {
+    expect(() => createEngine({ ruleset: rulesetA, threads: -1 })).toThrow(expect.objectContaining({ code: 'SEL_ERR_OPTION_INVALID', details: expect.objectContaining({ field: 'threads' }) }));
+    expect(() => createEngine({ ruleset: rulesetA, threads: 1, maxQueue: 0 })).toThrow(expect.objectContaining({ code: 'SEL_ERR_OPTION_INVALID' }));
+    expect(() => createEngine({} as never)).toThrow(expect.objectContaining({ code: 'SEL_ERR_OPTION_INVALID', details: expect.objectContaining({ field: 'ruleset' }) }));
+  });
+
+  it('scores in a worker pool the same as the reference, results transferred', async () => {
+    const engine = createEngine({ ruleset: rulesetA, threads: 2 });
+    engines.push(engine);
+    const parts = [0, 1, 2, 3].map((k) => toBatch(randomDeclarations(500, 100 + k)));
+    const expected = parts.map(({ batch }) => referenceScore(rulesetA, batch));
+    const results = await Promise.all(parts.map(({ batch }) => engine.scoreBatch(batch)));
+    results.forEach((r, k) => {
+      expect(Array.from(r.channel)).toEqual(Array.from(expected[k].channel));
+      expect(r.rulesetVersion).toBe(engine.rulesetVersion);
+    });
+    // the batch buffer was transferred to the worker, not cloned
+    expect(parts[0].batch.buffer.byteLength).toBe(0);
+    const decisions = toDecisions(results[0], parts[0].ids, engine.meta(results[0].rulesetVersion));
+    expect(decisions[0].id).toBe(parts[0].ids[0]);
+  });
+
+  it('swaps rulesets: batches sent before the swap finish on the old version', async () => {
+    const engine = createEngine({ ruleset: rulesetA, threads: 2 });
+    engines.push(engine);
+    const a = toBatch(randomDeclarations(3000, 21));
+    const b = toBatch(randomDeclarations(3000, 21));
+    const wantA = referenceScore(rulesetA, a.batch);
+    const wantB = referenceScore(rulesetB, b.batch);
+    const versionA = engine.rulesetVersion;
+    const pa = engine.scoreBatch(a.batch);
+    const versionB = engine.setRuleset(rulesetB);
+    const pb = engine.scoreBatch(b.batch);
+    const [ra, rb] = await Promise.all([pa, pb]);
+    expect(versionA).not.toBe(versionB);
+    expect(ra.rulesetVersion).toBe(versionA);
+    expect(rb.rulesetVersion).toBe(versionB);
+    expect(Array.from(ra.channel)).toEqual(Array.from(wantA.channel));
+    expect(Array.from(rb.channel)).toEqual(Array.from(wantB.channel));
+    expect(Array.from(ra.channel)).not.toEqual(Array.from(rb.channel));
+    expect(engine.meta(versionA).profiles).toHaveLength(64);
+  });
+
+  it('scores in-process with threads: 0 and rejects work after close', async () => {
+    const engine = createEngine({ ruleset: rulesetA, threads: 0 });
+    const { batch } = toBatch(randomDeclarations(100, 5));
+    const r = await engine.scoreBatch(batch);
+    expect(Array.from(r.channel)).toEqual(Array.from(referenceScore(rulesetA, batch).channel));
+    await engine.close();
+    await expect(engine.scoreBatch(batch)).rejects.toMatchObject({ code: 'SEL_ERR_ENGINE_CLOSED' });
+  });
+});

@@ -1,0 +1,60 @@
+import { describe, expect, it } from 'vitest';
+import fc from 'fast-check';
+import { Kernel } from '../src/kernel/kernel.js';
+import { referenceScore } from '../src/kernel/reference.js';
+import { toBatch } from '../src/model/columnar.js';
+import { buildPeerTables, NF } from '../src/peers/peer-groups.js';
+import { compileRuleset } from '../src/ruleset/compile.js';
+import { createRuleset } from '../src/ruleset/ruleset.js';
+import { mix32 } from '../src/kernel/hash.js';
+import { randomDeclarations, randomProfiles } from './helpers.js';
+import type { ScoreResult } from '../src/kernel/layout.js';
+
+function matchesOf(r: ScoreResult): number[][] {
+  const out: number[][] = [];
+  for (let i = 0; i < r.size; i++) out.push(Array.from(r.matchList.subarray(r.matchOffset[i], r.matchOffset[i + 1])));
+  return out;
+}
+
+function relClose(a: number, b: number): boolean {
+  if (Number.isNaN(a) || Number.isNaN(b)) return Number.isNaN(a) && Number.isNaN(b);
+  return Math.abs(a - b) <= 1e-9 * Math.max(1, Math.abs(a), Math.abs(b));
+}
+
+describe('kernel vs reference scorer', () => {
+  const kernel = new Kernel();
+
+  it('agrees on random batches, profiles and settings', () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 0, max: 1e9 }), fc.integer({ min: 0, max: 300 }), fc.integer({ min: 0, max: 200 }),
+        fc.integer({ min: 1, max: 8 }), fc.constantFrom(['hs6,origin', 'hs6', 'hs4', 'hs2'], ['hs10', 'hs8,office', 'hs4,departure', 'origin'], ['hs6', 'hs2,transportMode']),
+        fc.double({ min: 0, max: 0.5, noNaN: true }),
+        (seed, rows, numProfiles, minGroupSize, levels, rate) => {
+          const history = randomDeclarations(400, seed + 1);
+          const peers = buildPeerTables([toBatch(history).batch], levels);
+          const ruleset = createRuleset({
+            peers, profiles: randomProfiles(numProfiles, seed + 2),
+            settings: { minGroupSize, randomSelection: { rate, channel: 'yellow', seed: seed % 1000 }, thresholds: { yellow: 1, red: 3 } },
+          });
+          kernel.loadRuleset(compileRuleset(ruleset));
+          const { batch } = toBatch(randomDeclarations(rows, seed + 3));
+          const got = kernel.score(batch);
+          const want = referenceScore(ruleset, batch);
+          expect(got.size).toBe(rows);
+          expect(Array.from(got.channel)).toEqual(Array.from(want.channel));
+          expect(Array.from(got.flags)).toEqual(Array.from(want.flags));
+          expect(Array.from(got.level)).toEqual(Array.from(want.level));
+          expect(matchesOf(got)).toEqual(want.matches);
+          for (let i = 0; i < rows; i++) expect(relClose(got.score[i], want.score[i]), `score row ${i}: ${got.score[i]} vs ${want.score[i]}`).toBe(true);
+          for (let k = 0; k < rows * NF; k++) expect(relClose(got.z[k], want.z[k]), `z ${k}`).toBe(true);
+        },
+      ),
+      { numRuns: 60 },
+    );
+  });
+
+  it('mix32 in the kernel equals the TypeScript twin', () => {
+    fc.assert(fc.property(fc.integer({ min: 0, max: 0xffffffff }), (x) => { expect(kernel.mix32(x)).toBe(mix32(x)); }));
+  });
+});
