@@ -116,6 +116,38 @@ export function mix32(x: u32): u32 {
   }
 }
 
+// Row operations over `vecs` 128-bit vectors, unrolled for the common widths.
+// @ts-ignore: decorator
+@inline function copyRow(dst: usize, src: usize, vecs: i32): void {
+  if (vecs == 2) {
+    v128.store(dst, v128.load(src));
+    v128.store(dst + 16, v128.load(src + 16));
+  } else {
+    for (let k = 0; k < vecs; k++) v128.store(dst + (<usize>k << 4), v128.load(src + (<usize>k << 4)));
+  }
+}
+
+// @ts-ignore: decorator
+@inline function andRow(dst: usize, src: usize, vecs: i32): void {
+  if (vecs == 2) {
+    v128.store(dst, v128.and(v128.load(dst), v128.load(src)));
+    v128.store(dst + 16, v128.and(v128.load(dst + 16), v128.load(src + 16)));
+  } else {
+    for (let k = 0; k < vecs; k++) {
+      const o = <usize>k << 4;
+      v128.store(dst + o, v128.and(v128.load(dst + o), v128.load(src + o)));
+    }
+  }
+}
+
+// @ts-ignore: decorator
+@inline function orRow(dst: usize, src: usize, vecs: i32): void {
+  for (let k = 0; k < vecs; k++) {
+    const o = <usize>k << 4;
+    v128.store(dst + o, v128.or(v128.load(dst + o), v128.load(src + o)));
+  }
+}
+
 /** The value of numeric operand `op` (src/profiles/profile.ts NUMERIC_OPERANDS) for row i. */
 // @ts-ignore: decorator
 @inline function operandValue(op: u32, i: usize, colValue: usize, colMass: usize, colQty: usize, colTax: usize, outZ: usize): f64 {
@@ -269,7 +301,26 @@ export function score(plan: usize): i32 {
   // per declaration combines the score and walks the surviving profiles.
   const block = <i32>slot(plan, P_BLOCK);
   const acc = scratch;
-  const rowAddrs = scratch + <usize>block * rowBytes; // up to 16 member row addresses
+
+  // A group of several members (the HS prefix lengths) reads one column: OR
+  // its members' rows once per distinct value of the batch, not once per row.
+  let gq = groups;
+  for (let g = 0; g < numGroups; g++) {
+    const members = <i32>load<u32>(gq);
+    if (members > 1) {
+      const dictSize = <i32>load<u32>(gq + 4);
+      const combined = <usize>load<u32>(gq + 8);
+      for (let code = 0; code < dictSize; code++) {
+        const dst = combined + <usize>code * rowBytes;
+        for (let mb = 0; mb < members; mb++) {
+          const lut = <usize>load<u32>(gq + 16 + (<usize>mb << 3));
+          const src = rows + <usize>load<u32>(lut + (<usize>code << 2)) * rowBytes;
+          if (mb == 0) copyRow(dst, src, vecs); else orRow(dst, src, vecs);
+        }
+      }
+    }
+    gq += 12 + (<usize>members << 3);
+  }
   for (let b0 = 0; b0 < n; b0 += block) {
     const bn = min(block, n - b0);
     if (numProfiles > 0) {
@@ -279,41 +330,30 @@ export function score(plan: usize): i32 {
         let gp = groups;
         for (let g = 0; g < numGroups; g++) {
           const members = <i32>load<u32>(gp);
+          const col = <usize>load<u32>(gp + 12) + (<usize>b0 << 2);
           if (members == 1) {
-            const col = <usize>load<u32>(gp + 4) + (<usize>b0 << 2);
-            const lut = <usize>load<u32>(gp + 8);
-            for (let j = 0; j < bn; j++) {
-              const row = <usize>load<u32>(lut + (<usize>load<u32>(col + (<usize>j << 2)) << 2));
-              const src = rows + row * rowBytes;
-              const a = acc + <usize>j * rowBytes;
-              if (g == 0) {
-                for (let k = 0; k < vecs; k++) v128.store(a + (<usize>k << 4), v128.load(src + (<usize>k << 4)));
-              } else {
-                for (let k = 0; k < vecs; k++) {
-                  const o = <usize>k << 4;
-                  v128.store(a + o, v128.and(v128.load(a + o), v128.load(src + o)));
-                }
+            const lut = <usize>load<u32>(gp + 16);
+            if (g == 0) {
+              for (let j = 0; j < bn; j++) {
+                const src = rows + <usize>load<u32>(lut + (<usize>load<u32>(col + (<usize>j << 2)) << 2)) * rowBytes;
+                copyRow(acc + <usize>j * rowBytes, src, vecs);
+              }
+            } else {
+              for (let j = 0; j < bn; j++) {
+                const src = rows + <usize>load<u32>(lut + (<usize>load<u32>(col + (<usize>j << 2)) << 2)) * rowBytes;
+                andRow(acc + <usize>j * rowBytes, src, vecs);
               }
             }
           } else {
-            for (let j = 0; j < bn; j++) {
-              for (let mb = 0; mb < members; mb++) {
-                const mp = gp + 4 + (<usize>mb << 3);
-                const code = load<u32>(<usize>load<u32>(mp) + (<usize>(b0 + j) << 2));
-                const row = <usize>load<u32>(<usize>load<u32>(mp + 4) + (<usize>code << 2));
-                store<u32>(rowAddrs + (<usize>mb << 2), <u32>(rows + row * rowBytes));
-              }
-              const a = acc + <usize>j * rowBytes;
-              for (let k = 0; k < vecs; k++) {
-                const o = <usize>k << 4;
-                let v = v128.load(<usize>load<u32>(rowAddrs) + o);
-                for (let mb = 1; mb < members; mb++) v = v128.or(v, v128.load(<usize>load<u32>(rowAddrs + (<usize>mb << 2)) + o));
-                if (g > 0) v = v128.and(v, v128.load(a + o));
-                v128.store(a + o, v);
-              }
+            // members share one column: their OR was combined per distinct value
+            const combined = <usize>load<u32>(gp + 8);
+            if (g == 0) {
+              for (let j = 0; j < bn; j++) copyRow(acc + <usize>j * rowBytes, combined + <usize>load<u32>(col + (<usize>j << 2)) * rowBytes, vecs);
+            } else {
+              for (let j = 0; j < bn; j++) andRow(acc + <usize>j * rowBytes, combined + <usize>load<u32>(col + (<usize>j << 2)) * rowBytes, vecs);
             }
           }
-          gp += 4 + (<usize>members << 3);
+          gp += 12 + (<usize>members << 3);
         }
       }
       // numeric conditions: region of the operand → bitmap row
@@ -327,10 +367,7 @@ export function score(plan: usize): i32 {
           const x = operandValue(operand, <usize>(b0 + j), colValue, colMass, colQty, colTax, outZ);
           const src = rows + <usize>load<u32>(lut + (<usize>region(th, k, x) << 2)) * rowBytes;
           const a = acc + <usize>j * rowBytes;
-          for (let kk = 0; kk < vecs; kk++) {
-            const o = <usize>kk << 4;
-            v128.store(a + o, v128.and(v128.load(a + o), v128.load(src + o)));
-          }
+          andRow(a, src, vecs);
         }
       }
     }

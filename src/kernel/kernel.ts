@@ -153,10 +153,12 @@ export class Kernel {
       const peerLutPtr = rs.peerMaps.map((m, fi) => (m ? alloc(batch.dicts[PEER_FIELDS[fi]].length * 4) : 0));
       const memberLutPtr = meta.matchGroups.map((g) => g.members.map((m) => alloc(batch.dicts[m.column].length * 4)));
       const memberCount = meta.matchGroups.reduce((s, g) => s + g.members.length, 0);
-      const pGroups = alloc((meta.matchGroups.length + 2 * memberCount) * 4);
+      const pGroups = alloc((3 * meta.matchGroups.length + 2 * memberCount) * 4);
       const rowBytes = meta.words * 8;
+      // Several members of one group read one column; the kernel ORs their rows per distinct value here.
+      const combinedPtr = meta.matchGroups.map((g) => (g.members.length > 1 ? alloc(batch.dicts[g.members[0].column].length * rowBytes, 64) : 0));
       const block = Math.max(8, Math.min(256, Math.floor(16384 / rowBytes)));
-      const pScratch = alloc(block * rowBytes + 64, 64); // per-block bitmap accumulators + member row addresses
+      const pScratch = alloc(block * rowBytes, 64); // per-block bitmap accumulators
       const pPlan = alloc(PLAN_SLOTS * 4);
       const R = resultLayout(n);
       const pOut = alloc(R.fixedBytes + cap * 2, 16);
@@ -192,6 +194,8 @@ export class Kernel {
       let gw = pGroups >> 2;
       meta.matchGroups.forEach((g, gi) => {
         u32[gw++] = g.members.length;
+        u32[gw++] = batch.dicts[g.members[0].column].length;
+        u32[gw++] = combinedPtr[gi];
         g.members.forEach((m, mi) => {
           const dict = batch.dicts[m.column];
           const map = rs.memberMaps[gi][mi];
