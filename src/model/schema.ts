@@ -91,20 +91,37 @@ export type Validation =
   | { ok: true; value: Declaration }
   | { ok: false; issues: FieldIssue[]; id?: string };
 
-const DATE_RE = /^(\d{4})-(\d{2})-(\d{2})$/;
 const HS_RE = /^\d{6,10}$/;
 const COUNTRY_RE = /^[A-Za-z]{2}$/;
 
-/** Days since 1970-01-01 for a valid YYYY-MM-DD string, or NaN. */
+const DAYS_IN_MONTH = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+
+function digitsAt(s: string, from: number, count: number): number {
+  let n = 0;
+  for (let i = from; i < from + count; i++) {
+    const c = s.charCodeAt(i) - 48;
+    if (c < 0 || c > 9) return -1;
+    n = n * 10 + c;
+  }
+  return n;
+}
+
+/**
+ * Days since 1970-01-01 for a valid YYYY-MM-DD string, or NaN. Plain
+ * arithmetic (days-from-civil), no Date object: the readers call it per row.
+ */
 export function parseIsoDate(s: string): number {
-  const m = DATE_RE.exec(s);
-  if (!m) return NaN;
-  const y = +m[1], mo = +m[2], d = +m[3];
-  if (mo < 1 || mo > 12 || d < 1 || d > 31) return NaN;
-  const t = Date.UTC(y, mo - 1, d);
-  const back = new Date(t);
-  if (back.getUTCFullYear() !== y || back.getUTCMonth() !== mo - 1 || back.getUTCDate() !== d) return NaN;
-  return t / 86_400_000;
+  if (s.length !== 10 || s.charCodeAt(4) !== 45 || s.charCodeAt(7) !== 45) return NaN;
+  const y = digitsAt(s, 0, 4), m = digitsAt(s, 5, 2), d = digitsAt(s, 8, 2);
+  if (y < 0 || m < 1 || m > 12 || d < 1) return NaN;
+  const leap = (y % 4 === 0 && y % 100 !== 0) || y % 400 === 0;
+  if (d > (m === 2 && leap ? 29 : DAYS_IN_MONTH[m - 1])) return NaN;
+  const yy = m <= 2 ? y - 1 : y;
+  const era = Math.floor(yy / 400);
+  const yoe = yy - era * 400;
+  const doy = Math.floor((153 * (m + (m > 2 ? -3 : 9)) + 2) / 5) + d - 1;
+  const doe = yoe * 365 + Math.floor(yoe / 4) - Math.floor(yoe / 100) + doy;
+  return era * 146_097 + doe - 719_468;
 }
 
 export function formatIsoDate(days: number): string {
