@@ -4,7 +4,7 @@
  * written in input order, with label columns carried through. Used by
  * `selectivity score` and available to library users.
  */
-import { createWriteStream, statSync, type WriteStream } from 'node:fs';
+import { createWriteStream, openSync, statSync, type WriteStream } from 'node:fs';
 import { once } from 'node:events';
 import { errors } from './errors.js';
 import { createEngine } from './engine.js';
@@ -81,7 +81,15 @@ async function write(stream: NodeJS.WritableStream, text: string): Promise<void>
   if (!stream.write(text)) await once(stream as WriteStream, 'drain');
 }
 
-async function buildPeersFromFile(path: string, options: ScoreFileOptions, total: number): Promise<PeerTables> {
+function openOutput(file: string, option: string): number {
+  try {
+    return openSync(file, 'w');
+  } catch (e) {
+    throw errors.SEL_ERR_OPTION_INVALID(`cannot write --${option} ${file}: ${(e as Error).message}`, { field: option, expected: 'a writable file path (its directory must exist)', got: file });
+  }
+}
+
+export async function buildPeersFromFile(path: string, options: Pick<ScoreFileOptions, 'levels' | 'columns' | 'batchSize' | 'onProgress'> = {}, total = 0): Promise<PeerTables> {
   const builder = new PeerTableBuilder(options.levels ?? DEFAULT_LEVELS);
   for await (const chunk of readDeclarations(path, { columns: options.columns, batchSize: options.batchSize })) {
     builder.add(chunk.batch);
@@ -98,27 +106,29 @@ export async function scoreFile(path: string, options: ScoreFileOptions = {}): P
   } catch {
     throw errors.SEL_ERR_FILE_NOT_FOUND(`cannot read ${path}`, { field: 'file', expected: 'a readable file', got: path });
   }
+  // Open the outputs first: a bad --out fails before minutes of reading, with a named error.
+  let format: Format = 'ndjson';
+  let out: NodeJS.WritableStream | undefined;
+  let ownOut = false;
+  if (typeof options.out === 'string') {
+    format = outputFormat(options.out);
+    out = createWriteStream('', { fd: openOutput(options.out, 'out') });
+    ownOut = true;
+  } else if (options.out) {
+    out = options.out;
+  }
+  const errorsOut = options.errorsOut ? createWriteStream('', { fd: openOutput(options.errorsOut, 'errors') }) : undefined;
+
   const peers = options.peers ?? (await buildPeersFromFile(path, options, total));
   const tPeers = performance.now();
   const ruleset = createRuleset({ peers, profiles: options.profiles ?? [], settings: options.settings });
   const engine = createEngine({ ruleset, threads: options.threads });
   const meta = engine.meta();
 
-  let format: Format = 'ndjson';
-  let out: NodeJS.WritableStream | undefined;
-  let ownOut = false;
-  if (typeof options.out === 'string') {
-    format = outputFormat(options.out);
-    out = createWriteStream(options.out);
-    ownOut = true;
-  } else if (options.out) {
-    out = options.out;
-  }
-  const errorsOut = options.errorsOut ? createWriteStream(options.errorsOut) : undefined;
-
   const counts = emptyCounts();
   const firstErrors: RecordError[] = [];
   let rows = 0, scored = 0, invalid = 0, kernelNs = 0;
+  let lastBadLine = -1;
   let header: string[] | undefined;
   const inFlight: { result: Promise<ScoreResult>; ids: string[]; pass: Record<string, string[]> }[] = [];
   const maxInFlight = engine.options.threads * 2 + 1;
@@ -152,7 +162,8 @@ export async function scoreFile(path: string, options: ScoreFileOptions = {}): P
     for await (const chunk of readDeclarations(path, { columns: options.columns, batchSize: options.batchSize })) {
       rows = chunk.rowsRead;
       for (const e of chunk.errors) {
-        invalid++;
+        // a record with several bad fields has one error per field, consecutively: count records
+        if (e.line !== lastBadLine) { invalid++; lastBadLine = e.line; }
         if (firstErrors.length < 10) firstErrors.push(e);
         if (errorsOut) await write(errorsOut, JSON.stringify(e) + '\n');
       }

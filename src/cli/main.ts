@@ -2,7 +2,7 @@
  * The `selectivity` command: dispatches to subcommands, prints named errors
  * (code, field, expected) instead of stack traces, and sets the exit code.
  */
-import { isSelectivityError } from '../errors.js';
+import { errors, isSelectivityError } from '../errors.js';
 import { scoreCommand, SCORE_HELP } from './score.js';
 import { generateCommand } from './generate.js';
 
@@ -42,7 +42,9 @@ export async function main(argv: string[]): Promise<number> {
       return e.statusCode >= 500 ? 1 : 2;
     }
     if (e instanceof TypeError && (e as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
-      process.stderr.write(`selectivity ${name}: ${e.message}\n`);
+      const option = /'(-{1,2}[^' ]+)/.exec(e.message)?.[1]?.replace(/^-+/, '') ?? 'argv';
+      const err = errors.SEL_ERR_OPTION_INVALID(e.message, { field: option, expected: `an option listed by "selectivity ${name} --help"`, got: option });
+      process.stderr.write(`selectivity ${name}: ${err.code}: ${err.message}\n  details: ${JSON.stringify(err.details)}\n`);
       return 2;
     }
     throw e;

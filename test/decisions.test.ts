@@ -1,0 +1,170 @@
+import { afterAll, describe, expect, it } from 'vitest';
+import { channelCounts, emptyCounts, toDecisions, type Decision, type Reason } from '../src/decisions.js';
+import { createEngine, type Engine } from '../src/engine.js';
+import type { ScoreResult } from '../src/kernel/layout.js';
+import { CHANNELS } from '../src/model/channels.js';
+import { toBatch } from '../src/model/columnar.js';
+import type { Declaration } from '../src/model/schema.js';
+import { buildPeerTables, NF } from '../src/peers/peer-groups.js';
+import type { Profile } from '../src/profiles/profile.js';
+import { createRuleset, type RulesetSettings } from '../src/ruleset/ruleset.js';
+
+function decl(id: string, unitValue: number, netMass: number, importer = 'IMP1'): Declaration {
+  return { id, date: '2025-03-01', office: 'OF1', importer, hs: '8517120000', origin: 'CN', customsValue: unitValue * netMass, netMass, quantity: 10 };
+}
+
+// 20 peers: unit values 24 … 35.4 around 30, masses 100 … 290
+const HISTORY = Array.from({ length: 20 }, (_, i) => decl(`H${i}`, 30 * (1 + 0.02 * (i - 10)), 100 + 10 * i));
+const peers = buildPeerTables([toBatch(HISTORY).batch], ['hs6,origin', 'hs6', 'hs4']);
+
+const PROFILES: Profile[] = [
+  { id: 'P-IMP2', weight: 0.5, conditions: { importer: ['IMP2'] } },
+  { id: 'P-CM', weight: 0, counterMeasure: { channel: 'orange', instructions: 'scan' }, conditions: { importer: ['IMP9'], hs: ['8517'] } },
+  { id: 'P-CN-YELLOW', weight: 0, counterMeasure: { channel: 'yellow' }, conditions: { importer: ['IMP8'], origin: ['CN'] } },
+];
+
+const PROBE = [
+  decl('A-normal', 30, 200),
+  decl('B-profile', 30, 200, 'IMP2'),
+  decl('C-under', 1, 200),
+  decl('D-counter', 30, 200, 'IMP9'),
+  decl('E-under-cm', 1, 200, 'IMP8'),
+];
+
+const engines: Engine[] = [];
+afterAll(async () => { await Promise.all(engines.map((e) => e.close())); });
+
+async function decide(settings: Partial<RulesetSettings>): Promise<{ result: ScoreResult; decisions: Decision[] }> {
+  const ruleset = createRuleset({ peers, profiles: PROFILES, settings });
+  const engine = createEngine({ ruleset, threads: 0 });
+  engines.push(engine);
+  const { batch, ids } = toBatch(PROBE);
+  const result = await engine.scoreBatch(batch);
+  return { result, decisions: toDecisions(result, ids, engine.meta(result.rulesetVersion)) };
+}
+
+const NO_RANDOM: Partial<RulesetSettings> = { randomSelection: { rate: 0, channel: 'red', seed: 1 } };
+const byId = (ds: Decision[], id: string) => ds.find((d) => d.id === id)!;
+const codes = (d: Decision) => d.reasons.map((r) => r.code);
+const reasonsOf = <C extends Reason['code']>(d: Decision, code: C) => d.reasons.filter((r): r is Extract<Reason, { code: C }> => r.code === code);
+
+describe('toDecisions', () => {
+  it('keeps ids and order, and stamps the ruleset version', async () => {
+    const { result, decisions } = await decide(NO_RANDOM);
+    expect(decisions.map((d) => d.id)).toEqual(PROBE.map((d) => d.id));
+    for (const d of decisions) expect(d.rulesetVersion).toBe(result.rulesetVersion);
+    expect(result.rulesetVersion).toMatch(/\S/);
+  });
+
+  it('a declaration in line with its peers and matching nothing is green with no reasons', async () => {
+    const { decisions } = await decide(NO_RANDOM);
+    const a = byId(decisions, 'A-normal');
+    expect(a).toMatchObject({ channel: 'green', controlGroup: false, reasons: [] });
+    expect(a.score).toBe(0);
+  });
+
+  it('a matched profile gives a PROFILE reason with its id and weight, added to the score', async () => {
+    const { decisions } = await decide(NO_RANDOM);
+    const b = byId(decisions, 'B-profile');
+    expect(b.reasons).toEqual([{ code: 'PROFILE', profile: 'P-IMP2', weight: 0.5 }]);
+    expect(b.score).toBe(0.5);
+    expect(b.channel).toBe('green');
+    // no other declaration matched P-IMP2
+    for (const d of decisions) if (d.id !== 'B-profile') expect(reasonsOf(d, 'PROFILE').map((r) => r.profile)).not.toContain('P-IMP2');
+  });
+
+  it('a strongly under-valued declaration gets a DEVIATION reason with feature, z and peer level, and goes red', async () => {
+    const { result, decisions } = await decide(NO_RANDOM);
+    const i = PROBE.findIndex((d) => d.id === 'C-under');
+    const c = decisions[i];
+    const dev = reasonsOf(c, 'DEVIATION').find((r) => r.feature === 'unitValue');
+    expect(dev).toBeDefined();
+    expect(dev!.direction).toBe('under');
+    expect(dev!.peerLevel).toBe('hs6,origin');
+    expect(dev!.z).toBeLessThan(-2);
+    expect(dev!.z).toBeCloseTo(result.z[i * NF], 3);
+    expect(result.level[i * NF]).toBe(0);
+    // the peers' median unit value is 30 (ln 30 − ln 1 ≈ 3.4 log units above): z is far beyond the threshold
+    expect(dev!.z).toBeLessThan(-10);
+    expect(c.channel).toBe('red');
+    const thr = reasonsOf(c, 'SCORE_THRESHOLD');
+    expect(thr).toEqual([{ code: 'SCORE_THRESHOLD', channel: 'red', score: expect.any(Number), threshold: 4 }]);
+    // the reason's score is rounded to 4 decimals, the decision's to 6
+    expect(thr[0].score).toBeCloseTo(c.score, 4);
+    expect(c.score).toBeCloseTo(result.score[i], 6);
+    // unit value capped at zCap (weight 1 × 8) plus value per item (weight 0.5 × capped excess)
+    expect(c.score).toBeGreaterThan(8);
+    expect(c.score).toBeLessThanOrEqual(8 + 0.5 * 8);
+    expect(c.score).toBeGreaterThanOrEqual(4);
+    // deviation reasons only for |z| beyond the threshold
+    for (const r of reasonsOf(c, 'DEVIATION')) expect(Math.abs(r.z)).toBeGreaterThan(2);
+    expect(reasonsOf(byId(decisions, 'A-normal'), 'DEVIATION')).toEqual([]);
+  });
+
+  it('a counter-measure raises the channel and gives COUNTER_MEASURE naming the profile', async () => {
+    const { decisions } = await decide(NO_RANDOM);
+    const d = byId(decisions, 'D-counter');
+    expect(d.channel).toBe('orange');
+    expect(d.score).toBe(0);
+    expect(d.controlGroup).toBe(false);
+    expect(d.reasons).toEqual([
+      { code: 'PROFILE', profile: 'P-CM', weight: 0, channel: 'orange' },
+      { code: 'COUNTER_MEASURE', channel: 'orange', profiles: ['P-CM'] },
+    ]);
+  });
+
+  it('a counter-measure never lowers the channel: a red declaration stays red without COUNTER_MEASURE', async () => {
+    const { decisions } = await decide(NO_RANDOM);
+    const e = byId(decisions, 'E-under-cm');
+    expect(e.channel).toBe('red');
+    expect(codes(e)).toContain('PROFILE');
+    expect(reasonsOf(e, 'PROFILE')).toEqual([{ code: 'PROFILE', profile: 'P-CN-YELLOW', weight: 0, channel: 'yellow' }]);
+    expect(codes(e)).not.toContain('COUNTER_MEASURE');
+  });
+
+  it('random selection at rate 1 puts every green declaration, and only those, in the control group', async () => {
+    const { decisions } = await decide({ randomSelection: { rate: 1, channel: 'blue', seed: 7 } });
+    const { decisions: base } = await decide(NO_RANDOM);
+    for (const [k, d] of decisions.entries()) {
+      const was = base[k];
+      expect(d.score).toBe(was.score);
+      if (was.channel === 'green') {
+        expect(d.controlGroup, d.id).toBe(true);
+        expect(d.channel).toBe('blue');
+        expect(d.reasons.at(-1)).toEqual({ code: 'RANDOM_SELECTION', channel: 'blue', rate: 1 });
+      } else {
+        expect(d.controlGroup, d.id).toBe(false);
+        expect(d.channel).toBe(was.channel);
+        expect(codes(d)).not.toContain('RANDOM_SELECTION');
+      }
+    }
+    expect(decisions.filter((d) => d.controlGroup).map((d) => d.id)).toEqual(['A-normal', 'B-profile']);
+  });
+
+  it('at rate 0 nobody is selected at random', async () => {
+    const { decisions } = await decide(NO_RANDOM);
+    expect(decisions.some((d) => d.controlGroup || codes(d).includes('RANDOM_SELECTION'))).toBe(false);
+  });
+});
+
+describe('channelCounts', () => {
+  it('counts per channel sum to the number of decisions and match them; control counts the control group', async () => {
+    for (const settings of [NO_RANDOM, { randomSelection: { rate: 1, channel: 'blue' as const, seed: 7 } }]) {
+      const { result, decisions } = await decide(settings);
+      const counts = channelCounts(result);
+      expect(CHANNELS.reduce((s, c) => s + counts[c], 0)).toBe(decisions.length);
+      for (const c of CHANNELS) expect(counts[c], c).toBe(decisions.filter((d) => d.channel === c).length);
+      expect(counts.control).toBe(decisions.filter((d) => d.controlGroup).length);
+    }
+    const { result } = await decide(NO_RANDOM);
+    expect(channelCounts(result)).toEqual({ green: 2, blue: 0, yellow: 0, orange: 1, red: 2, control: 0 });
+  });
+
+  it('accumulates into the counts it is given', async () => {
+    const { result } = await decide(NO_RANDOM);
+    const into = emptyCounts();
+    channelCounts(result, into);
+    channelCounts(result, into);
+    expect(into).toEqual({ green: 4, blue: 0, yellow: 0, orange: 2, red: 4, control: 0 });
+  });
+});
