@@ -16,6 +16,7 @@ import { compileRuleset, type CompiledMeta, type CompiledRuleset } from './rules
 import type { Ruleset } from './ruleset/ruleset.js';
 import { workerPath } from './paths.js';
 import type { ScoreReply, ScoreTask } from '../workers/score-worker.js';
+import { scoreWire, type WireReply, type WireRequest } from './service/wire.js';
 
 export interface EngineOptions {
   /** The ruleset to score with (see createRuleset). */
@@ -34,6 +35,15 @@ export interface Engine {
   meta(version?: string): CompiledMeta;
   /** Scores a batch. With threads > 0 the batch's buffer is transferred (consumed). */
   scoreBatch(batch: ColumnarBatch): Promise<ScoreResult>;
+  /**
+   * Scores an encoded request (the HTTP service's path: decode, validate,
+   * score and encode happen in the worker). The request body is transferred
+   * when it owns its whole buffer. Never rejects for bad input: the reply says
+   * ok: false with a named error instead.
+   */
+  scoreWire(request: WireRequest): Promise<WireReply>;
+  /** Tasks waiting for a worker (0 with threads: 0). */
+  readonly queueSize: number;
   /** Compiles and swaps in a ruleset; batches already sent finish on the version they were sent with. */
   setRuleset(ruleset: Ruleset): string;
   close(): Promise<void>;
@@ -77,6 +87,12 @@ export function createEngine(options: EngineOptions): Engine {
   }
   install(options.ruleset);
 
+  const checkQueue = () => {
+    if (pool && pool.queueSize >= opts.maxQueue) {
+      throw errors.SEL_ERR_OVERLOADED(`all ${opts.threads} workers are busy and ${pool.queueSize} batches are waiting`, { field: 'queue', expected: `fewer than ${opts.maxQueue} waiting batches`, got: pool.queueSize, retryAfterSeconds: 1 });
+    }
+  };
+
   return {
     options: opts,
     get rulesetVersion() { return current.version; },
@@ -85,12 +101,25 @@ export function createEngine(options: EngineOptions): Engine {
       if (!m) throw errors.SEL_ERR_RULESET_INVALID(`ruleset version ${version} is no longer held`, { field: 'version', expected: `one of ${[...metas.keys()].join(', ')}`, got: version });
       return m;
     },
+    get queueSize() { return pool ? pool.queueSize : 0; },
     async scoreBatch(batch) {
       if (closed) throw errors.SEL_ERR_ENGINE_CLOSED('engine is closed', { field: 'engine' });
       if (kernel) return kernel.score(batch);
+      checkQueue();
       const task: ScoreTask = { rulesetVersion: current.version, ruleset: current.buffer, batch: packBatch(batch) };
       const reply = (await pool!.run(task, { transferList: [batch.buffer] })) as ScoreReply;
       return resultViews(reply.buffer, reply.size, reply.rulesetVersion, reply.kernelNs);
+    },
+    async scoreWire(request) {
+      if (closed) throw errors.SEL_ERR_ENGINE_CLOSED('engine is closed', { field: 'engine' });
+      if (kernel) return scoreWire(kernel, request);
+      checkQueue();
+      const body = request.body;
+      // Transfer the body only when it owns its buffer (never a slice of Node's shared Buffer pool).
+      const owns = body.byteOffset === 0 && body.byteLength === body.buffer.byteLength && body.byteLength >= 4096 && !(body.buffer instanceof SharedArrayBuffer);
+      const wire = owns ? request : { ...request, body: new Uint8Array(body) }; // a copy with its own buffer
+      const task: ScoreTask = { rulesetVersion: current.version, ruleset: current.buffer, wire };
+      return (await pool!.run(task, { transferList: [wire.body.buffer as ArrayBuffer] })) as WireReply;
     },
     setRuleset(ruleset) {
       if (closed) throw errors.SEL_ERR_ENGINE_CLOSED('engine is closed', { field: 'engine' });

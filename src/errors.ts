@@ -81,6 +81,22 @@ export const errors = {
   SEL_ERR_KERNEL_LOAD: define('SEL_ERR_KERNEL_LOAD', 500, 'The WebAssembly kernel could not be loaded (run `npm run build`).'),
   SEL_ERR_KERNEL_MEMORY: define('SEL_ERR_KERNEL_MEMORY', 507, 'The kernel could not grow its linear memory for a batch or ruleset.'),
   SEL_ERR_ENGINE_CLOSED: define('SEL_ERR_ENGINE_CLOSED', 503, 'The engine was closed; no further batches are accepted.'),
+
+  // HTTP service: requests, access, load
+  SEL_ERR_REQUEST_PARSE: define('SEL_ERR_REQUEST_PARSE', 400, 'A request body is not well-formed JSON, NDJSON or MessagePack.'),
+  SEL_ERR_REQUEST_INVALID: define('SEL_ERR_REQUEST_INVALID', 400, 'A request is well-formed but does not have the expected shape (missing, unknown or mistyped field or parameter).'),
+  SEL_ERR_BODY_TOO_LARGE: define('SEL_ERR_BODY_TOO_LARGE', 413, 'A request body exceeds the configured body limit.'),
+  SEL_ERR_BATCH_TOO_LARGE: define('SEL_ERR_BATCH_TOO_LARGE', 413, 'A batch holds more declarations than the configured maximum.'),
+  SEL_ERR_MEDIA_TYPE: define('SEL_ERR_MEDIA_TYPE', 415, 'A request body has a Content-Type the route does not accept.'),
+  SEL_ERR_NOT_ACCEPTABLE: define('SEL_ERR_NOT_ACCEPTABLE', 406, 'The Accept header asks for a representation the route cannot produce.'),
+  SEL_ERR_UNAUTHORIZED: define('SEL_ERR_UNAUTHORIZED', 401, 'No bearer token, or an unknown one.'),
+  SEL_ERR_FORBIDDEN: define('SEL_ERR_FORBIDDEN', 403, "The token's role may not use this route."),
+  SEL_ERR_NOT_FOUND: define('SEL_ERR_NOT_FOUND', 404, 'No such route or resource.'),
+  SEL_ERR_OVERLOADED: define('SEL_ERR_OVERLOADED', 503, 'The scoring queue is full; retry after the number of seconds in Retry-After.'),
+  SEL_ERR_NOT_READY: define('SEL_ERR_NOT_READY', 503, 'The service is starting or shutting down and does not take new work.'),
+  SEL_ERR_CONFIG_INVALID: define('SEL_ERR_CONFIG_INVALID', 400, 'Service configuration (environment, tokens file, data directory) is invalid.'),
+  SEL_ERR_STORAGE: define('SEL_ERR_STORAGE', 500, 'A durable write to the data directory failed; nothing was acknowledged.'),
+  SEL_ERR_INTERNAL: define('SEL_ERR_INTERNAL', 500, 'An unexpected internal error; the request changed nothing. Report it with the request id.'),
 } as const satisfies Record<string, ErrorFactory>;
 
 export type ErrorCode = keyof typeof errors;

@@ -4,15 +4,21 @@
  * is copied into kernel memory only when its version changes, so a ruleset
  * swap is atomic per task: a batch is scored wholly by the version it was
  * sent with. Batches arrive transferred; results leave transferred.
+ *
+ * Two kinds of task: a columnar batch (library API, CLI), or a wire request
+ * (the HTTP service: encoded bytes in, encoded decisions out; see
+ * src/service/wire.ts).
  */
 import { move, transferableSymbol, valueSymbol } from 'piscina';
 import { Kernel } from '../src/kernel/kernel.js';
 import { unpackBatch, type PackedBatch } from '../src/model/columnar.js';
+import { scoreWire, type WireReply, type WireRequest } from '../src/service/wire.js';
 
 export interface ScoreTask {
   rulesetVersion: string;
   ruleset: SharedArrayBuffer;
-  batch: PackedBatch;
+  batch?: PackedBatch;
+  wire?: WireRequest;
 }
 
 export interface ScoreReply {
@@ -24,15 +30,19 @@ export interface ScoreReply {
 
 let kernel: Kernel | undefined;
 
-class Reply {
-  constructor(private readonly value: ScoreReply) {}
-  get [transferableSymbol](): ArrayBuffer { return this.value.buffer; }
-  get [valueSymbol](): ScoreReply { return this.value; }
+class Transfer<T> {
+  constructor(private readonly value: T, private readonly buffer: ArrayBuffer | undefined) {}
+  get [transferableSymbol](): ArrayBuffer[] { return this.buffer ? [this.buffer] : []; }
+  get [valueSymbol](): T { return this.value; }
 }
 
 export default function score(task: ScoreTask): unknown {
   kernel ??= new Kernel();
   if (kernel.rulesetVersion !== task.rulesetVersion) kernel.loadRuleset(task.ruleset);
-  const result = kernel.score(unpackBatch(task.batch));
-  return move(new Reply({ buffer: result.buffer, size: result.size, rulesetVersion: result.rulesetVersion, kernelNs: result.kernelNs }) as never);
+  if (task.wire) {
+    const reply: WireReply = scoreWire(kernel, task.wire);
+    return move(new Transfer(reply, reply.ok ? (reply.body.buffer as ArrayBuffer) : undefined) as never);
+  }
+  const result = kernel.score(unpackBatch(task.batch!));
+  return move(new Transfer<ScoreReply>({ buffer: result.buffer, size: result.size, rulesetVersion: result.rulesetVersion, kernelNs: result.kernelNs }, result.buffer) as never);
 }

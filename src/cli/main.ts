@@ -5,12 +5,14 @@
 import { errors, isSelectivityError } from '../errors.js';
 import { scoreCommand, SCORE_HELP } from './score.js';
 import { generateCommand } from './generate.js';
+import { serveCommand } from './serve.js';
 
 const HELP = `selectivity — customs selectivity engine
 
 Usage: selectivity <command> [options]
 
 Commands:
+  serve             run the scoring service (HTTP; npm start)
   score <file>      score a declaration file (CSV or NDJSON) and write decisions
   generate          write a synthetic declaration file with planted frauds
 
@@ -18,6 +20,7 @@ Run "selectivity <command> --help" for a command's options.
 `;
 
 const commands: Record<string, (argv: string[]) => Promise<number>> = {
+  serve: serveCommand,
   score: scoreCommand,
   generate: generateCommand,
 };

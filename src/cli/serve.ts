@@ -1,0 +1,111 @@
+import { parseArgs } from 'node:util';
+import { resolve } from 'node:path';
+import { errors } from '../errors.js';
+import { startService } from '../service/service.js';
+import { intOption } from './options.js';
+
+export const SERVE_HELP = `Usage: selectivity serve [options]
+
+Runs the scoring service (HTTP). On a first start it creates the data
+directory, seeds it with the example ruleset (profiles and peer tables built
+from the bundled example declarations) and generates one bearer token per
+role into <data-dir>/tokens.json (owner-only), printing how to use them.
+
+Options (environment variable in brackets):
+  --host <addr>          listen address (default 127.0.0.1) [SELECTIVITY_HOST]
+  --port <n>             listen port, 0 for any (default 8080) [SELECTIVITY_PORT]
+  --data-dir <dir>       data directory (default ./data) [SELECTIVITY_DATA_DIR]
+  --profiles <file>      profiles file (default <data-dir>/profiles.json)
+  --peers <file>         peer tables file (default <data-dir>/peers.json)
+  --tokens <file>        tokens file (default <data-dir>/tokens.json)
+                         [SELECTIVITY_TOKENS=port:<token>,analyst:<token>,admin:<token>]
+  --threads <n>          scoring worker threads (default: all cores)
+  --max-queue <n>        batches allowed to wait for a worker before 503 (default 4 × threads)
+  --body-limit <size>    largest request body, e.g. 64mb (default 64mb)
+  --max-batch <n>        most declarations per /v1/score batch (default 100000)
+  --metrics-interval <s> latency interval histograms reset every s seconds (default 60)
+  --quiet                no request log
+
+Signals: SIGHUP reloads the ruleset files; SIGTERM/SIGINT shut down gracefully.
+`;
+
+export function parseSize(raw: string, name: string): number {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*(b|kb|k|mb|m|gb|g)?\s*$/i.exec(raw);
+  if (!m) throw errors.SEL_ERR_OPTION_INVALID(`--${name} must be a size such as 512kb or 64mb`, { field: name, expected: 'a number with an optional unit b, kb, mb, gb', got: raw });
+  const unit = (m[2] ?? 'b').toLowerCase()[0];
+  const bytes = Math.floor(Number(m[1]) * (unit === 'k' ? 1024 : unit === 'm' ? 1024 ** 2 : unit === 'g' ? 1024 ** 3 : 1));
+  if (bytes < 1024 || bytes > 2 * 1024 ** 3) throw errors.SEL_ERR_OPTION_INVALID(`--${name} must be between 1kb and 2gb`, { field: name, expected: 'between 1kb and 2gb', got: raw });
+  return bytes;
+}
+
+export async function serveCommand(argv: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: false,
+    options: {
+      host: { type: 'string' },
+      port: { type: 'string' },
+      'data-dir': { type: 'string' },
+      profiles: { type: 'string' },
+      peers: { type: 'string' },
+      tokens: { type: 'string' },
+      threads: { type: 'string' },
+      'max-queue': { type: 'string' },
+      'body-limit': { type: 'string' },
+      'max-batch': { type: 'string' },
+      'metrics-interval': { type: 'string' },
+      quiet: { type: 'boolean' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (values.help) { process.stdout.write(SERVE_HELP); return 0; }
+  void positionals;
+  const env = process.env;
+  const dataDir = resolve(values['data-dir'] ?? env.SELECTIVITY_DATA_DIR ?? 'data');
+  const service = await startService({
+    host: values.host ?? env.SELECTIVITY_HOST ?? '127.0.0.1',
+    port: intOption(values.port ?? env.SELECTIVITY_PORT ?? '8080', 'port', 0, 65535),
+    dataDir,
+    profiles: values.profiles,
+    peers: values.peers,
+    tokensFile: values.tokens,
+    tokensEnv: env.SELECTIVITY_TOKENS,
+    threads: values.threads !== undefined ? intOption(values.threads, 'threads', 0, 1024) : undefined,
+    maxQueue: values['max-queue'] !== undefined ? intOption(values['max-queue'], 'max-queue', 1) : undefined,
+    bodyLimit: values['body-limit'] !== undefined ? parseSize(values['body-limit'], 'body-limit') : undefined,
+    maxBatch: values['max-batch'] !== undefined ? intOption(values['max-batch'], 'max-batch', 1, 10_000_000) : undefined,
+    metricsIntervalMs: values['metrics-interval'] !== undefined ? intOption(values['metrics-interval'], 'metrics-interval', 1, 86_400) * 1000 : undefined,
+    logger: values.quiet ? false : { level: 'info' },
+  });
+  const out = process.stdout;
+  const meta = service.engine.meta();
+  out.write(`selectivity: listening on ${service.url} (${service.engine.options.threads} scoring workers)\n`);
+  out.write(`  data directory ${dataDir}${service.seeded.length ? ` (seeded with the example ruleset: ${service.seeded.join(', ')})` : ''}\n`);
+  out.write(`  ruleset ${meta.version}: ${meta.profiles.length} profiles, peer levels ${meta.levels.map((l) => l.name).join(' → ')}\n`);
+  out.write(`  tokens: ${service.tokens.source}${service.tokens.path ? ` (${service.tokens.path})` : ''}: ${Object.entries(service.tokens.counts).map(([r, n]) => `${n} ${r}`).join(', ')}\n`);
+  if (service.generatedTokens) {
+    out.write('\nFirst start: one bearer token per role was generated (shown once; kept owner-only in the tokens file):\n');
+    for (const t of service.generatedTokens) out.write(`  ${t.role.padEnd(8)} ${t.token}\n`);
+    const port = service.generatedTokens.find((t) => t.role === 'port')!.token;
+    out.write(`\nTry it:\n  curl -s -H 'authorization: Bearer ${port}' -H 'content-type: application/json' \\\n    -d '{"declarations":[{"id":"D1","date":"2026-11-23","office":"OF01","importer":"IM00001","hs":"020890","origin":"CN","customsValue":1200,"netMass":900}]}' \\\n    ${service.url}/v1/score\n\n`);
+  }
+  out.write(`  API description: ${service.url}/v1/openapi.json · health ${service.url}/healthz · docs/service.md\n`);
+
+  return await new Promise<number>((resolveExit) => {
+    let stopping = false;
+    const stop = (signal: string) => {
+      if (stopping) { out.write(`selectivity: ${signal} again, exiting now\n`); process.exit(130); }
+      stopping = true;
+      out.write(`selectivity: ${signal}: finishing in-flight requests…\n`);
+      service.close().then(() => { out.write('selectivity: stopped\n'); resolveExit(0); }, (e) => { process.stderr.write(`selectivity: shutdown failed: ${(e as Error).message}\n`); resolveExit(1); });
+    };
+    process.on('SIGTERM', () => stop('SIGTERM'));
+    process.on('SIGINT', () => stop('SIGINT'));
+    process.on('SIGHUP', () => {
+      service.reload().then(
+        (v) => out.write(`selectivity: SIGHUP: ruleset ${v} loaded\n`),
+        (e) => process.stderr.write(`selectivity: SIGHUP: reload failed, the active ruleset stays: ${(e as { code?: string }).code ?? ''} ${(e as Error).message}\n`),
+      );
+    });
+  });
+}

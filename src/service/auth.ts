@@ -1,0 +1,147 @@
+/**
+ * Bearer tokens with roles. Tokens come from, in order: the environment
+ * (SELECTIVITY_TOKENS=port:<token>,analyst:<token>,…), a tokens file given on
+ * the command line, or <dataDir>/tokens.json. On a first start with none of
+ * them, one token per role is generated into <dataDir>/tokens.json with
+ * owner-only permissions, and the caller prints how to use them.
+ *
+ * Roles: port (score only), analyst (score, profiles, studies, feedback),
+ * admin (everything, including ruleset reload and metrics).
+ */
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { errors } from '../errors.js';
+import { writeFileDurable } from '../store/durable.js';
+
+export const ROLES = ['port', 'analyst', 'admin'] as const;
+export type Role = (typeof ROLES)[number];
+
+export interface TokenEntry {
+  role: Role;
+  token: string;
+  /** Free text: who holds it. */
+  name?: string;
+}
+
+export interface TokenStore {
+  /** Where the tokens came from. */
+  readonly source: 'env' | 'file' | 'generated';
+  readonly path?: string;
+  /** Number of tokens per role. */
+  readonly counts: Record<Role, number>;
+  /** The role of a presented token, or undefined. Constant time per stored token. */
+  roleOf(token: string): Role | undefined;
+}
+
+const MIN_TOKEN_LENGTH = 16;
+const digest = (s: string) => createHash('sha256').update(s, 'utf8').digest();
+
+function isRole(v: unknown): v is Role {
+  return typeof v === 'string' && (ROLES as readonly string[]).includes(v);
+}
+
+function checkEntry(e: unknown, where: string): TokenEntry {
+  if (e === null || typeof e !== 'object') throw errors.SEL_ERR_CONFIG_INVALID(`${where} is not an object`, { field: where, expected: '{ "role": …, "token": … }', got: e });
+  const { role, token, name } = e as Record<string, unknown>;
+  if (!isRole(role)) throw errors.SEL_ERR_CONFIG_INVALID(`${where}.role is not a role`, { field: `${where}.role`, expected: ROLES.join(' | '), got: role });
+  if (typeof token !== 'string' || token.length < MIN_TOKEN_LENGTH || /\s/.test(token)) {
+    throw errors.SEL_ERR_CONFIG_INVALID(`${where}.token is too short or contains spaces`, { field: `${where}.token`, expected: `a string of at least ${MIN_TOKEN_LENGTH} characters without spaces`, got: typeof token === 'string' ? `${token.length} characters` : token });
+  }
+  if (name !== undefined && typeof name !== 'string') throw errors.SEL_ERR_CONFIG_INVALID(`${where}.name is not a string`, { field: `${where}.name`, expected: 'a string', got: name });
+  return name === undefined ? { role, token } : { role, token, name };
+}
+
+/** Parses SELECTIVITY_TOKENS: role:token pairs separated by commas. */
+export function parseTokensEnv(value: string): TokenEntry[] {
+  const out: TokenEntry[] = [];
+  value.split(',').map((s) => s.trim()).filter(Boolean).forEach((pair, i) => {
+    const at = pair.indexOf(':');
+    if (at < 0) throw errors.SEL_ERR_CONFIG_INVALID(`SELECTIVITY_TOKENS entry ${i + 1} has no role`, { field: 'SELECTIVITY_TOKENS', expected: 'role:token pairs separated by commas, roles port | analyst | admin', got: `entry ${i + 1}` });
+    out.push(checkEntry({ role: pair.slice(0, at), token: pair.slice(at + 1) }, `SELECTIVITY_TOKENS[${i}]`));
+  });
+  if (out.length === 0) throw errors.SEL_ERR_CONFIG_INVALID('SELECTIVITY_TOKENS is set but empty', { field: 'SELECTIVITY_TOKENS', expected: 'at least one role:token pair' });
+  return out;
+}
+
+/** Reads a tokens file: { "tokens": [ { "role", "token", "name"? } ] }. */
+export function readTokensFile(path: string): TokenEntry[] {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(readFileSync(path, 'utf8'));
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') throw errors.SEL_ERR_FILE_NOT_FOUND(`tokens file ${path} not found`, { field: 'tokens', expected: 'a readable JSON file', got: path });
+    throw errors.SEL_ERR_CONFIG_INVALID(`tokens file ${path} is not valid JSON: ${(e as Error).message}`, { field: 'tokens', expected: 'JSON { "tokens": [...] }', got: path });
+  }
+  const list = (raw as { tokens?: unknown } | null)?.tokens;
+  if (!Array.isArray(list) || list.length === 0) throw errors.SEL_ERR_CONFIG_INVALID(`tokens file ${path} has no tokens`, { field: 'tokens', expected: 'a non-empty "tokens" array', got: list });
+  return list.map((e, i) => checkEntry(e, `tokens[${i}]`));
+}
+
+export function generateTokens(): TokenEntry[] {
+  return ROLES.map((role) => ({ role, token: `sel_${role}_${randomBytes(24).toString('base64url')}`, name: `generated ${new Date().toISOString()}` }));
+}
+
+export function createTokenStore(entries: readonly TokenEntry[], source: TokenStore['source'], path?: string): TokenStore {
+  const seen = new Set<string>();
+  for (const e of entries) {
+    if (seen.has(e.token)) throw errors.SEL_ERR_CONFIG_INVALID('the same token is listed twice', { field: 'token', expected: 'distinct tokens' });
+    seen.add(e.token);
+  }
+  const hashed = entries.map((e) => ({ role: e.role, hash: digest(e.token) }));
+  const counts = { port: 0, analyst: 0, admin: 0 } as Record<Role, number>;
+  for (const e of entries) counts[e.role]++;
+  return {
+    source,
+    path,
+    counts,
+    roleOf(token) {
+      if (!token) return undefined;
+      const h = digest(token);
+      let found: Role | undefined;
+      for (const e of hashed) if (timingSafeEqual(e.hash, h)) found = e.role;
+      return found;
+    },
+  };
+}
+
+export interface LoadTokensOptions {
+  dataDir: string;
+  /** An explicit tokens file (--tokens). */
+  file?: string;
+  /** The SELECTIVITY_TOKENS value, if set. */
+  env?: string;
+}
+
+export interface LoadedTokens {
+  store: TokenStore;
+  /** Set on a first start: the tokens just generated, to print once. */
+  generated?: TokenEntry[];
+}
+
+export function loadTokens(options: LoadTokensOptions): LoadedTokens {
+  if (options.env !== undefined && options.env.trim() !== '') return { store: createTokenStore(parseTokensEnv(options.env), 'env') };
+  if (options.file) return { store: createTokenStore(readTokensFile(options.file), 'file', options.file) };
+  const path = join(options.dataDir, 'tokens.json');
+  if (existsSync(path)) {
+    const mode = statSync(path).mode & 0o777;
+    if ((mode & 0o077) !== 0 && process.platform !== 'win32') {
+      throw errors.SEL_ERR_CONFIG_INVALID(`${path} is readable by others (mode ${mode.toString(8)}); run chmod 600 on it`, { field: 'tokens', expected: 'owner-only permissions (0600)', got: mode.toString(8) });
+    }
+    return { store: createTokenStore(readTokensFile(path), 'file', path) };
+  }
+  const generated = generateTokens();
+  writeFileDurable(path, `${JSON.stringify({ tokens: generated }, null, 2)}\n`, { mode: 0o600 });
+  return { store: createTokenStore(generated, 'generated', path), generated };
+}
+
+/** Which roles may use a route: the permission table the service enforces. */
+export const ROUTE_ROLES = {
+  score: ['port', 'analyst', 'admin'],
+  read: ['analyst', 'admin'],
+  write: ['analyst', 'admin'],
+  admin: ['admin'],
+  metrics: ['admin', 'analyst'],
+} as const satisfies Record<string, readonly Role[]>;
+export type Access = keyof typeof ROUTE_ROLES;

@@ -1,0 +1,487 @@
+/**
+ * The scoring service: Fastify routes over the engine's worker pool.
+ *
+ *   GET  /healthz, /readyz                     public
+ *   POST /v1/score          JSON | MessagePack  port, analyst, admin
+ *   POST /v1/score/stream   NDJSON | MessagePack sequence, streamed both ways
+ *   GET  /v1/ruleset                            analyst, admin
+ *   POST /v1/ruleset/reload                     admin
+ *   PUT  /v1/ruleset/profiles                   analyst, admin (durable before 200)
+ *   GET  /metrics (Prometheus), /v1/metrics     admin, analyst
+ *   GET  /v1/openapi.json                       any token
+ *
+ * The main thread moves bytes: decoding, validation, scoring and encoding
+ * run in the pool (src/service/wire.ts). Every error is a named code.
+ */
+import { Readable } from 'node:stream';
+import type { IncomingMessage } from 'node:http';
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyError } from 'fastify';
+import swagger from '@fastify/swagger';
+import { pack, Unpackr } from 'msgpackr';
+import { errors, SelectivityError, isSelectivityError } from '../errors.js';
+import type { Engine } from '../engine.js';
+import { FIELDS } from '../model/schema.js';
+import { CHANNELS } from '../model/channels.js';
+import { ROUTE_ROLES, type Access, type Role, type TokenStore } from './auth.js';
+import type { Metrics } from './metrics.js';
+import { KERNEL_SERIES } from './metrics.js';
+import type { RulesetSource } from './state.js';
+import { msgpackValueEnd, type WireFormat, type WireReply } from './wire.js';
+
+export interface ServiceOptions {
+  engine: Engine;
+  source: RulesetSource;
+  tokens: TokenStore;
+  metrics: Metrics;
+  /** Largest request body for /v1/score and the JSON routes, bytes. Default 64 MiB. */
+  bodyLimit?: number;
+  /** Most declarations in one /v1/score batch. Default 100,000. */
+  maxBatch?: number;
+  /** Stream chunking: records per chunk sent to a worker. Default 2,048. */
+  streamChunkRecords?: number;
+  /** Longest NDJSON line / MessagePack record in a stream, bytes. Default 1 MiB. */
+  maxRecordBytes?: number;
+  logger?: boolean | object;
+  version?: string;
+}
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    access?: Access | 'public' | 'any';
+  }
+  interface FastifyRequest {
+    role?: Role;
+    scoreStats?: Pick<Extract<WireReply, { ok: true }>, 'scored' | 'invalid' | 'counts' | 'errorCodes' | 'kernelNs'>;
+  }
+}
+
+const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true });
+const MSGPACK_TYPES = ['application/msgpack', 'application/x-msgpack'];
+const NDJSON_TYPES = ['application/x-ndjson', 'application/ndjson', 'application/jsonl', 'application/json-seq'];
+
+function mediaType(header: string | undefined): string {
+  return (header ?? '').split(';')[0].trim().toLowerCase();
+}
+
+function requestFormat(req: FastifyRequest): WireFormat {
+  return MSGPACK_TYPES.includes(mediaType(req.headers['content-type'])) ? 'msgpack' : 'json';
+}
+
+/**
+ * Picks the response encoding from Accept: the supported type with the
+ * highest q; a wildcard or no header answers in the request's own encoding.
+ */
+export function negotiate(accept: string | undefined, fallback: WireFormat, jsonTypes: readonly string[] = ['application/json']): WireFormat {
+  if (!accept || accept.trim() === '') return fallback;
+  let best: WireFormat | undefined;
+  let bestQ = 0;
+  for (const part of accept.split(',')) {
+    const [typeRaw, ...params] = part.split(';');
+    const type = typeRaw.trim().toLowerCase();
+    let q = 1;
+    for (const p of params) {
+      const [k, v] = p.split('=').map((s) => s.trim());
+      if (k === 'q') q = Number(v);
+    }
+    if (!(q > 0)) continue;
+    let f: WireFormat | undefined;
+    if (MSGPACK_TYPES.includes(type)) f = 'msgpack';
+    else if (jsonTypes.includes(type)) f = 'json';
+    else if (type === '*/*' || type === 'application/*') f = fallback;
+    if (f && q > bestQ) { best = f; bestQ = q; }
+  }
+  if (!best) {
+    throw errors.SEL_ERR_NOT_ACCEPTABLE(`cannot answer in any of: ${accept}`, { field: 'accept', expected: [...jsonTypes, ...MSGPACK_TYPES].join(', '), got: accept });
+  }
+  return best;
+}
+
+function wireError(r: Extract<WireReply, { ok: false }>): SelectivityError {
+  return new SelectivityError(r.error.code, r.error.message, r.error.statusCode, r.error.details);
+}
+
+/** Maps Fastify's own errors onto the named codes. */
+function toSelectivityError(e: FastifyError & { validation?: { instancePath?: string; params?: Record<string, unknown>; message?: string }[] }): SelectivityError {
+  if (isSelectivityError(e)) return e;
+  if (e.validation && e.validation.length > 0) {
+    const v = e.validation[0];
+    const p = v.params ?? {};
+    const path = (v.instancePath ?? '').replace(/^\//, '').replace(/\//g, '.');
+    const field = [path, p.missingProperty ?? p.additionalProperty].filter((x) => x !== undefined && x !== '').join('.') || 'body';
+    return errors.SEL_ERR_REQUEST_INVALID(`${field}: ${v.message ?? 'invalid'}`, { field, expected: v.message ?? 'a valid value', got: p.additionalProperty ?? p.type });
+  }
+  switch (e.code) {
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+      return errors.SEL_ERR_BODY_TOO_LARGE(e.message, { field: 'body', expected: 'a smaller body (see --body-limit)' });
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+    case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH':
+      return errors.SEL_ERR_MEDIA_TYPE(e.message, { field: 'content-type', expected: 'application/json or application/msgpack (streams: application/x-ndjson)' });
+    case 'FST_ERR_CTP_EMPTY_JSON_BODY':
+    case 'FST_ERR_CTP_INVALID_JSON_BODY':
+      return errors.SEL_ERR_REQUEST_PARSE(e.message, { field: 'body', expected: 'a JSON document' });
+    default:
+      break;
+  }
+  if (e instanceof SyntaxError || (e as { statusCode?: number }).statusCode === 400) {
+    return errors.SEL_ERR_REQUEST_PARSE(e.message, { field: 'body', expected: 'a well-formed body' });
+  }
+  return errors.SEL_ERR_INTERNAL('internal error', { field: 'request' });
+}
+
+const declarationSchema = {
+  type: 'object',
+  description: 'One declaration (item level). See docs/declarations.md.',
+  required: FIELDS.filter((f) => f.required).map((f) => f.name),
+  properties: Object.fromEntries(FIELDS.map((f) => [f.name, {
+    type: f.kind === 'number' ? 'number' : f.kind === 'boolean' ? 'boolean' : 'string',
+    description: f.description,
+  }])),
+  additionalProperties: false,
+} as const;
+
+const errorSchema = {
+  type: 'object',
+  properties: {
+    error: {
+      type: 'object',
+      properties: { code: { type: 'string' }, message: { type: 'string' }, details: { type: 'object', additionalProperties: true } },
+      required: ['code', 'message'],
+    },
+  },
+} as const;
+
+const countsSchema = { type: 'object', properties: Object.fromEntries([...CHANNELS, 'control'].map((c) => [c, { type: 'integer' }])) } as const;
+
+const decisionSchema = {
+  type: 'object',
+  properties: {
+    id: { type: 'string' },
+    channel: { type: 'string', enum: [...CHANNELS] },
+    score: { type: 'number' },
+    controlGroup: { type: 'boolean' },
+    rulesetVersion: { type: 'string' },
+    reasons: { type: 'array', items: { type: 'object', additionalProperties: true, properties: { code: { type: 'string', enum: ['PROFILE', 'DEVIATION', 'SCORE_THRESHOLD', 'COUNTER_MEASURE', 'RANDOM_SELECTION'] } } } },
+  },
+} as const;
+
+/** Accept any body at validation time: the worker validates declarations one by one. */
+const acceptAll = () => () => true;
+
+export async function buildServer(options: ServiceOptions): Promise<FastifyInstance> {
+  const { engine, source, tokens, metrics } = options;
+  const bodyLimit = options.bodyLimit ?? 64 * 1024 * 1024;
+  const maxBatch = options.maxBatch ?? 100_000;
+  const chunkRecords = options.streamChunkRecords ?? 2048;
+  const maxRecordBytes = options.maxRecordBytes ?? 1024 * 1024;
+  let ready = true;
+
+  const app = Fastify({
+    logger: options.logger ?? false,
+    bodyLimit,
+    return503OnClosing: true,
+    forceCloseConnections: 'idle',
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: false } },
+  });
+
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.0.3',
+      info: { title: 'Customs selectivity engine', version: options.version ?? '0.0.0', description: 'Scores customs declarations into channels (green, blue, yellow, orange, red) with reasons. Every error has a named code (docs/errors.md).' },
+      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
+      security: [{ bearer: [] }],
+    },
+  });
+
+  // ---- errors ---------------------------------------------------------------
+  const sendError = (req: FastifyRequest, reply: FastifyReply, e: SelectivityError) => {
+    metrics.count('selectivity_errors_total', { code: e.code });
+    if (e.code === errors.SEL_ERR_OVERLOADED.code || e.code === errors.SEL_ERR_NOT_READY.code) reply.header('retry-after', String(e.details.retryAfterSeconds ?? 1));
+    if (e.code === errors.SEL_ERR_UNAUTHORIZED.code) reply.header('www-authenticate', 'Bearer realm="selectivity"');
+    const body = { error: e.toJSON() };
+    let asMsgpack = false;
+    try { asMsgpack = negotiate(req.headers.accept, requestFormat(req)) === 'msgpack'; } catch { /* answer in JSON */ }
+    reply.code(e.statusCode);
+    if (asMsgpack) return reply.type('application/msgpack').send(pack(body));
+    return reply.type('application/json; charset=utf-8').send(JSON.stringify(body));
+  };
+  app.setErrorHandler((err, req, reply) => {
+    const e = toSelectivityError(err as FastifyError);
+    if (e.code === errors.SEL_ERR_INTERNAL.code) req.log.error({ err }, 'internal error');
+    return sendError(req, reply, e);
+  });
+  app.setNotFoundHandler((req, reply) => sendError(req, reply, errors.SEL_ERR_NOT_FOUND(`no route ${req.method} ${req.url.split('?')[0]}`, { field: 'url', expected: 'a route listed in /v1/openapi.json', got: `${req.method} ${req.url.split('?')[0]}` })));
+
+  // ---- access ---------------------------------------------------------------
+  app.addHook('onRequest', async (req) => {
+    const access = req.routeOptions.config.access ?? 'admin';
+    if (access === 'public') return;
+    const header = req.headers.authorization ?? '';
+    const m = /^Bearer\s+(\S+)\s*$/i.exec(header);
+    const role = m ? tokens.roleOf(m[1]) : undefined;
+    if (!role) throw errors.SEL_ERR_UNAUTHORIZED(m ? 'unknown bearer token' : 'a bearer token is required', { field: 'authorization', expected: 'Authorization: Bearer <token>' });
+    if (access !== 'any' && !(ROUTE_ROLES[access] as readonly Role[]).includes(role)) {
+      throw errors.SEL_ERR_FORBIDDEN(`role ${role} may not use ${req.method} ${req.routeOptions.url}`, { field: 'role', expected: ROUTE_ROLES[access].join(' | '), got: role });
+    }
+    req.role = role;
+  });
+
+  // ---- latency and counters, recorded after the response is written ----------
+  app.addHook('onResponse', async (req, reply) => {
+    const route = req.routeOptions.url ? `${req.method} ${req.routeOptions.url}` : 'unmatched';
+    metrics.record(route, Math.round(reply.elapsedTime * 1e6));
+    metrics.count('selectivity_requests_total', { route, status: String(reply.statusCode) });
+    const s = req.scoreStats;
+    if (s) {
+      if (s.kernelNs > 0) metrics.record(KERNEL_SERIES, s.kernelNs);
+      for (const c of CHANNELS) if (s.counts[c] > 0) metrics.count('selectivity_declarations_total', { channel: c }, s.counts[c]);
+      if (s.counts.control > 0) metrics.count('selectivity_control_group_total', {}, s.counts.control);
+      for (const [code, n] of Object.entries(s.errorCodes)) metrics.count('selectivity_invalid_declarations_total', { code }, n);
+    }
+  });
+
+  // ---- health ---------------------------------------------------------------
+  app.get('/healthz', { config: { access: 'public' }, schema: { tags: ['health'], summary: 'Liveness: the process answers.', security: [] } }, async () => ({ status: 'ok' }));
+  app.get('/readyz', { config: { access: 'public' }, schema: { tags: ['health'], summary: 'Readiness: a ruleset is loaded and new work is accepted.', security: [] } }, async (_req, reply) => {
+    if (!ready) return sendError(_req, reply, errors.SEL_ERR_NOT_READY('the service is shutting down', { field: 'service' }));
+    return { status: 'ready', rulesetVersion: engine.rulesetVersion, queued: engine.queueSize };
+  });
+
+  // ---- scoring: one batch ----------------------------------------------------
+  await app.register(async (scope) => {
+    scope.removeAllContentTypeParsers();
+    scope.addContentTypeParser(['application/json', ...MSGPACK_TYPES], { parseAs: 'buffer', bodyLimit }, (_req, body, done) => done(null, body));
+    scope.post('/v1/score', {
+      config: { access: 'score' },
+      validatorCompiler: acceptAll,
+      schema: {
+        tags: ['scoring'],
+        summary: 'Score a batch of declarations.',
+        description: 'JSON or MessagePack (Content-Type application/json, application/msgpack or application/x-msgpack); the answer follows Accept, else the request encoding. Invalid declarations are listed in errors[] (with their index) and the rest are scored.',
+        body: { type: 'object', required: ['declarations'], additionalProperties: false, properties: { declarations: { type: 'array', maxItems: maxBatch, items: declarationSchema } } },
+        response: {
+          200: { type: 'object', properties: { rulesetVersion: { type: 'string' }, counts: countsSchema, decisions: { type: 'array', items: decisionSchema }, errors: { type: 'array', items: { type: 'object', additionalProperties: true } } } },
+          '4xx': errorSchema,
+          '5xx': errorSchema,
+        },
+      },
+    }, async (req, reply) => {
+      const format = requestFormat(req);
+      const accept = negotiate(req.headers.accept, format);
+      const body = req.body as Buffer;
+      if (!Buffer.isBuffer(body) || body.length === 0) throw errors.SEL_ERR_REQUEST_PARSE('the request body is empty', { field: 'body', expected: 'a document { "declarations": [...] }' });
+      const r = await engine.scoreWire({ kind: 'batch', format, accept, body, maxDeclarations: maxBatch });
+      if (!r.ok) throw wireError(r);
+      req.scoreStats = r;
+      reply.header('x-ruleset-version', r.rulesetVersion).type(accept === 'json' ? 'application/json; charset=utf-8' : 'application/msgpack');
+      return reply.send(Buffer.from(r.body.buffer, r.body.byteOffset, r.body.byteLength));
+    });
+  });
+
+  // ---- scoring: bulk streams ---------------------------------------------------
+  await app.register(async (scope) => {
+    scope.removeAllContentTypeParsers();
+    scope.addContentTypeParser([...NDJSON_TYPES, ...MSGPACK_TYPES], (_req, payload, done) => done(null, payload));
+    scope.post('/v1/score/stream', {
+      config: { access: 'score' },
+      validatorCompiler: acceptAll,
+      schema: {
+        tags: ['scoring'],
+        summary: 'Score a stream of declarations; decisions stream back as they are made.',
+        description: 'NDJSON (application/x-ndjson: one declaration per line) or a MessagePack sequence (application/msgpack: concatenated maps). One output record per input record, in order: a decision, or { line | index, id?, error }. Backpressure runs end to end: the service reads the request only as fast as the client reads the response.',
+        response: { '4xx': errorSchema, '5xx': errorSchema },
+      },
+    }, async (req, reply) => {
+      const format = requestFormat(req);
+      const accept = negotiate(req.headers.accept, format, ['application/x-ndjson', 'application/ndjson', 'application/json']);
+      const input = req.body as IncomingMessage;
+      const stats = { scored: 0, invalid: 0, counts: { green: 0, blue: 0, yellow: 0, orange: 0, red: 0, control: 0 }, errorCodes: {} as Record<string, number>, kernelNs: 0 };
+      req.scoreStats = stats;
+      const depth = Math.max(2, engine.options.threads + 1);
+      const frames = format === 'json' ? ndjsonFrames(input, chunkRecords, maxRecordBytes) : msgpackFrames(input, chunkRecords, maxRecordBytes);
+      const fatal = (e: unknown) => {
+        const se = isSelectivityError(e) ? e : errors.SEL_ERR_INTERNAL('stream failed', { field: 'body' });
+        if (!isSelectivityError(e)) req.log.error({ err: e }, 'stream failed');
+        metrics.count('selectivity_errors_total', { code: se.code });
+        const rec = { fatal: true, error: se.toJSON() };
+        return accept === 'json' ? Buffer.from(`${JSON.stringify(rec)}\n`) : Buffer.from(pack(rec));
+      };
+      const score = async (f: Frame): Promise<WireReply> => {
+        for (let attempt = 0; ; attempt++) {
+          try {
+            return await engine.scoreWire({ kind: 'stream', format, accept, body: f.bytes, maxDeclarations: chunkRecords, firstIndex: f.firstIndex, firstLine: f.firstLine });
+          } catch (e) {
+            // A stream waits for room in the queue instead of failing: that is its backpressure.
+            if (isSelectivityError(e) && e.code === errors.SEL_ERR_OVERLOADED.code && attempt < 2000) { await new Promise((r) => setTimeout(r, 5)); continue; }
+            throw e;
+          }
+        }
+      };
+      async function* output(): AsyncGenerator<Buffer> {
+        const pending: Promise<WireReply>[] = [];
+        const take = async (): Promise<Buffer> => {
+          const r = await pending.shift()!;
+          if (!r.ok) throw wireError(r);
+          stats.scored += r.scored;
+          stats.invalid += r.invalid;
+          stats.kernelNs += r.kernelNs;
+          for (const k of Object.keys(stats.counts) as (keyof typeof stats.counts)[]) stats.counts[k] += r.counts[k];
+          for (const [c, n] of Object.entries(r.errorCodes)) stats.errorCodes[c] = (stats.errorCodes[c] ?? 0) + n;
+          return Buffer.from(r.body.buffer, r.body.byteOffset, r.body.byteLength);
+        };
+        let failure: unknown;
+        try {
+          for await (const f of frames) {
+            pending.push(score(f));
+            pending[pending.length - 1].catch(() => undefined); // observed below, in order
+            if (pending.length >= depth) yield await take();
+          }
+        } catch (e) {
+          failure = e; // answer what was read before the fault, then say what went wrong
+        }
+        try {
+          while (pending.length > 0) yield await take();
+        } catch (e) {
+          failure ??= e;
+          pending.length = 0;
+        }
+        if (failure !== undefined) {
+          yield fatal(failure);
+          input.resume(); // drain what the client still sends, so it sees our answer
+        }
+      }
+      reply.header('x-ruleset-version', engine.rulesetVersion).type(accept === 'json' ? 'application/x-ndjson' : 'application/msgpack');
+      return reply.send(Readable.from(output(), { objectMode: false, highWaterMark: 1 }));
+    });
+  });
+
+  // ---- ruleset ---------------------------------------------------------------
+  const rulesetInfo = () => {
+    const meta = engine.meta();
+    return {
+      version: meta.version,
+      profiles: meta.profiles.length,
+      profileIds: meta.profiles.map((p) => p.id),
+      peerLevels: meta.levels.map((l) => l.name),
+      settings: meta.settings,
+      files: source.files,
+    };
+  };
+  const rulesetSchema = { type: 'object', additionalProperties: true, properties: { version: { type: 'string' }, profiles: { type: 'integer' } } } as const;
+  app.get('/v1/ruleset', { config: { access: 'read' }, schema: { tags: ['ruleset'], summary: 'The active ruleset: version, profiles, peer levels, settings.', response: { 200: rulesetSchema } } }, async () => rulesetInfo());
+  app.post('/v1/ruleset/reload', { config: { access: 'admin' }, schema: { tags: ['ruleset'], summary: 'Re-read the profiles and peer-table files and swap the ruleset in without a restart. If either file is invalid, the active ruleset stays.', response: { 200: rulesetSchema, '4xx': errorSchema } } }, async () => {
+    const ruleset = await source.load();
+    engine.setRuleset(ruleset);
+    return rulesetInfo();
+  });
+  await app.register(async (scope) => {
+    scope.addContentTypeParser(MSGPACK_TYPES, { parseAs: 'buffer', bodyLimit }, (_req, body, done) => {
+      try { done(null, unpackr.unpack(body as Buffer)); } catch (e) { done(errors.SEL_ERR_REQUEST_PARSE(`body is not valid MessagePack: ${(e as Error).message}`, { field: 'body', expected: 'MessagePack' }) as unknown as Error); }
+    });
+    scope.put('/v1/ruleset/profiles', {
+      config: { access: 'write' },
+      schema: {
+        tags: ['ruleset'],
+        summary: 'Replace the profile set. Validated, written durably to the profiles file, then swapped in; 200 only after the write.',
+        body: { type: 'object', required: ['profiles'], additionalProperties: false, properties: { profiles: { type: 'array', items: { type: 'object', additionalProperties: true } } } },
+        response: { 200: rulesetSchema, '4xx': errorSchema },
+      },
+    }, async (req) => {
+      const ruleset = source.replaceProfiles(req.body);
+      engine.setRuleset(ruleset);
+      return rulesetInfo();
+    });
+  });
+
+  // ---- metrics and API description --------------------------------------------
+  app.get('/metrics', { config: { access: 'metrics' }, schema: { tags: ['metrics'], summary: 'Prometheus text exposition: latency percentiles per route and for the kernel, counters.' } }, async (_req, reply) => {
+    reply.type('text/plain; version=0.0.4; charset=utf-8');
+    return metrics.prometheus();
+  });
+  app.get('/v1/metrics', { config: { access: 'metrics' }, schema: { tags: ['metrics'], summary: 'Latency percentiles (ms) per route and for the kernel: cumulative, last interval, current interval.' } }, async () => metrics.summary());
+  app.get('/v1/openapi.json', { config: { access: 'any' }, schema: { tags: ['meta'], summary: 'This API, as OpenAPI 3.' } }, async () => app.swagger());
+
+  app.addHook('preClose', async () => { ready = false; });
+  return app;
+}
+
+
+// ---- stream framing -------------------------------------------------------------
+
+export interface Frame {
+  bytes: Uint8Array;
+  /** Index of the first record in the stream (MessagePack). */
+  firstIndex: number;
+  /** Line number of the first line (NDJSON). */
+  firstLine: number;
+}
+
+const NL = 0x0a;
+
+/** Cuts an NDJSON byte stream into chunks of whole lines (about `records` lines each). */
+export async function* ndjsonFrames(input: AsyncIterable<Buffer | string>, records: number, maxLine: number): AsyncGenerator<Frame> {
+  let parts: Buffer[] = [];
+  let size = 0;
+  let lines = 0; // complete lines in parts
+  let scanned = 0; // bytes of parts already scanned for newlines
+  let lastNl = -1; // offset (in the concatenation) just after the last newline
+  let nextLine = 1;
+  for await (const chunk of input) {
+    const buf = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
+    parts.push(buf);
+    size += buf.length;
+    for (let at = buf.indexOf(NL); at >= 0; at = buf.indexOf(NL, at + 1)) { lines++; lastNl = scanned + at + 1; }
+    scanned += buf.length;
+    if (size - Math.max(lastNl, 0) > maxLine) {
+      throw errors.SEL_ERR_REQUEST_PARSE(`line ${nextLine + lines} is longer than ${maxLine} bytes`, { field: 'body', expected: `NDJSON lines of at most ${maxLine} bytes`, got: `line ${nextLine + lines}` });
+    }
+    if (lines >= records && lastNl > 0) {
+      const all = parts.length === 1 ? parts[0] : Buffer.concat(parts, size);
+      // a copy: the engine may transfer (detach) what it is given
+      const frame: Frame = { bytes: new Uint8Array(all.subarray(0, lastNl)), firstIndex: 0, firstLine: nextLine };
+      const rest = all.subarray(lastNl);
+      parts = rest.length > 0 ? [Buffer.from(rest)] : [];
+      yield frame;
+      nextLine += lines;
+      size = rest.length;
+      scanned = size;
+      lines = 0;
+      lastNl = -1;
+      // the remainder has no newline (lastNl was the last one)
+    }
+  }
+  if (size > 0) {
+    yield { bytes: new Uint8Array(Buffer.concat(parts, size)), firstIndex: 0, firstLine: nextLine };
+  }
+}
+
+/** Cuts a MessagePack sequence into chunks of whole values (about `records` each). */
+export async function* msgpackFrames(input: AsyncIterable<Buffer | string>, records: number, maxRecord: number): AsyncGenerator<Frame> {
+  let buf: Buffer = Buffer.alloc(0);
+  let pos = 0; // end of the last complete value found in buf
+  let count = 0; // complete values in buf[0, pos)
+  let index = 0; // stream index of buf's first value
+  for await (const chunk of input) {
+    const b = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
+    buf = buf.length === 0 ? b : Buffer.concat([buf, b]);
+    for (;;) {
+      const end = msgpackValueEnd(buf, pos);
+      if (end < 0) break;
+      pos = end;
+      count++;
+      if (count >= records) {
+        yield { bytes: Buffer.from(buf.subarray(0, pos)), firstIndex: index, firstLine: 0 };
+        index += count;
+        buf = buf.subarray(pos);
+        pos = 0;
+        count = 0;
+      }
+    }
+    if (buf.length - pos > maxRecord) {
+      throw errors.SEL_ERR_REQUEST_PARSE(`record ${index + count} is longer than ${maxRecord} bytes`, { field: 'body', expected: `MessagePack records of at most ${maxRecord} bytes`, got: `record ${index + count}` });
+    }
+  }
+  if (count > 0) yield { bytes: Buffer.from(buf.subarray(0, pos)), firstIndex: index, firstLine: 0 };
+  if (pos < buf.length) {
+    throw errors.SEL_ERR_REQUEST_PARSE(`the stream ends inside record ${index + count}`, { field: 'body', expected: 'whole MessagePack values', got: `${buf.length - pos} trailing bytes` });
+  }
+}

@@ -1,0 +1,286 @@
+/**
+ * Request bodies in, response bodies out, in one function that runs inside a
+ * scoring worker (or on the calling thread with threads: 0): decode JSON /
+ * NDJSON / MessagePack, validate every declaration, build the columnar batch,
+ * score it, and encode the decisions. The service's main thread only moves
+ * bytes, so decoding and encoding scale with the pool like scoring does.
+ *
+ * Two kinds of request:
+ *  - batch:  one document { "declarations": [ … ] } → one document
+ *            { rulesetVersion, counts, decisions: [ … ], errors: [ … ] };
+ *  - stream: a chunk of complete records (NDJSON lines, or concatenated
+ *            MessagePack values), one declaration each → one output record per
+ *            input record, in order: a decision, or { index, line?, error }.
+ */
+import { Packr, Unpackr } from 'msgpackr';
+import { errors, SelectivityError, type ErrorDetails } from '../errors.js';
+import type { Kernel } from '../kernel/kernel.js';
+import { BatchBuilder } from '../model/columnar.js';
+import { validateDeclaration, type FieldIssue } from '../model/schema.js';
+import { decisionAt, channelCounts, emptyCounts, type Decision } from '../decisions.js';
+import type { Channel } from '../model/channels.js';
+
+export type WireFormat = 'json' | 'msgpack';
+
+export interface WireRequest {
+  kind: 'batch' | 'stream';
+  /** Encoding of body: json (batch: a JSON document; stream: NDJSON) or msgpack. */
+  format: WireFormat;
+  /** Encoding of the reply body. */
+  accept: WireFormat;
+  body: Uint8Array;
+  /** Most declarations a batch may hold. */
+  maxDeclarations: number;
+  /** Stream: index of the chunk's first record in the whole stream. */
+  firstIndex?: number;
+  /** Stream, NDJSON: line number (1-based) of the chunk's first line. */
+  firstLine?: number;
+}
+
+export interface WireError {
+  code: string;
+  message: string;
+  statusCode: number;
+  details: ErrorDetails;
+}
+
+export interface WireStats {
+  rulesetVersion: string;
+  /** Records seen (valid and invalid). */
+  records: number;
+  scored: number;
+  invalid: number;
+  counts: Record<Channel | 'control', number>;
+  /** Invalid declarations by error code. */
+  errorCodes: Record<string, number>;
+  kernelNs: number;
+}
+
+export type WireReply = ({ ok: true; body: Uint8Array } & WireStats) | { ok: false; error: WireError };
+
+export interface RecordError {
+  index: number;
+  line?: number;
+  id?: string;
+  code: string;
+  message: string;
+  issues: Omit<FieldIssue, 'message'>[] | { code: string; field: string; expected: string; message: string }[];
+}
+
+const packr = new Packr({ useRecords: false, variableMapSize: true });
+const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true });
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+const encoder = new TextEncoder();
+const BATCH_KEYS = new Set(['declarations']);
+
+function fail(e: SelectivityError): WireReply {
+  return { ok: false, error: { code: e.code, message: e.message, statusCode: e.statusCode, details: e.details } };
+}
+
+/** Fresh bytes that own their ArrayBuffer (msgpackr reuses its output buffer). */
+function own(bytes: Uint8Array): Uint8Array {
+  return bytes.slice();
+}
+
+function parseDocument(req: WireRequest): unknown {
+  try {
+    if (req.format === 'json') return JSON.parse(utf8.decode(req.body));
+    return unpackr.unpack(req.body);
+  } catch (e) {
+    const what = req.format === 'json' ? 'JSON' : 'MessagePack';
+    throw errors.SEL_ERR_REQUEST_PARSE(`request body is not valid ${what}: ${(e as Error).message}`, { field: 'body', expected: `a ${what} document { "declarations": [...] }` });
+  }
+}
+
+/** Collects the validated declarations of a request, scores them, and keeps the invalid ones as record errors. */
+class Scoring {
+  readonly builder: BatchBuilder;
+  /** For each valid declaration (batch row), its index in the request. */
+  readonly rowIndex: number[] = [];
+  readonly bad: RecordError[] = [];
+  readonly errorCodes: Record<string, number> = {};
+
+  constructor(capacity: number) {
+    this.builder = new BatchBuilder(Math.max(1, capacity));
+  }
+
+  add(raw: unknown, index: number, line?: number): void {
+    const v = validateDeclaration(raw);
+    if (v.ok) {
+      this.builder.push(v.value);
+      this.rowIndex.push(index);
+      return;
+    }
+    const first = v.issues[0];
+    const err: RecordError = { index, code: first.code, message: v.issues.map((i) => i.message).join('; '), issues: v.issues.map(({ code, field, expected, got }) => (got === undefined ? { code, field, expected } : { code, field, expected, got })) };
+    if (line !== undefined) err.line = line;
+    if (v.id !== undefined) err.id = v.id;
+    this.bad.push(err);
+    this.errorCodes[first.code] = (this.errorCodes[first.code] ?? 0) + 1;
+  }
+
+  parseError(index: number, message: string, line?: number): void {
+    const code = errors.SEL_ERR_DECL_PARSE.code;
+    const err: RecordError = { index, code, message, issues: [{ code, field: '$', expected: 'one well-formed record', message }] };
+    if (line !== undefined) err.line = line;
+    this.bad.push(err);
+    this.errorCodes[code] = (this.errorCodes[code] ?? 0) + 1;
+  }
+
+  run(kernel: Kernel): { decisions: Decision[]; stats: WireStats } {
+    const meta = kernel.rulesetMeta;
+    if (!meta) throw errors.SEL_ERR_RULESET_INVALID('no ruleset loaded', { field: 'ruleset' });
+    const { batch, ids } = this.builder.finish();
+    const decisions: Decision[] = [];
+    let counts = emptyCounts();
+    let kernelNs = 0;
+    if (batch.size > 0) {
+      const result = kernel.score(batch);
+      kernelNs = result.kernelNs;
+      counts = channelCounts(result);
+      for (let i = 0; i < result.size; i++) decisions.push(decisionAt(result, i, ids[i], meta));
+    }
+    return {
+      decisions,
+      stats: { rulesetVersion: meta.version, records: decisions.length + this.bad.length, scored: decisions.length, invalid: this.bad.length, counts, errorCodes: this.errorCodes, kernelNs },
+    };
+  }
+}
+
+function scoreBatchDocument(kernel: Kernel, req: WireRequest): WireReply {
+  const doc = parseDocument(req);
+  if (doc === null || typeof doc !== 'object' || Array.isArray(doc)) {
+    throw errors.SEL_ERR_REQUEST_INVALID('the request body must be an object { "declarations": [...] }', { field: 'body', expected: 'an object with a "declarations" array', got: Array.isArray(doc) ? 'an array' : doc === null ? null : typeof doc });
+  }
+  for (const key of Object.keys(doc)) {
+    if (!BATCH_KEYS.has(key)) throw errors.SEL_ERR_REQUEST_INVALID(`unknown field "${key}" in the request body`, { field: key, expected: 'only "declarations"', got: key });
+  }
+  const list = (doc as { declarations?: unknown }).declarations;
+  if (!Array.isArray(list)) throw errors.SEL_ERR_REQUEST_INVALID('"declarations" must be an array', { field: 'declarations', expected: 'an array of declarations', got: list === undefined ? 'nothing' : typeof list });
+  if (list.length > req.maxDeclarations) throw errors.SEL_ERR_BATCH_TOO_LARGE(`a batch may hold at most ${req.maxDeclarations} declarations; this one holds ${list.length}`, { field: 'declarations', expected: `at most ${req.maxDeclarations} declarations`, got: list.length });
+  const s = new Scoring(list.length);
+  for (let i = 0; i < list.length; i++) s.add(list[i], i);
+  const { decisions, stats } = s.run(kernel);
+  const reply = { rulesetVersion: stats.rulesetVersion, counts: stats.counts, decisions, errors: s.bad };
+  const body = req.accept === 'json' ? encoder.encode(JSON.stringify(reply)) : own(packr.pack(reply));
+  return { ok: true, body, ...stats };
+}
+
+function scoreStreamChunk(kernel: Kernel, req: WireRequest): WireReply {
+  const firstIndex = req.firstIndex ?? 0;
+  let s: Scoring;
+  let n = 0;
+  if (req.format === 'json') {
+    let text: string;
+    try {
+      text = utf8.decode(req.body);
+    } catch {
+      throw errors.SEL_ERR_REQUEST_PARSE('stream chunk is not valid UTF-8', { field: 'body', expected: 'NDJSON in UTF-8', got: `line ${req.firstLine ?? 1}…` });
+    }
+    const lines = text.split('\n');
+    s = new Scoring(lines.length);
+    let line = (req.firstLine ?? 1) - 1;
+    for (const raw of lines) {
+      line++;
+      const t = raw.endsWith('\r') ? raw.slice(0, -1) : raw;
+      if (t.trim() === '') continue;
+      let value: unknown;
+      try {
+        value = JSON.parse(t);
+      } catch (e) {
+        s.parseError(firstIndex + n++, `line ${line}: not valid JSON (${(e as Error).message})`, line);
+        continue;
+      }
+      s.add(value, firstIndex + n++, line);
+    }
+  } else {
+    let values: unknown[];
+    try {
+      values = unpackr.unpackMultiple(req.body) as unknown[];
+    } catch (e) {
+      throw errors.SEL_ERR_REQUEST_PARSE(`stream chunk is not valid MessagePack: ${(e as Error).message}`, { field: 'body', expected: 'concatenated MessagePack maps', got: `record ${firstIndex}…` });
+    }
+    s = new Scoring(values.length);
+    for (const v of values) s.add(v, firstIndex + n++);
+  }
+  const { decisions, stats } = s.run(kernel);
+  // interleave decisions and errors back into input order
+  const out: unknown[] = new Array(n);
+  for (let k = 0; k < decisions.length; k++) out[s.rowIndex[k] - firstIndex] = decisions[k];
+  for (const e of s.bad) out[e.index - firstIndex] = { ...(req.format === 'msgpack' ? { index: e.index } : { line: e.line }), ...(e.id !== undefined ? { id: e.id } : {}), error: { code: e.code, message: e.message, issues: e.issues } };
+  let body: Uint8Array;
+  if (req.accept === 'json') {
+    let text = '';
+    for (const o of out) text += `${JSON.stringify(o)}\n`;
+    body = encoder.encode(text);
+  } else {
+    const parts = out.map((o) => own(packr.pack(o)));
+    const total = parts.reduce((a, p) => a + p.length, 0);
+    body = new Uint8Array(total);
+    let at = 0;
+    for (const p of parts) { body.set(p, at); at += p.length; }
+  }
+  return { ok: true, body, ...stats };
+}
+
+/** Scores one wire request with a kernel that holds the ruleset to use. Never throws. */
+export function scoreWire(kernel: Kernel, req: WireRequest): WireReply {
+  try {
+    return req.kind === 'batch' ? scoreBatchDocument(kernel, req) : scoreStreamChunk(kernel, req);
+  } catch (e) {
+    if (e instanceof SelectivityError) return fail(e);
+    return fail(errors.SEL_ERR_INTERNAL(`scoring failed: ${(e as Error).message}`, { field: 'body' }));
+  }
+}
+
+/**
+ * End of the MessagePack value that starts at `pos`, without decoding it:
+ * -1 if the buffer ends first. Throws SEL_ERR_REQUEST_PARSE on the one byte
+ * MessagePack never uses (0xc1). Used to cut a stream into whole records.
+ */
+export function msgpackValueEnd(buf: Uint8Array, pos: number): number {
+  const len = buf.length;
+  let pending = 1;
+  const u16 = (p: number) => (buf[p] << 8) | buf[p + 1];
+  const u32 = (p: number) => ((buf[p] << 24) >>> 0) + ((buf[p + 1] << 16) | (buf[p + 2] << 8) | buf[p + 3]);
+  while (pending > 0) {
+    if (pos >= len) return -1;
+    const b = buf[pos];
+    pending--;
+    if (b <= 0x7f || b >= 0xe0 || b === 0xc0 || b === 0xc2 || b === 0xc3) { pos += 1; continue; }
+    if (b <= 0x8f) { pending += 2 * (b & 0x0f); pos += 1; continue; }
+    if (b <= 0x9f) { pending += b & 0x0f; pos += 1; continue; }
+    if (b <= 0xbf) { pos += 1 + (b & 0x1f); continue; }
+    // every remaining type needs its length bytes
+    const need = (n: number) => pos + n <= len;
+    switch (b) {
+      case 0xc4: if (!need(2)) return -1; pos += 2 + buf[pos + 1]; break;
+      case 0xc5: if (!need(3)) return -1; pos += 3 + u16(pos + 1); break;
+      case 0xc6: if (!need(5)) return -1; pos += 5 + u32(pos + 1); break;
+      case 0xc7: if (!need(2)) return -1; pos += 3 + buf[pos + 1]; break;
+      case 0xc8: if (!need(3)) return -1; pos += 4 + u16(pos + 1); break;
+      case 0xc9: if (!need(5)) return -1; pos += 6 + u32(pos + 1); break;
+      case 0xca: pos += 5; break;
+      case 0xcb: pos += 9; break;
+      case 0xcc: case 0xd0: pos += 2; break;
+      case 0xcd: case 0xd1: pos += 3; break;
+      case 0xce: case 0xd2: pos += 5; break;
+      case 0xcf: case 0xd3: pos += 9; break;
+      case 0xd4: pos += 3; break;
+      case 0xd5: pos += 4; break;
+      case 0xd6: pos += 6; break;
+      case 0xd7: pos += 10; break;
+      case 0xd8: pos += 18; break;
+      case 0xd9: if (!need(2)) return -1; pos += 2 + buf[pos + 1]; break;
+      case 0xda: if (!need(3)) return -1; pos += 3 + u16(pos + 1); break;
+      case 0xdb: if (!need(5)) return -1; pos += 5 + u32(pos + 1); break;
+      case 0xdc: if (!need(3)) return -1; pending += u16(pos + 1); pos += 3; break;
+      case 0xdd: if (!need(5)) return -1; pending += u32(pos + 1); pos += 5; break;
+      case 0xde: if (!need(3)) return -1; pending += 2 * u16(pos + 1); pos += 3; break;
+      case 0xdf: if (!need(5)) return -1; pending += 2 * u32(pos + 1); pos += 5; break;
+      default:
+        throw errors.SEL_ERR_REQUEST_PARSE(`byte 0x${b.toString(16)} at offset ${pos} is not MessagePack`, { field: 'body', expected: 'concatenated MessagePack values', got: `0x${b.toString(16)}` });
+    }
+  }
+  return pos <= len ? pos : -1;
+}

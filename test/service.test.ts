@@ -1,0 +1,443 @@
+/**
+ * The HTTP service, through Fastify's inject (in-process scoring, threads 0)
+ * for the request/response contract, and over loopback (a real listener and
+ * a worker pool) for streams, backpressure, overload and shutdown.
+ */
+import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { request as httpRequest } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pack, unpack, unpackMultiple } from 'msgpackr';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { FastifyInstance } from 'fastify';
+import { createEngine, type Engine } from '../src/engine.js';
+import { toBatch } from '../src/model/columnar.js';
+import { toDecisions } from '../src/decisions.js';
+import { Kernel } from '../src/kernel/kernel.js';
+import { compileRuleset } from '../src/ruleset/compile.js';
+import { createTokenStore, loadTokens, parseTokensEnv } from '../src/service/auth.js';
+import { createMetrics, type Metrics } from '../src/service/metrics.js';
+import { buildServer, negotiate } from '../src/service/server.js';
+import { prepareDataDir, RulesetSource } from '../src/service/state.js';
+import { startService, type RunningService } from '../src/service/service.js';
+import { msgpackValueEnd } from '../src/service/wire.js';
+import type { Declaration } from '../src/model/schema.js';
+import { randomDeclarations } from './helpers.js';
+
+const TOKENS = { port: 'port-token-0123456789abcdef', analyst: 'analyst-token-0123456789abcdef', admin: 'admin-token-0123456789abcdef' };
+const auth = (role: keyof typeof TOKENS) => ({ authorization: `Bearer ${TOKENS[role]}` });
+const tokensEnv = Object.entries(TOKENS).map(([r, t]) => `${r}:${t}`).join(',');
+
+const dir = mkdtempSync(join(tmpdir(), 'sel-service-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+function declarations(n: number, seed: number): Declaration[] {
+  return randomDeclarations(n, seed).filter((d) => d.netMass > 0);
+}
+
+describe('service contract (inject, in-process scoring)', () => {
+  let app: FastifyInstance;
+  let engine: Engine;
+  let metrics: Metrics;
+  let source: RulesetSource;
+
+  beforeAll(async () => {
+    const files = await prepareDataDir(join(dir, 'inject'));
+    source = new RulesetSource(files);
+    engine = createEngine({ ruleset: await source.load(), threads: 0 });
+    metrics = await createMetrics({ intervalMs: 60_000 });
+    app = await buildServer({ engine, source, tokens: createTokenStore(parseTokensEnv(tokensEnv), 'env'), metrics, bodyLimit: 256 * 1024, maxBatch: 500 });
+    await app.ready();
+  });
+  afterAll(async () => { await app.close(); await engine.close(); metrics.close(); });
+
+  it('seeds a fresh data directory with the example ruleset', () => {
+    const files = readdirSync(join(dir, 'inject'));
+    expect(files).toEqual(expect.arrayContaining(['peers.json', 'profiles.json']));
+    expect(engine.meta().profiles.length).toBeGreaterThan(0);
+    expect(statSync(join(dir, 'inject')).mode & 0o777).toBe(0o700);
+  });
+
+  it('answers health and readiness without a token, everything else only with one', async () => {
+    expect((await app.inject({ url: '/healthz' })).json()).toEqual({ status: 'ok' });
+    const ready = await app.inject({ url: '/readyz' });
+    expect(ready.statusCode).toBe(200);
+    expect(ready.json().rulesetVersion).toBe(engine.rulesetVersion);
+    for (const [method, url] of [['POST', '/v1/score'], ['GET', '/metrics'], ['GET', '/v1/ruleset'], ['GET', '/v1/openapi.json']] as const) {
+      const r = await app.inject({ method, url });
+      expect(r.statusCode, url).toBe(401);
+      expect(r.json().error.code).toBe('SEL_ERR_UNAUTHORIZED');
+      expect(r.headers['www-authenticate']).toMatch(/^Bearer/);
+    }
+    const wrong = await app.inject({ method: 'POST', url: '/v1/score', headers: { authorization: 'Bearer not-a-real-token-at-all' } });
+    expect(wrong.statusCode).toBe(401);
+  });
+
+  it('enforces roles: port scores only, analyst reads the ruleset, admin reloads', async () => {
+    expect((await app.inject({ url: '/v1/ruleset', headers: auth('port') })).json().error.code).toBe('SEL_ERR_FORBIDDEN');
+    expect((await app.inject({ url: '/v1/ruleset', headers: auth('analyst') })).statusCode).toBe(200);
+    expect((await app.inject({ method: 'POST', url: '/v1/ruleset/reload', headers: auth('analyst') })).statusCode).toBe(403);
+    expect((await app.inject({ url: '/metrics', headers: auth('port') })).statusCode).toBe(403);
+    const body = { declarations: declarations(3, 1) };
+    for (const role of ['port', 'analyst', 'admin'] as const) {
+      expect((await app.inject({ method: 'POST', url: '/v1/score', headers: auth(role), payload: body })).statusCode, role).toBe(200);
+    }
+  });
+
+  it('scores a JSON batch exactly as the kernel does, and reports invalid declarations by index', async () => {
+    const good = declarations(40, 2);
+    const batchIn: unknown[] = [...good];
+    batchIn.splice(5, 0, { ...good[0], id: 'BAD-HS', hs: '12' });
+    batchIn.splice(9, 0, 'not an object');
+    const r = await app.inject({ method: 'POST', url: '/v1/score', headers: auth('port'), payload: { declarations: batchIn } });
+    expect(r.statusCode).toBe(200);
+    expect(r.headers['content-type']).toMatch(/^application\/json/);
+    const out = r.json();
+    expect(out.rulesetVersion).toBe(engine.rulesetVersion);
+    expect(out.errors.map((e: { index: number; code: string }) => [e.index, e.code])).toEqual([[5, 'SEL_ERR_DECL_FIELD_FORMAT'], [9, 'SEL_ERR_DECL_NOT_OBJECT']]);
+    expect(out.errors[0]).toMatchObject({ id: 'BAD-HS', issues: [{ field: 'hs' }] });
+
+    const kernel = new Kernel();
+    const compiled = compileRuleset(await source.load());
+    kernel.loadRuleset(compiled);
+    const { batch, ids } = toBatch(good);
+    const expected = toDecisions(kernel.score(batch), ids, compiled.meta);
+    expect(out.decisions).toEqual(JSON.parse(JSON.stringify(expected)));
+    const counted = Object.entries(out.counts).filter(([k]) => k !== 'control').reduce((s, [, n]) => s + (n as number), 0);
+    expect(counted).toBe(good.length);
+  });
+
+  it('speaks MessagePack both ways, chosen by Content-Type and Accept', async () => {
+    const good = declarations(10, 3);
+    const body = Buffer.from(pack({ declarations: good })); // msgpackr reuses its output buffer
+    const r = await app.inject({ method: 'POST', url: '/v1/score', headers: { ...auth('port'), 'content-type': 'application/x-msgpack' }, payload: body });
+    expect(r.statusCode).toBe(200);
+    expect(r.headers['content-type']).toBe('application/msgpack');
+    const out = unpack(r.rawPayload) as { decisions: { id: string }[] };
+    expect(out.decisions.map((d) => d.id)).toEqual(good.map((d) => d.id));
+    const asJson = await app.inject({ method: 'POST', url: '/v1/score', headers: { ...auth('port'), 'content-type': 'application/msgpack', accept: 'application/json' }, payload: body });
+    expect(asJson.headers['content-type']).toMatch(/^application\/json/);
+    expect(asJson.json().decisions).toHaveLength(good.length);
+    const asPack = await app.inject({ method: 'POST', url: '/v1/score', headers: { ...auth('port'), accept: 'application/json;q=0.5, application/msgpack' }, payload: { declarations: good } });
+    expect(asPack.headers['content-type']).toBe('application/msgpack');
+    const refused = await app.inject({ method: 'POST', url: '/v1/score', headers: { ...auth('port'), accept: 'text/html' }, payload: { declarations: good } });
+    expect(refused.statusCode).toBe(406);
+    expect(refused.json().error.code).toBe('SEL_ERR_NOT_ACCEPTABLE');
+  });
+
+  it('turns bad requests into named 4xx errors', async () => {
+    const post = (payload: string | Buffer, headers: Record<string, string> = {}) =>
+      app.inject({ method: 'POST', url: '/v1/score', headers: { ...auth('port'), 'content-type': 'application/json', ...headers }, payload });
+    const cases: [Awaited<ReturnType<typeof post>>, number, string, string?][] = [
+      [await post('{"declarations": ['), 400, 'SEL_ERR_REQUEST_PARSE', 'body'],
+      [await post(Buffer.from([0xc1, 0x00]), { 'content-type': 'application/msgpack' }), 400, 'SEL_ERR_REQUEST_PARSE', 'body'],
+      [await post('[1,2]'), 400, 'SEL_ERR_REQUEST_INVALID', 'body'],
+      [await post('{"declarations": [], "priority": 1}'), 400, 'SEL_ERR_REQUEST_INVALID', 'priority'],
+      [await post('{"declarations": {"id": "x"}}'), 400, 'SEL_ERR_REQUEST_INVALID', 'declarations'],
+      [await post(JSON.stringify({ declarations: new Array(501).fill({}) })), 413, 'SEL_ERR_BATCH_TOO_LARGE', 'declarations'],
+      [await post(`{"declarations": ["${'x'.repeat(300 * 1024)}"]}`), 413, 'SEL_ERR_BODY_TOO_LARGE', 'body'],
+      [await post('hello', { 'content-type': 'text/plain' }), 415, 'SEL_ERR_MEDIA_TYPE'],
+      [await post(''), 400, 'SEL_ERR_REQUEST_PARSE'],
+    ];
+    for (const [r, status, code, field] of cases) {
+      expect(r.statusCode, code).toBe(status);
+      // errors come in the request's encoding unless Accept says otherwise
+      const err = (r.headers['content-type'] === 'application/msgpack' ? unpack(r.rawPayload) : r.json()).error;
+      expect(err.code).toBe(code);
+      if (field) expect(err.details.field).toBe(field);
+    }
+    const nf = await app.inject({ url: '/v1/nothing', headers: auth('admin') });
+    expect(nf.statusCode).toBe(404);
+    expect(nf.json().error.code).toBe('SEL_ERR_NOT_FOUND');
+    // still healthy, and the good path still works
+    expect((await app.inject({ method: 'POST', url: '/v1/score', headers: auth('port'), payload: { declarations: declarations(2, 4) } })).statusCode).toBe(200);
+  });
+
+  it('replaces profiles durably and atomically; an invalid set changes nothing', async () => {
+    const before = engine.rulesetVersion;
+    const fileBefore = readFileSync(source.files.profilesPath, 'utf8');
+    const bad = await app.inject({ method: 'PUT', url: '/v1/ruleset/profiles', headers: auth('analyst'), payload: { profiles: [{ id: 'X', weight: 'heavy', conditions: {} }] } });
+    expect(bad.statusCode).toBe(400);
+    expect(bad.json().error.code).toBe('SEL_ERR_PROFILE_INVALID');
+    expect(engine.rulesetVersion).toBe(before);
+    expect(readFileSync(source.files.profilesPath, 'utf8')).toBe(fileBefore);
+    const unknown = await app.inject({ method: 'PUT', url: '/v1/ruleset/profiles', headers: auth('analyst'), payload: { profiles: [], extra: true } });
+    expect(unknown.statusCode).toBe(400);
+    expect(unknown.json().error).toMatchObject({ code: 'SEL_ERR_REQUEST_INVALID', details: { field: 'extra' } });
+
+    const profiles = [{ id: 'ALL-CN-RED', weight: 5, counterMeasure: { channel: 'red' }, conditions: { origin: ['CN'] } }];
+    const ok = await app.inject({ method: 'PUT', url: '/v1/ruleset/profiles', headers: auth('analyst'), payload: { profiles } });
+    expect(ok.statusCode).toBe(200);
+    expect(ok.json().profileIds).toEqual(['ALL-CN-RED']);
+    expect(engine.rulesetVersion).not.toBe(before);
+    expect(JSON.parse(readFileSync(source.files.profilesPath, 'utf8')).profiles[0].id).toBe('ALL-CN-RED');
+    const scored = await app.inject({ method: 'POST', url: '/v1/score', headers: auth('port'), payload: { declarations: [{ ...declarations(1, 5)[0], origin: 'CN' }] } });
+    expect(scored.json().decisions[0].channel).toBe('red');
+
+    // restore the example through a reload from disk
+    writeFileSync(source.files.profilesPath, fileBefore);
+    const reload = await app.inject({ method: 'POST', url: '/v1/ruleset/reload', headers: auth('admin') });
+    expect(reload.statusCode).toBe(200);
+    expect(reload.json().version).toBe(before);
+  });
+
+  it('keeps the active ruleset when a reload finds a broken file', async () => {
+    const before = engine.rulesetVersion;
+    const text = readFileSync(source.files.peersPath, 'utf8');
+    writeFileSync(source.files.peersPath, '{"format": "selectivity-peers", "formatVersion": 1, "levels": ["hs6"], "groups": [[["x", -1]]]}');
+    try {
+      const r = await app.inject({ method: 'POST', url: '/v1/ruleset/reload', headers: auth('admin') });
+      expect(r.statusCode).toBe(400);
+      expect(r.json().error.code).toBe('SEL_ERR_PEERS_INVALID');
+      expect(engine.rulesetVersion).toBe(before);
+    } finally {
+      writeFileSync(source.files.peersPath, text);
+    }
+  });
+
+  it('exposes latency percentiles in Prometheus text and JSON, per route and for the kernel', async () => {
+    for (let i = 0; i < 5; i++) await app.inject({ method: 'POST', url: '/v1/score', headers: auth('port'), payload: { declarations: declarations(20, 10 + i) } });
+    const prom = await app.inject({ url: '/metrics', headers: auth('admin') });
+    expect(prom.statusCode).toBe(200);
+    expect(prom.headers['content-type']).toMatch(/^text\/plain; version=0\.0\.4/);
+    const text = prom.body;
+    expect(text).toMatch(/^selectivity_request_duration_seconds\{route="POST \/v1\/score",quantile="0\.99"\} [0-9.e-]+$/m);
+    expect(text).toMatch(/^selectivity_kernel_duration_seconds\{quantile="0\.5"\} [0-9.e-]+$/m);
+    expect(text).toMatch(/^selectivity_declarations_total\{channel="[a-z]+"\} \d+$/m);
+    expect(text).toMatch(/^selectivity_errors_total\{code="SEL_ERR_UNAUTHORIZED"\} \d+$/m);
+    const json = (await app.inject({ url: '/v1/metrics', headers: auth('analyst') })).json();
+    const series = json.series['POST /v1/score'];
+    expect(series.cumulative.count).toBeGreaterThanOrEqual(5);
+    expect(series.cumulative.p99).toBeGreaterThan(0);
+    expect(series.cumulative.max).toBeGreaterThanOrEqual(series.cumulative.p50);
+    expect(json.series.kernel.cumulative.count).toBeGreaterThanOrEqual(5);
+  });
+
+  it('describes itself in OpenAPI, generated from the route schemas', async () => {
+    const doc = (await app.inject({ url: '/v1/openapi.json', headers: auth('port') })).json();
+    expect(doc.openapi).toMatch(/^3\./);
+    expect(Object.keys(doc.paths)).toEqual(expect.arrayContaining(['/v1/score', '/v1/score/stream', '/v1/ruleset', '/v1/ruleset/reload', '/v1/ruleset/profiles', '/healthz', '/readyz', '/metrics']));
+    const item = doc.paths['/v1/score'].post.requestBody.content['application/json'].schema.properties.declarations.items;
+    expect(item.required).toEqual(expect.arrayContaining(['id', 'date', 'hs', 'origin', 'customsValue', 'netMass']));
+  });
+
+  it('negotiates Accept with q-values', () => {
+    expect(negotiate(undefined, 'msgpack')).toBe('msgpack');
+    expect(negotiate('*/*', 'json')).toBe('json');
+    expect(negotiate('application/json;q=0.1, application/x-msgpack;q=0.9', 'json')).toBe('msgpack');
+    expect(negotiate('application/msgpack;q=0, application/json', 'msgpack')).toBe('json');
+    expect(() => negotiate('text/csv', 'json')).toThrow(expect.objectContaining({ code: 'SEL_ERR_NOT_ACCEPTABLE' }));
+  });
+});
+
+describe('tokens', () => {
+  it('generates one token per role on a first start, owner-only, and reads them back later', () => {
+    const d = join(dir, 'tokens-first');
+    const first = loadTokens({ dataDir: d });
+    expect(first.generated?.map((t) => t.role)).toEqual(['port', 'analyst', 'admin']);
+    const file = join(d, 'tokens.json');
+    expect(statSync(file).mode & 0o777).toBe(0o600);
+    const again = loadTokens({ dataDir: d });
+    expect(again.generated).toBeUndefined();
+    expect(again.store.roleOf(first.generated![2].token)).toBe('admin');
+    expect(again.store.roleOf('sel_admin_guess')).toBeUndefined();
+  });
+
+  it('prefers SELECTIVITY_TOKENS, and rejects malformed values with a named code', () => {
+    const { store } = loadTokens({ dataDir: join(dir, 'tokens-env'), env: 'port:abcdefghijklmnopqrstuvwx' });
+    expect(store.source).toBe('env');
+    expect(store.roleOf('abcdefghijklmnopqrstuvwx')).toBe('port');
+    for (const bad of ['port', 'pilot:abcdefghijklmnopqrstuvwx', 'port:short', ' , ']) {
+      expect(() => parseTokensEnv(bad), bad).toThrow(expect.objectContaining({ code: 'SEL_ERR_CONFIG_INVALID' }));
+    }
+    // one token for two roles is ambiguous
+    expect(() => loadTokens({ dataDir: join(dir, 'tokens-env'), env: 'port:abcdefghijklmnopqrstuvwx,admin:abcdefghijklmnopqrstuvwx' })).toThrow(expect.objectContaining({ code: 'SEL_ERR_CONFIG_INVALID' }));
+  });
+
+  it('refuses a tokens file readable by others', () => {
+    const d = join(dir, 'tokens-open');
+    loadTokens({ dataDir: d });
+    const file = join(d, 'tokens.json');
+    writeFileSync(file, readFileSync(file), { mode: 0o644 });
+    chmodSync(file, 0o644);
+    expect(() => loadTokens({ dataDir: d })).toThrow(expect.objectContaining({ code: 'SEL_ERR_CONFIG_INVALID', details: expect.objectContaining({ field: 'tokens' }) }));
+  });
+});
+
+describe('MessagePack framing', () => {
+  it('finds the end of each value without decoding it, and -1 for a truncated one', () => {
+    const values = [{ a: 1, b: 'x'.repeat(300), c: [1, 2.5, -3, null, true], d: { e: new Uint8Array(70000) } }, 'str', 12345678901, -1.5, [], {}];
+    const bytes = Buffer.concat(values.map((v) => pack(v)));
+    let pos = 0;
+    const ends: number[] = [];
+    while (pos < bytes.length) { pos = msgpackValueEnd(bytes, pos); ends.push(pos); }
+    expect(ends).toHaveLength(values.length);
+    expect(ends.at(-1)).toBe(bytes.length);
+    const first = pack(values[0]);
+    for (const cut of [1, 2, 10, first.length - 1]) expect(msgpackValueEnd(first.subarray(0, cut), 0)).toBe(-1);
+    expect(() => msgpackValueEnd(Buffer.from([0xc1]), 0)).toThrow(expect.objectContaining({ code: 'SEL_ERR_REQUEST_PARSE' }));
+  });
+});
+
+// ---- over loopback, with a worker pool --------------------------------------------
+
+interface StreamResult { status: number; headers: Record<string, string | string[] | undefined>; body: Buffer }
+
+function streamRequest(service: RunningService, contentType: string, chunks: Iterable<Buffer>, headers: Record<string, string> = {}, onFirstData?: () => void): Promise<StreamResult> {
+  return new Promise((resolve, reject) => {
+    const url = new URL('/v1/score/stream', service.url);
+    const req = httpRequest(url, { method: 'POST', headers: { ...auth('port'), 'content-type': contentType, ...headers } }, (res) => {
+      const parts: Buffer[] = [];
+      res.on('data', (c: Buffer) => { if (parts.length === 0) onFirstData?.(); parts.push(c); });
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(parts) }));
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    const it = chunks[Symbol.iterator]();
+    const pump = () => {
+      for (;;) {
+        const n = it.next();
+        if (n.done) { req.end(); return; }
+        if (!req.write(n.value)) { req.once('drain', pump); return; }
+      }
+    };
+    pump();
+  });
+}
+
+function* ndjsonOf(decls: readonly unknown[], perChunk = 97): Generator<Buffer> {
+  for (let i = 0; i < decls.length; i += perChunk) yield Buffer.from(decls.slice(i, i + perChunk).map((d) => `${typeof d === 'string' ? d : JSON.stringify(d)}\n`).join(''));
+}
+
+describe('service over loopback (worker pool)', () => {
+  let service: RunningService;
+
+  beforeAll(async () => {
+    service = await startService({ host: '127.0.0.1', port: 0, dataDir: join(dir, 'live'), tokensEnv, threads: 2, maxQueue: 2, metricsIntervalMs: 60_000 });
+  }, 30_000);
+  afterAll(async () => { await service?.close(); });
+
+  it('streams NDJSON decisions back in input order, with bad lines answered in place', async () => {
+    const decls: unknown[] = declarations(5000, 21);
+    decls[10] = '{"id": broken';
+    decls[4000] = { ...(decls[4000] as object), hs: 'ABC' };
+    const r = await streamRequest(service, 'application/x-ndjson', ndjsonOf(decls));
+    expect(r.status).toBe(200);
+    expect(r.headers['content-type']).toMatch(/^application\/x-ndjson/);
+    const out = r.body.toString('utf8').trim().split('\n').map((l) => JSON.parse(l));
+    expect(out).toHaveLength(decls.length);
+    expect(out[10]).toMatchObject({ line: 11, error: { code: 'SEL_ERR_DECL_PARSE' } });
+    expect(out[4000]).toMatchObject({ line: 4001, error: { code: 'SEL_ERR_DECL_FIELD_FORMAT' } });
+    out.forEach((o, i) => { if (i !== 10 && i !== 4000) expect(o.id).toBe((decls[i] as Declaration).id); });
+  });
+
+  it('streams a MessagePack sequence, and ends a truncated one with a fatal record after the complete ones', async () => {
+    const decls = declarations(3000, 22);
+    const bytes = Buffer.concat(decls.map((d) => pack(d)));
+    const r = await streamRequest(service, 'application/msgpack', [bytes.subarray(0, 100_000), bytes.subarray(100_000)]);
+    expect(r.status).toBe(200);
+    const out = unpackMultiple(r.body) as { id?: string }[];
+    expect(out.map((o) => o.id)).toEqual(decls.map((d) => d.id));
+
+    const cut = await streamRequest(service, 'application/msgpack', [bytes.subarray(0, bytes.length - 5)]);
+    const recs = unpackMultiple(cut.body) as { id?: string; fatal?: boolean; error?: { code: string } }[];
+    expect(recs.at(-1)).toMatchObject({ fatal: true, error: { code: 'SEL_ERR_REQUEST_PARSE' } });
+    expect(recs.slice(0, -1).map((o) => o.id)).toEqual(decls.slice(0, recs.length - 1).map((d) => d.id));
+    expect(recs.length - 1).toBeGreaterThanOrEqual(decls.length - 2048);
+  });
+
+  it('applies backpressure end to end: a client that does not read stops the server reading', async () => {
+    const pool = declarations(2000, 23).map((d) => JSON.stringify(d));
+    const total = 400_000;
+    let written = 0;
+    let res: import('node:http').IncomingMessage | undefined;
+    const url = new URL('/v1/score/stream', service.url);
+    const req = httpRequest(url, { method: 'POST', headers: { ...auth('port'), 'content-type': 'application/x-ndjson' } }, (r) => { res = r; r.pause(); });
+    let i = 0;
+    const next = (): Buffer | undefined => {
+      if (i >= total) return undefined;
+      const lines: string[] = [];
+      for (let k = 0; k < 500 && i < total; k++, i++) lines.push(pool[i % pool.length].replace(/"id":"[^"]*"/, `"id":"S${i}"`));
+      return Buffer.from(`${lines.join('\n')}\n`);
+    };
+    // write until the socket stops taking data for a while
+    let stalled = false;
+    await new Promise<void>((resolve) => {
+      const pump = () => {
+        for (;;) {
+          const b = next();
+          if (!b) { req.end(); resolve(); return; }
+          written += b.length;
+          if (!req.write(b)) {
+            const timer = setTimeout(() => { stalled = true; resolve(); }, 1500);
+            req.once('drain', () => { clearTimeout(timer); if (!stalled) pump(); });
+            return;
+          }
+        }
+      };
+      pump();
+    });
+    const approxTotalBytes = total * (written / Math.max(1, i));
+    expect(stalled).toBe(true);
+    expect(written).toBeLessThan(approxTotalBytes / 4);
+    // now read: everything flows and every declaration gets its decision
+    let lines = 0;
+    let tail = '';
+    const done = new Promise<void>((resolve, reject) => {
+      const attach = () => {
+        res!.on('data', (c: Buffer) => { const s = tail + c.toString('utf8'); const parts = s.split('\n'); tail = parts.pop()!; lines += parts.length; });
+        res!.on('end', () => resolve());
+        res!.on('error', reject);
+        res!.resume();
+      };
+      if (res) attach(); else req.once('response', () => setImmediate(attach));
+    });
+    req.on('drain', () => undefined);
+    const pumpRest = () => {
+      for (;;) {
+        const b = next();
+        if (!b) { req.end(); return; }
+        if (!req.write(b)) { req.once('drain', pumpRest); return; }
+      }
+    };
+    pumpRest();
+    await done;
+    expect(lines).toBe(total);
+  }, 120_000);
+
+  it('answers 503 with Retry-After when the scoring queue is full, never 500', async () => {
+    const body = JSON.stringify({ declarations: declarations(2000, 24) });
+    const send = () => new Promise<{ status: number; retryAfter?: string; code?: string }>((resolve, reject) => {
+      const req = httpRequest(new URL('/v1/score', service.url), { method: 'POST', headers: { ...auth('port'), 'content-type': 'application/json' } }, (res) => {
+        const parts: Buffer[] = [];
+        res.on('data', (c: Buffer) => parts.push(c));
+        res.on('end', () => {
+          const text = Buffer.concat(parts).toString('utf8');
+          resolve({ status: res.statusCode ?? 0, retryAfter: res.headers['retry-after'] as string | undefined, code: res.statusCode === 200 ? undefined : JSON.parse(text).error.code });
+        });
+      });
+      req.on('error', reject);
+      req.end(body);
+    });
+    const results = await Promise.all(Array.from({ length: 24 }, send));
+    const statuses = new Set(results.map((r) => r.status));
+    expect([...statuses].every((s) => s === 200 || s === 503)).toBe(true);
+    const refused = results.filter((r) => r.status === 503);
+    expect(refused.length).toBeGreaterThan(0);
+    expect(results.filter((r) => r.status === 200).length).toBeGreaterThan(0);
+    for (const r of refused) { expect(r.code).toBe('SEL_ERR_OVERLOADED'); expect(Number(r.retryAfter)).toBeGreaterThan(0); }
+  }, 60_000);
+
+  it('shuts down gracefully: an in-flight stream completes, then the port closes', async () => {
+    const decls = declarations(20_000, 25);
+    let closing: Promise<void> | undefined;
+    // close as soon as the first decisions come back: the stream is in flight
+    const r = await streamRequest(service, 'application/x-ndjson', ndjsonOf(decls, 500), {}, () => { closing = service.close(); });
+    expect(closing).toBeDefined();
+    await closing;
+    expect(r.status, r.body.toString('utf8').slice(0, 300)).toBe(200);
+    expect(r.body.toString('utf8').trim().split('\n')).toHaveLength(decls.length);
+    await expect(fetch(`${service.url}/healthz`)).rejects.toThrow();
+  }, 60_000);
+});
+
