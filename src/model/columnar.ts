@@ -38,7 +38,18 @@ export interface ColumnarBatch {
 }
 
 /** Byte layout of the columns inside a batch buffer of a given capacity. */
+const layoutCache = new Map<number, { offsets: Record<string, number>; byteLength: number }>();
+
 export function batchLayout(capacity: number): { offsets: Record<string, number>; byteLength: number } {
+  const cached = layoutCache.get(capacity);
+  if (cached) return cached;
+  const layout = computeLayout(capacity);
+  if (layoutCache.size >= 64) layoutCache.delete(layoutCache.keys().next().value as number);
+  layoutCache.set(capacity, layout);
+  return layout;
+}
+
+function computeLayout(capacity: number): { offsets: Record<string, number>; byteLength: number } {
   const offsets: Record<string, number> = {};
   let at = 0;
   for (const c of NUMERIC_COLUMNS) { offsets[c] = at; at += capacity * 8; }
@@ -106,7 +117,11 @@ export class BatchBuilder {
   get length(): number { return this.n; }
   get full(): boolean { return this.n >= this.capacity; }
 
+  /** Allocates the next batch on first use after finish(), not before: a builder used once allocates once. */
+  private fresh = false;
+
   private reset(): void {
+    this.fresh = true;
     const buffer = new ArrayBuffer(batchLayout(this.capacity).byteLength);
     this.dicts = {} as Dictionaries;
     this.dictMaps = {} as Record<CategoricalColumn, Map<string, number>>;
@@ -130,6 +145,7 @@ export class BatchBuilder {
 
   /** Appends a declaration that already passed validateDeclaration. */
   push(d: Declaration): void {
+    if (!this.fresh) this.reset();
     if (this.n >= this.capacity) throw new RangeError('batch is full');
     const i = this.n++;
     const v = this.views;
@@ -154,9 +170,12 @@ export class BatchBuilder {
 
   /** Returns the batch built so far (views trimmed to its size) and starts a new one. */
   finish(): { batch: ColumnarBatch; ids: string[] } {
+    if (!this.fresh) this.reset(); // finish() twice in a row: an empty batch
     const batch = batchViews(this.views.buffer, this.capacity, this.n, this.dicts);
     const ids = this.ids;
-    this.reset();
+    this.fresh = false;
+    this.n = 0;
+    this.ids = [];
     return { batch, ids };
   }
 }

@@ -148,6 +148,13 @@ export interface ValidateOptions {
  * numbers before validation, through the column mapping).
  */
 export function validateDeclaration(raw: unknown, options: ValidateOptions = {}): Validation {
+  const fast = cleanDeclaration(raw, options.rejectUnknown !== false);
+  if (fast !== undefined) return { ok: true, value: fast };
+  return validateDeclarationGeneral(raw, options);
+}
+
+/** The general path of validateDeclaration (every rule, every issue); exported for the tests that pin the fast path to it. */
+export function validateDeclarationGeneral(raw: unknown, options: ValidateOptions = {}): Validation {
   if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
     return { ok: false, issues: [issue(errors.SEL_ERR_DECL_NOT_OBJECT, '$', 'an object', Array.isArray(raw) ? 'an array' : raw)] };
   }
@@ -234,4 +241,63 @@ function checkField(spec: FieldSpec, v: unknown): { value: unknown } | { issue: 
       return { value: v };
     }
   }
+}
+
+// ---- the fast path --------------------------------------------------------------
+// Most declarations are clean: every string already trimmed, countries upper
+// case, HS codes plain digits. cleanDeclaration accepts exactly those, building
+// the same object the general path would, and returns undefined for anything
+// else (which the general path then validates, normalises or reports). It
+// must never accept what the general path rejects; a property test checks it.
+
+/** A string that trim() leaves alone and isBlank() does not drop: printable ASCII at both ends. */
+function tidy(v: unknown, max: number): v is string {
+  if (typeof v !== 'string') return false;
+  const n = v.length;
+  if (n === 0 || n > max) return false;
+  const a = v.charCodeAt(0), b = v.charCodeAt(n - 1);
+  return a > 0x20 && a < 0x7f && b > 0x20 && b < 0x7f;
+}
+
+function digits(v: string): boolean {
+  for (let i = 0; i < v.length; i++) { const c = v.charCodeAt(i); if (c < 48 || c > 57) return false; }
+  return true;
+}
+
+function upperCountry(v: unknown): v is string {
+  if (typeof v !== 'string' || v.length !== 2) return false;
+  const a = v.charCodeAt(0), b = v.charCodeAt(1);
+  return a >= 65 && a <= 90 && b >= 65 && b <= 90;
+}
+
+function inRange(v: unknown, min: number, max: number): v is number {
+  return typeof v === 'number' && v >= min && v <= max; // NaN fails both comparisons
+}
+
+export function cleanDeclaration(raw: unknown, rejectUnknown = true): Declaration | undefined {
+  if (raw === null || typeof raw !== 'object' || Object.getPrototypeOf(raw) !== Object.prototype) return undefined;
+  const src = raw as Record<string, unknown>;
+  if (rejectUnknown) for (const key in src) if (!FIELD_NAMES.has(key)) return undefined;
+  const { id, date, office, importer, declarant, seller, hs, origin, departure, transportMode, customsValue, netMass, quantity, taxRate, description, aeo } = src;
+  if (!tidy(id, MAX_CODE_LENGTH) || typeof date !== 'string' || Number.isNaN(parseIsoDate(date)) || !tidy(office, MAX_CODE_LENGTH) || !tidy(importer, MAX_CODE_LENGTH)) return undefined;
+  if (typeof hs !== 'string' || hs.length < 6 || hs.length > 10 || !digits(hs) || !upperCountry(origin)) return undefined;
+  if (!inRange(customsValue, 0, 1e15) || !inRange(netMass, 0, 1e12)) return undefined;
+  const out: Record<string, unknown> = { id, date, office, importer };
+  if (declarant !== undefined) { if (!tidy(declarant, MAX_CODE_LENGTH)) return undefined; out.declarant = declarant; }
+  if (seller !== undefined) { if (!tidy(seller, MAX_CODE_LENGTH)) return undefined; out.seller = seller; }
+  out.hs = hs;
+  out.origin = origin;
+  if (departure !== undefined) { if (!upperCountry(departure)) return undefined; out.departure = departure; }
+  if (transportMode !== undefined) { if (!tidy(transportMode, MAX_CODE_LENGTH)) return undefined; out.transportMode = transportMode; }
+  out.customsValue = customsValue;
+  out.netMass = netMass;
+  if (quantity !== undefined) { if (!inRange(quantity, 0, 1e12)) return undefined; out.quantity = quantity; }
+  if (taxRate !== undefined) { if (!inRange(taxRate, 0, 1000)) return undefined; out.taxRate = taxRate; }
+  if (description !== undefined) {
+    // not trimmed by the general path; a printable first character makes it non-blank
+    if (typeof description !== 'string' || description.length > MAX_DESCRIPTION_LENGTH || !(description.charCodeAt(0) > 0x20 && description.charCodeAt(0) < 0x7f)) return undefined;
+    out.description = description;
+  }
+  if (aeo !== undefined) { if (typeof aeo !== 'boolean') return undefined; out.aeo = aeo; }
+  return out as unknown as Declaration;
 }
