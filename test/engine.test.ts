@@ -68,3 +68,25 @@ describe('engine', () => {
     await expect(engine.scoreBatch(batch)).rejects.toMatchObject({ code: 'SEL_ERR_ENGINE_CLOSED' });
   });
 });
+
+describe('engine.scoreWire', () => {
+  it('scores small bodies on the calling thread and large ones in the pool, with the same result and the current ruleset', async () => {
+    const decls = randomDeclarations(30, 77).filter((d) => d.netMass > 0);
+    const body = () => Buffer.from(JSON.stringify({ declarations: decls }));
+    const req = () => ({ kind: 'batch' as const, format: 'json' as const, accept: 'json' as const, body: body(), maxDeclarations: 100 });
+    const pooled = createEngine({ ruleset: rulesetA, threads: 1, inlineMaxBytes: 0 });
+    const inline = createEngine({ ruleset: rulesetA, threads: 1, inlineMaxBytes: 1 << 20 });
+    try {
+      const [a, b] = await Promise.all([pooled.scoreWire(req()), inline.scoreWire(req())]);
+      expect(a.ok && b.ok).toBe(true);
+      if (!a.ok || !b.ok) return;
+      expect(Buffer.from(b.body).toString()).toBe(Buffer.from(a.body).toString());
+      const versionB = inline.setRuleset(rulesetB);
+      const c = await inline.scoreWire(req());
+      expect(c.ok && c.rulesetVersion).toBe(versionB);
+      expect(() => createEngine({ ruleset: rulesetA, threads: 1, inlineMaxBytes: -1 })).toThrow(expect.objectContaining({ code: 'SEL_ERR_OPTION_INVALID', details: expect.objectContaining({ field: 'inlineMaxBytes' }) }));
+    } finally {
+      await Promise.all([pooled.close(), inline.close()]);
+    }
+  });
+});

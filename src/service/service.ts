@@ -28,6 +28,8 @@ export interface ServiceConfig {
   tokensEnv?: string;
   threads?: number;
   maxQueue?: number;
+  /** Requests with bodies up to this many bytes are scored on the main thread (default 16 KiB; 0: never). */
+  inlineMaxBytes?: number;
   bodyLimit?: number;
   maxBatch?: number;
   metricsIntervalMs?: number;
@@ -63,7 +65,7 @@ export async function startService(config: ServiceConfig): Promise<RunningServic
   const { store: tokens, generated } = loadTokens({ dataDir: config.dataDir, file: config.tokensFile, env: config.tokensEnv });
   const source = new RulesetSource({ profilesPath: files.profilesPath, peersPath: files.peersPath });
   const ruleset = await source.load();
-  const engine = createEngine({ ruleset, threads: config.threads, maxQueue: config.maxQueue });
+  const engine = createEngine({ ruleset, threads: config.threads, maxQueue: config.maxQueue, inlineMaxBytes: config.inlineMaxBytes ?? 16 * 1024 });
   let app: FastifyInstance | undefined;
   const metrics = await createMetrics({
     intervalMs: config.metricsIntervalMs,
