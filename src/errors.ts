@@ -107,6 +107,7 @@ export function isSelectivityError(e: unknown): e is SelectivityError {
 
 /** Shortens a value for inclusion in error details. */
 export function preview(value: unknown, max = 80): unknown {
+  if (typeof value === 'bigint') return `${value}n`; // JSON has no BigInt (msgpack int64 decodes to one)
   if (typeof value === 'string' && value.length > max) return `${value.slice(0, max)}…`;
   return value;
 }

@@ -45,3 +45,12 @@ describe('validateDeclaration fast path', () => {
     expect(validateDeclaration('x')).toEqual(validateDeclarationGeneral('x'));
   });
 });
+
+describe('validateDeclaration on values JSON cannot hold', () => {
+  it('reports a BigInt (a MessagePack int64) as a type error instead of throwing', () => {
+    const v = validateDeclaration({ ...base[0], customsValue: 12n });
+    expect(v.ok).toBe(false);
+    if (!v.ok) expect(v.issues[0]).toMatchObject({ code: 'SEL_ERR_DECL_FIELD_TYPE', field: 'customsValue', got: '12n' });
+    expect(() => JSON.stringify(v)).not.toThrow();
+  });
+});

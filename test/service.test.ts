@@ -125,6 +125,38 @@ describe('service contract (inject, in-process scoring)', () => {
     expect(refused.json().error.code).toBe('SEL_ERR_NOT_ACCEPTABLE');
   });
 
+  it('answers a MessagePack batch (read by the fast path) exactly as the same batch in JSON', async () => {
+    const good = declarations(60, 6);
+    const mixed: unknown[] = good.map((d, i) => {
+      switch (i % 7) {
+        case 1: return { ...d, origin: d.origin.toLowerCase() };        // normalised by the general path
+        case 2: return { ...d, hs: `${d.hs.slice(0, 4)}.${d.hs.slice(4)}` };
+        case 3: return { ...d, netMass: -1 };                           // invalid
+        case 4: return { ...d, extra: 'x' };                            // invalid
+        case 5: return { ...d, declarant: null, description: '  ' };    // blanks dropped
+        default: return d;
+      }
+    });
+    mixed.push('not a declaration', 42, null);
+    const viaJson = await app.inject({ method: 'POST', url: '/v1/score', headers: auth('port'), payload: { declarations: mixed } });
+    const viaPack = await app.inject({ method: 'POST', url: '/v1/score', headers: { ...auth('port'), 'content-type': 'application/msgpack', accept: 'application/json' }, payload: Buffer.from(pack({ declarations: mixed })) });
+    expect(viaPack.statusCode).toBe(200);
+    const a = viaJson.json(), b = viaPack.json();
+    expect(b.errors.length).toBeGreaterThan(10);
+    expect(b.decisions.length).toBeGreaterThan(30);
+    expect(b).toEqual(a);
+    const packed = await app.inject({ method: 'POST', url: '/v1/score', headers: { ...auth('port'), 'content-type': 'application/msgpack' }, payload: Buffer.from(pack({ declarations: mixed })) });
+    expect(unpack(packed.rawPayload)).toEqual(a);
+  });
+
+  it('reports a MessagePack int64 field as a bad declaration, not a server error', async () => {
+    const [d] = declarations(1, 8);
+    const r = await app.inject({ method: 'POST', url: '/v1/score', headers: { ...auth('port'), 'content-type': 'application/msgpack', accept: 'application/json' }, payload: Buffer.from(pack({ declarations: [{ ...d, customsValue: 2n ** 40n }, d] })) });
+    expect(r.statusCode).toBe(200);
+    expect(r.json().errors).toEqual([expect.objectContaining({ index: 0, code: 'SEL_ERR_DECL_FIELD_TYPE', issues: [expect.objectContaining({ field: 'customsValue' })] })]);
+    expect(r.json().decisions).toHaveLength(1);
+  });
+
   it('turns bad requests into named 4xx errors', async () => {
     const post = (payload: string | Buffer, headers: Record<string, string> = {}) =>
       app.inject({ method: 'POST', url: '/v1/score', headers: { ...auth('port'), 'content-type': 'application/json', ...headers }, payload });

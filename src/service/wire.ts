@@ -12,11 +12,12 @@
  *            MessagePack values), one declaration each → one output record per
  *            input record, in order: a decision, or { index, line?, error }.
  */
-import { Packr, Unpackr } from 'msgpackr';
+import { Unpackr } from 'msgpackr';
 import { errors, SelectivityError, type ErrorDetails } from '../errors.js';
 import type { Kernel } from '../kernel/kernel.js';
 import { BatchBuilder } from '../model/columnar.js';
-import { validateDeclaration, type FieldIssue } from '../model/schema.js';
+import { validateDeclaration, type Declaration, type FieldIssue } from '../model/schema.js';
+import { FastDeclarationReader, encodeMsgpack } from './fast-msgpack.js';
 import { decisionAt, channelCounts, emptyCounts, type Decision } from '../decisions.js';
 import type { Channel } from '../model/channels.js';
 
@@ -67,7 +68,6 @@ export interface RecordError {
   issues: Omit<FieldIssue, 'message'>[] | { code: string; field: string; expected: string; message: string }[];
 }
 
-const packr = new Packr({ useRecords: false, variableMapSize: true });
 const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true });
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 const encoder = new TextEncoder();
@@ -77,9 +77,40 @@ function fail(e: SelectivityError): WireReply {
   return { ok: false, error: { code: e.code, message: e.message, statusCode: e.statusCode, details: e.details } };
 }
 
-/** Fresh bytes that own their ArrayBuffer (msgpackr reuses its output buffer). */
-function own(bytes: Uint8Array): Uint8Array {
-  return bytes.slice();
+/** Reads clean declaration maps straight from MessagePack bytes (src/service/fast-msgpack.ts). */
+const fastReader = new FastDeclarationReader();
+const DECLARATIONS = Array.from('declarations', (c) => c.charCodeAt(0));
+
+/** Where the array of a {"declarations": [...]} MessagePack document starts, or undefined for any other shape. */
+function declarationsArray(b: Uint8Array): { count: number; pos: number } | undefined {
+  const u16 = (p: number) => (b[p] << 8) | b[p + 1];
+  const u32 = (p: number) => ((b[p] << 24) >>> 0) + ((b[p + 1] << 16) | (b[p + 2] << 8) | b[p + 3]);
+  if (b.length < 20) return undefined;
+  let p: number;
+  // a map of one entry (fixmap, map16 or map32: encoders differ)
+  if (b[0] === 0x81) p = 1;
+  else if (b[0] === 0xde && u16(1) === 1) p = 3;
+  else if (b[0] === 0xdf && u32(1) === 1) p = 5;
+  else return undefined;
+  // its key "declarations" (fixstr or str8)
+  if (b[p] === 0xa0 + DECLARATIONS.length) p += 1;
+  else if (b[p] === 0xd9 && b[p + 1] === DECLARATIONS.length) p += 2;
+  else return undefined;
+  for (let i = 0; i < DECLARATIONS.length; i++) if (b[p + i] !== DECLARATIONS[i]) return undefined;
+  p += DECLARATIONS.length;
+  const t = b[p];
+  if (t >= 0x90 && t <= 0x9f) return { count: t & 0x0f, pos: p + 1 };
+  if (t === 0xdc) return { count: u16(p + 1), pos: p + 3 };
+  if (t === 0xdd) return { count: u32(p + 1), pos: p + 5 };
+  return undefined;
+}
+
+function parseRecord(bytes: Uint8Array, from: number, to: number, what: string): unknown {
+  try {
+    return unpackr.unpack(bytes.subarray(from, to));
+  } catch (e) {
+    throw errors.SEL_ERR_REQUEST_PARSE(`${what} is not valid MessagePack: ${(e as Error).message}`, { field: 'body', expected: 'MessagePack maps', got: what });
+  }
 }
 
 function parseDocument(req: WireRequest): unknown {
@@ -102,6 +133,12 @@ class Scoring {
 
   constructor(capacity: number) {
     this.builder = new BatchBuilder(Math.max(1, capacity));
+  }
+
+  /** A declaration the fast reader already validated. */
+  addValid(d: Declaration, index: number): void {
+    this.builder.push(d);
+    this.rowIndex.push(index);
   }
 
   add(raw: unknown, index: number, line?: number): void {
@@ -147,7 +184,39 @@ class Scoring {
   }
 }
 
+function encodeReply(req: WireRequest, reply: unknown): Uint8Array {
+  return req.accept === 'json' ? encoder.encode(JSON.stringify(reply)) : encodeMsgpack(reply);
+}
+
+function tooMany(req: WireRequest, n: number): SelectivityError {
+  return errors.SEL_ERR_BATCH_TOO_LARGE(`a batch may hold at most ${req.maxDeclarations} declarations; this one holds ${n}`, { field: 'declarations', expected: `at most ${req.maxDeclarations} declarations`, got: n });
+}
+
+/** MessagePack batches in the usual shape: read declaration by declaration from the bytes. Undefined: use the general path. */
+function scoreMsgpackBatch(kernel: Kernel, req: WireRequest): WireReply | undefined {
+  const b = req.body;
+  const head = declarationsArray(b);
+  if (!head) return undefined;
+  if (head.count > req.maxDeclarations) throw tooMany(req, head.count);
+  const s = new Scoring(head.count);
+  let pos = head.pos;
+  for (let i = 0; i < head.count; i++) {
+    const r = fastReader.read(b, pos);
+    if (r.end < 0) return undefined; // truncated: the general path reports it
+    if (r.value) s.addValid(r.value, i);
+    else s.add(parseRecord(b, pos, r.end, `declarations[${i}]`), i);
+    pos = r.end;
+  }
+  if (pos !== b.length) return undefined; // trailing bytes: the general path reports them
+  const { decisions, stats } = s.run(kernel);
+  return { ok: true, body: encodeReply(req, { rulesetVersion: stats.rulesetVersion, counts: stats.counts, decisions, errors: s.bad }), ...stats };
+}
+
 function scoreBatchDocument(kernel: Kernel, req: WireRequest): WireReply {
+  if (req.format === 'msgpack') {
+    const fast = scoreMsgpackBatch(kernel, req);
+    if (fast) return fast;
+  }
   const doc = parseDocument(req);
   if (doc === null || typeof doc !== 'object' || Array.isArray(doc)) {
     throw errors.SEL_ERR_REQUEST_INVALID('the request body must be an object { "declarations": [...] }', { field: 'body', expected: 'an object with a "declarations" array', got: Array.isArray(doc) ? 'an array' : doc === null ? null : typeof doc });
@@ -157,13 +226,12 @@ function scoreBatchDocument(kernel: Kernel, req: WireRequest): WireReply {
   }
   const list = (doc as { declarations?: unknown }).declarations;
   if (!Array.isArray(list)) throw errors.SEL_ERR_REQUEST_INVALID('"declarations" must be an array', { field: 'declarations', expected: 'an array of declarations', got: list === undefined ? 'nothing' : typeof list });
-  if (list.length > req.maxDeclarations) throw errors.SEL_ERR_BATCH_TOO_LARGE(`a batch may hold at most ${req.maxDeclarations} declarations; this one holds ${list.length}`, { field: 'declarations', expected: `at most ${req.maxDeclarations} declarations`, got: list.length });
+  if (list.length > req.maxDeclarations) throw tooMany(req, list.length);
   const s = new Scoring(list.length);
   for (let i = 0; i < list.length; i++) s.add(list[i], i);
   const { decisions, stats } = s.run(kernel);
   const reply = { rulesetVersion: stats.rulesetVersion, counts: stats.counts, decisions, errors: s.bad };
-  const body = req.accept === 'json' ? encoder.encode(JSON.stringify(reply)) : own(packr.pack(reply));
-  return { ok: true, body, ...stats };
+  return { ok: true, body: encodeReply(req, reply), ...stats };
 }
 
 function scoreStreamChunk(kernel: Kernel, req: WireRequest): WireReply {
@@ -194,14 +262,23 @@ function scoreStreamChunk(kernel: Kernel, req: WireRequest): WireReply {
       s.add(value, firstIndex + n++, line);
     }
   } else {
-    let values: unknown[];
-    try {
-      values = unpackr.unpackMultiple(req.body) as unknown[];
-    } catch (e) {
-      throw errors.SEL_ERR_REQUEST_PARSE(`stream chunk is not valid MessagePack: ${(e as Error).message}`, { field: 'body', expected: 'concatenated MessagePack maps', got: `record ${firstIndex}…` });
+    // whole records (the service frames them); each read straight from the bytes
+    const b = req.body;
+    const ends: number[] = [];
+    for (let pos = 0; pos < b.length;) {
+      const end = msgpackValueEnd(b, pos);
+      if (end < 0) throw errors.SEL_ERR_REQUEST_PARSE(`stream chunk ends inside record ${firstIndex + ends.length}`, { field: 'body', expected: 'whole MessagePack values', got: `record ${firstIndex + ends.length}` });
+      ends.push(end);
+      pos = end;
     }
-    s = new Scoring(values.length);
-    for (const v of values) s.add(v, firstIndex + n++);
+    s = new Scoring(ends.length);
+    let pos = 0;
+    for (const end of ends) {
+      const r = fastReader.read(b, pos);
+      if (r.value) s.addValid(r.value, firstIndex + n++);
+      else s.add(parseRecord(b, pos, end, `record ${firstIndex + n}`), firstIndex + n++);
+      pos = end;
+    }
   }
   const { decisions, stats } = s.run(kernel);
   // interleave decisions and errors back into input order
@@ -214,7 +291,7 @@ function scoreStreamChunk(kernel: Kernel, req: WireRequest): WireReply {
     for (const o of out) text += `${JSON.stringify(o)}\n`;
     body = encoder.encode(text);
   } else {
-    const parts = out.map((o) => own(packr.pack(o)));
+    const parts = out.map((o) => encodeMsgpack(o));
     const total = parts.reduce((a, p) => a + p.length, 0);
     body = new Uint8Array(total);
     let at = 0;
