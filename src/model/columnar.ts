@@ -171,7 +171,7 @@ export class BatchBuilder {
   /** Returns the batch built so far (views trimmed to its size) and starts a new one. */
   finish(): { batch: ColumnarBatch; ids: string[] } {
     if (!this.fresh) this.reset(); // finish() twice in a row: an empty batch
-    const batch = batchViews(this.views.buffer, this.capacity, this.n, this.dicts);
+    const batch = this.n === this.capacity ? this.views : batchViews(this.views.buffer, this.capacity, this.n, this.dicts);
     const ids = this.ids;
     this.fresh = false;
     this.n = 0;
