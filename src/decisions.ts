@@ -11,8 +11,8 @@ import { FLAG_CONTROL, FLAG_PROFILE_CHANNEL, type ScoreResult } from './kernel/l
 export type Reason =
   /** A risk profile matched; its weight was added to the score. */
   | { code: 'PROFILE'; profile: string; weight: number; channel?: Channel }
-  /** A feature deviated from its peer group beyond the z threshold. */
-  | { code: 'DEVIATION'; feature: Feature; z: number; direction: 'under' | 'over'; peerLevel: string }
+  /** A feature deviated from its peer group beyond the z threshold; contribution is what it added to the score (0 where that direction has no weight). */
+  | { code: 'DEVIATION'; feature: Feature; z: number; direction: 'under' | 'over'; peerLevel: string; contribution: number }
   /** The score reached a channel threshold. */
   | { code: 'SCORE_THRESHOLD'; channel: Channel; score: number; threshold: number }
   /** A matched profile's counter-measure raised the channel above the score's. */
@@ -48,7 +48,9 @@ export function decisionAt(result: ScoreResult, i: number, id: string, meta: Com
   for (let f = 0; f < NF; f++) {
     const z = result.z[i * NF + f];
     if (Number.isNaN(z) || Math.abs(z) <= s.zThreshold) continue;
-    reasons.push({ code: 'DEVIATION', feature: FEATURES[f], z: round(z, 3), direction: z < 0 ? 'under' : 'over', peerLevel: meta.levels[result.level[i * NF + f]].name });
+    const under = z < 0;
+    const contribution = (under ? s.weights.under[f] : s.weights.over[f]) * Math.min(Math.abs(z) - s.zThreshold, s.zCap);
+    reasons.push({ code: 'DEVIATION', feature: FEATURES[f], z: round(z, 3), direction: under ? 'under' : 'over', peerLevel: meta.levels[result.level[i * NF + f]].name, contribution: round(contribution) });
   }
   if (score >= s.thresholds.red) reasons.push({ code: 'SCORE_THRESHOLD', channel: 'red', score: round(score), threshold: s.thresholds.red });
   else if (score >= s.thresholds.yellow) reasons.push({ code: 'SCORE_THRESHOLD', channel: 'yellow', score: round(score), threshold: s.thresholds.yellow });

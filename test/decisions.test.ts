@@ -99,6 +99,13 @@ describe('toDecisions', () => {
     // deviation reasons only for |z| beyond the threshold
     for (const r of reasonsOf(c, 'DEVIATION')) expect(Math.abs(r.z)).toBeGreaterThan(2);
     expect(reasonsOf(byId(decisions, 'A-normal'), 'DEVIATION')).toEqual([]);
+    // each deviation says what it added: unit value under, weight 1, capped at 8
+    expect(dev!.contribution).toBe(8);
+    // and the deviation contributions are the whole score when no profile matched
+    if (reasonsOf(c, 'PROFILE').length === 0) {
+      const sum = reasonsOf(c, 'DEVIATION').reduce((a, r) => a + r.contribution, 0);
+      expect(sum).toBeCloseTo(c.score, 3);
+    }
   });
 
   it('a counter-measure raises the channel and gives COUNTER_MEASURE naming the profile', async () => {

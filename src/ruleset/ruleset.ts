@@ -57,8 +57,17 @@ function finite(v: unknown, field: string, min = -Infinity, max = Infinity): num
 /** Merges partial settings over the defaults and validates the result (frozen). */
 export function resolveSettings(partial: Partial<RulesetSettings> = {}): RulesetSettings {
   const d = DEFAULT_SETTINGS;
-  const w = partial.weights ?? d.weights;
-  const t = partial.thresholds ?? d.thresholds;
+  if (partial === null || typeof partial !== 'object') bad('settings', 'an object', partial);
+  for (const key of Object.keys(partial)) if (!(key in d)) bad(key, `one of the settings ${Object.keys(d).join(', ')}`, key);
+  // nested settings merge key by key: { thresholds: { yellow: 3 } } keeps the default red
+  for (const group of ['weights', 'thresholds', 'randomSelection'] as const) {
+    const g = partial[group] as unknown;
+    if (g === undefined) continue;
+    if (g === null || typeof g !== 'object' || Array.isArray(g)) bad(group, 'an object', g);
+    for (const key of Object.keys(g as object)) if (!(key in d[group])) bad(`${group}.${key}`, `one of ${Object.keys(d[group]).join(', ')}`, key);
+  }
+  const w = { ...d.weights, ...(partial.weights ?? {}) };
+  const t = { ...d.thresholds, ...(partial.thresholds ?? {}) };
   const r = { ...d.randomSelection, ...(partial.randomSelection ?? {}) };
   const s: RulesetSettings = {
     minGroupSize: finite(partial.minGroupSize ?? d.minGroupSize, 'minGroupSize', 1, 1e9),
