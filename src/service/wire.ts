@@ -17,7 +17,7 @@ import { errors, SelectivityError, type ErrorDetails } from '../errors.js';
 import type { Kernel } from '../kernel/kernel.js';
 import { BatchBuilder } from '../model/columnar.js';
 import { validateDeclaration, type Declaration, type FieldIssue } from '../model/schema.js';
-import { FastDeclarationReader, encodeMsgpack } from './fast-msgpack.js';
+import { FastDeclarationReader, encodeMsgpack, msgpackEnd as msgpackValueEnd } from './fast-msgpack.js';
 import { decisionAt, channelCounts, emptyCounts, type Decision } from '../decisions.js';
 import type { Channel } from '../model/channels.js';
 
@@ -312,52 +312,7 @@ export function scoreWire(kernel: Kernel, req: WireRequest): WireReply {
 
 /**
  * End of the MessagePack value that starts at `pos`, without decoding it:
- * -1 if the buffer ends first. Throws SEL_ERR_REQUEST_PARSE on the one byte
- * MessagePack never uses (0xc1). Used to cut a stream into whole records.
+ * -1 if the buffer ends first; SEL_ERR_REQUEST_PARSE on a byte MessagePack
+ * never uses. Used to cut a stream into whole records.
  */
-export function msgpackValueEnd(buf: Uint8Array, pos: number): number {
-  const len = buf.length;
-  let pending = 1;
-  const u16 = (p: number) => (buf[p] << 8) | buf[p + 1];
-  const u32 = (p: number) => ((buf[p] << 24) >>> 0) + ((buf[p + 1] << 16) | (buf[p + 2] << 8) | buf[p + 3]);
-  while (pending > 0) {
-    if (pos >= len) return -1;
-    const b = buf[pos];
-    pending--;
-    if (b <= 0x7f || b >= 0xe0 || b === 0xc0 || b === 0xc2 || b === 0xc3) { pos += 1; continue; }
-    if (b <= 0x8f) { pending += 2 * (b & 0x0f); pos += 1; continue; }
-    if (b <= 0x9f) { pending += b & 0x0f; pos += 1; continue; }
-    if (b <= 0xbf) { pos += 1 + (b & 0x1f); continue; }
-    // every remaining type needs its length bytes
-    const need = (n: number) => pos + n <= len;
-    switch (b) {
-      case 0xc4: if (!need(2)) return -1; pos += 2 + buf[pos + 1]; break;
-      case 0xc5: if (!need(3)) return -1; pos += 3 + u16(pos + 1); break;
-      case 0xc6: if (!need(5)) return -1; pos += 5 + u32(pos + 1); break;
-      case 0xc7: if (!need(2)) return -1; pos += 3 + buf[pos + 1]; break;
-      case 0xc8: if (!need(3)) return -1; pos += 4 + u16(pos + 1); break;
-      case 0xc9: if (!need(5)) return -1; pos += 6 + u32(pos + 1); break;
-      case 0xca: pos += 5; break;
-      case 0xcb: pos += 9; break;
-      case 0xcc: case 0xd0: pos += 2; break;
-      case 0xcd: case 0xd1: pos += 3; break;
-      case 0xce: case 0xd2: pos += 5; break;
-      case 0xcf: case 0xd3: pos += 9; break;
-      case 0xd4: pos += 3; break;
-      case 0xd5: pos += 4; break;
-      case 0xd6: pos += 6; break;
-      case 0xd7: pos += 10; break;
-      case 0xd8: pos += 18; break;
-      case 0xd9: if (!need(2)) return -1; pos += 2 + buf[pos + 1]; break;
-      case 0xda: if (!need(3)) return -1; pos += 3 + u16(pos + 1); break;
-      case 0xdb: if (!need(5)) return -1; pos += 5 + u32(pos + 1); break;
-      case 0xdc: if (!need(3)) return -1; pending += u16(pos + 1); pos += 3; break;
-      case 0xdd: if (!need(5)) return -1; pending += u32(pos + 1); pos += 5; break;
-      case 0xde: if (!need(3)) return -1; pending += 2 * u16(pos + 1); pos += 3; break;
-      case 0xdf: if (!need(5)) return -1; pending += 2 * u32(pos + 1); pos += 5; break;
-      default:
-        throw errors.SEL_ERR_REQUEST_PARSE(`byte 0x${b.toString(16)} at offset ${pos} is not MessagePack`, { field: 'body', expected: 'concatenated MessagePack values', got: `0x${b.toString(16)}` });
-    }
-  }
-  return pos <= len ? pos : -1;
-}
+export { msgpackEnd as msgpackValueEnd } from './fast-msgpack.js';
