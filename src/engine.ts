@@ -75,8 +75,8 @@ export function createEngine(options: EngineOptions): Engine {
   const metas = new Map<string, CompiledMeta>();
   let current: CompiledRuleset;
   let closed = false;
+  /** The kernel on the calling thread: all scoring with threads 0, small scoreWire requests otherwise. */
   let kernel: Kernel | undefined;
-  let inlineKernel: Kernel | undefined; // threads > 0: small scoreWire requests
   let pool: Piscina | undefined;
 
   const install = (ruleset: Ruleset): string => {
@@ -97,6 +97,12 @@ export function createEngine(options: EngineOptions): Engine {
   }
   install(options.ruleset);
 
+  const local = (): Kernel => {
+    kernel ??= new Kernel();
+    if (kernel.rulesetVersion !== current.version) kernel.loadRuleset(current);
+    return kernel;
+  };
+
   const checkQueue = () => {
     if (pool && pool.queueSize >= opts.maxQueue) {
       throw errors.SEL_ERR_OVERLOADED(`all ${opts.threads} workers are busy and ${pool.queueSize} batches are waiting`, { field: 'queue', expected: `fewer than ${opts.maxQueue} waiting batches`, got: pool.queueSize, retryAfterSeconds: 1 });
@@ -114,7 +120,7 @@ export function createEngine(options: EngineOptions): Engine {
     get queueSize() { return pool ? pool.queueSize : 0; },
     async scoreBatch(batch) {
       if (closed) throw errors.SEL_ERR_ENGINE_CLOSED('engine is closed', { field: 'engine' });
-      if (kernel) return kernel.score(batch);
+      if (opts.threads === 0) return local().score(batch);
       checkQueue();
       const task: ScoreTask = { rulesetVersion: current.version, ruleset: current.buffer, batch: packBatch(batch) };
       const reply = (await pool!.run(task, { transferList: [batch.buffer] })) as ScoreReply;
@@ -122,12 +128,7 @@ export function createEngine(options: EngineOptions): Engine {
     },
     async scoreWire(request) {
       if (closed) throw errors.SEL_ERR_ENGINE_CLOSED('engine is closed', { field: 'engine' });
-      if (kernel) return scoreWire(kernel, request);
-      if (request.body.byteLength <= opts.inlineMaxBytes) {
-        inlineKernel ??= new Kernel();
-        if (inlineKernel.rulesetVersion !== current.version) inlineKernel.loadRuleset(current);
-        return scoreWire(inlineKernel, request);
-      }
+      if (opts.threads === 0 || request.body.byteLength <= opts.inlineMaxBytes) return scoreWire(local(), request);
       checkQueue();
       const body = request.body;
       // Transfer the body only when it owns its buffer (never a slice of Node's shared Buffer pool).

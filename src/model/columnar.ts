@@ -37,9 +37,9 @@ export interface ColumnarBatch {
   readonly dicts: Dictionaries;
 }
 
-/** Byte layout of the columns inside a batch buffer of a given capacity. */
 const layoutCache = new Map<number, { offsets: Record<string, number>; byteLength: number }>();
 
+/** Byte layout of the columns inside a batch buffer of a given capacity (cached per capacity). */
 export function batchLayout(capacity: number): { offsets: Record<string, number>; byteLength: number } {
   const cached = layoutCache.get(capacity);
   if (cached) return cached;

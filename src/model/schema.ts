@@ -270,6 +270,16 @@ function upperCountry(v: unknown): v is string {
   return a >= 65 && a <= 90 && b >= 65 && b <= 90;
 }
 
+/** [min, max] of a number field, from FIELDS: the fast path checks the very bounds the general path does. */
+function bounds(name: keyof Declaration): readonly [number, number] {
+  const spec = FIELDS.find((f) => f.name === name)!;
+  return [spec.min ?? -Infinity, spec.max ?? Infinity];
+}
+const [VALUE_MIN, VALUE_MAX] = bounds('customsValue');
+const [MASS_MIN, MASS_MAX] = bounds('netMass');
+const [QUANTITY_MIN, QUANTITY_MAX] = bounds('quantity');
+const [TAX_MIN, TAX_MAX] = bounds('taxRate');
+
 function inRange(v: unknown, min: number, max: number): v is number {
   return typeof v === 'number' && v >= min && v <= max; // NaN fails both comparisons
 }
@@ -281,7 +291,7 @@ export function cleanDeclaration(raw: unknown, rejectUnknown = true): Declaratio
   const { id, date, office, importer, declarant, seller, hs, origin, departure, transportMode, customsValue, netMass, quantity, taxRate, description, aeo } = src;
   if (!tidy(id, MAX_CODE_LENGTH) || typeof date !== 'string' || Number.isNaN(parseIsoDate(date)) || !tidy(office, MAX_CODE_LENGTH) || !tidy(importer, MAX_CODE_LENGTH)) return undefined;
   if (typeof hs !== 'string' || hs.length < 6 || hs.length > 10 || !digits(hs) || !upperCountry(origin)) return undefined;
-  if (!inRange(customsValue, 0, 1e15) || !inRange(netMass, 0, 1e12)) return undefined;
+  if (!inRange(customsValue, VALUE_MIN, VALUE_MAX) || !inRange(netMass, MASS_MIN, MASS_MAX)) return undefined;
   const out: Record<string, unknown> = { id, date, office, importer };
   if (declarant !== undefined) { if (!tidy(declarant, MAX_CODE_LENGTH)) return undefined; out.declarant = declarant; }
   if (seller !== undefined) { if (!tidy(seller, MAX_CODE_LENGTH)) return undefined; out.seller = seller; }
@@ -291,8 +301,8 @@ export function cleanDeclaration(raw: unknown, rejectUnknown = true): Declaratio
   if (transportMode !== undefined) { if (!tidy(transportMode, MAX_CODE_LENGTH)) return undefined; out.transportMode = transportMode; }
   out.customsValue = customsValue;
   out.netMass = netMass;
-  if (quantity !== undefined) { if (!inRange(quantity, 0, 1e12)) return undefined; out.quantity = quantity; }
-  if (taxRate !== undefined) { if (!inRange(taxRate, 0, 1000)) return undefined; out.taxRate = taxRate; }
+  if (quantity !== undefined) { if (!inRange(quantity, QUANTITY_MIN, QUANTITY_MAX)) return undefined; out.quantity = quantity; }
+  if (taxRate !== undefined) { if (!inRange(taxRate, TAX_MIN, TAX_MAX)) return undefined; out.taxRate = taxRate; }
   if (description !== undefined) {
     // not trimmed by the general path; a printable first character makes it non-blank
     if (typeof description !== 'string' || description.length > MAX_DESCRIPTION_LENGTH || !(description.charCodeAt(0) > 0x20 && description.charCodeAt(0) < 0x7f)) return undefined;

@@ -17,14 +17,16 @@ import { Readable } from 'node:stream';
 import type { IncomingMessage } from 'node:http';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyError } from 'fastify';
 import swagger from '@fastify/swagger';
-import { pack, Unpackr } from 'msgpackr';
+import { Unpackr } from 'msgpackr';
 import { errors, SelectivityError, isSelectivityError } from '../errors.js';
 import type { Engine } from '../engine.js';
 import { FIELDS } from '../model/schema.js';
 import { CHANNELS } from '../model/channels.js';
+import { emptyCounts } from '../decisions.js';
+import { encodeMsgpack } from './fast-msgpack.js';
 import { ROUTE_ROLES, type Access, type Role, type TokenStore } from './auth.js';
 import type { Metrics } from './metrics.js';
-import { KERNEL_SERIES } from './metrics.js';
+import { KERNEL_SERIES, PROMETHEUS_CONTENT_TYPE } from './metrics.js';
 import type { RulesetSource } from './state.js';
 import { msgpackValueEnd, type WireFormat, type WireReply } from './wire.js';
 
@@ -58,6 +60,11 @@ declare module 'fastify' {
 const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true });
 const MSGPACK_TYPES = ['application/msgpack', 'application/x-msgpack'];
 const NDJSON_TYPES = ['application/x-ndjson', 'application/ndjson', 'application/jsonl', 'application/json-seq'];
+
+/** A Buffer view of encoded bytes (no copy), for reply.send. */
+function asBuffer(bytes: Uint8Array): Buffer {
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
 
 function mediaType(header: string | undefined): string {
   return (header ?? '').split(';')[0].trim().toLowerCase();
@@ -201,7 +208,7 @@ export async function buildServer(options: ServiceOptions): Promise<FastifyInsta
     let asMsgpack = false;
     try { asMsgpack = negotiate(req.headers.accept, requestFormat(req)) === 'msgpack'; } catch { /* answer in JSON */ }
     reply.code(e.statusCode);
-    if (asMsgpack) return reply.type('application/msgpack').send(pack(body));
+    if (asMsgpack) return reply.type('application/msgpack').send(asBuffer(encodeMsgpack(body)));
     return reply.type('application/json; charset=utf-8').send(JSON.stringify(body));
   };
   app.setErrorHandler((err, req, reply) => {
@@ -273,7 +280,7 @@ export async function buildServer(options: ServiceOptions): Promise<FastifyInsta
       if (!r.ok) throw wireError(r);
       req.scoreStats = r;
       reply.header('x-ruleset-version', r.rulesetVersion).type(accept === 'json' ? 'application/json; charset=utf-8' : 'application/msgpack');
-      return reply.send(Buffer.from(r.body.buffer, r.body.byteOffset, r.body.byteLength));
+      return reply.send(asBuffer(r.body));
     });
   });
 
@@ -294,7 +301,7 @@ export async function buildServer(options: ServiceOptions): Promise<FastifyInsta
       const format = requestFormat(req);
       const accept = negotiate(req.headers.accept, format, ['application/x-ndjson', 'application/ndjson', 'application/json']);
       const input = req.body as IncomingMessage;
-      const stats = { scored: 0, invalid: 0, counts: { green: 0, blue: 0, yellow: 0, orange: 0, red: 0, control: 0 }, errorCodes: {} as Record<string, number>, kernelNs: 0 };
+      const stats = { scored: 0, invalid: 0, counts: emptyCounts(), errorCodes: {} as Record<string, number>, kernelNs: 0 };
       req.scoreStats = stats;
       const depth = Math.max(2, engine.options.threads + 1);
       const frames = format === 'json' ? ndjsonFrames(input, chunkRecords, maxRecordBytes) : msgpackFrames(input, chunkRecords, maxRecordBytes);
@@ -303,7 +310,7 @@ export async function buildServer(options: ServiceOptions): Promise<FastifyInsta
         if (!isSelectivityError(e)) req.log.error({ err: e }, 'stream failed');
         metrics.count('selectivity_errors_total', { code: se.code });
         const rec = { fatal: true, error: se.toJSON() };
-        return accept === 'json' ? Buffer.from(`${JSON.stringify(rec)}\n`) : Buffer.from(pack(rec));
+        return accept === 'json' ? Buffer.from(`${JSON.stringify(rec)}\n`) : asBuffer(encodeMsgpack(rec));
       };
       const score = async (f: Frame): Promise<WireReply> => {
         for (let attempt = 0; ; attempt++) {
@@ -326,7 +333,7 @@ export async function buildServer(options: ServiceOptions): Promise<FastifyInsta
           stats.kernelNs += r.kernelNs;
           for (const k of Object.keys(stats.counts) as (keyof typeof stats.counts)[]) stats.counts[k] += r.counts[k];
           for (const [c, n] of Object.entries(r.errorCodes)) stats.errorCodes[c] = (stats.errorCodes[c] ?? 0) + n;
-          return Buffer.from(r.body.buffer, r.body.byteOffset, r.body.byteLength);
+          return asBuffer(r.body);
         };
         let failure: unknown;
         try {
@@ -394,7 +401,7 @@ export async function buildServer(options: ServiceOptions): Promise<FastifyInsta
 
   // ---- metrics and API description --------------------------------------------
   app.get('/metrics', { config: { access: 'metrics' }, schema: { tags: ['metrics'], summary: 'Prometheus text exposition: latency percentiles per route and for the kernel, counters.' } }, async (_req, reply) => {
-    reply.type('text/plain; version=0.0.4; charset=utf-8');
+    reply.type(PROMETHEUS_CONTENT_TYPE);
     return metrics.prometheus();
   });
   app.get('/v1/metrics', { config: { access: 'metrics' }, schema: { tags: ['metrics'], summary: 'Latency percentiles (ms) per route and for the kernel: cumulative, last interval, current interval.' } }, async () => metrics.summary());

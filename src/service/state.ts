@@ -27,6 +27,10 @@ export interface SeedReport {
   created: string[];
 }
 
+function saveProfiles(path: string, profiles: readonly Profile[]): void {
+  writeFileDurable(path, `${JSON.stringify({ profiles }, null, 2)}\n`);
+}
+
 export function examplePaths(): { declarations: string; profiles: string } {
   const root = packageRoot();
   return { declarations: join(root, 'examples', 'declarations.csv'), profiles: join(root, 'examples', 'profiles.json') };
@@ -46,7 +50,7 @@ export async function prepareDataDir(dataDir: string, files: Partial<RulesetFile
   const example = examplePaths();
   if (!files.profilesPath && !existsSync(profilesPath)) {
     const profiles = validateProfiles(JSON.parse(readFileSync(example.profiles, 'utf8')));
-    writeFileDurable(profilesPath, `${JSON.stringify({ profiles }, null, 2)}\n`);
+    saveProfiles(profilesPath, profiles);
     created.push(profilesPath);
   }
   if (!files.peersPath && !existsSync(peersPath)) {
@@ -84,7 +88,7 @@ export class RulesetSource {
     if (!this.peers) throw errors.SEL_ERR_NOT_READY('no ruleset loaded yet', { field: 'ruleset' });
     const profiles = validateProfiles(raw);
     const ruleset = createRuleset({ peers: this.peers, profiles });
-    writeFileDurable(this.files.profilesPath, `${JSON.stringify({ profiles }, null, 2)}\n`);
+    saveProfiles(this.files.profilesPath, profiles);
     this.profiles = profiles;
     return ruleset;
   }
