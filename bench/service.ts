@@ -674,6 +674,21 @@ async function main(): Promise<void> {
   out(`Declarations: synthetic (generator seed 11, 300 HS6 codes), ${fmt(POOL)} distinct, about ${fmt(singles.reduce((s, b) => s + b.length, 0) / singles.length - 18)} bytes each as JSON.`);
   out();
 
+  /** Warm-up, then single declarations at the fixed rate (autocannon and paced) and at most req/s: the same protocol for both servers. */
+  const singleLoads = async (target: Target, name: string, path: string, into: Record<string, Load>): Promise<void> => {
+    progress(`${name}: warm-up…`);
+    await cannon(target, 'warm-up', { path, bodies: singles, headers: jsonHeaders, connections: MAX_CONNECTIONS, duration: WARMUP });
+    await cannon(target, 'warm-up', { path, bodies: cases[0].bodies, headers: jsonHeaders, connections: BATCH_CONNECTIONS, duration: WARMUP });
+    progress(`${name}: single declaration at ${RATE} req/s (autocannon)…`);
+    into.rate = await steady(() => cannon(target, name, { path, bodies: singles, headers: jsonHeaders, connections: RATE_CONNECTIONS, duration: DURATION, overallRate: RATE }));
+    progress(`${name}: single declaration at ${RATE} req/s (paced)…`);
+    into.paced = await steady(() => paced(target, name, { path, bodies: singles, headers: jsonHeaders, connections: RATE_CONNECTIONS, duration: DURATION, overallRate: RATE }));
+    for (const c of MAX_SET) {
+      progress(`${name}: single declaration, max req/s, ${c} connections…`);
+      into[`max${c}`] = await steady(() => cannon(target, name, { path, bodies: singles, headers: jsonHeaders, connections: c, duration: DURATION }));
+    }
+  };
+
   // ---- echo ceiling -----------------------------------------------------------------------------------
   progress('starting the echo server…');
   const echo = await startChild('echo server', ['--input-type=module', '-e', ECHO_SCRIPT], { ...process.env });
@@ -681,17 +696,7 @@ async function main(): Promise<void> {
   {
     const check = await post(echo, '/echo', jsonHeaders, cases[0].bodies[0]);
     if (check.status !== 200 || check.body.length < cases[0].bodies[0].length * 0.9) throw new Error(`echo server answered ${check.status} with ${check.body.length} bytes`);
-    progress('echo: warm-up…');
-    await cannon(echo, 'warm-up', { path: '/echo', bodies: singles, headers: jsonHeaders, connections: MAX_CONNECTIONS, duration: WARMUP });
-    await cannon(echo, 'warm-up', { path: '/echo', bodies: cases[0].bodies, headers: jsonHeaders, connections: BATCH_CONNECTIONS, duration: WARMUP });
-    progress(`echo: single declaration at ${RATE} req/s (autocannon)…`);
-    echoOut.rate = await steady(() => cannon(echo, 'echo', { path: '/echo', bodies: singles, headers: jsonHeaders, connections: RATE_CONNECTIONS, duration: DURATION, overallRate: RATE }));
-    progress(`echo: single declaration at ${RATE} req/s (paced)…`);
-    echoOut.paced = await steady(() => paced(echo, 'echo', { path: '/echo', bodies: singles, headers: jsonHeaders, connections: RATE_CONNECTIONS, duration: DURATION, overallRate: RATE }));
-    for (const c of MAX_SET) {
-      progress(`echo: single declaration, max req/s, ${c} connections…`);
-      echoOut[`max${c}`] = await steady(() => cannon(echo, 'echo', { path: '/echo', bodies: singles, headers: jsonHeaders, connections: c, duration: DURATION }));
-    }
+    await singleLoads(echo, 'echo', '/echo', echoOut);
     for (const c of cases.filter((x) => x.enc === 'json')) {
       progress(`echo: ${c.label}…`);
       echoOut[`b${c.size}`] = await steady(() => cannon(echo, 'echo', { path: '/echo', bodies: c.bodies, headers: jsonHeaders, connections: c.connections, duration: DURATION }));
@@ -720,17 +725,8 @@ async function main(): Promise<void> {
       checks.push(`${c.label}: ${nd} decisions, ${ne} invalid`);
       if (nd !== c.size || ne !== 0) throw new Error(`service: ${c.label}: expected ${c.size} decisions and no errors, got ${nd} and ${ne}: ${JSON.stringify(doc.errors?.[0])}`);
     }
-    progress(`service: checked (${checks.join('; ')}); warm-up…`);
-    await cannon(svc, 'warm-up', { path: '/v1/score', bodies: singles, headers: jsonHeaders, connections: MAX_CONNECTIONS, duration: WARMUP });
-    await cannon(svc, 'warm-up', { path: '/v1/score', bodies: cases[0].bodies, headers: jsonHeaders, connections: BATCH_CONNECTIONS, duration: WARMUP });
-    progress(`service: single declaration at ${RATE} req/s (autocannon)…`);
-    svcOut.rate = await steady(() => cannon(svc, 'service', { path: '/v1/score', bodies: singles, headers: jsonHeaders, connections: RATE_CONNECTIONS, duration: DURATION, overallRate: RATE }));
-    progress(`service: single declaration at ${RATE} req/s (paced)…`);
-    svcOut.paced = await steady(() => paced(svc, 'service', { path: '/v1/score', bodies: singles, headers: jsonHeaders, connections: RATE_CONNECTIONS, duration: DURATION, overallRate: RATE }));
-    for (const c of MAX_SET) {
-      progress(`service: single declaration, max req/s, ${c} connections…`);
-      svcOut[`max${c}`] = await steady(() => cannon(svc, 'service', { path: '/v1/score', bodies: singles, headers: jsonHeaders, connections: c, duration: DURATION }));
-    }
+    progress(`service: checked (${checks.join('; ')})`);
+    await singleLoads(svc, 'service', '/v1/score', svcOut);
     for (const c of cases) {
       progress(`service: ${c.label}…`);
       svcOut[c.key] = await steady(() => cannon(svc, 'service', { path: c.path, bodies: c.bodies, headers: c.enc === 'json' ? jsonHeaders : msgpackHeaders, connections: c.connections, duration: DURATION }));
@@ -767,11 +763,14 @@ async function main(): Promise<void> {
   out(`autocannon: \`overallRate ${RATE}\` over ${RATE_CONNECTIONS} connections; its rate limiter lets each connection send its share (${RATE / RATE_CONNECTIONS}/s) back to back at the start of every second, so these latencies are those of a ${RATE_CONNECTIONS}-deep burst each second. ` +
     `paced: an open-loop client in this process (Node http, keep-alive, at most ${RATE_CONNECTIONS} sockets) issues one request every ${(1000 / RATE).toFixed(1)} ms; latency runs from when the request was due, so queueing counts.`);
   out();
+  /** One latency row; `base` is the echo's load of the same kind (the ratio column). */
+  const latencyRow = (server: string, client: string, l: Load, base: Load) => [server, client, fmt(l.rps), ms(l.lat.p50), ms(l.lat.p90), ms(l.lat.p99), ms(l.lat.p999), ms(l.lat.max),
+    l === base ? '1.00x / 1.00x' : `${ratio(l.lat.p50, base.lat.p50)} / ${ratio(l.lat.p99, base.lat.p99)}`, issues(l), cpuCells(l), cpuPer(l.cpu, l.responses)];
   table(['server', 'client', 'req/s (2xx)', 'p50 ms', 'p90 ms', 'p99 ms', 'p99.9 ms', 'max ms', 'p50 / p99 vs echo', 'failures', 'CPU % main / server / client / other', 'server CPU µs per request, main / all'], [
-    ['echo', 'autocannon', fmt(echoOut.rate.rps), ms(echoOut.rate.lat.p50), ms(echoOut.rate.lat.p90), ms(echoOut.rate.lat.p99), ms(echoOut.rate.lat.p999), ms(echoOut.rate.lat.max), '1.00x / 1.00x', issues(echoOut.rate), cpuCells(echoOut.rate), cpuPer(echoOut.rate.cpu, echoOut.rate.responses)],
-    ['service', 'autocannon', fmt(svcOut.rate.rps), ms(svcOut.rate.lat.p50), ms(svcOut.rate.lat.p90), ms(svcOut.rate.lat.p99), ms(svcOut.rate.lat.p999), ms(svcOut.rate.lat.max), `${ratio(svcOut.rate.lat.p50, echoOut.rate.lat.p50)} / ${ratio(svcOut.rate.lat.p99, echoOut.rate.lat.p99)}`, issues(svcOut.rate), cpuCells(svcOut.rate), cpuPer(svcOut.rate.cpu, svcOut.rate.responses)],
-    ['echo', 'paced', fmt(echoOut.paced.rps), ms(echoOut.paced.lat.p50), ms(echoOut.paced.lat.p90), ms(echoOut.paced.lat.p99), ms(echoOut.paced.lat.p999), ms(echoOut.paced.lat.max), '1.00x / 1.00x', issues(echoOut.paced), cpuCells(echoOut.paced), cpuPer(echoOut.paced.cpu, echoOut.paced.responses)],
-    ['service', 'paced', fmt(svcOut.paced.rps), ms(svcOut.paced.lat.p50), ms(svcOut.paced.lat.p90), ms(svcOut.paced.lat.p99), ms(svcOut.paced.lat.p999), ms(svcOut.paced.lat.max), `${ratio(svcOut.paced.lat.p50, echoOut.paced.lat.p50)} / ${ratio(svcOut.paced.lat.p99, echoOut.paced.lat.p99)}`, issues(svcOut.paced), cpuCells(svcOut.paced), cpuPer(svcOut.paced.cpu, svcOut.paced.responses)],
+    latencyRow('echo', 'autocannon', echoOut.rate, echoOut.rate),
+    latencyRow('service', 'autocannon', svcOut.rate, echoOut.rate),
+    latencyRow('echo', 'paced', echoOut.paced, echoOut.paced),
+    latencyRow('service', 'paced', svcOut.paced, echoOut.paced),
   ]);
 
   out(`## 2. Single declaration (JSON) — most req/s, no rate limit, ${MAX_SET.join(' and ')} connections`);
