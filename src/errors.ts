@@ -74,6 +74,8 @@ export const errors = {
 
   // Peer groups and rulesets
   SEL_ERR_PEERS_INVALID: define('SEL_ERR_PEERS_INVALID', 400, 'Peer-group tables or their level specification are invalid.'),
+  SEL_ERR_PEERS_CORRUPT: define('SEL_ERR_PEERS_CORRUPT', 400, 'A peer snapshot file is damaged (unreadable, checksum mismatch, malformed group); the current snapshot is kept.'),
+  SEL_ERR_PEERS_MISMATCH: define('SEL_ERR_PEERS_MISMATCH', 409, "A peer snapshot does not fit this engine or this operation (format, format version, features, levels); the current snapshot is kept."),
   SEL_ERR_RULESET_INVALID: define('SEL_ERR_RULESET_INVALID', 400, 'A ruleset setting (weights, thresholds, random selection) is invalid.'),
 
   // Engine, kernel, options

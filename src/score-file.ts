@@ -11,7 +11,7 @@ import { createEngine } from './engine.js';
 import { channelCounts, decisionAt, emptyCounts, type Decision, type Reason } from './decisions.js';
 import type { Channel } from './model/channels.js';
 import { readDeclarations, type RecordError, type ReadOptions } from './model/readers.js';
-import { DEFAULT_LEVELS, PeerTableBuilder, type PeerTables } from './peers/peer-groups.js';
+import { DEFAULT_LEVELS, PeerTableBuilder, type PeerSnapshot, type PeerTables } from './peers/peer-groups.js';
 import type { Profile } from './profiles/profile.js';
 import { createRuleset, type RulesetSettings } from './ruleset/ruleset.js';
 import type { ScoreResult } from './kernel/layout.js';
@@ -89,13 +89,26 @@ function openOutput(file: string, option: string): number {
   }
 }
 
-export async function buildPeersFromFile(path: string, options: Pick<ScoreFileOptions, 'levels' | 'columns' | 'batchSize' | 'onProgress'> = {}, total = 0): Promise<PeerTables> {
-  const builder = new PeerTableBuilder(options.levels ?? DEFAULT_LEVELS);
+export type PeerBuildOptions = Pick<ScoreFileOptions, 'levels' | 'columns' | 'batchSize' | 'onProgress'> & { builder?: PeerTableBuilder };
+
+/** Folds every valid declaration of a file into a peer builder (a new one over `levels` unless one is given). */
+export async function foldPeersFromFile(path: string, options: PeerBuildOptions = {}, total = 0): Promise<PeerTableBuilder> {
+  const builder = options.builder ?? new PeerTableBuilder({ levels: options.levels ?? DEFAULT_LEVELS });
+  let rows = 0;
   for await (const chunk of readDeclarations(path, { columns: options.columns, batchSize: options.batchSize })) {
-    builder.add(chunk.batch);
+    rows += builder.add(chunk.batch);
     options.onProgress?.('peers', chunk.bytesRead, total, chunk.rowsRead);
   }
-  return builder.finish();
+  builder.addSource(path, rows);
+  return builder;
+}
+
+export async function buildPeerSnapshotFromFile(path: string, options: PeerBuildOptions = {}, total = 0): Promise<PeerSnapshot> {
+  return (await foldPeersFromFile(path, options, total)).snapshot();
+}
+
+export async function buildPeersFromFile(path: string, options: PeerBuildOptions = {}, total = 0): Promise<PeerTables> {
+  return (await foldPeersFromFile(path, options, total)).finish();
 }
 
 export async function scoreFile(path: string, options: ScoreFileOptions = {}): Promise<ScoreSummary> {

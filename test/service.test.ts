@@ -220,7 +220,7 @@ describe('service contract (inject, in-process scoring)', () => {
     try {
       const r = await app.inject({ method: 'POST', url: '/v1/ruleset/reload', headers: auth('admin') });
       expect(r.statusCode).toBe(400);
-      expect(r.json().error.code).toBe('SEL_ERR_PEERS_INVALID');
+      expect(r.json().error.code).toBe('SEL_ERR_PEERS_CORRUPT');
       expect(engine.rulesetVersion).toBe(before);
     } finally {
       writeFileSync(source.files.peersPath, text);

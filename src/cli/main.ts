@@ -6,6 +6,8 @@ import { errors, isSelectivityError } from '../errors.js';
 import { scoreCommand, SCORE_HELP } from './score.js';
 import { generateCommand } from './generate.js';
 import { serveCommand } from './serve.js';
+import { peersCommand } from './peers.js';
+import { studyCommand } from './study.js';
 
 const HELP = `selectivity — customs selectivity engine
 
@@ -15,6 +17,8 @@ Commands:
   serve             run the scoring service (HTTP; npm start)
   score <file>      score a declaration file (CSV or NDJSON) and write decisions
   generate          write a synthetic declaration file with planted frauds
+  peers             build, update (fold) or show peer-statistics snapshots
+  study <file>      rank declarations by deviation from their peers (JSON, CSV, HTML report)
 
 Run "selectivity <command> --help" for a command's options.
 `;
@@ -23,6 +27,8 @@ const commands: Record<string, (argv: string[]) => Promise<number>> = {
   serve: serveCommand,
   score: scoreCommand,
   generate: generateCommand,
+  peers: peersCommand,
+  study: studyCommand,
 };
 
 export async function main(argv: string[]): Promise<number> {

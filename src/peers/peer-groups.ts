@@ -6,6 +6,7 @@
  */
 import { errors } from '../errors.js';
 import type { ColumnarBatch } from '../model/columnar.js';
+import { binWidth, DEFAULT_SKETCH, FeatureSketch, type SketchParams } from './sketch.js';
 
 /** Numeric features, in kernel order. All are natural logarithms. */
 export const FEATURES = ['unitValue', 'netMass', 'valuePerItem'] as const;
@@ -85,21 +86,50 @@ export function levelKey(level: PeerLevel, hs: string, fieldValue: string): stri
 export interface FeatureStats {
   /** Number of declarations with this feature defined. */
   n: number;
+  /** Median of the log values (exact, or within the sketch's bound: see sketch.ts). */
   median: number;
-  /** Median absolute deviation from the median (unscaled). */
+  /** Median absolute deviation from the median (unscaled, log units). */
   mad: number;
+  /** Mean and sample standard deviation of the log values (NaN when undefined). */
+  mean: number;
+  std: number;
+  /** Smallest and largest log value. */
+  min: number;
+  max: number;
+  /** True when median and MAD are exact (the group never outgrew the sketch's exact limit). */
+  exact: boolean;
 }
 
 export interface PeerGroup {
   /** Declarations in the group. */
   count: number;
+  /** Acceptance dates of the group's declarations, days since 1970-01-01 (NaN when unknown). */
+  firstDate: number;
+  lastDate: number;
   features: FeatureStats[];
+}
+
+/** Identity and provenance of a peer-statistics snapshot (see peer-store.ts). */
+export interface SnapshotInfo {
+  /** Content version: "peers-" + 16 hex digits of the snapshot's SHA-256. */
+  version: string;
+  /** Version of the snapshot this one was folded from, null for a fresh build. */
+  parent: string | null;
+  createdAt: string;
+  /** Declarations folded in, over all sources. */
+  rows: number;
+  sources: { file: string; rows: number; addedAt: string }[];
+  sketch: SketchParams;
+  /** Smallest group the engine uses by default when scoring against this snapshot. */
+  minGroupSize: number;
 }
 
 export interface PeerTables {
   levels: PeerLevel[];
   /** One map per level: group key (see levelKey) → statistics. */
   groups: Map<string, PeerGroup>[];
+  /** Present for snapshots built by PeerTableBuilder or loaded from a file. */
+  info?: SnapshotInfo;
 }
 
 /** Exact median of a numeric array (sorted in place). */
@@ -111,7 +141,8 @@ export function median(values: Float64Array): number {
   return n % 2 === 1 ? values[h] : (values[h - 1] + values[h]) / 2;
 }
 
-export function robustStats(values: Float64Array): FeatureStats {
+/** Exact robust statistics of a set of values (the reference the sketch is tested against). */
+export function robustStats(values: Float64Array): { n: number; median: number; mad: number } {
   const n = values.length;
   if (n === 0) return { n: 0, median: NaN, mad: NaN };
   const med = median(values);
@@ -120,52 +151,169 @@ export function robustStats(values: Float64Array): FeatureStats {
   return { n, median: med, mad: median(dev) };
 }
 
+/** The accumulating state of one group: what a snapshot file stores. */
+export interface GroupState {
+  count: number;
+  firstDate: number;
+  lastDate: number;
+  sketches: FeatureSketch[];
+}
+
+export interface BuilderOptions {
+  /** Peer hierarchy, most specific first (default DEFAULT_LEVELS). */
+  levels?: readonly string[];
+  sketch?: Partial<SketchParams>;
+  /** Default minGroupSize recorded in the snapshot (default 5). */
+  minGroupSize?: number;
+}
+
+function checkSketchParams(p: Partial<SketchParams> = {}): SketchParams {
+  const exactLimit = p.exactLimit ?? DEFAULT_SKETCH.exactLimit;
+  const relativeAccuracy = p.relativeAccuracy ?? DEFAULT_SKETCH.relativeAccuracy;
+  if (!Number.isInteger(exactLimit) || exactLimit < 0 || exactLimit > 1_000_000) {
+    throw errors.SEL_ERR_PEERS_INVALID('sketch.exactLimit must be an integer in [0, 1000000]', { field: 'sketch.exactLimit', expected: 'an integer in [0, 1000000]', got: exactLimit });
+  }
+  if (typeof relativeAccuracy !== 'number' || !(relativeAccuracy >= 1e-6 && relativeAccuracy <= 0.2)) {
+    throw errors.SEL_ERR_PEERS_INVALID('sketch.relativeAccuracy must be a number in [1e-6, 0.2]', { field: 'sketch.relativeAccuracy', expected: 'a number in [0.000001, 0.2]', got: relativeAccuracy });
+  }
+  return { exactLimit, relativeAccuracy };
+}
+
 /**
- * Builds peer tables from declarations held in memory (exact medians). Memory
- * grows with the number of declarations (about 8 bytes per feature and level);
- * feed batches with add() as they are read, then finish().
+ * Builds peer statistics from declarations in one streaming pass: feed
+ * batches with add() as they are read, then finish(). Memory is bounded by
+ * the number of groups (each feature keeps at most sketch.exactLimit values,
+ * then a histogram; see sketch.ts), not by the number of rows. A builder
+ * can start from a saved snapshot (fromSnapshot) to fold new declarations in.
  */
 export class PeerTableBuilder {
   readonly levels: PeerLevel[];
-  private readonly acc: Map<string, { count: number; values: number[][] }>[];
+  readonly sketch: SketchParams;
+  readonly minGroupSize: number;
+  /** Rows folded in so far (including the snapshot's). */
+  rows = 0;
+  readonly sources: SnapshotInfo['sources'] = [];
+  parent: string | null = null;
+  private readonly acc: Map<string, GroupState>[];
+  private readonly width: number;
   private readonly x = new Float64Array(NF);
 
-  constructor(levelSpecs: readonly string[] = DEFAULT_LEVELS) {
-    this.levels = parseLevels(levelSpecs);
+  constructor(options: BuilderOptions | readonly string[] = {}) {
+    const o: BuilderOptions = Array.isArray(options) ? { levels: options as readonly string[] } : (options as BuilderOptions);
+    this.levels = parseLevels(o.levels ?? DEFAULT_LEVELS);
+    this.sketch = checkSketchParams(o.sketch);
+    this.width = binWidth(this.sketch.relativeAccuracy);
+    const mgs = o.minGroupSize ?? 5;
+    if (!Number.isInteger(mgs) || mgs < 1) throw errors.SEL_ERR_PEERS_INVALID('minGroupSize must be an integer >= 1', { field: 'minGroupSize', expected: 'an integer >= 1', got: mgs });
+    this.minGroupSize = mgs;
     this.acc = this.levels.map(() => new Map());
   }
 
-  add(b: ColumnarBatch): void {
-    const { levels, acc, x } = this;
-    const hsDict = b.dicts.hs;
-    for (let i = 0; i < b.size; i++) {
-      featureValues(b.numeric.customsValue[i], b.numeric.netMass[i], b.numeric.quantity[i], x);
-      const hs = hsDict[b.codes.hs[i]];
-      for (let l = 0; l < levels.length; l++) {
-        const level = levels[l];
-        const fv = level.field ? b.dicts[level.field][b.codes[level.field][i]] : '';
-        const key = levelKey(level, hs, fv);
-        if (key === undefined) continue;
-        let g = acc[l].get(key);
-        if (!g) { g = { count: 0, values: FEATURES.map(() => []) }; acc[l].set(key, g); }
-        g.count++;
-        for (let f = 0; f < NF; f++) if (!Number.isNaN(x[f])) g.values[f].push(x[f]);
+  /** A builder holding a snapshot's state, ready to fold more declarations in. */
+  static fromSnapshot(snapshot: PeerSnapshot): PeerTableBuilder {
+    const b = new PeerTableBuilder({ levels: snapshot.levels.map((l) => l.name), sketch: snapshot.info.sketch, minGroupSize: snapshot.info.minGroupSize });
+    b.rows = snapshot.info.rows;
+    b.sources.push(...snapshot.info.sources);
+    b.parent = snapshot.info.version;
+    snapshot.groups.forEach((m, l) => {
+      for (const [key, g] of m) {
+        b.acc[l].set(key, { count: g.count, firstDate: g.firstDate, lastDate: g.lastDate, sketches: g.sketches.map((s) => FeatureSketch.fromState(s.state(), b.sketch.exactLimit, b.width)) });
       }
-    }
+    });
+    return b;
   }
 
+  /** Folds a batch in; `keep` (when given) selects the rows to use. Returns the rows used. */
+  add(b: ColumnarBatch, keep?: (i: number) => boolean): number {
+    const { levels, acc, x } = this;
+    const hsDict = b.dicts.hs;
+    const hsCodes = b.codes.hs;
+    const nl = levels.length;
+    // Group lookups are cached per batch by (hs code, field code): key strings
+    // are built once per distinct combination in the batch, not once per row.
+    const caches = levels.map(() => new Map<number, GroupState | null>());
+    const fieldCodes = levels.map((l) => (l.field ? b.codes[l.field] : undefined));
+    const fieldDicts = levels.map((l) => (l.field ? b.dicts[l.field] : undefined));
+    const radix = levels.map((l) => (l.field ? b.dicts[l.field].length + 1 : 1));
+    let added = 0;
+    for (let i = 0; i < b.size; i++) {
+      if (keep && !keep(i)) continue;
+      added++;
+      featureValues(b.numeric.customsValue[i], b.numeric.netMass[i], b.numeric.quantity[i], x);
+      const day = b.date[i];
+      const hc = hsCodes[i];
+      for (let l = 0; l < nl; l++) {
+        const fc = fieldCodes[l] ? fieldCodes[l]![i] : 0;
+        const ck = hc * radix[l] + fc;
+        let g = caches[l].get(ck);
+        if (g === undefined) {
+          const key = levelKey(levels[l], hsDict[hc], fieldDicts[l] ? fieldDicts[l]![fc] : '');
+          if (key === undefined) {
+            g = null;
+          } else {
+            g = acc[l].get(key);
+            if (!g) {
+              g = { count: 0, firstDate: Infinity, lastDate: -Infinity, sketches: FEATURES.map(() => new FeatureSketch(this.sketch.exactLimit, this.width)) };
+              acc[l].set(key, g);
+            }
+          }
+          caches[l].set(ck, g);
+        }
+        if (g === null) continue;
+        g.count++;
+        if (day < g.firstDate) g.firstDate = day;
+        if (day > g.lastDate) g.lastDate = day;
+        const sk = g.sketches;
+        for (let f = 0; f < NF; f++) if (x[f] === x[f]) sk[f].add(x[f]);
+      }
+    }
+    this.rows += added;
+    return added;
+  }
+
+  /** Records where rows came from (kept in the snapshot's provenance). */
+  addSource(file: string, rows: number): void {
+    this.sources.push({ file, rows, addedAt: new Date().toISOString() });
+  }
+
+  /** Number of groups per level so far. */
+  groupCounts(): number[] {
+    return this.acc.map((m) => m.size);
+  }
+
+  /** The full state (sketches included), for saving and later folding. */
+  snapshot(): PeerSnapshot {
+    const info: SnapshotInfo = {
+      version: '', parent: this.parent, createdAt: new Date().toISOString(), rows: this.rows,
+      sources: this.sources.slice(), sketch: { ...this.sketch }, minGroupSize: this.minGroupSize,
+    };
+    return { info, levels: this.levels, groups: this.acc.map((m) => new Map(m)) };
+  }
+
+  /** The statistics the engine scores with. */
   finish(): PeerTables {
-    const groups = this.acc.map((m) => {
-      const out = new Map<string, PeerGroup>();
-      for (const [key, g] of m) out.set(key, { count: g.count, features: g.values.map((v) => robustStats(Float64Array.from(v))) });
-      return out;
-    });
-    return { levels: this.levels, groups };
+    return snapshotTables(this.snapshot());
   }
 }
 
+/** A snapshot: peer statistics with the sketches they came from (foldable). */
+export interface PeerSnapshot {
+  info: SnapshotInfo;
+  levels: PeerLevel[];
+  groups: Map<string, GroupState>[];
+}
+
+export function groupStats(g: GroupState): PeerGroup {
+  return { count: g.count, firstDate: g.firstDate, lastDate: g.lastDate, features: g.sketches.map((s) => s.summary()) };
+}
+
+/** Summarises a snapshot into the tables the engine scores with. */
+export function snapshotTables(s: PeerSnapshot): PeerTables {
+  return { levels: s.levels, groups: s.groups.map((m) => { const out = new Map<string, PeerGroup>(); for (const [k, g] of m) out.set(k, groupStats(g)); return out; }), info: s.info };
+}
+
 export function buildPeerTables(batches: Iterable<ColumnarBatch>, levelSpecs: readonly string[] = DEFAULT_LEVELS): PeerTables {
-  const builder = new PeerTableBuilder(levelSpecs);
+  const builder = new PeerTableBuilder({ levels: levelSpecs });
   for (const b of batches) builder.add(b);
   return builder.finish();
 }

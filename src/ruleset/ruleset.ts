@@ -98,8 +98,14 @@ function deepFreeze<T>(o: T): T {
   return o;
 }
 
-/** Assembles a validated ruleset: settings merged over the defaults, profiles checked. */
+/**
+ * Assembles a validated ruleset: settings merged over the defaults (minGroupSize
+ * defaults to the peer snapshot's own, when it records one), profiles checked.
+ */
 export function createRuleset(input: { peers: PeerTables; profiles?: unknown; settings?: Partial<RulesetSettings> }): Ruleset {
   const profiles = input.profiles === undefined ? [] : validateProfiles(input.profiles);
-  return { settings: resolveSettings(input.settings), peers: input.peers, profiles };
+  // a snapshot carries the minGroupSize it was built for; explicit settings win
+  const mgs = input.peers.info?.minGroupSize;
+  const settings = mgs !== undefined && input.settings?.minGroupSize === undefined ? { ...input.settings, minGroupSize: mgs } : input.settings;
+  return { settings: resolveSettings(settings), peers: input.peers, profiles };
 }

@@ -9,10 +9,10 @@ import { join } from 'node:path';
 import { errors } from '../errors.js';
 import { loadProfiles } from '../profiles/load.js';
 import { validateProfiles, type Profile } from '../profiles/profile.js';
-import { loadPeerTables, savePeerTables } from '../peers/peer-store.js';
+import { loadPeerTables, savePeerSnapshot } from '../peers/peer-store.js';
 import type { PeerTables } from '../peers/peer-groups.js';
 import { createRuleset, type Ruleset } from '../ruleset/ruleset.js';
-import { buildPeersFromFile } from '../score-file.js';
+import { buildPeerSnapshotFromFile } from '../score-file.js';
 import { packageRoot } from '../paths.js';
 import { writeFileDurable } from '../store/durable.js';
 
@@ -54,7 +54,7 @@ export async function prepareDataDir(dataDir: string, files: Partial<RulesetFile
     created.push(profilesPath);
   }
   if (!files.peersPath && !existsSync(peersPath)) {
-    savePeerTables(peersPath, await buildPeersFromFile(example.declarations));
+    savePeerSnapshot(peersPath, await buildPeerSnapshotFromFile(example.declarations));
     created.push(peersPath);
   }
   try { chmodSync(dataDir, 0o700); } catch { /* not ours to change (mounted volume): leave it */ }
