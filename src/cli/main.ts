@@ -8,6 +8,7 @@ import { generateCommand } from './generate.js';
 import { serveCommand } from './serve.js';
 import { peersCommand } from './peers.js';
 import { studyCommand } from './study.js';
+import { evaluateCommand } from './evaluate.js';
 
 const HELP = `selectivity — customs selectivity engine
 
@@ -19,6 +20,7 @@ Commands:
   generate          write a synthetic declaration file with planted frauds
   peers             build, update (fold) or show peer-statistics snapshots
   study <file>      rank declarations by deviation from their peers (JSON, CSV, HTML report)
+  evaluate          train on some files, score another, report precision/recall/revenue at top k %
 
 Run "selectivity <command> --help" for a command's options.
 `;
@@ -29,6 +31,7 @@ const commands: Record<string, (argv: string[]) => Promise<number>> = {
   generate: generateCommand,
   peers: peersCommand,
   study: studyCommand,
+  evaluate: evaluateCommand,
 };
 
 export async function main(argv: string[]): Promise<number> {

@@ -257,8 +257,10 @@ async function* readCsv(path: string, mapping: ColumnMapping, batchSize: number,
 
 async function* readNdjson(path: string, mapping: ColumnMapping | undefined, batchSize: number, chunkSize: number): AsyncGenerator<ReadChunk> {
   const mapper = mapping ? new RecordMapper(mapping) : undefined;
-  const out = new Collector(batchSize, mapping?.passThrough ?? []);
-  const hasPt = (mapping?.passThrough.length ?? 0) > 0;
+  // "*" (every other column) has no header to expand in NDJSON: only named columns pass through
+  const ptNames = mapping?.passThrough.filter((p) => p !== '*') ?? [];
+  const out = new Collector(batchSize, ptNames);
+  const hasPt = ptNames.length > 0;
   let lineNo = 0;
   let partial: string[] = [];
   let first = true;

@@ -303,6 +303,12 @@ export interface PeerSnapshot {
   groups: Map<string, GroupState>[];
 }
 
+/** Tells a snapshot (sketches kept: foldable, plottable) from bare tables. An empty one counts as tables. */
+export function isPeerSnapshot(p: PeerSnapshot | PeerTables): p is PeerSnapshot {
+  for (const m of p.groups) for (const g of m.values()) return 'sketches' in g;
+  return false;
+}
+
 export function groupStats(g: GroupState): PeerGroup {
   return { count: g.count, firstDate: g.firstDate, lastDate: g.lastDate, features: g.sketches.map((s) => s.summary()) };
 }

@@ -7,6 +7,7 @@
  *   GET  /v1/ruleset                            analyst, admin
  *   POST /v1/ruleset/reload                     admin
  *   PUT  /v1/ruleset/profiles                   analyst, admin (durable before 200)
+ *   GET|PUT /v1/peers, POST /v1/studies, POST /v1/evaluations   analyst, admin (analysis.ts)
  *   GET  /metrics (Prometheus), /v1/metrics     admin, analyst
  *   GET  /v1/openapi.json                       any token
  *
@@ -28,6 +29,7 @@ import { ROUTE_ROLES, type Access, type Role, type TokenStore } from './auth.js'
 import type { Metrics } from './metrics.js';
 import { KERNEL_SERIES, PROMETHEUS_CONTENT_TYPE } from './metrics.js';
 import type { RulesetSource } from './state.js';
+import { registerAnalysisRoutes } from './analysis.js';
 import { msgpackValueEnd, type WireFormat, type WireReply } from './wire.js';
 
 export interface ServiceOptions {
@@ -369,6 +371,7 @@ export async function buildServer(options: ServiceOptions): Promise<FastifyInsta
       profiles: meta.profiles.length,
       profileIds: meta.profiles.map((p) => p.id),
       peerLevels: meta.levels.map((l) => l.name),
+      peers: source.peersInfo?.version ?? null,
       settings: meta.settings,
       files: source.files,
     };
@@ -398,6 +401,9 @@ export async function buildServer(options: ServiceOptions): Promise<FastifyInsta
       return rulesetInfo();
     });
   });
+
+  // ---- analysis: peer snapshots, studies, evaluations -------------------------
+  await registerAnalysisRoutes(app, { engine, source, bodyLimit, errorSchema, rulesetInfo });
 
   // ---- metrics and API description --------------------------------------------
   app.get('/metrics', { config: { access: 'metrics' }, schema: { tags: ['metrics'], summary: 'Prometheus text exposition: latency percentiles per route and for the kernel, counters.' } }, async (_req, reply) => {

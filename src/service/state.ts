@@ -9,8 +9,8 @@ import { join } from 'node:path';
 import { errors } from '../errors.js';
 import { loadProfiles } from '../profiles/load.js';
 import { validateProfiles, type Profile } from '../profiles/profile.js';
-import { loadPeerTables, savePeerSnapshot } from '../peers/peer-store.js';
-import type { PeerTables } from '../peers/peer-groups.js';
+import { loadPeers, parsePeerSnapshot, savePeerSnapshot } from '../peers/peer-store.js';
+import { isPeerSnapshot, snapshotTables, type PeerSnapshot, type PeerTables } from '../peers/peer-groups.js';
 import { createRuleset, type Ruleset } from '../ruleset/ruleset.js';
 import { buildPeerSnapshotFromFile } from '../score-file.js';
 import { packageRoot } from '../paths.js';
@@ -63,21 +63,54 @@ export async function prepareDataDir(dataDir: string, files: Partial<RulesetFile
 
 export class RulesetSource {
   private peers: PeerTables | undefined;
+  /** The loaded snapshot with its sketches (absent for a format-1 file). */
+  private snapshot: PeerSnapshot | undefined;
   private profiles: Profile[] = [];
 
   constructor(readonly files: RulesetFiles) {}
 
   /** Reads both files; throws a named error and changes nothing if either is invalid. */
   async load(): Promise<Ruleset> {
-    const peers = loadPeerTables(this.files.peersPath);
+    const loaded = loadPeers(this.files.peersPath);
+    const snapshot = isPeerSnapshot(loaded) ? loaded : undefined;
+    const peers = snapshot ? snapshotTables(snapshot) : (loaded as PeerTables);
     const profiles = await loadProfiles(this.files.profilesPath);
     const ruleset = createRuleset({ peers, profiles });
     this.peers = peers;
+    this.snapshot = snapshot;
     this.profiles = profiles;
     return ruleset;
   }
 
   get currentProfiles(): readonly Profile[] { return this.profiles; }
+
+  /** The active peer statistics: the snapshot when there is one (studies plot from it), else the tables. */
+  get currentPeers(): PeerSnapshot | PeerTables | undefined { return this.snapshot ?? this.peers; }
+
+  /** Version and provenance of the active peer statistics. */
+  get peersInfo(): { version: string; createdAt: string | null; rows: number | null; levels: string[]; groups: Record<string, number>; foldable: boolean } | undefined {
+    const t = this.peers;
+    if (!t) return undefined;
+    return {
+      version: t.info?.version ?? 'format-1', createdAt: t.info?.createdAt ?? null, rows: t.info?.rows ?? null,
+      levels: t.levels.map((l) => l.name), groups: Object.fromEntries(t.levels.map((l, i) => [l.name, t.groups[i].size])), foldable: this.snapshot !== undefined,
+    };
+  }
+
+  /**
+   * Validates an uploaded peer snapshot (format 2, JSON or MessagePack bytes),
+   * writes it durably to the peers file, and returns the ruleset to swap in.
+   * A damaged or mismatched snapshot throws a named error and changes nothing.
+   */
+  replacePeers(bytes: Uint8Array): Ruleset {
+    const snapshot = parsePeerSnapshot(bytes, 'uploaded snapshot');
+    const peers = snapshotTables(snapshot);
+    const ruleset = createRuleset({ peers, profiles: this.profiles });
+    savePeerSnapshot(this.files.peersPath, snapshot);
+    this.peers = peers;
+    this.snapshot = snapshot;
+    return ruleset;
+  }
 
   /**
    * Validates a new profile set against the current peers, writes it durably

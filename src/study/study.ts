@@ -15,7 +15,7 @@ import type { ColumnarBatch } from '../model/columnar.js';
 import { formatIsoDate } from '../model/schema.js';
 import { readDeclarations, type ReadOptions } from '../model/readers.js';
 import {
-  featureValues, FEATURES, levelKey, NF, robustScale, snapshotTables,
+  featureValues, FEATURES, isPeerSnapshot, levelKey, NF, robustScale, snapshotTables,
   type Feature, type PeerGroup, type PeerSnapshot, type PeerTables,
 } from '../peers/peer-groups.js';
 import { createRuleset, DEFAULT_SETTINGS, type RulesetSettings } from '../ruleset/ruleset.js';
@@ -149,7 +149,7 @@ export function deviationOf(z: ArrayLike<number>, offset: number, rankBy: RankBy
 export async function studyFile(path: string, peers: PeerSnapshot | PeerTables, options: StudyOptions = {}): Promise<StudyReport> {
   const t0 = performance.now();
   const o = checkOptions(options);
-  const snapshot = isSnapshot(peers) ? peers : undefined;
+  const snapshot = isPeerSnapshot(peers) ? peers : undefined;
   const tables: PeerTables = snapshot ? snapshotTables(snapshot) : (peers as PeerTables);
   const ruleset = createRuleset({ peers: tables, profiles: [], settings: { ...options.settings, randomSelection: { ...DEFAULT_SETTINGS.randomSelection, rate: 0 } } });
   const s = ruleset.settings;
@@ -274,11 +274,6 @@ export async function studyFile(path: string, peers: PeerSnapshot | PeerTables, 
     seconds: (performance.now() - t0) / 1000,
     top, groups, distributions,
   };
-}
-
-function isSnapshot(p: PeerSnapshot | PeerTables): p is PeerSnapshot {
-  for (const m of p.groups) for (const g of m.values()) return 'sketches' in g;
-  return false; // no groups at all: nothing to plot either way
 }
 
 function counterOf(b: ColumnarBatch, i: number, l: number, levels: PeerTables['levels'], counters: Map<string, GroupCounter>[], cache: Map<number, GroupCounter>[]): GroupCounter {

@@ -1,0 +1,256 @@
+/**
+ * Evaluation on labelled data: build everything the engine learns (peer
+ * statistics) from training files only, score the test file, and measure
+ * how well the ranking by score finds the labelled frauds — precision,
+ * recall and revenue captured at the top k % — beside random selection.
+ *
+ * With a single file instead of train/test files, the file is split by
+ * date: the earliest `split` share of declarations (by acceptance date)
+ * trains, the rest tests. The split date itself goes to the test side.
+ */
+import { statSync } from 'node:fs';
+import { errors } from '../errors.js';
+import { createEngine } from '../engine.js';
+import { resolveColumns } from '../model/columns.js';
+import { formatIsoDate } from '../model/schema.js';
+import { readDeclarations, type ReadChunk, type ReadOptions } from '../model/readers.js';
+import { DEFAULT_LEVELS, PeerTableBuilder } from '../peers/peer-groups.js';
+import { snapshotDocument } from '../peers/peer-store.js';
+import type { Profile } from '../profiles/profile.js';
+import { createRuleset, type RulesetSettings } from '../ruleset/ruleset.js';
+import { compileExpression, type CompiledExpression } from './expression.js';
+import { parseLabel, topKMetrics, type Cut } from './metrics.js';
+
+export const DEFAULT_FRACTIONS = [0.01, 0.02, 0.05, 0.1] as const;
+export const DEFAULT_REVENUE = 'customsValue * taxRate / 100';
+/** Schema numbers a revenue expression may use, beside pass-through columns. */
+export const REVENUE_FIELDS = ['customsValue', 'netMass', 'quantity', 'taxRate'] as const;
+
+export interface EvaluateOptions {
+  /** Training files (peer statistics are built from these only). */
+  train?: string[];
+  /** The test file scored and measured. */
+  test?: string;
+  /** Instead of train/test: one file split by date. */
+  file?: string;
+  /** Share of the single file's declarations (earliest dates) used to train (default 0.8). */
+  split?: number;
+  /** Label column (a pass-through column of the mapping). */
+  label: string;
+  /** Label values that mean fraud (default: anything but '', 0, false, no). */
+  positives?: string[];
+  /** Revenue of a declaration: an expression over customsValue, netMass, quantity, taxRate and pass-through columns. */
+  revenue?: string;
+  /** Column mapping (default: the "default" preset, which passes every extra column through). */
+  columns?: ReadOptions['columns'];
+  profiles?: Profile[];
+  levels?: readonly string[];
+  settings?: Partial<RulesetSettings>;
+  /** Top shares reported (default 1, 2, 5, 10 %). */
+  fractions?: readonly number[];
+  threads?: number;
+  batchSize?: number;
+  onProgress?: (phase: 'split' | 'train' | 'test', bytesRead: number, totalBytes: number, rows: number) => void;
+}
+
+export interface EvaluationReport {
+  label: string;
+  positiveValues: string[] | null;
+  revenue: string;
+  train: { files: string[]; rows: number; invalid: number; firstDate: string | null; lastDate: string | null };
+  test: { file: string; rows: number; scored: number; invalid: number; firstDate: string | null; lastDate: string | null };
+  /** Single-file mode: the first test date. */
+  splitDate: string | null;
+  peers: { version: string; groups: Record<string, number> };
+  rulesetVersion: string;
+  /** Test declarations measured, frauds among them and their share. */
+  n: number;
+  positives: number;
+  prevalence: number;
+  /** Revenue of all frauds in the test set. */
+  fraudRevenue: number;
+  /** Ranking by the engine's score (ties shared pro rata). */
+  cuts: Cut[];
+  /** Random selection: expected values. */
+  random: Cut[];
+  seconds: number;
+}
+
+function bad(field: string, message: string, expected: string, got?: unknown): never {
+  throw errors.SEL_ERR_OPTION_INVALID(message, { field, expected, got });
+}
+
+function fileSize(path: string, field: string): number {
+  try {
+    return statSync(path).size;
+  } catch {
+    throw errors.SEL_ERR_FILE_NOT_FOUND(`cannot read ${path}`, { field, expected: 'a readable file', got: path });
+  }
+}
+
+class Growable {
+  scores = new Float64Array(1 << 16);
+  labels = new Uint8Array(1 << 16);
+  revenue = new Float64Array(1 << 16);
+  n = 0;
+  reserve(extra: number): void {
+    if (this.n + extra <= this.scores.length) return;
+    let cap = this.scores.length;
+    while (cap < this.n + extra) cap *= 2;
+    const s = new Float64Array(cap); s.set(this.scores.subarray(0, this.n)); this.scores = s;
+    const l = new Uint8Array(cap); l.set(this.labels.subarray(0, this.n)); this.labels = l;
+    const r = new Float64Array(cap); r.set(this.revenue.subarray(0, this.n)); this.revenue = r;
+  }
+}
+
+const dateText = (d: number): string | null => (Number.isFinite(d) ? formatIsoDate(d) : null);
+
+export async function evaluate(options: EvaluateOptions): Promise<EvaluationReport> {
+  const t0 = performance.now();
+  const o = options;
+  if (typeof o.label !== 'string' || o.label === '') bad('label', 'evaluate needs --label <column>', 'a pass-through column holding the fraud label');
+  const single = o.file !== undefined;
+  if (single && (o.train?.length || o.test)) bad('file', '--file cannot be combined with --train/--test', 'either --file, or --train and --test');
+  if (!single && (!o.train || o.train.length === 0 || !o.test)) bad('train', 'evaluate needs --train <file> (repeatable) and --test <file>, or a single --file', '--train and --test, or --file', { train: o.train, test: o.test });
+  const split = o.split ?? 0.8;
+  if (!(split > 0 && split < 1)) bad('split', '--split must be in (0, 1)', 'a share such as 0.8', split);
+  const fractions = o.fractions ?? DEFAULT_FRACTIONS;
+  // the label must pass through whatever the mapping says (NDJSON cannot expand "*")
+  const mapping = resolveColumns(o.columns ?? 'default');
+  const named = mapping.passThrough.filter((p) => p !== '*' && p !== o.label);
+  const columns = { ...mapping, passThrough: mapping.passThrough.includes('*') ? ['*', o.label, ...named] : [o.label, ...named] };
+  const read = (path: string) => readDeclarations(path, { columns, batchSize: o.batchSize });
+  const revenueText = o.revenue ?? DEFAULT_REVENUE;
+
+  // ---- single file: find the split date -------------------------------------
+  let splitDay = NaN;
+  if (single) {
+    const total = fileSize(o.file!, 'file');
+    let dates = new Int32Array(1 << 16);
+    let n = 0;
+    for await (const chunk of read(o.file!)) {
+      const d = chunk.batch.date;
+      if (n + chunk.batch.size > dates.length) { const next = new Int32Array(Math.max(dates.length * 2, n + chunk.batch.size)); next.set(dates.subarray(0, n)); dates = next; }
+      dates.set(d.subarray(0, chunk.batch.size), n);
+      n += chunk.batch.size;
+      o.onProgress?.('split', chunk.bytesRead, total, chunk.rowsRead);
+    }
+    const sorted = dates.subarray(0, n).sort();
+    if (n < 2) bad('file', `${o.file} has ${n} valid declarations: too few to split`, 'at least 2 valid declarations');
+    splitDay = sorted[Math.min(n - 1, Math.floor(split * n))];
+    if (splitDay === sorted[0]) bad('split', `every declaration before the ${split} quantile has the same date (${formatIsoDate(splitDay)}): nothing would train`, 'a file spanning several dates, or another --split', split);
+  }
+  const trainFiles = single ? [o.file!] : o.train!;
+  const testFile = single ? o.file! : o.test!;
+  const keepTrain = (chunk: ReadChunk) => (single ? (i: number) => chunk.batch.date[i] < splitDay : undefined);
+
+  // ---- train: peer statistics from the training rows only --------------------
+  const builder = new PeerTableBuilder({ levels: o.levels ?? DEFAULT_LEVELS });
+  const train = { files: trainFiles, rows: 0, invalid: 0, firstDate: Infinity, lastDate: -Infinity };
+  for (const f of trainFiles) {
+    const total = fileSize(f, single ? 'file' : 'train');
+    let used = 0, lastBad = -1;
+    for await (const chunk of read(f)) {
+      const keep = keepTrain(chunk);
+      used += builder.add(chunk.batch, keep);
+      for (let i = 0; i < chunk.batch.size; i++) {
+        if (keep && !keep(i)) continue;
+        const d = chunk.batch.date[i];
+        if (d < train.firstDate) train.firstDate = d;
+        if (d > train.lastDate) train.lastDate = d;
+      }
+      for (const e of chunk.errors) if (e.line !== lastBad) { train.invalid++; lastBad = e.line; }
+      o.onProgress?.('train', chunk.bytesRead, total, chunk.rowsRead);
+    }
+    builder.addSource(f, used);
+    train.rows += used;
+  }
+  if (train.rows === 0) bad('train', 'no valid training declarations', 'training files with valid declarations');
+  const snapshot = builder.snapshot();
+  snapshotDocument(snapshot); // sets the content version, so that the report names the statistics it used
+  const tables = builder.finish();
+  const ruleset = createRuleset({ peers: tables, profiles: o.profiles ?? [], settings: o.settings });
+
+  // ---- test: score, and keep score, label and revenue per declaration ---------
+  const engine = createEngine({ ruleset, threads: o.threads });
+  const out = new Growable();
+  const test = { file: testFile, rows: 0, scored: 0, invalid: 0, firstDate: Infinity, lastDate: -Infinity };
+  let expr: CompiledExpression | undefined;
+  let labelValues: string[] = [];
+  const pending: { result: ReturnType<typeof engine.scoreBatch>; at: number; rows: Int32Array | null }[] = [];
+  const collect = async (p: (typeof pending)[number]) => {
+    const r = await p.result;
+    if (p.rows) for (let k = 0; k < p.rows.length; k++) out.scores[p.at + k] = r.score[p.rows[k]];
+    else out.scores.set(r.score, p.at);
+  };
+  try {
+    const total = fileSize(testFile, single ? 'file' : 'test');
+    let lastBad = -1;
+    const testSide = (chunk: ReadChunk): Int32Array | null => {
+      if (!single) return null;
+      const idx: number[] = [];
+      for (let i = 0; i < chunk.batch.size; i++) if (chunk.batch.date[i] >= splitDay) idx.push(i);
+      return Int32Array.from(idx);
+    };
+    for await (const chunk of read(testFile)) {
+      test.rows = chunk.rowsRead;
+      for (const e of chunk.errors) if (e.line !== lastBad) { test.invalid++; lastBad = e.line; }
+      const b = chunk.batch;
+      if (b.size === 0) continue;
+      if (!expr) {
+        const cols = Object.keys(chunk.passThrough);
+        if (!(o.label in chunk.passThrough)) bad('label', `no column "${o.label}" passed through from ${testFile}`, `one of the pass-through columns: ${cols.join(', ') || '(none: add it to the mapping\'s passThrough)'}`, o.label);
+        expr = compileExpression(revenueText, [...REVENUE_FIELDS, ...cols]);
+      }
+      labelValues = chunk.passThrough[o.label];
+      const rows = testSide(chunk);
+      const m = rows ? rows.length : b.size;
+      if (m === 0) continue;
+      out.reserve(m);
+      const cols = Object.keys(chunk.passThrough);
+      const vals = new Float64Array(REVENUE_FIELDS.length + cols.length);
+      for (let k = 0; k < m; k++) {
+        const i = rows ? rows[k] : k;
+        const at = out.n + k;
+        out.labels[at] = parseLabel(labelValues[i], o.positives);
+        for (const j of expr.indices) {
+          vals[j] = j < REVENUE_FIELDS.length ? b.numeric[REVENUE_FIELDS[j]][i] : Number(chunk.passThrough[cols[j - REVENUE_FIELDS.length]][i]);
+        }
+        const v = expr.evaluate((j) => vals[j]);
+        out.revenue[at] = Number.isFinite(v) ? v : 0;
+        const d = b.date[i];
+        if (d < test.firstDate) test.firstDate = d;
+        if (d > test.lastDate) test.lastDate = d;
+      }
+      pending.push({ result: engine.scoreBatch(b), at: out.n, rows });
+      out.n += m;
+      test.scored += m;
+      while (pending.length > engine.options.threads * 2 + 1) await collect(pending.shift()!);
+      o.onProgress?.('test', chunk.bytesRead, total, chunk.rowsRead);
+    }
+    while (pending.length > 0) await collect(pending.shift()!);
+  } finally {
+    await Promise.allSettled(pending.map((p) => p.result));
+    await engine.close();
+  }
+  if (out.n === 0) bad(single ? 'file' : 'test', 'no valid test declarations', 'a test set with valid declarations');
+
+  const m = topKMetrics(out.scores.subarray(0, out.n), out.labels.subarray(0, out.n), out.revenue.subarray(0, out.n), fractions);
+  return {
+    label: o.label,
+    positiveValues: o.positives ?? null,
+    revenue: revenueText,
+    train: { ...train, firstDate: dateText(train.firstDate), lastDate: dateText(train.lastDate) },
+    test: { ...test, firstDate: dateText(test.firstDate), lastDate: dateText(test.lastDate) },
+    splitDate: single ? formatIsoDate(splitDay) : null,
+    peers: { version: snapshot.info.version, groups: Object.fromEntries(tables.levels.map((l, i) => [l.name, tables.groups[i].size])) },
+    rulesetVersion: engine.rulesetVersion,
+    n: m.n,
+    positives: m.positives,
+    prevalence: m.n > 0 ? m.positives / m.n : 0,
+    fraudRevenue: m.totalRevenue,
+    cuts: m.cuts,
+    random: m.random,
+    seconds: (performance.now() - t0) / 1000,
+  };
+}

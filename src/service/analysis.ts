@@ -1,0 +1,192 @@
+/**
+ * Analyst routes of the service: peer snapshots, deviation studies and
+ * evaluations on labelled data.
+ *
+ *   GET  /v1/peers          read    version and provenance of the active snapshot
+ *   PUT  /v1/peers          write   upload a snapshot (JSON or MessagePack file); durable before 200
+ *   POST /v1/studies        read    study declarations against the active snapshot
+ *   POST /v1/evaluations    read    train on some declarations, measure on others
+ *
+ * Study and evaluation bodies are written to a private temporary directory
+ * and read back by the same streaming readers the CLI uses (bounded memory),
+ * then removed. Column mappings are presets only: a request never names a
+ * file on the server.
+ */
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { FastifyInstance } from 'fastify';
+import { errors } from '../errors.js';
+import type { Engine } from '../engine.js';
+import { evaluate } from '../evaluate/evaluate.js';
+import { PRESETS } from '../model/columns.js';
+import { renderStudyHtml, studyTopCsv } from '../study/render.js';
+import { RANK_BY, studyFile, type Direction, type RankBy } from '../study/study.js';
+import type { RulesetSource } from './state.js';
+
+const MSGPACK_TYPES = ['application/msgpack', 'application/x-msgpack'];
+const NDJSON_TYPES = ['application/x-ndjson', 'application/ndjson', 'application/jsonl'];
+const CSV_TYPES = ['text/csv'];
+
+export interface AnalysisOptions {
+  engine: Engine;
+  source: RulesetSource;
+  bodyLimit: number;
+  errorSchema: object;
+  /** What the ruleset routes answer, after a snapshot swap. */
+  rulesetInfo: () => object;
+}
+
+type Records = unknown[] | string;
+
+function invalid(field: string, message: string, expected: string, got?: unknown): never {
+  throw errors.SEL_ERR_REQUEST_INVALID(message, { field, expected, got });
+}
+
+/** Writes declarations (an array of objects → NDJSON, or CSV / NDJSON text) to a file in dir. */
+function writeRecords(dir: string, name: string, records: Records, field: string, textFormat: 'csv' | 'ndjson'): string {
+  if (Array.isArray(records)) {
+    const path = join(dir, `${name}.ndjson`);
+    writeFileSync(path, records.map((r) => JSON.stringify(r)).join('\n') + '\n');
+    return path;
+  }
+  if (typeof records === 'string') {
+    const path = join(dir, `${name}.${textFormat}`);
+    writeFileSync(path, records);
+    return path;
+  }
+  return invalid(field, `${field} must be an array of declarations or a CSV/NDJSON text`, 'an array of objects, or a string', typeof records);
+}
+
+function preset(columns: unknown): string | undefined {
+  if (columns === undefined) return undefined;
+  if (typeof columns !== 'string' || !(columns in PRESETS)) invalid('columns', 'columns must name a preset', `one of ${Object.keys(PRESETS).join(', ')}`, columns);
+  return columns as string;
+}
+
+async function withTempDir<T>(fn: (dir: string) => Promise<T>): Promise<T> {
+  const dir = mkdtempSync(join(tmpdir(), 'selectivity-'));
+  try {
+    return await fn(dir);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+export async function registerAnalysisRoutes(app: FastifyInstance, o: AnalysisOptions): Promise<void> {
+  const { source, bodyLimit, errorSchema } = o;
+
+  app.get('/v1/peers', {
+    config: { access: 'read' },
+    schema: { tags: ['peers'], summary: 'The active peer snapshot: version, creation time, rows folded in, levels and groups per level.', response: { 200: { type: 'object', additionalProperties: true } } },
+  }, async () => source.peersInfo ?? {});
+
+  await app.register(async (scope) => {
+    scope.removeAllContentTypeParsers();
+    scope.addContentTypeParser(['application/json', 'application/octet-stream', ...MSGPACK_TYPES], { parseAs: 'buffer', bodyLimit }, (_req, body, done) => done(null, body));
+    scope.put('/v1/peers', {
+      config: { access: 'write' },
+      schema: {
+        tags: ['peers'],
+        summary: 'Replace the peer snapshot without a restart.',
+        description: 'The body is a snapshot file as written by `selectivity peers build` (JSON or MessagePack, format 2). It is checked whole (checksum, features, shape), written durably to the service\'s peers file, then swapped in; 200 only after the write. A damaged or mismatched file answers SEL_ERR_PEERS_CORRUPT / SEL_ERR_PEERS_MISMATCH and the active snapshot stays.',
+        response: { 200: { type: 'object', additionalProperties: true }, '4xx': errorSchema, '5xx': errorSchema },
+      },
+    }, async (req) => {
+      const body = req.body as Buffer;
+      if (!Buffer.isBuffer(body) || body.length === 0) throw errors.SEL_ERR_REQUEST_PARSE('the request body is empty', { field: 'body', expected: 'a peer snapshot file' });
+      o.engine.setRuleset(source.replacePeers(body));
+      return { peers: source.peersInfo, ruleset: o.rulesetInfo() };
+    });
+  });
+
+  await app.register(async (scope) => {
+    scope.removeAllContentTypeParsers();
+    scope.addContentTypeParser('application/json', { parseAs: 'string', bodyLimit }, (_req, body, done) => {
+      try { done(null, JSON.parse(body as string)); } catch (e) { done(errors.SEL_ERR_REQUEST_PARSE(`body is not valid JSON: ${(e as Error).message}`, { field: 'body', expected: 'JSON' }) as unknown as Error); }
+    });
+    scope.addContentTypeParser([...NDJSON_TYPES, ...CSV_TYPES], { parseAs: 'string', bodyLimit }, (_req, body, done) => done(null, body));
+
+    scope.post('/v1/studies', {
+      config: { access: 'read' },
+      schema: {
+        tags: ['analysis'],
+        summary: 'Deviation study of the posted declarations against the active peer snapshot.',
+        description: 'Body: JSON { "declarations": [...] }, NDJSON (application/x-ndjson) or CSV (text/csv). Query: top, rankBy (maxAbsZ | unitValue | netMass | valuePerItem), direction (under | over | both), zThreshold, columns (a preset, e.g. kcs). The report is JSON, or HTML (Accept: text/html, self-contained with plots) or CSV of the top declarations (Accept: text/csv).',
+        querystring: {
+          type: 'object', additionalProperties: false,
+          properties: {
+            top: { type: 'string', pattern: '^[0-9]{1,6}$' },
+            rankBy: { type: 'string', enum: [...RANK_BY] },
+            direction: { type: 'string', enum: ['under', 'over', 'both'] },
+            zThreshold: { type: 'string', pattern: '^[0-9]+(\\.[0-9]+)?$' },
+            columns: { type: 'string' },
+          },
+        },
+        response: { '4xx': errorSchema, '5xx': errorSchema },
+      },
+    }, async (req, reply) => {
+      // query strings stay strings (the service does not coerce types): numbers are parsed here
+      const q = req.query as { top?: string; rankBy?: RankBy; direction?: Direction; zThreshold?: string; columns?: string };
+      const peers = source.currentPeers;
+      if (!peers) throw errors.SEL_ERR_NOT_READY('no peer snapshot loaded yet', { field: 'peers' });
+      const type = (req.headers['content-type'] ?? '').split(';')[0].trim().toLowerCase();
+      let records: Records;
+      if (type === 'application/json') {
+        const body = req.body as { declarations?: unknown } | null;
+        if (!body || typeof body !== 'object' || !Array.isArray(body.declarations)) invalid('declarations', 'the body must be { "declarations": [...] }', 'an array of declarations', body && typeof body);
+        records = body.declarations as unknown[];
+      } else {
+        records = req.body as string;
+      }
+      const accept = (req.headers.accept ?? 'application/json').toLowerCase();
+      const report = await withTempDir((dir) => {
+        const path = writeRecords(dir, 'studied', records, 'declarations', CSV_TYPES.includes(type) ? 'csv' : 'ndjson');
+        return studyFile(path, peers, {
+          top: q.top !== undefined ? Number(q.top) : undefined, rankBy: q.rankBy, direction: q.direction, columns: preset(q.columns),
+          settings: q.zThreshold !== undefined ? { zThreshold: Number(q.zThreshold) } : undefined, sourceName: 'request',
+        });
+      });
+      if (accept.includes('text/html')) return reply.type('text/html; charset=utf-8').send(renderStudyHtml(report));
+      if (accept.includes('text/csv')) return reply.type('text/csv; charset=utf-8').send(studyTopCsv(report));
+      return reply.type('application/json; charset=utf-8').send(JSON.stringify(report));
+    });
+
+    scope.post('/v1/evaluations', {
+      config: { access: 'read' },
+      schema: {
+        tags: ['analysis'],
+        summary: 'Train on some labelled declarations, score others, and report precision, recall and revenue captured at the top k %.',
+        description: 'JSON body. Either train and test, or file (split by date at split, default 0.8). Each is an array of declaration objects carrying the label field, or a CSV text (with columns, e.g. "kcs"). Nothing is kept: the active ruleset is not touched.',
+        body: {
+          type: 'object', additionalProperties: false, required: ['label'],
+          properties: {
+            train: {}, test: {}, file: {},
+            split: { type: 'number', exclusiveMinimum: 0, exclusiveMaximum: 1 },
+            label: { type: 'string', minLength: 1 },
+            positives: { type: 'array', items: { type: 'string' } },
+            revenue: { type: 'string' },
+            columns: { type: 'string' },
+            top: { type: 'array', items: { type: 'number', exclusiveMinimum: 0, maximum: 1 }, minItems: 1, maxItems: 20 },
+          },
+        },
+        response: { '4xx': errorSchema, '5xx': errorSchema },
+      },
+    }, async (req) => {
+      const b = req.body as { train?: Records; test?: Records; file?: Records; split?: number; label: string; positives?: string[]; revenue?: string; columns?: string; top?: number[] };
+      const columns = preset(b.columns);
+      const textFormat = 'csv';
+      return withTempDir(async (dir) => {
+        if (b.file !== undefined) {
+          if (b.train !== undefined || b.test !== undefined) invalid('file', 'give either file, or train and test', 'file, or train and test');
+          return evaluate({ file: writeRecords(dir, 'file', b.file, 'file', textFormat), split: b.split, label: b.label, positives: b.positives, revenue: b.revenue, columns, fractions: b.top, threads: 0 });
+        }
+        if (b.train === undefined || b.test === undefined) invalid('train', 'train and test are both required (or file)', 'train and test');
+        return evaluate({
+          train: [writeRecords(dir, 'train', b.train, 'train', textFormat)], test: writeRecords(dir, 'test', b.test, 'test', textFormat),
+          label: b.label, positives: b.positives, revenue: b.revenue, columns, fractions: b.top, threads: 0,
+        });
+      });
+    });
+  });
+}

@@ -1,0 +1,116 @@
+/**
+ * The analyst commands end to end, in-process through main(argv):
+ * peers build / update / show, study and evaluate.
+ */
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { main } from '../src/cli/main.js';
+import { writeSynthetic } from '../src/generate/synthetic.js';
+import { loadPeerSnapshot } from '../src/peers/peer-store.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'sel-cli-analysis-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+const OPTS = { seed: 3, hsCodes: 20 };
+const all = join(dir, 'all.csv');
+
+async function run(argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  let stdout = '', stderr = '';
+  const out = vi.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => { stdout += String(chunk); return true; });
+  const err = vi.spyOn(process.stderr, 'write').mockImplementation((chunk: string | Uint8Array) => { stderr += String(chunk); return true; });
+  try {
+    return { code: await main(argv), stdout, stderr };
+  } finally {
+    out.mockRestore();
+    err.mockRestore();
+  }
+}
+
+beforeAll(async () => {
+  await writeSynthetic(all, { ...OPTS, rows: 6000 });
+  // split the file: the first 4,000 rows are history, the last 2,000 newly cleared
+  const lines = readFileSync(all, 'utf8').trim().split('\n');
+  writeFileSync(join(dir, 'old.csv'), lines.slice(0, 4001).join('\n') + '\n');
+  writeFileSync(join(dir, 'new.csv'), [lines[0], ...lines.slice(4001)].join('\n') + '\n');
+});
+
+describe('selectivity peers', () => {
+  it('builds, folds and shows a snapshot; fold equals rebuild', async () => {
+    const built = await run(['peers', 'build', join(dir, 'old.csv'), '--out', join(dir, 'p.msgpack'), '--json']);
+    expect(built.code, built.stderr).toBe(0);
+    const s1 = JSON.parse(built.stdout);
+    expect(s1).toMatchObject({ rows: 4000, rowsRead: 4000, invalid: 0, parent: null });
+    expect(s1.rowsPerSecond).toBeGreaterThan(0);
+    expect(s1.peakRssMB).toBeGreaterThan(0);
+
+    const updated = await run(['peers', 'update', join(dir, 'p.msgpack'), join(dir, 'new.csv'), '--out', join(dir, 'p2.json'), '--json']);
+    expect(updated.code, updated.stderr).toBe(0);
+    expect(JSON.parse(updated.stdout)).toMatchObject({ rows: 6000, parent: s1.version });
+
+    expect((await run(['peers', 'build', all, '--out', join(dir, 'full.json')])).code).toBe(0);
+    const folded = loadPeerSnapshot(join(dir, 'p2.json'));
+    const rebuilt = loadPeerSnapshot(join(dir, 'full.json'));
+    for (let l = 0; l < rebuilt.levels.length; l++) {
+      for (const [key, g] of rebuilt.groups[l]) {
+        const f = folded.groups[l].get(key)!;
+        expect(f.count).toBe(g.count);
+        expect(f.sketches.map((s) => s.summary())).toEqual(g.sketches.map((s) => s.summary()));
+      }
+    }
+
+    const shown = await run(['peers', 'show', join(dir, 'p2.json')]);
+    expect(shown.stdout).toContain(folded.info.version);
+    expect(shown.stdout).toContain('6,000 declarations from 2 source(s)');
+    const key = [...folded.groups[1].keys()][0];
+    const group = await run(['peers', 'show', join(dir, 'p2.json'), '--level', 'hs6', '--group', key, '--json']);
+    expect(JSON.parse(group.stdout)).toMatchObject({ level: 'hs6', key, count: folded.groups[1].get(key)!.count });
+  });
+
+  it('refuses bad requests with named errors and leaves files alone', async () => {
+    const noOut = await run(['peers', 'build', all]);
+    expect(noOut.code).toBe(2);
+    expect(noOut.stderr).toContain('SEL_ERR_OPTION_INVALID');
+    expect((await run(['peers', 'build', all, '--out', join(dir, 'x.txt')])).stderr).toContain('SEL_ERR_FILE_FORMAT');
+    const levels = await run(['peers', 'update', join(dir, 'p.msgpack'), join(dir, 'new.csv'), '--by', 'hs4', '--out', join(dir, 'p3.json')]);
+    expect(levels.stderr).toContain('SEL_ERR_PEERS_MISMATCH');
+    writeFileSync(join(dir, 'broken.json'), '{"format":"selectivity-peers","formatVersion":2,');
+    const before = readFileSync(join(dir, 'broken.json'), 'utf8');
+    const broken = await run(['peers', 'update', join(dir, 'broken.json'), join(dir, 'new.csv')]);
+    expect(broken.stderr).toContain('SEL_ERR_PEERS_CORRUPT');
+    expect(readFileSync(join(dir, 'broken.json'), 'utf8')).toBe(before);
+  });
+});
+
+describe('selectivity study', () => {
+  it('writes JSON, CSV (top and groups) and HTML reports', async () => {
+    const r = await run(['study', join(dir, 'new.csv'), '--peers', join(dir, 'p.msgpack'), '--top', '15', '--rank-by', 'unitValue', '--direction', 'under',
+      '--out', join(dir, 'r.json'), '--out', join(dir, 'r.csv'), '--out', join(dir, 'r.html')]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toContain('ranked by unitValue (under)');
+    const report = JSON.parse(readFileSync(join(dir, 'r.json'), 'utf8'));
+    expect(report.top).toHaveLength(15);
+    expect(report.scored).toBe(2000);
+    expect(readFileSync(join(dir, 'r.csv'), 'utf8').trim().split('\n')).toHaveLength(16);
+    expect(readFileSync(join(dir, 'r.groups.csv'), 'utf8').split('\n')[0]).toContain('outlier_share');
+    const html = readFileSync(join(dir, 'r.html'), 'utf8');
+    expect(html).toContain(report.top[0].id);
+    expect(html).not.toMatch(/src="https?:/);
+    expect((await run(['study', join(dir, 'new.csv'), '--peers', join(dir, 'p.msgpack'), '--out', join(dir, 'r.xlsx')])).stderr).toContain('SEL_ERR_OPTION_INVALID');
+  });
+});
+
+describe('selectivity evaluate', () => {
+  it('prints precision, recall and revenue at the top k % beside random selection', async () => {
+    const r = await run(['evaluate', '--train', join(dir, 'old.csv'), '--test', join(dir, 'new.csv'), '--label', 'fraud', '--threads', '0', '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    const e = JSON.parse(r.stdout);
+    expect(e.n).toBe(2000);
+    expect(e.train.rows).toBe(4000);
+    expect(e.cuts.map((c: { fraction: number }) => c.fraction)).toEqual([0.01, 0.02, 0.05, 0.1]);
+    const text = await run(['evaluate', '--file', all, '--label', 'fraud', '--threads', '0', '--top', '5,20']);
+    expect(text.code, text.stderr).toBe(0);
+    expect(text.stdout).toMatch(/5 %.*\n.*20 %/);
+    expect((await run(['evaluate', '--test', all, '--label', 'fraud'])).stderr).toContain('SEL_ERR_OPTION_INVALID');
+  });
+});

@@ -1,0 +1,130 @@
+/**
+ * The analyst routes: peer snapshots (GET/PUT /v1/peers), deviation studies
+ * and evaluations, through Fastify's inject with in-process scoring.
+ */
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pack } from 'msgpackr';
+import type { FastifyInstance } from 'fastify';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createEngine, type Engine } from '../src/engine.js';
+import { generateDeclarations } from '../src/generate/synthetic.js';
+import { toBatch } from '../src/model/columnar.js';
+import { PeerTableBuilder } from '../src/peers/peer-groups.js';
+import { encodeSnapshot, loadPeerTables } from '../src/peers/peer-store.js';
+import { createTokenStore, parseTokensEnv } from '../src/service/auth.js';
+import { createMetrics, type Metrics } from '../src/service/metrics.js';
+import { buildServer } from '../src/service/server.js';
+import { prepareDataDir, RulesetSource } from '../src/service/state.js';
+
+const TOKENS = { port: 'port-token-0123456789abcdef', analyst: 'analyst-token-0123456789abcdef', admin: 'admin-token-0123456789abcdef' };
+const auth = (role: keyof typeof TOKENS) => ({ authorization: `Bearer ${TOKENS[role]}` });
+const dir = mkdtempSync(join(tmpdir(), 'sel-analysis-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+const OPTS = { seed: 21, hsCodes: 25, fraudRate: { undervaluation: 0.05, riskyPair: 0, trader: 0 } };
+const rows = [...generateDeclarations({ ...OPTS, rows: 7000 })];
+const history = rows.slice(0, 5000);
+const recent = rows.slice(5000);
+
+describe('analysis routes', () => {
+  let app: FastifyInstance;
+  let engine: Engine;
+  let metrics: Metrics;
+  let files: Awaited<ReturnType<typeof prepareDataDir>>;
+
+  beforeAll(async () => {
+    files = await prepareDataDir(join(dir, 'data'));
+    const source = new RulesetSource(files);
+    engine = createEngine({ ruleset: await source.load(), threads: 0 });
+    metrics = await createMetrics({ intervalMs: 60_000 });
+    const tokens = createTokenStore(parseTokensEnv(Object.entries(TOKENS).map(([r, t]) => `${r}:${t}`).join(',')), 'env');
+    app = await buildServer({ engine, source, tokens, metrics, bodyLimit: 32 * 1024 * 1024 });
+    await app.ready();
+  });
+  afterAll(async () => { await app.close(); await engine.close(); metrics.close(); });
+
+  it('reports the active snapshot, to analysts and admins only', async () => {
+    const r = await app.inject({ url: '/v1/peers', headers: auth('analyst') });
+    expect(r.statusCode).toBe(200);
+    expect(r.json().version).toBe(loadPeerTables(files.peersPath).info!.version);
+    expect(r.json().foldable).toBe(true);
+    expect((await app.inject({ url: '/v1/peers', headers: auth('port') })).statusCode).toBe(403);
+    expect((await app.inject({ url: '/v1/ruleset', headers: auth('admin') })).json().peers).toBe(r.json().version);
+  });
+
+  it('swaps in an uploaded snapshot durably; a damaged one changes nothing', async () => {
+    const b = new PeerTableBuilder();
+    b.add(toBatch(history.map((r) => r.declaration)).batch);
+    b.addSource('history', history.length);
+    const bytes = encodeSnapshot(b.snapshot(), 'msgpack');
+    const version = b.snapshot().info.version || (() => { const s = b.snapshot(); encodeSnapshot(s, 'json'); return s.info.version; })();
+    const before = engine.rulesetVersion;
+
+    const damaged = Buffer.from(bytes);
+    damaged[damaged.length - 3] ^= 0xff;
+    const onDisk = readFileSync(files.peersPath);
+    for (const [body, code] of [[damaged, 'SEL_ERR_PEERS_CORRUPT'], [Buffer.from(JSON.stringify({ format: 'selectivity-peers', formatVersion: 7 })), 'SEL_ERR_PEERS_MISMATCH']] as const) {
+      const r = await app.inject({ method: 'PUT', url: '/v1/peers', headers: { ...auth('analyst'), 'content-type': 'application/msgpack', accept: 'application/json' }, payload: body });
+      expect(r.statusCode).toBeGreaterThanOrEqual(400);
+      expect(r.json().error.code).toBe(code);
+    }
+    expect(engine.rulesetVersion).toBe(before);
+    expect(readFileSync(files.peersPath).equals(onDisk)).toBe(true);
+    expect((await app.inject({ method: 'PUT', url: '/v1/peers', headers: { ...auth('port'), 'content-type': 'application/msgpack' }, payload: bytes })).statusCode).toBe(403);
+
+    const ok = await app.inject({ method: 'PUT', url: '/v1/peers', headers: { ...auth('analyst'), 'content-type': 'application/msgpack', accept: 'application/json' }, payload: bytes });
+    expect(ok.statusCode).toBe(200);
+    expect(ok.json().peers.version).toBe(version);
+    expect(engine.rulesetVersion).not.toBe(before);
+    // written before the answer: a restart (a new source over the same files) loads the same snapshot
+    const again = new RulesetSource(files);
+    const ruleset = await again.load();
+    expect(ruleset.peers.info!.version).toBe(version);
+    expect(ruleset.peers.info!.rows).toBe(history.length);
+  });
+
+  it('studies posted declarations against the active snapshot: JSON, HTML and CSV', async () => {
+    const declarations = recent.map((r) => r.declaration);
+    const r = await app.inject({ method: 'POST', url: '/v1/studies?top=20&rankBy=unitValue&direction=under', headers: { ...auth('analyst'), 'content-type': 'application/json' }, payload: { declarations } });
+    const report = r.json();
+    expect(r.statusCode, r.body).toBe(200);
+    expect(report.scored).toBe(declarations.length);
+    expect(report.top).toHaveLength(20);
+    const planted = new Set(recent.filter((x) => x.fraudType === 'undervaluation').map((x) => x.declaration.id));
+    expect(report.top.filter((t: { id: string }) => planted.has(t.id)).length).toBeGreaterThan(10);
+    expect(report.peers.version).toBe((await app.inject({ url: '/v1/peers', headers: auth('analyst') })).json().version);
+
+    const html = await app.inject({ method: 'POST', url: '/v1/studies?top=5', headers: { ...auth('admin'), 'content-type': 'application/json', accept: 'text/html' }, payload: { declarations } });
+    expect(html.headers['content-type']).toMatch(/^text\/html/);
+    expect(html.body).toContain('<canvas');
+    const ndjson = declarations.map((d) => JSON.stringify(d)).join('\n');
+    const csv = await app.inject({ method: 'POST', url: '/v1/studies?top=5', headers: { ...auth('analyst'), 'content-type': 'application/x-ndjson', accept: 'text/csv' }, payload: ndjson });
+    expect(csv.statusCode).toBe(200);
+    expect(csv.body.trim().split('\n')).toHaveLength(6);
+
+    expect((await app.inject({ method: 'POST', url: '/v1/studies', headers: { ...auth('port'), 'content-type': 'application/json' }, payload: { declarations } })).statusCode).toBe(403);
+    const badQuery = await app.inject({ method: 'POST', url: '/v1/studies?rankBy=price', headers: { ...auth('analyst'), 'content-type': 'application/json' }, payload: { declarations } });
+    expect(badQuery.statusCode).toBe(400);
+    expect(badQuery.json().error.code).toBe('SEL_ERR_REQUEST_INVALID');
+    const badColumns = await app.inject({ method: 'POST', url: '/v1/studies?columns=/etc/passwd', headers: { ...auth('analyst'), 'content-type': 'application/json' }, payload: { declarations } });
+    expect(badColumns.json().error).toMatchObject({ code: 'SEL_ERR_REQUEST_INVALID', details: { field: 'columns' } });
+  });
+
+  it('evaluates on posted labelled declarations without touching the active ruleset', async () => {
+    const before = engine.rulesetVersion;
+    const label = (x: (typeof rows)[number]) => ({ ...x.declaration, fraud: x.fraud });
+    const r = await app.inject({ method: 'POST', url: '/v1/evaluations', headers: { ...auth('analyst'), 'content-type': 'application/json' }, payload: { train: history.map(label), test: recent.map(label), label: 'fraud', top: [0.05, 0.1] } });
+    expect(r.statusCode, r.body).toBe(200);
+    const e = r.json();
+    expect(e.n).toBe(recent.length);
+    expect(e.positives).toBe(recent.filter((x) => x.fraud === 1).length);
+    expect(e.cuts.map((c: { fraction: number }) => c.fraction)).toEqual([0.05, 0.1]);
+    expect(e.cuts[0].precision).toBeGreaterThan(3 * e.random[0].precision);
+    expect(engine.rulesetVersion).toBe(before);
+    const bad = await app.inject({ method: 'POST', url: '/v1/evaluations', headers: { ...auth('analyst'), 'content-type': 'application/json' }, payload: { test: recent.map(label), label: 'fraud' } });
+    expect(bad.statusCode).toBe(400);
+    expect(bad.json().error.details.field).toBe('train');
+  });
+});
