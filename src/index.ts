@@ -13,7 +13,13 @@ export { BatchBuilder, toBatch, rowOf, type ColumnarBatch } from './model/column
 export { readDeclarations, type ReadChunk, type RecordError, type ReadOptions } from './model/readers.js';
 export { resolveColumns, PRESETS } from './model/columns.js';
 export { CHANNELS, type Channel } from './model/channels.js';
-export { buildPeerTables, PeerTableBuilder, parseLevels, DEFAULT_LEVELS, FEATURES, type PeerTables, type PeerLevel } from './peers/peer-groups.js';
+export { buildPeerTables, PeerTableBuilder, parseLevels, snapshotTables, isPeerSnapshot, DEFAULT_LEVELS, FEATURES, type PeerTables, type PeerLevel, type PeerSnapshot, type SnapshotInfo } from './peers/peer-groups.js';
+export { savePeerSnapshot, loadPeerSnapshot, loadPeerTables, loadPeers, parsePeerTables, parsePeerSnapshot } from './peers/peer-store.js';
+export { studyFile, type StudyOptions } from './study/study.js';
+export type { StudyReport, StudyDeclaration, StudyGroup, StudyDistribution } from './study/report.js';
+export { renderStudyHtml, studyTopCsv, studyGroupsCsv } from './study/render.js';
+export { evaluate, type EvaluateOptions, type EvaluationReport } from './evaluate/evaluate.js';
+export { topKMetrics } from './evaluate/metrics.js';
 export { validateProfile, validateProfiles, type Profile, type ProfileConditions } from './profiles/profile.js';
 export { loadProfiles } from './profiles/load.js';
 export { scoreFile, type ScoreFileOptions, type ScoreSummary } from './score-file.js';

@@ -10,23 +10,26 @@ let root: string | undefined;
 
 export function packageRoot(): string {
   if (root) return root;
-  let dir = dirname(fileURLToPath(import.meta.url));
-  while (!isOurPackage(dir)) {
-    const up = dirname(dir);
-    if (up === dir) throw new Error('selectivity-engine: package root not found');
-    dir = up;
-  }
-  root = dir;
-  return dir;
+  root = findPackageDir(dirname(fileURLToPath(import.meta.url)), 'selectivity-engine');
+  if (!root) throw new Error('selectivity-engine: package root not found');
+  return root;
 }
 
-function isOurPackage(dir: string): boolean {
+/** The nearest directory at or above `start` whose package.json is named `name`. */
+export function findPackageDir(start: string, name: string): string | undefined {
+  for (let dir = start; ; dir = dirname(dir)) {
+    if (packageNameAt(dir) === name) return dir;
+    if (dirname(dir) === dir) return undefined;
+  }
+}
+
+function packageNameAt(dir: string): string | undefined {
   const file = join(dir, 'package.json');
-  if (!existsSync(file)) return false;
+  if (!existsSync(file)) return undefined;
   try {
-    return (JSON.parse(readFileSync(file, 'utf8')) as { name?: string }).name === 'selectivity-engine';
+    return (JSON.parse(readFileSync(file, 'utf8')) as { name?: string }).name;
   } catch {
-    return false;
+    return undefined;
   }
 }
 

@@ -114,3 +114,16 @@ describe('selectivity evaluate', () => {
     expect((await run(['evaluate', '--test', all, '--label', 'fraud'])).stderr).toContain('SEL_ERR_OPTION_INVALID');
   });
 });
+
+describe('selectivity score --peers', () => {
+  it('scores against a snapshot instead of the file itself', async () => {
+    const r = await run(['score', join(dir, 'new.csv'), '--peers', join(dir, 'p.msgpack'), '--threads', '0', '--json', '--out', join(dir, 'd.ndjson')]);
+    expect(r.code, r.stderr).toBe(0);
+    const summary = JSON.parse(r.stdout);
+    const snapshot = loadPeerSnapshot(join(dir, 'p.msgpack'));
+    expect(summary.peerGroups['hs6,origin']).toBe(snapshot.groups[0].size);
+    expect(summary.seconds.peers).toBeLessThan(summary.seconds.total);
+    const broken = await run(['score', join(dir, 'new.csv'), '--peers', join(dir, 'broken.json'), '--threads', '0']);
+    expect(broken.stderr).toContain('SEL_ERR_PEERS_CORRUPT');
+  });
+});

@@ -1,6 +1,7 @@
 import { parseArgs } from 'node:util';
 import { errors } from '../errors.js';
 import { loadProfiles } from '../profiles/load.js';
+import { loadPeerTables } from '../peers/peer-store.js';
 import { scoreFile, type ScoreSummary } from '../score-file.js';
 import { DEFAULT_LEVELS } from '../peers/peer-groups.js';
 import { CHANNELS } from '../model/channels.js';
@@ -14,6 +15,8 @@ Scores every declaration of a file and writes one decision per declaration
 
 Options:
   --profiles <file.json>    risk profile set (default: peer deviation only)
+  --peers <snapshot>        peer statistics from "selectivity peers build" (default:
+                            built from the scored file itself)
   --columns <preset|file>   column mapping: "kcs", "default" or a mapping JSON file
   --out <file>              decisions as .ndjson/.jsonl or .csv (default: NDJSON on stdout)
   --errors <file.ndjson>    write invalid records there
@@ -45,6 +48,7 @@ export async function scoreCommand(argv: string[]): Promise<number> {
     allowPositionals: true,
     options: {
       profiles: { type: 'string' },
+      peers: { type: 'string' },
       columns: { type: 'string' },
       out: { type: 'string' },
       errors: { type: 'string' },
@@ -69,6 +73,7 @@ export async function scoreCommand(argv: string[]): Promise<number> {
   const summary = await scoreFile(file, {
     columns: values.columns,
     profiles,
+    peers: values.peers ? loadPeerTables(values.peers) : undefined,
     levels: values.by,
     settings,
     threads: values.threads !== undefined ? intOption(values.threads, 'threads', 0) : undefined,

@@ -4,10 +4,11 @@
  * inlines Chart.js (read once from the installed package) and the report as a
  * JSON block; its tables are plain HTML, so it reads without JavaScript too.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { errors } from '../errors.js';
+import { findPackageDir } from '../paths.js';
 import { FEATURES, type Feature } from '../peers/peer-groups.js';
 import type { StudyDeclaration, StudyDistribution, StudyFeature, StudyGroup, StudyReport } from './report.js';
 
@@ -146,12 +147,8 @@ function chartJsSource(): string {
   if (chartJs !== undefined) return chartJs;
   let file = '';
   try {
-    let dir = dirname(createRequire(import.meta.url).resolve('chart.js'));
-    while (!isChartJsPackage(dir)) {
-      const up = dirname(dir);
-      if (up === dir) throw new Error('no package.json named chart.js above its entry');
-      dir = up;
-    }
+    const dir = findPackageDir(dirname(createRequire(import.meta.url).resolve('chart.js')), 'chart.js');
+    if (!dir) throw new Error('no package.json named chart.js above its entry');
     file = join(dir, 'dist', 'chart.umd.min.js');
     chartJs = readFileSync(file, 'utf8');
   } catch (e) {
@@ -164,15 +161,6 @@ function chartJsSource(): string {
   return chartJs;
 }
 
-function isChartJsPackage(dir: string): boolean {
-  const file = join(dir, 'package.json');
-  if (!existsSync(file)) return false;
-  try {
-    return (JSON.parse(readFileSync(file, 'utf8')) as { name?: string }).name === 'chart.js';
-  } catch {
-    return false;
-  }
-}
 
 /** Makes script text safe to place inside <script>…</script>. */
 function scriptSafe(js: string): string {
