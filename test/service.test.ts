@@ -23,6 +23,7 @@ import { startService, type RunningService } from '../src/service/service.js';
 import { msgpackValueEnd } from '../src/service/wire.js';
 import type { Declaration } from '../src/model/schema.js';
 import { randomDeclarations } from './helpers.js';
+import { packageRoot as packageRootForTest } from '../src/paths.js';
 
 const TOKENS = { port: 'port-token-0123456789abcdef', analyst: 'analyst-token-0123456789abcdef', admin: 'admin-token-0123456789abcdef' };
 const auth = (role: keyof typeof TOKENS) => ({ authorization: `Bearer ${TOKENS[role]}` });
@@ -53,7 +54,8 @@ describe('service contract (inject, in-process scoring)', () => {
 
   it('seeds a fresh data directory with the example ruleset', () => {
     const files = readdirSync(join(dir, 'inject'));
-    expect(files).toEqual(expect.arrayContaining(['peers.json', 'profiles.json']));
+    expect(files).toEqual(expect.arrayContaining(['peers.json', 'selectivity.db']));
+    expect(source.profiles.list('active').length).toBe(engine.meta().profiles.length);
     expect(engine.meta().profiles.length).toBeGreaterThan(0);
     expect(statSync(join(dir, 'inject')).mode & 0o777).toBe(0o700);
   });
@@ -187,12 +189,12 @@ describe('service contract (inject, in-process scoring)', () => {
 
   it('replaces profiles durably and atomically; an invalid set changes nothing', async () => {
     const before = engine.rulesetVersion;
-    const fileBefore = readFileSync(source.files.profilesPath, 'utf8');
+    const activeBefore = source.profiles.list('active').map((r) => `${r.profile.id}@${r.profile.version}`);
     const bad = await app.inject({ method: 'PUT', url: '/v1/ruleset/profiles', headers: auth('analyst'), payload: { profiles: [{ id: 'X', weight: 'heavy', conditions: {} }] } });
     expect(bad.statusCode).toBe(400);
     expect(bad.json().error.code).toBe('SEL_ERR_PROFILE_INVALID');
     expect(engine.rulesetVersion).toBe(before);
-    expect(readFileSync(source.files.profilesPath, 'utf8')).toBe(fileBefore);
+    expect(source.profiles.list('active').map((r) => `${r.profile.id}@${r.profile.version}`)).toEqual(activeBefore);
     const unknown = await app.inject({ method: 'PUT', url: '/v1/ruleset/profiles', headers: auth('analyst'), payload: { profiles: [], extra: true } });
     expect(unknown.statusCode).toBe(400);
     expect(unknown.json().error).toMatchObject({ code: 'SEL_ERR_REQUEST_INVALID', details: { field: 'extra' } });
@@ -201,16 +203,25 @@ describe('service contract (inject, in-process scoring)', () => {
     const ok = await app.inject({ method: 'PUT', url: '/v1/ruleset/profiles', headers: auth('analyst'), payload: { profiles } });
     expect(ok.statusCode).toBe(200);
     expect(ok.json().profileIds).toEqual(['ALL-CN-RED']);
+    expect(ok.json().changes.created).toEqual(['ALL-CN-RED']);
+    expect(ok.json().changes.retired.length).toBe(activeBefore.length);
     expect(engine.rulesetVersion).not.toBe(before);
-    expect(JSON.parse(readFileSync(source.files.profilesPath, 'utf8')).profiles[0].id).toBe('ALL-CN-RED');
+    // committed before the answer: a second store handle over the same file sees it
+    const other = new RulesetSource(source.files);
+    try {
+      expect(other.profiles.list('active').map((r) => r.profile.id)).toEqual(['ALL-CN-RED']);
+      expect(other.profiles.get('ALL-CN-RED')!.changedBy).toBe('analyst token');
+    } finally {
+      other.close();
+    }
     const scored = await app.inject({ method: 'POST', url: '/v1/score', headers: auth('port'), payload: { declarations: [{ ...declarations(1, 5)[0], origin: 'CN' }] } });
     expect(scored.json().decisions[0].channel).toBe('red');
 
-    // restore the example through a reload from disk
-    writeFileSync(source.files.profilesPath, fileBefore);
-    const reload = await app.inject({ method: 'POST', url: '/v1/ruleset/reload', headers: auth('admin') });
-    expect(reload.statusCode).toBe(200);
-    expect(reload.json().version).toBe(before);
+    // restore the example set: the same profiles are active again (as new versions)
+    const example = JSON.parse(readFileSync(join(packageRootForTest(), 'examples', 'profiles.json'), 'utf8'));
+    const restore = await app.inject({ method: 'PUT', url: '/v1/ruleset/profiles', headers: auth('admin'), payload: example });
+    expect(restore.statusCode).toBe(200);
+    expect(restore.json().profileIds).toEqual(activeBefore.map((s) => s.split('@')[0]).sort());
   });
 
   it('keeps the active ruleset when a reload finds a broken file', async () => {

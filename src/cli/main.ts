@@ -9,6 +9,7 @@ import { serveCommand } from './serve.js';
 import { peersCommand } from './peers.js';
 import { studyCommand } from './study.js';
 import { evaluateCommand } from './evaluate.js';
+import { profilesCommand } from './profiles.js';
 
 const HELP = `selectivity — customs selectivity engine
 
@@ -18,6 +19,7 @@ Commands:
   serve             run the scoring service (HTTP; npm start)
   score <file>      score a declaration file (CSV or NDJSON) and write decisions
   generate          write a synthetic declaration file with planted frauds
+  profiles          import, export, list, show, activate, retire risk profiles (versioned store)
   peers             build, update (fold) or show peer-statistics snapshots
   study <file>      rank declarations by deviation from their peers (JSON, CSV, HTML report)
   evaluate          train on some files, score another, report precision/recall/revenue at top k %
@@ -29,6 +31,7 @@ const commands: Record<string, (argv: string[]) => Promise<number>> = {
   serve: serveCommand,
   score: scoreCommand,
   generate: generateCommand,
+  profiles: profilesCommand,
   peers: peersCommand,
   study: studyCommand,
   evaluate: evaluateCommand,

@@ -15,7 +15,8 @@ Options (environment variable in brackets):
   --host <addr>          listen address (default 127.0.0.1) [SELECTIVITY_HOST]
   --port <n>             listen port, 0 for any (default 8080) [SELECTIVITY_PORT]
   --data-dir <dir>       data directory (default ./data) [SELECTIVITY_DATA_DIR]
-  --profiles <file>      profiles file (default <data-dir>/profiles.json)
+  --profiles <file>      import this profile set at start (it replaces the active set;
+                         default: the profiles in <data-dir>/selectivity.db)
   --peers <file>         peer tables file (default <data-dir>/peers.json)
   --tokens <file>        tokens file (default <data-dir>/tokens.json)
                          [SELECTIVITY_TOKENS=port:<token>,analyst:<token>,admin:<token>]

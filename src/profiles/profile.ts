@@ -49,21 +49,59 @@ export interface CounterMeasure {
   instructions?: string;
 }
 
+/** Risk areas a profile addresses (WCO risk management: what is at stake). */
+export const RISK_AREAS = [
+  'revenue', 'valuation', 'classification', 'origin', 'ipr', 'drugs', 'weapons', 'security', 'sps', 'safety', 'environment', 'prohibitions', 'other',
+] as const;
+export type RiskArea = (typeof RISK_AREAS)[number];
+
+export type RiskLevel = 'high' | 'medium' | 'low';
+
+/** Likelihood × consequence on 1–5 scales: the risk matrix behind a profile's level and (default) weight. */
+export interface Assessment {
+  likelihood: number;
+  consequence: number;
+  /** Derived: likelihood × consequence ≥ 15 high, ≥ 6 medium, else low. */
+  level: RiskLevel;
+}
+
 export interface Profile {
   id: string;
   title?: string;
   description?: string;
-  /** Added to the score of each matched declaration. */
+  riskArea?: RiskArea;
+  assessment?: Assessment;
+  /** Added to the score of each matched declaration (default from the assessment: likelihood × consequence / 5). */
   weight: number;
   counterMeasure?: CounterMeasure;
   conditions: ProfileConditions;
+  /** ISO 8601 instants: the profile applies from activeFrom (inclusive) until activeUntil (exclusive). */
+  activeFrom?: string;
+  activeUntil?: string;
+  /** Who answers for the profile (analyst, unit). */
+  owner?: string;
+  /** Version number, set by the profile store on every change. */
+  version?: number;
+}
+
+/** Level of a likelihood × consequence product (1–25). */
+export function riskLevel(likelihood: number, consequence: number): RiskLevel {
+  const r = likelihood * consequence;
+  return r >= 15 ? 'high' : r >= 6 ? 'medium' : 'low';
+}
+
+/** Is the profile within its active window at instant `now` (ms since the epoch)? */
+export function inWindow(p: Pick<Profile, 'activeFrom' | 'activeUntil'>, now: number): boolean {
+  return (p.activeFrom === undefined || Date.parse(p.activeFrom) <= now) && (p.activeUntil === undefined || now < Date.parse(p.activeUntil));
 }
 
 export const MAX_PROFILES = 65_535;
 const ID_RE = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$/;
 const HS_PREFIX_RE = /^(\d{2}|\d{4}|\d{6}|\d{8}|\d{10})$/;
 const COUNTRY_FIELDS = new Set(['origin', 'departure']);
-const KNOWN_KEYS = new Set(['id', 'title', 'description', 'weight', 'counterMeasure', 'conditions']);
+const KNOWN_KEYS = new Set(['id', 'title', 'description', 'riskArea', 'assessment', 'weight', 'counterMeasure', 'conditions', 'activeFrom', 'activeUntil', 'owner', 'version']);
+/** Dates: YYYY-MM-DD (midnight UTC) or a full ISO 8601 instant with a time zone. */
+const INSTANT_RE = /^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d{1,3})?)?(Z|[+-]\d{2}:\d{2}))?$/;
 const KNOWN_CONDITIONS = new Set(['hs', ...PROFILE_SET_FIELDS, 'aeo', 'numeric']);
 
 function invalid(field: string, expected: string, got: unknown): never {
@@ -88,10 +126,46 @@ export function validateProfile(raw: unknown, where = 'profile'): Profile {
   const at = `${where}(${id})`;
   if (p.title !== undefined && typeof p.title !== 'string') invalid(`${at}.title`, 'a string', p.title);
   if (p.description !== undefined && typeof p.description !== 'string') invalid(`${at}.description`, 'a string', p.description);
-  if (typeof p.weight !== 'number' || !Number.isFinite(p.weight) || Math.abs(p.weight) > 1e6) invalid(`${at}.weight`, 'a finite number (|w| <= 1e6)', p.weight);
-  const out: Profile = { id, weight: p.weight, conditions: {} };
+  let assessment: Assessment | undefined;
+  if (p.assessment !== undefined) {
+    const a = p.assessment as Record<string, unknown>;
+    if (a === null || typeof a !== 'object' || Array.isArray(a)) invalid(`${at}.assessment`, 'an object {likelihood, consequence}', a);
+    for (const k of Object.keys(a)) if (k !== 'likelihood' && k !== 'consequence' && k !== 'level') invalid(`${at}.assessment.${k}`, 'likelihood, consequence (level is derived)', k);
+    for (const k of ['likelihood', 'consequence'] as const) {
+      if (!Number.isInteger(a[k]) || (a[k] as number) < 1 || (a[k] as number) > 5) invalid(`${at}.assessment.${k}`, 'an integer 1–5', a[k]);
+    }
+    assessment = { likelihood: a.likelihood as number, consequence: a.consequence as number, level: riskLevel(a.likelihood as number, a.consequence as number) };
+  }
+  let weight: number;
+  if (p.weight === undefined && assessment) {
+    weight = Math.round((assessment.likelihood * assessment.consequence * 100) / 5) / 100;
+  } else {
+    if (typeof p.weight !== 'number' || !Number.isFinite(p.weight) || Math.abs(p.weight) > 1e6) invalid(`${at}.weight`, 'a finite number (|w| <= 1e6), or an assessment to derive it from', p.weight);
+    weight = p.weight;
+  }
+  const out: Profile = { id, weight, conditions: {} };
   if (typeof p.title === 'string') out.title = p.title;
   if (typeof p.description === 'string') out.description = p.description;
+  if (p.riskArea !== undefined) {
+    if (!(RISK_AREAS as readonly unknown[]).includes(p.riskArea)) invalid(`${at}.riskArea`, `one of ${RISK_AREAS.join(', ')}`, p.riskArea);
+    out.riskArea = p.riskArea as RiskArea;
+  }
+  if (assessment) out.assessment = assessment;
+  for (const k of ['activeFrom', 'activeUntil'] as const) {
+    const v = p[k];
+    if (v === undefined) continue;
+    if (typeof v !== 'string' || !INSTANT_RE.test(v) || Number.isNaN(Date.parse(v))) invalid(`${at}.${k}`, 'an ISO 8601 date (YYYY-MM-DD, UTC) or instant with a time zone (2026-11-23T08:00:00Z)', v);
+    out[k] = new Date(Date.parse(v)).toISOString();
+  }
+  if (out.activeFrom && out.activeUntil && Date.parse(out.activeUntil) <= Date.parse(out.activeFrom)) invalid(`${at}.activeUntil`, `an instant after activeFrom (${out.activeFrom})`, out.activeUntil);
+  if (p.owner !== undefined) {
+    if (typeof p.owner !== 'string' || p.owner.trim() === '' || p.owner.length > 128) invalid(`${at}.owner`, 'a non-empty string of at most 128 characters', p.owner);
+    out.owner = p.owner.trim();
+  }
+  if (p.version !== undefined) {
+    if (!Number.isInteger(p.version) || (p.version as number) < 1) invalid(`${at}.version`, 'an integer >= 1 (set by the profile store)', p.version);
+    out.version = p.version as number;
+  }
   if (p.counterMeasure !== undefined) {
     const cm = p.counterMeasure as Record<string, unknown>;
     if (cm === null || typeof cm !== 'object') invalid(`${at}.counterMeasure`, 'an object {channel, instructions?}', cm);

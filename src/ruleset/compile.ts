@@ -67,7 +67,8 @@ export interface CompiledMeta {
   matchGroups: { field: string; members: MatchMember[] }[];
   /** Numeric conditions as region bitmaps, one group per operand (see compileNumericGroups). */
   numericGroups: NumericGroup[];
-  profiles: { id: string; channel?: Channel; weight: number }[];
+  /** Profiles in kernel order, with the store version that was compiled (when known). */
+  profiles: { id: string; version?: number; channel?: Channel; weight: number }[];
   sections: Record<'settings' | 'peerSlots' | 'stats' | 'levels' | 'rows' | 'weights' | 'channels' | 'numeric', number>;
   imageByteLength: number;
 }
@@ -371,7 +372,12 @@ export function compileRuleset(ruleset: Ruleset): CompiledRuleset {
     allRow: 1,
     matchGroups: groups.map(({ field, members }) => ({ field, members })),
     numericGroups,
-    profiles: profiles.map((p) => (p.counterMeasure ? { id: p.id, channel: p.counterMeasure.channel, weight: p.weight } : { id: p.id, weight: p.weight })),
+    profiles: profiles.map((p) => ({
+      id: p.id,
+      ...(p.version !== undefined ? { version: p.version } : {}),
+      ...(p.counterMeasure ? { channel: p.counterMeasure.channel } : {}),
+      weight: p.weight,
+    })),
     sections,
     imageByteLength,
   };

@@ -32,6 +32,8 @@ export interface TokenStore {
   readonly counts: Record<Role, number>;
   /** The role of a presented token, or undefined. Constant time per stored token. */
   roleOf(token: string): Role | undefined;
+  /** Role and holder's name of a presented token (the name is what changes are recorded under). */
+  identify(token: string): { role: Role; name?: string } | undefined;
 }
 
 const MIN_TOKEN_LENGTH = 16;
@@ -89,7 +91,7 @@ export function createTokenStore(entries: readonly TokenEntry[], source: TokenSt
     if (seen.has(e.token)) throw errors.SEL_ERR_CONFIG_INVALID('the same token is listed twice', { field: 'token', expected: 'distinct tokens' });
     seen.add(e.token);
   }
-  const hashed = entries.map((e) => ({ role: e.role, hash: digest(e.token) }));
+  const hashed = entries.map((e) => ({ role: e.role, name: e.name, hash: digest(e.token) }));
   const counts = { port: 0, analyst: 0, admin: 0 } as Record<Role, number>;
   for (const e of entries) counts[e.role]++;
   return {
@@ -97,11 +99,14 @@ export function createTokenStore(entries: readonly TokenEntry[], source: TokenSt
     path,
     counts,
     roleOf(token) {
+      return this.identify(token)?.role;
+    },
+    identify(token) {
       if (!token) return undefined;
       const h = digest(token);
-      let found: Role | undefined;
-      for (const e of hashed) if (timingSafeEqual(e.hash, h)) found = e.role;
-      return found;
+      let found: (typeof hashed)[number] | undefined;
+      for (const e of hashed) if (timingSafeEqual(e.hash, h)) found = e;
+      return found ? (found.name ? { role: found.role, name: found.name } : { role: found.role }) : undefined;
     },
   };
 }

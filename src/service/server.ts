@@ -8,6 +8,7 @@
  *   POST /v1/ruleset/reload                     admin
  *   PUT  /v1/ruleset/profiles                   analyst, admin (durable before 200)
  *   GET|PUT /v1/peers, POST /v1/studies, POST /v1/evaluations   analyst, admin (analysis.ts)
+ *   /v1/profiles…  list, show, versions, import, export, activate, retire   analyst, admin (profile-routes.ts)
  *   GET  /metrics (Prometheus), /v1/metrics     admin, analyst
  *   GET  /v1/openapi.json                       any token
  *
@@ -30,6 +31,7 @@ import type { Metrics } from './metrics.js';
 import { KERNEL_SERIES, PROMETHEUS_CONTENT_TYPE } from './metrics.js';
 import type { RulesetSource } from './state.js';
 import { registerAnalysisRoutes } from './analysis.js';
+import { registerProfileRoutes } from './profile-routes.js';
 import { msgpackValueEnd, type WireFormat, type WireReply } from './wire.js';
 
 export interface ServiceOptions {
@@ -55,6 +57,8 @@ declare module 'fastify' {
   }
   interface FastifyRequest {
     role?: Role;
+    /** Who made the request, as changes record it ("analyst:Jane Doe", or "analyst token"). */
+    actor?: string;
     scoreStats?: Pick<Extract<WireReply, { ok: true }>, 'scored' | 'invalid' | 'counts' | 'errorCodes' | 'kernelNs'>;
   }
 }
@@ -226,12 +230,14 @@ export async function buildServer(options: ServiceOptions): Promise<FastifyInsta
     if (access === 'public') return;
     const header = req.headers.authorization ?? '';
     const m = /^Bearer\s+(\S+)\s*$/i.exec(header);
-    const role = m ? tokens.roleOf(m[1]) : undefined;
+    const who = m ? tokens.identify(m[1]) : undefined;
+    const role = who?.role;
     if (!role) throw errors.SEL_ERR_UNAUTHORIZED(m ? 'unknown bearer token' : 'a bearer token is required', { field: 'authorization', expected: 'Authorization: Bearer <token>' });
     if (access !== 'any' && !(ROUTE_ROLES[access] as readonly Role[]).includes(role)) {
       throw errors.SEL_ERR_FORBIDDEN(`role ${role} may not use ${req.method} ${req.routeOptions.url}`, { field: 'role', expected: ROUTE_ROLES[access].join(' | '), got: role });
     }
     req.role = role;
+    req.actor = who!.name ? `${role}:${who!.name}` : `${role} token`;
   });
 
   // ---- latency and counters, recorded after the response is written ----------
@@ -370,6 +376,7 @@ export async function buildServer(options: ServiceOptions): Promise<FastifyInsta
       version: meta.version,
       profiles: meta.profiles.length,
       profileIds: meta.profiles.map((p) => p.id),
+      profileVersions: Object.fromEntries(meta.profiles.map((p) => [p.id, p.version ?? null])),
       peerLevels: meta.levels.map((l) => l.name),
       peers: source.peersInfo?.version ?? null,
       settings: meta.settings,
@@ -391,16 +398,19 @@ export async function buildServer(options: ServiceOptions): Promise<FastifyInsta
       config: { access: 'write' },
       schema: {
         tags: ['ruleset'],
-        summary: 'Replace the profile set. Validated, written durably to the profiles file, then swapped in; 200 only after the write.',
+        summary: 'Replace the active profile set (profiles absent from it are retired). Validated whole, written to the store in one durable transaction (each changed profile gets a new version), then swapped in; 200 only after the commit.',
         body: { type: 'object', required: ['profiles'], additionalProperties: false, properties: { profiles: { type: 'array', items: { type: 'object', additionalProperties: true } } } },
         response: { 200: rulesetSchema, '4xx': errorSchema },
       },
     }, async (req) => {
-      const ruleset = source.replaceProfiles(req.body);
+      const ruleset = source.replaceProfiles(req.body, req.actor);
       engine.setRuleset(ruleset);
-      return rulesetInfo();
+      return { ...rulesetInfo(), changes: ruleset.summary };
     });
   });
+
+  // ---- profiles: the store's lifecycle -----------------------------------------
+  await registerProfileRoutes(app, { engine, source, bodyLimit, errorSchema, rulesetInfo });
 
   // ---- analysis: peer snapshots, studies, evaluations -------------------------
   await registerAnalysisRoutes(app, { engine, source, bodyLimit, errorSchema, rulesetInfo });

@@ -18,7 +18,7 @@ export interface ServiceConfig {
   host: string;
   port: number;
   dataDir: string;
-  /** Profiles file; default <dataDir>/profiles.json (seeded from the example). */
+  /** A profile set file imported at start (replacing the active set); default: the store as it is (seeded from the example on a first start). */
   profiles?: string;
   /** Peer tables file; default <dataDir>/peers.json (built from the example declarations). */
   peers?: string;
@@ -61,10 +61,16 @@ function packageVersion(): string {
 }
 
 export async function startService(config: ServiceConfig): Promise<RunningService> {
-  const files = await prepareDataDir(config.dataDir, { profilesPath: config.profiles, peersPath: config.peers });
+  const files = await prepareDataDir(config.dataDir, { profilesFile: config.profiles, peersPath: config.peers });
   const { store: tokens, generated } = loadTokens({ dataDir: config.dataDir, file: config.tokensFile, env: config.tokensEnv });
-  const source = new RulesetSource({ profilesPath: files.profilesPath, peersPath: files.peersPath });
-  const ruleset = await source.load();
+  const source = new RulesetSource({ storePath: files.storePath, peersPath: files.peersPath });
+  let ruleset;
+  try {
+    ruleset = await source.load();
+  } catch (e) {
+    source.close();
+    throw e;
+  }
   const engine = createEngine({ ruleset, threads: config.threads, maxQueue: config.maxQueue, inlineMaxBytes: config.inlineMaxBytes ?? 16 * 1024 });
   let app: FastifyInstance | undefined;
   const metrics = await createMetrics({
@@ -76,6 +82,8 @@ export async function startService(config: ServiceConfig): Promise<RunningServic
       { name: 'selectivity_ruleset_profiles', help: 'Profiles in the active ruleset.', value: engine.meta().profiles.length },
     ],
   });
+  // profiles activate and expire by their dates: swap the ruleset at each boundary
+  source.startClock((rs) => engine.setRuleset(rs));
   try {
     app = await buildServer({ engine, source, tokens, metrics, bodyLimit: config.bodyLimit, maxBatch: config.maxBatch, logger: config.logger, version: packageVersion() });
     await app.listen({ host: config.host, port: config.port });
@@ -83,6 +91,7 @@ export async function startService(config: ServiceConfig): Promise<RunningServic
     await app?.close();
     await engine.close();
     metrics.close();
+    source.close();
     throw e;
   }
   const addr = app.server.address();
@@ -106,6 +115,7 @@ export async function startService(config: ServiceConfig): Promise<RunningServic
         await app!.close(); // stops accepting; waits for in-flight requests and streams
         await engine.close();
         metrics.close();
+        source.close();
       })();
       return closing;
     },

@@ -1,34 +1,32 @@
 /**
- * The service's ruleset sources and their lifecycle: the data directory,
- * the profiles file and the peer-table file, seeded from the bundled example
- * on a first start, re-read on reload, and written durably (then swapped in)
- * when profiles are replaced through the API.
+ * The service's ruleset sources and their lifecycle: the data directory, the
+ * store (SQLite: profiles and their versions) and the peer snapshot file,
+ * seeded from the bundled example on a first start, re-read on reload, and
+ * written durably (then swapped in) when profiles or peers change through
+ * the API. Profiles activate and expire by their dates: a timer rebuilds the
+ * ruleset at the next boundary, without a restart.
  */
 import { chmodSync, existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { errors } from '../errors.js';
-import { loadProfiles } from '../profiles/load.js';
-import { validateProfiles, type Profile } from '../profiles/profile.js';
+import { ProfileStore, type ImportSummary } from '../profiles/store.js';
 import { loadPeers, parsePeerSnapshot, savePeerSnapshot } from '../peers/peer-store.js';
 import { isPeerSnapshot, snapshotTables, type PeerSnapshot, type PeerTables } from '../peers/peer-groups.js';
 import { createRuleset, type Ruleset } from '../ruleset/ruleset.js';
 import { buildPeerSnapshotFromFile } from '../score-file.js';
 import { packageRoot } from '../paths.js';
-import { writeFileDurable } from '../store/durable.js';
+import { openStore, STORE_FILE, type Db } from '../store/sqlite.js';
 
 export interface RulesetFiles {
-  profilesPath: string;
+  /** The SQLite store (profiles and their versions). */
+  storePath: string;
   peersPath: string;
 }
 
 export interface SeedReport {
   dataDir: string;
-  /** Files created from the bundled example on this start. */
+  /** Files created, or profile sets imported, on this start. */
   created: string[];
-}
-
-function saveProfiles(path: string, profiles: readonly Profile[]): void {
-  writeFileDurable(path, `${JSON.stringify({ profiles }, null, 2)}\n`);
 }
 
 export function examplePaths(): { declarations: string; profiles: string } {
@@ -36,8 +34,22 @@ export function examplePaths(): { declarations: string; profiles: string } {
   return { declarations: join(root, 'examples', 'declarations.csv'), profiles: join(root, 'examples', 'profiles.json') };
 }
 
-/** Creates the data directory (owner-only) and seeds missing ruleset files from the bundled example. */
-export async function prepareDataDir(dataDir: string, files: Partial<RulesetFiles> = {}): Promise<RulesetFiles & SeedReport> {
+function readJson(path: string): unknown {
+  try {
+    return JSON.parse(readFileSync(path, 'utf8'));
+  } catch (e) {
+    throw errors.SEL_ERR_PROFILE_INVALID(`cannot read the profile set ${path}: ${(e as Error).message}`, { field: 'profiles', expected: 'a readable JSON file', got: path });
+  }
+}
+
+/**
+ * Creates the data directory (owner-only), the store and the peer snapshot.
+ * Profiles: `profilesFile`, when given, is imported at every start (it
+ * replaces the active set: the operator asked for it); otherwise an empty
+ * store is seeded once, from <dataDir>/profiles.json when an earlier version
+ * left one there, else from the bundled example.
+ */
+export async function prepareDataDir(dataDir: string, files: { peersPath?: string; profilesFile?: string } = {}): Promise<RulesetFiles & SeedReport> {
   try {
     mkdirSync(dataDir, { recursive: true, mode: 0o700 });
     if (!statSync(dataDir).isDirectory()) throw new Error('not a directory');
@@ -45,44 +57,113 @@ export async function prepareDataDir(dataDir: string, files: Partial<RulesetFile
     throw errors.SEL_ERR_CONFIG_INVALID(`cannot use data directory ${dataDir}: ${(e as Error).message}`, { field: 'dataDir', expected: 'a writable directory', got: dataDir });
   }
   const created: string[] = [];
-  const profilesPath = files.profilesPath ?? join(dataDir, 'profiles.json');
+  const storePath = join(dataDir, STORE_FILE);
   const peersPath = files.peersPath ?? join(dataDir, 'peers.json');
   const example = examplePaths();
-  if (!files.profilesPath && !existsSync(profilesPath)) {
-    const profiles = validateProfiles(JSON.parse(readFileSync(example.profiles, 'utf8')));
-    saveProfiles(profilesPath, profiles);
-    created.push(profilesPath);
+  if (!existsSync(storePath)) created.push(storePath);
+  const db = openStore(storePath);
+  try {
+    const store = new ProfileStore(db);
+    if (files.profilesFile) {
+      store.importSet(readJson(files.profilesFile), { by: `serve --profiles ${files.profilesFile}`, replace: true });
+      created.push(`profiles from ${files.profilesFile}`);
+    } else if (store.list('all').length === 0) {
+      const legacy = join(dataDir, 'profiles.json');
+      const from = existsSync(legacy) ? legacy : example.profiles;
+      store.importSet(readJson(from), { by: 'first start', replace: true });
+      created.push(`profiles from ${from}`);
+    }
+  } finally {
+    db.close();
   }
   if (!files.peersPath && !existsSync(peersPath)) {
     savePeerSnapshot(peersPath, await buildPeerSnapshotFromFile(example.declarations));
     created.push(peersPath);
   }
   try { chmodSync(dataDir, 0o700); } catch { /* not ours to change (mounted volume): leave it */ }
-  return { dataDir, profilesPath, peersPath, created };
+  return { dataDir, storePath, peersPath, created };
 }
+
+/** The largest delay setTimeout takes; boundaries further away are re-checked then. */
+const MAX_DELAY_MS = 2 ** 31 - 1;
 
 export class RulesetSource {
   private peers: PeerTables | undefined;
   /** The loaded snapshot with its sketches (absent for a format-1 file). */
   private snapshot: PeerSnapshot | undefined;
-  private profiles: Profile[] = [];
+  private readonly db: Db;
+  readonly profiles: ProfileStore;
+  private clock: { apply: (r: Ruleset) => void; timer?: NodeJS.Timeout } | undefined;
 
-  constructor(readonly files: RulesetFiles) {}
+  constructor(readonly files: RulesetFiles, private readonly now: () => number = Date.now) {
+    this.db = openStore(files.storePath);
+    this.profiles = new ProfileStore(this.db);
+  }
 
-  /** Reads both files; throws a named error and changes nothing if either is invalid. */
+  /** Reads the peer file and the active profiles; throws a named error and changes nothing if either is invalid. */
   async load(): Promise<Ruleset> {
     const loaded = loadPeers(this.files.peersPath);
     const snapshot = isPeerSnapshot(loaded) ? loaded : undefined;
     const peers = snapshot ? snapshotTables(snapshot) : (loaded as PeerTables);
-    const profiles = await loadProfiles(this.files.profilesPath);
-    const ruleset = createRuleset({ peers, profiles });
+    const ruleset = createRuleset({ peers, profiles: this.profiles.activeAt(this.now()) });
     this.peers = peers;
     this.snapshot = snapshot;
-    this.profiles = profiles;
+    this.reschedule();
     return ruleset;
   }
 
-  get currentProfiles(): readonly Profile[] { return this.profiles; }
+  /** The ruleset of the current peers and the profiles active now (after a profile change, or at a boundary). */
+  rebuild(): Ruleset {
+    if (!this.peers) throw errors.SEL_ERR_NOT_READY('no ruleset loaded yet', { field: 'ruleset' });
+    const ruleset = createRuleset({ peers: this.peers, profiles: this.profiles.activeAt(this.now()) });
+    this.reschedule();
+    return ruleset;
+  }
+
+  /**
+   * Swaps rulesets in by the clock: at the next activeFrom / activeUntil of
+   * any active profile, the ruleset is rebuilt and handed to `apply`.
+   */
+  startClock(apply: (r: Ruleset) => void): void {
+    this.clock = { apply };
+    this.reschedule();
+  }
+
+  private reschedule(): void {
+    const c = this.clock;
+    if (!c) return;
+    if (c.timer) clearTimeout(c.timer);
+    c.timer = undefined;
+    const now = this.now();
+    const next = this.profiles.nextChange(now);
+    if (next === undefined) return;
+    c.timer = setTimeout(() => {
+      c.timer = undefined;
+      try {
+        c.apply(this.rebuild());
+      } catch {
+        this.reschedule(); // keep the current ruleset; try again at the next boundary
+      }
+    }, Math.min(Math.max(0, next - now + 1), MAX_DELAY_MS));
+    c.timer.unref();
+  }
+
+  /**
+   * Imports a profile set as the new active set (profiles absent from it are
+   * retired): validated whole, written in one durable transaction, then the
+   * ruleset to swap in is returned. Nothing is written if validation fails.
+   */
+  replaceProfiles(raw: unknown, by = 'api'): Ruleset & { summary: ImportSummary } {
+    if (!this.peers) throw errors.SEL_ERR_NOT_READY('no ruleset loaded yet', { field: 'ruleset' });
+    const summary = this.profiles.importSet(raw, { by, replace: true });
+    return { ...this.rebuild(), summary };
+  }
+
+  close(): void {
+    if (this.clock?.timer) clearTimeout(this.clock.timer);
+    this.clock = undefined;
+    this.db.close();
+  }
 
   /** The active peer statistics: the snapshot when there is one (studies plot from it), else the tables. */
   get currentPeers(): PeerSnapshot | PeerTables | undefined { return this.snapshot ?? this.peers; }
@@ -105,24 +186,11 @@ export class RulesetSource {
   replacePeers(bytes: Uint8Array): Ruleset {
     const snapshot = parsePeerSnapshot(bytes, 'uploaded snapshot');
     const peers = snapshotTables(snapshot);
-    const ruleset = createRuleset({ peers, profiles: this.profiles });
+    const ruleset = createRuleset({ peers, profiles: this.profiles.activeAt(this.now()) });
     savePeerSnapshot(this.files.peersPath, snapshot);
     this.peers = peers;
     this.snapshot = snapshot;
     return ruleset;
   }
 
-  /**
-   * Validates a new profile set against the current peers, writes it durably
-   * to the profiles file, and returns the ruleset to swap in. Nothing is
-   * written if validation fails.
-   */
-  replaceProfiles(raw: unknown): Ruleset {
-    if (!this.peers) throw errors.SEL_ERR_NOT_READY('no ruleset loaded yet', { field: 'ruleset' });
-    const profiles = validateProfiles(raw);
-    const ruleset = createRuleset({ peers: this.peers, profiles });
-    saveProfiles(this.files.profilesPath, profiles);
-    this.profiles = profiles;
-    return ruleset;
-  }
 }

@@ -1,0 +1,151 @@
+/**
+ * `selectivity profiles import|export|list|show|activate|retire`: the
+ * profile lifecycle on the store of a data directory (the one the service
+ * uses). A running service picks changes up on its next reload (SIGHUP or
+ * POST /v1/ruleset/reload), or use the HTTP routes, which swap at once.
+ */
+import { readFileSync } from 'node:fs';
+import { userInfo } from 'node:os';
+import { join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { errors } from '../errors.js';
+import { inWindow } from '../profiles/profile.js';
+import { ProfileStore, type ProfileRecord } from '../profiles/store.js';
+import { writeFileDurable } from '../store/durable.js';
+import { openStore, STORE_FILE } from '../store/sqlite.js';
+import { intOption } from './options.js';
+
+export const PROFILES_HELP = `Usage: selectivity profiles <command> [options]
+
+The risk profiles stored in <data-dir>/${STORE_FILE} (SQLite), every change a
+new version (who, when, what changed).
+
+Commands:
+  import <file.json> [--replace]   import a profile set (an array, {"profiles": [...]}
+                                   or an export); new or changed profiles get a new
+                                   version; --replace retires active profiles absent
+                                   from the set
+  export [--out <file>] [--all]    the active set as one exchange file (--all adds the
+                                   retired ones under "retired")
+  list [--status active|retired|all]
+  show <id> [--version <n>]        a profile with its history, or one version
+  activate <id>                    activate (a new version)
+  retire <id>                      retire (a new version)
+
+Options:
+  --data-dir <dir>   data directory (default ./data) [SELECTIVITY_DATA_DIR]
+  --by <name>        who makes the change (default: the OS user)
+  --json             print JSON
+`;
+
+function line(r: ProfileRecord, now: number): string {
+  const p = r.profile;
+  const window = p.activeFrom || p.activeUntil ? ` ${p.activeFrom ?? '…'} → ${p.activeUntil ?? '…'}` : '';
+  const inForce = r.status === 'active' && inWindow(p, now) ? 'in force' : r.status === 'active' ? 'scheduled/expired' : 'retired';
+  return `${p.id.padEnd(24)} v${String(p.version).padEnd(3)} ${inForce.padEnd(17)} ${(p.riskArea ?? '').padEnd(12)} w=${p.weight}${p.counterMeasure ? ` → ${p.counterMeasure.channel}` : ''}${window}  ${p.title ?? ''}`;
+}
+
+function readSet(path: string): unknown {
+  try {
+    return JSON.parse(readFileSync(path, 'utf8'));
+  } catch (e) {
+    throw errors.SEL_ERR_PROFILE_INVALID(`cannot read the profile set ${path}: ${(e as Error).message}`, { field: 'file', expected: 'a readable JSON file', got: path });
+  }
+}
+
+export async function profilesCommand(argv: string[]): Promise<number> {
+  const [sub, ...rest] = argv;
+  if (!sub || sub === '--help' || sub === '-h') { process.stdout.write(PROFILES_HELP); return sub ? 0 : 1; }
+  const { values, positionals } = parseArgs({
+    args: rest,
+    allowPositionals: true,
+    options: {
+      'data-dir': { type: 'string' },
+      by: { type: 'string' },
+      replace: { type: 'boolean' },
+      out: { type: 'string' },
+      all: { type: 'boolean' },
+      status: { type: 'string' },
+      version: { type: 'string' },
+      json: { type: 'boolean' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (values.help) { process.stdout.write(PROFILES_HELP); return 0; }
+  const dataDir = resolve(values['data-dir'] ?? process.env.SELECTIVITY_DATA_DIR ?? 'data');
+  const by = values.by ?? `cli:${userInfo().username}`;
+  const print = (text: string, obj: unknown) => process.stdout.write(`${values.json ? JSON.stringify(obj, null, 2) : text}\n`);
+  const one = (what: string) => {
+    if (positionals.length !== 1) throw errors.SEL_ERR_OPTION_INVALID(`profiles ${sub} needs exactly one ${what}`, { field: what, expected: `one ${what}`, got: positionals });
+    return positionals[0];
+  };
+  const commands = ['import', 'export', 'list', 'show', 'activate', 'retire'];
+  if (!commands.includes(sub)) throw errors.SEL_ERR_OPTION_INVALID(`unknown profiles command "${sub}"`, { field: 'command', expected: commands.join(', '), got: sub });
+
+  const db = openStore(join(dataDir, STORE_FILE));
+  try {
+    const store = new ProfileStore(db);
+    const now = Date.now();
+    switch (sub) {
+      case 'import': {
+        const file = one('file');
+        const s = store.importSet(readSet(file), { by, replace: values.replace === true });
+        print([
+          `imported ${file} into ${join(dataDir, STORE_FILE)}:`,
+          `  created ${s.created.length}${s.created.length ? `: ${s.created.join(', ')}` : ''}`,
+          `  updated ${s.updated.length}${s.updated.length ? `: ${s.updated.join(', ')}` : ''}`,
+          `  unchanged ${s.unchanged.length}`,
+          `  retired ${s.retired.length}${s.retired.length ? `: ${s.retired.join(', ')}` : ''}`,
+        ].join('\n'), s);
+        return 0;
+      }
+      case 'export': {
+        const set = store.exportSet(values.all === true);
+        const text = `${JSON.stringify(set, null, 2)}\n`;
+        if (values.out) {
+          writeFileDurable(values.out, text);
+          if (!values.json) process.stdout.write(`wrote ${values.out}: ${set.profiles.length} active profiles${set.retired ? `, ${set.retired.length} retired` : ''}\n`);
+          else process.stdout.write(text);
+        } else {
+          process.stdout.write(text);
+        }
+        return 0;
+      }
+      case 'list': {
+        const status = (values.status ?? 'all') as 'active' | 'retired' | 'all';
+        if (!['active', 'retired', 'all'].includes(status)) throw errors.SEL_ERR_OPTION_INVALID('--status must be active, retired or all', { field: 'status', expected: 'active | retired | all', got: status });
+        const records = store.list(status);
+        print(records.length ? records.map((r) => line(r, now)).join('\n') : 'no profiles', records);
+        return 0;
+      }
+      case 'show': {
+        const id = one('id');
+        if (values.version !== undefined) {
+          const r = store.version(id, intOption(values.version, 'version', 1));
+          print(`${line(r, now)}\n${JSON.stringify(r.profile, null, 2)}`, r);
+          return 0;
+        }
+        const history = store.history(id);
+        const current = history[history.length - 1];
+        const text = [
+          line(current, now),
+          JSON.stringify(current.profile, null, 2),
+          'history:',
+          ...history.map((h) => `  v${h.profile.version} ${h.changedAt} ${h.changedBy}: ${h.change} (${h.status})`),
+        ].join('\n');
+        print(text, { current, history });
+        return 0;
+      }
+      case 'activate':
+      case 'retire': {
+        const r = store.setStatus(one('id'), sub === 'activate' ? 'active' : 'retired', by);
+        print(line(r, now), r);
+        return 0;
+      }
+    }
+    return 0;
+  } finally {
+    db.close();
+  }
+}
+

@@ -1,0 +1,72 @@
+/**
+ * The embedded store: one SQLite file under the data directory
+ * (better-sqlite3). WAL journal with synchronous=FULL, so a committed
+ * transaction survives a crash or a power cut before the caller
+ * acknowledges anything. Schema migrations run in order at open; the
+ * applied version is kept in `PRAGMA user_version`.
+ *
+ * This is the `store` of the design: profiles and their versions today,
+ * feedback, trader ratings and peer-snapshot lineage later. Everything the
+ * service holds in memory can be rebuilt from it.
+ */
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import Database from 'better-sqlite3';
+import { errors } from '../errors.js';
+
+export type Db = Database.Database;
+
+export const STORE_FILE = 'selectivity.db';
+
+/** Migrations, in order; index + 1 is the schema version they bring. Never edit one that has shipped: add another. */
+const MIGRATIONS: string[] = [
+  // 1: profiles, every change a version
+  `CREATE TABLE profile_versions (
+     id          TEXT    NOT NULL,
+     version     INTEGER NOT NULL,
+     status      TEXT    NOT NULL CHECK (status IN ('active', 'retired')),
+     doc         TEXT    NOT NULL,
+     changed_by  TEXT    NOT NULL,
+     changed_at  TEXT    NOT NULL,
+     change      TEXT    NOT NULL,
+     PRIMARY KEY (id, version)
+   ) WITHOUT ROWID;
+   CREATE TABLE profile_heads (
+     id       TEXT PRIMARY KEY,
+     version  INTEGER NOT NULL
+   ) WITHOUT ROWID;`,
+];
+
+export const SCHEMA_VERSION = MIGRATIONS.length;
+
+/** Opens (creating if needed) the store at `path` and brings its schema up to date. */
+export function openStore(path: string): Db {
+  let db: Db;
+  try {
+    mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+    db = new Database(path);
+  } catch (e) {
+    throw errors.SEL_ERR_STORAGE(`cannot open the store ${path}: ${(e as Error).message}`, { field: 'store', expected: 'a writable SQLite file', got: path });
+  }
+  try {
+    db.pragma('journal_mode = WAL');
+    db.pragma('synchronous = FULL');
+    db.pragma('foreign_keys = ON');
+    db.pragma('busy_timeout = 5000');
+    const current = db.pragma('user_version', { simple: true }) as number;
+    if (current > SCHEMA_VERSION) {
+      throw errors.SEL_ERR_STORAGE(`the store ${path} has schema version ${current}, newer than this engine's ${SCHEMA_VERSION}`, { field: 'store', expected: `schema version <= ${SCHEMA_VERSION}`, got: current });
+    }
+    for (let v = current; v < SCHEMA_VERSION; v++) {
+      db.transaction(() => {
+        db.exec(MIGRATIONS[v]);
+        db.pragma(`user_version = ${v + 1}`);
+      })();
+    }
+  } catch (e) {
+    db.close();
+    if (e instanceof Error && (e as { code?: string }).code?.startsWith('SEL_ERR_')) throw e;
+    throw errors.SEL_ERR_STORAGE(`cannot use the store ${path}: ${(e as Error).message}`, { field: 'store', expected: 'a SQLite file of this engine', got: path });
+  }
+  return db;
+}

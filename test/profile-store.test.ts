@@ -1,0 +1,219 @@
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it, vi } from 'vitest';
+import type { FastifyInstance } from 'fastify';
+import { main } from '../src/cli/main.js';
+import { createEngine } from '../src/engine.js';
+import { validateProfile, validateProfiles } from '../src/profiles/profile.js';
+import { ProfileStore } from '../src/profiles/store.js';
+import { createTokenStore, parseTokensEnv } from '../src/service/auth.js';
+import { createMetrics } from '../src/service/metrics.js';
+import { buildServer } from '../src/service/server.js';
+import { prepareDataDir, RulesetSource } from '../src/service/state.js';
+import { openStore } from '../src/store/sqlite.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'sel-profiles-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+let n = 0;
+const freshStore = () => { const path = join(dir, `s${n++}.db`); return { path, store: new ProfileStore(openStore(path)) }; };
+const code = (fn: () => unknown) => { try { fn(); } catch (e) { return (e as { code?: string; details?: { field?: string } }); } return undefined; };
+
+const P = (id: string, extra: Record<string, unknown> = {}) => ({ id, weight: 1, conditions: { origin: ['CN'] }, ...extra });
+
+describe('profile format: risk area, assessment, window, owner, version', () => {
+  it('derives level and (absent) weight from likelihood × consequence', () => {
+    const p = validateProfile({ id: 'A', riskArea: 'revenue', assessment: { likelihood: 4, consequence: 4 }, conditions: {} });
+    expect(p.assessment).toEqual({ likelihood: 4, consequence: 4, level: 'high' });
+    expect(p.weight).toBe(3.2);
+    expect(validateProfile({ id: 'B', assessment: { likelihood: 2, consequence: 3 }, weight: 7, conditions: {} })).toMatchObject({ weight: 7, assessment: { level: 'medium' } });
+    expect(validateProfile({ id: 'C', assessment: { likelihood: 1, consequence: 5 }, conditions: {} }).assessment!.level).toBe('low');
+  });
+
+  it('normalises the active window to ISO instants, and owner', () => {
+    const p = validateProfile({ ...P('W'), activeFrom: '2026-11-23', activeUntil: '2026-11-24T06:00:00+02:00', owner: ' Risk unit ' });
+    expect(p.activeFrom).toBe('2026-11-23T00:00:00.000Z');
+    expect(p.activeUntil).toBe('2026-11-24T04:00:00.000Z');
+    expect(p.owner).toBe('Risk unit');
+  });
+
+  it('names the field at fault', () => {
+    const cases: [Record<string, unknown>, string][] = [
+      [{ ...P('X'), riskArea: 'tax' }, 'profile(X).riskArea'],
+      [{ id: 'X', assessment: { likelihood: 6, consequence: 1 }, conditions: {} }, 'profile(X).assessment.likelihood'],
+      [{ id: 'X', conditions: {} }, 'profile(X).weight'],
+      [{ ...P('X'), activeFrom: 'tomorrow' }, 'profile(X).activeFrom'],
+      [{ ...P('X'), activeFrom: '2026-11-24', activeUntil: '2026-11-23' }, 'profile(X).activeUntil'],
+      [{ ...P('X'), owner: '' }, 'profile(X).owner'],
+      [{ ...P('X'), version: 0 }, 'profile(X).version'],
+    ];
+    for (const [raw, field] of cases) {
+      const e = code(() => validateProfile(raw));
+      expect(e, field).toMatchObject({ code: 'SEL_ERR_PROFILE_INVALID', details: { field } });
+    }
+  });
+});
+
+describe('ProfileStore', () => {
+  it('keeps every change as a version: who, when, what', () => {
+    const { store } = freshStore();
+    expect(store.importSet([P('A'), P('B')], { by: 'alice' })).toEqual({ created: ['A', 'B'], updated: [], unchanged: [], retired: [] });
+    expect(store.importSet([P('A'), P('B', { weight: 2 })], { by: 'bob' })).toEqual({ created: [], updated: ['B'], unchanged: ['A'], retired: [] });
+    const b = store.history('B');
+    expect(b.map((r) => [r.profile.version, r.changedBy, r.change])).toEqual([[1, 'alice', 'created'], [2, 'bob', 'updated: weight']]);
+    expect(store.version('B', 1).profile.weight).toBe(1);
+    expect(store.get('B')!.profile.weight).toBe(2);
+    store.setStatus('A', 'retired', 'carol');
+    expect(store.get('A')).toMatchObject({ status: 'retired', change: 'retired', changedBy: 'carol', profile: { version: 2 } });
+    expect(store.activeAt().map((p) => p.id)).toEqual(['B']);
+    store.setStatus('A', 'active', 'carol');
+    expect(store.history('A').map((r) => r.status)).toEqual(['active', 'retired', 'active']);
+    expect(code(() => store.setStatus('nope', 'retired', 'x'))).toMatchObject({ code: 'SEL_ERR_PROFILE_NOT_FOUND' });
+    expect(code(() => store.version('B', 9))).toMatchObject({ code: 'SEL_ERR_PROFILE_NOT_FOUND' });
+  });
+
+  it('replace retires what the set lacks; an invalid set writes nothing', () => {
+    const { store } = freshStore();
+    store.importSet([P('A'), P('B'), P('C')], { by: 'a' });
+    expect(store.importSet({ profiles: [P('B')] }, { by: 'a', replace: true }).retired).toEqual(['A', 'C']);
+    const before = JSON.stringify(store.list());
+    expect(code(() => store.importSet([P('D'), { id: 'E', weight: 'x', conditions: {} }], { by: 'a' }))).toMatchObject({ code: 'SEL_ERR_PROFILE_INVALID' });
+    expect(code(() => store.importSet([P('D'), P('D')], { by: 'a' }))).toMatchObject({ code: 'SEL_ERR_PROFILE_DUPLICATE' });
+    expect(JSON.stringify(store.list())).toBe(before);
+  });
+
+  it('applies profiles only within their window, and says when the set changes next', () => {
+    const { store } = freshStore();
+    const t0 = Date.parse('2026-11-23T08:00:00Z');
+    store.importSet([P('ALWAYS'), P('DAY', { activeFrom: '2026-11-23T10:00:00Z', activeUntil: '2026-11-23T18:00:00Z' }), P('OLD', { activeUntil: '2026-11-01' })], { by: 'a' });
+    expect(store.activeAt(t0).map((p) => p.id)).toEqual(['ALWAYS']);
+    expect(store.nextChange(t0)).toBe(Date.parse('2026-11-23T10:00:00Z'));
+    expect(store.activeAt(Date.parse('2026-11-23T10:00:00Z')).map((p) => p.id)).toEqual(['ALWAYS', 'DAY']);
+    expect(store.nextChange(Date.parse('2026-11-23T10:00:00Z'))).toBe(Date.parse('2026-11-23T18:00:00Z'));
+    expect(store.activeAt(Date.parse('2026-11-23T18:00:00Z')).map((p) => p.id)).toEqual(['ALWAYS']);
+    expect(store.nextChange(Date.parse('2026-11-23T18:00:00Z'))).toBeUndefined();
+  });
+
+  it('exports a set that imports elsewhere to the same active profiles', () => {
+    const { store } = freshStore();
+    store.importSet([P('A', { riskArea: 'sps', owner: 'unit 3' }), P('B')], { by: 'a' });
+    store.setStatus('B', 'retired', 'a');
+    const exported = store.exportSet(true);
+    expect(exported.profiles.map((p) => p.id)).toEqual(['A']);
+    expect(exported.retired!.map((p) => p.id)).toEqual(['B']);
+    const other = freshStore().store;
+    other.importSet(JSON.parse(JSON.stringify(exported)), { by: 'import' });
+    const strip = (ps: { version?: number }[]) => ps.map(({ version: _v, ...rest }) => rest);
+    expect(strip(other.activeAt())).toEqual(strip(store.activeAt()));
+    expect(validateProfiles(exported).length).toBe(1);
+  });
+
+  it('survives closing and reopening the file (committed before it returns)', () => {
+    const { path, store } = freshStore();
+    store.importSet([P('A')], { by: 'a' });
+    store.setStatus('A', 'retired', 'b');
+    const again = new ProfileStore(openStore(path));
+    expect(again.history('A').map((r) => r.change)).toEqual(['created', 'retired']);
+  });
+});
+
+describe('the service swaps profiles in by the clock', () => {
+  it('activates and expires a profile at its window edges without a restart', async () => {
+    const files = await prepareDataDir(join(dir, 'clock'));
+    const source = new RulesetSource(files);
+    try {
+      const now = Date.now();
+      source.profiles.importSet([P('SOON', { activeFrom: new Date(now + 300).toISOString(), activeUntil: new Date(now + 700).toISOString() })], { by: 'test' });
+      const ruleset = await source.load();
+      expect(ruleset.profiles.map((p) => p.id)).not.toContain('SOON');
+      const seen: string[][] = [];
+      source.startClock((r) => seen.push(r.profiles.map((p) => p.id)));
+      await vi.waitFor(() => expect(seen.length).toBeGreaterThanOrEqual(2), { timeout: 3000, interval: 50 });
+      expect(seen[0]).toContain('SOON');
+      expect(seen[1]).not.toContain('SOON');
+    } finally {
+      source.close();
+    }
+  });
+});
+
+describe('profiles over HTTP and the CLI', () => {
+  const TOKENS = { analyst: 'analyst-token-0123456789abcdef', port: 'port-token-0123456789abcdef' };
+  let app: FastifyInstance;
+
+  async function run(argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+    let stdout = '', stderr = '';
+    const out = vi.spyOn(process.stdout, 'write').mockImplementation((c: string | Uint8Array) => { stdout += String(c); return true; });
+    const err = vi.spyOn(process.stderr, 'write').mockImplementation((c: string | Uint8Array) => { stderr += String(c); return true; });
+    try { return { code: await main(argv), stdout, stderr }; } finally { out.mockRestore(); err.mockRestore(); }
+  }
+
+  it('lists, shows, imports, retires and exports through the routes', async () => {
+    const files = await prepareDataDir(join(dir, 'http'));
+    const source = new RulesetSource(files);
+    const engine = createEngine({ ruleset: await source.load(), threads: 0 });
+    const metrics = await createMetrics({ intervalMs: 60_000 });
+    app = await buildServer({ engine, source, metrics, tokens: createTokenStore(parseTokensEnv(`analyst:${TOKENS.analyst},port:${TOKENS.port}`), 'env') });
+    const h = { authorization: `Bearer ${TOKENS.analyst}` };
+    try {
+      const list = await app.inject({ url: '/v1/profiles?status=active', headers: h });
+      expect(list.statusCode).toBe(200);
+      const ids = list.json().profiles.map((r: { profile: { id: string } }) => r.profile.id);
+      expect(ids).toEqual(engine.meta().profiles.map((p) => p.id));
+      expect((await app.inject({ url: '/v1/profiles', headers: { authorization: `Bearer ${TOKENS.port}` } })).statusCode).toBe(403);
+
+      const imp = await app.inject({ method: 'POST', url: '/v1/profiles/import', headers: h, payload: { profiles: [P('NEW-1', { riskArea: 'drugs', counterMeasure: { channel: 'red', instructions: 'open it' } })] } });
+      expect(imp.statusCode).toBe(200);
+      expect(imp.json().changes.created).toEqual(['NEW-1']);
+      expect(engine.meta().profiles.map((p) => p.id)).toContain('NEW-1');
+      const ruleset = await app.inject({ url: '/v1/ruleset', headers: h });
+      expect(ruleset.json().profileVersions['NEW-1']).toBe(1);
+
+      const retire = await app.inject({ method: 'POST', url: '/v1/profiles/NEW-1/retire', headers: h });
+      expect(retire.json().profile).toMatchObject({ status: 'retired', changedBy: 'analyst token' });
+      expect(engine.meta().profiles.map((p) => p.id)).not.toContain('NEW-1');
+      const show = await app.inject({ url: '/v1/profiles/NEW-1', headers: h });
+      expect(show.json().history.map((r: { change: string }) => r.change)).toEqual(['created', 'retired']);
+      const v1 = await app.inject({ url: '/v1/profiles/NEW-1/versions/1', headers: h });
+      expect(v1.json().profile.counterMeasure.instructions).toBe('open it');
+      const missing = await app.inject({ url: '/v1/profiles/NOPE', headers: h });
+      expect(missing.statusCode).toBe(404);
+      expect(missing.json().error.code).toBe('SEL_ERR_PROFILE_NOT_FOUND');
+      const exp = await app.inject({ url: '/v1/profiles/export', headers: h });
+      expect(exp.json().profiles.map((p: { id: string }) => p.id)).toEqual(ids);
+    } finally {
+      await app.close();
+      await engine.close();
+      metrics.close();
+      source.close();
+    }
+  });
+
+  it('runs the lifecycle from the CLI on a data directory', async () => {
+    const dataDir = join(dir, 'cli');
+    const setFile = join(dir, 'set.json');
+    writeFileSync(setFile, JSON.stringify({ profiles: [P('C-1', { riskArea: 'ipr' }), P('C-2')] }));
+    const imp = await run(['profiles', 'import', setFile, '--data-dir', dataDir, '--by', 'tester', '--json']);
+    expect(imp.code, imp.stderr).toBe(0);
+    expect(JSON.parse(imp.stdout).created).toEqual(['C-1', 'C-2']);
+    expect((await run(['profiles', 'retire', 'C-2', '--data-dir', dataDir, '--by', 'tester'])).code).toBe(0);
+    const list = JSON.parse((await run(['profiles', 'list', '--data-dir', dataDir, '--status', 'active', '--json'])).stdout);
+    expect(list.map((r: { profile: { id: string } }) => r.profile.id)).toEqual(['C-1']);
+    const show = JSON.parse((await run(['profiles', 'show', 'C-2', '--data-dir', dataDir, '--json'])).stdout);
+    expect(show.history.map((r: { changedBy: string; change: string }) => `${r.changedBy}:${r.change}`)).toEqual(['tester:created', 'tester:retired']);
+    const out = join(dir, 'exported.json');
+    expect((await run(['profiles', 'export', '--data-dir', dataDir, '--out', out])).code).toBe(0);
+    expect(JSON.parse(readFileSync(out, 'utf8')).profiles.map((p: { id: string }) => p.id)).toEqual(['C-1']);
+    const bad = await run(['profiles', 'show', 'NOPE', '--data-dir', dataDir]);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain('SEL_ERR_PROFILE_NOT_FOUND');
+    // the service started on that directory scores with what the CLI left active
+    const files = await prepareDataDir(dataDir);
+    const source = new RulesetSource(files);
+    try {
+      expect((await source.load()).profiles.map((p) => p.id)).toEqual(['C-1']);
+    } finally {
+      source.close();
+    }
+  });
+});
