@@ -77,3 +77,15 @@ export function channelCounts(result: ScoreResult, into: Record<Channel | 'contr
 export function emptyCounts(): Record<Channel | 'control', number> {
   return { green: 0, blue: 0, yellow: 0, orange: 0, red: 0, control: 0 };
 }
+
+/** Declarations matched per profile in a result: [profile index, count, …] for the profiles that matched. */
+export function profileMatchCounts(result: ScoreResult): number[] {
+  const end = result.matchOffset[result.size];
+  if (end === 0) return [];
+  const counts = new Map<number, number>();
+  const list = result.matchList;
+  for (let k = 0; k < end; k++) counts.set(list[k], (counts.get(list[k]) ?? 0) + 1);
+  const out: number[] = [];
+  for (const [i, c] of counts) out.push(i, c);
+  return out;
+}

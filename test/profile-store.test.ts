@@ -7,6 +7,7 @@ import { main } from '../src/cli/main.js';
 import { createEngine } from '../src/engine.js';
 import { validateProfile, validateProfiles } from '../src/profiles/profile.js';
 import { ProfileStore } from '../src/profiles/store.js';
+import { recordExamination } from '../src/profiles/effectiveness.js';
 import { createTokenStore, parseTokensEnv } from '../src/service/auth.js';
 import { createMetrics } from '../src/service/metrics.js';
 import { buildServer } from '../src/service/server.js';
@@ -215,5 +216,72 @@ describe('profiles over HTTP and the CLI', () => {
     } finally {
       source.close();
     }
+  });
+});
+
+describe('profile effectiveness', () => {
+  it('counts matches from scoring, joins examination results, and flags profiles', async () => {
+    const files = await prepareDataDir(join(dir, 'stats'));
+    const source = new RulesetSource(files);
+    source.profiles.importSet([
+      P('ALL-CN', { conditions: { origin: ['CN'] } }),
+      P('NEVER', { conditions: { origin: ['ZZ'] } }),
+      P('MISS', { conditions: { origin: ['VN'] } }),
+    ], { by: 'test', replace: true });
+    const engine = createEngine({ ruleset: await source.load(), threads: 0 });
+    const metrics = await createMetrics({ intervalMs: 60_000 });
+    const token = 'analyst-token-0123456789abcdef';
+    const app = await buildServer({ engine, source, metrics, tokens: createTokenStore(parseTokensEnv(`analyst:${token}`), 'env') });
+    const h = { authorization: `Bearer ${token}` };
+    try {
+      const base = { date: '2026-11-23', office: 'OF1', importer: 'IMP1', hs: '851712', customsValue: 100, netMass: 10 };
+      const declarations = [
+        ...Array.from({ length: 6 }, (_, i) => ({ ...base, id: `CN${i}`, origin: 'CN' })),
+        ...Array.from({ length: 4 }, (_, i) => ({ ...base, id: `VN${i}`, origin: 'VN' })),
+      ];
+      const r = await app.inject({ method: 'POST', url: '/v1/score', headers: h, payload: { declarations } });
+      expect(r.statusCode).toBe(200);
+      const ndjson = declarations.slice(0, 3).map((d) => JSON.stringify({ ...d, id: `S-${d.id}` })).join('\n');
+      expect((await app.inject({ method: 'POST', url: '/v1/score/stream', headers: { ...h, 'content-type': 'application/x-ndjson' }, payload: ndjson })).statusCode).toBe(200);
+
+      // examinations (the feedback loop records these): MISS inspected 25 times, never a hit; ALL-CN two hits
+      const db = source.database;
+      const day = new Date().toISOString().slice(0, 10);
+      for (let i = 0; i < 25; i++) recordExamination(db, { declarationId: `X${i}`, date: day, profiles: [{ id: 'MISS', version: 1 }], inspected: true, result: 'compliant' });
+      recordExamination(db, { declarationId: 'CN0', date: day, profiles: [{ id: 'ALL-CN', version: 1 }], inspected: true, result: 'non-compliant', revenueRecovered: 1200 });
+      recordExamination(db, { declarationId: 'CN1', date: day, profiles: [{ id: 'ALL-CN', version: 1 }], inspected: true, result: 'non-compliant', revenueRecovered: 300 });
+      recordExamination(db, { declarationId: 'CN2', date: day, profiles: [{ id: 'ALL-CN', version: 1 }], inspected: true, result: 'compliant' });
+      expect(() => recordExamination(db, { declarationId: 'B', date: 'soon', profiles: [], inspected: true, result: 'compliant' })).toThrow(/date/);
+
+      const st = await app.inject({ url: '/v1/profiles/stats', headers: h });
+      expect(st.statusCode).toBe(200);
+      const byId = Object.fromEntries(st.json().profiles.map((p: { id: string }) => [p.id, p]));
+      expect(st.json().scored).toBe(13);
+      expect(byId['ALL-CN']).toMatchObject({ matched: 9, inspected: 3, nonCompliant: 2, revenueRecovered: 1500, flags: ['matches-too-much'] });
+      expect(byId['ALL-CN'].hitRate).toBeCloseTo(2 / 3, 12);
+      expect(byId['ALL-CN'].share).toBeCloseTo(9 / 13, 12);
+      expect(byId.MISS).toMatchObject({ matched: 4, inspected: 25, nonCompliant: 0, hitRate: 0 });
+      expect(byId.MISS.flags).toEqual(['matches-too-much', 'never-hits']);
+      expect(byId.NEVER).toMatchObject({ matched: 0, flags: ['no-matches'] });
+      const narrow = await app.inject({ url: '/v1/profiles/stats?from=2000-01-01&to=2000-01-31', headers: h });
+      expect(narrow.json().scored).toBe(0);
+      expect((await app.inject({ url: '/v1/profiles/stats?from=yesterday', headers: h })).statusCode).toBe(400);
+    } finally {
+      await app.close();
+      await engine.close();
+      metrics.close();
+      source.close();
+    }
+    // the counters were flushed to the store: the CLI reads the same figures
+    const out = vi.spyOn(process.stdout, 'write').mockImplementation(() => true);
+    let printed = '';
+    out.mockImplementation((c: string | Uint8Array) => { printed += String(c); return true; });
+    try {
+      expect(await main(['profiles', 'stats', '--data-dir', join(dir, 'stats'), '--json'])).toBe(0);
+    } finally {
+      out.mockRestore();
+    }
+    const cli = JSON.parse(printed);
+    expect(cli.profiles.find((p: { id: string }) => p.id === 'ALL-CN').matched).toBe(9);
   });
 });

@@ -13,7 +13,8 @@ import { inWindow } from '../profiles/profile.js';
 import { ProfileStore, type ProfileRecord } from '../profiles/store.js';
 import { writeFileDurable } from '../store/durable.js';
 import { openStore, STORE_FILE } from '../store/sqlite.js';
-import { intOption } from './options.js';
+import { intOption, numberOption } from './options.js';
+import { profileStats } from '../profiles/effectiveness.js';
 
 export const PROFILES_HELP = `Usage: selectivity profiles <command> [options]
 
@@ -31,6 +32,13 @@ Commands:
   show <id> [--version <n>]        a profile with its history, or one version
   activate <id>                    activate (a new version)
   retire <id>                      retire (a new version)
+  stats [--from D] [--to D]        effectiveness per profile over a period (default: the
+        [--max-share s]            last 30 days): declarations matched and share of
+        [--min-inspected n]        traffic (counted by the service), inspected,
+                                   non-compliant (hit rate), revenue recovered (from
+                                   examination results); flags profiles that match more
+                                   than --max-share of traffic (default 0.05) or never
+                                   hit in --min-inspected inspections (default 20)
 
 Options:
   --data-dir <dir>   data directory (default ./data) [SELECTIVITY_DATA_DIR]
@@ -67,6 +75,10 @@ export async function profilesCommand(argv: string[]): Promise<number> {
       all: { type: 'boolean' },
       status: { type: 'string' },
       version: { type: 'string' },
+      from: { type: 'string' },
+      to: { type: 'string' },
+      'max-share': { type: 'string' },
+      'min-inspected': { type: 'string' },
       json: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
@@ -79,7 +91,7 @@ export async function profilesCommand(argv: string[]): Promise<number> {
     if (positionals.length !== 1) throw errors.SEL_ERR_OPTION_INVALID(`profiles ${sub} needs exactly one ${what}`, { field: what, expected: `one ${what}`, got: positionals });
     return positionals[0];
   };
-  const commands = ['import', 'export', 'list', 'show', 'activate', 'retire'];
+  const commands = ['import', 'export', 'list', 'show', 'activate', 'retire', 'stats'];
   if (!commands.includes(sub)) throw errors.SEL_ERR_OPTION_INVALID(`unknown profiles command "${sub}"`, { field: 'command', expected: commands.join(', '), got: sub });
 
   const db = openStore(join(dataDir, STORE_FILE));
@@ -134,6 +146,21 @@ export async function profilesCommand(argv: string[]): Promise<number> {
           ...history.map((h) => `  v${h.profile.version} ${h.changedAt} ${h.changedBy}: ${h.change} (${h.status})`),
         ].join('\n');
         print(text, { current, history });
+        return 0;
+      }
+      case 'stats': {
+        const st = profileStats(db, {
+          from: values.from, to: values.to,
+          maxShare: values['max-share'] !== undefined ? numberOption(values['max-share'], 'max-share', 0, 1) : undefined,
+          minInspected: values['min-inspected'] !== undefined ? intOption(values['min-inspected'], 'min-inspected', 1) : undefined,
+        });
+        const pct = (x: number) => `${(100 * x).toFixed(2)} %`;
+        const text = [
+          `${st.from} – ${st.to}: ${st.scored.toLocaleString('en-US')} declarations scored`,
+          'profile                   status    matched    share  inspected  non-compliant  hit rate  revenue recovered  flags',
+          ...st.profiles.map((r) => `${r.id.padEnd(24)}  ${(r.status ?? '—').padEnd(8)} ${String(r.matched).padStart(8)} ${pct(r.share).padStart(8)} ${String(r.inspected).padStart(10)} ${String(r.nonCompliant).padStart(14)} ${(r.hitRate === null ? '—' : pct(r.hitRate)).padStart(9)} ${r.revenueRecovered.toFixed(2).padStart(18)}  ${r.flags.join(', ')}`),
+        ].join('\n');
+        print(text, st);
         return 0;
       }
       case 'activate':

@@ -10,10 +10,12 @@
  *   POST /v1/profiles/import?replace=true|false   import a set (JSON)
  *   GET  /v1/profiles/export?all=true|false       the set as one exchange file
  *   POST /v1/profiles/:id/activate | /retire
+ *   GET  /v1/profiles/stats?from&to&maxShare&minInspected   effectiveness
  */
 import type { FastifyInstance } from 'fastify';
 import type { Engine } from '../engine.js';
 import type { RulesetSource } from './state.js';
+import { profileStats } from '../profiles/effectiveness.js';
 
 export interface ProfileRouteOptions {
   engine: Engine;
@@ -53,6 +55,26 @@ export async function registerProfileRoutes(app: FastifyInstance, o: ProfileRout
       response: { 200: open, '4xx': errorSchema },
     },
   }, async (req) => store.exportSet((req.query as { all?: string }).all === 'true'));
+
+  app.get('/v1/profiles/stats', {
+    config: { access: 'read' },
+    schema: {
+      tags: ['profiles'],
+      summary: 'Effectiveness per profile over a period: declarations matched and share of traffic, inspected, non-compliant (hit rate), revenue recovered; flags matches-too-much, never-hits, no-matches.',
+      querystring: {
+        type: 'object', additionalProperties: false,
+        properties: {
+          from: { type: 'string', pattern: '^\\d{4}-\\d{2}-\\d{2}$' }, to: { type: 'string', pattern: '^\\d{4}-\\d{2}-\\d{2}$' },
+          maxShare: { type: 'string', pattern: '^(0(\\.\\d+)?|1(\\.0+)?)$' }, minInspected: { type: 'string', pattern: '^\\d{1,9}$' },
+        },
+      },
+      response: { 200: open, '4xx': errorSchema },
+    },
+  }, async (req) => {
+    const q = req.query as { from?: string; to?: string; maxShare?: string; minInspected?: string };
+    source.usage.flush();
+    return profileStats(source.database, { from: q.from, to: q.to, maxShare: q.maxShare !== undefined ? Number(q.maxShare) : undefined, minInspected: q.minInspected !== undefined ? Number(q.minInspected) : undefined });
+  });
 
   app.get('/v1/profiles/:id', {
     config: { access: 'read' },

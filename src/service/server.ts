@@ -224,6 +224,13 @@ export async function buildServer(options: ServiceOptions): Promise<FastifyInsta
   });
   app.setNotFoundHandler((req, reply) => sendError(req, reply, errors.SEL_ERR_NOT_FOUND(`no route ${req.method} ${req.url.split('?')[0]}`, { field: 'url', expected: 'a route listed in /v1/openapi.json', got: `${req.method} ${req.url.split('?')[0]}` })));
 
+  /** Per-profile match counts for effectiveness statistics (flushed to the store by the recorder). */
+  const recordUsage = (r: Extract<WireReply, { ok: true }>) => {
+    if (r.scored === 0) return;
+    // statistics never fail a scoring request: a version no longer held loses its counts, nothing else
+    try { source.usage.record(engine.meta(r.rulesetVersion), r.scored, r.profileMatches ?? []); } catch { /* counted in nothing */ }
+  };
+
   // ---- access ---------------------------------------------------------------
   app.addHook('onRequest', async (req) => {
     const access = req.routeOptions.config.access ?? 'admin';
@@ -287,6 +294,7 @@ export async function buildServer(options: ServiceOptions): Promise<FastifyInsta
       const r = await engine.scoreWire({ kind: 'batch', format, accept, body, maxDeclarations: maxBatch });
       if (!r.ok) throw wireError(r);
       req.scoreStats = r;
+      recordUsage(r);
       reply.header('x-ruleset-version', r.rulesetVersion).type(accept === 'json' ? 'application/json; charset=utf-8' : 'application/msgpack');
       return reply.send(asBuffer(r.body));
     });
@@ -336,6 +344,7 @@ export async function buildServer(options: ServiceOptions): Promise<FastifyInsta
         const take = async (): Promise<Buffer> => {
           const r = await pending.shift()!;
           if (!r.ok) throw wireError(r);
+          recordUsage(r);
           stats.scored += r.scored;
           stats.invalid += r.invalid;
           stats.kernelNs += r.kernelNs;

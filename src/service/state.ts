@@ -10,6 +10,7 @@ import { chmodSync, existsSync, mkdirSync, readFileSync, statSync } from 'node:f
 import { join } from 'node:path';
 import { errors } from '../errors.js';
 import { ProfileStore, type ImportSummary } from '../profiles/store.js';
+import { UsageRecorder } from '../profiles/effectiveness.js';
 import { loadPeers, parsePeerSnapshot, savePeerSnapshot } from '../peers/peer-store.js';
 import { isPeerSnapshot, snapshotTables, type PeerSnapshot, type PeerTables } from '../peers/peer-groups.js';
 import { createRuleset, type Ruleset } from '../ruleset/ruleset.js';
@@ -93,12 +94,18 @@ export class RulesetSource {
   private snapshot: PeerSnapshot | undefined;
   private readonly db: Db;
   readonly profiles: ProfileStore;
+  /** Matches per profile and day, flushed to the store every few seconds. */
+  readonly usage: UsageRecorder;
   private clock: { apply: (r: Ruleset) => void; timer?: NodeJS.Timeout } | undefined;
 
   constructor(readonly files: RulesetFiles, private readonly now: () => number = Date.now) {
     this.db = openStore(files.storePath);
     this.profiles = new ProfileStore(this.db);
+    this.usage = new UsageRecorder(this.db);
   }
+
+  /** The store's database (effectiveness queries, feedback). */
+  get database(): Db { return this.db; }
 
   /** Reads the peer file and the active profiles; throws a named error and changes nothing if either is invalid. */
   async load(): Promise<Ruleset> {
@@ -162,6 +169,7 @@ export class RulesetSource {
   close(): void {
     if (this.clock?.timer) clearTimeout(this.clock.timer);
     this.clock = undefined;
+    this.usage.close();
     this.db.close();
   }
 

@@ -18,7 +18,7 @@ import type { Kernel } from '../kernel/kernel.js';
 import { BatchBuilder } from '../model/columnar.js';
 import { validateDeclaration, type Declaration, type FieldIssue } from '../model/schema.js';
 import { FastDeclarationReader, encodeMsgpack, msgpackEnd as msgpackValueEnd } from './fast-msgpack.js';
-import { decisionAt, channelCounts, emptyCounts, type Decision } from '../decisions.js';
+import { decisionAt, channelCounts, emptyCounts, profileMatchCounts, type Decision } from '../decisions.js';
 import type { Channel } from '../model/channels.js';
 
 export type WireFormat = 'json' | 'msgpack';
@@ -55,6 +55,8 @@ export interface WireStats {
   /** Invalid declarations by error code. */
   errorCodes: Record<string, number>;
   kernelNs: number;
+  /** Declarations matched per profile: [profile index, count, …] (kernel order of the ruleset's meta). */
+  profileMatches: number[];
 }
 
 export type WireReply = ({ ok: true; body: Uint8Array } & WireStats) | { ok: false; error: WireError };
@@ -171,15 +173,17 @@ class Scoring {
     const decisions: Decision[] = [];
     let counts = emptyCounts();
     let kernelNs = 0;
+    let profileMatches: number[] = [];
     if (batch.size > 0) {
       const result = kernel.score(batch);
       kernelNs = result.kernelNs;
       counts = channelCounts(result);
+      profileMatches = profileMatchCounts(result);
       for (let i = 0; i < result.size; i++) decisions.push(decisionAt(result, i, ids[i], meta));
     }
     return {
       decisions,
-      stats: { rulesetVersion: meta.version, records: decisions.length + this.bad.length, scored: decisions.length, invalid: this.bad.length, counts, errorCodes: this.errorCodes, kernelNs },
+      stats: { rulesetVersion: meta.version, records: decisions.length + this.bad.length, scored: decisions.length, invalid: this.bad.length, counts, errorCodes: this.errorCodes, kernelNs, profileMatches },
     };
   }
 }

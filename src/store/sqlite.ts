@@ -35,6 +35,33 @@ const MIGRATIONS: string[] = [
      id       TEXT PRIMARY KEY,
      version  INTEGER NOT NULL
    ) WITHOUT ROWID;`,
+  // 2: effectiveness: matches per profile and day, traffic per day, examination results
+  `CREATE TABLE profile_usage (
+     day      TEXT    NOT NULL,
+     id       TEXT    NOT NULL,
+     version  INTEGER NOT NULL,
+     matched  INTEGER NOT NULL,
+     PRIMARY KEY (day, id, version)
+   ) WITHOUT ROWID;
+   CREATE TABLE traffic (
+     day     TEXT PRIMARY KEY,
+     scored  INTEGER NOT NULL
+   ) WITHOUT ROWID;
+   CREATE TABLE examinations (
+     declaration_id     TEXT    PRIMARY KEY,
+     day                TEXT    NOT NULL,
+     inspected          INTEGER NOT NULL CHECK (inspected IN (0, 1)),
+     result             TEXT    NOT NULL CHECK (result IN ('compliant', 'non-compliant', 'not-examined')),
+     revenue_recovered  REAL    NOT NULL DEFAULT 0,
+     recorded_at        TEXT    NOT NULL
+   );
+   CREATE TABLE examination_profiles (
+     declaration_id  TEXT    NOT NULL REFERENCES examinations (declaration_id) ON DELETE CASCADE,
+     id              TEXT    NOT NULL,
+     version         INTEGER NOT NULL,
+     PRIMARY KEY (declaration_id, id)
+   ) WITHOUT ROWID;
+   CREATE INDEX examinations_day ON examinations (day);`,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;
