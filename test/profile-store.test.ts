@@ -182,6 +182,21 @@ describe('profiles over HTTP and the CLI', () => {
       expect(missing.json().error.code).toBe('SEL_ERR_PROFILE_NOT_FOUND');
       const exp = await app.inject({ url: '/v1/profiles/export', headers: h });
       expect(exp.json().profiles.map((p: { id: string }) => p.id)).toEqual(ids);
+
+      // a decision made while NEW-1 v1 was in force is explained by its ruleset version, from the store
+      const decided = await app.inject({ method: 'POST', url: '/v1/ruleset/reload', headers: { authorization: `Bearer ${TOKENS.analyst}` } });
+      expect(decided.statusCode).toBe(403); // reload is admin-only; the record below comes from the import swap
+      const rec = await app.inject({ url: `/v1/rulesets/${ruleset.json().version}`, headers: h });
+      expect(rec.statusCode).toBe(200);
+      expect(rec.json().profiles).toContainEqual({ id: 'NEW-1', version: 1 });
+      expect(rec.json().peers).toBe(ruleset.json().peers);
+      const other = new RulesetSource(files);
+      try {
+        expect(other.rulesetRecord(ruleset.json().version)!.profiles).toContainEqual({ id: 'NEW-1', version: 1 });
+      } finally {
+        other.close();
+      }
+      expect((await app.inject({ url: '/v1/rulesets/0000000000000000', headers: h })).json().error.code).toBe('SEL_ERR_NOT_FOUND');
     } finally {
       await app.close();
       await engine.close();

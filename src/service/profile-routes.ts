@@ -30,7 +30,7 @@ const open = { type: 'object', additionalProperties: true } as const;
 export async function registerProfileRoutes(app: FastifyInstance, o: ProfileRouteOptions): Promise<void> {
   const { engine, source, errorSchema } = o;
   const store = source.profiles;
-  const swap = () => { engine.setRuleset(source.rebuild()); return o.rulesetInfo(); };
+  const swap = () => { source.swap(source.rebuild()); return o.rulesetInfo(); };
   const idParams = { type: 'object', required: ['id'], properties: { id: { type: 'string', maxLength: 64 } } } as const;
 
   app.get('/v1/profiles', {

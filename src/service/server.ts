@@ -224,6 +224,8 @@ export async function buildServer(options: ServiceOptions): Promise<FastifyInsta
   });
   app.setNotFoundHandler((req, reply) => sendError(req, reply, errors.SEL_ERR_NOT_FOUND(`no route ${req.method} ${req.url.split('?')[0]}`, { field: 'url', expected: 'a route listed in /v1/openapi.json', got: `${req.method} ${req.url.split('?')[0]}` })));
 
+  source.attachEngine(engine);
+
   /** Per-profile match counts for effectiveness statistics (flushed to the store by the recorder). */
   const recordUsage = (r: Extract<WireReply, { ok: true }>) => {
     if (r.scored === 0) return;
@@ -393,10 +395,23 @@ export async function buildServer(options: ServiceOptions): Promise<FastifyInsta
     };
   };
   const rulesetSchema = { type: 'object', additionalProperties: true, properties: { version: { type: 'string' }, profiles: { type: 'integer' } } } as const;
+  app.get('/v1/rulesets/:version', {
+    config: { access: 'read' },
+    schema: {
+      tags: ['ruleset'],
+      summary: 'What made a ruleset version (as named by decisions): the profile versions, the peer snapshot and the settings; kept in the store for every ruleset this service installed.',
+      params: { type: 'object', required: ['version'], properties: { version: { type: 'string', pattern: '^[0-9a-f]{16}$' } } },
+      response: { 200: { type: 'object', additionalProperties: true }, '4xx': errorSchema },
+    },
+  }, async (req) => {
+    const { version } = req.params as { version: string };
+    const r = source.rulesetRecord(version);
+    if (!r) throw errors.SEL_ERR_NOT_FOUND(`no ruleset ${version} was installed by this service`, { field: 'version', expected: 'a version named by a decision', got: version });
+    return r;
+  });
   app.get('/v1/ruleset', { config: { access: 'read' }, schema: { tags: ['ruleset'], summary: 'The active ruleset: version, profiles, peer levels, settings.', response: { 200: rulesetSchema } } }, async () => rulesetInfo());
   app.post('/v1/ruleset/reload', { config: { access: 'admin' }, schema: { tags: ['ruleset'], summary: 'Re-read the profiles and peer-table files and swap the ruleset in without a restart. If either file is invalid, the active ruleset stays.', response: { 200: rulesetSchema, '4xx': errorSchema } } }, async () => {
-    const ruleset = await source.load();
-    engine.setRuleset(ruleset);
+    source.swap(await source.load());
     return rulesetInfo();
   });
   await app.register(async (scope) => {
@@ -413,7 +428,7 @@ export async function buildServer(options: ServiceOptions): Promise<FastifyInsta
       },
     }, async (req) => {
       const ruleset = source.replaceProfiles(req.body, req.actor);
-      engine.setRuleset(ruleset);
+      source.swap(ruleset);
       return { ...rulesetInfo(), changes: ruleset.summary };
     });
   });

@@ -82,10 +82,10 @@ export async function startService(config: ServiceConfig): Promise<RunningServic
       { name: 'selectivity_ruleset_profiles', help: 'Profiles in the active ruleset.', value: engine.meta().profiles.length },
     ],
   });
-  // profiles activate and expire by their dates: swap the ruleset at each boundary
-  source.startClock((rs) => engine.setRuleset(rs));
   try {
     app = await buildServer({ engine, source, tokens, metrics, bodyLimit: config.bodyLimit, maxBatch: config.maxBatch, logger: config.logger, version: packageVersion() });
+    // profiles activate and expire by their dates: swap the ruleset at each boundary
+    source.startClock((rs) => source.swap(rs));
     await app.listen({ host: config.host, port: config.port });
   } catch (e) {
     await app?.close();
@@ -108,7 +108,7 @@ export async function startService(config: ServiceConfig): Promise<RunningServic
     url: `http://${host}:${port}`,
     async reload() {
       const rs = await source.load();
-      return engine.setRuleset(rs);
+      return source.swap(rs);
     },
     close() {
       closing ??= (async () => {

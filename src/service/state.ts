@@ -14,6 +14,8 @@ import { UsageRecorder } from '../profiles/effectiveness.js';
 import { loadPeers, parsePeerSnapshot, savePeerSnapshot } from '../peers/peer-store.js';
 import { isPeerSnapshot, snapshotTables, type PeerSnapshot, type PeerTables } from '../peers/peer-groups.js';
 import { createRuleset, type Ruleset } from '../ruleset/ruleset.js';
+import type { CompiledMeta } from '../ruleset/compile.js';
+import type { Engine } from '../engine.js';
 import { buildPeerSnapshotFromFile } from '../score-file.js';
 import { packageRoot } from '../paths.js';
 import { openStore, STORE_FILE, type Db } from '../store/sqlite.js';
@@ -96,6 +98,7 @@ export class RulesetSource {
   readonly profiles: ProfileStore;
   /** Matches per profile and day, flushed to the store every few seconds. */
   readonly usage: UsageRecorder;
+  private engine: Engine | undefined;
   private clock: { apply: (r: Ruleset) => void; timer?: NodeJS.Timeout } | undefined;
 
   constructor(readonly files: RulesetFiles, private readonly now: () => number = Date.now) {
@@ -164,6 +167,36 @@ export class RulesetSource {
     if (!this.peers) throw errors.SEL_ERR_NOT_READY('no ruleset loaded yet', { field: 'ruleset' });
     const summary = this.profiles.importSet(raw, { by, replace: true });
     return { ...this.rebuild(), summary };
+  }
+
+  /**
+   * Swaps a ruleset into the engine attached with attachEngine, and records
+   * what made it (profile versions, peer snapshot, settings) under its
+   * version in the store: every decision names that version, so it can be
+   * explained after a restart too (GET /v1/rulesets/<version>).
+   */
+  swap(ruleset: Ruleset): string {
+    if (!this.engine) throw errors.SEL_ERR_NOT_READY('no engine attached', { field: 'engine' });
+    const version = this.engine.setRuleset(ruleset);
+    this.recordRuleset(this.engine.meta(version));
+    return version;
+  }
+
+  /** The engine rulesets are swapped into (its current ruleset is recorded at once). */
+  attachEngine(engine: Engine): void {
+    this.engine = engine;
+    this.recordRuleset(engine.meta());
+  }
+
+  private recordRuleset(meta: CompiledMeta): void {
+    this.db.prepare('INSERT OR IGNORE INTO rulesets (version, installed_at, peers, profiles, settings) VALUES (?, ?, ?, ?, ?)')
+      .run(meta.version, new Date(this.now()).toISOString(), this.peers?.info?.version ?? null, JSON.stringify(meta.profiles.map((p) => ({ id: p.id, version: p.version ?? null }))), JSON.stringify(meta.settings));
+  }
+
+  /** What made a ruleset version (undefined when this store never installed it). */
+  rulesetRecord(version: string): { version: string; installedAt: string; peers: string | null; profiles: { id: string; version: number | null }[]; settings: unknown } | undefined {
+    const r = this.db.prepare('SELECT * FROM rulesets WHERE version = ?').get(version) as { version: string; installed_at: string; peers: string | null; profiles: string; settings: string } | undefined;
+    return r && { version: r.version, installedAt: r.installed_at, peers: r.peers, profiles: JSON.parse(r.profiles), settings: JSON.parse(r.settings) };
   }
 
   close(): void {

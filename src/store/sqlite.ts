@@ -62,6 +62,14 @@ const MIGRATIONS: string[] = [
      PRIMARY KEY (declaration_id, id)
    ) WITHOUT ROWID;
    CREATE INDEX examinations_day ON examinations (day);`,
+  // 3: every ruleset the service installed: which profile versions and peer snapshot made its decisions
+  `CREATE TABLE rulesets (
+     version       TEXT PRIMARY KEY,
+     installed_at  TEXT NOT NULL,
+     peers         TEXT,
+     profiles      TEXT NOT NULL,
+     settings      TEXT NOT NULL
+   ) WITHOUT ROWID;`,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;
