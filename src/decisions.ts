@@ -9,14 +9,14 @@ import type { CompiledMeta } from './ruleset/compile.js';
 import { FLAG_CONTROL, FLAG_PROFILE_CHANNEL, type ScoreResult } from './kernel/layout.js';
 
 export type Reason =
-  /** A risk profile matched; its weight was added to the score. */
-  | { code: 'PROFILE'; profile: string; weight: number; channel?: Channel }
+  /** A risk profile matched; its weight was added to the score. `version`: the stored profile version (store-backed rulesets). */
+  | { code: 'PROFILE'; profile: string; version?: number; weight: number; channel?: Channel }
   /** A feature deviated from its peer group beyond the z threshold; contribution is what it added to the score (0 where that direction has no weight). */
   | { code: 'DEVIATION'; feature: Feature; z: number; direction: 'under' | 'over'; peerLevel: string; contribution: number }
   /** The score reached a channel threshold. */
   | { code: 'SCORE_THRESHOLD'; channel: Channel; score: number; threshold: number }
-  /** A matched profile's counter-measure raised the channel above the score's. */
-  | { code: 'COUNTER_MEASURE'; channel: Channel; profiles: string[] }
+  /** A matched profile's counter-measure raised the channel above the score's; `instructions`: what those profiles tell the officer to check. */
+  | { code: 'COUNTER_MEASURE'; channel: Channel; profiles: string[]; instructions?: string[] }
   /** Deterministic random selection for the control group. */
   | { code: 'RANDOM_SELECTION'; channel: Channel; rate: number };
 
@@ -40,10 +40,17 @@ export function decisionAt(result: ScoreResult, i: number, id: string, meta: Com
   const reasons: Reason[] = [];
   const from = result.matchOffset[i], to = result.matchOffset[i + 1];
   const raising: string[] = [];
+  let instructions: string[] | undefined;
   for (let k = from; k < to; k++) {
     const p = meta.profiles[result.matchList[k]];
-    reasons.push(p.channel ? { code: 'PROFILE', profile: p.id, weight: p.weight, channel: p.channel } : { code: 'PROFILE', profile: p.id, weight: p.weight });
-    if ((flags & FLAG_PROFILE_CHANNEL) !== 0 && p.channel === channel) raising.push(p.id);
+    const r: Reason = { code: 'PROFILE', profile: p.id, weight: p.weight };
+    if (p.version !== undefined) r.version = p.version;
+    if (p.channel) r.channel = p.channel;
+    reasons.push(r);
+    if ((flags & FLAG_PROFILE_CHANNEL) !== 0 && p.channel === channel) {
+      raising.push(p.id);
+      if (p.instructions && !instructions?.includes(p.instructions)) (instructions ??= []).push(p.instructions);
+    }
   }
   for (let f = 0; f < NF; f++) {
     const z = result.z[i * NF + f];
@@ -54,7 +61,7 @@ export function decisionAt(result: ScoreResult, i: number, id: string, meta: Com
   }
   if (score >= s.thresholds.red) reasons.push({ code: 'SCORE_THRESHOLD', channel: 'red', score: round(score), threshold: s.thresholds.red });
   else if (score >= s.thresholds.yellow) reasons.push({ code: 'SCORE_THRESHOLD', channel: 'yellow', score: round(score), threshold: s.thresholds.yellow });
-  if (raising.length > 0) reasons.push({ code: 'COUNTER_MEASURE', channel, profiles: raising });
+  if (raising.length > 0) reasons.push(instructions ? { code: 'COUNTER_MEASURE', channel, profiles: raising, instructions } : { code: 'COUNTER_MEASURE', channel, profiles: raising });
   if ((flags & FLAG_CONTROL) !== 0) reasons.push({ code: 'RANDOM_SELECTION', channel, rate: s.randomSelection.rate });
   return { id, channel, score: round(score, 6), controlGroup: (flags & FLAG_CONTROL) !== 0, rulesetVersion: result.rulesetVersion, reasons };
 }

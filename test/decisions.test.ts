@@ -108,7 +108,7 @@ describe('toDecisions', () => {
     }
   });
 
-  it('a counter-measure raises the channel and gives COUNTER_MEASURE naming the profile', async () => {
+  it('a counter-measure raises the channel and gives COUNTER_MEASURE naming the profile and its instructions', async () => {
     const { decisions } = await decide(NO_RANDOM);
     const d = byId(decisions, 'D-counter');
     expect(d.channel).toBe('orange');
@@ -116,7 +116,7 @@ describe('toDecisions', () => {
     expect(d.controlGroup).toBe(false);
     expect(d.reasons).toEqual([
       { code: 'PROFILE', profile: 'P-CM', weight: 0, channel: 'orange' },
-      { code: 'COUNTER_MEASURE', channel: 'orange', profiles: ['P-CM'] },
+      { code: 'COUNTER_MEASURE', channel: 'orange', profiles: ['P-CM'], instructions: ['scan'] },
     ]);
   });
 

@@ -169,6 +169,12 @@ describe('profiles over HTTP and the CLI', () => {
       expect(engine.meta().profiles.map((p) => p.id)).toContain('NEW-1');
       const ruleset = await app.inject({ url: '/v1/ruleset', headers: h });
       expect(ruleset.json().profileVersions['NEW-1']).toBe(1);
+      // decisions name the profile version, and carry the officer's instructions of the profile that set the channel
+      const d = (await app.inject({ method: 'POST', url: '/v1/score', headers: h, payload: { declarations: [{ id: 'D1', date: '2026-11-23', office: 'OF1', importer: 'I1', hs: '851712', origin: 'CN', customsValue: 100, netMass: 10 }] } })).json().decisions[0];
+      expect(d.channel).toBe('red');
+      expect(d.rulesetVersion).toBe(ruleset.json().version);
+      expect(d.reasons).toContainEqual({ code: 'PROFILE', profile: 'NEW-1', version: 1, weight: 1, channel: 'red' });
+      expect(d.reasons).toContainEqual({ code: 'COUNTER_MEASURE', channel: 'red', profiles: ['NEW-1'], instructions: ['open it'] });
 
       const retire = await app.inject({ method: 'POST', url: '/v1/profiles/NEW-1/retire', headers: h });
       expect(retire.json().profile).toMatchObject({ status: 'retired', changedBy: 'analyst token' });

@@ -68,7 +68,7 @@ export interface CompiledMeta {
   /** Numeric conditions as region bitmaps, one group per operand (see compileNumericGroups). */
   numericGroups: NumericGroup[];
   /** Profiles in kernel order, with the store version that was compiled (when known). */
-  profiles: { id: string; version?: number; channel?: Channel; weight: number }[];
+  profiles: { id: string; version?: number; channel?: Channel; weight: number; instructions?: string }[];
   sections: Record<'settings' | 'peerSlots' | 'stats' | 'levels' | 'rows' | 'weights' | 'channels' | 'numeric', number>;
   imageByteLength: number;
 }
@@ -377,6 +377,7 @@ export function compileRuleset(ruleset: Ruleset): CompiledRuleset {
       ...(p.version !== undefined ? { version: p.version } : {}),
       ...(p.counterMeasure ? { channel: p.counterMeasure.channel } : {}),
       weight: p.weight,
+      ...(p.counterMeasure?.instructions ? { instructions: p.counterMeasure.instructions } : {}),
     })),
     sections,
     imageByteLength,
