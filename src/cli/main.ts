@@ -10,6 +10,7 @@ import { peersCommand } from './peers.js';
 import { studyCommand } from './study.js';
 import { evaluateCommand } from './evaluate.js';
 import { profilesCommand } from './profiles.js';
+import { textCommand } from './text.js';
 
 const HELP = `selectivity — customs selectivity engine
 
@@ -23,6 +24,7 @@ Commands:
   peers             build, update (fold) or show peer-statistics snapshots
   study <file>      rank declarations by deviation from their peers (JSON, CSV, HTML report)
   evaluate          train on some files, score another, report precision/recall/revenue at top k %
+  text              goods-description fit to the HS code (fit), watch-list terms in a text (match)
 
 Run "selectivity <command> --help" for a command's options.
 `;
@@ -35,6 +37,7 @@ const commands: Record<string, (argv: string[]) => Promise<number>> = {
   peers: peersCommand,
   study: studyCommand,
   evaluate: evaluateCommand,
+  text: textCommand,
 };
 
 export async function main(argv: string[]): Promise<number> {

@@ -1,0 +1,107 @@
+import { describe, expect, it, vi } from 'vitest';
+import { main } from '../src/cli/main.js';
+import { HsFitModel, hsFitModel, loadNomenclature } from '../src/text/hs-fit.js';
+import { stems, words } from '../src/text/tokens.js';
+import { compileWatchLists, validateWatchList, validateWatchLists } from '../src/text/watchlist.js';
+
+const LISTS = validateWatchLists({
+  watchLists: [
+    { id: 'IPR', riskArea: 'ipr', terms: ['replica', 'copy watch', 'Replicas'] },
+    { id: 'BAT', riskArea: 'safety', terms: ['power bank', 'lithium battery'] },
+    { id: 'DRG', riskArea: 'drugs', terms: ['precursor'] },
+  ],
+});
+const m = compileWatchLists(LISTS);
+const found = (text: string) => m.match(text).map((i) => m.terms[i].term);
+
+describe('tokens and stems', () => {
+  it('normalises case, diacritics and inflection', () => {
+    expect(stems('replicas')).toEqual(stems('REPLICA'));
+    expect(stems('Replica')).toEqual(['replica']);
+    expect(words('Café crème, 100% coton')).toEqual(['cafe', 'creme', '100', 'coton']);
+    expect(words('Реплика часов')).toEqual(['реплика', 'часов']); // non-Latin kept, not stemmed
+    expect(words('')).toEqual([]);
+    expect(words(' ,;- ')).toEqual([]);
+  });
+});
+
+describe('watch lists', () => {
+  it('match stemming variants and phrases across punctuation', () => {
+    expect(found('REPLICAS of designer bags')).toEqual(['replica']);
+    expect(found('Power-Banks 10000mAh')).toEqual(['power bank']);
+    expect(found('POWER/BANK')).toEqual(['power bank']);
+    expect(found('lithium  batteries; power bank; precursors')).toEqual(['power bank', 'lithium battery', 'precursor']);
+    expect(found('bank power')).toEqual([]);
+    expect(found('power supply for a bank')).toEqual([]);
+    expect(found('copy watches')).toEqual(['copy watch']);
+  });
+
+  it('handles empty, non-ASCII and very long descriptions', () => {
+    expect(found('')).toEqual([]);
+    expect(found('手表 реплика ☃')).toEqual([]);
+    const long = `${'cotton t-shirts '.repeat(50_000)}replica`;
+    expect(found(long)).toEqual(['replica']);
+  });
+
+  it('keeps one term per stem sequence, and numbers terms across lists in order', () => {
+    expect(LISTS[0].terms).toEqual(['replica', 'copy watch']); // "Replicas" is "replica"
+    expect(m.terms.map((t) => `${t.list}:${t.term}`)).toEqual(['IPR:replica', 'IPR:copy watch', 'BAT:power bank', 'BAT:lithium battery', 'DRG:precursor']);
+    expect(m.match('precursor replica precursor')).toEqual([0, 4]);
+  });
+
+  it('rejects invalid lists naming the field', () => {
+    const cases: [unknown, string][] = [
+      [{ id: 'X', riskArea: 'fun', terms: ['a'] }, 'watchList(X).riskArea'],
+      [{ id: 'X', riskArea: 'ipr', terms: [] }, 'watchList(X).terms'],
+      [{ id: 'X', riskArea: 'ipr', terms: ['--'] }, 'watchList(X).terms[0]'],
+      [{ id: 'X', riskArea: 'ipr', terms: ['a b c d e f g h i'] }, 'watchList(X).terms[0]'],
+      [{ id: 'bad id', riskArea: 'ipr', terms: ['a'] }, 'watchList.id'],
+    ];
+    for (const [raw, field] of cases) expect(() => validateWatchList(raw), field).toThrow(expect.objectContaining({ code: 'SEL_ERR_WATCHLIST_INVALID', details: expect.objectContaining({ field }) }));
+    expect(() => validateWatchLists([{ id: 'A', riskArea: 'ipr', terms: ['x'] }, { id: 'A', riskArea: 'ipr', terms: ['y'] }])).toThrow(expect.objectContaining({ code: 'SEL_ERR_WATCHLIST_INVALID' }));
+  });
+});
+
+describe('HS fit', () => {
+  const entries = loadNomenclature();
+
+  it('ranks the right chapter first for the nomenclature\'s own subheading descriptions', () => {
+    const sub = entries.filter((e) => e.level === 6);
+    expect(sub.length).toBeGreaterThan(5000);
+    const model = hsFitModel();
+    const inSample = sub.filter((e) => model.bestChapter(e.description) === e.code.slice(0, 2)).length / sub.length;
+    // held out: chapters and headings learnt from their own descriptions only, tested on the subheadings
+    const held = new HsFitModel(entries, { levels: [2, 4] });
+    const heldOut = sub.filter((e) => held.bestChapter(e.description) === e.code.slice(0, 2)).length / sub.length;
+    expect(inSample).toBeGreaterThan(0.85);   // measured 0.897
+    expect(heldOut).toBeGreaterThan(0.75);    // measured 0.819
+    expect(inSample).toBeGreaterThan(heldOut);
+  });
+
+  it('scores a good fit at 1 and names the better heading for a poor one', () => {
+    const model = hsFitModel();
+    const good = model.fit('610910', 'T-shirts of cotton, knitted');
+    expect(good.heading).toMatchObject({ code: '6109', rank: 1, fit: 1 });
+    expect(good.chapter).toMatchObject({ code: '61', rank: 1, fit: 1 });
+    const poor = model.fit('851712', 'T-shirts of cotton, knitted');
+    expect(poor.heading!.fit).toBeLessThan(0.2);
+    expect(poor.heading!.rank).toBeGreaterThan(10);
+    expect(poor.bestHeadings[0].code).toBe('6109');
+    const none = model.fit('8517', 'xyzzy');
+    expect(none.knownTerms).toBe(0);
+    expect(none.chapter.fit).toBe(0);
+    expect(() => model.fit('85A1', 'x')).toThrow(expect.objectContaining({ code: 'SEL_ERR_OPTION_INVALID', details: expect.objectContaining({ field: 'hs' }) }));
+    expect(() => model.fit('77', 'x')).toThrow(expect.objectContaining({ code: 'SEL_ERR_OPTION_INVALID' })); // chapter 77 is reserved
+  });
+
+  it('is reachable from the CLI', async () => {
+    let stdout = '';
+    const out = vi.spyOn(process.stdout, 'write').mockImplementation((c: string | Uint8Array) => { stdout += String(c); return true; });
+    try {
+      expect(await main(['text', 'fit', '--hs', '851712', 'T-shirts of cotton, knitted', '--json'])).toBe(0);
+    } finally {
+      out.mockRestore();
+    }
+    expect(JSON.parse(stdout).bestHeadings[0].code).toBe('6109');
+  });
+});
