@@ -71,6 +71,7 @@ export const errors = {
   SEL_ERR_PROFILE_INVALID: define('SEL_ERR_PROFILE_INVALID', 400, 'A risk profile fails validation; the active set is unchanged.'),
   SEL_ERR_PROFILE_DUPLICATE: define('SEL_ERR_PROFILE_DUPLICATE', 409, 'Two risk profiles in one set share an id.'),
   SEL_ERR_WATCHLIST_INVALID: define('SEL_ERR_WATCHLIST_INVALID', 400, 'A keyword watch list fails validation; the active lists are unchanged.'),
+  SEL_ERR_WATCHLIST_NOT_FOUND: define('SEL_ERR_WATCHLIST_NOT_FOUND', 404, 'No stored watch list (or watch-list version) has this id.'),
   SEL_ERR_PROFILE_NOT_FOUND: define('SEL_ERR_PROFILE_NOT_FOUND', 404, 'No stored profile (or profile version) has this id.'),
   SEL_ERR_PROFILE_LIMIT: define('SEL_ERR_PROFILE_LIMIT', 400, 'A profile set exceeds the number of profiles the kernel supports.'),
 

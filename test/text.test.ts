@@ -105,3 +105,60 @@ describe('HS fit', () => {
     expect(JSON.parse(stdout).bestHeadings[0].code).toBe('6109');
   });
 });
+
+describe('watch lists in the store: CLI and HTTP', () => {
+  it('imports, versions, retires and exports; match reads the active lists', async () => {
+    const { mkdtempSync, writeFileSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const dir = mkdtempSync(join(tmpdir(), 'sel-wl-'));
+    const file = join(dir, 'wl.json');
+    writeFileSync(file, JSON.stringify({ watchLists: [{ id: 'IPR', riskArea: 'ipr', terms: ['replica'] }, { id: 'BAT', riskArea: 'safety', terms: ['power bank'] }] }));
+    const run = async (argv: string[]) => {
+      let stdout = '', stderr = '';
+      const o = vi.spyOn(process.stdout, 'write').mockImplementation((c: string | Uint8Array) => { stdout += String(c); return true; });
+      const e = vi.spyOn(process.stderr, 'write').mockImplementation((c: string | Uint8Array) => { stderr += String(c); return true; });
+      try { return { code: await main(argv), stdout, stderr }; } finally { o.mockRestore(); e.mockRestore(); }
+    };
+    const dd = ['--data-dir', dir];
+    expect(JSON.parse((await run(['text', 'lists', 'import', file, ...dd, '--by', 'tester', '--json'])).stdout).created).toEqual(['IPR', 'BAT']); // in file order
+    writeFileSync(file, JSON.stringify({ watchLists: [{ id: 'IPR', riskArea: 'ipr', terms: ['replica', 'imitation'] }] }));
+    expect(JSON.parse((await run(['text', 'lists', 'import', file, ...dd, '--json'])).stdout)).toMatchObject({ updated: ['IPR'], unchanged: [] });
+    // active lists compile by id (BAT before IPR), so term numbers follow that order
+    expect(JSON.parse((await run(['text', 'match', 'Imitation Power-Bank', ...dd, '--json'])).stdout).map((h: { term: string }) => h.term)).toEqual(['power bank', 'imitation']);
+    expect((await run(['text', 'lists', 'retire', 'BAT', ...dd])).code).toBe(0);
+    expect(JSON.parse((await run(['text', 'match', 'Imitation Power-Bank', ...dd, '--json'])).stdout).map((h: { term: string }) => h.term)).toEqual(['imitation']);
+    const shown = JSON.parse((await run(['text', 'lists', 'show', 'IPR', ...dd, '--json'])).stdout);
+    expect(shown.history.map((h: { change: string }) => h.change)).toEqual(['created', 'updated: terms']);
+    expect((await run(['text', 'lists', 'show', 'NOPE', ...dd])).stderr).toContain('SEL_ERR_WATCHLIST_NOT_FOUND');
+
+    // the same store over HTTP
+    const { prepareDataDir, RulesetSource } = await import('../src/service/state.js');
+    const { createEngine } = await import('../src/engine.js');
+    const { createMetrics } = await import('../src/service/metrics.js');
+    const { buildServer } = await import('../src/service/server.js');
+    const { createTokenStore, parseTokensEnv } = await import('../src/service/auth.js');
+    const files = await prepareDataDir(dir);
+    const source = new RulesetSource(files);
+    const engine = createEngine({ ruleset: await source.load(), threads: 0 });
+    const metrics = await createMetrics({ intervalMs: 60_000 });
+    const token = 'analyst-token-0123456789abcdef';
+    const app = await buildServer({ engine, source, metrics, tokens: createTokenStore(parseTokensEnv(`analyst:${token}`), 'env') });
+    const h = { authorization: `Bearer ${token}` };
+    try {
+      expect((await app.inject({ url: '/v1/watchlists', headers: h })).json().watchLists.map((r: { watchList: { id: string }; status: string }) => `${r.watchList.id}:${r.status}`)).toEqual(['BAT:retired', 'IPR:active']);
+      const imp = await app.inject({ method: 'POST', url: '/v1/watchlists/import', headers: h, payload: { watchLists: [{ id: 'DRG', riskArea: 'drugs', terms: ['precursor'] }] } });
+      expect(imp.json().changes.created).toEqual(['DRG']);
+      const bad = await app.inject({ method: 'POST', url: '/v1/watchlists/import', headers: h, payload: { watchLists: [{ id: 'X', riskArea: 'nope', terms: ['a'] }] } });
+      expect(bad.statusCode).toBe(400);
+      expect(bad.json().error.code).toBe('SEL_ERR_WATCHLIST_INVALID');
+      expect((await app.inject({ url: '/v1/watchlists/export', headers: h })).json().watchLists.map((w: { id: string }) => w.id)).toEqual(['DRG', 'IPR']);
+      expect((await app.inject({ method: 'POST', url: '/v1/watchlists/DRG/retire', headers: h })).json().watchList.status).toBe('retired');
+    } finally {
+      await app.close();
+      await engine.close();
+      metrics.close();
+      source.close();
+    }
+  });
+});

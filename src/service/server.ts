@@ -9,6 +9,7 @@
  *   PUT  /v1/ruleset/profiles                   analyst, admin (durable before 200)
  *   GET|PUT /v1/peers, POST /v1/studies, POST /v1/evaluations   analyst, admin (analysis.ts)
  *   /v1/profiles…  list, show, versions, import, export, activate, retire   analyst, admin (profile-routes.ts)
+ *   /v1/watchlists…  the same for keyword watch lists                     analyst, admin (watchlist-routes.ts)
  *   GET  /metrics (Prometheus), /v1/metrics     admin, analyst
  *   GET  /v1/openapi.json                       any token
  *
@@ -32,6 +33,7 @@ import { KERNEL_SERIES, PROMETHEUS_CONTENT_TYPE } from './metrics.js';
 import type { RulesetSource } from './state.js';
 import { registerAnalysisRoutes } from './analysis.js';
 import { registerProfileRoutes } from './profile-routes.js';
+import { registerWatchListRoutes } from './watchlist-routes.js';
 import { msgpackValueEnd, type WireFormat, type WireReply } from './wire.js';
 
 export interface ServiceOptions {
@@ -435,6 +437,9 @@ export async function buildServer(options: ServiceOptions): Promise<FastifyInsta
 
   // ---- profiles: the store's lifecycle -----------------------------------------
   await registerProfileRoutes(app, { engine, source, bodyLimit, errorSchema, rulesetInfo });
+
+  // ---- keyword watch lists ------------------------------------------------------
+  await registerWatchListRoutes(app, { source, errorSchema });
 
   // ---- analysis: peer snapshots, studies, evaluations -------------------------
   await registerAnalysisRoutes(app, { engine, source, bodyLimit, errorSchema, rulesetInfo });

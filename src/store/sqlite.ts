@@ -70,6 +70,21 @@ const MIGRATIONS: string[] = [
      profiles      TEXT NOT NULL,
      settings      TEXT NOT NULL
    ) WITHOUT ROWID;`,
+  // 4: keyword watch lists, versioned like profiles
+  `CREATE TABLE watchlist_versions (
+     id          TEXT    NOT NULL,
+     version     INTEGER NOT NULL,
+     status      TEXT    NOT NULL CHECK (status IN ('active', 'retired')),
+     doc         TEXT    NOT NULL,
+     changed_by  TEXT    NOT NULL,
+     changed_at  TEXT    NOT NULL,
+     change      TEXT    NOT NULL,
+     PRIMARY KEY (id, version)
+   ) WITHOUT ROWID;
+   CREATE TABLE watchlist_heads (
+     id       TEXT PRIMARY KEY,
+     version  INTEGER NOT NULL
+   ) WITHOUT ROWID;`,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;
