@@ -179,6 +179,49 @@ export function mix32(x: u32): u32 {
   return 2 * lo + (lo < k && load<f64>(th + (<usize>lo << 3)) == x ? 1 : 0);
 }
 
+/** Deviation part of the score: capped excess of |z| over the threshold, per feature and side. */
+// @ts-ignore: decorator
+@inline function deviation(zRow: usize, zThreshold: f64, zCap: f64, wu0: f64, wu1: f64, wu2: f64, wo0: f64, wo1: f64, wo2: f64): f64 {
+  let s: f64 = 0;
+  const z0 = load<f64>(zRow);
+  if (z0 == z0) {
+    const u = -z0 - zThreshold;
+    if (u > 0) s += wu0 * min(u, zCap);
+    const o = z0 - zThreshold;
+    if (o > 0) s += wo0 * min(o, zCap);
+  }
+  const z1 = load<f64>(zRow + 8);
+  if (z1 == z1) {
+    const u = -z1 - zThreshold;
+    if (u > 0) s += wu1 * min(u, zCap);
+    const o = z1 - zThreshold;
+    if (o > 0) s += wo1 * min(o, zCap);
+  }
+  const z2 = load<f64>(zRow + 16);
+  if (z2 == z2) {
+    const u = -z2 - zThreshold;
+    if (u > 0) s += wu2 * min(u, zCap);
+    const o = z2 - zThreshold;
+    if (o > 0) s += wo2 * min(o, zCap);
+  }
+  return s;
+}
+
+/** Channel from the thresholds, raised by counter-measures, then random selection of green rows. */
+// @ts-ignore: decorator
+@inline function finish(i: i32, s: f64, profileChannel: i32, redAt: f64, yellowAt: f64, randomThreshold: f64, randomChannel: i32, seed: u32, colIdHash: usize, outScore: usize, outChannel: usize, outFlags: usize): void {
+  let channel: i32 = s >= redAt ? CH_RED : s >= yellowAt ? CH_YELLOW : CH_GREEN;
+  let flags: u8 = 0;
+  if (profileChannel > channel) { channel = profileChannel; flags |= FLAG_PROFILE_CHANNEL; }
+  if (channel == CH_GREEN && randomThreshold > 0) {
+    const h = mix32(load<u32>(colIdHash + (<usize>i << 2)) ^ seed);
+    if (<f64>h < randomThreshold) { channel = randomChannel; flags |= FLAG_CONTROL; }
+  }
+  store<f64>(outScore + (<usize>i << 3), s);
+  store<u8>(outChannel + <usize>i, <u8>channel);
+  store<u8>(outFlags + <usize>i, flags);
+}
+
 /**
  * Scores plan[P_N] declarations. Returns the number of matched-profile entries
  * the batch produced; when it exceeds plan[P_MATCH_CAPACITY] the match list
@@ -295,20 +338,25 @@ export function score(plan: usize): i32 {
     store<i8>(levelRow + 2, <i8>lev2);
   }
 
-  // ---- pass 2: profile bitmaps, block by block ------------------------------
-  // For a block of declarations, one match group at a time: acc[j] (&)= OR of
-  // the group's member rows. Branch-free loops over the block; then one loop
-  // per declaration combines the score and walks the surviving profiles.
-  const block = <i32>slot(plan, P_BLOCK);
-  const acc = scratch;
+  // ---- pass 2: profile bitmaps, score and channel ---------------------------
+  const wUnder0 = setting(settings, S_W_UNDER);
+  const wUnder1 = setting(settings, S_W_UNDER + 1);
+  const wUnder2 = setting(settings, S_W_UNDER + 2);
+  const wOver0 = setting(settings, S_W_UNDER + NF);
+  const wOver1 = setting(settings, S_W_UNDER + NF + 1);
+  const wOver2 = setting(settings, S_W_UNDER + NF + 2);
 
   // A group of several members (the HS prefix lengths) reads one column: OR
   // its members' rows once per distinct value of the batch, not once per row.
+  // Then every group's first LUT is rewritten in place to hold, per distinct
+  // value, the address of the row to AND (a combined row or a bitmap row), so
+  // that the row loops below do one lookup per group.
   let gq = groups;
   for (let g = 0; g < numGroups; g++) {
     const members = <i32>load<u32>(gq);
+    const dictSize = <i32>load<u32>(gq + 4);
+    const lut0 = <usize>load<u32>(gq + 16);
     if (members > 1) {
-      const dictSize = <i32>load<u32>(gq + 4);
       const combined = <usize>load<u32>(gq + 8);
       for (let code = 0; code < dictSize; code++) {
         const dst = combined + <usize>code * rowBytes;
@@ -317,13 +365,86 @@ export function score(plan: usize): i32 {
           const src = rows + <usize>load<u32>(lut + (<usize>code << 2)) * rowBytes;
           if (mb == 0) copyRow(dst, src, vecs); else orRow(dst, src, vecs);
         }
+        store<u32>(lut0 + (<usize>code << 2), <u32>dst);
+      }
+    } else {
+      for (let code = 0; code < dictSize; code++) {
+        const at = lut0 + (<usize>code << 2);
+        store<u32>(at, <u32>(rows + <usize>load<u32>(at) * rowBytes));
       }
     }
     gq += 12 + (<usize>members << 3);
   }
-  for (let b0 = 0; b0 < n; b0 += block) {
-    const bn = min(block, n - b0);
-    if (numProfiles > 0) {
+
+  if (vecs <= 2) {
+    // Up to 256 profiles: one declaration at a time, its accumulator in two
+    // v128 locals (the second stays zero with 128 profiles or fewer). The
+    // (column, address LUT) pair of each group is gathered in scratch first.
+    let gd = groups;
+    for (let g = 0; g < numGroups; g++) {
+      const members = <usize>load<u32>(gd);
+      store<u32>(scratch + (<usize>g << 3), load<u32>(gd + 12));
+      store<u32>(scratch + (<usize>g << 3) + 4, load<u32>(gd + 16));
+      gd += 12 + (members << 3);
+    }
+    const hiMask = vecs == 2 ? i64x2.splat(-1) : i64x2.splat(0);
+    const allAddr = rows + <usize>allRow * rowBytes;
+    const all0 = numProfiles > 0 ? v128.load(allAddr) : i64x2.splat(0);
+    const all1 = numProfiles > 0 ? v128.and(v128.load(allAddr + 16), hiMask) : i64x2.splat(0);
+    const bitmaps = numProfiles > 0 && numGroups > 0;
+    for (let i = 0; i < n; i++) {
+      const i4 = <usize>i << 2;
+      let a0 = all0;
+      let a1 = all1;
+      if (bitmaps) {
+        let addr = <usize>load<u32>(<usize>load<u32>(scratch + 4) + (<usize>load<u32>(<usize>load<u32>(scratch) + i4) << 2));
+        a0 = v128.load(addr);
+        a1 = v128.and(v128.load(addr + 16), hiMask);
+        for (let g = 1; g < numGroups; g++) {
+          const d = scratch + (<usize>g << 3);
+          addr = <usize>load<u32>(<usize>load<u32>(d + 4) + (<usize>load<u32>(<usize>load<u32>(d) + i4) << 2));
+          a0 = v128.and(a0, v128.load(addr));
+          a1 = v128.and(a1, v128.load(addr + 16));
+        }
+      }
+      if (v128.any_true(v128.or(a0, a1))) {
+        for (let ng = 0; ng < numNumeric; ng++) {
+          const d = numericDesc + (<usize>ng << 4);
+          const x = operandValue(load<u32>(d), <usize>i, colValue, colMass, colQty, colTax, outZ);
+          const lut = imageBase + <usize>load<u32>(d + 12);
+          const src = rows + <usize>load<u32>(lut + (<usize>region(imageBase + <usize>load<u32>(d + 8), load<u32>(d + 4), x) << 2)) * rowBytes;
+          a0 = v128.and(a0, v128.load(src));
+          a1 = v128.and(a1, v128.load(src + 16));
+        }
+      }
+      const zRow = outZ + <usize>(i * NF) * 8;
+      let s = deviation(zRow, zThreshold, zCap, wUnder0, wUnder1, wUnder2, wOver0, wOver1, wOver2);
+      let profileChannel: i32 = CH_GREEN;
+      store<u32>(outMatchOffset + i4, matchTotal);
+      if (v128.any_true(v128.or(a0, a1))) {
+        for (let w = 0; w < 4; w++) {
+          let bits = w == 0 ? i64x2.extract_lane(a0, 0) : w == 1 ? i64x2.extract_lane(a0, 1) : w == 2 ? i64x2.extract_lane(a1, 0) : i64x2.extract_lane(a1, 1);
+          while (bits != 0) {
+            const p = (w << 6) + <i32>ctz(bits);
+            bits &= bits - 1;
+            s += load<f64>(weights + (<usize>p << 3));
+            const pc = <i32>load<u8>(channels + <usize>p);
+            if (pc > profileChannel) profileChannel = pc;
+            if (matchTotal < matchCapacity) store<u16>(outMatchList + (<usize>matchTotal << 1), <u16>p);
+            matchTotal++;
+          }
+        }
+      }
+      finish(i, s, profileChannel, redAt, yellowAt, randomThreshold, randomChannel, seed, colIdHash, outScore, outChannel, outFlags);
+    }
+  } else {
+    // More profiles: block by block (BLOCK rows), one match group at a time:
+    // acc[j] (&)= the group's row. Branch-free loops over the block; then one
+    // loop per declaration combines the score and walks the surviving profiles.
+    const block = <i32>slot(plan, P_BLOCK);
+    const acc = scratch;
+    for (let b0 = 0; b0 < n; b0 += block) {
+      const bn = min(block, n - b0);
       if (numGroups == 0) {
         for (let j = 0; j < bn; j++) memory.copy(acc + <usize>j * rowBytes, rows + <usize>allRow * rowBytes, rowBytes);
       } else {
@@ -331,27 +452,11 @@ export function score(plan: usize): i32 {
         for (let g = 0; g < numGroups; g++) {
           const members = <i32>load<u32>(gp);
           const col = <usize>load<u32>(gp + 12) + (<usize>b0 << 2);
-          if (members == 1) {
-            const lut = <usize>load<u32>(gp + 16);
-            if (g == 0) {
-              for (let j = 0; j < bn; j++) {
-                const src = rows + <usize>load<u32>(lut + (<usize>load<u32>(col + (<usize>j << 2)) << 2)) * rowBytes;
-                copyRow(acc + <usize>j * rowBytes, src, vecs);
-              }
-            } else {
-              for (let j = 0; j < bn; j++) {
-                const src = rows + <usize>load<u32>(lut + (<usize>load<u32>(col + (<usize>j << 2)) << 2)) * rowBytes;
-                andRow(acc + <usize>j * rowBytes, src, vecs);
-              }
-            }
+          const lut = <usize>load<u32>(gp + 16);
+          if (g == 0) {
+            for (let j = 0; j < bn; j++) copyRow(acc + <usize>j * rowBytes, <usize>load<u32>(lut + (<usize>load<u32>(col + (<usize>j << 2)) << 2)), vecs);
           } else {
-            // members share one column: their OR was combined per distinct value
-            const combined = <usize>load<u32>(gp + 8);
-            if (g == 0) {
-              for (let j = 0; j < bn; j++) copyRow(acc + <usize>j * rowBytes, combined + <usize>load<u32>(col + (<usize>j << 2)) * rowBytes, vecs);
-            } else {
-              for (let j = 0; j < bn; j++) andRow(acc + <usize>j * rowBytes, combined + <usize>load<u32>(col + (<usize>j << 2)) * rowBytes, vecs);
-            }
+            for (let j = 0; j < bn; j++) andRow(acc + <usize>j * rowBytes, <usize>load<u32>(lut + (<usize>load<u32>(col + (<usize>j << 2)) << 2)), vecs);
           }
           gp += 12 + (<usize>members << 3);
         }
@@ -366,36 +471,20 @@ export function score(plan: usize): i32 {
         for (let j = 0; j < bn; j++) {
           const x = operandValue(operand, <usize>(b0 + j), colValue, colMass, colQty, colTax, outZ);
           const src = rows + <usize>load<u32>(lut + (<usize>region(th, k, x) << 2)) * rowBytes;
-          const a = acc + <usize>j * rowBytes;
-          andRow(a, src, vecs);
+          andRow(acc + <usize>j * rowBytes, src, vecs);
         }
       }
-    }
 
-    for (let j = 0; j < bn; j++) {
-      const i = b0 + j;
-      const i8 = <usize>i << 3;
-      const zRow = outZ + <usize>(i * NF) * 8;
-
-      // deviation components
-      let s: f64 = 0;
-      for (let f = 0; f < NF; f++) {
-        const z = load<f64>(zRow + (<usize>f << 3));
-        if (z != z) continue;
-        const u = -z - zThreshold;
-        if (u > 0) s += setting(settings, S_W_UNDER + f) * min(u, zCap);
-        const o = z - zThreshold;
-        if (o > 0) s += setting(settings, S_W_UNDER + NF + f) * min(o, zCap);
-      }
-
-      // matched profiles: weights, counter-measures
-      let profileChannel: i32 = CH_GREEN;
-      store<u32>(outMatchOffset + (<usize>i << 2), matchTotal);
-      if (numProfiles > 0) {
+      for (let j = 0; j < bn; j++) {
+        const i = b0 + j;
+        const zRow = outZ + <usize>(i * NF) * 8;
+        let s = deviation(zRow, zThreshold, zCap, wUnder0, wUnder1, wUnder2, wOver0, wOver1, wOver2);
+        // matched profiles: weights, counter-measures
+        let profileChannel: i32 = CH_GREEN;
+        store<u32>(outMatchOffset + (<usize>i << 2), matchTotal);
         const a = acc + <usize>j * rowBytes;
         for (let w = 0; w < words; w++) {
           let bits = load<u64>(a + (<usize>w << 3));
-          if (bits == 0) continue;
           while (bits != 0) {
             const p = (w << 6) + <i32>ctz(bits);
             bits &= bits - 1;
@@ -406,19 +495,8 @@ export function score(plan: usize): i32 {
             matchTotal++;
           }
         }
+        finish(i, s, profileChannel, redAt, yellowAt, randomThreshold, randomChannel, seed, colIdHash, outScore, outChannel, outFlags);
       }
-
-      // channel, counter-measures, random control group
-      let channel: i32 = s >= redAt ? CH_RED : s >= yellowAt ? CH_YELLOW : CH_GREEN;
-      let flags: u8 = 0;
-      if (profileChannel > channel) { channel = profileChannel; flags |= FLAG_PROFILE_CHANNEL; }
-      if (channel == CH_GREEN && randomThreshold > 0) {
-        const h = mix32(load<u32>(colIdHash + (<usize>i << 2)) ^ seed);
-        if (<f64>h < randomThreshold) { channel = randomChannel; flags |= FLAG_CONTROL; }
-      }
-      store<f64>(outScore + i8, s);
-      store<u8>(outChannel + <usize>i, <u8>channel);
-      store<u8>(outFlags + <usize>i, flags);
     }
   }
   store<u32>(outMatchOffset + (<usize>n << 2), matchTotal);
