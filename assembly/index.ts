@@ -21,6 +21,9 @@ const P_ROWS: i32 = 9;
 const P_NUM_PROFILES: i32 = 10;
 const P_WEIGHTS: i32 = 11;
 const P_CHANNELS: i32 = 12;
+const P_PEER_CACHE: i32 = 13;
+const P_PEER_CACHE_KEYS: i32 = 14;
+const P_PEER_CACHE_SHIFT: i32 = 15;
 const P_ALL_ROW: i32 = 16;
 const P_NUM_GROUPS: i32 = 17;
 const P_GROUPS: i32 = 18;
@@ -48,6 +51,9 @@ const P_BLOCK: i32 = 45;
 const P_IMAGE_BASE: i32 = 46;
 const P_NUM_NUMERIC: i32 = 47;
 const P_NUMERIC: i32 = 48;
+const P_PEER_ENTRIES: i32 = 49;
+const P_PEER_ROW_ENTRY: i32 = 50;
+const P_PEER_STRIDES: i32 = 52; // 4 slots
 
 // ---- settings (f64 each) --------------------------------------------------
 const S_MIN_GROUP: i32 = 0;
@@ -222,6 +228,131 @@ export function mix32(x: u32): u32 {
   store<u8>(outFlags + <usize>i, flags);
 }
 
+// ---- peer entries -------------------------------------------------------------
+// One 64-byte entry per distinct peer key of a batch: +0 median of features 0
+// and 1, +16 their robust scales, +32 median and +40 scale of feature 2 (NaN
+// where no level qualifies), +48 the level of each feature (i8, -1 = none).
+
+/**
+ * Resolves the peer groups of row i into an entry: for each feature, the
+ * first level (most specific first) whose group exists and has at least
+ * minGroupSize values for it.
+ */
+function resolve(plan: usize, e: usize, i: usize): void {
+  const peerKeys = slot(plan, P_PEER_KEYS);
+  const peerMask = <u32>slot(plan, P_PEER_MASK);
+  const peerShift = <u64>slot(plan, P_PEER_SHIFT);
+  const numLevels = <i32>slot(plan, P_NUM_LEVELS);
+  const levels = slot(plan, P_LEVELS);
+  const hsLut = slot(plan, P_HS_LUT);
+  const hsDict = slot(plan, P_HS_DICT);
+  const hsCode = <usize>load<u32>(slot(plan, P_COL_HS) + (i << 2));
+  v128.store(e, f64x2.splat(NaN));
+  v128.store(e + 16, f64x2.splat(NaN));
+  v128.store(e + 32, f64x2.splat(NaN));
+  store<u32>(e + 48, 0xffffffff);
+  let remaining: u32 = 7;
+  for (let l = 0; l < numLevels && remaining != 0; l++) {
+    const prefix = load<u64>(hsLut + ((<usize>l * hsDict + hsCode) << 3));
+    if (prefix == NONE64) continue;
+    const pf = load<i32>(levels + (<usize>l << 3) + 4);
+    let cat: u64 = 0;
+    if (pf >= 0) {
+      const code = load<u32>(slot(plan, P_PEER_COLS + pf) + (i << 2));
+      const id = load<u32>(slot(plan, P_PEER_LUTS + pf) + (<usize>code << 2));
+      if (id == NONE32) continue;
+      cat = <u64>id;
+    }
+    const at = findSlot(peerKeys, peerMask, peerShift, (<u64>l << 58) | (prefix << 24) | cat);
+    if (at == 0) continue;
+    const ok = load<u32>(at + 12) & remaining;
+    if ((ok & 1) != 0) { store<f64>(e, load<f64>(at + 16)); store<f64>(e + 16, load<f64>(at + 24)); store<i8>(e + 48, <i8>l); }
+    if ((ok & 2) != 0) { store<f64>(e + 8, load<f64>(at + 32)); store<f64>(e + 24, load<f64>(at + 40)); store<i8>(e + 49, <i8>l); }
+    if ((ok & 4) != 0) { store<f64>(e + 32, load<f64>(at + 48)); store<f64>(e + 40, load<f64>(at + 56)); store<i8>(e + 50, <i8>l); }
+    remaining &= ~ok;
+  }
+}
+
+/** z and level of row i's three features from its peer entry. */
+// @ts-ignore: decorator
+@inline function rowDeviation(i: usize, x01: v128, x2: f64, rowEntry: usize, outZ: usize, outLevel: usize): void {
+  const e = <usize>load<u32>(rowEntry + (i << 2));
+  const zRow = outZ + i * 24;
+  v128.store(zRow, f64x2.div(f64x2.sub(x01, v128.load(e)), v128.load(e + 16)));
+  store<f64>(zRow + 16, (x2 - load<f64>(e + 32)) / load<f64>(e + 40));
+  const x0 = f64x2.extract_lane(x01, 0);
+  const x1 = f64x2.extract_lane(x01, 1);
+  const levelRow = outLevel + i * 3;
+  store<i8>(levelRow, x0 == x0 ? load<i8>(e + 48) : <i8>-1);
+  store<i8>(levelRow + 1, x1 == x1 ? load<i8>(e + 49) : <i8>-1);
+  store<i8>(levelRow + 2, x2 == x2 ? load<i8>(e + 50) : <i8>-1);
+}
+
+// ---- natural logarithm ----------------------------------------------------------
+// The fdlibm e_log.c algorithm, which is also what V8 uses for Math.log, so
+// that features are bit-identical to the reference scorer's.
+//
+// ====================================================
+// Copyright (C) 1993 by Sun Microsystems, Inc. All rights reserved.
+//
+// Developed at SunPro, a Sun Microsystems, Inc. business.
+// Permission to use, copy, modify, and distribute this
+// software is freely granted, provided that this notice
+// is preserved.
+// ====================================================
+const LN2_HI: f64 = 6.93147180369123816490e-01; // 3fe62e42 fee00000
+const LN2_LO: f64 = 1.90821492927058770002e-10; // 3dea39ef 35793c76
+const TWO54: f64 = 1.80143985094819840000e+16;
+const LG1: f64 = 6.666666666666735130e-01;
+const LG2: f64 = 3.999999999940941908e-01;
+const LG3: f64 = 2.857142874366239149e-01;
+const LG4: f64 = 2.222219843214978396e-01;
+const LG5: f64 = 1.818357216161805012e-01;
+const LG6: f64 = 1.531383769920937332e-01;
+const LG7: f64 = 1.479819860511658591e-01;
+const MIN_NORMAL: f64 = 2.2250738585072014e-308;
+
+/**
+ * fdlibm log of both lanes, without branches: every branch of the scalar code
+ * is computed and the right one selected per lane (for k = 0 the general
+ * formulas give the same bits as fdlibm's shortcuts). Exact for positive
+ * inputs (subnormals are scaled by 2^54 first, as in fdlibm); NaN and
+ * +Infinity give x + x. Zero and negative inputs give meaningless values: the
+ * features never use them.
+ */
+// @ts-ignore: decorator
+@inline function log2x(x0: v128): v128 {
+  const sub = f64x2.lt(x0, f64x2.splat(MIN_NORMAL));
+  const x = v128.bitselect(f64x2.mul(x0, f64x2.splat(TWO54)), x0, sub);
+  const hx = i64x2.shr_u(x, 32); // high words (x > 0)
+  const hm = v128.and(hx, i64x2.splat(0x000fffff));
+  const i0 = v128.and(i64x2.add(hm, i64x2.splat(0x95f64)), i64x2.splat(0x100000));
+  const xn = v128.or(i64x2.shl(v128.or(hm, v128.xor(i0, i64x2.splat(0x3ff00000))), 32), v128.and(x, i64x2.splat(0xffffffff)));
+  // k = exponent + (i0 >> 20) - 1023, minus 54 for subnormals; as f64 through 2^52 + 2^31 + k
+  const k = i64x2.add(i64x2.add(i64x2.shr_u(hx, 20), i64x2.shr_u(i0, 20)), v128.and(sub, i64x2.splat(-54)));
+  const dk = f64x2.sub(i64x2.add(k, i64x2.splat(0x4330000080000000 - 1023)), f64x2.splat(4503601774854144.0));
+  const f = f64x2.sub(xn, f64x2.splat(1.0));
+  const s = f64x2.div(f, f64x2.add(f64x2.splat(2.0), f));
+  const z = f64x2.mul(s, s);
+  const w = f64x2.mul(z, z);
+  const t1 = f64x2.mul(w, f64x2.add(f64x2.splat(LG2), f64x2.mul(w, f64x2.add(f64x2.splat(LG4), f64x2.mul(w, f64x2.splat(LG6))))));
+  const t2 = f64x2.mul(z, f64x2.add(f64x2.splat(LG1), f64x2.mul(w, f64x2.add(f64x2.splat(LG3), f64x2.mul(w, f64x2.add(f64x2.splat(LG5), f64x2.mul(w, f64x2.splat(LG7))))))));
+  const r = f64x2.add(t2, t1);
+  const hi = f64x2.mul(dk, f64x2.splat(LN2_HI));
+  const lo = f64x2.mul(dk, f64x2.splat(LN2_LO));
+  const hfsq = f64x2.mul(f64x2.mul(f64x2.splat(0.5), f), f);
+  // (hx - 0x6147a) | (0x6b851 - hx) > 0: hi - ((hfsq - (s*(hfsq+r) + lo)) - f)
+  const ra = f64x2.sub(hi, f64x2.sub(f64x2.sub(hfsq, f64x2.add(f64x2.mul(s, f64x2.add(hfsq, r)), lo)), f));
+  // otherwise: hi - ((s*(f-r) - lo) - f)
+  const rb = f64x2.sub(hi, f64x2.sub(f64x2.sub(f64x2.mul(s, f64x2.sub(f, r)), lo), f));
+  // |f| < 2^-20: hi - ((f*f*(0.5 - 0.333…*f) - lo) - f)
+  const rs = f64x2.sub(hi, f64x2.sub(f64x2.sub(f64x2.mul(f64x2.mul(f, f), f64x2.sub(f64x2.splat(0.5), f64x2.mul(f64x2.splat(0.33333333333333333), f))), lo), f));
+  const pos = i64x2.gt_s(v128.or(i64x2.sub(hm, i64x2.splat(0x6147a)), i64x2.sub(i64x2.splat(0x6b851), hm)), i64x2.splat(0));
+  const small = i64x2.lt_s(v128.and(i64x2.add(hm, i64x2.splat(2)), i64x2.splat(0x000fffff)), i64x2.splat(3));
+  const res = v128.bitselect(rs, v128.bitselect(ra, rb, pos), small);
+  return v128.bitselect(res, f64x2.add(x, x), f64x2.lt(x, f64x2.splat(Infinity)));
+}
+
 /**
  * Scores plan[P_N] declarations. Returns the number of matched-profile entries
  * the batch produced; when it exceeds plan[P_MATCH_CAPACITY] the match list
@@ -230,11 +361,6 @@ export function mix32(x: u32): u32 {
 export function score(plan: usize): i32 {
   const n = load<i32>(plan + (<usize>P_N << 2));
   const settings = slot(plan, P_SETTINGS);
-  const peerKeys = slot(plan, P_PEER_KEYS);
-  const peerMask = <u32>slot(plan, P_PEER_MASK);
-  const peerShift = <u64>slot(plan, P_PEER_SHIFT);
-  const numLevels = <i32>slot(plan, P_NUM_LEVELS);
-  const levels = slot(plan, P_LEVELS);
   const words = <i32>slot(plan, P_WORDS);
   const rows = slot(plan, P_ROWS);
   const numProfiles = <i32>slot(plan, P_NUM_PROFILES);
@@ -249,8 +375,6 @@ export function score(plan: usize): i32 {
   const colTax = slot(plan, P_COL_TAX);
   const colIdHash = slot(plan, P_COL_IDHASH);
   const colHs = slot(plan, P_COL_HS);
-  const hsLut = slot(plan, P_HS_LUT);
-  const hsDict = slot(plan, P_HS_DICT);
   const outScore = slot(plan, P_OUT_SCORE);
   const outZ = slot(plan, P_OUT_Z);
   const outLevel = slot(plan, P_OUT_LEVEL);
@@ -264,7 +388,6 @@ export function score(plan: usize): i32 {
   const numNumeric = <i32>slot(plan, P_NUM_NUMERIC);
   const numericDesc = imageBase + slot(plan, P_NUMERIC);
 
-  const minGroup = setting(settings, S_MIN_GROUP);
   const zThreshold = setting(settings, S_Z_THRESHOLD);
   const zCap = setting(settings, S_Z_CAP);
   const yellowAt = setting(settings, S_YELLOW);
@@ -278,64 +401,102 @@ export function score(plan: usize): i32 {
   let matchTotal: u32 = 0;
 
   // ---- pass 1: features and peer deviation ----------------------------------
-  // A tight loop of its own, so that the CPU overlaps the cache misses of
-  // successive declarations' hash probes.
-  for (let i = 0; i < n; i++) {
-    const i8 = <usize>i << 3;
-    const v = load<f64>(colValue + i8);
-    const m = load<f64>(colMass + i8);
-    const q = load<f64>(colQty + i8);
-    const lv = Math.log(v);
-    const lm = Math.log(m);
-    const lq = Math.log(q);
-    let remaining: u32 = 0;
-    let x0: f64 = NaN;
-    let x1: f64 = NaN;
-    let x2: f64 = NaN;
-    if (v > 0 && m > 0) { x0 = lv - lm; remaining |= 1; }
-    if (m > 0) { x1 = lm; remaining |= 2; }
-    if (v > 0 && q > 0) { x2 = lv - lq; remaining |= 4; }
-    let s0: usize = 0;
-    let s1: usize = 0;
-    let s2: usize = 0;
-    let lev0: i32 = -1;
-    let lev1: i32 = -1;
-    let lev2: i32 = -1;
-    const hsCode = <usize>load<u32>(colHs + (<usize>i << 2));
-    for (let l = 0; l < numLevels && remaining != 0; l++) {
-      const prefix = load<u64>(hsLut + ((<usize>l * hsDict + hsCode) << 3));
-      if (prefix == NONE64) continue;
-      const pf = load<i32>(levels + (<usize>l << 3) + 4);
-      let cat: u64 = 0;
-      if (pf >= 0) {
-        const code = load<u32>(slot(plan, P_PEER_COLS + pf) + (<usize>i << 2));
-        const id = load<u32>(slot(plan, P_PEER_LUTS + pf) + (<usize>code << 2));
-        if (id == NONE32) continue;
-        cat = <u64>id;
-      }
-      const at = findSlot(peerKeys, peerMask, peerShift, (<u64>l << 58) | (prefix << 24) | cat);
-      if (at == 0) continue;
-      const ok = load<u32>(at + 12) & remaining;
-      if (ok == 0) continue;
-      if ((ok & 1) != 0) { s0 = at; lev0 = l; }
-      if ((ok & 2) != 0) { s1 = at; lev1 = l; }
-      if ((ok & 4) != 0) { s2 = at; lev2 = l; }
-      remaining &= ~ok;
+  // 1a. The peer groups of a row depend only on its HS code and its peer
+  // field codes (its key). Each distinct key of the batch is resolved once
+  // (walk the levels, probe the slot table) into a 64-byte entry; each row
+  // gets the address of its key's entry.
+  const peerCache = slot(plan, P_PEER_CACHE);
+  const cacheKeys = <u32>slot(plan, P_PEER_CACHE_KEYS);
+  const cacheShift = <u32>slot(plan, P_PEER_CACHE_SHIFT);
+  const entries = slot(plan, P_PEER_ENTRIES);
+  const rowEntry = slot(plan, P_PEER_ROW_ENTRY);
+  const st0 = <u32>slot(plan, P_PEER_STRIDES);
+  const st1 = <u32>slot(plan, P_PEER_STRIDES + 1);
+  const st2 = <u32>slot(plan, P_PEER_STRIDES + 2);
+  const st3 = <u32>slot(plan, P_PEER_STRIDES + 3);
+  const pc0 = slot(plan, P_PEER_COLS);
+  const pc1 = slot(plan, P_PEER_COLS + 1);
+  const pc2 = slot(plan, P_PEER_COLS + 2);
+  const pc3 = slot(plan, P_PEER_COLS + 3);
+  let numEntries: u32 = 0;
+  if (peerCache == 0) {
+    // no cache (key space too large): one entry per row
+    for (let i = 0; i < n; i++) {
+      const e = entries + ((<usize>i + 1) << 6);
+      resolve(plan, e, <usize>i);
+      store<u32>(rowEntry + (<usize>i << 2), <u32>e);
     }
-    const zRow = outZ + <usize>(i * NF) * 8;
-    const levelRow = outLevel + <usize>(i * NF);
-    let z0: f64 = NaN;
-    let z1: f64 = NaN;
-    let z2: f64 = NaN;
-    if (s0 != 0) z0 = (x0 - load<f64>(s0 + 16)) / load<f64>(s0 + 24);
-    if (s1 != 0) z1 = (x1 - load<f64>(s1 + 32)) / load<f64>(s1 + 40);
-    if (s2 != 0) z2 = (x2 - load<f64>(s2 + 48)) / load<f64>(s2 + 56);
-    store<f64>(zRow, z0);
-    store<f64>(zRow + 8, z1);
-    store<f64>(zRow + 16, z2);
-    store<i8>(levelRow, <i8>lev0);
-    store<i8>(levelRow + 1, <i8>lev1);
-    store<i8>(levelRow + 2, <i8>lev2);
+  } else if (cacheShift == 0) {
+    // dense: key → entry index (0 = not resolved yet)
+    memory.fill(peerCache, 0, <usize>cacheKeys << 2);
+    for (let i = 0; i < n; i++) {
+      const i4 = <usize>i << 2;
+      let key = load<u32>(colHs + i4);
+      if (st0 != 0) key += st0 * load<u32>(pc0 + i4);
+      if (st1 != 0) key += st1 * load<u32>(pc1 + i4);
+      if (st2 != 0) key += st2 * load<u32>(pc2 + i4);
+      if (st3 != 0) key += st3 * load<u32>(pc3 + i4);
+      const at = peerCache + (<usize>key << 2);
+      let e = load<u32>(at);
+      if (e == 0) {
+        e = ++numEntries;
+        store<u32>(at, e);
+        resolve(plan, entries + (<usize>e << 6), <usize>i);
+      }
+      store<u32>(rowEntry + i4, <u32>(entries + (<usize>e << 6)));
+    }
+  } else {
+    // hashed: buckets of (key + 1, entry index), linear probing
+    const cacheMask: u32 = (<u32>1 << (32 - cacheShift)) - 1;
+    memory.fill(peerCache, 0, (<usize>cacheMask + 1) << 3);
+    for (let i = 0; i < n; i++) {
+      const i4 = <usize>i << 2;
+      let key = load<u32>(colHs + i4);
+      if (st0 != 0) key += st0 * load<u32>(pc0 + i4);
+      if (st1 != 0) key += st1 * load<u32>(pc1 + i4);
+      if (st2 != 0) key += st2 * load<u32>(pc2 + i4);
+      if (st3 != 0) key += st3 * load<u32>(pc3 + i4);
+      const tag = key + 1;
+      let h = (tag * 0x9e3779b1) >> cacheShift;
+      let e: u32 = 0;
+      while (true) {
+        const at = peerCache + (<usize>h << 3);
+        const t = load<u32>(at);
+        if (t == tag) { e = load<u32>(at + 4); break; }
+        if (t == 0) {
+          e = ++numEntries;
+          store<u32>(at, tag);
+          store<u32>(at + 4, e);
+          resolve(plan, entries + (<usize>e << 6), <usize>i);
+          break;
+        }
+        h = (h + 1) & cacheMask;
+      }
+      store<u32>(rowEntry + i4, <u32>(entries + (<usize>e << 6)));
+    }
+  }
+
+  // 1b. Features (three natural logs, two rows per f64x2) and robust z from
+  // the row's entry. z is NaN when no group qualified (the entry holds NaN)
+  // or when the feature is undefined (x is NaN); the level is -1 then.
+  const nanV = f64x2.splat(NaN);
+  const zeroV = f64x2.splat(0);
+  for (let i = 0; i < n; i += 2) {
+    const i8 = <usize>i << 3;
+    const two = i + 1 < n;
+    const v = two ? v128.load(colValue + i8) : f64x2.splat(load<f64>(colValue + i8));
+    const m = two ? v128.load(colMass + i8) : f64x2.splat(load<f64>(colMass + i8));
+    const q = two ? v128.load(colQty + i8) : f64x2.splat(load<f64>(colQty + i8));
+    const lv = log2x(v);
+    const lm = log2x(m);
+    const lq = log2x(q);
+    const vPos = f64x2.gt(v, zeroV);
+    const mPos = f64x2.gt(m, zeroV);
+    const x0 = v128.bitselect(f64x2.sub(lv, lm), nanV, v128.and(vPos, mPos));
+    const x1 = v128.bitselect(lm, nanV, mPos);
+    const x2 = v128.bitselect(f64x2.sub(lv, lq), nanV, v128.and(vPos, f64x2.gt(q, zeroV)));
+    rowDeviation(<usize>i, v128.shuffle<f64>(x0, x1, 0, 2), f64x2.extract_lane(x2, 0), rowEntry, outZ, outLevel);
+    if (two) rowDeviation(<usize>i + 1, v128.shuffle<f64>(x0, x1, 1, 3), f64x2.extract_lane(x2, 1), rowEntry, outZ, outLevel);
   }
 
   // ---- pass 2: profile bitmaps, score and channel ---------------------------
