@@ -53,6 +53,7 @@ const P_NUM_NUMERIC: i32 = 47;
 const P_NUMERIC: i32 = 48;
 const P_PEER_ENTRIES: i32 = 49;
 const P_PEER_ROW_ENTRY: i32 = 50;
+const P_NUMERIC_ROWS: i32 = 51;
 const P_PEER_STRIDES: i32 = 52; // 4 slots
 
 // ---- settings (f64 each) --------------------------------------------------
@@ -67,6 +68,8 @@ const S_SEED: i32 = 7;
 const S_W_UNDER: i32 = 8; // NF values, then NF values of W_OVER
 
 const NF: i32 = 3;
+/** Rows per block of the numeric-condition columns; NUMERIC_BLOCK in src/kernel/layout.ts. */
+const NUMERIC_BLOCK: i32 = 256;
 const NONE32: u32 = 0xffffffff;
 const NONE64: u64 = 0xffffffffffffffff;
 const GOLDEN: u64 = 0x9e3779b97f4a7c15;
@@ -164,6 +167,25 @@ export function mix32(x: u32): u32 {
   if (op == 3) return load<f64>(colTax + i8);
   if (op == 4) return load<f64>(colValue + i8) / load<f64>(colMass + i8);
   return load<f64>(outZ + (i * <usize>NF + <usize>op - 5) * 8);
+}
+
+/** Address of the row to AND for a match group (column, address LUT) at row offset i4. */
+// @ts-ignore: decorator
+@inline function groupRow(col: usize, lut: usize, i4: usize): usize {
+  return <usize>load<u32>(lut + (<usize>load<u32>(col + i4) << 2));
+}
+
+/**
+ * For rows [from, to): the address of the bitmap row of the region of operand
+ * `op` among a numeric group's thresholds, stored at dst + 4·row. Inlined with
+ * a constant `op`, so each operand gets its own loop.
+ */
+// @ts-ignore: decorator
+@inline function numericColumn(op: u32, from: i32, to: i32, dst: usize, th: usize, k: u32, lut: usize, rows: usize, rowBytes: usize, colValue: usize, colMass: usize, colQty: usize, colTax: usize, outZ: usize): void {
+  for (let i = from; i < to; i++) {
+    const x = operandValue(op, <usize>i, colValue, colMass, colQty, colTax, outZ);
+    store<u32>(dst + (<usize>i << 2), <u32>(rows + <usize>load<u32>(lut + (<usize>region(th, k, x) << 2)) * rowBytes));
+  }
 }
 
 /**
@@ -553,27 +575,49 @@ export function score(plan: usize): i32 {
     const all0 = numProfiles > 0 ? v128.load(allAddr) : i64x2.splat(0);
     const all1 = numProfiles > 0 ? v128.and(v128.load(allAddr + 16), hiMask) : i64x2.splat(0);
     const bitmaps = numProfiles > 0 && numGroups > 0;
-    for (let i = 0; i < n; i++) {
+    const numericRows = slot(plan, P_NUMERIC_ROWS);
+    for (let b0 = 0; b0 < n; b0 += NUMERIC_BLOCK) {
+    const bEnd = min(b0 + NUMERIC_BLOCK, n);
+    // numeric conditions first, one tight loop per group: the address of the
+    // bitmap row of each row's region, into numericRows[group][row - b0]
+    if (numProfiles > 0) {
+      for (let ng = 0; ng < numNumeric; ng++) {
+        const d = numericDesc + (<usize>ng << 4);
+        const dst = numericRows + (<usize>ng * NUMERIC_BLOCK << 2) - (<usize>b0 << 2);
+        const k = load<u32>(d + 4);
+        const th = imageBase + <usize>load<u32>(d + 8);
+        const lut = imageBase + <usize>load<u32>(d + 12);
+        switch (load<u32>(d)) {
+          case 0: numericColumn(0, b0, bEnd, dst, th, k, lut, rows, rowBytes, colValue, colMass, colQty, colTax, outZ); break;
+          case 1: numericColumn(1, b0, bEnd, dst, th, k, lut, rows, rowBytes, colValue, colMass, colQty, colTax, outZ); break;
+          case 2: numericColumn(2, b0, bEnd, dst, th, k, lut, rows, rowBytes, colValue, colMass, colQty, colTax, outZ); break;
+          case 3: numericColumn(3, b0, bEnd, dst, th, k, lut, rows, rowBytes, colValue, colMass, colQty, colTax, outZ); break;
+          case 4: numericColumn(4, b0, bEnd, dst, th, k, lut, rows, rowBytes, colValue, colMass, colQty, colTax, outZ); break;
+          case 5: numericColumn(5, b0, bEnd, dst, th, k, lut, rows, rowBytes, colValue, colMass, colQty, colTax, outZ); break;
+          case 6: numericColumn(6, b0, bEnd, dst, th, k, lut, rows, rowBytes, colValue, colMass, colQty, colTax, outZ); break;
+          default: numericColumn(7, b0, bEnd, dst, th, k, lut, rows, rowBytes, colValue, colMass, colQty, colTax, outZ); break;
+        }
+      }
+    }
+    for (let i = b0; i < bEnd; i++) {
       const i4 = <usize>i << 2;
       let a0 = all0;
       let a1 = all1;
       if (bitmaps) {
-        let addr = <usize>load<u32>(<usize>load<u32>(scratch + 4) + (<usize>load<u32>(<usize>load<u32>(scratch) + i4) << 2));
-        a0 = v128.load(addr);
-        a1 = v128.and(v128.load(addr + 16), hiMask);
+        let r = groupRow(<usize>load<u32>(scratch), <usize>load<u32>(scratch + 4), i4);
+        a0 = v128.load(r);
+        a1 = v128.and(v128.load(r + 16), hiMask);
         for (let g = 1; g < numGroups; g++) {
           const d = scratch + (<usize>g << 3);
-          addr = <usize>load<u32>(<usize>load<u32>(d + 4) + (<usize>load<u32>(<usize>load<u32>(d) + i4) << 2));
-          a0 = v128.and(a0, v128.load(addr));
-          a1 = v128.and(a1, v128.load(addr + 16));
+          r = groupRow(<usize>load<u32>(d), <usize>load<u32>(d + 4), i4);
+          a0 = v128.and(a0, v128.load(r));
+          a1 = v128.and(a1, v128.load(r + 16));
         }
       }
-      if (v128.any_true(v128.or(a0, a1))) {
+      if (numProfiles > 0) {
+        const nr = numericRows + (<usize>(i - b0) << 2);
         for (let ng = 0; ng < numNumeric; ng++) {
-          const d = numericDesc + (<usize>ng << 4);
-          const x = operandValue(load<u32>(d), <usize>i, colValue, colMass, colQty, colTax, outZ);
-          const lut = imageBase + <usize>load<u32>(d + 12);
-          const src = rows + <usize>load<u32>(lut + (<usize>region(imageBase + <usize>load<u32>(d + 8), load<u32>(d + 4), x) << 2)) * rowBytes;
+          const src = <usize>load<u32>(nr + (<usize>ng * NUMERIC_BLOCK << 2));
           a0 = v128.and(a0, v128.load(src));
           a1 = v128.and(a1, v128.load(src + 16));
         }
@@ -597,6 +641,7 @@ export function score(plan: usize): i32 {
         }
       }
       finish(i, s, profileChannel, redAt, yellowAt, randomThreshold, randomChannel, seed, colIdHash, outScore, outChannel, outFlags);
+    }
     }
   } else {
     // More profiles: block by block (BLOCK rows), one match group at a time:

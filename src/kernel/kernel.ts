@@ -11,7 +11,7 @@ import type { CategoricalColumn, ColumnarBatch } from '../model/columnar.js';
 import { PEER_FIELDS } from '../peers/peer-groups.js';
 import { openCompiled, NONE32, type CompiledMeta, type CompiledRuleset } from '../ruleset/compile.js';
 import { kernelWasmPath } from '../paths.js';
-import { PLAN, PLAN_SLOTS, resultLayout, resultViews, type ScoreResult } from './layout.js';
+import { NUMERIC_BLOCK, PLAN, PLAN_SLOTS, resultLayout, resultViews, type ScoreResult } from './layout.js';
 
 interface KernelExports {
   memory: WebAssembly.Memory;
@@ -191,6 +191,7 @@ export class Kernel {
       // entry 0 is unused; at most one entry per distinct key, or one per row without a cache
       const pPeerEntries = alloc(((pPeerCache ? Math.min(n, keySpace) : n) + 1) * 64, 64);
       const pPeerRowEntry = alloc(n * 4);
+      const pNumericRows = alloc(meta.numericGroups.length * NUMERIC_BLOCK * 4);
       const peerLutPtr = rs.peerMaps.map((m, fi) => (m ? alloc(batch.dicts[PEER_FIELDS[fi]].length * 4) : 0));
       const memberLutPtr = meta.matchGroups.map((g) => g.members.map((m) => alloc(batch.dicts[m.column].length * 4)));
       const memberCount = meta.matchGroups.reduce((s, g) => s + g.members.length, 0);
@@ -293,6 +294,7 @@ export class Kernel {
       u32[pl + PLAN.PEER_CACHE_SHIFT] = cacheShift;
       u32[pl + PLAN.PEER_ENTRIES] = pPeerEntries;
       u32[pl + PLAN.PEER_ROW_ENTRY] = pPeerRowEntry;
+      u32[pl + PLAN.NUMERIC_ROWS] = pNumericRows;
       u32[pl + PLAN.OUT_SCORE] = pOut + R.score;
       u32[pl + PLAN.OUT_Z] = pOut + R.z;
       u32[pl + PLAN.OUT_LEVEL] = pOut + R.level;
