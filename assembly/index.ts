@@ -176,36 +176,33 @@ export function mix32(x: u32): u32 {
 }
 
 /**
- * For rows [from, to): the address of the bitmap row of the region of operand
- * `op` among a numeric group's thresholds, stored at dst + 4·row. Inlined with
- * a constant `op`, so each operand gets its own loop.
+ * Region of x among k sorted thresholds: 2j for the open interval below t(j),
+ * 2j+1 for x == t(j), 2k for above the last, 2k+1 for NaN. By counting rather
+ * than searching: the thresholds are sorted and distinct, so the lower bound is the number of thresholds below x, and x
+ * equals a threshold only at that index. Two thresholds per f64x2 compare, no
+ * dependency between steps.
  */
 // @ts-ignore: decorator
-@inline function numericColumn(op: u32, from: i32, to: i32, dst: usize, th: usize, k: u32, lut: usize, rows: usize, rowBytes: usize, colValue: usize, colMass: usize, colQty: usize, colTax: usize, outZ: usize): void {
-  for (let i = from; i < to; i++) {
-    const x = operandValue(op, <usize>i, colValue, colMass, colQty, colTax, outZ);
-    store<u32>(dst + (<usize>i << 2), <u32>(rows + <usize>load<u32>(lut + (<usize>region(th, k, x) << 2)) * rowBytes));
+@inline function regionCount(th: usize, k: u32, x: f64): u32 {
+  const xv = f64x2.splat(x);
+  let below = i64x2.splat(0);
+  let equal = i64x2.splat(0);
+  const end = th + (<usize>(k & ~1) << 3);
+  for (let t = th; t < end; t += 16) {
+    const tv = v128.load(t);
+    below = i64x2.sub(below, f64x2.lt(tv, xv));
+    equal = v128.or(equal, f64x2.eq(tv, xv));
   }
+  let lo = <u32>(i64x2.extract_lane(below, 0) + i64x2.extract_lane(below, 1));
+  let eq = <u32>v128.any_true(equal);
+  if ((k & 1) != 0) {
+    const last = load<f64>(end);
+    lo += <u32>(last < x);
+    eq |= <u32>(last == x);
+  }
+  return x != x ? 2 * k + 1 : 2 * lo + eq;
 }
 
-/**
- * Region of x among k sorted thresholds: 2j for the open interval below t(j),
- * 2j+1 for x == t(j), 2k+1 for NaN. Branch-free lower bound.
- */
-// @ts-ignore: decorator
-@inline function region(th: usize, k: u32, x: f64): u32 {
-  if (x != x) return 2 * k + 1;
-  let base: u32 = 0;
-  let len: u32 = k;
-  while (len > 1) {
-    const half = len >> 1;
-    base = select<u32>(base + half, base, load<f64>(th + (<usize>(base + half - 1) << 3)) < x);
-    len -= half;
-  }
-  const t = load<f64>(th + (<usize>base << 3));
-  const lo = base + (t < x ? 1 : 0);
-  return 2 * lo + (lo < k && load<f64>(th + (<usize>lo << 3)) == x ? 1 : 0);
-}
 
 /** Deviation part of the score: capped excess of |z| over the threshold, per feature and side. */
 // @ts-ignore: decorator
@@ -334,45 +331,165 @@ const LG6: f64 = 1.531383769920937332e-01;
 const LG7: f64 = 1.479819860511658591e-01;
 const MIN_NORMAL: f64 = 2.2250738585072014e-308;
 
+/** Scalar fdlibm log (all inputs); the fix-up path for lanes logFast does not handle. */
+function fdlog(x: f64): f64 {
+  let bits = reinterpret<u64>(x);
+  let hx = <i32>(bits >> 32);
+  const lx = <u32>bits;
+  let k: i32 = 0;
+  if (hx < 0x00100000) {
+    if (((hx & 0x7fffffff) | lx) == 0) return -Infinity;
+    if (hx < 0) return NaN;
+    k -= 54;
+    x *= TWO54;
+    bits = reinterpret<u64>(x);
+    hx = <i32>(bits >> 32);
+  }
+  if (hx >= 0x7ff00000) return x + x;
+  k += (hx >> 20) - 1023;
+  hx &= 0x000fffff;
+  const i0 = (hx + 0x95f64) & 0x100000;
+  x = reinterpret<f64>((<u64>(hx | (i0 ^ 0x3ff00000)) << 32) | (bits & 0xffffffff));
+  k += i0 >> 20;
+  const f = x - 1.0;
+  const dk = <f64>k;
+  if ((0x000fffff & (2 + hx)) < 3) {
+    if (f == 0) return k == 0 ? 0 : dk * LN2_HI + dk * LN2_LO;
+    const r = f * f * (0.5 - 0.33333333333333333 * f);
+    return k == 0 ? f - r : dk * LN2_HI - ((r - dk * LN2_LO) - f);
+  }
+  const s = f / (2.0 + f);
+  const z = s * s;
+  const w = z * z;
+  const t1 = w * (LG2 + w * (LG4 + w * LG6));
+  const t2 = z * (LG1 + w * (LG3 + w * (LG5 + w * LG7)));
+  const r = t2 + t1;
+  if (((hx - 0x6147a) | (0x6b851 - hx)) > 0) {
+    const hfsq = 0.5 * f * f;
+    return k == 0 ? f - (hfsq - s * (hfsq + r)) : dk * LN2_HI - ((hfsq - (s * (hfsq + r) + dk * LN2_LO)) - f);
+  }
+  return k == 0 ? f - s * (f - r) : dk * LN2_HI - ((s * (f - r) - dk * LN2_LO) - f);
+}
+
+// Constants of logFast, two equal lanes each. They are loaded from memory
+// because V8 rebuilds a v128.const (three instructions) at every use.
+const LC_HM: usize = 0;
+const LC_NORM_ADD: usize = 16;
+const LC_BIT20: usize = 32;
+const LC_ONE_HI: usize = 48;
+const LC_LOW32: usize = 64;
+const LC_K_BIAS: usize = 80;
+const LC_K_MAGIC: usize = 96;
+const LC_ONE: usize = 112;
+const LC_TWO: usize = 128;
+const LC_LG1: usize = 144;
+const LC_LG2: usize = 160;
+const LC_LG3: usize = 176;
+const LC_LG4: usize = 192;
+const LC_LG5: usize = 208;
+const LC_LG6: usize = 224;
+const LC_LG7: usize = 240;
+const LC_LN2_HI: usize = 256;
+const LC_LN2_LO: usize = 272;
+const LC_HALF: usize = 288;
+const LC_POS_LO: usize = 304;
+const LC_POS_HI: usize = 320;
+const LC_MIN_NORMAL: usize = 336;
+const LC_INF: usize = 352;
+const LC_SMALL_F: usize = 368;
+const LC_ZERO: usize = 384;
+const LOGC = memory.data<u64>([
+  0x000fffff, 0x000fffff,
+  0x95f64, 0x95f64,
+  0x100000, 0x100000,
+  0x3ff00000, 0x3ff00000,
+  0xffffffff, 0xffffffff,
+  0x4330000080000000 - 1023, 0x4330000080000000 - 1023, // 2^52 + 2^31 (bits) - exponent bias
+  0x4330000080000000, 0x4330000080000000,
+  0x3ff0000000000000, 0x3ff0000000000000, // 1.0
+  0x4000000000000000, 0x4000000000000000, // 2.0
+  0x3fe5555555555593, 0x3fe5555555555593, // LG1
+  0x3fd999999997fa04, 0x3fd999999997fa04, // LG2
+  0x3fd2492494229359, 0x3fd2492494229359, // LG3
+  0x3fcc71c51d8e78af, 0x3fcc71c51d8e78af, // LG4
+  0x3fc7466496cb03de, 0x3fc7466496cb03de, // LG5
+  0x3fc39a09d078c69f, 0x3fc39a09d078c69f, // LG6
+  0x3fc2f112df3e5244, 0x3fc2f112df3e5244, // LG7
+  0x3fe62e42fee00000, 0x3fe62e42fee00000, // LN2_HI
+  0x3dea39ef35793c76, 0x3dea39ef35793c76, // LN2_LO
+  0x3fe0000000000000, 0x3fe0000000000000, // 0.5
+  0x6147a - 1, 0x6147a - 1,
+  0x6b851 + 1, 0x6b851 + 1,
+  0x0010000000000000, 0x0010000000000000, // smallest normal (bits)
+  0x7ff0000000000000, 0x7ff0000000000000, // +Infinity (bits)
+  0x3eb0000000000000, 0x3eb0000000000000, // 2^-20
+  0, 0,
+], 16);
+
+// @ts-ignore: decorator
+@inline function lc(at: usize): v128 {
+  return v128.load(LOGC + at);
+}
+
 /**
- * fdlibm log of both lanes, without branches: every branch of the scalar code
- * is computed and the right one selected per lane (for k = 0 the general
- * formulas give the same bits as fdlibm's shortcuts). Exact for positive
- * inputs (subnormals are scaled by 2^54 first, as in fdlibm); NaN and
- * +Infinity give x + x. Zero and negative inputs give meaningless values: the
- * features never use them.
+ * fdlibm log of both lanes for positive normal finite x, without branches:
+ * both polynomial tails are computed and one is selected per lane (for k = 0
+ * the general formulas give the same bits as fdlibm's shortcuts; f = 0 gives
+ * k·ln2 as fdlibm does). The lanes it does not handle (positive subnormal,
+ * +Infinity, 0 < |f| ≤ 2^-20, where fdlibm takes other branches) are ORed
+ * into the mask at `rareAt` for the caller to redo with fdlog. Zero, negative
+ * and NaN inputs give meaningless values: the features never use them.
  */
 // @ts-ignore: decorator
-@inline function log2x(x0: v128): v128 {
-  const sub = f64x2.lt(x0, f64x2.splat(MIN_NORMAL));
-  const x = v128.bitselect(f64x2.mul(x0, f64x2.splat(TWO54)), x0, sub);
-  const hx = i64x2.shr_u(x, 32); // high words (x > 0)
-  const hm = v128.and(hx, i64x2.splat(0x000fffff));
-  const i0 = v128.and(i64x2.add(hm, i64x2.splat(0x95f64)), i64x2.splat(0x100000));
-  const xn = v128.or(i64x2.shl(v128.or(hm, v128.xor(i0, i64x2.splat(0x3ff00000))), 32), v128.and(x, i64x2.splat(0xffffffff)));
-  // k = exponent + (i0 >> 20) - 1023, minus 54 for subnormals; as f64 through 2^52 + 2^31 + k
-  const k = i64x2.add(i64x2.add(i64x2.shr_u(hx, 20), i64x2.shr_u(i0, 20)), v128.and(sub, i64x2.splat(-54)));
-  const dk = f64x2.sub(i64x2.add(k, i64x2.splat(0x4330000080000000 - 1023)), f64x2.splat(4503601774854144.0));
-  const f = f64x2.sub(xn, f64x2.splat(1.0));
-  const s = f64x2.div(f, f64x2.add(f64x2.splat(2.0), f));
+@inline function logFast(x: v128, rareAt: usize): v128 {
+  const hx = i64x2.shr_u(x, 32);
+  const hm = v128.and(hx, lc(LC_HM));
+  const i0 = v128.and(i64x2.add(hm, lc(LC_NORM_ADD)), lc(LC_BIT20));
+  const xn = v128.or(i64x2.shl(v128.or(hm, v128.xor(i0, lc(LC_ONE_HI))), 32), v128.and(x, lc(LC_LOW32)));
+  // k as f64: 2^52 + 2^31 + k carries k in its low mantissa bits
+  const k = i64x2.add(i64x2.shr_u(hx, 20), i64x2.shr_u(i0, 20));
+  const dk = f64x2.sub(i64x2.add(k, lc(LC_K_BIAS)), lc(LC_K_MAGIC));
+  const f = f64x2.sub(xn, lc(LC_ONE));
+  const s = f64x2.div(f, f64x2.add(lc(LC_TWO), f));
   const z = f64x2.mul(s, s);
   const w = f64x2.mul(z, z);
-  const t1 = f64x2.mul(w, f64x2.add(f64x2.splat(LG2), f64x2.mul(w, f64x2.add(f64x2.splat(LG4), f64x2.mul(w, f64x2.splat(LG6))))));
-  const t2 = f64x2.mul(z, f64x2.add(f64x2.splat(LG1), f64x2.mul(w, f64x2.add(f64x2.splat(LG3), f64x2.mul(w, f64x2.add(f64x2.splat(LG5), f64x2.mul(w, f64x2.splat(LG7))))))));
+  const t1 = f64x2.mul(w, f64x2.add(lc(LC_LG2), f64x2.mul(w, f64x2.add(lc(LC_LG4), f64x2.mul(w, lc(LC_LG6))))));
+  const t2 = f64x2.mul(z, f64x2.add(lc(LC_LG1), f64x2.mul(w, f64x2.add(lc(LC_LG3), f64x2.mul(w, f64x2.add(lc(LC_LG5), f64x2.mul(w, lc(LC_LG7))))))));
   const r = f64x2.add(t2, t1);
-  const hi = f64x2.mul(dk, f64x2.splat(LN2_HI));
-  const lo = f64x2.mul(dk, f64x2.splat(LN2_LO));
-  const hfsq = f64x2.mul(f64x2.mul(f64x2.splat(0.5), f), f);
-  // (hx - 0x6147a) | (0x6b851 - hx) > 0: hi - ((hfsq - (s*(hfsq+r) + lo)) - f)
-  const ra = f64x2.sub(hi, f64x2.sub(f64x2.sub(hfsq, f64x2.add(f64x2.mul(s, f64x2.add(hfsq, r)), lo)), f));
-  // otherwise: hi - ((s*(f-r) - lo) - f)
-  const rb = f64x2.sub(hi, f64x2.sub(f64x2.sub(f64x2.mul(s, f64x2.sub(f, r)), lo), f));
-  // |f| < 2^-20: hi - ((f*f*(0.5 - 0.333…*f) - lo) - f)
-  const rs = f64x2.sub(hi, f64x2.sub(f64x2.sub(f64x2.mul(f64x2.mul(f, f), f64x2.sub(f64x2.splat(0.5), f64x2.mul(f64x2.splat(0.33333333333333333), f))), lo), f));
-  const pos = i64x2.gt_s(v128.or(i64x2.sub(hm, i64x2.splat(0x6147a)), i64x2.sub(i64x2.splat(0x6b851), hm)), i64x2.splat(0));
-  const small = i64x2.lt_s(v128.and(i64x2.add(hm, i64x2.splat(2)), i64x2.splat(0x000fffff)), i64x2.splat(3));
-  const res = v128.bitselect(rs, v128.bitselect(ra, rb, pos), small);
-  return v128.bitselect(res, f64x2.add(x, x), f64x2.lt(x, f64x2.splat(Infinity)));
+  const hi = f64x2.mul(dk, lc(LC_LN2_HI));
+  const lo = f64x2.mul(dk, lc(LC_LN2_LO));
+  const hfsq = f64x2.mul(f64x2.mul(lc(LC_HALF), f), f);
+  // fdlibm: (hx - 0x6147a) | (0x6b851 - hx) > 0, i.e. 0x6147a < hx < 0x6b851 here
+  const pos = v128.and(i64x2.gt_s(hm, lc(LC_POS_LO)), i64x2.gt_s(lc(LC_POS_HI), hm));
+  const ta = f64x2.sub(hfsq, f64x2.add(f64x2.mul(s, f64x2.add(hfsq, r)), lo));
+  const tb = f64x2.sub(f64x2.mul(s, f64x2.sub(f, r)), lo);
+  const af = f64x2.abs(f);
+  const rare = v128.or(
+    v128.or(v128.and(i64x2.gt_s(x, lc(LC_ZERO)), i64x2.gt_s(lc(LC_MIN_NORMAL), x)), i64x2.eq(x, lc(LC_INF))),
+    v128.and(f64x2.gt(af, lc(LC_ZERO)), f64x2.le(af, lc(LC_SMALL_F))),
+  );
+  v128.store(rareAt, v128.or(v128.load(rareAt), rare));
+  return f64x2.sub(hi, f64x2.sub(v128.bitselect(ta, tb, pos), f));
+}
+
+/** fdlog of both lanes. */
+// @ts-ignore: decorator
+@inline function fdlog2(x: v128): v128 {
+  return f64x2.replace_lane(f64x2.splat(fdlog(f64x2.extract_lane(x, 0))), 1, fdlog(f64x2.extract_lane(x, 1)));
+}
+
+/** Features of rows i and i + 1 (when `two`) from their values and logs, then their z and levels. */
+// @ts-ignore: decorator
+@inline function features(i: usize, two: bool, v: v128, m: v128, q: v128, lv: v128, lm: v128, lq: v128, rowEntry: usize, outZ: usize, outLevel: usize): void {
+  const zero = f64x2.splat(0);
+  const nan = f64x2.splat(NaN);
+  const vPos = f64x2.gt(v, zero);
+  const mPos = f64x2.gt(m, zero);
+  const x0 = v128.bitselect(f64x2.sub(lv, lm), nan, v128.and(vPos, mPos));
+  const x1 = v128.bitselect(lm, nan, mPos);
+  const x2 = v128.bitselect(f64x2.sub(lv, lq), nan, v128.and(vPos, f64x2.gt(q, zero)));
+  rowDeviation(i, v128.shuffle<f64>(x0, x1, 0, 2), f64x2.extract_lane(x2, 0), rowEntry, outZ, outLevel);
+  if (two) rowDeviation(i + 1, v128.shuffle<f64>(x0, x1, 1, 3), f64x2.extract_lane(x2, 1), rowEntry, outZ, outLevel);
 }
 
 /**
@@ -500,25 +617,35 @@ export function score(plan: usize): i32 {
 
   // 1b. Features (three natural logs, two rows per f64x2) and robust z from
   // the row's entry. z is NaN when no group qualified (the entry holds NaN)
-  // or when the feature is undefined (x is NaN); the level is -1 then.
-  const nanV = f64x2.splat(NaN);
+  // or when the feature is undefined (x is NaN); the level is -1 then. Pairs
+  // with a value logFast does not handle are listed (in the match-offset
+  // output, which pass 2 overwrites) and redone with the scalar log.
   const zeroV = f64x2.splat(0);
+  const rareAt = scratch;
+  const fixList = outMatchOffset;
+  let numFix: u32 = 0;
+  v128.store(rareAt, zeroV);
   for (let i = 0; i < n; i += 2) {
     const i8 = <usize>i << 3;
     const two = i + 1 < n;
     const v = two ? v128.load(colValue + i8) : f64x2.splat(load<f64>(colValue + i8));
     const m = two ? v128.load(colMass + i8) : f64x2.splat(load<f64>(colMass + i8));
     const q = two ? v128.load(colQty + i8) : f64x2.splat(load<f64>(colQty + i8));
-    const lv = log2x(v);
-    const lm = log2x(m);
-    const lq = log2x(q);
-    const vPos = f64x2.gt(v, zeroV);
-    const mPos = f64x2.gt(m, zeroV);
-    const x0 = v128.bitselect(f64x2.sub(lv, lm), nanV, v128.and(vPos, mPos));
-    const x1 = v128.bitselect(lm, nanV, mPos);
-    const x2 = v128.bitselect(f64x2.sub(lv, lq), nanV, v128.and(vPos, f64x2.gt(q, zeroV)));
-    rowDeviation(<usize>i, v128.shuffle<f64>(x0, x1, 0, 2), f64x2.extract_lane(x2, 0), rowEntry, outZ, outLevel);
-    if (two) rowDeviation(<usize>i + 1, v128.shuffle<f64>(x0, x1, 1, 3), f64x2.extract_lane(x2, 1), rowEntry, outZ, outLevel);
+    features(<usize>i, two, v, m, q, logFast(v, rareAt), logFast(m, rareAt), logFast(q, rareAt), rowEntry, outZ, outLevel);
+    if (v128.any_true(v128.load(rareAt))) {
+      store<u32>(fixList + (<usize>numFix << 2), <u32>i);
+      numFix++;
+      v128.store(rareAt, zeroV);
+    }
+  }
+  for (let t: u32 = 0; t < numFix; t++) {
+    const i = <i32>load<u32>(fixList + (<usize>t << 2));
+    const i8 = <usize>i << 3;
+    const two = i + 1 < n;
+    const v = two ? v128.load(colValue + i8) : f64x2.splat(load<f64>(colValue + i8));
+    const m = two ? v128.load(colMass + i8) : f64x2.splat(load<f64>(colMass + i8));
+    const q = two ? v128.load(colQty + i8) : f64x2.splat(load<f64>(colQty + i8));
+    features(<usize>i, two, v, m, q, fdlog2(v), fdlog2(m), fdlog2(q), rowEntry, outZ, outLevel);
   }
 
   // ---- pass 2: profile bitmaps, score and channel ---------------------------
@@ -587,15 +714,21 @@ export function score(plan: usize): i32 {
         const k = load<u32>(d + 4);
         const th = imageBase + <usize>load<u32>(d + 8);
         const lut = imageBase + <usize>load<u32>(d + 12);
-        switch (load<u32>(d)) {
-          case 0: numericColumn(0, b0, bEnd, dst, th, k, lut, rows, rowBytes, colValue, colMass, colQty, colTax, outZ); break;
-          case 1: numericColumn(1, b0, bEnd, dst, th, k, lut, rows, rowBytes, colValue, colMass, colQty, colTax, outZ); break;
-          case 2: numericColumn(2, b0, bEnd, dst, th, k, lut, rows, rowBytes, colValue, colMass, colQty, colTax, outZ); break;
-          case 3: numericColumn(3, b0, bEnd, dst, th, k, lut, rows, rowBytes, colValue, colMass, colQty, colTax, outZ); break;
-          case 4: numericColumn(4, b0, bEnd, dst, th, k, lut, rows, rowBytes, colValue, colMass, colQty, colTax, outZ); break;
-          case 5: numericColumn(5, b0, bEnd, dst, th, k, lut, rows, rowBytes, colValue, colMass, colQty, colTax, outZ); break;
-          case 6: numericColumn(6, b0, bEnd, dst, th, k, lut, rows, rowBytes, colValue, colMass, colQty, colTax, outZ); break;
-          default: numericColumn(7, b0, bEnd, dst, th, k, lut, rows, rowBytes, colValue, colMass, colQty, colTax, outZ); break;
+        const op = load<u32>(d);
+        if (op == 4) {
+          // unit value: customsValue / netMass
+          for (let i = b0; i < bEnd; i++) {
+            const x = load<f64>(colValue + (<usize>i << 3)) / load<f64>(colMass + (<usize>i << 3));
+            store<u32>(dst + (<usize>i << 2), <u32>(rows + <usize>load<u32>(lut + (<usize>regionCount(th, k, x) << 2)) * rowBytes));
+          }
+        } else {
+          // a column (ops 0-3) or a z feature (ops 5-7, stride NF × 8)
+          const base = op == 0 ? colValue : op == 1 ? colMass : op == 2 ? colQty : op == 3 ? colTax : outZ + (<usize>(op - 5) << 3);
+          const stride: usize = op < 4 ? 8 : <usize>NF << 3;
+          for (let i = b0; i < bEnd; i++) {
+            const x = load<f64>(base + <usize>i * stride);
+            store<u32>(dst + (<usize>i << 2), <u32>(rows + <usize>load<u32>(lut + (<usize>regionCount(th, k, x) << 2)) * rowBytes));
+          }
         }
       }
     }
@@ -676,7 +809,7 @@ export function score(plan: usize): i32 {
         const lut = imageBase + <usize>load<u32>(d + 12);
         for (let j = 0; j < bn; j++) {
           const x = operandValue(operand, <usize>(b0 + j), colValue, colMass, colQty, colTax, outZ);
-          const src = rows + <usize>load<u32>(lut + (<usize>region(th, k, x) << 2)) * rowBytes;
+          const src = rows + <usize>load<u32>(lut + (<usize>regionCount(th, k, x) << 2)) * rowBytes;
           andRow(acc + <usize>j * rowBytes, src, vecs);
         }
       }
