@@ -90,8 +90,8 @@ describe('kernel vs reference scorer', () => {
     const ruleset = createRuleset({ peers: buildPeerTables([toBatch(history).batch], ['hs6']), profiles: [], settings: { minGroupSize: 1 } });
     kernel.loadRuleset(compileRuleset(ruleset));
     const decls = randomDeclarations(300, 8);
-    // awkward magnitudes: subnormal, tiny, huge, powers of two, just above 1
-    const odd = [5e-324, 2.2e-308, 1e-300, 1e300, 1.7976931348623157e308, 1024, 1 + 2 ** -30, 1 - 2 ** -30, 0.5, 3];
+    // awkward magnitudes: subnormal, tiny, huge, infinite, powers of two, just around 1
+    const odd = [5e-324, 2.2e-308, 1e-300, 1e300, 1.7976931348623157e308, Infinity, 1024, 1 + 2 ** -30, 1 - 2 ** -30, 1 + 2 ** -21, 0.5, 3];
     decls.forEach((d, i) => { if (i < odd.length * 2) { d.customsValue = odd[i % odd.length]; d.netMass = odd[(i * 7) % odd.length]; d.quantity = odd[(i * 3) % odd.length]; } });
     const { batch } = toBatch(decls);
     const got = kernel.score(batch);
