@@ -204,31 +204,31 @@ export function mix32(x: u32): u32 {
 }
 
 
-/** Deviation part of the score: capped excess of |z| over the threshold, per feature and side. */
+/**
+ * Deviation part of the score: for each feature, the under then the over
+ * term, w · min(excess, zCap) when the excess of z over the threshold is
+ * positive. Branch-free: a NaN z counts as 0 and a non-positive excess as 0,
+ * whose term (w ≥ 0, so +0) leaves the sum unchanged; the sum is taken in the
+ * reference's order. pmin/pmax are plain compares here (no NaN left).
+ */
 // @ts-ignore: decorator
-@inline function deviation(zRow: usize, zThreshold: f64, zCap: f64, wu0: f64, wu1: f64, wu2: f64, wo0: f64, wo1: f64, wo2: f64): f64 {
+@inline function deviation(zRow: usize, t: v128, cap: v128, wu01: v128, wo01: v128, wu2: v128, wo2: v128): f64 {
+  const zero = f64x2.splat(0);
+  const z01 = v128.load(zRow);
+  const z2 = v128.load64_zero(zRow + 16);
+  const y01 = v128.and(z01, f64x2.eq(z01, z01));
+  const y2 = v128.and(z2, f64x2.eq(z2, z2));
+  const u01 = f64x2.mul(wu01, f64x2.pmin(f64x2.pmax(f64x2.sub(f64x2.neg(y01), t), zero), cap));
+  const o01 = f64x2.mul(wo01, f64x2.pmin(f64x2.pmax(f64x2.sub(y01, t), zero), cap));
+  const u2 = f64x2.mul(wu2, f64x2.pmin(f64x2.pmax(f64x2.sub(f64x2.neg(y2), t), zero), cap));
+  const o2 = f64x2.mul(wo2, f64x2.pmin(f64x2.pmax(f64x2.sub(y2, t), zero), cap));
   let s: f64 = 0;
-  const z0 = load<f64>(zRow);
-  if (z0 == z0) {
-    const u = -z0 - zThreshold;
-    if (u > 0) s += wu0 * min(u, zCap);
-    const o = z0 - zThreshold;
-    if (o > 0) s += wo0 * min(o, zCap);
-  }
-  const z1 = load<f64>(zRow + 8);
-  if (z1 == z1) {
-    const u = -z1 - zThreshold;
-    if (u > 0) s += wu1 * min(u, zCap);
-    const o = z1 - zThreshold;
-    if (o > 0) s += wo1 * min(o, zCap);
-  }
-  const z2 = load<f64>(zRow + 16);
-  if (z2 == z2) {
-    const u = -z2 - zThreshold;
-    if (u > 0) s += wu2 * min(u, zCap);
-    const o = z2 - zThreshold;
-    if (o > 0) s += wo2 * min(o, zCap);
-  }
+  s += f64x2.extract_lane(u01, 0);
+  s += f64x2.extract_lane(o01, 0);
+  s += f64x2.extract_lane(u01, 1);
+  s += f64x2.extract_lane(o01, 1);
+  s += f64x2.extract_lane(u2, 0);
+  s += f64x2.extract_lane(o2, 0);
   return s;
 }
 
@@ -649,12 +649,12 @@ export function score(plan: usize): i32 {
   }
 
   // ---- pass 2: profile bitmaps, score and channel ---------------------------
-  const wUnder0 = setting(settings, S_W_UNDER);
-  const wUnder1 = setting(settings, S_W_UNDER + 1);
-  const wUnder2 = setting(settings, S_W_UNDER + 2);
-  const wOver0 = setting(settings, S_W_UNDER + NF);
-  const wOver1 = setting(settings, S_W_UNDER + NF + 1);
-  const wOver2 = setting(settings, S_W_UNDER + NF + 2);
+  const wu01 = f64x2.replace_lane(f64x2.splat(setting(settings, S_W_UNDER)), 1, setting(settings, S_W_UNDER + 1));
+  const wo01 = f64x2.replace_lane(f64x2.splat(setting(settings, S_W_UNDER + NF)), 1, setting(settings, S_W_UNDER + NF + 1));
+  const wu2 = f64x2.splat(setting(settings, S_W_UNDER + 2));
+  const wo2 = f64x2.splat(setting(settings, S_W_UNDER + NF + 2));
+  const zThresholdV = f64x2.splat(zThreshold);
+  const zCapV = f64x2.splat(zCap);
 
   // A group of several members (the HS prefix lengths) reads one column: OR
   // its members' rows once per distinct value of the batch, not once per row.
@@ -756,7 +756,7 @@ export function score(plan: usize): i32 {
         }
       }
       const zRow = outZ + <usize>(i * NF) * 8;
-      let s = deviation(zRow, zThreshold, zCap, wUnder0, wUnder1, wUnder2, wOver0, wOver1, wOver2);
+      let s = deviation(zRow, zThresholdV, zCapV, wu01, wo01, wu2, wo2);
       let profileChannel: i32 = CH_GREEN;
       store<u32>(outMatchOffset + i4, matchTotal);
       if (v128.any_true(v128.or(a0, a1))) {
@@ -817,7 +817,7 @@ export function score(plan: usize): i32 {
       for (let j = 0; j < bn; j++) {
         const i = b0 + j;
         const zRow = outZ + <usize>(i * NF) * 8;
-        let s = deviation(zRow, zThreshold, zCap, wUnder0, wUnder1, wUnder2, wOver0, wOver1, wOver2);
+        let s = deviation(zRow, zThresholdV, zCapV, wu01, wo01, wu2, wo2);
         // matched profiles: weights, counter-measures
         let profileChannel: i32 = CH_GREEN;
         store<u32>(outMatchOffset + (<usize>i << 2), matchTotal);
