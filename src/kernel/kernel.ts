@@ -9,6 +9,7 @@ import { readFileSync } from 'node:fs';
 import { errors } from '../errors.js';
 import type { CategoricalColumn, ColumnarBatch } from '../model/columnar.js';
 import { PEER_FIELDS } from '../peers/peer-groups.js';
+import { NUMERIC_OPERANDS } from '../profiles/profile.js';
 import { openCompiled, NONE32, type CompiledMeta, type CompiledRuleset } from '../ruleset/compile.js';
 import { kernelWasmPath } from '../paths.js';
 import { NUMERIC_BLOCK, PLAN, PLAN_SLOTS, resultLayout, resultViews, type ScoreResult } from './layout.js';
@@ -211,8 +212,9 @@ export class Kernel {
       f64.set(batch.numeric.customsValue, pValue >> 3);
       f64.set(batch.numeric.netMass, pMass >> 3);
       f64.set(batch.numeric.quantity, pQty >> 3);
-      f64.set(batch.numeric.taxRate, pTax >> 3);
-      u32.set(batch.idHash, pIdHash >> 2);
+      // the kernel reads taxRate only for a numeric condition on it, idHash only for random selection
+      if (meta.numericGroups.some((g) => NUMERIC_OPERANDS[g.operand] === 'taxRate')) f64.set(batch.numeric.taxRate, pTax >> 3);
+      if (meta.settings.randomSelection.rate > 0) u32.set(batch.idHash, pIdHash >> 2);
       for (const [c, p] of colPtr) u32.set(batch.codes[c], p >> 2);
 
       // ---- per-batch lookup tables (work per distinct value, not per row) ----
