@@ -24,34 +24,79 @@ function relClose(a: number, b: number): boolean {
 describe('kernel vs reference scorer', () => {
   const kernel = new Kernel();
 
+  function agrees(seed: number, rows: number, numProfiles: number, minGroupSize: number, levels: string[], rate: number, k: Kernel = kernel): void {
+    const history = randomDeclarations(400, seed + 1);
+    const peers = buildPeerTables([toBatch(history).batch], levels);
+    const ruleset = createRuleset({
+      peers, profiles: randomProfiles(numProfiles, seed + 2),
+      settings: { minGroupSize, randomSelection: { rate, channel: 'yellow', seed: seed % 1000 }, thresholds: { yellow: 1, red: 3 } },
+    });
+    k.loadRuleset(compileRuleset(ruleset));
+    const { batch } = toBatch(randomDeclarations(rows, seed + 3));
+    const got = k.score(batch);
+    const want = referenceScore(ruleset, batch);
+    expect(got.size).toBe(rows);
+    expect(Array.from(got.channel)).toEqual(Array.from(want.channel));
+    expect(Array.from(got.flags)).toEqual(Array.from(want.flags));
+    expect(Array.from(got.level)).toEqual(Array.from(want.level));
+    expect(matchesOf(got)).toEqual(want.matches);
+    for (let i = 0; i < rows; i++) expect(relClose(got.score[i], want.score[i]), `score row ${i}: ${got.score[i]} vs ${want.score[i]}`).toBe(true);
+    for (let k = 0; k < rows * NF; k++) expect(relClose(got.z[k], want.z[k]), `z ${k}`).toBe(true);
+  }
+  const levelSets = fc.constantFrom(['hs6,origin', 'hs6', 'hs4', 'hs2'], ['hs10', 'hs8,office', 'hs4,departure', 'origin'], ['hs6', 'hs2,transportMode']);
+
   it('agrees on random batches, profiles and settings', () => {
     fc.assert(
       fc.property(
         fc.integer({ min: 0, max: 1e9 }), fc.integer({ min: 0, max: 300 }), fc.integer({ min: 0, max: 200 }),
-        fc.integer({ min: 1, max: 8 }), fc.constantFrom(['hs6,origin', 'hs6', 'hs4', 'hs2'], ['hs10', 'hs8,office', 'hs4,departure', 'origin'], ['hs6', 'hs2,transportMode']),
-        fc.double({ min: 0, max: 0.5, noNaN: true }),
-        (seed, rows, numProfiles, minGroupSize, levels, rate) => {
-          const history = randomDeclarations(400, seed + 1);
-          const peers = buildPeerTables([toBatch(history).batch], levels);
-          const ruleset = createRuleset({
-            peers, profiles: randomProfiles(numProfiles, seed + 2),
-            settings: { minGroupSize, randomSelection: { rate, channel: 'yellow', seed: seed % 1000 }, thresholds: { yellow: 1, red: 3 } },
-          });
-          kernel.loadRuleset(compileRuleset(ruleset));
-          const { batch } = toBatch(randomDeclarations(rows, seed + 3));
-          const got = kernel.score(batch);
-          const want = referenceScore(ruleset, batch);
-          expect(got.size).toBe(rows);
-          expect(Array.from(got.channel)).toEqual(Array.from(want.channel));
-          expect(Array.from(got.flags)).toEqual(Array.from(want.flags));
-          expect(Array.from(got.level)).toEqual(Array.from(want.level));
-          expect(matchesOf(got)).toEqual(want.matches);
-          for (let i = 0; i < rows; i++) expect(relClose(got.score[i], want.score[i]), `score row ${i}: ${got.score[i]} vs ${want.score[i]}`).toBe(true);
-          for (let k = 0; k < rows * NF; k++) expect(relClose(got.z[k], want.z[k]), `z ${k}`).toBe(true);
-        },
+        fc.integer({ min: 1, max: 8 }), levelSets, fc.double({ min: 0, max: 0.5, noNaN: true }),
+        agrees,
       ),
       { numRuns: 60 },
     );
+  });
+
+  it('agrees with more than 256 profiles (the block-wise bitmap path)', () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 0, max: 1e9 }), fc.integer({ min: 0, max: 300 }), fc.integer({ min: 257, max: 700 }),
+        fc.integer({ min: 1, max: 8 }), levelSets, fc.double({ min: 0, max: 0.5, noNaN: true }),
+        agrees,
+      ),
+      { numRuns: 10 },
+    );
+  });
+
+  for (const peerCache of ['dense', 'hashed', 'off'] as const) {
+    it(`agrees with the peer cache forced to ${peerCache}`, () => {
+      const forced = new Kernel({ peerCache });
+      fc.assert(
+        fc.property(
+          fc.integer({ min: 0, max: 1e9 }), fc.integer({ min: 0, max: 300 }), fc.integer({ min: 0, max: 100 }),
+          fc.integer({ min: 1, max: 8 }), levelSets, fc.constant(0),
+          (seed, rows, numProfiles, minGroupSize, levels, rate) => agrees(seed, rows, numProfiles, minGroupSize, levels, rate, forced),
+        ),
+        { numRuns: 15 },
+      );
+    });
+  }
+
+  it('rejects an unknown peer cache mode', () => {
+    expect(() => new Kernel({ peerCache: 'lru' as never })).toThrow(expect.objectContaining({ code: 'SEL_ERR_OPTION_INVALID' }));
+  });
+
+  it('computes features with the same natural log as the reference (bit for bit)', () => {
+    const history = randomDeclarations(400, 7);
+    const ruleset = createRuleset({ peers: buildPeerTables([toBatch(history).batch], ['hs6']), profiles: [], settings: { minGroupSize: 1 } });
+    kernel.loadRuleset(compileRuleset(ruleset));
+    const decls = randomDeclarations(300, 8);
+    // awkward magnitudes: subnormal, tiny, huge, infinite, powers of two, just around 1
+    const odd = [5e-324, 2.2e-308, 1e-300, 1e300, 1.7976931348623157e308, Infinity, 1024, 1 + 2 ** -30, 1 - 2 ** -30, 1 + 2 ** -21, 0.5, 3];
+    decls.forEach((d, i) => { if (i < odd.length * 2) { d.customsValue = odd[i % odd.length]; d.netMass = odd[(i * 7) % odd.length]; d.quantity = odd[(i * 3) % odd.length]; } });
+    const { batch } = toBatch(decls);
+    const got = kernel.score(batch);
+    const want = referenceScore(ruleset, batch);
+    for (let k = 0; k < decls.length * NF; k++) expect(Object.is(got.z[k], want.z[k]) || (Number.isNaN(got.z[k]) && Number.isNaN(want.z[k])), `z ${k}: ${got.z[k]} vs ${want.z[k]}`).toBe(true);
   });
 
   it('mix32 in the kernel equals the TypeScript twin', () => {

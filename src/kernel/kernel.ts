@@ -9,9 +9,10 @@ import { readFileSync } from 'node:fs';
 import { errors } from '../errors.js';
 import type { CategoricalColumn, ColumnarBatch } from '../model/columnar.js';
 import { PEER_FIELDS } from '../peers/peer-groups.js';
+import { NUMERIC_OPERANDS } from '../profiles/profile.js';
 import { openCompiled, NONE32, type CompiledMeta, type CompiledRuleset } from '../ruleset/compile.js';
 import { kernelWasmPath } from '../paths.js';
-import { PLAN, PLAN_SLOTS, resultLayout, resultViews, type ScoreResult } from './layout.js';
+import { NUMERIC_BLOCK, PLAN, PLAN_SLOTS, resultLayout, resultViews, type ScoreResult } from './layout.js';
 
 interface KernelExports {
   memory: WebAssembly.Memory;
@@ -33,6 +34,8 @@ interface LoadedRuleset {
 }
 
 const PAGE = 65536;
+/** Peer key spaces up to this size (or 4 × batch size) are cached in a dense index. */
+const DENSE_PEER_KEYS = 65536;
 const alignUp = (n: number, a: number) => Math.ceil(n / a) * a;
 
 let cachedModule: WebAssembly.Module | undefined;
@@ -56,7 +59,16 @@ function compileModule(debug: boolean): WebAssembly.Module {
 export interface KernelOptions {
   /** Use the debug build (bounds checks, names). */
   debug?: boolean;
+  /**
+   * How the kernel caches peer lookups per distinct key (HS code × peer field
+   * codes) of a batch: `auto` (default) picks a dense index when the key space
+   * is small, else a hash table; the others force a strategy (for tests).
+   */
+  peerCache?: PeerCacheMode;
 }
+
+export type PeerCacheMode = 'auto' | 'dense' | 'hashed' | 'off';
+const PEER_CACHE_MODES: readonly PeerCacheMode[] = ['auto', 'dense', 'hashed', 'off'];
 
 export class Kernel {
   private readonly exports: KernelExports;
@@ -68,8 +80,14 @@ export class Kernel {
   private f64!: Float64Array;
   private rs: LoadedRuleset | undefined;
   private matchCapacity = 0;
+  private readonly peerCache: PeerCacheMode;
 
   constructor(options: KernelOptions = {}) {
+    const peerCache = options.peerCache ?? 'auto';
+    if (!PEER_CACHE_MODES.includes(peerCache)) {
+      throw errors.SEL_ERR_OPTION_INVALID(`options.peerCache must be one of ${PEER_CACHE_MODES.join(', ')}`, { field: 'peerCache', expected: PEER_CACHE_MODES.join(' | '), got: peerCache });
+    }
+    this.peerCache = peerCache;
     const instance = new WebAssembly.Instance(compileModule(options.debug === true), {});
     this.exports = instance.exports as unknown as KernelExports;
     this.memory = this.exports.memory;
@@ -150,6 +168,31 @@ export class Kernel {
       const colPtr = new Map<CategoricalColumn, number>();
       for (const c of rs.columns) colPtr.set(c, alloc(n * 4));
       const pHsLut = alloc(L * hsDict.length * 8);
+      // Peer cache: a row's groups depend only on its key (HS code and the codes
+      // of the peer fields the levels use); the kernel resolves each distinct key once.
+      const strides = PEER_FIELDS.map(() => 0);
+      let keySpace = hsDict.length;
+      rs.peerMaps.forEach((m, fi) => {
+        if (!m) return;
+        strides[fi] = keySpace;
+        keySpace *= batch.dicts[PEER_FIELDS[fi]].length;
+      });
+      let cacheShift = 0, cacheBytes = 0;
+      const mode = this.peerCache;
+      if (keySpace >= 2 ** 32 || mode === 'off') {
+        // no cache: the kernel resolves every row on its own
+      } else if (mode === 'dense' || (mode === 'auto' && keySpace <= Math.max(DENSE_PEER_KEYS, 4 * n))) {
+        cacheBytes = keySpace * 4; // dense: key → entry index
+      } else {
+        const bits = Math.max(4, Math.ceil(Math.log2(2 * Math.min(n, keySpace) + 1)));
+        cacheShift = 32 - bits; // hashed: 2^bits buckets of (key + 1, entry index)
+        cacheBytes = 2 ** bits * 8;
+      }
+      const pPeerCache = cacheBytes > 0 ? alloc(cacheBytes) : 0;
+      // entry 0 is unused; at most one entry per distinct key, or one per row without a cache
+      const pPeerEntries = alloc(((pPeerCache ? Math.min(n, keySpace) : n) + 1) * 64, 64);
+      const pPeerRowEntry = alloc(n * 4);
+      const pNumericRows = alloc(meta.numericGroups.length * NUMERIC_BLOCK * 4);
       const peerLutPtr = rs.peerMaps.map((m, fi) => (m ? alloc(batch.dicts[PEER_FIELDS[fi]].length * 4) : 0));
       const memberLutPtr = meta.matchGroups.map((g) => g.members.map((m) => alloc(batch.dicts[m.column].length * 4)));
       const memberCount = meta.matchGroups.reduce((s, g) => s + g.members.length, 0);
@@ -169,8 +212,9 @@ export class Kernel {
       f64.set(batch.numeric.customsValue, pValue >> 3);
       f64.set(batch.numeric.netMass, pMass >> 3);
       f64.set(batch.numeric.quantity, pQty >> 3);
-      f64.set(batch.numeric.taxRate, pTax >> 3);
-      u32.set(batch.idHash, pIdHash >> 2);
+      // the kernel reads taxRate only for a numeric condition on it, idHash only for random selection
+      if (meta.numericGroups.some((g) => NUMERIC_OPERANDS[g.operand] === 'taxRate')) f64.set(batch.numeric.taxRate, pTax >> 3);
+      if (meta.settings.randomSelection.rate > 0) u32.set(batch.idHash, pIdHash >> 2);
       for (const [c, p] of colPtr) u32.set(batch.codes[c], p >> 2);
 
       // ---- per-batch lookup tables (work per distinct value, not per row) ----
@@ -245,7 +289,14 @@ export class Kernel {
       PEER_FIELDS.forEach((f, fi) => {
         u32[pl + PLAN.PEER_COLS + fi] = colPtr.get(f) ?? 0;
         u32[pl + PLAN.PEER_LUTS + fi] = peerLutPtr[fi];
+        u32[pl + PLAN.PEER_STRIDES + fi] = pPeerCache ? strides[fi] : 0;
       });
+      u32[pl + PLAN.PEER_CACHE] = pPeerCache;
+      u32[pl + PLAN.PEER_CACHE_KEYS] = cacheShift === 0 && pPeerCache ? keySpace : 0;
+      u32[pl + PLAN.PEER_CACHE_SHIFT] = cacheShift;
+      u32[pl + PLAN.PEER_ENTRIES] = pPeerEntries;
+      u32[pl + PLAN.PEER_ROW_ENTRY] = pPeerRowEntry;
+      u32[pl + PLAN.NUMERIC_ROWS] = pNumericRows;
       u32[pl + PLAN.OUT_SCORE] = pOut + R.score;
       u32[pl + PLAN.OUT_Z] = pOut + R.z;
       u32[pl + PLAN.OUT_LEVEL] = pOut + R.level;
