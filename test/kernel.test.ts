@@ -24,7 +24,7 @@ function relClose(a: number, b: number): boolean {
 describe('kernel vs reference scorer', () => {
   const kernel = new Kernel();
 
-  function agrees(seed: number, rows: number, numProfiles: number, minGroupSize: number, levels: string[], rate: number, k: Kernel = kernel): void {
+  function agrees(seed: number, rows: number, numProfiles: number, minGroupSize: number, levels: readonly string[], rate: number, k: Kernel = kernel): void {
     const history = randomDeclarations(400, seed + 1);
     const peers = buildPeerTables([toBatch(history).batch], levels);
     const ruleset = createRuleset({
@@ -50,7 +50,7 @@ describe('kernel vs reference scorer', () => {
       fc.property(
         fc.integer({ min: 0, max: 1e9 }), fc.integer({ min: 0, max: 300 }), fc.integer({ min: 0, max: 200 }),
         fc.integer({ min: 1, max: 8 }), levelSets, fc.double({ min: 0, max: 0.5, noNaN: true }),
-        agrees,
+        (seed, rows, numProfiles, minGroupSize, levels, rate) => agrees(seed, rows, numProfiles, minGroupSize, levels, rate),
       ),
       { numRuns: 60 },
     );
@@ -61,7 +61,7 @@ describe('kernel vs reference scorer', () => {
       fc.property(
         fc.integer({ min: 0, max: 1e9 }), fc.integer({ min: 0, max: 300 }), fc.integer({ min: 257, max: 700 }),
         fc.integer({ min: 1, max: 8 }), levelSets, fc.double({ min: 0, max: 0.5, noNaN: true }),
-        agrees,
+        (seed, rows, numProfiles, minGroupSize, levels, rate) => agrees(seed, rows, numProfiles, minGroupSize, levels, rate),
       ),
       { numRuns: 10 },
     );
