@@ -3,7 +3,7 @@
  *
  * A TF-IDF model of the vocabulary of every HS chapter (2 digits) and
  * heading (4 digits), learnt from the nomenclature's own descriptions
- * (data/hs/harmonized-system.csv, PDDL): a heading's document is its
+ * (src/text/hs/harmonized-system.csv, PDDL): a heading's document is its
  * description and those of its subheadings; a chapter's, its description and
  * those of its headings and subheadings. Terms are Porter stems without
  * stopwords; weights are (1 + ln tf) · ln(N / df), vectors L2-normalised,
@@ -209,13 +209,13 @@ export class HsFitModel {
   }
 }
 
-/** The nomenclature shipped with the package (data/hs/harmonized-system.csv). */
-export function loadNomenclature(path = join(packageRoot(), 'data', 'hs', 'harmonized-system.csv')): HsEntry[] {
+/** The nomenclature shipped with the package (src/text/hs/harmonized-system.csv). */
+export function loadNomenclature(path = join(packageRoot(), 'src', 'text', 'hs', 'harmonized-system.csv')): HsEntry[] {
   let text: string;
   try {
     text = readFileSync(path, 'utf8');
   } catch (e) {
-    throw errors.SEL_ERR_FILE_NOT_FOUND(`cannot read the HS nomenclature ${path}: ${(e as Error).message}`, { field: 'nomenclature', expected: 'data/hs/harmonized-system.csv', got: path });
+    throw errors.SEL_ERR_FILE_NOT_FOUND(`cannot read the HS nomenclature ${path}: ${(e as Error).message}`, { field: 'nomenclature', expected: 'src/text/hs/harmonized-system.csv', got: path });
   }
   const { rows } = parseCsv(text);
   const [header, ...body] = rows;
