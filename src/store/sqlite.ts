@@ -18,10 +18,13 @@ export type Db = Database.Database;
 
 export const STORE_FILE = 'selectivity.db';
 
-/** Migrations, in order; index + 1 is the schema version they bring. Never edit one that has shipped: add another. */
-const MIGRATIONS: string[] = [
-  // 1: profiles, every change a version
-  `CREATE TABLE profile_versions (
+/**
+ * The tables of a versioned document kind (src/store/versioned.ts): every
+ * version, and the head of each id. Migrations 1 and 4 are made of it: never
+ * change its text; a new column needs a new migration.
+ */
+function versionedTables(kind: string): string {
+  return `CREATE TABLE ${kind}_versions (
      id          TEXT    NOT NULL,
      version     INTEGER NOT NULL,
      status      TEXT    NOT NULL CHECK (status IN ('active', 'retired')),
@@ -31,10 +34,16 @@ const MIGRATIONS: string[] = [
      change      TEXT    NOT NULL,
      PRIMARY KEY (id, version)
    ) WITHOUT ROWID;
-   CREATE TABLE profile_heads (
+   CREATE TABLE ${kind}_heads (
      id       TEXT PRIMARY KEY,
      version  INTEGER NOT NULL
-   ) WITHOUT ROWID;`,
+   ) WITHOUT ROWID;`;
+}
+
+/** Migrations, in order; index + 1 is the schema version they bring. Never edit one that has shipped: add another. */
+const MIGRATIONS: string[] = [
+  // 1: profiles, every change a version
+  versionedTables('profile'),
   // 2: effectiveness: matches per profile and day, traffic per day, examination results
   `CREATE TABLE profile_usage (
      day      TEXT    NOT NULL,
@@ -71,20 +80,7 @@ const MIGRATIONS: string[] = [
      settings      TEXT NOT NULL
    ) WITHOUT ROWID;`,
   // 4: keyword watch lists, versioned like profiles
-  `CREATE TABLE watchlist_versions (
-     id          TEXT    NOT NULL,
-     version     INTEGER NOT NULL,
-     status      TEXT    NOT NULL CHECK (status IN ('active', 'retired')),
-     doc         TEXT    NOT NULL,
-     changed_by  TEXT    NOT NULL,
-     changed_at  TEXT    NOT NULL,
-     change      TEXT    NOT NULL,
-     PRIMARY KEY (id, version)
-   ) WITHOUT ROWID;
-   CREATE TABLE watchlist_heads (
-     id       TEXT PRIMARY KEY,
-     version  INTEGER NOT NULL
-   ) WITHOUT ROWID;`,
+  versionedTables('watchlist'),
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;
