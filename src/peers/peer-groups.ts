@@ -8,6 +8,8 @@ import { errors } from '../errors.js';
 import type { ColumnarBatch } from '../model/columnar.js';
 import { binWidth, DEFAULT_SKETCH, FeatureSketch, type SketchParams } from './sketch.js';
 
+export { median, robustStats } from './sketch.js';
+
 /** Numeric features, in kernel order. All are natural logarithms. */
 export const FEATURES = ['unitValue', 'netMass', 'valuePerItem'] as const;
 export type Feature = (typeof FEATURES)[number];
@@ -132,25 +134,6 @@ export interface PeerTables {
   info?: SnapshotInfo;
 }
 
-/** Exact median of a numeric array (sorted in place). */
-export function median(values: Float64Array): number {
-  const n = values.length;
-  if (n === 0) return NaN;
-  values.sort();
-  const h = n >> 1;
-  return n % 2 === 1 ? values[h] : (values[h - 1] + values[h]) / 2;
-}
-
-/** Exact robust statistics of a set of values (the reference the sketch is tested against). */
-export function robustStats(values: Float64Array): { n: number; median: number; mad: number } {
-  const n = values.length;
-  if (n === 0) return { n: 0, median: NaN, mad: NaN };
-  const med = median(values);
-  const dev = new Float64Array(n);
-  for (let i = 0; i < n; i++) dev[i] = Math.abs(values[i] - med);
-  return { n, median: med, mad: median(dev) };
-}
-
 /** The accumulating state of one group: what a snapshot file stores. */
 export interface GroupState {
   count: number;
@@ -226,39 +209,23 @@ export class PeerTableBuilder {
   /** Folds a batch in; `keep` (when given) selects the rows to use. Returns the rows used. */
   add(b: ColumnarBatch, keep?: (i: number) => boolean): number {
     const { levels, acc, x } = this;
-    const hsDict = b.dicts.hs;
-    const hsCodes = b.codes.hs;
     const nl = levels.length;
-    // Group lookups are cached per batch by (hs code, field code): key strings
-    // are built once per distinct combination in the batch, not once per row.
-    const caches = levels.map(() => new Map<number, GroupState | null>());
-    const fieldCodes = levels.map((l) => (l.field ? b.codes[l.field] : undefined));
-    const fieldDicts = levels.map((l) => (l.field ? b.dicts[l.field] : undefined));
-    const radix = levels.map((l) => (l.field ? b.dicts[l.field].length + 1 : 1));
+    const groups = new BatchGroups(levels, b, (l, key) => {
+      let g = acc[l].get(key);
+      if (!g) {
+        g = { count: 0, firstDate: Infinity, lastDate: -Infinity, sketches: FEATURES.map(() => new FeatureSketch(this.sketch.exactLimit, this.width)) };
+        acc[l].set(key, g);
+      }
+      return g;
+    });
     let added = 0;
     for (let i = 0; i < b.size; i++) {
       if (keep && !keep(i)) continue;
       added++;
       featureValues(b.numeric.customsValue[i], b.numeric.netMass[i], b.numeric.quantity[i], x);
       const day = b.date[i];
-      const hc = hsCodes[i];
       for (let l = 0; l < nl; l++) {
-        const fc = fieldCodes[l] ? fieldCodes[l]![i] : 0;
-        const ck = hc * radix[l] + fc;
-        let g = caches[l].get(ck);
-        if (g === undefined) {
-          const key = levelKey(levels[l], hsDict[hc], fieldDicts[l] ? fieldDicts[l]![fc] : '');
-          if (key === undefined) {
-            g = null;
-          } else {
-            g = acc[l].get(key);
-            if (!g) {
-              g = { count: 0, firstDate: Infinity, lastDate: -Infinity, sketches: FEATURES.map(() => new FeatureSketch(this.sketch.exactLimit, this.width)) };
-              acc[l].set(key, g);
-            }
-          }
-          caches[l].set(ck, g);
-        }
+        const g = groups.at(l, i);
         if (g === null) continue;
         g.count++;
         if (day < g.firstDate) g.firstDate = day;
@@ -293,6 +260,41 @@ export class PeerTableBuilder {
   /** The statistics the engine scores with. */
   finish(): PeerTables {
     return snapshotTables(this.snapshot());
+  }
+}
+
+/**
+ * Each row's group at each level, through a per-batch cache keyed by (HS
+ * code, field code): key strings are built once per distinct combination in
+ * the batch, not once per row, and `resolve(level, key)` maps a key to the
+ * caller's object (a group's accumulator, a study's counter) once.
+ */
+export class BatchGroups<T> {
+  private readonly caches: Map<number, T | null>[];
+  private readonly fieldCodes: (Uint32Array | undefined)[];
+  private readonly fieldDicts: (string[] | undefined)[];
+  private readonly radix: number[];
+
+  constructor(private readonly levels: readonly PeerLevel[], private readonly b: ColumnarBatch, private readonly resolve: (level: number, key: string) => T) {
+    this.caches = levels.map(() => new Map());
+    this.fieldCodes = levels.map((l) => (l.field ? b.codes[l.field] : undefined));
+    this.fieldDicts = levels.map((l) => (l.field ? b.dicts[l.field] : undefined));
+    this.radix = levels.map((l) => (l.field ? b.dicts[l.field].length + 1 : 1));
+  }
+
+  /** Row i's object at level l, or null when the row has no group there (see levelKey). */
+  at(l: number, i: number): T | null {
+    const hc = this.b.codes.hs[i];
+    const codes = this.fieldCodes[l];
+    const fc = codes ? codes[i] : 0;
+    const ck = hc * this.radix[l] + fc;
+    let g = this.caches[l].get(ck);
+    if (g === undefined) {
+      const key = levelKey(this.levels[l], this.b.dicts.hs[hc], codes ? this.fieldDicts[l]![fc] : '');
+      g = key === undefined ? null : this.resolve(l, key);
+      this.caches[l].set(ck, g);
+    }
+    return g;
   }
 }
 

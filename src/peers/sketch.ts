@@ -63,6 +63,25 @@ export interface SketchSummary {
   exact: boolean;
 }
 
+/** Exact median of a numeric array (sorted in place). */
+export function median(values: Float64Array): number {
+  const n = values.length;
+  if (n === 0) return NaN;
+  values.sort();
+  const h = n >> 1;
+  return n % 2 === 1 ? values[h] : (values[h - 1] + values[h]) / 2;
+}
+
+/** Exact robust statistics of a set of values: median and MAD (the sketch's exact regime). */
+export function robustStats(values: Float64Array): { n: number; median: number; mad: number } {
+  const n = values.length;
+  if (n === 0) return { n: 0, median: NaN, mad: NaN };
+  const med = median(values);
+  const dev = new Float64Array(n);
+  for (let i = 0; i < n; i++) dev[i] = Math.abs(values[i] - med);
+  return { n, median: med, mad: median(dev) };
+}
+
 /**
  * Median of (value, count) pairs given in ascending value order; counts sum to n.
  * For even n, the mean of the values at ranks n/2 − 1 and n/2 (0-based).
@@ -172,12 +191,8 @@ export class FeatureSketch {
     const base = { n, mean: n > 0 ? this.mean : NaN, std: n > 1 ? Math.sqrt(this.m2 / (n - 1)) : NaN, min: n > 0 ? this.min : NaN, max: n > 0 ? this.max : NaN };
     if (n === 0) return { ...base, median: NaN, mad: NaN, exact: true };
     if (this.values) {
-      const v = Float64Array.from(this.values).sort();
-      const h = n >> 1;
-      const median = n % 2 === 1 ? v[h] : (v[h - 1] + v[h]) / 2;
-      const dev = v.map((x) => Math.abs(x - median)).sort();
-      const mad = n % 2 === 1 ? dev[h] : (dev[h - 1] + dev[h]) / 2;
-      return { ...base, median, mad, exact: true };
+      const { median: med, mad } = robustStats(Float64Array.from(this.values));
+      return { ...base, median: med, mad, exact: true };
     }
     const { counts, offset } = this.bins!;
     const w = this.width;
