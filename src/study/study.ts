@@ -11,11 +11,10 @@
 import { statSync } from 'node:fs';
 import { errors } from '../errors.js';
 import { createEngine } from '../engine.js';
-import type { ColumnarBatch } from '../model/columnar.js';
 import { formatIsoDate } from '../model/schema.js';
 import { readDeclarations, type ReadOptions } from '../model/readers.js';
 import {
-  featureValues, FEATURES, isPeerSnapshot, levelKey, NF, robustScale, snapshotTables,
+  BatchGroups, featureValues, FEATURES, isPeerSnapshot, levelKey, NF, robustScale, snapshotTables,
   type Feature, type PeerGroup, type PeerSnapshot, type PeerTables,
 } from '../peers/peer-groups.js';
 import { createRuleset, DEFAULT_SETTINGS, type RulesetSettings } from '../ruleset/ruleset.js';
@@ -173,7 +172,11 @@ export async function studyFile(path: string, peers: PeerSnapshot | PeerTables, 
       if (b.size > 0) {
         const r = await engine.scoreBatch(b);
         scored += b.size;
-        const cache = levels.map(() => new Map<number, GroupCounter>());
+        const groupsOf = new BatchGroups(levels, b, (l, key) => {
+          let c = counters[l].get(key);
+          if (!c) { c = { level: l, key, studied: 0, outliers: 0, under: 0, over: 0 }; counters[l].set(key, c); }
+          return c;
+        });
         for (let i = 0; i < b.size; i++) {
           const off = i * NF;
           let isOutlier = false;
@@ -182,7 +185,7 @@ export async function studyFile(path: string, peers: PeerSnapshot | PeerTables, 
           // the group of the ranking feature (unit value for maxAbsZ) gets the row counted
           const l = r.level[off + rankFeature];
           if (l >= 0) {
-            const c = counterOf(b, i, l, levels, counters, cache);
+            const c = groupsOf.at(l, i)!; // the kernel used this level, so the row has a group there
             const z = r.z[off + rankFeature];
             c.studied++;
             if (Math.abs(z) > s.zThreshold) { c.outliers++; if (z < 0) c.under++; else c.over++; }
@@ -274,21 +277,6 @@ export async function studyFile(path: string, peers: PeerSnapshot | PeerTables, 
     seconds: (performance.now() - t0) / 1000,
     top, groups, distributions,
   };
-}
-
-function counterOf(b: ColumnarBatch, i: number, l: number, levels: PeerTables['levels'], counters: Map<string, GroupCounter>[], cache: Map<number, GroupCounter>[]): GroupCounter {
-  const level = levels[l];
-  const hc = b.codes.hs[i];
-  const fc = level.field ? b.codes[level.field][i] : 0;
-  const ck = hc * (level.field ? b.dicts[level.field].length + 1 : 1) + fc;
-  let c = cache[l].get(ck);
-  if (!c) {
-    const key = levelKey(level, b.dicts.hs[hc], level.field ? b.dicts[level.field][fc] : '')!;
-    c = counters[l].get(key);
-    if (!c) { c = { level: l, key, studied: 0, outliers: 0, under: 0, over: 0 }; counters[l].set(key, c); }
-    cache[l].set(ck, c);
-  }
-  return c;
 }
 
 /** Display bins: the sketch's fine histogram merged into at most `target` equal-width bins (log space). */
