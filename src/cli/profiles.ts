@@ -4,7 +4,7 @@
  * uses). A running service picks changes up on its next reload (SIGHUP or
  * POST /v1/ruleset/reload), or use the HTTP routes, which swap at once.
  */
-import { readFileSync } from 'node:fs';
+import { readJsonFile } from '../store/json-file.js';
 import { userInfo } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -53,13 +53,6 @@ function line(r: ProfileRecord, now: number): string {
   return `${p.id.padEnd(24)} v${String(p.version).padEnd(3)} ${inForce.padEnd(17)} ${(p.riskArea ?? '').padEnd(12)} w=${p.weight}${p.counterMeasure ? ` → ${p.counterMeasure.channel}` : ''}${window}  ${p.title ?? ''}`;
 }
 
-function readSet(path: string): unknown {
-  try {
-    return JSON.parse(readFileSync(path, 'utf8'));
-  } catch (e) {
-    throw errors.SEL_ERR_PROFILE_INVALID(`cannot read the profile set ${path}: ${(e as Error).message}`, { field: 'file', expected: 'a readable JSON file', got: path });
-  }
-}
 
 export async function profilesCommand(argv: string[]): Promise<number> {
   const [sub, ...rest] = argv;
@@ -101,7 +94,7 @@ export async function profilesCommand(argv: string[]): Promise<number> {
     switch (sub) {
       case 'import': {
         const file = one('file');
-        const s = store.importSet(readSet(file), { by, replace: values.replace === true });
+        const s = store.importSet(readJsonFile(file, 'the profile set', 'file', errors.SEL_ERR_PROFILE_INVALID), { by, replace: values.replace === true });
         print([
           `imported ${file} into ${join(dataDir, STORE_FILE)}:`,
           `  created ${s.created.length}${s.created.length ? `: ${s.created.join(', ')}` : ''}`,

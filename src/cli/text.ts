@@ -4,7 +4,7 @@
  *          best-fitting chapters and headings (TF-IDF over the nomenclature);
  *   match  which watch-list terms a text contains (stems, phrases).
  */
-import { readFileSync } from 'node:fs';
+import { readJsonFile } from '../store/json-file.js';
 import { userInfo } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -68,7 +68,7 @@ export async function textCommand(argv: string[]): Promise<number> {
     return 0;
   }
   if (sub === 'match') {
-    const compiled = compileWatchLists(values.watchlists ? validateWatchLists(readJson(values.watchlists)) : withStore(values['data-dir'], (store) => store.active()));
+    const compiled = compileWatchLists(values.watchlists ? validateWatchLists(readJsonFile(values.watchlists, 'the watch lists', 'file', errors.SEL_ERR_WATCHLIST_INVALID)) : withStore(values['data-dir'], (store) => store.active()));
     const hits = compiled.match(text).map((i) => compiled.terms[i]);
     print(hits.length ? hits.map((h) => `${h.list} (${h.riskArea}): ${h.term}`).join('\n') : 'no watch-list term found', hits.map(({ list, riskArea, term }) => ({ list, riskArea, term })));
     return 0;
@@ -76,13 +76,6 @@ export async function textCommand(argv: string[]): Promise<number> {
   throw errors.SEL_ERR_OPTION_INVALID(`unknown text subcommand "${sub}"`, { field: 'subcommand', expected: 'fit or match', got: sub });
 }
 
-function readJson(path: string): unknown {
-  try {
-    return JSON.parse(readFileSync(path, 'utf8'));
-  } catch (e) {
-    throw errors.SEL_ERR_WATCHLIST_INVALID(`cannot read ${path}: ${(e as Error).message}`, { field: 'file', expected: 'a readable JSON file', got: path });
-  }
-}
 
 function withStore<T>(dataDir: string | undefined, fn: (store: WatchListStore) => T): T {
   const db = openStore(join(resolve(dataDir ?? process.env.SELECTIVITY_DATA_DIR ?? 'data'), STORE_FILE));
@@ -105,7 +98,7 @@ function listsCommand(args: string[], values: { 'data-dir'?: string; by?: string
   return withStore(values['data-dir'], (store) => {
     switch (action) {
       case 'import': {
-        const s = store.importSet(readJson(one()), { by, replace: values.replace === true });
+        const s = store.importSet(readJsonFile(one(), 'the watch lists', 'file', errors.SEL_ERR_WATCHLIST_INVALID), { by, replace: values.replace === true });
         print(`created ${s.created.length}, updated ${s.updated.length}, unchanged ${s.unchanged.length}, retired ${s.retired.length}`, s);
         return 0;
       }

@@ -6,7 +6,8 @@
  * the API. Profiles activate and expire by their dates: a timer rebuilds the
  * ruleset at the next boundary, without a restart.
  */
-import { chmodSync, existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
+import { readJsonFile } from '../store/json-file.js';
+import { chmodSync, existsSync, mkdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { errors } from '../errors.js';
 import { ProfileStore, type ImportSummary } from '../profiles/store.js';
@@ -37,13 +38,6 @@ export function examplePaths(): { declarations: string; profiles: string } {
   return { declarations: join(root, 'examples', 'declarations.csv'), profiles: join(root, 'examples', 'profiles.json') };
 }
 
-function readJson(path: string): unknown {
-  try {
-    return JSON.parse(readFileSync(path, 'utf8'));
-  } catch (e) {
-    throw errors.SEL_ERR_PROFILE_INVALID(`cannot read the profile set ${path}: ${(e as Error).message}`, { field: 'profiles', expected: 'a readable JSON file', got: path });
-  }
-}
 
 /**
  * Creates the data directory (owner-only), the store and the peer snapshot.
@@ -68,12 +62,12 @@ export async function prepareDataDir(dataDir: string, files: { peersPath?: strin
   try {
     const store = new ProfileStore(db);
     if (files.profilesFile) {
-      store.importSet(readJson(files.profilesFile), { by: `serve --profiles ${files.profilesFile}`, replace: true });
+      store.importSet(readJsonFile(files.profilesFile, 'the profile set', 'profiles', errors.SEL_ERR_PROFILE_INVALID), { by: `serve --profiles ${files.profilesFile}`, replace: true });
       created.push(`profiles from ${files.profilesFile}`);
     } else if (store.list('all').length === 0) {
       const legacy = join(dataDir, 'profiles.json');
       const from = existsSync(legacy) ? legacy : example.profiles;
-      store.importSet(readJson(from), { by: 'first start', replace: true });
+      store.importSet(readJsonFile(from, 'the profile set', 'profiles', errors.SEL_ERR_PROFILE_INVALID), { by: 'first start', replace: true });
       created.push(`profiles from ${from}`);
     }
   } finally {
