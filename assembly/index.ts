@@ -55,6 +55,7 @@ const P_PEER_ENTRIES: i32 = 49;
 const P_PEER_ROW_ENTRY: i32 = 50;
 const P_NUMERIC_ROWS: i32 = 51;
 const P_PEER_STRIDES: i32 = 52; // 4 slots
+const P_COL_EXTRA: i32 = 56; // f64 per row added to the score (text signals), 0 when none
 
 // ---- settings (f64 each) --------------------------------------------------
 const S_MIN_GROUP: i32 = 0;
@@ -232,9 +233,13 @@ export function mix32(x: u32): u32 {
   return s;
 }
 
-/** Channel from the thresholds, raised by counter-measures, then random selection of green rows. */
+/** The batch's extra score column (plan[P_COL_EXTRA]), set by score(). */
+let colExtra: usize = 0;
+
+/** Extra score (text signals), then channel from the thresholds, raised by counter-measures, then random selection of green rows. */
 // @ts-ignore: decorator
-@inline function finish(i: i32, s: f64, profileChannel: i32, redAt: f64, yellowAt: f64, randomThreshold: f64, randomChannel: i32, seed: u32, colIdHash: usize, outScore: usize, outChannel: usize, outFlags: usize): void {
+@inline function finish(i: i32, s0: f64, profileChannel: i32, redAt: f64, yellowAt: f64, randomThreshold: f64, randomChannel: i32, seed: u32, colIdHash: usize, outScore: usize, outChannel: usize, outFlags: usize): void {
+  const s = colExtra != 0 ? s0 + load<f64>(colExtra + (<usize>i << 3)) : s0;
   let channel: i32 = s >= redAt ? CH_RED : s >= yellowAt ? CH_YELLOW : CH_GREEN;
   let flags: u8 = 0;
   if (profileChannel > channel) { channel = profileChannel; flags |= FLAG_PROFILE_CHANNEL; }
@@ -526,6 +531,7 @@ export function score(plan: usize): i32 {
   const imageBase = slot(plan, P_IMAGE_BASE);
   const numNumeric = <i32>slot(plan, P_NUM_NUMERIC);
   const numericDesc = imageBase + slot(plan, P_NUMERIC);
+  colExtra = slot(plan, P_COL_EXTRA);
 
   const zThreshold = setting(settings, S_Z_THRESHOLD);
   const zCap = setting(settings, S_Z_CAP);

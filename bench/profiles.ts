@@ -36,7 +36,8 @@ const { history, scored } = world(QUICK ? 100_000 : 300_000, 100_000 + 4 * 8192,
 const peers = peerTables(history);
 const sample = history.slice(0, 50_000);
 // each set differs from the last (seed), so every swap is a real change
-const ruleset = (n: number, seed = 5): Ruleset => createRuleset({ peers, profiles: benchProfiles(n, seed, sample) });
+// profiles alone: text signals off (their cost is measured by bench:text)
+const ruleset = (n: number, seed = 5): Ruleset => createRuleset({ peers, profiles: benchProfiles(n, seed, sample), settings: { misclassification: { weight: 0 } } });
 
 out('# Profile set changes: benchmark results');
 out();

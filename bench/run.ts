@@ -40,7 +40,8 @@ console.error('generating synthetic data…');
 const { history, scored } = world(QUICK ? 100_000 : 300_000, ROWS + 8 * 8192, 11);
 const peers = peerTables(history);
 const [batch] = batchesOf(scored.slice(0, ROWS), ROWS);
-const ruleset = (n: number): Ruleset => createRuleset({ peers, profiles: benchProfiles(n, 5, history.slice(0, 50_000)) });
+// the kernel spine: text signals off (their cost is measured by bench:text)
+const ruleset = (n: number): Ruleset => createRuleset({ peers, profiles: benchProfiles(n, 5, history.slice(0, 50_000)), settings: { misclassification: { weight: 0 } } });
 
 out(`# Benchmark results`);
 out();

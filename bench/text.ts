@@ -7,6 +7,11 @@
  * vague), half of them with a watch-list term appended, all distinct (an
  * id suffix defeats the stem cache's best case for the first pass).
  * Baseline: splitting into lower-case words only.
+ *
+ * Section 2 measures the scoring path as a worker runs it (Kernel.score on
+ * 8,192-row batches: text signals, then the kernel), with and without text
+ * signals; caches cold (ruleset reloaded before each pass, so every
+ * description is stemmed, matched and fitted again) and warm.
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { availableParallelism, cpus } from 'node:os';
@@ -17,6 +22,12 @@ import { packageRoot } from '../src/paths.js';
 import { hsFitModel } from '../src/text/hs-fit.js';
 import { stems, words } from '../src/text/tokens.js';
 import { compileWatchLists, validateWatchLists } from '../src/text/watchlist.js';
+import { Kernel } from '../src/kernel/kernel.js';
+import { toBatch, type ColumnarBatch } from '../src/model/columnar.js';
+import { buildPeerTables, DEFAULT_LEVELS } from '../src/peers/peer-groups.js';
+import { validateProfiles } from '../src/profiles/profile.js';
+import { compileRuleset } from '../src/ruleset/compile.js';
+import { createRuleset } from '../src/ruleset/ruleset.js';
 
 const fmt = (n: number) => Math.round(n).toLocaleString('en-US');
 const lines: string[] = [];
@@ -26,7 +37,8 @@ const extra = ['power bank', 'replica', 'precursor', 'gift', 'lithium battery'];
 const rows = [...generateDeclarations({ rows: N, seed: 3, hsCodes: 300 })];
 const descriptions = rows.map((r, i) => `${r.declaration.description ?? 'goods'}${i % 2 ? ` ${extra[i % extra.length]}` : ''}`);
 const hs = rows.map((r) => r.declaration.hs);
-const lists = compileWatchLists(validateWatchLists(JSON.parse(readFileSync(join(packageRoot(), 'examples', 'watchlists.json'), 'utf8'))));
+const exampleLists = validateWatchLists(JSON.parse(readFileSync(join(packageRoot(), 'examples', 'watchlists.json'), 'utf8')));
+const lists = compileWatchLists(exampleLists);
 const model = hsFitModel();
 
 const bench = new Bench({ time: 2000, warmupIterations: 2 });
@@ -48,6 +60,30 @@ bench.add('HS fit, scoring path, once per distinct (code, description) of each 8
 });
 await bench.run();
 
+// ---- 2. the scoring path with text signals ------------------------------------
+const decls = rows.map((r, i) => ({ ...r.declaration, description: descriptions[i] }));
+const batches: ColumnarBatch[] = [];
+for (let at = 0; at < N; at += 8192) batches.push(toBatch(decls.slice(at, at + 8192)).batch);
+const peers = buildPeerTables(batches, DEFAULT_LEVELS);
+const allProfiles = validateProfiles(JSON.parse(readFileSync(join(packageRoot(), 'examples', 'profiles.json'), 'utf8')));
+const variants = [
+  { name: 'no text signals (baseline: example profiles without the keyword one, no watch lists, misclassification off)', profiles: allProfiles.filter((p) => !p.conditions.keywords), watchLists: [], weight: 0 },
+  { name: 'keywords: example watch lists and keyword profile', profiles: allProfiles, watchLists: exampleLists, weight: 0 },
+  { name: 'keywords + misclassification (the defaults of npm start)', profiles: allProfiles, watchLists: exampleLists, weight: 1.5 },
+];
+const kernel = new Kernel();
+const path = new Bench({ time: 3000, warmupIterations: 1 });
+for (const v of variants) {
+  const compiled = compileRuleset(createRuleset({ peers, profiles: v.profiles, watchLists: v.watchLists, settings: { misclassification: { weight: v.weight } } }));
+  for (const cold of v.weight === 0 && v.watchLists.length === 0 ? [false] : [true, false]) {
+    path.add(`${v.name}${v.watchLists.length ? (cold ? ', caches cold' : ', caches warm') : ''}`, () => {
+      if (cold || kernel.rulesetVersion !== compiled.version) kernel.loadRuleset(compiled);
+      for (const b of batches) kernel.score(b);
+    });
+  }
+}
+await path.run();
+
 out('# Text module: benchmark results');
 out();
 out(`${new Date().toISOString()} · Node ${process.version} · ${cpus()[0]?.model ?? 'cpu'} · ${availableParallelism()} cores · one thread`);
@@ -60,6 +96,19 @@ const base = N / ((bench.tasks[0].result as { latency: { mean: number } }).laten
 for (const t of bench.tasks) {
   const rate = N / ((t.result as { latency: { mean: number } }).latency.mean / 1000);
   out(`| ${t.name} | ${fmt(rate)} | ${(rate / base).toFixed(2)}x |`);
+}
+out();
+out('## Scoring path with text signals (Kernel.score, 8,192-row batches, one worker thread)');
+out();
+out(`The same ${fmt(N)} declarations and descriptions; peer tables from them; median of the passes. "Cold": the ruleset is reloaded before each pass, so every distinct description is stemmed, matched and fitted again; "warm": descriptions seen in earlier batches come from the caches, as in steady traffic.`);
+out();
+out('| scoring | declarations (descriptions)/s | vs no text |');
+out('|---|---:|---:|');
+const median = (t: (typeof path.tasks)[number]) => (t.result as { latency: { p50?: number; mean: number } }).latency.p50 ?? (t.result as { latency: { mean: number } }).latency.mean;
+const base2 = N / (median(path.tasks[0]) / 1000);
+for (const t of path.tasks) {
+  const rate = N / (median(t) / 1000);
+  out(`| ${t.name} | ${fmt(rate)} | ${(rate / base2).toFixed(2)}x |`);
 }
 out();
 writeFileSync(join(packageRoot(), 'bench', 'TEXT-RESULTS.md'), `${lines.join('\n')}\n`);

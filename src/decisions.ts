@@ -6,6 +6,7 @@
 import { CHANNELS, type Channel } from './model/channels.js';
 import { FEATURES, NF, type Feature } from './peers/peer-groups.js';
 import type { CompiledMeta } from './ruleset/compile.js';
+import type { RiskArea } from './profiles/profile.js';
 import { FLAG_CONTROL, FLAG_PROFILE_CHANNEL, type ScoreResult } from './kernel/layout.js';
 
 export type Reason =
@@ -13,12 +14,19 @@ export type Reason =
   | { code: 'PROFILE'; profile: string; version?: number; weight: number; channel?: Channel }
   /** A feature deviated from its peer group beyond the z threshold; contribution is what it added to the score (0 where that direction has no weight). */
   | { code: 'DEVIATION'; feature: Feature; z: number; direction: 'under' | 'over'; peerLevel: string; contribution: number }
+  /** The goods description contains a watch-list term or profile keyword (matched on stems); `lists`/`riskAreas` of the watch lists holding it. */
+  | { code: 'KEYWORD'; term: string; lists: string[]; riskAreas: RiskArea[] }
+  /** The description fits the declared HS chapter poorly (fit below the setting); `bestHeading` fits it best; contribution is what it added to the score. */
+  | { code: 'MISCLASSIFICATION'; declaredChapter: string; fit: number; bestHeading: string; contribution: number }
   /** The score reached a channel threshold. */
   | { code: 'SCORE_THRESHOLD'; channel: Channel; score: number; threshold: number }
   /** A matched profile's counter-measure raised the channel above the score's; `instructions`: what those profiles tell the officer to check. */
   | { code: 'COUNTER_MEASURE'; channel: Channel; profiles: string[]; instructions?: string[] }
   /** Deterministic random selection for the control group. */
   | { code: 'RANDOM_SELECTION'; channel: Channel; rate: number };
+
+/** Every reason code, in the order reasons appear in a decision. */
+export const REASON_CODES = ['PROFILE', 'DEVIATION', 'KEYWORD', 'MISCLASSIFICATION', 'SCORE_THRESHOLD', 'COUNTER_MEASURE', 'RANDOM_SELECTION'] as const satisfies readonly Reason['code'][];
 
 export interface Decision {
   id: string;
@@ -58,6 +66,16 @@ export function decisionAt(result: ScoreResult, i: number, id: string, meta: Com
     const under = z < 0;
     const contribution = (under ? s.weights.under[f] : s.weights.over[f]) * Math.min(Math.abs(z) - s.zThreshold, s.zCap);
     reasons.push({ code: 'DEVIATION', feature: FEATURES[f], z: round(z, 3), direction: under ? 'under' : 'over', peerLevel: meta.levels[result.level[i * NF + f]].name, contribution: round(contribution) });
+  }
+  const signal = result.text?.signals[result.text.row[i]];
+  if (signal) {
+    for (const t of signal.terms) {
+      const term = meta.text.terms[t];
+      reasons.push({ code: 'KEYWORD', term: term.text, lists: term.lists.map((l) => l.id), riskAreas: [...new Set(term.lists.map((l) => l.riskArea))] });
+    }
+    if (signal.misclassified && signal.fit) {
+      reasons.push({ code: 'MISCLASSIFICATION', declaredChapter: signal.chapter ?? '', fit: round(signal.fit.chapterFit, 3), bestHeading: signal.fit.bestHeading, contribution: signal.extra });
+    }
   }
   if (score >= s.thresholds.red) reasons.push({ code: 'SCORE_THRESHOLD', channel: 'red', score: round(score), threshold: s.thresholds.red });
   else if (score >= s.thresholds.yellow) reasons.push({ code: 'SCORE_THRESHOLD', channel: 'yellow', score: round(score), threshold: s.thresholds.yellow });

@@ -13,17 +13,20 @@ import type { Channel } from './model/channels.js';
 import { readDeclarations, type RecordError, type ReadOptions } from './model/readers.js';
 import { DEFAULT_LEVELS, PeerTableBuilder, type PeerSnapshot, type PeerTables } from './peers/peer-groups.js';
 import type { Profile } from './profiles/profile.js';
-import { createRuleset, type RulesetSettings } from './ruleset/ruleset.js';
+import type { WatchList } from './text/watchlist.js';
+import { createRuleset, type RulesetSettingsInput } from './ruleset/ruleset.js';
 import type { ScoreResult } from './kernel/layout.js';
 
 export interface ScoreFileOptions {
   columns?: ReadOptions['columns'];
   profiles?: Profile[];
+  /** Keyword watch lists (their terms become KEYWORD reasons). */
+  watchLists?: WatchList[];
   /** Peer tables to score against; built from the file itself when absent. */
   peers?: PeerTables;
   /** Peer hierarchy when peers are built from the file. */
   levels?: readonly string[];
-  settings?: Partial<RulesetSettings>;
+  settings?: RulesetSettingsInput;
   threads?: number;
   batchSize?: number;
   /** Where decisions go: a path ending .ndjson/.jsonl/.csv, or a writable stream (NDJSON). */
@@ -66,13 +69,15 @@ function csvCell(s: string): string {
 
 /** Compact one-cell form of the reasons, for CSV output. */
 export function reasonsText(reasons: Reason[]): string {
-  return reasons.map((r) => {
+  return reasons.map((r): string => {
     switch (r.code) {
       case 'PROFILE': return `PROFILE:${r.profile}`;
       case 'DEVIATION': return `DEVIATION:${r.feature}:${r.direction}:z=${r.z}@${r.peerLevel}`;
       case 'SCORE_THRESHOLD': return `SCORE_THRESHOLD:${r.channel}`;
       case 'COUNTER_MEASURE': return `COUNTER_MEASURE:${r.channel}:${r.profiles.join('+')}`;
       case 'RANDOM_SELECTION': return `RANDOM_SELECTION:${r.channel}`;
+      case 'KEYWORD': return `KEYWORD:${r.term}${r.lists.length ? `@${r.lists.join('+')}` : ''}`;
+      case 'MISCLASSIFICATION': return `MISCLASSIFICATION:${r.declaredChapter}->${r.bestHeading}:fit=${r.fit}`;
     }
   }).join('|');
 }
@@ -134,7 +139,7 @@ export async function scoreFile(path: string, options: ScoreFileOptions = {}): P
 
   const peers = options.peers ?? (await buildPeersFromFile(path, options, total));
   const tPeers = performance.now();
-  const ruleset = createRuleset({ peers, profiles: options.profiles ?? [], settings: options.settings });
+  const ruleset = createRuleset({ peers, profiles: options.profiles ?? [], watchLists: options.watchLists, settings: options.settings });
   const engine = createEngine({ ruleset, threads: options.threads });
   const meta = engine.meta();
 

@@ -7,7 +7,7 @@ import { toBatch } from '../src/model/columnar.js';
 import type { Declaration } from '../src/model/schema.js';
 import { buildPeerTables, NF } from '../src/peers/peer-groups.js';
 import type { Profile } from '../src/profiles/profile.js';
-import { createRuleset, type RulesetSettings } from '../src/ruleset/ruleset.js';
+import { createRuleset, type RulesetSettingsInput } from '../src/ruleset/ruleset.js';
 
 function decl(id: string, unitValue: number, netMass: number, importer = 'IMP1'): Declaration {
   return { id, date: '2025-03-01', office: 'OF1', importer, hs: '8517120000', origin: 'CN', customsValue: unitValue * netMass, netMass, quantity: 10 };
@@ -34,7 +34,7 @@ const PROBE = [
 const engines: Engine[] = [];
 afterAll(async () => { await Promise.all(engines.map((e) => e.close())); });
 
-async function decide(settings: Partial<RulesetSettings>): Promise<{ result: ScoreResult; decisions: Decision[] }> {
+async function decide(settings: RulesetSettingsInput): Promise<{ result: ScoreResult; decisions: Decision[] }> {
   const ruleset = createRuleset({ peers, profiles: PROFILES, settings });
   const engine = createEngine({ ruleset, threads: 0 });
   engines.push(engine);
@@ -43,7 +43,7 @@ async function decide(settings: Partial<RulesetSettings>): Promise<{ result: Sco
   return { result, decisions: toDecisions(result, ids, engine.meta(result.rulesetVersion)) };
 }
 
-const NO_RANDOM: Partial<RulesetSettings> = { randomSelection: { rate: 0, channel: 'red', seed: 1 } };
+const NO_RANDOM: RulesetSettingsInput = { randomSelection: { rate: 0, channel: 'red', seed: 1 } };
 const byId = (ds: Decision[], id: string) => ds.find((d) => d.id === id)!;
 const codes = (d: Decision) => d.reasons.map((r) => r.code);
 const reasonsOf = <C extends Reason['code']>(d: Decision, code: C) => d.reasons.filter((r): r is Extract<Reason, { code: C }> => r.code === code);
@@ -173,5 +173,56 @@ describe('channelCounts', () => {
     channelCounts(result, into);
     channelCounts(result, into);
     expect(into).toEqual({ green: 4, blue: 0, yellow: 0, orange: 2, red: 4, control: 0 });
+  });
+});
+
+describe('text reasons (watch lists, keyword profiles, misclassification), through a worker', () => {
+  const withText = (id: string, description: string): Declaration => ({ ...decl(id, 30, 200), description });
+  const DECLS = [
+    withText('K-replica', 'telephone handsets, replicas'),
+    withText('K-powerbank', 'Power-Banks for mobile telephones'),
+    withText('M-coffee', 'roasted coffee beans, not decaffeinated'),
+    withText('N-plain', 'telephone handsets for cellular networks'),
+  ];
+  const profiles: Profile[] = [{ id: 'P-KW', weight: 0.75, counterMeasure: { channel: 'orange', instructions: 'open and check for lithium cells' }, conditions: { keywords: ['power bank'] } }];
+  const watchLists = [{ id: 'ipr-goods', riskArea: 'ipr', terms: ['replica', 'counterfeit'] }];
+
+  async function decideText(misclassification: { weight: number; below: number }): Promise<Decision[]> {
+    const engine = createEngine({ ruleset: createRuleset({ peers, profiles, watchLists, settings: { ...NO_RANDOM, misclassification } }), threads: 1 });
+    engines.push(engine);
+    const { batch, ids } = toBatch(DECLS);
+    const result = await engine.scoreBatch(batch);
+    return toDecisions(result, ids, engine.meta(result.rulesetVersion));
+  }
+
+  it('a watch-list term in the description is a KEYWORD reason naming its list and risk area, adding nothing by itself', async () => {
+    const k = byId(await decideText({ weight: 1.5, below: 0.3 }), 'K-replica');
+    expect(k.reasons).toEqual([{ code: 'KEYWORD', term: 'replica', lists: ['ipr-goods'], riskAreas: ['ipr'] }]);
+    expect(k.score).toBe(0);
+    expect(k.channel).toBe('green');
+  });
+
+  it('a profile keyword condition matches the phrase across punctuation and plural; its counter-measure applies', async () => {
+    const k = byId(await decideText({ weight: 1.5, below: 0.3 }), 'K-powerbank');
+    expect(codes(k)).toEqual(['PROFILE', 'KEYWORD', 'COUNTER_MEASURE']);
+    expect(reasonsOf(k, 'KEYWORD')[0]).toEqual({ code: 'KEYWORD', term: 'power bank', lists: [], riskAreas: [] });
+    expect(k.channel).toBe('orange');
+    expect(k.score).toBe(0.75);
+    expect(reasonsOf(k, 'COUNTER_MEASURE')[0].instructions).toEqual(['open and check for lithium cells']);
+  });
+
+  it('a description that fits another chapter is a MISCLASSIFICATION reason naming the best heading, adding its weight', async () => {
+    const ds = await decideText({ weight: 1.5, below: 0.3 });
+    const m = byId(ds, 'M-coffee');
+    const r = reasonsOf(m, 'MISCLASSIFICATION');
+    expect(r).toHaveLength(1);
+    expect(r[0]).toMatchObject({ declaredChapter: '85', bestHeading: '0901', contribution: 1.5 });
+    expect(r[0].fit).toBeLessThan(0.3);
+    expect(m.score).toBe(1.5);
+    expect(reasonsOf(byId(ds, 'N-plain'), 'MISCLASSIFICATION')).toEqual([]);
+    // weight 0 turns the signal off: same declaration, no reason, no score
+    const off = byId(await decideText({ weight: 0, below: 0.3 }), 'M-coffee');
+    expect(off.reasons).toEqual([]);
+    expect(off.score).toBe(0);
   });
 });

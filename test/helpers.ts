@@ -29,7 +29,15 @@ export const VOCAB = {
   declarant: ['DCL1', 'DCL2', 'DCL3'],
 };
 
-export function randomDeclarations(count: number, seed: number): Declaration[] {
+/** Goods descriptions with watch-list terms in their variants (plural, case, punctuation, non-ASCII). */
+export const DESCRIPTIONS = [
+  'Replica watches, assorted', 'REPLICAS of designer bags', 'power banks 10000mAh lithium', 'POWER-BANK portable charger',
+  'cotton t-shirts, knitted', 'roasted coffee, not decaffeinated', 'smartphones for cellular networks', 'portable laptop computers',
+  'precursor chemicals (ephedrine)', 'parts', 'Café crème — réplica watch straps', '', 'beer made from malt', 'plastic household articles',
+];
+export const KEYWORDS = ['replica', 'power bank', 'precursor', 'lithium', 'designer bag', 'ephedrine', 'smartphone', 'watch', 'coffee', 'portable'];
+
+export function randomDeclarations(count: number, seed: number, options: { descriptions?: boolean } = {}): Declaration[] {
   const r = rng(seed);
   const out: Declaration[] = [];
   for (let i = 0; i < count; i++) {
@@ -51,12 +59,13 @@ export function randomDeclarations(count: number, seed: number): Declaration[] {
     if (r() < 0.8) d.transportMode = pick(r, VOCAB.mode);
     if (r() < 0.9) d.declarant = pick(r, VOCAB.declarant);
     if (r() < 0.1) d.aeo = true;
+    if (options.descriptions) d.description = pick(r, DESCRIPTIONS);
     out.push(d);
   }
   return out;
 }
 
-export function randomProfiles(count: number, seed: number): Profile[] {
+export function randomProfiles(count: number, seed: number, options: { keywords?: boolean } = {}): Profile[] {
   const r = rng(seed);
   const out: Profile[] = [];
   for (let i = 0; i < count; i++) {
@@ -79,6 +88,7 @@ export function randomProfiles(count: number, seed: number): Profile[] {
         return { field, op: pick(r, NUMERIC_OPS), value };
       });
     }
+    if (options.keywords && r() < 0.5) conditions.keywords = [...new Set([pick(r, KEYWORDS), pick(r, KEYWORDS)])];
     const p: Profile = { id: `P${i}`, weight: Math.round(r() * 40) / 10, conditions };
     if (r() < 0.3) p.counterMeasure = { channel: pick(r, CHANNELS) };
     out.push(p);

@@ -7,7 +7,8 @@ import { buildPeerTables, NF } from '../src/peers/peer-groups.js';
 import { compileRuleset } from '../src/ruleset/compile.js';
 import { createRuleset } from '../src/ruleset/ruleset.js';
 import { mix32 } from '../src/kernel/hash.js';
-import { randomDeclarations, randomProfiles } from './helpers.js';
+import { randomDeclarations, randomProfiles, KEYWORDS } from './helpers.js';
+import type { WatchList } from '../src/text/watchlist.js';
 import type { ScoreResult } from '../src/kernel/layout.js';
 
 function matchesOf(r: ScoreResult): number[][] {
@@ -97,6 +98,67 @@ describe('kernel vs reference scorer', () => {
     const got = kernel.score(batch);
     const want = referenceScore(ruleset, batch);
     for (let k = 0; k < decls.length * NF; k++) expect(Object.is(got.z[k], want.z[k]) || (Number.isNaN(got.z[k]) && Number.isNaN(want.z[k])), `z ${k}: ${got.z[k]} vs ${want.z[k]}`).toBe(true);
+  });
+
+  describe('with text signals (keyword conditions, watch lists, misclassification)', () => {
+    const watchLists: WatchList[] = [
+      { id: 'ipr', riskArea: 'ipr', terms: ['replica', 'designer bag', 'counterfeit'] },
+      { id: 'safety', riskArea: 'safety', terms: ['power bank', 'lithium'] },
+      { id: 'drugs', riskArea: 'drugs', terms: ['precursor', 'ephedrine'] },
+    ];
+    let keywordMatches = 0, misclassified = 0;
+
+    function agreesText(seed: number, rows: number, numProfiles: number, levels: readonly string[], weight: number): void {
+      const history = randomDeclarations(400, seed + 1);
+      const peers = buildPeerTables([toBatch(history).batch], levels);
+      const profiles = randomProfiles(numProfiles, seed + 2, { keywords: true });
+      const ruleset = createRuleset({
+        peers, profiles, watchLists: seed % 3 === 0 ? [] : watchLists,
+        settings: { minGroupSize: 3, thresholds: { yellow: 1, red: 3 }, misclassification: { weight, below: 0.5 } },
+      });
+      kernel.loadRuleset(compileRuleset(ruleset));
+      const { batch } = toBatch(randomDeclarations(rows, seed + 3, { descriptions: true }));
+      const got = kernel.score(batch);
+      const want = referenceScore(ruleset, batch);
+      expect(Array.from(got.channel)).toEqual(Array.from(want.channel));
+      expect(Array.from(got.flags)).toEqual(Array.from(want.flags));
+      expect(matchesOf(got)).toEqual(want.matches);
+      for (let i = 0; i < rows; i++) expect(relClose(got.score[i], want.score[i]), `score row ${i}: ${got.score[i]} vs ${want.score[i]}`).toBe(true);
+      want.matches.forEach((m) => { for (const p of m) if (profiles[p].conditions.keywords) keywordMatches++; });
+      if (got.text) for (let i = 0; i < rows; i++) if (got.text.signals[got.text.row[i]].misclassified) misclassified++;
+    }
+
+    it('agrees with the reference scorer up to 256 profiles', () => {
+      fc.assert(
+        fc.property(fc.integer({ min: 0, max: 1e9 }), fc.integer({ min: 1, max: 300 }), fc.integer({ min: 1, max: 200 }), levelSets, fc.constantFrom(0, 1.5, 7),
+          (seed, rows, numProfiles, levels, weight) => agreesText(seed, rows, numProfiles, levels, weight)),
+        { numRuns: 40 },
+      );
+    });
+
+    it('agrees with the reference scorer above 256 profiles', () => {
+      fc.assert(
+        fc.property(fc.integer({ min: 0, max: 1e9 }), fc.integer({ min: 1, max: 300 }), fc.integer({ min: 257, max: 1100 }), levelSets, fc.constantFrom(0, 2),
+          (seed, rows, numProfiles, levels, weight) => agreesText(seed, rows, numProfiles, levels, weight)),
+        { numRuns: 8 },
+      );
+    });
+
+    it('exercised keyword profiles and the misclassification signal (the properties above were not vacuous)', () => {
+      expect(keywordMatches).toBeGreaterThan(100);
+      expect(misclassified).toBeGreaterThan(10);
+    });
+
+    it('a keyword profile matches every spelling of its term, and only descriptions that contain it', () => {
+      const peers = buildPeerTables([toBatch(randomDeclarations(100, 5)).batch], ['hs6']);
+      const ruleset = createRuleset({ peers, profiles: [{ id: 'KW', weight: 1, conditions: { keywords: ['power bank', 'Replica'] } }], settings: { misclassification: { weight: 0 } } });
+      kernel.loadRuleset(compileRuleset(ruleset));
+      const texts = ['Power-Banks, 20000 mAh', 'POWER/BANK', 'replicas of watches', 'REPLICA', 'power supply bank', 'bank power', 'réplica', ''];
+      const decls = randomDeclarations(texts.length, 6).map((d, i) => ({ ...d, description: texts[i] }));
+      const got = kernel.score(toBatch(decls).batch);
+      expect(matchesOf(got)).toEqual([[0], [0], [0], [0], [], [], [0], []]);
+      expect(KEYWORDS).toContain('power bank');
+    });
   });
 
   it('mix32 in the kernel equals the TypeScript twin', () => {

@@ -53,6 +53,15 @@ describe('validateProfile', () => {
     expect(v.conditions.hs).toEqual(['85']);
   });
 
+  it('accepts keyword conditions, one per stem sequence, and rejects what cannot be a keyword', () => {
+    expect(validateProfile(base({}, { keywords: [' Replica ', 'replicas', 'power bank', 'Power-Banks'] })).conditions.keywords).toEqual(['Replica', 'power bank']);
+    rejected(base({}, { keywords: [] }), 'profile(P1).conditions.keywords');
+    rejected(base({}, { keywords: 'replica' }), 'profile(P1).conditions.keywords');
+    rejected(base({}, { keywords: ['replica', 7] }), 'profile(P1).conditions.keywords[1]');
+    rejected(base({}, { keywords: ['ok', '!!! ---'] }), 'profile(P1).conditions.keywords[1]');
+    rejected(base({}, { keywords: ['one two three four five six seven eight nine'] }), 'profile(P1).conditions.keywords[0]');
+  });
+
   it('accepts every numeric operand and op', () => {
     for (const field of NUMERIC_OPERANDS) for (const op of NUMERIC_OPS) {
       expect(validateProfile(base({}, { numeric: [{ field, op, value: 1.5 }] })).conditions.numeric).toEqual([{ field, op, value: 1.5 }]);

@@ -8,6 +8,13 @@ describe('resolveSettings', () => {
     const w = resolveSettings({ weights: { under: [2, 0, 1] } } as never);
     expect(w.weights).toEqual({ under: [2, 0, 1], over: DEFAULT_SETTINGS.weights.over });
     expect(resolveSettings({ randomSelection: { rate: 0.5 } } as never).randomSelection).toEqual({ ...DEFAULT_SETTINGS.randomSelection, rate: 0.5 });
+    expect(resolveSettings({ misclassification: { weight: 0 } }).misclassification).toEqual({ weight: 0, below: DEFAULT_SETTINGS.misclassification.below });
+  });
+
+  it('checks the misclassification signal settings', () => {
+    expect(() => resolveSettings({ misclassification: { below: 1.5 } })).toThrow(expect.objectContaining({ code: 'SEL_ERR_RULESET_INVALID', details: expect.objectContaining({ field: 'misclassification.below' }) }));
+    expect(() => resolveSettings({ misclassification: { weight: -1 } })).toThrow(expect.objectContaining({ details: expect.objectContaining({ field: 'misclassification.weight' }) }));
+    expect(() => resolveSettings({ misclassification: { threshold: 0.2 } } as never)).toThrow(expect.objectContaining({ details: expect.objectContaining({ field: 'misclassification.threshold' }) }));
   });
 
   it('refuses unknown keys, at the top and nested, naming them', () => {

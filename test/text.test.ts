@@ -143,17 +143,28 @@ describe('watch lists in the store: CLI and HTTP', () => {
     const engine = createEngine({ ruleset: await source.load(), threads: 0 });
     const metrics = await createMetrics({ intervalMs: 60_000 });
     const token = 'analyst-token-0123456789abcdef';
-    const app = await buildServer({ engine, source, metrics, tokens: createTokenStore(parseTokensEnv(`analyst:${token}`), 'env') });
+    const portToken = 'port-token-0123456789abcdef01';
+    const app = await buildServer({ engine, source, metrics, tokens: createTokenStore(parseTokensEnv(`analyst:${token},port:${portToken}`), 'env') });
     const h = { authorization: `Bearer ${token}` };
+    const keywords = async () => {
+      const declaration = { id: 'D1', date: '2026-11-23', office: 'OF01', importer: 'IM1', hs: '293941', origin: 'CN', customsValue: 100, netMass: 10, description: 'Precursors: ephedrine, imitation labels' };
+      const r = await app.inject({ method: 'POST', url: '/v1/score', headers: { authorization: `Bearer ${portToken}` }, payload: { declarations: [declaration] } });
+      expect(r.statusCode, r.body).toBe(200);
+      return (r.json().decisions[0].reasons as { code: string; term?: string; lists?: string[] }[]).filter((x) => x.code === 'KEYWORD').map((x) => `${x.term}@${x.lists!.join('+')}`);
+    };
     try {
       expect((await app.inject({ url: '/v1/watchlists', headers: h })).json().watchLists.map((r: { watchList: { id: string }; status: string }) => `${r.watchList.id}:${r.status}`)).toEqual(['BAT:retired', 'IPR:active']);
       const imp = await app.inject({ method: 'POST', url: '/v1/watchlists/import', headers: h, payload: { watchLists: [{ id: 'DRG', riskArea: 'drugs', terms: ['precursor'] }] } });
       expect(imp.json().changes.created).toEqual(['DRG']);
+      // the import swapped a ruleset in: the active lists' terms are now reasons of decisions
+      expect(imp.json().ruleset.version).toBe(engine.rulesetVersion);
+      expect(await keywords()).toEqual(['precursor@DRG', 'imitation@IPR']) // lists by id;
       const bad = await app.inject({ method: 'POST', url: '/v1/watchlists/import', headers: h, payload: { watchLists: [{ id: 'X', riskArea: 'nope', terms: ['a'] }] } });
       expect(bad.statusCode).toBe(400);
       expect(bad.json().error.code).toBe('SEL_ERR_WATCHLIST_INVALID');
       expect((await app.inject({ url: '/v1/watchlists/export', headers: h })).json().watchLists.map((w: { id: string }) => w.id)).toEqual(['DRG', 'IPR']);
       expect((await app.inject({ method: 'POST', url: '/v1/watchlists/DRG/retire', headers: h })).json().watchList.status).toBe('retired');
+      expect(await keywords()).toEqual(['imitation@IPR']);
     } finally {
       await app.close();
       await engine.close();

@@ -13,6 +13,7 @@ import { move, transferableSymbol, valueSymbol } from 'piscina';
 import { Kernel } from '../src/kernel/kernel.js';
 import { unpackBatch, type PackedBatch } from '../src/model/columnar.js';
 import { scoreWire, type WireReply, type WireRequest } from '../src/service/wire.js';
+import type { BatchText } from '../src/text/signals.js';
 
 export interface ScoreTask {
   rulesetVersion: string;
@@ -26,6 +27,7 @@ export interface ScoreReply {
   size: number;
   rulesetVersion: string;
   kernelNs: number;
+  text?: BatchText;
 }
 
 let kernel: Kernel | undefined;
@@ -44,5 +46,7 @@ export default function score(task: ScoreTask): unknown {
     return move(new Transfer(reply, reply.ok ? (reply.body.buffer as ArrayBuffer) : undefined) as never);
   }
   const result = kernel.score(unpackBatch(task.batch!));
-  return move(new Transfer<ScoreReply>({ buffer: result.buffer, size: result.size, rulesetVersion: result.rulesetVersion, kernelNs: result.kernelNs }, result.buffer) as never);
+  const reply: ScoreReply = { buffer: result.buffer, size: result.size, rulesetVersion: result.rulesetVersion, kernelNs: result.kernelNs };
+  if (result.text) reply.text = result.text; // signals are cloned (small: one per distinct description)
+  return move(new Transfer<ScoreReply>(reply, result.buffer) as never);
 }

@@ -1,6 +1,8 @@
 import { parseArgs } from 'node:util';
 import { errors } from '../errors.js';
 import { loadProfiles } from '../profiles/load.js';
+import { readJsonFile } from '../store/json-file.js';
+import { validateWatchLists } from '../text/watchlist.js';
 import { loadPeerTables } from '../peers/peer-store.js';
 import { scoreFile, type ScoreSummary } from '../score-file.js';
 import { DEFAULT_LEVELS } from '../peers/peer-groups.js';
@@ -15,6 +17,10 @@ Scores every declaration of a file and writes one decision per declaration
 
 Options:
   --profiles <file.json>    risk profile set (default: peer deviation only)
+  --watchlists <file.json>  keyword watch lists: their terms found in a goods
+                            description become KEYWORD reasons
+  --misclassification <w>   score weight of a description that fits its declared
+                            HS chapter poorly (default 1.5; 0 turns it off)
   --peers <snapshot>        peer statistics from "selectivity peers build" (default:
                             built from the scored file itself)
   --columns <preset|file>   column mapping: "kcs", "default" or a mapping JSON file
@@ -48,6 +54,8 @@ export async function scoreCommand(argv: string[]): Promise<number> {
     allowPositionals: true,
     options: {
       profiles: { type: 'string' },
+      watchlists: { type: 'string' },
+      misclassification: { type: 'string' },
       peers: { type: 'string' },
       columns: { type: 'string' },
       out: { type: 'string' },
@@ -68,11 +76,14 @@ export async function scoreCommand(argv: string[]): Promise<number> {
   const settings: Record<string, unknown> = {};
   if (values['min-group-size'] !== undefined) settings.minGroupSize = intOption(values['min-group-size'], 'min-group-size', 1);
   if (values['random-rate'] !== undefined) settings.randomSelection = { rate: numberOption(values['random-rate'], 'random-rate', 0, 1) };
+  if (values.misclassification !== undefined) settings.misclassification = { weight: numberOption(values.misclassification, 'misclassification', 0, 1e6) };
+  const watchLists = values.watchlists ? validateWatchLists(readJsonFile(values.watchlists, 'the watch lists', 'watchlists', errors.SEL_ERR_WATCHLIST_INVALID)) : undefined;
   let phase = '';
   let bar: Progress | undefined;
   const summary = await scoreFile(file, {
     columns: values.columns,
     profiles,
+    watchLists,
     peers: values.peers ? loadPeerTables(values.peers) : undefined,
     levels: values.by,
     settings,

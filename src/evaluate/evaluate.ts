@@ -17,7 +17,7 @@ import { readDeclarations, type ReadChunk, type ReadOptions } from '../model/rea
 import { DEFAULT_LEVELS, PeerTableBuilder } from '../peers/peer-groups.js';
 import { snapshotDocument } from '../peers/peer-store.js';
 import type { Profile } from '../profiles/profile.js';
-import { createRuleset, type RulesetSettings } from '../ruleset/ruleset.js';
+import { createRuleset, type RulesetSettingsInput } from '../ruleset/ruleset.js';
 import { compileExpression, type CompiledExpression } from './expression.js';
 import { parseLabel, topKMetrics, type Cut } from './metrics.js';
 
@@ -45,7 +45,7 @@ export interface EvaluateOptions {
   columns?: ReadOptions['columns'];
   profiles?: Profile[];
   levels?: readonly string[];
-  settings?: Partial<RulesetSettings>;
+  settings?: RulesetSettingsInput;
   /** Top shares reported (default 1, 2, 5, 10 %). */
   fractions?: readonly number[];
   threads?: number;

@@ -12,6 +12,7 @@ import { PEER_FIELDS } from '../peers/peer-groups.js';
 import { NUMERIC_OPERANDS } from '../profiles/profile.js';
 import { openCompiled, NONE32, type CompiledMeta, type CompiledRuleset } from '../ruleset/compile.js';
 import { kernelWasmPath } from '../paths.js';
+import { TextScorer, type BatchText } from '../text/signals.js';
 import { NUMERIC_BLOCK, PLAN, PLAN_SLOTS, resultLayout, resultViews, type ScoreResult } from './layout.js';
 
 interface KernelExports {
@@ -31,7 +32,24 @@ interface LoadedRuleset {
   peerMaps: (Map<string, number> | undefined)[];
   /** Code columns the kernel reads for this ruleset. */
   columns: CategoricalColumn[];
+  /** Text signals of a batch (keyword terms, misclassification). */
+  text: TextScorer;
+  /** The keyword match group, when profiles have keyword conditions. */
+  keyword?: KeywordGroup;
 }
+
+/** Host side of the keyword match group: bitmap rows ORed per distinct set of terms. */
+interface KeywordGroup {
+  group: number;
+  termRows: number[];
+  wildcardRow: number;
+  /** Bitmap row r of the image, as u32 words. */
+  row(r: number): Uint32Array;
+  /** Combined rows by term set ("3,17"), bounded. */
+  combined: Map<string, Uint32Array>;
+}
+
+const COMBINED_LIMIT = 65_536;
 
 const PAGE = 65536;
 /** Peer key spaces up to this size (or 4 × batch size) are cached in a dense index. */
@@ -147,7 +165,14 @@ export class Kernel {
       columns.add(m.column);
       return new Map(m.values.map((v, i) => [v, m.rows[i]]));
     }));
-    this.rs = { meta, base, end, memberMaps, peerMaps, columns: [...columns] };
+    const rs: LoadedRuleset = { meta, base, end, memberMaps, peerMaps, columns: [...columns], text: new TextScorer(meta.text) };
+    const kg = meta.matchGroups.findIndex((g) => g.field === 'keywords');
+    if (kg >= 0 && meta.keywordRows) {
+      const image = new Uint32Array(c.buffer, c.imageOffset + meta.sections.rows, meta.numRows * meta.words * 2);
+      const w = meta.words * 2;
+      rs.keyword = { group: kg, ...meta.keywordRows, row: (r) => image.subarray(r * w, r * w + w), combined: new Map() };
+    }
+    this.rs = rs;
   }
 
   /** Scores one batch with the loaded ruleset. */
@@ -158,6 +183,9 @@ export class Kernel {
     const n = batch.size;
     const L = meta.levels.length;
     const hsDict = batch.dicts.hs;
+    const text = rs.text.active ? rs.text.batch(batch) : undefined;
+    const keywordLut = rs.keyword ? this.keywordRows(rs.keyword, text!) : undefined;
+    const extra = text?.signals.some((x) => x.extra !== 0) ? text : undefined;
     let cap = Math.max(this.matchCapacity, 1024, n * 2);
     for (;;) {
       // ---- lay the batch out above the ruleset ------------------------------
@@ -202,6 +230,17 @@ export class Kernel {
       const combinedPtr = meta.matchGroups.map((g) => (g.members.length > 1 ? alloc(batch.dicts[g.members[0].column].length * rowBytes, 64) : 0));
       const block = Math.max(8, Math.min(256, Math.floor(16384 / rowBytes)));
       const pScratch = alloc(block * rowBytes, 64); // per-block bitmap accumulators
+      const pExtra = extra ? alloc(n * 8) : 0;
+      // combined keyword rows, placed a whole number of rows above the image's rows
+      // so that the kernel addresses them by row index like any other
+      const rowsAt = rs.base + meta.sections.rows;
+      let dynFirst = 0;
+      if (keywordLut && keywordLut.rows.length > 0) {
+        at = alignUp(at, 16);
+        at += (rowBytes - ((at - rowsAt) % rowBytes)) % rowBytes;
+        dynFirst = (at - rowsAt) / rowBytes;
+        at += keywordLut.rows.length * rowBytes;
+      }
       const pPlan = alloc(PLAN_SLOTS * 4);
       const R = resultLayout(n);
       const pOut = alloc(R.fixedBytes + cap * 2, 16);
@@ -216,6 +255,11 @@ export class Kernel {
       if (meta.numericGroups.some((g) => NUMERIC_OPERANDS[g.operand] === 'taxRate')) f64.set(batch.numeric.taxRate, pTax >> 3);
       if (meta.settings.randomSelection.rate > 0) u32.set(batch.idHash, pIdHash >> 2);
       for (const [c, p] of colPtr) u32.set(batch.codes[c], p >> 2);
+      if (extra) {
+        const e = pExtra >> 3, row = extra.row, sig = extra.signals;
+        for (let i = 0; i < n; i++) f64[e + i] = sig[row[i]].extra;
+      }
+      if (keywordLut) keywordLut.rows.forEach((bits, k) => u32.set(bits, (rowsAt + (dynFirst + k) * rowBytes) >> 2));
 
       // ---- per-batch lookup tables (work per distinct value, not per row) ----
       for (let l = 0; l < L; l++) {
@@ -245,7 +289,10 @@ export class Kernel {
           const map = rs.memberMaps[gi][mi];
           const base = memberLutPtr[gi][mi] >> 2;
           const d = m.hsDigits ?? 0;
-          for (let k = 0; k < dict.length; k++) {
+          if (keywordLut && gi === rs.keyword!.group) {
+            const lut = keywordLut.lut;
+            for (let k = 0; k < dict.length; k++) u32[base + k] = lut[k] < 0 ? dynFirst + ~lut[k] : lut[k];
+          } else for (let k = 0; k < dict.length; k++) {
             const s = dict[k];
             const key = d > 0 ? (s.length >= d ? s.slice(0, d) : undefined) : s;
             u32[base + k] = (key === undefined ? undefined : map.get(key)) ?? m.defaultRow;
@@ -307,6 +354,7 @@ export class Kernel {
       u32[pl + PLAN.MATCH_CAPACITY] = cap;
       u32[pl + PLAN.SCRATCH] = pScratch;
       u32[pl + PLAN.BLOCK] = block;
+      u32[pl + PLAN.COL_EXTRA] = pExtra;
 
       const t0 = process.hrtime.bigint();
       const total = this.exports.score(pPlan) >>> 0;
@@ -317,7 +365,43 @@ export class Kernel {
         continue;
       }
       const out = u8.buffer.slice(pOut, pOut + R.matchList + total * 2) as ArrayBuffer;
-      return resultViews(out, n, meta.version, kernelNs);
+      return resultViews(out, n, meta.version, kernelNs, text);
     }
+  }
+
+  /**
+   * The keyword group's row per description code of the batch: the wildcard
+   * row when no term a profile needs is found, else a combined row (term
+   * rows ORed over the wildcard row), listed in `rows` and referred to as
+   * ~index (negative) until its place in memory is known.
+   */
+  private keywordRows(kg: KeywordGroup, text: BatchText): { lut: Int32Array; rows: Uint32Array[] } {
+    const terms = text.descriptionTerms;
+    const lut = new Int32Array(terms.length);
+    const rows: Uint32Array[] = [];
+    const index = new Map<string, number>();
+    for (let d = 0; d < terms.length; d++) {
+      const relevant = terms[d].filter((t) => kg.termRows[t] !== 0);
+      if (relevant.length === 0) { lut[d] = kg.wildcardRow; continue; }
+      const key = relevant.join(',');
+      let k = index.get(key);
+      if (k === undefined) {
+        let bits = kg.combined.get(key);
+        if (!bits) {
+          bits = kg.row(kg.wildcardRow).slice();
+          for (const t of relevant) {
+            const r = kg.row(kg.termRows[t]);
+            for (let w = 0; w < bits.length; w++) bits[w] |= r[w];
+          }
+          if (kg.combined.size >= COMBINED_LIMIT) kg.combined.clear();
+          kg.combined.set(key, bits);
+        }
+        k = rows.length;
+        rows.push(bits);
+        index.set(key, k);
+      }
+      lut[d] = ~k;
+    }
+    return { lut, rows };
   }
 }

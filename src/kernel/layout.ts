@@ -5,6 +5,7 @@
  * (so that a result leaves the kernel with one slice).
  */
 import { NF } from '../peers/peer-groups.js';
+import type { BatchText } from '../text/signals.js';
 
 export const PLAN = {
   N: 0, SETTINGS: 1, PEER_KEYS: 2, PEER_VALS: 3, PEER_MASK: 4, STATS: 5, NUM_LEVELS: 6, LEVELS: 7,
@@ -14,9 +15,9 @@ export const PLAN = {
   HS_LUT: 25, HS_DICT: 26, PEER_COLS: 27, PEER_LUTS: 31,
   OUT_SCORE: 35, OUT_Z: 36, OUT_LEVEL: 37, OUT_CHANNEL: 38, OUT_FLAGS: 39,
   OUT_MATCH_OFFSET: 40, OUT_MATCH_LIST: 41, MATCH_CAPACITY: 42, SCRATCH: 43, PEER_SHIFT: 44, BLOCK: 45, IMAGE_BASE: 46, NUM_NUMERIC: 47, NUMERIC: 48,
-  PEER_ENTRIES: 49, PEER_ROW_ENTRY: 50, NUMERIC_ROWS: 51, PEER_STRIDES: 52,
+  PEER_ENTRIES: 49, PEER_ROW_ENTRY: 50, NUMERIC_ROWS: 51, PEER_STRIDES: 52, COL_EXTRA: 56,
 } as const;
-export const PLAN_SLOTS = 56;
+export const PLAN_SLOTS = 60;
 /** Rows per block of the kernel's numeric-condition columns (NUMERIC_BLOCK in assembly/index.ts). */
 export const NUMERIC_BLOCK = 256;
 
@@ -65,12 +66,14 @@ export interface ScoreResult {
   rulesetVersion: string;
   /** Time spent inside the kernel call, nanoseconds. */
   kernelNs: number;
+  /** Text signals (keyword terms, misclassification) per row, when the ruleset has any. */
+  text?: BatchText;
 }
 
-export function resultViews(buffer: ArrayBuffer, n: number, rulesetVersion: string, kernelNs: number): ScoreResult {
+export function resultViews(buffer: ArrayBuffer, n: number, rulesetVersion: string, kernelNs: number, text?: BatchText): ScoreResult {
   const L = resultLayout(n);
   const total = (buffer.byteLength - L.matchList) >> 1;
-  return {
+  const out: ScoreResult = {
     size: n,
     buffer,
     score: new Float64Array(buffer, L.score, n),
@@ -83,4 +86,6 @@ export function resultViews(buffer: ArrayBuffer, n: number, rulesetVersion: stri
     rulesetVersion,
     kernelNs,
   };
+  if (text) out.text = text;
+  return out;
 }

@@ -12,6 +12,7 @@ import type { NumericCondition, Profile } from '../profiles/profile.js';
 import { randomThreshold } from '../ruleset/compile.js';
 import type { Ruleset } from '../ruleset/ruleset.js';
 import { mix32 } from './hash.js';
+import { termKey, TextScorer, textConfig, type TextSignal, type BatchText } from '../text/signals.js';
 import { FLAG_CONTROL, FLAG_PROFILE_CHANNEL } from './layout.js';
 
 export interface ReferenceResult {
@@ -23,11 +24,15 @@ export interface ReferenceResult {
   flags: Uint8Array;
   /** Matched profile indices per declaration, ascending. */
   matches: number[][];
+  /** Text signals, when the ruleset has any. */
+  text?: BatchText;
 }
 
 interface Row {
   v: number; m: number; q: number; t: number;
   hs: string; aeo: boolean;
+  /** Keys of the keyword terms found in the description. */
+  keywords: Set<string>;
   get(field: string): string;
 }
 
@@ -62,6 +67,7 @@ export function profileMatches(p: Profile, r: Row, z: Float64Array, zAt: number)
   }
   if (c.aeo !== undefined && c.aeo !== r.aeo) return false;
   if (c.numeric) for (const n of c.numeric) if (!holds(n, operand(n, r, z, zAt))) return false;
+  if (c.keywords && !c.keywords.some((k) => r.keywords.has(termKey(k)))) return false;
   return true;
 }
 
@@ -82,9 +88,13 @@ export function referenceScore(ruleset: Ruleset, batch: ColumnarBatch): Referenc
   const yellow = channelCode('yellow'), red = channelCode('red');
   const threshold = randomThreshold(settings.randomSelection.rate);
   const randomChannel = channelCode(settings.randomSelection.channel);
+  const textScorer = new TextScorer(textConfig(profiles, ruleset.watchLists ?? [], settings.misclassification));
+  const text = textScorer.batch(batch);
+  const terms = textScorer.config.terms;
+  let signal: TextSignal | undefined;
   let i = 0;
   const row: Row = {
-    v: 0, m: 0, q: 0, t: 0, hs: '', aeo: false,
+    v: 0, m: 0, q: 0, t: 0, hs: '', aeo: false, keywords: new Set(),
     get: (field: string) => batch.dicts[field as 'origin'][batch.codes[field as 'origin'][i]],
   };
   for (i = 0; i < n; i++) {
@@ -94,6 +104,8 @@ export function referenceScore(ruleset: Ruleset, batch: ColumnarBatch): Referenc
     row.t = batch.numeric.taxRate[i];
     row.hs = batch.dicts.hs[batch.codes.hs[i]];
     row.aeo = batch.codes.aeo[i] === 1;
+    signal = text?.signals[text.row[i]];
+    row.keywords = new Set((signal?.terms ?? []).map((t) => terms[t].key));
     featureValues(row.v, row.m, row.q, x);
     const zAt = i * NF;
 
@@ -136,7 +148,8 @@ export function referenceScore(ruleset: Ruleset, batch: ColumnarBatch): Referenc
       if (cm) profileChannel = Math.max(profileChannel, channelCode(cm.channel));
     }
 
-    // 3. channel: thresholds, counter-measures (raise only), random control group
+    // 3. text signals (misclassification), then channel: thresholds, counter-measures (raise only), random control group
+    if (signal) s += signal.extra;
     let channel = s >= settings.thresholds.red ? red : s >= settings.thresholds.yellow ? yellow : 0;
     let flags = 0;
     if (profileChannel > channel) { channel = profileChannel; flags |= FLAG_PROFILE_CHANNEL; }
@@ -149,5 +162,6 @@ export function referenceScore(ruleset: Ruleset, batch: ColumnarBatch): Referenc
     out.flags[i] = flags;
     out.matches.push(matched);
   }
+  if (text) out.text = text;
   return out;
 }

@@ -7,6 +7,7 @@
 import { errors } from '../errors.js';
 import { CHANNELS, isChannel, type Channel } from '../model/channels.js';
 import { FEATURES } from '../peers/peer-groups.js';
+import { stems } from '../text/tokens.js';
 
 /** Categorical condition fields (besides `hs`, which matches by prefix). */
 export const PROFILE_SET_FIELDS = ['origin', 'departure', 'office', 'transportMode', 'importer', 'declarant', 'seller'] as const;
@@ -42,6 +43,12 @@ export interface ProfileConditions {
   aeo?: boolean;
   /** All must hold; comparisons with an undefined value (e.g. no peer group) fail. */
   numeric?: NumericCondition[];
+  /**
+   * Keyword present: the goods description contains at least one of these
+   * keywords or phrases (1–8 words), matched on Porter stems like watch-list
+   * terms ("replicas" matches "replica", "power-bank" matches "power bank").
+   */
+  keywords?: string[];
 }
 
 export interface CounterMeasure {
@@ -102,7 +109,9 @@ const COUNTRY_FIELDS = new Set(['origin', 'departure']);
 const KNOWN_KEYS = new Set(['id', 'title', 'description', 'riskArea', 'assessment', 'weight', 'counterMeasure', 'conditions', 'activeFrom', 'activeUntil', 'owner', 'version']);
 /** Dates: YYYY-MM-DD (midnight UTC) or a full ISO 8601 instant with a time zone. */
 const INSTANT_RE = /^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d{1,3})?)?(Z|[+-]\d{2}:\d{2}))?$/;
-const KNOWN_CONDITIONS = new Set(['hs', ...PROFILE_SET_FIELDS, 'aeo', 'numeric']);
+const KNOWN_CONDITIONS = new Set(['hs', ...PROFILE_SET_FIELDS, 'aeo', 'numeric', 'keywords']);
+/** Most words in a keyword phrase (profiles and watch lists). */
+export const MAX_PHRASE_WORDS = 8;
 
 function invalid(field: string, expected: string, got: unknown): never {
   throw errors.SEL_ERR_PROFILE_INVALID(`${field}: expected ${expected}, got ${JSON.stringify(got)}`, { field, expected, got });
@@ -201,6 +210,18 @@ export function validateProfile(raw: unknown, where = 'profile'): Profile {
       if (!(NUMERIC_OPS as readonly string[]).includes(q.op as string)) invalid(`${nf}.op`, `one of ${NUMERIC_OPS.join(' ')}`, q.op);
       if (typeof q.value !== 'number' || !Number.isFinite(q.value)) invalid(`${nf}.value`, 'a finite number', q.value);
       return { field: q.field as NumericOperand, op: q.op as NumericOp, value: q.value as number };
+    });
+  }
+  if (cond.keywords !== undefined) {
+    const expected = `keywords or phrases of 1–${MAX_PHRASE_WORDS} words of letters or digits`;
+    const list = stringList(cond.keywords, `${at}.conditions.keywords`, undefined, expected);
+    const seen = new Set<string>();
+    oc.keywords = [];
+    list.forEach((k, i) => {
+      const s = stems(k);
+      if (s.length === 0 || s.length > MAX_PHRASE_WORDS) invalid(`${at}.conditions.keywords[${i}]`, expected, k);
+      const key = s.join(' ');
+      if (!seen.has(key)) { seen.add(key); oc.keywords!.push(k); }
     });
   }
   return out;

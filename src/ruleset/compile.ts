@@ -18,8 +18,9 @@ import type { CategoricalColumn } from '../model/columnar.js';
 import { NF, PEER_FIELDS, robustScale, type PeerField } from '../peers/peer-groups.js';
 import { NUMERIC_OPERANDS, PROFILE_SET_FIELDS, MAX_PROFILES, type Profile } from '../profiles/profile.js';
 import type { Ruleset, RulesetSettings } from './ruleset.js';
+import { termKey, textConfig, type TextConfig } from '../text/signals.js';
 
-export const FORMAT_VERSION = 1;
+export const FORMAT_VERSION = 2;
 const MAGIC = 0x524c4553; // "SELR"
 const GOLDEN = 0x9e3779b97f4a7c15n;
 const MASK64 = (1n << 64n) - 1n;
@@ -67,6 +68,15 @@ export interface CompiledMeta {
   matchGroups: { field: string; members: MatchMember[] }[];
   /** Numeric conditions as region bitmaps, one group per operand (see compileNumericGroups). */
   numericGroups: NumericGroup[];
+  /** Keyword terms and the misclassification signal (src/text/signals.ts). */
+  text: TextConfig;
+  /**
+   * The keyword match group (field "keywords", column "description"), when a
+   * profile has a keywords condition: per term, the bitmap row of the profiles
+   * requiring it (0 when none does), and the row of the profiles without the
+   * condition. The host ORs them per distinct description of a batch.
+   */
+  keywordRows: { termRows: number[]; wildcardRow: number } | null;
   /** Profiles in kernel order, with the store version that was compiled (when known). */
   profiles: { id: string; version?: number; channel?: Channel; weight: number; instructions?: string }[];
   sections: Record<'settings' | 'peerSlots' | 'stats' | 'levels' | 'rows' | 'weights' | 'channels' | 'numeric', number>;
@@ -140,10 +150,27 @@ class RowTable {
   }
 }
 
-function compileMatchGroups(profiles: Profile[], table: RowTable): { field: string; members: MatchMember[]; wildcardShare: number }[] {
+function compileMatchGroups(profiles: Profile[], table: RowTable, text: TextConfig): { groups: { field: string; members: MatchMember[]; wildcardShare: number }[]; keywordRows: CompiledMeta['keywordRows'] } {
   const W = table.words;
   const P = profiles.length;
   const groups: { field: string; members: MatchMember[]; wildcardShare: number }[] = [];
+  let keywordRows: CompiledMeta['keywordRows'] = null;
+
+  if (profiles.some((p) => p.conditions.keywords)) {
+    // rows per term; the host ORs those of a description's terms over the wildcard row
+    const wildcard = new Bitset(W);
+    const byTerm = text.terms.map(() => new Bitset(W));
+    const index = new Map(text.terms.map((t, i) => [t.key, i]));
+    profiles.forEach((p, i) => {
+      const kw = p.conditions.keywords;
+      if (!kw) { wildcard.set(i); return; }
+      for (const k of kw) byTerm[index.get(termKey(k))!].set(i);
+    });
+    const termRows = byTerm.map((b) => (b.count() > 0 ? table.add(b) : 0));
+    const wildcardRow = table.add(wildcard);
+    keywordRows = { termRows, wildcardRow };
+    groups.push({ field: 'keywords', members: [{ column: 'description', values: [], rows: [], defaultRow: wildcardRow }], wildcardShare: wildcard.count() / P });
+  }
 
   const withHs = profiles.some((p) => p.conditions.hs);
   if (withHs) {
@@ -201,7 +228,7 @@ function compileMatchGroups(profiles: Profile[], table: RowTable): { field: stri
     groups.push({ field: 'aeo', members: [{ column: 'aeo', values: ['false', 'true'], rows, defaultRow: table.add(wildcard) }], wildcardShare: wildcard.count() / P });
   }
   // Sparsest group first: most declarations are ruled out after one AND.
-  return groups.sort((a, b) => a.wildcardShare - b.wildcardShare);
+  return { groups: groups.sort((a, b) => a.wildcardShare - b.wildcardShare), keywordRows };
 }
 
 /** Whether `x op t(m)` holds throughout region r (see NumericGroup). */
@@ -302,7 +329,8 @@ export function compileRuleset(ruleset: Ruleset): CompiledRuleset {
   // ---- profiles: bitmap rows, weights, channels, numeric predicates -------
   const words = P > 0 ? Math.ceil(P / 128) * 2 : 2;
   const table = new RowTable(words, P);
-  const groups = P > 0 ? compileMatchGroups(profiles, table) : [];
+  const text = textConfig(profiles, ruleset.watchLists ?? [], settings.misclassification);
+  const { groups, keywordRows } = P > 0 ? compileMatchGroups(profiles, table, text) : { groups: [], keywordRows: null };
   const numericGroups = P > 0 ? compileNumericGroups(profiles, table) : [];
   // numeric section: per group a descriptor (operand, k, thresholds offset,
   // rows offset; offsets relative to the image), then thresholds and rows.
@@ -372,6 +400,8 @@ export function compileRuleset(ruleset: Ruleset): CompiledRuleset {
     allRow: 1,
     matchGroups: groups.map(({ field, members }) => ({ field, members })),
     numericGroups,
+    text,
+    keywordRows,
     profiles: profiles.map((p) => ({
       id: p.id,
       ...(p.version !== undefined ? { version: p.version } : {}),

@@ -7,6 +7,8 @@ import { errors } from '../errors.js';
 import { CHANNELS, isChannel, type Channel } from '../model/channels.js';
 import { NF, FEATURES, type PeerTables } from '../peers/peer-groups.js';
 import { validateProfiles, type Profile } from '../profiles/profile.js';
+import type { MisclassificationSettings } from '../text/signals.js';
+import { validateWatchLists, type WatchList } from '../text/watchlist.js';
 
 export interface RulesetSettings {
   /** Smallest number of valid values a peer group needs before it is used. */
@@ -23,13 +25,26 @@ export interface RulesetSettings {
   thresholds: { yellow: number; red: number };
   /** Deterministic random selection of green declarations for the control group. */
   randomSelection: { rate: number; channel: Channel; seed: number };
+  /** Goods description vs declared HS chapter (src/text/signals.ts): weight added when the fit is below `below`; weight 0 turns it off. */
+  misclassification: MisclassificationSettings;
 }
+
+/** Settings as given: any subset, nested groups key by key ({ thresholds: { yellow: 3 } } keeps the default red). */
+export type RulesetSettingsInput = {
+  [K in keyof RulesetSettings]?: RulesetSettings[K] extends number[] | number ? RulesetSettings[K] : RulesetSettings[K] extends object ? Partial<RulesetSettings[K]> : RulesetSettings[K];
+};
 
 export interface Ruleset {
   settings: RulesetSettings;
   peers: PeerTables;
   profiles: Profile[];
+  /** Watch lists whose terms are looked for in every goods description (keyword reasons; profile keyword conditions). */
+  watchLists: WatchList[];
 }
+
+/** Default misclassification signal (calibration in docs/text.md). */
+const MISCLASSIFICATION_WEIGHT = 1.5;
+const MISCLASSIFICATION_BELOW = 0.3;
 
 /**
  * Defaults. Under-valuation (unit value below peers) is the revenue risk and
@@ -43,6 +58,7 @@ export const DEFAULT_SETTINGS: Readonly<RulesetSettings> = Object.freeze({
   weights: { under: [1, 0, 0.5], over: [0.4, 0.2, 0.2] },
   thresholds: { yellow: 2, red: 4 },
   randomSelection: { rate: 0.01, channel: 'red' as Channel, seed: 0x5e1ec7 },
+  misclassification: { weight: MISCLASSIFICATION_WEIGHT, below: MISCLASSIFICATION_BELOW },
 });
 
 function bad(field: string, expected: string, got: unknown): never {
@@ -55,12 +71,12 @@ function finite(v: unknown, field: string, min = -Infinity, max = Infinity): num
 }
 
 /** Merges partial settings over the defaults and validates the result (frozen). */
-export function resolveSettings(partial: Partial<RulesetSettings> = {}): RulesetSettings {
+export function resolveSettings(partial: RulesetSettingsInput = {}): RulesetSettings {
   const d = DEFAULT_SETTINGS;
   if (partial === null || typeof partial !== 'object') bad('settings', 'an object', partial);
   for (const key of Object.keys(partial)) if (!(key in d)) bad(key, `one of the settings ${Object.keys(d).join(', ')}`, key);
   // nested settings merge key by key: { thresholds: { yellow: 3 } } keeps the default red
-  for (const group of ['weights', 'thresholds', 'randomSelection'] as const) {
+  for (const group of ['weights', 'thresholds', 'randomSelection', 'misclassification'] as const) {
     const g = partial[group] as unknown;
     if (g === undefined) continue;
     if (g === null || typeof g !== 'object' || Array.isArray(g)) bad(group, 'an object', g);
@@ -69,6 +85,7 @@ export function resolveSettings(partial: Partial<RulesetSettings> = {}): Ruleset
   const w = { ...d.weights, ...(partial.weights ?? {}) };
   const t = { ...d.thresholds, ...(partial.thresholds ?? {}) };
   const r = { ...d.randomSelection, ...(partial.randomSelection ?? {}) };
+  const mc = { ...d.misclassification, ...(partial.misclassification ?? {}) };
   const s: RulesetSettings = {
     minGroupSize: finite(partial.minGroupSize ?? d.minGroupSize, 'minGroupSize', 1, 1e9),
     madFloor: finite(partial.madFloor ?? d.madFloor, 'madFloor', 1e-9, 100),
@@ -77,6 +94,7 @@ export function resolveSettings(partial: Partial<RulesetSettings> = {}): Ruleset
     weights: { under: [], over: [] },
     thresholds: { yellow: finite(t.yellow, 'thresholds.yellow'), red: finite(t.red, 'thresholds.red') },
     randomSelection: { rate: finite(r.rate, 'randomSelection.rate', 0, 1), channel: r.channel, seed: finite(r.seed, 'randomSelection.seed', 0, 0xffffffff) },
+    misclassification: { weight: finite(mc.weight, 'misclassification.weight', 0, 1e6), below: finite(mc.below, 'misclassification.below', 0, 1) },
   };
   if (!Number.isInteger(s.minGroupSize)) bad('minGroupSize', 'an integer >= 1', s.minGroupSize);
   if (!Number.isInteger(s.randomSelection.seed)) bad('randomSelection.seed', 'an integer in [0, 2^32)', s.randomSelection.seed);
@@ -102,10 +120,11 @@ function deepFreeze<T>(o: T): T {
  * Assembles a validated ruleset: settings merged over the defaults (minGroupSize
  * defaults to the peer snapshot's own, when it records one), profiles checked.
  */
-export function createRuleset(input: { peers: PeerTables; profiles?: unknown; settings?: Partial<RulesetSettings> }): Ruleset {
+export function createRuleset(input: { peers: PeerTables; profiles?: unknown; watchLists?: unknown; settings?: RulesetSettingsInput }): Ruleset {
   const profiles = input.profiles === undefined ? [] : validateProfiles(input.profiles);
+  const watchLists = input.watchLists === undefined ? [] : validateWatchLists(input.watchLists);
   // a snapshot carries the minGroupSize it was built for; explicit settings win
   const mgs = input.peers.info?.minGroupSize;
   const settings = mgs !== undefined && input.settings?.minGroupSize === undefined ? { ...input.settings, minGroupSize: mgs } : input.settings;
-  return { settings: resolveSettings(settings), peers: input.peers, profiles };
+  return { settings: resolveSettings(settings), peers: input.peers, profiles, watchLists };
 }

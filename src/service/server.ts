@@ -25,7 +25,7 @@ import { errors, SelectivityError, isSelectivityError } from '../errors.js';
 import type { Engine } from '../engine.js';
 import { FIELDS } from '../model/schema.js';
 import { CHANNELS } from '../model/channels.js';
-import { emptyCounts } from '../decisions.js';
+import { emptyCounts, REASON_CODES } from '../decisions.js';
 import { encodeMsgpack } from './fast-msgpack.js';
 import { ROUTE_ROLES, type Access, type Role, type TokenStore } from './auth.js';
 import type { Metrics } from './metrics.js';
@@ -175,7 +175,7 @@ const decisionSchema = {
     score: { type: 'number' },
     controlGroup: { type: 'boolean' },
     rulesetVersion: { type: 'string' },
-    reasons: { type: 'array', items: { type: 'object', additionalProperties: true, properties: { code: { type: 'string', enum: ['PROFILE', 'DEVIATION', 'SCORE_THRESHOLD', 'COUNTER_MEASURE', 'RANDOM_SELECTION'] } } } },
+    reasons: { type: 'array', items: { type: 'object', additionalProperties: true, properties: { code: { type: 'string', enum: REASON_CODES } } } },
   },
 } as const;
 
@@ -439,7 +439,7 @@ export async function buildServer(options: ServiceOptions): Promise<FastifyInsta
   await registerProfileRoutes(app, { engine, source, bodyLimit, errorSchema, rulesetInfo });
 
   // ---- keyword watch lists ------------------------------------------------------
-  await registerWatchListRoutes(app, { source, errorSchema });
+  await registerWatchListRoutes(app, { source, errorSchema, rulesetInfo });
 
   // ---- analysis: peer snapshots, studies, evaluations -------------------------
   await registerAnalysisRoutes(app, { engine, source, bodyLimit, errorSchema, rulesetInfo });

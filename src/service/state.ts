@@ -11,6 +11,7 @@ import { chmodSync, existsSync, mkdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { errors } from '../errors.js';
 import { ProfileStore, type ImportSummary } from '../profiles/store.js';
+import { WatchListStore } from '../text/store.js';
 import { UsageRecorder } from '../profiles/effectiveness.js';
 import { loadPeers, parsePeerSnapshot, savePeerSnapshot } from '../peers/peer-store.js';
 import { isPeerSnapshot, snapshotTables, type PeerSnapshot, type PeerTables } from '../peers/peer-groups.js';
@@ -33,9 +34,9 @@ export interface SeedReport {
   created: string[];
 }
 
-export function examplePaths(): { declarations: string; profiles: string } {
+export function examplePaths(): { declarations: string; profiles: string; watchLists: string } {
   const root = packageRoot();
-  return { declarations: join(root, 'examples', 'declarations.csv'), profiles: join(root, 'examples', 'profiles.json') };
+  return { declarations: join(root, 'examples', 'declarations.csv'), profiles: join(root, 'examples', 'profiles.json'), watchLists: join(root, 'examples', 'watchlists.json') };
 }
 
 
@@ -44,7 +45,8 @@ export function examplePaths(): { declarations: string; profiles: string } {
  * Profiles: `profilesFile`, when given, is imported at every start (it
  * replaces the active set: the operator asked for it); otherwise an empty
  * store is seeded once, from <dataDir>/profiles.json when an earlier version
- * left one there, else from the bundled example.
+ * left one there, else from the bundled example. Watch lists: an empty
+ * store is seeded once from the bundled example.
  */
 export async function prepareDataDir(dataDir: string, files: { peersPath?: string; profilesFile?: string } = {}): Promise<RulesetFiles & SeedReport> {
   try {
@@ -70,6 +72,11 @@ export async function prepareDataDir(dataDir: string, files: { peersPath?: strin
       store.importSet(readJsonFile(from, 'the profile set', 'profiles', errors.SEL_ERR_PROFILE_INVALID), { by: 'first start', replace: true });
       created.push(`profiles from ${from}`);
     }
+    const lists = new WatchListStore(db);
+    if (lists.list('all').length === 0) {
+      lists.importSet(readJsonFile(example.watchLists, 'the watch lists', 'watchLists', errors.SEL_ERR_WATCHLIST_INVALID), { by: 'first start', replace: true });
+      created.push(`watch lists from ${example.watchLists}`);
+    }
   } finally {
     db.close();
   }
@@ -90,6 +97,8 @@ export class RulesetSource {
   private snapshot: PeerSnapshot | undefined;
   private readonly db: Db;
   readonly profiles: ProfileStore;
+  /** Keyword watch lists (their active terms are looked for in every description). */
+  readonly watchLists: WatchListStore;
   /** Matches per profile and day, flushed to the store every few seconds. */
   readonly usage: UsageRecorder;
   private engine: Engine | undefined;
@@ -98,18 +107,24 @@ export class RulesetSource {
   constructor(readonly files: RulesetFiles, private readonly now: () => number = Date.now) {
     this.db = openStore(files.storePath);
     this.profiles = new ProfileStore(this.db);
+    this.watchLists = new WatchListStore(this.db);
     this.usage = new UsageRecorder(this.db);
   }
 
   /** The store's database (effectiveness queries, feedback). */
   get database(): Db { return this.db; }
 
+  /** A ruleset of these peers with the profiles and watch lists active now. */
+  private compose(peers: PeerTables): Ruleset {
+    return createRuleset({ peers, profiles: this.profiles.activeAt(this.now()), watchLists: this.watchLists.active() });
+  }
+
   /** Reads the peer file and the active profiles; throws a named error and changes nothing if either is invalid. */
   async load(): Promise<Ruleset> {
     const loaded = loadPeers(this.files.peersPath);
     const snapshot = isPeerSnapshot(loaded) ? loaded : undefined;
     const peers = snapshot ? snapshotTables(snapshot) : (loaded as PeerTables);
-    const ruleset = createRuleset({ peers, profiles: this.profiles.activeAt(this.now()) });
+    const ruleset = this.compose(peers);
     this.peers = peers;
     this.snapshot = snapshot;
     this.reschedule();
@@ -119,7 +134,7 @@ export class RulesetSource {
   /** The ruleset of the current peers and the profiles active now (after a profile change, or at a boundary). */
   rebuild(): Ruleset {
     if (!this.peers) throw errors.SEL_ERR_NOT_READY('no ruleset loaded yet', { field: 'ruleset' });
-    const ruleset = createRuleset({ peers: this.peers, profiles: this.profiles.activeAt(this.now()) });
+    const ruleset = this.compose(this.peers);
     this.reschedule();
     return ruleset;
   }
@@ -221,7 +236,7 @@ export class RulesetSource {
   replacePeers(bytes: Uint8Array): Ruleset {
     const snapshot = parsePeerSnapshot(bytes, 'uploaded snapshot');
     const peers = snapshotTables(snapshot);
-    const ruleset = createRuleset({ peers, profiles: this.profiles.activeAt(this.now()) });
+    const ruleset = this.compose(peers);
     savePeerSnapshot(this.files.peersPath, snapshot);
     this.peers = peers;
     this.snapshot = snapshot;

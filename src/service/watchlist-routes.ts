@@ -1,7 +1,7 @@
 /**
  * Keyword watch-list routes (analyst and admin), versioned like profiles.
- * Watch lists do not reach the kernel yet (the text module's next step);
- * these routes maintain them.
+ * Every change is committed to the store, then the ruleset is rebuilt with
+ * the active lists and swapped in (its terms become KEYWORD reasons).
  *
  *   GET  /v1/watchlists                    current versions with status
  *   GET  /v1/watchlists/export             the active lists as one exchange file
@@ -10,14 +10,14 @@
  *   POST /v1/watchlists/:id/activate | /retire
  */
 import type { FastifyInstance } from 'fastify';
-import { WatchListStore } from '../text/store.js';
 import type { RulesetSource } from './state.js';
 
 const open = { type: 'object', additionalProperties: true } as const;
 
-export async function registerWatchListRoutes(app: FastifyInstance, o: { source: RulesetSource; errorSchema: object }): Promise<void> {
-  const store = new WatchListStore(o.source.database);
-  const { errorSchema } = o;
+export async function registerWatchListRoutes(app: FastifyInstance, o: { source: RulesetSource; errorSchema: object; rulesetInfo: () => object }): Promise<void> {
+  const { source, errorSchema } = o;
+  const store = source.watchLists;
+  const swap = () => { source.swap(source.rebuild()); return o.rulesetInfo(); };
   const idParams = { type: 'object', required: ['id'], properties: { id: { type: 'string', maxLength: 64 } } } as const;
   app.get('/v1/watchlists', { config: { access: 'read' }, schema: { tags: ['watch lists'], summary: 'Keyword watch lists (current versions) with status and last change.', response: { 200: open } } },
     async () => ({ watchLists: store.list() }));
@@ -33,9 +33,15 @@ export async function registerWatchListRoutes(app: FastifyInstance, o: { source:
       body: { type: 'object', required: ['watchLists'], additionalProperties: true, properties: { watchLists: { type: 'array', items: { type: 'object', additionalProperties: true } } } },
       response: { 200: open, '4xx': errorSchema },
     },
-  }, async (req) => ({ changes: store.importSet(req.body, { by: req.actor ?? 'api', replace: (req.query as { replace?: string }).replace === 'true' }) }));
+  }, async (req) => {
+    const changes = store.importSet(req.body, { by: req.actor ?? 'api', replace: (req.query as { replace?: string }).replace === 'true' });
+    return { changes, ruleset: swap() };
+  });
   for (const action of ['activate', 'retire'] as const) {
     app.post(`/v1/watchlists/:id/${action}`, { config: { access: 'write' }, schema: { tags: ['watch lists'], summary: `${action === 'activate' ? 'Activate' : 'Retire'} a watch list (a new version).`, params: idParams, response: { 200: open, '4xx': errorSchema } } },
-      async (req) => ({ watchList: store.setStatus((req.params as { id: string }).id, action === 'activate' ? 'active' : 'retired', req.actor ?? 'api') }));
+      async (req) => {
+        const watchList = store.setStatus((req.params as { id: string }).id, action === 'activate' ? 'active' : 'retired', req.actor ?? 'api');
+        return { watchList, ruleset: swap() };
+      });
   }
 }

@@ -17,7 +17,7 @@ import {
   BatchGroups, featureValues, FEATURES, isPeerSnapshot, levelKey, NF, robustScale, snapshotTables,
   type Feature, type PeerGroup, type PeerSnapshot, type PeerTables,
 } from '../peers/peer-groups.js';
-import { createRuleset, DEFAULT_SETTINGS, type RulesetSettings } from '../ruleset/ruleset.js';
+import { createRuleset, DEFAULT_SETTINGS, type RulesetSettingsInput } from '../ruleset/ruleset.js';
 import type { StudyDeclaration, StudyDistribution, StudyFeature, StudyGroup, StudyReport } from './report.js';
 
 export const RANK_BY = ['maxAbsZ', ...FEATURES] as const;
@@ -32,7 +32,7 @@ export interface StudyOptions {
   /** Which side counts: below the peers, above, or both (default). */
   direction?: Direction;
   /** Scoring settings (zThreshold, minGroupSize, madFloor …) over the defaults and the snapshot's minGroupSize. */
-  settings?: Partial<RulesetSettings>;
+  settings?: RulesetSettingsInput;
   /** Groups listed in the report (default 100). */
   groups?: number;
   /** Distribution plots: the unit-value groups of the first top declarations (default 5). */

@@ -9,7 +9,7 @@
  * "power bank", "POWER/BANK").
  */
 import { errors } from '../errors.js';
-import { RISK_AREAS, type RiskArea } from '../profiles/profile.js';
+import { MAX_PHRASE_WORDS, RISK_AREAS, type RiskArea } from '../profiles/profile.js';
 import { stems } from './tokens.js';
 
 export interface WatchList {
@@ -49,7 +49,6 @@ export interface CompiledWatchLists {
 
 const ID_RE = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$/;
 export const MAX_TERMS = 65_535;
-const MAX_PHRASE_WORDS = 8;
 
 function invalid(field: string, expected: string, got: unknown): never {
   throw errors.SEL_ERR_WATCHLIST_INVALID(`${field}: expected ${expected}, got ${JSON.stringify(got)}`, { field, expected, got });
@@ -99,27 +98,22 @@ export function validateWatchLists(raw: unknown): WatchList[] {
   });
 }
 
-/** Compiles watch lists into one matcher. Term i is bit i of a keyword bitmap. */
-export function compileWatchLists(lists: readonly WatchList[]): CompiledWatchLists {
-  const terms: WatchTerm[] = [];
+/**
+ * A matcher over stem sequences: walks a text's stems once and returns the
+ * indices (into `seqs`) of the sequences found, ascending, without repeats.
+ */
+export function stemTrie(seqs: readonly (readonly string[])[]): (s: readonly string[]) => number[] {
   const root: Node = { next: new Map(), ends: [] };
-  let maxWords = 0;
-  for (const l of lists) {
-    for (const term of l.terms) {
-      const s = stems(term);
-      let node = root;
-      for (const w of s) {
-        let n = node.next.get(w);
-        if (!n) { n = { next: new Map(), ends: [] }; node.next.set(w, n); }
-        node = n;
-      }
-      node.ends.push(terms.length);
-      terms.push({ list: l.id, riskArea: l.riskArea, term, stems: s });
-      maxWords = Math.max(maxWords, s.length);
+  seqs.forEach((seq, index) => {
+    let node = root;
+    for (const w of seq) {
+      let n = node.next.get(w);
+      if (!n) { n = { next: new Map(), ends: [] }; node.next.set(w, n); }
+      node = n;
     }
-  }
-  if (terms.length > MAX_TERMS) invalid('watchLists', `at most ${MAX_TERMS} terms in all`, terms.length);
-  const matchStems = (s: readonly string[]): number[] => {
+    node.ends.push(index);
+  });
+  return (s: readonly string[]): number[] => {
     let found: number[] | undefined;
     for (let i = 0; i < s.length; i++) {
       let node: Node | undefined = root;
@@ -131,5 +125,14 @@ export function compileWatchLists(lists: readonly WatchList[]): CompiledWatchLis
     if (!found) return [];
     return found.length === 1 ? found : [...new Set(found)].sort((a, b) => a - b);
   };
+}
+
+/** Compiles watch lists into one matcher. Term i is bit i of a keyword bitmap. */
+export function compileWatchLists(lists: readonly WatchList[]): CompiledWatchLists {
+  const terms: WatchTerm[] = [];
+  for (const l of lists) for (const term of l.terms) terms.push({ list: l.id, riskArea: l.riskArea, term, stems: stems(term) });
+  if (terms.length > MAX_TERMS) invalid('watchLists', `at most ${MAX_TERMS} terms in all`, terms.length);
+  const matchStems = stemTrie(terms.map((t) => t.stems));
+  const maxWords = terms.reduce((m, t) => Math.max(m, t.stems.length), 0);
   return { terms, maxWords, matchStems, match: (text: string) => matchStems(stems(text)) };
 }

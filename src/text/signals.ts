@@ -1,0 +1,178 @@
+/**
+ * Text signals in the scoring path: what the goods description of each
+ * declaration adds before the kernel scores it.
+ *
+ * - Keywords: the watch-list terms and profile keywords (one term per stem
+ *   sequence) found in the description. Profiles with a `keywords` condition
+ *   match through them (the kernel receives, per distinct description, the
+ *   bitmap row of the profiles its terms satisfy); every term found is a
+ *   KEYWORD reason of the decision.
+ * - Misclassification: the fit of the description to the declared HS chapter
+ *   (src/text/hs-fit.ts quickFit: similarity of the declared chapter over the
+ *   best chapter's). Below `settings.misclassification.below` the
+ *   declaration gets `weight` added to its score and a MISCLASSIFICATION
+ *   reason naming the best-fitting heading.
+ *
+ * Work is per distinct description (keywords) and per distinct
+ * (HS heading, description) pair (fit) of a batch, and both are cached across
+ * batches (customs traffic repeats its descriptions), so the cost per
+ * declaration falls with repetition. The same TextScorer serves the kernel's
+ * host and the reference scorer, so that both see the same signals.
+ */
+import type { ColumnarBatch } from '../model/columnar.js';
+import type { Profile, RiskArea } from '../profiles/profile.js';
+import { hsFitModel, type HsFitModel } from './hs-fit.js';
+import { stems } from './tokens.js';
+import { stemTrie, type WatchList } from './watchlist.js';
+
+/** One keyword term of a ruleset: a stem sequence, from watch lists and/or profiles. */
+export interface KeywordTerm {
+  /** The stems, joined by one space: the term's identity ("power bank"). */
+  key: string;
+  /** The term as first written (in a watch list, else in a profile). */
+  text: string;
+  /** Watch lists holding the term (none when only profiles use it). */
+  lists: { id: string; riskArea: RiskArea }[];
+}
+
+export interface MisclassificationSettings {
+  /** Added to the score of a declaration whose description fits its declared chapter poorly; 0 turns the signal off. */
+  weight: number;
+  /** Fit (declared chapter's similarity / best chapter's, 0–1) below which the signal fires. */
+  below: number;
+}
+
+/** The text part of a ruleset, as compiled into its metadata. */
+export interface TextConfig {
+  terms: KeywordTerm[];
+  /** Null when the misclassification signal is off (weight 0). */
+  misclassification: MisclassificationSettings | null;
+}
+
+/** The term key of a keyword or phrase. */
+export const termKey = (text: string): string => stems(text).join(' ');
+
+/** Terms of watch lists (in list order), then profile keywords not already there. */
+export function textConfig(profiles: readonly Profile[], watchLists: readonly WatchList[], misclassification: MisclassificationSettings): TextConfig {
+  const terms: KeywordTerm[] = [];
+  const byKey = new Map<string, KeywordTerm>();
+  const add = (text: string, list?: WatchList) => {
+    const key = termKey(text);
+    let t = byKey.get(key);
+    if (!t) { t = { key, text, lists: [] }; byKey.set(key, t); terms.push(t); }
+    if (list && !t.lists.some((l) => l.id === list.id)) t.lists.push({ id: list.id, riskArea: list.riskArea });
+  };
+  for (const l of watchLists) for (const term of l.terms) add(term, l);
+  for (const p of profiles) for (const k of p.conditions.keywords ?? []) add(k);
+  return { terms, misclassification: misclassification.weight !== 0 ? { ...misclassification } : null };
+}
+
+/** What a declaration's description contributes. */
+export interface TextSignal {
+  /** Keyword terms found (indices into TextConfig.terms), ascending. */
+  terms: readonly number[];
+  /** Fit of the declared chapter and heading (0–1, NaN when no term of the description is known), with the best heading. */
+  fit?: { chapterFit: number; headingFit: number; bestHeading: string };
+  /** The declared chapter (with fit). */
+  chapter?: string;
+  /** The misclassification signal fired. */
+  misclassified: boolean;
+  /** Added to the score (the misclassification weight, or 0). */
+  extra: number;
+}
+
+/** The text signals of a batch. */
+export interface BatchText {
+  /** Per row, the index of its signal. */
+  row: Uint32Array;
+  signals: TextSignal[];
+  /** Per description code of the batch, the keyword terms found. */
+  descriptionTerms: (readonly number[])[];
+}
+
+const NO_TERMS: readonly number[] = Object.freeze([]);
+const CACHE_LIMIT = 100_000;
+
+function remember<V>(cache: Map<string, V>, key: string, value: V): V {
+  if (cache.size >= CACHE_LIMIT) cache.clear();
+  cache.set(key, value);
+  return value;
+}
+
+export class TextScorer {
+  private readonly match: (s: readonly string[]) => number[];
+  private readonly termCache = new Map<string, readonly number[]>();
+  private readonly fitCache = new Map<string, { chapterFit: number; headingFit: number; bestHeading: string }>();
+  private model: HsFitModel | undefined;
+
+  constructor(readonly config: TextConfig) {
+    this.match = stemTrie(config.terms.map((t) => t.key.split(' ')));
+  }
+
+  /** Whether the ruleset has any text signal (keyword terms or misclassification). */
+  get active(): boolean {
+    return this.config.terms.length > 0 || this.config.misclassification !== null;
+  }
+
+  /** Keyword terms found in a description. */
+  termsOf(description: string): readonly number[] {
+    if (this.config.terms.length === 0 || description === '') return NO_TERMS;
+    const hit = this.termCache.get(description);
+    if (hit) return hit;
+    const found = this.match(stems(description));
+    return remember(this.termCache, description, found.length ? found : NO_TERMS);
+  }
+
+  /** Fit of a description to a declared code (cached per heading and description). */
+  fitOf(hs: string, description: string): { chapterFit: number; headingFit: number; bestHeading: string } {
+    const key = `${hs.slice(0, 4)}\u0000${description}`;
+    const hit = this.fitCache.get(key);
+    if (hit) return hit;
+    this.model ??= hsFitModel();
+    return remember(this.fitCache, key, this.model.quickFit(hs, description));
+  }
+
+  /** The signal of one declaration. */
+  signal(hs: string, description: string, terms = this.termsOf(description)): TextSignal {
+    const m = this.config.misclassification;
+    if (!m) return { terms, misclassified: false, extra: 0 };
+    const fit = this.fitOf(hs, description);
+    const misclassified = fit.chapterFit < m.below; // NaN (nothing known) never fires
+    return { terms, fit, chapter: hs.slice(0, 2), misclassified, extra: misclassified ? m.weight : 0 };
+  }
+
+  /** The signals of a batch, or undefined when the ruleset has none. */
+  batch(batch: ColumnarBatch): BatchText | undefined {
+    if (!this.active) return undefined;
+    const n = batch.size;
+    const descDict = batch.dicts.description;
+    const descCodes = batch.codes.description;
+    const descriptionTerms = descDict.map((d) => this.termsOf(d));
+    const row = new Uint32Array(n);
+    if (!this.config.misclassification) {
+      // one signal per description
+      row.set(descCodes.subarray(0, n));
+      return { row, signals: descriptionTerms.map((terms) => ({ terms, misclassified: false, extra: 0 })), descriptionTerms };
+    }
+    // one signal per distinct (HS code, description) pair
+    const hsDict = batch.dicts.hs;
+    const hsCodes = batch.codes.hs;
+    const D = descDict.length;
+    const signals: TextSignal[] = [];
+    const space = hsDict.length * D;
+    const dense = space <= 4 * n + 65_536 ? new Int32Array(space).fill(-1) : undefined;
+    const sparse = dense ? undefined : new Map<number, number>();
+    for (let i = 0; i < n; i++) {
+      const h = hsCodes[i], d = descCodes[i];
+      const key = h * D + d;
+      let k = dense ? dense[key] : sparse!.get(key) ?? -1;
+      if (k < 0) {
+        k = signals.length;
+        signals.push(this.signal(hsDict[h], descDict[d], descriptionTerms[d]));
+        if (dense) dense[key] = k; else sparse!.set(key, k);
+      }
+      row[i] = k;
+    }
+    return { row, signals, descriptionTerms };
+  }
+}
