@@ -66,6 +66,7 @@ export const errors = {
   SEL_ERR_FILE_FORMAT: define('SEL_ERR_FILE_FORMAT', 400, 'An input file has an unsupported extension or format.'),
   SEL_ERR_CSV_HEADER: define('SEL_ERR_CSV_HEADER', 400, 'A CSV file lacks a column that the column mapping needs.'),
   SEL_ERR_COLUMNS_INVALID: define('SEL_ERR_COLUMNS_INVALID', 400, 'A column mapping (or preset name) is invalid.'),
+  SEL_ERR_INTEL_INPUT: define('SEL_ERR_INTEL_INPUT', 400, 'Intelligence texts yield no document, or (in strict mode) hold a malformed record or feed.'),
 
   // Risk profiles
   SEL_ERR_PROFILE_INVALID: define('SEL_ERR_PROFILE_INVALID', 400, 'A risk profile fails validation; the active set is unchanged.'),

@@ -11,6 +11,7 @@ import { studyCommand } from './study.js';
 import { evaluateCommand } from './evaluate.js';
 import { profilesCommand } from './profiles.js';
 import { textCommand } from './text.js';
+import { intelCommand } from './intel.js';
 
 const HELP = `selectivity — customs selectivity engine
 
@@ -25,6 +26,7 @@ Commands:
   study <file>      rank declarations by deviation from their peers (JSON, CSV, HTML report)
   evaluate          train on some files, score another, report precision/recall/revenue at top k %
   text              goods-description fit to the HS code (fit), watch-list terms in a text (match)
+  intel <path>      intelligence texts: keyword co-occurrence network (JSON, GraphML, HTML), watch-list suggestions
 
 Run "selectivity <command> --help" for a command's options.
 `;
@@ -38,6 +40,7 @@ const commands: Record<string, (argv: string[]) => Promise<number>> = {
   study: studyCommand,
   evaluate: evaluateCommand,
   text: textCommand,
+  intel: intelCommand,
 };
 
 export async function main(argv: string[]): Promise<number> {
