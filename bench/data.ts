@@ -18,6 +18,14 @@ export function declarations(rows: number, seed: number): Declaration[] {
   return out;
 }
 
+/** The planted-fraud labels of declarations(rows, seed), 1 for fraud. */
+export function fraudLabels(rows: number, seed: number): Uint8Array {
+  const out = new Uint8Array(rows);
+  let i = 0;
+  for (const r of generateDeclarations({ rows, seed, hsCodes: 300 })) out[i++] = r.fraud;
+  return out;
+}
+
 /**
  * History and later traffic of one administration: a seed fixes the synthetic
  * world (codes, prices, traders), so both parts come from one generator run;

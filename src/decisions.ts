@@ -7,6 +7,12 @@ import { CHANNELS, type Channel } from './model/channels.js';
 import { FEATURES, NF, type Feature } from './peers/peer-groups.js';
 import type { CompiledMeta } from './ruleset/compile.js';
 import type { RiskArea } from './profiles/profile.js';
+import { lifts, smoothedRate } from './learn/history.js';
+
+/** HISTORY reasons: contributions of at least this much (either sign), the largest first, at most HISTORY_REASONS. */
+export const HISTORY_REASON_MIN = 0.25;
+export const HISTORY_REASONS = 5;
+const liftCache = new WeakMap<CompiledMeta, Float64Array[]>();
 import { FLAG_CONTROL, FLAG_PROFILE_CHANNEL, type ScoreResult } from './kernel/layout.js';
 
 export type Reason =
@@ -18,6 +24,8 @@ export type Reason =
   | { code: 'KEYWORD'; term: string; lists: string[]; riskAreas: RiskArea[] }
   /** The description fits the declared HS chapter poorly (fit below the setting); `bestHeading` fits it best; contribution is what it added to the score. */
   | { code: 'MISCLASSIFICATION'; declaredChapter: string; fit: number; bestHeading: string; contribution: number }
+  /** A value of the declaration has a non-compliance history (historical tables): its smoothed rate over `n` declarations, and what it added to the score (weight × log-odds lift). */
+  | { code: 'HISTORY'; dimension: string; value: string; rate: number; n: number; contribution: number }
   /** The score reached a channel threshold. */
   | { code: 'SCORE_THRESHOLD'; channel: Channel; score: number; threshold: number }
   /** A matched profile's counter-measure raised the channel above the score's; `instructions`: what those profiles tell the officer to check. */
@@ -26,7 +34,7 @@ export type Reason =
   | { code: 'RANDOM_SELECTION'; channel: Channel; rate: number };
 
 /** Every reason code, in the order reasons appear in a decision. */
-export const REASON_CODES = ['PROFILE', 'DEVIATION', 'KEYWORD', 'MISCLASSIFICATION', 'SCORE_THRESHOLD', 'COUNTER_MEASURE', 'RANDOM_SELECTION'] as const satisfies readonly Reason['code'][];
+export const REASON_CODES = ['PROFILE', 'DEVIATION', 'KEYWORD', 'MISCLASSIFICATION', 'HISTORY', 'SCORE_THRESHOLD', 'COUNTER_MEASURE', 'RANDOM_SELECTION'] as const satisfies readonly Reason['code'][];
 
 export interface Decision {
   id: string;
@@ -76,6 +84,22 @@ export function decisionAt(result: ScoreResult, i: number, id: string, meta: Com
     if (signal.misclassified && signal.fit) {
       reasons.push({ code: 'MISCLASSIFICATION', declaredChapter: signal.chapter ?? '', fit: round(signal.fit.chapterFit, 3), bestHeading: signal.fit.bestHeading, contribution: signal.extra });
     }
+  }
+  const h = result.history;
+  if (h && meta.history) {
+    const t = meta.history;
+    let l = liftCache.get(meta);
+    if (!l) { l = t.dimensions.map((d) => lifts(t, d)); liftCache.set(meta, l); }
+    const found: Extract<Reason, { code: 'HISTORY' }>[] = [];
+    for (let d = 0; d < h.dimensions; d++) {
+      const e = h.entry[i * h.dimensions + d];
+      if (e < 0) continue;
+      const dim = t.dimensions[d];
+      const c = dim.weight * l[d][e];
+      if (Math.abs(c) >= HISTORY_REASON_MIN) found.push({ code: 'HISTORY', dimension: dim.name, value: dim.keys[e], rate: round(smoothedRate(t, dim, e), 3), n: round(dim.n[e], 1), contribution: round(c) });
+    }
+    found.sort((a, b) => Math.abs(b.contribution) - Math.abs(a.contribution));
+    reasons.push(...found.slice(0, HISTORY_REASONS));
   }
   if (score >= s.thresholds.red) reasons.push({ code: 'SCORE_THRESHOLD', channel: 'red', score: round(score), threshold: s.thresholds.red });
   else if (score >= s.thresholds.yellow) reasons.push({ code: 'SCORE_THRESHOLD', channel: 'yellow', score: round(score), threshold: s.thresholds.yellow });

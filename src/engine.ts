@@ -124,7 +124,7 @@ export function createEngine(options: EngineOptions): Engine {
       checkQueue();
       const task: ScoreTask = { rulesetVersion: current.version, ruleset: current.buffer, batch: packBatch(batch) };
       const reply = (await pool!.run(task, { transferList: [batch.buffer] })) as ScoreReply;
-      return resultViews(reply.buffer, reply.size, reply.rulesetVersion, reply.kernelNs, reply.text);
+      return resultViews(reply.buffer, reply.size, reply.rulesetVersion, reply.kernelNs, reply.text, reply.history);
     },
     async scoreWire(request) {
       if (closed) throw errors.SEL_ERR_ENGINE_CLOSED('engine is closed', { field: 'engine' });

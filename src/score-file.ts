@@ -22,6 +22,8 @@ export interface ScoreFileOptions {
   profiles?: Profile[];
   /** Keyword watch lists (their terms become KEYWORD reasons). */
   watchLists?: WatchList[];
+  /** Historical tables of a trained model (validated by createRuleset). */
+  history?: unknown;
   /** Peer tables to score against; built from the file itself when absent. */
   peers?: PeerTables;
   /** Peer hierarchy when peers are built from the file. */
@@ -77,6 +79,7 @@ export function reasonsText(reasons: Reason[]): string {
       case 'COUNTER_MEASURE': return `COUNTER_MEASURE:${r.channel}:${r.profiles.join('+')}`;
       case 'RANDOM_SELECTION': return `RANDOM_SELECTION:${r.channel}`;
       case 'KEYWORD': return `KEYWORD:${r.term}${r.lists.length ? `@${r.lists.join('+')}` : ''}`;
+      case 'HISTORY': return `HISTORY:${r.dimension}=${r.value}:${r.contribution}`;
       case 'MISCLASSIFICATION': return `MISCLASSIFICATION:${r.declaredChapter}->${r.bestHeading}:fit=${r.fit}`;
     }
   }).join('|');
@@ -139,7 +142,7 @@ export async function scoreFile(path: string, options: ScoreFileOptions = {}): P
 
   const peers = options.peers ?? (await buildPeersFromFile(path, options, total));
   const tPeers = performance.now();
-  const ruleset = createRuleset({ peers, profiles: options.profiles ?? [], watchLists: options.watchLists, settings: options.settings });
+  const ruleset = createRuleset({ peers, profiles: options.profiles ?? [], watchLists: options.watchLists, history: options.history, settings: options.settings });
   const engine = createEngine({ ruleset, threads: options.threads });
   const meta = engine.meta();
 

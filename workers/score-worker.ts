@@ -14,6 +14,7 @@ import { Kernel } from '../src/kernel/kernel.js';
 import { unpackBatch, type PackedBatch } from '../src/model/columnar.js';
 import { scoreWire, type WireReply, type WireRequest } from '../src/service/wire.js';
 import type { BatchText } from '../src/text/signals.js';
+import type { BatchHistory } from '../src/learn/history.js';
 
 export interface ScoreTask {
   rulesetVersion: string;
@@ -28,6 +29,7 @@ export interface ScoreReply {
   rulesetVersion: string;
   kernelNs: number;
   text?: BatchText;
+  history?: BatchHistory;
 }
 
 let kernel: Kernel | undefined;
@@ -48,5 +50,6 @@ export default function score(task: ScoreTask): unknown {
   const result = kernel.score(unpackBatch(task.batch!));
   const reply: ScoreReply = { buffer: result.buffer, size: result.size, rulesetVersion: result.rulesetVersion, kernelNs: result.kernelNs };
   if (result.text) reply.text = result.text; // signals are cloned (small: one per distinct description)
+  if (result.history) reply.history = result.history;
   return move(new Transfer<ScoreReply>(reply, result.buffer) as never);
 }

@@ -10,6 +10,7 @@ import { loadProfiles } from '../profiles/load.js';
 import { DEFAULT_LEVELS } from '../peers/peer-groups.js';
 import { intOption, numberOption } from './options.js';
 import { Progress } from './progress.js';
+import { LEARN_HELP, LEARN_OPTIONS, learnOptions } from './train.js';
 
 export const EVALUATE_HELP = `Usage:
   selectivity evaluate --train <file> [--train <file> …] --test <file> --label <column> [options]
@@ -35,7 +36,11 @@ Options:
   --top <list>              top shares in %, comma-separated (default ${DEFAULT_FRACTIONS.map((f) => f * 100).join(',')})
   --threads <n>             worker threads (default: all cores)
   --json                    print the report as one JSON object
-`;
+
+Learning (the compliance model of "selectivity train", fitted on the training
+rows, then scored on the test set beside the deviation score alone):
+  --learn                   fit historical tables and weights from the labels
+${LEARN_HELP}`;
 
 const pct = (x: number, d = 1) => `${(100 * x).toFixed(d)} %`;
 
@@ -51,6 +56,14 @@ export function formatEvaluation(r: EvaluationReport): string {
     const q = r.random[i];
     lines.push(`  ${pct(c.fraction, 0).padStart(5)}  ${c.selected.toFixed(0).padStart(10)}   ${pct(c.precision).padStart(8)} (${pct(q.precision)})   ${pct(c.recall).padStart(7)} (${pct(q.recall)})   ${pct(c.revenueShare).padStart(7)} (${pct(q.revenueShare)})`);
   });
+  if (r.baseline) {
+    lines.push('', '  deviation score alone (same peers, default settings):');
+    r.baseline.forEach((c) => lines.push(`  ${pct(c.fraction, 0).padStart(5)}  precision ${pct(c.precision).padStart(8)}   recall ${pct(c.recall).padStart(7)}   revenue ${pct(c.revenueShare).padStart(7)}`));
+  }
+  if (r.model) {
+    const top = Object.entries(r.model.coefficients).filter(([, v]) => v !== 0).sort((a, b) => Math.abs(b[1]) - Math.abs(a[1])).slice(0, 8);
+    lines.push('', `  model: ${r.model.training.rows.toLocaleString('en-US')} rows, prior ${pct(r.model.training.prior, 2)}, log-loss ${r.model.training.logLoss.toFixed(4)}; largest weights ${top.map(([k, v]) => `${k} ${v.toFixed(2)}`).join(', ')}`);
+  }
   lines.push('', `${r.seconds.toFixed(2)} s`);
   return lines.join('\n');
 }
@@ -75,6 +88,8 @@ export async function evaluateCommand(argv: string[]): Promise<number> {
       threads: { type: 'string' },
       json: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
+      learn: { type: 'boolean' },
+      ...LEARN_OPTIONS,
     },
   });
   if (values.help) { process.stdout.write(EVALUATE_HELP); return 0; }
@@ -98,6 +113,7 @@ export async function evaluateCommand(argv: string[]): Promise<number> {
     settings,
     fractions,
     threads: values.threads !== undefined ? intOption(values.threads, 'threads', 0, 1024) : undefined,
+    learn: values.learn ? learnOptions(values) : undefined,
     onProgress: (p, bytes, total, rows) => {
       if (p !== phase) { bar?.done(); phase = p; bar = new Progress(p, total); }
       bar!.update(bytes, rows, bytes >= total);

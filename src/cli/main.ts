@@ -12,6 +12,7 @@ import { evaluateCommand } from './evaluate.js';
 import { profilesCommand } from './profiles.js';
 import { textCommand } from './text.js';
 import { intelCommand } from './intel.js';
+import { trainCommand } from './train.js';
 
 const HELP = `selectivity — customs selectivity engine
 
@@ -25,6 +26,7 @@ Commands:
   peers             build, update (fold) or show peer-statistics snapshots
   study <file>      rank declarations by deviation from their peers (JSON, CSV, HTML report)
   evaluate          train on some files, score another, report precision/recall/revenue at top k %
+  train             fit the compliance model (historical rates, weights) on labelled files
   text              goods-description fit to the HS code (fit), watch-list terms in a text (match)
   intel <path>      intelligence texts: keyword co-occurrence network (JSON, GraphML, HTML), watch-list suggestions
 
@@ -41,6 +43,7 @@ const commands: Record<string, (argv: string[]) => Promise<number>> = {
   evaluate: evaluateCommand,
   text: textCommand,
   intel: intelCommand,
+  train: trainCommand,
 };
 
 export async function main(argv: string[]): Promise<number> {

@@ -3,6 +3,7 @@ import { errors } from '../errors.js';
 import { loadProfiles } from '../profiles/load.js';
 import { readJsonFile } from '../store/json-file.js';
 import { validateWatchLists } from '../text/watchlist.js';
+import { modelRuleset } from '../learn/train.js';
 import { loadPeerTables } from '../peers/peer-store.js';
 import { scoreFile, type ScoreSummary } from '../score-file.js';
 import { DEFAULT_LEVELS } from '../peers/peer-groups.js';
@@ -17,6 +18,8 @@ Scores every declaration of a file and writes one decision per declaration
 
 Options:
   --profiles <file.json>    risk profile set (default: peer deviation only)
+  --model <model.json>      a compliance model from "selectivity train" (weights,
+                            thresholds, historical tables); use it with --peers
   --watchlists <file.json>  keyword watch lists: their terms found in a goods
                             description become KEYWORD reasons
   --misclassification <w>   score weight of a description that fits its declared
@@ -55,6 +58,7 @@ export async function scoreCommand(argv: string[]): Promise<number> {
     options: {
       profiles: { type: 'string' },
       watchlists: { type: 'string' },
+      model: { type: 'string' },
       misclassification: { type: 'string' },
       peers: { type: 'string' },
       columns: { type: 'string' },
@@ -77,6 +81,12 @@ export async function scoreCommand(argv: string[]): Promise<number> {
   if (values['min-group-size'] !== undefined) settings.minGroupSize = intOption(values['min-group-size'], 'min-group-size', 1);
   if (values['random-rate'] !== undefined) settings.randomSelection = { rate: numberOption(values['random-rate'], 'random-rate', 0, 1) };
   if (values.misclassification !== undefined) settings.misclassification = { weight: numberOption(values.misclassification, 'misclassification', 0, 1e6) };
+  let history: unknown;
+  if (values.model) {
+    const m = modelRuleset(readJsonFile(values.model, 'the model', 'model', errors.SEL_ERR_RULESET_INVALID));
+    Object.assign(settings, m.settings);
+    history = m.history;
+  }
   const watchLists = values.watchlists ? validateWatchLists(readJsonFile(values.watchlists, 'the watch lists', 'watchlists', errors.SEL_ERR_WATCHLIST_INVALID)) : undefined;
   let phase = '';
   let bar: Progress | undefined;
@@ -84,6 +94,7 @@ export async function scoreCommand(argv: string[]): Promise<number> {
     columns: values.columns,
     profiles,
     watchLists,
+    history,
     peers: values.peers ? loadPeerTables(values.peers) : undefined,
     levels: values.by,
     settings,

@@ -19,6 +19,8 @@ import { snapshotDocument } from '../peers/peer-store.js';
 import type { Profile } from '../profiles/profile.js';
 import { createRuleset, type RulesetSettingsInput } from '../ruleset/ruleset.js';
 import { compileExpression, type CompiledExpression } from './expression.js';
+import { batchViews, type ColumnarBatch } from '../model/columnar.js';
+import { trainModel, type TrainedModel, type TrainOptions, type TrainingData } from '../learn/train.js';
 import { parseLabel, topKMetrics, type Cut } from './metrics.js';
 
 export const DEFAULT_FRACTIONS = [0.01, 0.02, 0.05, 0.1] as const;
@@ -50,7 +52,14 @@ export interface EvaluateOptions {
   fractions?: readonly number[];
   threads?: number;
   batchSize?: number;
-  onProgress?: (phase: 'split' | 'train' | 'test', bytesRead: number, totalBytes: number, rows: number) => void;
+  /**
+   * Learn from the training labels (src/learn/train.ts): historical tables
+   * and the compliance model's weights, as \`selectivity train\` does; the test
+   * set is then scored with the learnt ruleset, and also with the deviation
+   * score alone (\`baseline\`).
+   */
+  learn?: TrainOptions | boolean;
+  onProgress?: (phase: 'split' | 'train' | 'learn' | 'test', bytesRead: number, totalBytes: number, rows: number) => void;
 }
 
 export interface EvaluationReport {
@@ -73,6 +82,10 @@ export interface EvaluationReport {
   cuts: Cut[];
   /** Random selection: expected values. */
   random: Cut[];
+  /** With learn: the ranking by the deviation score alone (peers from training, default settings). */
+  baseline?: Cut[];
+  /** With learn: the fitted model (coefficients, training summary; tables summarised). */
+  model?: Omit<TrainedModel, 'history'> & { dimensions: { name: string; weight: number; values: number }[] };
   seconds: number;
 }
 
@@ -105,6 +118,82 @@ class Growable {
 
 const dateText = (d: number): string | null => (Number.isFinite(d) ? formatIsoDate(d) : null);
 
+/** A reader of declaration files whose mapping passes the label column through (NDJSON cannot expand "*"). */
+export function labelledReader(columnsOption: ReadOptions['columns'] | undefined, label: string, batchSize?: number): (path: string) => AsyncIterable<ReadChunk> {
+  const mapping = resolveColumns(columnsOption ?? 'default');
+  const named = mapping.passThrough.filter((p) => p !== '*' && p !== label);
+  const columns = { ...mapping, passThrough: mapping.passThrough.includes('*') ? ['*', label, ...named] : [label, ...named] };
+  return (path) => readDeclarations(path, { columns, batchSize });
+}
+
+/** What the training files gave: peer statistics, the model (with learn) and a summary. */
+export interface TrainedFromFiles {
+  snapshot: ReturnType<PeerTableBuilder['snapshot']>;
+  tables: ReturnType<PeerTableBuilder['finish']>;
+  model?: TrainedModel;
+  summary: EvaluationReport['train'];
+}
+
+/**
+ * The training side of evaluate and of `selectivity train`: one pass over
+ * the training files builds the peer statistics; with `learn`, the rows
+ * and their labels are kept and the compliance model is fitted on them.
+ */
+export async function trainFromFiles(files: string[], o: {
+  read: (path: string) => AsyncIterable<ReadChunk>;
+  label: string;
+  positives?: string[];
+  levels?: readonly string[];
+  settings?: RulesetSettingsInput;
+  learn?: TrainOptions | boolean;
+  threads?: number;
+  /** Rows of a chunk that train (single-file split); default every row. */
+  keep?: (chunk: ReadChunk) => ((i: number) => boolean) | undefined;
+  field?: string;
+  onProgress?: EvaluateOptions['onProgress'];
+}): Promise<TrainedFromFiles> {
+  const builder = new PeerTableBuilder({ levels: o.levels ?? DEFAULT_LEVELS });
+  const learning: TrainingData | undefined = o.learn ? { batches: [], labels: [], keep: [] } : undefined;
+  const train = { files, rows: 0, invalid: 0, firstDate: Infinity, lastDate: -Infinity };
+  for (const f of files) {
+    const total = fileSize(f, o.field ?? 'train');
+    let used = 0, lastBad = -1;
+    for await (const chunk of o.read(f)) {
+      const keep = o.keep?.(chunk);
+      used += builder.add(chunk.batch, keep);
+      if (learning && chunk.batch.size > 0) {
+        const values = chunk.passThrough[o.label];
+        if (!values) bad('label', `no column "${o.label}" passed through from ${f}`, `one of the pass-through columns: ${Object.keys(chunk.passThrough).join(', ') || '(none)'}`, o.label);
+        const b = chunk.batch;
+        learning.batches.push(b);
+        learning.labels.push(Uint8Array.from({ length: b.size }, (_, i) => parseLabel(values[i], o.positives)));
+        learning.keep!.push(keep ? Uint8Array.from({ length: b.size }, (_, i) => (keep(i) ? 1 : 0)) : undefined);
+      }
+      for (let i = 0; i < chunk.batch.size; i++) {
+        if (keep && !keep(i)) continue;
+        const d = chunk.batch.date[i];
+        if (d < train.firstDate) train.firstDate = d;
+        if (d > train.lastDate) train.lastDate = d;
+      }
+      for (const e of chunk.errors) if (e.line !== lastBad) { train.invalid++; lastBad = e.line; }
+      o.onProgress?.('train', chunk.bytesRead, total, chunk.rowsRead);
+    }
+    builder.addSource(f, used);
+    train.rows += used;
+  }
+  if (train.rows === 0) bad(o.field ?? 'train', 'no valid training declarations', 'training files with valid declarations');
+  const snapshot = builder.snapshot();
+  snapshotDocument(snapshot); // sets the content version, so that reports name the statistics they used
+  const tables = builder.finish();
+  let model: TrainedModel | undefined;
+  if (learning) {
+    o.onProgress?.('learn', 0, 1, train.rows);
+    model = await trainModel(learning, tables, o.settings, { threads: o.threads, ...(typeof o.learn === 'object' ? o.learn : {}) });
+    o.onProgress?.('learn', 1, 1, train.rows);
+  }
+  return { snapshot, tables, model, summary: { ...train, firstDate: dateText(train.firstDate), lastDate: dateText(train.lastDate) } };
+}
+
 export async function evaluate(options: EvaluateOptions): Promise<EvaluationReport> {
   const t0 = performance.now();
   const o = options;
@@ -116,10 +205,7 @@ export async function evaluate(options: EvaluateOptions): Promise<EvaluationRepo
   if (!(split > 0 && split < 1)) bad('split', '--split must be in (0, 1)', 'a share such as 0.8', split);
   const fractions = o.fractions ?? DEFAULT_FRACTIONS;
   // the label must pass through whatever the mapping says (NDJSON cannot expand "*")
-  const mapping = resolveColumns(o.columns ?? 'default');
-  const named = mapping.passThrough.filter((p) => p !== '*' && p !== o.label);
-  const columns = { ...mapping, passThrough: mapping.passThrough.includes('*') ? ['*', o.label, ...named] : [o.label, ...named] };
-  const read = (path: string) => readDeclarations(path, { columns, batchSize: o.batchSize });
+  const read = labelledReader(o.columns, o.label, o.batchSize);
   const revenueText = o.revenue ?? DEFAULT_REVENUE;
 
   // ---- single file: find the split date -------------------------------------
@@ -144,32 +230,16 @@ export async function evaluate(options: EvaluateOptions): Promise<EvaluationRepo
   const testFile = single ? o.file! : o.test!;
   const keepTrain = (chunk: ReadChunk) => (single ? (i: number) => chunk.batch.date[i] < splitDay : undefined);
 
-  // ---- train: peer statistics from the training rows only --------------------
-  const builder = new PeerTableBuilder({ levels: o.levels ?? DEFAULT_LEVELS });
-  const train = { files: trainFiles, rows: 0, invalid: 0, firstDate: Infinity, lastDate: -Infinity };
-  for (const f of trainFiles) {
-    const total = fileSize(f, single ? 'file' : 'train');
-    let used = 0, lastBad = -1;
-    for await (const chunk of read(f)) {
-      const keep = keepTrain(chunk);
-      used += builder.add(chunk.batch, keep);
-      for (let i = 0; i < chunk.batch.size; i++) {
-        if (keep && !keep(i)) continue;
-        const d = chunk.batch.date[i];
-        if (d < train.firstDate) train.firstDate = d;
-        if (d > train.lastDate) train.lastDate = d;
-      }
-      for (const e of chunk.errors) if (e.line !== lastBad) { train.invalid++; lastBad = e.line; }
-      o.onProgress?.('train', chunk.bytesRead, total, chunk.rowsRead);
-    }
-    builder.addSource(f, used);
-    train.rows += used;
-  }
-  if (train.rows === 0) bad('train', 'no valid training declarations', 'training files with valid declarations');
-  const snapshot = builder.snapshot();
-  snapshotDocument(snapshot); // sets the content version, so that the report names the statistics it used
-  const tables = builder.finish();
-  const ruleset = createRuleset({ peers: tables, profiles: o.profiles ?? [], settings: o.settings });
+  // ---- train: peer statistics (and, with learn, the model) from the training rows only
+  const { snapshot, tables, model, summary: train } = await trainFromFiles(trainFiles, {
+    read, label: o.label, positives: o.positives, levels: o.levels, settings: o.settings, learn: o.learn, threads: o.threads,
+    keep: keepTrain, field: single ? 'file' : 'train', onProgress: o.onProgress,
+  });
+  const ruleset = model
+    ? createRuleset({ peers: tables, profiles: o.profiles ?? [], settings: { ...o.settings, ...model.settings }, history: model.history })
+    : createRuleset({ peers: tables, profiles: o.profiles ?? [], settings: o.settings });
+  const baselineEngine = model ? createEngine({ ruleset: createRuleset({ peers: tables, settings: o.settings }), threads: o.threads }) : undefined;
+  const baselineScores = new Growable();
 
   // ---- test: score, and keep score, label and revenue per declaration ---------
   const engine = createEngine({ ruleset, threads: o.threads });
@@ -177,11 +247,16 @@ export async function evaluate(options: EvaluateOptions): Promise<EvaluationRepo
   const test = { file: testFile, rows: 0, scored: 0, invalid: 0, firstDate: Infinity, lastDate: -Infinity };
   let expr: CompiledExpression | undefined;
   let labelValues: string[] = [];
-  const pending: { result: ReturnType<typeof engine.scoreBatch>; at: number; rows: Int32Array | null }[] = [];
+  const pending: { result: ReturnType<typeof engine.scoreBatch>; baseline?: ReturnType<typeof engine.scoreBatch>; at: number; rows: Int32Array | null }[] = [];
   const collect = async (p: (typeof pending)[number]) => {
     const r = await p.result;
     if (p.rows) for (let k = 0; k < p.rows.length; k++) out.scores[p.at + k] = r.score[p.rows[k]];
     else out.scores.set(r.score, p.at);
+    if (p.baseline) {
+      const q = await p.baseline;
+      if (p.rows) for (let k = 0; k < p.rows.length; k++) baselineScores.scores[p.at + k] = q.score[p.rows[k]];
+      else baselineScores.scores.set(q.score, p.at);
+    }
   };
   try {
     const total = fileSize(testFile, single ? 'file' : 'test');
@@ -222,7 +297,11 @@ export async function evaluate(options: EvaluateOptions): Promise<EvaluationRepo
         if (d < test.firstDate) test.firstDate = d;
         if (d > test.lastDate) test.lastDate = d;
       }
-      pending.push({ result: engine.scoreBatch(b), at: out.n, rows });
+      baselineScores.reserve(out.n + m - baselineScores.n);
+      baselineScores.n = out.n + m;
+      // the engine takes the batch's buffer (transfer): the baseline scores a copy
+      const copy: ColumnarBatch | undefined = baselineEngine ? batchViews(b.buffer.slice(0), b.capacity, b.size, b.dicts) : undefined;
+      pending.push({ result: engine.scoreBatch(b), baseline: copy ? baselineEngine!.scoreBatch(copy) : undefined, at: out.n, rows });
       out.n += m;
       test.scored += m;
       while (pending.length > engine.options.threads * 2 + 1) await collect(pending.shift()!);
@@ -230,17 +309,25 @@ export async function evaluate(options: EvaluateOptions): Promise<EvaluationRepo
     }
     while (pending.length > 0) await collect(pending.shift()!);
   } finally {
-    await Promise.allSettled(pending.map((p) => p.result));
+    await Promise.allSettled(pending.flatMap((p) => [p.result, p.baseline]));
     await engine.close();
+    await baselineEngine?.close();
   }
   if (out.n === 0) bad(single ? 'file' : 'test', 'no valid test declarations', 'a test set with valid declarations');
 
   const m = topKMetrics(out.scores.subarray(0, out.n), out.labels.subarray(0, out.n), out.revenue.subarray(0, out.n), fractions);
+  const extra: Pick<EvaluationReport, 'baseline' | 'model'> = {};
+  if (model) {
+    extra.baseline = topKMetrics(baselineScores.scores.subarray(0, out.n), out.labels.subarray(0, out.n), out.revenue.subarray(0, out.n), fractions).cuts;
+    const { history, ...rest } = model;
+    extra.model = { ...rest, dimensions: history.dimensions.map((d) => ({ name: d.name, weight: d.weight, values: d.keys.length })) };
+  }
   return {
+    ...extra,
     label: o.label,
     positiveValues: o.positives ?? null,
     revenue: revenueText,
-    train: { ...train, firstDate: dateText(train.firstDate), lastDate: dateText(train.lastDate) },
+    train,
     test: { ...test, firstDate: dateText(test.firstDate), lastDate: dateText(test.lastDate) },
     splitDate: single ? formatIsoDate(splitDay) : null,
     peers: { version: snapshot.info.version, groups: Object.fromEntries(tables.levels.map((l, i) => [l.name, tables.groups[i].size])) },

@@ -13,6 +13,7 @@ import { NUMERIC_OPERANDS } from '../profiles/profile.js';
 import { openCompiled, NONE32, type CompiledMeta, type CompiledRuleset } from '../ruleset/compile.js';
 import { kernelWasmPath } from '../paths.js';
 import { TextScorer, type BatchText } from '../text/signals.js';
+import { HistoryScorer } from '../learn/history.js';
 import { NUMERIC_BLOCK, PLAN, PLAN_SLOTS, resultLayout, resultViews, type ScoreResult } from './layout.js';
 
 interface KernelExports {
@@ -34,6 +35,8 @@ interface LoadedRuleset {
   columns: CategoricalColumn[];
   /** Text signals of a batch (keyword terms, misclassification). */
   text: TextScorer;
+  /** Historical non-compliance tables, when the ruleset has them. */
+  history?: HistoryScorer;
   /** The keyword match group, when profiles have keyword conditions. */
   keyword?: KeywordGroup;
 }
@@ -166,6 +169,7 @@ export class Kernel {
       return new Map(m.values.map((v, i) => [v, m.rows[i]]));
     }));
     const rs: LoadedRuleset = { meta, base, end, memberMaps, peerMaps, columns: [...columns], text: new TextScorer(meta.text) };
+    if (meta.history) rs.history = new HistoryScorer(meta.history);
     const kg = meta.matchGroups.findIndex((g) => g.field === 'keywords');
     if (kg >= 0 && meta.keywordRows) {
       const image = new Uint32Array(c.buffer, c.imageOffset + meta.sections.rows, meta.numRows * meta.words * 2);
@@ -185,7 +189,13 @@ export class Kernel {
     const hsDict = batch.dicts.hs;
     const text = rs.text.active ? rs.text.batch(batch) : undefined;
     const keywordLut = rs.keyword ? this.keywordRows(rs.keyword, text!) : undefined;
-    const extra = text?.signals.some((x) => x.extra !== 0) ? text : undefined;
+    // the extra score column: text signals, then historical-table contributions
+    let extra: Float64Array | undefined;
+    if (text && text.signals.some((x) => x.extra !== 0)) {
+      extra = new Float64Array(n);
+      for (let i = 0; i < n; i++) extra[i] = text.signals[text.row[i]].extra;
+    }
+    const history = rs.history ? rs.history.apply(batch, (extra ??= new Float64Array(n))) : undefined;
     let cap = Math.max(this.matchCapacity, 1024, n * 2);
     for (;;) {
       // ---- lay the batch out above the ruleset ------------------------------
@@ -255,10 +265,7 @@ export class Kernel {
       if (meta.numericGroups.some((g) => NUMERIC_OPERANDS[g.operand] === 'taxRate')) f64.set(batch.numeric.taxRate, pTax >> 3);
       if (meta.settings.randomSelection.rate > 0) u32.set(batch.idHash, pIdHash >> 2);
       for (const [c, p] of colPtr) u32.set(batch.codes[c], p >> 2);
-      if (extra) {
-        const e = pExtra >> 3, row = extra.row, sig = extra.signals;
-        for (let i = 0; i < n; i++) f64[e + i] = sig[row[i]].extra;
-      }
+      if (extra) f64.set(extra, pExtra >> 3);
       if (keywordLut) keywordLut.rows.forEach((bits, k) => u32.set(bits, (rowsAt + (dynFirst + k) * rowBytes) >> 2));
 
       // ---- per-batch lookup tables (work per distinct value, not per row) ----
@@ -365,7 +372,7 @@ export class Kernel {
         continue;
       }
       const out = u8.buffer.slice(pOut, pOut + R.matchList + total * 2) as ArrayBuffer;
-      return resultViews(out, n, meta.version, kernelNs, text);
+      return resultViews(out, n, meta.version, kernelNs, text, history);
     }
   }
 

@@ -6,6 +6,7 @@
  */
 import { NF } from '../peers/peer-groups.js';
 import type { BatchText } from '../text/signals.js';
+import type { BatchHistory } from '../learn/history.js';
 
 export const PLAN = {
   N: 0, SETTINGS: 1, PEER_KEYS: 2, PEER_VALS: 3, PEER_MASK: 4, STATS: 5, NUM_LEVELS: 6, LEVELS: 7,
@@ -68,9 +69,11 @@ export interface ScoreResult {
   kernelNs: number;
   /** Text signals (keyword terms, misclassification) per row, when the ruleset has any. */
   text?: BatchText;
+  /** Historical-table entries per row and dimension, when the ruleset has tables. */
+  history?: BatchHistory;
 }
 
-export function resultViews(buffer: ArrayBuffer, n: number, rulesetVersion: string, kernelNs: number, text?: BatchText): ScoreResult {
+export function resultViews(buffer: ArrayBuffer, n: number, rulesetVersion: string, kernelNs: number, text?: BatchText, history?: BatchHistory): ScoreResult {
   const L = resultLayout(n);
   const total = (buffer.byteLength - L.matchList) >> 1;
   const out: ScoreResult = {
@@ -87,5 +90,6 @@ export function resultViews(buffer: ArrayBuffer, n: number, rulesetVersion: stri
     kernelNs,
   };
   if (text) out.text = text;
+  if (history) out.history = history;
   return out;
 }

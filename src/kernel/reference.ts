@@ -13,6 +13,7 @@ import { randomThreshold } from '../ruleset/compile.js';
 import type { Ruleset } from '../ruleset/ruleset.js';
 import { mix32 } from './hash.js';
 import { termKey, TextScorer, textConfig, type TextSignal, type BatchText } from '../text/signals.js';
+import { keyOf, lifts, parseDimension, type DimensionField } from '../learn/history.js';
 import { FLAG_CONTROL, FLAG_PROFILE_CHANNEL } from './layout.js';
 
 export interface ReferenceResult {
@@ -92,6 +93,12 @@ export function referenceScore(ruleset: Ruleset, batch: ColumnarBatch): Referenc
   const text = textScorer.batch(batch);
   const terms = textScorer.config.terms;
   let signal: TextSignal | undefined;
+  // historical tables: per dimension its parts, a key → lift map and the weight
+  const dims = (ruleset.history?.dimensions ?? []).map((d) => {
+    const l = lifts(ruleset.history!, d);
+    return { parts: parseDimension(d.name), weight: d.weight, lift: new Map(d.keys.map((k, j) => [k, l[j]])) };
+  });
+  const fieldValue = (f: DimensionField): string => (f === 'taxRate' ? String(row.t) : row.get(f));
   let i = 0;
   const row: Row = {
     v: 0, m: 0, q: 0, t: 0, hs: '', aeo: false, keywords: new Set(),
@@ -149,7 +156,13 @@ export function referenceScore(ruleset: Ruleset, batch: ColumnarBatch): Referenc
     }
 
     // 3. text signals (misclassification), then channel: thresholds, counter-measures (raise only), random control group
-    if (signal) s += signal.extra;
+    let extra = signal ? signal.extra : 0;
+    for (const d of dims) {
+      const key = keyOf(d.parts, fieldValue);
+      const lift = key === undefined ? undefined : d.lift.get(key);
+      if (lift !== undefined) extra += d.weight * lift;
+    }
+    if (signal || dims.length > 0) s += extra;
     let channel = s >= settings.thresholds.red ? red : s >= settings.thresholds.yellow ? yellow : 0;
     let flags = 0;
     if (profileChannel > channel) { channel = profileChannel; flags |= FLAG_PROFILE_CHANNEL; }

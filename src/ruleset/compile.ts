@@ -19,6 +19,7 @@ import { NF, PEER_FIELDS, robustScale, type PeerField } from '../peers/peer-grou
 import { NUMERIC_OPERANDS, PROFILE_SET_FIELDS, MAX_PROFILES, type Profile } from '../profiles/profile.js';
 import type { Ruleset, RulesetSettings } from './ruleset.js';
 import { termKey, textConfig, type TextConfig } from '../text/signals.js';
+import type { HistoryTables } from '../learn/history.js';
 
 export const FORMAT_VERSION = 2;
 const MAGIC = 0x524c4553; // "SELR"
@@ -77,6 +78,8 @@ export interface CompiledMeta {
    * condition. The host ORs them per distinct description of a batch.
    */
   keywordRows: { termRows: number[]; wildcardRow: number } | null;
+  /** Historical non-compliance tables and their weights, or null (src/learn/history.ts). */
+  history: HistoryTables | null;
   /** Profiles in kernel order, with the store version that was compiled (when known). */
   profiles: { id: string; version?: number; channel?: Channel; weight: number; instructions?: string }[];
   sections: Record<'settings' | 'peerSlots' | 'stats' | 'levels' | 'rows' | 'weights' | 'channels' | 'numeric', number>;
@@ -402,6 +405,7 @@ export function compileRuleset(ruleset: Ruleset): CompiledRuleset {
     numericGroups,
     text,
     keywordRows,
+    history: ruleset.history ?? null,
     profiles: profiles.map((p) => ({
       id: p.id,
       ...(p.version !== undefined ? { version: p.version } : {}),

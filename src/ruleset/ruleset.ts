@@ -9,6 +9,7 @@ import { NF, FEATURES, type PeerTables } from '../peers/peer-groups.js';
 import { validateProfiles, type Profile } from '../profiles/profile.js';
 import type { MisclassificationSettings } from '../text/signals.js';
 import { validateWatchLists, type WatchList } from '../text/watchlist.js';
+import { validateHistory, type HistoryTables } from '../learn/history.js';
 
 export interface RulesetSettings {
   /** Smallest number of valid values a peer group needs before it is used. */
@@ -40,6 +41,8 @@ export interface Ruleset {
   profiles: Profile[];
   /** Watch lists whose terms are looked for in every goods description (keyword reasons; profile keyword conditions). */
   watchLists: WatchList[];
+  /** Historical non-compliance tables with their weights (src/learn/history.ts), from `selectivity train`. */
+  history?: HistoryTables;
 }
 
 /** Default misclassification signal (calibration in docs/text.md). */
@@ -120,11 +123,13 @@ function deepFreeze<T>(o: T): T {
  * Assembles a validated ruleset: settings merged over the defaults (minGroupSize
  * defaults to the peer snapshot's own, when it records one), profiles checked.
  */
-export function createRuleset(input: { peers: PeerTables; profiles?: unknown; watchLists?: unknown; settings?: RulesetSettingsInput }): Ruleset {
+export function createRuleset(input: { peers: PeerTables; profiles?: unknown; watchLists?: unknown; history?: unknown; settings?: RulesetSettingsInput }): Ruleset {
   const profiles = input.profiles === undefined ? [] : validateProfiles(input.profiles);
   const watchLists = input.watchLists === undefined ? [] : validateWatchLists(input.watchLists);
   // a snapshot carries the minGroupSize it was built for; explicit settings win
   const mgs = input.peers.info?.minGroupSize;
   const settings = mgs !== undefined && input.settings?.minGroupSize === undefined ? { ...input.settings, minGroupSize: mgs } : input.settings;
-  return { settings: resolveSettings(settings), peers: input.peers, profiles, watchLists };
+  const out: Ruleset = { settings: resolveSettings(settings), peers: input.peers, profiles, watchLists };
+  if (input.history !== undefined) out.history = validateHistory(input.history);
+  return out;
 }

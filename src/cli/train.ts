@@ -1,0 +1,104 @@
+/**
+ * `selectivity train`: fit the compliance model (historical non-compliance
+ * tables and the weights that combine every signal, src/learn/train.ts) on
+ * labelled files, and write it with the training peer statistics, for
+ * `selectivity score --model --peers` and `selectivity serve --model`.
+ */
+import { parseArgs } from 'node:util';
+import { errors } from '../errors.js';
+import { labelledReader, trainFromFiles } from '../evaluate/evaluate.js';
+import { DEFAULT_DIMENSIONS } from '../learn/history.js';
+import type { TrainOptions } from '../learn/train.js';
+import { savePeerSnapshot } from '../peers/peer-store.js';
+import { writeFileDurable } from '../store/durable.js';
+import { intOption, numberOption } from './options.js';
+import { Progress } from './progress.js';
+
+export const LEARN_HELP = `  --dimensions <list>       historical dimensions, comma-separated, pairs with ×
+                            (default ${DEFAULT_DIMENSIONS.join(',')})
+  --strength <m>            prior strength of the smoothed rates, declarations (default 10)
+  --half-life <days>        recency weighting of history (default 365; 0: none)
+  --red-at <p>, --yellow-at <p>  modelled probability of non-compliance where the
+                            channel turns red / yellow (default 0.5 / 0.25)
+`;
+
+export const LEARN_OPTIONS = {
+  dimensions: { type: 'string' }, strength: { type: 'string' }, 'half-life': { type: 'string' }, 'red-at': { type: 'string' }, 'yellow-at': { type: 'string' },
+} as const;
+
+export function learnOptions(v: { dimensions?: string; strength?: string; 'half-life'?: string; 'red-at'?: string; 'yellow-at'?: string }): TrainOptions {
+  const o: TrainOptions = {};
+  if (v.dimensions !== undefined) o.dimensions = v.dimensions.split(',').map((d) => d.trim()).filter((d) => d !== '');
+  if (v.strength !== undefined) o.strength = numberOption(v.strength, 'strength', 0.001, 1e9);
+  if (v['half-life'] !== undefined) o.halfLifeDays = numberOption(v['half-life'], 'half-life', 0, 1e6);
+  if (v['red-at'] !== undefined) o.redAt = numberOption(v['red-at'], 'red-at', 0.001, 0.999);
+  if (v['yellow-at'] !== undefined) o.yellowAt = numberOption(v['yellow-at'], 'yellow-at', 0.001, 0.999);
+  return o;
+}
+
+export const TRAIN_HELP = `Usage: selectivity train --train <file> [--train <file> …] --label <column> --out <model.json> [options]
+
+Fits the compliance model on labelled history: per risk dimension (HS code
+levels, origin, importer, HS × origin, …) the smoothed non-compliance rate of
+each value, and a logistic regression that weighs peer deviation, the
+misclassification signal and those rates into one score. Writes the model
+(settings and tables) and the training peer statistics.
+
+Options:
+  --label <column>          non-compliance label column (passed through by the mapping)
+  --positive <value>        label value meaning non-compliant, repeatable
+  --columns <preset|file>   column mapping: "kcs", "default" (default) or a JSON file
+  --by <level>              peer level, repeatable
+  --out <model.json>        the model
+  --peers-out <file>        the training peer statistics (default: <model>.peers.msgpack)
+${LEARN_HELP}  --threads <n>             worker threads (default: all cores)
+  --json                    print the model summary as JSON
+
+Then: selectivity score <file> --peers <peers> --model <model.json>
+`;
+
+export async function trainCommand(argv: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    allowPositionals: false,
+    options: {
+      train: { type: 'string', multiple: true }, label: { type: 'string' }, positive: { type: 'string', multiple: true },
+      columns: { type: 'string' }, by: { type: 'string', multiple: true }, out: { type: 'string' }, 'peers-out': { type: 'string' },
+      threads: { type: 'string' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' }, ...LEARN_OPTIONS,
+    },
+  });
+  if (values.help) { process.stdout.write(TRAIN_HELP); return 0; }
+  if (!values.train?.length) throw errors.SEL_ERR_OPTION_INVALID('train needs --train <file>', { field: 'train', expected: 'one or more labelled files', got: values.train });
+  if (!values.label) throw errors.SEL_ERR_OPTION_INVALID('train needs --label <column>', { field: 'label', expected: 'the non-compliance label column', got: values.label });
+  if (!values.out) throw errors.SEL_ERR_OPTION_INVALID('train needs --out <model.json>', { field: 'out', expected: 'a path for the model', got: values.out });
+  let phase = '';
+  let bar: Progress | undefined;
+  const { snapshot, model, summary } = await trainFromFiles(values.train, {
+    read: labelledReader(values.columns, values.label),
+    label: values.label, positives: values.positive, levels: values.by,
+    learn: learnOptions(values),
+    threads: values.threads !== undefined ? intOption(values.threads, 'threads', 0, 1024) : undefined,
+    onProgress: (p, bytes, total, rows) => {
+      if (p !== phase) { bar?.done(); phase = p; bar = new Progress(p, total); }
+      bar!.update(bytes, rows, bytes >= total);
+    },
+  });
+  bar?.done();
+  const peersOut = values['peers-out'] ?? `${values.out.replace(/\.json$/, '')}.peers.msgpack`;
+  writeFileDurable(values.out, `${JSON.stringify({ ...model!, createdAt: new Date().toISOString(), label: values.label, train: summary, peers: snapshot.info.version })}\n`);
+  savePeerSnapshot(peersOut, snapshot);
+  const m = model!;
+  const report = { model: values.out, peers: peersOut, train: summary, intercept: m.intercept, coefficients: m.coefficients, training: m.training, settings: m.settings, dimensions: m.history.dimensions.map((d) => ({ name: d.name, weight: d.weight, values: d.keys.length })) };
+  if (values.json) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
+  else {
+    const lines = [
+      `trained on ${summary.rows.toLocaleString('en-US')} declarations (${summary.firstDate} – ${summary.lastDate}); non-compliance ${(100 * m.training.prior).toFixed(2)} % (recency-weighted); log-loss ${m.training.logLoss.toFixed(4)}`,
+      `thresholds: yellow ${m.settings.thresholds.yellow.toFixed(3)}, red ${m.settings.thresholds.red.toFixed(3)} (score scale; intercept ${m.intercept.toFixed(3)})`,
+      'weights:',
+      ...Object.entries(m.coefficients).map(([k, v]) => `  ${k.padEnd(28)} ${v.toFixed(4)}`),
+      `wrote ${values.out} and ${peersOut}`,
+    ];
+    process.stdout.write(`${lines.join('\n')}\n`);
+  }
+  return 0;
+}

@@ -1,0 +1,297 @@
+/**
+ * The compliance model: from labelled history, fit the weights that combine
+ * the engine's signals into one score, and write them into a ruleset (the
+ * kernel keeps scoring with a dot product).
+ *
+ * Features of a declaration, all on the score's scale:
+ * - deviation components: per feature, min(max(−z − T, 0), C) (under) and
+ *   min(max(z − T, 0), C) (over), z against the training peers;
+ * - misclassification: 1 when the description fits the declared chapter
+ *   poorly (src/text/signals.ts), when descriptions are present;
+ * - per historical dimension, the log-odds lift of the declaration's value
+ *   (src/learn/history.ts), computed out of fold (each fold's rows against
+ *   tables of the other folds) so that a row's own label does not leak into
+ *   its feature.
+ * A logistic regression with an L2 penalty (Newton's method) gives one
+ * coefficient per feature. Deviation and misclassification coefficients
+ * are kept non-negative (a feature whose fitted weight is negative is
+ * dropped and the model refitted); they become settings.weights and
+ * settings.misclassification.weight, the dimension coefficients the tables'
+ * weights. The intercept b places the channel thresholds: red where the
+ * modelled probability of non-compliance reaches `redAt` (score ≥ logit(redAt) − b),
+ * yellow at `yellowAt`. Profiles keep their analysts' weights, on the same
+ * log-odds scale.
+ */
+import { errors } from '../errors.js';
+import { createEngine } from '../engine.js';
+import type { ColumnarBatch } from '../model/columnar.js';
+import { NF, FEATURES, type PeerTables } from '../peers/peer-groups.js';
+import { createRuleset, resolveSettings, type RulesetSettings, type RulesetSettingsInput } from '../ruleset/ruleset.js';
+import { batchKeys, DEFAULT_DIMENSIONS, dimensionName, parseDimension, type HistoryTables } from './history.js';
+
+export interface TrainOptions {
+  /** Dimensions of the historical tables (default DEFAULT_DIMENSIONS). */
+  dimensions?: readonly string[];
+  /** Prior strength m, in declarations (default 10). */
+  strength?: number;
+  /**
+   * Half-life of the recency weighting of the trader dimensions (those with
+   * importer or declarant: the behavioural rating), days (default 365; 0:
+   * every declaration weighs 1). Other dimensions weigh every declaration 1.
+   */
+  halfLifeDays?: number;
+  /** Folds for the out-of-fold lifts (default 5). */
+  folds?: number;
+  /** L2 penalty per declaration (default 0.001). */
+  l2?: number;
+  /** Modelled probabilities at which the channel turns red / yellow (default 0.5 / 0.25). */
+  redAt?: number;
+  yellowAt?: number;
+  /** Threads for scoring the training rows (deviation features). */
+  threads?: number;
+}
+
+/** Labelled training data: batches, a label per row, and which rows to use. */
+export interface TrainingData {
+  batches: ColumnarBatch[];
+  /** Per batch, per row: 1 non-compliant, 0 compliant. */
+  labels: Uint8Array[];
+  /** Per batch, per row: 1 when the row trains (absent: every row). */
+  keep?: (Uint8Array | undefined)[];
+}
+
+export interface TrainedModel {
+  format: 'selectivity-model';
+  formatVersion: 1;
+  /** Settings to merge over the others: deviation weights, misclassification weight, thresholds. */
+  settings: { weights: { under: number[]; over: number[] }; misclassification: { weight: number }; thresholds: { yellow: number; red: number } };
+  history: HistoryTables;
+  intercept: number;
+  /** Every fitted coefficient by feature name (0 where dropped). */
+  coefficients: Record<string, number>;
+  training: { rows: number; positives: number; prior: number; logLoss: number; firstDay: number; lastDay: number; iterations: number };
+}
+
+const logit = (p: number) => Math.log(p / (1 - p));
+
+function bad(field: string, expected: string, got: unknown): never {
+  throw errors.SEL_ERR_OPTION_INVALID(`${field}: expected ${expected}`, { field, expected, got });
+}
+
+/** Solves A x = b (dense, partial pivoting) in place; returns x. */
+function solve(A: Float64Array[], b: Float64Array): Float64Array {
+  const n = b.length;
+  for (let c = 0; c < n; c++) {
+    let p = c;
+    for (let r = c + 1; r < n; r++) if (Math.abs(A[r][c]) > Math.abs(A[p][c])) p = r;
+    [A[c], A[p]] = [A[p], A[c]];
+    [b[c], b[p]] = [b[p], b[c]];
+    const piv = A[c][c] || 1e-12;
+    for (let r = c + 1; r < n; r++) {
+      const f = A[r][c] / piv;
+      if (f === 0) continue;
+      for (let k = c; k < n; k++) A[r][k] -= f * A[c][k];
+      b[r] -= f * b[c];
+    }
+  }
+  const x = new Float64Array(n);
+  for (let r = n - 1; r >= 0; r--) {
+    let s = b[r];
+    for (let k = r + 1; k < n; k++) s -= A[r][k] * x[k];
+    x[r] = s / (A[r][r] || 1e-12);
+  }
+  return x;
+}
+
+/**
+ * L2-penalised logistic regression by Newton's method over the columns
+ * `use` of X (rows × F, row-major); the last coefficient is the intercept
+ * (not penalised). Returns the coefficients (0 for unused columns), the
+ * intercept, the mean log-loss and the iterations.
+ */
+export function logisticRegression(X: Float64Array, y: Uint8Array, F: number, use: readonly number[], l2: number, weights?: Float64Array): { coef: Float64Array; intercept: number; logLoss: number; iterations: number } {
+  const N = y.length;
+  const P = use.length + 1;
+  let w = new Float64Array(P);
+  let iterations = 0;
+  let loss = 0;
+  for (; iterations < 50; iterations++) {
+    const g = new Float64Array(P);
+    const H = Array.from({ length: P }, () => new Float64Array(P));
+    const x = new Float64Array(P);
+    loss = 0;
+    let wsum = 0;
+    for (let i = 0; i < N; i++) {
+      let z = w[P - 1];
+      for (let j = 0; j < P - 1; j++) { x[j] = X[i * F + use[j]]; z += w[j] * x[j]; }
+      x[P - 1] = 1;
+      const p = 1 / (1 + Math.exp(-z));
+      const sw = weights ? weights[i] : 1;
+      wsum += sw;
+      loss -= sw * (y[i] ? Math.log(Math.max(p, 1e-15)) : Math.log(Math.max(1 - p, 1e-15)));
+      const e = sw * (p - y[i]);
+      const v = sw * Math.max(p * (1 - p), 1e-9);
+      for (let a = 0; a < P; a++) {
+        g[a] += e * x[a];
+        const va = v * x[a];
+        if (va === 0) continue;
+        for (let b = a; b < P; b++) H[a][b] += va * x[b];
+      }
+    }
+    loss /= wsum || 1;
+    for (let a = 0; a < P; a++) for (let b = 0; b < a; b++) H[a][b] = H[b][a];
+    for (let a = 0; a < P - 1; a++) { g[a] += l2 * wsum * w[a]; H[a][a] += l2 * wsum; }
+    const d = solve(H, g);
+    let step = 0;
+    const next = new Float64Array(P);
+    for (let a = 0; a < P; a++) { next[a] = w[a] - d[a]; step = Math.max(step, Math.abs(d[a])); }
+    w = next;
+    if (step < 1e-7) { iterations++; break; }
+  }
+  const coef = new Float64Array(F);
+  use.forEach((c, j) => { coef[c] = w[j]; });
+  return { coef, intercept: w[P - 1], logLoss: loss, iterations };
+}
+
+/**
+ * Fits the model on labelled training data scored against `peers` (the
+ * training peers). `settings` supplies T, C, the misclassification threshold
+ * and anything not fitted.
+ */
+export async function trainModel(data: TrainingData, peers: PeerTables, settingsInput: RulesetSettingsInput = {}, options: TrainOptions = {}): Promise<TrainedModel> {
+  const dimNames = (options.dimensions ?? DEFAULT_DIMENSIONS).map((d) => dimensionName(parseDimension(d)));
+  if (new Set(dimNames).size !== dimNames.length) bad('dimensions', 'distinct dimensions', dimNames);
+  const strength = options.strength ?? 10;
+  if (!(strength > 0)) bad('strength', 'a number > 0', strength);
+  const halfLife = options.halfLifeDays ?? 365;
+  if (!(halfLife >= 0)) bad('halfLifeDays', 'a number >= 0', halfLife);
+  const K = options.folds ?? 5;
+  if (!Number.isInteger(K) || K < 2) bad('folds', 'an integer >= 2', K);
+  const l2 = options.l2 ?? 1e-3;
+  if (!(l2 > 0)) bad('l2', 'a number > 0', l2);
+  const redAt = options.redAt ?? 0.5, yellowAt = options.yellowAt ?? 0.25;
+  if (!(yellowAt > 0 && yellowAt <= redAt && redAt < 1)) bad('redAt', '0 < yellowAt <= redAt < 1', [yellowAt, redAt]);
+  const settings: RulesetSettings = resolveSettings(settingsInput);
+
+  // ---- rows in training order --------------------------------------------------
+  const rowsOf = data.batches.map((b, k) => {
+    const keep = data.keep?.[k];
+    const idx: number[] = [];
+    for (let i = 0; i < b.size; i++) if (!keep || keep[i]) idx.push(i);
+    return idx;
+  });
+  const N = rowsOf.reduce((s, r) => s + r.length, 0);
+  if (N < 10) bad('train', 'at least 10 labelled training declarations', N);
+  const y = new Uint8Array(N);
+  const day = new Int32Array(N);
+  let at = 0;
+  data.batches.forEach((b, k) => { for (const i of rowsOf[k]) { y[at] = data.labels[k][i]; day[at] = b.date[i]; at++; } });
+  let lastDay = -Infinity, firstDay = Infinity;
+  for (let i = 0; i < N; i++) { if (day[i] > lastDay) lastDay = day[i]; if (day[i] < firstDay) firstDay = day[i]; }
+  const recent = new Float64Array(N);
+  for (let i = 0; i < N; i++) recent[i] = halfLife > 0 ? 0.5 ** ((lastDay - day[i]) / halfLife) : 1;
+  const ones = new Float64Array(N).fill(1);
+  const positives = y.reduce((s, v) => s + v, 0);
+  if (positives === 0 || positives === N) bad('label', 'both compliant and non-compliant training declarations', positives);
+  const prior = positives / N;
+  // folds: interleaved, so that each fold spans the whole period
+  const fold = new Uint8Array(N);
+  for (let i = 0; i < N; i++) fold[i] = i % K;
+
+  // ---- historical tables, and out-of-fold lifts ------------------------------------
+  const D = dimNames.length;
+  const F0 = 2 * NF + 1; // deviation components, misclassification
+  const F = F0 + D;
+  const X = new Float64Array(N * F);
+  const l0 = logit(prior);
+  const dimensions: HistoryTables['dimensions'] = [];
+  dimNames.forEach((name, d) => {
+    const parts = parseDimension(name);
+    const w = parts.some((p) => p.field === 'importer' || p.field === 'declarant') ? recent : ones;
+    const keyIndex = new Map<string, number>();
+    const rowKey = new Int32Array(N);
+    let r = 0;
+    data.batches.forEach((b, k) => {
+      const { row, keys } = batchKeys(b, parts);
+      const global = keys.map((key) => { let g = keyIndex.get(key); if (g === undefined) { g = keyIndex.size; keyIndex.set(key, g); } return g; });
+      for (const i of rowsOf[k]) rowKey[r++] = row[i] < 0 ? -1 : global[row[i]];
+    });
+    const V = keyIndex.size;
+    const n = new Float64Array(V), pos = new Float64Array(V);
+    const nf = new Float64Array(V * K), pf = new Float64Array(V * K);
+    for (let i = 0; i < N; i++) {
+      const g = rowKey[i];
+      if (g < 0) continue;
+      n[g] += w[i]; pos[g] += w[i] * y[i];
+      nf[g * K + fold[i]] += w[i]; pf[g * K + fold[i]] += w[i] * y[i];
+    }
+    for (let i = 0; i < N; i++) {
+      const g = rowKey[i];
+      if (g < 0) continue;
+      const nn = n[g] - nf[g * K + fold[i]], pp = pos[g] - pf[g * K + fold[i]];
+      X[i * F + F0 + d] = logit((pp + strength * prior) / (nn + strength)) - l0;
+    }
+    const round = (x: number) => Math.round(x * 1e6) / 1e6;
+    dimensions.push({ name, weight: 1, keys: [...keyIndex.keys()], n: Array.from(n, round), positives: Array.from(pos, round) });
+  });
+
+  // ---- deviation components and misclassification: score the training rows -----
+  const engine = createEngine({ ruleset: createRuleset({ peers, settings: { ...settingsInput, randomSelection: { rate: 0 } } }), threads: options.threads ?? 0 });
+  let hasText = false;
+  try {
+    at = 0;
+    for (let k = 0; k < data.batches.length; k++) {
+      const b = data.batches[k];
+      const result = await engine.scoreBatch(b); // with threads > 0 the batch is transferred: nothing reads it after
+      for (const i of rowsOf[k]) {
+        for (let f = 0; f < NF; f++) {
+          const z = result.z[i * NF + f];
+          if (Number.isNaN(z)) continue;
+          X[at * F + f] = Math.min(Math.max(-z - settings.zThreshold, 0), settings.zCap);
+          X[at * F + NF + f] = Math.min(Math.max(z - settings.zThreshold, 0), settings.zCap);
+        }
+        const sig = result.text?.signals[result.text.row[i]];
+        if (sig?.misclassified) { X[at * F + 2 * NF] = 1; hasText = true; }
+        at++;
+      }
+    }
+  } finally {
+    await engine.close();
+  }
+
+  // ---- fit; drop deviation/misclassification features with negative weights; refit --
+  const names = [...FEATURES.map((f) => `under.${f}`), ...FEATURES.map((f) => `over.${f}`), 'misclassification', ...dimNames.map((d) => `history.${d}`)];
+  let use = Array.from({ length: F }, (_, j) => j).filter((j) => j !== 2 * NF || hasText);
+  let fit = logisticRegression(X, y, F, use, l2);
+  for (let round = 0; round < F0; round++) {
+    const negative = use.filter((j) => j < F0 && fit.coef[j] < 0);
+    if (negative.length === 0) break;
+    use = use.filter((j) => !negative.includes(j));
+    fit = logisticRegression(X, y, F, use, l2);
+  }
+  const c = fit.coef;
+  dimensions.forEach((d, k) => { d.weight = c[F0 + k]; });
+  const b = fit.intercept;
+  return {
+    format: 'selectivity-model',
+    formatVersion: 1,
+    settings: {
+      weights: { under: Array.from(c.subarray(0, NF)), over: Array.from(c.subarray(NF, 2 * NF)) },
+      misclassification: { weight: c[2 * NF] },
+      thresholds: { yellow: logit(yellowAt) - b, red: logit(redAt) - b },
+    },
+    history: { prior, strength, halfLifeDays: halfLife, dimensions },
+    intercept: b,
+    coefficients: Object.fromEntries(names.map((n, j) => [n, c[j]])),
+    training: { rows: N, positives, prior, logLoss: fit.logLoss, firstDay, lastDay, iterations: fit.iterations },
+  };
+}
+
+/** Checks a model file's shape; returns the parts a ruleset takes. */
+export function modelRuleset(raw: unknown): { settings: TrainedModel['settings']; history: HistoryTables } {
+  const m = raw as Partial<TrainedModel> | null;
+  if (!m || typeof m !== 'object' || m.format !== 'selectivity-model' || m.formatVersion !== 1 || !m.settings || !m.history) {
+    throw errors.SEL_ERR_RULESET_INVALID('not a model file of this format (selectivity train --out)', { field: 'model', expected: 'format "selectivity-model", formatVersion 1, settings and history', got: m && typeof m === 'object' ? (m as { format?: unknown }).format : typeof m });
+  }
+  return { settings: m.settings, history: m.history };
+}
