@@ -11,6 +11,7 @@ import { compileRuleset } from '../src/ruleset/compile.js';
 import { createRuleset } from '../src/ruleset/ruleset.js';
 import { batchKeys, DEFAULT_DIMENSIONS, keyOf, parseDimension, validateHistory, type HistoryTables } from '../src/learn/history.js';
 import { logisticRegression } from '../src/learn/train.js';
+import { validateProfiles } from '../src/profiles/profile.js';
 import { evaluate } from '../src/evaluate/evaluate.js';
 import { createEngine } from '../src/engine.js';
 import { toDecisions } from '../src/decisions.js';
@@ -139,8 +140,18 @@ describe('the compliance model', () => {
     const o = vi.spyOn(process.stdout, 'write').mockImplementation((c: string | Uint8Array) => { out += String(c); return true; });
     const e = vi.spyOn(process.stderr, 'write').mockImplementation(() => true);
     try {
-      expect(await main(['train', '--train', fixture, '--columns', 'kcs', '--label', 'Fraud', '--out', model, '--threads', '0', '--json'])).toBe(0);
+      const candidates = join(dir, 'candidates.json');
+      expect(await main(['train', '--train', fixture, '--columns', 'kcs', '--label', 'Fraud', '--out', model, '--candidates', candidates, '--threads', '0', '--json'])).toBe(0);
       const summary = JSON.parse(out);
+      // candidate profiles: a valid profile set, each with evidence above the overall rate, strongest (by Wilson bound) first
+      const cand = JSON.parse(readFileSync(candidates, 'utf8'));
+      expect(validateProfiles(cand).length).toBe(cand.profiles.length);
+      expect(cand.profiles.length).toBeGreaterThan(0);
+      for (const e of cand.evidence) {
+        expect(e.support).toBeGreaterThanOrEqual(20);
+        expect(e.hitRate).toBeGreaterThanOrEqual(2 * summary.training.prior);
+        expect(e.nonCompliant / e.support).toBeCloseTo(e.hitRate, 9);
+      }
       expect(summary.training.rows).toBe(2003);
       expect(summary.dimensions.find((d: { name: string }) => d.name === 'hs6×origin').values).toBeGreaterThan(100);
       const saved = JSON.parse(readFileSync(model, 'utf8'));

@@ -8,7 +8,7 @@ import { parseArgs } from 'node:util';
 import { errors } from '../errors.js';
 import { labelledReader, trainFromFiles } from '../evaluate/evaluate.js';
 import { DEFAULT_DIMENSIONS } from '../learn/history.js';
-import type { TrainOptions } from '../learn/train.js';
+import { candidateProfiles, type TrainOptions } from '../learn/train.js';
 import { savePeerSnapshot } from '../peers/peer-store.js';
 import { writeFileDurable } from '../store/durable.js';
 import { intOption, numberOption } from './options.js';
@@ -51,6 +51,10 @@ Options:
   --by <level>              peer level, repeatable
   --out <model.json>        the model
   --peers-out <file>        the training peer statistics (default: <model>.peers.msgpack)
+  --candidates <file.json>  also write candidate risk profiles (the strongest
+                            combinations, with support, hit rate and lift): a
+                            profile set an analyst reviews and imports; nothing
+                            is activated by training
 ${LEARN_HELP}  --threads <n>             worker threads (default: all cores)
   --json                    print the model summary as JSON
 
@@ -63,7 +67,7 @@ export async function trainCommand(argv: string[]): Promise<number> {
     allowPositionals: false,
     options: {
       train: { type: 'string', multiple: true }, label: { type: 'string' }, positive: { type: 'string', multiple: true },
-      columns: { type: 'string' }, by: { type: 'string', multiple: true }, out: { type: 'string' }, 'peers-out': { type: 'string' },
+      columns: { type: 'string' }, by: { type: 'string', multiple: true }, out: { type: 'string' }, 'peers-out': { type: 'string' }, candidates: { type: 'string' },
       threads: { type: 'string' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' }, ...LEARN_OPTIONS,
     },
   });
@@ -88,7 +92,9 @@ export async function trainCommand(argv: string[]): Promise<number> {
   writeFileDurable(values.out, `${JSON.stringify({ ...model!, createdAt: new Date().toISOString(), label: values.label, train: summary, peers: snapshot.info.version })}\n`);
   savePeerSnapshot(peersOut, snapshot);
   const m = model!;
-  const report = { model: values.out, peers: peersOut, train: summary, intercept: m.intercept, coefficients: m.coefficients, training: m.training, settings: m.settings, dimensions: m.history.dimensions.map((d) => ({ name: d.name, weight: d.weight, values: d.keys.length })) };
+  const candidates = values.candidates ? candidateProfiles(m) : [];
+  if (values.candidates) writeFileDurable(values.candidates, `${JSON.stringify({ profiles: candidates.map((c) => c.profile), evidence: candidates.map((c) => ({ id: c.profile.id, ...c.evidence })) }, null, 2)}\n`);
+  const report = { model: values.out, peers: peersOut, train: summary, intercept: m.intercept, coefficients: m.coefficients, training: m.training, settings: m.settings, dimensions: m.history.dimensions.map((d) => ({ name: d.name, weight: d.weight, values: d.keys.length })), candidates: candidates.map((c) => ({ id: c.profile.id, ...c.evidence })) };
   if (values.json) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
   else {
     const lines = [
@@ -96,7 +102,8 @@ export async function trainCommand(argv: string[]): Promise<number> {
       `thresholds: yellow ${m.settings.thresholds.yellow.toFixed(3)}, red ${m.settings.thresholds.red.toFixed(3)} (score scale; intercept ${m.intercept.toFixed(3)})`,
       'weights:',
       ...Object.entries(m.coefficients).map(([k, v]) => `  ${k.padEnd(28)} ${v.toFixed(4)}`),
-      `wrote ${values.out} and ${peersOut}`,
+      ...(values.candidates ? [`candidate profiles (${candidates.length}, strongest first; review, then "selectivity profiles import"):`, ...candidates.slice(0, 10).map((c) => `  ${c.profile.id.padEnd(40)} ${c.evidence.nonCompliant.toFixed(0)}/${c.evidence.support.toFixed(0)} non-compliant (${(100 * c.evidence.hitRate).toFixed(1)} %, lift ${c.evidence.lift.toFixed(1)})`)] : []),
+      `wrote ${values.out} and ${peersOut}${values.candidates ? ` and ${values.candidates}` : ''}`,
     ];
     process.stdout.write(`${lines.join('\n')}\n`);
   }

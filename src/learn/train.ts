@@ -295,3 +295,64 @@ export function modelRuleset(raw: unknown): { settings: TrainedModel['settings']
   }
   return { settings: m.settings, history: m.history };
 }
+
+/** A candidate risk profile proposed from the history, with its evidence. Never active until an analyst imports it. */
+export interface CandidateProfile {
+  profile: { id: string; title: string; description: string; riskArea: 'revenue'; weight: number; conditions: Record<string, unknown> };
+  evidence: { dimension: string; value: string; support: number; nonCompliant: number; hitRate: number; lift: number };
+}
+
+/**
+ * The strongest combinations of the tables (pairs first, then single
+ * fields), as candidate profiles: values seen at least `minSupport` times
+ * whose hit rate is at least `minLift` × the overall rate, ranked by the
+ * lower bound of their hit rate (Wilson, 95 %), with support, hit rate and
+ * lift as evidence. Weight: the model's contribution of the value, rounded.
+ */
+export function candidateProfiles(model: TrainedModel, options: { top?: number; minSupport?: number; minLift?: number } = {}): CandidateProfile[] {
+  const top = options.top ?? 20, minSupport = options.minSupport ?? 20, minLift = options.minLift ?? 2;
+  const t = model.history;
+  const found: (CandidateProfile & { bound: number })[] = [];
+  for (const d of t.dimensions) {
+    const parts = parseDimension(d.name);
+    d.keys.forEach((key, i) => {
+      const n = d.n[i], k = d.positives[i];
+      if (n < minSupport) return;
+      const rate = k / n;
+      if (rate < minLift * t.prior) return;
+      const z = 1.96, den = 1 + (z * z) / n;
+      const bound = (rate + (z * z) / (2 * n) - z * Math.sqrt((rate * (1 - rate)) / n + (z * z) / (4 * n * n))) / den;
+      const values = parts.length === 1 ? [key] : key.split('|');
+      const conditions: Record<string, unknown> = {};
+      const numeric: { field: string; op: string; value: number }[] = [];
+      parts.forEach((p, j) => {
+        if (p.field === 'hs') conditions.hs = [values[j]];
+        else if (p.field === 'taxRate') numeric.push({ field: 'taxRate', op: '>=', value: Number(values[j]) }, { field: 'taxRate', op: '<=', value: Number(values[j]) });
+        else conditions[p.field] = [values[j]];
+      });
+      if (numeric.length) conditions.numeric = numeric;
+      const lift = rate / t.prior;
+      const id = `CAND-${d.name.replace(/×/g, '-')}-${values.join('-')}`.replace(/[^A-Za-z0-9._:-]/g, '_').slice(0, 64);
+      const l = Math.log(((k + t.strength * t.prior) / (n + t.strength)) / (1 - (k + t.strength * t.prior) / (n + t.strength))) - Math.log(t.prior / (1 - t.prior));
+      found.push({
+        bound,
+        profile: {
+          id, title: `${d.name} = ${values.join(' × ')}`,
+          description: `Proposed from history: ${Math.round(k)} of ${Math.round(n)} declarations non-compliant (${(100 * rate).toFixed(1)} %, ${lift.toFixed(1)}× the overall ${(100 * t.prior).toFixed(1)} %).`,
+          riskArea: 'revenue', weight: Math.round(Math.max(0.1, d.weight * l) * 100) / 100, conditions,
+        },
+        evidence: { dimension: d.name, value: key, support: n, nonCompliant: k, hitRate: rate, lift },
+      });
+    });
+  }
+  found.sort((a, b) => b.bound - a.bound || b.evidence.support - a.evidence.support);
+  const seen = new Set<string>();
+  const out: CandidateProfile[] = [];
+  for (const f of found) {
+    if (seen.has(f.profile.id)) continue;
+    seen.add(f.profile.id);
+    out.push({ profile: f.profile, evidence: f.evidence });
+    if (out.length >= top) break;
+  }
+  return out;
+}
