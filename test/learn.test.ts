@@ -181,3 +181,30 @@ describe('the compliance model', () => {
 
 // keep the Declaration type import used (helpers build declarations)
 export type { Declaration };
+
+describe('replay in date order', () => {
+  it('learns month by month from inspected declarations only; the control group estimates untargeted non-compliance', async () => {
+    const file = join(dir, 'replay.csv');
+    expect(await main(['generate', '--rows', '12000', '--seed', '8', '--days', '120', '--out', file])).toBe(0);
+    const { labelledReader } = await import('../src/evaluate/evaluate.js');
+    const { parseLabel } = await import('../src/evaluate/metrics.js');
+    const { replay } = await import('../src/learn/replay.js');
+    const batches = [], labels = [];
+    for await (const c of labelledReader('default', 'fraud')(file)) {
+      batches.push(c.batch);
+      labels.push(Uint8Array.from(c.passThrough.fraud, (v) => parseLabel(v)));
+    }
+    const r = await replay(batches, labels, { inspectionRate: 0.05, controlRate: 0.05, settings: { misclassification: { weight: 0 } } });
+    expect(r.periods.map((p) => p.period)).toEqual(['2025-02', '2025-03', '2025-04']);
+    expect(r.warmup.declarations + r.total.declarations).toBe(12000);
+    r.periods.forEach((p, k) => {
+      expect(p.inspected).toBe(Math.round(0.05 * p.declarations));
+      // what became known: the previous month's inspected and control rows, nothing else
+      if (k > 0) expect(p.knownResults).toBe(r.periods[k - 1].knownResults + r.periods[k - 1].inspected + r.periods[k - 1].control);
+    });
+    expect(r.periods[0].knownResults).toBe(r.warmup.declarations);
+    // targeting beats the month's rate several times over; the control estimate is near the truth
+    expect(r.total.hitRate).toBeGreaterThan(4 * (r.total.hits + r.total.untargetedRate * (r.total.declarations - r.total.inspected)) / r.total.declarations);
+    expect(Math.abs(r.total.controlEstimate! - r.total.untargetedRate)).toBeLessThan(0.03);
+  }, 120_000);
+});

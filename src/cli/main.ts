@@ -13,6 +13,7 @@ import { profilesCommand } from './profiles.js';
 import { textCommand } from './text.js';
 import { intelCommand } from './intel.js';
 import { trainCommand } from './train.js';
+import { replayCommand } from './replay.js';
 
 const HELP = `selectivity — customs selectivity engine
 
@@ -27,6 +28,7 @@ Commands:
   study <file>      rank declarations by deviation from their peers (JSON, CSV, HTML report)
   evaluate          train on some files, score another, report precision/recall/revenue at top k %
   train             fit the compliance model (historical rates, weights) on labelled files
+  replay            replay labelled history month by month, learning only from inspected declarations
   text              goods-description fit to the HS code (fit), watch-list terms in a text (match)
   intel <path>      intelligence texts: keyword co-occurrence network (JSON, GraphML, HTML), watch-list suggestions
 
@@ -44,6 +46,7 @@ const commands: Record<string, (argv: string[]) => Promise<number>> = {
   text: textCommand,
   intel: intelCommand,
   train: trainCommand,
+  replay: replayCommand,
 };
 
 export async function main(argv: string[]): Promise<number> {
