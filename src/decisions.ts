@@ -7,7 +7,7 @@ import { CHANNELS, type Channel } from './model/channels.js';
 import { FEATURES, NF, type Feature } from './peers/peer-groups.js';
 import type { CompiledMeta } from './ruleset/compile.js';
 import type { RiskArea } from './profiles/profile.js';
-import { lifts, smoothedRate } from './learn/history.js';
+import { historyEntry, lifts, smoothedRate } from './learn/history.js';
 
 /** HISTORY reasons: contributions of at least this much (either sign), the largest first, at most HISTORY_REASONS. */
 export const HISTORY_REASON_MIN = 0.25;
@@ -92,7 +92,7 @@ export function decisionAt(result: ScoreResult, i: number, id: string, meta: Com
     if (!l) { l = t.dimensions.map((d) => lifts(t, d)); liftCache.set(meta, l); }
     const found: Extract<Reason, { code: 'HISTORY' }>[] = [];
     for (let d = 0; d < h.dimensions; d++) {
-      const e = h.entry[i * h.dimensions + d];
+      const e = historyEntry(h, i, d);
       if (e < 0) continue;
       const dim = t.dimensions[d];
       const c = dim.weight * l[d][e];

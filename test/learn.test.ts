@@ -9,7 +9,7 @@ import { toBatch } from '../src/model/columnar.js';
 import { buildPeerTables } from '../src/peers/peer-groups.js';
 import { compileRuleset } from '../src/ruleset/compile.js';
 import { createRuleset } from '../src/ruleset/ruleset.js';
-import { batchKeys, DEFAULT_DIMENSIONS, keyOf, parseDimension, validateHistory, type HistoryTables } from '../src/learn/history.js';
+import { batchKeys, historyEntry, DEFAULT_DIMENSIONS, keyOf, parseDimension, validateHistory, type HistoryTables } from '../src/learn/history.js';
 import { logisticRegression } from '../src/learn/train.js';
 import { validateProfiles } from '../src/profiles/profile.js';
 import { evaluate } from '../src/evaluate/evaluate.js';
@@ -56,7 +56,7 @@ describe('historical tables in the kernel', () => {
         const want = referenceScore(ruleset, batch);
         expect(Array.from(got.channel)).toEqual(Array.from(want.channel));
         for (let i = 0; i < rows; i++) expect(Math.abs(got.score[i] - want.score[i]) <= 1e-9 * Math.max(1, Math.abs(want.score[i])), `row ${i}: ${got.score[i]} vs ${want.score[i]}`).toBe(true);
-        for (const e of got.history!.entry) if (e >= 0) entries++;
+        for (let i = 0; i < rows; i++) for (let d = 0; d < dims.length; d++) if (historyEntry(got.history!, i, d) >= 0) entries++;
       },
     ), { numRuns: 25 });
     // the tables did something: rows found their values in them

@@ -173,11 +173,28 @@ export function batchKeys(batch: ColumnarBatch, parts: readonly DimensionPart[])
   return { row, keys };
 }
 
-/** The history part of a batch's scores: per row and dimension, the table entry (-1: unseen). */
+/**
+ * The history part of a batch's scores: enough to find, for row i and
+ * dimension d, the table entry (-1: unseen) — see historyEntry. Single-field
+ * dimensions keep one code per row for their column (shared by the
+ * dimensions on that column) and an entry per code; pairs keep an entry per row.
+ */
 export interface BatchHistory {
-  /** n × D, row-major. */
-  entry: Int32Array;
   dimensions: number;
+  /** Per dimension: index into `codes` (single fields) or -1 (pairs). */
+  codeOf: number[];
+  /** Per dimension: entry by code (single fields) or null. */
+  byCode: (Int32Array | null)[];
+  /** Per dimension: entry by row (pairs) or null. */
+  byRow: (Int32Array | null)[];
+  /** Per row, the code of each column a single-field dimension reads. */
+  codes: Uint32Array[];
+}
+
+/** The table entry of row i for dimension d (-1: none). */
+export function historyEntry(h: BatchHistory, i: number, d: number): number {
+  const r = h.byRow[d];
+  return r ? r[i] : h.byCode[d]![h.codes[h.codeOf[d]][i]];
 }
 
 /** Open-addressing hash of float64 keys (exact integers < 2^53) to int32 values. */
@@ -185,16 +202,24 @@ class NumberHash {
   private readonly keys: Float64Array;
   private readonly vals: Int32Array;
   private readonly mask: number;
+  readonly capacity: number;
   constructor(capacity: number) {
     let size = 16;
     while (size < capacity * 2) size *= 2;
     this.keys = new Float64Array(size).fill(-1);
     this.vals = new Int32Array(size);
     this.mask = size - 1;
+    this.capacity = size;
   }
   private slot(k: number): number {
     const lo = k >>> 0, hi = (k / 4294967296) >>> 0;
     return (Math.imul(lo ^ Math.imul(hi, 0x9e3779b1), 0x85ebca6b) >>> 15) & this.mask;
+  }
+  /** A copy with twice the slots. */
+  grown(): NumberHash {
+    const g = new NumberHash(this.capacity);
+    for (let i = 0; i < this.keys.length; i++) if (this.keys[i] !== -1) g.set(this.keys[i], this.vals[i]);
+    return g;
   }
   set(k: number, v: number): void {
     let i = this.slot(k);
@@ -283,16 +308,29 @@ export class HistoryScorer {
   private partCodes(batch: ColumnarBatch, pi: PartIndex): { lut: Int32Array; code: Uint32Array } {
     const { part, ids } = pi;
     if (part.field === 'taxRate') {
+      // rates as codes: an integer hash of the doubles (code 0 is NaN: absent)
       const n = batch.size;
       const col = batch.numeric.taxRate;
-      const seen = new Map<number, number>();
-      const values: number[] = [];
+      let seen = new NumberHash(64);
+      const values: number[] = [-1];
       const code = new Uint32Array(n);
+      let last = NaN, lastCode = 0;
       for (let i = 0; i < n; i++) {
         const x = col[i];
-        let k = seen.get(x);
-        if (k === undefined) { k = values.length; values.push(Number.isNaN(x) ? -1 : ids.get(String(x)) ?? -1); seen.set(x, k); }
+        if (x === last) { code[i] = lastCode; continue; }
+        let k = 0;
+        if (x === x) {
+          k = seen.get(x);
+          if (k < 0) {
+            k = values.length;
+            values.push(ids.get(String(x)) ?? -1);
+            seen.set(x, k);
+            if (values.length > seen.capacity / 4) seen = seen.grown();
+          }
+        }
         code[i] = k;
+        last = x;
+        lastCode = k;
       }
       return { lut: Int32Array.from(values), code };
     }
@@ -306,39 +344,67 @@ export class HistoryScorer {
     return { lut, code: batch.codes[column] };
   }
 
-  /** Adds each row's history contributions to `extra` (n values) and returns the entries. */
+  /** Adds each row's history contributions to `extra` (n values) and returns what finds the entries. */
   apply(batch: ColumnarBatch, extra: Float64Array): BatchHistory {
     const n = batch.size;
     const D = this.dims.length;
-    const entry = new Int32Array(n * D);
     const parts = this.parts.map((p) => this.partCodes(batch, p));
+    const out: BatchHistory = { dimensions: D, codeOf: new Array(D).fill(-1), byCode: new Array(D).fill(null), byRow: new Array(D).fill(null), codes: [] };
+    // single-field dimensions: per column (several parts may read one column: hs2, hs4, hs6),
+    // the summed contribution per code, then one read per row and column
+    const columns = new Map<Uint32Array, { index: number; add: Float64Array }>();
     for (let d = 0; d < D; d++) {
       const dim = this.dims[d];
-      const wl = dim.weightedLift;
-      if (dim.single) {
-        // per batch code: the entry and its contribution; per row two reads
-        const { lut, code } = parts[dim.parts[0]];
-        const single = dim.single;
-        const e = new Int32Array(lut.length);
-        const add = new Float64Array(lut.length);
-        for (let c = 0; c < lut.length; c++) {
-          const g = lut[c];
-          e[c] = g < 0 || g >= single.length ? -1 : single[g];
-          add[c] = e[c] >= 0 ? wl[e[c]] : 0;
-        }
-        for (let i = 0, at = d; i < n; i++, at += D) {
-          const c = code[i];
-          entry[at] = e[c];
-          extra[i] += add[c];
-        }
-        continue;
+      if (!dim.single) continue;
+      const { lut, code } = parts[dim.parts[0]];
+      let col = columns.get(code);
+      if (!col) {
+        col = { index: out.codes.length, add: new Float64Array(lut.length) };
+        columns.set(code, col);
+        out.codes.push(code.slice(0, n));
       }
-      // pairs (and triples): per distinct combination of batch codes, one hash lookup
+      const single = dim.single, wl = dim.weightedLift;
+      const e = new Int32Array(lut.length);
+      for (let c = 0; c < lut.length; c++) {
+        const g = lut[c];
+        e[c] = g < 0 || g >= single.length ? -1 : single[g];
+        if (e[c] >= 0) col.add[c] += wl[e[c]];
+      }
+      out.codeOf[d] = col.index;
+      out.byCode[d] = e;
+    }
+    for (const [code, { add }] of columns) for (let i = 0; i < n; i++) extra[i] += add[code[i]];
+    // pairs (and triples): per distinct combination of batch codes, one hash lookup
+    for (let d = 0; d < D; d++) {
+      const dim = this.dims[d];
+      if (dim.single) continue;
+      const wl = dim.weightedLift;
       const hash = dim.hash!, sizes = dim.sizes;
       const ps = dim.parts.map((k) => parts[k]);
       const space = ps.reduce((m, p) => m * p.lut.length, 1);
       const memo = space <= 4 * n + 65_536 ? new Int32Array(space).fill(-2) : undefined;
-      for (let i = 0, at = d; i < n; i++, at += D) {
+      const entry = new Int32Array(n);
+      if (ps.length === 2) {
+        // the common case, without the loop over parts
+        const ac = ps[0].code, al = ps[0].lut, bc = ps[1].code, bl = ps[1].lut, bn = bl.length, s1 = sizes[1];
+        for (let i = 0; i < n; i++) {
+          const ca = ac[i], cb = bc[i];
+          const ga = al[ca], gb = bl[cb];
+          let e = -1;
+          if ((ga | gb) >= 0) {
+            if (memo) {
+              const k = ca * bn + cb;
+              e = memo[k];
+              if (e === -2) e = memo[k] = hash.get(ga * s1 + gb);
+            } else e = hash.get(ga * s1 + gb);
+          }
+          entry[i] = e;
+          if (e >= 0) extra[i] += wl[e];
+        }
+        out.byRow[d] = entry;
+        continue;
+      }
+      for (let i = 0; i < n; i++) {
         let combo = 0, key = 0, missing = false;
         for (let j = 0; j < ps.length; j++) {
           const c = ps[j].code[i];
@@ -351,11 +417,12 @@ export class HistoryScorer {
         if (missing) e = -1;
         else if (memo) { e = memo[combo]; if (e === -2) e = memo[combo] = hash.get(key); }
         else e = hash.get(key);
-        entry[at] = e;
+        entry[i] = e;
         if (e >= 0) extra[i] += wl[e];
       }
+      out.byRow[d] = entry;
     }
-    return { entry, dimensions: D };
+    return out;
   }
 }
 
