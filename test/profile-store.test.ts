@@ -2,6 +2,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it, vi } from 'vitest';
+import { runCli } from './helpers.js';
 import type { FastifyInstance } from 'fastify';
 import { main } from '../src/cli/main.js';
 import { createEngine } from '../src/engine.js';
@@ -142,12 +143,7 @@ describe('profiles over HTTP and the CLI', () => {
   const TOKENS = { analyst: 'analyst-token-0123456789abcdef', port: 'port-token-0123456789abcdef' };
   let app: FastifyInstance;
 
-  async function run(argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-    let stdout = '', stderr = '';
-    const out = vi.spyOn(process.stdout, 'write').mockImplementation((c: string | Uint8Array) => { stdout += String(c); return true; });
-    const err = vi.spyOn(process.stderr, 'write').mockImplementation((c: string | Uint8Array) => { stderr += String(c); return true; });
-    try { return { code: await main(argv), stdout, stderr }; } finally { out.mockRestore(); err.mockRestore(); }
-  }
+  const run = runCli;
 
   it('lists, shows, imports, retires and exports through the routes', async () => {
     const files = await prepareDataDir(join(dir, 'http'));

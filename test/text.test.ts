@@ -1,4 +1,5 @@
 import { describe, expect, it, vi } from 'vitest';
+import { runCli } from './helpers.js';
 import { main } from '../src/cli/main.js';
 import { HsFitModel, hsFitModel, loadNomenclature } from '../src/text/hs-fit.js';
 import { stems, words } from '../src/text/tokens.js';
@@ -114,12 +115,7 @@ describe('watch lists in the store: CLI and HTTP', () => {
     const dir = mkdtempSync(join(tmpdir(), 'sel-wl-'));
     const file = join(dir, 'wl.json');
     writeFileSync(file, JSON.stringify({ watchLists: [{ id: 'IPR', riskArea: 'ipr', terms: ['replica'] }, { id: 'BAT', riskArea: 'safety', terms: ['power bank'] }] }));
-    const run = async (argv: string[]) => {
-      let stdout = '', stderr = '';
-      const o = vi.spyOn(process.stdout, 'write').mockImplementation((c: string | Uint8Array) => { stdout += String(c); return true; });
-      const e = vi.spyOn(process.stderr, 'write').mockImplementation((c: string | Uint8Array) => { stderr += String(c); return true; });
-      try { return { code: await main(argv), stdout, stderr }; } finally { o.mockRestore(); e.mockRestore(); }
-    };
+    const run = runCli;
     const dd = ['--data-dir', dir];
     expect(JSON.parse((await run(['text', 'lists', 'import', file, ...dd, '--by', 'tester', '--json'])).stdout).created).toEqual(['IPR', 'BAT']); // in file order
     writeFileSync(file, JSON.stringify({ watchLists: [{ id: 'IPR', riskArea: 'ipr', terms: ['replica', 'imitation'] }] }));
