@@ -26,6 +26,8 @@ export type Reason =
   | { code: 'MISCLASSIFICATION'; declaredChapter: string; fit: number; bestHeading: string; contribution: number }
   /** A value of the declaration has a non-compliance history (historical tables): its smoothed rate over `n` declarations, and what it added to the score (weight × log-odds lift). */
   | { code: 'HISTORY'; dimension: string; value: string; rate: number; n: number; contribution: number }
+  /** The importer is AEO-certified: the documented reduction of the trader rating (historical tables), subtracted from the score. */
+  | { code: 'AEO'; contribution: number }
   /** The score reached a channel threshold. */
   | { code: 'SCORE_THRESHOLD'; channel: Channel; score: number; threshold: number }
   /** A matched profile's counter-measure raised the channel above the score's; `instructions`: what those profiles tell the officer to check. */
@@ -34,7 +36,7 @@ export type Reason =
   | { code: 'RANDOM_SELECTION'; channel: Channel; rate: number };
 
 /** Every reason code, in the order reasons appear in a decision. */
-export const REASON_CODES = ['PROFILE', 'DEVIATION', 'KEYWORD', 'MISCLASSIFICATION', 'HISTORY', 'SCORE_THRESHOLD', 'COUNTER_MEASURE', 'RANDOM_SELECTION'] as const satisfies readonly Reason['code'][];
+export const REASON_CODES = ['PROFILE', 'DEVIATION', 'KEYWORD', 'MISCLASSIFICATION', 'HISTORY', 'AEO', 'SCORE_THRESHOLD', 'COUNTER_MEASURE', 'RANDOM_SELECTION'] as const satisfies readonly Reason['code'][];
 
 export interface Decision {
   id: string;
@@ -100,6 +102,7 @@ export function decisionAt(result: ScoreResult, i: number, id: string, meta: Com
     }
     found.sort((a, b) => Math.abs(b.contribution) - Math.abs(a.contribution));
     reasons.push(...found.slice(0, HISTORY_REASONS));
+    if (t.aeoReduction && h.aeo?.[i] === 1) reasons.push({ code: 'AEO', contribution: -round(t.aeoReduction) });
   }
   if (score >= s.thresholds.red) reasons.push({ code: 'SCORE_THRESHOLD', channel: 'red', score: round(score), threshold: s.thresholds.red });
   else if (score >= s.thresholds.yellow) reasons.push({ code: 'SCORE_THRESHOLD', channel: 'yellow', score: round(score), threshold: s.thresholds.yellow });

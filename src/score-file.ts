@@ -79,6 +79,7 @@ export function reasonsText(reasons: Reason[]): string {
       case 'COUNTER_MEASURE': return `COUNTER_MEASURE:${r.channel}:${r.profiles.join('+')}`;
       case 'RANDOM_SELECTION': return `RANDOM_SELECTION:${r.channel}`;
       case 'KEYWORD': return `KEYWORD:${r.term}${r.lists.length ? `@${r.lists.join('+')}` : ''}`;
+      case 'AEO': return `AEO:${r.contribution}`;
       case 'HISTORY': return `HISTORY:${r.dimension}=${r.value}:${r.contribution}`;
       case 'MISCLASSIFICATION': return `MISCLASSIFICATION:${r.declaredChapter}->${r.bestHeading}:fit=${r.fit}`;
     }

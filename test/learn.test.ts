@@ -38,7 +38,9 @@ function randomTables(seed: number, dims: readonly string[]): HistoryTables {
     }
     return { name, weight: Math.round((r() * 4 - 1) * 100) / 100, keys: [...counts.keys()], n: [...counts.values()].map((c) => c[0]), positives: [...counts.values()].map((c) => c[1]) };
   });
-  return { prior: 0.3, strength: 1 + r() * 20, halfLifeDays: 0, dimensions };
+  const t: HistoryTables = { prior: 0.3, strength: 1 + r() * 20, halfLifeDays: 0, dimensions };
+  if (r() < 0.5) t.aeoReduction = Math.LN2;
+  return t;
 }
 
 describe('historical tables in the kernel', () => {
@@ -90,7 +92,7 @@ describe('historical tables in the kernel', () => {
     const history: HistoryTables = { prior: 0.2, strength: 10, halfLifeDays: 0, dimensions: [{ name: 'importer', weight: 1, keys: ['IMP1', 'IMP2'], n: [90, 50], positives: [81, 10] }] };
     const engine = createEngine({ ruleset: createRuleset({ peers, history, settings: { randomSelection: { rate: 0 } } }), threads: 1 });
     try {
-      const decls = randomDeclarations(2, 4).map((d, i) => ({ ...d, importer: i === 0 ? 'IMP1' : 'IMP2' }));
+      const decls = randomDeclarations(2, 4).map((d, i) => ({ ...d, importer: i === 0 ? 'IMP1' : 'IMP2', aeo: false }));
       const { batch, ids } = toBatch(decls);
       const result = await engine.scoreBatch(batch);
       const [a, b] = toDecisions(result, ids, engine.meta(result.rulesetVersion));
@@ -101,6 +103,20 @@ describe('historical tables in the kernel', () => {
       expect(b.reasons.filter((r) => r.code === 'HISTORY')).toEqual([]);
     } finally {
       await engine.close();
+    }
+    // an AEO importer: the documented reduction, as a reason and in the score
+    const withAeo = createEngine({ ruleset: createRuleset({ peers, history: { ...history, aeoReduction: Math.LN2 }, settings: { randomSelection: { rate: 0 } } }), threads: 0 });
+    try {
+      const [d0] = randomDeclarations(1, 4);
+      const decls = [{ ...d0, importer: 'IMP2', aeo: true }, { ...d0, id: `${d0.id}-b`, importer: 'IMP2', aeo: false }];
+      const { batch, ids } = toBatch(decls);
+      const result = await withAeo.scoreBatch(batch);
+      const [a, b] = toDecisions(result, ids, withAeo.meta(result.rulesetVersion));
+      expect(a.reasons.filter((r) => r.code === 'AEO')).toEqual([{ code: 'AEO', contribution: -0.6931 }]);
+      expect(b.reasons.filter((r) => r.code === 'AEO')).toEqual([]);
+      expect(result.score[0] - result.score[1]).toBeCloseTo(-Math.LN2, 9);
+    } finally {
+      await withAeo.close();
     }
   });
 });

@@ -162,7 +162,8 @@ export function referenceScore(ruleset: Ruleset, batch: ColumnarBatch): Referenc
       const lift = key === undefined ? undefined : d.lift.get(key);
       if (lift !== undefined) extra += d.weight * lift;
     }
-    if (signal || dims.length > 0) s += extra;
+    if (row.aeo && ruleset.history?.aeoReduction) extra -= ruleset.history.aeoReduction;
+    if (signal || ruleset.history) s += extra;
     let channel = s >= settings.thresholds.red ? red : s >= settings.thresholds.yellow ? yellow : 0;
     let flags = 0;
     if (profileChannel > channel) { channel = profileChannel; flags |= FLAG_PROFILE_CHANNEL; }

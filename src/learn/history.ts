@@ -69,6 +69,12 @@ export interface HistoryTables {
   strength: number;
   /** Half-life of the recency weighting in days (0: none). */
   halfLifeDays: number;
+  /**
+   * AEO status as a documented reduction of the trader rating: subtracted
+   * from the score of a declaration by an AEO-certified importer (log-odds;
+   * ln 2 halves the odds). Absent: 0.
+   */
+  aeoReduction?: number;
   dimensions: HistoryDimension[];
 }
 
@@ -189,6 +195,8 @@ export interface BatchHistory {
   byRow: (Int32Array | null)[];
   /** Per row, the code of each column a single-field dimension reads. */
   codes: Uint32Array[];
+  /** Per row, 1 for an AEO importer (when the tables have an AEO reduction). */
+  aeo?: Uint8Array;
 }
 
 /** The table entry of row i for dimension d (-1: none). */
@@ -374,6 +382,12 @@ export class HistoryScorer {
       out.byCode[d] = e;
     }
     for (const [code, { add }] of columns) for (let i = 0; i < n; i++) extra[i] += add[code[i]];
+    const aeo = this.tables.aeoReduction ?? 0;
+    if (aeo !== 0) {
+      const col = batch.codes.aeo;
+      out.aeo = new Uint8Array(n);
+      for (let i = 0; i < n; i++) if (col[i] === 1) { extra[i] -= aeo; out.aeo[i] = 1; }
+    }
     // pairs (and triples): per distinct combination of batch codes, one hash lookup
     for (let d = 0; d < D; d++) {
       const dim = this.dims[d];
@@ -437,6 +451,7 @@ export function validateHistory(raw: unknown): HistoryTables {
   if (typeof t.prior !== 'number' || !(t.prior > 0 && t.prior < 1)) invalidHistory('prior', 'a rate in (0, 1)', t.prior);
   if (typeof t.strength !== 'number' || !(t.strength > 0 && Number.isFinite(t.strength))) invalidHistory('strength', 'a number > 0', t.strength);
   if (typeof t.halfLifeDays !== 'number' || !(t.halfLifeDays >= 0)) invalidHistory('halfLifeDays', 'a number >= 0', t.halfLifeDays);
+  if (t.aeoReduction !== undefined && (typeof t.aeoReduction !== 'number' || !(t.aeoReduction >= 0 && t.aeoReduction <= 10))) invalidHistory('aeoReduction', 'a number in [0, 10]', t.aeoReduction);
   if (!Array.isArray(t.dimensions)) invalidHistory('dimensions', 'an array', t.dimensions);
   const names = new Set<string>();
   t.dimensions.forEach((d, i) => {

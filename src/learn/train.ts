@@ -40,6 +40,8 @@ export interface TrainOptions {
    * every declaration weighs 1). Other dimensions weigh every declaration 1.
    */
   halfLifeDays?: number;
+  /** AEO status as a reduction of the score, log-odds (default ln 2: an AEO importer's odds halved). */
+  aeoReduction?: number;
   /** Folds for the out-of-fold lifts (default 5). */
   folds?: number;
   /** L2 penalty per declaration (default 0.001). */
@@ -280,7 +282,7 @@ export async function trainModel(data: TrainingData, peers: PeerTables, settings
       misclassification: { weight: c[2 * NF] },
       thresholds: { yellow: logit(yellowAt) - b, red: logit(redAt) - b },
     },
-    history: { prior, strength, halfLifeDays: halfLife, dimensions },
+    history: { prior, strength, halfLifeDays: halfLife, aeoReduction: options.aeoReduction ?? Math.LN2, dimensions },
     intercept: b,
     coefficients: Object.fromEntries(names.map((n, j) => [n, c[j]])),
     training: { rows: N, positives, prior, logLoss: fit.logLoss, firstDay, lastDay, iterations: fit.iterations },
