@@ -177,6 +177,110 @@ export function mix32(x: u32): u32 {
 }
 
 /**
+ * Pass 2 for declarations b0 to bEnd - 1 with up to 1,024 profiles: bitmap
+ * rows of V v128 vectors, V = 0 (no profiles) to 8. V is a literal at every
+ * call (see score), so that the optimizer drops the tests on it: each width
+ * gets its own loop, with the accumulator in V v128 locals, reading exactly V
+ * vectors of each row. A declaration ANDs the row of each match group (its
+ * (column, address LUT) pair at pairs + 8g), or the all-profiles row when
+ * there is no group, then the row of each numeric condition (addresses at
+ * numericRows, NUMERIC_BLOCK entries per condition). A non-empty result is
+ * stored at `acc` and walked word by word, over the non-empty words only.
+ * Returns the new total of match-list entries.
+ */
+// @ts-ignore: decorator
+@inline function scoreRows(
+  V: i32, b0: i32, bEnd: i32, pairs: usize, numGroups: i32, allAddr: usize, numericRows: usize, numNumeric: i32, acc: usize,
+  outZ: usize, zThresholdV: v128, zCapV: v128, wu01: v128, wo01: v128, wu2: v128, wo2: v128,
+  weights: usize, channels: usize, outMatchOffset: usize, outMatchList: usize, matchCapacity: u32, matchTotal: u32,
+  redAt: f64, yellowAt: f64, randomThreshold: f64, randomChannel: i32, seed: u32, colIdHash: usize, outScore: usize, outChannel: usize, outFlags: usize,
+): u32 {
+  for (let i = b0; i < bEnd; i++) {
+    const i4 = <usize>i << 2;
+    // bit w set: word w of the accumulator (stored at acc) has matches
+    let nonEmpty: u32 = 0;
+    if (V > 0) {
+      let r = numGroups > 0 ? groupRow(<usize>load<u32>(pairs), <usize>load<u32>(pairs + 4), i4) : allAddr;
+      let a0 = v128.load(r);
+      let a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0; // unused above V
+      if (V > 1) a1 = v128.load(r, 16);
+      if (V > 2) a2 = v128.load(r, 32);
+      if (V > 3) a3 = v128.load(r, 48);
+      if (V > 4) a4 = v128.load(r, 64);
+      if (V > 5) a5 = v128.load(r, 80);
+      if (V > 6) a6 = v128.load(r, 96);
+      if (V > 7) a7 = v128.load(r, 112);
+      for (let g = 1; g < numGroups; g++) {
+        const d = pairs + (<usize>g << 3);
+        r = groupRow(<usize>load<u32>(d), <usize>load<u32>(d + 4), i4);
+        a0 = v128.and(a0, v128.load(r));
+        if (V > 1) a1 = v128.and(a1, v128.load(r, 16));
+        if (V > 2) a2 = v128.and(a2, v128.load(r, 32));
+        if (V > 3) a3 = v128.and(a3, v128.load(r, 48));
+        if (V > 4) a4 = v128.and(a4, v128.load(r, 64));
+        if (V > 5) a5 = v128.and(a5, v128.load(r, 80));
+        if (V > 6) a6 = v128.and(a6, v128.load(r, 96));
+        if (V > 7) a7 = v128.and(a7, v128.load(r, 112));
+      }
+      const nr = numericRows + (<usize>(i - b0) << 2);
+      for (let ng = 0; ng < numNumeric; ng++) {
+        r = <usize>load<u32>(nr + (<usize>ng * NUMERIC_BLOCK << 2));
+        a0 = v128.and(a0, v128.load(r));
+        if (V > 1) a1 = v128.and(a1, v128.load(r, 16));
+        if (V > 2) a2 = v128.and(a2, v128.load(r, 32));
+        if (V > 3) a3 = v128.and(a3, v128.load(r, 48));
+        if (V > 4) a4 = v128.and(a4, v128.load(r, 64));
+        if (V > 5) a5 = v128.and(a5, v128.load(r, 80));
+        if (V > 6) a6 = v128.and(a6, v128.load(r, 96));
+        if (V > 7) a7 = v128.and(a7, v128.load(r, 112));
+      }
+      let any = a0;
+      if (V > 1) any = v128.or(any, a1);
+      if (V > 2) any = v128.or(any, a2);
+      if (V > 3) any = v128.or(any, a3);
+      if (V > 4) any = v128.or(any, a4);
+      if (V > 5) any = v128.or(any, a5);
+      if (V > 6) any = v128.or(any, a6);
+      if (V > 7) any = v128.or(any, a7);
+      if (v128.any_true(any)) {
+        // a set bit of i64x2.bitmask(i64x2.eq(a, 0)) marks an empty word
+        const zero = i64x2.splat(0);
+        v128.store(acc, a0);
+        let empty = <u32>i64x2.bitmask(i64x2.eq(a0, zero));
+        if (V > 1) { v128.store(acc, a1, 16); empty |= <u32>i64x2.bitmask(i64x2.eq(a1, zero)) << 2; }
+        if (V > 2) { v128.store(acc, a2, 32); empty |= <u32>i64x2.bitmask(i64x2.eq(a2, zero)) << 4; }
+        if (V > 3) { v128.store(acc, a3, 48); empty |= <u32>i64x2.bitmask(i64x2.eq(a3, zero)) << 6; }
+        if (V > 4) { v128.store(acc, a4, 64); empty |= <u32>i64x2.bitmask(i64x2.eq(a4, zero)) << 8; }
+        if (V > 5) { v128.store(acc, a5, 80); empty |= <u32>i64x2.bitmask(i64x2.eq(a5, zero)) << 10; }
+        if (V > 6) { v128.store(acc, a6, 96); empty |= <u32>i64x2.bitmask(i64x2.eq(a6, zero)) << 12; }
+        if (V > 7) { v128.store(acc, a7, 112); empty |= <u32>i64x2.bitmask(i64x2.eq(a7, zero)) << 14; }
+        nonEmpty = ~empty & ((<u32>1 << (<u32>V << 1)) - 1);
+      }
+    }
+    const zRow = outZ + <usize>(i * NF) * 8;
+    let s = deviation(zRow, zThresholdV, zCapV, wu01, wo01, wu2, wo2);
+    let profileChannel: i32 = CH_GREEN;
+    store<u32>(outMatchOffset + i4, matchTotal);
+    while (nonEmpty != 0) {
+      const w = <i32>ctz(nonEmpty);
+      nonEmpty &= nonEmpty - 1;
+      let bits = load<u64>(acc + (<usize>w << 3));
+      do {
+        const p = (w << 6) + <i32>ctz(bits);
+        bits &= bits - 1;
+        s += load<f64>(weights + (<usize>p << 3));
+        const pc = <i32>load<u8>(channels + <usize>p);
+        if (pc > profileChannel) profileChannel = pc;
+        if (matchTotal < matchCapacity) store<u16>(outMatchList + (<usize>matchTotal << 1), <u16>p);
+        matchTotal++;
+      } while (bits != 0);
+    }
+    finish(i, s, profileChannel, redAt, yellowAt, randomThreshold, randomChannel, seed, colIdHash, outScore, outChannel, outFlags);
+  }
+  return matchTotal;
+}
+
+/**
  * Region of x among k sorted thresholds: 2j for the open interval below t(j),
  * 2j+1 for x == t(j), 2k for above the last, 2k+1 for NaN. By counting rather
  * than searching: the thresholds are sorted and distinct, so the lower bound is the number of thresholds below x, and x
@@ -692,10 +796,11 @@ export function score(plan: usize): i32 {
     gq += 12 + (<usize>members << 3);
   }
 
-  if (vecs <= 2) {
-    // Up to 256 profiles: one declaration at a time, its accumulator in two
-    // v128 locals (the second stays zero with 128 profiles or fewer). The
-    // (column, address LUT) pair of each group is gathered in scratch first.
+  if (vecs <= 8) {
+    // Up to 1,024 profiles: one declaration at a time, its accumulator in
+    // registers (scoreRows). The (column, address LUT) pair of each group is
+    // gathered in scratch first; `acc`, after the pairs, receives the
+    // accumulator of a declaration with matches.
     let gd = groups;
     for (let g = 0; g < numGroups; g++) {
       const members = <usize>load<u32>(gd);
@@ -703,11 +808,8 @@ export function score(plan: usize): i32 {
       store<u32>(scratch + (<usize>g << 3) + 4, load<u32>(gd + 16));
       gd += 12 + (members << 3);
     }
-    const hiMask = vecs == 2 ? i64x2.splat(-1) : i64x2.splat(0);
+    const acc = scratch + (((<usize>numGroups << 3) + 63) & ~<usize>63);
     const allAddr = rows + <usize>allRow * rowBytes;
-    const all0 = numProfiles > 0 ? v128.load(allAddr) : i64x2.splat(0);
-    const all1 = numProfiles > 0 ? v128.and(v128.load(allAddr + 16), hiMask) : i64x2.splat(0);
-    const bitmaps = numProfiles > 0 && numGroups > 0;
     const numericRows = slot(plan, P_NUMERIC_ROWS);
     for (let b0 = 0; b0 < n; b0 += NUMERIC_BLOCK) {
     const bEnd = min(b0 + NUMERIC_BLOCK, n);
@@ -738,52 +840,40 @@ export function score(plan: usize): i32 {
         }
       }
     }
-    for (let i = b0; i < bEnd; i++) {
-      const i4 = <usize>i << 2;
-      let a0 = all0;
-      let a1 = all1;
-      if (bitmaps) {
-        let r = groupRow(<usize>load<u32>(scratch), <usize>load<u32>(scratch + 4), i4);
-        a0 = v128.load(r);
-        a1 = v128.and(v128.load(r + 16), hiMask);
-        for (let g = 1; g < numGroups; g++) {
-          const d = scratch + (<usize>g << 3);
-          r = groupRow(<usize>load<u32>(d), <usize>load<u32>(d + 4), i4);
-          a0 = v128.and(a0, v128.load(r));
-          a1 = v128.and(a1, v128.load(r + 16));
-        }
-      }
-      if (numProfiles > 0) {
-        const nr = numericRows + (<usize>(i - b0) << 2);
-        for (let ng = 0; ng < numNumeric; ng++) {
-          const src = <usize>load<u32>(nr + (<usize>ng * NUMERIC_BLOCK << 2));
-          a0 = v128.and(a0, v128.load(src));
-          a1 = v128.and(a1, v128.load(src + 16));
-        }
-      }
-      const zRow = outZ + <usize>(i * NF) * 8;
-      let s = deviation(zRow, zThresholdV, zCapV, wu01, wo01, wu2, wo2);
-      let profileChannel: i32 = CH_GREEN;
-      store<u32>(outMatchOffset + i4, matchTotal);
-      if (v128.any_true(v128.or(a0, a1))) {
-        for (let w = 0; w < 4; w++) {
-          let bits = w == 0 ? i64x2.extract_lane(a0, 0) : w == 1 ? i64x2.extract_lane(a0, 1) : w == 2 ? i64x2.extract_lane(a1, 0) : i64x2.extract_lane(a1, 1);
-          while (bits != 0) {
-            const p = (w << 6) + <i32>ctz(bits);
-            bits &= bits - 1;
-            s += load<f64>(weights + (<usize>p << 3));
-            const pc = <i32>load<u8>(channels + <usize>p);
-            if (pc > profileChannel) profileChannel = pc;
-            if (matchTotal < matchCapacity) store<u16>(outMatchList + (<usize>matchTotal << 1), <u16>p);
-            matchTotal++;
-          }
-        }
-      }
-      finish(i, s, profileChannel, redAt, yellowAt, randomThreshold, randomChannel, seed, colIdHash, outScore, outChannel, outFlags);
+    // one loop per width, V a literal: keep each call's first argument a
+    // literal, or the widths fold into one loop with runtime tests
+    switch (numProfiles > 0 ? vecs : 0) {
+      case 0: matchTotal = scoreRows(0, b0, bEnd, scratch, numGroups, allAddr, numericRows, numNumeric, acc, outZ, zThresholdV, zCapV, wu01, wo01, wu2, wo2,
+          weights, channels, outMatchOffset, outMatchList, matchCapacity, matchTotal,
+          redAt, yellowAt, randomThreshold, randomChannel, seed, colIdHash, outScore, outChannel, outFlags); break;
+      case 1: matchTotal = scoreRows(1, b0, bEnd, scratch, numGroups, allAddr, numericRows, numNumeric, acc, outZ, zThresholdV, zCapV, wu01, wo01, wu2, wo2,
+          weights, channels, outMatchOffset, outMatchList, matchCapacity, matchTotal,
+          redAt, yellowAt, randomThreshold, randomChannel, seed, colIdHash, outScore, outChannel, outFlags); break;
+      case 2: matchTotal = scoreRows(2, b0, bEnd, scratch, numGroups, allAddr, numericRows, numNumeric, acc, outZ, zThresholdV, zCapV, wu01, wo01, wu2, wo2,
+          weights, channels, outMatchOffset, outMatchList, matchCapacity, matchTotal,
+          redAt, yellowAt, randomThreshold, randomChannel, seed, colIdHash, outScore, outChannel, outFlags); break;
+      case 3: matchTotal = scoreRows(3, b0, bEnd, scratch, numGroups, allAddr, numericRows, numNumeric, acc, outZ, zThresholdV, zCapV, wu01, wo01, wu2, wo2,
+          weights, channels, outMatchOffset, outMatchList, matchCapacity, matchTotal,
+          redAt, yellowAt, randomThreshold, randomChannel, seed, colIdHash, outScore, outChannel, outFlags); break;
+      case 4: matchTotal = scoreRows(4, b0, bEnd, scratch, numGroups, allAddr, numericRows, numNumeric, acc, outZ, zThresholdV, zCapV, wu01, wo01, wu2, wo2,
+          weights, channels, outMatchOffset, outMatchList, matchCapacity, matchTotal,
+          redAt, yellowAt, randomThreshold, randomChannel, seed, colIdHash, outScore, outChannel, outFlags); break;
+      case 5: matchTotal = scoreRows(5, b0, bEnd, scratch, numGroups, allAddr, numericRows, numNumeric, acc, outZ, zThresholdV, zCapV, wu01, wo01, wu2, wo2,
+          weights, channels, outMatchOffset, outMatchList, matchCapacity, matchTotal,
+          redAt, yellowAt, randomThreshold, randomChannel, seed, colIdHash, outScore, outChannel, outFlags); break;
+      case 6: matchTotal = scoreRows(6, b0, bEnd, scratch, numGroups, allAddr, numericRows, numNumeric, acc, outZ, zThresholdV, zCapV, wu01, wo01, wu2, wo2,
+          weights, channels, outMatchOffset, outMatchList, matchCapacity, matchTotal,
+          redAt, yellowAt, randomThreshold, randomChannel, seed, colIdHash, outScore, outChannel, outFlags); break;
+      case 7: matchTotal = scoreRows(7, b0, bEnd, scratch, numGroups, allAddr, numericRows, numNumeric, acc, outZ, zThresholdV, zCapV, wu01, wo01, wu2, wo2,
+          weights, channels, outMatchOffset, outMatchList, matchCapacity, matchTotal,
+          redAt, yellowAt, randomThreshold, randomChannel, seed, colIdHash, outScore, outChannel, outFlags); break;
+      default: matchTotal = scoreRows(8, b0, bEnd, scratch, numGroups, allAddr, numericRows, numNumeric, acc, outZ, zThresholdV, zCapV, wu01, wo01, wu2, wo2,
+          weights, channels, outMatchOffset, outMatchList, matchCapacity, matchTotal,
+          redAt, yellowAt, randomThreshold, randomChannel, seed, colIdHash, outScore, outChannel, outFlags);
     }
     }
   } else {
-    // More profiles: block by block (BLOCK rows), one match group at a time:
+    // More than 1,024 profiles: block by block (BLOCK rows), one match group at a time:
     // acc[j] (&)= the group's row. Branch-free loops over the block; then one
     // loop per declaration combines the score and walks the surviving profiles.
     const block = <i32>slot(plan, P_BLOCK);

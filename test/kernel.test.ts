@@ -4,7 +4,7 @@ import { Kernel } from '../src/kernel/kernel.js';
 import { referenceScore } from '../src/kernel/reference.js';
 import { toBatch } from '../src/model/columnar.js';
 import { buildPeerTables, NF } from '../src/peers/peer-groups.js';
-import { compileRuleset } from '../src/ruleset/compile.js';
+import { compileRuleset, type CompiledMeta } from '../src/ruleset/compile.js';
 import { createRuleset } from '../src/ruleset/ruleset.js';
 import { mix32 } from '../src/kernel/hash.js';
 import { randomDeclarations, randomProfiles, KEYWORDS } from './helpers.js';
@@ -25,14 +25,15 @@ function relClose(a: number, b: number): boolean {
 describe('kernel vs reference scorer', () => {
   const kernel = new Kernel();
 
-  function agrees(seed: number, rows: number, numProfiles: number, minGroupSize: number, levels: readonly string[], rate: number, k: Kernel = kernel): void {
+  function agrees(seed: number, rows: number, numProfiles: number, minGroupSize: number, levels: readonly string[], rate: number, k: Kernel = kernel): { got: ScoreResult; meta: CompiledMeta } {
     const history = randomDeclarations(400, seed + 1);
     const peers = buildPeerTables([toBatch(history).batch], levels);
     const ruleset = createRuleset({
       peers, profiles: randomProfiles(numProfiles, seed + 2),
       settings: { minGroupSize, randomSelection: { rate, channel: 'yellow', seed: seed % 1000 }, thresholds: { yellow: 1, red: 3 } },
     });
-    k.loadRuleset(compileRuleset(ruleset));
+    const compiled = compileRuleset(ruleset);
+    k.loadRuleset(compiled);
     const { batch } = toBatch(randomDeclarations(rows, seed + 3));
     const got = k.score(batch);
     const want = referenceScore(ruleset, batch);
@@ -43,6 +44,7 @@ describe('kernel vs reference scorer', () => {
     expect(matchesOf(got)).toEqual(want.matches);
     for (let i = 0; i < rows; i++) expect(relClose(got.score[i], want.score[i]), `score row ${i}: ${got.score[i]} vs ${want.score[i]}`).toBe(true);
     for (let k = 0; k < rows * NF; k++) expect(relClose(got.z[k], want.z[k]), `z ${k}`).toBe(true);
+    return { got, meta: compiled.meta };
   }
   const levelSets = fc.constantFrom(['hs6,origin', 'hs6', 'hs4', 'hs2'], ['hs10', 'hs8,office', 'hs4,departure', 'origin'], ['hs6', 'hs2,transportMode']);
 
@@ -51,20 +53,48 @@ describe('kernel vs reference scorer', () => {
       fc.property(
         fc.integer({ min: 0, max: 1e9 }), fc.integer({ min: 0, max: 300 }), fc.integer({ min: 0, max: 200 }),
         fc.integer({ min: 1, max: 8 }), levelSets, fc.double({ min: 0, max: 0.5, noNaN: true }),
-        (seed, rows, numProfiles, minGroupSize, levels, rate) => agrees(seed, rows, numProfiles, minGroupSize, levels, rate),
+        (seed, rows, numProfiles, minGroupSize, levels, rate) => { agrees(seed, rows, numProfiles, minGroupSize, levels, rate); },
       ),
       { numRuns: 60 },
     );
   });
 
-  it('agrees with more than 256 profiles (the block-wise bitmap path)', () => {
+  it('agrees with 257 to 1,024 profiles (bitmap rows of 3 to 8 vectors, accumulated in registers)', () => {
     fc.assert(
       fc.property(
-        fc.integer({ min: 0, max: 1e9 }), fc.integer({ min: 0, max: 300 }), fc.integer({ min: 257, max: 700 }),
+        fc.integer({ min: 0, max: 1e9 }), fc.integer({ min: 0, max: 300 }), fc.integer({ min: 257, max: 1024 }),
         fc.integer({ min: 1, max: 8 }), levelSets, fc.double({ min: 0, max: 0.5, noNaN: true }),
-        (seed, rows, numProfiles, minGroupSize, levels, rate) => agrees(seed, rows, numProfiles, minGroupSize, levels, rate),
+        (seed, rows, numProfiles, minGroupSize, levels, rate) => { agrees(seed, rows, numProfiles, minGroupSize, levels, rate); },
       ),
       { numRuns: 10 },
+    );
+  });
+
+  it('agrees at every bitmap width up to 1,024 profiles and above, with numeric conditions and several match groups', () => {
+    // 1 to 8 vectors of 128 profiles per row (first and last profile count of
+    // a width, and some in between), then the block-wise path above 1,024
+    const counts = [1, 128, 129, 256, 257, 300, 384, 385, 500, 512, 513, 640, 700, 768, 896, 897, 1000, 1023, 1024, 1025, 1300];
+    counts.forEach((numProfiles, i) => {
+      const { got, meta } = agrees(7919 * (i + 1), 300, numProfiles, 2, ['hs6,origin', 'hs6', 'hs4', 'hs2'], 0.1);
+      expect(meta.words).toBe(2 * Math.ceil(numProfiles / 128));
+      if (numProfiles >= 100) {
+        expect(meta.numericGroups.length, `${numProfiles} profiles: numeric conditions`).toBeGreaterThan(1);
+        expect(meta.matchGroups.length, `${numProfiles} profiles: match groups`).toBeGreaterThan(3);
+        // matches among the last 128 profiles too (the highest words of a row)
+        const from = numProfiles - 128;
+        expect(Array.from(got.matchList.subarray(0, got.matchOffset[got.size])).some((p) => p >= from), `${numProfiles} profiles: matches from ${from}`).toBe(true);
+      }
+    });
+  });
+
+  it('agrees with more than 1,024 profiles (the block-wise bitmap path)', () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 0, max: 1e9 }), fc.integer({ min: 0, max: 300 }), fc.integer({ min: 1025, max: 1500 }),
+        fc.integer({ min: 1, max: 8 }), levelSets, fc.double({ min: 0, max: 0.5, noNaN: true }),
+        (seed, rows, numProfiles, minGroupSize, levels, rate) => { agrees(seed, rows, numProfiles, minGroupSize, levels, rate); },
+      ),
+      { numRuns: 5 },
     );
   });
 
@@ -75,7 +105,7 @@ describe('kernel vs reference scorer', () => {
         fc.property(
           fc.integer({ min: 0, max: 1e9 }), fc.integer({ min: 0, max: 300 }), fc.integer({ min: 0, max: 100 }),
           fc.integer({ min: 1, max: 8 }), levelSets, fc.constant(0),
-          (seed, rows, numProfiles, minGroupSize, levels, rate) => agrees(seed, rows, numProfiles, minGroupSize, levels, rate, forced),
+          (seed, rows, numProfiles, minGroupSize, levels, rate) => { agrees(seed, rows, numProfiles, minGroupSize, levels, rate, forced); },
         ),
         { numRuns: 15 },
       );
