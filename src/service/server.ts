@@ -10,6 +10,7 @@
  *   GET|PUT /v1/peers, POST /v1/studies, POST /v1/evaluations   analyst, admin (analysis.ts)
  *   /v1/profiles…  list, show, versions, import, export, activate, retire   analyst, admin (profile-routes.ts)
  *   /v1/watchlists…  the same for keyword watch lists                     analyst, admin (watchlist-routes.ts)
+ *   POST|GET /v1/feedback, GET /v1/decisions/:id   examination results and the decision log (feedback-routes.ts)
  *   GET  /metrics (Prometheus), /v1/metrics     admin, analyst
  *   GET  /v1/openapi.json                       any token
  *
@@ -36,6 +37,7 @@ import type { RulesetSource } from './state.js';
 import { registerAnalysisRoutes } from './analysis.js';
 import { registerProfileRoutes } from './profile-routes.js';
 import { registerWatchListRoutes } from './watchlist-routes.js';
+import { registerFeedbackRoutes } from './feedback-routes.js';
 import type { DecisionLog } from '../feedback/decision-log.js';
 import { msgpackValueEnd, type WireFormat, type WireReply } from './wire.js';
 
@@ -458,6 +460,9 @@ export async function buildServer(options: ServiceOptions): Promise<FastifyInsta
 
   // ---- keyword watch lists ------------------------------------------------------
   await registerWatchListRoutes(app, { source, errorSchema, rulesetInfo });
+
+  // ---- feedback: examination results, the decision log ---------------------------
+  await registerFeedbackRoutes(app, { source, bodyLimit, errorSchema });
 
   // ---- analysis: peer snapshots, studies, evaluations -------------------------
   await registerAnalysisRoutes(app, { engine, source, bodyLimit, errorSchema, rulesetInfo });

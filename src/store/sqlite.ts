@@ -108,6 +108,24 @@ const MIGRATIONS: string[] = [
      aeo              INTEGER
    );
    CREATE INDEX decision_log_declaration ON decision_log (declaration_id, seq);`,
+  // 6: feedback: examination results joined to the logged decision they answer; every change kept
+  `CREATE TABLE feedback (
+     seq                INTEGER PRIMARY KEY,
+     declaration_id     TEXT    NOT NULL,
+     current            INTEGER NOT NULL CHECK (current IN (0, 1)),
+     decision_seq       INTEGER NOT NULL,
+     date               TEXT    NOT NULL,
+     channel            TEXT    NOT NULL,
+     inspected          INTEGER NOT NULL CHECK (inspected IN (0, 1)),
+     outcome            TEXT    NOT NULL CHECK (outcome IN ('no-discrepancy', 'discrepancy', 'seizure')),
+     irregularity       TEXT,
+     revenue_recovered  REAL    NOT NULL,
+     notes              TEXT,
+     ruleset_version    TEXT,
+     recorded_at        TEXT    NOT NULL,
+     recorded_by        TEXT    NOT NULL
+   );
+   CREATE INDEX feedback_declaration ON feedback (declaration_id, seq);`,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;
