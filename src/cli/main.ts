@@ -12,6 +12,7 @@ import { evaluateCommand } from './evaluate.js';
 import { profilesCommand } from './profiles.js';
 import { textCommand } from './text.js';
 import { intelCommand } from './intel.js';
+import { feedbackCommand } from './feedback.js';
 
 const HELP = `selectivity — customs selectivity engine
 
@@ -27,6 +28,7 @@ Commands:
   evaluate          train on some files, score another, report precision/recall/revenue at top k %
   text              goods-description fit to the HS code (fit), watch-list terms in a text (match)
   intel <path>      intelligence texts: keyword co-occurrence network (JSON, GraphML, HTML), watch-list suggestions
+  feedback          import examination results (CSV, NDJSON) joined to logged decisions; show one
 
 Run "selectivity <command> --help" for a command's options.
 `;
@@ -41,6 +43,7 @@ const commands: Record<string, (argv: string[]) => Promise<number>> = {
   evaluate: evaluateCommand,
   text: textCommand,
   intel: intelCommand,
+  feedback: feedbackCommand,
 };
 
 export async function main(argv: string[]): Promise<number> {
