@@ -151,7 +151,7 @@ export async function feedbackCommand(argv: string[]): Promise<number> {
     if (values.json) process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`);
     else {
       process.stdout.write(`${file}: ${summary.accepted} accepted (${counts.recorded} new, ${counts.replaced} replacing an earlier result), ${counts.duplicate} duplicates, ${rejected.length} rejected\n`);
-      for (const r of rejected) process.stdout.write(`  line ${r.line}${r.declarationId ? ` (${r.declarationId})` : ''}: ${r.code}${r.field ? ` ${r.field}` : ''}: ${r.message}\n`);
+      for (const r of rejected) process.stdout.write(`  line ${r.line}${r.declarationId ? ` (${r.declarationId})` : ''}: ${r.code}: ${r.message}\n`);
     }
     return rejected.length > 0 ? 2 : 0;
   } finally {
