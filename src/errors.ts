@@ -101,6 +101,8 @@ export const errors = {
   SEL_ERR_OVERLOADED: define('SEL_ERR_OVERLOADED', 503, 'The scoring queue is full; retry after the number of seconds in Retry-After.'),
   SEL_ERR_NOT_READY: define('SEL_ERR_NOT_READY', 503, 'The service is starting or shutting down and does not take new work.'),
   SEL_ERR_CONFIG_INVALID: define('SEL_ERR_CONFIG_INVALID', 400, 'Service configuration (environment, tokens file, data directory) is invalid.'),
+  SEL_ERR_FEEDBACK_INVALID: define('SEL_ERR_FEEDBACK_INVALID', 400, 'An examination result (feedback item) fails validation; it is not recorded.'),
+  SEL_ERR_FEEDBACK_UNKNOWN_DECLARATION: define('SEL_ERR_FEEDBACK_UNKNOWN_DECLARATION', 404, 'An examination result names a declaration with no logged decision (or none of the named ruleset version); it is not recorded.'),
   SEL_ERR_STORAGE: define('SEL_ERR_STORAGE', 500, 'A durable write to the data directory failed; nothing was acknowledged.'),
   SEL_ERR_INTERNAL: define('SEL_ERR_INTERNAL', 500, 'An unexpected internal error; the request changed nothing. Report it with the request id.'),
 } as const satisfies Record<string, ErrorFactory>;

@@ -35,8 +35,8 @@ export interface ScoreReply {
 let kernel: Kernel | undefined;
 
 class Transfer<T> {
-  constructor(private readonly value: T, private readonly buffer: ArrayBuffer | undefined) {}
-  get [transferableSymbol](): ArrayBuffer[] { return this.buffer ? [this.buffer] : []; }
+  constructor(private readonly value: T, private readonly buffers: ArrayBuffer[]) {}
+  get [transferableSymbol](): ArrayBuffer[] { return this.buffers; }
   get [valueSymbol](): T { return this.value; }
 }
 
@@ -45,11 +45,14 @@ export default function score(task: ScoreTask): unknown {
   if (kernel.rulesetVersion !== task.rulesetVersion) kernel.loadRuleset(task.ruleset);
   if (task.wire) {
     const reply: WireReply = scoreWire(kernel, task.wire);
-    return move(new Transfer(reply, reply.ok ? (reply.body.buffer as ArrayBuffer) : undefined) as never);
+    // the reply body and the decision-log payload (when asked for) leave transferred
+    const buffers = reply.ok ? [reply.body.buffer as ArrayBuffer] : [];
+    if (reply.ok && reply.log) buffers.push(reply.log.buffer as ArrayBuffer);
+    return move(new Transfer(reply, buffers) as never);
   }
   const result = kernel.score(unpackBatch(task.batch!));
   const reply: ScoreReply = { buffer: result.buffer, size: result.size, rulesetVersion: result.rulesetVersion, kernelNs: result.kernelNs };
   if (result.text) reply.text = result.text; // signals are cloned (small: one per distinct description)
   if (result.history) reply.history = result.history;
-  return move(new Transfer<ScoreReply>(reply, result.buffer) as never);
+  return move(new Transfer<ScoreReply>(reply, [result.buffer]) as never);
 }

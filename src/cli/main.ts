@@ -14,6 +14,7 @@ import { textCommand } from './text.js';
 import { intelCommand } from './intel.js';
 import { trainCommand } from './train.js';
 import { replayCommand } from './replay.js';
+import { feedbackCommand } from './feedback.js';
 
 const HELP = `selectivity — customs selectivity engine
 
@@ -31,6 +32,7 @@ Commands:
   replay            replay labelled history month by month, learning only from inspected declarations
   text              goods-description fit to the HS code (fit), watch-list terms in a text (match)
   intel <path>      intelligence texts: keyword co-occurrence network (JSON, GraphML, HTML), watch-list suggestions
+  feedback          import examination results (CSV, NDJSON) joined to logged decisions; show one
 
 Run "selectivity <command> --help" for a command's options.
 `;
@@ -47,6 +49,7 @@ const commands: Record<string, (argv: string[]) => Promise<number>> = {
   intel: intelCommand,
   train: trainCommand,
   replay: replayCommand,
+  feedback: feedbackCommand,
 };
 
 export async function main(argv: string[]): Promise<number> {

@@ -28,6 +28,9 @@ Options (environment variable in brackets):
   --body-limit <size>    largest request body, e.g. 64mb (default 64mb)
   --max-batch <n>        most declarations per /v1/score batch (default 100000)
   --metrics-interval <s> latency interval histograms reset every s seconds (default 60)
+  --decision-log on|off  log every returned decision to <data-dir>/selectivity.db, committed
+                         before the response (default on; feedback joins to it, see
+                         docs/feedback.md) [SELECTIVITY_DECISION_LOG]
   --quiet                no request log
 
 Signals: SIGHUP reloads the ruleset files; SIGTERM/SIGINT shut down gracefully.
@@ -59,6 +62,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
       'inline-max': { type: 'string' },
       'max-batch': { type: 'string' },
       'metrics-interval': { type: 'string' },
+      'decision-log': { type: 'string' },
       quiet: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
@@ -66,6 +70,8 @@ export async function serveCommand(argv: string[]): Promise<number> {
   if (values.help) { process.stdout.write(SERVE_HELP); return 0; }
   void positionals;
   const env = process.env;
+  const decisionLog = values['decision-log'] ?? env.SELECTIVITY_DECISION_LOG ?? 'on';
+  if (decisionLog !== 'on' && decisionLog !== 'off') throw errors.SEL_ERR_OPTION_INVALID('--decision-log must be on or off', { field: 'decision-log', expected: 'on | off', got: decisionLog });
   const dataDir = resolve(values['data-dir'] ?? env.SELECTIVITY_DATA_DIR ?? 'data');
   const service = await startService({
     host: values.host ?? env.SELECTIVITY_HOST ?? '127.0.0.1',
@@ -82,11 +88,13 @@ export async function serveCommand(argv: string[]): Promise<number> {
     maxBatch: values['max-batch'] !== undefined ? intOption(values['max-batch'], 'max-batch', 1, 10_000_000) : undefined,
     metricsIntervalMs: values['metrics-interval'] !== undefined ? intOption(values['metrics-interval'], 'metrics-interval', 1, 86_400) * 1000 : undefined,
     logger: values.quiet ? false : { level: 'info' },
+    decisionLog: decisionLog === 'on',
   });
   const out = process.stdout;
   const meta = service.engine.meta();
   out.write(`selectivity: listening on ${service.url} (${service.engine.options.threads} scoring workers)\n`);
   out.write(`  data directory ${dataDir}${service.seeded.length ? ` (seeded with the example ruleset: ${service.seeded.join(', ')})` : ''}\n`);
+  out.write(`  decision log ${service.decisionLog ? 'on' : 'off'}\n`);
   out.write(`  ruleset ${meta.version}: ${meta.profiles.length} profiles, peer levels ${meta.levels.map((l) => l.name).join(' → ')}\n`);
   out.write(`  tokens: ${service.tokens.source}${service.tokens.path ? ` (${service.tokens.path})` : ''}: ${Object.entries(service.tokens.counts).map(([r, n]) => `${n} ${r}`).join(', ')}\n`);
   if (service.generatedTokens) {

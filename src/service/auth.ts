@@ -5,7 +5,7 @@
  * them, one token per role is generated into <dataDir>/tokens.json with
  * owner-only permissions, and the caller prints how to use them.
  *
- * Roles: port (score only), analyst (score, profiles, studies, feedback),
+ * Roles: port (score, feedback), analyst (score, profiles, studies, feedback),
  * admin (everything, including ruleset reload and metrics).
  */
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
@@ -144,6 +144,8 @@ export function loadTokens(options: LoadTokensOptions): LoadedTokens {
 /** Which roles may use a route: the permission table the service enforces. */
 export const ROUTE_ROLES = {
   score: ['port', 'analyst', 'admin'],
+  /** Examination results: ports (where examinations happen) and analysts. */
+  feedback: ['port', 'analyst', 'admin'],
   read: ['analyst', 'admin'],
   write: ['analyst', 'admin'],
   admin: ['admin'],

@@ -10,11 +10,14 @@
  *   GET|PUT /v1/peers, POST /v1/studies, POST /v1/evaluations   analyst, admin (analysis.ts)
  *   /v1/profiles…  list, show, versions, import, export, activate, retire   analyst, admin (profile-routes.ts)
  *   /v1/watchlists…  the same for keyword watch lists                     analyst, admin (watchlist-routes.ts)
+ *   POST|GET /v1/feedback, GET /v1/decisions/:id   examination results and the decision log (feedback-routes.ts)
  *   GET  /metrics (Prometheus), /v1/metrics     admin, analyst
  *   GET  /v1/openapi.json                       any token
  *
  * The main thread moves bytes: decoding, validation, scoring and encoding
  * run in the pool (src/service/wire.ts). Every error is a named code.
+ * With a decision log, every decision is committed to it before the
+ * response (or the stream chunk) that carries it is sent.
  */
 import { Readable } from 'node:stream';
 import type { IncomingMessage } from 'node:http';
@@ -34,6 +37,8 @@ import type { RulesetSource } from './state.js';
 import { registerAnalysisRoutes } from './analysis.js';
 import { registerProfileRoutes } from './profile-routes.js';
 import { registerWatchListRoutes } from './watchlist-routes.js';
+import { registerFeedbackRoutes } from './feedback-routes.js';
+import type { DecisionLog } from '../feedback/decision-log.js';
 import { msgpackValueEnd, type WireFormat, type WireReply } from './wire.js';
 
 export interface ServiceOptions {
@@ -51,6 +56,12 @@ export interface ServiceOptions {
   maxRecordBytes?: number;
   logger?: boolean | object;
   version?: string;
+  /**
+   * Where every returned decision is logged (src/feedback/decision-log.ts);
+   * undefined: decisions are not logged. The service opens one unless
+   * started with --decision-log off.
+   */
+  decisionLog?: DecisionLog;
 }
 
 declare module 'fastify' {
@@ -188,6 +199,13 @@ export async function buildServer(options: ServiceOptions): Promise<FastifyInsta
   const maxBatch = options.maxBatch ?? 100_000;
   const chunkRecords = options.streamChunkRecords ?? 2048;
   const maxRecordBytes = options.maxRecordBytes ?? 1024 * 1024;
+  const decisionLog = options.decisionLog;
+  const log = decisionLog !== undefined;
+  /** Commits a reply's decision-log rows (a no-op without a log or rows); the reply may be sent once this resolves. */
+  const logged = async (r: WireReply): Promise<WireReply> => {
+    if (decisionLog && r.ok && r.log) await decisionLog.append(r.log);
+    return r;
+  };
   let ready = true;
 
   const app = Fastify({
@@ -295,8 +313,9 @@ export async function buildServer(options: ServiceOptions): Promise<FastifyInsta
       const accept = negotiate(req.headers.accept, format);
       const body = req.body as Buffer;
       if (!Buffer.isBuffer(body) || body.length === 0) throw errors.SEL_ERR_REQUEST_PARSE('the request body is empty', { field: 'body', expected: 'a document { "declarations": [...] }' });
-      const r = await engine.scoreWire({ kind: 'batch', format, accept, body, maxDeclarations: maxBatch });
+      const r = await engine.scoreWire({ kind: 'batch', format, accept, body, maxDeclarations: maxBatch, log });
       if (!r.ok) throw wireError(r);
+      await logged(r); // durable before acknowledgement
       req.scoreStats = r;
       recordUsage(r);
       reply.header('x-ruleset-version', r.rulesetVersion).type(accept === 'json' ? 'application/json; charset=utf-8' : 'application/msgpack');
@@ -335,7 +354,8 @@ export async function buildServer(options: ServiceOptions): Promise<FastifyInsta
       const score = async (f: Frame): Promise<WireReply> => {
         for (let attempt = 0; ; attempt++) {
           try {
-            return await engine.scoreWire({ kind: 'stream', format, accept, body: f.bytes, maxDeclarations: chunkRecords, firstIndex: f.firstIndex, firstLine: f.firstLine });
+            // a chunk's decisions are committed to the log before its reply joins the response
+            return await logged(await engine.scoreWire({ kind: 'stream', format, accept, body: f.bytes, maxDeclarations: chunkRecords, firstIndex: f.firstIndex, firstLine: f.firstLine, log }));
           } catch (e) {
             // A stream waits for room in the queue instead of failing: that is its backpressure.
             if (isSelectivityError(e) && e.code === errors.SEL_ERR_OVERLOADED.code && attempt < 2000) { await new Promise((r) => setTimeout(r, 5)); continue; }
@@ -440,6 +460,9 @@ export async function buildServer(options: ServiceOptions): Promise<FastifyInsta
 
   // ---- keyword watch lists ------------------------------------------------------
   await registerWatchListRoutes(app, { source, errorSchema, rulesetInfo });
+
+  // ---- feedback: examination results, the decision log ---------------------------
+  await registerFeedbackRoutes(app, { source, bodyLimit, errorSchema });
 
   // ---- analysis: peer snapshots, studies, evaluations -------------------------
   await registerAnalysisRoutes(app, { engine, source, bodyLimit, errorSchema, rulesetInfo });

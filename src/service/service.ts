@@ -13,6 +13,7 @@ import { loadTokens, type TokenEntry, type TokenStore } from './auth.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { buildServer } from './server.js';
 import { prepareDataDir, RulesetSource } from './state.js';
+import { DecisionLog } from '../feedback/decision-log.js';
 
 export interface ServiceConfig {
   host: string;
@@ -34,6 +35,8 @@ export interface ServiceConfig {
   maxBatch?: number;
   metricsIntervalMs?: number;
   logger?: boolean | object;
+  /** Log every returned decision to the store (default true; see docs/feedback.md). */
+  decisionLog?: boolean;
 }
 
 export interface RunningService {
@@ -41,6 +44,8 @@ export interface RunningService {
   engine: Engine;
   metrics: Metrics;
   tokens: TokenStore;
+  /** The decision log (undefined when off). */
+  decisionLog?: DecisionLog;
   /** Tokens generated on this (first) start. */
   generatedTokens?: TokenEntry[];
   /** Files created in the data directory on this start. */
@@ -71,6 +76,13 @@ export async function startService(config: ServiceConfig): Promise<RunningServic
     source.close();
     throw e;
   }
+  let decisionLog: DecisionLog | undefined;
+  try {
+    if (config.decisionLog !== false) decisionLog = new DecisionLog({ storePath: files.storePath });
+  } catch (e) {
+    source.close();
+    throw e;
+  }
   const engine = createEngine({ ruleset, threads: config.threads, maxQueue: config.maxQueue, inlineMaxBytes: config.inlineMaxBytes ?? 16 * 1024 });
   let app: FastifyInstance | undefined;
   const metrics = await createMetrics({
@@ -83,13 +95,14 @@ export async function startService(config: ServiceConfig): Promise<RunningServic
     ],
   });
   try {
-    app = await buildServer({ engine, source, tokens, metrics, bodyLimit: config.bodyLimit, maxBatch: config.maxBatch, logger: config.logger, version: packageVersion() });
+    app = await buildServer({ engine, source, tokens, metrics, bodyLimit: config.bodyLimit, maxBatch: config.maxBatch, logger: config.logger, version: packageVersion(), decisionLog });
     // profiles activate and expire by their dates: swap the ruleset at each boundary
     source.startClock((rs) => source.swap(rs));
     await app.listen({ host: config.host, port: config.port });
   } catch (e) {
     await app?.close();
     await engine.close();
+    await decisionLog?.close();
     metrics.close();
     source.close();
     throw e;
@@ -103,6 +116,7 @@ export async function startService(config: ServiceConfig): Promise<RunningServic
     engine,
     metrics,
     tokens,
+    decisionLog,
     generatedTokens: generated,
     seeded: files.created,
     url: `http://${host}:${port}`,
@@ -114,6 +128,7 @@ export async function startService(config: ServiceConfig): Promise<RunningServic
       closing ??= (async () => {
         await app!.close(); // stops accepting; waits for in-flight requests and streams
         await engine.close();
+        await decisionLog?.close(); // every acknowledged decision is already committed; this stops the writer
         metrics.close();
         source.close();
       })();

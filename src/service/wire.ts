@@ -20,6 +20,7 @@ import { validateDeclaration, type Declaration, type FieldIssue } from '../model
 import { FastDeclarationReader, encodeMsgpack, msgpackEnd as msgpackValueEnd } from './fast-msgpack.js';
 import { decisionAt, channelCounts, emptyCounts, profileMatchCounts, type Decision } from '../decisions.js';
 import type { Channel } from '../model/channels.js';
+import { encodeLogRows } from '../feedback/log-rows.js';
 
 export type WireFormat = 'json' | 'msgpack';
 
@@ -36,6 +37,8 @@ export interface WireRequest {
   firstIndex?: number;
   /** Stream, NDJSON: line number (1-based) of the chunk's first line. */
   firstLine?: number;
+  /** Also return the decision-log rows of the scored declarations (src/feedback/log-rows.ts). */
+  log?: boolean;
 }
 
 export interface WireError {
@@ -59,7 +62,8 @@ export interface WireStats {
   profileMatches: number[];
 }
 
-export type WireReply = ({ ok: true; body: Uint8Array } & WireStats) | { ok: false; error: WireError };
+/** `log`: the decision-log payload (one MessagePack buffer of its own, transferable) when the request asked for it and something was scored. */
+export type WireReply = ({ ok: true; body: Uint8Array; log?: Uint8Array } & WireStats) | { ok: false; error: WireError };
 
 export interface RecordError {
   index: number;
@@ -132,15 +136,25 @@ class Scoring {
   readonly rowIndex: number[] = [];
   readonly bad: RecordError[] = [];
   readonly errorCodes: Record<string, number> = {};
+  /** With the decision log on: the valid declarations, in batch row order. */
+  private readonly declarations: Declaration[] | undefined;
 
-  constructor(capacity: number) {
+  constructor(capacity: number, log = false) {
     this.builder = new BatchBuilder(Math.max(1, capacity));
+    if (log) this.declarations = [];
   }
 
   /** A declaration the fast reader already validated. */
   addValid(d: Declaration, index: number): void {
     this.builder.push(d);
     this.rowIndex.push(index);
+    this.declarations?.push(d);
+  }
+
+  /** The decision-log payload of what run() decided, or undefined (log off, nothing scored). */
+  logPayload(decisions: readonly Decision[], rulesetVersion: string): Uint8Array | undefined {
+    if (!this.declarations || decisions.length === 0) return undefined;
+    return encodeLogRows(decisions, this.declarations, rulesetVersion);
   }
 
   add(raw: unknown, index: number, line?: number): void {
@@ -148,6 +162,7 @@ class Scoring {
     if (v.ok) {
       this.builder.push(v.value);
       this.rowIndex.push(index);
+      this.declarations?.push(v.value);
       return;
     }
     const first = v.issues[0];
@@ -188,6 +203,11 @@ class Scoring {
   }
 }
 
+function withLog(reply: Extract<WireReply, { ok: true }>, log: Uint8Array | undefined): WireReply {
+  if (log) reply.log = log;
+  return reply;
+}
+
 function encodeReply(req: WireRequest, reply: unknown): Uint8Array {
   return req.accept === 'json' ? encoder.encode(JSON.stringify(reply)) : encodeMsgpack(reply);
 }
@@ -202,7 +222,7 @@ function scoreMsgpackBatch(kernel: Kernel, req: WireRequest): WireReply | undefi
   const head = declarationsArray(b);
   if (!head) return undefined;
   if (head.count > req.maxDeclarations) throw tooMany(req, head.count);
-  const s = new Scoring(head.count);
+  const s = new Scoring(head.count, req.log);
   let pos = head.pos;
   for (let i = 0; i < head.count; i++) {
     const r = fastReader.read(b, pos);
@@ -213,7 +233,7 @@ function scoreMsgpackBatch(kernel: Kernel, req: WireRequest): WireReply | undefi
   }
   if (pos !== b.length) return undefined; // trailing bytes: the general path reports them
   const { decisions, stats } = s.run(kernel);
-  return { ok: true, body: encodeReply(req, { rulesetVersion: stats.rulesetVersion, counts: stats.counts, decisions, errors: s.bad }), ...stats };
+  return withLog({ ok: true, body: encodeReply(req, { rulesetVersion: stats.rulesetVersion, counts: stats.counts, decisions, errors: s.bad }), ...stats }, s.logPayload(decisions, stats.rulesetVersion));
 }
 
 function scoreBatchDocument(kernel: Kernel, req: WireRequest): WireReply {
@@ -231,11 +251,11 @@ function scoreBatchDocument(kernel: Kernel, req: WireRequest): WireReply {
   const list = (doc as { declarations?: unknown }).declarations;
   if (!Array.isArray(list)) throw errors.SEL_ERR_REQUEST_INVALID('"declarations" must be an array', { field: 'declarations', expected: 'an array of declarations', got: list === undefined ? 'nothing' : typeof list });
   if (list.length > req.maxDeclarations) throw tooMany(req, list.length);
-  const s = new Scoring(list.length);
+  const s = new Scoring(list.length, req.log);
   for (let i = 0; i < list.length; i++) s.add(list[i], i);
   const { decisions, stats } = s.run(kernel);
   const reply = { rulesetVersion: stats.rulesetVersion, counts: stats.counts, decisions, errors: s.bad };
-  return { ok: true, body: encodeReply(req, reply), ...stats };
+  return withLog({ ok: true, body: encodeReply(req, reply), ...stats }, s.logPayload(decisions, stats.rulesetVersion));
 }
 
 function scoreStreamChunk(kernel: Kernel, req: WireRequest): WireReply {
@@ -250,7 +270,7 @@ function scoreStreamChunk(kernel: Kernel, req: WireRequest): WireReply {
       throw errors.SEL_ERR_REQUEST_PARSE('stream chunk is not valid UTF-8', { field: 'body', expected: 'NDJSON in UTF-8', got: `line ${req.firstLine ?? 1}…` });
     }
     const lines = text.split('\n');
-    s = new Scoring(lines.length);
+    s = new Scoring(lines.length, req.log);
     let line = (req.firstLine ?? 1) - 1;
     for (const raw of lines) {
       line++;
@@ -275,7 +295,7 @@ function scoreStreamChunk(kernel: Kernel, req: WireRequest): WireReply {
       ends.push(end);
       pos = end;
     }
-    s = new Scoring(ends.length);
+    s = new Scoring(ends.length, req.log);
     let pos = 0;
     for (const end of ends) {
       const r = fastReader.read(b, pos);
@@ -301,7 +321,7 @@ function scoreStreamChunk(kernel: Kernel, req: WireRequest): WireReply {
     let at = 0;
     for (const p of parts) { body.set(p, at); at += p.length; }
   }
-  return { ok: true, body, ...stats };
+  return withLog({ ok: true, body, ...stats }, s.logPayload(decisions, stats.rulesetVersion));
 }
 
 /** Scores one wire request with a kernel that holds the ruleset to use. Never throws. */

@@ -5,8 +5,9 @@
  * acknowledges anything. Schema migrations run in order at open; the
  * applied version is kept in `PRAGMA user_version`.
  *
- * This is the `store` of the design: profiles and their versions today,
- * feedback, trader ratings and peer-snapshot lineage later. Everything the
+ * This is the `store` of the design: profiles and their versions, watch
+ * lists, the decision log and feedback (src/feedback/); trader ratings and
+ * peer-snapshot lineage later. Everything the
  * service holds in memory can be rebuilt from it.
  */
 import { mkdirSync } from 'node:fs';
@@ -81,6 +82,50 @@ const MIGRATIONS: string[] = [
    ) WITHOUT ROWID;`,
   // 4: keyword watch lists, versioned like profiles
   versionedTables('watchlist'),
+  // 5: the decision log: every decision the service returned, with the declaration fields learning needs
+  `CREATE TABLE decision_log (
+     seq              INTEGER PRIMARY KEY,
+     declaration_id   TEXT    NOT NULL,
+     decided_at       INTEGER NOT NULL,
+     ruleset_version  TEXT    NOT NULL,
+     score            REAL    NOT NULL,
+     channel          TEXT    NOT NULL,
+     control_group    INTEGER NOT NULL,
+     reasons          TEXT    NOT NULL,
+     date             TEXT    NOT NULL,
+     office           TEXT    NOT NULL,
+     importer         TEXT    NOT NULL,
+     declarant        TEXT,
+     seller           TEXT,
+     hs               TEXT    NOT NULL,
+     origin           TEXT    NOT NULL,
+     departure        TEXT,
+     transport_mode   TEXT,
+     customs_value    REAL    NOT NULL,
+     net_mass         REAL    NOT NULL,
+     quantity         REAL,
+     tax_rate         REAL,
+     aeo              INTEGER
+   );
+   CREATE INDEX decision_log_declaration ON decision_log (declaration_id, seq);`,
+  // 6: feedback: examination results joined to the logged decision they answer; every change kept
+  `CREATE TABLE feedback (
+     seq                INTEGER PRIMARY KEY,
+     declaration_id     TEXT    NOT NULL,
+     current            INTEGER NOT NULL CHECK (current IN (0, 1)),
+     decision_seq       INTEGER NOT NULL,
+     date               TEXT    NOT NULL,
+     channel            TEXT    NOT NULL,
+     inspected          INTEGER NOT NULL CHECK (inspected IN (0, 1)),
+     outcome            TEXT    NOT NULL CHECK (outcome IN ('no-discrepancy', 'discrepancy', 'seizure')),
+     irregularity       TEXT,
+     revenue_recovered  REAL    NOT NULL,
+     notes              TEXT,
+     ruleset_version    TEXT,
+     recorded_at        TEXT    NOT NULL,
+     recorded_by        TEXT    NOT NULL
+   );
+   CREATE INDEX feedback_declaration ON feedback (declaration_id, seq);`,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

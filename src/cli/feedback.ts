@@ -1,0 +1,160 @@
+/**
+ * `selectivity feedback import|show`: examination results from files into
+ * the store of a data directory (the one the service logs decisions to), and
+ * what is recorded for a declaration. Results join to the logged decisions
+ * exactly as POST /v1/feedback does (src/feedback/feedback.ts).
+ */
+import { createReadStream, existsSync, statSync } from 'node:fs';
+import { userInfo } from 'node:os';
+import { extname, join, resolve } from 'node:path';
+import { createInterface } from 'node:readline';
+import { parseArgs } from 'node:util';
+import { errors } from '../errors.js';
+import { CsvParser } from '../model/csv.js';
+import { FEEDBACK_FIELDS, FeedbackStore, type FeedbackCounts } from '../feedback/feedback.js';
+import { openStore, STORE_FILE } from '../store/sqlite.js';
+
+export const FEEDBACK_HELP = `Usage: selectivity feedback <command> [options]
+
+Examination results per declaration, joined to the decision the service
+logged for it (docs/feedback.md).
+
+Commands:
+  import <file.csv|file.ndjson>   record results from a file: CSV whose header names
+                                  are the JSON field names (${FEEDBACK_FIELDS.join(', ')}),
+                                  or NDJSON (one JSON object per line). Reports
+                                  accepted, duplicates and rejected (line and code);
+                                  exit code 2 when any line was rejected
+  show <declarationId>            the current result, its history, and the logged
+                                  decisions of the declaration
+
+Options:
+  --data-dir <dir>   data directory (default ./data) [SELECTIVITY_DATA_DIR]
+  --by <name>        who records the results (default: the OS user)
+  --json             print JSON
+`;
+
+/** Items per transaction while importing. */
+const CHUNK = 1000;
+
+interface Rejected { line: number; declarationId?: string; code: string; field?: string; message: string }
+
+/** A CSV cell as a JSON value: empty → absent; inspected → boolean; revenueRecovered → number (left as text when it does not parse, so validation names it). */
+function cellValue(field: string, cell: string): unknown {
+  if (cell === '') return undefined;
+  if (field === 'inspected') return cell === 'true' || cell === '1' ? true : cell === 'false' || cell === '0' ? false : cell;
+  if (field === 'revenueRecovered') return /^\s*[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?\s*$/.test(cell) ? Number(cell) : cell;
+  return cell;
+}
+
+/** Items of a file with their line numbers; a malformed line is an item of its own error. */
+async function* readItems(file: string): AsyncGenerator<{ line: number; item?: unknown; parseError?: string }> {
+  const ext = extname(file).toLowerCase();
+  if (ext === '.csv') {
+    const parser = new CsvParser();
+    let header: string[] | undefined;
+    const rows = function* (out: string[][], lines: number[]) {
+      for (let k = 0; k < out.length; k++) {
+        if (!header) {
+          header = out[k].map((h) => h.trim());
+          const unknown = header.find((h) => !(FEEDBACK_FIELDS as readonly string[]).includes(h));
+          if (unknown !== undefined) throw errors.SEL_ERR_CSV_HEADER(`${file}: unknown column "${unknown}"`, { field: unknown, column: unknown, expected: `columns named ${FEEDBACK_FIELDS.join(', ')}`, got: unknown });
+          continue;
+        }
+        const cells = out[k];
+        if (cells.length !== header.length) { yield { line: lines[k], parseError: `expected ${header.length} cells, got ${cells.length}` }; continue; }
+        const item: Record<string, unknown> = {};
+        header.forEach((h, j) => { const v = cellValue(h, cells[j]); if (v !== undefined) item[h] = v; });
+        yield { line: lines[k], item };
+      }
+    };
+    for await (const chunk of createReadStream(file, { encoding: 'utf8', highWaterMark: 1 << 20 })) {
+      const out = parser.push(chunk as string);
+      yield* rows(out, parser.lines);
+    }
+    const last = parser.end();
+    yield* rows(last, parser.lines);
+    return;
+  }
+  if (ext !== '.ndjson' && ext !== '.jsonl') throw errors.SEL_ERR_FILE_FORMAT(`${file}: expected a .csv, .ndjson or .jsonl file`, { field: 'file', expected: '.csv | .ndjson | .jsonl', got: ext || file });
+  let line = 0;
+  for await (const text of createInterface({ input: createReadStream(file, { encoding: 'utf8' }), crlfDelay: Infinity })) {
+    line++;
+    if (text.trim() === '') continue;
+    try { yield { line, item: JSON.parse(text) }; } catch (e) { yield { line, parseError: `not valid JSON (${(e as Error).message})` }; }
+  }
+}
+
+export async function feedbackCommand(argv: string[]): Promise<number> {
+  const [sub, ...rest] = argv;
+  if (!sub || sub === '--help' || sub === '-h') { process.stdout.write(FEEDBACK_HELP); return sub ? 0 : 1; }
+  const { values, positionals } = parseArgs({
+    args: rest,
+    allowPositionals: true,
+    options: { 'data-dir': { type: 'string' }, by: { type: 'string' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
+  });
+  if (values.help) { process.stdout.write(FEEDBACK_HELP); return 0; }
+  if (sub !== 'import' && sub !== 'show') throw errors.SEL_ERR_OPTION_INVALID(`unknown feedback command "${sub}"`, { field: 'command', expected: 'import, show', got: sub });
+  if (positionals.length !== 1) throw errors.SEL_ERR_OPTION_INVALID(`feedback ${sub} needs exactly one ${sub === 'import' ? 'file' : 'declaration id'}`, { field: sub === 'import' ? 'file' : 'declarationId', expected: 'one argument', got: positionals });
+  const dataDir = resolve(values['data-dir'] ?? process.env.SELECTIVITY_DATA_DIR ?? 'data');
+  const by = values.by ?? `cli:${userInfo().username}`;
+  if (sub === 'import') {
+    const file = positionals[0];
+    if (!existsSync(file) || !statSync(file).isFile()) throw errors.SEL_ERR_FILE_NOT_FOUND(`feedback file ${file} not found`, { field: 'file', expected: 'a readable file', got: file });
+  }
+  const db = openStore(join(dataDir, STORE_FILE));
+  try {
+    const store = new FeedbackStore(db);
+    if (sub === 'show') {
+      const r = store.show(positionals[0]);
+      if (r.history.length === 0 && r.decisions.length === 0) throw errors.SEL_ERR_NOT_FOUND(`no feedback and no logged decision for declaration ${r.declarationId}`, { field: 'declarationId', expected: 'a declaration id the service scored', got: r.declarationId });
+      if (values.json) { process.stdout.write(`${JSON.stringify(r, null, 2)}\n`); return 0; }
+      const out: string[] = [`declaration ${r.declarationId}`];
+      const f = r.feedback;
+      out.push(f ? `  result: ${f.date} channel ${f.channel}, ${f.inspected ? 'inspected' : 'not inspected'}, ${f.outcome}${f.irregularity ? ` (${f.irregularity})` : ''}, revenue recovered ${f.revenueRecovered}${f.notes ? `\n  notes: ${f.notes}` : ''}\n  recorded ${f.recordedAt} by ${f.recordedBy}` : '  no examination result recorded');
+      if (r.history.length > 1) out.push('  history:', ...r.history.map((h) => `    ${h.recordedAt} ${h.recordedBy}: ${h.outcome}, ${h.inspected ? 'inspected' : 'not inspected'}, ${h.revenueRecovered}${h.current ? ' (current)' : ''}`));
+      out.push('  decisions:', ...r.decisions.map((d) => `    #${d.seq} ${d.decidedAt} ruleset ${d.rulesetVersion}: ${d.channel} score ${d.score}${d.controlGroup ? ' (control group)' : ''}${r.decision?.seq === d.seq ? (f ? '  ← the result joins to this one' : '  ← latest') : ''}`));
+      process.stdout.write(`${out.join('\n')}\n`);
+      return 0;
+    }
+    const file = positionals[0];
+    const counts: FeedbackCounts = { recorded: 0, replaced: 0, duplicate: 0, rejected: 0 };
+    const rejected: Rejected[] = [];
+    let pending: { line: number; item: unknown }[] = [];
+    let seen = 0;
+    const progress = !values.json && process.stderr.isTTY;
+    const flush = () => {
+      if (pending.length === 0) return;
+      const r = store.record(pending.map((p) => p.item), by);
+      for (const k of ['recorded', 'replaced', 'duplicate', 'rejected'] as const) counts[k] += r.counts[k];
+      for (const x of r.results) {
+        if (x.status !== 'rejected') continue;
+        rejected.push({ line: pending[x.index].line, ...(x.declarationId !== undefined ? { declarationId: x.declarationId } : {}), code: x.error!.code, field: x.error!.details.field as string | undefined, message: x.error!.message });
+      }
+      pending = [];
+    };
+    for await (const x of readItems(file)) {
+      seen++;
+      if (x.parseError !== undefined) {
+        counts.rejected++;
+        rejected.push({ line: x.line, code: errors.SEL_ERR_FEEDBACK_INVALID.code, field: '$', message: `line ${x.line}: ${x.parseError}` });
+      } else {
+        pending.push({ line: x.line, item: x.item });
+        if (pending.length >= CHUNK) flush();
+      }
+      if (progress && seen % 50_000 === 0) process.stderr.write(`\rfeedback import: ${seen.toLocaleString('en-US')} results read`);
+    }
+    flush();
+    if (progress && seen >= 50_000) process.stderr.write('\n');
+    rejected.sort((a, b) => a.line - b.line);
+    const summary = { file, accepted: counts.recorded + counts.replaced, recorded: counts.recorded, replaced: counts.replaced, duplicates: counts.duplicate, rejected };
+    if (values.json) process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`);
+    else {
+      process.stdout.write(`${file}: ${summary.accepted} accepted (${counts.recorded} new, ${counts.replaced} replacing an earlier result), ${counts.duplicate} duplicates, ${rejected.length} rejected\n`);
+      for (const r of rejected) process.stdout.write(`  line ${r.line}${r.declarationId ? ` (${r.declarationId})` : ''}: ${r.code}: ${r.message}\n`);
+    }
+    return rejected.length > 0 ? 2 : 0;
+  } finally {
+    db.close();
+  }
+}

@@ -1,0 +1,187 @@
+/**
+ * The decision log: every decision the service returns, written durably
+ * before the response that carries it is sent.
+ *
+ * Scoring workers build each request's log rows next to its decisions (one
+ * MessagePack buffer, src/feedback/log-rows.ts). The main thread only hands
+ * that buffer on, transferred, to a log-writer thread (node:worker_threads,
+ * workers/decision-log-worker.ts) that holds its own connection to the store
+ * and inserts with group commit: every payload that arrived while the
+ * previous transaction was committing goes into the next one, so one fsync
+ * covers many requests under load and a lone request waits for one commit.
+ * append() resolves once its rows are committed (synchronous=FULL, WAL).
+ *
+ * Memory is bounded: when more than maxPendingBytes of payloads wait for a
+ * commit, append() waits for room (it never drops rows).
+ */
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { Worker } from 'node:worker_threads';
+import { Unpackr } from 'msgpackr';
+import type { Statement } from 'better-sqlite3';
+import { errors, SelectivityError } from '../errors.js';
+import { packageRoot } from '../paths.js';
+import { openStore, type Db } from '../store/sqlite.js';
+import { LOG_COLUMNS, logRows, type LogPayload } from './log-rows.js';
+
+const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true });
+
+/** Inserts decision-log payloads into the store; the core of the writer thread (and of the in-thread mode). */
+export class LogWriter {
+  private readonly db: Db;
+  private readonly insert: Statement;
+
+  constructor(storePath: string) {
+    this.db = openStore(storePath);
+    this.insert = this.db.prepare(`INSERT INTO decision_log (${LOG_COLUMNS.join(', ')}) VALUES (${LOG_COLUMNS.map(() => '?').join(', ')})`);
+  }
+
+  /** Inserts every row of the payloads in one transaction (durable on return); the number of rows. */
+  commit(payloads: readonly Uint8Array[]): number {
+    let n = 0;
+    this.db.transaction(() => {
+      for (const p of payloads) {
+        for (const row of logRows(unpackr.unpack(p) as LogPayload)) { this.insert.run(row); n++; }
+      }
+    })();
+    return n;
+  }
+
+  close(): void {
+    this.db.close();
+  }
+}
+
+export interface DecisionLogOptions {
+  /** The store file (<data-dir>/selectivity.db). */
+  storePath: string;
+  /** Write from a dedicated thread (default true); false writes on the calling thread (tools, tests). */
+  thread?: boolean;
+  /** Payload bytes allowed to wait for a commit before append() waits (default 64 MiB). */
+  maxPendingBytes?: number;
+}
+
+export interface DecisionLogStats {
+  /** Rows committed, transactions committed, payloads committed. */
+  rows: number;
+  commits: number;
+  payloads: number;
+}
+
+interface Pending { resolve: () => void; reject: (e: Error) => void; bytes: number }
+
+/** Where the writer thread's entry is (built: dist/workers/decision-log-worker.js). */
+export function logWorkerPath(): string {
+  return join(packageRoot(), 'dist', 'workers', 'decision-log-worker.js');
+}
+
+export class DecisionLog {
+  readonly stats: DecisionLogStats = { rows: 0, commits: 0, payloads: 0 };
+  private readonly maxPendingBytes: number;
+  private readonly pending = new Map<number, Pending>();
+  private pendingBytes = 0;
+  private waiters: (() => void)[] = [];
+  private nextId = 1;
+  private failure: SelectivityError | undefined;
+  private closing: Promise<void> | undefined;
+  private readonly worker: Worker | undefined;
+  /** In-thread mode: the writer and the payloads gathered for the next commit. */
+  private readonly writer: LogWriter | undefined;
+  private queued: { id: number; bytes: Uint8Array }[] = [];
+  private scheduled = false;
+
+  constructor(options: DecisionLogOptions) {
+    const max = options.maxPendingBytes ?? 64 * 1024 * 1024;
+    if (!Number.isInteger(max) || max < 1) throw errors.SEL_ERR_OPTION_INVALID('decision log maxPendingBytes must be a positive integer', { field: 'maxPendingBytes', expected: 'a positive integer', got: options.maxPendingBytes });
+    this.maxPendingBytes = max;
+    if (options.thread === false) {
+      this.writer = new LogWriter(options.storePath);
+      return;
+    }
+    const file = logWorkerPath();
+    if (!existsSync(file)) throw errors.SEL_ERR_KERNEL_LOAD(`decision-log worker ${file} not found; run \`npm run build\``, { field: 'worker', expected: 'a built worker', got: file });
+    this.worker = new Worker(file, { workerData: { storePath: options.storePath } });
+    this.worker.on('message', (m: { ids: number[]; rows: number; error?: { message: string } }) => {
+      if (m.error) this.settle(m.ids, 0, errors.SEL_ERR_STORAGE(m.error.message, { field: 'decisionLog' }));
+      else this.settle(m.ids, m.rows);
+    });
+    this.worker.on('error', (e) => this.fail(errors.SEL_ERR_STORAGE(`the decision-log writer failed: ${e.message}`, { field: 'decisionLog' })));
+    this.worker.on('exit', (code) => { if (!this.closing) this.fail(errors.SEL_ERR_STORAGE(`the decision-log writer exited (code ${code})`, { field: 'decisionLog' })); });
+  }
+
+  /** Payload bytes waiting for a commit. */
+  get backlogBytes(): number { return this.pendingBytes; }
+
+  /**
+   * Logs one request's payload (from WireReply.log); resolves when its rows
+   * are committed, rejects with SEL_ERR_STORAGE if the write failed. The
+   * payload's buffer is transferred to the writer (detached here).
+   */
+  async append(payload: Uint8Array): Promise<void> {
+    if (this.closing) throw errors.SEL_ERR_NOT_READY('the decision log is closed', { field: 'decisionLog' });
+    const n = payload.byteLength;
+    // backpressure: wait for room rather than grow without bound (one payload always fits)
+    while (this.pendingBytes > 0 && this.pendingBytes + n > this.maxPendingBytes && !this.failure) await new Promise<void>((r) => this.waiters.push(r));
+    if (this.failure) throw this.failure;
+    const id = this.nextId++;
+    this.pendingBytes += n;
+    const done = new Promise<void>((resolve, reject) => this.pending.set(id, { resolve, reject, bytes: n }));
+    if (this.worker) {
+      const owns = payload.byteOffset === 0 && payload.byteLength === payload.buffer.byteLength && !(payload.buffer instanceof SharedArrayBuffer);
+      const bytes = owns ? payload : new Uint8Array(payload);
+      this.worker.postMessage({ id, bytes }, [bytes.buffer as ArrayBuffer]);
+    } else {
+      this.queued.push({ id, bytes: payload });
+      if (!this.scheduled) { this.scheduled = true; setImmediate(() => this.commitQueued()); }
+    }
+    return done;
+  }
+
+  private commitQueued(): void {
+    this.scheduled = false;
+    const batch = this.queued;
+    this.queued = [];
+    if (batch.length === 0) return;
+    const ids = batch.map((b) => b.id);
+    try {
+      this.settle(ids, this.writer!.commit(batch.map((b) => b.bytes)));
+    } catch (e) {
+      this.settle(ids, 0, errors.SEL_ERR_STORAGE(`decision log write failed: ${(e as Error).message}`, { field: 'decisionLog' }));
+    }
+  }
+
+  private settle(ids: readonly number[], rows: number, error?: SelectivityError): void {
+    if (!error) { this.stats.rows += rows; this.stats.commits++; this.stats.payloads += ids.length; }
+    for (const id of ids) {
+      const p = this.pending.get(id);
+      if (!p) continue;
+      this.pending.delete(id);
+      this.pendingBytes -= p.bytes;
+      if (error) p.reject(error);
+      else p.resolve();
+    }
+    const w = this.waiters;
+    this.waiters = [];
+    for (const r of w) r();
+  }
+
+  private fail(e: SelectivityError): void {
+    this.failure ??= e;
+    this.settle([...this.pending.keys()], 0, e);
+  }
+
+  /** Waits for every append to be committed, then stops the writer. Idempotent. */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      while (this.pending.size > 0) await new Promise<void>((r) => this.waiters.push(r));
+      if (this.worker) {
+        const exited = new Promise<void>((r) => this.worker!.once('exit', () => r()));
+        this.worker.postMessage({ close: true });
+        await exited;
+      } else {
+        this.writer!.close();
+      }
+    })();
+    return this.closing;
+  }
+}

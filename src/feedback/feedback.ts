@@ -1,0 +1,254 @@
+/**
+ * Feedback: examination results per declaration, joined to the logged
+ * decision they answer (the latest decision for the id, or the latest of a
+ * named ruleset version), stored with every change kept, and fed into the
+ * profile-effectiveness tables (examinations, examination_profiles) so that
+ * `selectivity profiles stats` shows hit rates from real results.
+ *
+ * One item = { declarationId, date, channel, inspected, outcome,
+ * irregularity?, revenueRecovered?, notes?, rulesetVersion? } (docs/feedback.md).
+ * A batch records its valid items in one durable transaction; each invalid
+ * item gets its own named error and changes nothing.
+ */
+import { errors, type SelectivityError } from '../errors.js';
+import { CHANNELS, type Channel } from '../model/channels.js';
+import type { Reason } from '../decisions.js';
+import { recordExamination } from '../profiles/effectiveness.js';
+import type { Db } from '../store/sqlite.js';
+
+export const OUTCOMES = ['no-discrepancy', 'discrepancy', 'seizure'] as const;
+export type Outcome = (typeof OUTCOMES)[number];
+
+/** Suggested irregularity kinds (the field is free text up to 64 characters; these keep reports comparable). */
+export const IRREGULARITY_KINDS = ['undervaluation', 'misclassification', 'origin', 'quantity', 'prohibited-goods', 'ipr', 'sps', 'documents', 'other'] as const;
+
+export const MAX_NOTES_LENGTH = 2000;
+export const MAX_IRREGULARITY_LENGTH = 64;
+
+export interface Feedback {
+  declarationId: string;
+  /** Date of the examination (or of the decision not to examine), YYYY-MM-DD. */
+  date: string;
+  /** The channel the declaration actually went through. */
+  channel: Channel;
+  inspected: boolean;
+  outcome: Outcome;
+  irregularity?: string;
+  /** Duties and taxes recovered, national currency, >= 0 (default 0). */
+  revenueRecovered: number;
+  notes?: string;
+  /** Join to the latest decision of this ruleset version instead of the latest decision. */
+  rulesetVersion?: string;
+}
+
+export const FEEDBACK_FIELDS = ['declarationId', 'date', 'channel', 'inspected', 'outcome', 'irregularity', 'revenueRecovered', 'notes', 'rulesetVersion'] as const;
+const KNOWN = new Set<string>(FEEDBACK_FIELDS);
+const DATE_RE = /^(\d{4})-(\d{2})-(\d{2})$/;
+
+function isDay(s: string): boolean {
+  const m = DATE_RE.exec(s);
+  if (!m) return false;
+  const d = new Date(Date.UTC(+m[1], +m[2] - 1, +m[3]));
+  return d.getUTCFullYear() === +m[1] && d.getUTCMonth() === +m[2] - 1 && d.getUTCDate() === +m[3];
+}
+
+/** Validates one feedback item; the first fault as SEL_ERR_FEEDBACK_INVALID naming the field. */
+export function validateFeedback(raw: unknown): { ok: true; value: Feedback } | { ok: false; error: SelectivityError; declarationId?: string } {
+  const bad = (field: string, expected: string, got: unknown) => {
+    const id = raw !== null && typeof raw === 'object' && typeof (raw as { declarationId?: unknown }).declarationId === 'string' ? (raw as { declarationId: string }).declarationId : undefined;
+    return { ok: false as const, error: errors.SEL_ERR_FEEDBACK_INVALID(`${field}: expected ${expected}`, { field, expected, got: typeof got === 'string' && got.length > 80 ? `${got.slice(0, 79)}…` : got }), ...(id !== undefined ? { declarationId: id } : {}) };
+  };
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) return bad('$', 'an object', Array.isArray(raw) ? 'an array' : raw);
+  const r = raw as Record<string, unknown>;
+  for (const k of Object.keys(r)) if (!KNOWN.has(k)) return bad(k, `only the fields ${FEEDBACK_FIELDS.join(', ')}`, k);
+  const present = (k: string) => r[k] !== undefined && r[k] !== null;
+  const { declarationId, date, channel, inspected, outcome } = r;
+  if (typeof declarationId !== 'string' || declarationId.length === 0 || declarationId.length > 64) return bad('declarationId', 'a declaration id of 1 to 64 characters', declarationId);
+  if (typeof date !== 'string' || !isDay(date)) return bad('date', 'a date YYYY-MM-DD', date);
+  if (typeof channel !== 'string' || !(CHANNELS as readonly string[]).includes(channel)) return bad('channel', CHANNELS.join(' | '), channel);
+  if (typeof inspected !== 'boolean') return bad('inspected', 'true or false', inspected);
+  if (typeof outcome !== 'string' || !(OUTCOMES as readonly string[]).includes(outcome)) return bad('outcome', OUTCOMES.join(' | '), outcome);
+  const value: Feedback = { declarationId, date, channel: channel as Channel, inspected, outcome: outcome as Outcome, revenueRecovered: 0 };
+  if (present('irregularity')) {
+    const v = r.irregularity;
+    if (typeof v !== 'string' || v.trim() === '' || v.length > MAX_IRREGULARITY_LENGTH) return bad('irregularity', `text of 1 to ${MAX_IRREGULARITY_LENGTH} characters (e.g. ${IRREGULARITY_KINDS.join(', ')})`, v);
+    value.irregularity = v;
+  }
+  if (present('revenueRecovered')) {
+    const v = r.revenueRecovered;
+    if (typeof v !== 'number' || !Number.isFinite(v) || v < 0 || v > 1e15) return bad('revenueRecovered', 'a number in [0, 1e15]', v);
+    value.revenueRecovered = v;
+  }
+  if (present('notes')) {
+    const v = r.notes;
+    if (typeof v !== 'string' || v.length > MAX_NOTES_LENGTH) return bad('notes', `text of at most ${MAX_NOTES_LENGTH} characters`, typeof v === 'string' ? `${v.length} characters` : v);
+    if (v !== '') value.notes = v;
+  }
+  if (present('rulesetVersion')) {
+    const v = r.rulesetVersion;
+    if (typeof v !== 'string' || !/^[0-9a-f]{16}$/.test(v)) return bad('rulesetVersion', 'a ruleset version (16 hex digits) named by a decision', v);
+    value.rulesetVersion = v;
+  }
+  return { ok: true, value };
+}
+
+export interface LoggedDecision {
+  /** The log row (increasing: a later row is a later decision). */
+  seq: number;
+  declarationId: string;
+  decidedAt: string;
+  rulesetVersion: string;
+  score: number;
+  channel: Channel;
+  controlGroup: boolean;
+  reasons: Reason[];
+  declaration: { date: string; office: string; importer: string; declarant?: string; seller?: string; hs: string; origin: string; departure?: string; transportMode?: string; customsValue: number; netMass: number; quantity?: number; taxRate?: number; aeo?: boolean };
+}
+
+export interface StoredFeedback extends Feedback {
+  /** The decision-log row it joins to. */
+  decisionSeq: number;
+  current: boolean;
+  recordedAt: string;
+  recordedBy: string;
+}
+
+export type FeedbackStatus = 'recorded' | 'replaced' | 'duplicate' | 'rejected';
+
+export interface FeedbackItemResult {
+  /** Position in the request (or line in a file, set by the caller). */
+  index: number;
+  declarationId?: string;
+  status: FeedbackStatus;
+  /** The decision it was joined to. */
+  decision?: { seq: number; rulesetVersion: string; decidedAt: string; channel: Channel };
+  error?: { code: string; message: string; details: Record<string, unknown> };
+}
+
+export interface FeedbackCounts { recorded: number; replaced: number; duplicate: number; rejected: number }
+
+interface DecisionRow { seq: number; declaration_id: string; decided_at: number; ruleset_version: string; score: number; channel: string; control_group: number; reasons: string; date: string; office: string; importer: string; declarant: string | null; seller: string | null; hs: string; origin: string; departure: string | null; transport_mode: string | null; customs_value: number; net_mass: number; quantity: number | null; tax_rate: number | null; aeo: number | null }
+interface FeedbackRow { seq: number; declaration_id: string; current: number; decision_seq: number; date: string; channel: string; inspected: number; outcome: string; irregularity: string | null; revenue_recovered: number; notes: string | null; ruleset_version: string | null; recorded_at: string; recorded_by: string }
+
+function toDecision(r: DecisionRow): LoggedDecision {
+  const d: LoggedDecision['declaration'] = { date: r.date, office: r.office, importer: r.importer, hs: r.hs, origin: r.origin, customsValue: r.customs_value, netMass: r.net_mass };
+  if (r.declarant !== null) d.declarant = r.declarant;
+  if (r.seller !== null) d.seller = r.seller;
+  if (r.departure !== null) d.departure = r.departure;
+  if (r.transport_mode !== null) d.transportMode = r.transport_mode;
+  if (r.quantity !== null) d.quantity = r.quantity;
+  if (r.tax_rate !== null) d.taxRate = r.tax_rate;
+  if (r.aeo !== null) d.aeo = r.aeo === 1;
+  return { seq: r.seq, declarationId: r.declaration_id, decidedAt: new Date(r.decided_at).toISOString(), rulesetVersion: r.ruleset_version, score: r.score, channel: r.channel as Channel, controlGroup: r.control_group === 1, reasons: JSON.parse(r.reasons) as Reason[], declaration: d };
+}
+
+function toFeedback(r: FeedbackRow): StoredFeedback {
+  const f: StoredFeedback = { declarationId: r.declaration_id, date: r.date, channel: r.channel as Channel, inspected: r.inspected === 1, outcome: r.outcome as Outcome, revenueRecovered: r.revenue_recovered, decisionSeq: r.decision_seq, current: r.current === 1, recordedAt: r.recorded_at, recordedBy: r.recorded_by };
+  if (r.irregularity !== null) f.irregularity = r.irregularity;
+  if (r.notes !== null) f.notes = r.notes;
+  if (r.ruleset_version !== null) f.rulesetVersion = r.ruleset_version;
+  return f;
+}
+
+/** Maps an outcome to the effectiveness tables' result: discrepancy and seizure are non-compliant; not inspected is not-examined. */
+export function examinationResult(f: Pick<Feedback, 'inspected' | 'outcome'>): 'compliant' | 'non-compliant' | 'not-examined' {
+  if (!f.inspected) return 'not-examined';
+  return f.outcome === 'no-discrepancy' ? 'compliant' : 'non-compliant';
+}
+
+const sameResult = (a: StoredFeedback, b: Feedback, decisionSeq: number) =>
+  a.decisionSeq === decisionSeq && a.date === b.date && a.channel === b.channel && a.inspected === b.inspected && a.outcome === b.outcome
+  && (a.irregularity ?? null) === (b.irregularity ?? null) && a.revenueRecovered === b.revenueRecovered && (a.notes ?? null) === (b.notes ?? null)
+  && (a.rulesetVersion ?? null) === (b.rulesetVersion ?? null);
+
+export class FeedbackStore {
+  private readonly latest;
+  private readonly latestOf;
+  private readonly history;
+  private readonly current;
+  private readonly feedbackHistory;
+  private readonly retire;
+  private readonly insert;
+
+  constructor(private readonly db: Db) {
+    this.latest = db.prepare('SELECT * FROM decision_log WHERE declaration_id = ? ORDER BY seq DESC LIMIT 1');
+    this.latestOf = db.prepare('SELECT * FROM decision_log WHERE declaration_id = ? AND ruleset_version = ? ORDER BY seq DESC LIMIT 1');
+    this.history = db.prepare('SELECT * FROM decision_log WHERE declaration_id = ? ORDER BY seq');
+    this.current = db.prepare('SELECT * FROM feedback WHERE declaration_id = ? AND current = 1');
+    this.feedbackHistory = db.prepare('SELECT * FROM feedback WHERE declaration_id = ? ORDER BY seq');
+    this.retire = db.prepare('UPDATE feedback SET current = 0 WHERE declaration_id = ? AND current = 1');
+    this.insert = db.prepare(`INSERT INTO feedback (declaration_id, current, decision_seq, date, channel, inspected, outcome, irregularity, revenue_recovered, notes, ruleset_version, recorded_at, recorded_by)
+      VALUES (?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`);
+  }
+
+  /** Every logged decision for a declaration id, oldest first. */
+  decisions(declarationId: string): LoggedDecision[] {
+    return (this.history.all(declarationId) as DecisionRow[]).map(toDecision);
+  }
+
+  /** The decision feedback joins to: the latest one, or the latest of a ruleset version. */
+  decisionFor(declarationId: string, rulesetVersion?: string): LoggedDecision | undefined {
+    const r = (rulesetVersion ? this.latestOf.get(declarationId, rulesetVersion) : this.latest.get(declarationId)) as DecisionRow | undefined;
+    return r && toDecision(r);
+  }
+
+  /** The current feedback and its history (oldest first), with the decisions of the id. */
+  show(declarationId: string): { declarationId: string; feedback: StoredFeedback | null; decision: LoggedDecision | null; history: StoredFeedback[]; decisions: LoggedDecision[] } {
+    const history = (this.feedbackHistory.all(declarationId) as FeedbackRow[]).map(toFeedback);
+    const decisions = this.decisions(declarationId);
+    const feedback = history.find((f) => f.current) ?? null;
+    const decision = feedback ? decisions.find((d) => d.seq === feedback.decisionSeq) ?? null : decisions[decisions.length - 1] ?? null;
+    return { declarationId, feedback, decision, history, decisions };
+  }
+
+  /**
+   * Records a batch of feedback items (raw, validated here) in one durable
+   * transaction: the valid ones are recorded, each invalid one gets its
+   * error. Same result as the current one (and the same decision): duplicate,
+   * nothing changes. A different result: it replaces the current one, which
+   * stays in the history. The examination tables get the current result.
+   */
+  record(items: readonly unknown[], by: string, now = new Date()): { counts: FeedbackCounts; results: FeedbackItemResult[] } {
+    const counts: FeedbackCounts = { recorded: 0, replaced: 0, duplicate: 0, rejected: 0 };
+    const results: FeedbackItemResult[] = new Array(items.length);
+    const at = now.toISOString();
+    try {
+      this.db.transaction(() => {
+        for (let i = 0; i < items.length; i++) {
+          const v = validateFeedback(items[i]);
+          if (!v.ok) {
+            results[i] = { index: i, ...(v.declarationId !== undefined ? { declarationId: v.declarationId } : {}), status: 'rejected', error: v.error.toJSON() };
+            counts.rejected++;
+            continue;
+          }
+          const f = v.value;
+          const decision = this.decisionFor(f.declarationId, f.rulesetVersion);
+          if (!decision) {
+            const e = errors.SEL_ERR_FEEDBACK_UNKNOWN_DECLARATION(`no logged decision for declaration ${f.declarationId}${f.rulesetVersion ? ` by ruleset ${f.rulesetVersion}` : ''}`, { field: f.rulesetVersion ? 'rulesetVersion' : 'declarationId', expected: 'a declaration the service scored with the decision log on', got: f.rulesetVersion ? `${f.declarationId}@${f.rulesetVersion}` : f.declarationId });
+            results[i] = { index: i, declarationId: f.declarationId, status: 'rejected', error: e.toJSON() };
+            counts.rejected++;
+            continue;
+          }
+          const joined = { seq: decision.seq, rulesetVersion: decision.rulesetVersion, decidedAt: decision.decidedAt, channel: decision.channel };
+          const cur = this.current.get(f.declarationId) as FeedbackRow | undefined;
+          if (cur && sameResult(toFeedback(cur), f, decision.seq)) {
+            results[i] = { index: i, declarationId: f.declarationId, status: 'duplicate', decision: joined };
+            counts.duplicate++;
+            continue;
+          }
+          if (cur) this.retire.run(f.declarationId);
+          this.insert.run(f.declarationId, decision.seq, f.date, f.channel, f.inspected ? 1 : 0, f.outcome, f.irregularity ?? null, f.revenueRecovered, f.notes ?? null, f.rulesetVersion ?? null, at, by);
+          const profiles = decision.reasons.filter((r): r is Extract<Reason, { code: 'PROFILE' }> => r.code === 'PROFILE').map((r) => ({ id: r.profile, version: r.version ?? 0 }));
+          recordExamination(this.db, { declarationId: f.declarationId, date: f.date, profiles, inspected: f.inspected, result: examinationResult(f), revenueRecovered: f.revenueRecovered }, now);
+          const status = cur ? 'replaced' : 'recorded';
+          results[i] = { index: i, declarationId: f.declarationId, status, decision: joined };
+          counts[status]++;
+        }
+      })();
+    } catch (e) {
+      throw errors.SEL_ERR_STORAGE(`feedback could not be recorded: ${(e as Error).message}`, { field: 'store', expected: 'a writable store' });
+    }
+    return { counts, results };
+  }
+}
+

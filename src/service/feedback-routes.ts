@@ -1,0 +1,78 @@
+/**
+ * Feedback routes: examination results in, joined to the logged decisions
+ * (src/feedback/feedback.ts), and the decision log out.
+ *
+ *   POST /v1/feedback                      port, analyst, admin   {"results": [...]} JSON or MessagePack; durable before 200
+ *   GET  /v1/feedback?declarationId=…      port, analyst, admin   current result, history, the decision it joins to
+ *   GET  /v1/decisions/:id                 analyst, admin         every logged decision for the id
+ */
+import type { FastifyInstance } from 'fastify';
+import { Unpackr } from 'msgpackr';
+import { errors } from '../errors.js';
+import { FeedbackStore } from '../feedback/feedback.js';
+import type { RulesetSource } from './state.js';
+
+const open = { type: 'object', additionalProperties: true } as const;
+const MSGPACK_TYPES = ['application/msgpack', 'application/x-msgpack'];
+const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true });
+
+/** Most results in one POST /v1/feedback. */
+export const MAX_FEEDBACK_BATCH = 10_000;
+
+export async function registerFeedbackRoutes(app: FastifyInstance, o: { source: RulesetSource; bodyLimit: number; errorSchema: object }): Promise<void> {
+  const { errorSchema } = o;
+  const store = new FeedbackStore(o.source.database);
+  await app.register(async (scope) => {
+    scope.addContentTypeParser(MSGPACK_TYPES, { parseAs: 'buffer', bodyLimit: o.bodyLimit }, (_req, body, done) => {
+      try { done(null, unpackr.unpack(body as Buffer)); } catch (e) { done(errors.SEL_ERR_REQUEST_PARSE(`body is not valid MessagePack: ${(e as Error).message}`, { field: 'body', expected: 'MessagePack' }) as unknown as Error); }
+    });
+    scope.post('/v1/feedback', {
+      config: { access: 'feedback' },
+      schema: {
+        tags: ['feedback'],
+        summary: 'Record examination results ({"results": [...]}, JSON or MessagePack), each joined to the latest logged decision for its declaration (or the latest of its rulesetVersion).',
+        description: 'The valid items are committed in one durable transaction before the answer; each invalid item is answered with its error (SEL_ERR_FEEDBACK_INVALID, SEL_ERR_FEEDBACK_UNKNOWN_DECLARATION) and changes nothing. Posting the same result again: duplicate, nothing changes; a different result replaces the current one, which stays in the history. See docs/feedback.md.',
+        body: { type: 'object', required: ['results'], additionalProperties: false, properties: { results: { type: 'array', maxItems: MAX_FEEDBACK_BATCH, items: {} } } },
+        response: {
+          200: {
+            type: 'object',
+            properties: {
+              counts: { type: 'object', properties: { recorded: { type: 'integer' }, replaced: { type: 'integer' }, duplicate: { type: 'integer' }, rejected: { type: 'integer' } } },
+              results: { type: 'array', items: open },
+            },
+          },
+          '4xx': errorSchema,
+          '5xx': errorSchema,
+        },
+      },
+    }, async (req) => store.record((req.body as { results: unknown[] }).results, req.actor ?? 'api'));
+  });
+  app.get('/v1/feedback', {
+    config: { access: 'feedback' },
+    schema: {
+      tags: ['feedback'],
+      summary: 'The examination result recorded for a declaration (current and history) with the logged decision it joins to.',
+      querystring: { type: 'object', required: ['declarationId'], additionalProperties: false, properties: { declarationId: { type: 'string', minLength: 1, maxLength: 64 } } },
+      response: { 200: open, '4xx': errorSchema },
+    },
+  }, async (req) => {
+    const { declarationId } = req.query as { declarationId: string };
+    const r = store.show(declarationId);
+    if (r.history.length === 0 && r.decisions.length === 0) throw errors.SEL_ERR_NOT_FOUND(`no feedback and no logged decision for declaration ${declarationId}`, { field: 'declarationId', expected: 'a declaration id the service scored', got: declarationId });
+    return r;
+  });
+  app.get('/v1/decisions/:id', {
+    config: { access: 'read' },
+    schema: {
+      tags: ['feedback'],
+      summary: 'Every logged decision for a declaration id, oldest first (re-scoring adds one), with the declaration fields kept for learning.',
+      params: { type: 'object', required: ['id'], properties: { id: { type: 'string', minLength: 1, maxLength: 64 } } },
+      response: { 200: open, '4xx': errorSchema },
+    },
+  }, async (req) => {
+    const { id } = req.params as { id: string };
+    const decisions = store.decisions(id);
+    if (decisions.length === 0) throw errors.SEL_ERR_NOT_FOUND(`no logged decision for declaration ${id}`, { field: 'id', expected: 'a declaration id the service scored with the decision log on', got: id });
+    return { declarationId: id, decisions };
+  });
+}

@@ -1,0 +1,68 @@
+/**
+ * `selectivity feedback import|show`, in-process through main(argv), on a
+ * store whose decision log was written by the log writer thread.
+ */
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { openStore, STORE_FILE } from '../src/store/sqlite.js';
+import { profileStats } from '../src/profiles/effectiveness.js';
+import { DecisionLog } from '../src/feedback/decision-log.js';
+import { encodeLogRows } from '../src/feedback/log-rows.js';
+import { main } from '../src/cli/main.js';
+import type { Declaration } from '../src/model/schema.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'sel-cli-feedback-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+const MEAT: Declaration = { id: 'D-MEAT-1', date: '2026-11-23', office: 'OF01', importer: 'IM00001', hs: '020890', origin: 'CN', customsValue: 1200, netMass: 900 };
+
+describe('selectivity feedback (CLI)', () => {
+  it('imports CSV and NDJSON, reporting accepted, duplicates and rejected lines with codes; shows a declaration', async () => {
+    const dataDir = join(dir, 'cli');
+    const path = join(dataDir, STORE_FILE);
+    openStore(path).close();
+    const log = new DecisionLog({ storePath: path });
+    await log.append(encodeLogRows(['C1', 'C2', 'C3'].map((id) => ({ id, channel: 'red', score: 5, controlGroup: false, rulesetVersion: 'aaaaaaaaaaaaaaaa', reasons: [{ code: 'PROFILE', profile: 'CLI-P', version: 1, weight: 5 }] })), ['C1', 'C2', 'C3'].map((id) => ({ ...MEAT, id })), 'aaaaaaaaaaaaaaaa'));
+    await log.close();
+    const csv = join(dir, 'results.csv');
+    writeFileSync(csv, [
+      'declarationId,date,channel,inspected,outcome,irregularity,revenueRecovered,notes',
+      'C1,2026-11-20,red,true,discrepancy,undervaluation,120.5,"value, re-assessed"',
+      'C2,2026-11-20,red,maybe,no-discrepancy,,,',
+      'C9,2026-11-20,red,true,no-discrepancy,,,',
+      'C3,2026-11-20,red,true,no-discrepancy,,0,',
+    ].join('\n'));
+    const out: string[] = [];
+    const write = process.stdout.write.bind(process.stdout);
+    process.stdout.write = ((s: string) => { out.push(String(s)); return true; }) as typeof process.stdout.write;
+    let code: number, code2: number, code3: number;
+    try {
+      code = await main(['feedback', 'import', csv, '--data-dir', dataDir, '--json']);
+      const nd = join(dir, 'results.ndjson');
+      writeFileSync(nd, `${JSON.stringify({ declarationId: 'C1', date: '2026-11-20', channel: 'red', inspected: true, outcome: 'discrepancy', irregularity: 'undervaluation', revenueRecovered: 120.5, notes: 'value, re-assessed' })}\n{not json\n`);
+      code2 = await main(['feedback', 'import', nd, '--data-dir', dataDir, '--json']);
+      code3 = await main(['feedback', 'show', 'C1', '--data-dir', dataDir]);
+    } finally {
+      process.stdout.write = write;
+    }
+    expect(code).toBe(2);
+    const first = JSON.parse(out[0]);
+    expect(first.accepted).toBe(2);
+    expect(first.rejected.map((r: { line: number; code: string; field: string }) => [r.line, r.code, r.field])).toEqual([[3, 'SEL_ERR_FEEDBACK_INVALID', 'inspected'], [4, 'SEL_ERR_FEEDBACK_UNKNOWN_DECLARATION', 'declarationId']]);
+    expect(code2).toBe(2);
+    const second = JSON.parse(out[1]);
+    expect(second.duplicates).toBe(1);
+    expect(second.rejected.map((r: { line: number }) => r.line)).toEqual([2]);
+    expect(code3).toBe(0);
+    expect(out[2]).toMatch(/discrepancy \(undervaluation\), revenue recovered 120.5/);
+    const db = openStore(path);
+    try {
+      const st = profileStats(db, { from: '2026-11-01', to: '2026-11-30' });
+      expect(st.profiles.find((p) => p.id === 'CLI-P')).toMatchObject({ inspected: 2, nonCompliant: 1, hitRate: 0.5, revenueRecovered: 120.5 });
+    } finally {
+      db.close();
+    }
+  });
+});

@@ -1,0 +1,200 @@
+/**
+ * Feedback: examination results joined to the logged decisions, validated
+ * per item, idempotent, durable, and read by profile effectiveness. Through a
+ * real listener with a worker pool (decisions logged by the writer thread).
+ * Workers run from dist/: `npm run build:ts` first.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { request as httpRequest } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pack } from 'msgpackr';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startService, type RunningService } from '../src/service/service.js';
+import { openStore, STORE_FILE } from '../src/store/sqlite.js';
+import { profileStats } from '../src/profiles/effectiveness.js';
+import { DecisionLog } from '../src/feedback/decision-log.js';
+import { encodeLogRows } from '../src/feedback/log-rows.js';
+import { examinationResult, FeedbackStore, validateFeedback } from '../src/feedback/feedback.js';
+import type { Declaration } from '../src/model/schema.js';
+import type { Decision } from '../src/decisions.js';
+import { randomDeclarations } from './helpers.js';
+
+const TOKENS = { port: 'port-token-0123456789abcdef', analyst: 'analyst-token-0123456789abcdef', admin: 'admin-token-0123456789abcdef' };
+const tokensEnv = Object.entries(TOKENS).map(([r, t]) => `${r}:${t}`).join(',');
+const dir = mkdtempSync(join(tmpdir(), 'sel-feedback-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+/** Matches SPS-MEAT-CN of the example profiles (docs/service.md). */
+const MEAT: Declaration = { id: 'D-MEAT-1', date: '2026-11-23', office: 'OF01', importer: 'IM00001', declarant: 'DC9', hs: '020890', origin: 'CN', transportMode: '1', customsValue: 1200, netMass: 900, taxRate: 8 };
+
+async function call(base: string, method: string, path: string, o: { role?: keyof typeof TOKENS; body?: Buffer | string; type?: string; accept?: string } = {}): Promise<{ status: number; body: Buffer; json: () => any }> {
+  return new Promise((resolve, reject) => {
+    const req = httpRequest(`${base}${path}`, { method, headers: { authorization: `Bearer ${TOKENS[o.role ?? 'analyst']}`, ...(o.type ? { 'content-type': o.type } : {}), ...(o.accept ? { accept: o.accept } : {}) } }, (res) => {
+      const parts: Buffer[] = [];
+      res.on('data', (c: Buffer) => parts.push(c));
+      res.on('end', () => { const body = Buffer.concat(parts); resolve({ status: res.statusCode!, body, json: () => JSON.parse(body.toString('utf8')) }); });
+    });
+    req.on('error', reject);
+    if (o.body !== undefined) req.write(o.body);
+    req.end();
+  });
+}
+
+const logRows = (dataDir: string, where = '1 = 1', ...args: unknown[]) => {
+  const db = openStore(join(dataDir, STORE_FILE));
+  try { return db.prepare(`SELECT * FROM decision_log WHERE ${where} ORDER BY seq`).all(...args) as Record<string, any>[]; } finally { db.close(); }
+};
+
+function declarations(n: number, seed: number, prefix: string): Declaration[] {
+  return randomDeclarations(n, seed).filter((d) => d.netMass > 0).map((d, i) => ({ ...d, id: `${prefix}${i}` }));
+}
+
+describe('feedback (service over loopback, worker pool)', () => {
+  const dataDir = join(dir, 'live');
+  let service: RunningService;
+  let base: string;
+  const start = async () => {
+    service = await startService({ host: '127.0.0.1', port: 0, dataDir, tokensEnv, threads: 2, inlineMaxBytes: 0, metricsIntervalMs: 60_000 });
+    base = service.url;
+  };
+  beforeAll(async () => {
+    await start();
+    const r = await call(base, 'POST', '/v1/score', { role: 'port', type: 'application/json', body: JSON.stringify({ declarations: [MEAT, ...declarations(10, 1, 'J')] }) });
+    expect(r.status).toBe(200);
+  });
+  afterAll(async () => { await service?.close(); });
+
+  it('records feedback: per-item errors naming the field, unknown declarations rejected, the rest recorded', async () => {
+    const results = [
+      { declarationId: MEAT.id, date: '2026-11-24', channel: 'red', inspected: true, outcome: 'seizure', irregularity: 'sps', revenueRecovered: 350, notes: 'no health certificate' },
+      { declarationId: 'J0', date: '2026-11-24', channel: 'green', inspected: 'yes', outcome: 'no-discrepancy' },
+      { declarationId: 'NEVER-SCORED', date: '2026-11-24', channel: 'green', inspected: false, outcome: 'no-discrepancy' },
+      { declarationId: 'J1', date: '2026-11-24', channel: 'yellow', inspected: true, outcome: 'no-discrepancy', revenueRecovered: -1 },
+      { declarationId: 'J2', date: '2026-11-24', channel: 'yellow', inspected: true, outcome: 'no-discrepancy' },
+    ];
+    const r = await call(base, 'POST', '/v1/feedback', { role: 'port', type: 'application/json', body: JSON.stringify({ results }) });
+    expect(r.status).toBe(200);
+    const body = r.json();
+    expect(body.counts).toEqual({ recorded: 2, replaced: 0, duplicate: 0, rejected: 3 });
+    expect(body.results.map((x: { status: string }) => x.status)).toEqual(['recorded', 'rejected', 'rejected', 'rejected', 'recorded']);
+    expect(body.results[1].error.code).toBe('SEL_ERR_FEEDBACK_INVALID');
+    expect(body.results[1].error.details.field).toBe('inspected');
+    expect(body.results[2].error.code).toBe('SEL_ERR_FEEDBACK_UNKNOWN_DECLARATION');
+    expect(body.results[3].error.details.field).toBe('revenueRecovered');
+    const logged = logRows(dataDir, 'declaration_id = ?', MEAT.id);
+    expect(body.results[0].decision.seq).toBe(logged[logged.length - 1].seq);
+
+    const shown = await call(base, 'GET', `/v1/feedback?declarationId=${MEAT.id}`, { role: 'port' });
+    expect(shown.status).toBe(200);
+    expect(shown.json().feedback).toMatchObject({ outcome: 'seizure', inspected: true, revenueRecovered: 350, irregularity: 'sps', current: true, recordedBy: 'port token' });
+    expect(shown.json().decision.reasons.some((x: { profile?: string }) => x.profile === 'SPS-MEAT-CN')).toBe(true);
+
+    const unknown = await call(base, 'GET', '/v1/feedback?declarationId=NEVER-SCORED');
+    expect(unknown.status).toBe(404);
+    expect(unknown.json().error.code).toBe('SEL_ERR_NOT_FOUND');
+  });
+
+  it('is idempotent: the same result again is a duplicate; a different one replaces it and keeps the history', async () => {
+    const item = { declarationId: 'J2', date: '2026-11-24', channel: 'yellow', inspected: true, outcome: 'no-discrepancy' };
+    const dup = await call(base, 'POST', '/v1/feedback', { type: 'application/msgpack', accept: 'application/json', body: Buffer.from(pack({ results: [item] })) });
+    expect(dup.json().counts).toEqual({ recorded: 0, replaced: 0, duplicate: 1, rejected: 0 });
+    const changed = await call(base, 'POST', '/v1/feedback', { type: 'application/json', body: JSON.stringify({ results: [{ ...item, outcome: 'discrepancy', irregularity: 'undervaluation', revenueRecovered: 80 }] }) });
+    expect(changed.json().results[0].status).toBe('replaced');
+    const shown = (await call(base, 'GET', '/v1/feedback?declarationId=J2')).json();
+    expect(shown.feedback.outcome).toBe('discrepancy');
+    expect(shown.history.map((h: { outcome: string; current: boolean }) => [h.outcome, h.current])).toEqual([['no-discrepancy', false], ['discrepancy', true]]);
+  });
+
+  it('rejects a malformed request whole and enforces roles', async () => {
+    const bad = await call(base, 'POST', '/v1/feedback', { type: 'application/json', body: JSON.stringify({ result: [] }) });
+    expect(bad.status).toBe(400);
+    expect(bad.json().error.code).toBe('SEL_ERR_REQUEST_INVALID');
+    expect((await call(base, 'GET', `/v1/decisions/${MEAT.id}`, { role: 'port' })).json().error.code).toBe('SEL_ERR_FORBIDDEN');
+    const decisions = await call(base, 'GET', `/v1/decisions/${MEAT.id}`);
+    expect(decisions.json().decisions[0].declaration).toMatchObject({ hs: MEAT.hs, importer: MEAT.importer, customsValue: MEAT.customsValue, taxRate: MEAT.taxRate });
+  });
+
+  it('keeps the feedback across a restart on the same data directory; profile stats show the hit rate', async () => {
+    const before = logRows(dataDir).length;
+    await service.close();
+    await start();
+    expect(logRows(dataDir).length).toBe(before);
+    const shown = (await call(base, 'GET', `/v1/feedback?declarationId=${MEAT.id}`)).json();
+    expect(shown.feedback.outcome).toBe('seizure');
+    const db = openStore(join(dataDir, STORE_FILE));
+    try {
+      const st = profileStats(db, { from: '2026-11-01', to: '2026-11-30' });
+      const meat = st.profiles.find((p) => p.id === 'SPS-MEAT-CN')!;
+      expect(meat.inspected).toBeGreaterThanOrEqual(1);
+      expect(meat.nonCompliant).toBe(meat.inspected);
+      expect(meat.hitRate).toBe(1);
+      expect(meat.revenueRecovered).toBe(350);
+    } finally {
+      db.close();
+    }
+  });
+});
+
+describe('feedback with the decision log off', () => {
+  it('has nothing to join to: unknown declaration', async () => {
+    const service = await startService({ host: '127.0.0.1', port: 0, dataDir: join(dir, 'off'), tokensEnv, threads: 1, metricsIntervalMs: 60_000, decisionLog: false });
+    try {
+      expect((await call(service.url, 'POST', '/v1/score', { role: 'port', type: 'application/json', body: JSON.stringify({ declarations: [MEAT] }) })).status).toBe(200);
+      const f = await call(service.url, 'POST', '/v1/feedback', { type: 'application/json', body: JSON.stringify({ results: [{ declarationId: MEAT.id, date: '2026-11-24', channel: 'red', inspected: true, outcome: 'seizure' }] }) });
+      expect(f.json().results[0].error.code).toBe('SEL_ERR_FEEDBACK_UNKNOWN_DECLARATION');
+    } finally {
+      await service.close();
+    }
+  });
+});
+
+describe('feedback internals', () => {
+  it('validates each field with the field named', () => {
+    const good = { declarationId: 'X', date: '2026-02-28', channel: 'red', inspected: true, outcome: 'discrepancy' };
+    expect(validateFeedback(good).ok).toBe(true);
+    const cases: [Record<string, unknown>, string][] = [
+      [{ ...good, date: '2026-02-30' }, 'date'],
+      [{ ...good, channel: 'purple' }, 'channel'],
+      [{ ...good, outcome: 'bad' }, 'outcome'],
+      [{ ...good, notes: 'x'.repeat(2001) }, 'notes'],
+      [{ ...good, irregularity: 'x'.repeat(65) }, 'irregularity'],
+      [{ ...good, rulesetVersion: 'v1' }, 'rulesetVersion'],
+      [{ ...good, extra: 1 }, 'extra'],
+      [{ ...good, declarationId: '' }, 'declarationId'],
+    ];
+    for (const [raw, field] of cases) {
+      const v = validateFeedback(raw);
+      expect(v.ok, field).toBe(false);
+      if (!v.ok) { expect(v.error.code).toBe('SEL_ERR_FEEDBACK_INVALID'); expect(v.error.details.field).toBe(field); }
+    }
+    expect(examinationResult({ inspected: false, outcome: 'seizure' })).toBe('not-examined');
+    expect(examinationResult({ inspected: true, outcome: 'no-discrepancy' })).toBe('compliant');
+    expect(examinationResult({ inspected: true, outcome: 'discrepancy' })).toBe('non-compliant');
+  });
+
+  it('joins to the latest decision of a named ruleset version', async () => {
+    const path = join(dir, 'versions', STORE_FILE);
+    openStore(path).close();
+    const log = new DecisionLog({ storePath: path, thread: false });
+    const d = (v: string): Decision => ({ id: 'A', channel: 'yellow', score: 3, controlGroup: false, rulesetVersion: v, reasons: [{ code: 'PROFILE', profile: 'P1', version: 2, weight: 3 }] });
+    const x: Declaration = { ...MEAT, id: 'A' };
+    for (const v of ['aaaaaaaaaaaaaaaa', 'bbbbbbbbbbbbbbbb']) await log.append(encodeLogRows([d(v)], [x], v));
+    await log.close();
+    const db = openStore(path);
+    try {
+      const store = new FeedbackStore(db);
+      expect(store.decisions('A').map((r) => r.rulesetVersion)).toEqual(['aaaaaaaaaaaaaaaa', 'bbbbbbbbbbbbbbbb']);
+      const item = { declarationId: 'A', date: '2026-11-24', channel: 'yellow', inspected: true, outcome: 'no-discrepancy' };
+      const r = store.record([{ ...item, rulesetVersion: 'aaaaaaaaaaaaaaaa' }, { ...item, rulesetVersion: 'cccccccccccccccc' }], 'test');
+      expect(r.results[0].decision?.rulesetVersion).toBe('aaaaaaaaaaaaaaaa');
+      expect(r.results[1].error?.code).toBe('SEL_ERR_FEEDBACK_UNKNOWN_DECLARATION');
+      expect(r.results[1].error?.details.field).toBe('rulesetVersion');
+      // without a version: the latest decision; a different join is a new result, not a duplicate
+      expect(store.record([item], 'test').results[0]).toMatchObject({ status: 'replaced', decision: { rulesetVersion: 'bbbbbbbbbbbbbbbb' } });
+      expect(store.record([item], 'test').results[0].status).toBe('duplicate');
+    } finally {
+      db.close();
+    }
+  });
+});
