@@ -18,7 +18,7 @@ import { encodeLogRows } from '../src/feedback/log-rows.js';
 import { examinationResult, FeedbackStore, validateFeedback } from '../src/feedback/feedback.js';
 import type { Declaration } from '../src/model/schema.js';
 import type { Decision } from '../src/decisions.js';
-import { randomDeclarations } from './helpers.js';
+import { randomDeclarations, runCli } from './helpers.js';
 
 const TOKENS = { port: 'port-token-0123456789abcdef', analyst: 'analyst-token-0123456789abcdef', admin: 'admin-token-0123456789abcdef' };
 const tokensEnv = Object.entries(TOKENS).map(([r, t]) => `${r}:${t}`).join(',');
@@ -197,4 +197,43 @@ describe('feedback internals', () => {
       db.close();
     }
   });
+});
+
+describe('learning from the feedback in the store (POST /v1/model/retrain)', () => {
+  it('refits on inspected declarations, swaps the model in, shows it as reasons, and keeps it across a restart', async () => {
+    const dataDir = join(dir, 'learn');
+    let service = await startService({ host: '127.0.0.1', port: 0, dataDir, tokensEnv, threads: 1, inlineMaxBytes: 0, metricsIntervalMs: 60_000 });
+    try {
+      // too little feedback: a named error, nothing changes
+      const early = await call(service.url, 'POST', '/v1/model/retrain');
+      expect(early.status).toBe(400);
+      expect(early.json().error.code).toBe('SEL_ERR_OPTION_INVALID');
+      expect((await call(service.url, 'GET', '/v1/model')).json()).toEqual({ model: null });
+      // traffic; every declaration of importer IMP3 turns out non-compliant, one in ten of the others
+      const decls = declarations(400, 7, 'L');
+      expect((await call(service.url, 'POST', '/v1/score', { role: 'port', type: 'application/json', body: JSON.stringify({ declarations: decls }) })).status).toBe(200);
+      const results = decls.map((d, i) => ({ declarationId: d.id, date: '2026-11-25', channel: 'red', inspected: true, outcome: d.importer === 'IMP3' || i % 10 === 0 ? 'discrepancy' : 'no-discrepancy' }));
+      expect((await call(service.url, 'POST', '/v1/feedback', { role: 'port', type: 'application/json', body: JSON.stringify({ results }) })).json().counts.recorded).toBe(decls.length);
+      const before = (await call(service.url, 'GET', '/v1/ruleset')).json().version;
+      const r = await call(service.url, 'POST', '/v1/model/retrain');
+      expect(r.status).toBe(200);
+      expect(r.json().training.rows).toBe(decls.length);
+      expect(r.json().ruleset.version).not.toBe(before);
+      const importer = r.json().model.dimensions.find((d: { name: string }) => d.name === 'importer');
+      expect(importer.weight).toBeGreaterThan(0);
+      // a new IMP3 declaration: its importer's history is a reason
+      const next = { ...decls.find((d) => d.importer === 'IMP3')!, id: 'L-NEW' };
+      const scored = (await call(service.url, 'POST', '/v1/score', { role: 'port', type: 'application/json', body: JSON.stringify({ declarations: [next] }) })).json();
+      expect(scored.decisions[0].reasons.some((x: { code: string; dimension?: string; value?: string }) => x.code === 'HISTORY' && x.dimension === 'importer' && x.value === 'IMP3')).toBe(true);
+      await service.close();
+      service = await startService({ host: '127.0.0.1', port: 0, dataDir, tokensEnv, threads: 1, inlineMaxBytes: 0, metricsIntervalMs: 60_000 });
+      expect((await call(service.url, 'GET', '/v1/model')).json().model.rows).toBe(decls.length);
+      // the same from the CLI, reading the store beside the running service
+      const cli = await runCli(['train', '--from-store', '--data-dir', dataDir, '--out', join(dir, 'cli-model.json'), '--json']);
+      expect(cli.code, cli.stderr).toBe(0);
+      expect(JSON.parse(cli.stdout).rows).toBe(decls.length);
+    } finally {
+      await service.close();
+    }
+  }, 60_000);
 });

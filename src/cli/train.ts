@@ -12,6 +12,11 @@ import { candidateProfiles, type TrainOptions } from '../learn/train.js';
 import { savePeerSnapshot } from '../peers/peer-store.js';
 import { writeFileDurable } from '../store/durable.js';
 import { intOption, numberOption } from './options.js';
+import { join, resolve } from 'node:path';
+import { openStore, STORE_FILE } from '../store/sqlite.js';
+import { trainingDataFromStore } from '../learn/from-store.js';
+import { trainModel } from '../learn/train.js';
+import { loadPeerTables } from '../peers/peer-store.js';
 import { Progress } from './progress.js';
 
 export const LEARN_HELP = `  --dimensions <list>       historical dimensions, comma-separated, pairs with ×
@@ -37,12 +42,20 @@ export function learnOptions(v: { dimensions?: string; strength?: string; 'half-
 }
 
 export const TRAIN_HELP = `Usage: selectivity train --train <file> [--train <file> …] --label <column> --out <model.json> [options]
+       selectivity train --from-store [--data-dir <dir>] [--out <model.json>] [options]
 
 Fits the compliance model on labelled history: per risk dimension (HS code
 levels, origin, importer, HS × origin, …) the smoothed non-compliance rate of
 each value, and a logistic regression that weighs peer deviation, the
 misclassification signal and those rates into one score. Writes the model
 (settings and tables) and the training peer statistics.
+
+--from-store learns from the service's own feedback loop instead: the logged
+decisions of <data-dir> (default ./data) whose declarations were inspected,
+labelled by their examination results, against the service's peer
+statistics; the model goes to <data-dir>/model.json, which the service loads
+on start and on POST /v1/ruleset/reload (POST /v1/model/retrain does all of
+this in a running service).
 
 Options:
   --label <column>          non-compliance label column (passed through by the mapping)
@@ -69,9 +82,11 @@ export async function trainCommand(argv: string[]): Promise<number> {
       train: { type: 'string', multiple: true }, label: { type: 'string' }, positive: { type: 'string', multiple: true },
       columns: { type: 'string' }, by: { type: 'string', multiple: true }, out: { type: 'string' }, 'peers-out': { type: 'string' }, candidates: { type: 'string' },
       threads: { type: 'string' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' }, ...LEARN_OPTIONS,
+      'from-store': { type: 'boolean' }, 'data-dir': { type: 'string' },
     },
   });
   if (values.help) { process.stdout.write(TRAIN_HELP); return 0; }
+  if (values['from-store']) return trainFromStore(values);
   if (!values.train?.length) throw errors.SEL_ERR_OPTION_INVALID('train needs --train <file>', { field: 'train', expected: 'one or more labelled files', got: values.train });
   if (!values.label) throw errors.SEL_ERR_OPTION_INVALID('train needs --label <column>', { field: 'label', expected: 'the non-compliance label column', got: values.label });
   if (!values.out) throw errors.SEL_ERR_OPTION_INVALID('train needs --out <model.json>', { field: 'out', expected: 'a path for the model', got: values.out });
@@ -107,5 +122,19 @@ export async function trainCommand(argv: string[]): Promise<number> {
     ];
     process.stdout.write(`${lines.join('\n')}\n`);
   }
+  return 0;
+}
+
+async function trainFromStore(values: { 'data-dir'?: string; out?: string; json?: boolean; dimensions?: string; strength?: string; 'half-life'?: string; 'red-at'?: string; 'yellow-at'?: string }): Promise<number> {
+  const dataDir = resolve(values['data-dir'] ?? 'data');
+  const db = openStore(join(dataDir, STORE_FILE));
+  let data;
+  try { data = trainingDataFromStore(db); } finally { db.close(); }
+  const peers = loadPeerTables(join(dataDir, 'peers.json'));
+  const model = await trainModel(data, peers, {}, { ...learnOptions(values), threads: 0 });
+  const out = values.out ?? join(dataDir, 'model.json');
+  writeFileDurable(out, `${JSON.stringify({ ...model, createdAt: new Date().toISOString(), source: `feedback in ${dataDir}` })}\n`);
+  const report = { model: out, rows: data.rows, nonCompliant: data.positives, training: model.training, coefficients: model.coefficients };
+  process.stdout.write(values.json ? `${JSON.stringify(report, null, 2)}\n` : `trained on ${data.rows} inspected declarations with feedback (${data.positives} non-compliant); log-loss ${model.training.logLoss.toFixed(4)}\nwrote ${out} (the service uses it after a restart or POST /v1/ruleset/reload)\n`);
   return 0;
 }

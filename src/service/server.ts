@@ -6,6 +6,7 @@
  *   POST /v1/score/stream   NDJSON | MessagePack sequence, streamed both ways
  *   GET  /v1/ruleset                            analyst, admin
  *   POST /v1/ruleset/reload                     admin
+ *   GET  /v1/model, POST /v1/model/retrain      analyst, admin (learn from the feedback in the store)
  *   PUT  /v1/ruleset/profiles                   analyst, admin (durable before 200)
  *   GET|PUT /v1/peers, POST /v1/studies, POST /v1/evaluations   analyst, admin (analysis.ts)
  *   /v1/profiles…  list, show, versions, import, export, activate, retire   analyst, admin (profile-routes.ts)
@@ -435,6 +436,15 @@ export async function buildServer(options: ServiceOptions): Promise<FastifyInsta
   app.post('/v1/ruleset/reload', { config: { access: 'admin' }, schema: { tags: ['ruleset'], summary: 'Re-read the profiles and peer-table files and swap the ruleset in without a restart. If either file is invalid, the active ruleset stays.', response: { 200: rulesetSchema, '4xx': errorSchema } } }, async () => {
     source.swap(await source.load());
     return rulesetInfo();
+  });
+  // ---- the compliance model: learnt from the feedback in the store ------------
+  const modelSchema = { type: 'object', additionalProperties: true } as const;
+  app.get('/v1/model', { config: { access: 'read' }, schema: { tags: ['ruleset'], summary: 'The compliance model in use (historical tables and weights): when it was trained, on how many declarations, its dimensions; {"model": null} without one.', response: { 200: modelSchema } } },
+    async () => ({ model: source.modelInfo ?? null }));
+  app.post('/v1/model/retrain', { config: { access: 'write' }, schema: { tags: ['ruleset'], summary: 'Refit the compliance model on the inspected declarations with feedback (decision log joined to current feedback), write it durably to the data directory, and swap it in. Too little feedback answers SEL_ERR_OPTION_INVALID and nothing changes.', response: { 200: modelSchema, '4xx': errorSchema } } }, async () => {
+    const r = await source.retrain();
+    source.swap(r);
+    return { model: source.modelInfo, training: r.training, ruleset: rulesetInfo() };
   });
   await app.register(async (scope) => {
     scope.addContentTypeParser(MSGPACK_TYPES, { parseAs: 'buffer', bodyLimit }, (_req, body, done) => {

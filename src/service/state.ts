@@ -8,10 +8,14 @@
  */
 import { readJsonFile } from '../store/json-file.js';
 import { chmodSync, existsSync, mkdirSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { errors } from '../errors.js';
 import { ProfileStore, type ImportSummary } from '../profiles/store.js';
 import { WatchListStore } from '../text/store.js';
+import { modelRuleset, trainModel, type TrainedModel } from '../learn/train.js';
+import type { HistoryTables } from '../learn/history.js';
+import { trainingDataFromStore } from '../learn/from-store.js';
+import { writeFileDurable } from '../store/durable.js';
 import { UsageRecorder } from '../profiles/effectiveness.js';
 import { loadPeers, parsePeerSnapshot, savePeerSnapshot } from '../peers/peer-store.js';
 import { isPeerSnapshot, snapshotTables, type PeerSnapshot, type PeerTables } from '../peers/peer-groups.js';
@@ -26,6 +30,8 @@ export interface RulesetFiles {
   /** The SQLite store (profiles and their versions). */
   storePath: string;
   peersPath: string;
+  /** The compliance model (selectivity train, or POST /v1/model/retrain); used when the file exists. Default: model.json beside the store. */
+  modelPath?: string;
 }
 
 export interface SeedReport {
@@ -114,9 +120,46 @@ export class RulesetSource {
   /** The store's database (effectiveness queries, feedback). */
   get database(): Db { return this.db; }
 
-  /** A ruleset of these peers with the profiles and watch lists active now. */
-  private compose(peers: PeerTables): Ruleset {
-    return createRuleset({ peers, profiles: this.profiles.activeAt(this.now()), watchLists: this.watchLists.active() });
+  /** The compliance model in use (weights, thresholds, historical tables), if any. */
+  private model: { settings: TrainedModel['settings']; history: HistoryTables; trainedAt?: string; rows?: number } | undefined;
+
+  private get modelPath(): string { return this.files.modelPath ?? join(dirname(this.files.storePath), 'model.json'); }
+
+  /** A ruleset of these peers with the profiles and watch lists active now, and the model. */
+  private compose(peers: PeerTables, model = this.model): Ruleset {
+    const base = { peers, profiles: this.profiles.activeAt(this.now()), watchLists: this.watchLists.active() };
+    return model ? createRuleset({ ...base, settings: model.settings, history: model.history }) : createRuleset(base);
+  }
+
+  /** Reads the model file when there is one (a named error if it is not a model; nothing changes then). */
+  private readModel(): typeof this.model {
+    if (!existsSync(this.modelPath)) return undefined;
+    const raw = readJsonFile(this.modelPath, 'the model', 'model', errors.SEL_ERR_RULESET_INVALID) as { createdAt?: string; training?: { rows?: number } };
+    return { ...modelRuleset(raw), trainedAt: raw.createdAt, rows: raw.training?.rows };
+  }
+
+  /** What the model in use was trained on (undefined without a model). */
+  get modelInfo(): { path: string; trainedAt: string | null; rows: number | null; dimensions: { name: string; weight: number; values: number }[] } | undefined {
+    const m = this.model;
+    return m && { path: this.modelPath, trainedAt: m.trainedAt ?? null, rows: m.rows ?? null, dimensions: m.history.dimensions.map((d) => ({ name: d.name, weight: d.weight, values: d.keys.length })) };
+  }
+
+  /**
+   * Refits the compliance model on the inspected declarations whose feedback
+   * the store holds (the decision log joined to current feedback), against
+   * the current peers; writes it durably to the model file, then returns the
+   * ruleset to swap in. Too little feedback is a named error; nothing changes.
+   */
+  async retrain(): Promise<Ruleset & { training: TrainedModel['training'] }> {
+    if (!this.peers) throw errors.SEL_ERR_NOT_READY('no ruleset loaded yet', { field: 'ruleset' });
+    const data = trainingDataFromStore(this.db);
+    const model = await trainModel(data, this.peers, {}, { threads: 0 });
+    const doc = { ...model, createdAt: new Date(this.now()).toISOString(), source: 'feedback in the store' };
+    const next = { settings: model.settings, history: model.history, trainedAt: doc.createdAt, rows: model.training.rows };
+    const ruleset = this.compose(this.peers, next); // validates before anything is written
+    writeFileDurable(this.modelPath, `${JSON.stringify(doc)}\n`);
+    this.model = next;
+    return { ...ruleset, training: model.training };
   }
 
   /** Reads the peer file and the active profiles; throws a named error and changes nothing if either is invalid. */
@@ -124,7 +167,9 @@ export class RulesetSource {
     const loaded = loadPeers(this.files.peersPath);
     const snapshot = isPeerSnapshot(loaded) ? loaded : undefined;
     const peers = snapshot ? snapshotTables(snapshot) : (loaded as PeerTables);
-    const ruleset = this.compose(peers);
+    const model = this.readModel();
+    const ruleset = this.compose(peers, model);
+    this.model = model;
     this.peers = peers;
     this.snapshot = snapshot;
     this.reschedule();
