@@ -210,10 +210,12 @@ class NumberHash {
   private readonly keys: Float64Array;
   private readonly vals: Int32Array;
   private readonly mask: number;
+  private readonly shift: number;
   readonly capacity: number;
   constructor(capacity: number) {
-    let size = 16;
-    while (size < capacity * 2) size *= 2;
+    let size = 16, bits = 4;
+    while (size < capacity * 2) { size *= 2; bits++; }
+    this.shift = 32 - bits;
     this.keys = new Float64Array(size).fill(-1);
     this.vals = new Int32Array(size);
     this.mask = size - 1;
@@ -221,7 +223,8 @@ class NumberHash {
   }
   private slot(k: number): number {
     const lo = k >>> 0, hi = (k / 4294967296) >>> 0;
-    return (Math.imul(lo ^ Math.imul(hi, 0x9e3779b1), 0x85ebca6b) >>> 15) & this.mask;
+    // Fibonacci hashing: the top bits of the product index the table
+    return Math.imul(lo ^ Math.imul(hi, 0x85ebca6b), 0x9e3779b1) >>> this.shift;
   }
   /** A copy with twice the slots. */
   grown(): NumberHash {
@@ -243,6 +246,37 @@ class NumberHash {
       if (x === -1) return -1;
       i = (i + 1) & this.mask;
     }
+  }
+}
+
+/** extra[i] += add[code[i]]. */
+function addByCode(n: number, code: Uint32Array, add: Float64Array, extra: Float64Array): void {
+  for (let i = 0; i < n; i++) extra[i] += add[code[i]];
+}
+
+/** A pair dimension whose batch-code combinations fit a dense memo: one hash lookup per distinct combination. */
+function pairsMemo(n: number, ac: Uint32Array, al: Int32Array, bc: Uint32Array, bl: Int32Array, s1: number, memo: Int32Array, hash: NumberHash, wl: Float64Array, entry: Int32Array, extra: Float64Array): void {
+  const bn = bl.length;
+  for (let i = 0; i < n; i++) {
+    const ca = ac[i], cb = bc[i];
+    const k = ca * bn + cb;
+    let e = memo[k];
+    if (e === -2) {
+      const ga = al[ca], gb = bl[cb];
+      e = memo[k] = (ga | gb) < 0 ? -1 : hash.get(ga * s1 + gb);
+    }
+    entry[i] = e;
+    if (e >= 0) extra[i] += wl[e];
+  }
+}
+
+/** A pair dimension with too many combinations for a memo: one hash lookup per row. */
+function pairsHash(n: number, ac: Uint32Array, al: Int32Array, bc: Uint32Array, bl: Int32Array, s1: number, hash: NumberHash, wl: Float64Array, entry: Int32Array, extra: Float64Array): void {
+  for (let i = 0; i < n; i++) {
+    const ga = al[ac[i]], gb = bl[bc[i]];
+    const e = (ga | gb) < 0 ? -1 : hash.get(ga * s1 + gb);
+    entry[i] = e;
+    if (e >= 0) extra[i] += wl[e];
   }
 }
 
@@ -381,7 +415,7 @@ export class HistoryScorer {
       out.codeOf[d] = col.index;
       out.byCode[d] = e;
     }
-    for (const [code, { add }] of columns) for (let i = 0; i < n; i++) extra[i] += add[code[i]];
+    for (const [code, { add }] of columns) addByCode(n, code, add, extra);
     const aeo = this.tables.aeoReduction ?? 0;
     if (aeo !== 0) {
       const col = batch.codes.aeo;
@@ -399,22 +433,9 @@ export class HistoryScorer {
       const memo = space <= 4 * n + 65_536 ? new Int32Array(space).fill(-2) : undefined;
       const entry = new Int32Array(n);
       if (ps.length === 2) {
-        // the common case, without the loop over parts
-        const ac = ps[0].code, al = ps[0].lut, bc = ps[1].code, bl = ps[1].lut, bn = bl.length, s1 = sizes[1];
-        for (let i = 0; i < n; i++) {
-          const ca = ac[i], cb = bc[i];
-          const ga = al[ca], gb = bl[cb];
-          let e = -1;
-          if ((ga | gb) >= 0) {
-            if (memo) {
-              const k = ca * bn + cb;
-              e = memo[k];
-              if (e === -2) e = memo[k] = hash.get(ga * s1 + gb);
-            } else e = hash.get(ga * s1 + gb);
-          }
-          entry[i] = e;
-          if (e >= 0) extra[i] += wl[e];
-        }
+        // the common case, in small monomorphic loops the JIT keeps tight
+        if (memo) pairsMemo(n, ps[0].code, ps[0].lut, ps[1].code, ps[1].lut, sizes[1], memo, hash, wl, entry, extra);
+        else pairsHash(n, ps[0].code, ps[0].lut, ps[1].code, ps[1].lut, sizes[1], hash, wl, entry, extra);
         out.byRow[d] = entry;
         continue;
       }
