@@ -14,8 +14,7 @@ import { writeFileDurable } from '../store/durable.js';
 import { intOption, numberOption } from './options.js';
 import { join, resolve } from 'node:path';
 import { openStore, STORE_FILE } from '../store/sqlite.js';
-import { trainingDataFromStore } from '../learn/from-store.js';
-import { trainModel } from '../learn/train.js';
+import { modelFromStore } from '../learn/from-store.js';
 import { loadPeerTables } from '../peers/peer-store.js';
 import { Progress } from './progress.js';
 
@@ -127,14 +126,14 @@ export async function trainCommand(argv: string[]): Promise<number> {
 
 async function trainFromStore(values: { 'data-dir'?: string; out?: string; json?: boolean; dimensions?: string; strength?: string; 'half-life'?: string; 'red-at'?: string; 'yellow-at'?: string }): Promise<number> {
   const dataDir = resolve(values['data-dir'] ?? 'data');
-  const db = openStore(join(dataDir, STORE_FILE));
-  let data;
-  try { data = trainingDataFromStore(db); } finally { db.close(); }
   const peers = loadPeerTables(join(dataDir, 'peers.json'));
-  const model = await trainModel(data, peers, {}, { ...learnOptions(values), threads: 0 });
+  const db = openStore(join(dataDir, STORE_FILE));
+  let doc;
+  try { doc = await modelFromStore(db, peers, learnOptions(values), `feedback in ${dataDir}`); } finally { db.close(); }
   const out = values.out ?? join(dataDir, 'model.json');
-  writeFileDurable(out, `${JSON.stringify({ ...model, createdAt: new Date().toISOString(), source: `feedback in ${dataDir}` })}\n`);
-  const report = { model: out, rows: data.rows, nonCompliant: data.positives, training: model.training, coefficients: model.coefficients };
-  process.stdout.write(values.json ? `${JSON.stringify(report, null, 2)}\n` : `trained on ${data.rows} inspected declarations with feedback (${data.positives} non-compliant); log-loss ${model.training.logLoss.toFixed(4)}\nwrote ${out} (the service uses it after a restart or POST /v1/ruleset/reload)\n`);
+  writeFileDurable(out, `${JSON.stringify(doc)}\n`);
+  const rows = doc.training.rows;
+  const report = { model: out, rows, nonCompliant: doc.nonCompliant, training: doc.training, coefficients: doc.coefficients };
+  process.stdout.write(values.json ? `${JSON.stringify(report, null, 2)}\n` : `trained on ${rows} inspected declarations with feedback (${doc.nonCompliant} non-compliant); log-loss ${doc.training.logLoss.toFixed(4)}\nwrote ${out} (the service uses it after a restart or POST /v1/ruleset/reload)\n`);
   return 0;
 }

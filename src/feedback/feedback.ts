@@ -130,7 +130,8 @@ export interface FeedbackCounts { recorded: number; replaced: number; duplicate:
 interface DecisionRow { seq: number; declaration_id: string; decided_at: number; ruleset_version: string; score: number; channel: string; control_group: number; reasons: string; date: string; office: string; importer: string; declarant: string | null; seller: string | null; hs: string; origin: string; departure: string | null; transport_mode: string | null; customs_value: number; net_mass: number; quantity: number | null; tax_rate: number | null; aeo: number | null }
 interface FeedbackRow { seq: number; declaration_id: string; current: number; decision_seq: number; date: string; channel: string; inspected: number; outcome: string; irregularity: string | null; revenue_recovered: number; notes: string | null; ruleset_version: string | null; recorded_at: string; recorded_by: string }
 
-function toDecision(r: DecisionRow): LoggedDecision {
+/** The declaration fields of a decision_log row (absent where NULL). */
+export function loggedDeclaration(r: Omit<DecisionRow, 'seq' | 'declaration_id' | 'decided_at' | 'ruleset_version' | 'score' | 'channel' | 'control_group' | 'reasons'>): LoggedDecision['declaration'] {
   const d: LoggedDecision['declaration'] = { date: r.date, office: r.office, importer: r.importer, hs: r.hs, origin: r.origin, customsValue: r.customs_value, netMass: r.net_mass };
   if (r.declarant !== null) d.declarant = r.declarant;
   if (r.seller !== null) d.seller = r.seller;
@@ -139,6 +140,11 @@ function toDecision(r: DecisionRow): LoggedDecision {
   if (r.quantity !== null) d.quantity = r.quantity;
   if (r.tax_rate !== null) d.taxRate = r.tax_rate;
   if (r.aeo !== null) d.aeo = r.aeo === 1;
+  return d;
+}
+
+function toDecision(r: DecisionRow): LoggedDecision {
+  const d = loggedDeclaration(r);
   return { seq: r.seq, declarationId: r.declaration_id, decidedAt: new Date(r.decided_at).toISOString(), rulesetVersion: r.ruleset_version, score: r.score, channel: r.channel as Channel, controlGroup: r.control_group === 1, reasons: JSON.parse(r.reasons) as Reason[], declaration: d };
 }
 

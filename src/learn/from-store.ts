@@ -9,7 +9,9 @@ import { errors } from '../errors.js';
 import { BatchBuilder } from '../model/columnar.js';
 import type { Declaration } from '../model/schema.js';
 import type { Db } from '../store/sqlite.js';
-import type { TrainingData } from './train.js';
+import { loggedDeclaration } from '../feedback/feedback.js';
+import type { PeerTables } from '../peers/peer-groups.js';
+import { trainModel, type TrainedModel, type TrainingData, type TrainOptions } from './train.js';
 
 interface Row {
   declaration_id: string; date: string; office: string; importer: string; declarant: string | null; seller: string | null;
@@ -37,14 +39,7 @@ export function trainingDataFromStore(db: Db, batchSize = 8192): TrainingData & 
     labels = [];
   };
   for (const r of rows) {
-    const d: Declaration = { id: r.declaration_id, date: r.date, office: r.office, importer: r.importer, hs: r.hs, origin: r.origin, customsValue: r.customs_value, netMass: r.net_mass };
-    if (r.declarant !== null) d.declarant = r.declarant;
-    if (r.seller !== null) d.seller = r.seller;
-    if (r.departure !== null) d.departure = r.departure;
-    if (r.transport_mode !== null) d.transportMode = r.transport_mode;
-    if (r.quantity !== null) d.quantity = r.quantity;
-    if (r.tax_rate !== null) d.taxRate = r.tax_rate;
-    if (r.aeo !== null) d.aeo = r.aeo === 1;
+    const d: Declaration = { id: r.declaration_id, ...loggedDeclaration(r) };
     const y = r.outcome === 'discrepancy' || r.outcome === 'seizure' ? 1 : 0;
     b.push(d);
     labels.push(y);
@@ -57,4 +52,15 @@ export function trainingDataFromStore(db: Db, batchSize = 8192): TrainingData & 
     throw errors.SEL_ERR_OPTION_INVALID(`the store holds ${n} inspected declarations with feedback (${positives} non-compliant): too few to learn from`, { field: 'feedback', expected: 'at least 10 inspected declarations with feedback, compliant and non-compliant', got: { inspected: n, nonCompliant: positives } });
   }
   return { ...data, rows: n, positives };
+}
+
+/**
+ * Fits the compliance model on the store's inspected declarations with
+ * feedback against `peers` (the service's POST /v1/model/retrain and
+ * `selectivity train --from-store`); returns the model file's document.
+ */
+export async function modelFromStore(db: Db, peers: PeerTables, options: TrainOptions, source: string, now = new Date()): Promise<TrainedModel & { createdAt: string; source: string; nonCompliant: number }> {
+  const data = trainingDataFromStore(db);
+  const model = await trainModel(data, peers, {}, { ...options, threads: 0 });
+  return { ...model, createdAt: now.toISOString(), source, nonCompliant: data.positives };
 }

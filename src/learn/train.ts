@@ -27,7 +27,7 @@ import { createEngine } from '../engine.js';
 import type { ColumnarBatch } from '../model/columnar.js';
 import { NF, FEATURES, type PeerTables } from '../peers/peer-groups.js';
 import { createRuleset, resolveSettings, type RulesetSettings, type RulesetSettingsInput } from '../ruleset/ruleset.js';
-import { batchKeys, DEFAULT_DIMENSIONS, dimensionName, parseDimension, type HistoryTables } from './history.js';
+import { batchKeys, DEFAULT_DIMENSIONS, dimensionName, lifts, parseDimension, type HistoryTables } from './history.js';
 
 export interface TrainOptions {
   /** Dimensions of the historical tables (default DEFAULT_DIMENSIONS). */
@@ -317,6 +317,7 @@ export function candidateProfiles(model: TrainedModel, options: { top?: number; 
   const found: (CandidateProfile & { bound: number })[] = [];
   for (const d of t.dimensions) {
     const parts = parseDimension(d.name);
+    const lift = lifts(t, d);
     d.keys.forEach((key, i) => {
       const n = d.n[i], k = d.positives[i];
       if (n < minSupport) return;
@@ -333,17 +334,16 @@ export function candidateProfiles(model: TrainedModel, options: { top?: number; 
         else conditions[p.field] = [values[j]];
       });
       if (numeric.length) conditions.numeric = numeric;
-      const lift = rate / t.prior;
+      const ratio = rate / t.prior;
       const id = `CAND-${d.name.replace(/×/g, '-')}-${values.join('-')}`.replace(/[^A-Za-z0-9._:-]/g, '_').slice(0, 64);
-      const l = Math.log(((k + t.strength * t.prior) / (n + t.strength)) / (1 - (k + t.strength * t.prior) / (n + t.strength))) - Math.log(t.prior / (1 - t.prior));
       found.push({
         bound,
         profile: {
           id, title: `${d.name} = ${values.join(' × ')}`,
-          description: `Proposed from history: ${Math.round(k)} of ${Math.round(n)} declarations non-compliant (${(100 * rate).toFixed(1)} %, ${lift.toFixed(1)}× the overall ${(100 * t.prior).toFixed(1)} %).`,
-          riskArea: 'revenue', weight: Math.round(Math.max(0.1, d.weight * l) * 100) / 100, conditions,
+          description: `Proposed from history: ${Math.round(k)} of ${Math.round(n)} declarations non-compliant (${(100 * rate).toFixed(1)} %, ${ratio.toFixed(1)}× the overall ${(100 * t.prior).toFixed(1)} %).`,
+          riskArea: 'revenue', weight: Math.round(Math.max(0.1, d.weight * lift[i]) * 100) / 100, conditions,
         },
-        evidence: { dimension: d.name, value: key, support: n, nonCompliant: k, hitRate: rate, lift },
+        evidence: { dimension: d.name, value: key, support: n, nonCompliant: k, hitRate: rate, lift: ratio },
       });
     });
   }

@@ -7,14 +7,12 @@
  *   GET  /v1/decisions/:id                 analyst, admin         every logged decision for the id
  */
 import type { FastifyInstance } from 'fastify';
-import { Unpackr } from 'msgpackr';
 import { errors } from '../errors.js';
 import { FeedbackStore } from '../feedback/feedback.js';
 import type { RulesetSource } from './state.js';
+import { acceptMsgpackBodies } from './msgpack-body.js';
 
 const open = { type: 'object', additionalProperties: true } as const;
-const MSGPACK_TYPES = ['application/msgpack', 'application/x-msgpack'];
-const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true });
 
 /** Most results in one POST /v1/feedback. */
 export const MAX_FEEDBACK_BATCH = 10_000;
@@ -23,9 +21,7 @@ export async function registerFeedbackRoutes(app: FastifyInstance, o: { source: 
   const { errorSchema } = o;
   const store = new FeedbackStore(o.source.database);
   await app.register(async (scope) => {
-    scope.addContentTypeParser(MSGPACK_TYPES, { parseAs: 'buffer', bodyLimit: o.bodyLimit }, (_req, body, done) => {
-      try { done(null, unpackr.unpack(body as Buffer)); } catch (e) { done(errors.SEL_ERR_REQUEST_PARSE(`body is not valid MessagePack: ${(e as Error).message}`, { field: 'body', expected: 'MessagePack' }) as unknown as Error); }
-    });
+    acceptMsgpackBodies(scope, o.bodyLimit);
     scope.post('/v1/feedback', {
       config: { access: 'feedback' },
       schema: {

@@ -24,7 +24,6 @@ import { Readable } from 'node:stream';
 import type { IncomingMessage } from 'node:http';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyError } from 'fastify';
 import swagger from '@fastify/swagger';
-import { Unpackr } from 'msgpackr';
 import { errors, SelectivityError, isSelectivityError } from '../errors.js';
 import type { Engine } from '../engine.js';
 import { FIELDS } from '../model/schema.js';
@@ -39,6 +38,7 @@ import { registerAnalysisRoutes } from './analysis.js';
 import { registerProfileRoutes } from './profile-routes.js';
 import { registerWatchListRoutes } from './watchlist-routes.js';
 import { registerFeedbackRoutes } from './feedback-routes.js';
+import { acceptMsgpackBodies, MSGPACK_TYPES } from './msgpack-body.js';
 import type { DecisionLog } from '../feedback/decision-log.js';
 import { msgpackValueEnd, type WireFormat, type WireReply } from './wire.js';
 
@@ -77,8 +77,6 @@ declare module 'fastify' {
   }
 }
 
-const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true });
-const MSGPACK_TYPES = ['application/msgpack', 'application/x-msgpack'];
 const NDJSON_TYPES = ['application/x-ndjson', 'application/ndjson', 'application/jsonl', 'application/json-seq'];
 
 /** A Buffer view of encoded bytes (no copy), for reply.send. */
@@ -447,9 +445,7 @@ export async function buildServer(options: ServiceOptions): Promise<FastifyInsta
     return { model: source.modelInfo, training: r.training, ruleset: rulesetInfo() };
   });
   await app.register(async (scope) => {
-    scope.addContentTypeParser(MSGPACK_TYPES, { parseAs: 'buffer', bodyLimit }, (_req, body, done) => {
-      try { done(null, unpackr.unpack(body as Buffer)); } catch (e) { done(errors.SEL_ERR_REQUEST_PARSE(`body is not valid MessagePack: ${(e as Error).message}`, { field: 'body', expected: 'MessagePack' }) as unknown as Error); }
-    });
+    acceptMsgpackBodies(scope, bodyLimit);
     scope.put('/v1/ruleset/profiles', {
       config: { access: 'write' },
       schema: {

@@ -12,9 +12,9 @@ import { dirname, join } from 'node:path';
 import { errors } from '../errors.js';
 import { ProfileStore, type ImportSummary } from '../profiles/store.js';
 import { WatchListStore } from '../text/store.js';
-import { modelRuleset, trainModel, type TrainedModel } from '../learn/train.js';
+import { modelRuleset, type TrainedModel } from '../learn/train.js';
 import type { HistoryTables } from '../learn/history.js';
-import { trainingDataFromStore } from '../learn/from-store.js';
+import { modelFromStore } from '../learn/from-store.js';
 import { writeFileDurable } from '../store/durable.js';
 import { UsageRecorder } from '../profiles/effectiveness.js';
 import { loadPeers, parsePeerSnapshot, savePeerSnapshot } from '../peers/peer-store.js';
@@ -152,14 +152,12 @@ export class RulesetSource {
    */
   async retrain(): Promise<Ruleset & { training: TrainedModel['training'] }> {
     if (!this.peers) throw errors.SEL_ERR_NOT_READY('no ruleset loaded yet', { field: 'ruleset' });
-    const data = trainingDataFromStore(this.db);
-    const model = await trainModel(data, this.peers, {}, { threads: 0 });
-    const doc = { ...model, createdAt: new Date(this.now()).toISOString(), source: 'feedback in the store' };
-    const next = { settings: model.settings, history: model.history, trainedAt: doc.createdAt, rows: model.training.rows };
+    const doc = await modelFromStore(this.db, this.peers, {}, 'feedback in the store', new Date(this.now()));
+    const next = { settings: doc.settings, history: doc.history, trainedAt: doc.createdAt, rows: doc.training.rows };
     const ruleset = this.compose(this.peers, next); // validates before anything is written
     writeFileDurable(this.modelPath, `${JSON.stringify(doc)}\n`);
     this.model = next;
-    return { ...ruleset, training: model.training };
+    return { ...ruleset, training: doc.training };
   }
 
   /** Reads the peer file and the active profiles; throws a named error and changes nothing if either is invalid. */
