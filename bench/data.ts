@@ -5,6 +5,8 @@
  * some importers, some numeric thresholds on value or deviation. Thresholds
  * are round numbers, as analysts write them (z <= -3, value >= 50,000).
  */
+import { execSync } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
 import { generateDeclarations } from '../src/generate/synthetic.js';
 import { BatchBuilder, batchViews, type ColumnarBatch } from '../src/model/columnar.js';
 import type { Declaration } from '../src/model/schema.js';
@@ -102,4 +104,15 @@ export function benchProfiles(count: number, seed: number, sample: readonly Decl
     out.push(p);
   }
   return out;
+}
+
+/** Drops the OS page cache when the machine allows it (root on Linux); true when it did. */
+export function dropPageCache(): boolean {
+  try {
+    execSync('sync');
+    writeFileSync('/proc/sys/vm/drop_caches', '1');
+    return true;
+  } catch {
+    return false;
+  }
 }

@@ -37,6 +37,6 @@ export function kernelWasmPath(debug = false): string {
   return join(packageRoot(), 'build', debug ? 'kernel.debug.wasm' : 'kernel.wasm');
 }
 
-export function workerPath(): string {
-  return join(packageRoot(), 'dist', 'workers', 'score-worker.js');
+export function workerPath(name = 'score-worker'): string {
+  return join(packageRoot(), 'dist', 'workers', `${name}.js`);
 }

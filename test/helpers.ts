@@ -2,7 +2,7 @@
  * Random inputs for property tests: declarations, profiles and settings drawn
  * from small vocabularies so that peer groups fill up and profiles match.
  */
-import type { Declaration } from '../src/model/schema.js';
+import { formatIsoDate, parseIsoDate, type Declaration } from '../src/model/schema.js';
 import type { Profile, NumericOperand } from '../src/profiles/profile.js';
 import { NUMERIC_OPERANDS, NUMERIC_OPS } from '../src/profiles/profile.js';
 import { CHANNELS } from '../src/model/channels.js';
@@ -63,6 +63,16 @@ export function randomDeclarations(count: number, seed: number, options: { descr
     out.push(d);
   }
   return out;
+}
+
+/** Declarations over 120 days from 2025-01-01, in date order, with descriptions (never empty ones). */
+export function datedDeclarations(n: number, seed: number, prefix = `H${seed}-`): Declaration[] {
+  const start = parseIsoDate('2025-01-01');
+  return randomDeclarations(n, seed, { descriptions: true }).map((d, i) => {
+    const out: Declaration = { ...d, id: `${prefix}${i}`, date: formatIsoDate(start + Math.floor((i * 120) / n)) };
+    if (out.description === '') delete out.description; // an empty description is an absent one
+    return out;
+  });
 }
 
 export function randomProfiles(count: number, seed: number, options: { keywords?: boolean } = {}): Profile[] {

@@ -15,6 +15,8 @@ import { intelCommand } from './intel.js';
 import { trainCommand } from './train.js';
 import { replayCommand } from './replay.js';
 import { feedbackCommand } from './feedback.js';
+import { historyCommand } from './history.js';
+import { backtestCommand } from './backtest.js';
 
 const HELP = `selectivity — customs selectivity engine
 
@@ -33,6 +35,8 @@ Commands:
   text              goods-description fit to the HS code (fit), watch-list terms in a text (match)
   intel <path>      intelligence texts: keyword co-occurrence network (JSON, GraphML, HTML), watch-list suggestions
   feedback          import examination results (CSV, NDJSON) joined to logged decisions; show one
+  history           import declarations (and results) into the columnar history store; show it
+  backtest          replay the history with a candidate profile set beside the active one
 
 Run "selectivity <command> --help" for a command's options.
 `;
@@ -50,6 +54,8 @@ const commands: Record<string, (argv: string[]) => Promise<number>> = {
   train: trainCommand,
   replay: replayCommand,
   feedback: feedbackCommand,
+  history: historyCommand,
+  backtest: backtestCommand,
 };
 
 export async function main(argv: string[]): Promise<number> {

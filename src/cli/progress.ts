@@ -7,8 +7,13 @@ export class Progress {
   private readonly started = Date.now();
   private readonly enabled: boolean;
 
-  constructor(private readonly label: string, private readonly total: number, enabled = process.stderr.isTTY === true) {
+  constructor(private readonly label: string, private total: number, enabled = process.stderr.isTTY === true) {
     this.enabled = enabled;
+  }
+
+  /** The total, when it is known only once the work has started. */
+  setTotal(total: number): void {
+    this.total = total;
   }
 
   update(done: number, rows: number, force = false): void {

@@ -22,6 +22,7 @@ Options (environment variable in brackets):
                          [SELECTIVITY_TOKENS=port:<token>,analyst:<token>,admin:<token>]
   --threads <n>          scoring worker threads (default: all cores)
   --max-queue <n>        batches allowed to wait for a worker before 503 (default 4 × threads)
+  --backtest-threads <n> worker threads of a back-test job (default half the cores, at least 1)
   --inline-max <size>    bodies up to this size are scored on the main thread, without
                          a hop to a worker (lower latency for single declarations;
                          default 16kb, 0 = always use the pool)
@@ -57,6 +58,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
       peers: { type: 'string' },
       tokens: { type: 'string' },
       threads: { type: 'string' },
+      'backtest-threads': { type: 'string' },
       'max-queue': { type: 'string' },
       'body-limit': { type: 'string' },
       'inline-max': { type: 'string' },
@@ -82,6 +84,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
     tokensFile: values.tokens,
     tokensEnv: env.SELECTIVITY_TOKENS,
     threads: values.threads !== undefined ? intOption(values.threads, 'threads', 0, 1024) : undefined,
+    backtestThreads: values['backtest-threads'] !== undefined ? intOption(values['backtest-threads'], 'backtest-threads', 0, 1024) : undefined,
     maxQueue: values['max-queue'] !== undefined ? intOption(values['max-queue'], 'max-queue', 1) : undefined,
     bodyLimit: values['body-limit'] !== undefined ? parseSize(values['body-limit'], 'body-limit') : undefined,
     inlineMaxBytes: values['inline-max'] !== undefined ? (values['inline-max'].trim() === '0' ? 0 : parseSize(values['inline-max'], 'inline-max')) : undefined,

@@ -35,6 +35,8 @@ import type { Metrics } from './metrics.js';
 import { KERNEL_SERIES, PROMETHEUS_CONTENT_TYPE } from './metrics.js';
 import type { RulesetSource } from './state.js';
 import { registerAnalysisRoutes } from './analysis.js';
+import { registerBacktestRoutes } from './backtest-routes.js';
+import type { BacktestJobs } from '../backtest/jobs.js';
 import { registerProfileRoutes } from './profile-routes.js';
 import { registerWatchListRoutes } from './watchlist-routes.js';
 import { registerFeedbackRoutes } from './feedback-routes.js';
@@ -63,6 +65,8 @@ export interface ServiceOptions {
    * started with --decision-log off.
    */
   decisionLog?: DecisionLog;
+  /** Back-test jobs over the history store (routes /v1/backtests); absent: no such routes. */
+  backtests?: { jobs: BacktestJobs; historyDir: string };
 }
 
 declare module 'fastify' {
@@ -472,6 +476,7 @@ export async function buildServer(options: ServiceOptions): Promise<FastifyInsta
 
   // ---- analysis: peer snapshots, studies, evaluations -------------------------
   await registerAnalysisRoutes(app, { engine, source, bodyLimit, errorSchema, rulesetInfo });
+  if (options.backtests) await registerBacktestRoutes(app, { ...options.backtests, source, errorSchema });
 
   // ---- metrics and API description --------------------------------------------
   app.get('/metrics', { config: { access: 'metrics' }, schema: { tags: ['metrics'], summary: 'Prometheus text exposition: latency percentiles per route and for the kernel, counters.' } }, async (_req, reply) => {

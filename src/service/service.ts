@@ -5,6 +5,7 @@
  * finish in-flight requests, close the pool).
  */
 import { readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { createEngine, type Engine } from '../engine.js';
@@ -14,6 +15,8 @@ import { createMetrics, type Metrics } from './metrics.js';
 import { buildServer } from './server.js';
 import { prepareDataDir, RulesetSource } from './state.js';
 import { DecisionLog } from '../feedback/decision-log.js';
+import { BacktestJobs } from '../backtest/jobs.js';
+import { historyDir } from '../history/store.js';
 
 export interface ServiceConfig {
   host: string;
@@ -37,6 +40,8 @@ export interface ServiceConfig {
   logger?: boolean | object;
   /** Log every returned decision to the store (default true; see docs/feedback.md). */
   decisionLog?: boolean;
+  /** Worker threads of a back-test job (default: half the cores, at least 1; scoring keeps the rest). */
+  backtestThreads?: number;
 }
 
 export interface RunningService {
@@ -83,6 +88,7 @@ export async function startService(config: ServiceConfig): Promise<RunningServic
     source.close();
     throw e;
   }
+  const backtests = { jobs: new BacktestJobs(join(config.dataDir, 'backtests'), historyDir(config.dataDir), config.backtestThreads ?? Math.max(1, Math.floor(availableParallelism() / 2))), historyDir: historyDir(config.dataDir) };
   const engine = createEngine({ ruleset, threads: config.threads, maxQueue: config.maxQueue, inlineMaxBytes: config.inlineMaxBytes ?? 16 * 1024 });
   let app: FastifyInstance | undefined;
   const metrics = await createMetrics({
@@ -95,12 +101,13 @@ export async function startService(config: ServiceConfig): Promise<RunningServic
     ],
   });
   try {
-    app = await buildServer({ engine, source, tokens, metrics, bodyLimit: config.bodyLimit, maxBatch: config.maxBatch, logger: config.logger, version: packageVersion(), decisionLog });
+    app = await buildServer({ engine, source, tokens, metrics, bodyLimit: config.bodyLimit, maxBatch: config.maxBatch, logger: config.logger, version: packageVersion(), decisionLog, backtests });
     // profiles activate and expire by their dates: swap the ruleset at each boundary
     source.startClock((rs) => source.swap(rs));
     await app.listen({ host: config.host, port: config.port });
   } catch (e) {
     await app?.close();
+    await backtests.jobs.close();
     await engine.close();
     await decisionLog?.close();
     metrics.close();
@@ -127,6 +134,7 @@ export async function startService(config: ServiceConfig): Promise<RunningServic
     close() {
       closing ??= (async () => {
         await app!.close(); // stops accepting; waits for in-flight requests and streams
+        await backtests.jobs.close(); // a running back-test is stopped and marked interrupted
         await engine.close();
         await decisionLog?.close(); // every acknowledged decision is already committed; this stops the writer
         metrics.close();

@@ -126,9 +126,19 @@ export class RulesetSource {
   private get modelPath(): string { return this.files.modelPath ?? join(dirname(this.files.storePath), 'model.json'); }
 
   /** A ruleset of these peers with the profiles and watch lists active now, and the model. */
-  private compose(peers: PeerTables, model = this.model): Ruleset {
-    const base = { peers, profiles: this.profiles.activeAt(this.now()), watchLists: this.watchLists.active() };
+  private compose(peers: PeerTables, model = this.model, profiles: unknown = this.profiles.activeAt(this.now())): Ruleset {
+    const base = { peers, profiles, watchLists: this.watchLists.active() };
     return model ? createRuleset({ ...base, settings: model.settings, history: model.history }) : createRuleset(base);
+  }
+
+  /**
+   * A ruleset of the current peers, watch lists and model with other
+   * profiles (a candidate set for a back-test); validates them, changes
+   * nothing.
+   */
+  composeWith(profiles: unknown): Ruleset {
+    if (!this.peers) throw errors.SEL_ERR_NOT_READY('no ruleset loaded yet', { field: 'ruleset' });
+    return this.compose(this.peers, this.model, profiles);
   }
 
   /** Reads the model file when there is one (a named error if it is not a model; nothing changes then). */

@@ -143,7 +143,7 @@ let chartJs: string | undefined;
  * package.json and dist/ subpaths, so the main entry is resolved (from src/
  * or dist/src/ alike) and the package folder found above it.
  */
-function chartJsSource(): string {
+export function chartJsSource(): string {
   if (chartJs !== undefined) return chartJs;
   let file = '';
   try {
@@ -152,7 +152,7 @@ function chartJsSource(): string {
     file = join(dir, 'dist', 'chart.umd.min.js');
     chartJs = readFileSync(file, 'utf8');
   } catch (e) {
-    throw errors.SEL_ERR_INTERNAL('Chart.js could not be loaded for the HTML study report', {
+    throw errors.SEL_ERR_INTERNAL('Chart.js could not be loaded for the HTML report', {
       field: 'chart.js',
       expected: 'the chart.js 4.x package installed, with dist/chart.umd.min.js',
       got: file || (e instanceof Error ? e.message : String(e)),
@@ -163,12 +163,12 @@ function chartJsSource(): string {
 
 
 /** Makes script text safe to place inside <script>…</script>. */
-function scriptSafe(js: string): string {
+export function scriptSafe(js: string): string {
   return js.replace(/<\/script/gi, '<\\/script').replace(/<!--/g, '<\\!--');
 }
 
 /** JSON for a <script type="application/json"> block: no '<', '>', '&' or line separators left raw. */
-function jsonForScript(value: unknown): string {
+export function jsonForScript(value: unknown): string {
   return JSON.stringify(value)
     .replace(/</g, '\\u003c')
     .replace(/>/g, '\\u003e')
@@ -182,7 +182,7 @@ function jsonForScript(value: unknown): string {
 
 const HTML_ESCAPES: Record<string, string> = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' };
 
-function esc(s: string): string {
+export function esc(s: string): string {
   return s.replace(/[&<>"']/g, (c) => HTML_ESCAPES[c]);
 }
 
@@ -285,7 +285,7 @@ function chartView(report: StudyReport): ChartView {
   };
 }
 
-const CSS = `
+export const CSS = `
 :root{--fg:#1f2933;--muted:#6b7785;--line:#d9dee3;--bg:#fff;--head:#f3f5f7;--under:${COLOUR_UNDER};--over:${COLOUR_OVER}}
 *{box-sizing:border-box}
 body{margin:0 auto;padding:24px;max-width:1400px;font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,"Helvetica Neue",Arial,sans-serif;color:var(--fg);background:var(--bg)}

@@ -1,0 +1,174 @@
+/**
+ * Back-tests as jobs for the HTTP service: accepted at once (202), run one
+ * at a time on their own worker pool (a share of the cores, so scoring keeps
+ * the rest), with progress to poll and a report to fetch. Every job is a
+ * file in <data-dir>/backtests, written durably when it is accepted and when
+ * it ends, so a report survives a restart; a job that a restart interrupted
+ * is marked so (run it again).
+ */
+import { mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { errors, isSelectivityError } from '../errors.js';
+import type { Ruleset } from '../ruleset/ruleset.js';
+import { writeFileDurable } from '../store/durable.js';
+import { runBacktest, type BacktestReport } from './backtest.js';
+import type { CapacitySpec } from './accumulate.js';
+
+export type JobStatus = 'queued' | 'running' | 'done' | 'failed' | 'cancelled' | 'interrupted';
+
+export interface JobRequest {
+  names: [string, string];
+  from?: string;
+  to?: string;
+  capacity?: CapacitySpec;
+  tooMuch?: number;
+  /** Profile counts of both sets (what was asked, for listings). */
+  profiles: [number, number];
+}
+
+export interface BacktestJob {
+  id: string;
+  status: JobStatus;
+  createdAt: string;
+  startedAt: string | null;
+  finishedAt: string | null;
+  request: JobRequest;
+  progress: { done: number; total: number; fraction: number };
+  error: { code: string; message: string; details?: unknown } | null;
+  result: BacktestReport | null;
+}
+
+const ID = /^bt-[0-9a-z]+-[0-9a-f]{8}$/;
+
+export class BacktestJobs {
+  private readonly jobs = new Map<string, BacktestJob>();
+  private readonly rulesets = new Map<string, [Ruleset, Ruleset]>();
+  private readonly queue: string[] = [];
+  private running: { id: string; abort: AbortController; done: Promise<void> } | undefined;
+  private closed = false;
+
+  constructor(private readonly dir: string, private readonly historyDir: string, private readonly threads: number) {
+    mkdirSync(dir, { recursive: true });
+    for (const f of readdirSync(dir)) {
+      if (!f.endsWith('.json')) continue;
+      try {
+        const job = JSON.parse(readFileSync(join(dir, f), 'utf8')) as BacktestJob;
+        if (!ID.test(job.id)) continue;
+        if (job.status === 'queued' || job.status === 'running') {
+          job.status = 'interrupted';
+          job.finishedAt = new Date().toISOString();
+          job.error = { code: 'SEL_ERR_NOT_READY', message: 'the service stopped before this back-test finished; submit it again' };
+          this.persist(job);
+        }
+        this.jobs.set(job.id, job);
+      } catch {
+        // a file that is not a job (or a torn temporary): not ours to read
+      }
+    }
+  }
+
+  /** Accepts a job; it runs when the jobs before it are done. */
+  submit(candidate: Ruleset, baseline: Ruleset, request: Omit<JobRequest, 'profiles'>): BacktestJob {
+    if (this.closed) throw errors.SEL_ERR_NOT_READY('the service is shutting down', { field: 'backtest' });
+    const id = `bt-${Date.now().toString(36)}-${randomBytes(4).toString('hex')}`;
+    const job: BacktestJob = {
+      id, status: 'queued', createdAt: new Date().toISOString(), startedAt: null, finishedAt: null,
+      request: { ...request, profiles: [candidate.profiles.length, baseline.profiles.length] },
+      progress: { done: 0, total: 0, fraction: 0 }, error: null, result: null,
+    };
+    this.persist(job); // durable before it is acknowledged
+    this.jobs.set(id, job);
+    this.rulesets.set(id, [candidate, baseline]);
+    this.queue.push(id);
+    this.pump();
+    return job;
+  }
+
+  get(id: string): BacktestJob {
+    const job = this.jobs.get(id);
+    if (!job) throw errors.SEL_ERR_BACKTEST_NOT_FOUND(`no back-test ${id}`, { field: 'id', expected: 'an id from POST /v1/backtests or GET /v1/backtests', got: id });
+    return job;
+  }
+
+  list(): Omit<BacktestJob, 'result'>[] {
+    return [...this.jobs.values()].sort((a, b) => b.createdAt.localeCompare(a.createdAt)).map(({ result: _r, ...rest }) => rest);
+  }
+
+  /** Cancels a queued or running job; removes a finished one. */
+  async remove(id: string): Promise<{ id: string; status: JobStatus | 'deleted' }> {
+    const job = this.get(id);
+    if (job.status === 'queued') {
+      this.queue.splice(this.queue.indexOf(id), 1);
+      this.rulesets.delete(id);
+      this.end(job, 'cancelled');
+      return { id, status: job.status };
+    }
+    if (job.status === 'running' && this.running?.id === id) {
+      this.running.abort.abort();
+      await this.running.done;
+      return { id, status: job.status };
+    }
+    rmSync(join(this.dir, `${id}.json`), { force: true });
+    this.jobs.delete(id);
+    return { id, status: 'deleted' };
+  }
+
+  private end(job: BacktestJob, status: JobStatus, result: BacktestReport | null = null, error: BacktestJob['error'] = null): void {
+    job.status = status;
+    job.finishedAt = new Date().toISOString();
+    job.result = result;
+    job.error = error;
+    try {
+      this.persist(job);
+    } catch (e) {
+      job.status = 'failed';
+      job.error = { code: 'SEL_ERR_STORAGE', message: (e as Error).message };
+    }
+  }
+
+  private persist(job: BacktestJob): void {
+    writeFileDurable(join(this.dir, `${job.id}.json`), JSON.stringify(job));
+  }
+
+  private pump(): void {
+    if (this.running || this.closed) return;
+    const id = this.queue.shift();
+    if (id === undefined) return;
+    const job = this.jobs.get(id)!;
+    const [candidate, baseline] = this.rulesets.get(id)!;
+    this.rulesets.delete(id);
+    const abort = new AbortController();
+    job.status = 'running';
+    job.startedAt = new Date().toISOString();
+    const done = (async () => {
+      try {
+        const report = await runBacktest(this.historyDir, {
+          candidate, baseline, names: job.request.names, from: job.request.from, to: job.request.to,
+          capacity: job.request.capacity, tooMuch: job.request.tooMuch, threads: this.threads, signal: abort.signal,
+          onProgress: (d, t) => { job.progress = { done: d, total: t, fraction: t > 0 ? d / t : 0 }; },
+        });
+        this.end(job, 'done', report);
+      } catch (e) {
+        if (abort.signal.aborted) this.end(job, this.closed ? 'interrupted' : 'cancelled');
+        else if (isSelectivityError(e)) this.end(job, 'failed', null, { code: e.code, message: e.message, details: e.details });
+        else this.end(job, 'failed', null, { code: 'SEL_ERR_INTERNAL', message: (e as Error).message });
+      } finally {
+        this.running = undefined;
+        this.pump();
+      }
+    })();
+    this.running = { id, abort, done };
+  }
+
+  /** Stops: queued jobs and the running one are marked interrupted (their files say so after a restart). */
+  async close(): Promise<void> {
+    this.closed = true;
+    for (const id of this.queue.splice(0)) this.end(this.jobs.get(id)!, 'interrupted');
+    if (this.running) {
+      this.running.abort.abort();
+      await this.running.done;
+    }
+  }
+
+}

@@ -1,0 +1,179 @@
+/**
+ * The history store: Arrow segments written and read back row for row,
+ * appends that never rewrite, all-or-nothing imports, one writer at a time,
+ * and damaged stores reported by name.
+ */
+import { createHash } from 'node:crypto';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { tableFromIPC, DataType } from 'apache-arrow';
+import { afterAll, describe, expect, it } from 'vitest';
+import { rowOf, toBatch } from '../src/model/columnar.js';
+import { parseIsoDate, type Declaration } from '../src/model/schema.js';
+import { HistoryWriter, openSegment, readManifest, remapScratch, segmentsIn, toKernelBatch, RESULT_UNKNOWN } from '../src/history/store.js';
+import { importHistory } from '../src/history/import.js';
+import { datedDeclarations } from './helpers.js';
+
+const root = mkdtempSync(join(tmpdir(), 'sel-history-'));
+afterAll(() => rmSync(root, { recursive: true, force: true }));
+
+function labelsOf(n: number, seed: number): { result: Int8Array; revenue: Float64Array } {
+  const result = new Int8Array(n), revenue = new Float64Array(n);
+  for (let i = 0; i < n; i++) {
+    const r = (i * 2654435761 + seed) % 7;
+    result[i] = r === 0 ? 1 : r === 1 ? RESULT_UNKNOWN : 0;
+    revenue[i] = result[i] === RESULT_UNKNOWN ? NaN : i * 1.5;
+  }
+  return { result, revenue };
+}
+
+/** Every row of a store, in order, as declarations with their result and revenue. */
+function readAll(dir: string): { d: Declaration; result: number; revenue: number }[] {
+  const out: { d: Declaration; result: number; revenue: number }[] = [];
+  for (const s of segmentsIn(dir, readManifest(dir))) {
+    const seg = openSegment(s.path);
+    const scratch = remapScratch(seg);
+    for (const rb of seg.table.batches) {
+      const b = toKernelBatch(rb, seg, scratch);
+      const ids = rb.getChild('id')!;
+      const res = rb.getChild('result')!.data[0].values as Int8Array;
+      const rev = rb.getChild('revenue')!.data[0].values as Float64Array;
+      for (let i = 0; i < b.size; i++) out.push({ d: rowOf(b, i, String(ids.get(i))), result: res[i], revenue: rev[i] });
+    }
+  }
+  return out;
+}
+
+const hash = (path: string) => createHash('sha256').update(readFileSync(path)).digest('hex');
+
+describe('history store', () => {
+  it('gives back every declaration, result and revenue it was given, across segments and batches', () => {
+    const dir = join(root, 'roundtrip');
+    const decls = datedDeclarations(2500, 3);
+    const { result, revenue } = labelsOf(decls.length, 3);
+    const w = new HistoryWriter(dir, { segmentRows: 1000, batchRows: 300 });
+    for (let at = 0; at < decls.length; at += 700) {
+      const part = decls.slice(at, at + 700);
+      const { batch, ids } = toBatch(part);
+      w.add(batch, ids, result.subarray(at, at + part.length), revenue.subarray(at, at + part.length));
+    }
+    const c = w.commit();
+    expect(c.rows).toBe(2500);
+    expect(c.segments.map((s) => s.rows)).toEqual([1000, 1000, 500]);
+    const m = readManifest(dir);
+    expect(m.rows).toBe(2500);
+    expect(m.segments[0].firstDay).toBe(parseIsoDate(decls[0].date));
+    expect(m.segments[2].lastDay).toBe(parseIsoDate(decls[2499].date));
+    expect(m.segments.reduce((a, s) => a + s.withResult, 0)).toBe([...result].filter((r) => r !== RESULT_UNKNOWN).length);
+    expect(m.segments.reduce((a, s) => a + s.nonCompliant, 0)).toBe([...result].filter((r) => r === 1).length);
+    const back = readAll(dir);
+    expect(back.map((x) => x.d)).toEqual(decls);
+    expect(back.map((x) => x.result)).toEqual([...result]);
+    back.forEach((x, i) => expect(Number.isNaN(revenue[i]) ? Number.isNaN(x.revenue) : x.revenue === revenue[i]).toBe(true));
+  });
+
+  it('selects rows and compacts long dictionaries into per-batch ones', () => {
+    const dir = join(root, 'select');
+    const decls = datedDeclarations(600, 4).map((d, i) => ({ ...d, importer: `IMP${i}` })); // 600 distinct importers
+    const w = new HistoryWriter(dir, { batchRows: 600 });
+    const { batch, ids } = toBatch(decls);
+    w.add(batch, ids);
+    w.commit();
+    const seg = openSegment(segmentsIn(dir, readManifest(dir))[0].path);
+    const rows = Int32Array.from({ length: 50 }, (_, k) => k * 11 + 3);
+    const b = toKernelBatch(seg.table.batches[0], seg, remapScratch(seg), rows);
+    expect(b.size).toBe(50);
+    expect(b.dicts.importer.length).toBe(50); // 600 values in the segment: remapped to the 50 used
+    expect(b.dicts.office).toBe(seg.dicts.office); // short: shared as it is
+    for (let k = 0; k < 50; k++) expect(rowOf(b, k, decls[rows[k]].id)).toEqual(decls[rows[k]]);
+    // without labels, results are unknown
+    expect([...(seg.table.batches[0].getChild('result')!.data[0].values as Int8Array)].every((r) => r === RESULT_UNKNOWN)).toBe(true);
+  });
+
+  it('is a plain Arrow IPC file: typed columns and dictionary-encoded categoricals', () => {
+    const dir = join(root, 'select');
+    const path = segmentsIn(dir, readManifest(dir))[0].path;
+    const t = tableFromIPC(readFileSync(path));
+    expect(t.numRows).toBe(600);
+    expect(DataType.isDictionary(t.schema.fields.find((f) => f.name === 'hs')!.type)).toBe(true);
+    expect(DataType.isDictionary(t.schema.fields.find((f) => f.name === 'importer')!.type)).toBe(true);
+    expect(DataType.isFloat(t.schema.fields.find((f) => f.name === 'customsValue')!.type)).toBe(true);
+    expect(DataType.isDate(t.schema.fields.find((f) => f.name === 'date')!.type)).toBe(true);
+    expect(t.getChild('hs')!.get(5)).toBe(datedDeclarations(600, 4)[5].hs);
+    expect(t.schema.metadata.get('selectivity.format')).toBe('selectivity-history/1');
+  });
+
+  it('appends new segments without rewriting the ones there', () => {
+    const dir = join(root, 'append');
+    const a = datedDeclarations(800, 5, 'A');
+    const w1 = new HistoryWriter(dir, { segmentRows: 500 });
+    const t1 = toBatch(a); w1.add(t1.batch, t1.ids); w1.commit();
+    const before = Object.fromEntries(readManifest(dir).segments.map((s) => [s.file, hash(join(dir, s.file))]));
+    const b = datedDeclarations(300, 6, 'B');
+    const w2 = new HistoryWriter(dir, { segmentRows: 500 });
+    const t2 = toBatch(b); w2.add(t2.batch, t2.ids); w2.commit();
+    const m = readManifest(dir);
+    expect(m.rows).toBe(1100);
+    expect(m.segments.length).toBe(3);
+    expect(m.imports.length).toBe(2);
+    for (const [file, h] of Object.entries(before)) expect(hash(join(dir, file))).toBe(h);
+    expect(readAll(dir).map((x) => x.d.id)).toEqual([...a, ...b].map((d) => d.id));
+  });
+
+  it('commits all or nothing: an import that dies leaves the store as it was, and its files are swept', () => {
+    const dir = join(root, 'crash');
+    const keep = datedDeclarations(200, 7, 'K');
+    const w1 = new HistoryWriter(dir); const t1 = toBatch(keep); w1.add(t1.batch, t1.ids); w1.commit();
+    const manifest = readFileSync(join(dir, 'manifest.json'), 'utf8');
+    // a writer that flushed a segment, then "died": its lock names a process that no longer runs
+    const dying = new HistoryWriter(dir, { segmentRows: 100 });
+    const t2 = toBatch(datedDeclarations(250, 8, 'X')); dying.add(t2.batch, t2.ids);
+    expect(readdirSync(dir).filter((f) => f.endsWith('.arrow')).length).toBe(3); // 1 committed + 2 flushed
+    expect(() => new HistoryWriter(dir)).toThrowError(expect.objectContaining({ code: 'SEL_ERR_HISTORY_BUSY' }));
+    writeFileSync(join(dir, '.lock'), '2147483646'); // no such process
+    expect(readFileSync(join(dir, 'manifest.json'), 'utf8')).toBe(manifest);
+    expect(readAll(dir).map((x) => x.d.id)).toEqual(keep.map((d) => d.id));
+    const next = new HistoryWriter(dir); // takes the stale lock over, sweeps the orphans
+    expect(readdirSync(dir).filter((f) => f.endsWith('.arrow')).length).toBe(1);
+    next.abort();
+    expect(readFileSync(join(dir, 'manifest.json'), 'utf8')).toBe(manifest);
+  });
+
+  it('reports a damaged manifest or segment by name and changes nothing', () => {
+    const dir = join(root, 'damaged');
+    const w = new HistoryWriter(dir); const t = toBatch(datedDeclarations(50, 9)); w.add(t.batch, t.ids); w.commit();
+    const seg = segmentsIn(dir, readManifest(dir))[0].path;
+    writeFileSync(seg, readFileSync(seg).subarray(0, 100));
+    expect(() => openSegment(seg)).toThrowError(expect.objectContaining({ code: 'SEL_ERR_HISTORY_INVALID' }));
+    writeFileSync(join(dir, 'manifest.json'), '{"format":"something-else","segments":[]}');
+    expect(() => readManifest(dir)).toThrowError(expect.objectContaining({ code: 'SEL_ERR_HISTORY_INVALID', details: expect.objectContaining({ field: 'manifest' }) }));
+    expect(() => new HistoryWriter(dir)).toThrowError(expect.objectContaining({ code: 'SEL_ERR_HISTORY_INVALID' }));
+    expect(readdirSync(dir)).not.toContain('.lock'); // a failed open releases the lock
+  });
+
+  it('imports files with labels and revenue, skipping and reporting invalid records', async () => {
+    const dir = join(root, 'import');
+    const csv = join(root, 'import.csv');
+    writeFileSync(csv, [
+      'id,date,office,importer,hs,origin,customsValue,netMass,taxRate,fraud',
+      'I1,2025-02-01,OF01,IM1,020890,CN,1000,10,8,1',
+      'I2,2025-02-02,OF01,IM2,020890,CN,2000,20,5,0',
+      'I3,2025-02-03,OF01,IM3,02089X,CN,3000,30,5,1', // bad HS
+      'I4,2025-02-04,OF02,IM4,610910,VN,4000,40,10,',
+    ].join('\n') + '\n');
+    const r = await importHistory(dir, [csv], { label: 'fraud' });
+    expect(r.rows).toBe(3);
+    expect(r.invalid).toBe(1);
+    expect(r.errors[0]).toMatchObject({ line: 4, field: 'hs' });
+    expect(r.withResult).toBe(2);
+    expect(r.nonCompliant).toBe(1);
+    const back = readAll(dir);
+    expect(back.map((x) => [x.d.id, x.result])).toEqual([['I1', 1], ['I2', 0], ['I4', RESULT_UNKNOWN]]);
+    expect(back[0].revenue).toBeCloseTo(80); // customsValue * taxRate / 100
+    expect(Number.isNaN(back[2].revenue)).toBe(true);
+    expect(r.store.rows).toBe(3);
+    await expect(importHistory(dir, [csv], { label: 'nope' })).rejects.toMatchObject({ code: 'SEL_ERR_CSV_HEADER' });
+    expect(readManifest(dir).rows).toBe(3); // the failed import added nothing
+  });
+});

@@ -1,0 +1,137 @@
+/**
+ * Back-tests over HTTP: a job accepted at once, progress to poll, a report to
+ * fetch (JSON, HTML), queued jobs cancelled, jobs that survive a restart (and
+ * those a restart interrupted), roles and named errors.
+ */
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { FastifyInstance } from 'fastify';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createEngine, type Engine } from '../src/engine.js';
+import { toBatch } from '../src/model/columnar.js';
+import { createTokenStore, parseTokensEnv } from '../src/service/auth.js';
+import { createMetrics, type Metrics } from '../src/service/metrics.js';
+import { buildServer } from '../src/service/server.js';
+import { prepareDataDir, RulesetSource } from '../src/service/state.js';
+import { BacktestJobs } from '../src/backtest/jobs.js';
+import { runBacktest } from '../src/backtest/backtest.js';
+import { historyDir, HistoryWriter } from '../src/history/store.js';
+import { datedDeclarations, randomProfiles } from './helpers.js';
+import { TOKENS, tokensEnv } from './service-helpers.js';
+
+const auth = (role: keyof typeof TOKENS) => ({ authorization: `Bearer ${TOKENS[role]}` });
+const root = mkdtempSync(join(tmpdir(), 'sel-bt-service-'));
+afterAll(() => rmSync(root, { recursive: true, force: true }));
+
+describe('back-test routes', () => {
+  let app: FastifyInstance;
+  let engine: Engine;
+  let metrics: Metrics;
+  let source: RulesetSource;
+  let jobs: BacktestJobs;
+  const data = join(root, 'data');
+  const jobsDir = join(data, 'backtests');
+  const candidate = { profiles: randomProfiles(10, 3) };
+
+  beforeAll(async () => {
+    const files = await prepareDataDir(data);
+    source = new RulesetSource(files);
+    engine = createEngine({ ruleset: await source.load(), threads: 0 });
+    metrics = await createMetrics({ intervalMs: 60_000 });
+    jobs = new BacktestJobs(jobsDir, historyDir(data), 0);
+    app = await buildServer({ engine, source, tokens: createTokenStore(parseTokensEnv(tokensEnv), 'env'), metrics, backtests: { jobs, historyDir: historyDir(data) } });
+    await app.ready();
+  });
+  afterAll(async () => { await app.close(); await jobs.close(); await engine.close(); metrics.close(); source.close(); });
+
+  const post = (body: unknown, role: keyof typeof TOKENS = 'analyst') => app.inject({ method: 'POST', url: '/v1/backtests', headers: { ...auth(role), 'content-type': 'application/json' }, payload: JSON.stringify(body) });
+  const waitDone = async (id: string) => {
+    for (let i = 0; i < 400; i++) {
+      const j = (await app.inject({ url: `/v1/backtests/${id}`, headers: auth('analyst') })).json();
+      if (!['queued', 'running'].includes(j.status)) return j;
+      await new Promise((r) => setTimeout(r, 25));
+    }
+    throw new Error(`back-test ${id} did not finish`);
+  };
+
+  it('refuses ports, an empty history and invalid profiles, queueing nothing', async () => {
+    const port = await post(candidate, 'port');
+    expect(port.statusCode, port.body).toBe(403);
+    const empty = await post(candidate);
+    expect(empty.statusCode).toBe(400);
+    expect(empty.json().error.code).toBe('SEL_ERR_HISTORY_EMPTY');
+    const w = new HistoryWriter(historyDir(data), { batchRows: 500 });
+    const decls = datedDeclarations(2000, 21);
+    const { batch, ids } = toBatch(decls);
+    w.add(batch, ids, Int8Array.from(decls, (_, i) => (i % 6 === 0 ? 1 : 0)), Float64Array.from(decls, (d) => d.customsValue / 10));
+    w.commit();
+    const bad = await post({ profiles: [{ id: 'X', weight: 'heavy', conditions: {} }] });
+    expect(bad.statusCode).toBe(400);
+    expect(bad.json().error.code).toBe('SEL_ERR_PROFILE_INVALID');
+    const extra = await post({ ...candidate, colour: 'red' });
+    expect(extra.statusCode).toBe(400);
+    expect((await post({ ...candidate, from: '2025-05-01', to: '2025-04-01' })).json().error.code).toBe('SEL_ERR_OPTION_INVALID');
+    expect((await app.inject({ url: '/v1/backtests', headers: auth('analyst') })).json().jobs).toEqual([]);
+  });
+
+  it('runs a job in the background and serves its report, as runBacktest computes it', async () => {
+    const r = await post({ ...candidate, name: 'new set', capacity: { perOfficeDay: 4, byOffice: { OF1: 2 } } });
+    expect(r.statusCode, r.body).toBe(202);
+    const job = r.json();
+    expect(job.id).toMatch(/^bt-/);
+    expect(r.headers.location).toBe(`/v1/backtests/${job.id}`);
+    expect(['queued', 'running']).toContain(job.status);
+    expect(JSON.parse(readFileSync(join(jobsDir, `${job.id}.json`), 'utf8')).id).toBe(job.id); // durable before the answer
+    const done = await waitDone(job.id);
+    expect(done.status).toBe('done');
+    expect(done.progress.fraction).toBe(1);
+    const report = (await app.inject({ url: `/v1/backtests/${job.id}/report`, headers: auth('admin') })).json();
+    const direct = await runBacktest(historyDir(data), { candidate: source.composeWith(candidate), baseline: source.rebuild(), threads: 0, capacity: { perOfficeDay: 4, byOffice: { OF1: 2 } } });
+    expect(report.sets.map((s: { channels: { declarations: number }[] }) => s.channels.map((c) => c.declarations))).toEqual(direct.sets.map((s) => s.channels.map((c) => c.declarations)));
+    expect(report.sets[0].capacity).toEqual(direct.sets[0].capacity);
+    expect(report.sets[0].name).toBe('new set');
+    expect(report.sets[1].name).toBe('active');
+    const html = await app.inject({ url: `/v1/backtests/${job.id}/report`, headers: { ...auth('analyst'), accept: 'text/html' } });
+    expect(html.headers['content-type']).toContain('text/html');
+    expect(html.body).toContain('<h2>Capacity view');
+    const list = (await app.inject({ url: '/v1/backtests', headers: auth('analyst') })).json().jobs;
+    expect(list.map((j: { id: string }) => j.id)).toContain(job.id);
+    expect(list[0].result).toBeUndefined();
+  });
+
+  it('queues jobs one at a time; a queued job has no report yet and can be cancelled', async () => {
+    // submitted back to back, the second waits for the first
+    const first = jobs.submit(source.composeWith(candidate), source.rebuild(), { names: ['a', 'active'] });
+    const second = jobs.submit(source.composeWith(randomProfiles(5, 8)), source.composeWith(randomProfiles(4, 9)), { names: ['b', 'c'] });
+    expect(first.status).toBe('running');
+    expect(second.status).toBe('queued');
+    expect((await app.inject({ url: `/v1/backtests/${second.id}`, headers: auth('analyst') })).json().request.profiles).toEqual([5, 4]);
+    const pending = await app.inject({ url: `/v1/backtests/${second.id}/report`, headers: auth('analyst') });
+    expect(pending.statusCode).toBe(409);
+    expect(pending.json().error).toMatchObject({ code: 'SEL_ERR_BACKTEST_PENDING', details: { got: 'queued' } });
+    const del = await app.inject({ method: 'DELETE', url: `/v1/backtests/${second.id}`, headers: auth('analyst') });
+    expect(del.json()).toEqual({ id: second.id, status: 'cancelled' });
+    expect((await waitDone(first.id)).status).toBe('done');
+    expect((await app.inject({ url: `/v1/backtests/${second.id}`, headers: auth('analyst') })).json().status).toBe('cancelled');
+    const gone = await app.inject({ method: 'DELETE', url: `/v1/backtests/${first.id}`, headers: auth('analyst') });
+    expect(gone.json()).toEqual({ id: first.id, status: 'deleted' });
+    expect((await app.inject({ url: `/v1/backtests/${first.id}`, headers: auth('analyst') })).json().error.code).toBe('SEL_ERR_BACKTEST_NOT_FOUND');
+  });
+
+  it('keeps finished jobs across a restart and marks the ones a restart interrupted', async () => {
+    const done = (await app.inject({ url: '/v1/backtests', headers: auth('analyst') })).json().jobs.find((j: { status: string }) => j.status === 'done');
+    expect(done).toBeDefined();
+    writeFileSync(join(jobsDir, 'bt-zzz-0123abcd.json'), JSON.stringify({ ...done, id: 'bt-zzz-0123abcd', status: 'running', result: null, finishedAt: null }));
+    const again = new BacktestJobs(jobsDir, historyDir(data), 0);
+    try {
+      expect(again.get(done.id).status).toBe('done');
+      expect(again.get(done.id).result!.store.declarations).toBe(2000);
+      const cut = again.get('bt-zzz-0123abcd');
+      expect(cut.status).toBe('interrupted');
+      expect(JSON.parse(readFileSync(join(jobsDir, 'bt-zzz-0123abcd.json'), 'utf8')).status).toBe('interrupted');
+    } finally {
+      await again.close();
+    }
+  });
+});
