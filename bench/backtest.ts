@@ -16,24 +16,26 @@
  *
  * Options: --rows <n> (default 25000000), --profiles <n> (500), --threads <n>
  * (available parallelism), --dir <dir> (a temporary directory, removed after),
+ * --reuse (with --dir: keep a store of --rows declarations from an earlier
+ * run instead of writing it again; sections 1 and 2 are then skipped),
  * --quick (2M rows).
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { createEngine } from '../src/engine.js';
 import { packageRoot } from '../src/paths.js';
 import { createRuleset } from '../src/ruleset/ruleset.js';
-import { BatchBuilder } from '../src/model/columnar.js';
+import { BatchBuilder, rowOf } from '../src/model/columnar.js';
 import { generateDeclarations, writeSynthetic } from '../src/generate/synthetic.js';
-import { HistoryWriter, readManifest, storeBytes } from '../src/history/store.js';
+import { HistoryWriter, openSegment, readManifest, remapScratch, segmentsIn, storeBytes, toKernelBatch } from '../src/history/store.js';
 import { importHistory } from '../src/history/import.js';
 import { runBacktest, type BacktestReport } from '../src/backtest/backtest.js';
 import { batchesOf, benchProfiles, cloneBatch, dropPageCache, peerTables } from './data.js';
 import type { Declaration } from '../src/model/schema.js';
 
-const { values } = parseArgs({ options: { rows: { type: 'string' }, profiles: { type: 'string' }, threads: { type: 'string' }, dir: { type: 'string' }, quick: { type: 'boolean' } } });
+const { values } = parseArgs({ options: { rows: { type: 'string' }, profiles: { type: 'string' }, threads: { type: 'string' }, dir: { type: 'string' }, quick: { type: 'boolean' }, reuse: { type: 'boolean' } } });
 const ROWS = Number(values.rows ?? (values.quick ? 2_000_000 : 25_000_000));
 const PROFILES = Number(values.profiles ?? 500);
 const THREADS = Number(values.threads ?? availableParallelism());
@@ -52,30 +54,42 @@ out();
 out(`${new Date().toISOString()} · Node ${process.version} · ${process.platform} ${process.arch} · ${cpus()[0]?.model ?? 'cpu'} × ${cpus().length} · ${Math.round(totalmem() / 2 ** 30)} GiB · ${THREADS} worker threads`);
 out();
 
-// ---- 1. import speed (the CLI's path) ----------------------------------------
-const IMPORT_ROWS = Math.min(ROWS, 1_000_000);
-const csv = join(dir, 'import.csv');
-console.error(`writing a ${fmt(IMPORT_ROWS)}-row CSV…`);
-await writeSynthetic(csv, { rows: IMPORT_ROWS, seed: SEED + 1, hsCodes: 300, days: DAYS, startDate: '2024-01-01' });
-const imp = await importHistory(join(dir, 'import-store'), [csv], { label: 'fraud' });
-out('## 1. Import (`selectivity history import` path)');
-out();
-out(`A synthetic CSV file of ${fmt(imp.rows)} labelled declarations (${(imp.store.bytes / 2 ** 20).toFixed(1)} MiB as a store): read, mapped, validated, labels and revenue computed, Arrow segments written and fsynced, manifest committed.`);
-out();
-out('| rows | seconds | rows/s | segments | store bytes per declaration |');
-out('|---:|---:|---:|---:|---:|');
-out(`| ${fmt(imp.rows)} | ${imp.seconds.toFixed(2)} | ${fmt(imp.rowsPerSecond)} | ${imp.store.segments} | ${imp.store.bytesPerDeclaration.toFixed(1)} |`);
-out();
-rmSync(join(dir, 'import-store'), { recursive: true, force: true });
-rmSync(csv, { force: true });
-
-// ---- 2. the store ------------------------------------------------------------
-console.error(`generating and storing ${fmt(ROWS)} declarations…`);
-const sample: Declaration[] = [];
 const PEER_ROWS = Math.min(ROWS, 1_000_000);
-let writeMs = 0;
-const genStart = performance.now();
-{
+const reuse = values.reuse === true && values.dir !== undefined && existsSync(join(store, 'manifest.json')) && readManifest(store).rows === ROWS;
+if (reuse) {
+  const manifest = readManifest(store);
+  out(`Store reused from an earlier run (--reuse): ${fmt(manifest.rows)} declarations in ${manifest.segments.length} segments, ${(storeBytes(store, manifest) / manifest.rows).toFixed(1)} bytes per declaration; import and write speed not measured in this run.`);
+  out();
+} else {
+  rmSync(store, { recursive: true, force: true });
+  await importSpeed();
+  writeStore();
+}
+
+/** 1. import speed: the CLI's path on a synthetic CSV file. */
+async function importSpeed(): Promise<void> {
+  const rows = Math.min(ROWS, 1_000_000);
+  const csv = join(dir, 'import.csv');
+  console.error(`writing a ${fmt(rows)}-row CSV…`);
+  await writeSynthetic(csv, { rows, seed: SEED + 1, hsCodes: 300, days: DAYS, startDate: '2024-01-01' });
+  const imp = await importHistory(join(dir, 'import-store'), [csv], { label: 'fraud' });
+  out('## 1. Import (`selectivity history import` path)');
+  out();
+  out(`A synthetic CSV file of ${fmt(imp.rows)} labelled declarations (${(imp.store.bytes / 2 ** 20).toFixed(1)} MiB as a store): read, mapped, validated, labels and revenue computed, Arrow segments written and fsynced, manifest committed.`);
+  out();
+  out('| rows | seconds | rows/s | segments | store bytes per declaration |');
+  out('|---:|---:|---:|---:|---:|');
+  out(`| ${fmt(imp.rows)} | ${imp.seconds.toFixed(2)} | ${fmt(imp.rowsPerSecond)} | ${imp.store.segments} | ${imp.store.bytesPerDeclaration.toFixed(1)} |`);
+  out();
+  rmSync(join(dir, 'import-store'), { recursive: true, force: true });
+  rmSync(csv, { force: true });
+}
+
+/** 2. the store: ROWS generated declarations through the import's writer. */
+function writeStore(): void {
+  console.error(`generating and storing ${fmt(ROWS)} declarations…`);
+  let writeMs = 0;
+  const genStart = performance.now();
   const writer = new HistoryWriter(store, { sources: [`synthetic seed ${SEED}`] });
   let b = new BatchBuilder(65_536);
   let result = new Int8Array(65_536), revenue = new Float64Array(65_536);
@@ -89,7 +103,6 @@ const genStart = performance.now();
   };
   for (const row of generateDeclarations({ rows: ROWS, seed: SEED, hsCodes: 300, days: DAYS, startDate: '2024-01-01', importers: 20_000 })) {
     const d = row.declaration;
-    if (i < PEER_ROWS) sample.push(d);
     b.push(d);
     result[n] = row.fraud;
     revenue[n] = (d.customsValue * (d.taxRate ?? 0)) / 100;
@@ -102,18 +115,32 @@ const genStart = performance.now();
   writer.commit();
   writeMs += performance.now() - t;
   process.stderr.write('\n');
+  const genSeconds = (performance.now() - genStart) / 1000;
+  const manifest = readManifest(store);
+  const bytes = storeBytes(store, manifest);
+  out('## 2. The store');
+  out();
+  out(`${fmt(manifest.rows)} synthetic labelled declarations (generator seed ${SEED}, 300 HS6 codes, 20,000 importers, ${DAYS} days from 2024-01-01), written with the import's writer.`);
+  out();
+  out('| declarations | segments | bytes on disk | bytes per declaration | writer time (s) | writer rows/s | with generation (s) |');
+  out('|---:|---:|---:|---:|---:|---:|---:|');
+  out(`| ${fmt(manifest.rows)} | ${manifest.segments.length} | ${fmt(bytes)} | ${(bytes / manifest.rows).toFixed(1)} | ${(writeMs / 1000).toFixed(1)} | ${fmt(manifest.rows / (writeMs / 1000))} | ${genSeconds.toFixed(1)} |`);
+  out();
 }
-const genSeconds = (performance.now() - genStart) / 1000;
-const manifest = readManifest(store);
-const bytes = storeBytes(store, manifest);
-out('## 2. The store');
-out();
-out(`${fmt(manifest.rows)} synthetic labelled declarations (generator seed ${SEED}, 300 HS6 codes, 20,000 importers, ${DAYS} days from 2024-01-01), written with the import's writer.`);
-out();
-out('| declarations | segments | bytes on disk | bytes per declaration | writer time (s) | writer rows/s | with generation (s) |');
-out('|---:|---:|---:|---:|---:|---:|---:|');
-out(`| ${fmt(manifest.rows)} | ${manifest.segments.length} | ${fmt(bytes)} | ${(bytes / manifest.rows).toFixed(1)} | ${(writeMs / 1000).toFixed(1)} | ${fmt(manifest.rows / (writeMs / 1000))} | ${genSeconds.toFixed(1)} |`);
-out();
+
+// the first declarations of the store: peer statistics and the profiles' vocabulary
+const sample: Declaration[] = [];
+for (const seg of segmentsIn(store, readManifest(store))) {
+  const open = openSegment(seg.path);
+  const scratch = remapScratch(open);
+  for (const rb of open.table.batches) {
+    const b = toKernelBatch(rb, open, scratch);
+    const ids = rb.getChild('id')!;
+    for (let i = 0; i < b.size && sample.length < PEER_ROWS; i++) sample.push(rowOf(b, i, String(ids.get(i))));
+    if (sample.length >= PEER_ROWS) break;
+  }
+  if (sample.length >= PEER_ROWS) break;
+}
 
 // ---- rulesets ----------------------------------------------------------------
 const peers = peerTables(sample);

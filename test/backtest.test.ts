@@ -174,6 +174,18 @@ describe('back-test', () => {
     await expect(runBacktest(join(root, 'none'), { candidate, baseline, threads: 0 })).rejects.toMatchObject({ code: 'SEL_ERR_HISTORY_EMPTY' });
   });
 
+  it('scores each set with its own keyword terms when the sets differ in them', async () => {
+    const peers = candidate.peers;
+    const kc = createRuleset({ peers, profiles: randomProfiles(30, 12, { keywords: true }) });
+    const kb = createRuleset({ peers, profiles: randomProfiles(30, 13, { keywords: true }) });
+    const r = await runBacktest(dir, { candidate: kc, baseline: kb, threads: 0 });
+    const [ec, eb] = [await scoreAll(kc, decls), await scoreAll(kb, decls)];
+    for (const [s, e] of [[0, ec], [1, eb]] as const) {
+      CHANNELS.forEach((_, c) => expect(r.sets[s].channels[c].declarations).toBe([...e.channel].filter((x) => x === c).length));
+      r.profiles[s].forEach((p, i) => expect(p.matches).toBe([...e.matchList.subarray(0, e.matchOffset[N])].filter((x) => x === i).length));
+    }
+  });
+
   it('ranks by score: precision, recall and revenue at a rate, ties split pro rata', () => {
     const hist = new Float64Array(BINS * HIST_STRIDE);
     const put = (score: number, n: number, k: number, h: number, rev: number) => {

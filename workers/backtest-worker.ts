@@ -59,6 +59,7 @@ export default function backtestTask(task: BacktestTask): PartState {
   }
   const { seg, scratch } = open;
   const cand = kernelFor(0, task.candidate), base = kernelFor(1, task.baseline);
+  const shareText = cand.textKey === base.textKey; // same watch lists and keyword terms: the text signals are the same
   const part = emptyPart([task.candidate.profiles, task.baseline.profiles], task.months);
   const capacity = task.capacity ? new CapacityTracker(task.capacity) : undefined;
   let first = task.firstRow;
@@ -92,9 +93,11 @@ export default function backtestTask(task: BacktestTask): PartState {
     const idCol = rb.getChild('id')!;
     const rowAt = (i: number) => (rows ? rows[i] : i);
     const firstKey = task.segmentIndex * 2 ** 32 + first;
+    const rc = cand.score(batch);
+    const rbase = base.score(batch, shareText ? rc.text : undefined);
     addBatch(part, {
       size: n,
-      results: [cand.score(batch), base.score(batch)],
+      results: [rc, rbase],
       result, revenue, date: batch.date, month, months: task.months,
       key: (i) => firstKey + rowAt(i),
       id: (i) => String(idCol.get(rowAt(i))),

@@ -249,27 +249,38 @@ export function addBatch(part: PartState, x: BatchInput, capacity?: CapacityTrac
       if (ex.length < EXAMPLES) ex.push({ key: x.key(i), id: x.id(i), date: x.date[i], office: x.officeDict[x.officeCode[i]], hs: x.hs(i), scores: [cand.score[i], base.score[i]], result: result[i] });
     }
   }
-  if (capacity) {
-    const offices = x.officeDict.map((o) => capacity.officeId(o));
-    const oc = x.officeCode, date = x.date;
-    // rows come mostly in date order: the groups of the current day, by office
-    let day = NaN;
-    const today: (CapacityGroup | undefined)[] = [];
-    for (let i = 0; i < n; i++) {
-      const oid = offices[oc[i]];
-      if (date[i] !== day) { day = date[i]; today.length = 0; }
-      const g = (today[oid] ??= capacity.groupOf(oid, day));
-      g.rows++;
-      const r = result[i], rev = revenue[i];
-      for (let s = 0; s < 2; s++) {
-        const res = x.results[s];
-        const h = g.sets[s];
-        const c = res.channel[i];
-        if (c === 3 || c === 4) { h.physical++; if (r === 1) h.physicalHits++; }
-        const sc = res.score[i];
-        if (h.size < h.score.length || sc >= h.score[0]) heapPush(h, sc, x.key(i), r, rev);
-      }
-    }
+  if (capacity) addCapacity(x, capacity);
+}
+
+/**
+ * Offers every row to its office-day's heaps. Rows of a part arrive in
+ * increasing key order, so a row that only ties the lowest kept score never
+ * displaces it (the earlier row wins the tie) and is skipped here.
+ */
+function addCapacity(x: BatchInput, capacity: CapacityTracker): void {
+  const n = x.size;
+  const result = x.result, revenue = x.revenue;
+  const offices = x.officeDict.map((o) => capacity.officeId(o));
+  const oc = x.officeCode, date = x.date;
+  const [cand, base] = x.results;
+  const cc = cand.channel, cs = cand.score, bc = base.channel, bs = base.score;
+  // rows come mostly in date order: the groups of the current day, by office
+  let day = NaN;
+  const today: (CapacityGroup | undefined)[] = [];
+  for (let i = 0; i < n; i++) {
+    const oid = offices[oc[i]];
+    if (date[i] !== day) { day = date[i]; today.length = 0; }
+    const g = (today[oid] ??= capacity.groupOf(oid, day));
+    g.rows++;
+    const r = result[i];
+    const h0 = g.sets[0], h1 = g.sets[1];
+    let c = cc[i];
+    if (c === 3 || c === 4) { h0.physical++; if (r === 1) h0.physicalHits++; }
+    c = bc[i];
+    if (c === 3 || c === 4) { h1.physical++; if (r === 1) h1.physicalHits++; }
+    const s0 = cs[i], s1 = bs[i];
+    if (h0.size < h0.score.length || s0 > h0.score[0]) heapPush(h0, s0, x.key(i), r, revenue[i]);
+    if (h1.size < h1.score.length || s1 > h1.score[0]) heapPush(h1, s1, x.key(i), r, revenue[i]);
   }
 }
 

@@ -179,15 +179,27 @@ export class Kernel {
     this.rs = rs;
   }
 
-  /** Scores one batch with the loaded ruleset. */
-  score(batch: ColumnarBatch): ScoreResult {
+  /**
+   * The text configuration of the loaded ruleset as a string: two kernels
+   * with the same key compute the same text signals for a batch, so one can
+   * pass its `result.text` to the other (back-tests score every batch twice).
+   */
+  get textKey(): string {
+    return JSON.stringify(this.rs?.meta.text ?? null);
+  }
+
+  /**
+   * Scores one batch with the loaded ruleset. `text`: the batch's text
+   * signals when already computed by a kernel with the same textKey.
+   */
+  score(batch: ColumnarBatch, text?: BatchText): ScoreResult {
     const rs = this.rs;
     if (!rs) throw errors.SEL_ERR_RULESET_INVALID('no ruleset loaded in the kernel', { field: 'ruleset', expected: 'loadRuleset() before score()' });
     const meta = rs.meta;
     const n = batch.size;
     const L = meta.levels.length;
     const hsDict = batch.dicts.hs;
-    const text = rs.text.active ? rs.text.batch(batch) : undefined;
+    text ??= rs.text.active ? rs.text.batch(batch) : undefined;
     const keywordLut = rs.keyword ? this.keywordRows(rs.keyword, text!) : undefined;
     // the extra score column: text signals, then historical-table contributions
     let extra: Float64Array | undefined;
