@@ -124,3 +124,33 @@ export function preview(value: unknown, max = 80): unknown {
   if (typeof value === 'string' && value.length > max) return `${value.slice(0, max)}…`;
   return value;
 }
+
+/**
+ * What a worker thread returns instead of throwing a named error: a thrown
+ * error crosses the thread boundary as a plain Error (its code and details
+ * lost), so workers catch named errors and return them in this shape, and
+ * the caller raises them again with `fromWorker`.
+ */
+export interface WorkerFailure {
+  selectivityError: { code: string; message: string; details: ErrorDetails };
+}
+
+/** Runs a worker's body; a named error becomes a WorkerFailure, anything else is thrown. */
+export async function catchForWorker<T>(body: () => T | Promise<T>): Promise<T | WorkerFailure> {
+  try {
+    return await body();
+  } catch (e) {
+    if (isSelectivityError(e)) return { selectivityError: e.toJSON() };
+    throw e;
+  }
+}
+
+/** A worker's reply: the value, or the named error it failed with raised again here. */
+export function fromWorker<T>(reply: T | WorkerFailure): T {
+  if (reply !== null && typeof reply === 'object' && 'selectivityError' in reply) {
+    const { code, message, details } = (reply as WorkerFailure).selectivityError;
+    const factory = (errors as Record<string, ErrorFactory>)[code] ?? errors.SEL_ERR_INTERNAL;
+    throw factory(message, details);
+  }
+  return reply as T;
+}

@@ -186,6 +186,16 @@ describe('back-test', () => {
     }
   });
 
+  it('reports a damaged segment by name, from the pool as from this thread', async () => {
+    const bad = join(root, 'damaged');
+    const w = new HistoryWriter(bad); const t = toBatch(decls.slice(0, 100)); w.add(t.batch, t.ids); w.commit();
+    const seg = join(bad, 'seg-000001.arrow');
+    writeFileSync(seg, readFileSync(seg).subarray(0, 200));
+    for (const threads of [0, 1]) {
+      await expect(runBacktest(bad, { candidate, baseline, threads })).rejects.toMatchObject({ code: 'SEL_ERR_HISTORY_INVALID', details: { got: seg } });
+    }
+  });
+
   it('ranks by score: precision, recall and revenue at a rate, ties split pro rata', () => {
     const hist = new Float64Array(BINS * HIST_STRIDE);
     const put = (score: number, n: number, k: number, h: number, rev: number) => {

@@ -4,7 +4,7 @@
  * real listener with a worker pool (decisions logged by the writer thread).
  * Workers run from dist/: `npm run build:ts` first.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pack } from 'msgpackr';
@@ -181,7 +181,7 @@ describe('learning from the feedback in the store (POST /v1/model/retrain)', () 
       const early = await call(service.url, 'POST', '/v1/model/retrain');
       expect(early.status).toBe(400);
       expect(early.json().error.code).toBe('SEL_ERR_OPTION_INVALID');
-      expect((await call(service.url, 'GET', '/v1/model')).json()).toEqual({ model: null });
+      expect((await call(service.url, 'GET', '/v1/model')).json().model).toBeNull();
       // traffic; every declaration of importer IMP3 turns out non-compliant, one in ten of the others
       const decls = declarations(400, 7, 'L');
       expect((await call(service.url, 'POST', '/v1/score', { role: 'port', type: 'application/json', body: JSON.stringify({ declarations: decls }) })).status).toBe(200);
@@ -205,6 +205,32 @@ describe('learning from the feedback in the store (POST /v1/model/retrain)', () 
       const cli = await runCli(['train', '--from-store', '--data-dir', dataDir, '--out', join(dir, 'cli-model.json'), '--json']);
       expect(cli.code, cli.stderr).toBe(0);
       expect(JSON.parse(cli.stdout).rows).toBe(decls.length);
+    } finally {
+      await service.close();
+    }
+  }, 60_000);
+});
+
+describe('automatic retraining as feedback arrives', () => {
+  it('refits in a worker once enough inspected results are in, swaps the model in, and waits for the next batch of results', async () => {
+    const dataDir = join(dir, 'auto');
+    const service = await startService({ host: '127.0.0.1', port: 0, dataDir, tokensEnv, threads: 1, inlineMaxBytes: 0, metricsIntervalMs: 60_000, retrainAfter: 100, retrainCheckMs: 50 });
+    try {
+      const before = (await call(service.url, 'GET', '/v1/ruleset')).json().version;
+      const decls = declarations(160, 9, 'AUTO');
+      expect((await call(service.url, 'POST', '/v1/score', { role: 'port', type: 'application/json', body: JSON.stringify({ declarations: decls }) })).status).toBe(200);
+      const feed = (ds: typeof decls) => call(service.url, 'POST', '/v1/feedback', { role: 'port', type: 'application/json', body: JSON.stringify({ results: ds.map((d, i) => ({ declarationId: d.id, date: '2026-11-25', channel: 'red', inspected: true, outcome: d.importer === 'IMP3' || i % 7 === 0 ? 'discrepancy' : 'no-discrepancy' })) }) });
+      await feed(decls.slice(0, 60)); // below the threshold: nothing happens
+      await new Promise((r) => setTimeout(r, 400));
+      let m = (await call(service.url, 'GET', '/v1/model')).json();
+      expect(m.model).toBeNull();
+      expect(m.autoRetrain).toEqual({ after: 100, inspectedWithFeedback: 60, trainedOn: 0 });
+      await feed(decls.slice(60)); // all of them now
+      for (let i = 0; i < 200 && !m.model; i++) { await new Promise((r) => setTimeout(r, 50)); m = (await call(service.url, 'GET', '/v1/model')).json(); }
+      expect(m.model.rows).toBe(decls.length);
+      expect(m.autoRetrain.trainedOn).toBe(decls.length);
+      expect(existsSync(join(dataDir, 'model.json'))).toBe(true);
+      expect((await call(service.url, 'GET', '/v1/ruleset')).json().version).not.toBe(before);
     } finally {
       await service.close();
     }

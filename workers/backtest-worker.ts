@@ -6,6 +6,7 @@
  * kernel each, loaded once per version) and counts what the report needs.
  * Only the counts go back to the main thread.
  */
+import { catchForWorker, type WorkerFailure } from '../src/errors.js';
 import { Kernel } from '../src/kernel/kernel.js';
 import { openSegment, remapScratch, toKernelBatch, type OpenSegment } from '../src/history/store.js';
 import { addBatch, CapacityTracker, emptyPart, type CapacitySpec, type PartState } from '../src/backtest/accumulate.js';
@@ -51,7 +52,11 @@ function monthIndex(day: number, base: number): number {
 
 let reuse: ArrayBuffer | undefined;
 
-export default function backtestTask(task: BacktestTask): PartState {
+export default function backtestTask(task: BacktestTask): Promise<PartState | WorkerFailure> {
+  return catchForWorker(() => runTask(task));
+}
+
+function runTask(task: BacktestTask): PartState {
   if (open?.path !== task.path) {
     open = undefined; // let the previous segment go before the next is read
     const seg = openSegment(task.path);

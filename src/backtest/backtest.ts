@@ -12,7 +12,7 @@ import { availableParallelism } from 'node:os';
 import { existsSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
 import { Piscina } from 'piscina';
-import { errors } from '../errors.js';
+import { errors, fromWorker } from '../errors.js';
 import { compileRuleset, type CompiledRuleset } from '../ruleset/compile.js';
 import type { Ruleset } from '../ruleset/ruleset.js';
 import { CHANNELS, type Channel } from '../model/channels.js';
@@ -227,7 +227,7 @@ export async function runBacktest(dir: string, o: BacktestOptions): Promise<Back
     const { default: run } = await import('../../workers/backtest-worker.js');
     for (const t of tasks) {
       if (o.signal?.aborted) throw abortError();
-      finish(t, run(t));
+      finish(t, fromWorker(await run(t)));
       await new Promise((r) => setImmediate(r)); // let progress and other work through
     }
   } else {
@@ -235,7 +235,7 @@ export async function runBacktest(dir: string, o: BacktestOptions): Promise<Back
     if (!existsSync(file)) throw errors.SEL_ERR_KERNEL_LOAD(`worker entry ${file} not found; run \`npm run build\``, { field: 'worker', expected: 'a built worker', got: file });
     const pool = new Piscina({ filename: pathToFileURL(file).href, minThreads: threads, maxThreads: threads, idleTimeout: 1000 });
     try {
-      await Promise.all(tasks.map((t) => pool.run(t, { signal: o.signal }).then((p: PartState) => finish(t, p))));
+      await Promise.all(tasks.map((t) => pool.run(t, { signal: o.signal }).then((p) => finish(t, fromWorker<PartState>(p)))));
     } catch (e) {
       if (o.signal?.aborted) throw abortError();
       throw e;

@@ -23,6 +23,9 @@ Options (environment variable in brackets):
   --threads <n>          scoring worker threads (default: all cores)
   --max-queue <n>        batches allowed to wait for a worker before 503 (default 4 × threads)
   --backtest-threads <n> worker threads of a back-test job (default half the cores, at least 1)
+  --retrain-after <n>    refit the compliance model by itself once the store holds n more inspected
+                         declarations with feedback than it was trained on (default 1000; 0: only on
+                         request, POST /v1/model/retrain)
   --inline-max <size>    bodies up to this size are scored on the main thread, without
                          a hop to a worker (lower latency for single declarations;
                          default 16kb, 0 = always use the pool)
@@ -59,6 +62,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
       tokens: { type: 'string' },
       threads: { type: 'string' },
       'backtest-threads': { type: 'string' },
+      'retrain-after': { type: 'string' },
       'max-queue': { type: 'string' },
       'body-limit': { type: 'string' },
       'inline-max': { type: 'string' },
@@ -85,6 +89,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
     tokensEnv: env.SELECTIVITY_TOKENS,
     threads: values.threads !== undefined ? intOption(values.threads, 'threads', 0, 1024) : undefined,
     backtestThreads: values['backtest-threads'] !== undefined ? intOption(values['backtest-threads'], 'backtest-threads', 0, 1024) : undefined,
+    retrainAfter: values['retrain-after'] !== undefined ? intOption(values['retrain-after'], 'retrain-after', 0, 1e9) : undefined,
     maxQueue: values['max-queue'] !== undefined ? intOption(values['max-queue'], 'max-queue', 1) : undefined,
     bodyLimit: values['body-limit'] !== undefined ? parseSize(values['body-limit'], 'body-limit') : undefined,
     inlineMaxBytes: values['inline-max'] !== undefined ? (values['inline-max'].trim() === '0' ? 0 : parseSize(values['inline-max'], 'inline-max')) : undefined,

@@ -40,6 +40,14 @@ export interface ServiceConfig {
   logger?: boolean | object;
   /** Log every returned decision to the store (default true; see docs/feedback.md). */
   decisionLog?: boolean;
+  /**
+   * Retrain the compliance model by itself once the store holds this many
+   * more inspected declarations with feedback than the model was trained on
+   * (default 1,000; 0: only on request). See RulesetSource.startAutoRetrain.
+   */
+  retrainAfter?: number;
+  /** How often the feedback count is checked, ms (default 60,000). */
+  retrainCheckMs?: number;
   /** Worker threads of a back-test job (default: half the cores, at least 1; scoring keeps the rest). */
   backtestThreads?: number;
 }
@@ -104,6 +112,12 @@ export async function startService(config: ServiceConfig): Promise<RunningServic
     app = await buildServer({ engine, source, tokens, metrics, bodyLimit: config.bodyLimit, maxBatch: config.maxBatch, logger: config.logger, version: packageVersion(), decisionLog, backtests });
     // profiles activate and expire by their dates: swap the ruleset at each boundary
     source.startClock((rs) => source.swap(rs));
+    // the model follows the feedback: refitted in a worker, swapped in like any ruleset change
+    source.startAutoRetrain({
+      after: config.retrainAfter ?? 1000, checkMs: config.retrainCheckMs,
+      apply: (rs) => source.swap(rs),
+      report: (e) => (e.ok ? app!.log.info({ rows: e.rows }, 'compliance model retrained from feedback and swapped in') : app!.log.warn({ err: e.error }, 'automatic retrain failed; the model in use stays')),
+    });
     await app.listen({ host: config.host, port: config.port });
   } catch (e) {
     await app?.close();
@@ -135,6 +149,7 @@ export async function startService(config: ServiceConfig): Promise<RunningServic
       closing ??= (async () => {
         await app!.close(); // stops accepting; waits for in-flight requests and streams
         await backtests.jobs.close(); // a running back-test is stopped and marked interrupted
+        await source.drain(); // a retrain in flight finishes (its model written) before the store closes
         await engine.close();
         await decisionLog?.close(); // every acknowledged decision is already committed; this stops the writer
         metrics.close();

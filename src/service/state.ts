@@ -9,7 +9,7 @@
 import { readJsonFile } from '../store/json-file.js';
 import { chmodSync, existsSync, mkdirSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { errors } from '../errors.js';
+import { errors, fromWorker } from '../errors.js';
 import { ProfileStore, type ImportSummary } from '../profiles/store.js';
 import { WatchListStore } from '../text/store.js';
 import { modelRuleset, type TrainedModel } from '../learn/train.js';
@@ -23,7 +23,10 @@ import { createRuleset, type Ruleset } from '../ruleset/ruleset.js';
 import type { CompiledMeta } from '../ruleset/compile.js';
 import type { Engine } from '../engine.js';
 import { buildPeerSnapshotFromFile } from '../score-file.js';
-import { packageRoot } from '../paths.js';
+import { packageRoot, workerPath } from '../paths.js';
+import { pathToFileURL } from 'node:url';
+import { Piscina } from 'piscina';
+import type { RetrainTask } from '../../workers/retrain-worker.js';
 import { openStore, STORE_FILE, type Db } from '../store/sqlite.js';
 
 export interface RulesetFiles {
@@ -121,7 +124,7 @@ export class RulesetSource {
   get database(): Db { return this.db; }
 
   /** The compliance model in use (weights, thresholds, historical tables), if any. */
-  private model: { settings: TrainedModel['settings']; history: HistoryTables; trainedAt?: string; rows?: number } | undefined;
+  private model: { settings: TrainedModel['settings']; history: HistoryTables; trainedAt?: string; rows?: number; fromStore?: boolean } | undefined;
 
   private get modelPath(): string { return this.files.modelPath ?? join(dirname(this.files.storePath), 'model.json'); }
 
@@ -144,8 +147,8 @@ export class RulesetSource {
   /** Reads the model file when there is one (a named error if it is not a model; nothing changes then). */
   private readModel(): typeof this.model {
     if (!existsSync(this.modelPath)) return undefined;
-    const raw = readJsonFile(this.modelPath, 'the model', 'model', errors.SEL_ERR_RULESET_INVALID) as { createdAt?: string; training?: { rows?: number } };
-    return { ...modelRuleset(raw), trainedAt: raw.createdAt, rows: raw.training?.rows };
+    const raw = readJsonFile(this.modelPath, 'the model', 'model', errors.SEL_ERR_RULESET_INVALID) as { createdAt?: string; training?: { rows?: number }; source?: string };
+    return { ...modelRuleset(raw), trainedAt: raw.createdAt, rows: raw.training?.rows, fromStore: raw.source === 'feedback in the store' };
   }
 
   /** What the model in use was trained on (undefined without a model). */
@@ -154,20 +157,72 @@ export class RulesetSource {
     return m && { path: this.modelPath, trainedAt: m.trainedAt ?? null, rows: m.rows ?? null, dimensions: m.history.dimensions.map((d) => ({ name: d.name, weight: d.weight, values: d.keys.length })) };
   }
 
+  /** The retrain running now (a second call waits for it rather than fitting twice). */
+  private retraining: Promise<Ruleset & { training: TrainedModel['training'] }> | undefined;
+  private retrainPool: Piscina | undefined;
+
   /**
    * Refits the compliance model on the inspected declarations whose feedback
    * the store holds (the decision log joined to current feedback), against
-   * the current peers; writes it durably to the model file, then returns the
-   * ruleset to swap in. Too little feedback is a named error; nothing changes.
+   * the current peers, in a worker thread (scoring goes on meanwhile); writes
+   * it durably to the model file, then returns the ruleset to swap in. Too
+   * little feedback is a named error; nothing changes.
    */
-  async retrain(): Promise<Ruleset & { training: TrainedModel['training'] }> {
+  retrain(): Promise<Ruleset & { training: TrainedModel['training'] }> {
+    this.retraining ??= this.fit().finally(() => { this.retraining = undefined; });
+    return this.retraining;
+  }
+
+  private async fit(): Promise<Ruleset & { training: TrainedModel['training'] }> {
     if (!this.peers) throw errors.SEL_ERR_NOT_READY('no ruleset loaded yet', { field: 'ruleset' });
-    const doc = await modelFromStore(this.db, this.peers, {}, 'feedback in the store', new Date(this.now()));
-    const next = { settings: doc.settings, history: doc.history, trainedAt: doc.createdAt, rows: doc.training.rows };
+    const task: RetrainTask = { storePath: this.files.storePath, peersPath: this.files.peersPath, now: this.now() };
+    const file = workerPath('retrain-worker');
+    let doc: Awaited<ReturnType<typeof modelFromStore>>;
+    if (existsSync(file)) {
+      this.retrainPool ??= new Piscina({ filename: pathToFileURL(file).href, minThreads: 0, maxThreads: 1, idleTimeout: 10_000 });
+      doc = fromWorker(await this.retrainPool.run(task));
+    } else {
+      doc = await modelFromStore(this.db, this.peers, {}, 'feedback in the store', new Date(task.now)); // not built (library use from source): in this thread
+    }
+    const next = { settings: doc.settings, history: doc.history, trainedAt: doc.createdAt, rows: doc.training.rows, fromStore: true };
     const ruleset = this.compose(this.peers, next); // validates before anything is written
     writeFileDurable(this.modelPath, `${JSON.stringify(doc)}\n`);
     this.model = next;
     return { ...ruleset, training: doc.training };
+  }
+
+  /** Inspected declarations with current feedback in the store (what a retrain learns from). */
+  inspectedWithFeedback(): number {
+    return (this.db.prepare('SELECT COUNT(*) AS n FROM feedback WHERE current = 1 AND inspected = 1').get() as { n: number }).n;
+  }
+
+  private auto: { timer: NodeJS.Timeout; after: number } | undefined;
+
+  /**
+   * Retrains by itself as feedback arrives: every `checkMs`, when the store
+   * holds at least `after` more inspected declarations with feedback than
+   * the model in use was trained on, the model is refitted (in a worker) and
+   * handed to `apply`. A model that did not come from the store (selectivity
+   * train on labelled files) is never replaced this way. Failures (too little
+   * feedback of one kind) are reported to `report` and tried again later.
+   */
+  startAutoRetrain(o: { after: number; checkMs?: number; apply: (r: Ruleset) => void; report?: (event: { ok: boolean; rows?: number; error?: unknown }) => void }): void {
+    if (this.auto) clearInterval(this.auto.timer);
+    this.auto = undefined;
+    if (!(o.after > 0)) return;
+    const timer = setInterval(() => {
+      if (this.retraining || (this.model && !this.model.fromStore)) return;
+      const have = this.inspectedWithFeedback();
+      if (have - (this.model?.rows ?? 0) < o.after) return;
+      this.retrain().then((r) => { o.apply(r); o.report?.({ ok: true, rows: r.training.rows }); }, (error) => o.report?.({ ok: false, error }));
+    }, o.checkMs ?? 60_000);
+    timer.unref();
+    this.auto = { timer, after: o.after };
+  }
+
+  /** Automatic retraining: the threshold, and how far the store is from it (undefined when off). */
+  get autoRetrain(): { after: number; inspectedWithFeedback: number; trainedOn: number } | undefined {
+    return this.auto && { after: this.auto.after, inspectedWithFeedback: this.inspectedWithFeedback(), trainedOn: this.model?.fromStore ? this.model.rows ?? 0 : 0 };
   }
 
   /** Reads the peer file and the active profiles; throws a named error and changes nothing if either is invalid. */
@@ -261,7 +316,19 @@ export class RulesetSource {
     return r && { version: r.version, installedAt: r.installed_at, peers: r.peers, profiles: JSON.parse(r.profiles), settings: JSON.parse(r.settings) };
   }
 
+  /** Waits for a retrain in flight (its model is written and kept) and stops the retrain worker. */
+  async drain(): Promise<void> {
+    if (this.auto) clearInterval(this.auto.timer);
+    this.auto = undefined;
+    await this.retraining?.catch(() => undefined);
+    await this.retrainPool?.destroy();
+    this.retrainPool = undefined;
+  }
+
   close(): void {
+    if (this.auto) clearInterval(this.auto.timer);
+    this.auto = undefined;
+    void this.retrainPool?.destroy();
     if (this.clock?.timer) clearTimeout(this.clock.timer);
     this.clock = undefined;
     this.usage.close();
