@@ -8,12 +8,15 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { pack, unpackMultiple } from 'msgpackr';
+import { pack, unpack, unpackMultiple } from 'msgpackr';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startService, type RunningService } from '../src/service/service.js';
-import { openStore, STORE_FILE } from '../src/store/sqlite.js';
+import { openStore, SCHEMA_VERSION, STORE_FILE } from '../src/store/sqlite.js';
 import { DecisionLog } from '../src/feedback/decision-log.js';
-import { encodeLogRows } from '../src/feedback/log-rows.js';
+import { CHUNK_MSGPACK, CHUNK_NDJSON, encodeLogChunk, encodeLogRows } from '../src/feedback/log-rows.js';
+import { FeedbackStore } from '../src/feedback/feedback.js';
+import { trainingDataFromStore } from '../src/learn/from-store.js';
+import { DecisionLogReader } from '../src/feedback/log-reader.js';
 import type { Declaration } from '../src/model/schema.js';
 import type { Decision } from '../src/decisions.js';
 import { call, declarations, logRows, MEAT, tokensEnv } from './service-helpers.js';
@@ -63,7 +66,15 @@ describe('decision log (service over loopback, worker pool)', () => {
     const packed = declarations(20, 2, 'M');
     const r = await call(base, 'POST', '/v1/score', { role: 'port', type: 'application/msgpack', accept: 'application/json', body: Buffer.from(pack({ declarations: packed })) });
     expect(r.status).toBe(200);
-    expect(logRows(dataDir, "declaration_id LIKE 'M%'").map((x) => x.declaration_id).sort()).toEqual(packed.map((d) => d.id).sort());
+    expect(logRows(dataDir, (x) => x.declaration_id.startsWith('M')).map((x) => x.declaration_id).sort()).toEqual(packed.map((d) => d.id).sort());
+    // a MessagePack answer: the log holds the decisions the client received, field for field
+    const native = declarations(20, 6, 'N');
+    const rn = await call(base, 'POST', '/v1/score', { role: 'port', type: 'application/msgpack', accept: 'application/msgpack', body: Buffer.from(pack({ declarations: native })) });
+    expect(rn.status).toBe(200);
+    const answered = unpack(rn.body) as { rulesetVersion: string; decisions: Decision[]; errors: unknown[] };
+    expect(answered.decisions.length).toBe(native.length);
+    const nRows = logRows(dataDir, (x) => x.declaration_id.startsWith('N'));
+    expect(nRows.map((x) => ({ id: x.declaration_id, channel: x.channel, score: x.score, controlGroup: x.control_group === 1, rulesetVersion: x.ruleset_version, reasons: JSON.parse(x.reasons) }))).toEqual(answered.decisions);
 
     const streamed = declarations(5000, 3, 'S');
     const ndjson = `${streamed.map((d) => JSON.stringify(d)).join('\n')}\n{"id":"S-bad"}\n`;
@@ -71,7 +82,7 @@ describe('decision log (service over loopback, worker pool)', () => {
     expect(s.status).toBe(200);
     const out = s.body.toString('utf8').trim().split('\n').map((l) => JSON.parse(l));
     expect(out.length).toBe(streamed.length + 1);
-    const rows = logRows(dataDir, "declaration_id LIKE 'S%'");
+    const rows = logRows(dataDir, (x) => x.declaration_id.startsWith('S'));
     expect(rows.length).toBe(streamed.length);
     const channels = new Map(rows.map((x) => [x.declaration_id, x.channel]));
     for (const o of out.slice(0, -1)) expect(channels.get(o.id)).toBe(o.channel);
@@ -79,7 +90,7 @@ describe('decision log (service over loopback, worker pool)', () => {
     const again = declarations(300, 4, 'P');
     const ms = await call(base, 'POST', '/v1/score/stream', { role: 'port', type: 'application/msgpack', body: Buffer.concat([...again, again[0]].map((d) => Buffer.from(pack(d)))) });
     expect(unpackMultiple(ms.body).length).toBe(again.length + 1);
-    const pRows = logRows(dataDir, "declaration_id LIKE 'P%'");
+    const pRows = logRows(dataDir, (x) => x.declaration_id.startsWith('P'));
     expect(pRows.length).toBe(again.length + 1);
     expect(pRows.filter((x) => x.declaration_id === again[0].id).length).toBe(2); // history kept
   });
@@ -124,10 +135,11 @@ describe('decision log writer', () => {
     await expect(log.append(encodeLogRows([d('A', 'a'.repeat(16))], [x], 'a'.repeat(16)))).rejects.toMatchObject({ code: 'SEL_ERR_NOT_READY' });
     const db = openStore(path);
     try {
-      const rows = db.prepare('SELECT declaration_id, ruleset_version, channel, reasons, hs, tax_rate FROM decision_log ORDER BY seq').all() as Record<string, unknown>[];
-      expect(rows.map((r) => r.ruleset_version)).toEqual(['1111111111111111', '2222222222222222', '3333333333333333']);
-      expect(rows[0]).toMatchObject({ declaration_id: 'A', channel: 'yellow', hs: MEAT.hs, tax_rate: MEAT.taxRate });
-      expect(JSON.parse(rows[0].reasons as string)).toEqual(d('A', '').reasons);
+      const rows = new DecisionLogReader(db).decisions('A');
+      expect(rows.map((r) => r.rulesetVersion)).toEqual(['1111111111111111', '2222222222222222', '3333333333333333']);
+      expect(rows.map((r) => r.seq)).toEqual([1, 2, 3]);
+      expect(rows[0]).toMatchObject({ declarationId: 'A', channel: 'yellow', declaration: { hs: MEAT.hs, taxRate: MEAT.taxRate } });
+      expect(rows[0].reasons).toEqual(d('A', '').reasons);
     } finally {
       db.close();
     }
@@ -141,11 +153,105 @@ describe('decision log writer', () => {
     const decisions = many.map((m): Decision => ({ id: m.id, channel: 'green', score: 0, controlGroup: false, rulesetVersion: 'f'.repeat(16), reasons: [] }));
     await Promise.all(many.map((m, k) => log.append(encodeLogRows([decisions[k]], [m], 'f'.repeat(16))).then(() => {
       const db = openStore(path); // committed: visible to another connection at once
-      try { expect(db.prepare('SELECT COUNT(*) AS n FROM decision_log WHERE declaration_id = ?').get(m.id)).toEqual({ n: 1 }); } finally { db.close(); }
+      try { expect(new DecisionLogReader(db).decisions(m.id).map((x) => x.declarationId)).toEqual([m.id]); } finally { db.close(); }
     })));
     expect(log.stats.rows).toBe(50);
     expect(log.stats.payloads).toBe(50);
     expect(log.stats.commits).toBeLessThanOrEqual(50);
     await log.close();
+  });
+});
+
+describe('decision log layout: chunks and the id chain', () => {
+  const reasons: Decision['reasons'] = [{ code: 'PROFILE', profile: 'P1', version: 2, weight: 3, channel: 'yellow' }, { code: 'SCORE_THRESHOLD', channel: 'yellow', score: 3.5, threshold: 3 }];
+  const decision = (id: string, v: string, score: number): Decision => ({ id, channel: 'yellow', score, controlGroup: score > 4, rulesetVersion: v, reasons });
+
+  it('stores one chunk per payload, in either encoding, and reads every decision of an id back in order', async () => {
+    const path = join(dir, 'layout', STORE_FILE);
+    openStore(path).close();
+    const log = new DecisionLog({ storePath: path, thread: false });
+    const v1 = '1'.repeat(16), v2 = '2'.repeat(16);
+    const x = (id: string, extra: Partial<Declaration> = {}): Declaration => ({ ...MEAT, id, ...extra });
+    // chunk 1 (MessagePack decisions): A, B, and A again in the same chunk
+    const c1 = [decision('A', v1, 1), decision('B', v1, 2), decision('A', v1, 3)];
+    await log.append(encodeLogRows(c1, [x('A'), x('B', { declarant: undefined, quantity: 12, aeo: true }), x('A', { seller: 'S9', aeo: false })], v1));
+    // chunk 2 (NDJSON decisions, as a JSON reply sends them): B and C
+    const c2 = [decision('B', v2, 4.5), decision('C', v2, 5)];
+    const ndjson = new TextEncoder().encode(c2.map((d) => `${JSON.stringify(d)}\n`).join(''));
+    await log.append(encodeLogChunk(CHUNK_NDJSON, [ndjson], ['B', 'C'], [x('B'), x('C', { departure: 'DE', transportMode: '4' })], v2));
+    expect(log.stats).toMatchObject({ rows: 5, payloads: 2 });
+    await log.close();
+
+    const db = openStore(path);
+    try {
+      expect(db.prepare('SELECT first_seq, count, ruleset_version, format FROM decision_chunks ORDER BY first_seq').all())
+        .toEqual([{ first_seq: 1, count: 3, ruleset_version: v1, format: CHUNK_MSGPACK }, { first_seq: 4, count: 2, ruleset_version: v2, format: CHUNK_NDJSON }]);
+      // one index entry per id; every later decision of an id points back to the one before
+      expect(db.prepare('SELECT declaration_id, seq FROM decision_latest ORDER BY declaration_id').all()).toEqual([{ declaration_id: 'A', seq: 3 }, { declaration_id: 'B', seq: 4 }, { declaration_id: 'C', seq: 5 }]);
+      expect(db.prepare('SELECT seq, previous FROM decision_previous ORDER BY seq').all()).toEqual([{ seq: 3, previous: 1 }, { seq: 4, previous: 2 }]);
+      const reader = new DecisionLogReader(db);
+      const a = reader.decisions('A');
+      expect(a.map((d) => [d.seq, d.score, d.rulesetVersion])).toEqual([[1, 1, v1], [3, 3, v1]]);
+      expect(a[0]).toMatchObject({ declarationId: 'A', channel: 'yellow', controlGroup: false, reasons });
+      expect(a[0].declaration).toEqual({ date: MEAT.date, office: MEAT.office, importer: MEAT.importer, declarant: MEAT.declarant, hs: MEAT.hs, origin: MEAT.origin, transportMode: MEAT.transportMode, customsValue: MEAT.customsValue, netMass: MEAT.netMass, taxRate: MEAT.taxRate });
+      expect(a[1].declaration).toMatchObject({ seller: 'S9', aeo: false });
+      const b = reader.decisions('B');
+      expect(b.map((d) => [d.seq, d.rulesetVersion, d.controlGroup])).toEqual([[2, v1, false], [4, v2, true]]);
+      expect(b[0].declaration).toMatchObject({ quantity: 12, aeo: true });
+      expect('declarant' in b[0].declaration).toBe(false);
+      expect(reader.decisions('C')[0].declaration).toMatchObject({ departure: 'DE', transportMode: '4' });
+      expect(reader.latest('B')?.seq).toBe(4);
+      expect(reader.latest('B', v1)?.seq).toBe(2);
+      expect(reader.latest('B', 'f'.repeat(16))).toBeUndefined();
+      expect(reader.decisions('NONE')).toEqual([]);
+      expect([...reader.scan()].map((d) => `${d.seq}:${d.declarationId}`)).toEqual(['1:A', '2:B', '3:A', '4:B', '5:C']);
+    } finally {
+      db.close();
+    }
+  });
+
+  it('migrates a store of the earlier layout: its decision_log rows stay readable, joined by feedback and training, and new seqs follow them', async () => {
+    const path = join(dir, 'migrate', STORE_FILE);
+    const old = openStore(path, 6); // the schema the earlier version wrote
+    const v0 = '0'.repeat(16), v1 = '1'.repeat(16);
+    const insert = old.prepare(`INSERT INTO decision_log (declaration_id, decided_at, ruleset_version, score, channel, control_group, reasons, date, office, importer, declarant, seller, hs, origin, departure, transport_mode, customs_value, net_mass, quantity, tax_rate, aeo)
+      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`);
+    const decls = declarations(16, 5, 'OLD');
+    expect(decls.length).toBeGreaterThanOrEqual(10);
+    for (const d of decls) insert.run(d.id, Date.UTC(2026, 10, 20), v0, 2.5, 'yellow', 0, JSON.stringify(reasons), d.date, d.office, d.importer, d.declarant ?? null, d.seller ?? null, d.hs, d.origin, d.departure ?? null, d.transportMode ?? null, d.customsValue, d.netMass, d.quantity ?? null, d.taxRate ?? null, d.aeo === undefined ? null : d.aeo ? 1 : 0);
+    expect(old.pragma('user_version', { simple: true })).toBe(6);
+    old.close();
+
+    // the new version opens it (migration 7) and logs a new decision of one of those ids
+    const log = new DecisionLog({ storePath: path, thread: false });
+    await log.append(encodeLogRows([decision(decls[0].id, v1, 6)], [decls[0]], v1));
+    await log.close();
+    const db = openStore(path);
+    try {
+      expect(db.pragma('user_version', { simple: true })).toBe(SCHEMA_VERSION);
+      const reader = new DecisionLogReader(db);
+      const first = reader.decisions(decls[0].id);
+      const next = decls.length + 1; // the first seq after the old rows
+      expect(first.map((d) => [d.seq, d.rulesetVersion])).toEqual([[1, v0], [next, v1]]);
+      const { id: _id, description: _description, ...fields } = decls[0];
+      expect(first[0].declaration).toEqual(fields);
+      expect(first[0].reasons).toEqual(reasons);
+      expect(first[1].declaration).toEqual(first[0].declaration);
+      expect(new DecisionLogReader(db).decisions(decls[1].id).map((d) => d.seq)).toEqual([2]);
+
+      // feedback joins to the latest decision, or to the old one by its ruleset version
+      const store = new FeedbackStore(db);
+      const item = { declarationId: decls[0].id, date: '2026-11-24', channel: 'yellow', inspected: true, outcome: 'discrepancy' };
+      expect(store.record([item], 'test').results[0].decision).toMatchObject({ seq: next, rulesetVersion: v1 });
+      expect(store.record([{ ...item, rulesetVersion: v0 }], 'test').results[0]).toMatchObject({ status: 'replaced', decision: { seq: 1, rulesetVersion: v0 } });
+      expect(store.show(decls[0].id).decisions.map((d) => d.seq)).toEqual([1, next]);
+      // training from the store reads the old rows like the new ones
+      store.record(decls.slice(1).map((d, i) => ({ declarationId: d.id, date: '2026-11-24', channel: 'green', inspected: true, outcome: i % 3 === 0 ? 'discrepancy' : 'no-discrepancy' })), 'test');
+      const training = trainingDataFromStore(db);
+      expect(training.rows).toBe(decls.length);
+      expect(training.positives).toBe(1 + Math.ceil((decls.length - 1) / 3));
+    } finally {
+      db.close();
+    }
   });
 });

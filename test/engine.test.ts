@@ -4,7 +4,9 @@ import { referenceScore } from '../src/kernel/reference.js';
 import { toBatch } from '../src/model/columnar.js';
 import { buildPeerTables } from '../src/peers/peer-groups.js';
 import { createRuleset } from '../src/ruleset/ruleset.js';
-import { toDecisions } from '../src/decisions.js';
+import { toDecisions, type Decision } from '../src/decisions.js';
+import { Chunk, CHUNK_MSGPACK, CHUNK_NDJSON, readPayload } from '../src/feedback/log-rows.js';
+import { pack, unpack, unpackMultiple } from 'msgpackr';
 import { randomDeclarations, randomProfiles } from './helpers.js';
 
 const history = randomDeclarations(2000, 7);
@@ -87,6 +89,42 @@ describe('engine.scoreWire', () => {
       expect(() => createEngine({ ruleset: rulesetA, threads: 1, inlineMaxBytes: -1 })).toThrow(expect.objectContaining({ code: 'SEL_ERR_OPTION_INVALID', details: expect.objectContaining({ field: 'inlineMaxBytes' }) }));
     } finally {
       await Promise.all([pooled.close(), inline.close()]);
+    }
+  });
+
+  it('answers the same bytes with the decision log on, and logs the decisions as answered', async () => {
+    const decls = randomDeclarations(40, 78).filter((d) => d.netMass > 0);
+    const bad = { id: 'BAD', date: 'x' };
+    const bodies = {
+      batch: { json: Buffer.from(JSON.stringify({ declarations: [...decls, bad] })), msgpack: Buffer.from(pack({ declarations: [...decls, bad] })) },
+      stream: { json: Buffer.from(`${[...decls, bad].map((d) => JSON.stringify(d)).join('\n')}\n`), msgpack: Buffer.concat([...decls, bad].map((d) => Buffer.from(pack(d)))) },
+    };
+    const engine = createEngine({ ruleset: rulesetA, threads: 0 });
+    try {
+      for (const kind of ['batch', 'stream'] as const) {
+        for (const format of ['json', 'msgpack'] as const) {
+          for (const accept of ['json', 'msgpack'] as const) {
+            const req = (log: boolean) => ({ kind, format, accept, body: Buffer.from(bodies[kind][format]), maxDeclarations: 100, log });
+            const off = await engine.scoreWire(req(false));
+            const on = await engine.scoreWire(req(true));
+            const what = `${kind} ${format} → ${accept}`;
+            if (!off.ok || !on.ok) throw new Error(`${what}: not scored`);
+            expect(Buffer.from(on.body).equals(Buffer.from(off.body)), what).toBe(true);
+            expect(off.log, what).toBeUndefined();
+            const { header, chunk } = readPayload(on.log!);
+            expect(header.n, what).toBe(decls.length);
+            expect(JSON.parse(header.ids), what).toEqual(decls.map((d) => d.id));
+            expect(header.f, what).toBe(accept === 'msgpack' ? CHUNK_MSGPACK : CHUNK_NDJSON);
+            const answered = (kind === 'batch' ? (accept === 'json' ? JSON.parse(Buffer.from(on.body).toString()) : unpack(on.body)).decisions
+              : (accept === 'json' ? Buffer.from(on.body).toString().trim().split('\n').map((l) => JSON.parse(l)) : unpackMultiple(Buffer.from(on.body))).filter((r: { error?: unknown }) => !r.error)) as Decision[];
+            const c = new Chunk(1, header.n, header.f, chunk);
+            expect(decls.map((_, k) => c.row(k).decision), what).toEqual(answered);
+            expect(c.row(3).declaration.slice(0, 3), what).toEqual([decls[3].date, decls[3].office, decls[3].importer]);
+          }
+        }
+      }
+    } finally {
+      await engine.close();
     }
   });
 });

@@ -14,7 +14,7 @@ import { FLOAT32_OPTIONS, Packr, Unpackr } from 'msgpackr';
 import { describe, expect, it } from 'vitest';
 import { SelectivityError } from '../src/errors.js';
 import { FIELDS, validateDeclaration, type Declaration, type FieldKind, type Validation } from '../src/model/schema.js';
-import { encodeMsgpack, FAST_READER_ENABLED, FastDeclarationReader, msgpackEnd } from '../src/service/fast-msgpack.js';
+import { EncodedMsgpack, encodeMsgpack, FAST_READER_ENABLED, FastDeclarationReader, msgpackEnd } from '../src/service/fast-msgpack.js';
 import { randomDeclarations, rng } from './helpers.js';
 
 const packr = new Packr({ useRecords: false, variableMapSize: true });
@@ -510,6 +510,13 @@ describe('encodeMsgpack', () => {
   it('writes the bytes msgpackr writes for decision replies and stream records', () => {
     fc.assert(fc.property(reply, (doc) => sameAsMsgpackr(doc)), { numRuns: 300 });
     fc.assert(fc.property(streamRecord, (rec) => sameAsMsgpackr(rec)), { numRuns: 300 });
+  });
+
+  it('writes an already encoded part as it is: a reply built around its encoded decisions is the same bytes', () => {
+    fc.assert(fc.property(reply, (doc) => {
+      const spliced = encodeMsgpack({ ...doc, decisions: new EncodedMsgpack(encodeMsgpack(doc.decisions)) });
+      expect(Buffer.from(spliced).equals(Buffer.from(encodeMsgpack(doc)))).toBe(true);
+    }), { numRuns: 200 });
   });
 
   it('writes the bytes msgpackr writes for any value tree (foreign values go through msgpackr)', () => {

@@ -55,7 +55,7 @@ describe('feedback (service over loopback, worker pool)', () => {
     expect(body.results[1].error.details.field).toBe('inspected');
     expect(body.results[2].error.code).toBe('SEL_ERR_FEEDBACK_UNKNOWN_DECLARATION');
     expect(body.results[3].error.details.field).toBe('revenueRecovered');
-    const logged = logRows(dataDir, 'declaration_id = ?', MEAT.id);
+    const logged = logRows(dataDir, (x) => x.declaration_id === MEAT.id);
     expect(body.results[0].decision.seq).toBe(logged[logged.length - 1].seq);
 
     const shown = await call(base, 'GET', `/v1/feedback?declarationId=${MEAT.id}`, { role: 'port' });

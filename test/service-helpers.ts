@@ -7,6 +7,7 @@ import { request as httpRequest } from 'node:http';
 import { join } from 'node:path';
 import type { Declaration } from '../src/model/schema.js';
 import { openStore, STORE_FILE } from '../src/store/sqlite.js';
+import { DecisionLogReader } from '../src/feedback/log-reader.js';
 import { randomDeclarations } from './helpers.js';
 
 export const TOKENS = { port: 'port-token-0123456789abcdef', analyst: 'analyst-token-0123456789abcdef', admin: 'admin-token-0123456789abcdef' };
@@ -28,9 +29,28 @@ export async function call(base: string, method: string, path: string, o: { role
   });
 }
 
-export const logRows = (dataDir: string, where = '1 = 1', ...args: unknown[]) => {
+/**
+ * The logged decisions of a data directory (src/feedback/log-reader.ts, both layouts), as rows
+ * with the columns of the original decision_log table (reasons as JSON text), in seq order.
+ */
+export const logRows = (dataDir: string, keep: (row: Record<string, any>) => boolean = () => true): Record<string, any>[] => {
   const db = openStore(join(dataDir, STORE_FILE));
-  try { return db.prepare(`SELECT * FROM decision_log WHERE ${where} ORDER BY seq`).all(...args) as Record<string, any>[]; } finally { db.close(); }
+  try {
+    const out: Record<string, any>[] = [];
+    for (const d of new DecisionLogReader(db).scan()) {
+      const x = d.declaration;
+      const row = {
+        seq: d.seq, declaration_id: d.declarationId, decided_at: Date.parse(d.decidedAt), ruleset_version: d.rulesetVersion, score: d.score, channel: d.channel,
+        control_group: d.controlGroup ? 1 : 0, reasons: JSON.stringify(d.reasons), date: x.date, office: x.office, importer: x.importer,
+        declarant: x.declarant ?? null, seller: x.seller ?? null, hs: x.hs, origin: x.origin, departure: x.departure ?? null, transport_mode: x.transportMode ?? null,
+        customs_value: x.customsValue, net_mass: x.netMass, quantity: x.quantity ?? null, tax_rate: x.taxRate ?? null, aeo: x.aeo === undefined ? null : x.aeo ? 1 : 0,
+      };
+      if (keep(row)) out.push(row);
+    }
+    return out;
+  } finally {
+    db.close();
+  }
 };
 
 export function declarations(n: number, seed: number, prefix: string): Declaration[] {

@@ -6,7 +6,8 @@
  * MessagePack buffer, src/feedback/log-rows.ts). The main thread only hands
  * that buffer on, transferred, to a log-writer thread (node:worker_threads,
  * workers/decision-log-worker.ts) that holds its own connection to the store
- * and inserts with group commit: every payload that arrived while the
+ * and stores each buffer as one chunk row plus its ids in the id index
+ * (migration 7; src/feedback/log-reader.ts reads them), with group commit: every payload that arrived while the
  * previous transaction was committing goes into the next one, so one fsync
  * covers many requests under load and a lone request waits for one commit.
  * append() resolves once its rows are committed (synchronous=FULL, WAL).
@@ -17,34 +18,50 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
-import { Unpackr } from 'msgpackr';
-import type { Statement } from 'better-sqlite3';
+import type { Transaction } from 'better-sqlite3';
 import { errors, SelectivityError } from '../errors.js';
 import { packageRoot } from '../paths.js';
 import { openStore, type Db } from '../store/sqlite.js';
-import { LOG_COLUMNS, logRows, type LogPayload } from './log-rows.js';
+import { readPayload } from './log-rows.js';
 
-const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true });
-
-/** Inserts decision-log payloads into the store; the core of the writer thread (and of the in-thread mode). */
+/**
+ * Stores decision-log payloads; the core of the writer thread (and of the
+ * in-thread mode). Each payload becomes one decision_chunks row (the chunk
+ * as the worker encoded it) and its ids go into decision_latest (the
+ * decisions they replace into decision_previous, by trigger), through
+ * json_each in one statement: no per-decision work in JavaScript.
+ */
 export class LogWriter {
   private readonly db: Db;
-  private readonly insert: Statement;
+  private readonly commitAll: Transaction<(payloads: readonly Uint8Array[]) => number>;
 
   constructor(storePath: string) {
-    this.db = openStore(storePath);
-    this.insert = this.db.prepare(`INSERT INTO decision_log (${LOG_COLUMNS.join(', ')}) VALUES (${LOG_COLUMNS.map(() => '?').join(', ')})`);
+    const db = (this.db = openStore(storePath));
+    // seqs continue after the rows of the older layout (migration 5), which is no longer written
+    const legacyEnd = ((db.prepare('SELECT max(seq) FROM decision_log').pluck().get() as number | null) ?? 0) + 1;
+    const chunkEnd = db.prepare('SELECT first_seq + count FROM decision_chunks ORDER BY first_seq DESC LIMIT 1').pluck();
+    const insertChunk = db.prepare('INSERT INTO decision_chunks (first_seq, count, decided_at, ruleset_version, format, rows) VALUES (?, ?, ?, ?, ?, ?)');
+    // in row order (json_each's), so an id twice in one chunk chains its two decisions too
+    const insertIds = db.prepare('INSERT INTO decision_latest (declaration_id, seq) SELECT value, ? + key FROM json_each(?) WHERE true ON CONFLICT (declaration_id) DO UPDATE SET seq = excluded.seq');
+    this.commitAll = db.transaction((payloads: readonly Uint8Array[]) => {
+      // read inside the (immediate) transaction: another writer on the same file cannot interleave
+      let seq = Math.max(legacyEnd, (chunkEnd.get() as number | undefined) ?? 1);
+      let n = 0;
+      for (const p of payloads) {
+        const { header, chunk } = readPayload(p);
+        if (header.n === 0) continue;
+        insertChunk.run(seq, header.n, header.t, header.v, header.f, Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength));
+        insertIds.run(seq, header.ids);
+        seq += header.n;
+        n += header.n;
+      }
+      return n;
+    });
   }
 
-  /** Inserts every row of the payloads in one transaction (durable on return); the number of rows. */
+  /** Stores every payload in one transaction (durable on return); the number of decisions. */
   commit(payloads: readonly Uint8Array[]): number {
-    let n = 0;
-    this.db.transaction(() => {
-      for (const p of payloads) {
-        for (const row of logRows(unpackr.unpack(p) as LogPayload)) { this.insert.run(row); n++; }
-      }
-    })();
-    return n;
+    return this.commitAll.immediate(payloads);
   }
 
   close(): void {

@@ -15,6 +15,9 @@ import { CHANNELS, type Channel } from '../model/channels.js';
 import type { Reason } from '../decisions.js';
 import { recordExamination } from '../profiles/effectiveness.js';
 import type { Db } from '../store/sqlite.js';
+import { DecisionLogReader, type LoggedDecision } from './log-reader.js';
+
+export type { LoggedDecision } from './log-reader.js';
 
 export const OUTCOMES = ['no-discrepancy', 'discrepancy', 'seizure'] as const;
 export type Outcome = (typeof OUTCOMES)[number];
@@ -92,21 +95,8 @@ export function validateFeedback(raw: unknown): { ok: true; value: Feedback } | 
   return { ok: true, value };
 }
 
-export interface LoggedDecision {
-  /** The log row (increasing: a later row is a later decision). */
-  seq: number;
-  declarationId: string;
-  decidedAt: string;
-  rulesetVersion: string;
-  score: number;
-  channel: Channel;
-  controlGroup: boolean;
-  reasons: Reason[];
-  declaration: { date: string; office: string; importer: string; declarant?: string; seller?: string; hs: string; origin: string; departure?: string; transportMode?: string; customsValue: number; netMass: number; quantity?: number; taxRate?: number; aeo?: boolean };
-}
-
 export interface StoredFeedback extends Feedback {
-  /** The decision-log row it joins to. */
+  /** The seq of the logged decision it joins to. */
   decisionSeq: number;
   current: boolean;
   recordedAt: string;
@@ -127,26 +117,7 @@ export interface FeedbackItemResult {
 
 export interface FeedbackCounts { recorded: number; replaced: number; duplicate: number; rejected: number }
 
-interface DecisionRow { seq: number; declaration_id: string; decided_at: number; ruleset_version: string; score: number; channel: string; control_group: number; reasons: string; date: string; office: string; importer: string; declarant: string | null; seller: string | null; hs: string; origin: string; departure: string | null; transport_mode: string | null; customs_value: number; net_mass: number; quantity: number | null; tax_rate: number | null; aeo: number | null }
 interface FeedbackRow { seq: number; declaration_id: string; current: number; decision_seq: number; date: string; channel: string; inspected: number; outcome: string; irregularity: string | null; revenue_recovered: number; notes: string | null; ruleset_version: string | null; recorded_at: string; recorded_by: string }
-
-/** The declaration fields of a decision_log row (absent where NULL). */
-export function loggedDeclaration(r: Omit<DecisionRow, 'seq' | 'declaration_id' | 'decided_at' | 'ruleset_version' | 'score' | 'channel' | 'control_group' | 'reasons'>): LoggedDecision['declaration'] {
-  const d: LoggedDecision['declaration'] = { date: r.date, office: r.office, importer: r.importer, hs: r.hs, origin: r.origin, customsValue: r.customs_value, netMass: r.net_mass };
-  if (r.declarant !== null) d.declarant = r.declarant;
-  if (r.seller !== null) d.seller = r.seller;
-  if (r.departure !== null) d.departure = r.departure;
-  if (r.transport_mode !== null) d.transportMode = r.transport_mode;
-  if (r.quantity !== null) d.quantity = r.quantity;
-  if (r.tax_rate !== null) d.taxRate = r.tax_rate;
-  if (r.aeo !== null) d.aeo = r.aeo === 1;
-  return d;
-}
-
-function toDecision(r: DecisionRow): LoggedDecision {
-  const d = loggedDeclaration(r);
-  return { seq: r.seq, declarationId: r.declaration_id, decidedAt: new Date(r.decided_at).toISOString(), rulesetVersion: r.ruleset_version, score: r.score, channel: r.channel as Channel, controlGroup: r.control_group === 1, reasons: JSON.parse(r.reasons) as Reason[], declaration: d };
-}
 
 function toFeedback(r: FeedbackRow): StoredFeedback {
   const f: StoredFeedback = { declarationId: r.declaration_id, date: r.date, channel: r.channel as Channel, inspected: r.inspected === 1, outcome: r.outcome as Outcome, revenueRecovered: r.revenue_recovered, decisionSeq: r.decision_seq, current: r.current === 1, recordedAt: r.recorded_at, recordedBy: r.recorded_by };
@@ -168,18 +139,14 @@ const sameResult = (a: StoredFeedback, b: Feedback, decisionSeq: number) =>
   && (a.rulesetVersion ?? null) === (b.rulesetVersion ?? null);
 
 export class FeedbackStore {
-  private readonly latest;
-  private readonly latestOf;
-  private readonly history;
+  private readonly log: DecisionLogReader;
   private readonly current;
   private readonly feedbackHistory;
   private readonly retire;
   private readonly insert;
 
   constructor(private readonly db: Db) {
-    this.latest = db.prepare('SELECT * FROM decision_log WHERE declaration_id = ? ORDER BY seq DESC LIMIT 1');
-    this.latestOf = db.prepare('SELECT * FROM decision_log WHERE declaration_id = ? AND ruleset_version = ? ORDER BY seq DESC LIMIT 1');
-    this.history = db.prepare('SELECT * FROM decision_log WHERE declaration_id = ? ORDER BY seq');
+    this.log = new DecisionLogReader(db);
     this.current = db.prepare('SELECT * FROM feedback WHERE declaration_id = ? AND current = 1');
     this.feedbackHistory = db.prepare('SELECT * FROM feedback WHERE declaration_id = ? ORDER BY seq');
     this.retire = db.prepare('UPDATE feedback SET current = 0 WHERE declaration_id = ? AND current = 1');
@@ -189,13 +156,12 @@ export class FeedbackStore {
 
   /** Every logged decision for a declaration id, oldest first. */
   decisions(declarationId: string): LoggedDecision[] {
-    return (this.history.all(declarationId) as DecisionRow[]).map(toDecision);
+    return this.log.decisions(declarationId);
   }
 
   /** The decision feedback joins to: the latest one, or the latest of a ruleset version. */
   decisionFor(declarationId: string, rulesetVersion?: string): LoggedDecision | undefined {
-    const r = (rulesetVersion ? this.latestOf.get(declarationId, rulesetVersion) : this.latest.get(declarationId)) as DecisionRow | undefined;
-    return r && toDecision(r);
+    return this.log.latest(declarationId, rulesetVersion || undefined);
   }
 
   /** The current feedback and its history (oldest first), with the decisions of the id. */

@@ -1,6 +1,6 @@
 /**
  * Training data from the service's own store: the logged decisions
- * (decision_log) whose declarations were inspected, labelled by their
+ * (src/feedback/log-reader.ts) whose declarations were inspected, labelled by their
  * current examination feedback (discrepancy or seizure = non-compliant).
  * This is how the engine learns from the feedback loop: retrain on what was
  * inspected, swap the model in (src/service/state.ts).
@@ -9,24 +9,22 @@ import { errors } from '../errors.js';
 import { BatchBuilder } from '../model/columnar.js';
 import type { Declaration } from '../model/schema.js';
 import type { Db } from '../store/sqlite.js';
-import { loggedDeclaration } from '../feedback/feedback.js';
+import { DecisionLogReader } from '../feedback/log-reader.js';
 import type { PeerTables } from '../peers/peer-groups.js';
 import { trainModel, type TrainedModel, type TrainingData, type TrainOptions } from './train.js';
 
-interface Row {
-  declaration_id: string; date: string; office: string; importer: string; declarant: string | null; seller: string | null;
-  hs: string; origin: string; departure: string | null; transport_mode: string | null;
-  customs_value: number; net_mass: number; quantity: number | null; tax_rate: number | null; aeo: number | null; outcome: string;
-}
-
-/** The inspected declarations with current feedback, each joined to the decision the feedback answers. */
+/** The inspected declarations with current feedback, each joined to the decision the feedback answers; in order of declaration date, then decision. */
 export function trainingDataFromStore(db: Db, batchSize = 8192): TrainingData & { rows: number; positives: number } {
-  const rows = db.prepare(`
-    SELECT d.declaration_id, d.date, d.office, d.importer, d.declarant, d.seller, d.hs, d.origin, d.departure, d.transport_mode,
-           d.customs_value, d.net_mass, d.quantity, d.tax_rate, d.aeo, f.outcome
-      FROM feedback f JOIN decision_log d ON d.seq = f.decision_seq
-     WHERE f.current = 1 AND f.inspected = 1
-     ORDER BY d.date, d.seq`).iterate() as IterableIterator<Row>;
+  const log = new DecisionLogReader(db);
+  // in decision order, so that the decisions of one chunk are read together
+  const joined = db.prepare('SELECT decision_seq, outcome FROM feedback WHERE current = 1 AND inspected = 1 ORDER BY decision_seq').all() as { decision_seq: number; outcome: string }[];
+  const rows: { seq: number; d: Declaration; y: number }[] = [];
+  for (const f of joined) {
+    const logged = log.at(f.decision_seq);
+    if (!logged) continue; // the decision was deleted from the log (retention): nothing to learn from
+    rows.push({ seq: f.decision_seq, d: { id: logged.declarationId, ...logged.declaration }, y: f.outcome === 'discrepancy' || f.outcome === 'seizure' ? 1 : 0 });
+  }
+  rows.sort((a, b) => (a.d.date < b.d.date ? -1 : a.d.date > b.d.date ? 1 : a.seq - b.seq));
   const data: TrainingData = { batches: [], labels: [] };
   let b = new BatchBuilder(batchSize);
   let labels: number[] = [];
@@ -38,9 +36,7 @@ export function trainingDataFromStore(db: Db, batchSize = 8192): TrainingData & 
     b = new BatchBuilder(batchSize);
     labels = [];
   };
-  for (const r of rows) {
-    const d: Declaration = { id: r.declaration_id, ...loggedDeclaration(r) };
-    const y = r.outcome === 'discrepancy' || r.outcome === 'seizure' ? 1 : 0;
+  for (const { d, y } of rows) {
     b.push(d);
     labels.push(y);
     n++;

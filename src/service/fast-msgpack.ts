@@ -612,7 +612,23 @@ function write(value: unknown): void {
   writeForeign(value);
 }
 
+/**
+ * Bytes already encoded as one MessagePack value, written as they are where
+ * encodeMsgpack meets this wrapper: a part encoded once and sent in two places
+ * (a reply's decisions, and the decision log's copy of them) is encoded once.
+ */
+export class EncodedMsgpack {
+  constructor(readonly bytes: Uint8Array) {}
+}
+
 function writeForeign(value: unknown): void {
+  if (value instanceof EncodedMsgpack) {
+    const b = value.bytes;
+    room(b.length);
+    out.set(b, at);
+    at += b.length;
+    return;
+  }
   const bytes = fallbackPackr.pack(value);
   room(bytes.length);
   out.set(bytes, at);

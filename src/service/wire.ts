@@ -17,10 +17,10 @@ import { errors, SelectivityError, type ErrorDetails } from '../errors.js';
 import type { Kernel } from '../kernel/kernel.js';
 import { BatchBuilder } from '../model/columnar.js';
 import { validateDeclaration, type Declaration, type FieldIssue } from '../model/schema.js';
-import { FastDeclarationReader, encodeMsgpack, msgpackEnd as msgpackValueEnd } from './fast-msgpack.js';
+import { EncodedMsgpack, FastDeclarationReader, encodeMsgpack, msgpackEnd as msgpackValueEnd } from './fast-msgpack.js';
 import { decisionAt, channelCounts, emptyCounts, profileMatchCounts, type Decision } from '../decisions.js';
 import type { Channel } from '../model/channels.js';
-import { encodeLogRows } from '../feedback/log-rows.js';
+import { CHUNK_MSGPACK, CHUNK_NDJSON, encodeLogChunk, msgpackArrayHeader, type ChunkFormat } from '../feedback/log-rows.js';
 
 export type WireFormat = 'json' | 'msgpack';
 
@@ -151,10 +151,16 @@ class Scoring {
     this.declarations?.push(d);
   }
 
-  /** The decision-log payload of what run() decided, or undefined (log off, nothing scored). */
-  logPayload(decisions: readonly Decision[], rulesetVersion: string): Uint8Array | undefined {
-    if (!this.declarations || decisions.length === 0) return undefined;
-    return encodeLogRows(decisions, this.declarations, rulesetVersion);
+  /** Whether the decision log wants this request's decisions (and something was scored). */
+  logs(decisions: readonly Decision[]): boolean {
+    return this.declarations !== undefined && decisions.length > 0;
+  }
+
+  /** The decision-log payload of what run() decided, with the decisions as the reply encoded them (src/feedback/log-rows.ts). */
+  logPayload(format: ChunkFormat, encoded: readonly Uint8Array[], decisions: readonly Decision[], rulesetVersion: string): Uint8Array {
+    const ids: string[] = new Array(decisions.length);
+    for (let k = 0; k < decisions.length; k++) ids[k] = decisions[k].id;
+    return encodeLogChunk(format, encoded, ids, this.declarations!, rulesetVersion);
   }
 
   add(raw: unknown, index: number, line?: number): void {
@@ -203,9 +209,31 @@ class Scoring {
   }
 }
 
-function withLog(reply: Extract<WireReply, { ok: true }>, log: Uint8Array | undefined): WireReply {
-  if (log) reply.log = log;
-  return reply;
+/**
+ * The reply to a batch. With the decision log on, the decisions are encoded
+ * once, for the reply and the log alike: the log keeps the very bytes the
+ * client received (MessagePack: the decisions array; JSON: one decision per
+ * line). The reply's bytes are the same either way.
+ */
+function batchReply(req: WireRequest, s: Scoring, decisions: Decision[], stats: WireStats): WireReply {
+  const { rulesetVersion, counts } = stats;
+  if (!s.logs(decisions)) return { ok: true, body: encodeReply(req, { rulesetVersion, counts, decisions, errors: s.bad }), ...stats };
+  let body: Uint8Array, log: Uint8Array;
+  if (req.accept === 'msgpack') {
+    const encoded = encodeMsgpack(decisions);
+    body = encodeMsgpack({ rulesetVersion, counts, decisions: new EncodedMsgpack(encoded), errors: s.bad });
+    log = s.logPayload(CHUNK_MSGPACK, [encoded], decisions, rulesetVersion);
+  } else {
+    let list = '', lines = '';
+    for (let k = 0; k < decisions.length; k++) {
+      const t = JSON.stringify(decisions[k]);
+      list += k === 0 ? t : `,${t}`;
+      lines += `${t}\n`;
+    }
+    body = encoder.encode(`{"rulesetVersion":${JSON.stringify(rulesetVersion)},"counts":${JSON.stringify(counts)},"decisions":[${list}],"errors":${JSON.stringify(s.bad)}}`);
+    log = s.logPayload(CHUNK_NDJSON, [encoder.encode(lines)], decisions, rulesetVersion);
+  }
+  return { ok: true, body, log, ...stats };
 }
 
 function encodeReply(req: WireRequest, reply: unknown): Uint8Array {
@@ -233,7 +261,7 @@ function scoreMsgpackBatch(kernel: Kernel, req: WireRequest): WireReply | undefi
   }
   if (pos !== b.length) return undefined; // trailing bytes: the general path reports them
   const { decisions, stats } = s.run(kernel);
-  return withLog({ ok: true, body: encodeReply(req, { rulesetVersion: stats.rulesetVersion, counts: stats.counts, decisions, errors: s.bad }), ...stats }, s.logPayload(decisions, stats.rulesetVersion));
+  return batchReply(req, s, decisions, stats);
 }
 
 function scoreBatchDocument(kernel: Kernel, req: WireRequest): WireReply {
@@ -254,8 +282,7 @@ function scoreBatchDocument(kernel: Kernel, req: WireRequest): WireReply {
   const s = new Scoring(list.length, req.log);
   for (let i = 0; i < list.length; i++) s.add(list[i], i);
   const { decisions, stats } = s.run(kernel);
-  const reply = { rulesetVersion: stats.rulesetVersion, counts: stats.counts, decisions, errors: s.bad };
-  return withLog({ ok: true, body: encodeReply(req, reply), ...stats }, s.logPayload(decisions, stats.rulesetVersion));
+  return batchReply(req, s, decisions, stats);
 }
 
 function scoreStreamChunk(kernel: Kernel, req: WireRequest): WireReply {
@@ -305,23 +332,37 @@ function scoreStreamChunk(kernel: Kernel, req: WireRequest): WireReply {
     }
   }
   const { decisions, stats } = s.run(kernel);
-  // interleave decisions and errors back into input order
-  const out: unknown[] = new Array(n);
-  for (let k = 0; k < decisions.length; k++) out[s.rowIndex[k] - firstIndex] = decisions[k];
-  for (const e of s.bad) out[e.index - firstIndex] = { ...(req.format === 'msgpack' ? { index: e.index } : { line: e.line }), ...(e.id !== undefined ? { id: e.id } : {}), error: { code: e.code, message: e.message, issues: e.issues } };
+  // one output record per input record, in input order: the decisions where the valid ones were, the errors elsewhere
+  const slot = (index: number) => index - firstIndex;
+  const errorRecord = (e: RecordError) => ({ ...(req.format === 'msgpack' ? { index: e.index } : { line: e.line }), ...(e.id !== undefined ? { id: e.id } : {}), error: { code: e.code, message: e.message, issues: e.issues } });
   let body: Uint8Array;
+  let log: Uint8Array | undefined;
   if (req.accept === 'json') {
-    let text = '';
-    for (const o of out) text += `${JSON.stringify(o)}\n`;
-    body = encoder.encode(text);
+    const lines: string[] = new Array(n);
+    for (let k = 0; k < decisions.length; k++) lines[slot(s.rowIndex[k])] = `${JSON.stringify(decisions[k])}\n`;
+    for (const e of s.bad) lines[slot(e.index)] = `${JSON.stringify(errorRecord(e))}\n`;
+    body = encoder.encode(lines.join(''));
+    if (s.logs(decisions)) {
+      let text = '';
+      for (let k = 0; k < decisions.length; k++) text += lines[slot(s.rowIndex[k])];
+      log = s.logPayload(CHUNK_NDJSON, [encoder.encode(text)], decisions, stats.rulesetVersion);
+    }
   } else {
-    const parts = out.map((o) => encodeMsgpack(o));
-    const total = parts.reduce((a, p) => a + p.length, 0);
+    const parts: Uint8Array[] = new Array(n);
+    for (let k = 0; k < decisions.length; k++) parts[slot(s.rowIndex[k])] = encodeMsgpack(decisions[k]);
+    for (const e of s.bad) parts[slot(e.index)] = encodeMsgpack(errorRecord(e));
+    let total = 0;
+    for (const p of parts) total += p.length;
     body = new Uint8Array(total);
     let at = 0;
     for (const p of parts) { body.set(p, at); at += p.length; }
+    if (s.logs(decisions)) {
+      const encoded: Uint8Array[] = [msgpackArrayHeader(decisions.length)];
+      for (let k = 0; k < decisions.length; k++) encoded.push(parts[slot(s.rowIndex[k])]);
+      log = s.logPayload(CHUNK_MSGPACK, encoded, decisions, stats.rulesetVersion);
+    }
   }
-  return withLog({ ok: true, body, ...stats }, s.logPayload(decisions, stats.rulesetVersion));
+  return log ? { ok: true, body, log, ...stats } : { ok: true, body, ...stats };
 }
 
 /** Scores one wire request with a kernel that holds the ruleset to use. Never throws. */

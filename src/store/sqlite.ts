@@ -126,12 +126,40 @@ const MIGRATIONS: string[] = [
      recorded_by        TEXT    NOT NULL
    );
    CREATE INDEX feedback_declaration ON feedback (declaration_id, seq);`,
+  // 7: the decision log in chunks: one row per scored request holding its decisions and declaration
+  // fields (src/feedback/log-rows.ts); decision first_seq + k is row k of a chunk. The ids: the latest
+  // decision of each id, and for a later decision of an id, the one before it (the trigger fills it
+  // when the latest changes), so that an id decided again touches its own index entry only. Seqs
+  // continue after those of decision_log, whose rows stay where they are and are still read.
+  `CREATE TABLE decision_chunks (
+     first_seq        INTEGER PRIMARY KEY,
+     count            INTEGER NOT NULL CHECK (count > 0),
+     decided_at       INTEGER NOT NULL,
+     ruleset_version  TEXT    NOT NULL,
+     format           INTEGER NOT NULL,
+     rows             BLOB    NOT NULL
+   );
+   CREATE TABLE decision_latest (
+     declaration_id  TEXT    PRIMARY KEY,
+     seq             INTEGER NOT NULL
+   ) WITHOUT ROWID;
+   CREATE TABLE decision_previous (
+     seq       INTEGER PRIMARY KEY,
+     previous  INTEGER NOT NULL
+   );
+   CREATE TRIGGER decision_latest_previous AFTER UPDATE OF seq ON decision_latest
+   BEGIN
+     INSERT INTO decision_previous (seq, previous) VALUES (NEW.seq, OLD.seq);
+   END;`,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;
 
-/** Opens (creating if needed) the store at `path` and brings its schema up to date. */
-export function openStore(path: string): Db {
+/**
+ * Opens (creating if needed) the store at `path` and brings its schema up to
+ * date. `upTo` stops at an older schema version: for tests of a migration.
+ */
+export function openStore(path: string, upTo = SCHEMA_VERSION): Db {
   let db: Db;
   try {
     mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
@@ -148,7 +176,7 @@ export function openStore(path: string): Db {
     if (current > SCHEMA_VERSION) {
       throw errors.SEL_ERR_STORAGE(`the store ${path} has schema version ${current}, newer than this engine's ${SCHEMA_VERSION}`, { field: 'store', expected: `schema version <= ${SCHEMA_VERSION}`, got: current });
     }
-    for (let v = current; v < SCHEMA_VERSION; v++) {
+    for (let v = current; v < upTo; v++) {
       db.transaction(() => {
         db.exec(MIGRATIONS[v]);
         db.pragma(`user_version = ${v + 1}`);

@@ -1,0 +1,166 @@
+/**
+ * Reads the decision log, whichever layout holds a decision:
+ *  - decision_chunks (migration 7, written by this version): one chunk row
+ *    per scored request, its decisions as the reply encoded them and its
+ *    declaration rows (src/feedback/log-rows.ts), decision first_seq + k
+ *    being row k; an id's decisions are found from decision_latest (its
+ *    latest seq) back through decision_previous (the one before each);
+ *  - decision_log (migration 5): one row per decision, written by earlier
+ *    versions and kept as it is. Its seqs are all below the chunks' seqs.
+ * Feedback's join, GET /v1/decisions/:id, `feedback show` and training from
+ * the store read through here and see one list of decisions per id, in seq
+ * order.
+ */
+import { errors } from '../errors.js';
+import type { Channel } from '../model/channels.js';
+import type { Reason } from '../decisions.js';
+import type { Db } from '../store/sqlite.js';
+import { Chunk, CHUNK_MSGPACK, CHUNK_NDJSON, type ChunkFormat } from './log-rows.js';
+
+export interface LoggedDeclaration { date: string; office: string; importer: string; declarant?: string; seller?: string; hs: string; origin: string; departure?: string; transportMode?: string; customsValue: number; netMass: number; quantity?: number; taxRate?: number; aeo?: boolean }
+
+export interface LoggedDecision {
+  /** The decision's number in the log (increasing: a later one is a later decision). */
+  seq: number;
+  declarationId: string;
+  decidedAt: string;
+  rulesetVersion: string;
+  score: number;
+  channel: Channel;
+  controlGroup: boolean;
+  reasons: Reason[];
+  declaration: LoggedDeclaration;
+}
+
+/** A row of decision_log (migration 5). */
+interface LegacyRow { seq: number; declaration_id: string; decided_at: number; ruleset_version: string; score: number; channel: string; control_group: number; reasons: string; date: string; office: string; importer: string; declarant: string | null; seller: string | null; hs: string; origin: string; departure: string | null; transport_mode: string | null; customs_value: number; net_mass: number; quantity: number | null; tax_rate: number | null; aeo: number | null }
+
+interface ChunkHead { first_seq: number; count: number; decided_at: number; ruleset_version: string; format: ChunkFormat }
+
+/** The declaration fields of a decision_log row (absent where NULL). */
+function legacyDeclaration(r: LegacyRow): LoggedDeclaration {
+  const d: LoggedDeclaration = { date: r.date, office: r.office, importer: r.importer, hs: r.hs, origin: r.origin, customsValue: r.customs_value, netMass: r.net_mass };
+  if (r.declarant !== null) d.declarant = r.declarant;
+  if (r.seller !== null) d.seller = r.seller;
+  if (r.departure !== null) d.departure = r.departure;
+  if (r.transport_mode !== null) d.transportMode = r.transport_mode;
+  if (r.quantity !== null) d.quantity = r.quantity;
+  if (r.tax_rate !== null) d.taxRate = r.tax_rate;
+  if (r.aeo !== null) d.aeo = r.aeo === 1;
+  return d;
+}
+
+function fromLegacy(r: LegacyRow): LoggedDecision {
+  return { seq: r.seq, declarationId: r.declaration_id, decidedAt: new Date(r.decided_at).toISOString(), rulesetVersion: r.ruleset_version, score: r.score, channel: r.channel as Channel, controlGroup: r.control_group === 1, reasons: JSON.parse(r.reasons) as Reason[], declaration: legacyDeclaration(r) };
+}
+
+function fromChunk(h: ChunkHead, c: Chunk, seq: number): LoggedDecision {
+  const { decision: x, declaration: r } = c.row(seq - h.first_seq);
+  const d: LoggedDeclaration = { date: r[0], office: r[1], importer: r[2], hs: r[5], origin: r[6], customsValue: r[9], netMass: r[10] };
+  if (r[3] !== null) d.declarant = r[3];
+  if (r[4] !== null) d.seller = r[4];
+  if (r[7] !== null) d.departure = r[7];
+  if (r[8] !== null) d.transportMode = r[8];
+  if (r[11] !== null) d.quantity = r[11];
+  if (r[12] !== null) d.taxRate = r[12];
+  if (r[13] !== null) d.aeo = r[13] === 1;
+  return { seq, declarationId: x.id, decidedAt: new Date(h.decided_at).toISOString(), rulesetVersion: h.ruleset_version, score: x.score, channel: x.channel, controlGroup: x.controlGroup, reasons: x.reasons, declaration: d };
+}
+
+/** Chunks decoded recently (a chunk never changes once written): feedback for one request's declarations reads one chunk. */
+const CACHED_CHUNKS = 8;
+
+export class DecisionLogReader {
+  private readonly latestSeq;
+  private readonly previousSeq;
+  private readonly legacySeqs;
+  private readonly head;
+  private readonly rows;
+  private readonly legacy;
+  private readonly legacyAll;
+  private readonly heads;
+  private readonly cache = new Map<number, Chunk>();
+
+  constructor(db: Db) {
+    this.latestSeq = db.prepare('SELECT seq FROM decision_latest WHERE declaration_id = ?').pluck();
+    this.previousSeq = db.prepare('SELECT previous FROM decision_previous WHERE seq = ?').pluck();
+    this.legacySeqs = db.prepare('SELECT seq FROM decision_log WHERE declaration_id = ? ORDER BY seq').pluck();
+    this.head = db.prepare('SELECT first_seq, count, decided_at, ruleset_version, format FROM decision_chunks WHERE first_seq <= ? ORDER BY first_seq DESC LIMIT 1');
+    this.rows = db.prepare('SELECT rows FROM decision_chunks WHERE first_seq = ?').pluck();
+    this.legacy = db.prepare('SELECT * FROM decision_log WHERE seq = ?');
+    this.legacyAll = db.prepare('SELECT * FROM decision_log ORDER BY seq');
+    this.heads = db.prepare('SELECT first_seq, count, decided_at, ruleset_version, format FROM decision_chunks ORDER BY first_seq');
+  }
+
+  /** Every logged decision, in seq order (older layout first). */
+  *scan(): Generator<LoggedDecision> {
+    for (const r of this.legacyAll.iterate() as IterableIterator<LegacyRow>) yield fromLegacy(r);
+    for (const h of this.heads.all() as ChunkHead[]) {
+      const c = this.chunk(h);
+      for (let k = 0; k < h.count; k++) yield fromChunk(h, c, h.first_seq + k);
+    }
+  }
+
+  /** The seqs of a declaration id's decisions, ascending. */
+  seqs(declarationId: string): number[] {
+    const chained: number[] = [];
+    for (let seq = this.latestSeq.get(declarationId) as number | undefined; seq !== undefined; seq = this.previousSeq.get(seq) as number | undefined) chained.push(seq);
+    return [...(this.legacySeqs.all(declarationId) as number[]), ...chained.reverse()];
+  }
+
+  /** The chunk holding seq, if a chunk does (else the decision, if any, is a decision_log row). */
+  private headOf(seq: number): ChunkHead | undefined {
+    const h = this.head.get(seq) as ChunkHead | undefined;
+    return h && seq < h.first_seq + h.count ? h : undefined;
+  }
+
+  private chunk(h: ChunkHead): Chunk {
+    let c = this.cache.get(h.first_seq);
+    if (c) {
+      this.cache.delete(h.first_seq);
+      this.cache.set(h.first_seq, c);
+      return c;
+    }
+    if (h.format !== CHUNK_MSGPACK && h.format !== CHUNK_NDJSON) throw errors.SEL_ERR_STORAGE(`decision chunk at seq ${h.first_seq} has format ${h.format}, which this engine does not read`, { field: 'store', expected: `chunk format ${CHUNK_MSGPACK} or ${CHUNK_NDJSON}`, got: h.format });
+    c = new Chunk(h.first_seq, h.count, h.format, this.rows.get(h.first_seq) as Buffer);
+    this.cache.set(h.first_seq, c);
+    if (this.cache.size > CACHED_CHUNKS) this.cache.delete(this.cache.keys().next().value as number);
+    return c;
+  }
+
+  /** The decision with this seq, if the log holds it. */
+  at(seq: number): LoggedDecision | undefined {
+    const h = this.headOf(seq);
+    if (h) {
+      return fromChunk(h, this.chunk(h), seq);
+    }
+    const r = this.legacy.get(seq) as LegacyRow | undefined;
+    return r && fromLegacy(r);
+  }
+
+  /** Every logged decision of a declaration id, oldest first. */
+  decisions(declarationId: string): LoggedDecision[] {
+    const out: LoggedDecision[] = [];
+    for (const seq of this.seqs(declarationId)) {
+      const d = this.at(seq);
+      if (d) out.push(d);
+    }
+    return out;
+  }
+
+  /** The latest decision of an id, or the latest one made by a ruleset version. */
+  latest(declarationId: string, rulesetVersion?: string): LoggedDecision | undefined {
+    const seqs = this.seqs(declarationId);
+    for (let k = seqs.length - 1; k >= 0; k--) {
+      const seq = seqs[k];
+      if (rulesetVersion !== undefined) {
+        // the version is in the chunk's head: no rows decoded for the other versions
+        const h = this.headOf(seq);
+        if (h && h.ruleset_version !== rulesetVersion) continue;
+      }
+      const d = this.at(seq);
+      if (d && (rulesetVersion === undefined || d.rulesetVersion === rulesetVersion)) return d;
+    }
+    return undefined;
+  }
+}
