@@ -8,7 +8,7 @@ import { main } from '../src/cli/main.js';
 import { createEngine } from '../src/engine.js';
 import { validateProfile, validateProfiles } from '../src/profiles/profile.js';
 import { ProfileStore } from '../src/profiles/store.js';
-import { recordExamination } from '../src/profiles/effectiveness.js';
+import { recordExamination, UsageRecorder } from '../src/profiles/effectiveness.js';
 import { createTokenStore, parseTokensEnv } from '../src/service/auth.js';
 import { createMetrics } from '../src/service/metrics.js';
 import { buildServer } from '../src/service/server.js';
@@ -116,6 +116,31 @@ describe('ProfileStore', () => {
     store.setStatus('A', 'retired', 'b');
     const again = new ProfileStore(openStore(path));
     expect(again.history('A').map((r) => r.change)).toEqual(['created', 'retired']);
+  });
+});
+
+describe('usage counters', () => {
+  it('keep their counts when the store is busy, and write them at the next flush', () => {
+    const path = join(mkdtempSync(join(tmpdir(), 'sel-usage-')), 'store.db');
+    const db = openStore(path);
+    const other = openStore(path);
+    try {
+      db.pragma('busy_timeout = 20');
+      const meta = { profiles: [{ id: 'P1', version: 3, weight: 1 }] } as unknown as Parameters<UsageRecorder['record']>[0];
+      const usage = new UsageRecorder(db, 0, () => Date.parse('2026-11-23T12:00:00Z'));
+      usage.record(meta, 10, [0, 4]);
+      other.prepare('BEGIN IMMEDIATE').run(); // another writer holds the store
+      expect(() => usage.flush()).toThrow(/busy|locked/i);
+      expect(usage.failedFlushes).toBe(1);
+      usage.record(meta, 5, [0, 1]);
+      other.prepare('COMMIT').run();
+      usage.flush();
+      expect(db.prepare('SELECT scored FROM traffic').all()).toEqual([{ scored: 15 }]);
+      expect(db.prepare('SELECT id, version, matched FROM profile_usage').all()).toEqual([{ id: 'P1', version: 3, matched: 5 }]);
+    } finally {
+      other.close();
+      db.close();
+    }
   });
 });
 

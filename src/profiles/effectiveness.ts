@@ -32,7 +32,7 @@ export class UsageRecorder {
     this.addUsage = db.prepare('INSERT INTO profile_usage (day, id, version, matched) VALUES (?, ?, ?, ?) ON CONFLICT (day, id, version) DO UPDATE SET matched = matched + excluded.matched');
     this.addTraffic = db.prepare('INSERT INTO traffic (day, scored) VALUES (?, ?) ON CONFLICT (day) DO UPDATE SET scored = scored + excluded.scored');
     if (intervalMs > 0) {
-      this.timer = setInterval(() => this.flush(), intervalMs);
+      this.timer = setInterval(() => this.tryFlush(), intervalMs);
       this.timer.unref();
     }
   }
@@ -50,19 +50,39 @@ export class UsageRecorder {
     }
   }
 
-  /** Writes the counters gathered since the last flush, in one transaction. */
+  /** Flushes that failed (the store stayed busy past its timeout); their counts were kept for the next one. */
+  failedFlushes = 0;
+
+  /** Writes the counters gathered since the last flush, in one transaction; on failure they are kept and the error thrown. */
   flush(): void {
     if (this.scored.size === 0 && this.matched.size === 0) return;
     const matched = this.matched, scored = this.scored;
     this.matched = new Map();
     this.scored = new Map();
-    this.db.transaction(() => {
-      for (const [d, n] of scored) this.addTraffic.run(d, n);
-      for (const [key, n] of matched) {
-        const [d, id, v] = key.split('\u0000');
-        this.addUsage.run(d, id, Number(v), n);
-      }
-    })();
+    try {
+      this.db.transaction(() => {
+        for (const [d, n] of scored) this.addTraffic.run(d, n);
+        for (const [key, n] of matched) {
+          const [d, id, v] = key.split('\u0000');
+          this.addUsage.run(d, id, Number(v), n);
+        }
+      })();
+    } catch (e) {
+      // nothing was written (the transaction rolled back): put the counts back for the next flush
+      for (const [d, n] of scored) this.scored.set(d, (this.scored.get(d) ?? 0) + n);
+      for (const [k, n] of matched) this.matched.set(k, (this.matched.get(k) ?? 0) + n);
+      this.failedFlushes++;
+      throw e;
+    }
+  }
+
+  /**
+   * The timer's flush: a store kept busy by other writers (the decision log
+   * under heavy load can hold it past the busy timeout) must not bring the
+   * service down; the counts wait for the next interval.
+   */
+  private tryFlush(): void {
+    try { this.flush(); } catch { /* counted in failedFlushes; retried at the next interval */ }
   }
 
   close(): void {
