@@ -147,6 +147,8 @@ describe('usage counters', () => {
 describe('the service swaps profiles in by the clock', () => {
   it('activates and expires a profile at its window edges without a restart', async () => {
     const files = await prepareDataDir(join(dir, 'clock'));
+    // a fake clock: the windows open and close when the test says, however loaded the machine is
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'Date'] });
     const source = new RulesetSource(files);
     try {
       const now = Date.now();
@@ -155,11 +157,17 @@ describe('the service swaps profiles in by the clock', () => {
       expect(ruleset.profiles.map((p) => p.id)).not.toContain('SOON');
       const seen: string[][] = [];
       source.startClock((r) => seen.push(r.profiles.map((p) => p.id)));
-      await vi.waitFor(() => expect(seen.length).toBeGreaterThanOrEqual(2), { timeout: 3000, interval: 50 });
+      await vi.advanceTimersByTimeAsync(299);
+      expect(seen).toEqual([]);
+      await vi.advanceTimersByTimeAsync(2);
+      expect(seen.length).toBe(1);
       expect(seen[0]).toContain('SOON');
+      await vi.advanceTimersByTimeAsync(400);
+      expect(seen.length).toBe(2);
       expect(seen[1]).not.toContain('SOON');
     } finally {
       source.close();
+      vi.useRealTimers();
     }
   });
 });
