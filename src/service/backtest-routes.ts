@@ -60,7 +60,7 @@ export async function registerBacktestRoutes(app: FastifyInstance, o: BacktestRo
     const candidate = source.composeWith(b.profiles);
     const against = b.against ?? 'active';
     let baseline;
-    if (against === 'active') baseline = source.rebuild();
+    if (against === 'active') baseline = source.composeWith(source.profiles.activeAt(Date.now()));
     else if (typeof against === 'object' && against !== null) baseline = source.composeWith(against);
     else throw errors.SEL_ERR_REQUEST_INVALID('against must be "active" or a profile set', { field: 'against', expected: '"active", an array of profiles or { "profiles": [...] }', got: against });
     const capacity = typeof b.capacity === 'number' ? { perOfficeDay: b.capacity } : b.capacity;
