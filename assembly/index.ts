@@ -55,7 +55,8 @@ const P_PEER_ENTRIES: i32 = 49;
 const P_PEER_ROW_ENTRY: i32 = 50;
 const P_NUMERIC_ROWS: i32 = 51;
 const P_PEER_STRIDES: i32 = 52; // 4 slots
-const P_COL_EXTRA: i32 = 56; // f64 per row added to the score (text signals), 0 when none
+const P_COL_EXTRA: i32 = 56; // f64 per row added to the score (text signals, historical tables), 0 when none
+const P_HISTORY: i32 = 57; // the history block (historyPass), 0 when the ruleset has no historical tables
 
 // ---- settings (f64 each) --------------------------------------------------
 const S_MIN_GROUP: i32 = 0;
@@ -340,7 +341,7 @@ export function mix32(x: u32): u32 {
 /** The batch's extra score column (plan[P_COL_EXTRA]), set by score(). */
 let colExtra: usize = 0;
 
-/** Extra score (text signals), then channel from the thresholds, raised by counter-measures, then random selection of green rows. */
+/** Extra score (text signals, historical tables), then channel from the thresholds, raised by counter-measures, then random selection of green rows. */
 // @ts-ignore: decorator
 @inline function finish(i: i32, s0: f64, profileChannel: i32, redAt: f64, yellowAt: f64, randomThreshold: f64, randomChannel: i32, seed: u32, colIdHash: usize, outScore: usize, outChannel: usize, outFlags: usize): void {
   const s = colExtra != 0 ? s0 + load<f64>(colExtra + (<usize>i << 3)) : s0;
@@ -354,6 +355,138 @@ let colExtra: usize = 0;
   store<f64>(outScore + (<usize>i << 3), s);
   store<u8>(outChannel + <usize>i, <u8>channel);
   store<u8>(outFlags + <usize>i, flags);
+}
+
+// ---- historical tables ----------------------------------------------------------
+// The history block, written by the host per batch (Kernel.historyBlock):
+const H_INIT: usize = 0; // u32: 1 when the extra column already holds the text signals
+const H_COLUMNS: usize = 4; // u32: single-field columns
+const H_COMBINATIONS: usize = 8; // u32: combination dimensions
+const H_TAX_SLOTS: usize = 12; // u32: the image's tax-rate slots (0: none)
+const H_TAX_MASK: usize = 16; // u32: capacity - 1
+const H_TAX_SHIFT: usize = 20; // u32: 64 - log2(capacity)
+const H_TAX_COL: usize = 24; // u32: the taxRate column (f64 per row)
+const H_TAX_CODES: usize = 28; // u32: the tax codes to write (u32 per row; 0: no dimension reads the tax rate)
+const H_AEO_COL: usize = 32; // u32: the aeo codes (u32 per row; 0: no AEO reduction)
+const H_AEO: usize = 40; // f64: the AEO reduction
+const H_LIST: usize = 48; // per column 8 B (u32 codes, u32 f64 table by code), then per combination 64 B:
+// u32 slots, u32 capacity - 1, u32 64 - log2(capacity), u32 parts (2 or 3), then per part
+// at 16 + 16j: u32 codes, u32 LUT (code → value id, -1: none), u64 stride
+const H_COMBINATION: usize = 64;
+/** Rows per block of the history pass: the block's slices of the extra column and of the code columns stay in cache across its loops. */
+const HISTORY_BLOCK: i32 = 4096;
+
+/** Code of a tax rate: 1 + its value id in the image's tax-rate slots; 0 when absent (NaN) or not in the tables. */
+// @ts-ignore: decorator
+@inline function taxCode(slots: usize, mask: u32, shift: u64, x: f64): u32 {
+  if (x != x) return 0;
+  let bits = reinterpret<u64>(x);
+  if (bits == 0x8000000000000000) bits = 0; // -0 is the rate 0
+  let i = <u32>((bits * GOLDEN) >> shift);
+  while (true) {
+    const at = slots + (<usize>i << 4);
+    const k = load<u64>(at);
+    if (k == bits) return load<u32>(at + 8) + 1;
+    if (k == NONE64) return 0;
+    i = (i + 1) & mask;
+  }
+}
+
+/** Value id of row offset i4 of a part (codes column, LUT by code). */
+// @ts-ignore: decorator
+@inline function partId(codes: usize, lut: usize, i4: usize): i32 {
+  return load<i32>(lut + (<usize>load<u32>(codes + i4) << 2));
+}
+
+/**
+ * Adds the combinations of rows b0 to bEnd - 1 found in one combination
+ * dimension's slots to their extra values. A row's key is Σ id_j · stride_j
+ * of its part value ids (none when one is -1); a slot is (u64 key, all ones
+ * = empty; f64 weight × lift), home slot (key × GOLDEN) >> shift, linear
+ * probing (see src/ruleset/compile.ts CompiledHistory).
+ */
+// @ts-ignore: decorator
+@inline function addCombinations(d: usize, b0: i32, bEnd: i32, extra: usize): void {
+  const slots = <usize>load<u32>(d);
+  const mask = load<u32>(d + 4);
+  const shift = <u64>load<u32>(d + 8);
+  const three = load<u32>(d + 12) == 3;
+  const c0 = <usize>load<u32>(d + 16), l0 = <usize>load<u32>(d + 20), s0 = load<u64>(d + 24);
+  const c1 = <usize>load<u32>(d + 32), l1 = <usize>load<u32>(d + 36), s1 = load<u64>(d + 40);
+  const c2 = <usize>load<u32>(d + 48), l2 = <usize>load<u32>(d + 52), s2 = load<u64>(d + 56);
+  for (let i = b0; i < bEnd; i++) {
+    const i4 = <usize>i << 2;
+    const g0 = partId(c0, l0, i4), g1 = partId(c1, l1, i4);
+    let key = <u64>g0 * s0 + <u64>g1 * s1;
+    let g = g0 | g1;
+    if (three) {
+      const g2 = partId(c2, l2, i4);
+      key += <u64>g2 * s2;
+      g |= g2;
+    }
+    if (g < 0) continue;
+    let s = <u32>((key * GOLDEN) >> shift);
+    while (true) {
+      const p = slots + (<usize>s << 4);
+      const k = load<u64>(p);
+      if (k == key) {
+        const at = extra + (<usize>i << 3);
+        store<f64>(at, load<f64>(at) + load<f64>(p + 8));
+        break;
+      }
+      if (k == NONE64) break;
+      s = (s + 1) & mask;
+    }
+  }
+}
+
+/**
+ * The historical tables' part of the extra score column, block by block: the
+ * text signal (or 0), plus each single-field column's summed contribution of
+ * the row's code, minus the AEO reduction for an AEO importer, plus each
+ * combination found in its hash table. Each row's additions run in that
+ * order, the order of src/learn/history.ts HistoryIndex (single columns,
+ * AEO, combinations). First the tax codes: per row, 1 + the value id of its
+ * tax rate (0: none), a column like the others for the loops below.
+ */
+function historyPass(h: usize, n: i32, extra: usize): void {
+  const taxCodes = <usize>load<u32>(h + H_TAX_CODES);
+  if (taxCodes != 0) {
+    const slots = <usize>load<u32>(h + H_TAX_SLOTS);
+    const col = <usize>load<u32>(h + H_TAX_COL);
+    const mask = load<u32>(h + H_TAX_MASK);
+    const shift = <u64>load<u32>(h + H_TAX_SHIFT);
+    if (slots == 0) memory.fill(taxCodes, 0, <usize>n << 2);
+    else for (let i = 0; i < n; i++) store<u32>(taxCodes + (<usize>i << 2), taxCode(slots, mask, shift, load<f64>(col + (<usize>i << 3))));
+  }
+  const init = load<u32>(h + H_INIT) != 0;
+  const numColumns = <usize>load<u32>(h + H_COLUMNS);
+  const numCombinations = <usize>load<u32>(h + H_COMBINATIONS);
+  const aeoCol = <usize>load<u32>(h + H_AEO_COL);
+  const aeo = load<f64>(h + H_AEO);
+  const columns = h + H_LIST;
+  const combinations = columns + (numColumns << 3);
+  for (let b0 = 0; b0 < n; b0 += HISTORY_BLOCK) {
+    const bEnd = min(b0 + HISTORY_BLOCK, n);
+    if (!init) memory.fill(extra + (<usize>b0 << 3), 0, <usize>(bEnd - b0) << 3);
+    for (let c: usize = 0; c < numColumns; c++) {
+      const codes = <usize>load<u32>(columns + (c << 3));
+      const add = <usize>load<u32>(columns + (c << 3) + 4);
+      for (let i = b0; i < bEnd; i++) {
+        const at = extra + (<usize>i << 3);
+        store<f64>(at, load<f64>(at) + load<f64>(add + (<usize>load<u32>(codes + (<usize>i << 2)) << 3)));
+      }
+    }
+    if (aeoCol != 0) {
+      for (let i = b0; i < bEnd; i++) {
+        if (load<u32>(aeoCol + (<usize>i << 2)) == 1) {
+          const at = extra + (<usize>i << 3);
+          store<f64>(at, load<f64>(at) - aeo);
+        }
+      }
+    }
+    for (let k: usize = 0; k < numCombinations; k++) addCombinations(combinations + k * H_COMBINATION, b0, bEnd, extra);
+  }
 }
 
 // ---- peer entries -------------------------------------------------------------
@@ -636,6 +769,8 @@ export function score(plan: usize): i32 {
   const numNumeric = <i32>slot(plan, P_NUM_NUMERIC);
   const numericDesc = imageBase + slot(plan, P_NUMERIC);
   colExtra = slot(plan, P_COL_EXTRA);
+  const history = slot(plan, P_HISTORY);
+  if (history != 0) historyPass(history, n, colExtra);
 
   const zThreshold = setting(settings, S_Z_THRESHOLD);
   const zCap = setting(settings, S_Z_CAP);

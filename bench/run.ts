@@ -167,7 +167,7 @@ out();
   }
   out(`## 4. Historical tables — ${fmt(ROWS)} declarations, one thread, whole call (median)`);
   out();
-  out(`Model trained on ${fmt(trainRows)} labelled history declarations in ${(trainMs / 1000).toFixed(1)} s (selectivity train's path; text signals off). The tables' lookups run on the host, per distinct value and per row, and their sum enters the kernel's extra-score column.`);
+  out(`Model trained on ${fmt(trainRows)} labelled history declarations in ${(trainMs / 1000).toFixed(1)} s (selectivity train's path; text signals off). The host maps each distinct dictionary value to its number in the tables; the kernel adds the single-field sums and probes the combinations' hash tables per row, into its extra-score column.`);
   out();
   table(['ruleset', 'declarations/s', 'vs spine'], rows);
 }

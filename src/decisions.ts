@@ -7,7 +7,7 @@ import { CHANNELS, type Channel } from './model/channels.js';
 import { FEATURES, NF, type Feature } from './peers/peer-groups.js';
 import type { CompiledMeta } from './ruleset/compile.js';
 import type { RiskArea } from './profiles/profile.js';
-import { historyEntry, lifts, smoothedRate } from './learn/history.js';
+import { historyIndex, lifts, smoothedRate } from './learn/history.js';
 
 /** HISTORY reasons: contributions of at least this much (either sign), the largest first, at most HISTORY_REASONS. */
 export const HISTORY_REASON_MIN = 0.25;
@@ -92,9 +92,10 @@ export function decisionAt(result: ScoreResult, i: number, id: string, meta: Com
     const t = meta.history;
     let l = liftCache.get(meta);
     if (!l) { l = t.dimensions.map((d) => lifts(t, d)); liftCache.set(meta, l); }
+    const index = historyIndex(t);
     const found: Extract<Reason, { code: 'HISTORY' }>[] = [];
     for (let d = 0; d < h.dimensions; d++) {
-      const e = historyEntry(h, i, d);
+      const e = index.entry(h, i, d);
       if (e < 0) continue;
       const dim = t.dimensions[d];
       const c = dim.weight * l[d][e];

@@ -9,12 +9,12 @@ import { toBatch } from '../src/model/columnar.js';
 import { buildPeerTables } from '../src/peers/peer-groups.js';
 import { compileRuleset } from '../src/ruleset/compile.js';
 import { createRuleset } from '../src/ruleset/ruleset.js';
-import { batchKeys, historyEntry, DEFAULT_DIMENSIONS, keyOf, parseDimension, validateHistory, type HistoryTables } from '../src/learn/history.js';
+import { batchKeys, historyIndex, DEFAULT_DIMENSIONS, keyOf, lifts, parseDimension, smoothedRate, validateHistory, type HistoryTables } from '../src/learn/history.js';
 import { logisticRegression } from '../src/learn/train.js';
 import { validateProfiles } from '../src/profiles/profile.js';
 import { evaluate } from '../src/evaluate/evaluate.js';
 import { createEngine } from '../src/engine.js';
-import { toDecisions } from '../src/decisions.js';
+import { toDecisions, HISTORY_REASON_MIN, HISTORY_REASONS, type Reason } from '../src/decisions.js';
 import { main } from '../src/cli/main.js';
 import { randomDeclarations, randomProfiles, rng } from './helpers.js';
 import type { Declaration } from '../src/model/schema.js';
@@ -24,8 +24,12 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 /** History tables over random declarations with random labels. */
 function randomTables(seed: number, dims: readonly string[]): HistoryTables {
+  return tablesOf(randomDeclarations(300, seed), dims, seed);
+}
+
+/** History tables of given declarations with random labels; now and then a key repeated with other counts (its last entry counts). */
+function tablesOf(decls: readonly Declaration[], dims: readonly string[], seed: number): HistoryTables {
   const r = rng(seed);
-  const decls = randomDeclarations(300, seed);
   const dimensions = dims.map((name) => {
     const parts = parseDimension(name);
     const counts = new Map<string, [number, number]>();
@@ -36,7 +40,9 @@ function randomTables(seed: number, dims: readonly string[]): HistoryTables {
       c[0] += 1; c[1] += r() < 0.3 ? 1 : 0;
       counts.set(key, c);
     }
-    return { name, weight: Math.round((r() * 4 - 1) * 100) / 100, keys: [...counts.keys()], n: [...counts.values()].map((c) => c[0]), positives: [...counts.values()].map((c) => c[1]) };
+    const keys = [...counts.keys()], n = [...counts.values()].map((c) => c[0]), positives = [...counts.values()].map((c) => c[1]);
+    if (keys.length > 0 && r() < 0.3) { keys.push(keys[0]); n.push(n[0] + 5); positives.push(positives[0] + 5); }
+    return { name, weight: Math.round((r() * 4 - 1) * 100) / 100, keys, n, positives };
   });
   const t: HistoryTables = { prior: 0.3, strength: 1 + r() * 20, halfLifeDays: 0, dimensions };
   if (r() < 0.5) t.aeoReduction = Math.LN2;
@@ -58,11 +64,82 @@ describe('historical tables in the kernel', () => {
         const want = referenceScore(ruleset, batch);
         expect(Array.from(got.channel)).toEqual(Array.from(want.channel));
         for (let i = 0; i < rows; i++) expect(Math.abs(got.score[i] - want.score[i]) <= 1e-9 * Math.max(1, Math.abs(want.score[i])), `row ${i}: ${got.score[i]} vs ${want.score[i]}`).toBe(true);
-        for (let i = 0; i < rows; i++) for (let d = 0; d < dims.length; d++) if (historyEntry(got.history!, i, d) >= 0) entries++;
+        for (let i = 0; i < rows; i++) for (let d = 0; d < dims.length; d++) if (historyIndex(ruleset.history!).entry(got.history!, i, d) >= 0) entries++;
       },
     ), { numRuns: 25 });
     // the tables did something: rows found their values in them
     expect(entries).toBeGreaterThan(1000);
+  });
+
+  it('with many dimensions (HS prefixes, tax rates, pairs, triples), unseen values, repeated keys and AEO: the kernel agrees with the reference, and HISTORY reasons name the rows\' own entries', () => {
+    const POOL = [...DEFAULT_DIMENSIONS, 'hs8', 'hs10', 'hs2×departure', 'seller×taxRate', 'hs6×origin×importer', 'office×transportMode×declarant', 'importer×seller×taxRate', 'hs4×seller'];
+    let reasons = 0, unseen = 0, aeoRows = 0;
+    fc.assert(fc.property(
+      fc.integer({ min: 0, max: 1e9 }), fc.integer({ min: 1, max: 400 }), fc.integer({ min: 0, max: 200 }), fc.subarray(POOL, { minLength: 1 }), fc.boolean(), fc.boolean(),
+      (seed, rows, numProfiles, dims, aeo, text) => {
+        const r = rng(seed + 9);
+        const sellers = ['S1', 'S2', 'S3', 'S4', 'S5', 'S6', 'S7', ''];
+        const withSellers = (ds: Declaration[]) => ds.map((d) => ({ ...d, seller: sellers[Math.floor(r() * sellers.length)] || undefined }));
+        // the tables come from other declarations than the scored ones: some values are unseen
+        const tables = tablesOf(withSellers(randomDeclarations(200, seed)), dims, seed + 4);
+        if (aeo) tables.aeoReduction = Math.LN2; else delete tables.aeoReduction;
+        const peers = buildPeerTables([toBatch(randomDeclarations(300, seed + 1)).batch], ['hs6', 'hs4']);
+        const ruleset = createRuleset({ peers, profiles: randomProfiles(numProfiles, seed + 2), history: tables, settings: { thresholds: { yellow: 1, red: 3 }, ...(text ? {} : { misclassification: { weight: 0 } }) } });
+        kernel.loadRuleset(compileRuleset(ruleset));
+        const decls = withSellers(randomDeclarations(rows, seed + 3, { descriptions: true }));
+        const { batch, ids } = toBatch(decls);
+        const got = kernel.score(batch);
+        const want = referenceScore(ruleset, batch);
+        expect(Array.from(got.channel)).toEqual(Array.from(want.channel));
+        expect(Array.from(got.flags)).toEqual(Array.from(want.flags));
+        for (let i = 0; i < rows; i++) expect(Math.abs(got.score[i] - want.score[i]) <= 1e-9 * Math.max(1, Math.abs(want.score[i])), `row ${i}: ${got.score[i]} vs ${want.score[i]}`).toBe(true);
+        // HISTORY and AEO reasons: each dimension's entry found from the row's values as the reference does (the last entry of a repeated key)
+        const decisions = toDecisions(got, ids, kernel.rulesetMeta!);
+        const l = tables.dimensions.map((d) => lifts(tables, d));
+        const byKey = tables.dimensions.map((d) => new Map(d.keys.map((k, e) => [k, e])));
+        decls.forEach((d, i) => {
+          const expected: Reason[] = [];
+          tables.dimensions.forEach((dim, k) => {
+            const key = keyOf(parseDimension(dim.name), (f) => (f === 'taxRate' ? String(d.taxRate ?? NaN) : String((d as unknown as Record<string, unknown>)[f] ?? '')));
+            const e = key === undefined ? undefined : byKey[k].get(key);
+            if (e === undefined) { if (key !== undefined) unseen++; return; }
+            const c = dim.weight * l[k][e];
+            if (Math.abs(c) >= HISTORY_REASON_MIN) expected.push({ code: 'HISTORY', dimension: dim.name, value: dim.keys[e], rate: Math.round(smoothedRate(tables, dim, e) * 1e3) / 1e3, n: Math.round(dim.n[e] * 10) / 10, contribution: Math.round(c * 1e4) / 1e4 });
+          });
+          expected.sort((a, b) => Math.abs((b as { contribution: number }).contribution) - Math.abs((a as { contribution: number }).contribution));
+          const history = expected.slice(0, HISTORY_REASONS);
+          if (aeo && d.aeo) { history.push({ code: 'AEO', contribution: -0.6931 }); aeoRows++; }
+          reasons += history.length;
+          expect(decisions[i].reasons.filter((x) => x.code === 'HISTORY' || x.code === 'AEO'), `row ${i}`).toEqual(history);
+        });
+      },
+    ), { numRuns: 25 });
+    // the cases happened: reasons, values the tables never saw, AEO importers
+    expect(reasons).toBeGreaterThan(500);
+    expect(unseen).toBeGreaterThan(100);
+    expect(aeoRows).toBeGreaterThan(10);
+  });
+
+  it('decisions built from a worker\'s result equal those built on the calling thread (the batch\'s columns travel back with the result)', async () => {
+    const dims = ['hs4', 'importer', 'taxRate', 'hs6×origin', 'importer×declarant', 'office×transportMode×declarant'];
+    const tables = { ...tablesOf(randomDeclarations(300, 21), dims, 22), aeoReduction: Math.LN2 };
+    const peers = buildPeerTables([toBatch(randomDeclarations(300, 23)).batch], ['hs6']);
+    const ruleset = createRuleset({ peers, history: tables, settings: { randomSelection: { rate: 0 } } });
+    const decls = randomDeclarations(500, 24);
+    const inline = createEngine({ ruleset, threads: 0 });
+    const pooled = createEngine({ ruleset, threads: 1 });
+    try {
+      const a = toBatch(decls), b = toBatch(decls);
+      const ra = await inline.scoreBatch(a.batch);
+      const rb = await pooled.scoreBatch(b.batch);
+      const da = toDecisions(ra, a.ids, inline.meta(ra.rulesetVersion));
+      const db = toDecisions(rb, b.ids, pooled.meta(rb.rulesetVersion));
+      expect(db).toEqual(da);
+      expect(db.flatMap((d) => d.reasons).filter((x) => x.code === 'HISTORY').length).toBeGreaterThan(50);
+    } finally {
+      await inline.close();
+      await pooled.close();
+    }
   });
 
   it('batch keys equal the row-by-row keys, for single fields, HS prefixes, tax rates and pairs', () => {

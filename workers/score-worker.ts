@@ -50,9 +50,15 @@ export default function score(task: ScoreTask): unknown {
     if (reply.ok && reply.log) buffers.push(reply.log.buffer as ArrayBuffer);
     return move(new Transfer(reply, buffers) as never);
   }
-  const result = kernel.score(unpackBatch(task.batch!));
+  const batch = unpackBatch(task.batch!);
+  const result = kernel.score(batch);
   const reply: ScoreReply = { buffer: result.buffer, size: result.size, rulesetVersion: result.rulesetVersion, kernelNs: result.kernelNs };
   if (result.text) reply.text = result.text; // signals are cloned (small: one per distinct description)
-  if (result.history) reply.history = result.history;
-  return move(new Transfer<ScoreReply>(reply, [result.buffer]) as never);
+  const buffers = [result.buffer];
+  if (result.history) {
+    // its columns are views of the batch: the batch's buffer goes back with them, transferred
+    reply.history = result.history;
+    buffers.push(batch.buffer);
+  }
+  return move(new Transfer<ScoreReply>(reply, buffers) as never);
 }

@@ -13,7 +13,7 @@ import { NUMERIC_OPERANDS } from '../profiles/profile.js';
 import { openCompiled, NONE32, type CompiledMeta, type CompiledRuleset } from '../ruleset/compile.js';
 import { kernelWasmPath } from '../paths.js';
 import { TextScorer, type BatchText } from '../text/signals.js';
-import { HistoryScorer } from '../learn/history.js';
+import { historyIndex, type HistoryColumn, type HistoryIndex } from '../learn/history.js';
 import { NUMERIC_BLOCK, PLAN, PLAN_SLOTS, resultLayout, resultViews, type ScoreResult } from './layout.js';
 
 interface KernelExports {
@@ -36,7 +36,7 @@ interface LoadedRuleset {
   /** Text signals of a batch (keyword terms, misclassification). */
   text: TextScorer;
   /** Historical non-compliance tables, when the ruleset has them. */
-  history?: HistoryScorer;
+  history?: HistoryIndex;
   /** The keyword match group, when profiles have keyword conditions. */
   keyword?: KeywordGroup;
 }
@@ -58,6 +58,9 @@ const PAGE = 65536;
 /** Peer key spaces up to this size (or 4 × batch size) are cached in a dense index. */
 const DENSE_PEER_KEYS = 65536;
 const alignUp = (n: number, a: number) => Math.ceil(n / a) * a;
+
+/** Codes of a column the tables read: the batch's dictionary, or for the tax rate none plus one per rate value of the tables. */
+const codeCount = (hx: HistoryIndex, batch: ColumnarBatch, c: HistoryColumn): number => (c === 'taxRate' ? hx.parts[hx.taxPart].values.length + 1 : batch.dicts[c].length);
 
 let cachedModule: WebAssembly.Module | undefined;
 let cachedDebugModule: WebAssembly.Module | undefined;
@@ -169,7 +172,7 @@ export class Kernel {
       return new Map(m.values.map((v, i) => [v, m.rows[i]]));
     }));
     const rs: LoadedRuleset = { meta, base, end, memberMaps, peerMaps, columns: [...columns], text: new TextScorer(meta.text) };
-    if (meta.history) rs.history = new HistoryScorer(meta.history);
+    if (meta.history) rs.history = historyIndex(meta.history);
     const kg = meta.matchGroups.findIndex((g) => g.field === 'keywords');
     if (kg >= 0 && meta.keywordRows) {
       const image = new Uint32Array(c.buffer, c.imageOffset + meta.sections.rows, meta.numRows * meta.words * 2);
@@ -201,13 +204,11 @@ export class Kernel {
     const hsDict = batch.dicts.hs;
     text ??= rs.text.active ? rs.text.batch(batch) : undefined;
     const keywordLut = rs.keyword ? this.keywordRows(rs.keyword, text!) : undefined;
-    // the extra score column: text signals, then historical-table contributions
-    let extra: Float64Array | undefined;
-    if (text && text.signals.some((x) => x.extra !== 0)) {
-      extra = new Float64Array(n);
-      for (let i = 0; i < n; i++) extra[i] = text.signals[text.row[i]].extra;
-    }
-    const history = rs.history ? rs.history.apply(batch, (extra ??= new Float64Array(n))) : undefined;
+    // the extra score column: text signals, then (added by the kernel) historical-table contributions
+    const textExtra = text !== undefined && text.signals.some((x) => x.extra !== 0);
+    const hx = rs.history;
+    const hLuts = hx ? hx.partLuts(batch) : undefined;
+    const hAeo = hx !== undefined && (hx.tables.aeoReduction ?? 0) !== 0;
     let cap = Math.max(this.matchCapacity, 1024, n * 2);
     for (;;) {
       // ---- lay the batch out above the ruleset ------------------------------
@@ -217,6 +218,9 @@ export class Kernel {
       const pIdHash = alloc(n * 4);
       const colPtr = new Map<CategoricalColumn, number>();
       for (const c of rs.columns) colPtr.set(c, alloc(n * 4));
+      // the columns the historical tables read (the kernel writes the tax rate's codes)
+      const hColPtr = hx ? hx.columns.map((c) => (c !== 'taxRate' && colPtr.has(c) ? colPtr.get(c)! : alloc(n * 4))) : [];
+      const pAeo = hAeo ? colPtr.get('aeo') ?? alloc(n * 4) : 0;
       const pHsLut = alloc(L * hsDict.length * 8);
       // Peer cache: a row's groups depend only on its key (HS code and the codes
       // of the peer fields the levels use); the kernel resolves each distinct key once.
@@ -252,7 +256,12 @@ export class Kernel {
       const combinedPtr = meta.matchGroups.map((g) => (g.members.length > 1 ? alloc(batch.dicts[g.members[0].column].length * rowBytes, 64) : 0));
       const block = Math.max(8, Math.min(256, Math.floor(16384 / rowBytes)));
       const pScratch = alloc(block * rowBytes, 64); // per-block bitmap accumulators
-      const pExtra = extra ? alloc(n * 8) : 0;
+      const pExtra = textExtra || hx ? alloc(n * 8) : 0;
+      // historical tables: per part the value id of each code, per single-field
+      // column the summed contribution of each code, then the block the kernel reads
+      const pPartLuts = hLuts ? hLuts.map((l) => alloc(l.length * 4)) : [];
+      const pAdds = hx ? hx.singleColumns.map((c) => alloc(codeCount(hx, batch, c.column) * 8)) : [];
+      const pHistory = hx ? alloc(48 + 8 * hx.singleColumns.length + 64 * hx.combinations.length, 8) : 0;
       // combined keyword rows, placed a whole number of rows above the image's rows
       // so that the kernel addresses them by row index like any other
       const rowsAt = rs.base + meta.sections.rows;
@@ -274,10 +283,15 @@ export class Kernel {
       f64.set(batch.numeric.netMass, pMass >> 3);
       f64.set(batch.numeric.quantity, pQty >> 3);
       // the kernel reads taxRate only for a numeric condition on it, idHash only for random selection
-      if (meta.numericGroups.some((g) => NUMERIC_OPERANDS[g.operand] === 'taxRate')) f64.set(batch.numeric.taxRate, pTax >> 3);
+      if (meta.numericGroups.some((g) => NUMERIC_OPERANDS[g.operand] === 'taxRate') || (hx && hx.taxPart >= 0)) f64.set(batch.numeric.taxRate, pTax >> 3);
       if (meta.settings.randomSelection.rate > 0) u32.set(batch.idHash, pIdHash >> 2);
       for (const [c, p] of colPtr) u32.set(batch.codes[c], p >> 2);
-      if (extra) f64.set(extra, pExtra >> 3);
+      if (textExtra) {
+        const { signals, row } = text!;
+        const e = pExtra >> 3;
+        for (let i = 0; i < n; i++) f64[e + i] = signals[row[i]].extra;
+      }
+      if (hx) this.historyBlock(hx, rs, meta, batch, hLuts!, pPartLuts, pAdds, pHistory, hColPtr, pAeo, pTax, textExtra);
       if (keywordLut) keywordLut.rows.forEach((bits, k) => u32.set(bits, (rowsAt + (dynFirst + k) * rowBytes) >> 2));
 
       // ---- per-batch lookup tables (work per distinct value, not per row) ----
@@ -374,6 +388,7 @@ export class Kernel {
       u32[pl + PLAN.SCRATCH] = pScratch;
       u32[pl + PLAN.BLOCK] = block;
       u32[pl + PLAN.COL_EXTRA] = pExtra;
+      u32[pl + PLAN.HISTORY] = pHistory;
 
       const t0 = process.hrtime.bigint();
       const total = this.exports.score(pPlan) >>> 0;
@@ -384,8 +399,74 @@ export class Kernel {
         continue;
       }
       const out = u8.buffer.slice(pOut, pOut + R.matchList + total * 2) as ArrayBuffer;
-      return resultViews(out, n, meta.version, kernelNs, text, history);
+      return resultViews(out, n, meta.version, kernelNs, text, hx?.batchHistory(batch, hLuts!));
     }
+  }
+
+  /**
+   * Writes what the kernel needs to add the historical tables' contributions
+   * (see historyPass in assembly/index.ts): the part LUTs, the summed
+   * contribution per code of each single-field column, the batch's code
+   * columns the tables read, and the history block.
+   */
+  private historyBlock(
+    hx: HistoryIndex, rs: LoadedRuleset, meta: CompiledMeta, batch: ColumnarBatch, luts: Int32Array[], pPartLuts: number[], pAdds: number[],
+    pHistory: number, hColPtr: number[], pAeo: number, pTax: number, textExtra: boolean,
+  ): void {
+    const { u32, f64 } = this;
+    const layout = meta.historyImage!;
+    luts.forEach((l, k) => u32.set(new Uint32Array(l.buffer, l.byteOffset, l.length), pPartLuts[k] >> 2));
+    // the code columns the spine does not copy already
+    hx.columns.forEach((c, k) => { if (c !== 'taxRate' && !rs.columns.includes(c)) u32.set(batch.codes[c], hColPtr[k] >> 2); });
+    if (pAeo && !rs.columns.includes('aeo')) u32.set(batch.codes.aeo, pAeo >> 2);
+    const columnPtr = (c: HistoryColumn) => hColPtr[hx.columns.indexOf(c)];
+    // single fields: per code of the column, the sum of its dimensions' weight × lift, in dimension order
+    hx.singleColumns.forEach((col, k) => {
+      const add = new Float64Array(codeCount(hx, batch, col.column));
+      for (const d of col.dims) {
+        const dim = hx.dims[d];
+        const lk = luts[dim.parts[0]], single = dim.single!, wl = dim.weightedLift;
+        for (let c = 0; c < add.length; c++) {
+          const g = lk[c];
+          const e = g < 0 || g >= single.length ? -1 : single[g];
+          if (e >= 0) add[c] += wl[e];
+        }
+      }
+      f64.set(add, pAdds[k] >> 3);
+    });
+    const h = pHistory >> 2;
+    u32.fill(0, h, h + 12);
+    u32[h] = textExtra ? 1 : 0;
+    u32[h + 1] = hx.singleColumns.length;
+    u32[h + 2] = hx.combinations.length;
+    if (hx.taxPart >= 0 && layout.taxCapacity > 0) {
+      u32[h + 3] = rs.base + layout.taxSlots;
+      u32[h + 4] = layout.taxCapacity - 1;
+      u32[h + 5] = 64 - Math.log2(layout.taxCapacity);
+    }
+    u32[h + 6] = pTax;
+    u32[h + 7] = hx.taxPart >= 0 ? columnPtr('taxRate') : 0;
+    u32[h + 8] = pAeo;
+    f64[(pHistory + 40) >> 3] = hx.tables.aeoReduction ?? 0;
+    let w = h + 12;
+    hx.singleColumns.forEach((col, k) => { u32[w++] = columnPtr(col.column); u32[w++] = pAdds[k]; });
+    hx.combinations.forEach((d, c) => {
+      const dim = hx.dims[d];
+      const { capacity, slots } = layout.combinations[c];
+      u32.fill(0, w, w + 16);
+      u32[w] = rs.base + slots;
+      u32[w + 1] = capacity - 1;
+      u32[w + 2] = 64 - Math.log2(capacity);
+      u32[w + 3] = dim.parts.length;
+      dim.parts.forEach((k, j) => {
+        const at = w + 4 + 4 * j;
+        u32[at] = columnPtr(hx.parts[k].column);
+        u32[at + 1] = pPartLuts[k];
+        u32[at + 2] = dim.strides![j] % 4294967296;
+        u32[at + 3] = Math.floor(dim.strides![j] / 4294967296);
+      });
+      w += 16;
+    });
   }
 
   /**

@@ -16,7 +16,7 @@ export const PLAN = {
   HS_LUT: 25, HS_DICT: 26, PEER_COLS: 27, PEER_LUTS: 31,
   OUT_SCORE: 35, OUT_Z: 36, OUT_LEVEL: 37, OUT_CHANNEL: 38, OUT_FLAGS: 39,
   OUT_MATCH_OFFSET: 40, OUT_MATCH_LIST: 41, MATCH_CAPACITY: 42, SCRATCH: 43, PEER_SHIFT: 44, BLOCK: 45, IMAGE_BASE: 46, NUM_NUMERIC: 47, NUMERIC: 48,
-  PEER_ENTRIES: 49, PEER_ROW_ENTRY: 50, NUMERIC_ROWS: 51, PEER_STRIDES: 52, COL_EXTRA: 56,
+  PEER_ENTRIES: 49, PEER_ROW_ENTRY: 50, NUMERIC_ROWS: 51, PEER_STRIDES: 52, COL_EXTRA: 56, HISTORY: 57,
 } as const;
 export const PLAN_SLOTS = 60;
 /** Rows per block of the kernel's numeric-condition columns (NUMERIC_BLOCK in assembly/index.ts). */
@@ -69,7 +69,11 @@ export interface ScoreResult {
   kernelNs: number;
   /** Text signals (keyword terms, misclassification) per row, when the ruleset has any. */
   text?: BatchText;
-  /** Historical-table entries per row and dimension, when the ruleset has tables. */
+  /**
+   * What finds each row's historical-table entries when its decision is built
+   * (HistoryIndex.entry), when the ruleset has tables: views of the scored
+   * batch's code columns, so the batch must not be modified while the result is in use.
+   */
   history?: BatchHistory;
 }
 

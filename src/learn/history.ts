@@ -179,30 +179,26 @@ export function batchKeys(batch: ColumnarBatch, parts: readonly DimensionPart[])
   return { row, keys };
 }
 
+/** A column the tables read: a categorical column, or the tax rate (coded per row by the kernel: 0 for none, else 1 + the rate's value id). */
+export type HistoryColumn = CategoricalColumn | 'taxRate';
+
 /**
  * The history part of a batch's scores: enough to find, for row i and
- * dimension d, the table entry (-1: unseen) — see historyEntry. Single-field
- * dimensions keep one code per row for their column (shared by the
- * dimensions on that column) and an entry per code; pairs keep an entry per row.
+ * dimension d, the table entry (-1: unseen) with HistoryIndex.entry, when a
+ * decision is built. Nothing per row and dimension is computed or copied
+ * while scoring: the columns are views of the scored batch's own columns,
+ * with the part value id of each dictionary code.
  */
 export interface BatchHistory {
   dimensions: number;
-  /** Per dimension: index into `codes` (single fields) or -1 (pairs). */
-  codeOf: number[];
-  /** Per dimension: entry by code (single fields) or null. */
-  byCode: (Int32Array | null)[];
-  /** Per dimension: entry by row (pairs) or null. */
-  byRow: (Int32Array | null)[];
-  /** Per row, the code of each column a single-field dimension reads. */
-  codes: Uint32Array[];
-  /** Per row, 1 for an AEO importer (when the tables have an AEO reduction). */
-  aeo?: Uint8Array;
-}
-
-/** The table entry of row i for dimension d (-1: none). */
-export function historyEntry(h: BatchHistory, i: number, d: number): number {
-  const r = h.byRow[d];
-  return r ? r[i] : h.byCode[d]![h.codes[h.codeOf[d]][i]];
+  /** Per part of the index: per code of its column, the part's value id (-1: missing, too short, or not in the tables); for the taxRate part, per kernel tax code. */
+  partLut: Int32Array[];
+  /** Per column of the index (HistoryIndex.columns order): the batch's codes; null for the tax rate, read from `taxRate`. */
+  codes: (Uint32Array | null)[];
+  /** The batch's tax rates, when a dimension reads them. */
+  taxRate?: Float64Array;
+  /** The batch's aeo codes (1: AEO-certified importer), when the tables have an AEO reduction. */
+  aeo?: Uint32Array;
 }
 
 /** Open-addressing hash of float64 keys (exact integers < 2^53) to int32 values. */
@@ -211,7 +207,6 @@ class NumberHash {
   private readonly vals: Int32Array;
   private readonly mask: number;
   private readonly shift: number;
-  readonly capacity: number;
   constructor(capacity: number) {
     let size = 16, bits = 4;
     while (size < capacity * 2) { size *= 2; bits++; }
@@ -219,18 +214,11 @@ class NumberHash {
     this.keys = new Float64Array(size).fill(-1);
     this.vals = new Int32Array(size);
     this.mask = size - 1;
-    this.capacity = size;
   }
   private slot(k: number): number {
     const lo = k >>> 0, hi = (k / 4294967296) >>> 0;
     // Fibonacci hashing: the top bits of the product index the table
     return Math.imul(lo ^ Math.imul(hi, 0x85ebca6b), 0x9e3779b1) >>> this.shift;
-  }
-  /** A copy with twice the slots. */
-  grown(): NumberHash {
-    const g = new NumberHash(this.capacity);
-    for (let i = 0; i < this.keys.length; i++) if (this.keys[i] !== -1) g.set(this.keys[i], this.vals[i]);
-    return g;
   }
   set(k: number, v: number): void {
     let i = this.slot(k);
@@ -249,215 +237,196 @@ class NumberHash {
   }
 }
 
-/** extra[i] += add[code[i]]. */
-function addByCode(n: number, code: Uint32Array, add: Float64Array, extra: Float64Array): void {
-  for (let i = 0; i < n; i++) extra[i] += add[code[i]];
-}
-
-/** A pair dimension whose batch-code combinations fit a dense memo: one hash lookup per distinct combination. */
-function pairsMemo(n: number, ac: Uint32Array, al: Int32Array, bc: Uint32Array, bl: Int32Array, s1: number, memo: Int32Array, hash: NumberHash, wl: Float64Array, entry: Int32Array, extra: Float64Array): void {
-  const bn = bl.length;
-  for (let i = 0; i < n; i++) {
-    const ca = ac[i], cb = bc[i];
-    const k = ca * bn + cb;
-    let e = memo[k];
-    if (e === -2) {
-      const ga = al[ca], gb = bl[cb];
-      e = memo[k] = (ga | gb) < 0 ? -1 : hash.get(ga * s1 + gb);
-    }
-    entry[i] = e;
-    if (e >= 0) extra[i] += wl[e];
-  }
-}
-
-/** A pair dimension with too many combinations for a memo: one hash lookup per row. */
-function pairsHash(n: number, ac: Uint32Array, al: Int32Array, bc: Uint32Array, bl: Int32Array, s1: number, hash: NumberHash, wl: Float64Array, entry: Int32Array, extra: Float64Array): void {
-  for (let i = 0; i < n; i++) {
-    const ga = al[ac[i]], gb = bl[bc[i]];
-    const e = (ga | gb) < 0 ? -1 : hash.get(ga * s1 + gb);
-    entry[i] = e;
-    if (e >= 0) extra[i] += wl[e];
-  }
-}
-
-/** A part spec (field and HS digits) shared by dimensions: its values in the tables, numbered. */
-interface PartIndex {
+/** A part (field and HS digits) shared by dimensions: its values in the tables, numbered in order of first appearance. */
+export interface HistoryPart {
   part: DimensionPart;
+  column: HistoryColumn;
+  /** id → value. */
+  values: string[];
   ids: Map<string, number>;
 }
 
+/** One dimension of a HistoryIndex. */
+export interface HistoryDimensionIndex {
+  /** Indices into HistoryIndex.parts. */
+  parts: number[];
+  /** Single fields: part value id → entry (-1: none). */
+  single?: Int32Array;
+  /**
+   * Combinations: the multiplier of each part's value id in the entry's key
+   * Σ id_j · stride_j (the last stride is 1; stride_j is the product of the
+   * value counts of the parts after j), and each entry's key (-1: a key
+   * that does not split into one value per part, never matched).
+   */
+  strides?: number[];
+  keys?: Float64Array;
+  /** weight × lift of each entry. */
+  weightedLift: Float64Array;
+}
+
+/** Largest combination key: keys are exact integers in a float64 here and in a u64 in the kernel. */
+const MAX_COMBINATION_KEYS = 2 ** 53;
+
+const indexes = new WeakMap<HistoryTables, HistoryIndex>();
+
+/** The index of tables, built once per tables object. */
+export function historyIndex(tables: HistoryTables): HistoryIndex {
+  let x = indexes.get(tables);
+  if (!x) { x = new HistoryIndex(tables); indexes.set(tables, x); }
+  return x;
+}
+
 /**
- * Applies history tables to batches (in the worker, before the kernel).
- * Every value of every part (importer, hs6, …) found in the tables gets a
- * number; per batch, each distinct dictionary value is looked up once, and
- * per row a single-field dimension is an array read, a pair a lookup in an
- * integer hash (no string is built per row).
+ * Historical tables as integers. Every value of every part (importer, hs6,
+ * …) found in the tables gets a number, in an order fixed by the tables
+ * alone, so that the compiler (which writes the combination hash tables into
+ * the ruleset image), the kernel's host (which maps each distinct dictionary
+ * value of a batch to its number) and the decisions (which find the entries
+ * behind HISTORY reasons) agree on the numbers without exchanging them.
  */
-export class HistoryScorer {
-  private readonly parts: PartIndex[] = [];
-  /** Per dimension: indices into parts, and the entry lookup. */
-  private readonly dims: { parts: number[]; sizes: number[]; single?: Int32Array; hash?: NumberHash; weightedLift: Float64Array }[] = [];
+export class HistoryIndex {
+  readonly parts: HistoryPart[] = [];
+  readonly dims: HistoryDimensionIndex[] = [];
+  /**
+   * The columns of the single-field dimensions, in order of first use, with
+   * their dimensions in order. The kernel adds a row's single-field
+   * contributions column by column in this order, each column's summed per code.
+   */
+  readonly singleColumns: { column: HistoryColumn; dims: number[] }[] = [];
+  /** The combination dimensions, in order (added after the single fields and the AEO reduction). */
+  readonly combinations: number[] = [];
+  /** Every column a part reads, in order of first use. */
+  readonly columns: HistoryColumn[] = [];
+  /** Per part: its column's index in `columns`. */
+  readonly partColumn: number[];
+  /** The taxRate part, when a dimension reads the tax rate (else -1). */
+  readonly taxPart: number;
+  private readonly hashes: (NumberHash | undefined)[] = [];
+  /** Tax rate → value id (Map keys: -0 and 0 are one). */
+  private taxIds?: Map<number, number>;
 
   constructor(readonly tables: HistoryTables) {
     const partIndex = new Map<string, number>();
-    for (const d of tables.dimensions) {
-      const specs = parseDimension(d.name);
-      const idx = specs.map((p) => {
+    const specs = tables.dimensions.map((d) => parseDimension(d.name));
+    specs.forEach((parts) => {
+      for (const p of parts) {
         const name = p.field === 'hs' ? `hs${p.digits}` : p.field;
-        let k = partIndex.get(name);
-        if (k === undefined) { k = this.parts.length; this.parts.push({ part: p, ids: new Map() }); partIndex.set(name, k); }
-        return k;
-      });
-      // number each part value, then key each entry by its parts' numbers
-      const codes = d.keys.map((key) => {
-        const values = specs.length === 1 ? [key] : key.split('|');
-        return values.map((v, j) => {
-          const ids = this.parts[idx[j]].ids;
-          let g = ids.get(v);
-          if (g === undefined) { g = ids.size; ids.set(v, g); }
-          return g;
-        });
-      });
-      const l = lifts(tables, d);
-      const weightedLift = l.map((x) => d.weight * x);
-      this.dims.push({ parts: idx, sizes: [], weightedLift, ...this.entryLookup(idx, codes) });
-    }
-    // sizes are known once every dimension numbered its values
-    for (const d of this.dims) d.sizes = d.parts.map((k) => this.parts[k].ids.size);
-    this.dims.forEach((d, k) => {
-      if (d.hash) {
-        const keys = tables.dimensions[k].keys;
-        const hash = new NumberHash(keys.length);
-        keys.forEach((key, e) => {
-          const values = key.split('|');
-          let code = 0;
-          values.forEach((v, j) => { code = code * d.sizes[j] + this.parts[d.parts[j]].ids.get(v)!; });
-          hash.set(code, e);
-        });
-        d.hash = hash;
+        if (partIndex.has(name)) continue;
+        partIndex.set(name, this.parts.length);
+        this.parts.push({ part: p, column: p.field === 'hs' ? 'hs' : p.field, values: [], ids: new Map() });
       }
+    });
+    this.taxPart = this.parts.findIndex((p) => p.column === 'taxRate');
+    // number each part value, in dimension then key order
+    const number = (k: number, v: string): number => {
+      const part = this.parts[k];
+      let g = part.ids.get(v);
+      if (g === undefined) { g = part.values.length; part.values.push(v); part.ids.set(v, g); }
+      return g;
+    };
+    const codes = tables.dimensions.map((d, di) => {
+      const idx = specs[di].map((p) => partIndex.get(p.field === 'hs' ? `hs${p.digits}` : p.field)!);
+      const ids = d.keys.map((key): number[] | undefined => {
+        const values = idx.length === 1 ? [key] : key.split('|');
+        return values.length === idx.length ? values.map((v, j) => number(idx[j], v)) : undefined;
+      });
+      return { idx, ids };
+    });
+    tables.dimensions.forEach((d, di) => {
+      const { idx, ids } = codes[di];
+      const weightedLift = lifts(tables, d).map((x) => d.weight * x);
+      for (const k of idx) if (!this.columns.includes(this.parts[k].column)) this.columns.push(this.parts[k].column);
+      if (idx.length === 1) {
+        const single = new Int32Array(this.parts[idx[0]].values.length).fill(-1);
+        ids.forEach((c, e) => { single[c![0]] = e; }); // a repeated key: the last entry wins
+        this.dims.push({ parts: idx, single, weightedLift });
+        const column = this.parts[idx[0]].column;
+        let col = this.singleColumns.find((c) => c.column === column);
+        if (!col) this.singleColumns.push((col = { column, dims: [] }));
+        col.dims.push(di);
+      } else {
+        const sizes = idx.map((k) => this.parts[k].values.length);
+        if (sizes.reduce((a, b) => a * b, 1) > MAX_COMBINATION_KEYS) {
+          throw errors.SEL_ERR_RULESET_INVALID(`history.dimensions[${di}] (${d.name}): too many distinct values to combine`, { field: `history.dimensions[${di}]`, expected: `a product of the parts' value counts of at most 2^53`, got: sizes.join(' × ') });
+        }
+        const strides = sizes.map((_, j) => sizes.slice(j + 1).reduce((a, b) => a * b, 1));
+        const keys = Float64Array.from(ids, (c) => (c ? c.reduce((s, g, j) => s + g * strides[j], 0) : -1));
+        this.dims.push({ parts: idx, strides, keys, weightedLift });
+        this.combinations.push(di);
+      }
+      this.hashes.push(undefined);
+    });
+    this.partColumn = this.parts.map((p) => this.columns.indexOf(p.column));
+  }
+
+  /** Tax rate values of the tables that a row's rate can equal: the rate (String(rate) is the value) and its id. */
+  taxRates(): { rate: number; id: number }[] {
+    if (this.taxPart < 0) return [];
+    const out: { rate: number; id: number }[] = [];
+    this.parts[this.taxPart].values.forEach((v, id) => {
+      const rate = Number(v);
+      if (rate === rate && String(rate) === v) out.push({ rate, id });
+    });
+    return out;
+  }
+
+  /**
+   * Per part, the value id of each code of a batch's column (-1: missing, too
+   * short for the HS digits, or not in the tables): work per distinct value.
+   * The taxRate part's codes are the kernel's (0: none, else 1 + id).
+   */
+  partLuts(batch: ColumnarBatch): Int32Array[] {
+    return this.parts.map(({ part, column, ids, values }) => {
+      if (column === 'taxRate') {
+        const lut = new Int32Array(values.length + 1);
+        for (let c = 0; c < lut.length; c++) lut[c] = c - 1;
+        return lut;
+      }
+      const dict = batch.dicts[column];
+      const lut = new Int32Array(dict.length);
+      const d = part.digits;
+      if (d === undefined) {
+        for (let c = 0; c < dict.length; c++) { const v = dict[c]; lut[c] = v === '' ? -1 : ids.get(v) ?? -1; }
+      } else {
+        for (let c = 0; c < dict.length; c++) { const v = dict[c]; lut[c] = v.length < d ? -1 : ids.get(v.slice(0, d)) ?? -1; }
+      }
+      return lut;
     });
   }
 
-  private entryLookup(idx: number[], codes: number[][]): { single?: Int32Array; hash?: NumberHash } {
-    if (idx.length > 1) return { hash: new NumberHash(1) }; // filled once sizes are final
-    const single = new Int32Array(codes.reduce((m, c) => Math.max(m, c[0] + 1), 0)).fill(-1);
-    codes.forEach((c, e) => { single[c[0]] = e; });
-    return { single };
+  /** The batch's history record for its decisions: views of its columns, no copy. */
+  batchHistory(batch: ColumnarBatch, partLut: Int32Array[]): BatchHistory {
+    const h: BatchHistory = { dimensions: this.dims.length, partLut, codes: this.columns.map((c) => (c === 'taxRate' ? null : batch.codes[c])) };
+    if (this.taxPart >= 0) h.taxRate = batch.numeric.taxRate;
+    if ((this.tables.aeoReduction ?? 0) !== 0) h.aeo = batch.codes.aeo;
+    return h;
   }
 
-  /** Per batch code of a part's column (or per distinct tax rate), the number of its value (-1: missing or not in the tables); and per row the code. */
-  private partCodes(batch: ColumnarBatch, pi: PartIndex): { lut: Int32Array; code: Uint32Array } {
-    const { part, ids } = pi;
-    if (part.field === 'taxRate') {
-      // rates as codes: an integer hash of the doubles (code 0 is NaN: absent)
-      const n = batch.size;
-      const col = batch.numeric.taxRate;
-      let seen = new NumberHash(64);
-      const values: number[] = [-1];
-      const code = new Uint32Array(n);
-      let last = NaN, lastCode = 0;
-      for (let i = 0; i < n; i++) {
-        const x = col[i];
-        if (x === last) { code[i] = lastCode; continue; }
-        let k = 0;
-        if (x === x) {
-          k = seen.get(x);
-          if (k < 0) {
-            k = values.length;
-            values.push(ids.get(String(x)) ?? -1);
-            seen.set(x, k);
-            if (values.length > seen.capacity / 4) seen = seen.grown();
-          }
-        }
-        code[i] = k;
-        last = x;
-        lastCode = k;
-      }
-      return { lut: Int32Array.from(values), code };
+  /** Row i's table entry for dimension d (-1: missing or unseen value). */
+  entry(h: BatchHistory, i: number, d: number): number {
+    const dim = this.dims[d];
+    const code = (k: number): number => {
+      if (k !== this.taxPart) return h.partLut[k][h.codes[this.partColumn[k]]![i]];
+      const x = h.taxRate![i];
+      return x === x ? (this.taxIds ??= new Map(this.taxRates().map((r) => [r.rate, r.id]))).get(x) ?? -1 : -1;
+    };
+    if (dim.single) {
+      const g = code(dim.parts[0]);
+      return g < 0 || g >= dim.single.length ? -1 : dim.single[g];
     }
-    const column = part.field as CategoricalColumn;
-    const dict = batch.dicts[column];
-    const lut = new Int32Array(dict.length);
-    for (let c = 0; c < dict.length; c++) {
-      const v = dict[c];
-      lut[c] = v === '' || (part.digits !== undefined && v.length < part.digits) ? -1 : ids.get(part.digits !== undefined ? v.slice(0, part.digits) : v) ?? -1;
+    let key = 0;
+    for (let j = 0; j < dim.parts.length; j++) {
+      const g = code(dim.parts[j]);
+      if (g < 0) return -1;
+      key += g * dim.strides![j];
     }
-    return { lut, code: batch.codes[column] };
-  }
-
-  /** Adds each row's history contributions to `extra` (n values) and returns what finds the entries. */
-  apply(batch: ColumnarBatch, extra: Float64Array): BatchHistory {
-    const n = batch.size;
-    const D = this.dims.length;
-    const parts = this.parts.map((p) => this.partCodes(batch, p));
-    const out: BatchHistory = { dimensions: D, codeOf: new Array(D).fill(-1), byCode: new Array(D).fill(null), byRow: new Array(D).fill(null), codes: [] };
-    // single-field dimensions: per column (several parts may read one column: hs2, hs4, hs6),
-    // the summed contribution per code, then one read per row and column
-    const columns = new Map<Uint32Array, { index: number; add: Float64Array }>();
-    for (let d = 0; d < D; d++) {
-      const dim = this.dims[d];
-      if (!dim.single) continue;
-      const { lut, code } = parts[dim.parts[0]];
-      let col = columns.get(code);
-      if (!col) {
-        col = { index: out.codes.length, add: new Float64Array(lut.length) };
-        columns.set(code, col);
-        out.codes.push(code.slice(0, n));
-      }
-      const single = dim.single, wl = dim.weightedLift;
-      const e = new Int32Array(lut.length);
-      for (let c = 0; c < lut.length; c++) {
-        const g = lut[c];
-        e[c] = g < 0 || g >= single.length ? -1 : single[g];
-        if (e[c] >= 0) col.add[c] += wl[e[c]];
-      }
-      out.codeOf[d] = col.index;
-      out.byCode[d] = e;
+    let hash = this.hashes[d];
+    if (!hash) {
+      hash = new NumberHash(dim.keys!.length);
+      dim.keys!.forEach((k, e) => { if (k >= 0) hash!.set(k, e); }); // a repeated key: the last entry wins
+      this.hashes[d] = hash;
     }
-    for (const [code, { add }] of columns) addByCode(n, code, add, extra);
-    const aeo = this.tables.aeoReduction ?? 0;
-    if (aeo !== 0) {
-      const col = batch.codes.aeo;
-      out.aeo = new Uint8Array(n);
-      for (let i = 0; i < n; i++) if (col[i] === 1) { extra[i] -= aeo; out.aeo[i] = 1; }
-    }
-    // pairs (and triples): per distinct combination of batch codes, one hash lookup
-    for (let d = 0; d < D; d++) {
-      const dim = this.dims[d];
-      if (dim.single) continue;
-      const wl = dim.weightedLift;
-      const hash = dim.hash!, sizes = dim.sizes;
-      const ps = dim.parts.map((k) => parts[k]);
-      const space = ps.reduce((m, p) => m * p.lut.length, 1);
-      const memo = space <= 4 * n + 65_536 ? new Int32Array(space).fill(-2) : undefined;
-      const entry = new Int32Array(n);
-      if (ps.length === 2) {
-        // the common case, in small monomorphic loops the JIT keeps tight
-        if (memo) pairsMemo(n, ps[0].code, ps[0].lut, ps[1].code, ps[1].lut, sizes[1], memo, hash, wl, entry, extra);
-        else pairsHash(n, ps[0].code, ps[0].lut, ps[1].code, ps[1].lut, sizes[1], hash, wl, entry, extra);
-        out.byRow[d] = entry;
-        continue;
-      }
-      for (let i = 0; i < n; i++) {
-        let combo = 0, key = 0, missing = false;
-        for (let j = 0; j < ps.length; j++) {
-          const c = ps[j].code[i];
-          combo = combo * ps[j].lut.length + c;
-          const g = ps[j].lut[c];
-          if (g < 0) missing = true;
-          key = key * sizes[j] + g;
-        }
-        let e: number;
-        if (missing) e = -1;
-        else if (memo) { e = memo[combo]; if (e === -2) e = memo[combo] = hash.get(key); }
-        else e = hash.get(key);
-        entry[i] = e;
-        if (e >= 0) extra[i] += wl[e];
-      }
-      out.byRow[d] = entry;
-    }
-    return out;
+    return hash.get(key);
   }
 }
 

@@ -19,9 +19,9 @@ import { NF, PEER_FIELDS, robustScale, type PeerField } from '../peers/peer-grou
 import { NUMERIC_OPERANDS, PROFILE_SET_FIELDS, MAX_PROFILES, type Profile } from '../profiles/profile.js';
 import type { Ruleset, RulesetSettings } from './ruleset.js';
 import { termKey, textConfig, type TextConfig } from '../text/signals.js';
-import type { HistoryTables } from '../learn/history.js';
+import { historyIndex, type HistoryTables } from '../learn/history.js';
 
-export const FORMAT_VERSION = 2;
+export const FORMAT_VERSION = 3;
 const MAGIC = 0x524c4553; // "SELR"
 const GOLDEN = 0x9e3779b97f4a7c15n;
 const MASK64 = (1n << 64n) - 1n;
@@ -80,10 +80,27 @@ export interface CompiledMeta {
   keywordRows: { termRows: number[]; wildcardRow: number } | null;
   /** Historical non-compliance tables and their weights, or null (src/learn/history.ts). */
   history: HistoryTables | null;
+  /** Where the tables' integer hash tables lie in the image's history section, or null without tables. */
+  historyImage: CompiledHistory | null;
   /** Profiles in kernel order, with the store version that was compiled (when known). */
   profiles: { id: string; version?: number; channel?: Channel; weight: number; instructions?: string }[];
-  sections: Record<'settings' | 'peerSlots' | 'stats' | 'levels' | 'rows' | 'weights' | 'channels' | 'numeric', number>;
+  sections: Record<'settings' | 'peerSlots' | 'stats' | 'levels' | 'rows' | 'weights' | 'channels' | 'numeric' | 'history', number>;
   imageByteLength: number;
+}
+
+/**
+ * The historical tables in the image (section `history`; offsets relative
+ * to the image). Each is an open-addressing hash table of 16-byte slots,
+ * capacity a power of two (load ≤ 2/3), home slot (key ×
+ * 0x9E3779B97F4A7C15 mod 2^64) >> (64 − log2(capacity)), linear probing;
+ * a key of all ones marks an empty slot.
+ */
+export interface CompiledHistory {
+  /** Tax rates: slots of (u64 bits of the rate, u32 value id of the taxRate part, 4 bytes unused); capacity 0 when no dimension reads the tax rate. */
+  taxCapacity: number;
+  taxSlots: number;
+  /** Per combination dimension (HistoryIndex.combinations order): slots of (u64 key Σ id_j · stride_j, f64 weight × lift). */
+  combinations: { dimension: number; capacity: number; slots: number }[];
 }
 
 export interface CompiledRuleset {
@@ -338,6 +355,7 @@ export function compileRuleset(ruleset: Ruleset): CompiledRuleset {
   // numeric section: per group a descriptor (operand, k, thresholds offset,
   // rows offset; offsets relative to the image), then thresholds and rows.
   const numericBytes = numericGroups.reduce((n, g) => n + 16 + g.thresholds.length * 8 + g.rows.length * 4 + 8, 0);
+  const history = ruleset.history ? historySection(ruleset.history) : undefined;
 
   // ---- lay out the image -------------------------------------------------
   const sizes = {
@@ -349,6 +367,7 @@ export function compileRuleset(ruleset: Ruleset): CompiledRuleset {
     weights: P * 8,
     channels: P,
     numeric: numericBytes,
+    history: history?.bytes.byteLength ?? 0,
   };
   const sections = {} as CompiledMeta['sections'];
   let at = 0;
@@ -390,6 +409,12 @@ export function compileRuleset(ruleset: Ruleset): CompiledRuleset {
     });
   }
 
+  if (history) {
+    new Uint8Array(image, sections.history, history.bytes.byteLength).set(history.bytes);
+    history.layout.taxSlots += sections.history;
+    for (const c of history.layout.combinations) c.slots += sections.history;
+  }
+
   const metaBody: Omit<CompiledMeta, 'version'> = {
     formatVersion: FORMAT_VERSION,
     settings,
@@ -406,6 +431,7 @@ export function compileRuleset(ruleset: Ruleset): CompiledRuleset {
     text,
     keywordRows,
     history: ruleset.history ?? null,
+    historyImage: history?.layout ?? null,
     profiles: profiles.map((p) => ({
       id: p.id,
       ...(p.version !== undefined ? { version: p.version } : {}),
@@ -429,6 +455,63 @@ export function compileRuleset(ruleset: Ruleset): CompiledRuleset {
   new Uint8Array(buffer, 16, metaBytes.length).set(metaBytes);
   new Uint8Array(buffer, imageOffset, imageByteLength).set(new Uint8Array(image));
   return { version, buffer, meta, imageOffset };
+}
+
+/** Smallest power of two ≥ 1.5 × count (load factor ≤ 2/3), at least 2. */
+function tableBits(count: number): number {
+  let bits = 1;
+  while ((1 << bits) < count * 1.5) bits++;
+  return bits;
+}
+
+/**
+ * The history section: the tax-rate table, then one hash table per
+ * combination dimension, each 64-byte aligned (offsets relative to the
+ * section). Single-field dimensions need nothing here: the host sums their
+ * contributions per code of a batch's column.
+ */
+function historySection(tables: HistoryTables): { bytes: Uint8Array; layout: CompiledHistory } {
+  const index = historyIndex(tables);
+  const rates = index.taxRates();
+  const taxBits = rates.length > 0 ? tableBits(rates.length) : 0;
+  const layout: CompiledHistory = { taxCapacity: taxBits ? 1 << taxBits : 0, taxSlots: 0, combinations: [] };
+  let at = layout.taxCapacity * 16;
+  const bits = index.combinations.map((d) => {
+    const b = tableBits(index.dims[d].keys!.length);
+    at = align(at);
+    layout.combinations.push({ dimension: d, capacity: 1 << b, slots: at });
+    at += (1 << b) * 16;
+    return b;
+  });
+  const bytes = new Uint8Array(align(at));
+  const dv = new DataView(bytes.buffer);
+  /** The value slot of a key (inserted when absent). */
+  const put = (base: number, b: number, key: bigint): number => {
+    const mask = (1 << b) - 1;
+    let i = Number(((key * GOLDEN) & MASK64) >> BigInt(64 - b));
+    for (;;) {
+      const k = dv.getBigUint64(base + i * 16, true);
+      if (k === key || k === MASK64) break;
+      i = (i + 1) & mask;
+    }
+    dv.setBigUint64(base + i * 16, key, true);
+    return base + i * 16 + 8;
+  };
+  const f64 = new Float64Array(1);
+  const u64 = new BigUint64Array(f64.buffer);
+  for (let i = 0; i < layout.taxCapacity; i++) dv.setBigUint64(i * 16, MASK64, true);
+  for (const { rate, id } of rates) {
+    f64[0] = rate;
+    dv.setUint32(put(0, taxBits, u64[0]), id, true);
+  }
+  index.combinations.forEach((d, c) => {
+    const { slots, capacity } = layout.combinations[c];
+    for (let i = 0; i < capacity; i++) dv.setBigUint64(slots + i * 16, MASK64, true);
+    const dim = index.dims[d];
+    // a repeated key: the last entry wins
+    dim.keys!.forEach((k, e) => { if (k >= 0) dv.setFloat64(put(slots, bits[c], BigInt(k)), dim.weightedLift[e], true); });
+  });
+  return { bytes, layout };
 }
 
 /** Reads a compiled ruleset back from its shared buffer (in a worker). */
