@@ -11,7 +11,7 @@ import { tableFromIPC, DataType } from 'apache-arrow';
 import { afterAll, describe, expect, it } from 'vitest';
 import { rowOf, toBatch } from '../src/model/columnar.js';
 import { parseIsoDate, type Declaration } from '../src/model/schema.js';
-import { HistoryWriter, openSegment, readManifest, remapScratch, segmentsIn, toKernelBatch, RESULT_UNKNOWN } from '../src/history/store.js';
+import { HistoryWriter, openSegment, readManifest, remapScratch, SegmentReadAhead, segmentsIn, toKernelBatch, RESULT_UNKNOWN } from '../src/history/store.js';
 import { importHistory } from '../src/history/import.js';
 import { datedDeclarations } from './helpers.js';
 
@@ -175,5 +175,36 @@ describe('history store', () => {
     expect(r.store.rows).toBe(3);
     await expect(importHistory(dir, [csv], { label: 'nope' })).rejects.toMatchObject({ code: 'SEL_ERR_CSV_HEADER' });
     expect(readManifest(dir).rows).toBe(3); // the failed import added nothing
+  });
+});
+
+describe('segment read-ahead', () => {
+  const waitFor = async (cond: () => boolean) => {
+    for (let i = 0; i < 200 && !cond(); i++) await new Promise((r) => setTimeout(r, 5));
+  };
+
+  it('reads at most `ahead` segments beyond the lowest one still replayed, and tolerates files that cannot be read', async () => {
+    const dir = mkdtempSync(join(root, 'ahead-'));
+    const sizes = [100_000, 200_000, 300_000, 400_000, 500_000];
+    const paths = sizes.map((n, i) => { const p = join(dir, `seg-${i}.arrow`); writeFileSync(p, Buffer.alloc(n, i)); return p; });
+    paths.splice(2, 0, join(dir, 'missing.arrow')); // index 2 cannot be read
+    const ra = new SegmentReadAhead(paths, 1, 0);
+    await waitFor(() => ra.bytes >= sizes[0] + sizes[1]);
+    await new Promise((r) => setTimeout(r, 50));
+    expect(ra.bytes).toBe(sizes[0] + sizes[1]); // segments 0 and 1, then it waits for the replay
+    ra.advance(4); // segments up to 5 may now be read; the missing one is skipped
+    const all = sizes.reduce((a, b) => a + b, 0);
+    await waitFor(() => ra.bytes >= all);
+    expect(ra.bytes).toBe(all);
+    await ra.stop();
+  });
+
+  it('stops when told, with segments left unread', async () => {
+    const dir = mkdtempSync(join(root, 'ahead-stop-'));
+    const paths = [0, 1, 2, 3].map((i) => { const p = join(dir, `seg-${i}.arrow`); writeFileSync(p, Buffer.alloc(10_000, i)); return p; });
+    const ra = new SegmentReadAhead(paths, 0, 0);
+    await waitFor(() => ra.bytes >= 10_000);
+    await ra.stop();
+    expect(ra.bytes).toBe(10_000);
   });
 });

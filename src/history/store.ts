@@ -15,6 +15,7 @@
  * the manifest does not list is not part of the store (an import that
  * crashed before its commit); the next import removes it.
  */
+import { open as openAsync, type FileHandle } from 'node:fs/promises';
 import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import {
@@ -478,4 +479,64 @@ export function storeBytes(dir: string, manifest: HistoryManifest): number {
   const m = join(dir, MANIFEST_FILE);
   if (existsSync(m)) total += statSync(m).size;
   return total;
+}
+
+/**
+ * Reads segment files ahead of the replay so that the workers find them in
+ * the page cache: on a cold store a worker that opens a segment otherwise
+ * waits for the disk with its core idle. The reads are asynchronous (libuv
+ * threads, one 4 MiB buffer reused), at most `ahead` segments beyond the
+ * lowest one still being replayed (`advance`), so memory stays bounded by the
+ * page cache's own policy. A read that fails is left to the worker that needs
+ * the file, which reports it with a named error.
+ */
+export class SegmentReadAhead {
+  private lowest = 0;
+  private stopped = false;
+  private wake: (() => void) | undefined;
+  readonly done: Promise<void>;
+  /** Bytes read ahead so far. */
+  bytes = 0;
+
+  constructor(private readonly paths: readonly string[], private readonly ahead = 2, first = 1) {
+    this.done = this.run(first);
+  }
+
+  /** The lowest segment index whose replay is not finished. */
+  advance(lowest: number): void {
+    if (lowest <= this.lowest) return;
+    this.lowest = lowest;
+    this.wake?.();
+  }
+
+  stop(): Promise<void> {
+    this.stopped = true;
+    this.wake?.();
+    return this.done;
+  }
+
+  private async run(first: number): Promise<void> {
+    const buf = Buffer.allocUnsafe(4 << 20);
+    for (let s = first; s < this.paths.length && !this.stopped;) {
+      if (s > this.lowest + this.ahead) {
+        await new Promise<void>((r) => { this.wake = r; });
+        this.wake = undefined;
+        continue;
+      }
+      let fh: FileHandle | undefined;
+      try {
+        fh = await openAsync(this.paths[s], 'r');
+        for (;;) {
+          const { bytesRead } = await fh.read(buf, 0, buf.length, null);
+          this.bytes += bytesRead;
+          if (bytesRead === 0 || this.stopped) break;
+        }
+      } catch {
+        // the worker that opens this segment reports what is wrong with it
+      } finally {
+        await fh?.close().catch(() => undefined);
+      }
+      s++;
+    }
+  }
 }
