@@ -21,6 +21,8 @@ import { compileRuleset } from '../src/ruleset/compile.js';
 import { createRuleset, type Ruleset } from '../src/ruleset/ruleset.js';
 import { trainModel } from '../src/learn/train.js';
 import { packageRoot } from '../src/paths.js';
+import { scoreWire } from '../src/service/wire.js';
+import { pack } from 'msgpackr';
 import { batchesOf, benchProfiles, cloneBatch, fraudLabels, peerTables, world } from './data.js';
 
 const { values } = parseArgs({ options: { rows: { type: 'string' }, quick: { type: 'boolean' } } });
@@ -170,6 +172,33 @@ out();
   out(`Model trained on ${fmt(trainRows)} labelled history declarations in ${(trainMs / 1000).toFixed(1)} s (selectivity train's path; text signals off). The host maps each distinct dictionary value to its number in the tables; the kernel adds the single-field sums and probes the combinations' hash tables per row, into its extra-score column.`);
   out();
   table(['ruleset', 'declarations/s', 'vs spine'], rows);
+
+  // the same two rulesets on the whole scoring path of the service: MessagePack
+  // request bytes in, decisions with their reasons (HISTORY reasons included) encoded out
+  const bodies: Uint8Array[] = [];
+  for (let b = 0; b < 20; b++) bodies.push(pack({ declarations: scored.slice(b * 1000, b * 1000 + 1000) }));
+  const wireRows: (string | number)[][] = [];
+  let wireBase = 0;
+  for (const [name, rs] of [['256 profiles (the spine)', plain], ['256 profiles + historical tables', learnt]] as const) {
+    const kernel = new Kernel();
+    kernel.loadRuleset(compileRuleset(rs));
+    let next = 0;
+    const bench = new Bench({ time: QUICK ? 300 : 2000, warmupIterations: 20 });
+    bench.add(name, () => {
+      const r = scoreWire(kernel, { kind: 'batch', format: 'msgpack', accept: 'msgpack', body: bodies[next++ % bodies.length], maxDeclarations: 1000 });
+      if (!r.ok) throw new Error(r.error.message);
+    });
+    await bench.run();
+    const lat = (bench.tasks[0].result as { latency: { mean: number; p50?: number } }).latency;
+    const rate = 1000 / ((lat.p50 ?? lat.mean) / 1000);
+    if (!wireBase) wireBase = rate;
+    wireRows.push([name, fmt(rate), `${(rate / wireBase).toFixed(2)}x`]);
+  }
+  out(`### 4b. The same, on the service's whole scoring path — MessagePack batches of 1,000, one thread (median)`);
+  out();
+  out('`scoreWire` (what a scoring worker runs per request, decision log off): decode and validate the request, build the batch, score, build every decision with its reasons (the HISTORY reasons looked up per row), encode the reply.');
+  out();
+  table(['ruleset', 'declarations/s', 'vs spine'], wireRows);
 }
 
 writeFileSync(join(packageRoot(), 'bench', 'RESULTS.md'), lines.join('\n') + '\n');

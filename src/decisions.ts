@@ -7,12 +7,59 @@ import { CHANNELS, type Channel } from './model/channels.js';
 import { FEATURES, NF, type Feature } from './peers/peer-groups.js';
 import type { CompiledMeta } from './ruleset/compile.js';
 import type { RiskArea } from './profiles/profile.js';
-import { historyIndex, lifts, smoothedRate } from './learn/history.js';
+import { historyIndex, lifts, smoothedRate, type HistoryIndex, type HistoryTables } from './learn/history.js';
 
 /** HISTORY reasons: contributions of at least this much (either sign), the largest first, at most HISTORY_REASONS. */
 export const HISTORY_REASON_MIN = 0.25;
 export const HISTORY_REASONS = 5;
-const liftCache = new WeakMap<CompiledMeta, Float64Array[]>();
+
+type HistoryReason = Extract<Reason, { code: 'HISTORY' }>;
+const byContribution = (a: HistoryReason, b: HistoryReason) => Math.abs(b.contribution) - Math.abs(a.contribution);
+
+/**
+ * The HISTORY reasons of a ruleset's tables, one per table entry whose
+ * contribution reaches HISTORY_REASON_MIN, built on first use and shared (frozen)
+ * by every decision that cites the entry: a reason depends on the entry only.
+ */
+class HistoryReasons {
+  readonly index: HistoryIndex;
+  private readonly lift: Float64Array[];
+  /** Per dimension and entry: 0 not built yet, -1 nothing to cite, else 1 + the reason's index in `reasons`. */
+  private readonly slot: Int32Array[];
+  private readonly reasons: HistoryReason[] = [];
+
+  constructor(private readonly t: HistoryTables) {
+    this.index = historyIndex(t);
+    this.lift = t.dimensions.map((d) => lifts(t, d));
+    this.slot = t.dimensions.map((d) => new Int32Array(d.keys.length));
+    this.aeo = Object.freeze({ code: 'AEO', contribution: -round(t.aeoReduction ?? 0) });
+  }
+
+  /** The AEO reason (one reduction for every AEO importer). */
+  readonly aeo: Extract<Reason, { code: 'AEO' }>;
+
+  /** The reason entry e of dimension d gives, or null when its contribution is too small to cite. */
+  reason(d: number, e: number): HistoryReason | null {
+    const s = this.slot[d][e];
+    if (s > 0) return this.reasons[s - 1];
+    if (s < 0) return null;
+    const dim = this.t.dimensions[d];
+    const c = dim.weight * this.lift[d][e];
+    if (Math.abs(c) < HISTORY_REASON_MIN) { this.slot[d][e] = -1; return null; }
+    const r = Object.freeze<HistoryReason>({ code: 'HISTORY', dimension: dim.name, value: dim.keys[e], rate: round(smoothedRate(this.t, dim, e), 3), n: round(dim.n[e], 1), contribution: round(c) });
+    this.reasons.push(r);
+    this.slot[d][e] = this.reasons.length;
+    return r;
+  }
+}
+
+const historyReasonCache = new WeakMap<CompiledMeta, HistoryReasons>();
+
+function historyReasons(meta: CompiledMeta, t: HistoryTables): HistoryReasons {
+  let x = historyReasonCache.get(meta);
+  if (!x) { x = new HistoryReasons(t); historyReasonCache.set(meta, x); }
+  return x;
+}
 import { FLAG_CONTROL, FLAG_PROFILE_CHANNEL, type ScoreResult } from './kernel/layout.js';
 
 export type Reason =
@@ -90,20 +137,20 @@ export function decisionAt(result: ScoreResult, i: number, id: string, meta: Com
   const h = result.history;
   if (h && meta.history) {
     const t = meta.history;
-    let l = liftCache.get(meta);
-    if (!l) { l = t.dimensions.map((d) => lifts(t, d)); liftCache.set(meta, l); }
-    const index = historyIndex(t);
-    const found: Extract<Reason, { code: 'HISTORY' }>[] = [];
+    const hr = historyReasons(meta, t);
+    let found: HistoryReason[] | undefined;
+    const entries = hr.index.allEntries(h, result.size);
     for (let d = 0; d < h.dimensions; d++) {
-      const e = index.entry(h, i, d);
+      const e = entries[d][i];
       if (e < 0) continue;
-      const dim = t.dimensions[d];
-      const c = dim.weight * l[d][e];
-      if (Math.abs(c) >= HISTORY_REASON_MIN) found.push({ code: 'HISTORY', dimension: dim.name, value: dim.keys[e], rate: round(smoothedRate(t, dim, e), 3), n: round(dim.n[e], 1), contribution: round(c) });
+      const r = hr.reason(d, e);
+      if (r) (found ??= []).push(r);
     }
-    found.sort((a, b) => Math.abs(b.contribution) - Math.abs(a.contribution));
-    reasons.push(...found.slice(0, HISTORY_REASONS));
-    if (t.aeoReduction && h.aeo?.[i] === 1) reasons.push({ code: 'AEO', contribution: -round(t.aeoReduction) });
+    if (found) {
+      if (found.length > 1) found.sort(byContribution);
+      for (let k = 0; k < found.length && k < HISTORY_REASONS; k++) reasons.push(found[k]);
+    }
+    if (t.aeoReduction && h.aeo?.[i] === 1) reasons.push(hr.aeo);
   }
   if (score >= s.thresholds.red) reasons.push({ code: 'SCORE_THRESHOLD', channel: 'red', score: round(score), threshold: s.thresholds.red });
   else if (score >= s.thresholds.yellow) reasons.push({ code: 'SCORE_THRESHOLD', channel: 'yellow', score: round(score), threshold: s.thresholds.yellow });

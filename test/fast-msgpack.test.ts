@@ -519,6 +519,30 @@ describe('encodeMsgpack', () => {
     }), { numRuns: 200 });
   });
 
+  it('writes frozen objects as msgpackr does, the first time and from its kept bytes after, and never keeps bytes that could change', () => {
+    const deepFreeze = (v: unknown): unknown => {
+      if (v !== null && typeof v === 'object') { for (const x of Object.values(v)) deepFreeze(x); Object.freeze(v); }
+      return v;
+    };
+    fc.assert(fc.property(reply, (doc) => {
+      const frozen = deepFreeze(structuredClone(doc));
+      sameAsMsgpackr(frozen);
+      sameAsMsgpackr(frozen); // the frozen leaves now come from the kept bytes
+      expect(Buffer.from(encodeMsgpack(frozen)).equals(Buffer.from(encodeMsgpack(doc)))).toBe(true);
+    }), { numRuns: 200 });
+    // frozen, but holding something that can change: encoded afresh every time
+    const inner = { a: 1 };
+    const outer = Object.freeze({ inner, b: 'x' });
+    sameAsMsgpackr(outer);
+    inner.a = 2;
+    expect(unpackr.unpack(encodeMsgpack(outer))).toEqual({ inner: { a: 2 }, b: 'x' });
+    // frozen, with a getter: read every time
+    let calls = 0;
+    const getter = Object.freeze(Object.defineProperty({ k: 1 }, 'g', { enumerable: true, get: () => ++calls }));
+    expect(unpackr.unpack(encodeMsgpack(getter))).toEqual({ k: 1, g: 1 });
+    expect(unpackr.unpack(encodeMsgpack(getter))).toEqual({ k: 1, g: 2 });
+  });
+
   it('writes the bytes msgpackr writes for any value tree (foreign values go through msgpackr)', () => {
     // (no typed arrays: msgpackr 2.1.3 packs an Int32Array as a bin of whatever bytes its buffer holds)
     const anything = fc.anything({ withDate: true, withMap: true, withSet: true, withNullPrototype: true, withSparseArray: true, withBoxedValues: true, withBigInt: true, withObjectString: true });

@@ -199,6 +199,10 @@ export interface BatchHistory {
   taxRate?: Float64Array;
   /** The batch's aeo codes (1: AEO-certified importer), when the tables have an AEO reduction. */
   aeo?: Uint32Array;
+  /** Per dimension, every row's entry, then per part every row's value id (HistoryIndex.entries): filled when decisions are built. */
+  entries?: (Int32Array | undefined)[];
+  /** The dimensions' entries, all of them (HistoryIndex.allEntries). */
+  allEntries?: Int32Array[];
 }
 
 /** Open-addressing hash of float64 keys (exact integers < 2^53) to int32 values. */
@@ -402,31 +406,99 @@ export class HistoryIndex {
     return h;
   }
 
+  /** Row i's value id of part k (-1: missing or not in the tables). */
+  private code(h: BatchHistory, i: number, k: number): number {
+    if (k !== this.taxPart) return h.partLut[k][h.codes[this.partColumn[k]]![i]];
+    const x = h.taxRate![i];
+    return x === x ? (this.taxIds ??= new Map(this.taxRates().map((r) => [r.rate, r.id]))).get(x) ?? -1 : -1;
+  }
+
+  /**
+   * Every row's table entry for dimension d (-1: missing or unseen value),
+   * column by column, computed once per batch and kept on `h`: what the
+   * decisions of a batch read, row by row, for their HISTORY reasons.
+   */
+  entries(h: BatchHistory, d: number, n: number): Int32Array {
+    const cache = (h.entries ??= new Array<Int32Array | undefined>(this.dims.length));
+    const found = cache[d];
+    if (found && found.length >= n) return found;
+    const out = new Int32Array(n);
+    const dim = this.dims[d];
+    if (dim.single) {
+      const ids = this.partRows(h, dim.parts[0], n), single = dim.single;
+      for (let i = 0; i < n; i++) {
+        const g = ids[i];
+        out[i] = g < 0 || g >= single.length ? -1 : single[g];
+      }
+    } else {
+      const keys = new Float64Array(n);
+      dim.parts.forEach((k, j) => {
+        const ids = this.partRows(h, k, n), stride = dim.strides![j];
+        for (let i = 0; i < n; i++) {
+          const g = ids[i];
+          keys[i] = g < 0 || keys[i] < 0 ? -1 : keys[i] + g * stride;
+        }
+      });
+      const hash = this.hashOf(d);
+      for (let i = 0; i < n; i++) out[i] = keys[i] < 0 ? -1 : hash.get(keys[i]);
+    }
+    cache[d] = out;
+    return out;
+  }
+
+  /** entries() of every dimension, in dimension order (kept on `h`). */
+  allEntries(h: BatchHistory, n: number): Int32Array[] {
+    const all = h.allEntries;
+    if (all && (all.length === 0 || all[0].length >= n)) return all;
+    const out: Int32Array[] = [];
+    for (let d = 0; d < this.dims.length; d++) out.push(this.entries(h, d, n));
+    h.allEntries = out;
+    return out;
+  }
+
+  /** Every row's value id of part k (-1: none), once per batch (kept on `h`, after the dimensions' entries). */
+  private partRows(h: BatchHistory, k: number, n: number): Int32Array {
+    const cache = h.entries!;
+    const at = this.dims.length + k;
+    const found = cache[at];
+    if (found && found.length >= n) return found;
+    const out = new Int32Array(n);
+    if (k !== this.taxPart) {
+      const lut = h.partLut[k], codes = h.codes[this.partColumn[k]]!;
+      for (let i = 0; i < n; i++) out[i] = lut[codes[i]];
+    } else {
+      for (let i = 0; i < n; i++) out[i] = this.code(h, i, k);
+    }
+    cache[at] = out;
+    return out;
+  }
+
+  private hashOf(d: number): NumberHash {
+    let hash = this.hashes[d];
+    if (!hash) {
+      const keys = this.dims[d].keys!;
+      const built = new NumberHash(keys.length);
+      keys.forEach((k, e) => { if (k >= 0) built.set(k, e); }); // a repeated key: the last entry wins
+      this.hashes[d] = hash = built;
+    }
+    return hash;
+  }
+
   /** Row i's table entry for dimension d (-1: missing or unseen value). */
   entry(h: BatchHistory, i: number, d: number): number {
     const dim = this.dims[d];
-    const code = (k: number): number => {
-      if (k !== this.taxPart) return h.partLut[k][h.codes[this.partColumn[k]]![i]];
-      const x = h.taxRate![i];
-      return x === x ? (this.taxIds ??= new Map(this.taxRates().map((r) => [r.rate, r.id]))).get(x) ?? -1 : -1;
-    };
     if (dim.single) {
-      const g = code(dim.parts[0]);
+      const g = this.code(h, i, dim.parts[0]);
       return g < 0 || g >= dim.single.length ? -1 : dim.single[g];
     }
+    const parts = dim.parts, strides = dim.strides!;
     let key = 0;
-    for (let j = 0; j < dim.parts.length; j++) {
-      const g = code(dim.parts[j]);
+    for (let j = 0; j < parts.length; j++) {
+      const g = this.code(h, i, parts[j]);
       if (g < 0) return -1;
-      key += g * dim.strides![j];
+      key += g * strides[j];
     }
-    let hash = this.hashes[d];
-    if (!hash) {
-      hash = new NumberHash(dim.keys!.length);
-      dim.keys!.forEach((k, e) => { if (k >= 0) hash!.set(k, e); }); // a repeated key: the last entry wins
-      this.hashes[d] = hash;
-    }
-    return hash.get(key);
+    return this.hashOf(d).get(key);
   }
 }
 

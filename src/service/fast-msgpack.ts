@@ -606,7 +606,11 @@ function write(value: unknown): void {
     case 'object':
       if (value === null) { room(1); out[at++] = 0xc0; return; }
       if (Array.isArray(value)) { writeArray(value); return; } // msgpackr writes every array (subclasses too) as an array
-      if (Object.getPrototypeOf(value) === Object.prototype && prototypeClean) { writeObject(value as Record<string, unknown>); return; }
+      if (Object.getPrototypeOf(value) === Object.prototype && prototypeClean) {
+        if (Object.isFrozen(value)) writeFrozen(value as Record<string, unknown>);
+        else writeObject(value as Record<string, unknown>);
+        return;
+      }
       break;
   }
   writeForeign(value);
@@ -663,6 +667,34 @@ function writeObject(o: Record<string, unknown>): void {
   at += shift;
   if (shift === 2) { out[start] = 0xde; out[start + 1] = n >> 8; out[start + 2] = n & 0xff; }
   else { out[start] = 0xdf; view.setUint32(start + 1, n); }
+}
+
+/**
+ * Frozen objects whose properties are all plain data of primitive values
+ * cannot change: their bytes are kept (weakly) after the first time and
+ * copied from then on. Decisions share such objects (the HISTORY reason of a
+ * table entry is one frozen object, cited by every decision it applies to).
+ */
+const frozenBytes = new WeakMap<object, Uint8Array>();
+
+function writeFrozen(o: Record<string, unknown>): void {
+  const hit = frozenBytes.get(o);
+  if (hit !== undefined) {
+    room(hit.length);
+    out.set(hit, at);
+    at += hit.length;
+    return;
+  }
+  const start = at;
+  writeObject(o);
+  if (immutableLeaf(o)) frozenBytes.set(o, out.slice(start, at));
+}
+
+function immutableLeaf(o: object): boolean {
+  for (const d of Object.values(Object.getOwnPropertyDescriptors(o))) {
+    if (!('value' in d) || (d.value !== null && (typeof d.value === 'object' || typeof d.value === 'function'))) return false;
+  }
+  return Object.getOwnPropertySymbols(o).length === 0;
 }
 
 function writeArray(a: unknown[]): void {
