@@ -1,5 +1,7 @@
 import { describe, expect, it, vi } from 'vitest';
-import { runCli } from './helpers.js';
+import { randomDeclarations, runCli } from './helpers.js';
+import { toBatch } from '../src/model/columnar.js';
+import { TextScorer, textConfig } from '../src/text/signals.js';
 import { main } from '../src/cli/main.js';
 import { HsFitModel, hsFitModel, loadNomenclature } from '../src/text/hs-fit.js';
 import { stems, words } from '../src/text/tokens.js';
@@ -167,5 +169,37 @@ describe('watch lists in the store: CLI and HTTP', () => {
       metrics.close();
       source.close();
     }
+  });
+});
+
+describe('text signals in the scoring path', () => {
+  const config = () => textConfig([], LISTS, { weight: 1.5, below: 0.3 });
+
+  it('gives the same signals to a batch whether (HS code, description) pairs were seen in earlier batches or not', () => {
+    const earlier = randomDeclarations(400, 71, { descriptions: true });
+    const later = [...randomDeclarations(300, 72, { descriptions: true }), ...earlier.slice(0, 100)];
+    // one description under more HS codes than the per-description memo keeps
+    const codes = Array.from({ length: 80 }, (_, i) => `${String(1 + (i % 97)).padStart(2, '0')}${String(i).padStart(4, '0')}`);
+    const spread = codes.map((hs, i) => ({ ...later[0], id: `SPREAD-${i}`, hs, description: 'lithium batteries for power banks' }));
+    const warm = new TextScorer(config());
+    const cold = new TextScorer(config());
+    for (const batch of [toBatch(earlier).batch, toBatch(later).batch, toBatch(spread).batch, toBatch(spread).batch]) {
+      const a = warm.batch(batch)!;
+      const fresh = new TextScorer(config()).batch(batch)!;
+      const b = cold.batch(batch)!;
+      expect(a.signals.length).toBe(fresh.signals.length);
+      for (let i = 0; i < batch.size; i++) {
+        expect(a.signals[a.row[i]], `row ${i}`).toEqual(fresh.signals[fresh.row[i]]);
+        expect(b.signals[b.row[i]], `row ${i}`).toEqual(fresh.signals[fresh.row[i]]);
+      }
+    }
+    // the memo did its work: a pair seen before gives back the very signal made then
+    const first = warm.batch(toBatch(earlier.slice(0, 10)).batch)!;
+    const again = warm.batch(toBatch(earlier.slice(0, 10)).batch)!;
+    expect(again.signals[again.row[0]]).toBe(first.signals[first.row[0]]);
+    // and the misclassification signal fires somewhere in the spread (chapters that do not fit batteries)
+    const spreadSignals = warm.batch(toBatch(spread).batch)!;
+    expect(spreadSignals.signals.some((s) => s.misclassified)).toBe(true);
+    expect(spreadSignals.signals.some((s) => s.terms.length > 0)).toBe(true);
   });
 });

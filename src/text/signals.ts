@@ -15,8 +15,9 @@
  *
  * Work is per distinct description (keywords) and per distinct
  * (HS heading, description) pair (fit) of a batch, and both are cached across
- * batches (customs traffic repeats its descriptions), so the cost per
- * declaration falls with repetition. The same TextScorer serves the kernel's
+ * batches (customs traffic repeats its descriptions), as is each
+ * (HS code, description) pair's signal, so the cost per declaration falls
+ * with repetition. The same TextScorer serves the kernel's
  * host and the reference scorer, so that both see the same signals.
  */
 import type { ColumnarBatch } from '../model/columnar.js';
@@ -103,6 +104,8 @@ export class TextScorer {
   private readonly match: (s: readonly string[]) => number[];
   private readonly termCache = new Map<string, readonly number[]>();
   private readonly fitCache = new Map<string, { chapterFit: number; headingFit: number; bestHeading: string }>();
+  /** Signals by description, then by HS code: the same pair in a later batch reuses its signal (no key string built per row). */
+  private readonly signalCache = new Map<string, Map<string, TextSignal>>();
   private model: HsFitModel | undefined;
 
   constructor(readonly config: TextConfig) {
@@ -141,6 +144,18 @@ export class TextScorer {
     return { terms, fit, chapter: hs.slice(0, 2), misclassified, extra: misclassified ? m.weight : 0 };
   }
 
+  /** signal(), kept across batches per (description, HS code); signals are never modified once made. */
+  private cachedSignal(hs: string, description: string, terms: readonly number[]): TextSignal {
+    let byHs = this.signalCache.get(description);
+    if (byHs === undefined) byHs = remember(this.signalCache, description, new Map<string, TextSignal>());
+    let signal = byHs.get(hs);
+    if (signal === undefined) {
+      signal = this.signal(hs, description, terms);
+      if (byHs.size < 64) byHs.set(hs, signal); // a description declared under many codes: the rest are computed each time
+    }
+    return signal;
+  }
+
   /** The signals of a batch, or undefined when the ruleset has none. */
   batch(batch: ColumnarBatch): BatchText | undefined {
     if (!this.active) return undefined;
@@ -168,7 +183,7 @@ export class TextScorer {
       let k = dense ? dense[key] : sparse!.get(key) ?? -1;
       if (k < 0) {
         k = signals.length;
-        signals.push(this.signal(hsDict[h], descDict[d], descriptionTerms[d]));
+        signals.push(this.cachedSignal(hsDict[h], descDict[d], descriptionTerms[d]));
         if (dense) dense[key] = k; else sparse!.set(key, k);
       }
       row[i] = k;
