@@ -91,7 +91,14 @@ export function lifts(t: HistoryTables, d: HistoryDimension): Float64Array {
 /** The smoothed rate of value i. */
 export const smoothedRate = (t: HistoryTables, d: HistoryDimension, i: number): number => (d.positives[i] + t.strength * t.prior) / (d.n[i] + t.strength);
 
-/** The key of one row for a dimension from its field values ('' and NaN are missing: no key). */
+/** Joins the values of a combination's key; a value holding it has no place in a combination (it would read as two values). */
+export const KEY_SEPARATOR = '|';
+
+/**
+ * The key of one row for a dimension from its field values ('' and NaN are
+ * missing: no key). In a combination, a value holding KEY_SEPARATOR gives no
+ * key either: ("A|B", "C") and ("A", "B|C") would both read "A|B|C".
+ */
 export function keyOf(parts: readonly DimensionPart[], value: (f: DimensionField) => string): string | undefined {
   let key = '';
   for (let k = 0; k < parts.length; k++) {
@@ -102,6 +109,7 @@ export function keyOf(parts: readonly DimensionPart[], value: (f: DimensionField
       if (v.length < p.digits) return undefined;
       v = v.slice(0, p.digits);
     }
+    if (parts.length > 1 && v.includes(KEY_SEPARATOR)) return undefined;
     key = k === 0 ? v : `${key}|${v}`;
   }
   return key;
@@ -139,6 +147,7 @@ export function batchKeys(batch: ColumnarBatch, parts: readonly DimensionPart[])
         let v = dict[c];
         if (v === '' || (p.digits !== undefined && v.length < p.digits)) { lut[c] = -1; continue; }
         if (p.digits !== undefined) v = v.slice(0, p.digits);
+        if (parts.length > 1 && v.includes(KEY_SEPARATOR)) { lut[c] = -1; continue; } // as keyOf
         let k = seen.get(v);
         if (k === undefined) { k = vals.length; vals.push(v); seen.set(v, k); }
         lut[c] = k;
@@ -170,7 +179,7 @@ export function batchKeys(batch: ColumnarBatch, parts: readonly DimensionPart[])
     if (e < 0) {
       e = keys.length;
       let key = values[0][ids[0][i]];
-      for (let k = 1; k < parts.length; k++) key += `|${values[k][ids[k][i]]}`;
+      for (let k = 1; k < parts.length; k++) key += `${KEY_SEPARATOR}${values[k][ids[k][i]]}`;
       keys.push(key);
       if (dense) dense[combo] = e; else sparse!.set(combo, e);
     }
@@ -331,7 +340,7 @@ export class HistoryIndex {
     const codes = tables.dimensions.map((d, di) => {
       const idx = specs[di].map((p) => partIndex.get(p.field === 'hs' ? `hs${p.digits}` : p.field)!);
       const ids = d.keys.map((key): number[] | undefined => {
-        const values = idx.length === 1 ? [key] : key.split('|');
+        const values = idx.length === 1 ? [key] : key.split(KEY_SEPARATOR);
         return values.length === idx.length ? values.map((v, j) => number(idx[j], v)) : undefined;
       });
       return { idx, ids };
