@@ -14,7 +14,7 @@ import { FLOAT32_OPTIONS, Packr, Unpackr } from 'msgpackr';
 import { describe, expect, it } from 'vitest';
 import { SelectivityError } from '../src/errors.js';
 import { FIELDS, validateDeclaration, type Declaration, type FieldKind, type Validation } from '../src/model/schema.js';
-import { EncodedMsgpack, encodeMsgpack, FAST_READER_ENABLED, FastDeclarationReader, msgpackEnd } from '../src/service/fast-msgpack.js';
+import { EncodedMsgpack, encodeDecisions, encodeMsgpack, FAST_READER_ENABLED, FastDeclarationReader, msgpackEnd } from '../src/service/fast-msgpack.js';
 import { randomDeclarations, rng } from './helpers.js';
 
 const packr = new Packr({ useRecords: false, variableMapSize: true });
@@ -505,6 +505,26 @@ const recordError = fc.record({ index: fc.nat(), line: fc.nat(), id: shortText, 
 const counts = fc.record({ green: fc.nat(), blue: fc.nat(), yellow: fc.nat(), orange: fc.nat(), red: fc.nat(), control: fc.nat() });
 const reply = fc.record({ rulesetVersion: fc.constantFrom('v1', 'rs-20250701-3f9a2c'), counts, decisions: fc.array(decision, { maxLength: 40 }), errors: fc.array(recordError, { maxLength: 6 }) });
 const streamRecord = fc.oneof(decision, fc.record({ index: fc.nat(), id: shortText, error: fc.record({ code: fc.string(), message: fc.string(), issues: fc.array(issue, { maxLength: 2 }) }) }, { requiredKeys: ['index', 'error'] }));
+
+/** Decisions as decisionAt makes them: keys in its order (a DEVIATION reason with its contribution). */
+const madeReason = fc.oneof(
+  reason.filter((r) => r.code !== 'DEVIATION'), // decisionAt's DEVIATION reasons always carry a contribution: below
+  fc.record({ code: fc.constant('DEVIATION'), feature: fc.constantFrom('unitValue', 'valuePerKg', 'taxRate'), z: score, direction: fc.constantFrom('under', 'over'), peerLevel: shortText, contribution: score }),
+  fc.record({ code: fc.constant('HISTORY'), dimension: shortText, value: shortText, rate: score, n: score, contribution: score }).map((r) => Object.freeze(r)),
+);
+const madeDecision = fc.record({ id: shortText, channel, score, controlGroup: fc.boolean(), rulesetVersion: fc.constantFrom('v1', 'rs-20250701-3f9a2c'), reasons: fc.array(madeReason, { maxLength: 6 }) });
+
+describe('encodeDecisions', () => {
+  it('writes the bytes encodeMsgpack (and msgpackr) writes for the same decisions', () => {
+    fc.assert(fc.property(fc.array(madeDecision, { maxLength: 40 }), (list) => {
+      const bytes = Buffer.from(encodeDecisions(list));
+      expect(bytes.equals(Buffer.from(encodeMsgpack(list)))).toBe(true);
+      sameAsMsgpackr(list);
+    }), { numRuns: 300 });
+    const many = fc.sample(madeDecision, { numRuns: 70_000, seed: 5 }); // array32 header
+    expect(Buffer.from(encodeDecisions(many)).equals(Buffer.from(encodeMsgpack(many)))).toBe(true);
+  });
+});
 
 describe('encodeMsgpack', () => {
   it('writes the bytes msgpackr writes for decision replies and stream records', () => {

@@ -616,6 +616,84 @@ function write(value: unknown): void {
   writeForeign(value);
 }
 
+/** Constant bytes (a key as MessagePack writes it) copied in. */
+function writeBytes(b: Uint8Array): void {
+  const m = b.length;
+  room(m);
+  const o = out;
+  let p = at;
+  for (let i = 0; i < m; i++) o[p++] = b[i];
+  at = p;
+}
+
+const keyBytes = (key: string): Uint8Array => new Uint8Array(fallbackPackr.pack(key));
+const DK_ID = keyBytes('id'), DK_CHANNEL = keyBytes('channel'), DK_SCORE = keyBytes('score'), DK_CONTROL = keyBytes('controlGroup');
+const DK_VERSION = keyBytes('rulesetVersion'), DK_REASONS = keyBytes('reasons');
+const DK_CODE = keyBytes('code'), DK_FEATURE = keyBytes('feature'), DK_Z = keyBytes('z'), DK_DIRECTION = keyBytes('direction');
+const DK_PEER_LEVEL = keyBytes('peerLevel'), DK_CONTRIBUTION = keyBytes('contribution');
+
+/** What decisionAt (src/decisions.ts) makes: the keys, in this order, and nothing else. */
+export interface DecisionShape {
+  id: string; channel: string; score: number; controlGroup: boolean; rulesetVersion: string;
+  reasons: ({ code: string } & Record<string, unknown>)[];
+}
+
+/**
+ * A list of decisions as decisionAt makes them, encoded byte for byte as
+ * encodeMsgpack would encode the same list, without looking up their keys:
+ * the decision's six keys and a DEVIATION reason's six (the most frequent
+ * reason) are written from constants; every other reason through write().
+ * Only for objects of exactly that shape (keys in that order, no others).
+ */
+export function encodeDecisions(decisions: readonly DecisionShape[]): Uint8Array {
+  if (encoding) return encodeMsgpack(decisions);
+  encoding = true;
+  try {
+    at = 0;
+    prototypeClean = !hasEnumerable(Object.prototype);
+    const n = decisions.length;
+    room(5);
+    if (n < 0x10) out[at++] = 0x90 | n;
+    else if (n < 0x10000) { out[at++] = 0xdc; out[at++] = n >> 8; out[at++] = n & 0xff; }
+    else { out[at++] = 0xdd; view.setUint32(at, n); at += 4; }
+    for (let k = 0; k < n; k++) {
+      const d = decisions[k];
+      room(1);
+      out[at++] = 0x86;
+      writeBytes(DK_ID); writeString(d.id);
+      writeBytes(DK_CHANNEL); writeString(d.channel);
+      writeBytes(DK_SCORE); writeNumber(d.score);
+      writeBytes(DK_CONTROL); room(1); out[at++] = d.controlGroup ? 0xc3 : 0xc2;
+      writeBytes(DK_VERSION); writeString(d.rulesetVersion);
+      writeBytes(DK_REASONS);
+      const reasons = d.reasons;
+      const m = reasons.length;
+      room(5);
+      if (m < 0x10) out[at++] = 0x90 | m;
+      else if (m < 0x10000) { out[at++] = 0xdc; out[at++] = m >> 8; out[at++] = m & 0xff; }
+      else { out[at++] = 0xdd; view.setUint32(at, m); at += 4; }
+      for (let r = 0; r < m; r++) {
+        const x = reasons[r];
+        if (x.code !== 'DEVIATION') { write(x); continue; }
+        room(1);
+        out[at++] = 0x86;
+        writeBytes(DK_CODE); writeString('DEVIATION');
+        writeBytes(DK_FEATURE); writeString(x.feature as string);
+        writeBytes(DK_Z); writeNumber(x.z as number);
+        writeBytes(DK_DIRECTION); writeString(x.direction as string);
+        writeBytes(DK_PEER_LEVEL); writeString(x.peerLevel as string);
+        writeBytes(DK_CONTRIBUTION); writeNumber(x.contribution as number);
+      }
+    }
+    const result = out.slice(0, at);
+    if (out.length > KEEP_BUFFER) { out = new Uint8Array(INITIAL_BUFFER); view = new DataView(out.buffer); }
+    return result;
+  } finally {
+    encoding = false;
+    at = 0;
+  }
+}
+
 /**
  * Bytes already encoded as one MessagePack value, written as they are where
  * encodeMsgpack meets this wrapper: a part encoded once and sent in two places

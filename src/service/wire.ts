@@ -17,7 +17,7 @@ import { errors, SelectivityError, type ErrorDetails } from '../errors.js';
 import type { Kernel } from '../kernel/kernel.js';
 import { BatchBuilder } from '../model/columnar.js';
 import { validateDeclaration, type Declaration, type FieldIssue } from '../model/schema.js';
-import { EncodedMsgpack, FastDeclarationReader, encodeMsgpack, msgpackEnd as msgpackValueEnd } from './fast-msgpack.js';
+import { EncodedMsgpack, FastDeclarationReader, encodeDecisions, encodeMsgpack, msgpackEnd as msgpackValueEnd, type DecisionShape } from './fast-msgpack.js';
 import { decisionAt, channelCounts, emptyCounts, profileMatchCounts, type Decision } from '../decisions.js';
 import type { Channel } from '../model/channels.js';
 import { CHUNK_MSGPACK, CHUNK_NDJSON, encodeLogChunk, msgpackArrayHeader, type ChunkFormat } from '../feedback/log-rows.js';
@@ -217,10 +217,14 @@ class Scoring {
  */
 function batchReply(req: WireRequest, s: Scoring, decisions: Decision[], stats: WireStats): WireReply {
   const { rulesetVersion, counts } = stats;
-  if (!s.logs(decisions)) return { ok: true, body: encodeReply(req, { rulesetVersion, counts, decisions, errors: s.bad }), ...stats };
+  if (!s.logs(decisions)) {
+    if (req.accept === 'json') return { ok: true, body: encodeReply(req, { rulesetVersion, counts, decisions, errors: s.bad }), ...stats };
+    const encoded = encodeDecisions(decisions as unknown as DecisionShape[]);
+    return { ok: true, body: encodeMsgpack({ rulesetVersion, counts, decisions: new EncodedMsgpack(encoded), errors: s.bad }), ...stats };
+  }
   let body: Uint8Array, log: Uint8Array;
   if (req.accept === 'msgpack') {
-    const encoded = encodeMsgpack(decisions);
+    const encoded = encodeDecisions(decisions as unknown as DecisionShape[]);
     body = encodeMsgpack({ rulesetVersion, counts, decisions: new EncodedMsgpack(encoded), errors: s.bad });
     log = s.logPayload(CHUNK_MSGPACK, [encoded], decisions, rulesetVersion);
   } else {
