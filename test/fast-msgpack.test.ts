@@ -14,7 +14,7 @@ import { FLOAT32_OPTIONS, Packr, Unpackr } from 'msgpackr';
 import { describe, expect, it } from 'vitest';
 import { SelectivityError } from '../src/errors.js';
 import { FIELDS, validateDeclaration, type Declaration, type FieldKind, type Validation } from '../src/model/schema.js';
-import { EncodedMsgpack, encodeDecisions, encodeMsgpack, FAST_READER_ENABLED, FastDeclarationReader, msgpackEnd } from '../src/service/fast-msgpack.js';
+import { EncodedMsgpack, encodeDecision, encodeDecisions, encodeMsgpack, FAST_READER_ENABLED, FastDeclarationReader, msgpackEnd } from '../src/service/fast-msgpack.js';
 import { randomDeclarations, rng } from './helpers.js';
 
 const packr = new Packr({ useRecords: false, variableMapSize: true });
@@ -520,6 +520,7 @@ describe('encodeDecisions', () => {
       const bytes = Buffer.from(encodeDecisions(list));
       expect(bytes.equals(Buffer.from(encodeMsgpack(list)))).toBe(true);
       sameAsMsgpackr(list);
+      for (const d of list) expect(Buffer.from(encodeDecision(d)).equals(Buffer.from(encodeMsgpack(d)))).toBe(true); // a stream's records
     }), { numRuns: 300 });
     const many = fc.sample(madeDecision, { numRuns: 70_000, seed: 5 }); // array32 header
     expect(Buffer.from(encodeDecisions(many)).equals(Buffer.from(encodeMsgpack(many)))).toBe(true);

@@ -647,50 +647,63 @@ export interface DecisionShape {
  */
 export function encodeDecisions(decisions: readonly DecisionShape[]): Uint8Array {
   if (encoding) return encodeMsgpack(decisions);
-  encoding = true;
-  try {
-    at = 0;
-    prototypeClean = !hasEnumerable(Object.prototype);
+  return encodeWith(() => {
     const n = decisions.length;
     room(5);
     if (n < 0x10) out[at++] = 0x90 | n;
     else if (n < 0x10000) { out[at++] = 0xdc; out[at++] = n >> 8; out[at++] = n & 0xff; }
     else { out[at++] = 0xdd; view.setUint32(at, n); at += 4; }
-    for (let k = 0; k < n; k++) {
-      const d = decisions[k];
-      room(1);
-      out[at++] = 0x86;
-      writeBytes(DK_ID); writeString(d.id);
-      writeBytes(DK_CHANNEL); writeString(d.channel);
-      writeBytes(DK_SCORE); writeNumber(d.score);
-      writeBytes(DK_CONTROL); room(1); out[at++] = d.controlGroup ? 0xc3 : 0xc2;
-      writeBytes(DK_VERSION); writeString(d.rulesetVersion);
-      writeBytes(DK_REASONS);
-      const reasons = d.reasons;
-      const m = reasons.length;
-      room(5);
-      if (m < 0x10) out[at++] = 0x90 | m;
-      else if (m < 0x10000) { out[at++] = 0xdc; out[at++] = m >> 8; out[at++] = m & 0xff; }
-      else { out[at++] = 0xdd; view.setUint32(at, m); at += 4; }
-      for (let r = 0; r < m; r++) {
-        const x = reasons[r];
-        if (x.code !== 'DEVIATION') { write(x); continue; }
-        room(1);
-        out[at++] = 0x86;
-        writeBytes(DK_CODE); writeString('DEVIATION');
-        writeBytes(DK_FEATURE); writeString(x.feature as string);
-        writeBytes(DK_Z); writeNumber(x.z as number);
-        writeBytes(DK_DIRECTION); writeString(x.direction as string);
-        writeBytes(DK_PEER_LEVEL); writeString(x.peerLevel as string);
-        writeBytes(DK_CONTRIBUTION); writeNumber(x.contribution as number);
-      }
-    }
+    for (let k = 0; k < n; k++) writeDecision(decisions[k]);
+  });
+}
+
+/** One decision as decisionAt makes it (see encodeDecisions): a stream's record. */
+export function encodeDecision(decision: DecisionShape): Uint8Array {
+  if (encoding) return encodeMsgpack(decision);
+  return encodeWith(() => writeDecision(decision));
+}
+
+function encodeWith(body: () => void): Uint8Array {
+  encoding = true;
+  try {
+    at = 0;
+    prototypeClean = !hasEnumerable(Object.prototype);
+    body();
     const result = out.slice(0, at);
     if (out.length > KEEP_BUFFER) { out = new Uint8Array(INITIAL_BUFFER); view = new DataView(out.buffer); }
     return result;
   } finally {
     encoding = false;
     at = 0;
+  }
+}
+
+function writeDecision(d: DecisionShape): void {
+  room(1);
+  out[at++] = 0x86;
+  writeBytes(DK_ID); writeString(d.id);
+  writeBytes(DK_CHANNEL); writeString(d.channel);
+  writeBytes(DK_SCORE); writeNumber(d.score);
+  writeBytes(DK_CONTROL); room(1); out[at++] = d.controlGroup ? 0xc3 : 0xc2;
+  writeBytes(DK_VERSION); writeString(d.rulesetVersion);
+  writeBytes(DK_REASONS);
+  const reasons = d.reasons;
+  const m = reasons.length;
+  room(5);
+  if (m < 0x10) out[at++] = 0x90 | m;
+  else if (m < 0x10000) { out[at++] = 0xdc; out[at++] = m >> 8; out[at++] = m & 0xff; }
+  else { out[at++] = 0xdd; view.setUint32(at, m); at += 4; }
+  for (let r = 0; r < m; r++) {
+    const x = reasons[r];
+    if (x.code !== 'DEVIATION') { write(x); continue; }
+    room(1);
+    out[at++] = 0x86;
+    writeBytes(DK_CODE); writeString('DEVIATION');
+    writeBytes(DK_FEATURE); writeString(x.feature as string);
+    writeBytes(DK_Z); writeNumber(x.z as number);
+    writeBytes(DK_DIRECTION); writeString(x.direction as string);
+    writeBytes(DK_PEER_LEVEL); writeString(x.peerLevel as string);
+    writeBytes(DK_CONTRIBUTION); writeNumber(x.contribution as number);
   }
 }
 

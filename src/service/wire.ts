@@ -17,7 +17,7 @@ import { errors, SelectivityError, type ErrorDetails } from '../errors.js';
 import type { Kernel } from '../kernel/kernel.js';
 import { BatchBuilder } from '../model/columnar.js';
 import { validateDeclaration, type Declaration, type FieldIssue } from '../model/schema.js';
-import { EncodedMsgpack, FastDeclarationReader, encodeDecisions, encodeMsgpack, msgpackEnd as msgpackValueEnd, type DecisionShape } from './fast-msgpack.js';
+import { EncodedMsgpack, FastDeclarationReader, encodeDecision, encodeDecisions, encodeMsgpack, msgpackEnd as msgpackValueEnd, type DecisionShape } from './fast-msgpack.js';
 import { decisionAt, channelCounts, emptyCounts, profileMatchCounts, type Decision } from '../decisions.js';
 import type { Channel } from '../model/channels.js';
 import { CHUNK_MSGPACK, CHUNK_NDJSON, encodeLogChunk, msgpackArrayHeader, type ChunkFormat } from '../feedback/log-rows.js';
@@ -353,7 +353,7 @@ function scoreStreamChunk(kernel: Kernel, req: WireRequest): WireReply {
     }
   } else {
     const parts: Uint8Array[] = new Array(n);
-    for (let k = 0; k < decisions.length; k++) parts[slot(s.rowIndex[k])] = encodeMsgpack(decisions[k]);
+    for (let k = 0; k < decisions.length; k++) parts[slot(s.rowIndex[k])] = encodeDecision(decisions[k] as unknown as DecisionShape);
     for (const e of s.bad) parts[slot(e.index)] = encodeMsgpack(errorRecord(e));
     let total = 0;
     for (const p of parts) total += p.length;
