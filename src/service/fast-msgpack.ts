@@ -578,11 +578,16 @@ export function encodeMsgpack(value: unknown): Uint8Array {
     // re-entered (from a getter): msgpackr encodes this one
     return new Uint8Array(fallbackPackr.pack(value));
   }
+  return encodeWith(() => write(value));
+}
+
+/** Runs `body` against the module's output buffer and returns what it wrote (a fresh Uint8Array owning its bytes). Not re-entrant: callers check `encoding`. */
+function encodeWith(body: () => void): Uint8Array {
   encoding = true;
   try {
     at = 0;
     prototypeClean = !hasEnumerable(Object.prototype);
-    write(value);
+    body();
     const result = out.slice(0, at);
     if (out.length > KEEP_BUFFER) { out = new Uint8Array(INITIAL_BUFFER); view = new DataView(out.buffer); }
     return result;
@@ -616,14 +621,23 @@ function write(value: unknown): void {
   writeForeign(value);
 }
 
-/** Constant bytes (a key as MessagePack writes it) copied in. */
+/** Bytes already encoded, copied in (short ones, such as keys, by a plain loop). */
 function writeBytes(b: Uint8Array): void {
   const m = b.length;
   room(m);
+  if (m > 64) { out.set(b, at); at += m; return; }
   const o = out;
   let p = at;
   for (let i = 0; i < m; i++) o[p++] = b[i];
   at = p;
+}
+
+/** An array header of n elements. */
+function writeArrayHeader(n: number): void {
+  room(5);
+  if (n < 0x10) out[at++] = 0x90 | n;
+  else if (n < 0x10000) { out[at++] = 0xdc; out[at++] = n >> 8; out[at++] = n & 0xff; }
+  else { out[at++] = 0xdd; view.setUint32(at, n); at += 4; }
 }
 
 const keyBytes = (key: string): Uint8Array => new Uint8Array(fallbackPackr.pack(key));
@@ -648,12 +662,8 @@ export interface DecisionShape {
 export function encodeDecisions(decisions: readonly DecisionShape[]): Uint8Array {
   if (encoding) return encodeMsgpack(decisions);
   return encodeWith(() => {
-    const n = decisions.length;
-    room(5);
-    if (n < 0x10) out[at++] = 0x90 | n;
-    else if (n < 0x10000) { out[at++] = 0xdc; out[at++] = n >> 8; out[at++] = n & 0xff; }
-    else { out[at++] = 0xdd; view.setUint32(at, n); at += 4; }
-    for (let k = 0; k < n; k++) writeDecision(decisions[k]);
+    writeArrayHeader(decisions.length);
+    for (let k = 0; k < decisions.length; k++) writeDecision(decisions[k]);
   });
 }
 
@@ -661,21 +671,6 @@ export function encodeDecisions(decisions: readonly DecisionShape[]): Uint8Array
 export function encodeDecision(decision: DecisionShape): Uint8Array {
   if (encoding) return encodeMsgpack(decision);
   return encodeWith(() => writeDecision(decision));
-}
-
-function encodeWith(body: () => void): Uint8Array {
-  encoding = true;
-  try {
-    at = 0;
-    prototypeClean = !hasEnumerable(Object.prototype);
-    body();
-    const result = out.slice(0, at);
-    if (out.length > KEEP_BUFFER) { out = new Uint8Array(INITIAL_BUFFER); view = new DataView(out.buffer); }
-    return result;
-  } finally {
-    encoding = false;
-    at = 0;
-  }
 }
 
 function writeDecision(d: DecisionShape): void {
@@ -689,10 +684,7 @@ function writeDecision(d: DecisionShape): void {
   writeBytes(DK_REASONS);
   const reasons = d.reasons;
   const m = reasons.length;
-  room(5);
-  if (m < 0x10) out[at++] = 0x90 | m;
-  else if (m < 0x10000) { out[at++] = 0xdc; out[at++] = m >> 8; out[at++] = m & 0xff; }
-  else { out[at++] = 0xdd; view.setUint32(at, m); at += 4; }
+  writeArrayHeader(m);
   for (let r = 0; r < m; r++) {
     const x = reasons[r];
     if (x.code !== 'DEVIATION') { write(x); continue; }
@@ -717,13 +709,7 @@ export class EncodedMsgpack {
 }
 
 function writeForeign(value: unknown): void {
-  if (value instanceof EncodedMsgpack) {
-    const b = value.bytes;
-    room(b.length);
-    out.set(b, at);
-    at += b.length;
-    return;
-  }
+  if (value instanceof EncodedMsgpack) { writeBytes(value.bytes); return; }
   const bytes = fallbackPackr.pack(value);
   room(bytes.length);
   out.set(bytes, at);
@@ -770,12 +756,7 @@ const frozenBytes = new WeakMap<object, Uint8Array>();
 
 function writeFrozen(o: Record<string, unknown>): void {
   const hit = frozenBytes.get(o);
-  if (hit !== undefined) {
-    room(hit.length);
-    out.set(hit, at);
-    at += hit.length;
-    return;
-  }
+  if (hit !== undefined) { writeBytes(hit); return; }
   const start = at;
   writeObject(o);
   if (immutableLeaf(o)) frozenBytes.set(o, out.slice(start, at));
@@ -790,10 +771,7 @@ function immutableLeaf(o: object): boolean {
 
 function writeArray(a: unknown[]): void {
   const n = a.length;
-  room(5);
-  if (n < 0x10) out[at++] = 0x90 | n;
-  else if (n < 0x10000) { out[at++] = 0xdc; out[at++] = n >> 8; out[at++] = n & 0xff; }
-  else { out[at++] = 0xdd; view.setUint32(at, n); at += 4; }
+  writeArrayHeader(n);
   for (let i = 0; i < n; i++) write(a[i]); // holes read as undefined, as in msgpackr
 }
 
@@ -829,12 +807,7 @@ function writeKey(key: string): void {
     }
     return;
   }
-  const m = hit.length;
-  room(m);
-  const o = out;
-  let p = at;
-  for (let i = 0; i < m; i++) o[p++] = hit[i];
-  at = p;
+  writeBytes(hit);
 }
 
 /** A string: short ASCII ones by a plain loop, the rest as msgpackr encodes them. */
