@@ -8,6 +8,7 @@ import { FEATURES, NF, type Feature } from './peers/peer-groups.js';
 import type { CompiledMeta } from './ruleset/compile.js';
 import type { RiskArea } from './profiles/profile.js';
 import { historyIndex, lifts, smoothedRate, type HistoryIndex, type HistoryTables } from './learn/history.js';
+import { FLAG_CONTROL, FLAG_PROFILE_CHANNEL, type ScoreResult } from './kernel/layout.js';
 
 /** HISTORY reasons: contributions of at least this much (either sign), the largest first, at most HISTORY_REASONS. */
 export const HISTORY_REASON_MIN = 0.25;
@@ -60,7 +61,6 @@ function historyReasons(meta: CompiledMeta, t: HistoryTables): HistoryReasons {
   if (!x) { x = new HistoryReasons(t); historyReasonCache.set(meta, x); }
   return x;
 }
-import { FLAG_CONTROL, FLAG_PROFILE_CHANNEL, type ScoreResult } from './kernel/layout.js';
 
 export type Reason =
   /** A risk profile matched; its weight was added to the score. `version`: the stored profile version (store-backed rulesets). */

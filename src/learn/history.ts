@@ -208,10 +208,8 @@ export interface BatchHistory {
   taxRate?: Float64Array;
   /** The batch's aeo codes (1: AEO-certified importer), when the tables have an AEO reduction. */
   aeo?: Uint32Array;
-  /** Per dimension, every row's entry, then per part every row's value id (HistoryIndex.entries): filled when decisions are built. */
-  entries?: (Int32Array | undefined)[];
-  /** The dimensions' entries, all of them (HistoryIndex.allEntries). */
-  allEntries?: Int32Array[];
+  /** Per dimension, every row's entry (HistoryIndex.allEntries): filled when the first decision is built. */
+  entries?: Int32Array[];
 }
 
 /** Open-addressing hash of float64 keys (exact integers < 2^53) to int32 values. */
@@ -423,26 +421,37 @@ export class HistoryIndex {
   }
 
   /**
-   * Every row's table entry for dimension d (-1: missing or unseen value),
+   * Every row's table entry per dimension (-1: missing or unseen value),
    * column by column, computed once per batch and kept on `h`: what the
    * decisions of a batch read, row by row, for their HISTORY reasons.
    */
-  entries(h: BatchHistory, d: number, n: number): Int32Array {
-    const cache = (h.entries ??= new Array<Int32Array | undefined>(this.dims.length));
-    const found = cache[d];
-    if (found && found.length >= n) return found;
-    const out = new Int32Array(n);
-    const dim = this.dims[d];
-    if (dim.single) {
-      const ids = this.partRows(h, dim.parts[0], n), single = dim.single;
-      for (let i = 0; i < n; i++) {
-        const g = ids[i];
-        out[i] = g < 0 || g >= single.length ? -1 : single[g];
+  allEntries(h: BatchHistory, n: number): Int32Array[] {
+    const kept = h.entries;
+    if (kept && (kept.length === 0 || kept[0].length >= n)) return kept;
+    // each part's value id per row, once for all the dimensions that read it
+    const rows = this.parts.map((_, k) => {
+      const ids = new Int32Array(n);
+      if (k !== this.taxPart) {
+        const lut = h.partLut[k], codes = h.codes[this.partColumn[k]]!;
+        for (let i = 0; i < n; i++) ids[i] = lut[codes[i]];
+      } else {
+        for (let i = 0; i < n; i++) ids[i] = this.code(h, i, k);
       }
-    } else {
+      return ids;
+    });
+    const entries = this.dims.map((dim, d) => {
+      const out = new Int32Array(n);
+      if (dim.single) {
+        const ids = rows[dim.parts[0]], single = dim.single;
+        for (let i = 0; i < n; i++) {
+          const g = ids[i];
+          out[i] = g < 0 || g >= single.length ? -1 : single[g];
+        }
+        return out;
+      }
       const keys = new Float64Array(n);
       dim.parts.forEach((k, j) => {
-        const ids = this.partRows(h, k, n), stride = dim.strides![j];
+        const ids = rows[k], stride = dim.strides![j];
         for (let i = 0; i < n; i++) {
           const g = ids[i];
           keys[i] = g < 0 || keys[i] < 0 ? -1 : keys[i] + g * stride;
@@ -450,36 +459,10 @@ export class HistoryIndex {
       });
       const hash = this.hashOf(d);
       for (let i = 0; i < n; i++) out[i] = keys[i] < 0 ? -1 : hash.get(keys[i]);
-    }
-    cache[d] = out;
-    return out;
-  }
-
-  /** entries() of every dimension, in dimension order (kept on `h`). */
-  allEntries(h: BatchHistory, n: number): Int32Array[] {
-    const all = h.allEntries;
-    if (all && (all.length === 0 || all[0].length >= n)) return all;
-    const out: Int32Array[] = [];
-    for (let d = 0; d < this.dims.length; d++) out.push(this.entries(h, d, n));
-    h.allEntries = out;
-    return out;
-  }
-
-  /** Every row's value id of part k (-1: none), once per batch (kept on `h`, after the dimensions' entries). */
-  private partRows(h: BatchHistory, k: number, n: number): Int32Array {
-    const cache = h.entries!;
-    const at = this.dims.length + k;
-    const found = cache[at];
-    if (found && found.length >= n) return found;
-    const out = new Int32Array(n);
-    if (k !== this.taxPart) {
-      const lut = h.partLut[k], codes = h.codes[this.partColumn[k]]!;
-      for (let i = 0; i < n; i++) out[i] = lut[codes[i]];
-    } else {
-      for (let i = 0; i < n; i++) out[i] = this.code(h, i, k);
-    }
-    cache[at] = out;
-    return out;
+      return out;
+    });
+    h.entries = entries;
+    return entries;
   }
 
   private hashOf(d: number): NumberHash {
