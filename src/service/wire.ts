@@ -217,31 +217,22 @@ class Scoring {
  */
 function batchReply(req: WireRequest, s: Scoring, decisions: Decision[], stats: WireStats): WireReply {
   const { rulesetVersion, counts } = stats;
-  if (!s.logs(decisions)) {
-    if (req.accept === 'json') return { ok: true, body: encodeReply(req, { rulesetVersion, counts, decisions, errors: s.bad }), ...stats };
-    const encoded = encodeDecisions(decisions as unknown as DecisionShape[]);
-    return { ok: true, body: encodeMsgpack({ rulesetVersion, counts, decisions: new EncodedMsgpack(encoded), errors: s.bad }), ...stats };
-  }
-  let body: Uint8Array, log: Uint8Array;
+  const logs = s.logs(decisions);
   if (req.accept === 'msgpack') {
     const encoded = encodeDecisions(decisions as unknown as DecisionShape[]);
-    body = encodeMsgpack({ rulesetVersion, counts, decisions: new EncodedMsgpack(encoded), errors: s.bad });
-    log = s.logPayload(CHUNK_MSGPACK, [encoded], decisions, rulesetVersion);
-  } else {
-    let list = '', lines = '';
-    for (let k = 0; k < decisions.length; k++) {
-      const t = JSON.stringify(decisions[k]);
-      list += k === 0 ? t : `,${t}`;
-      lines += `${t}\n`;
-    }
-    body = encoder.encode(`{"rulesetVersion":${JSON.stringify(rulesetVersion)},"counts":${JSON.stringify(counts)},"decisions":[${list}],"errors":${JSON.stringify(s.bad)}}`);
-    log = s.logPayload(CHUNK_NDJSON, [encoder.encode(lines)], decisions, rulesetVersion);
+    const body = encodeMsgpack({ rulesetVersion, counts, decisions: new EncodedMsgpack(encoded), errors: s.bad });
+    if (!logs) return { ok: true, body, ...stats };
+    return { ok: true, body, log: s.logPayload(CHUNK_MSGPACK, [encoded], decisions, rulesetVersion), ...stats };
   }
-  return { ok: true, body, log, ...stats };
-}
-
-function encodeReply(req: WireRequest, reply: unknown): Uint8Array {
-  return req.accept === 'json' ? encoder.encode(JSON.stringify(reply)) : encodeMsgpack(reply);
+  if (!logs) return { ok: true, body: encoder.encode(JSON.stringify({ rulesetVersion, counts, decisions, errors: s.bad })), ...stats };
+  let list = '', lines = '';
+  for (let k = 0; k < decisions.length; k++) {
+    const t = JSON.stringify(decisions[k]);
+    list += k === 0 ? t : `,${t}`;
+    lines += `${t}\n`;
+  }
+  const body = encoder.encode(`{"rulesetVersion":${JSON.stringify(rulesetVersion)},"counts":${JSON.stringify(counts)},"decisions":[${list}],"errors":${JSON.stringify(s.bad)}}`);
+  return { ok: true, body, log: s.logPayload(CHUNK_NDJSON, [encoder.encode(lines)], decisions, rulesetVersion), ...stats };
 }
 
 function tooMany(req: WireRequest, n: number): SelectivityError {
