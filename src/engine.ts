@@ -14,7 +14,7 @@ import { resultViews, type ScoreResult } from './kernel/layout.js';
 import { packBatch, type ColumnarBatch } from './model/columnar.js';
 import { compileRuleset, type CompiledMeta, type CompiledRuleset } from './ruleset/compile.js';
 import type { Ruleset } from './ruleset/ruleset.js';
-import { workerPath } from './paths.js';
+import { workerExecArgv, workerPath } from './paths.js';
 import type { ScoreReply, ScoreTask } from '../workers/score-worker.js';
 import { scoreWire, type WireReply, type WireRequest } from './service/wire.js';
 
@@ -93,7 +93,7 @@ export function createEngine(options: EngineOptions): Engine {
   } else {
     const file = workerPath();
     if (!existsSync(file)) throw errors.SEL_ERR_KERNEL_LOAD(`worker entry ${file} not found; run \`npm run build\``, { field: 'worker', expected: 'a built worker', got: file });
-    pool = new Piscina({ filename: pathToFileURL(file).href, minThreads: opts.threads, maxThreads: opts.threads, maxQueue: opts.maxQueue, idleTimeout: 60_000 });
+    pool = new Piscina({ filename: pathToFileURL(file).href, execArgv: workerExecArgv(), minThreads: opts.threads, maxThreads: opts.threads, maxQueue: opts.maxQueue, idleTimeout: 60_000 });
   }
   install(options.ruleset);
 

@@ -40,3 +40,19 @@ export function kernelWasmPath(debug = false): string {
 export function workerPath(name = 'score-worker'): string {
   return join(packageRoot(), 'dist', 'workers', `${name}.js`);
 }
+
+const NO_REQUIRE_ESM = '--no-experimental-require-module';
+
+/**
+ * execArgv for the Piscina pools' workers: this process's own, with
+ * require(esm) turned off. Piscina first tries `require()` on a worker file
+ * and falls back to `import()`; on Node 20 the require(esm) path can abort the
+ * whole process ("v8::Module::IsGraphAsync must be used on an instantiated
+ * module", seen once in a test run), while `import()` is the loader our ES
+ * module workers are written for. Left as it is where Node does not know the flag.
+ */
+export function workerExecArgv(): string[] {
+  const own = process.execArgv;
+  if (own.includes(NO_REQUIRE_ESM) || !process.allowedNodeEnvironmentFlags.has(NO_REQUIRE_ESM)) return own;
+  return [...own, NO_REQUIRE_ESM];
+}

@@ -1,4 +1,6 @@
+import { Worker } from 'node:worker_threads';
 import { afterAll, describe, expect, it } from 'vitest';
+import { workerExecArgv, workerPath } from '../src/paths.js';
 import { createEngine, type Engine } from '../src/engine.js';
 import { referenceScore } from '../src/kernel/reference.js';
 import { toBatch } from '../src/model/columnar.js';
@@ -123,6 +125,34 @@ describe('engine.scoreWire', () => {
           }
         }
       }
+    } finally {
+      await engine.close();
+    }
+  });
+});
+
+describe('pool workers', () => {
+  it('load the ES-module worker files through import(), never require(esm): their execArgv turns require(esm) off and keeps this process\'s own', async () => {
+    const argv = workerExecArgv();
+    expect(argv).toEqual(expect.arrayContaining([...process.execArgv, '--no-experimental-require-module']));
+    // in a thread started so, require() of a worker file fails (Piscina then imports it) and import() loads it
+    const probe = `
+      const { parentPort, workerData } = require('node:worker_threads');
+      let required;
+      try { require(workerData.file); required = 'loaded'; } catch (e) { required = e.code; }
+      import(require('node:url').pathToFileURL(workerData.file).href).then((m) => parentPort.postMessage({ required, imported: typeof m.default }));`;
+    const got = await new Promise<{ required: string; imported: string }>((resolve, reject) => {
+      const w = new Worker(probe, { eval: true, execArgv: argv, workerData: { file: workerPath('score-worker') } });
+      w.once('message', (m) => { resolve(m); void w.terminate(); });
+      w.once('error', reject);
+    });
+    expect(got).toEqual({ required: 'ERR_REQUIRE_ESM', imported: 'function' });
+    // and a pool started with them scores
+    const peers = buildPeerTables([toBatch(randomDeclarations(200, 91)).batch], ['hs6']);
+    const engine = createEngine({ ruleset: createRuleset({ peers }), threads: 1 });
+    try {
+      const { batch } = toBatch(randomDeclarations(50, 92));
+      expect((await engine.scoreBatch(batch)).size).toBe(50);
     } finally {
       await engine.close();
     }

@@ -17,7 +17,7 @@ import { compileRuleset, type CompiledRuleset } from '../ruleset/compile.js';
 import type { Ruleset } from '../ruleset/ruleset.js';
 import { CHANNELS, type Channel } from '../model/channels.js';
 import { formatIsoDate, parseIsoDate } from '../model/schema.js';
-import { workerPath } from '../paths.js';
+import { workerExecArgv, workerPath } from '../paths.js';
 import { readManifest, SegmentReadAhead, segmentsIn } from '../history/store.js';
 import { BINS, BIN_SCALE, HIST_STRIDE, NCH, SCORE_MIN, emptyPart, mergeParts, type CapacityGroup, type CapacitySpec, type ChangeExample, type PartState, type SetState } from './accumulate.js';
 import type { BacktestTask, RulesetRef } from '../../workers/backtest-worker.js';
@@ -233,7 +233,7 @@ export async function runBacktest(dir: string, o: BacktestOptions): Promise<Back
   } else {
     const file = workerPath('backtest-worker');
     if (!existsSync(file)) throw errors.SEL_ERR_KERNEL_LOAD(`worker entry ${file} not found; run \`npm run build\``, { field: 'worker', expected: 'a built worker', got: file });
-    const pool = new Piscina({ filename: pathToFileURL(file).href, minThreads: threads, maxThreads: threads, idleTimeout: 1000 });
+    const pool = new Piscina({ filename: pathToFileURL(file).href, execArgv: workerExecArgv(), minThreads: threads, maxThreads: threads, idleTimeout: 1000 });
     // the workers read segment 0 themselves; later segments are read ahead of them (a cold store otherwise leaves cores waiting on the disk)
     const readAhead = new SegmentReadAhead(segments.map((s) => s.path));
     const left = segments.map(() => 0);

@@ -23,7 +23,7 @@ import { createRuleset, type Ruleset } from '../ruleset/ruleset.js';
 import type { CompiledMeta } from '../ruleset/compile.js';
 import type { Engine } from '../engine.js';
 import { buildPeerSnapshotFromFile } from '../score-file.js';
-import { packageRoot, workerPath } from '../paths.js';
+import { packageRoot, workerExecArgv, workerPath } from '../paths.js';
 import { pathToFileURL } from 'node:url';
 import { Piscina } from 'piscina';
 import type { RetrainTask } from '../../workers/retrain-worker.js';
@@ -179,7 +179,7 @@ export class RulesetSource {
     const file = workerPath('retrain-worker');
     let doc: Awaited<ReturnType<typeof modelFromStore>>;
     if (existsSync(file)) {
-      this.retrainPool ??= new Piscina({ filename: pathToFileURL(file).href, minThreads: 0, maxThreads: 1, idleTimeout: 10_000 });
+      this.retrainPool ??= new Piscina({ filename: pathToFileURL(file).href, execArgv: workerExecArgv(), minThreads: 0, maxThreads: 1, idleTimeout: 10_000 });
       doc = fromWorker(await this.retrainPool.run(task));
     } else {
       doc = await modelFromStore(this.db, this.peers, {}, 'feedback in the store', new Date(task.now)); // not built (library use from source): in this thread
