@@ -7,7 +7,7 @@ import { CHANNELS, type Channel } from './model/channels.js';
 import { FEATURES, NF, type Feature } from './peers/peer-groups.js';
 import type { CompiledMeta } from './ruleset/compile.js';
 import type { RiskArea } from './profiles/profile.js';
-import { historyIndex, lifts, smoothedRate, type HistoryIndex, type HistoryTables } from './learn/history.js';
+import { historyIndex, lifts, smoothedRate, type BatchHistory, type HistoryIndex, type HistoryTables } from './learn/history.js';
 import { FLAG_CONTROL, FLAG_PROFILE_CHANNEL, type ScoreResult } from './kernel/layout.js';
 
 /** HISTORY reasons: contributions of at least this much (either sign), the largest first, at most HISTORY_REASONS. */
@@ -15,7 +15,6 @@ export const HISTORY_REASON_MIN = 0.25;
 export const HISTORY_REASONS = 5;
 
 type HistoryReason = Extract<Reason, { code: 'HISTORY' }>;
-const byContribution = (a: HistoryReason, b: HistoryReason) => Math.abs(b.contribution) - Math.abs(a.contribution);
 
 /**
  * The HISTORY reasons of a ruleset's tables, one per table entry whose
@@ -28,37 +27,100 @@ class HistoryReasons {
   /** Per dimension and entry: 0 not built yet, -1 nothing to cite, else 1 + the reason's index in `reasons`. */
   private readonly slot: Int32Array[];
   private readonly reasons: HistoryReason[] = [];
+  /** Per reason (same index): |contribution|, the order of a row's reasons. */
+  private size = new Float64Array(64);
+
+  /** The dimensions with at least one entry to cite, in dimension order: the others are never looked up. */
+  private readonly citable: number[];
 
   constructor(private readonly t: HistoryTables) {
     this.index = historyIndex(t);
     this.lift = t.dimensions.map((d) => lifts(t, d));
     this.slot = t.dimensions.map((d) => new Int32Array(d.keys.length));
     this.aeo = Object.freeze({ code: 'AEO', contribution: -round(t.aeoReduction ?? 0) });
+    this.citable = [];
+    t.dimensions.forEach((dim, d) => { if (this.lift[d].some((x) => Math.abs(dim.weight * x) >= HISTORY_REASON_MIN)) this.citable.push(d); });
+  }
+
+  /**
+   * Per row of a batch, the HISTORY reasons its decision cites: at
+   * `(HISTORY_REASONS + 1) × i`, their count, then the indexes of the
+   * reasons in `reasons`, the largest |contribution| first, ties in dimension
+   * order, at most HISTORY_REASONS (what a stable sort by |contribution|
+   * then a cut gives). Found dimension by dimension for the whole batch,
+   * once, and kept on `h`.
+   */
+  rows(h: BatchHistory, n: number): Int32Array {
+    const W = HISTORY_REASONS + 1;
+    const kept = h.reasons;
+    if (kept && kept.length >= n * W) return kept;
+    const out = new Int32Array(n * W);
+    for (const d of this.citable) {
+      const entries = this.index.dimEntries(h, n, d);
+      for (let i = 0; i < n; i++) {
+        const e = entries[i];
+        if (e < 0) continue;
+        const r = this.reasonIndex(d, e);
+        if (r < 0) continue;
+        const size = this.size; // after reasonIndex, which may have grown it
+        // insert r after every reason at least as large, dropping what falls past the last place
+        const row = i * W, count = out[row];
+        let p = count;
+        while (p > 0 && size[out[row + p]] < size[r]) {
+          if (p < HISTORY_REASONS) out[row + 1 + p] = out[row + p];
+          p--;
+        }
+        if (p < HISTORY_REASONS) {
+          out[row + 1 + p] = r;
+          if (count < HISTORY_REASONS) out[row] = count + 1;
+        }
+      }
+    }
+    h.reasons = out;
+    return out;
   }
 
   /** The AEO reason (one reduction for every AEO importer). */
   readonly aeo: Extract<Reason, { code: 'AEO' }>;
 
-  /** The reason entry e of dimension d gives, or null when its contribution is too small to cite. */
-  reason(d: number, e: number): HistoryReason | null {
+  /** The index in `reasons` of the reason entry e of dimension d gives, or -1 when its contribution is too small to cite. */
+  private reasonIndex(d: number, e: number): number {
     const s = this.slot[d][e];
-    if (s > 0) return this.reasons[s - 1];
-    if (s < 0) return null;
+    if (s !== 0) return s > 0 ? s - 1 : -1;
     const dim = this.t.dimensions[d];
     const c = dim.weight * this.lift[d][e];
-    if (Math.abs(c) < HISTORY_REASON_MIN) { this.slot[d][e] = -1; return null; }
+    if (Math.abs(c) < HISTORY_REASON_MIN) { this.slot[d][e] = -1; return -1; }
     const r = Object.freeze<HistoryReason>({ code: 'HISTORY', dimension: dim.name, value: dim.keys[e], rate: round(smoothedRate(this.t, dim, e), 3), n: round(dim.n[e], 1), contribution: round(c) });
     this.reasons.push(r);
+    if (this.reasons.length > this.size.length) {
+      const grown = new Float64Array(this.size.length * 2);
+      grown.set(this.size);
+      this.size = grown;
+    }
+    this.size[this.reasons.length - 1] = Math.abs(r.contribution);
     this.slot[d][e] = this.reasons.length;
-    return r;
+    return this.reasons.length - 1;
+  }
+
+  /** Row i's reasons, from rows(). */
+  push(rows: Int32Array, i: number, into: Reason[]): void {
+    const row = i * (HISTORY_REASONS + 1);
+    for (let k = 1; k <= rows[row]; k++) into.push(this.reasons[rows[row + k]]);
   }
 }
 
 const historyReasonCache = new WeakMap<CompiledMeta, HistoryReasons>();
 
+let lastMeta: CompiledMeta | undefined;
+let lastReasons: HistoryReasons | undefined;
+
 function historyReasons(meta: CompiledMeta, t: HistoryTables): HistoryReasons {
+  // every decision of a batch asks with one meta: skip the WeakMap then
+  if (meta === lastMeta) return lastReasons!;
   let x = historyReasonCache.get(meta);
   if (!x) { x = new HistoryReasons(t); historyReasonCache.set(meta, x); }
+  lastMeta = meta;
+  lastReasons = x;
   return x;
 }
 
@@ -138,18 +200,7 @@ export function decisionAt(result: ScoreResult, i: number, id: string, meta: Com
   if (h && meta.history) {
     const t = meta.history;
     const hr = historyReasons(meta, t);
-    let found: HistoryReason[] | undefined;
-    const entries = hr.index.allEntries(h, result.size);
-    for (let d = 0; d < h.dimensions; d++) {
-      const e = entries[d][i];
-      if (e < 0) continue;
-      const r = hr.reason(d, e);
-      if (r) (found ??= []).push(r);
-    }
-    if (found) {
-      if (found.length > 1) found.sort(byContribution);
-      for (let k = 0; k < found.length && k < HISTORY_REASONS; k++) reasons.push(found[k]);
-    }
+    hr.push(hr.rows(h, result.size), i, reasons);
     if (t.aeoReduction && h.aeo?.[i] === 1) reasons.push(hr.aeo);
   }
   if (score >= s.thresholds.red) reasons.push({ code: 'SCORE_THRESHOLD', channel: 'red', score: round(score), threshold: s.thresholds.red });

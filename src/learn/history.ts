@@ -208,8 +208,8 @@ export interface BatchHistory {
   taxRate?: Float64Array;
   /** The batch's aeo codes (1: AEO-certified importer), when the tables have an AEO reduction. */
   aeo?: Uint32Array;
-  /** Per dimension, every row's entry (HistoryIndex.allEntries): filled when the first decision is built. */
-  entries?: Int32Array[];
+  /** Per row, the HISTORY reasons its decision cites (decisions.ts HistoryReasons.rows): filled when the first decision is built. */
+  reasons?: Int32Array;
 }
 
 /** Open-addressing hash of float64 keys (exact integers < 2^53) to int32 values. */
@@ -421,15 +421,15 @@ export class HistoryIndex {
   }
 
   /**
-   * Every row's table entry per dimension (-1: missing or unseen value),
-   * column by column, computed once per batch and kept on `h`: what the
-   * decisions of a batch read, row by row, for their HISTORY reasons.
+   * Every row's table entry in dimension d (-1: missing or unseen value),
+   * computed column by column for the whole batch: what the decisions of a
+   * batch read for their HISTORY reasons (see decisions.ts HistoryReasons).
    */
-  allEntries(h: BatchHistory, n: number): Int32Array[] {
-    const kept = h.entries;
-    if (kept && (kept.length === 0 || kept[0].length >= n)) return kept;
-    // each part's value id per row, once for all the dimensions that read it
-    const rows = this.parts.map((_, k) => {
+  dimEntries(h: BatchHistory, n: number, d: number): Int32Array {
+    const dim = this.dims[d];
+    const out = new Int32Array(n);
+    /** Row i's value id of part k, for every row. */
+    const ids = (k: number): Int32Array => {
       const ids = new Int32Array(n);
       if (k !== this.taxPart) {
         const lut = h.partLut[k], codes = h.codes[this.partColumn[k]]!;
@@ -438,31 +438,20 @@ export class HistoryIndex {
         for (let i = 0; i < n; i++) ids[i] = this.code(h, i, k);
       }
       return ids;
-    });
-    const entries = this.dims.map((dim, d) => {
-      const out = new Int32Array(n);
-      if (dim.single) {
-        const ids = rows[dim.parts[0]], single = dim.single;
-        for (let i = 0; i < n; i++) {
-          const g = ids[i];
-          out[i] = g < 0 || g >= single.length ? -1 : single[g];
-        }
-        return out;
-      }
-      const keys = new Float64Array(n);
-      dim.parts.forEach((k, j) => {
-        const ids = rows[k], stride = dim.strides![j];
-        for (let i = 0; i < n; i++) {
-          const g = ids[i];
-          keys[i] = g < 0 || keys[i] < 0 ? -1 : keys[i] + g * stride;
-        }
-      });
-      const hash = this.hashOf(d);
-      for (let i = 0; i < n; i++) out[i] = keys[i] < 0 ? -1 : hash.get(keys[i]);
+    };
+    if (dim.single) {
+      const g = ids(dim.parts[0]), single = dim.single;
+      for (let i = 0; i < n; i++) out[i] = g[i] < 0 || g[i] >= single.length ? -1 : single[g[i]];
       return out;
+    }
+    const keys = new Float64Array(n);
+    dim.parts.forEach((k, j) => {
+      const g = ids(k), stride = dim.strides![j];
+      for (let i = 0; i < n; i++) keys[i] = g[i] < 0 || keys[i] < 0 ? -1 : keys[i] + g[i] * stride;
     });
-    h.entries = entries;
-    return entries;
+    const hash = this.hashOf(d);
+    for (let i = 0; i < n; i++) out[i] = keys[i] < 0 ? -1 : hash.get(keys[i]);
+    return out;
   }
 
   private hashOf(d: number): NumberHash {
