@@ -7,7 +7,12 @@
  *  2. kernel throughput by profile count (0, 64, 256, 1024);
  *  3. worker pool throughput with 1 and 2 workers (batches of 8192).
  *
- * Options: --rows N (batch size of suite 1, default 100000), --quick.
+ *  4. historical tables: the spine's ruleset with and without a trained
+ *     model's tables, on the kernel call and on the service's scoring path.
+ *
+ * Options: --rows N (batch size of suite 1, default 100000), --quick,
+ * --suites 1,2,3,4 (which suites to run; bench/RESULTS.md is written only
+ * when all run).
  */
 import { writeFileSync } from 'node:fs';
 import { cpus, availableParallelism } from 'node:os';
@@ -25,7 +30,10 @@ import { scoreWire } from '../src/service/wire.js';
 import { pack } from 'msgpackr';
 import { batchesOf, benchProfiles, cloneBatch, fraudLabels, peerTables, world } from './data.js';
 
-const { values } = parseArgs({ options: { rows: { type: 'string' }, quick: { type: 'boolean' } } });
+const { values } = parseArgs({ options: { rows: { type: 'string' }, quick: { type: 'boolean' }, suites: { type: 'string' } } });
+const SUITES = new Set((values.suites ?? '1,2,3,4').split(',').map((x) => x.trim()));
+for (const x of SUITES) if (!['1', '2', '3', '4'].includes(x)) { console.error(`bench: --suites takes numbers from 1 to 4, got ${values.suites}`); process.exit(2); }
+const ALL = SUITES.size === 4;
 const ROWS = values.rows ? Number(values.rows) : 100_000;
 const QUICK = values.quick === true;
 const fmt = (n: number) => Math.round(n).toLocaleString('en-US');
@@ -54,7 +62,7 @@ out(`Data: synthetic declarations (generator seed 11, 300 HS6 codes); the scored
 out();
 
 // ---- 1. kernel vs reference ---------------------------------------------------
-{
+if (SUITES.has('1')) {
   const rs = ruleset(256);
   const kernel = new Kernel();
   kernel.loadRuleset(compileRuleset(rs));
@@ -85,7 +93,7 @@ out();
 }
 
 // ---- 2. profile count -----------------------------------------------------------
-{
+if (SUITES.has('2')) {
   out(`## 2. Kernel throughput by number of active profiles — ${fmt(ROWS)} declarations`);
   out();
   const rows: (string | number)[][] = [];
@@ -111,7 +119,7 @@ out();
 }
 
 // ---- 3. worker pool -------------------------------------------------------------
-{
+if (SUITES.has('3')) {
   const rs = ruleset(256);
   const BATCH = 8192;
   const per = QUICK ? 24 : 64;
@@ -142,7 +150,7 @@ out();
 }
 
 // ---- 4. historical tables (the compliance model) ---------------------------------
-{
+if (SUITES.has('4')) {
   console.error('suite 4: training the compliance model on the history…');
   const trainRows = QUICK ? 50_000 : 100_000;
   const trainBatches = batchesOf(history.slice(0, trainRows), 8192);
@@ -154,52 +162,67 @@ out();
   const trainMs = performance.now() - t0;
   const plain = ruleset(256);
   const learnt = createRuleset({ peers, profiles: plain.profiles, settings: { ...model.settings, misclassification: { weight: 0 } }, history: model.history });
-  const rows: (string | number)[][] = [];
-  let base = 0;
-  for (const [name, rs] of [['256 profiles (the spine, suite 2)', plain], [`256 profiles + ${model.history.dimensions.length} historical tables (${fmt(model.history.dimensions.reduce((s, d) => s + d.keys.length, 0))} values)`, learnt]] as const) {
-    const kernel = new Kernel();
-    kernel.loadRuleset(compileRuleset(rs));
-    const bench = new Bench({ time: QUICK ? 300 : 1500, warmupIterations: 3 });
-    bench.add(name, () => { kernel.score(batch); });
-    await bench.run();
-    const lat = (bench.tasks[0].result as { latency: { mean: number; p50?: number } }).latency;
-    const rate = ROWS / ((lat.p50 ?? lat.mean) / 1000);
-    if (!base) base = rate;
-    rows.push([name, fmt(rate), `${(rate / base).toFixed(2)}x`]);
+  const values = model.history.dimensions.reduce((s, d) => s + d.keys.length, 0);
+  const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[xs.length >> 1];
+  /**
+   * Both rulesets in alternating rounds, so that drift of this machine's
+   * speed (it can move by 1.5x within minutes) falls on both alike: per
+   * round, each scores `calls` times (after `warm` calls); reported are the
+   * medians of the rounds' medians, and the median of the rounds' ratios.
+   */
+  function interleaved(run: [() => void, () => void], unit: number, rounds: number, calls: number, warm: number): { rates: [number, number]; ratio: number } {
+    const ms: [number[], number[]] = [[], []];
+    const ratios: number[] = [];
+    for (let r = 0; r < rounds; r++) {
+      const round = run.map((f) => {
+        for (let w = 0; w < warm; w++) f();
+        const t: number[] = [];
+        for (let c = 0; c < calls; c++) { const t0 = performance.now(); f(); t.push(performance.now() - t0); }
+        return median(t);
+      });
+      ms[0].push(round[0]); ms[1].push(round[1]);
+      ratios.push(round[0] / round[1]);
+    }
+    return { rates: [unit / (median(ms[0]) / 1000), unit / (median(ms[1]) / 1000)], ratio: median(ratios) };
   }
-  out(`## 4. Historical tables — ${fmt(ROWS)} declarations, one thread, whole call (median)`);
-  out();
-  out(`Model trained on ${fmt(trainRows)} labelled history declarations in ${(trainMs / 1000).toFixed(1)} s (selectivity train's path; text signals off). The host maps each distinct dictionary value to its number in the tables; the kernel adds the single-field sums and probes the combinations' hash tables per row, into its extra-score column.`);
-  out();
-  table(['ruleset', 'declarations/s', 'vs spine'], rows);
+  const rounds = QUICK ? 5 : 11;
+  {
+    const kernels = [plain, learnt].map((rs) => { const k = new Kernel(); k.loadRuleset(compileRuleset(rs)); return k; });
+    const { rates, ratio } = interleaved([() => kernels[0].score(batch), () => kernels[1].score(batch)], ROWS, rounds, QUICK ? 5 : 9, 3);
+    out(`## 4. Historical tables — ${fmt(ROWS)} declarations, one thread, whole call (medians of ${rounds} alternating rounds)`);
+    out();
+    out(`Model trained on ${fmt(trainRows)} labelled history declarations in ${(trainMs / 1000).toFixed(1)} s (selectivity train's path; text signals off). The host maps each distinct dictionary value to its number in the tables; the kernel adds the single-field sums and probes the combinations' hash tables per row, into its extra-score column. The two rulesets score in alternating rounds; the ratio is the median of the rounds' ratios.`);
+    out();
+    table(['ruleset', 'declarations/s', 'vs spine'], [
+      ['256 profiles (the spine, suite 2)', fmt(rates[0]), '1.00x'],
+      [`256 profiles + ${model.history.dimensions.length} historical tables (${fmt(values)} values)`, fmt(rates[1]), `${ratio.toFixed(2)}x`],
+    ]);
+  }
 
   // the same two rulesets on the whole scoring path of the service: MessagePack
   // request bytes in, decisions with their reasons (HISTORY reasons included) encoded out
-  const bodies: Uint8Array[] = [];
-  for (let b = 0; b < 20; b++) bodies.push(pack({ declarations: scored.slice(b * 1000, b * 1000 + 1000) }));
-  const wireRows: (string | number)[][] = [];
-  let wireBase = 0;
-  for (const [name, rs] of [['256 profiles (the spine)', plain], ['256 profiles + historical tables', learnt]] as const) {
-    const kernel = new Kernel();
-    kernel.loadRuleset(compileRuleset(rs));
+  {
+    const bodies: Uint8Array[] = [];
+    for (let b = 0; b < 20; b++) bodies.push(pack({ declarations: scored.slice(b * 1000, b * 1000 + 1000) }));
+    const kernels = [plain, learnt].map((rs) => { const k = new Kernel(); k.loadRuleset(compileRuleset(rs)); return k; });
     let next = 0;
-    const bench = new Bench({ time: QUICK ? 300 : 2000, warmupIterations: 20 });
-    bench.add(name, () => {
+    const wire = (kernel: Kernel) => () => {
       const r = scoreWire(kernel, { kind: 'batch', format: 'msgpack', accept: 'msgpack', body: bodies[next++ % bodies.length], maxDeclarations: 1000 });
       if (!r.ok) throw new Error(r.error.message);
-    });
-    await bench.run();
-    const lat = (bench.tasks[0].result as { latency: { mean: number; p50?: number } }).latency;
-    const rate = 1000 / ((lat.p50 ?? lat.mean) / 1000);
-    if (!wireBase) wireBase = rate;
-    wireRows.push([name, fmt(rate), `${(rate / wireBase).toFixed(2)}x`]);
+    };
+    const { rates, ratio } = interleaved([wire(kernels[0]), wire(kernels[1])], 1000, rounds, QUICK ? 40 : 100, 40);
+    out(`### 4b. The same, on the service's whole scoring path — MessagePack batches of 1,000, one thread (medians of ${rounds} alternating rounds)`);
+    out();
+    out('`scoreWire` (what a scoring worker runs per request, decision log off): decode and validate the request, build the batch, score, build every decision with its reasons (the HISTORY reasons found per batch), encode the reply.');
+    out();
+    table(['ruleset', 'declarations/s', 'vs spine'], [
+      ['256 profiles (the spine)', fmt(rates[0]), '1.00x'],
+      ['256 profiles + historical tables', fmt(rates[1]), `${ratio.toFixed(2)}x`],
+    ]);
   }
-  out(`### 4b. The same, on the service's whole scoring path — MessagePack batches of 1,000, one thread (median)`);
-  out();
-  out('`scoreWire` (what a scoring worker runs per request, decision log off): decode and validate the request, build the batch, score, build every decision with its reasons (the HISTORY reasons looked up per row), encode the reply.');
-  out();
-  table(['ruleset', 'declarations/s', 'vs spine'], wireRows);
 }
 
-writeFileSync(join(packageRoot(), 'bench', 'RESULTS.md'), lines.join('\n') + '\n');
-console.error('wrote bench/RESULTS.md');
+if (ALL) {
+  writeFileSync(join(packageRoot(), 'bench', 'RESULTS.md'), lines.join('\n') + '\n');
+  console.error('wrote bench/RESULTS.md');
+}
