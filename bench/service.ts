@@ -21,7 +21,7 @@
  * --threads N (scoring workers, default 2), --duration S (seconds per load
  * test, default 10), --connections N (max-rate single declarations, default
  * 16), --batch-connections N (batches, default 8), --stream N (declarations
- * per stream), --inline-max SIZE (passed to serve), --decision-log on|off
+ * per stream), --inline-max SIZE and --young-mb N (passed to serve), --decision-log on|off
  * (passed to serve; default on: every decision committed to the decision log
  * before its answer, docs/feedback.md).
  */
@@ -51,6 +51,7 @@ const { values: opt } = parseArgs({
     'batch-connections': { type: 'string' },
     stream: { type: 'string' },
     'inline-max': { type: 'string' },
+    'young-mb': { type: 'string' },
     'decision-log': { type: 'string' },
   },
 });
@@ -80,6 +81,8 @@ const STREAM_N = positiveInt(opt.stream, 'stream', QUICK ? 200_000 : 1_000_000);
 const POOL = 20_000;
 /** Passed through to `serve --inline-max` when given (bodies up to this size scored on the main thread). */
 const INLINE_MAX = opt['inline-max'];
+const YOUNG_MB = opt['young-mb'];
+const SERVE_FLAGS = `${INLINE_MAX !== undefined ? ` --inline-max ${INLINE_MAX}` : ''}${YOUNG_MB !== undefined ? ` --young-mb ${YOUNG_MB}` : ''}`;
 /** Passed through to `serve --decision-log` (default on, as serve). */
 const DECISION_LOG = opt['decision-log'] ?? 'on';
 if (DECISION_LOG !== 'on' && DECISION_LOG !== 'off') {
@@ -675,7 +678,7 @@ async function main(): Promise<void> {
   out();
   out(`${started.toISOString()} · Node ${process.version} · ${process.platform} ${process.arch} · ${cpuList[0]?.model?.trim() ?? 'cpu'} × ${cpuList.length} · ${(totalmem() / 1024 ** 3).toFixed(0)} GiB${QUICK ? ' · quick mode' : ''}`);
   out();
-  out(`Service: \`selectivity serve --threads ${THREADS}${INLINE_MAX !== undefined ? ` --inline-max ${INLINE_MAX}` : ''} --decision-log ${DECISION_LOG}\` (${THREADS} scoring worker threads, decision log ${DECISION_LOG === 'on' ? 'on: every decision committed to <data-dir>/selectivity.db before its answer' : 'off'}, other settings at their defaults), bundled example ruleset, in a child process; where the work ran shows in the CPU columns (main thread vs whole process). ` +
+  out(`Service: \`selectivity serve --threads ${THREADS}${SERVE_FLAGS} --decision-log ${DECISION_LOG}\` (${THREADS} scoring worker threads, decision log ${DECISION_LOG === 'on' ? 'on: every decision committed to <data-dir>/selectivity.db before its answer' : 'off'}, other settings at their defaults), bundled example ruleset, in a child process; where the work ran shows in the CPU columns (main thread vs whole process). ` +
     `Load generator: autocannon 8 and Node http in this process, **on the same ${cpuList.length}-core machine** — client, server main thread and workers compete for the cores, so figures are a floor, not the service's ceiling. ` +
     `Each load test runs ${DURATION} s after a ${WARMUP} s warm-up per server. Latencies are measured per response from autocannon's own timer at µs resolution (2xx only; autocannon's built-in histogram has 1 ms steps). ` +
     `CPU columns: % of one core over the test (${cpuList.length} cores = ${cpuList.length * 100} %): server main thread / whole server process / load generator / everything else on the machine (noise), from /proc.`);
@@ -718,7 +721,7 @@ async function main(): Promise<void> {
   const dataDir = mkdtempSync(join(tmpdir(), 'selectivity-bench-'));
   tmpDirs.push(dataDir);
   progress(`starting the service (--threads ${THREADS})…`);
-  const svc = await startChild('service', [join(ROOT, 'bin', 'selectivity.js'), 'serve', '--data-dir', dataDir, '--port', '0', '--threads', String(THREADS), ...(INLINE_MAX !== undefined ? ['--inline-max', INLINE_MAX] : []), '--decision-log', DECISION_LOG, '--quiet'],
+  const svc = await startChild('service', [join(ROOT, 'bin', 'selectivity.js'), 'serve', '--data-dir', dataDir, '--port', '0', '--threads', String(THREADS), ...(INLINE_MAX !== undefined ? ['--inline-max', INLINE_MAX] : []), ...(YOUNG_MB !== undefined ? ['--young-mb', YOUNG_MB] : []), '--decision-log', DECISION_LOG, '--quiet'],
     { ...process.env, SELECTIVITY_TOKENS: `port:${portToken},admin:${adminToken}` });
   const svcThreads = threadCount(svc.pid);
   const rssIdle = memory(svc.pid).rss;
@@ -831,7 +834,7 @@ async function main(): Promise<void> {
   const allLoads = [...Object.values(echoOut), ...Object.values(svcOut)];
   const failed = allLoads.filter((l) => l.non2xx || l.errors || l.timeouts);
   out(`- Failed requests: ${failed.length === 0 ? 'none (every response 2xx, no socket errors or timeouts)' : failed.map((l) => `${l.label}: ${l.statuses}, ${l.errors} errors, ${l.timeouts} timeouts`).join('; ')}.`);
-  out(`- Options: --threads ${THREADS}${INLINE_MAX !== undefined ? ` --inline-max ${INLINE_MAX}` : ''} --decision-log ${DECISION_LOG} --duration ${DURATION} --connections ${MAX_CONNECTIONS} --batch-connections ${BATCH_CONNECTIONS} --stream ${STREAM_N}${QUICK ? ' --quick' : ''}. Total run ${(performance.now() / 1000).toFixed(0)} s.`);
+  out(`- Options: --threads ${THREADS}${SERVE_FLAGS} --decision-log ${DECISION_LOG} --duration ${DURATION} --connections ${MAX_CONNECTIONS} --batch-connections ${BATCH_CONNECTIONS} --stream ${STREAM_N}${QUICK ? ' --quick' : ''}. Total run ${(performance.now() / 1000).toFixed(0)} s.`);
   out();
 
   const file = join(ROOT, 'bench', 'SERVICE-RESULTS.md');

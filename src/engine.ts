@@ -32,7 +32,18 @@ export interface EngineOptions {
    * Default 0: never.
    */
   inlineMaxBytes?: number;
+  /**
+   * Young-generation size of each worker's heap, in MiB (Node's
+   * resourceLimits.maxYoungGenerationSizeMb). A scoring worker makes a few
+   * hundred bytes of short-lived objects per declaration; with V8's default
+   * the scavenges they cause (and their helper threads) cost about a quarter
+   * of the service's CPU. Default 64; 0 leaves V8's default.
+   */
+  youngGenerationMb?: number;
 }
+
+/** Default young generation of a scoring worker (EngineOptions.youngGenerationMb): see docs/benchmarks.md for the measurement. */
+export const WORKER_YOUNG_GENERATION_MB = 64;
 
 export interface Engine {
   readonly options: Readonly<Required<Omit<EngineOptions, 'ruleset'>>>;
@@ -67,7 +78,9 @@ function validateOptions(options: EngineOptions): Required<Omit<EngineOptions, '
   if (!Number.isInteger(maxQueue) || maxQueue < 1) throw errors.SEL_ERR_OPTION_INVALID('options.maxQueue must be a positive integer', { field: 'maxQueue', expected: 'a positive integer', got: options.maxQueue });
   const inlineMaxBytes = options.inlineMaxBytes ?? 0;
   if (!Number.isInteger(inlineMaxBytes) || inlineMaxBytes < 0) throw errors.SEL_ERR_OPTION_INVALID('options.inlineMaxBytes must be a non-negative integer', { field: 'inlineMaxBytes', expected: 'an integer >= 0', got: options.inlineMaxBytes });
-  return Object.freeze({ threads, maxQueue, inlineMaxBytes });
+  const youngGenerationMb = options.youngGenerationMb ?? WORKER_YOUNG_GENERATION_MB;
+  if (!Number.isInteger(youngGenerationMb) || youngGenerationMb < 0 || youngGenerationMb > 4096) throw errors.SEL_ERR_OPTION_INVALID('options.youngGenerationMb must be an integer in [0, 4096]', { field: 'youngGenerationMb', expected: 'an integer in [0, 4096] (MiB; 0: V8\'s default)', got: options.youngGenerationMb });
+  return Object.freeze({ threads, maxQueue, inlineMaxBytes, youngGenerationMb });
 }
 
 export function createEngine(options: EngineOptions): Engine {
@@ -93,7 +106,10 @@ export function createEngine(options: EngineOptions): Engine {
   } else {
     const file = workerPath();
     if (!existsSync(file)) throw errors.SEL_ERR_KERNEL_LOAD(`worker entry ${file} not found; run \`npm run build\``, { field: 'worker', expected: 'a built worker', got: file });
-    pool = new Piscina({ filename: pathToFileURL(file).href, execArgv: workerExecArgv(), minThreads: opts.threads, maxThreads: opts.threads, maxQueue: opts.maxQueue, idleTimeout: 60_000 });
+    pool = new Piscina({
+      filename: pathToFileURL(file).href, execArgv: workerExecArgv(), minThreads: opts.threads, maxThreads: opts.threads, maxQueue: opts.maxQueue, idleTimeout: 60_000,
+      ...(opts.youngGenerationMb > 0 ? { resourceLimits: { maxYoungGenerationSizeMb: opts.youngGenerationMb } } : {}),
+    });
   }
   install(options.ruleset);
 

@@ -29,6 +29,8 @@ Options (environment variable in brackets):
   --inline-max <size>    bodies up to this size are scored on the main thread, without
                          a hop to a worker (lower latency for single declarations;
                          default 16kb, 0 = always use the pool)
+  --young-mb <n>         young generation of each scoring worker's heap, MiB (default 64;
+                         0: V8's default; see docs/benchmarks.md)
   --body-limit <size>    largest request body, e.g. 64mb (default 64mb)
   --max-batch <n>        most declarations per /v1/score batch (default 100000)
   --metrics-interval <s> latency interval histograms reset every s seconds (default 60)
@@ -66,6 +68,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
       'max-queue': { type: 'string' },
       'body-limit': { type: 'string' },
       'inline-max': { type: 'string' },
+      'young-mb': { type: 'string' },
       'max-batch': { type: 'string' },
       'metrics-interval': { type: 'string' },
       'decision-log': { type: 'string' },
@@ -92,6 +95,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
     retrainAfter: values['retrain-after'] !== undefined ? intOption(values['retrain-after'], 'retrain-after', 0, 1e9) : undefined,
     maxQueue: values['max-queue'] !== undefined ? intOption(values['max-queue'], 'max-queue', 1) : undefined,
     bodyLimit: values['body-limit'] !== undefined ? parseSize(values['body-limit'], 'body-limit') : undefined,
+    youngGenerationMb: values['young-mb'] !== undefined ? intOption(values['young-mb'], 'young-mb', 0, 4096) : undefined,
     inlineMaxBytes: values['inline-max'] !== undefined ? (values['inline-max'].trim() === '0' ? 0 : parseSize(values['inline-max'], 'inline-max')) : undefined,
     maxBatch: values['max-batch'] !== undefined ? intOption(values['max-batch'], 'max-batch', 1, 10_000_000) : undefined,
     metricsIntervalMs: values['metrics-interval'] !== undefined ? intOption(values['metrics-interval'], 'metrics-interval', 1, 86_400) * 1000 : undefined,

@@ -34,6 +34,8 @@ export interface ServiceConfig {
   maxQueue?: number;
   /** Requests with bodies up to this many bytes are scored on the main thread (default 16 KiB; 0: never). */
   inlineMaxBytes?: number;
+  /** Young generation of each scoring worker's heap, MiB (EngineOptions.youngGenerationMb; default 64, 0: V8's default). */
+  youngGenerationMb?: number;
   bodyLimit?: number;
   maxBatch?: number;
   metricsIntervalMs?: number;
@@ -97,7 +99,7 @@ export async function startService(config: ServiceConfig): Promise<RunningServic
     throw e;
   }
   const backtests = { jobs: new BacktestJobs(join(config.dataDir, 'backtests'), historyDir(config.dataDir), config.backtestThreads ?? Math.max(1, Math.floor(availableParallelism() / 2))), historyDir: historyDir(config.dataDir) };
-  const engine = createEngine({ ruleset, threads: config.threads, maxQueue: config.maxQueue, inlineMaxBytes: config.inlineMaxBytes ?? 16 * 1024 });
+  const engine = createEngine({ ruleset, threads: config.threads, maxQueue: config.maxQueue, inlineMaxBytes: config.inlineMaxBytes ?? 16 * 1024, youngGenerationMb: config.youngGenerationMb });
   let app: FastifyInstance | undefined;
   const metrics = await createMetrics({
     intervalMs: config.metricsIntervalMs,
