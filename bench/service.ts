@@ -1,6 +1,7 @@
 /**
  * `npm run bench:service`: load benchmark of the HTTP scoring service.
- * Prints markdown tables and writes bench/SERVICE-RESULTS.md. Figures are
+ * Prints markdown tables and writes bench/SERVICE-RESULTS.md (with --model,
+ * bench/SERVICE-MODEL-RESULTS.md). Figures are
  * reported, never asserted.
  *
  *  0. ceiling: a plain Fastify JSON echo server (POST /echo returns the parsed
@@ -21,7 +22,10 @@
  * --threads N (scoring workers, default 2), --duration S (seconds per load
  * test, default 10), --connections N (max-rate single declarations, default
  * 16), --batch-connections N (batches, default 8), --stream N (declarations
- * per stream), --inline-max SIZE and --young-mb N (passed to serve), --decision-log on|off
+ * per stream), --inline-max SIZE and --young-mb N (passed to serve), --model
+ * (serve with a compliance model trained first on 100,000 labelled declarations
+ * of the same synthetic world: its historical tables are loaded and its HISTORY
+ * reasons given), --decision-log on|off
  * (passed to serve; default on: every decision committed to the decision log
  * before its answer, docs/feedback.md).
  */
@@ -38,7 +42,8 @@ import { pack, unpack } from 'msgpackr';
 import { packageRoot } from '../src/paths.js';
 import { msgpackValueEnd } from '../src/service/wire.js';
 import type { Declaration } from '../src/model/schema.js';
-import { world } from './data.js';
+import { trainModel } from '../src/learn/train.js';
+import { batchesOf, fraudLabels, peerTables, world } from './data.js';
 
 // ---- options -----------------------------------------------------------------------
 
@@ -52,6 +57,7 @@ const { values: opt } = parseArgs({
     stream: { type: 'string' },
     'inline-max': { type: 'string' },
     'young-mb': { type: 'string' },
+    model: { type: 'boolean' },
     'decision-log': { type: 'string' },
   },
 });
@@ -82,6 +88,9 @@ const POOL = 20_000;
 /** Passed through to `serve --inline-max` when given (bodies up to this size scored on the main thread). */
 const INLINE_MAX = opt['inline-max'];
 const YOUNG_MB = opt['young-mb'];
+const MODEL = opt.model === true;
+/** Labelled declarations the --model run trains on: the same synthetic world, after the scored pool. */
+const MODEL_ROWS = 100_000;
 const SERVE_FLAGS = `${INLINE_MAX !== undefined ? ` --inline-max ${INLINE_MAX}` : ''}${YOUNG_MB !== undefined ? ` --young-mb ${YOUNG_MB}` : ''}`;
 /** Passed through to `serve --decision-log` (default on, as serve). */
 const DECISION_LOG = opt['decision-log'] ?? 'on';
@@ -655,6 +664,21 @@ async function main(): Promise<void> {
   const cpuList = cpus();
   progress(`generating synthetic declarations (pool of ${fmt(POOL)})…`);
   const { scored } = world(2_000, POOL, 11);
+  let modelNote = '';
+  let modelDoc = '';
+  if (MODEL) {
+    progress(`training a compliance model on ${fmt(MODEL_ROWS)} labelled declarations…`);
+    const skip = 2_000 + POOL;
+    const all = world(skip, MODEL_ROWS, 11).scored;
+    const labelsAll = fraudLabels(skip + MODEL_ROWS, 11).subarray(skip);
+    const batches = batchesOf(all, 8192);
+    let at = 0;
+    const labels = batches.map((b) => { const l = labelsAll.subarray(at, at + b.size); at += b.size; return l; });
+    const model = await trainModel({ batches, labels }, peerTables(all), {}, { threads: 0 });
+    modelDoc = `${JSON.stringify({ ...model, createdAt: new Date().toISOString() })}\n`; // selectivity train's format
+    const values = model.history.dimensions.reduce((n, d) => n + d.keys.length, 0);
+    modelNote = ` with a compliance model trained on ${fmt(MODEL_ROWS)} labelled declarations of the same synthetic world (${model.history.dimensions.length} historical tables, ${fmt(values)} values)`;
+  }
 
   const portToken = `port-${randomBytes(18).toString('base64url')}`;
   const adminToken = `admin-${randomBytes(18).toString('base64url')}`;
@@ -678,7 +702,7 @@ async function main(): Promise<void> {
   out();
   out(`${started.toISOString()} · Node ${process.version} · ${process.platform} ${process.arch} · ${cpuList[0]?.model?.trim() ?? 'cpu'} × ${cpuList.length} · ${(totalmem() / 1024 ** 3).toFixed(0)} GiB${QUICK ? ' · quick mode' : ''}`);
   out();
-  out(`Service: \`selectivity serve --threads ${THREADS}${SERVE_FLAGS} --decision-log ${DECISION_LOG}\` (${THREADS} scoring worker threads, decision log ${DECISION_LOG === 'on' ? 'on: every decision committed to <data-dir>/selectivity.db before its answer' : 'off'}, other settings at their defaults), bundled example ruleset, in a child process; where the work ran shows in the CPU columns (main thread vs whole process). ` +
+  out(`Service: \`selectivity serve --threads ${THREADS}${SERVE_FLAGS} --decision-log ${DECISION_LOG}\`${modelNote} (${THREADS} scoring worker threads, decision log ${DECISION_LOG === 'on' ? 'on: every decision committed to <data-dir>/selectivity.db before its answer' : 'off'}, other settings at their defaults), bundled example ruleset, in a child process; where the work ran shows in the CPU columns (main thread vs whole process). ` +
     `Load generator: autocannon 8 and Node http in this process, **on the same ${cpuList.length}-core machine** — client, server main thread and workers compete for the cores, so figures are a floor, not the service's ceiling. ` +
     `Each load test runs ${DURATION} s after a ${WARMUP} s warm-up per server. Latencies are measured per response from autocannon's own timer at µs resolution (2xx only; autocannon's built-in histogram has 1 ms steps). ` +
     `CPU columns: % of one core over the test (${cpuList.length} cores = ${cpuList.length * 100} %): server main thread / whole server process / load generator / everything else on the machine (noise), from /proc.`);
@@ -720,6 +744,7 @@ async function main(): Promise<void> {
   // ---- the service -------------------------------------------------------------------------------------
   const dataDir = mkdtempSync(join(tmpdir(), 'selectivity-bench-'));
   tmpDirs.push(dataDir);
+  if (modelDoc) writeFileSync(join(dataDir, 'model.json'), modelDoc); // the service loads <data-dir>/model.json at start
   progress(`starting the service (--threads ${THREADS})…`);
   const svc = await startChild('service', [join(ROOT, 'bin', 'selectivity.js'), 'serve', '--data-dir', dataDir, '--port', '0', '--threads', String(THREADS), ...(INLINE_MAX !== undefined ? ['--inline-max', INLINE_MAX] : []), ...(YOUNG_MB !== undefined ? ['--young-mb', YOUNG_MB] : []), '--decision-log', DECISION_LOG, '--quiet'],
     { ...process.env, SELECTIVITY_TOKENS: `port:${portToken},admin:${adminToken}` });
@@ -732,10 +757,12 @@ async function main(): Promise<void> {
     for (const c of [{ label: 'single declaration', bodies: singles, enc: 'json' as Encoding, size: 1 }, ...cases]) {
       const r = await post(svc, '/v1/score', c.enc === 'json' ? jsonHeaders : msgpackHeaders, c.bodies[0]);
       if (r.status !== 200) throw new Error(`service: ${c.label}: HTTP ${r.status}: ${r.body.toString('utf8').slice(0, 500)}`);
-      const doc = (c.enc === 'json' ? JSON.parse(r.body.toString('utf8')) : unpack(r.body)) as { decisions?: unknown[]; errors?: unknown[] };
+      const doc = (c.enc === 'json' ? JSON.parse(r.body.toString('utf8')) : unpack(r.body)) as { decisions?: { reasons: { code: string }[] }[]; errors?: unknown[] };
       const nd = doc.decisions?.length ?? 0, ne = doc.errors?.length ?? 0;
-      checks.push(`${c.label}: ${nd} decisions, ${ne} invalid`);
+      const history = (doc.decisions ?? []).filter((d) => d.reasons.some((x) => x.code === 'HISTORY')).length;
+      checks.push(`${c.label}: ${nd} decisions, ${ne} invalid${MODEL ? `, ${history} with HISTORY reasons` : ''}`);
       if (nd !== c.size || ne !== 0) throw new Error(`service: ${c.label}: expected ${c.size} decisions and no errors, got ${nd} and ${ne}: ${JSON.stringify(doc.errors?.[0])}`);
+      if (MODEL && c.size >= 100 && history === 0) throw new Error(`service: ${c.label}: --model, but no decision cites a historical table (was model.json loaded?)`);
     }
     progress(`service: checked (${checks.join('; ')})`);
     await singleLoads(svc, 'service', '/v1/score', svcOut);
@@ -834,10 +861,10 @@ async function main(): Promise<void> {
   const allLoads = [...Object.values(echoOut), ...Object.values(svcOut)];
   const failed = allLoads.filter((l) => l.non2xx || l.errors || l.timeouts);
   out(`- Failed requests: ${failed.length === 0 ? 'none (every response 2xx, no socket errors or timeouts)' : failed.map((l) => `${l.label}: ${l.statuses}, ${l.errors} errors, ${l.timeouts} timeouts`).join('; ')}.`);
-  out(`- Options: --threads ${THREADS}${SERVE_FLAGS} --decision-log ${DECISION_LOG} --duration ${DURATION} --connections ${MAX_CONNECTIONS} --batch-connections ${BATCH_CONNECTIONS} --stream ${STREAM_N}${QUICK ? ' --quick' : ''}. Total run ${(performance.now() / 1000).toFixed(0)} s.`);
+  out(`- Options: --threads ${THREADS}${SERVE_FLAGS}${MODEL ? ' --model' : ''} --decision-log ${DECISION_LOG} --duration ${DURATION} --connections ${MAX_CONNECTIONS} --batch-connections ${BATCH_CONNECTIONS} --stream ${STREAM_N}${QUICK ? ' --quick' : ''}. Total run ${(performance.now() / 1000).toFixed(0)} s.`);
   out();
 
-  const file = join(ROOT, 'bench', 'SERVICE-RESULTS.md');
+  const file = join(ROOT, 'bench', MODEL ? 'SERVICE-MODEL-RESULTS.md' : 'SERVICE-RESULTS.md');
   writeFileSync(file, `${lines.join('\n')}\n`);
   progress(`wrote ${file}`);
 }
