@@ -22,13 +22,13 @@ type HistoryReason = Extract<Reason, { code: 'HISTORY' }>;
  * by every decision that cites the entry: a reason depends on the entry only.
  */
 class HistoryReasons {
-  readonly index: HistoryIndex;
+  private readonly index: HistoryIndex;
   private readonly lift: Float64Array[];
   /** Per dimension and entry: 0 not built yet, -1 nothing to cite, else 1 + the reason's index in `reasons`. */
   private readonly slot: Int32Array[];
   private readonly reasons: HistoryReason[] = [];
   /** Per reason (same index): |contribution|, the order of a row's reasons. */
-  private size = new Float64Array(64);
+  private readonly size: number[] = [];
 
   /** The dimensions with at least one entry to cite, in dimension order: the others are never looked up. */
   private readonly citable: number[];
@@ -62,7 +62,7 @@ class HistoryReasons {
         if (e < 0) continue;
         const r = this.reasonIndex(d, e);
         if (r < 0) continue;
-        const size = this.size; // after reasonIndex, which may have grown it
+        const size = this.size;
         // insert r after every reason at least as large, dropping what falls past the last place
         const row = i * W, count = out[row];
         let p = count;
@@ -92,12 +92,7 @@ class HistoryReasons {
     if (Math.abs(c) < HISTORY_REASON_MIN) { this.slot[d][e] = -1; return -1; }
     const r = Object.freeze<HistoryReason>({ code: 'HISTORY', dimension: dim.name, value: dim.keys[e], rate: round(smoothedRate(this.t, dim, e), 3), n: round(dim.n[e], 1), contribution: round(c) });
     this.reasons.push(r);
-    if (this.reasons.length > this.size.length) {
-      const grown = new Float64Array(this.size.length * 2);
-      grown.set(this.size);
-      this.size = grown;
-    }
-    this.size[this.reasons.length - 1] = Math.abs(r.contribution);
+    this.size.push(Math.abs(r.contribution));
     this.slot[d][e] = this.reasons.length;
     return this.reasons.length - 1;
   }
