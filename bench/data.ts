@@ -49,6 +49,13 @@ export function batchesOf(decls: readonly Declaration[], size: number): Columnar
   return out;
 }
 
+/** Batches of `size` declarations with their labels (`labels[i]` is declaration i's), as trainModel takes them. */
+export function labelledBatches(decls: readonly Declaration[], labels: Uint8Array, size: number): { batches: ColumnarBatch[]; labels: Uint8Array[] } {
+  const batches = batchesOf(decls, size);
+  let at = 0;
+  return { batches, labels: batches.map((b) => { const l = labels.subarray(at, at + b.size); at += b.size; return l; }) };
+}
+
 /** A copy of a batch with its own buffer (a pool consumes what it is sent). */
 export function cloneBatch(b: ColumnarBatch): ColumnarBatch {
   return batchViews(b.buffer.slice(0), b.capacity, b.size, b.dicts);

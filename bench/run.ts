@@ -5,8 +5,7 @@
  *  1. kernel vs reference scorer on the same 100k-declaration batch, 256
  *     profiles, 4-level peer hierarchy (declarations/s and the ratio);
  *  2. kernel throughput by profile count (0, 64, 256, 1024);
- *  3. worker pool throughput with 1 and 2 workers (batches of 8192).
- *
+ *  3. worker pool throughput with 1 and 2 workers (batches of 8192);
  *  4. historical tables: the spine's ruleset with and without a trained
  *     model's tables, on the kernel call and on the service's scoring path.
  *
@@ -28,7 +27,7 @@ import { trainModel } from '../src/learn/train.js';
 import { packageRoot } from '../src/paths.js';
 import { scoreWire } from '../src/service/wire.js';
 import { pack } from 'msgpackr';
-import { batchesOf, benchProfiles, cloneBatch, fraudLabels, peerTables, world } from './data.js';
+import { batchesOf, benchProfiles, cloneBatch, fraudLabels, labelledBatches, peerTables, world } from './data.js';
 
 const { values } = parseArgs({ options: { rows: { type: 'string' }, quick: { type: 'boolean' }, suites: { type: 'string' } } });
 const SUITES = new Set((values.suites ?? '1,2,3,4').split(',').map((x) => x.trim()));
@@ -153,12 +152,9 @@ if (SUITES.has('3')) {
 if (SUITES.has('4')) {
   console.error('suite 4: training the compliance model on the history…');
   const trainRows = QUICK ? 50_000 : 100_000;
-  const trainBatches = batchesOf(history.slice(0, trainRows), 8192);
-  const labelsAll = fraudLabels(history.length + scored.length, 11); // the same generator run as world()
-  let at = 0;
-  const labels = trainBatches.map((b) => { const l = labelsAll.subarray(at, at + b.size); at += b.size; return l; });
+  const labelled = labelledBatches(history.slice(0, trainRows), fraudLabels(history.length + scored.length, 11), 8192); // labels from the same generator run as world()
   const t0 = performance.now();
-  const model = await trainModel({ batches: trainBatches, labels }, peers, { misclassification: { weight: 0 } }, { threads: 0 });
+  const model = await trainModel(labelled, peers, { misclassification: { weight: 0 } }, { threads: 0 });
   const trainMs = performance.now() - t0;
   const plain = ruleset(256);
   const learnt = createRuleset({ peers, profiles: plain.profiles, settings: { ...model.settings, misclassification: { weight: 0 } }, history: model.history });
@@ -186,8 +182,8 @@ if (SUITES.has('4')) {
     return { rates: [unit / (median(ms[0]) / 1000), unit / (median(ms[1]) / 1000)], ratio: median(ratios) };
   }
   const rounds = QUICK ? 5 : 11;
+  const kernels = [plain, learnt].map((rs) => { const k = new Kernel(); k.loadRuleset(compileRuleset(rs)); return k; });
   {
-    const kernels = [plain, learnt].map((rs) => { const k = new Kernel(); k.loadRuleset(compileRuleset(rs)); return k; });
     const { rates, ratio } = interleaved([() => kernels[0].score(batch), () => kernels[1].score(batch)], ROWS, rounds, QUICK ? 5 : 9, 3);
     out(`## 4. Historical tables — ${fmt(ROWS)} declarations, one thread, whole call (medians of ${rounds} alternating rounds)`);
     out();
@@ -204,7 +200,6 @@ if (SUITES.has('4')) {
   {
     const bodies: Uint8Array[] = [];
     for (let b = 0; b < 20; b++) bodies.push(pack({ declarations: scored.slice(b * 1000, b * 1000 + 1000) }));
-    const kernels = [plain, learnt].map((rs) => { const k = new Kernel(); k.loadRuleset(compileRuleset(rs)); return k; });
     let next = 0;
     const wire = (kernel: Kernel) => () => {
       const r = scoreWire(kernel, { kind: 'batch', format: 'msgpack', accept: 'msgpack', body: bodies[next++ % bodies.length], maxDeclarations: 1000 });

@@ -43,7 +43,7 @@ import { packageRoot } from '../src/paths.js';
 import { msgpackValueEnd } from '../src/service/wire.js';
 import type { Declaration } from '../src/model/schema.js';
 import { trainModel } from '../src/learn/train.js';
-import { batchesOf, fraudLabels, peerTables, world } from './data.js';
+import { fraudLabels, labelledBatches, peerTables, world } from './data.js';
 
 // ---- options -----------------------------------------------------------------------
 
@@ -670,11 +670,7 @@ async function main(): Promise<void> {
     progress(`training a compliance model on ${fmt(MODEL_ROWS)} labelled declarations…`);
     const skip = 2_000 + POOL;
     const all = world(skip, MODEL_ROWS, 11).scored;
-    const labelsAll = fraudLabels(skip + MODEL_ROWS, 11).subarray(skip);
-    const batches = batchesOf(all, 8192);
-    let at = 0;
-    const labels = batches.map((b) => { const l = labelsAll.subarray(at, at + b.size); at += b.size; return l; });
-    const model = await trainModel({ batches, labels }, peerTables(all), {}, { threads: 0 });
+    const model = await trainModel(labelledBatches(all, fraudLabels(skip + MODEL_ROWS, 11).subarray(skip), 8192), peerTables(all), {}, { threads: 0 });
     modelDoc = `${JSON.stringify({ ...model, createdAt: new Date().toISOString() })}\n`; // selectivity train's format
     const values = model.history.dimensions.reduce((n, d) => n + d.keys.length, 0);
     modelNote = ` with a compliance model trained on ${fmt(MODEL_ROWS)} labelled declarations of the same synthetic world (${model.history.dimensions.length} historical tables, ${fmt(values)} values)`;
