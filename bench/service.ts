@@ -8,7 +8,9 @@
  *     body) in a child process, loaded with the same settings and bodies as
  *     the service, so every service figure has a "vs echo" ratio;
  *  1. single declarations (JSON): latency at a fixed 2,000 req/s (autocannon
- *     overallRate, plus a paced open-loop client), and the most req/s;
+ *     overallRate, and the open-loop paced client of bench/paced.ts with the
+ *     server's Server-Timing and the machine's scheduling noise beside it),
+ *     and the most req/s;
  *  2. batches of 100 and 1,000 declarations, JSON and MessagePack:
  *     declarations/s and latency at the most req/s;
  *  3. one bulk stream of 1,000,000 declarations (NDJSON, then MessagePack)
@@ -44,6 +46,7 @@ import { msgpackValueEnd } from '../src/service/wire.js';
 import type { Declaration } from '../src/model/schema.js';
 import { trainModel } from '../src/learn/train.js';
 import { fraudLabels, labelledBatches, peerTables, world } from './data.js';
+import { pacedLoad } from './paced.js';
 
 // ---- options -----------------------------------------------------------------------
 
@@ -283,7 +286,7 @@ function threadCount(pid: number): number {
 
 interface Percentiles { count: number; p50: number; p90: number; p99: number; p999: number; max: number; mean: number }
 
-function percentiles(samples: number[]): Percentiles {
+function percentiles(samples: ArrayLike<number>): Percentiles {
   const a = Float64Array.from(samples).sort();
   const n = a.length;
   if (n === 0) return { count: 0, p50: NaN, p90: NaN, p99: NaN, p999: NaN, max: NaN, mean: NaN };
@@ -360,49 +363,31 @@ async function cannon(target: Target, label: string, spec: LoadSpec): Promise<Lo
 }
 
 /**
- * Open-loop load at a steady rate: request i is due at t0 + i / rate and its
- * latency runs from that moment (a request that waits for a free connection
- * counts its wait), so a stall shows in the percentiles.
+ * Open-loop load at a steady rate (bench/paced.ts): request i is due at
+ * t0 + i / rate and its latency runs from that moment, so queueing and stalls
+ * count. Also gathers the server's own time (Server-Timing app;dur), the
+ * client's lateness and the clock thread's wake-up lateness (the machine's
+ * scheduling noise).
  */
-async function paced(target: Target, label: string, spec: LoadSpec & { overallRate: number }): Promise<Load> {
-  const agent = new http.Agent({ keepAlive: true, maxSockets: spec.connections });
-  const total = Math.round(spec.overallRate * spec.duration);
-  const period = 1000 / spec.overallRate;
-  const headers = spec.bodies.map((b) => ({ ...spec.headers, 'content-length': String(b.length) }));
-  const samples: number[] = [];
-  const statuses: Record<string, { count: number }> = {};
-  let ok = 0, non2xx = 0, errors = 0, done = 0, lastEnd = 0;
+async function paced(target: Target, label: string, spec: LoadSpec & { overallRate: number }): Promise<PacedLoad> {
   const before = sampleCpu(target.pid);
-  const t0 = performance.now() + 5;
-  await new Promise<void>((resolve) => {
-    const finish = () => { done++; lastEnd = performance.now(); if (done === total) resolve(); };
-    const fire = (i: number, due: number) => {
-      const k = i % spec.bodies.length;
-      const req = http.request({ host: target.host, port: target.port, path: spec.path, method: 'POST', agent, headers: headers[k] }, (res) => {
-        res.on('data', () => undefined);
-        res.on('end', () => {
-          const code = res.statusCode ?? 0;
-          (statuses[code] ??= { count: 0 }).count++;
-          if (code >= 200 && code < 300) { ok++; samples.push(performance.now() - due); } else non2xx++;
-          finish();
-        });
-        res.on('error', () => { errors++; finish(); });
-      });
-      req.on('error', () => { errors++; finish(); });
-      req.end(spec.bodies[k]);
-    };
-    let i = 0;
-    const tick = () => {
-      const now = performance.now();
-      while (i < total && t0 + i * period <= now) { fire(i, t0 + i * period); i++; }
-      if (i < total) setTimeout(tick, Math.max(0, t0 + i * period - performance.now()));
-    };
-    setTimeout(tick, 5);
-  });
+  const r = await pacedLoad({ host: target.host, port: target.port, path: spec.path, bodies: spec.bodies, headers: spec.headers, connections: spec.connections, rate: spec.overallRate, duration: spec.duration });
   const after = sampleCpu(target.pid);
-  agent.destroy();
-  const seconds = (lastEnd - t0) / 1000;
-  return { label, rps: ok / seconds, ok, responses: ok + non2xx, non2xx, errors, timeouts: 0, statuses: statusSummary(statuses), seconds, lat: percentiles(samples), cpu: cpuBetween(before, after), bodyBytes: spec.bodies[0].length };
+  const seconds = r.elapsedMs / 1000;
+  return {
+    label, rps: r.ok / seconds, ok: r.ok, responses: r.ok + r.non2xx, non2xx: r.non2xx, errors: r.errors, timeouts: 0, statuses: statusSummary(r.statuses), seconds,
+    lat: percentiles(r.latencies), cpu: cpuBetween(before, after), bodyBytes: spec.bodies[0].length,
+    server: r.serverMs.length > 0 ? percentiles(r.serverMs) : undefined, sendLag: percentiles(r.sendLag), wakeLag: percentiles(r.wakeLag),
+  };
+}
+
+interface PacedLoad extends Load {
+  /** The server's Server-Timing app;dur per 2xx response, when it sends one. */
+  server?: Percentiles;
+  /** ms from due time to the write, per request. */
+  sendLag: Percentiles;
+  /** ms the clock thread woke after each due time. */
+  wakeLag: Percentiles;
 }
 
 /** One request, whole body back. */
@@ -651,6 +636,7 @@ async function steady<T extends { cpu: CpuUse }>(run: () => Promise<T>, keep?: (
 const ECHO_SCRIPT = `
 import Fastify from 'fastify';
 const app = Fastify({ logger: false, bodyLimit: 256 * 1024 * 1024 });
+app.addHook('onSend', async (req, reply, payload) => { reply.header('server-timing', 'app;dur=' + reply.elapsedTime.toFixed(3)); return payload; });
 app.post('/echo', async (req) => req.body);
 const address = await app.listen({ host: '127.0.0.1', port: 0 });
 process.stdout.write('echo: listening on ' + address + ' (plain Fastify)\\n');
@@ -699,7 +685,7 @@ async function main(): Promise<void> {
   out(`${started.toISOString()} · Node ${process.version} · ${process.platform} ${process.arch} · ${cpuList[0]?.model?.trim() ?? 'cpu'} × ${cpuList.length} · ${(totalmem() / 1024 ** 3).toFixed(0)} GiB${QUICK ? ' · quick mode' : ''}`);
   out();
   out(`Service: \`selectivity serve --threads ${THREADS}${SERVE_FLAGS} --decision-log ${DECISION_LOG}\`${modelNote} (${THREADS} scoring worker threads, decision log ${DECISION_LOG === 'on' ? 'on: every decision committed to <data-dir>/selectivity.db before its answer' : 'off'}, other settings at their defaults), bundled example ruleset, in a child process; where the work ran shows in the CPU columns (main thread vs whole process). ` +
-    `Load generator: autocannon 8 and Node http in this process, **on the same ${cpuList.length}-core machine** — client, server main thread and workers compete for the cores, so figures are a floor, not the service's ceiling. ` +
+    `Load generator: autocannon 8, the paced client's two worker threads and Node http, all in this process, **on the same ${cpuList.length}-core machine** — client, server main thread and workers compete for the cores, so figures are a floor, not the service's ceiling. ` +
     `Each load test runs ${DURATION} s after a ${WARMUP} s warm-up per server. Latencies are measured per response from autocannon's own timer at µs resolution (2xx only; autocannon's built-in histogram has 1 ms steps). ` +
     `CPU columns: % of one core over the test (${cpuList.length} cores = ${cpuList.length * 100} %): server main thread / whole server process / load generator / everything else on the machine (noise), from /proc.`);
   out();
@@ -707,28 +693,30 @@ async function main(): Promise<void> {
   out();
 
   /** Warm-up, then single declarations at the fixed rate (autocannon and paced) and at most req/s: the same protocol for both servers. */
-  const singleLoads = async (target: Target, name: string, path: string, into: Record<string, Load>): Promise<void> => {
+  const singleLoads = async (target: Target, name: string, path: string, into: Record<string, Load>): Promise<PacedLoad> => {
     progress(`${name}: warm-up…`);
     await cannon(target, 'warm-up', { path, bodies: singles, headers: jsonHeaders, connections: MAX_CONNECTIONS, duration: WARMUP });
     await cannon(target, 'warm-up', { path, bodies: cases[0].bodies, headers: jsonHeaders, connections: BATCH_CONNECTIONS, duration: WARMUP });
     progress(`${name}: single declaration at ${RATE} req/s (autocannon)…`);
     into.rate = await steady(() => cannon(target, name, { path, bodies: singles, headers: jsonHeaders, connections: RATE_CONNECTIONS, duration: DURATION, overallRate: RATE }));
     progress(`${name}: single declaration at ${RATE} req/s (paced)…`);
-    into.paced = await steady(() => paced(target, name, { path, bodies: singles, headers: jsonHeaders, connections: RATE_CONNECTIONS, duration: DURATION, overallRate: RATE }));
+    const atRate = await steady(() => paced(target, name, { path, bodies: singles, headers: jsonHeaders, connections: RATE_CONNECTIONS, duration: DURATION, overallRate: RATE }));
     for (const c of MAX_SET) {
       progress(`${name}: single declaration, max req/s, ${c} connections…`);
       into[`max${c}`] = await steady(() => cannon(target, name, { path, bodies: singles, headers: jsonHeaders, connections: c, duration: DURATION }));
     }
+    return atRate;
   };
 
   // ---- echo ceiling -----------------------------------------------------------------------------------
   progress('starting the echo server…');
   const echo = await startChild('echo server', ['--input-type=module', '-e', ECHO_SCRIPT], { ...process.env });
   const echoOut: Record<string, Load> = {};
+  let echoPaced!: PacedLoad, svcPaced!: PacedLoad;
   {
     const check = await post(echo, '/echo', jsonHeaders, cases[0].bodies[0]);
     if (check.status !== 200 || check.body.length < cases[0].bodies[0].length * 0.9) throw new Error(`echo server answered ${check.status} with ${check.body.length} bytes`);
-    await singleLoads(echo, 'echo', '/echo', echoOut);
+    echoPaced = await singleLoads(echo, 'echo', '/echo', echoOut);
     for (const c of cases.filter((x) => x.enc === 'json')) {
       progress(`echo: ${c.label}…`);
       echoOut[`b${c.size}`] = await steady(() => cannon(echo, 'echo', { path: '/echo', bodies: c.bodies, headers: jsonHeaders, connections: c.connections, duration: DURATION }));
@@ -761,7 +749,7 @@ async function main(): Promise<void> {
       if (MODEL && c.size >= 100 && history === 0) throw new Error(`service: ${c.label}: --model, but no decision cites a historical table (was model.json loaded?)`);
     }
     progress(`service: checked (${checks.join('; ')})`);
-    await singleLoads(svc, 'service', '/v1/score', svcOut);
+    svcPaced = await singleLoads(svc, 'service', '/v1/score', svcOut);
     for (const c of cases) {
       progress(`service: ${c.label}…`);
       svcOut[c.key] = await steady(() => cannon(svc, 'service', { path: c.path, bodies: c.bodies, headers: c.enc === 'json' ? jsonHeaders : msgpackHeaders, connections: c.connections, duration: DURATION }));
@@ -796,7 +784,7 @@ async function main(): Promise<void> {
   out(`## 1. Single declaration (JSON) — latency at a fixed ${fmt(RATE)} req/s, ${RATE_CONNECTIONS} connections`);
   out();
   out(`autocannon: \`overallRate ${RATE}\` over ${RATE_CONNECTIONS} connections; its rate limiter lets each connection send its share (${RATE / RATE_CONNECTIONS}/s) back to back at the start of every second, so these latencies are those of a ${RATE_CONNECTIONS}-deep burst each second. ` +
-    `paced: an open-loop client in this process (Node http, keep-alive, at most ${RATE_CONNECTIONS} sockets) issues one request every ${(1000 / RATE).toFixed(1)} ms; latency runs from when the request was due, so queueing counts.`);
+    `paced: an open-loop client (bench/paced.ts: a clock thread that sleeps with Atomics.wait, sub-millisecond, and an I/O thread writing pre-built requests on ${RATE_CONNECTIONS} raw keep-alive sockets) issues one request every ${(1000 / RATE).toFixed(1)} ms; latency runs from when the request was due, so queueing and stalls count.`);
   out();
   /** One latency row; `base` is the echo's load of the same kind (the ratio column). */
   const latencyRow = (server: string, client: string, l: Load, base: Load) => [server, client, fmt(l.rps), ms(l.lat.p50), ms(l.lat.p90), ms(l.lat.p99), ms(l.lat.p999), ms(l.lat.max),
@@ -804,8 +792,16 @@ async function main(): Promise<void> {
   table(['server', 'client', 'req/s (2xx)', 'p50 ms', 'p90 ms', 'p99 ms', 'p99.9 ms', 'max ms', 'p50 / p99 vs echo', 'failures', 'CPU % main / server / client / other', 'server CPU µs per request, main / all'], [
     latencyRow('echo', 'autocannon', echoOut.rate, echoOut.rate),
     latencyRow('service', 'autocannon', svcOut.rate, echoOut.rate),
-    latencyRow('echo', 'paced', echoOut.paced, echoOut.paced),
-    latencyRow('service', 'paced', svcOut.paced, echoOut.paced),
+    latencyRow('echo', 'paced', echoPaced, echoPaced),
+    latencyRow('service', 'paced', svcPaced, echoPaced),
+  ]);
+  out('Where the paced latency goes: the server\'s own time from its `Server-Timing: app;dur` header (request read to answer ready), the client\'s lateness in sending (due time to write, including waits for a free socket), and how late the clock thread woke (a sleeping thread getting the CPU back: the machine\'s scheduling noise, with no request in it).');
+  out();
+  const fine = (n: number) => (n < 1 ? n.toFixed(3) : ms(n));
+  const pcts = (p: Percentiles | undefined) => (p ? `${fine(p.p50)} / ${fine(p.p99)} / ${fine(p.p999)}` : '—');
+  table(['server', 'client p50 / p99 / p99.9 ms', 'server-side p50 / p99 / p99.9 ms', 'client sending late p50 / p99 / p99.9 ms', 'clock woke late p50 / p99 / p99.9 ms'], [
+    ['echo', pcts(echoPaced.lat), pcts(echoPaced.server), pcts(echoPaced.sendLag), pcts(echoPaced.wakeLag)],
+    ['service', pcts(svcPaced.lat), pcts(svcPaced.server), pcts(svcPaced.sendLag), pcts(svcPaced.wakeLag)],
   ]);
 
   out(`## 2. Single declaration (JSON) — most req/s, no rate limit, ${MAX_SET.join(' and ')} connections`);

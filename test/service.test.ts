@@ -107,6 +107,11 @@ describe('service contract (inject, in-process scoring)', () => {
     expect(out.decisions).toEqual(JSON.parse(JSON.stringify(expected)));
     const counted = Object.entries(out.counts).filter(([k]) => k !== 'control').reduce((s, [, n]) => s + (n as number), 0);
     expect(counted).toBe(good.length);
+    // the service's own time, and the kernel's inside it (ms)
+    const timing = /^app;dur=(\d+\.\d{3}), kernel;dur=(\d+\.\d{3})$/.exec(String(r.headers['server-timing']));
+    expect(timing, String(r.headers['server-timing'])).not.toBeNull();
+    expect(Number(timing![2])).toBeGreaterThan(0);
+    expect(Number(timing![2])).toBeLessThanOrEqual(Number(timing![1]));
   });
 
   it('speaks MessagePack both ways, chosen by Content-Type and Accept', async () => {

@@ -15,6 +15,7 @@
  *   GET  /metrics (Prometheus), /v1/metrics     admin, analyst
  *   GET  /v1/openapi.json                       any token
  *
+ * Scoring answers carry `Server-Timing: app;dur=…, kernel;dur=…` (ms).
  * The main thread moves bytes: decoding, validation, scoring and encoding
  * run in the pool (src/service/wire.ts). Every error is a named code.
  * With a decision log, every decision is committed to it before the
@@ -86,6 +87,17 @@ const NDJSON_TYPES = ['application/x-ndjson', 'application/ndjson', 'application
 /** A Buffer view of encoded bytes (no copy), for reply.send. */
 function asBuffer(bytes: Uint8Array): Buffer {
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
+
+/**
+ * The Server-Timing header of a scoring answer (W3C Server Timing): `app`,
+ * ms from the request's arrival to its answer being ready (body read,
+ * scoring, the decision-log commit; not the write to the socket); `kernel`,
+ * ms inside the WASM kernel. Lets a client tell network and queueing from
+ * the service's own time.
+ */
+export function serverTiming(appMs: number, kernelNs: number): string {
+  return `app;dur=${appMs.toFixed(3)}, kernel;dur=${(kernelNs / 1e6).toFixed(3)}`;
 }
 
 function mediaType(header: string | undefined): string {
@@ -321,7 +333,7 @@ export async function buildServer(options: ServiceOptions): Promise<FastifyInsta
       await logged(r); // durable before acknowledgement
       req.scoreStats = r;
       recordUsage(r);
-      reply.header('x-ruleset-version', r.rulesetVersion).type(accept === 'json' ? 'application/json; charset=utf-8' : 'application/msgpack');
+      reply.header('x-ruleset-version', r.rulesetVersion).header('server-timing', serverTiming(reply.elapsedTime, r.kernelNs)).type(accept === 'json' ? 'application/json; charset=utf-8' : 'application/msgpack');
       return reply.send(asBuffer(r.body));
     });
   });

@@ -1,0 +1,76 @@
+/**
+ * The benchmark's open-loop client (bench/paced.ts), against a local HTTP
+ * server whose answers are known: every request is sent and read back once,
+ * statuses and Server-Timing are parsed, and the schedule is kept (requests
+ * go out at the rate asked, not all at once). Its threads run from dist/:
+ * `npm run build:ts` first. Nothing here asserts a latency.
+ */
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+/** The built module: its threads load their own .js file. */
+const built = fileURLToPath(new URL('../dist/bench/paced.js', import.meta.url));
+const { pacedLoad: run } = (await import(built)) as typeof import('../bench/paced.js');
+
+describe('paced load generator', () => {
+  let server: http.Server;
+  let port: number;
+  const arrivals: number[] = [];
+  const bodies: string[] = [];
+
+  beforeAll(async () => {
+    server = http.createServer((req, res) => {
+      const parts: Buffer[] = [];
+      req.on('data', (c: Buffer) => parts.push(c));
+      req.on('end', () => {
+        arrivals.push(performance.now());
+        const body = Buffer.concat(parts).toString('utf8');
+        bodies.push(body);
+        // body b4 gets a 503, the rest their body back with a timing header
+        if (body.endsWith('4')) { res.writeHead(503, { 'content-length': '4' }); res.end('busy'); return; }
+        res.writeHead(200, { 'content-type': 'text/plain', 'server-timing': 'app;dur=0.250, kernel;dur=0.010', 'content-length': String(body.length) });
+        res.end(body);
+      });
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    port = (server.address() as AddressInfo).port;
+  });
+  afterAll(() => { server.closeAllConnections(); return new Promise<void>((r) => server.close(() => r())); });
+
+  it('sends every request once at the rate asked and reads every answer', async () => {
+    const rate = 400, duration = 0.5, total = rate * duration;
+    const payloads = ['b0', 'b1', 'b2', 'b3', 'b4'].map((s) => Buffer.from(s));
+    const r = await run({ host: '127.0.0.1', port, path: '/x', bodies: payloads, headers: { 'content-type': 'text/plain' }, connections: 3, rate, duration });
+
+    expect(bodies).toHaveLength(total);
+    expect(bodies.slice(0, 6)).toEqual(['b0', 'b1', 'b2', 'b3', 'b4', 'b0']); // bodies used in turn
+    expect(r.ok).toBe(total * 4 / 5);
+    expect(r.non2xx).toBe(total / 5);
+    expect(r.errors).toBe(0);
+    expect(r.statuses).toEqual({ 200: { count: total * 4 / 5 }, 503: { count: total / 5 } });
+    expect(r.latencies).toHaveLength(r.ok);
+    expect(r.serverMs).toHaveLength(r.ok);
+    expect([...new Set(r.serverMs)]).toEqual([0.25]);
+    expect(r.sendLag).toHaveLength(total);
+    expect(r.wakeLag).toHaveLength(total);
+    for (const x of r.latencies) expect(x).toBeGreaterThan(0);
+    // paced, not a burst: 200 requests at 400/s take about half a second to arrive
+    const spread = arrivals[arrivals.length - 1] - arrivals[0];
+    expect(spread).toBeGreaterThan(0.8 * (total - 1) * (1000 / rate));
+    expect(r.elapsedMs).toBeGreaterThan(spread * 0.9);
+  });
+
+  it('fails with a clear error when an answer has no Content-Length', async () => {
+    const chunked = http.createServer((req, res) => { req.resume(); req.on('end', () => { res.write('a'); res.end('b'); }); });
+    await new Promise<void>((r) => chunked.listen(0, '127.0.0.1', r));
+    try {
+      const p = (chunked.address() as AddressInfo).port;
+      await expect(run({ host: '127.0.0.1', port: p, path: '/', bodies: [Buffer.from('x')], headers: {}, connections: 1, rate: 100, duration: 0.05 })).rejects.toThrow(/without Content-Length/);
+    } finally {
+      chunked.closeAllConnections();
+      await new Promise<void>((r) => chunked.close(() => r()));
+    }
+  });
+});
