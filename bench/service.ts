@@ -636,7 +636,9 @@ async function steady<T extends { cpu: CpuUse }>(run: () => Promise<T>, keep?: (
 const ECHO_SCRIPT = `
 import Fastify from 'fastify';
 const app = Fastify({ logger: false, bodyLimit: 256 * 1024 * 1024 });
-app.addHook('onSend', async (req, reply, payload) => { reply.header('server-timing', 'app;dur=' + reply.elapsedTime.toFixed(3)); return payload; });
+// Server-Timing as the service sends it (request arrival to answer ready), from two callback hooks
+app.addHook('onRequest', (req, reply, done) => { req.t0 = performance.now(); done(); });
+app.addHook('onSend', (req, reply, payload, done) => { reply.header('server-timing', 'app;dur=' + (performance.now() - req.t0).toFixed(3)); done(null, payload); });
 app.post('/echo', async (req) => req.body);
 const address = await app.listen({ host: '127.0.0.1', port: 0 });
 process.stdout.write('echo: listening on ' + address + ' (plain Fastify)\\n');
