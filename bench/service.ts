@@ -345,6 +345,7 @@ async function cannon(target: Target, label: string, spec: LoadSpec): Promise<Lo
   inst.on('response', (_client, statusCode, _bytes, responseTime) => { if (statusCode >= 200 && statusCode < 300) samples.push(responseTime); });
   const r = await inst;
   const after = sampleCpu(target.pid);
+  await drained(target);
   const seconds = (after.at - before.at) / 1000;
   return {
     label,
@@ -388,6 +389,32 @@ interface PacedLoad extends Load {
   sendLag: Percentiles;
   /** ms the clock thread woke after each due time. */
   wakeLag: Percentiles;
+}
+
+/**
+ * Waits until the server has no scoring request waiting in its queue (GET
+ * /readyz reports `queued`; a server without that route, the echo, has no
+ * queue). autocannon stops a test by closing its sockets with requests still
+ * in flight, and the server scores those anyway: without this wait they
+ * would share the queue with the next test's requests, which then meet a
+ * full queue (503) that their own load could not fill.
+ */
+async function drained(target: Target, timeoutMs = 30_000): Promise<void> {
+  const until = performance.now() + timeoutMs;
+  for (;;) {
+    const queued = await new Promise<number>((resolve) => {
+      const req = http.get({ host: target.host, port: target.port, path: '/readyz' }, (res) => {
+        const parts: Buffer[] = [];
+        res.on('data', (c: Buffer) => parts.push(c));
+        res.on('end', () => {
+          try { resolve(res.statusCode === 200 ? Number((JSON.parse(Buffer.concat(parts).toString('utf8')) as { queued?: number }).queued ?? 0) : 0); } catch { resolve(0); }
+        });
+      });
+      req.on('error', () => resolve(0));
+    });
+    if (queued === 0 || performance.now() > until) return;
+    await new Promise((r) => setTimeout(r, 20));
+  }
 }
 
 /** One request, whole body back. */
