@@ -98,9 +98,9 @@ function runClock(ticks: MessagePort, total: number, periodNs: number, t0: numbe
   const wakeLag = new Float64Array(total);
   for (let i = 0; i < total; i++) {
     const due = t0 + i * periodNs;
-    const wait = (due - nowNs()) / 1e6;
-    if (wait > 0.02) Atomics.wait(sleeper, 0, 0, wait);
-    wakeLag[i] = Math.max(0, nowNs() - due) / 1e6;
+    // never early: sleep while more than 20 µs remain, then spin the rest
+    for (let left = due - nowNs(); left > 0; left = due - nowNs()) if (left > 20_000) Atomics.wait(sleeper, 0, 0, left / 1e6);
+    wakeLag[i] = (nowNs() - due) / 1e6;
     ticks.postMessage(due);
   }
   parentPort!.postMessage({ wakeLag }, [wakeLag.buffer]);
