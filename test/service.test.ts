@@ -19,7 +19,7 @@ import { createTokenStore, loadTokens, parseTokensEnv } from '../src/service/aut
 import { createMetrics, type Metrics } from '../src/service/metrics.js';
 import { buildServer, negotiate } from '../src/service/server.js';
 import { prepareDataDir, RulesetSource } from '../src/service/state.js';
-import { startService, type RunningService } from '../src/service/service.js';
+import { startService, warmUp, type RunningService } from '../src/service/service.js';
 import { msgpackValueEnd } from '../src/service/wire.js';
 import type { Declaration } from '../src/model/schema.js';
 import { randomDeclarations } from './helpers.js';
@@ -364,6 +364,20 @@ describe('service over loopback (worker pool)', () => {
     service = await startService({ host: '127.0.0.1', port: 0, dataDir: join(dir, 'live'), tokensEnv, threads: 2, maxQueue: 2, metricsIntervalMs: 60_000 });
   }, 30_000);
   afterAll(async () => { await service?.close(); });
+
+  it('warms the main thread and every worker before it listens, and neither logs nor counts the warm-up', async () => {
+    // the first test of this service: startService's warm-up scored, but no declaration is counted yet
+    const counted = Object.keys(service.metrics.summary().counters).filter((k) => k.startsWith('selectivity_declarations_total'));
+    expect(counted).toEqual([]);
+    // what startService ran before listening, run again: one declaration on the main thread, one batch per worker
+    const w = await warmUp(service.engine);
+    expect(w.reply.ok).toBe(true);
+    expect(w.reply.ok && [w.reply.scored, w.reply.invalid]).toEqual([1, 0]);
+    expect(w.workerBatches).toBe(2);
+    const logged = await fetch(`${service.url}/v1/decisions/warm-up`, { headers: auth('analyst') });
+    expect(logged.status).toBe(404);
+    expect(((await logged.json()) as { error: { code: string } }).error.code).toBe('SEL_ERR_NOT_FOUND');
+  });
 
   it('streams NDJSON decisions back in input order, with bad lines answered in place', async () => {
     const decls: unknown[] = declarations(5000, 21);
