@@ -50,6 +50,7 @@ export interface PacedResult {
   serverMs: Float64Array;
   ok: number;
   non2xx: number;
+  /** Requests lost to a closed or failed socket (never answered). */
   errors: number;
   statuses: Record<string, { count: number }>;
   /** ms from the first due time to the last response. */
@@ -130,6 +131,21 @@ function runIo(spec: PacedSpec, total: number, ticks: MessagePort): void {
     sendLag[sent++] = (nowNs() - due) / 1e6;
     c.socket.write(requests[next++ % requests.length]);
   };
+  /** One more request answered or lost; the last one reports. */
+  const complete = () => {
+    if (++finished < total) return false;
+    for (const x of conns) x.socket.destroy();
+    ticks.close();
+    parentPort!.postMessage({ done: { latencies: latencies.slice(0, ok), sendLag: sendLag.slice(0, sent), serverMs: serverMs.slice(0, timed), ok, non2xx, errors, statuses, elapsedMs: (lastEnd - t0) / 1e6 } satisfies Omit<PacedResult, 'wakeLag'> });
+    return true;
+  };
+  /** A due request no socket is left to send it on: a socket error. */
+  const lost = () => {
+    errors++;
+    (statuses['socket error'] ??= { count: 0 }).count++;
+    complete();
+  };
+  const live = (x: Conn) => !x.socket.destroyed;
   const finish = (c: Conn, status: number, server = NaN) => {
     const end = nowNs();
     if (status >= 200 && status < 300) {
@@ -140,12 +156,7 @@ function runIo(spec: PacedSpec, total: number, ticks: MessagePort): void {
     (statuses[status > 0 ? String(status) : 'socket error'] ??= { count: 0 }).count++;
     c.busy = false;
     lastEnd = end;
-    if (++finished === total) {
-      for (const x of conns) x.socket.destroy();
-      ticks.close();
-      parentPort!.postMessage({ done: { latencies: latencies.slice(0, ok), sendLag: sendLag.slice(0, sent), serverMs: serverMs.slice(0, timed), ok, non2xx, errors, statuses, elapsedMs: (lastEnd - t0) / 1e6 } satisfies Omit<PacedResult, 'wakeLag'> });
-      return;
-    }
+    if (complete() || !live(c)) return; // a failed socket takes no more requests
     const w = waiting.shift();
     if (w !== undefined) send(c, w);
   };
@@ -177,17 +188,20 @@ function runIo(spec: PacedSpec, total: number, ticks: MessagePort): void {
     conns.push(c);
     c.socket.on('connect', () => { if (++open === spec.connections) parentPort!.postMessage({ ready: true }); });
     c.socket.on('data', (chunk: Buffer) => onData(c, chunk));
-    c.socket.on('error', () => {
-      errors++;
-      if (c.busy) finish(c, 0);
+    c.socket.on('error', () => undefined); // 'close' follows
+    c.socket.on('close', () => {
+      if (open < spec.connections) { parentPort!.postMessage({ error: `paced client: cannot connect to ${spec.host}:${spec.port}` }); return; }
+      // the server closed it, or it failed: its request is lost, and with the last socket every waiting one
+      if (c.busy) { errors++; finish(c, 0); }
+      if (!conns.some(live)) while (waiting.length > 0) { waiting.shift(); lost(); }
     });
   }
   ticks.on('message', (due: number) => {
     if (Number.isNaN(t0)) t0 = due;
-    const c = conns.find((x) => !x.busy && !x.socket.destroyed);
+    const c = conns.find((x) => !x.busy && live(x));
     if (c) send(c, due);
-    else if (conns.some((x) => !x.socket.destroyed)) waiting.push(due);
-    else { errors++; sendLag[sent++] = 0; finish({ socket: conns[0].socket, busy: true, due, buf: undefined }, 0); } // every socket is gone
+    else if (conns.some(live)) waiting.push(due);
+    else lost();
   });
 }
 

@@ -62,6 +62,28 @@ describe('paced load generator', () => {
     expect(r.elapsedMs).toBeGreaterThanOrEqual((total - 1) * (1000 / rate));
   });
 
+  it('counts the requests of sockets the server closes as errors, and still finishes', async () => {
+    const closing = http.createServer((req) => req.socket.destroy());
+    await new Promise<void>((r) => closing.listen(0, '127.0.0.1', r));
+    try {
+      const p = (closing.address() as AddressInfo).port;
+      const r = await run({ host: '127.0.0.1', port: p, path: '/', bodies: [Buffer.from('x')], headers: {}, connections: 2, rate: 200, duration: 0.05 });
+      expect([r.ok, r.non2xx, r.errors]).toEqual([0, 0, 10]);
+      expect(r.statuses).toEqual({ 'socket error': { count: 10 } });
+    } finally {
+      closing.closeAllConnections();
+      await new Promise<void>((r) => closing.close(() => r()));
+    }
+  });
+
+  it('fails with a clear error when it cannot connect', async () => {
+    const gone = http.createServer();
+    await new Promise<void>((r) => gone.listen(0, '127.0.0.1', r));
+    const p = (gone.address() as AddressInfo).port;
+    await new Promise<void>((r) => gone.close(() => r()));
+    await expect(run({ host: '127.0.0.1', port: p, path: '/', bodies: [Buffer.from('x')], headers: {}, connections: 1, rate: 100, duration: 0.05 })).rejects.toThrow(/cannot connect/);
+  });
+
   it('fails with a clear error when an answer has no Content-Length', async () => {
     const chunked = http.createServer((req, res) => { req.resume(); req.on('end', () => { res.write('a'); res.end('b'); }); });
     await new Promise<void>((r) => chunked.listen(0, '127.0.0.1', r));
