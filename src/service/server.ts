@@ -333,6 +333,7 @@ export async function buildServer(options: ServiceOptions): Promise<FastifyInsta
       await logged(r); // durable before acknowledgement
       req.scoreStats = r;
       recordUsage(r);
+      // elapsedTime counts from the request's routing because an onResponse hook exists (Fastify starts the clock only then)
       reply.header('x-ruleset-version', r.rulesetVersion).header('server-timing', serverTiming(reply.elapsedTime, r.kernelNs)).type(accept === 'json' ? 'application/json; charset=utf-8' : 'application/msgpack');
       return reply.send(asBuffer(r.body));
     });
