@@ -9,7 +9,7 @@ import { toBatch } from '../src/model/columnar.js';
 import { buildPeerTables } from '../src/peers/peer-groups.js';
 import { compileRuleset } from '../src/ruleset/compile.js';
 import { createRuleset } from '../src/ruleset/ruleset.js';
-import { batchKeys, historyIndex, DEFAULT_DIMENSIONS, keyOf, lifts, parseDimension, smoothedRate, validateHistory, type HistoryTables } from '../src/learn/history.js';
+import { batchKeys, historyIndex, HistoryIndex, DEFAULT_DIMENSIONS, keyOf, lifts, parseDimension, smoothedRate, validateHistory, type HistoryTables } from '../src/learn/history.js';
 import { logisticRegression } from '../src/learn/train.js';
 import { validateProfiles } from '../src/profiles/profile.js';
 import { evaluate } from '../src/evaluate/evaluate.js';
@@ -51,6 +51,29 @@ function tablesOf(decls: readonly Declaration[], dims: readonly string[], seed: 
 
 describe('historical tables in the kernel', () => {
   const kernel = new Kernel();
+  it('partLuts gives every dictionary value its id in every part, batch after batch, also when its cache of values starts over', () => {
+    const dims = ['hs2', 'hs4', 'hs6', 'hs10', 'origin', 'departure', 'importer', 'declarant', 'hs6×origin', 'importer×taxRate', 'office×transportMode'];
+    const tables = tablesOf(randomDeclarations(400, 31), dims, 31);
+    for (const valueCacheLimit of [3, 1 << 16]) {
+      const hx = new HistoryIndex(tables, { valueCacheLimit });
+      let found = 0, missing = 0;
+      for (let b = 0; b < 40; b++) {
+        const { batch } = toBatch(randomDeclarations(1 + ((b * 37) % 90), 100 + b));
+        const luts = hx.partLuts(batch);
+        expect(luts.length).toBe(hx.parts.length);
+        hx.parts.forEach(({ part, column, ids, values }, k) => {
+          if (column === 'taxRate') { expect(Array.from(luts[k])).toEqual(Array.from({ length: values.length + 1 }, (_, c) => c - 1)); return; }
+          const d = part.digits;
+          const want = batch.dicts[column].map((v) => (v === '' || (d !== undefined && v.length < d) ? -1 : ids.get(d === undefined ? v : v.slice(0, d)) ?? -1));
+          expect(Array.from(luts[k]), `${column}${d ?? ''}, limit ${valueCacheLimit}`).toEqual(want);
+          for (const id of want) if (id >= 0) found++; else missing++;
+        });
+      }
+      expect(found).toBeGreaterThan(1000);
+      expect(missing).toBeGreaterThan(50);
+    }
+  });
+
   it('the kernel agrees with the reference scorer on random tables, batches and profiles', () => {
     let entries = 0;
     fc.assert(fc.property(

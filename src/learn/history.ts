@@ -248,6 +248,19 @@ class NumberHash {
   }
 }
 
+/** Distinct values a column's cache of part ids keeps before it starts over, by default. */
+const VALUE_CACHE_LIMIT = 1 << 16;
+
+/** See HistoryIndex.valueCache. */
+interface ValueCache {
+  column: Exclude<HistoryColumn, 'taxRate'>;
+  /** Indices into HistoryIndex.parts. */
+  parts: number[];
+  /** Value → offset in `ids` of its id in each part (-1: none). */
+  index: Map<string, number>;
+  ids: Int32Array;
+}
+
 /** A part (field and HS digits) shared by dimensions: its values in the tables, numbered in order of first appearance. */
 export interface HistoryPart {
   part: DimensionPart;
@@ -315,8 +328,21 @@ export class HistoryIndex {
   private readonly hashes: (NumberHash | undefined)[] = [];
   /** Tax rate → value id (Map keys: -0 and 0 are one). */
   private taxIds?: Map<number, number>;
+  /**
+   * Per column the parts read (taxRate aside): each value seen in a batch's
+   * dictionary with its id in every part on that column, kept across
+   * batches. A batch's distinct values are mostly ones seen before, and the
+   * fast readers hand out the same string instance for the same bytes, so a
+   * value costs one lookup of a string whose hash is known, not one per part
+   * with a fresh HS prefix each.
+   */
+  private readonly valueCache: ValueCache[] = [];
 
-  constructor(readonly tables: HistoryTables) {
+  /** Distinct values a column's cache of part ids keeps before it starts over (see valueCache). */
+  private readonly valueCacheLimit: number;
+
+  constructor(readonly tables: HistoryTables, options: { valueCacheLimit?: number } = {}) {
+    this.valueCacheLimit = options.valueCacheLimit ?? VALUE_CACHE_LIMIT;
     const partIndex = new Map<string, number>();
     const specs = tables.dimensions.map((d) => parseDimension(d.name));
     specs.forEach((parts) => {
@@ -328,6 +354,12 @@ export class HistoryIndex {
       }
     });
     this.taxPart = this.parts.findIndex((p) => p.column === 'taxRate');
+    this.parts.forEach(({ column }, k) => {
+      if (column === 'taxRate') return;
+      const g = this.valueCache.find((x) => x.column === column);
+      if (g) g.parts.push(k);
+      else this.valueCache.push({ column, parts: [k], index: new Map(), ids: new Int32Array(0) });
+    });
     // number each part value, in dimension then key order
     const number = (k: number, v: string): number => {
       const part = this.parts[k];
@@ -387,22 +419,40 @@ export class HistoryIndex {
    * The taxRate part's codes are the kernel's (0: none, else 1 + id).
    */
   partLuts(batch: ColumnarBatch): Int32Array[] {
-    return this.parts.map(({ part, column, ids, values }) => {
-      if (column === 'taxRate') {
-        const lut = new Int32Array(values.length + 1);
-        for (let c = 0; c < lut.length; c++) lut[c] = c - 1;
-        return lut;
+    const luts: Int32Array[] = new Array(this.parts.length);
+    for (const g of this.valueCache) {
+      const dict = batch.dicts[g.column];
+      const n = dict.length, P = g.parts.length;
+      const out = g.parts.map(() => new Int32Array(n));
+      for (let c = 0; c < n; c++) {
+        const v = dict[c];
+        let at = g.index.get(v);
+        if (at === undefined) at = this.remember(g, v);
+        for (let j = 0; j < P; j++) out[j][c] = g.ids[at + j];
       }
-      const dict = batch.dicts[column];
-      const lut = new Int32Array(dict.length);
+      for (let j = 0; j < P; j++) luts[g.parts[j]] = out[j];
+    }
+    if (this.taxPart >= 0) {
+      const lut = new Int32Array(this.parts[this.taxPart].values.length + 1);
+      for (let c = 0; c < lut.length; c++) lut[c] = c - 1;
+      luts[this.taxPart] = lut;
+    }
+    return luts;
+  }
+
+  /** Looks a column value up in each of its parts and keeps the ids in the column's cache; the ids' offset in `g.ids`. */
+  private remember(g: ValueCache, v: string): number {
+    const P = g.parts.length;
+    if (g.index.size >= this.valueCacheLimit) g.index.clear(); // bounded: start over (offsets are reused from 0)
+    const at = g.index.size * P;
+    if (at + P > g.ids.length) { const grown = new Int32Array(Math.max(64, g.ids.length * 2)); grown.set(g.ids); g.ids = grown; }
+    for (let j = 0; j < P; j++) {
+      const { part, ids } = this.parts[g.parts[j]];
       const d = part.digits;
-      if (d === undefined) {
-        for (let c = 0; c < dict.length; c++) { const v = dict[c]; lut[c] = v === '' ? -1 : ids.get(v) ?? -1; }
-      } else {
-        for (let c = 0; c < dict.length; c++) { const v = dict[c]; lut[c] = v.length < d ? -1 : ids.get(v.slice(0, d)) ?? -1; }
-      }
-      return lut;
-    });
+      g.ids[at + j] = v === '' || (d !== undefined && v.length < d) ? -1 : ids.get(d === undefined ? v : v.slice(0, d)) ?? -1;
+    }
+    g.index.set(v, at);
+    return at;
   }
 
   /** The batch's history record for its decisions: views of its columns, no copy. */
