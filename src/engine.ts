@@ -15,7 +15,7 @@ import { packBatch, type ColumnarBatch } from './model/columnar.js';
 import { compileRuleset, type CompiledMeta, type CompiledRuleset } from './ruleset/compile.js';
 import type { Ruleset } from './ruleset/ruleset.js';
 import { workerExecArgv, workerPath } from './paths.js';
-import type { ScoreReply, ScoreTask } from '../workers/score-worker.js';
+import type { AbandonedReply, ScoreReply, ScoreTask } from '../workers/score-worker.js';
 import { scoreWire, type WireReply, type WireRequest } from './service/wire.js';
 
 export interface EngineOptions {
@@ -58,8 +58,13 @@ export interface Engine {
    * score and encode happen in the worker). The request body is transferred
    * when it owns its whole buffer. Never rejects for bad input: the reply says
    * ok: false with a named error instead.
+   *
+   * `signal`: abort it when the reply is no longer wanted (the HTTP client
+   * went away). A request still waiting for a worker is then skipped when
+   * its turn comes, and the promise rejects with SEL_ERR_ABANDONED; one
+   * already being scored finishes (a worker is never interrupted).
    */
-  scoreWire(request: WireRequest): Promise<WireReply>;
+  scoreWire(request: WireRequest, options?: { signal?: AbortSignal }): Promise<WireReply>;
   /** Tasks waiting for a worker (0 with threads: 0). */
   readonly queueSize: number;
   /** Compiles and swaps in a ruleset; batches already sent finish on the version they were sent with. */
@@ -68,6 +73,8 @@ export interface Engine {
 }
 
 const KEEP_VERSIONS = 8;
+
+const abandoned = () => errors.SEL_ERR_ABANDONED('the request was abandoned before scoring began', { field: 'signal', expected: 'a signal not aborted while the request waited for a worker' });
 
 function validateOptions(options: EngineOptions): Required<Omit<EngineOptions, 'ruleset'>> {
   if (options === null || typeof options !== 'object') throw errors.SEL_ERR_OPTION_INVALID('options must be an object', { field: 'options', expected: 'an object', got: options });
@@ -142,8 +149,9 @@ export function createEngine(options: EngineOptions): Engine {
       const reply = (await pool!.run(task, { transferList: [batch.buffer] })) as ScoreReply;
       return resultViews(reply.buffer, reply.size, reply.rulesetVersion, reply.kernelNs, reply.text, reply.history);
     },
-    async scoreWire(request) {
+    async scoreWire(request, { signal } = {}) {
       if (closed) throw errors.SEL_ERR_ENGINE_CLOSED('engine is closed', { field: 'engine' });
+      if (signal?.aborted) throw abandoned();
       if (opts.threads === 0 || request.body.byteLength <= opts.inlineMaxBytes) return scoreWire(local(), request);
       checkQueue();
       const body = request.body;
@@ -151,7 +159,21 @@ export function createEngine(options: EngineOptions): Engine {
       const owns = body.byteOffset === 0 && body.byteLength === body.buffer.byteLength && body.byteLength >= 4096 && !(body.buffer instanceof SharedArrayBuffer);
       const wire = owns ? request : { ...request, body: new Uint8Array(body) }; // a copy with its own buffer
       const task: ScoreTask = { rulesetVersion: current.version, ruleset: current.buffer, wire };
-      return (await pool!.run(task, { transferList: [wire.body.buffer as ArrayBuffer] })) as WireReply;
+      // the worker reads the flag when the task's turn comes (Piscina's own abort would terminate a worker that has begun)
+      let onAbort: (() => void) | undefined;
+      if (signal) {
+        const flag = new Int32Array(new SharedArrayBuffer(4));
+        task.abandoned = flag.buffer as SharedArrayBuffer;
+        onAbort = () => Atomics.store(flag, 0, 1);
+        signal.addEventListener('abort', onAbort, { once: true });
+      }
+      try {
+        const reply = (await pool!.run(task, { transferList: [wire.body.buffer as ArrayBuffer] })) as WireReply | AbandonedReply;
+        if ('abandoned' in reply) throw abandoned();
+        return reply;
+      } finally {
+        if (onAbort) signal!.removeEventListener('abort', onAbort);
+      }
     },
     setRuleset(ruleset) {
       if (closed) throw errors.SEL_ERR_ENGINE_CLOSED('engine is closed', { field: 'engine' });

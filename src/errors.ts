@@ -92,6 +92,7 @@ export const errors = {
   SEL_ERR_KERNEL_LOAD: define('SEL_ERR_KERNEL_LOAD', 500, 'The WebAssembly kernel could not be loaded (run `npm run build`).'),
   SEL_ERR_KERNEL_MEMORY: define('SEL_ERR_KERNEL_MEMORY', 507, 'The kernel could not grow its linear memory for a batch or ruleset.'),
   SEL_ERR_ENGINE_CLOSED: define('SEL_ERR_ENGINE_CLOSED', 503, 'The engine was closed; no further batches are accepted.'),
+  SEL_ERR_ABANDONED: define('SEL_ERR_ABANDONED', 499, 'The request was abandoned (its client went away) before a worker began to score it: it was not scored, logged or answered.'),
 
   // HTTP service: requests, access, load
   SEL_ERR_REQUEST_PARSE: define('SEL_ERR_REQUEST_PARSE', 400, 'A request body is not well-formed JSON, NDJSON or MessagePack.'),

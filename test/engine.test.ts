@@ -94,6 +94,37 @@ describe('engine.scoreWire', () => {
     }
   });
 
+  it('skips a request abandoned while it waited for a worker (SEL_ERR_ABANDONED); the others are scored', async () => {
+    const decls = randomDeclarations(20_000, 79).filter((d) => d.netMass > 0);
+    const req = (n: number) => ({ kind: 'batch' as const, format: 'json' as const, accept: 'json' as const, body: Buffer.from(JSON.stringify({ declarations: decls.slice(0, n) })), maxDeclarations: 20_000 });
+    const engine = createEngine({ ruleset: rulesetA, threads: 1, inlineMaxBytes: 0 });
+    try {
+      // the one worker is busy with the first batch; the second waits in the queue and is abandoned there
+      const busy = new AbortController(), waiting = new AbortController();
+      const first = engine.scoreWire(req(decls.length), { signal: busy.signal });
+      const second = engine.scoreWire(req(10), { signal: waiting.signal });
+      const third = engine.scoreWire(req(10)); // no signal: scored
+      expect(engine.queueSize).toBe(2);
+      waiting.abort();
+      await expect(second).rejects.toMatchObject({ code: 'SEL_ERR_ABANDONED', statusCode: 499 });
+      const [a, c] = await Promise.all([first, third]);
+      expect(a.ok && a.scored).toBe(decls.length);
+      expect(c.ok && c.scored).toBe(10);
+      // already aborted: refused before any work, inline or pooled
+      const inline = createEngine({ ruleset: rulesetA, threads: 1, inlineMaxBytes: 1 << 20 });
+      try {
+        await expect(inline.scoreWire(req(1), { signal: AbortSignal.abort() })).rejects.toMatchObject({ code: 'SEL_ERR_ABANDONED' });
+        const d = await inline.scoreWire(req(1), { signal: new AbortController().signal });
+        expect(d.ok && d.scored).toBe(1);
+      } finally {
+        await inline.close();
+      }
+      await expect(engine.scoreWire(req(1), { signal: AbortSignal.abort() })).rejects.toMatchObject({ code: 'SEL_ERR_ABANDONED' });
+    } finally {
+      await engine.close();
+    }
+  }, 60_000);
+
   it('answers the same bytes with the decision log on, and logs the decisions as answered', async () => {
     const decls = randomDeclarations(40, 78).filter((d) => d.netMass > 0);
     const bad = { id: 'BAD', date: 'x' };

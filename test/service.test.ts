@@ -5,6 +5,7 @@
  */
 import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pack, unpack, unpackMultiple } from 'msgpackr';
@@ -488,6 +489,43 @@ describe('service over loopback (worker pool)', () => {
     expect(refused.length).toBeGreaterThan(0);
     expect(results.filter((r) => r.status === 200).length).toBeGreaterThan(0);
     for (const r of refused) { expect(r.code).toBe('SEL_ERR_OVERLOADED'); expect(Number(r.retryAfter)).toBeGreaterThan(0); }
+  }, 60_000);
+
+  it('skips a batch whose client went away while it waited for a worker: not scored, not logged, counted as SEL_ERR_ABANDONED', async () => {
+    const url = new URL('/v1/score', service.url);
+    const big = JSON.stringify({ declarations: declarations(20_000, 26) });
+    const post = (body: string) => new Promise<number>((resolve, reject) => {
+      const req = httpRequest(url, { method: 'POST', headers: { ...auth('port'), 'content-type': 'application/json' } }, (res) => { res.resume(); res.on('end', () => resolve(res.statusCode ?? 0)); });
+      req.on('error', reject);
+      req.end(body);
+    });
+    const queued = async (n: number) => {
+      for (let i = 0; i < 5000; i++) {
+        const r = (await (await fetch(`${service.url}/readyz`)).json()) as { queued: number };
+        if (r.queued >= n) return;
+        await new Promise((r) => setTimeout(r, 2));
+      }
+      throw new Error(`the scoring queue never held ${n} batches`);
+    };
+    const ABANDONED = 'selectivity_errors_total{code="SEL_ERR_ABANDONED"}';
+    const abandoned = () => service.metrics.summary().counters[ABANDONED] ?? 0;
+    const before = abandoned();
+    // two batches keep both workers busy and a third waits
+    const busy = [post(big), post(big), post(big)];
+    await queued(1);
+    // then a batch (above the 16 KiB scored inline) from a client that hangs up once the batch is queued
+    const gone = JSON.stringify({ declarations: declarations(200, 27).map((d, i) => ({ ...d, id: `GONE-${i}` })) });
+    expect(Buffer.byteLength(gone)).toBeGreaterThan(16 * 1024);
+    const socket = connect(Number(url.port), url.hostname);
+    socket.on('error', () => undefined);
+    socket.write(`POST /v1/score HTTP/1.1\r\nHost: ${url.host}\r\nAuthorization: Bearer ${TOKENS.port}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(gone)}\r\n\r\n${gone}`);
+    await queued(2);
+    socket.destroy();
+    expect(await Promise.all(busy)).toEqual([200, 200, 200]);
+    for (let i = 0; i < 500 && abandoned() === before; i++) await new Promise((r) => setTimeout(r, 10));
+    expect(abandoned()).toBe(before + 1);
+    const logged = await fetch(`${service.url}/v1/decisions/GONE-0`, { headers: auth('analyst') });
+    expect(logged.status).toBe(404);
   }, 60_000);
 
   it('shuts down gracefully: an in-flight stream completes, then the port closes', async () => {

@@ -21,6 +21,13 @@ export interface ScoreTask {
   ruleset: SharedArrayBuffer;
   batch?: PackedBatch;
   wire?: WireRequest;
+  /** Wire requests: an Int32 that the caller sets to 1 when it no longer wants the reply (its client went away). */
+  abandoned?: SharedArrayBuffer;
+}
+
+/** What a wire task returns instead of a reply when it was abandoned before it began. */
+export interface AbandonedReply {
+  abandoned: true;
 }
 
 export interface ScoreReply {
@@ -44,6 +51,8 @@ export default function score(task: ScoreTask): unknown {
   kernel ??= new Kernel();
   if (kernel.rulesetVersion !== task.rulesetVersion) kernel.loadRuleset(task.ruleset);
   if (task.wire) {
+    // a task that waited in the queue for a client that has gone since is not scored (nor logged)
+    if (task.abandoned && Atomics.load(new Int32Array(task.abandoned), 0) !== 0) return { abandoned: true } satisfies AbandonedReply;
     const reply: WireReply = scoreWire(kernel, task.wire);
     // the reply body and the decision-log payload (when asked for) leave transferred
     const buffers = reply.ok ? [reply.body.buffer as ArrayBuffer] : [];

@@ -137,6 +137,18 @@ export function negotiate(accept: string | undefined, fallback: WireFormat, json
   return best;
 }
 
+/**
+ * A signal that aborts when the connection closes before the reply is
+ * written: the client went away, and the request's scoring, if it has not
+ * begun, is skipped (Engine.scoreWire).
+ */
+function whileConnected(reply: FastifyReply): AbortSignal {
+  const ac = new AbortController();
+  const res = reply.raw;
+  res.once('close', () => { if (!res.writableFinished) ac.abort(); });
+  return ac.signal;
+}
+
 function wireError(r: Extract<WireReply, { ok: false }>): SelectivityError {
   return new SelectivityError(r.error.code, r.error.message, r.error.statusCode, r.error.details);
 }
@@ -328,7 +340,9 @@ export async function buildServer(options: ServiceOptions): Promise<FastifyInsta
       const accept = negotiate(req.headers.accept, format);
       const body = req.body as Buffer;
       if (!Buffer.isBuffer(body) || body.length === 0) throw errors.SEL_ERR_REQUEST_PARSE('the request body is empty', { field: 'body', expected: 'a document { "declarations": [...] }' });
-      const r = await engine.scoreWire({ kind: 'batch', format, accept, body, maxDeclarations: maxBatch, log });
+      // a body scored on this thread is scored before a hang-up could be seen: no signal (an AbortController costs ~5 µs)
+      const pooled = engine.options.threads > 0 && body.byteLength > engine.options.inlineMaxBytes;
+      const r = await engine.scoreWire({ kind: 'batch', format, accept, body, maxDeclarations: maxBatch, log }, { signal: pooled ? whileConnected(reply) : undefined });
       if (!r.ok) throw wireError(r);
       await logged(r); // durable before acknowledgement
       req.scoreStats = r;
@@ -359,6 +373,7 @@ export async function buildServer(options: ServiceOptions): Promise<FastifyInsta
       const stats = { scored: 0, invalid: 0, counts: emptyCounts(), errorCodes: {} as Record<string, number>, kernelNs: 0 };
       req.scoreStats = stats;
       const depth = Math.max(2, engine.options.threads + 1);
+      const signal = whileConnected(reply);
       const frames = format === 'json' ? ndjsonFrames(input, chunkRecords, maxRecordBytes) : msgpackFrames(input, chunkRecords, maxRecordBytes);
       const fatal = (e: unknown) => {
         const se = isSelectivityError(e) ? e : errors.SEL_ERR_INTERNAL('stream failed', { field: 'body' });
@@ -371,7 +386,7 @@ export async function buildServer(options: ServiceOptions): Promise<FastifyInsta
         for (let attempt = 0; ; attempt++) {
           try {
             // a chunk's decisions are committed to the log before its reply joins the response
-            return await logged(await engine.scoreWire({ kind: 'stream', format, accept, body: f.bytes, maxDeclarations: chunkRecords, firstIndex: f.firstIndex, firstLine: f.firstLine, log }));
+            return await logged(await engine.scoreWire({ kind: 'stream', format, accept, body: f.bytes, maxDeclarations: chunkRecords, firstIndex: f.firstIndex, firstLine: f.firstLine, log }, { signal }));
           } catch (e) {
             // A stream waits for room in the queue instead of failing: that is its backpressure.
             if (isSelectivityError(e) && e.code === errors.SEL_ERR_OVERLOADED.code && attempt < 2000) { await new Promise((r) => setTimeout(r, 5)); continue; }
