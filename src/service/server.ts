@@ -267,6 +267,7 @@ export async function buildServer(options: ServiceOptions): Promise<FastifyInsta
   app.setErrorHandler((err, req, reply) => {
     const e = toSelectivityError(err as FastifyError);
     if (e.code === errors.SEL_ERR_INTERNAL.code) req.log.error({ err }, 'internal error');
+    else if (e.code === errors.SEL_ERR_ABANDONED.code) req.log.info({ code: e.code }, 'the client went away before its batch was scored: not scored, not logged');
     return sendError(req, reply, e);
   });
   app.setNotFoundHandler((req, reply) => sendError(req, reply, errors.SEL_ERR_NOT_FOUND(`no route ${req.method} ${req.url.split('?')[0]}`, { field: 'url', expected: 'a route listed in /v1/openapi.json', got: `${req.method} ${req.url.split('?')[0]}` })));
