@@ -379,7 +379,7 @@ export async function buildServer(options: ServiceOptions): Promise<FastifyInsta
       const fatal = (e: unknown) => {
         const se = isSelectivityError(e) ? e : errors.SEL_ERR_INTERNAL('stream failed', { field: 'body' });
         if (!isSelectivityError(e)) req.log.error({ err: e }, 'stream failed');
-        metrics.count('selectivity_errors_total', { code: se.code });
+        if (se.code !== errors.SEL_ERR_ABANDONED.code) metrics.count('selectivity_errors_total', { code: se.code }); // counted per chunk in score()
         const rec = { fatal: true, error: se.toJSON() };
         return accept === 'json' ? Buffer.from(`${JSON.stringify(rec)}\n`) : asBuffer(encodeMsgpack(rec));
       };
@@ -391,6 +391,8 @@ export async function buildServer(options: ServiceOptions): Promise<FastifyInsta
           } catch (e) {
             // A stream waits for room in the queue instead of failing: that is its backpressure.
             if (isSelectivityError(e) && e.code === errors.SEL_ERR_OVERLOADED.code && attempt < 2000) { await new Promise((r) => setTimeout(r, 5)); continue; }
+            // a chunk skipped because the client went away: counted here, the stream's output is gone
+            if (isSelectivityError(e) && e.code === errors.SEL_ERR_ABANDONED.code) metrics.count('selectivity_errors_total', { code: e.code });
             throw e;
           }
         }
