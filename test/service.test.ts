@@ -6,6 +6,7 @@
 import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
 import { connect } from 'node:net';
+import Database from 'better-sqlite3';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pack, unpack, unpackMultiple } from 'msgpackr';
@@ -526,6 +527,33 @@ describe('service over loopback (worker pool)', () => {
     expect(abandoned()).toBe(before + 1);
     const logged = await fetch(`${service.url}/v1/decisions/GONE-0`, { headers: auth('analyst') });
     expect(logged.status).toBe(404);
+  }, 60_000);
+
+  it('counts what a stream scored and logged when its client hangs up midway (no onResponse then)', async () => {
+    const url = new URL('/v1/score/stream', service.url);
+    const db = new Database(join(dir, 'live', 'selectivity.db'), { readonly: true });
+    const loggedCount = () => db.prepare('SELECT coalesce(sum(count), 0) FROM decision_chunks').pluck().get() as number;
+    const counted = () => Object.entries(service.metrics.summary().counters).filter(([k]) => k.startsWith('selectivity_declarations_total')).reduce((a, [, v]) => a + v, 0);
+    const CLOSED = 'selectivity_requests_total{route="POST /v1/score/stream",status="closed"}';
+    const closed = () => service.metrics.summary().counters[CLOSED] ?? 0;
+    try {
+      const [logged0, counted0, closed0] = [loggedCount(), counted(), closed()];
+      const lines = declarations(60_000, 28).map((d, i) => JSON.stringify({ ...d, id: `HANG-${i}` })).join('\n') + '\n';
+      const socket = connect(Number(url.port), url.hostname);
+      socket.on('error', () => undefined);
+      socket.write(`POST /v1/score/stream HTTP/1.1\r\nHost: ${url.host}\r\nAuthorization: Bearer ${TOKENS.port}\r\nContent-Type: application/x-ndjson\r\nContent-Length: ${Buffer.byteLength(lines)}\r\n\r\n`);
+      socket.write(lines);
+      // hang up once some decisions came back
+      await new Promise<void>((resolve) => { let got = 0; socket.on('data', (c: Buffer) => { got += c.length; if (got > 200_000) { socket.destroy(); resolve(); } }); });
+      for (let i = 0; i < 500 && closed() === closed0; i++) await new Promise((r) => setTimeout(r, 10));
+      expect(closed()).toBe(closed0 + 1);
+      const logged = loggedCount() - logged0;
+      expect(logged).toBeGreaterThan(0);
+      expect(logged).toBeLessThan(60_000); // it stopped midway
+      expect(counted() - counted0).toBe(logged);
+    } finally {
+      db.close();
+    }
   }, 60_000);
 
   it('shuts down gracefully: an in-flight stream completes, then the port closes', async () => {

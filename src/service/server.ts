@@ -79,6 +79,8 @@ declare module 'fastify' {
     /** Who made the request, as changes record it ("analyst:Jane Doe", or "analyst token"). */
     actor?: string;
     scoreStats?: Pick<Extract<WireReply, { ok: true }>, 'scored' | 'invalid' | 'counts' | 'errorCodes' | 'kernelNs'>;
+    /** The request's counters were recorded (by onResponse, or for a stream whose client hung up, when its response closed). */
+    countersRecorded?: boolean;
   }
 }
 
@@ -298,10 +300,11 @@ export async function buildServer(options: ServiceOptions): Promise<FastifyInsta
   });
 
   // ---- latency and counters, recorded after the response is written ----------
-  app.addHook('onResponse', async (req, reply) => {
-    const route = req.routeOptions.url ? `${req.method} ${req.routeOptions.url}` : 'unmatched';
-    metrics.record(route, Math.round(reply.elapsedTime * 1e6));
-    metrics.count('selectivity_requests_total', { route, status: String(reply.statusCode) });
+  /** The request count and what the request scored; once per request. */
+  const recordCounters = (req: FastifyRequest, route: string, status: string) => {
+    if (req.countersRecorded) return;
+    req.countersRecorded = true;
+    metrics.count('selectivity_requests_total', { route, status });
     const s = req.scoreStats;
     if (s) {
       if (s.kernelNs > 0) metrics.record(KERNEL_SERIES, s.kernelNs);
@@ -309,6 +312,11 @@ export async function buildServer(options: ServiceOptions): Promise<FastifyInsta
       if (s.counts.control > 0) metrics.count('selectivity_control_group_total', {}, s.counts.control);
       for (const [code, n] of Object.entries(s.errorCodes)) metrics.count('selectivity_invalid_declarations_total', { code }, n);
     }
+  };
+  app.addHook('onResponse', async (req, reply) => {
+    const route = req.routeOptions.url ? `${req.method} ${req.routeOptions.url}` : 'unmatched';
+    metrics.record(route, Math.round(reply.elapsedTime * 1e6));
+    recordCounters(req, route, String(reply.statusCode));
   });
 
   // ---- health ---------------------------------------------------------------
@@ -375,6 +383,12 @@ export async function buildServer(options: ServiceOptions): Promise<FastifyInsta
       req.scoreStats = stats;
       const depth = Math.max(2, engine.options.threads + 1);
       const signal = whileConnected(reply);
+      // A client that hangs up mid-stream gets no onResponse: what was scored (and logged) is counted
+      // once the response has closed and every chunk sent to the pool has settled.
+      let hungUp = false, settled = false;
+      const countHungUp = () => { if (hungUp && settled) recordCounters(req, 'POST /v1/score/stream', 'closed'); };
+      reply.raw.once('close', () => { if (!reply.raw.writableFinished) { hungUp = true; countHungUp(); } });
+      const sent: Promise<WireReply>[] = [];
       const frames = format === 'json' ? ndjsonFrames(input, chunkRecords, maxRecordBytes) : msgpackFrames(input, chunkRecords, maxRecordBytes);
       const fatal = (e: unknown) => {
         const se = isSelectivityError(e) ? e : errors.SEL_ERR_INTERNAL('stream failed', { field: 'body' });
@@ -387,7 +401,17 @@ export async function buildServer(options: ServiceOptions): Promise<FastifyInsta
         for (let attempt = 0; ; attempt++) {
           try {
             // a chunk's decisions are committed to the log before its reply joins the response
-            return await logged(await engine.scoreWire({ kind: 'stream', format, accept, body: f.bytes, maxDeclarations: chunkRecords, firstIndex: f.firstIndex, firstLine: f.firstLine, log }, { signal }));
+            const r = await logged(await engine.scoreWire({ kind: 'stream', format, accept, body: f.bytes, maxDeclarations: chunkRecords, firstIndex: f.firstIndex, firstLine: f.firstLine, log }, { signal }));
+            if (r.ok) {
+              // counted once scored and logged, sent or not (a client may hang up before it is sent)
+              recordUsage(r);
+              stats.scored += r.scored;
+              stats.invalid += r.invalid;
+              stats.kernelNs += r.kernelNs;
+              for (const k of Object.keys(stats.counts) as (keyof typeof stats.counts)[]) stats.counts[k] += r.counts[k];
+              for (const [c, n] of Object.entries(r.errorCodes)) stats.errorCodes[c] = (stats.errorCodes[c] ?? 0) + n;
+            }
+            return r;
           } catch (e) {
             // A stream waits for room in the queue instead of failing: that is its backpressure.
             if (isSelectivityError(e) && e.code === errors.SEL_ERR_OVERLOADED.code && attempt < 2000) { await new Promise((r) => setTimeout(r, 5)); continue; }
@@ -402,33 +426,36 @@ export async function buildServer(options: ServiceOptions): Promise<FastifyInsta
         const take = async (): Promise<Buffer> => {
           const r = await pending.shift()!;
           if (!r.ok) throw wireError(r);
-          recordUsage(r);
-          stats.scored += r.scored;
-          stats.invalid += r.invalid;
-          stats.kernelNs += r.kernelNs;
-          for (const k of Object.keys(stats.counts) as (keyof typeof stats.counts)[]) stats.counts[k] += r.counts[k];
-          for (const [c, n] of Object.entries(r.errorCodes)) stats.errorCodes[c] = (stats.errorCodes[c] ?? 0) + n;
           return asBuffer(r.body);
         };
         let failure: unknown;
         try {
-          for await (const f of frames) {
-            pending.push(score(f));
-            pending[pending.length - 1].catch(() => undefined); // observed below, in order
-            if (pending.length >= depth) yield await take();
+          try {
+            for await (const f of frames) {
+              const chunk = score(f);
+              chunk.catch(() => undefined); // observed below, in order
+              pending.push(chunk);
+              sent.push(chunk);
+              if (pending.length >= depth) yield await take();
+            }
+          } catch (e) {
+            failure = e; // answer what was read before the fault, then say what went wrong
           }
-        } catch (e) {
-          failure = e; // answer what was read before the fault, then say what went wrong
-        }
-        try {
-          while (pending.length > 0) yield await take();
-        } catch (e) {
-          failure ??= e;
-          pending.length = 0;
-        }
-        if (failure !== undefined) {
-          yield fatal(failure);
-          input.resume(); // drain what the client still sends, so it sees our answer
+          try {
+            while (pending.length > 0) yield await take();
+          } catch (e) {
+            failure ??= e;
+            pending.length = 0;
+          }
+          if (failure !== undefined) {
+            yield fatal(failure);
+            input.resume(); // drain what the client still sends, so it sees our answer
+          }
+        } finally {
+          // also when the response is destroyed (the client hung up): the chunks in flight still count
+          await Promise.allSettled(sent);
+          settled = true;
+          countHungUp();
         }
       }
       reply.header('x-ruleset-version', engine.rulesetVersion).type(accept === 'json' ? 'application/x-ndjson' : 'application/msgpack');
