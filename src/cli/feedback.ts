@@ -13,6 +13,7 @@ import { errors } from '../errors.js';
 import { CsvParser } from '../model/csv.js';
 import { FEEDBACK_FIELDS, FeedbackStore, type FeedbackCounts } from '../feedback/feedback.js';
 import { openStore, STORE_FILE } from '../store/sqlite.js';
+import { pruneDecisionLog } from '../feedback/prune.js';
 
 export const FEEDBACK_HELP = `Usage: selectivity feedback <command> [options]
 
@@ -27,11 +28,19 @@ Commands:
                                   exit code 2 when any line was rejected
   show <declarationId>            the current result, its history, and the logged
                                   decisions of the declaration
+  prune --before <date>           delete the decisions logged before a date (UTC day
+                                  or ISO time) from the decision log, whole chunks,
+                                  in short transactions (the service may run). The
+                                  newest decision always stays. Refuses when current
+                                  results join to decisions before the date, unless
+                                  --include-feedback
 
 Options:
   --data-dir <dir>   data directory (default ./data) [SELECTIVITY_DATA_DIR]
   --by <name>        who records the results (default: the OS user)
   --json             print JSON
+  --dry-run          prune: count what would go, change nothing
+  --include-feedback prune: also prune decisions that results join to
 `;
 
 /** Items per transaction while importing. */
@@ -91,10 +100,14 @@ export async function feedbackCommand(argv: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
     args: rest,
     allowPositionals: true,
-    options: { 'data-dir': { type: 'string' }, by: { type: 'string' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
+    options: {
+      'data-dir': { type: 'string' }, by: { type: 'string' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
+      before: { type: 'string' }, 'dry-run': { type: 'boolean' }, 'include-feedback': { type: 'boolean' },
+    },
   });
   if (values.help) { process.stdout.write(FEEDBACK_HELP); return 0; }
-  if (sub !== 'import' && sub !== 'show') throw errors.SEL_ERR_OPTION_INVALID(`unknown feedback command "${sub}"`, { field: 'command', expected: 'import, show', got: sub });
+  if (sub === 'prune') return prune(values, positionals);
+  if (sub !== 'import' && sub !== 'show') throw errors.SEL_ERR_OPTION_INVALID(`unknown feedback command "${sub}"`, { field: 'command', expected: 'import, show, prune', got: sub });
   if (positionals.length !== 1) throw errors.SEL_ERR_OPTION_INVALID(`feedback ${sub} needs exactly one ${sub === 'import' ? 'file' : 'declaration id'}`, { field: sub === 'import' ? 'file' : 'declarationId', expected: 'one argument', got: positionals });
   const dataDir = resolve(values['data-dir'] ?? process.env.SELECTIVITY_DATA_DIR ?? 'data');
   const by = values.by ?? `cli:${userInfo().username}`;
@@ -154,6 +167,35 @@ export async function feedbackCommand(argv: string[]): Promise<number> {
       for (const r of rejected) process.stdout.write(`  line ${r.line}${r.declarationId ? ` (${r.declarationId})` : ''}: ${r.code}: ${r.message}\n`);
     }
     return rejected.length > 0 ? 2 : 0;
+  } finally {
+    db.close();
+  }
+}
+
+/** `feedback prune`: decision-log retention (src/feedback/prune.ts). */
+function prune(values: { 'data-dir'?: string; json?: boolean; before?: string; 'dry-run'?: boolean; 'include-feedback'?: boolean }, positionals: string[]): number {
+  if (positionals.length > 0) throw errors.SEL_ERR_OPTION_INVALID('feedback prune takes no arguments, only options', { field: 'command', expected: 'feedback prune --before <date>', got: positionals });
+  const text = values.before;
+  if (text === undefined) throw errors.SEL_ERR_OPTION_INVALID('feedback prune needs --before <date>', { field: 'before', expected: 'a date (YYYY-MM-DD, UTC) or an ISO 8601 time' });
+  const before = /^\d{4}-\d{2}-\d{2}$/.test(text) ? Date.parse(`${text}T00:00:00Z`) : /^\d{4}-\d{2}-\d{2}T/.test(text) ? Date.parse(text) : NaN;
+  if (Number.isNaN(before)) throw errors.SEL_ERR_OPTION_INVALID(`--before ${text} is not a date`, { field: 'before', expected: 'a date (YYYY-MM-DD, UTC) or an ISO 8601 time', got: text });
+  const dataDir = resolve(values['data-dir'] ?? process.env.SELECTIVITY_DATA_DIR ?? 'data');
+  const path = join(dataDir, STORE_FILE);
+  if (!existsSync(path)) throw errors.SEL_ERR_FILE_NOT_FOUND(`no store at ${path}`, { field: 'data-dir', expected: 'the data directory of a service that logged decisions', got: dataDir });
+  const db = openStore(path);
+  try {
+    const progress = !values.json && process.stderr.isTTY;
+    const r = pruneDecisionLog(db, {
+      before, dryRun: values['dry-run'] === true, includeFeedback: values['include-feedback'] === true,
+      onProgress: progress ? (done, total) => process.stderr.write(`\rfeedback prune: ${done.toLocaleString('en-US')} of ${total.toLocaleString('en-US')} decisions`) : undefined,
+    });
+    if (progress && r.decisions > 0 && !r.dryRun) process.stderr.write('\n');
+    if (values.json) { process.stdout.write(`${JSON.stringify(r, null, 2)}\n`); return 0; }
+    const verb = r.dryRun ? 'would prune' : 'pruned';
+    process.stdout.write(r.cut === null ? 'the decision log is empty\n'
+      : `${verb} ${r.decisions.toLocaleString('en-US')} decisions (${r.chunks} chunks, ${r.legacyRows} rows of the older layout); ${r.dryRun ? 'ids left without a decision' : 'ids left without a decision, removed'}: ${r.ids}; results that joined to them: ${r.feedback}\n`
+        + `kept: the decisions from seq ${r.cut} on, decided from ${r.keptFrom}\n`);
+    return 0;
   } finally {
     db.close();
   }

@@ -34,7 +34,7 @@ Commands:
   replay            replay labelled history month by month, learning only from inspected declarations
   text              goods-description fit to the HS code (fit), watch-list terms in a text (match)
   intel <path>      intelligence texts: keyword co-occurrence network (JSON, GraphML, HTML), watch-list suggestions
-  feedback          import examination results (CSV, NDJSON) joined to logged decisions; show one
+  feedback          import examination results (CSV, NDJSON) joined to logged decisions; show one; prune old decisions
   history           import declarations (and results) into the columnar history store; show it
   backtest          replay the history with a candidate profile set beside the active one
 

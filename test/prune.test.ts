@@ -1,0 +1,204 @@
+/**
+ * Decision-log retention (src/feedback/prune.ts, `selectivity feedback
+ * prune`): what goes, what stays, and the two rules that keep the log sound
+ * (the newest decision stays; decisions that feedback joins to go only when
+ * asked).
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { openStore, STORE_FILE } from '../src/store/sqlite.js';
+import { DecisionLog } from '../src/feedback/decision-log.js';
+import { DecisionLogReader as LogReader } from '../src/feedback/log-reader.js';
+import { encodeLogRows } from '../src/feedback/log-rows.js';
+import { FeedbackStore } from '../src/feedback/feedback.js';
+import { pruneDecisionLog } from '../src/feedback/prune.js';
+import { main } from '../src/cli/main.js';
+import type { Declaration } from '../src/model/schema.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'sel-prune-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+const BASE: Declaration = { id: 'X', date: '2026-01-01', office: 'OF01', importer: 'IM00001', hs: '020890', origin: 'CN', customsValue: 1200, netMass: 900 };
+const day = (d: string) => Date.parse(`${d}T00:00:00Z`);
+
+/** A store with one chunk per [day, ids] (decided at noon that day); its path. */
+async function store(name: string, chunks: [string, string[]][]): Promise<string> {
+  const path = join(dir, name, STORE_FILE);
+  openStore(path).close();
+  const log = new DecisionLog({ storePath: path, thread: false });
+  for (const [d, ids] of chunks) {
+    const decisions = ids.map((id) => ({ id, channel: 'red' as const, score: 5, controlGroup: false, rulesetVersion: 'aaaaaaaaaaaaaaaa', reasons: [] }));
+    await log.append(encodeLogRows(decisions, ids.map((id) => ({ ...BASE, id, date: d })), 'aaaaaaaaaaaaaaaa', day(d) + 43_200_000));
+  }
+  await log.close();
+  return path;
+}
+
+/** Every table the log lives in, as plain rows: what "nothing changed" compares. */
+function snapshot(path: string): unknown {
+  const db = openStore(path);
+  try {
+    return ['decision_chunks', 'decision_latest', 'decision_previous', 'decision_log', 'feedback'].map((t) => db.prepare(`SELECT * FROM ${t}`).all());
+  } finally {
+    db.close();
+  }
+}
+
+function withDb<T>(path: string, f: (db: ReturnType<typeof openStore>) => T): T {
+  const db = openStore(path);
+  try { return f(db); } finally { db.close(); }
+}
+
+const CHUNKS: [string, string[]][] = [
+  ['2026-01-10', ['A1', 'A2', 'A3']],
+  ['2026-02-10', ['B1', 'A1']], // A1 decided again
+  ['2026-03-10', ['C1']],
+];
+
+describe('decision-log retention', () => {
+  it('prunes the chunks decided before the date, the ids left with no decision and the links of pruned decisions; what stays reads as before', async () => {
+    const path = await store('basic', CHUNKS);
+    const r = withDb(path, (db) => pruneDecisionLog(db, { before: day('2026-02-01') }));
+    expect(r).toMatchObject({ cut: 4, decisions: 3, chunks: 1, legacyRows: 0, ids: 2, feedback: 0, dryRun: false });
+    expect(r.keptFrom).toBe('2026-02-10T12:00:00.000Z');
+    withDb(path, (db) => {
+      const log = new LogReader(db);
+      expect(log.decisions('A2')).toEqual([]);
+      expect(log.decisions('A3')).toEqual([]);
+      // A1's first decision is gone, its second stays (found through decision_latest, the link to the first skipped)
+      expect(log.decisions('A1').map((d) => d.seq)).toEqual([5]);
+      expect(log.decisions('B1').map((d) => d.seq)).toEqual([4]);
+      expect(log.decisions('C1').map((d) => d.seq)).toEqual([6]);
+      expect([...log.scan()].map((d) => d.declarationId)).toEqual(['B1', 'A1', 'C1']);
+      expect(db.prepare('SELECT declaration_id FROM decision_latest ORDER BY declaration_id').pluck().all()).toEqual(['A1', 'B1', 'C1']);
+      expect(db.prepare('SELECT count(*) FROM decision_previous WHERE seq < 4').pluck().get()).toBe(0);
+    });
+    // the next decisions are numbered after the newest, as before
+    const log = new DecisionLog({ storePath: path, thread: false });
+    await log.append(encodeLogRows([{ id: 'D1', channel: 'green', score: 0, controlGroup: false, rulesetVersion: 'aaaaaaaaaaaaaaaa', reasons: [] }], [{ ...BASE, id: 'D1' }], 'aaaaaaaaaaaaaaaa'));
+    await log.close();
+    withDb(path, (db) => expect(new LogReader(db).decisions('D1').map((d) => d.seq)).toEqual([7]));
+  });
+
+  it('always keeps the newest decision, so that seqs never start again', async () => {
+    const path = await store('newest', CHUNKS);
+    const r = withDb(path, (db) => pruneDecisionLog(db, { before: day('2027-01-01') }));
+    expect(r).toMatchObject({ cut: 6, decisions: 5, chunks: 2 });
+    const log = new DecisionLog({ storePath: path, thread: false });
+    await log.append(encodeLogRows([{ id: 'D1', channel: 'green', score: 0, controlGroup: false, rulesetVersion: 'aaaaaaaaaaaaaaaa', reasons: [] }], [{ ...BASE, id: 'D1' }], 'aaaaaaaaaaaaaaaa'));
+    await log.close();
+    withDb(path, (db) => {
+      const reader = new LogReader(db);
+      expect(reader.decisions('C1').map((d) => d.seq)).toEqual([6]);
+      expect(reader.decisions('D1').map((d) => d.seq)).toEqual([7]);
+    });
+    // an empty log: nothing to do
+    const empty = join(dir, 'empty', STORE_FILE);
+    openStore(empty).close();
+    expect(withDb(empty, (db) => pruneDecisionLog(db, { before: day('2027-01-01') }))).toMatchObject({ cut: null, decisions: 0 });
+  });
+
+  it('refuses to prune decisions that current results join to, changing nothing, unless asked; a dry run changes nothing', async () => {
+    const path = await store('feedback', CHUNKS);
+    withDb(path, (db) => {
+      const r = new FeedbackStore(db).record([{ declarationId: 'A2', date: '2026-01-12', channel: 'red', inspected: true, outcome: 'discrepancy', revenueRecovered: 10 }], 'test');
+      expect(r.counts.recorded).toBe(1);
+    });
+    const before = snapshot(path);
+    expect(() => withDb(path, (db) => pruneDecisionLog(db, { before: day('2026-02-01') }))).toThrow(expect.objectContaining({ code: 'SEL_ERR_OPTION_INVALID', details: expect.objectContaining({ field: 'include-feedback', got: 1 }) }));
+    expect(snapshot(path)).toEqual(before);
+    const dry = withDb(path, (db) => pruneDecisionLog(db, { before: day('2026-02-01'), includeFeedback: true, dryRun: true }));
+    expect(snapshot(path)).toEqual(before);
+    // a date before the result's decision is fine
+    expect(withDb(path, (db) => pruneDecisionLog(db, { before: day('2026-01-01') }))).toMatchObject({ decisions: 0, cut: 1 });
+    const real = withDb(path, (db) => pruneDecisionLog(db, { before: day('2026-02-01'), includeFeedback: true }));
+    expect(real).toMatchObject({ decisions: 3, chunks: 1, ids: 2, feedback: 1, dryRun: false });
+    expect({ ...dry, dryRun: false }).toEqual(real);
+    // the result stays, without its decision
+    withDb(path, (db) => expect(db.prepare('SELECT declaration_id FROM feedback').pluck().all()).toEqual(['A2']));
+  });
+
+  it('works in slices, with progress, to the same end; prunes rows of the older layout too', async () => {
+    const chunks: [string, string[]][] = Array.from({ length: 30 }, (_, k) => [`2026-01-${String(k + 1).padStart(2, '0')}`, [`S${k}`, `T${k % 7}`]]);
+    const [a, b] = [await store('slices-a', chunks), await store('slices-b', chunks)];
+    // older-layout rows below the chunks' seqs
+    for (const path of [a, b]) {
+      withDb(path, (db) => {
+        db.prepare('DELETE FROM decision_chunks').run();
+        db.prepare('DELETE FROM decision_latest').run();
+        db.prepare('DELETE FROM decision_previous').run();
+        const row = db.prepare(`INSERT INTO decision_log (seq, declaration_id, decided_at, ruleset_version, score, channel, control_group, reasons, date, office, importer, hs, origin, customs_value, net_mass)
+          VALUES (?, ?, ?, 'aaaaaaaaaaaaaaaa', 1, 'green', 0, '[]', '2025-12-01', 'OF01', 'IM1', '020890', 'CN', 1, 1)`);
+        for (let s = 1; s <= 2500; s++) row.run(s, `L${s}`, day('2025-12-01') + s);
+      });
+    }
+    for (const path of [a, b]) {
+      const log = new DecisionLog({ storePath: path, thread: false });
+      for (const [d, ids] of chunks) await log.append(encodeLogRows(ids.map((id) => ({ id, channel: 'red' as const, score: 5, controlGroup: false, rulesetVersion: 'aaaaaaaaaaaaaaaa', reasons: [] })), ids.map((id) => ({ ...BASE, id, date: d })), 'aaaaaaaaaaaaaaaa', day(d) + 43_200_000));
+      await log.close();
+    }
+    // T ids are decided every 7 chunks: links from each decision to the one before, on both sides of the date
+    const links = (path: string, below: number) => withDb(path, (db) => db.prepare('SELECT count(*) FROM decision_previous WHERE seq < ?').pluck().get(below) as number);
+    expect(links(a, 2500 + 41)).toBeGreaterThan(5);
+    const progress: number[] = [];
+    const sliced = withDb(a, (db) => pruneDecisionLog(db, { before: day('2026-01-21'), slice: 1, onProgress: (done) => progress.push(done) }));
+    const whole = withDb(b, (db) => pruneDecisionLog(db, { before: day('2026-01-21'), slice: 1000 }));
+    expect(sliced).toEqual(whole);
+    expect(whole).toMatchObject({ decisions: 2500 + 40, chunks: 20, legacyRows: 2500 });
+    expect(progress.length).toBeGreaterThan(20);
+    expect(progress[progress.length - 1]).toBe(2540);
+    expect(snapshot(a)).toEqual(snapshot(b));
+    expect(sliced.cut).toBe(2500 + 41);
+    expect(links(a, sliced.cut!)).toBe(0);
+    expect(links(a, Infinity)).toBeGreaterThan(0);
+    withDb(a, (db) => {
+      expect(db.prepare('SELECT count(*) FROM decision_log').pluck().get()).toBe(0);
+      const reader = new LogReader(db);
+      expect(reader.decisions('S19')).toEqual([]);
+      expect(reader.decisions('S20').length).toBe(1);
+      // T ids decided both before and after the date keep their later decisions
+      expect(reader.decisions('T6').map((d) => d.decidedAt.slice(0, 10))).toEqual(['2026-01-21', '2026-01-28']);
+    });
+  });
+
+  it('selectivity feedback prune: JSON report, dry run, and named errors for a bad date or a missing store', async () => {
+    const path = await store('cli', CHUNKS);
+    const dataDir = join(dir, 'cli');
+    const out: string[] = [];
+    const write = process.stdout.write.bind(process.stdout);
+    process.stdout.write = ((s: string) => { out.push(String(s)); return true; }) as typeof process.stdout.write;
+    let dry: number, real: number;
+    try {
+      dry = await main(['feedback', 'prune', '--before', '2026-02-01', '--dry-run', '--data-dir', dataDir, '--json']);
+      real = await main(['feedback', 'prune', '--before', '2026-02-01', '--data-dir', dataDir]);
+    } finally {
+      process.stdout.write = write;
+    }
+    expect([dry, real]).toEqual([0, 0]);
+    expect(JSON.parse(out[0])).toMatchObject({ cut: 4, decisions: 3, ids: 2, dryRun: true });
+    expect(out[1]).toMatch(/^pruned 3 decisions \(1 chunks, 0 rows of the older layout\)/);
+    withDb(path, (db) => expect(db.prepare('SELECT count(*) FROM decision_chunks').pluck().get()).toBe(2));
+    const errs: string[] = [];
+    const writeErr = process.stderr.write.bind(process.stderr);
+    process.stderr.write = ((x: string) => { errs.push(String(x)); return true; }) as typeof process.stderr.write;
+    let codes: number[];
+    try {
+      codes = [
+        await main(['feedback', 'prune', '--before', '2026-13-45', '--data-dir', dataDir]),
+        await main(['feedback', 'prune', '--data-dir', dataDir]),
+        await main(['feedback', 'prune', '--before', '2026-02-01', '--data-dir', join(dir, 'nowhere')]),
+      ];
+    } finally {
+      process.stderr.write = writeErr;
+    }
+    expect(codes).toEqual([2, 2, 2]);
+    const text = errs.join('');
+    expect(text).toMatch(/SEL_ERR_OPTION_INVALID: --before 2026-13-45 is not a date/);
+    expect(text).toMatch(/SEL_ERR_OPTION_INVALID: feedback prune needs --before/);
+    expect(text).toMatch(/SEL_ERR_FILE_NOT_FOUND: no store at/);
+    // nothing changed by the refused commands
+    withDb(path, (db) => expect(db.prepare('SELECT count(*) FROM decision_chunks').pluck().get()).toBe(2));
+  });
+});
