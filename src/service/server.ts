@@ -388,7 +388,14 @@ export async function buildServer(options: ServiceOptions): Promise<FastifyInsta
       let hungUp = false, settled = false;
       const countHungUp = () => { if (hungUp && settled) recordCounters(req, 'POST /v1/score/stream', 'closed'); };
       reply.raw.once('close', () => { if (!reply.raw.writableFinished) { hungUp = true; countHungUp(); } });
-      const sent: Promise<WireReply>[] = [];
+      // chunks sent to the pool and not settled yet (a count, not the promises: their replies would stay in memory)
+      let inflight = 0;
+      let whenIdle: (() => void) | undefined;
+      const track = (chunk: Promise<WireReply>) => {
+        inflight++;
+        const done = () => { if (--inflight === 0) whenIdle?.(); };
+        chunk.then(done, done);
+      };
       const frames = format === 'json' ? ndjsonFrames(input, chunkRecords, maxRecordBytes) : msgpackFrames(input, chunkRecords, maxRecordBytes);
       const fatal = (e: unknown) => {
         const se = isSelectivityError(e) ? e : errors.SEL_ERR_INTERNAL('stream failed', { field: 'body' });
@@ -435,7 +442,7 @@ export async function buildServer(options: ServiceOptions): Promise<FastifyInsta
               const chunk = score(f);
               chunk.catch(() => undefined); // observed below, in order
               pending.push(chunk);
-              sent.push(chunk);
+              track(chunk);
               if (pending.length >= depth) yield await take();
             }
           } catch (e) {
@@ -453,7 +460,7 @@ export async function buildServer(options: ServiceOptions): Promise<FastifyInsta
           }
         } finally {
           // also when the response is destroyed (the client hung up): the chunks in flight still count
-          await Promise.allSettled(sent);
+          if (inflight > 0) await new Promise<void>((resolve) => { whenIdle = resolve; });
           settled = true;
           countHungUp();
         }
