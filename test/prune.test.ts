@@ -187,15 +187,17 @@ describe('decision-log retention', () => {
     try {
       codes = [
         await main(['feedback', 'prune', '--before', '2026-13-45', '--data-dir', dataDir]),
+        await main(['feedback', 'prune', '--before', '2026-02-30', '--data-dir', dataDir]),
         await main(['feedback', 'prune', '--data-dir', dataDir]),
         await main(['feedback', 'prune', '--before', '2026-02-01', '--data-dir', join(dir, 'nowhere')]),
       ];
     } finally {
       process.stderr.write = writeErr;
     }
-    expect(codes).toEqual([2, 2, 2]);
+    expect(codes).toEqual([2, 2, 2, 2]);
     const text = errs.join('');
     expect(text).toMatch(/SEL_ERR_OPTION_INVALID: --before 2026-13-45 is not a date/);
+    expect(text).toMatch(/SEL_ERR_OPTION_INVALID: --before 2026-02-30 is not a date/);
     expect(text).toMatch(/SEL_ERR_OPTION_INVALID: feedback prune needs --before/);
     expect(text).toMatch(/SEL_ERR_FILE_NOT_FOUND: no store at/);
     // nothing changed by the refused commands

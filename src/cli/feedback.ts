@@ -11,6 +11,7 @@ import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import { errors } from '../errors.js';
 import { CsvParser } from '../model/csv.js';
+import { parseIsoDate } from '../model/schema.js';
 import { FEEDBACK_FIELDS, FeedbackStore, type FeedbackCounts } from '../feedback/feedback.js';
 import { openStore, STORE_FILE } from '../store/sqlite.js';
 import { pruneDecisionLog } from '../feedback/prune.js';
@@ -106,10 +107,10 @@ export async function feedbackCommand(argv: string[]): Promise<number> {
     },
   });
   if (values.help) { process.stdout.write(FEEDBACK_HELP); return 0; }
-  if (sub === 'prune') return prune(values, positionals);
+  const dataDir = resolve(values['data-dir'] ?? process.env.SELECTIVITY_DATA_DIR ?? 'data');
+  if (sub === 'prune') return prune(dataDir, values, positionals);
   if (sub !== 'import' && sub !== 'show') throw errors.SEL_ERR_OPTION_INVALID(`unknown feedback command "${sub}"`, { field: 'command', expected: 'import, show, prune', got: sub });
   if (positionals.length !== 1) throw errors.SEL_ERR_OPTION_INVALID(`feedback ${sub} needs exactly one ${sub === 'import' ? 'file' : 'declaration id'}`, { field: sub === 'import' ? 'file' : 'declarationId', expected: 'one argument', got: positionals });
-  const dataDir = resolve(values['data-dir'] ?? process.env.SELECTIVITY_DATA_DIR ?? 'data');
   const by = values.by ?? `cli:${userInfo().username}`;
   if (sub === 'import') {
     const file = positionals[0];
@@ -173,13 +174,14 @@ export async function feedbackCommand(argv: string[]): Promise<number> {
 }
 
 /** `feedback prune`: decision-log retention (src/feedback/prune.ts). */
-function prune(values: { 'data-dir'?: string; json?: boolean; before?: string; 'dry-run'?: boolean; 'include-feedback'?: boolean }, positionals: string[]): number {
+function prune(dataDir: string, values: { json?: boolean; before?: string; 'dry-run'?: boolean; 'include-feedback'?: boolean }, positionals: string[]): number {
   if (positionals.length > 0) throw errors.SEL_ERR_OPTION_INVALID('feedback prune takes no arguments, only options', { field: 'command', expected: 'feedback prune --before <date>', got: positionals });
   const text = values.before;
   if (text === undefined) throw errors.SEL_ERR_OPTION_INVALID('feedback prune needs --before <date>', { field: 'before', expected: 'a date (YYYY-MM-DD, UTC) or an ISO 8601 time' });
-  const before = /^\d{4}-\d{2}-\d{2}$/.test(text) ? Date.parse(`${text}T00:00:00Z`) : /^\d{4}-\d{2}-\d{2}T/.test(text) ? Date.parse(text) : NaN;
+  // the day checked as declarations' dates are (Date.parse takes 2026-02-30 for 2 March)
+  const day = parseIsoDate(text.slice(0, 10));
+  const before = text.length === 10 ? day * 86_400_000 : text[10] === 'T' && !Number.isNaN(day) ? Date.parse(text) : NaN;
   if (Number.isNaN(before)) throw errors.SEL_ERR_OPTION_INVALID(`--before ${text} is not a date`, { field: 'before', expected: 'a date (YYYY-MM-DD, UTC) or an ISO 8601 time', got: text });
-  const dataDir = resolve(values['data-dir'] ?? process.env.SELECTIVITY_DATA_DIR ?? 'data');
   const path = join(dataDir, STORE_FILE);
   if (!existsSync(path)) throw errors.SEL_ERR_FILE_NOT_FOUND(`no store at ${path}`, { field: 'data-dir', expected: 'the data directory of a service that logged decisions', got: dataDir });
   const db = openStore(path);
