@@ -65,6 +65,8 @@ export interface Engine {
    * already being scored finishes (a worker is never interrupted).
    */
   scoreWire(request: WireRequest, options?: { signal?: AbortSignal }): Promise<WireReply>;
+  /** Whether scoreWire scores a body of this many bytes on the calling thread (threads 0, or at most inlineMaxBytes). */
+  scoresInline(bodyBytes: number): boolean;
   /** Tasks waiting for a worker (0 with threads: 0). */
   readonly queueSize: number;
   /** Compiles and swaps in a ruleset; batches already sent finish on the version they were sent with. */
@@ -126,6 +128,8 @@ export function createEngine(options: EngineOptions): Engine {
     return kernel;
   };
 
+  const scoresInline = (bodyBytes: number): boolean => opts.threads === 0 || bodyBytes <= opts.inlineMaxBytes;
+
   const checkQueue = () => {
     if (pool && pool.queueSize >= opts.maxQueue) {
       throw errors.SEL_ERR_OVERLOADED(`all ${opts.threads} workers are busy and ${pool.queueSize} batches are waiting`, { field: 'queue', expected: `fewer than ${opts.maxQueue} waiting batches`, got: pool.queueSize, retryAfterSeconds: 1 });
@@ -152,7 +156,7 @@ export function createEngine(options: EngineOptions): Engine {
     async scoreWire(request, { signal } = {}) {
       if (closed) throw errors.SEL_ERR_ENGINE_CLOSED('engine is closed', { field: 'engine' });
       if (signal?.aborted) throw abandoned();
-      if (opts.threads === 0 || request.body.byteLength <= opts.inlineMaxBytes) return scoreWire(local(), request);
+      if (scoresInline(request.body.byteLength)) return scoreWire(local(), request);
       checkQueue();
       const body = request.body;
       // Transfer the body only when it owns its buffer (never a slice of Node's shared Buffer pool).
@@ -175,6 +179,7 @@ export function createEngine(options: EngineOptions): Engine {
         if (onAbort) signal!.removeEventListener('abort', onAbort);
       }
     },
+    scoresInline,
     setRuleset(ruleset) {
       if (closed) throw errors.SEL_ERR_ENGINE_CLOSED('engine is closed', { field: 'engine' });
       return install(ruleset);

@@ -81,6 +81,7 @@ describe('engine.scoreWire', () => {
     const pooled = createEngine({ ruleset: rulesetA, threads: 1, inlineMaxBytes: 0 });
     const inline = createEngine({ ruleset: rulesetA, threads: 1, inlineMaxBytes: 1 << 20 });
     try {
+      expect([pooled.scoresInline(req().body.byteLength), inline.scoresInline(req().body.byteLength), inline.scoresInline((1 << 20) + 1)]).toEqual([false, true, false]);
       const [a, b] = await Promise.all([pooled.scoreWire(req()), inline.scoreWire(req())]);
       expect(a.ok && b.ok).toBe(true);
       if (!a.ok || !b.ok) return;

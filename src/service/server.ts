@@ -350,8 +350,7 @@ export async function buildServer(options: ServiceOptions): Promise<FastifyInsta
       const body = req.body as Buffer;
       if (!Buffer.isBuffer(body) || body.length === 0) throw errors.SEL_ERR_REQUEST_PARSE('the request body is empty', { field: 'body', expected: 'a document { "declarations": [...] }' });
       // a body scored on this thread is scored before a hang-up could be seen: no signal (an AbortController costs ~5 µs)
-      const pooled = engine.options.threads > 0 && body.byteLength > engine.options.inlineMaxBytes;
-      const r = await engine.scoreWire({ kind: 'batch', format, accept, body, maxDeclarations: maxBatch, log }, { signal: pooled ? whileConnected(reply) : undefined });
+      const r = await engine.scoreWire({ kind: 'batch', format, accept, body, maxDeclarations: maxBatch, log }, { signal: engine.scoresInline(body.byteLength) ? undefined : whileConnected(reply) });
       if (!r.ok) throw wireError(r);
       await logged(r); // durable before acknowledgement
       req.scoreStats = r;
