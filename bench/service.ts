@@ -402,25 +402,24 @@ interface PacedLoad extends Load {
 async function drained(target: Target, timeoutMs = 30_000): Promise<void> {
   const until = performance.now() + timeoutMs;
   for (;;) {
-    const queued = await new Promise<number>((resolve) => {
-      const req = http.get({ host: target.host, port: target.port, path: '/readyz' }, (res) => {
-        const parts: Buffer[] = [];
-        res.on('data', (c: Buffer) => parts.push(c));
-        res.on('end', () => {
-          try { resolve(res.statusCode === 200 ? Number((JSON.parse(Buffer.concat(parts).toString('utf8')) as { queued?: number }).queued ?? 0) : 0); } catch { resolve(0); }
-        });
-      });
-      req.on('error', () => resolve(0));
-    });
+    // no answer, or not one to read: nothing known to wait for
+    const queued = await send(target, 'GET', '/readyz', {})
+      .then((r) => (r.status === 200 ? Number((JSON.parse(r.body.toString('utf8')) as { queued?: number }).queued ?? 0) : 0))
+      .catch(() => 0);
     if (queued === 0 || performance.now() > until) return;
     await new Promise((r) => setTimeout(r, 20));
   }
 }
 
-/** One request, whole body back. */
+/** A POST, whole body back. */
 function post(target: Target, path: string, headers: Record<string, string>, body: Buffer): Promise<{ status: number; body: Buffer }> {
+  return send(target, 'POST', path, { ...headers, 'content-length': String(body.length) }, body);
+}
+
+/** One request (a body or none), whole body back. */
+function send(target: Target, method: string, path: string, headers: Record<string, string>, body?: Buffer): Promise<{ status: number; body: Buffer }> {
   return new Promise((resolve, reject) => {
-    const req = http.request({ host: target.host, port: target.port, path, method: 'POST', headers: { ...headers, 'content-length': String(body.length) } }, (res) => {
+    const req = http.request({ host: target.host, port: target.port, path, method, headers }, (res) => {
       const parts: Buffer[] = [];
       res.on('data', (c: Buffer) => parts.push(c));
       res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(parts) }));
