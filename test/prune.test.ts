@@ -23,16 +23,22 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 const BASE: Declaration = { id: 'X', date: '2026-01-01', office: 'OF01', importer: 'IM00001', hs: '020890', origin: 'CN', customsValue: 1200, netMass: 900 };
 const day = (d: string) => Date.parse(`${d}T00:00:00Z`);
 
-/** A store with one chunk per [day, ids] (decided at noon that day); its path. */
-async function store(name: string, chunks: [string, string[]][]): Promise<string> {
-  const path = join(dir, name, STORE_FILE);
-  openStore(path).close();
+/** Logs one chunk per [day, ids] (decided at noon that day, or now without a day). */
+async function append(path: string, chunks: [string | undefined, string[]][]): Promise<void> {
   const log = new DecisionLog({ storePath: path, thread: false });
   for (const [d, ids] of chunks) {
     const decisions = ids.map((id) => ({ id, channel: 'red' as const, score: 5, controlGroup: false, rulesetVersion: 'aaaaaaaaaaaaaaaa', reasons: [] }));
-    await log.append(encodeLogRows(decisions, ids.map((id) => ({ ...BASE, id, date: d })), 'aaaaaaaaaaaaaaaa', day(d) + 43_200_000));
+    await log.append(encodeLogRows(decisions, ids.map((id) => ({ ...BASE, id, date: d ?? BASE.date })), 'aaaaaaaaaaaaaaaa', d === undefined ? Date.now() : day(d) + 43_200_000));
   }
   await log.close();
+}
+
+/** A new store, `prepare`d, then with one chunk per [day, ids]; its path. */
+async function store(name: string, chunks: [string, string[]][], prepare?: (db: ReturnType<typeof openStore>) => void): Promise<string> {
+  const path = join(dir, name, STORE_FILE);
+  const db = openStore(path);
+  try { prepare?.(db); } finally { db.close(); }
+  await append(path, chunks);
   return path;
 }
 
@@ -76,9 +82,7 @@ describe('decision-log retention', () => {
       expect(db.prepare('SELECT count(*) FROM decision_previous WHERE seq < 4').pluck().get()).toBe(0);
     });
     // the next decisions are numbered after the newest, as before
-    const log = new DecisionLog({ storePath: path, thread: false });
-    await log.append(encodeLogRows([{ id: 'D1', channel: 'green', score: 0, controlGroup: false, rulesetVersion: 'aaaaaaaaaaaaaaaa', reasons: [] }], [{ ...BASE, id: 'D1' }], 'aaaaaaaaaaaaaaaa'));
-    await log.close();
+    await append(path, [[undefined, ['D1']]]);
     withDb(path, (db) => expect(new LogReader(db).decisions('D1').map((d) => d.seq)).toEqual([7]));
   });
 
@@ -86,9 +90,7 @@ describe('decision-log retention', () => {
     const path = await store('newest', CHUNKS);
     const r = withDb(path, (db) => pruneDecisionLog(db, { before: day('2027-01-01') }));
     expect(r).toMatchObject({ cut: 6, decisions: 5, chunks: 2 });
-    const log = new DecisionLog({ storePath: path, thread: false });
-    await log.append(encodeLogRows([{ id: 'D1', channel: 'green', score: 0, controlGroup: false, rulesetVersion: 'aaaaaaaaaaaaaaaa', reasons: [] }], [{ ...BASE, id: 'D1' }], 'aaaaaaaaaaaaaaaa'));
-    await log.close();
+    await append(path, [[undefined, ['D1']]]);
     withDb(path, (db) => {
       const reader = new LogReader(db);
       expect(reader.decisions('C1').map((d) => d.seq)).toEqual([6]);
@@ -122,23 +124,13 @@ describe('decision-log retention', () => {
 
   it('works in slices, with progress, to the same end; prunes rows of the older layout too', async () => {
     const chunks: [string, string[]][] = Array.from({ length: 30 }, (_, k) => [`2026-01-${String(k + 1).padStart(2, '0')}`, [`S${k}`, `T${k % 7}`]]);
-    const [a, b] = [await store('slices-a', chunks), await store('slices-b', chunks)];
     // older-layout rows below the chunks' seqs
-    for (const path of [a, b]) {
-      withDb(path, (db) => {
-        db.prepare('DELETE FROM decision_chunks').run();
-        db.prepare('DELETE FROM decision_latest').run();
-        db.prepare('DELETE FROM decision_previous').run();
-        const row = db.prepare(`INSERT INTO decision_log (seq, declaration_id, decided_at, ruleset_version, score, channel, control_group, reasons, date, office, importer, hs, origin, customs_value, net_mass)
-          VALUES (?, ?, ?, 'aaaaaaaaaaaaaaaa', 1, 'green', 0, '[]', '2025-12-01', 'OF01', 'IM1', '020890', 'CN', 1, 1)`);
-        for (let s = 1; s <= 2500; s++) row.run(s, `L${s}`, day('2025-12-01') + s);
-      });
-    }
-    for (const path of [a, b]) {
-      const log = new DecisionLog({ storePath: path, thread: false });
-      for (const [d, ids] of chunks) await log.append(encodeLogRows(ids.map((id) => ({ id, channel: 'red' as const, score: 5, controlGroup: false, rulesetVersion: 'aaaaaaaaaaaaaaaa', reasons: [] })), ids.map((id) => ({ ...BASE, id, date: d })), 'aaaaaaaaaaaaaaaa', day(d) + 43_200_000));
-      await log.close();
-    }
+    const legacy = (db: ReturnType<typeof openStore>) => {
+      const row = db.prepare(`INSERT INTO decision_log (seq, declaration_id, decided_at, ruleset_version, score, channel, control_group, reasons, date, office, importer, hs, origin, customs_value, net_mass)
+        VALUES (?, ?, ?, 'aaaaaaaaaaaaaaaa', 1, 'green', 0, '[]', '2025-12-01', 'OF01', 'IM1', '020890', 'CN', 1, 1)`);
+      for (let s = 1; s <= 2500; s++) row.run(s, `L${s}`, day('2025-12-01') + s);
+    };
+    const [a, b] = [await store('slices-a', chunks, legacy), await store('slices-b', chunks, legacy)];
     // T ids are decided every 7 chunks: links from each decision to the one before, on both sides of the date
     const links = (path: string, below: number) => withDb(path, (db) => db.prepare('SELECT count(*) FROM decision_previous WHERE seq < ?').pluck().get(below) as number);
     expect(links(a, 2500 + 41)).toBeGreaterThan(5);
