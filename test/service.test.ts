@@ -492,6 +492,16 @@ describe('service over loopback (worker pool)', () => {
     for (const r of refused) { expect(r.code).toBe('SEL_ERR_OVERLOADED'); expect(Number(r.retryAfter)).toBeGreaterThan(0); }
   }, 60_000);
 
+  /** A POST written on a raw socket (the port's token), so that a test can hang up whenever it likes. */
+  const rawPost = (path: string, contentType: string, body: string) => {
+    const url = new URL(path, service.url);
+    const socket = connect(Number(url.port), url.hostname);
+    socket.on('error', () => undefined);
+    socket.write(`POST ${path} HTTP/1.1\r\nHost: ${url.host}\r\nAuthorization: Bearer ${TOKENS.port}\r\nContent-Type: ${contentType}\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n`);
+    socket.write(body);
+    return socket;
+  };
+
   it('skips a batch whose client went away while it waited for a worker: not scored, not logged, counted as SEL_ERR_ABANDONED', async () => {
     const url = new URL('/v1/score', service.url);
     const big = JSON.stringify({ declarations: declarations(20_000, 26) });
@@ -517,9 +527,7 @@ describe('service over loopback (worker pool)', () => {
     // then a batch (above the 16 KiB scored inline) from a client that hangs up once the batch is queued
     const gone = JSON.stringify({ declarations: declarations(200, 27).map((d, i) => ({ ...d, id: `GONE-${i}` })) });
     expect(Buffer.byteLength(gone)).toBeGreaterThan(16 * 1024);
-    const socket = connect(Number(url.port), url.hostname);
-    socket.on('error', () => undefined);
-    socket.write(`POST /v1/score HTTP/1.1\r\nHost: ${url.host}\r\nAuthorization: Bearer ${TOKENS.port}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(gone)}\r\n\r\n${gone}`);
+    const socket = rawPost('/v1/score', 'application/json', gone);
     await queued(2);
     socket.destroy();
     expect(await Promise.all(busy)).toEqual([200, 200, 200]);
@@ -530,7 +538,6 @@ describe('service over loopback (worker pool)', () => {
   }, 60_000);
 
   it('counts what a stream scored and logged when its client hangs up midway (no onResponse then)', async () => {
-    const url = new URL('/v1/score/stream', service.url);
     const db = new Database(join(dir, 'live', 'selectivity.db'), { readonly: true });
     const loggedCount = () => db.prepare('SELECT coalesce(sum(count), 0) FROM decision_chunks').pluck().get() as number;
     const counted = () => Object.entries(service.metrics.summary().counters).filter(([k]) => k.startsWith('selectivity_declarations_total')).reduce((a, [, v]) => a + v, 0);
@@ -539,10 +546,7 @@ describe('service over loopback (worker pool)', () => {
     try {
       const [logged0, counted0, closed0] = [loggedCount(), counted(), closed()];
       const lines = declarations(60_000, 28).map((d, i) => JSON.stringify({ ...d, id: `HANG-${i}` })).join('\n') + '\n';
-      const socket = connect(Number(url.port), url.hostname);
-      socket.on('error', () => undefined);
-      socket.write(`POST /v1/score/stream HTTP/1.1\r\nHost: ${url.host}\r\nAuthorization: Bearer ${TOKENS.port}\r\nContent-Type: application/x-ndjson\r\nContent-Length: ${Buffer.byteLength(lines)}\r\n\r\n`);
-      socket.write(lines);
+      const socket = rawPost('/v1/score/stream', 'application/x-ndjson', lines);
       // hang up once some decisions came back
       await new Promise<void>((resolve) => { let got = 0; socket.on('data', (c: Buffer) => { got += c.length; if (got > 200_000) { socket.destroy(); resolve(); } }); });
       for (let i = 0; i < 500 && closed() === closed0; i++) await new Promise((r) => setTimeout(r, 10));
