@@ -606,32 +606,44 @@ export async function* ndjsonFrames(input: AsyncIterable<Buffer | string>, recor
 
 /** Cuts a MessagePack sequence into chunks of whole values (about `records` each). */
 export async function* msgpackFrames(input: AsyncIterable<Buffer | string>, records: number, maxRecord: number): AsyncGenerator<Frame> {
+  // the bytes not yet framed, in buf[0, len): a buffer that grows by doubling, so a frame that
+  // spans many socket reads is copied once per read, not once per read for every read before it
   let buf: Buffer = Buffer.alloc(0);
+  let len = 0;
   let pos = 0; // end of the last complete value found in buf
   let count = 0; // complete values in buf[0, pos)
   let index = 0; // stream index of buf's first value
   for await (const chunk of input) {
     const b = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
-    buf = buf.length === 0 ? b : Buffer.concat([buf, b]);
+    if (len + b.length > buf.length) {
+      const grown = Buffer.allocUnsafeSlow(Math.max(2 * buf.length, len + b.length, 64 * 1024));
+      buf.copy(grown, 0, 0, len);
+      buf = grown;
+    }
+    b.copy(buf, len);
+    len += b.length;
+    let held = buf.subarray(0, len);
     for (;;) {
-      const end = msgpackValueEnd(buf, pos);
+      const end = msgpackValueEnd(held, pos);
       if (end < 0) break;
       pos = end;
       count++;
       if (count >= records) {
         yield { bytes: Buffer.from(buf.subarray(0, pos)), firstIndex: index, firstLine: 0 };
         index += count;
-        buf = buf.subarray(pos);
+        buf.copyWithin(0, pos, len);
+        len -= pos;
         pos = 0;
         count = 0;
+        held = buf.subarray(0, len);
       }
     }
-    if (buf.length - pos > maxRecord) {
+    if (len - pos > maxRecord) {
       throw errors.SEL_ERR_REQUEST_PARSE(`record ${index + count} is longer than ${maxRecord} bytes`, { field: 'body', expected: `MessagePack records of at most ${maxRecord} bytes`, got: `record ${index + count}` });
     }
   }
   if (count > 0) yield { bytes: Buffer.from(buf.subarray(0, pos)), firstIndex: index, firstLine: 0 };
-  if (pos < buf.length) {
-    throw errors.SEL_ERR_REQUEST_PARSE(`the stream ends inside record ${index + count}`, { field: 'body', expected: 'whole MessagePack values', got: `${buf.length - pos} trailing bytes` });
+  if (pos < len) {
+    throw errors.SEL_ERR_REQUEST_PARSE(`the stream ends inside record ${index + count}`, { field: 'body', expected: 'whole MessagePack values', got: `${len - pos} trailing bytes` });
   }
 }

@@ -1,0 +1,70 @@
+/**
+ * The stream routes' framers (src/service/server.ts): a request body read in
+ * pieces of any size is cut into chunks of whole records (MessagePack values,
+ * NDJSON lines), in order, with each chunk's first index or line, and what
+ * cannot be framed is refused with a named error.
+ */
+import { pack, unpack } from 'msgpackr';
+import { describe, expect, it } from 'vitest';
+import { msgpackFrames, ndjsonFrames } from '../src/service/server.js';
+import { rng as mulberry32 } from './helpers.js';
+
+async function* reads(whole: Buffer, seed: number, maxRead: number): AsyncGenerator<Buffer> {
+  const r = mulberry32(seed);
+  for (let at = 0; at < whole.length;) {
+    const n = 1 + Math.floor(r() * maxRead);
+    yield whole.subarray(at, at + n);
+    at += n;
+  }
+}
+
+async function frames(gen: AsyncGenerator<{ bytes: Uint8Array; firstIndex: number; firstLine: number }>) {
+  const out: { bytes: Buffer; firstIndex: number; firstLine: number }[] = [];
+  for await (const f of gen) {
+    // kept as given (a view, not a copy): a frame must not share bytes that the framer reuses afterwards
+    out.push({ ...f, bytes: Buffer.from(f.bytes.buffer, f.bytes.byteOffset, f.bytes.byteLength) });
+  }
+  return out;
+}
+
+describe('stream framing', () => {
+  it('cuts a MessagePack sequence read in arbitrary pieces into frames of whole records, in order', async () => {
+    const r = mulberry32(9);
+    const records = Array.from({ length: 500 }, (_, i) => ({ i, pad: 'x'.repeat(Math.floor(r() * 3000)) }));
+    const whole = Buffer.concat(records.map((x) => pack(x)));
+    // reads from 1 byte (records across many reads) to 20 kB (many records, even several frames, per read)
+    for (const [seed, maxRead, per] of [[1, 7, 50], [2, 20_000, 7], [3, 4096, 1], [4, 70_000, 64]] as const) {
+      const got = await frames(msgpackFrames(reads(whole, seed, maxRead), per, 8192));
+      expect(Buffer.concat(got.map((f) => f.bytes)).equals(whole)).toBe(true);
+      let index = 0;
+      for (const [k, f] of got.entries()) {
+        expect(f.firstIndex).toBe(index);
+        let pos = 0, n = 0;
+        while (pos < f.bytes.length) { const x = unpack(f.bytes.subarray(pos, pos + pack(records[index + n]).length)); expect(x).toEqual(records[index + n]); pos += pack(records[index + n]).length; n++; }
+        if (k < got.length - 1) expect(n).toBe(per);
+        index += n;
+      }
+      expect(index).toBe(records.length);
+    }
+  });
+
+  it('refuses a MessagePack stream that ends inside a record, or a record over the limit', async () => {
+    const whole = Buffer.concat([pack({ a: 1 }), pack({ b: 'y'.repeat(100) })]);
+    await expect(frames(msgpackFrames(reads(whole.subarray(0, whole.length - 3), 1, 10), 10, 8192))).rejects.toMatchObject({ code: 'SEL_ERR_REQUEST_PARSE', details: { got: `${whole.length - 3 - pack({ a: 1 }).length} trailing bytes` } });
+    await expect(frames(msgpackFrames(reads(whole, 1, 10), 10, 50))).rejects.toMatchObject({ code: 'SEL_ERR_REQUEST_PARSE', message: expect.stringContaining('record 1 is longer than 50 bytes') });
+  });
+
+  it('cuts NDJSON into frames of whole lines with their first line numbers', async () => {
+    const lines = Array.from({ length: 300 }, (_, i) => JSON.stringify({ i, pad: 'z'.repeat(i % 97) }));
+    const whole = Buffer.from(lines.join('\n') + '\n');
+    const got = await frames(ndjsonFrames(reads(whole, 5, 900), 40, 4096));
+    expect(Buffer.concat(got.map((f) => f.bytes)).equals(whole)).toBe(true);
+    let line = 1;
+    for (const f of got) {
+      expect(f.firstLine).toBe(line);
+      line += f.bytes.toString().split('\n').length - 1;
+    }
+    expect(line).toBe(301);
+  });
+});
+
