@@ -24,7 +24,8 @@
  * --threads N (scoring workers, default 2), --duration S (seconds per load
  * test, default 10), --connections N (max-rate single declarations, default
  * 16), --batch-connections N (batches, default 8), --stream N (declarations
- * per stream), --inline-max SIZE and --young-mb N (passed to serve), --model
+ * per stream), --inline-max SIZE, --young-mb N and --heap-growing-percent N
+ * (passed to serve), --model
  * (serve with a compliance model trained first on 100,000 labelled declarations
  * of the same synthetic world: its historical tables are loaded and its HISTORY
  * reasons given), --decision-log on|off
@@ -60,6 +61,7 @@ const { values: opt } = parseArgs({
     stream: { type: 'string' },
     'inline-max': { type: 'string' },
     'young-mb': { type: 'string' },
+    'heap-growing-percent': { type: 'string' },
     model: { type: 'boolean' },
     'decision-log': { type: 'string' },
   },
@@ -91,10 +93,11 @@ const POOL = 20_000;
 /** Passed through to `serve --inline-max` when given (bodies up to this size scored on the main thread). */
 const INLINE_MAX = opt['inline-max'];
 const YOUNG_MB = opt['young-mb'];
+const HEAP_GROWING = opt['heap-growing-percent'];
 const MODEL = opt.model === true;
 /** Labelled declarations the --model run trains on: the same synthetic world, after the scored pool. */
 const MODEL_ROWS = 100_000;
-const SERVE_FLAGS = `${INLINE_MAX !== undefined ? ` --inline-max ${INLINE_MAX}` : ''}${YOUNG_MB !== undefined ? ` --young-mb ${YOUNG_MB}` : ''}`;
+const SERVE_FLAGS = `${INLINE_MAX !== undefined ? ` --inline-max ${INLINE_MAX}` : ''}${YOUNG_MB !== undefined ? ` --young-mb ${YOUNG_MB}` : ''}${HEAP_GROWING !== undefined ? ` --heap-growing-percent ${HEAP_GROWING}` : ''}`;
 /** Passed through to `serve --decision-log` (default on, as serve). */
 const DECISION_LOG = opt['decision-log'] ?? 'on';
 if (DECISION_LOG !== 'on' && DECISION_LOG !== 'off') {
@@ -758,7 +761,7 @@ async function main(): Promise<void> {
   tmpDirs.push(dataDir);
   if (modelDoc) writeFileSync(join(dataDir, 'model.json'), modelDoc); // the service loads <data-dir>/model.json at start
   progress(`starting the service (--threads ${THREADS})…`);
-  const svc = await startChild('service', [join(ROOT, 'bin', 'selectivity.js'), 'serve', '--data-dir', dataDir, '--port', '0', '--threads', String(THREADS), ...(INLINE_MAX !== undefined ? ['--inline-max', INLINE_MAX] : []), ...(YOUNG_MB !== undefined ? ['--young-mb', YOUNG_MB] : []), '--decision-log', DECISION_LOG, '--quiet'],
+  const svc = await startChild('service', [join(ROOT, 'bin', 'selectivity.js'), 'serve', '--data-dir', dataDir, '--port', '0', '--threads', String(THREADS), ...(INLINE_MAX !== undefined ? ['--inline-max', INLINE_MAX] : []), ...(YOUNG_MB !== undefined ? ['--young-mb', YOUNG_MB] : []), ...(HEAP_GROWING !== undefined ? ['--heap-growing-percent', HEAP_GROWING] : []), '--decision-log', DECISION_LOG, '--quiet'],
     { ...process.env, SELECTIVITY_TOKENS: `port:${portToken},admin:${adminToken}` });
   const svcThreads = threadCount(svc.pid);
   const rssIdle = memory(svc.pid).rss;

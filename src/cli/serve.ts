@@ -1,5 +1,6 @@
 import { parseArgs } from 'node:util';
 import { resolve } from 'node:path';
+import v8 from 'node:v8';
 import { errors } from '../errors.js';
 import { startService } from '../service/service.js';
 import { intOption } from './options.js';
@@ -31,6 +32,11 @@ Options (environment variable in brackets):
                          default 16kb, 0 = always use the pool)
   --young-mb <n>         young generation of each scoring worker's heap, MiB (default 64;
                          0: V8's default; see docs/benchmarks.md)
+  --heap-growing-percent <n>
+                         how far the heap may grow past what is live before V8 collects
+                         it fully, percent (default 200; 0: V8's own heuristic, which
+                         under load runs a full collection of the main thread every
+                         ~0.1 s; see docs/benchmarks.md)
   --body-limit <size>    largest request body, e.g. 64mb (default 64mb)
   --max-batch <n>        most declarations per /v1/score batch (default 100000)
   --metrics-interval <s> latency interval histograms reset every s seconds (default 60)
@@ -51,6 +57,20 @@ export function parseSize(raw: string, name: string): number {
   return bytes;
 }
 
+/** serve's default for --heap-growing-percent (docs/benchmarks.md, "The main thread's full collections"). */
+export const DEFAULT_HEAP_GROWING_PERCENT = 200;
+
+/**
+ * Sets V8's heap growing factor for the whole process (every isolate, the
+ * scoring workers' included) to 1 + percent/100; 0 leaves V8's heuristic. It
+ * is read whenever V8 sets a heap's next limit, so setting it before the
+ * service starts is enough. `set` is v8.setFlagsFromString (a parameter for tests).
+ */
+export function applyHeapGrowingPercent(percent: number, set: (flags: string) => void = v8.setFlagsFromString): void {
+  if (!Number.isInteger(percent) || percent < 0 || percent > 1000) throw errors.SEL_ERR_OPTION_INVALID('--heap-growing-percent must be an integer from 0 to 1000', { field: 'heap-growing-percent', expected: 'an integer from 0 to 1000', got: percent });
+  if (percent > 0) set(`--heap-growing-percent=${percent}`);
+}
+
 export async function serveCommand(argv: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
     args: argv,
@@ -69,6 +89,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
       'body-limit': { type: 'string' },
       'inline-max': { type: 'string' },
       'young-mb': { type: 'string' },
+      'heap-growing-percent': { type: 'string' },
       'max-batch': { type: 'string' },
       'metrics-interval': { type: 'string' },
       'decision-log': { type: 'string' },
@@ -82,6 +103,8 @@ export async function serveCommand(argv: string[]): Promise<number> {
   const decisionLog = values['decision-log'] ?? env.SELECTIVITY_DECISION_LOG ?? 'on';
   if (decisionLog !== 'on' && decisionLog !== 'off') throw errors.SEL_ERR_OPTION_INVALID('--decision-log must be on or off', { field: 'decision-log', expected: 'on | off', got: decisionLog });
   const dataDir = resolve(values['data-dir'] ?? env.SELECTIVITY_DATA_DIR ?? 'data');
+  // before the service builds its heap: a process-wide V8 setting, so serve's (a library user's process keeps its own)
+  applyHeapGrowingPercent(values['heap-growing-percent'] !== undefined ? intOption(values['heap-growing-percent'], 'heap-growing-percent', 0, 1000) : DEFAULT_HEAP_GROWING_PERCENT);
   const service = await startService({
     host: values.host ?? env.SELECTIVITY_HOST ?? '127.0.0.1',
     port: intOption(values.port ?? env.SELECTIVITY_PORT ?? '8080', 'port', 0, 65535),
