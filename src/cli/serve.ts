@@ -103,7 +103,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
   const decisionLog = values['decision-log'] ?? env.SELECTIVITY_DECISION_LOG ?? 'on';
   if (decisionLog !== 'on' && decisionLog !== 'off') throw errors.SEL_ERR_OPTION_INVALID('--decision-log must be on or off', { field: 'decision-log', expected: 'on | off', got: decisionLog });
   const dataDir = resolve(values['data-dir'] ?? env.SELECTIVITY_DATA_DIR ?? 'data');
-  // before the service builds its heap: a process-wide V8 setting, so serve's (a library user's process keeps its own)
+  // before the service builds its heap. Process-wide, so the command sets it, not startService: a process that embeds the service keeps its own
   applyHeapGrowingPercent(values['heap-growing-percent'] !== undefined ? intOption(values['heap-growing-percent'], 'heap-growing-percent', 0, 1000) : DEFAULT_HEAP_GROWING_PERCENT);
   const service = await startService({
     host: values.host ?? env.SELECTIVITY_HOST ?? '127.0.0.1',
