@@ -1,7 +1,7 @@
 /**
  * `npm run bench:service`: load benchmark of the HTTP scoring service.
  * Prints markdown tables and writes bench/SERVICE-RESULTS.md (with --model,
- * bench/SERVICE-MODEL-RESULTS.md). Figures are
+ * bench/SERVICE-MODEL-RESULTS.md; not with --quick). Figures are
  * reported, never asserted.
  *
  *  0. ceiling: a plain Fastify JSON echo server (POST /echo returns the parsed
@@ -888,6 +888,8 @@ async function main(): Promise<void> {
   out();
 
   const file = join(ROOT, 'bench', MODEL ? 'SERVICE-MODEL-RESULTS.md' : 'SERVICE-RESULTS.md');
+  // a quick run is a check, not a record: it leaves the committed results as they are
+  if (QUICK) { progress(`quick run: ${file} left as it is (the tables are above)`); return; }
   writeFileSync(file, `${lines.join('\n')}\n`);
   progress(`wrote ${file}`);
 }
