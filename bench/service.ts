@@ -97,7 +97,10 @@ const HEAP_GROWING = opt['heap-growing-percent'];
 const MODEL = opt.model === true;
 /** Labelled declarations the --model run trains on: the same synthetic world, after the scored pool. */
 const MODEL_ROWS = 100_000;
-const SERVE_FLAGS = `${INLINE_MAX !== undefined ? ` --inline-max ${INLINE_MAX}` : ''}${YOUNG_MB !== undefined ? ` --young-mb ${YOUNG_MB}` : ''}${HEAP_GROWING !== undefined ? ` --heap-growing-percent ${HEAP_GROWING}` : ''}`;
+/** The options passed through to serve, as given; SERVE_FLAGS says them in the report. */
+const SERVE_PASSED = ([['--inline-max', INLINE_MAX], ['--young-mb', YOUNG_MB], ['--heap-growing-percent', HEAP_GROWING]] as const)
+  .flatMap(([flag, value]) => (value !== undefined ? [flag, value] : []));
+const SERVE_FLAGS = SERVE_PASSED.map((x) => ` ${x}`).join('');
 /** Passed through to `serve --decision-log` (default on, as serve). */
 const DECISION_LOG = opt['decision-log'] ?? 'on';
 if (DECISION_LOG !== 'on' && DECISION_LOG !== 'off') {
@@ -761,7 +764,7 @@ async function main(): Promise<void> {
   tmpDirs.push(dataDir);
   if (modelDoc) writeFileSync(join(dataDir, 'model.json'), modelDoc); // the service loads <data-dir>/model.json at start
   progress(`starting the service (--threads ${THREADS})…`);
-  const svc = await startChild('service', [join(ROOT, 'bin', 'selectivity.js'), 'serve', '--data-dir', dataDir, '--port', '0', '--threads', String(THREADS), ...(INLINE_MAX !== undefined ? ['--inline-max', INLINE_MAX] : []), ...(YOUNG_MB !== undefined ? ['--young-mb', YOUNG_MB] : []), ...(HEAP_GROWING !== undefined ? ['--heap-growing-percent', HEAP_GROWING] : []), '--decision-log', DECISION_LOG, '--quiet'],
+  const svc = await startChild('service', [join(ROOT, 'bin', 'selectivity.js'), 'serve', '--data-dir', dataDir, '--port', '0', '--threads', String(THREADS), ...SERVE_PASSED, '--decision-log', DECISION_LOG, '--quiet'],
     { ...process.env, SELECTIVITY_TOKENS: `port:${portToken},admin:${adminToken}` });
   const svcThreads = threadCount(svc.pid);
   const rssIdle = memory(svc.pid).rss;
