@@ -5,6 +5,8 @@
  *    declines (value undefined) or returns exactly what
  *    validateDeclaration(unpack(bytes)).value is; never a value where
  *    validation fails. Clean declarations must take the fast path.
+ *    readInto writes the batch row that BatchBuilder.push would write for
+ *    that value, or nothing when it declines.
  *  - truncated input: end -1 at every cut; 0xc1 throws SEL_ERR_REQUEST_PARSE.
  *  - encodeMsgpack: the bytes msgpackr's Packr writes, so the decoding is the same.
  */
@@ -13,6 +15,7 @@ import fc from 'fast-check';
 import { FLOAT32_OPTIONS, Packr, Unpackr } from 'msgpackr';
 import { describe, expect, it } from 'vitest';
 import { SelectivityError } from '../src/errors.js';
+import { BatchBuilder, CATEGORICAL_COLUMNS, NUMERIC_COLUMNS, toBatch, type ColumnarBatch } from '../src/model/columnar.js';
 import { FIELDS, validateDeclaration, type Declaration, type FieldKind, type Validation } from '../src/model/schema.js';
 import { EncodedMsgpack, encodeDecision, encodeDecisions, encodeMsgpack, FAST_READER_ENABLED, FastDeclarationReader, msgpackEnd } from '../src/service/fast-msgpack.js';
 import { randomDeclarations, rng } from './helpers.js';
@@ -151,11 +154,30 @@ function check(bytes: Uint8Array): boolean {
   for (const rd of [reader, tinyReader]) {
     const r = rd.read(view, 3);
     expect(r.end).toBe(3 + bytes.length);
-    if (r.value === undefined) { accepted = false; continue; }
+    // readInto agrees with read: the same decision, and the row push() would write for the same value
+    const into = new BatchBuilder(1);
+    const took = rd.readInto(view, 3, into);
+    expect(took).toBe(r.value !== undefined);
+    if (r.value === undefined) { expect(into.length).toBe(0); accepted = false; continue; }
+    expect(rd.lastEnd).toBe(3 + bytes.length);
+    expect(rd.declaration()).toStrictEqual(r.value);
+    expectSameRows(into.finish(), toBatch([r.value]));
     expect(ref?.ok).toBe(true);
     if (ref?.ok) expect(r.value).toStrictEqual(ref.value);
   }
   return accepted;
+}
+
+/** Two batches hold the same rows: every column, categorical values compared as strings (codes are per batch). */
+function expectSameRows(a: { batch: ColumnarBatch; ids: string[] }, b: { batch: ColumnarBatch; ids: string[] }): void {
+  expect(a.ids).toStrictEqual(b.ids);
+  expect(a.batch.size).toBe(b.batch.size);
+  for (let i = 0; i < a.batch.size; i++) {
+    for (const c of NUMERIC_COLUMNS) expect(Object.is(a.batch.numeric[c][i], b.batch.numeric[c][i]), `${c}: ${a.batch.numeric[c][i]} vs ${b.batch.numeric[c][i]}`).toBe(true);
+    expect(a.batch.date[i]).toBe(b.batch.date[i]);
+    expect(a.batch.idHash[i]).toBe(b.batch.idHash[i]);
+    for (const c of CATEGORICAL_COLUMNS) expect(a.batch.dicts[c][a.batch.codes[c][i]], c).toBe(b.batch.dicts[c][b.batch.codes[c][i]]);
+  }
 }
 
 const DESCRIPTIONS = [
@@ -390,6 +412,50 @@ describe('FastDeclarationReader', () => {
       pos = r.end;
     }
     expect(fast).toBe(parts.length - Math.floor(parts.length / 5));
+  });
+
+  it('readInto builds a whole batch, mixed with push() for the values it declines, as push() alone would', () => {
+    const parts = base.map((d, i) => (i % 5 === 4 ? pack({ ...d, origin: 'cn' }) : pack(d)));
+    const stream = new Uint8Array(parts.reduce((a, p) => a + p.length, 0));
+    let at = 0;
+    for (const p of parts) { stream.set(p, at); at += p.length; }
+    for (const rd of [reader, tinyReader]) {
+      const fastBatch = new BatchBuilder(parts.length);
+      const validated: Declaration[] = [];
+      let pos = 0;
+      for (const p of parts) {
+        const value = (validateDeclaration(unpackr.unpack(p)) as { value: Declaration }).value;
+        validated.push(value);
+        if (rd.readInto(stream, pos, fastBatch)) pos = rd.lastEnd;
+        else { fastBatch.push(value); pos += p.length; }
+      }
+      expect(pos).toBe(stream.length);
+      const got = fastBatch.finish();
+      expectSameRows(got, toBatch(validated));
+      // values repeated across rows share one dictionary entry, whichever way they came in
+      for (const c of CATEGORICAL_COLUMNS) expect(new Set(got.batch.dicts[c]).size).toBe(got.batch.dicts[c].length);
+    }
+  });
+
+  it('BatchBuilder.pushCoded refuses a code outside the batch dictionary, and the row is not added', () => {
+    const b = new BatchBuilder(2);
+    const codes = CATEGORICAL_COLUMNS.map((c) => (c === 'aeo' ? 0 : b.codeOf(CATEGORICAL_COLUMNS.indexOf(c), 'X')));
+    const bad = [...codes];
+    bad[CATEGORICAL_COLUMNS.indexOf('importer')] = 1; // only code 0 exists
+    expect(() => b.pushCoded('A', 19_000, 1, 1, NaN, NaN, bad)).toThrow(/importer/);
+    expect(b.length).toBe(0);
+    b.pushCoded('B', 19_000, 1, 1, NaN, NaN, codes);
+    const { batch, ids } = b.finish();
+    expect(ids).toStrictEqual(['B']);
+    expect(batch.dicts.importer[batch.codes.importer[0]]).toBe('X');
+  });
+
+  it('readInto into a full batch throws, and the batch keeps what it had', () => {
+    const b = new BatchBuilder(1);
+    expect(reader.readInto(pack(base[0]), 0, b)).toBe(true);
+    expect(() => reader.readInto(pack(base[1]), 0, b)).toThrow(RangeError);
+    expect(b.length).toBe(1);
+    expect(b.finish().ids).toStrictEqual([base[0].id]);
   });
 });
 

@@ -26,6 +26,7 @@
 import { Packr } from 'msgpackr';
 import { errors } from '../errors.js';
 import { FIELDS, MAX_CODE_LENGTH, MAX_DESCRIPTION_LENGTH, parseIsoDate, type Declaration, type FieldKind } from '../model/schema.js';
+import { CATEGORICAL_COLUMNS, type BatchBuilder } from '../model/columnar.js';
 
 // ---- the schema, as the reader knows it -------------------------------------------
 
@@ -117,6 +118,17 @@ for (let f = 0; f < NFIELDS; f++) {
 }
 
 const KEY_LEN = new Uint8Array(KEY_BYTES.map((k) => k.length));
+
+// The batch's categorical columns, by CATEGORICAL_COLUMNS index: the field each
+// one holds (a string field, or aeo, the boolean). If the two tables ever
+// disagree, readInto() turns itself off and every value takes read()'s path.
+const NCOLUMNS = CATEGORICAL_COLUMNS.length;
+const COLUMN_FIELD = new Int8Array(CATEGORICAL_COLUMNS.map((c) => EXPECTED.findIndex(([name]) => name === c)));
+const AEO_COLUMN = CATEGORICAL_COLUMNS.indexOf('aeo');
+const COLUMNS_MAPPED: boolean =
+  AEO_COLUMN >= 0 && EXPECTED[COLUMN_FIELD[AEO_COLUMN]][1] === 'boolean' &&
+  Array.from(COLUMN_FIELD).every((f, c) => f >= 0 && (c === AEO_COLUMN || ['code', 'hs', 'country', 'text'].includes(EXPECTED[f][1])));
+const F_ID = 0, F_DATE = 1, F_VALUE = 10, F_MASS = 11, F_QUANTITY = 12, F_TAX = 13;
 
 /** Whether the `klen` bytes at pos are the name of field f (f < 0: no field). */
 function keyIs(dv: DataView, pos: number, klen: number, f: number): boolean {
@@ -323,10 +335,14 @@ export class FastDeclarationReader {
   private lastView: DataView = new DataView(new ArrayBuffer(0));
   private readonly countries: (string | undefined)[] = new Array(26 * 26).fill(undefined);
   private lastDate = '';
+  private lastDays = 0;
   // the current declaration's fields, by field index
   private readonly str: (string | undefined)[] = new Array(NFIELDS).fill(undefined);
   private readonly num: number[] = new Array(NFIELDS).fill(0);
+  /** The fields present in the last declaration read (a bit per field). */
+  private seen = 0;
   private end = 0;
+  private readonly rowCodes = new Int32Array(NCOLUMNS);
   private lastSeen = -1;
   private lastBuild: Builder = builderFor(0);
   /** Field index by place in the map, as the last declaration had them. */
@@ -335,6 +351,11 @@ export class FastDeclarationReader {
   constructor(options: FastDeclarationReaderOptions = {}) {
     this.codes = new StringCache(options.cacheSlots ?? 8192, 64);
     this.texts = new StringCache(options.textCacheSlots ?? 2048, 256);
+  }
+
+  /** End offset of the value the last successful readInto() read. */
+  get lastEnd(): number {
+    return this.end;
   }
 
   /**
@@ -346,9 +367,37 @@ export class FastDeclarationReader {
    * if the buffer ends inside the value. Throws SEL_ERR_REQUEST_PARSE on 0xc1.
    */
   read(bytes: Uint8Array, pos: number): { end: number; value: Declaration | undefined } {
-    const value = FAST_READER_ENABLED && KEYS_HASHED ? this.tryRead(bytes, pos) : undefined;
-    if (value !== undefined) return { end: this.end, value };
+    if (FAST_READER_ENABLED && KEYS_HASHED && this.parse(bytes, pos)) return { end: this.end, value: this.declaration() };
     return { end: msgpackEnd(bytes, pos), value: undefined };
+  }
+
+  /**
+   * Like read(), but a clean declaration goes straight into `batch`'s columns
+   * (BatchBuilder.codeOf, pushCoded), with no Declaration object in between.
+   * Returns true if it did, with the value's end in lastEnd (and the same
+   * declaration from declaration(), until the next read). Returns false for
+   * anything unusual, having written nothing: the caller decodes that value
+   * the general way (msgpackEnd finds its end). Throws only what pushCoded
+   * throws (a full batch).
+   */
+  readInto(bytes: Uint8Array, pos: number, batch: BatchBuilder): boolean {
+    if (!(FAST_READER_ENABLED && KEYS_HASHED && COLUMNS_MAPPED) || !this.parse(bytes, pos)) return false;
+    const { str, num, seen, rowCodes } = this;
+    for (let c = 0; c < NCOLUMNS; c++) {
+      const f = COLUMN_FIELD[c];
+      const present = (seen & (1 << f)) !== 0;
+      rowCodes[c] = c === AEO_COLUMN ? (present && num[f] === 1 ? 1 : 0) : batch.codeOf(c, present ? str[f]! : '');
+    }
+    const bit = (f: number) => (seen & (1 << f)) !== 0;
+    batch.pushCoded(str[F_ID]!, num[F_DATE], num[F_VALUE], num[F_MASS], bit(F_QUANTITY) ? num[F_QUANTITY] : NaN, bit(F_TAX) ? num[F_TAX] : NaN, rowCodes);
+    return true;
+  }
+
+  /** The Declaration of the value the last successful read: the object validateDeclaration(unpack(value)).value would be. */
+  declaration(): Declaration {
+    // keys in FIELDS order, made in one go
+    if (this.seen !== this.lastSeen) { this.lastSeen = this.seen; this.lastBuild = builderFor(this.seen); }
+    return this.lastBuild(this.str, this.num);
   }
 
   /** A DataView over the bytes being read (kept while the same bytes come back, as they do for the values of one body). */
@@ -367,38 +416,42 @@ export class FastDeclarationReader {
     return s;
   }
 
-  /** The clean declaration at pos (and this.end), or undefined for anything unusual. Never throws. */
-  private tryRead(b: Uint8Array, pos: number): Declaration | undefined {
+  /**
+   * Whether the value at pos is a clean declaration: then its fields are in
+   * str / num / key, the fields present in seen, and its end in end. False
+   * for anything unusual. Never throws.
+   */
+  private parse(b: Uint8Array, pos: number): boolean {
     const n = b.length;
-    if (pos < 0 || pos >= n) return undefined;
+    if (pos < 0 || pos >= n) return false;
     let t = b[pos];
     let count: number;
     if (t >= 0x80 && t <= 0x8f) { count = t & 0x0f; pos += 1; }
-    else if (t === 0xde) { if (pos + 3 > n) return undefined; count = (b[pos + 1] << 8) | b[pos + 2]; pos += 3; }
-    else if (t === 0xdf) { if (pos + 5 > n) return undefined; count = b[pos + 1] * 0x1000000 + ((b[pos + 2] << 16) | (b[pos + 3] << 8) | b[pos + 4]); pos += 5; }
-    else return undefined;
-    if (count > NFIELDS) return undefined; // more entries than fields: an unknown or repeated key
+    else if (t === 0xde) { if (pos + 3 > n) return false; count = (b[pos + 1] << 8) | b[pos + 2]; pos += 3; }
+    else if (t === 0xdf) { if (pos + 5 > n) return false; count = b[pos + 1] * 0x1000000 + ((b[pos + 2] << 16) | (b[pos + 3] << 8) | b[pos + 4]); pos += 5; }
+    else return false;
+    if (count > NFIELDS) return false; // more entries than fields: an unknown or repeated key
     const str = this.str, num = this.num, order = this.order;
     const dv = this.viewOf(b);
     let seen = 0;
     for (let i = 0; i < count; i++) {
       // the key: fixstr or str8, one of the field names
-      if (pos >= n) return undefined;
+      if (pos >= n) return false;
       t = b[pos];
       let klen: number;
       if (t >= 0xa2 && t <= 0xbf) { klen = t - 0xa0; pos += 1; }
-      else if (t === 0xd9) { if (pos + 2 > n) return undefined; klen = b[pos + 1]; pos += 2; }
-      else return undefined;
-      if (pos + klen >= n) return undefined; // the key and at least one byte of value
+      else if (t === 0xd9) { if (pos + 2 > n) return false; klen = b[pos + 1]; pos += 2; }
+      else return false;
+      if (pos + klen >= n) return false; // the key and at least one byte of value
       // most producers write the fields in one order: try the field that came at this place last time first
       let f = order[i];
       if (!keyIs(dv, pos, klen, f)) {
         f = KEY_SLOT[keyHash(b[pos], b[pos + klen - 1], klen, KEY_SEED)];
-        if (!keyIs(dv, pos, klen, f)) return undefined;
+        if (!keyIs(dv, pos, klen, f)) return false;
         order[i] = f;
       }
       const bit = 1 << f;
-      if ((seen & bit) !== 0) return undefined;
+      if ((seen & bit) !== 0) return false;
       seen |= bit;
       pos += klen;
       // the value
@@ -411,85 +464,91 @@ export class FastDeclarationReader {
         else {
           switch (t) {
             // big-endian, as DataView reads by default; float32 becomes the float32's value, as in msgpackr
-            case 0xca: if (pos + 5 > n) return undefined; v = dv.getFloat32(pos + 1); pos += 5; break;
-            case 0xcb: if (pos + 9 > n) return undefined; v = dv.getFloat64(pos + 1); pos += 9; break;
-            case 0xcc: if (pos + 2 > n) return undefined; v = b[pos + 1]; pos += 2; break;
-            case 0xcd: if (pos + 3 > n) return undefined; v = dv.getUint16(pos + 1); pos += 3; break;
-            case 0xce: if (pos + 5 > n) return undefined; v = dv.getUint32(pos + 1); pos += 5; break;
-            case 0xd0: if (pos + 2 > n) return undefined; v = dv.getInt8(pos + 1); pos += 2; break;
-            case 0xd1: if (pos + 3 > n) return undefined; v = dv.getInt16(pos + 1); pos += 3; break;
-            case 0xd2: if (pos + 5 > n) return undefined; v = dv.getInt32(pos + 1); pos += 5; break;
-            default: return undefined; // nil, (u)int64 (BigInt in msgpackr), strings, anything else
+            case 0xca: if (pos + 5 > n) return false; v = dv.getFloat32(pos + 1); pos += 5; break;
+            case 0xcb: if (pos + 9 > n) return false; v = dv.getFloat64(pos + 1); pos += 9; break;
+            case 0xcc: if (pos + 2 > n) return false; v = b[pos + 1]; pos += 2; break;
+            case 0xcd: if (pos + 3 > n) return false; v = dv.getUint16(pos + 1); pos += 3; break;
+            case 0xce: if (pos + 5 > n) return false; v = dv.getUint32(pos + 1); pos += 5; break;
+            case 0xd0: if (pos + 2 > n) return false; v = dv.getInt8(pos + 1); pos += 2; break;
+            case 0xd1: if (pos + 3 > n) return false; v = dv.getInt16(pos + 1); pos += 3; break;
+            case 0xd2: if (pos + 5 > n) return false; v = dv.getInt32(pos + 1); pos += 5; break;
+            default: return false; // nil, (u)int64 (BigInt in msgpackr), strings, anything else
           }
         }
-        if (!(v >= MIN[f] && v <= MAX[f])) return undefined; // NaN fails too
+        if (!(v >= MIN[f] && v <= MAX[f])) return false; // NaN fails too
         num[f] = v;
         continue;
       }
       if (kind === K_BOOLEAN) {
         if (t === 0xc2) num[f] = 0;
         else if (t === 0xc3) num[f] = 1;
-        else return undefined;
+        else return false;
         pos += 1;
         continue;
       }
       // every other kind is a string
       let s: number, len: number;
       if (t >= 0xa0 && t <= 0xbf) { len = t & 0x1f; s = pos + 1; }
-      else if (t === 0xd9) { if (pos + 2 > n) return undefined; len = b[pos + 1]; s = pos + 2; }
-      else if (t === 0xda) { if (pos + 3 > n) return undefined; len = (b[pos + 1] << 8) | b[pos + 2]; s = pos + 3; }
-      else if (t === 0xdb) { if (pos + 5 > n) return undefined; len = b[pos + 1] * 0x1000000 + ((b[pos + 2] << 16) | (b[pos + 3] << 8) | b[pos + 4]); s = pos + 5; }
-      else return undefined;
+      else if (t === 0xd9) { if (pos + 2 > n) return false; len = b[pos + 1]; s = pos + 2; }
+      else if (t === 0xda) { if (pos + 3 > n) return false; len = (b[pos + 1] << 8) | b[pos + 2]; s = pos + 3; }
+      else if (t === 0xdb) { if (pos + 5 > n) return false; len = b[pos + 1] * 0x1000000 + ((b[pos + 2] << 16) | (b[pos + 3] << 8) | b[pos + 4]); s = pos + 5; }
+      else return false;
       pos = s + len;
-      if (pos > n) return undefined;
+      if (pos > n) return false;
       let v: string | undefined;
       switch (kind) {
         case K_ID:
         case K_CODE:
           // trimmed already and not blank: printable ASCII at both ends
-          if (len === 0 || len > MAX_CODE_BYTES || !printable(b[s]) || !printable(b[pos - 1])) return undefined;
+          if (len === 0 || len > MAX_CODE_BYTES || !printable(b[s]) || !printable(b[pos - 1])) return false;
           // ids are unique by design: decoded, not cached (they would only evict the repeated codes)
-          v = kind === K_ID ? decodeString(b, dv, s, len) : this.codes.get(b, dv, s, len);
-          if (v === undefined || v.length > MAX_CODE_LENGTH) return undefined;
+          if (kind === K_ID) {
+            v = decodeString(b, dv, s, len);
+          } else {
+            v = this.codes.get(b, dv, s, len);
+          }
+          if (v === undefined || v.length > MAX_CODE_LENGTH) return false;
           break;
         case K_DATE:
-          if (len !== 10) return undefined;
+          if (len !== 10) return false;
           v = this.codes.get(b, dv, s, len);
-          if (v === undefined) return undefined;
+          if (v === undefined) return false;
           if (v !== this.lastDate) {
-            if (Number.isNaN(parseIsoDate(v))) return undefined;
+            const days = parseIsoDate(v);
+            if (Number.isNaN(days)) return false;
             this.lastDate = v;
+            this.lastDays = days;
           }
+          num[f] = this.lastDays;
           break;
         case K_HS:
-          if (len < 6 || len > 10) return undefined;
-          for (let k = s; k < pos; k++) if (b[k] < 0x30 || b[k] > 0x39) return undefined;
+          if (len < 6 || len > 10) return false;
+          for (let k = s; k < pos; k++) if (b[k] < 0x30 || b[k] > 0x39) return false;
           v = this.codes.get(b, dv, s, len);
           break;
         case K_COUNTRY: {
-          if (len !== 2) return undefined;
+          if (len !== 2) return false;
           const c0 = b[s], c1 = b[s + 1];
-          if (c0 < 0x41 || c0 > 0x5a || c1 < 0x41 || c1 > 0x5a) return undefined; // lower case is upper-cased by validation: fall back
+          if (c0 < 0x41 || c0 > 0x5a || c1 < 0x41 || c1 > 0x5a) return false; // lower case is upper-cased by validation: fall back
           v = this.country(c0, c1);
           break;
         }
         case K_TEXT:
-          if (len === 0 || len > MAX_TEXT_BYTES) return undefined;
+          if (len === 0 || len > MAX_TEXT_BYTES) return false;
           v = this.texts.get(b, dv, s, len);
-          if (v === undefined || v.length > MAX_DESCRIPTION_LENGTH) return undefined;
+          if (v === undefined || v.length > MAX_DESCRIPTION_LENGTH) return false;
           // kept as it is (not trimmed); only a blank one (dropped by validation) falls back
-          if (!printable(b[s]) && v.trim() === '') return undefined;
+          if (!printable(b[s]) && v.trim() === '') return false;
           break;
         default:
-          return undefined;
+          return false;
       }
       str[f] = v;
     }
-    if ((seen & REQUIRED_MASK) !== REQUIRED_MASK) return undefined;
+    if ((seen & REQUIRED_MASK) !== REQUIRED_MASK) return false;
     this.end = pos;
-    // the object validateDeclaration builds, keys in FIELDS order, made in one go
-    if (seen !== this.lastSeen) { this.lastSeen = seen; this.lastBuild = builderFor(seen); }
-    return this.lastBuild(str, num);
+    this.seen = seen;
+    return true;
   }
 }
 

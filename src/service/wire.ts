@@ -144,11 +144,16 @@ class Scoring {
     if (log) this.declarations = [];
   }
 
-  /** A declaration the fast reader already validated. */
-  addValid(d: Declaration, index: number): void {
-    this.builder.push(d);
+  /**
+   * The value at pos, read by the fast reader straight into the batch if it
+   * is a clean declaration (then true, and fastReader.lastEnd is its end).
+   * False: nothing was added, and the caller takes the general path.
+   */
+  readFast(b: Uint8Array, pos: number, index: number): boolean {
+    if (!fastReader.readInto(b, pos, this.builder)) return false;
     this.rowIndex.push(index);
-    this.declarations?.push(d);
+    this.declarations?.push(fastReader.declaration());
+    return true;
   }
 
   /** Whether the decision log wants this request's decisions (and something was scored). */
@@ -248,11 +253,11 @@ function scoreMsgpackBatch(kernel: Kernel, req: WireRequest): WireReply | undefi
   const s = new Scoring(head.count, req.log);
   let pos = head.pos;
   for (let i = 0; i < head.count; i++) {
-    const r = fastReader.read(b, pos);
-    if (r.end < 0) return undefined; // truncated: the general path reports it
-    if (r.value) s.addValid(r.value, i);
-    else s.add(parseRecord(b, pos, r.end, `declarations[${i}]`), i);
-    pos = r.end;
+    if (s.readFast(b, pos, i)) { pos = fastReader.lastEnd; continue; }
+    const end = msgpackValueEnd(b, pos);
+    if (end < 0) return undefined; // truncated: the general path reports it
+    s.add(parseRecord(b, pos, end, `declarations[${i}]`), i);
+    pos = end;
   }
   if (pos !== b.length) return undefined; // trailing bytes: the general path reports them
   const { decisions, stats } = s.run(kernel);
@@ -320,8 +325,7 @@ function scoreStreamChunk(kernel: Kernel, req: WireRequest): WireReply {
     s = new Scoring(ends.length, req.log);
     let pos = 0;
     for (const end of ends) {
-      const r = fastReader.read(b, pos);
-      if (r.value) s.addValid(r.value, firstIndex + n++);
+      if (s.readFast(b, pos, firstIndex + n)) n++;
       else s.add(parseRecord(b, pos, end, `record ${firstIndex + n}`), firstIndex + n++);
       pos = end;
     }
