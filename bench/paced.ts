@@ -23,6 +23,7 @@
 import { connect, type Socket } from 'node:net';
 import { MessageChannel, Worker, isMainThread, parentPort, workerData, type MessagePort } from 'node:worker_threads';
 import { fileURLToPath } from 'node:url';
+import { httpRequests } from './closed.js';
 
 export interface PacedSpec {
   host: string;
@@ -112,10 +113,7 @@ function runClock(ticks: MessagePort, total: number, periodNs: number, t0: numbe
 interface Conn { socket: Socket; busy: boolean; due: number; buf: Buffer | undefined }
 
 function runIo(spec: PacedSpec, total: number, ticks: MessagePort): void {
-  const requests = spec.bodies.map((b) => {
-    const head = [`POST ${spec.path} HTTP/1.1`, `Host: ${spec.host}:${spec.port}`, 'Connection: keep-alive', ...Object.entries(spec.headers).map(([k, v]) => `${k}: ${v}`), `Content-Length: ${b.byteLength}`, '', ''].join('\r\n');
-    return Buffer.concat([Buffer.from(head, 'latin1'), b]);
-  });
+  const requests = httpRequests(spec);
   const latencies = new Float64Array(total);
   const sendLag = new Float64Array(total);
   const serverMs = new Float64Array(total);

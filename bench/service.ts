@@ -12,19 +12,24 @@
  *     server's Server-Timing and the machine's scheduling noise beside it),
  *     and the most req/s;
  *  2. batches of 100 and 1,000 declarations, JSON and MessagePack:
- *     declarations/s and latency at the most req/s;
+ *     declarations/s and latency at the most req/s, loaded by the raw
+ *     closed-loop client of bench/closed.ts (autocannon spends a third of its
+ *     CPU turning binary replies into strings, CPU the server then lacks on a
+ *     small machine); MessagePack batches of 1,000 with autocannon as well;
  *  3. one bulk stream of 1,000,000 declarations (NDJSON, then MessagePack)
  *     over one chunked request, generated on the fly, the response read
  *     concurrently: declarations/s, record count check, server RSS.
  *
  * The service runs as `bin/selectivity.js serve` in a child process; the load
- * generator (autocannon, in this process) shares the machine with it.
+ * generators (autocannon, the paced and closed-loop clients, in this process)
+ * share the machine with it.
  *
  * Options: --quick (3 s per load test, 200,000-declaration streams),
  * --threads N (scoring workers, default 2), --duration S (seconds per load
  * test, default 10), --connections N (max-rate single declarations, default
  * 16), --batch-connections N (batches, default 8), --stream N (declarations
- * per stream), --inline-max SIZE, --young-mb N and --heap-growing-percent N
+ * per stream), --batch-client raw|autocannon (the batch tests' load
+ * generator, default raw), --inline-max SIZE, --young-mb N and --heap-growing-percent N
  * (passed to serve), --model
  * (serve with a compliance model trained first on 100,000 labelled declarations
  * of the same synthetic world: its historical tables are loaded and its HISTORY
@@ -48,6 +53,7 @@ import type { Declaration } from '../src/model/schema.js';
 import { trainModel } from '../src/learn/train.js';
 import { fraudLabels, labelledBatches, peerTables, world } from './data.js';
 import { pacedLoad } from './paced.js';
+import { closedLoad } from './closed.js';
 
 // ---- options -----------------------------------------------------------------------
 
@@ -58,6 +64,7 @@ const { values: opt } = parseArgs({
     duration: { type: 'string' },
     connections: { type: 'string' },
     'batch-connections': { type: 'string' },
+    'batch-client': { type: 'string' },
     stream: { type: 'string' },
     'inline-max': { type: 'string' },
     'young-mb': { type: 'string' },
@@ -85,6 +92,11 @@ const RATE = 2000;
 const RATE_CONNECTIONS = 10;
 const MAX_CONNECTIONS = positiveInt(opt.connections, 'connections', 16);
 const BATCH_CONNECTIONS = positiveInt(opt['batch-connections'], 'batch-connections', 8);
+const BATCH_CLIENT = opt['batch-client'] ?? 'raw';
+if (BATCH_CLIENT !== 'raw' && BATCH_CLIENT !== 'autocannon') {
+  process.stderr.write(`--batch-client must be raw or autocannon, got ${JSON.stringify(BATCH_CLIENT)}\n`);
+  process.exit(2);
+}
 /** Requests the service holds at once: scoring threads + its default --max-queue (max(4, 4 × threads)). */
 const ADMIT = THREADS + Math.max(4, 4 * THREADS);
 const MAX_SET = [...new Set([ADMIT, MAX_CONNECTIONS])].sort((a, b) => a - b);
@@ -367,6 +379,29 @@ async function cannon(target: Target, label: string, spec: LoadSpec): Promise<Lo
     cpu: cpuBetween(before, after),
     bodyBytes: spec.bodies[0].length,
   };
+}
+
+/**
+ * Closed-loop load from the raw client (bench/closed.ts): latencies from each
+ * request's write to the end of its answer. `check` sees the first 2xx body
+ * (and throws if it is wrong). No drain is needed: the client waits for every
+ * answer it is owed before it returns.
+ */
+async function closed(target: Target, label: string, spec: LoadSpec, check: (body: Buffer) => void): Promise<Load> {
+  const before = sampleCpu(target.pid);
+  const r = await closedLoad({ host: target.host, port: target.port, path: spec.path, bodies: spec.bodies, headers: spec.headers, connections: spec.connections, duration: spec.duration });
+  const after = sampleCpu(target.pid);
+  if (r.firstBody) check(r.firstBody);
+  const seconds = r.elapsedMs / 1000;
+  return {
+    label, rps: r.ok / seconds, ok: r.ok, responses: r.ok + r.non2xx, non2xx: r.non2xx, errors: r.errors, timeouts: 0, statuses: statusSummary(r.statuses), seconds,
+    lat: percentiles(r.latencies), cpu: cpuBetween(before, after), bodyBytes: spec.bodies[0].length,
+  };
+}
+
+/** The batch tests' load: the raw closed-loop client, or autocannon (--batch-client). */
+function batchLoad(client: string, target: Target, label: string, spec: LoadSpec, check: (body: Buffer) => void): Promise<Load> {
+  return client === 'raw' ? closed(target, label, spec, check) : cannon(target, label, spec);
 }
 
 /**
@@ -719,7 +754,7 @@ async function main(): Promise<void> {
   out(`${started.toISOString()} · Node ${process.version} · ${process.platform} ${process.arch} · ${cpuList[0]?.model?.trim() ?? 'cpu'} × ${cpuList.length} · ${(totalmem() / 1024 ** 3).toFixed(0)} GiB${QUICK ? ' · quick mode' : ''}`);
   out();
   out(`Service: \`selectivity serve --threads ${THREADS}${SERVE_FLAGS} --decision-log ${DECISION_LOG}\`${modelNote} (${THREADS} scoring worker threads, decision log ${DECISION_LOG === 'on' ? 'on: every decision committed to <data-dir>/selectivity.db before its answer' : 'off'}, other settings at their defaults), bundled example ruleset, in a child process; where the work ran shows in the CPU columns (main thread vs whole process). ` +
-    `Load generator: autocannon 8, the paced client's two worker threads and Node http, all in this process, **on the same ${cpuList.length}-core machine** — client, server main thread and workers compete for the cores, so figures are a floor, not the service's ceiling. ` +
+    `Load generators: autocannon 8, the paced client's two worker threads, ${BATCH_CLIENT === 'raw' ? 'the raw closed-loop client (batches) ' : ''}and Node http, all in this process, **on the same ${cpuList.length}-core machine** — client, server main thread and workers compete for the cores, so figures are a floor, not the service's ceiling. ` +
     `Each load test runs ${DURATION} s after a ${WARMUP} s warm-up per server. Latencies are measured per response from autocannon's own timer at µs resolution (2xx only; autocannon's built-in histogram has 1 ms steps). ` +
     `CPU columns: % of one core over the test (${cpuList.length} cores = ${cpuList.length * 100} %): server main thread / whole server process / load generator / everything else on the machine (noise), from /proc.`);
   out();
@@ -753,7 +788,8 @@ async function main(): Promise<void> {
     echoPaced = await singleLoads(echo, 'echo', '/echo', echoOut);
     for (const c of cases.filter((x) => x.enc === 'json')) {
       progress(`echo: ${c.label}…`);
-      echoOut[`b${c.size}`] = await steady(() => cannon(echo, 'echo', { path: '/echo', bodies: c.bodies, headers: jsonHeaders, connections: c.connections, duration: DURATION }));
+      const echoed = (body: Buffer) => { if (body.length < c.bodies[0].length * 0.9) throw new Error(`echo: ${c.label}: an answer of ${body.length} bytes`); };
+      echoOut[`b${c.size}`] = await steady(() => batchLoad(BATCH_CLIENT, echo, 'echo', { path: '/echo', bodies: c.bodies, headers: jsonHeaders, connections: c.connections, duration: DURATION }, echoed));
     }
   }
   const echoStop = await stopChild(echo.child);
@@ -784,9 +820,20 @@ async function main(): Promise<void> {
     }
     progress(`service: checked (${checks.join('; ')})`);
     svcPaced = await singleLoads(svc, 'service', '/v1/score', svcOut);
+    /** A batch's answer holds one decision per declaration and no error. */
+    const scoredAll = (c: CaseSpec) => (body: Buffer) => {
+      const doc = (c.enc === 'json' ? JSON.parse(body.toString('utf8')) : unpack(body)) as { decisions?: unknown[]; errors?: unknown[] };
+      if (doc.decisions?.length !== c.size || (doc.errors?.length ?? 0) !== 0) throw new Error(`service: ${c.label}: an answer under load with ${doc.decisions?.length} decisions and ${doc.errors?.length} errors`);
+    };
     for (const c of cases) {
-      progress(`service: ${c.label}…`);
-      svcOut[c.key] = await steady(() => cannon(svc, 'service', { path: c.path, bodies: c.bodies, headers: c.enc === 'json' ? jsonHeaders : msgpackHeaders, connections: c.connections, duration: DURATION }));
+      progress(`service: ${c.label}${BATCH_CLIENT === 'raw' ? '' : ' (autocannon)'}…`);
+      svcOut[c.key] = await steady(() => batchLoad(BATCH_CLIENT, svc, 'service', { path: c.path, bodies: c.bodies, headers: c.enc === 'json' ? jsonHeaders : msgpackHeaders, connections: c.connections, duration: DURATION }, scoredAll(c)));
+    }
+    if (BATCH_CLIENT === 'raw') {
+      // the same test with autocannon, for comparison with earlier runs and to show what the generator costs
+      const c = cases.find((x) => x.key === 'b1000-msgpack')!;
+      progress(`service: ${c.label} (autocannon)…`);
+      svcOut[`${c.key}-autocannon`] = await steady(() => cannon(svc, 'service', { path: c.path, bodies: c.bodies, headers: msgpackHeaders, connections: c.connections, duration: DURATION }));
     }
   }
   const rssAfterLoad = memory(svc.pid);
@@ -852,18 +899,26 @@ async function main(): Promise<void> {
 
   out(`## 3. Batches — most req/s, ${BATCH_CONNECTIONS} connections, no rate limit`);
   out();
-  out('The echo server gets the JSON body of the same batch size (it parses and re-serialises it on its one thread); the MessagePack rows are compared with that JSON echo too.');
+  out('The echo server gets the JSON body of the same batch size (it parses and re-serialises it on its one thread); the MessagePack rows are compared with that JSON echo too. ' +
+    (BATCH_CLIENT === 'raw'
+      ? 'Load generator: the raw closed-loop client (bench/closed.ts: pre-built requests on keep-alive sockets, answers read by Content-Length and counted, not decoded; the first answer of each test checked in full), except the row marked autocannon. ' +
+        'autocannon appends every answer to a JavaScript string, which costs it about a third of its CPU on binary MessagePack answers; on this machine the server lacks that CPU. The autocannon row has no "vs echo" ratio: the echo was loaded by the raw client.'
+      : 'Load generator: autocannon (--batch-client autocannon).'));
   out();
   const batchRows: (string | number)[][] = [];
+  const client = BATCH_CLIENT === 'raw' ? 'raw' : 'autocannon';
   for (const size of [100, 1000]) {
     const e = echoOut[`b${size}`];
-    batchRows.push([`echo, JSON`, fmt(size), `${(e.bodyBytes / 1024).toFixed(0)} KiB`, fmt(e.rps), fmt(e.rps * size), '1.00x', ms(e.lat.p50), ms(e.lat.p99), ms(e.lat.max), issues(e), cpuCells(e), cpuPer(e.cpu, e.responses * size)]);
+    batchRows.push([`echo, JSON`, client, fmt(size), `${(e.bodyBytes / 1024).toFixed(0)} KiB`, fmt(e.rps), fmt(e.rps * size), '1.00x', ms(e.lat.p50), ms(e.lat.p99), ms(e.lat.max), issues(e), cpuCells(e), cpuPer(e.cpu, e.responses * size)]);
     for (const c of cases.filter((x) => x.size === size)) {
-      const l = svcOut[c.key];
-      batchRows.push([`service, ${c.enc === 'json' ? 'JSON' : 'MessagePack'}`, fmt(size), `${(l.bodyBytes / 1024).toFixed(0)} KiB`, fmt(l.rps), fmt(l.rps * size), ratio(l.rps, e.rps), ms(l.lat.p50), ms(l.lat.p99), ms(l.lat.max), issues(l), cpuCells(l), cpuPer(l.cpu, l.responses * size)]);
+      for (const [key, by] of [[c.key, client], [`${c.key}-autocannon`, 'autocannon']] as const) {
+        const l = svcOut[key];
+        if (!l) continue;
+        batchRows.push([`service, ${c.enc === 'json' ? 'JSON' : 'MessagePack'}`, by, fmt(size), `${(l.bodyBytes / 1024).toFixed(0)} KiB`, fmt(l.rps), fmt(l.rps * size), by === client ? ratio(l.rps, e.rps) : '—', ms(l.lat.p50), ms(l.lat.p99), ms(l.lat.max), issues(l), cpuCells(l), cpuPer(l.cpu, l.responses * size)]);
+      }
     }
   }
-  table(['server, encoding', 'batch', 'request body', 'req/s (2xx)', 'declarations/s', 'vs echo', 'p50 ms', 'p99 ms', 'max ms', 'failures', 'CPU % main / server / client / other', 'server CPU µs per declaration, main / all'], batchRows);
+  table(['server, encoding', 'client', 'batch', 'request body', 'req/s (2xx)', 'declarations/s', 'vs echo', 'p50 ms', 'p99 ms', 'max ms', 'failures', 'CPU % main / server / client / other', 'server CPU µs per declaration, main / all'], batchRows);
 
   out(`## 4. Bulk stream — ${fmt(STREAM_N)} declarations over one chunked POST /v1/score/stream`);
   out();
@@ -887,7 +942,7 @@ async function main(): Promise<void> {
   const allLoads = [...Object.values(echoOut), ...Object.values(svcOut)];
   const failed = allLoads.filter((l) => l.non2xx || l.errors || l.timeouts);
   out(`- Failed requests: ${failed.length === 0 ? 'none (every response 2xx, no socket errors or timeouts)' : failed.map((l) => `${l.label}: ${l.statuses}, ${l.errors} errors, ${l.timeouts} timeouts`).join('; ')}.`);
-  out(`- Options: --threads ${THREADS}${SERVE_FLAGS}${MODEL ? ' --model' : ''} --decision-log ${DECISION_LOG} --duration ${DURATION} --connections ${MAX_CONNECTIONS} --batch-connections ${BATCH_CONNECTIONS} --stream ${STREAM_N}${QUICK ? ' --quick' : ''}. Total run ${(performance.now() / 1000).toFixed(0)} s.`);
+  out(`- Options: --threads ${THREADS}${SERVE_FLAGS}${MODEL ? ' --model' : ''} --decision-log ${DECISION_LOG} --duration ${DURATION} --connections ${MAX_CONNECTIONS} --batch-connections ${BATCH_CONNECTIONS} --batch-client ${BATCH_CLIENT} --stream ${STREAM_N}${QUICK ? ' --quick' : ''}. Total run ${(performance.now() / 1000).toFixed(0)} s.`);
   out();
 
   const file = join(ROOT, 'bench', MODEL ? 'SERVICE-MODEL-RESULTS.md' : 'SERVICE-RESULTS.md');
