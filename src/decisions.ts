@@ -9,6 +9,7 @@ import type { CompiledMeta } from './ruleset/compile.js';
 import type { RiskArea } from './profiles/profile.js';
 import { historyIndex, lifts, smoothedRate, type BatchHistory, type HistoryIndex, type HistoryTables } from './learn/history.js';
 import { FLAG_CONTROL, FLAG_PROFILE_CHANNEL, type ScoreResult } from './kernel/layout.js';
+import type { TextSignal } from './text/signals.js';
 
 /** HISTORY reasons: contributions of at least this much (either sign), the largest first, at most HISTORY_REASONS. */
 export const HISTORY_REASON_MIN = 0.25;
@@ -119,6 +120,81 @@ function historyReasons(meta: CompiledMeta, t: HistoryTables): HistoryReasons {
   return x;
 }
 
+/**
+ * The reasons that depend on the ruleset alone: a profile's (PROFILE), a
+ * keyword term's (KEYWORD) and the control group's on each channel
+ * (RANDOM_SELECTION). Built once per ruleset version on first use and shared,
+ * frozen (arrays too), by every decision that gives them, as HISTORY reasons
+ * are: no objects, arrays or sets made per decision, and the MessagePack
+ * encoder keeps the bytes of frozen objects after the first time.
+ */
+class RulesetReasons {
+  private readonly profile: (Reason | undefined)[];
+  private readonly keyword: (Reason | undefined)[];
+  private readonly random = new Map<Channel, Reason>();
+
+  constructor(private readonly meta: CompiledMeta) {
+    this.profile = new Array<Reason | undefined>(meta.profiles.length).fill(undefined);
+    this.keyword = new Array<Reason | undefined>(meta.text.terms.length).fill(undefined);
+  }
+
+  profileReason(k: number): Reason {
+    let r = this.profile[k];
+    if (r === undefined) {
+      const p = this.meta.profiles[k];
+      const x: Reason = { code: 'PROFILE', profile: p.id, weight: p.weight };
+      if (p.version !== undefined) x.version = p.version;
+      if (p.channel) x.channel = p.channel;
+      r = this.profile[k] = Object.freeze(x);
+    }
+    return r;
+  }
+
+  keywordReason(t: number): Reason {
+    let r = this.keyword[t];
+    if (r === undefined) {
+      const term = this.meta.text.terms[t];
+      r = this.keyword[t] = Object.freeze<Reason>({ code: 'KEYWORD', term: term.text, lists: Object.freeze(term.lists.map((l) => l.id)) as string[], riskAreas: Object.freeze([...new Set(term.lists.map((l) => l.riskArea))]) as RiskArea[] });
+    }
+    return r;
+  }
+
+  randomReason(channel: Channel): Reason {
+    let r = this.random.get(channel);
+    if (r === undefined) { r = Object.freeze<Reason>({ code: 'RANDOM_SELECTION', channel, rate: this.meta.settings.randomSelection.rate }); this.random.set(channel, r); }
+    return r;
+  }
+}
+
+const rulesetReasonCache = new WeakMap<CompiledMeta, RulesetReasons>();
+let lastRulesetMeta: CompiledMeta | undefined;
+let lastRulesetReasons: RulesetReasons | undefined;
+
+function rulesetReasons(meta: CompiledMeta): RulesetReasons {
+  if (meta === lastRulesetMeta) return lastRulesetReasons!;
+  let x = rulesetReasonCache.get(meta);
+  if (!x) { x = new RulesetReasons(meta); rulesetReasonCache.set(meta, x); }
+  lastRulesetMeta = meta;
+  lastRulesetReasons = x;
+  return x;
+}
+
+/**
+ * The MISCLASSIFICATION reason of a text signal: it depends on the signal
+ * alone, and signals are shared by the declarations with the same
+ * description and HS code (and never modified), so one frozen reason each.
+ */
+const misclassificationReasons = new WeakMap<TextSignal, Reason>();
+
+function misclassificationReason(signal: TextSignal & { fit: NonNullable<TextSignal['fit']> }): Reason {
+  let r = misclassificationReasons.get(signal);
+  if (r === undefined) {
+    r = Object.freeze<Reason>({ code: 'MISCLASSIFICATION', declaredChapter: signal.chapter ?? '', fit: round(signal.fit.chapterFit, 3), bestHeading: signal.fit.bestHeading, contribution: signal.extra });
+    misclassificationReasons.set(signal, r);
+  }
+  return r;
+}
+
 export type Reason =
   /** A risk profile matched; its weight was added to the score. `version`: the stored profile version (store-backed rulesets). */
   | { code: 'PROFILE'; profile: string; version?: number; weight: number; channel?: Channel }
@@ -160,15 +236,13 @@ export function decisionAt(result: ScoreResult, i: number, id: string, meta: Com
   const flags = result.flags[i];
   const score = result.score[i];
   const reasons: Reason[] = [];
+  const shared = rulesetReasons(meta);
   const from = result.matchOffset[i], to = result.matchOffset[i + 1];
   const raising: string[] = [];
   let instructions: string[] | undefined;
   for (let k = from; k < to; k++) {
     const p = meta.profiles[result.matchList[k]];
-    const r: Reason = { code: 'PROFILE', profile: p.id, weight: p.weight };
-    if (p.version !== undefined) r.version = p.version;
-    if (p.channel) r.channel = p.channel;
-    reasons.push(r);
+    reasons.push(shared.profileReason(result.matchList[k]));
     if ((flags & FLAG_PROFILE_CHANNEL) !== 0 && p.channel === channel) {
       raising.push(p.id);
       if (p.instructions && !instructions?.includes(p.instructions)) (instructions ??= []).push(p.instructions);
@@ -183,13 +257,8 @@ export function decisionAt(result: ScoreResult, i: number, id: string, meta: Com
   }
   const signal = result.text?.signals[result.text.row[i]];
   if (signal) {
-    for (const t of signal.terms) {
-      const term = meta.text.terms[t];
-      reasons.push({ code: 'KEYWORD', term: term.text, lists: term.lists.map((l) => l.id), riskAreas: [...new Set(term.lists.map((l) => l.riskArea))] });
-    }
-    if (signal.misclassified && signal.fit) {
-      reasons.push({ code: 'MISCLASSIFICATION', declaredChapter: signal.chapter ?? '', fit: round(signal.fit.chapterFit, 3), bestHeading: signal.fit.bestHeading, contribution: signal.extra });
-    }
+    for (const t of signal.terms) reasons.push(shared.keywordReason(t));
+    if (signal.misclassified && signal.fit) reasons.push(misclassificationReason(signal as TextSignal & { fit: NonNullable<TextSignal['fit']> }));
   }
   const h = result.history;
   if (h && meta.history) {
@@ -201,7 +270,7 @@ export function decisionAt(result: ScoreResult, i: number, id: string, meta: Com
   if (score >= s.thresholds.red) reasons.push({ code: 'SCORE_THRESHOLD', channel: 'red', score: round(score), threshold: s.thresholds.red });
   else if (score >= s.thresholds.yellow) reasons.push({ code: 'SCORE_THRESHOLD', channel: 'yellow', score: round(score), threshold: s.thresholds.yellow });
   if (raising.length > 0) reasons.push(instructions ? { code: 'COUNTER_MEASURE', channel, profiles: raising, instructions } : { code: 'COUNTER_MEASURE', channel, profiles: raising });
-  if ((flags & FLAG_CONTROL) !== 0) reasons.push({ code: 'RANDOM_SELECTION', channel, rate: s.randomSelection.rate });
+  if ((flags & FLAG_CONTROL) !== 0) reasons.push(shared.randomReason(channel));
   return { id, channel, score: round(score, 6), controlGroup: (flags & FLAG_CONTROL) !== 0, rulesetVersion: result.rulesetVersion, reasons };
 }
 

@@ -211,6 +211,32 @@ describe('text reasons (watch lists, keyword profiles, misclassification), throu
     expect(reasonsOf(k, 'COUNTER_MEASURE')[0].instructions).toEqual(['open and check for lithium cells']);
   });
 
+  it('reasons that depend on the ruleset alone are shared, frozen objects: the same profile, term or signal gives the same reason in every decision', async () => {
+    const engine = createEngine({ ruleset: createRuleset({ peers, profiles, watchLists, settings: { ...NO_RANDOM, misclassification: { weight: 1.5, below: 0.3 } } }), threads: 0 });
+    engines.push(engine);
+    // each declaration twice, under two ids
+    const twice = [...DECLS, ...DECLS.map((d) => ({ ...d, id: `${d.id}-2` }))];
+    const { batch, ids } = toBatch(twice);
+    const result = await engine.scoreBatch(batch);
+    const ds = toDecisions(result, ids, engine.meta(result.rulesetVersion));
+    let shared = 0;
+    for (const d of DECLS) {
+      const a = byId(ds, d.id), b = byId(ds, `${d.id}-2`);
+      expect(b.reasons).toEqual(a.reasons);
+      a.reasons.forEach((r, k) => {
+        if (r.code === 'SCORE_THRESHOLD' || r.code === 'COUNTER_MEASURE' || r.code === 'DEVIATION') return; // made per decision
+        expect(b.reasons[k]).toBe(r);
+        expect(Object.isFrozen(r)).toBe(true);
+        for (const v of Object.values(r)) if (typeof v === 'object' && v !== null) expect(Object.isFrozen(v)).toBe(true);
+        shared++;
+      });
+    }
+    expect(shared).toBeGreaterThanOrEqual(4); // PROFILE and KEYWORD (power bank), KEYWORD (replica), MISCLASSIFICATION (coffee)
+    // a frozen reason cannot be changed by one decision's reader behind the others' backs
+    const k = reasonsOf(byId(ds, 'K-replica'), 'KEYWORD')[0];
+    expect(() => { (k.lists as string[]).push('x'); }).toThrow(TypeError);
+  });
+
   it('a description that fits another chapter is a MISCLASSIFICATION reason naming the best heading, adding its weight', async () => {
     const ds = await decideText({ weight: 1.5, below: 0.3 });
     const m = byId(ds, 'M-coffee');

@@ -623,6 +623,20 @@ describe('encodeMsgpack', () => {
     sameAsMsgpackr(outer);
     inner.a = 2;
     expect(unpackr.unpack(encodeMsgpack(outer))).toEqual({ inner: { a: 2 }, b: 'x' });
+    // frozen all the way down (a KEYWORD reason with its lists): its bytes kept, the same each time
+    const keyword = Object.freeze({ code: 'KEYWORD', term: 't', lists: Object.freeze(['L1', 'L2']), riskAreas: Object.freeze(['revenue']) });
+    sameAsMsgpackr(keyword);
+    sameAsMsgpackr(keyword);
+    // a frozen array holding an object that can change: encoded afresh every time
+    const box = { v: 1 };
+    const holder = Object.freeze({ list: Object.freeze([box]) });
+    sameAsMsgpackr(holder);
+    box.v = 2;
+    expect(unpackr.unpack(encodeMsgpack(holder))).toEqual({ list: [{ v: 2 }] });
+    // a frozen array of the last level it looks into holding a frozen array: not kept, still right
+    const deep = Object.freeze({ a: Object.freeze([Object.freeze([Object.freeze([1])])]) });
+    sameAsMsgpackr(deep);
+    sameAsMsgpackr(deep);
     // frozen, with a getter: read every time
     let calls = 0;
     const getter = Object.freeze(Object.defineProperty({ k: 1 }, 'g', { enumerable: true, get: () => ++calls }));

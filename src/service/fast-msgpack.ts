@@ -806,10 +806,12 @@ function writeObject(o: Record<string, unknown>): void {
 }
 
 /**
- * Frozen objects whose properties are all plain data of primitive values
- * cannot change: their bytes are kept (weakly) after the first time and
- * copied from then on. Decisions share such objects (the HISTORY reason of a
- * table entry is one frozen object, cited by every decision it applies to).
+ * Frozen objects whose properties are all plain data of primitive values, or
+ * of frozen plain arrays and objects of such values (two levels down at
+ * most), cannot change: their bytes are kept (weakly) after the first time
+ * and copied from then on. Decisions share such objects (the HISTORY reason
+ * of a table entry is one frozen object, cited by every decision it applies
+ * to; so are a profile's, a keyword term's with its frozen lists, …).
  */
 const frozenBytes = new WeakMap<object, Uint8Array>();
 
@@ -821,9 +823,15 @@ function writeFrozen(o: Record<string, unknown>): void {
   if (immutableLeaf(o)) frozenBytes.set(o, out.slice(start, at));
 }
 
-function immutableLeaf(o: object): boolean {
+function immutableLeaf(o: object, depth = 0): boolean {
   for (const d of Object.values(Object.getOwnPropertyDescriptors(o))) {
-    if (!('value' in d) || (d.value !== null && (typeof d.value === 'object' || typeof d.value === 'function'))) return false;
+    if (!('value' in d)) return false;
+    const v: unknown = d.value;
+    if (typeof v === 'function') return false;
+    if (v === null || typeof v !== 'object') continue;
+    // a nested value: frozen plain data itself, written by write() the same way each time
+    const proto = Object.getPrototypeOf(v);
+    if (depth >= 2 || !Object.isFrozen(v) || (Array.isArray(v) ? proto !== Array.prototype : proto !== Object.prototype) || !immutableLeaf(v, depth + 1)) return false;
   }
   return Object.getOwnPropertySymbols(o).length === 0;
 }
