@@ -9,7 +9,7 @@ export { referenceScore, type ReferenceResult } from './kernel/reference.js';
 export type { ScoreResult } from './kernel/layout.js';
 export { toDecisions, decisionAt, channelCounts, type Decision, type Reason } from './decisions.js';
 export { validateDeclaration, FIELDS, type Declaration, type FieldIssue } from './model/schema.js';
-export { BatchBuilder, toBatch, rowOf, type ColumnarBatch } from './model/columnar.js';
+export { BatchBuilder, toBatch, rowOf, CATEGORICAL_COLUMNS, CATEGORICAL_INDEX, type ColumnarBatch } from './model/columnar.js';
 export { readDeclarations, type ReadChunk, type RecordError, type ReadOptions } from './model/readers.js';
 export { resolveColumns, PRESETS } from './model/columns.js';
 export { CHANNELS, type Channel } from './model/channels.js';
