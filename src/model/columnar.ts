@@ -106,9 +106,8 @@ export function unpackBatch(p: PackedBatch): ColumnarBatch {
 export class BatchBuilder {
   private readonly capacity: number;
   private views!: ColumnarBatch;
-  private dictMaps!: Record<CategoricalColumn, Map<string, number>>;
   private dicts!: Dictionaries;
-  /** The same dictionaries, maps and code columns, by CATEGORICAL_INDEX. */
+  /** By CATEGORICAL_INDEX: the dictionaries, each one's codes by value, and the code columns. */
   private dictList!: string[][];
   private mapList!: Map<string, number>[];
   private codeList!: Uint32Array[];
@@ -132,12 +131,11 @@ export class BatchBuilder {
     this.fresh = true;
     const buffer = new ArrayBuffer(batchLayout(this.capacity).byteLength);
     this.dicts = {} as Dictionaries;
-    this.dictMaps = {} as Record<CategoricalColumn, Map<string, number>>;
-    for (const c of CATEGORICAL_COLUMNS) { this.dicts[c] = []; this.dictMaps[c] = new Map(); }
+    for (const c of CATEGORICAL_COLUMNS) this.dicts[c] = [];
     this.dicts.aeo = ['false', 'true'];
     this.views = batchViews(buffer, this.capacity, this.capacity, this.dicts);
     this.dictList = CATEGORICAL_COLUMNS.map((c) => this.dicts[c]);
-    this.mapList = CATEGORICAL_COLUMNS.map((c) => this.dictMaps[c]);
+    this.mapList = CATEGORICAL_COLUMNS.map(() => new Map<string, number>());
     this.codeList = CATEGORICAL_COLUMNS.map((c) => this.views.codes[c]);
     this.n = 0;
     this.ids = [];
@@ -193,14 +191,7 @@ export class BatchBuilder {
   }
 
   private encode(c: CategoricalColumn, value: string): number {
-    const map = this.dictMaps[c];
-    let code = map.get(value);
-    if (code === undefined) {
-      code = this.dicts[c].length;
-      this.dicts[c].push(value);
-      map.set(value, code);
-    }
-    return code;
+    return this.codeOf(CATEGORICAL_INDEX[c], value);
   }
 
   /** Appends a declaration that already passed validateDeclaration. */
