@@ -177,15 +177,18 @@ function runIo(spec: PacedSpec, total: number, ticks: MessagePort): void {
       const t = /\r\nserver-timing:[^\r]*\bapp;dur=([0-9.]+)/i.exec(head);
       finish(c, status, t ? Number(t[1]) : NaN);
     }
-    c.buf = buf.length > 0 ? buf : undefined;
+    c.buf = buf.length > 0 ? Buffer.from(buf) : undefined; // a copy: the read buffer is reused
   };
 
   let open = 0;
   for (let k = 0; k < spec.connections; k++) {
-    const c: Conn = { socket: connect({ host: spec.host, port: spec.port, noDelay: true }), busy: false, due: 0, buf: undefined };
+    // reads land in one reused buffer per socket (net's onread): no stream machinery or new Buffer per read
+    const c: Conn = {
+      socket: connect({ host: spec.host, port: spec.port, noDelay: true, onread: { buffer: Buffer.allocUnsafe(64 * 1024), callback: (n: number, b: Uint8Array) => { onData(c, Buffer.from(b.buffer, b.byteOffset, n)); return true; } } }),
+      busy: false, due: 0, buf: undefined,
+    };
     conns.push(c);
     c.socket.on('connect', () => { if (++open === spec.connections) parentPort!.postMessage({ ready: true }); });
-    c.socket.on('data', (chunk: Buffer) => onData(c, chunk));
     c.socket.on('error', () => undefined); // 'close' follows
     c.socket.on('close', () => {
       if (open < spec.connections) { parentPort!.postMessage({ error: `paced client: cannot connect to ${spec.host}:${spec.port}` }); return; }
