@@ -105,20 +105,27 @@ class HistoryReasons {
   }
 }
 
-const historyReasonCache = new WeakMap<CompiledMeta, HistoryReasons>();
-
-let lastMeta: CompiledMeta | undefined;
-let lastReasons: HistoryReasons | undefined;
-
-function historyReasons(meta: CompiledMeta, t: HistoryTables): HistoryReasons {
-  // every decision of a batch asks with one meta: skip the WeakMap then
-  if (meta === lastMeta) return lastReasons!;
-  let x = historyReasonCache.get(meta);
-  if (!x) { x = new HistoryReasons(t); historyReasonCache.set(meta, x); }
-  lastMeta = meta;
-  lastReasons = x;
-  return x;
+/**
+ * `make(meta)`, made once per ruleset version and kept as long as the
+ * version is (weakly). Every decision of a batch asks with the same meta:
+ * the last one answers without the WeakMap.
+ */
+function perRuleset<T>(make: (meta: CompiledMeta) => T): (meta: CompiledMeta) => T {
+  const cache = new WeakMap<CompiledMeta, T>();
+  let lastMeta: CompiledMeta | undefined;
+  let last: T | undefined;
+  return (meta) => {
+    if (meta === lastMeta) return last!;
+    let x = cache.get(meta);
+    if (x === undefined) { x = make(meta); cache.set(meta, x); }
+    lastMeta = meta;
+    last = x;
+    return x;
+  };
 }
+
+/** Called only for a meta with history tables. */
+const historyReasons = perRuleset((meta) => new HistoryReasons(meta.history!));
 
 /**
  * The reasons that depend on the ruleset alone: a profile's (PROFILE), a
@@ -166,18 +173,7 @@ class RulesetReasons {
   }
 }
 
-const rulesetReasonCache = new WeakMap<CompiledMeta, RulesetReasons>();
-let lastRulesetMeta: CompiledMeta | undefined;
-let lastRulesetReasons: RulesetReasons | undefined;
-
-function rulesetReasons(meta: CompiledMeta): RulesetReasons {
-  if (meta === lastRulesetMeta) return lastRulesetReasons!;
-  let x = rulesetReasonCache.get(meta);
-  if (!x) { x = new RulesetReasons(meta); rulesetReasonCache.set(meta, x); }
-  lastRulesetMeta = meta;
-  lastRulesetReasons = x;
-  return x;
-}
+const rulesetReasons = perRuleset((meta) => new RulesetReasons(meta));
 
 /**
  * The MISCLASSIFICATION reason of a text signal: it depends on the signal
@@ -263,7 +259,7 @@ export function decisionAt(result: ScoreResult, i: number, id: string, meta: Com
   const h = result.history;
   if (h && meta.history) {
     const t = meta.history;
-    const hr = historyReasons(meta, t);
+    const hr = historyReasons(meta);
     hr.push(hr.rows(h, result.size), i, reasons);
     if (t.aeoReduction && h.aeo?.[i] === 1) reasons.push(hr.aeo);
   }
