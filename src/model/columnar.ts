@@ -169,6 +169,18 @@ export class BatchBuilder {
    */
   pushCoded(id: string, date: number, customsValue: number, netMass: number, quantity: number, taxRate: number, codes: ArrayLike<number>): void {
     if (!this.fresh) this.reset();
+    const cols = this.codeList, dicts = this.dictList;
+    for (let c = 0; c < cols.length; c++) {
+      const code = codes[c];
+      if (c !== AEO_INDEX && !(code >= 0 && code < dicts[c].length)) throw new RangeError(`code ${code} of column ${CATEGORICAL_COLUMNS[c]} is not in this batch's dictionary (codeOf gives the codes)`);
+    }
+    const i = this.row(id, date, customsValue, netMass, quantity, taxRate);
+    for (let c = 0; c < cols.length; c++) cols[c][i] = c === AEO_INDEX ? (codes[c] === 1 ? 1 : 0) : codes[c];
+  }
+
+  /** A new row with everything but its categorical codes written (push, pushCoded); its index. */
+  private row(id: string, date: number, customsValue: number, netMass: number, quantity: number, taxRate: number): number {
+    if (!this.fresh) this.reset();
     if (this.n >= this.capacity) throw new RangeError('batch is full');
     const i = this.n++;
     const v = this.views;
@@ -178,16 +190,8 @@ export class BatchBuilder {
     v.numeric.taxRate[i] = taxRate;
     v.date[i] = date;
     v.idHash[i] = fnv1a32(id);
-    const cols = this.codeList, dicts = this.dictList;
-    for (let c = 0; c < cols.length; c++) {
-      const code = codes[c];
-      if (c !== AEO_INDEX && !(code >= 0 && code < dicts[c].length)) {
-        this.n--;
-        throw new RangeError(`code ${code} of column ${CATEGORICAL_COLUMNS[c]} is not in this batch's dictionary (codeOf gives the codes)`);
-      }
-      cols[c][i] = c === AEO_INDEX ? (code === 1 ? 1 : 0) : code;
-    }
     this.ids.push(id);
+    return i;
   }
 
   private encode(c: CategoricalColumn, value: string): number {
@@ -196,16 +200,8 @@ export class BatchBuilder {
 
   /** Appends a declaration that already passed validateDeclaration. */
   push(d: Declaration): void {
-    if (!this.fresh) this.reset();
-    if (this.n >= this.capacity) throw new RangeError('batch is full');
-    const i = this.n++;
+    const i = this.row(d.id, parseIsoDate(d.date), d.customsValue, d.netMass, d.quantity ?? NaN, d.taxRate ?? NaN);
     const v = this.views;
-    v.numeric.customsValue[i] = d.customsValue;
-    v.numeric.netMass[i] = d.netMass;
-    v.numeric.quantity[i] = d.quantity ?? NaN;
-    v.numeric.taxRate[i] = d.taxRate ?? NaN;
-    v.date[i] = parseIsoDate(d.date);
-    v.idHash[i] = fnv1a32(d.id);
     v.codes.hs[i] = this.encode('hs', d.hs);
     v.codes.origin[i] = this.encode('origin', d.origin);
     v.codes.departure[i] = this.encode('departure', d.departure ?? '');
@@ -216,7 +212,6 @@ export class BatchBuilder {
     v.codes.seller[i] = this.encode('seller', d.seller ?? '');
     v.codes.aeo[i] = d.aeo === true ? 1 : 0;
     v.codes.description[i] = this.encode('description', d.description ?? '');
-    this.ids.push(d.id);
   }
 
   /** Returns the batch built so far (views trimmed to its size) and starts a new one. */
