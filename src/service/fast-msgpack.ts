@@ -383,12 +383,11 @@ export class FastDeclarationReader {
   readInto(bytes: Uint8Array, pos: number, batch: BatchBuilder): boolean {
     if (!(FAST_READER_ENABLED && KEYS_HASHED && COLUMNS_MAPPED) || !this.parse(bytes, pos)) return false;
     const { str, num, seen, rowCodes } = this;
+    const bit = (f: number) => (seen & (1 << f)) !== 0;
     for (let c = 0; c < NCOLUMNS; c++) {
       const f = COLUMN_FIELD[c];
-      const present = (seen & (1 << f)) !== 0;
-      rowCodes[c] = c === AEO_COLUMN ? (present && num[f] === 1 ? 1 : 0) : batch.codeOf(c, present ? str[f]! : '');
+      rowCodes[c] = c === AEO_COLUMN ? (bit(f) && num[f] === 1 ? 1 : 0) : batch.codeOf(c, bit(f) ? str[f]! : '');
     }
-    const bit = (f: number) => (seen & (1 << f)) !== 0;
     batch.pushCoded(str[F_ID]!, num[F_DATE], num[F_VALUE], num[F_MASS], bit(F_QUANTITY) ? num[F_QUANTITY] : NaN, bit(F_TAX) ? num[F_TAX] : NaN, rowCodes);
     return true;
   }
@@ -418,7 +417,7 @@ export class FastDeclarationReader {
 
   /**
    * Whether the value at pos is a clean declaration: then its fields are in
-   * str / num / key, the fields present in seen, and its end in end. False
+   * str / num (the date's days in num too), the fields present in seen, and its end in end. False
    * for anything unusual. Never throws.
    */
   private parse(b: Uint8Array, pos: number): boolean {
@@ -502,11 +501,7 @@ export class FastDeclarationReader {
           // trimmed already and not blank: printable ASCII at both ends
           if (len === 0 || len > MAX_CODE_BYTES || !printable(b[s]) || !printable(b[pos - 1])) return false;
           // ids are unique by design: decoded, not cached (they would only evict the repeated codes)
-          if (kind === K_ID) {
-            v = decodeString(b, dv, s, len);
-          } else {
-            v = this.codes.get(b, dv, s, len);
-          }
+          v = kind === K_ID ? decodeString(b, dv, s, len) : this.codes.get(b, dv, s, len);
           if (v === undefined || v.length > MAX_CODE_LENGTH) return false;
           break;
         case K_DATE:
