@@ -18,13 +18,17 @@
 import { connect, type Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 
-export interface ClosedSpec {
+/** Where requests go and what they carry: shared by this client and the paced one (bench/paced.ts). */
+export interface RequestSpec {
   host: string;
   port: number;
   path: string;
   /** Request bodies, used in turn. */
   bodies: Buffer[];
   headers: Record<string, string>;
+}
+
+export interface ClosedSpec extends RequestSpec {
   /** Keep-alive connections, each with one request in flight. */
   connections: number;
   /** Seconds during which requests are sent. */
@@ -46,7 +50,7 @@ export interface ClosedResult {
 }
 
 /** The bytes of each request: headers and body, written in one go. */
-export function httpRequests(spec: Pick<ClosedSpec, 'host' | 'port' | 'path' | 'bodies' | 'headers'>): Buffer[] {
+export function httpRequests(spec: RequestSpec): Buffer[] {
   return spec.bodies.map((b) => {
     const head = [`POST ${spec.path} HTTP/1.1`, `Host: ${spec.host}:${spec.port}`, 'Connection: keep-alive', ...Object.entries(spec.headers).map(([k, v]) => `${k}: ${v}`), `Content-Length: ${b.byteLength}`, '', ''].join('\r\n');
     return Buffer.concat([Buffer.from(head, 'latin1'), b]);

@@ -23,15 +23,9 @@
 import { connect, type Socket } from 'node:net';
 import { MessageChannel, Worker, isMainThread, parentPort, workerData, type MessagePort } from 'node:worker_threads';
 import { fileURLToPath } from 'node:url';
-import { httpRequests } from './closed.js';
+import { httpRequests, type RequestSpec } from './closed.js';
 
-export interface PacedSpec {
-  host: string;
-  port: number;
-  path: string;
-  /** Request bodies, used in turn. */
-  bodies: Buffer[];
-  headers: Record<string, string>;
+export interface PacedSpec extends RequestSpec {
   /** Keep-alive sockets; a due request goes to an idle one, or waits for the first to free up. */
   connections: number;
   /** Requests per second. */

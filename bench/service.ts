@@ -400,8 +400,8 @@ async function closed(target: Target, label: string, spec: LoadSpec, check: (bod
 }
 
 /** The batch tests' load: the raw closed-loop client, or autocannon (--batch-client). */
-function batchLoad(client: string, target: Target, label: string, spec: LoadSpec, check: (body: Buffer) => void): Promise<Load> {
-  return client === 'raw' ? closed(target, label, spec, check) : cannon(target, label, spec);
+function batchLoad(target: Target, label: string, spec: LoadSpec, check: (body: Buffer) => void): Promise<Load> {
+  return BATCH_CLIENT === 'raw' ? closed(target, label, spec, check) : cannon(target, label, spec);
 }
 
 /**
@@ -481,6 +481,8 @@ function plain(d: Declaration): Record<string, unknown> {
 }
 
 type Encoding = 'json' | 'msgpack';
+/** A body (an answer, or a record) in its encoding, decoded. */
+const decoded = (enc: Encoding, b: Buffer): unknown => (enc === 'json' ? JSON.parse(b.toString('utf8')) : unpack(b));
 const jsonBody = (ds: readonly Declaration[]) => Buffer.from(JSON.stringify({ declarations: ds.map(plain) }));
 const msgpackBody = (ds: readonly Declaration[]) => Buffer.from(pack({ declarations: ds.map(plain) }));
 
@@ -664,7 +666,7 @@ async function bulkStream(target: Target, token: string, pool: Pool, enc: Encodi
   const idOf = (b: Buffer | undefined): string => {
     if (!b) return '—';
     try {
-      const rec = (enc === 'json' ? JSON.parse(b.toString('utf8')) : unpack(b)) as { id?: unknown };
+      const rec = decoded(enc, b) as { id?: unknown };
       return typeof rec.id === 'string' ? rec.id : JSON.stringify(rec).slice(0, 200);
     } catch (e) {
       return `unreadable (${(e as Error).message})`;
@@ -789,7 +791,7 @@ async function main(): Promise<void> {
     for (const c of cases.filter((x) => x.enc === 'json')) {
       progress(`echo: ${c.label}…`);
       const echoed = (body: Buffer) => { if (body.length < c.bodies[0].length * 0.9) throw new Error(`echo: ${c.label}: an answer of ${body.length} bytes`); };
-      echoOut[`b${c.size}`] = await steady(() => batchLoad(BATCH_CLIENT, echo, 'echo', { path: '/echo', bodies: c.bodies, headers: jsonHeaders, connections: c.connections, duration: DURATION }, echoed));
+      echoOut[`b${c.size}`] = await steady(() => batchLoad(echo, 'echo', { path: '/echo', bodies: c.bodies, headers: jsonHeaders, connections: c.connections, duration: DURATION }, echoed));
     }
   }
   const echoStop = await stopChild(echo.child);
@@ -811,7 +813,7 @@ async function main(): Promise<void> {
     for (const c of [{ label: 'single declaration', bodies: singles, enc: 'json' as Encoding, size: 1 }, ...cases]) {
       const r = await post(svc, '/v1/score', c.enc === 'json' ? jsonHeaders : msgpackHeaders, c.bodies[0]);
       if (r.status !== 200) throw new Error(`service: ${c.label}: HTTP ${r.status}: ${r.body.toString('utf8').slice(0, 500)}`);
-      const doc = (c.enc === 'json' ? JSON.parse(r.body.toString('utf8')) : unpack(r.body)) as { decisions?: { reasons: { code: string }[] }[]; errors?: unknown[] };
+      const doc = decoded(c.enc, r.body) as { decisions?: { reasons: { code: string }[] }[]; errors?: unknown[] };
       const nd = doc.decisions?.length ?? 0, ne = doc.errors?.length ?? 0;
       const history = (doc.decisions ?? []).filter((d) => d.reasons.some((x) => x.code === 'HISTORY')).length;
       checks.push(`${c.label}: ${nd} decisions, ${ne} invalid${MODEL ? `, ${history} with HISTORY reasons` : ''}`);
@@ -822,12 +824,12 @@ async function main(): Promise<void> {
     svcPaced = await singleLoads(svc, 'service', '/v1/score', svcOut);
     /** A batch's answer holds one decision per declaration and no error. */
     const scoredAll = (c: CaseSpec) => (body: Buffer) => {
-      const doc = (c.enc === 'json' ? JSON.parse(body.toString('utf8')) : unpack(body)) as { decisions?: unknown[]; errors?: unknown[] };
+      const doc = decoded(c.enc, body) as { decisions?: unknown[]; errors?: unknown[] };
       if (doc.decisions?.length !== c.size || (doc.errors?.length ?? 0) !== 0) throw new Error(`service: ${c.label}: an answer under load with ${doc.decisions?.length} decisions and ${doc.errors?.length} errors`);
     };
     for (const c of cases) {
       progress(`service: ${c.label}${BATCH_CLIENT === 'raw' ? '' : ' (autocannon)'}…`);
-      svcOut[c.key] = await steady(() => batchLoad(BATCH_CLIENT, svc, 'service', { path: c.path, bodies: c.bodies, headers: c.enc === 'json' ? jsonHeaders : msgpackHeaders, connections: c.connections, duration: DURATION }, scoredAll(c)));
+      svcOut[c.key] = await steady(() => batchLoad(svc, 'service', { path: c.path, bodies: c.bodies, headers: c.enc === 'json' ? jsonHeaders : msgpackHeaders, connections: c.connections, duration: DURATION }, scoredAll(c)));
     }
     if (BATCH_CLIENT === 'raw') {
       // the same test with autocannon, for comparison with earlier runs and to show what the generator costs
@@ -906,15 +908,14 @@ async function main(): Promise<void> {
       : 'Load generator: autocannon (--batch-client autocannon).'));
   out();
   const batchRows: (string | number)[][] = [];
-  const client = BATCH_CLIENT === 'raw' ? 'raw' : 'autocannon';
   for (const size of [100, 1000]) {
     const e = echoOut[`b${size}`];
-    batchRows.push([`echo, JSON`, client, fmt(size), `${(e.bodyBytes / 1024).toFixed(0)} KiB`, fmt(e.rps), fmt(e.rps * size), '1.00x', ms(e.lat.p50), ms(e.lat.p99), ms(e.lat.max), issues(e), cpuCells(e), cpuPer(e.cpu, e.responses * size)]);
+    batchRows.push([`echo, JSON`, BATCH_CLIENT, fmt(size), `${(e.bodyBytes / 1024).toFixed(0)} KiB`, fmt(e.rps), fmt(e.rps * size), '1.00x', ms(e.lat.p50), ms(e.lat.p99), ms(e.lat.max), issues(e), cpuCells(e), cpuPer(e.cpu, e.responses * size)]);
     for (const c of cases.filter((x) => x.size === size)) {
-      for (const [key, by] of [[c.key, client], [`${c.key}-autocannon`, 'autocannon']] as const) {
+      for (const [key, by] of [[c.key, BATCH_CLIENT], [`${c.key}-autocannon`, 'autocannon']] as const) {
         const l = svcOut[key];
         if (!l) continue;
-        batchRows.push([`service, ${c.enc === 'json' ? 'JSON' : 'MessagePack'}`, by, fmt(size), `${(l.bodyBytes / 1024).toFixed(0)} KiB`, fmt(l.rps), fmt(l.rps * size), by === client ? ratio(l.rps, e.rps) : '—', ms(l.lat.p50), ms(l.lat.p99), ms(l.lat.max), issues(l), cpuCells(l), cpuPer(l.cpu, l.responses * size)]);
+        batchRows.push([`service, ${c.enc === 'json' ? 'JSON' : 'MessagePack'}`, by, fmt(size), `${(l.bodyBytes / 1024).toFixed(0)} KiB`, fmt(l.rps), fmt(l.rps * size), by === BATCH_CLIENT ? ratio(l.rps, e.rps) : '—', ms(l.lat.p50), ms(l.lat.p99), ms(l.lat.max), issues(l), cpuCells(l), cpuPer(l.cpu, l.responses * size)]);
       }
     }
   }
