@@ -234,13 +234,13 @@ export function decisionAt(result: ScoreResult, i: number, id: string, meta: Com
   const reasons: Reason[] = [];
   const shared = rulesetReasons(meta);
   const from = result.matchOffset[i], to = result.matchOffset[i + 1];
-  const raising: string[] = [];
+  let raising: string[] | undefined;
   let instructions: string[] | undefined;
   for (let k = from; k < to; k++) {
     const p = meta.profiles[result.matchList[k]];
     reasons.push(shared.profileReason(result.matchList[k]));
     if ((flags & FLAG_PROFILE_CHANNEL) !== 0 && p.channel === channel) {
-      raising.push(p.id);
+      (raising ??= []).push(p.id);
       if (p.instructions && !instructions?.includes(p.instructions)) (instructions ??= []).push(p.instructions);
     }
   }
@@ -253,7 +253,8 @@ export function decisionAt(result: ScoreResult, i: number, id: string, meta: Com
   }
   const signal = result.text?.signals[result.text.row[i]];
   if (signal) {
-    for (const t of signal.terms) reasons.push(shared.keywordReason(t));
+    const terms = signal.terms;
+    for (let k = 0; k < terms.length; k++) reasons.push(shared.keywordReason(terms[k]));
     if (signal.misclassified && signal.fit) reasons.push(misclassificationReason(signal as TextSignal & { fit: NonNullable<TextSignal['fit']> }));
   }
   const h = result.history;
@@ -265,7 +266,7 @@ export function decisionAt(result: ScoreResult, i: number, id: string, meta: Com
   }
   if (score >= s.thresholds.red) reasons.push({ code: 'SCORE_THRESHOLD', channel: 'red', score: round(score), threshold: s.thresholds.red });
   else if (score >= s.thresholds.yellow) reasons.push({ code: 'SCORE_THRESHOLD', channel: 'yellow', score: round(score), threshold: s.thresholds.yellow });
-  if (raising.length > 0) reasons.push(instructions ? { code: 'COUNTER_MEASURE', channel, profiles: raising, instructions } : { code: 'COUNTER_MEASURE', channel, profiles: raising });
+  if (raising !== undefined) reasons.push(instructions ? { code: 'COUNTER_MEASURE', channel, profiles: raising, instructions } : { code: 'COUNTER_MEASURE', channel, profiles: raising });
   if ((flags & FLAG_CONTROL) !== 0) reasons.push(shared.randomReason(channel));
   return { id, channel, score: round(score, 6), controlGroup: (flags & FLAG_CONTROL) !== 0, rulesetVersion: result.rulesetVersion, reasons };
 }

@@ -481,6 +481,7 @@ export class Kernel {
     const rows: Uint32Array[] = [];
     const index = new Map<string, number>();
     for (let d = 0; d < terms.length; d++) {
+      if (terms[d].length === 0) { lut[d] = kg.wildcardRow; continue; } // most descriptions: no term, and no array to filter
       const relevant = terms[d].filter((t) => kg.termRows[t] !== 0);
       if (relevant.length === 0) { lut[d] = kg.wildcardRow; continue; }
       const key = relevant.join(',');

@@ -304,7 +304,8 @@ export class StringCache {
     if (str === undefined) return undefined;
     this.strings[slot] = str;
     this.lengths[slot] = n;
-    this.bytes.set(b.subarray(s, s + n), o);
+    const cb = this.bytes;
+    for (let i = 0; i < n; i++) cb[o + i] = b[s + i]; // no view made per miss
     return str;
   }
 
@@ -383,12 +384,12 @@ export class FastDeclarationReader {
   readInto(bytes: Uint8Array, pos: number, batch: BatchBuilder): boolean {
     if (!(FAST_READER_ENABLED && KEYS_HASHED && COLUMNS_MAPPED) || !this.parse(bytes, pos)) return false;
     const { str, num, seen, rowCodes } = this;
-    const bit = (f: number) => (seen & (1 << f)) !== 0;
     for (let c = 0; c < NCOLUMNS; c++) {
-      const f = COLUMN_FIELD[c];
-      rowCodes[c] = c === AEO_COLUMN ? (bit(f) && num[f] === 1 ? 1 : 0) : batch.codeOf(c, bit(f) ? str[f]! : '');
+      const f = COLUMN_FIELD[c], present = (seen & (1 << f)) !== 0;
+      rowCodes[c] = c === AEO_COLUMN ? (present && num[f] === 1 ? 1 : 0) : batch.codeOf(c, present ? str[f]! : '');
     }
-    batch.pushCoded(str[F_ID]!, num[F_DATE], num[F_VALUE], num[F_MASS], bit(F_QUANTITY) ? num[F_QUANTITY] : NaN, bit(F_TAX) ? num[F_TAX] : NaN, rowCodes);
+    const quantity = (seen & (1 << F_QUANTITY)) !== 0 ? num[F_QUANTITY] : NaN, taxRate = (seen & (1 << F_TAX)) !== 0 ? num[F_TAX] : NaN;
+    batch.pushCoded(str[F_ID]!, num[F_DATE], num[F_VALUE], num[F_MASS], quantity, taxRate, rowCodes);
     return true;
   }
 
