@@ -17,7 +17,7 @@ import { describe, expect, it } from 'vitest';
 import { SelectivityError } from '../src/errors.js';
 import { BatchBuilder, CATEGORICAL_COLUMNS, NUMERIC_COLUMNS, toBatch, type ColumnarBatch } from '../src/model/columnar.js';
 import { FIELDS, validateDeclaration, type Declaration, type FieldKind, type Validation } from '../src/model/schema.js';
-import { EncodedMsgpack, encodeDecision, encodeDecisions, encodeMsgpack, FAST_READER_ENABLED, FastDeclarationReader, msgpackEnd } from '../src/service/fast-msgpack.js';
+import { EncodedMsgpack, encodeDecision, encodeDecisions, encodeMsgpack, FAST_READER_ENABLED, FastDeclarationReader, InlineDecisions, msgpackEnd } from '../src/service/fast-msgpack.js';
 import { randomDeclarations, rng } from './helpers.js';
 
 const packr = new Packr({ useRecords: false, variableMapSize: true });
@@ -590,6 +590,15 @@ describe('encodeDecisions', () => {
     }), { numRuns: 300 });
     const many = fc.sample(madeDecision, { numRuns: 70_000, seed: 5 }); // array32 header
     expect(Buffer.from(encodeDecisions(many)).equals(Buffer.from(encodeMsgpack(many)))).toBe(true);
+  });
+
+  it('writes the same bytes in place inside a reply (InlineDecisions) as encoded apart and spliced in', () => {
+    const reply = (list: unknown) => ({ rulesetVersion: 'v1', counts: { green: 1, red: 0 }, decisions: list, errors: [] });
+    fc.assert(fc.property(fc.array(madeDecision, { maxLength: 40 }), (list) => {
+      const inline = Buffer.from(encodeMsgpack(reply(new InlineDecisions(list))));
+      expect(inline.equals(Buffer.from(encodeMsgpack(reply(new EncodedMsgpack(encodeDecisions(list))))))).toBe(true);
+      expect(inline.equals(Buffer.from(encodeMsgpack(reply(list))))).toBe(true);
+    }), { numRuns: 300 });
   });
 });
 

@@ -763,8 +763,24 @@ export class EncodedMsgpack {
   constructor(readonly bytes: Uint8Array) {}
 }
 
+/**
+ * Decisions as decisionAt makes them, written where encodeMsgpack meets this
+ * wrapper exactly as encodeDecisions would write them, but in place: a reply
+ * whose decisions are needed nowhere else is encoded in one go, not into a
+ * buffer of its own first and copied in.
+ */
+export class InlineDecisions {
+  constructor(readonly decisions: readonly DecisionShape[]) {}
+}
+
 function writeForeign(value: unknown): void {
   if (value instanceof EncodedMsgpack) { writeBytes(value.bytes); return; }
+  if (value instanceof InlineDecisions) {
+    const list = value.decisions;
+    writeArrayHeader(list.length);
+    for (let k = 0; k < list.length; k++) writeDecision(list[k]);
+    return;
+  }
   const bytes = fallbackPackr.pack(value);
   room(bytes.length);
   out.set(bytes, at);

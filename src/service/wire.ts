@@ -17,7 +17,7 @@ import { errors, SelectivityError, type ErrorDetails } from '../errors.js';
 import type { Kernel } from '../kernel/kernel.js';
 import { BatchBuilder } from '../model/columnar.js';
 import { validateDeclaration, type Declaration, type FieldIssue } from '../model/schema.js';
-import { EncodedMsgpack, FastDeclarationReader, encodeDecision, encodeDecisions, encodeMsgpack, msgpackEnd as msgpackValueEnd, type DecisionShape } from './fast-msgpack.js';
+import { EncodedMsgpack, FastDeclarationReader, InlineDecisions, encodeDecision, encodeDecisions, encodeMsgpack, msgpackEnd as msgpackValueEnd, type DecisionShape } from './fast-msgpack.js';
 import { decisionAt, channelCounts, emptyCounts, profileMatchCounts, type Decision } from '../decisions.js';
 import type { Channel } from '../model/channels.js';
 import { CHUNK_MSGPACK, CHUNK_NDJSON, encodeLogChunk, msgpackArrayHeader, type ChunkFormat } from '../feedback/log-rows.js';
@@ -224,9 +224,11 @@ function batchReply(req: WireRequest, s: Scoring, decisions: Decision[], stats: 
   const { rulesetVersion, counts } = stats;
   const logs = s.logs(decisions);
   if (req.accept === 'msgpack') {
-    const encoded = encodeDecisions(decisions as unknown as DecisionShape[]);
+    const shapes = decisions as unknown as DecisionShape[];
+    // without the log, the decisions are written straight into the reply; with it, encoded once for both
+    if (!logs) return { ok: true, body: encodeMsgpack({ rulesetVersion, counts, decisions: new InlineDecisions(shapes), errors: s.bad }), ...stats };
+    const encoded = encodeDecisions(shapes);
     const body = encodeMsgpack({ rulesetVersion, counts, decisions: new EncodedMsgpack(encoded), errors: s.bad });
-    if (!logs) return { ok: true, body, ...stats };
     return { ok: true, body, log: s.logPayload(CHUNK_MSGPACK, [encoded], decisions, rulesetVersion), ...stats };
   }
   if (!logs) return { ok: true, body: encoder.encode(JSON.stringify({ rulesetVersion, counts, decisions, errors: s.bad })), ...stats };
