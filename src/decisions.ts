@@ -98,10 +98,11 @@ class HistoryReasons {
     return this.reasons.length - 1;
   }
 
-  /** Row i's reasons, from rows(). */
-  push(rows: Int32Array, i: number, into: Reason[]): void {
+  /** Row i's reasons, from rows(), written into `into` from `at`; returns the end. */
+  write(rows: Int32Array, i: number, into: Reason[], at: number): number {
     const row = i * (HISTORY_REASONS + 1);
-    for (let k = 1; k <= rows[row]; k++) into.push(this.reasons[rows[row + k]]);
+    for (let k = 1; k <= rows[row]; k++) into[at++] = this.reasons[rows[row + k]];
+    return at;
   }
 }
 
@@ -226,19 +227,24 @@ export interface Decision {
 const round = (x: number, digits = 4) => Math.round(x * 10 ** digits) / 10 ** digits;
 
 /** Decodes row i of a kernel result. */
+/** decisionAt's reasons while a decision is built (this thread builds one at a time). */
+const scratchReasons: Reason[] = [];
+
 export function decisionAt(result: ScoreResult, i: number, id: string, meta: CompiledMeta): Decision {
   const s = meta.settings;
   const channel = CHANNELS[result.channel[i]];
   const flags = result.flags[i];
   const score = result.score[i];
-  const reasons: Reason[] = [];
+  // gathered in a scratch list and copied out at their exact count (a pushed-to array would hold room for 16)
+  const reasons = scratchReasons;
+  let nr = 0;
   const shared = rulesetReasons(meta);
   const from = result.matchOffset[i], to = result.matchOffset[i + 1];
   let raising: string[] | undefined;
   let instructions: string[] | undefined;
   for (let k = from; k < to; k++) {
     const p = meta.profiles[result.matchList[k]];
-    reasons.push(shared.profileReason(result.matchList[k]));
+    reasons[nr++] = shared.profileReason(result.matchList[k]);
     if ((flags & FLAG_PROFILE_CHANNEL) !== 0 && p.channel === channel) {
       (raising ??= []).push(p.id);
       if (p.instructions && !instructions?.includes(p.instructions)) (instructions ??= []).push(p.instructions);
@@ -249,26 +255,26 @@ export function decisionAt(result: ScoreResult, i: number, id: string, meta: Com
     if (Number.isNaN(z) || Math.abs(z) <= s.zThreshold) continue;
     const under = z < 0;
     const contribution = (under ? s.weights.under[f] : s.weights.over[f]) * Math.min(Math.abs(z) - s.zThreshold, s.zCap);
-    reasons.push({ code: 'DEVIATION', feature: FEATURES[f], z: round(z, 3), direction: under ? 'under' : 'over', peerLevel: meta.levels[result.level[i * NF + f]].name, contribution: round(contribution) });
+    reasons[nr++] = { code: 'DEVIATION', feature: FEATURES[f], z: round(z, 3), direction: under ? 'under' : 'over', peerLevel: meta.levels[result.level[i * NF + f]].name, contribution: round(contribution) };
   }
   const signal = result.text?.signals[result.text.row[i]];
   if (signal) {
     const terms = signal.terms;
-    for (let k = 0; k < terms.length; k++) reasons.push(shared.keywordReason(terms[k]));
-    if (signal.misclassified && signal.fit) reasons.push(misclassificationReason(signal as TextSignal & { fit: NonNullable<TextSignal['fit']> }));
+    for (let k = 0; k < terms.length; k++) reasons[nr++] = shared.keywordReason(terms[k]);
+    if (signal.misclassified && signal.fit) reasons[nr++] = misclassificationReason(signal as TextSignal & { fit: NonNullable<TextSignal['fit']> });
   }
   const h = result.history;
   if (h && meta.history) {
     const t = meta.history;
     const hr = historyReasons(meta);
-    hr.push(hr.rows(h, result.size), i, reasons);
-    if (t.aeoReduction && h.aeo?.[i] === 1) reasons.push(hr.aeo);
+    nr = hr.write(hr.rows(h, result.size), i, reasons, nr);
+    if (t.aeoReduction && h.aeo?.[i] === 1) reasons[nr++] = hr.aeo;
   }
-  if (score >= s.thresholds.red) reasons.push({ code: 'SCORE_THRESHOLD', channel: 'red', score: round(score), threshold: s.thresholds.red });
-  else if (score >= s.thresholds.yellow) reasons.push({ code: 'SCORE_THRESHOLD', channel: 'yellow', score: round(score), threshold: s.thresholds.yellow });
-  if (raising !== undefined) reasons.push(instructions ? { code: 'COUNTER_MEASURE', channel, profiles: raising, instructions } : { code: 'COUNTER_MEASURE', channel, profiles: raising });
-  if ((flags & FLAG_CONTROL) !== 0) reasons.push(shared.randomReason(channel));
-  return { id, channel, score: round(score, 6), controlGroup: (flags & FLAG_CONTROL) !== 0, rulesetVersion: result.rulesetVersion, reasons };
+  if (score >= s.thresholds.red) reasons[nr++] = { code: 'SCORE_THRESHOLD', channel: 'red', score: round(score), threshold: s.thresholds.red };
+  else if (score >= s.thresholds.yellow) reasons[nr++] = { code: 'SCORE_THRESHOLD', channel: 'yellow', score: round(score), threshold: s.thresholds.yellow };
+  if (raising !== undefined) reasons[nr++] = instructions ? { code: 'COUNTER_MEASURE', channel, profiles: raising, instructions } : { code: 'COUNTER_MEASURE', channel, profiles: raising };
+  if ((flags & FLAG_CONTROL) !== 0) reasons[nr++] = shared.randomReason(channel);
+  return { id, channel, score: round(score, 6), controlGroup: (flags & FLAG_CONTROL) !== 0, rulesetVersion: result.rulesetVersion, reasons: reasons.slice(0, nr) };
 }
 
 export function toDecisions(result: ScoreResult, ids: readonly string[], meta: CompiledMeta): Decision[] {
