@@ -126,6 +126,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
     decisionLog: decisionLog === 'on',
   });
   const out = process.stdout;
+  keepRunningWithoutReader(out);
   const meta = service.engine.meta();
   out.write(`selectivity: listening on ${service.url} (${service.engine.options.threads} scoring workers)\n`);
   out.write(`  data directory ${dataDir}${service.seeded.length ? ` (seeded with the example ruleset: ${service.seeded.join(', ')})` : ''}\n`);
@@ -156,5 +157,21 @@ export async function serveCommand(argv: string[]): Promise<number> {
         (e) => process.stderr.write(`selectivity: SIGHUP: reload failed, the active ruleset stays: ${(e as { code?: string }).code ?? ''} ${(e as Error).message}\n`),
       );
     });
+  });
+}
+
+/**
+ * A service outlives whatever reads its output: when that reader goes (a
+ * closed pipe, EPIPE), the service keeps serving and still stops gracefully
+ * on SIGTERM, instead of dying of an unhandled 'error' event at its next
+ * message (the one that says it is finishing in-flight requests). What is
+ * written after that is dropped. Other write errors are told on stderr.
+ */
+export function keepRunningWithoutReader(stream: NodeJS.WritableStream): void {
+  let told = false;
+  stream.on('error', (e: NodeJS.ErrnoException) => {
+    if (e.code === 'EPIPE' || told) return;
+    told = true;
+    process.stderr.write(`selectivity: cannot write to standard output (${e.code ?? e.message}); serving on without it\n`);
   });
 }
