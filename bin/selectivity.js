@@ -1,7 +1,9 @@
 #!/usr/bin/env node
-import { main } from '../dist/src/cli/main.js';
+import { main, stopOnBrokenPipe } from '../dist/src/cli/main.js';
 
-main(process.argv.slice(2)).then(
+const argv = process.argv.slice(2);
+if (argv[0] !== 'serve') process.stdout.on('error', stopOnBrokenPipe);
+main(argv).then(
   (code) => { process.exitCode = code; },
   (e) => { console.error(e); process.exitCode = 1; },
 );

@@ -3,7 +3,7 @@
  * (no worker pool, so no dist/ needed). Output to process.stdout/stderr is
  * captured by replacing their write methods for the duration of each call.
  */
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -168,6 +168,23 @@ describe('selectivity score', () => {
     expect(r.stderr).toMatch(/SEL_ERR_[A-Z_]+/);
     expect(r.status).toBe(2);
   });
+
+  // `selectivity score big.csv | head`: the reader goes away while decisions are still being written.
+  it('stops quietly with exit status 141 when the reader of its output goes away', async () => {
+    const bin = fileURLToPath(new URL('../bin/selectivity.js', import.meta.url));
+    const big = join(dir, 'big.csv');
+    expect(spawnSync(process.execPath, [bin, 'generate', '--rows', '20000', '--out', big], { encoding: 'utf8', timeout: 60_000 }).status).toBe(0);
+    for (const args of [['score', big, '--threads', '0'], ['generate', '--rows', '3', '--out', join(dir, 'small.csv')]]) {
+      const child = spawn(process.execPath, [bin, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+      let stderr = '';
+      child.stderr.on('data', (c: Buffer) => { stderr += c.toString('utf8'); });
+      const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+      if (args[0] === 'score') await new Promise((resolve) => child.stdout.once('data', resolve)); // the first decisions came, then the reader goes
+      child.stdout.destroy();
+      expect(await exited).toBe(141);
+      expect(stderr).not.toMatch(/Unhandled|EPIPE|at /);
+    }
+  }, 60_000);
 
   it('loads --profiles and reports a bad profile file with its code', async () => {
     const profiles = join(dir, 'profiles.json');

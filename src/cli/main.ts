@@ -58,6 +58,21 @@ const commands: Record<string, (argv: string[]) => Promise<number>> = {
   backtest: backtestCommand,
 };
 
+/** The exit status of a command whose output's reader went away: 128 + SIGPIPE, what a shell reports for tools stopped that way. */
+export const BROKEN_PIPE = 141;
+
+/**
+ * For the process's standard output, in a process that runs one command
+ * other than serve (bin/selectivity.js): when the reader of the output goes
+ * away, the command has nothing left to do and the process exits quietly
+ * with BROKEN_PIPE, instead of dying of an unhandled EPIPE 'error' with a
+ * stack trace. serve outlives its reader instead (serve.ts).
+ */
+export function stopOnBrokenPipe(e: NodeJS.ErrnoException): void {
+  if (e.code === 'EPIPE') process.exit(BROKEN_PIPE);
+  throw e; // any other error: as if there were no listener
+}
+
 export async function main(argv: string[]): Promise<number> {
   const [name, ...rest] = argv;
   if (!name || name === '--help' || name === '-h' || name === 'help') {
@@ -72,6 +87,8 @@ export async function main(argv: string[]): Promise<number> {
   try {
     return await command(rest);
   } catch (e) {
+    // the reader of our output went away (`selectivity score x.csv | head`): stop quietly, as the shell's tools do
+    if ((e as NodeJS.ErrnoException).code === 'EPIPE' && (e as NodeJS.ErrnoException).syscall === 'write') return BROKEN_PIPE;
     if (isSelectivityError(e)) {
       process.stderr.write(`selectivity ${name}: ${e.code}: ${e.message}\n`);
       if (Object.keys(e.details).length > 0) process.stderr.write(`  details: ${JSON.stringify(e.details)}\n`);
