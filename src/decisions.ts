@@ -226,10 +226,10 @@ export interface Decision {
 
 const round = (x: number, digits = 4) => Math.round(x * 10 ** digits) / 10 ** digits;
 
-/** Decodes row i of a kernel result. */
 /** decisionAt's reasons while a decision is built (this thread builds one at a time). */
 const scratchReasons: Reason[] = [];
 
+/** Decodes row i of a kernel result. */
 export function decisionAt(result: ScoreResult, i: number, id: string, meta: CompiledMeta): Decision {
   const s = meta.settings;
   const channel = CHANNELS[result.channel[i]];

@@ -716,10 +716,12 @@ export interface DecisionShape {
  */
 export function encodeDecisions(decisions: readonly DecisionShape[]): Uint8Array {
   if (encoding) return encodeMsgpack(decisions);
-  return encodeWith(() => {
-    writeArrayHeader(decisions.length);
-    for (let k = 0; k < decisions.length; k++) writeDecision(decisions[k]);
-  });
+  return encodeWith(() => writeDecisionList(decisions));
+}
+
+function writeDecisionList(decisions: readonly DecisionShape[]): void {
+  writeArrayHeader(decisions.length);
+  for (let k = 0; k < decisions.length; k++) writeDecision(decisions[k]);
 }
 
 /** One decision as decisionAt makes it (see encodeDecisions): a stream's record. */
@@ -775,12 +777,7 @@ export class InlineDecisions {
 
 function writeForeign(value: unknown): void {
   if (value instanceof EncodedMsgpack) { writeBytes(value.bytes); return; }
-  if (value instanceof InlineDecisions) {
-    const list = value.decisions;
-    writeArrayHeader(list.length);
-    for (let k = 0; k < list.length; k++) writeDecision(list[k]);
-    return;
-  }
+  if (value instanceof InlineDecisions) { writeDecisionList(value.decisions); return; }
   const bytes = fallbackPackr.pack(value);
   room(bytes.length);
   out.set(bytes, at);
