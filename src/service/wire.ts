@@ -18,7 +18,7 @@ import type { Kernel } from '../kernel/kernel.js';
 import { BatchBuilder } from '../model/columnar.js';
 import { validateDeclaration, type Declaration, type FieldIssue } from '../model/schema.js';
 import { EncodedMsgpack, FastDeclarationReader, InlineDecisions, encodeDecision, encodeDecisions, encodeMsgpack, msgpackEnd as msgpackValueEnd, type DecisionShape } from './fast-msgpack.js';
-import { decisionAt, channelCounts, emptyCounts, profileMatchCounts, type Decision } from '../decisions.js';
+import { channelCounts, emptyCounts, profileMatchCounts, toDecisions, type Decision } from '../decisions.js';
 import type { Channel } from '../model/channels.js';
 import { CHUNK_MSGPACK, CHUNK_NDJSON, encodeLogChunk, msgpackArrayHeader, type ChunkFormat } from '../feedback/log-rows.js';
 
@@ -196,7 +196,7 @@ class Scoring {
     const meta = kernel.rulesetMeta;
     if (!meta) throw errors.SEL_ERR_RULESET_INVALID('no ruleset loaded', { field: 'ruleset' });
     const { batch, ids } = this.builder.finish();
-    const decisions: Decision[] = [];
+    let decisions: Decision[] = [];
     let counts = emptyCounts();
     let kernelNs = 0;
     let profileMatches: number[] = [];
@@ -205,7 +205,7 @@ class Scoring {
       kernelNs = result.kernelNs;
       counts = channelCounts(result);
       profileMatches = profileMatchCounts(result);
-      for (let i = 0; i < result.size; i++) decisions.push(decisionAt(result, i, ids[i], meta));
+      decisions = toDecisions(result, ids, meta); // one array of the batch's size, not grown by push
     }
     return {
       decisions,
