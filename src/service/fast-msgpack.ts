@@ -121,7 +121,8 @@ const KEY_LEN = new Uint8Array(KEY_BYTES.map((k) => k.length));
 
 // The batch's categorical columns, by CATEGORICAL_COLUMNS index: the field each
 // one holds (a string field, or aeo, the boolean). If the two tables ever
-// disagree, readInto() turns itself off and every value takes read()'s path.
+// disagree, readInto() turns itself off (it declines every value, and the
+// caller takes the general path: msgpackr and validateDeclaration).
 const NCOLUMNS = CATEGORICAL_COLUMNS.length;
 const COLUMN_FIELD = new Int8Array(CATEGORICAL_COLUMNS.map((c) => EXPECTED.findIndex(([name]) => name === c)));
 const AEO_COLUMN = CATEGORICAL_COLUMNS.indexOf('aeo');
