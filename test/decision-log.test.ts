@@ -12,7 +12,7 @@ import { pack, unpack, unpackMultiple } from 'msgpackr';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startService, type RunningService } from '../src/service/service.js';
 import { openStore, SCHEMA_VERSION, STORE_FILE } from '../src/store/sqlite.js';
-import { DecisionLog } from '../src/feedback/decision-log.js';
+import { DecisionLog, ID_STATEMENT_ROWS } from '../src/feedback/decision-log.js';
 import { CHUNK_MSGPACK, CHUNK_NDJSON, encodeLogChunk, encodeLogRows } from '../src/feedback/log-rows.js';
 import { FeedbackStore } from '../src/feedback/feedback.js';
 import { trainingDataFromStore } from '../src/learn/from-store.js';
@@ -205,6 +205,35 @@ describe('decision log layout: chunks and the id chain', () => {
       expect(reader.latest('B', 'f'.repeat(16))).toBeUndefined();
       expect(reader.decisions('NONE')).toEqual([]);
       expect([...reader.scan()].map((d) => `${d.seq}:${d.declarationId}`)).toEqual(['1:A', '2:B', '3:A', '4:B', '5:C']);
+    } finally {
+      db.close();
+    }
+  });
+
+  it('indexes a payload of more ids than one id statement takes: every id at its row, repeats chained across the statements', async () => {
+    const path = join(dir, 'split', STORE_FILE);
+    openStore(path).close();
+    const log = new DecisionLog({ storePath: path, thread: false });
+    const v1 = '1'.repeat(16);
+    // two whole statements and a part of a third; 'DUP' at the first row, on both sides of the first boundary and in the last statement
+    const n = 2 * ID_STATEMENT_ROWS + 10;
+    const dups = [0, ID_STATEMENT_ROWS - 1, ID_STATEMENT_ROWS, n - 1];
+    const ids = Array.from({ length: n }, (_, i) => (dups.includes(i) ? 'DUP' : `X${i}`));
+    await log.append(encodeLogRows(ids.map((id, i) => decision(id, v1, i / n)), ids.map((id) => ({ ...MEAT, id })), v1));
+    // a second payload after it: its seqs follow the first payload's n rows
+    await log.append(encodeLogRows([decision('X5', v1, 9)], [{ ...MEAT, id: 'X5' }], v1));
+    await log.close();
+    const db = openStore(path);
+    try {
+      const latest = new Map((db.prepare('SELECT declaration_id, seq FROM decision_latest').all() as { declaration_id: string; seq: number }[]).map((r) => [r.declaration_id, r.seq]));
+      expect(latest.size).toBe(n - dups.length + 1);
+      // row k of the first chunk is seq 1 + k
+      for (let k = 0; k < n; k++) if (!dups.includes(k) && k !== 5) expect(latest.get(ids[k])).toBe(1 + k);
+      expect(latest.get('DUP')).toBe(n);
+      expect(latest.get('X5')).toBe(n + 1);
+      expect(db.prepare('SELECT seq, previous FROM decision_previous ORDER BY seq').all())
+        .toEqual([...dups.slice(1).map((k, j) => ({ seq: 1 + k, previous: 1 + dups[j] })), { seq: n + 1, previous: 6 }]);
+      expect(new DecisionLogReader(db).decisions('DUP').map((d) => d.seq)).toEqual(dups.map((k) => 1 + k));
     } finally {
       db.close();
     }
