@@ -760,7 +760,8 @@ async function main(): Promise<void> {
     `Each load test runs ${DURATION} s after a ${WARMUP} s warm-up per server. Latencies are measured per response (2xx only) at µs resolution: from autocannon's own timer for its tests (its built-in histogram has 1 ms steps), from the write of each request for the raw closed-loop client, from each request's due time for the paced client. ` +
     `CPU columns: % of one core over the test (${cpuList.length} cores = ${cpuList.length * 100} %): server main thread / whole server process / load generator / everything else on the machine (noise), from /proc.`);
   out();
-  out(`Declarations: synthetic (generator seed 11, 300 HS6 codes), ${fmt(POOL)} distinct, about ${fmt(singles.reduce((s, b) => s + b.length, 0) / singles.length - 18)} bytes each as JSON.`);
+  out(`Declarations: synthetic (generator seed 11, 300 HS6 codes), ${fmt(POOL)} distinct, about ${fmt(singles.reduce((s, b) => s + b.length, 0) / singles.length - 18)} bytes each as JSON.` +
+    (DECISION_LOG === 'on' ? ` The same ids come back over and over, so the decision log's id index stays small; what fresh ids cost as the log grows is measured by \`npm run bench:log\`.` : ''));
   out();
 
   /** Warm-up, then single declarations at the fixed rate (autocannon and paced) and at most req/s: the same protocol for both servers. */
