@@ -5,9 +5,9 @@
  *
  * The service commits each request's decisions before it answers
  * (src/feedback/decision-log.ts): one chunk row per request, and each
- * declaration id into the id index (decision_latest, a B-tree keyed by id).
- * How much an id costs depends on where it lands in that index, so the same
- * log is written three times, with three kinds of declaration ids:
+ * declaration id into the id index (decision_ids, by part of the log, then
+ * id). How much an id costs can depend on where it lands in that index, so
+ * the same log is written three times, with three kinds of declaration ids:
  *
  *  - reused: 20,000 ids over and over, as `npm run bench:service` sends
  *    them (every id is already in the index: an update in place);
@@ -22,7 +22,9 @@
  * per step of the log's size: the median commit and its cost per decision,
  * and the ratio to the increasing ids at the same size. At the end of each
  * log, single-decision commits (one id each, of the same kind) give the
- * latency a lone request waits for its commit.
+ * latency a lone request waits for its commit, and lookups of an id's
+ * decisions (what each examination result recorded does first) the cost of
+ * finding them: ids decided first, ids decided last, and unknown ids.
  *
  * Options: --decisions N (per kind of id, default 1,600,000), --quick
  * (400,000), --dir DIR (a temporary directory, removed after).
@@ -33,6 +35,8 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { pack } from 'msgpackr';
 import { LogWriter } from '../src/feedback/decision-log.js';
+import { DecisionLogReader } from '../src/feedback/log-reader.js';
+import { openStore } from '../src/store/sqlite.js';
 import { Kernel } from '../src/kernel/kernel.js';
 import type { Declaration } from '../src/model/schema.js';
 import { packageRoot } from '../src/paths.js';
@@ -91,15 +95,32 @@ function payload(declarations: Declaration[]): Uint8Array {
 const fileBytes = (path: string) => { try { return statSync(path).size; } catch { return 0; } };
 
 interface Step { decisions: number; commitMs: number; maxMs: number; bytes: number }
-interface KindResult { steps: Step[]; single: { p50: number; p99: number; max: number } }
+interface Lookups { first: number; last: number; unknown: number }
+interface KindResult { steps: Step[]; single: { p50: number; p99: number; max: number }; latest: Lookups; all: Lookups }
+
+const LOOKUPS = QUICK ? 200 : 1000;
+
+/** Median µs of `find` per id (true: the id was found); throws if a known id is not found or an unknown one is. */
+function timed(ids: string[], known: boolean, find: (id: string) => boolean): number {
+  const us: number[] = [];
+  for (const id of ids) {
+    const t0 = performance.now();
+    const found = find(id);
+    us.push((performance.now() - t0) * 1000);
+    if (known !== found) throw new Error(`bench:log: id ${id} ${known ? 'not found' : 'found'}`);
+  }
+  return median(us);
+}
 
 async function run(kind: IdKind): Promise<KindResult> {
   const path = join(dir, `${kind}.db`);
   const writer = new LogWriter(path);
   const idOf = idSource(kind);
   let at = 0;
+  const firstIds: string[] = [];
   const request = () => {
     const ds = Array.from({ length: REQUEST }, (_, k) => { const d = scored[(at + k) % POOL]; return { ...d, id: idOf(d) }; });
+    if (firstIds.length === 0) firstIds.push(...ds.slice(0, LOOKUPS).map((d) => d.id));
     at += REQUEST;
     return payload(ds);
   };
@@ -120,15 +141,29 @@ async function run(kind: IdKind): Promise<KindResult> {
     }
     // lone requests: one decision each, a pause between them (as single requests arrive)
     const single: number[] = [];
+    const lastIds: string[] = [];
     for (let i = 0; i < SINGLES; i++) {
       const d = scored[(at + i) % POOL];
-      const p = payload([{ ...d, id: idOf(d) }]);
+      const id = idOf(d);
+      lastIds.push(id);
+      const p = payload([{ ...d, id }]);
       const t0 = performance.now();
       writer.commit([p]);
       single.push(performance.now() - t0);
       if (i % 2 === 1) await new Promise((r) => setTimeout(r, 1));
     }
-    return { steps, single: { p50: quantile(single, 0.5), p99: quantile(single, 0.99), max: Math.max(...single) } };
+    const db = openStore(path);
+    try {
+      const reader = new DecisionLogReader(db);
+      const three = (find: (id: string) => boolean): Lookups => ({
+        first: timed(firstIds, true, find), last: timed(lastIds.slice(-LOOKUPS), true, find), unknown: timed(firstIds.map((id) => `${id}-unknown`), false, find),
+      });
+      const latest = three((id) => reader.latest(id) !== undefined);
+      const all = three((id) => reader.seqs(id).length > 0);
+      return { steps, single: { p50: quantile(single, 0.5), p99: quantile(single, 0.99), max: Math.max(...single) }, latest, all };
+    } finally {
+      db.close();
+    }
   } finally {
     writer.close();
     for (const f of [path, `${path}-wal`, `${path}-shm`]) rmSync(f, { force: true });
@@ -163,6 +198,15 @@ out();
 out('| ids | p50 ms | p99 ms | max ms |');
 out('|---|---|---|---|');
 for (const k of KINDS) { const s = results.get(k)!.single; out(`| ${k} | ${s.p50.toFixed(3)} | ${s.p99.toFixed(3)} | ${s.max.toFixed(2)} |`); }
+out();
+out(`Finding an id's decisions at the end, on a connection of its own, median µs of ${fmt(LOOKUPS)} ids each: ids of the first request, of the last single commits, and ids never decided. \`latest\` is what recording an examination result does (the latest decision, with its row decoded); \`seqs\` finds every decision of the id (\`GET /v1/decisions/<id>\`, \`feedback show\`).`);
+out();
+out('| ids | latest: first | latest: last | latest: unknown | seqs: first | seqs: last | seqs: unknown |');
+out('|---|---|---|---|---|---|---|');
+for (const k of KINDS) {
+  const { latest: l, all: a } = results.get(k)!;
+  out(`| ${k} | ${[l.first, l.last, l.unknown, a.first, a.last, a.unknown].map((x) => x.toFixed(1)).join(' | ')} |`);
+}
 out();
 if (!QUICK) {
   writeFileSync(join(packageRoot(), 'bench', 'LOG-RESULTS.md'), lines.join('\n') + '\n');

@@ -761,7 +761,7 @@ async function main(): Promise<void> {
     `CPU columns: % of one core over the test (${cpuList.length} cores = ${cpuList.length * 100} %): server main thread / whole server process / load generator / everything else on the machine (noise), from /proc.`);
   out();
   out(`Declarations: synthetic (generator seed 11, 300 HS6 codes), ${fmt(POOL)} distinct, about ${fmt(singles.reduce((s, b) => s + b.length, 0) / singles.length - 18)} bytes each as JSON.` +
-    (DECISION_LOG === 'on' ? ` The same ids come back over and over, so the decision log's id index stays small; what fresh ids cost as the log grows is measured by \`npm run bench:log\`.` : ''));
+    (DECISION_LOG === 'on' ? ` The same ids come back over and over; what fresh ids cost the decision log as it grows is measured by \`npm run bench:log\`.` : ''));
   out();
 
   /** Warm-up, then single declarations at the fixed rate (autocannon and paced) and at most req/s: the same protocol for both servers. */

@@ -11,9 +11,9 @@ import { join } from 'node:path';
 import { pack, unpack, unpackMultiple } from 'msgpackr';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startService, type RunningService } from '../src/service/service.js';
-import { openStore, SCHEMA_VERSION, STORE_FILE } from '../src/store/sqlite.js';
+import { DECISION_ID_PART_BITS, openStore, SCHEMA_VERSION, STORE_FILE } from '../src/store/sqlite.js';
 import { DecisionLog, ID_STATEMENT_ROWS } from '../src/feedback/decision-log.js';
-import { CHUNK_MSGPACK, CHUNK_NDJSON, encodeLogChunk, encodeLogRows } from '../src/feedback/log-rows.js';
+import { CHUNK_MSGPACK, CHUNK_NDJSON, encodeLogChunk, encodeLogRows, readPayload } from '../src/feedback/log-rows.js';
 import { FeedbackStore } from '../src/feedback/feedback.js';
 import { trainingDataFromStore } from '../src/learn/from-store.js';
 import { DecisionLogReader } from '../src/feedback/log-reader.js';
@@ -162,7 +162,7 @@ describe('decision log writer', () => {
   });
 });
 
-describe('decision log layout: chunks and the id chain', () => {
+describe('decision log layout: chunks and the id index', () => {
   const reasons: Decision['reasons'] = [{ code: 'PROFILE', profile: 'P1', version: 2, weight: 3, channel: 'yellow' }, { code: 'SCORE_THRESHOLD', channel: 'yellow', score: 3.5, threshold: 3 }];
   const decision = (id: string, v: string, score: number): Decision => ({ id, channel: 'yellow', score, controlGroup: score > 4, rulesetVersion: v, reasons });
 
@@ -186,9 +186,9 @@ describe('decision log layout: chunks and the id chain', () => {
     try {
       expect(db.prepare('SELECT first_seq, count, ruleset_version, format FROM decision_chunks ORDER BY first_seq').all())
         .toEqual([{ first_seq: 1, count: 3, ruleset_version: v1, format: CHUNK_MSGPACK }, { first_seq: 4, count: 2, ruleset_version: v2, format: CHUNK_NDJSON }]);
-      // one index entry per id; every later decision of an id points back to the one before
-      expect(db.prepare('SELECT declaration_id, seq FROM decision_latest ORDER BY declaration_id').all()).toEqual([{ declaration_id: 'A', seq: 3 }, { declaration_id: 'B', seq: 4 }, { declaration_id: 'C', seq: 5 }]);
-      expect(db.prepare('SELECT seq, previous FROM decision_previous ORDER BY seq').all()).toEqual([{ seq: 3, previous: 1 }, { seq: 4, previous: 2 }]);
+      // one index row per decision, in the log's first part
+      expect(db.prepare('SELECT part, declaration_id, seq FROM decision_ids ORDER BY seq').all())
+        .toEqual([['A', 1], ['B', 2], ['A', 3], ['B', 4], ['C', 5]].map(([declaration_id, seq]) => ({ part: 0, declaration_id, seq })));
       const reader = new DecisionLogReader(db);
       const a = reader.decisions('A');
       expect(a.map((d) => [d.seq, d.score, d.rulesetVersion])).toEqual([[1, 1, v1], [3, 3, v1]]);
@@ -210,7 +210,7 @@ describe('decision log layout: chunks and the id chain', () => {
     }
   });
 
-  it('indexes a payload of more ids than one id statement takes: every id at its row, repeats chained across the statements', async () => {
+  it('indexes a payload of more ids than one id statement takes: every id at its row, an id repeated across the statements found at each', async () => {
     const path = join(dir, 'split', STORE_FILE);
     openStore(path).close();
     const log = new DecisionLog({ storePath: path, thread: false });
@@ -225,17 +225,83 @@ describe('decision log layout: chunks and the id chain', () => {
     await log.close();
     const db = openStore(path);
     try {
-      const latest = new Map((db.prepare('SELECT declaration_id, seq FROM decision_latest').all() as { declaration_id: string; seq: number }[]).map((r) => [r.declaration_id, r.seq]));
-      expect(latest.size).toBe(n - dups.length + 1);
-      // row k of the first chunk is seq 1 + k
-      for (let k = 0; k < n; k++) if (!dups.includes(k) && k !== 5) expect(latest.get(ids[k])).toBe(1 + k);
-      expect(latest.get('DUP')).toBe(n);
-      expect(latest.get('X5')).toBe(n + 1);
-      expect(db.prepare('SELECT seq, previous FROM decision_previous ORDER BY seq').all())
-        .toEqual([...dups.slice(1).map((k, j) => ({ seq: 1 + k, previous: 1 + dups[j] })), { seq: n + 1, previous: 6 }]);
-      expect(new DecisionLogReader(db).decisions('DUP').map((d) => d.seq)).toEqual(dups.map((k) => 1 + k));
+      // row k of the first chunk is seq 1 + k, indexed under its own id; then the second payload's row
+      const rows = db.prepare('SELECT declaration_id, seq FROM decision_ids ORDER BY seq').all() as { declaration_id: string; seq: number }[];
+      expect(rows).toEqual([...ids.map((id, k) => ({ declaration_id: id, seq: 1 + k })), { declaration_id: 'X5', seq: n + 1 }]);
+      const reader = new DecisionLogReader(db);
+      expect(reader.decisions('DUP').map((d) => d.seq)).toEqual(dups.map((k) => 1 + k));
+      expect(reader.decisions('X5').map((d) => d.seq)).toEqual([6, n + 1]);
     } finally {
       db.close();
+    }
+  });
+
+  it('finds the decisions of an id in every part of the log and reads them back oldest first', async () => {
+    const path = join(dir, 'parts', STORE_FILE);
+    const db0 = openStore(path);
+    // a chunk just below the end of the first part (its rows are never read): the next seqs cross into the second part
+    const last = 2 ** DECISION_ID_PART_BITS - 4;
+    db0.prepare('INSERT INTO decision_chunks (first_seq, count, decided_at, ruleset_version, format, rows) VALUES (?, 1, 0, ?, 1, ?)').run(last, 'f'.repeat(16), Buffer.alloc(8));
+    db0.close();
+    const log = new DecisionLog({ storePath: path, thread: false });
+    const v1 = '1'.repeat(16);
+    const ids = ['A', 'B', 'A', 'C', 'A', 'B', 'A'];
+    await log.append(encodeLogRows(ids.map((id, k) => decision(id, v1, k)), ids.map((id) => ({ ...MEAT, id })), v1));
+    await log.close();
+    const db = openStore(path);
+    try {
+      const parts = db.prepare('SELECT part, declaration_id, seq FROM decision_ids ORDER BY seq').all() as { part: number; declaration_id: string; seq: number }[];
+      expect(parts).toEqual(ids.map((id, k) => ({ part: Math.floor((last + 1 + k) / 2 ** DECISION_ID_PART_BITS), declaration_id: id, seq: last + 1 + k })));
+      expect(new Set(parts.map((r) => r.part))).toEqual(new Set([0, 1]));
+      const reader = new DecisionLogReader(db);
+      const seqsOf = (id: string) => ids.flatMap((x, k) => (x === id ? [last + 1 + k] : []));
+      for (const id of ['A', 'B', 'C']) expect(reader.decisions(id).map((d) => [d.seq, d.declarationId, d.score])).toEqual(seqsOf(id).map((seq) => [seq, id, seq - last - 1]));
+      expect(reader.latest('A')?.seq).toBe(last + 7);
+      expect(reader.decisions('D')).toEqual([]);
+    } finally {
+      db.close();
+    }
+  });
+
+  it('migrates a store of the id-chain layout: every decision of each id moves into the id index, readable as before', async () => {
+    const path = join(dir, 'chain', STORE_FILE);
+    const old = openStore(path, 7); // the layout of migration 7, written as that version's writer did
+    const v1 = '1'.repeat(16);
+    const insertChunk = old.prepare('INSERT INTO decision_chunks (first_seq, count, decided_at, ruleset_version, format, rows) VALUES (?, ?, ?, ?, ?, ?)');
+    const insertIds = old.prepare('INSERT INTO decision_latest (declaration_id, seq) SELECT value, ? + key FROM json_each(?) WHERE true ON CONFLICT (declaration_id) DO UPDATE SET seq = excluded.seq');
+    const chunks = [['A', 'B', 'A'], ['C'], ['B', 'A', 'D']];
+    let seq = 1;
+    for (const ids of chunks) {
+      const { header, chunk } = readPayload(encodeLogRows(ids.map((id) => decision(id, v1, seq)), ids.map((id) => ({ ...MEAT, id })), v1));
+      insertChunk.run(seq, header.n, header.t, header.v, header.f, Buffer.from(chunk));
+      insertIds.run(seq, header.ids);
+      seq += header.n;
+    }
+    expect(old.prepare('SELECT count(*) FROM decision_previous').pluck().get()).toBe(3);
+    old.close();
+
+    const db = openStore(path);
+    try {
+      expect(db.pragma('user_version', { simple: true })).toBe(SCHEMA_VERSION);
+      expect(db.prepare("SELECT name FROM sqlite_master WHERE name IN ('decision_latest', 'decision_previous', 'decision_latest_previous')").all()).toEqual([]);
+      expect(db.prepare('SELECT declaration_id, seq FROM decision_ids ORDER BY seq').all())
+        .toEqual(chunks.flat().map((id, k) => ({ declaration_id: id, seq: 1 + k })));
+      const reader = new DecisionLogReader(db);
+      expect(reader.decisions('A').map((d) => d.seq)).toEqual([1, 3, 6]);
+      expect(reader.decisions('B').map((d) => d.seq)).toEqual([2, 5]);
+      expect(reader.latest('D')).toMatchObject({ seq: 7, declarationId: 'D', rulesetVersion: v1 });
+    } finally {
+      db.close();
+    }
+    // and the writer goes on after them
+    const log = new DecisionLog({ storePath: path, thread: false });
+    await log.append(encodeLogRows([decision('A', v1, 9)], [{ ...MEAT, id: 'A' }], v1));
+    await log.close();
+    const again = openStore(path);
+    try {
+      expect(new DecisionLogReader(again).decisions('A').map((d) => d.seq)).toEqual([1, 3, 6, 8]);
+    } finally {
+      again.close();
     }
   });
 

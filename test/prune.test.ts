@@ -8,7 +8,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { openStore, STORE_FILE } from '../src/store/sqlite.js';
+import { DECISION_ID_PART_BITS, openStore, STORE_FILE } from '../src/store/sqlite.js';
 import { DecisionLog } from '../src/feedback/decision-log.js';
 import { DecisionLogReader as LogReader } from '../src/feedback/log-reader.js';
 import { encodeLogRows } from '../src/feedback/log-rows.js';
@@ -46,7 +46,7 @@ async function store(name: string, chunks: [string, string[]][], prepare?: (db: 
 function snapshot(path: string): unknown {
   const db = openStore(path);
   try {
-    return ['decision_chunks', 'decision_latest', 'decision_previous', 'decision_log', 'feedback'].map((t) => db.prepare(`SELECT * FROM ${t}`).all());
+    return ['decision_chunks', 'decision_ids', 'decision_log', 'feedback'].map((t) => db.prepare(`SELECT * FROM ${t}`).all());
   } finally {
     db.close();
   }
@@ -64,26 +64,47 @@ const CHUNKS: [string, string[]][] = [
 ];
 
 describe('decision-log retention', () => {
-  it('prunes the chunks decided before the date, the ids left with no decision and the links of pruned decisions; what stays reads as before', async () => {
+  it('prunes the chunks decided before the date and the id index rows of their decisions; what stays reads as before', async () => {
     const path = await store('basic', CHUNKS);
     const r = withDb(path, (db) => pruneDecisionLog(db, { before: day('2026-02-01') }));
-    expect(r).toMatchObject({ cut: 4, decisions: 3, chunks: 1, legacyRows: 0, ids: 2, feedback: 0, dryRun: false });
+    expect(r).toMatchObject({ cut: 4, decisions: 3, chunks: 1, legacyRows: 0, ids: 3, feedback: 0, dryRun: false });
     expect(r.keptFrom).toBe('2026-02-10T12:00:00.000Z');
     withDb(path, (db) => {
       const log = new LogReader(db);
       expect(log.decisions('A2')).toEqual([]);
       expect(log.decisions('A3')).toEqual([]);
-      // A1's first decision is gone, its second stays (found through decision_latest, the link to the first skipped)
+      // A1's first decision is gone, its second stays
       expect(log.decisions('A1').map((d) => d.seq)).toEqual([5]);
       expect(log.decisions('B1').map((d) => d.seq)).toEqual([4]);
       expect(log.decisions('C1').map((d) => d.seq)).toEqual([6]);
       expect([...log.scan()].map((d) => d.declarationId)).toEqual(['B1', 'A1', 'C1']);
-      expect(db.prepare('SELECT declaration_id FROM decision_latest ORDER BY declaration_id').pluck().all()).toEqual(['A1', 'B1', 'C1']);
-      expect(db.prepare('SELECT count(*) FROM decision_previous WHERE seq < 4').pluck().get()).toBe(0);
+      expect(db.prepare('SELECT declaration_id, seq FROM decision_ids ORDER BY seq').all()).toEqual([{ declaration_id: 'B1', seq: 4 }, { declaration_id: 'A1', seq: 5 }, { declaration_id: 'C1', seq: 6 }]);
     });
     // the next decisions are numbered after the newest, as before
     await append(path, [[undefined, ['D1']]]);
     withDb(path, (db) => expect(new LogReader(db).decisions('D1').map((d) => d.seq)).toEqual([7]));
+  });
+
+  it('prunes the id index in every part of the log below the cut, and in the part of the cut the rows below it only', async () => {
+    // an old chunk just below the end of the first part (never read): CHUNKS' first chunk crosses into the second part
+    const first = 2 ** DECISION_ID_PART_BITS - 3;
+    const path = await store('parts', CHUNKS, (db) => {
+      db.prepare("INSERT INTO decision_chunks (first_seq, count, decided_at, ruleset_version, format, rows) VALUES (?, 1, 0, 'aaaaaaaaaaaaaaaa', 1, ?)").run(first, Buffer.alloc(8));
+      db.prepare('INSERT INTO decision_ids (part, declaration_id, seq) VALUES (0, ?, ?)').run('OLD', first);
+    });
+    const parts = withDb(path, (db) => db.prepare('SELECT part, count(*) AS n FROM decision_ids GROUP BY part ORDER BY part').all());
+    expect(parts).toEqual([{ part: 0, n: 3 }, { part: 1, n: 4 }]);
+    const r = withDb(path, (db) => pruneDecisionLog(db, { before: day('2026-02-01'), slice: 1 }));
+    // the old chunk and CHUNKS' first go; the cut is in the second part, after A3's row there
+    expect(r).toMatchObject({ cut: first + 4, decisions: 4, chunks: 2, ids: 4 });
+    withDb(path, (db) => {
+      expect(db.prepare('SELECT part, declaration_id, seq FROM decision_ids ORDER BY seq').all())
+        .toEqual([{ part: 1, declaration_id: 'B1', seq: first + 4 }, { part: 1, declaration_id: 'A1', seq: first + 5 }, { part: 1, declaration_id: 'C1', seq: first + 6 }]);
+      const log = new LogReader(db);
+      expect(log.decisions('A1').map((d) => d.seq)).toEqual([first + 5]);
+      expect(log.decisions('A3')).toEqual([]);
+      expect(log.decisions('OLD')).toEqual([]);
+    });
   });
 
   it('always keeps the newest decision, so that seqs never start again', async () => {
@@ -116,7 +137,7 @@ describe('decision-log retention', () => {
     // a date before the result's decision is fine
     expect(withDb(path, (db) => pruneDecisionLog(db, { before: day('2026-01-01') }))).toMatchObject({ decisions: 0, cut: 1 });
     const real = withDb(path, (db) => pruneDecisionLog(db, { before: day('2026-02-01'), includeFeedback: true }));
-    expect(real).toMatchObject({ decisions: 3, chunks: 1, ids: 2, feedback: 1, dryRun: false });
+    expect(real).toMatchObject({ decisions: 3, chunks: 1, ids: 3, feedback: 1, dryRun: false });
     expect({ ...dry, dryRun: false }).toEqual(real);
     // the result stays, without its decision
     withDb(path, (db) => expect(db.prepare('SELECT declaration_id FROM feedback').pluck().all()).toEqual(['A2']));
@@ -131,9 +152,9 @@ describe('decision-log retention', () => {
       for (let s = 1; s <= 2500; s++) row.run(s, `L${s}`, day('2025-12-01') + s);
     };
     const [a, b] = [await store('slices-a', chunks, legacy), await store('slices-b', chunks, legacy)];
-    // T ids are decided every 7 chunks: links from each decision to the one before, on both sides of the date
-    const links = (path: string, below: number) => withDb(path, (db) => db.prepare('SELECT count(*) FROM decision_previous WHERE seq < ?').pluck().get(below) as number);
-    expect(links(a, 2500 + 41)).toBeGreaterThan(5);
+    // T ids are decided every 7 chunks, on both sides of the date: the id index holds a row per decision
+    const indexed = (path: string, below: number) => withDb(path, (db) => db.prepare('SELECT count(*) FROM decision_ids WHERE seq < ?').pluck().get(below) as number);
+    expect(indexed(a, 2500 + 41)).toBe(40);
     const progress: number[] = [];
     const sliced = withDb(a, (db) => pruneDecisionLog(db, { before: day('2026-01-21'), slice: 1, onProgress: (done) => progress.push(done) }));
     const whole = withDb(b, (db) => pruneDecisionLog(db, { before: day('2026-01-21'), slice: 1000 }));
@@ -143,8 +164,9 @@ describe('decision-log retention', () => {
     expect(progress[progress.length - 1]).toBe(2540);
     expect(snapshot(a)).toEqual(snapshot(b));
     expect(sliced.cut).toBe(2500 + 41);
-    expect(links(a, sliced.cut!)).toBe(0);
-    expect(links(a, Infinity)).toBeGreaterThan(0);
+    expect(sliced.ids).toBe(40);
+    expect(indexed(a, sliced.cut!)).toBe(0);
+    expect(indexed(a, Infinity)).toBe(20);
     withDb(a, (db) => {
       expect(db.prepare('SELECT count(*) FROM decision_log').pluck().get()).toBe(0);
       const reader = new LogReader(db);
@@ -169,7 +191,7 @@ describe('decision-log retention', () => {
       process.stdout.write = write;
     }
     expect([dry, real]).toEqual([0, 0]);
-    expect(JSON.parse(out[0])).toMatchObject({ cut: 4, decisions: 3, ids: 2, dryRun: true });
+    expect(JSON.parse(out[0])).toMatchObject({ cut: 4, decisions: 3, ids: 3, dryRun: true });
     expect(out[1]).toMatch(/^pruned 3 decisions \(1 chunks, 0 rows of the older layout\)/);
     withDb(path, (db) => expect(db.prepare('SELECT count(*) FROM decision_chunks').pluck().get()).toBe(2));
     const errs: string[] = [];

@@ -195,7 +195,7 @@ function prune(dataDir: string, values: { json?: boolean; before?: string; 'dry-
     if (values.json) { process.stdout.write(`${JSON.stringify(r, null, 2)}\n`); return 0; }
     const verb = r.dryRun ? 'would prune' : 'pruned';
     process.stdout.write(r.cut === null ? 'the decision log is empty\n'
-      : `${verb} ${r.decisions.toLocaleString('en-US')} decisions (${r.chunks} chunks, ${r.legacyRows} rows of the older layout); ${r.dryRun ? 'ids left without a decision' : 'ids left without a decision, removed'}: ${r.ids}; results that joined to them: ${r.feedback}\n`
+      : `${verb} ${r.decisions.toLocaleString('en-US')} decisions (${r.chunks} chunks, ${r.legacyRows} rows of the older layout); ${r.dryRun ? 'rows of the id index to remove' : 'rows of the id index removed'}: ${r.ids}; results that joined to them: ${r.feedback}\n`
         + `kept: the decisions from seq ${r.cut} on, decided from ${r.keptFrom}\n`);
     return 0;
   } finally {

@@ -21,7 +21,7 @@ import { Worker } from 'node:worker_threads';
 import type { Transaction } from 'better-sqlite3';
 import { errors, SelectivityError } from '../errors.js';
 import { packageRoot } from '../paths.js';
-import { openStore, type Db } from '../store/sqlite.js';
+import { DECISION_ID_PART_BITS, openStore, type Db } from '../store/sqlite.js';
 import { readPayload } from './log-rows.js';
 
 /**
@@ -37,10 +37,12 @@ export const ID_STATEMENT_ROWS = 4096;
 /**
  * Stores decision-log payloads; the core of the writer thread (and of the
  * in-thread mode). Each payload becomes one decision_chunks row (the chunk
- * as the worker encoded it) and its ids go into decision_latest (the
- * decisions they replace into decision_previous, by trigger), through
- * json_each in one statement: no per-decision work in JavaScript (a payload
- * of more than ID_STATEMENT_ROWS ids: one statement per that many).
+ * as the worker encoded it) and one decision_ids row per decision, (part of
+ * its seq, id, seq), through json_each in one statement: no per-decision
+ * work in JavaScript (a payload of more than ID_STATEMENT_ROWS ids: one
+ * statement per that many). Only the newest part's pages change, so a
+ * commit costs the same on a large log as on a small one, whatever order
+ * the ids come in (migration 8).
  */
 export class LogWriter {
   private readonly db: Db;
@@ -49,17 +51,16 @@ export class LogWriter {
   constructor(storePath: string) {
     const db = (this.db = openStore(storePath));
     // The id statements' journals in memory: past 64 KiB SQLite would spill each to a temporary
-    // file, one write per index page the statement changes. With declaration ids in no order, a
-    // commit changes one index page per id or so once the index is large; in memory that costs a
-    // copy (bench:log, random ids at 1.6 million decisions: 41.2 -> 28.7 µs per decision).
-    // Bounded by ID_STATEMENT_ROWS.
+    // file, one write per index page the statement changes (with migration 7's index keyed by id,
+    // a page per fresh id in no order: in memory, 41.2 -> 28.7 µs per decision at 1.6 million,
+    // bench:log). Bounded by ID_STATEMENT_ROWS.
     db.pragma('temp_store = MEMORY');
     // seqs continue after the rows of the older layout (migration 5), which is no longer written
     const legacyEnd = ((db.prepare('SELECT max(seq) FROM decision_log').pluck().get() as number | null) ?? 0) + 1;
     const chunkEnd = db.prepare('SELECT first_seq + count FROM decision_chunks ORDER BY first_seq DESC LIMIT 1').pluck();
     const insertChunk = db.prepare('INSERT INTO decision_chunks (first_seq, count, decided_at, ruleset_version, format, rows) VALUES (?, ?, ?, ?, ?, ?)');
-    // in row order (json_each's), so an id twice in one chunk chains its two decisions too
-    const insertIds = db.prepare('INSERT INTO decision_latest (declaration_id, seq) SELECT value, ? + key FROM json_each(?) WHERE true ON CONFLICT (declaration_id) DO UPDATE SET seq = excluded.seq');
+    // row k of the chunk at seq first + k, in the part of that seq
+    const insertIds = db.prepare(`INSERT INTO decision_ids (part, declaration_id, seq) SELECT (@first + key) >> ${DECISION_ID_PART_BITS}, value, @first + key FROM json_each(@ids)`);
     this.commitAll = db.transaction((payloads: readonly Uint8Array[]) => {
       // read inside the (immediate) transaction: another writer on the same file cannot interleave
       let seq = Math.max(legacyEnd, (chunkEnd.get() as number | undefined) ?? 1);
@@ -68,11 +69,11 @@ export class LogWriter {
         const { header, chunk } = readPayload(p);
         if (header.n === 0) continue;
         insertChunk.run(seq, header.n, header.t, header.v, header.f, Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength));
-        if (header.n <= ID_STATEMENT_ROWS) insertIds.run(seq, header.ids);
+        if (header.n <= ID_STATEMENT_ROWS) insertIds.run({ first: seq, ids: header.ids });
         else {
           // a large batch or stream chunk: its ids in pieces, each piece's rows at their seqs
           const ids = JSON.parse(header.ids) as string[];
-          for (let from = 0; from < ids.length; from += ID_STATEMENT_ROWS) insertIds.run(seq + from, JSON.stringify(ids.slice(from, from + ID_STATEMENT_ROWS)));
+          for (let from = 0; from < ids.length; from += ID_STATEMENT_ROWS) insertIds.run({ first: seq + from, ids: JSON.stringify(ids.slice(from, from + ID_STATEMENT_ROWS)) });
         }
         seq += header.n;
         n += header.n;

@@ -3,8 +3,8 @@
  *  - decision_chunks (migration 7, written by this version): one chunk row
  *    per scored request, its decisions as the reply encoded them and its
  *    declaration rows (src/feedback/log-rows.ts), decision first_seq + k
- *    being row k; an id's decisions are found from decision_latest (its
- *    latest seq) back through decision_previous (the one before each);
+ *    being row k; an id's decisions are found in decision_ids (migration
+ *    8), part by part of the log, newest part first;
  *  - decision_log (migration 5): one row per decision, written by earlier
  *    versions and kept as it is. Its seqs are all below the chunks' seqs.
  * Feedback's join, GET /v1/decisions/:id, `feedback show` and training from
@@ -70,9 +70,13 @@ function fromChunk(h: ChunkHead, c: Chunk, seq: number): LoggedDecision {
 /** Chunks decoded recently (a chunk never changes once written): feedback for one request's declarations reads one chunk. */
 const CACHED_CHUNKS = 8;
 
+/** Parts of the id index that latest() searches one by one, newest first, before the rest in one query. */
+const RECENT_PARTS = 2;
+
 export class DecisionLogReader {
-  private readonly latestSeq;
-  private readonly previousSeq;
+  private readonly parts;
+  private readonly idSeqs;
+  private readonly partSeqs;
   private readonly legacySeqs;
   private readonly head;
   private readonly rows;
@@ -82,8 +86,11 @@ export class DecisionLogReader {
   private readonly cache = new Map<number, Chunk>();
 
   constructor(db: Db) {
-    this.latestSeq = db.prepare('SELECT seq FROM decision_latest WHERE declaration_id = ?').pluck();
-    this.previousSeq = db.prepare('SELECT previous FROM decision_previous WHERE seq = ?').pluck();
+    this.parts = db.prepare('SELECT (SELECT part FROM decision_ids ORDER BY part LIMIT 1) AS low, (SELECT part FROM decision_ids ORDER BY part DESC LIMIT 1) AS high');
+    // one search of the primary key per part, from the newest down (the parts as a recursive list: no JavaScript per part)
+    this.idSeqs = db.prepare(`WITH RECURSIVE parts (p) AS (SELECT @high UNION ALL SELECT p - 1 FROM parts WHERE p > @low)
+      SELECT d.seq FROM parts CROSS JOIN decision_ids AS d ON d.part = parts.p AND d.declaration_id = @id`).pluck();
+    this.partSeqs = db.prepare('SELECT seq FROM decision_ids WHERE part = ? AND declaration_id = ? ORDER BY seq').pluck();
     this.legacySeqs = db.prepare('SELECT seq FROM decision_log WHERE declaration_id = ? ORDER BY seq').pluck();
     this.head = db.prepare('SELECT first_seq, count, decided_at, ruleset_version, format FROM decision_chunks WHERE first_seq <= ? ORDER BY first_seq DESC LIMIT 1');
     this.rows = db.prepare('SELECT rows FROM decision_chunks WHERE first_seq = ?').pluck();
@@ -103,9 +110,9 @@ export class DecisionLogReader {
 
   /** The seqs of a declaration id's decisions, ascending. */
   seqs(declarationId: string): number[] {
-    const chained: number[] = [];
-    for (let seq = this.latestSeq.get(declarationId) as number | undefined; seq !== undefined; seq = this.previousSeq.get(seq) as number | undefined) chained.push(seq);
-    return [...(this.legacySeqs.all(declarationId) as number[]), ...chained.reverse()];
+    const { low, high } = this.parts.get() as { low: number | null; high: number | null };
+    const logged = low === null || high === null ? [] : (this.idSeqs.all({ low, high, id: declarationId }) as number[]).sort((a, b) => a - b);
+    return [...(this.legacySeqs.all(declarationId) as number[]), ...logged];
   }
 
   /** The chunk holding seq, if a chunk does (else the decision, if any, is a decision_log row). */
@@ -150,7 +157,23 @@ export class DecisionLogReader {
 
   /** The latest decision of an id, or the latest one made by a ruleset version. */
   latest(declarationId: string, rulesetVersion?: string): LoggedDecision | undefined {
-    const seqs = this.seqs(declarationId);
+    // the newest parts first, one by one: feedback mostly joins to a recent decision; then the rest in one query
+    const { low, high } = this.parts.get() as { low: number | null; high: number | null };
+    if (low !== null && high !== null) {
+      for (let part = high; part >= Math.max(low, high - RECENT_PARTS + 1); part--) {
+        const d = this.latestOf(this.partSeqs.all(part, declarationId) as number[], rulesetVersion);
+        if (d) return d;
+      }
+      if (high - RECENT_PARTS >= low) {
+        const d = this.latestOf((this.idSeqs.all({ low, high: high - RECENT_PARTS, id: declarationId }) as number[]).sort((a, b) => a - b), rulesetVersion);
+        if (d) return d;
+      }
+    }
+    return this.latestOf(this.legacySeqs.all(declarationId) as number[], rulesetVersion);
+  }
+
+  /** The decision of the highest of these seqs (ascending) that a ruleset version made, if given. */
+  private latestOf(seqs: number[], rulesetVersion: string | undefined): LoggedDecision | undefined {
     for (let k = seqs.length - 1; k >= 0; k--) {
       const seq = seqs[k];
       if (rulesetVersion !== undefined) {

@@ -4,8 +4,8 @@
  * reply encodes them (the same bytes, encoded once), and the declaration
  * fields learning needs. The chunk travels to the log writer in one buffer
  * (transferred, never cloned or decoded on the main thread), and is stored as
- * it is: one `decision_chunks` row per request (batch or stream chunk), the
- * ids in `decision_latest` / `decision_previous` (migration 7). Readers
+ * it is: one `decision_chunks` row per request (batch or stream chunk)
+ * (migration 7), the ids in `decision_ids` (migration 8). Readers
  * decode one row on demand.
  *
  * Payload (one ArrayBuffer):

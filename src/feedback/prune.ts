@@ -4,9 +4,8 @@
  * writer is never kept waiting long (docs/feedback.md#retention).
  *
  * The cut is a seq: the first decision kept. Everything below it goes (the
- * chunks, the older layout's decision_log rows, the decision_previous links
- * of pruned decisions, and the decision_latest rows of ids whose latest
- * decision is pruned); everything from it on stays. Two rules keep the log
+ * chunks, the older layout's decision_log rows, and the id index's rows of
+ * pruned decisions); everything from it on stays. Two rules keep the log
  * sound:
  *  - the newest decision always stays: the writer numbers the next decision
  *    after the highest seq it finds, and with none left the numbers would
@@ -18,6 +17,7 @@
  */
 import type { Database as Db } from 'better-sqlite3';
 import { errors } from '../errors.js';
+import { DECISION_ID_PART_BITS } from '../store/sqlite.js';
 
 export interface PruneOptions {
   /** Decisions decided before this time (ms since 1970) are pruned. */
@@ -26,7 +26,7 @@ export interface PruneOptions {
   includeFeedback?: boolean;
   /** Count only; change nothing. */
   dryRun?: boolean;
-  /** Chunks deleted per transaction (default 200); older-layout rows: 1,000 times as many, ids looked at: 25 times. */
+  /** Chunks deleted per transaction (default 200); older-layout rows: 1,000 times as many, rows of the id index: 25 times. */
   slice?: number;
   /** Called after each transaction with the decisions pruned so far and the total to prune. */
   onProgress?: (done: number, total: number) => void;
@@ -43,7 +43,7 @@ export interface PruneReport {
   chunks: number;
   /** decision_log rows (the older layout) pruned. */
   legacyRows: number;
-  /** Ids that have no decision left. */
+  /** Rows of the id index (decision_ids) removed: one per pruned decision of the chunks. */
   ids: number;
   /** Current feedback rows that join to pruned decisions (kept in `feedback`, without their decision). */
   feedback: number;
@@ -76,21 +76,19 @@ export function pruneDecisionLog(db: Db, options: PruneOptions): PruneReport {
     });
   }
   if (dryRun) {
-    report.ids = one('SELECT count(*) FROM decision_latest WHERE seq < ?', cut) ?? 0;
+    report.ids = one('SELECT count(*) FROM decision_ids WHERE part <= ? AND seq < ?', cut >> DECISION_ID_PART_BITS, cut) ?? 0;
     return report;
   }
 
   let done = 0;
-  // chunks, with the links of their decisions, a slice of chunks per transaction
+  // chunks, a slice of chunks per transaction
   const nextChunks = db.prepare('SELECT first_seq, count FROM decision_chunks WHERE first_seq < ? ORDER BY first_seq LIMIT ?');
   const dropChunks = db.prepare('DELETE FROM decision_chunks WHERE first_seq >= ? AND first_seq < ?');
-  const dropLinks = db.prepare('DELETE FROM decision_previous WHERE seq >= ? AND seq < ?');
   const chunkSlice = db.transaction(() => {
     const rows = nextChunks.all(cut, slice) as { first_seq: number; count: number }[];
     if (rows.length === 0) return 0;
     const lo = rows[0].first_seq, last = rows[rows.length - 1], hi = last.first_seq + last.count;
     dropChunks.run(lo, hi);
-    dropLinks.run(lo, hi);
     return rows.reduce((s, r) => s + r.count, 0);
   });
   for (let n = chunkSlice.immediate(); n > 0; n = chunkSlice.immediate()) { done += n; onProgress?.(done, total); }
@@ -105,16 +103,21 @@ export function pruneDecisionLog(db: Db, options: PruneOptions): PruneReport {
   });
   for (let n = legacySlice.immediate(); n > 0; n = legacySlice.immediate()) { done += n; onProgress?.(done, total); }
 
-  // ids whose latest decision was pruned, a range of ids per transaction (decision_latest has no index on seq)
-  const idsFrom = db.prepare('SELECT declaration_id FROM decision_latest WHERE declaration_id > ? ORDER BY declaration_id LIMIT 1 OFFSET ?').pluck();
-  const dropIds = db.prepare('DELETE FROM decision_latest WHERE declaration_id > ? AND declaration_id <= ? AND seq < ?');
-  const dropIdsTail = db.prepare('DELETE FROM decision_latest WHERE declaration_id > ? AND seq < ?');
-  const idSlice = db.transaction((after: string): string | undefined => {
-    const end = idsFrom.get(after, 25 * slice - 1) as string | undefined;
-    report.ids += end === undefined ? dropIdsTail.run(after, cut).changes : dropIds.run(after, end, cut).changes;
+  // the id index's rows of pruned decisions: the parts up to the cut's, a range of ids of one part per transaction
+  const idsFrom = db.prepare('SELECT declaration_id FROM decision_ids WHERE part = ? AND declaration_id > ? ORDER BY declaration_id LIMIT 1 OFFSET ?').pluck();
+  const dropIds = db.prepare('DELETE FROM decision_ids WHERE part = ? AND declaration_id > ? AND declaration_id <= ? AND seq < ?');
+  const dropIdsTail = db.prepare('DELETE FROM decision_ids WHERE part = ? AND declaration_id > ? AND seq < ?');
+  const idSlice = db.transaction((part: number, after: string): string | undefined => {
+    const end = idsFrom.get(part, after, 25 * slice - 1) as string | undefined;
+    report.ids += end === undefined ? dropIdsTail.run(part, after, cut).changes : dropIds.run(part, after, end, cut).changes;
     return end;
   });
-  // '' sorts before every id (ids are never empty)
-  for (let after: string | undefined = ''; after !== undefined;) after = idSlice.immediate(after);
+  const lowest = one('SELECT part FROM decision_ids ORDER BY part LIMIT 1');
+  if (lowest !== null) {
+    for (let part = lowest; part <= cut >> DECISION_ID_PART_BITS; part++) {
+      // '' sorts before every id (ids are never empty)
+      for (let after: string | undefined = ''; after !== undefined;) after = idSlice.immediate(part, after);
+    }
+  }
   return report;
 }
