@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { pack, unpack, unpackMultiple } from 'msgpackr';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startService, type RunningService } from '../src/service/service.js';
-import { DECISION_ID_PART_BITS, openStore, SCHEMA_VERSION, STORE_FILE } from '../src/store/sqlite.js';
+import { DECISION_ID_PART_BITS, openStore, SCHEMA_VERSION, STORE_FILE, type StoreMigration } from '../src/store/sqlite.js';
 import { DecisionLog, ID_STATEMENT_ROWS } from '../src/feedback/decision-log.js';
 import { CHUNK_MSGPACK, CHUNK_NDJSON, encodeLogChunk, encodeLogRows, readPayload } from '../src/feedback/log-rows.js';
 import { FeedbackStore } from '../src/feedback/feedback.js';
@@ -280,7 +280,14 @@ describe('decision log layout: chunks and the id index', () => {
     expect(old.prepare('SELECT count(*) FROM decision_previous').pluck().get()).toBe(3);
     old.close();
 
-    const db = openStore(path);
+    // the upgrade is told, before and after each migration (serve prints it); a new or an up-to-date store's opening is not
+    const events: StoreMigration[] = [];
+    const db = openStore(path, SCHEMA_VERSION, { onMigration: (m) => events.push(m) });
+    expect(events.map(({ path: p, from, to, done }) => ({ p, from, to, done }))).toEqual([{ p: path, from: 7, to: 8, done: false }, { p: path, from: 7, to: 8, done: true }]);
+    expect(events[1].ms).toBeGreaterThan(0);
+    openStore(path, SCHEMA_VERSION, { onMigration: (m) => events.push(m) }).close();
+    openStore(join(dir, 'chain-new', STORE_FILE), SCHEMA_VERSION, { onMigration: (m) => events.push(m) }).close();
+    expect(events).toHaveLength(2);
     try {
       expect(db.pragma('user_version', { simple: true })).toBe(SCHEMA_VERSION);
       expect(db.prepare("SELECT name FROM sqlite_master WHERE name IN ('decision_latest', 'decision_previous', 'decision_latest_previous')").all()).toEqual([]);

@@ -124,6 +124,10 @@ export async function serveCommand(argv: string[]): Promise<number> {
     metricsIntervalMs: values['metrics-interval'] !== undefined ? intOption(values['metrics-interval'], 'metrics-interval', 1, 86_400) * 1000 : undefined,
     logger: values.quiet ? false : { level: 'info' },
     decisionLog: decisionLog === 'on',
+    // an upgrade of a large decision log takes a while before the service listens: say so
+    onStoreMigration: (m) => process.stderr.write(m.done
+      ? `selectivity: store upgraded to schema ${m.to} in ${(m.ms / 1000).toFixed(1)} s\n`
+      : `selectivity: upgrading the store ${m.path} from schema ${m.from} to ${m.to}…\n`),
   });
   const out = process.stdout;
   keepRunningWithoutReader(out);

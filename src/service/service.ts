@@ -13,6 +13,7 @@ import { packageRoot } from '../paths.js';
 import { loadTokens, type TokenEntry, type TokenStore } from './auth.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { buildServer } from './server.js';
+import type { StoreMigration } from '../store/sqlite.js';
 import { prepareDataDir, RulesetSource } from './state.js';
 import { DecisionLog } from '../feedback/decision-log.js';
 import { BacktestJobs } from '../backtest/jobs.js';
@@ -44,6 +45,8 @@ export interface ServiceConfig {
   logger?: boolean | object;
   /** Log every returned decision to the store (default true; see docs/feedback.md). */
   decisionLog?: boolean;
+  /** Told of each migration when the store of an earlier version is upgraded at start (see openStore). */
+  onStoreMigration?: (m: StoreMigration) => void;
   /**
    * Retrain the compliance model by itself once the store holds this many
    * more inspected declarations with feedback than the model was trained on
@@ -83,7 +86,7 @@ function packageVersion(): string {
 }
 
 export async function startService(config: ServiceConfig): Promise<RunningService> {
-  const files = await prepareDataDir(config.dataDir, { profilesFile: config.profiles, peersPath: config.peers });
+  const files = await prepareDataDir(config.dataDir, { profilesFile: config.profiles, peersPath: config.peers }, { onMigration: config.onStoreMigration });
   const { store: tokens, generated } = loadTokens({ dataDir: config.dataDir, file: config.tokensFile, env: config.tokensEnv });
   const source = new RulesetSource({ storePath: files.storePath, peersPath: files.peersPath });
   let ruleset;

@@ -27,7 +27,7 @@ import { packageRoot, workerExecArgv, workerPath } from '../paths.js';
 import { pathToFileURL } from 'node:url';
 import { Piscina } from 'piscina';
 import type { RetrainTask } from '../../workers/retrain-worker.js';
-import { openStore, STORE_FILE, type Db } from '../store/sqlite.js';
+import { openStore, SCHEMA_VERSION, STORE_FILE, type Db, type OpenStoreOptions } from '../store/sqlite.js';
 
 export interface RulesetFiles {
   /** The SQLite store (profiles and their versions). */
@@ -57,7 +57,7 @@ export function examplePaths(): { declarations: string; profiles: string; watchL
  * left one there, else from the bundled example. Watch lists: an empty
  * store is seeded once from the bundled example.
  */
-export async function prepareDataDir(dataDir: string, files: { peersPath?: string; profilesFile?: string } = {}): Promise<RulesetFiles & SeedReport> {
+export async function prepareDataDir(dataDir: string, files: { peersPath?: string; profilesFile?: string } = {}, options: OpenStoreOptions = {}): Promise<RulesetFiles & SeedReport> {
   try {
     mkdirSync(dataDir, { recursive: true, mode: 0o700 });
     if (!statSync(dataDir).isDirectory()) throw new Error('not a directory');
@@ -69,7 +69,7 @@ export async function prepareDataDir(dataDir: string, files: { peersPath?: strin
   const peersPath = files.peersPath ?? join(dataDir, 'peers.json');
   const example = examplePaths();
   if (!existsSync(storePath)) created.push(storePath);
-  const db = openStore(storePath);
+  const db = openStore(storePath, SCHEMA_VERSION, options);
   try {
     const store = new ProfileStore(db);
     if (files.profilesFile) {

@@ -179,11 +179,23 @@ export const DECISION_ID_PART_BITS = 16;
 
 export const SCHEMA_VERSION = MIGRATIONS.length;
 
+/** A migration of an existing store: before it runs (done false) and after (done true, ms taken). */
+export interface StoreMigration { path: string; from: number; to: number; done: boolean; ms: number }
+
+export interface OpenStoreOptions {
+  /**
+   * Told of each migration of a store that already had a schema (an
+   * upgrade, which can take a while on a large decision log), not of a new
+   * store's: `serve` says so on stderr.
+   */
+  onMigration?: (m: StoreMigration) => void;
+}
+
 /**
  * Opens (creating if needed) the store at `path` and brings its schema up to
  * date. `upTo` stops at an older schema version: for tests of a migration.
  */
-export function openStore(path: string, upTo = SCHEMA_VERSION): Db {
+export function openStore(path: string, upTo = SCHEMA_VERSION, options: OpenStoreOptions = {}): Db {
   let db: Db;
   try {
     mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
@@ -201,10 +213,13 @@ export function openStore(path: string, upTo = SCHEMA_VERSION): Db {
       throw errors.SEL_ERR_STORAGE(`the store ${path} has schema version ${current}, newer than this engine's ${SCHEMA_VERSION}`, { field: 'store', expected: `schema version <= ${SCHEMA_VERSION}`, got: current });
     }
     for (let v = current; v < upTo; v++) {
+      const t0 = performance.now();
+      if (current > 0) options.onMigration?.({ path, from: v, to: v + 1, done: false, ms: 0 });
       db.transaction(() => {
         db.exec(MIGRATIONS[v]);
         db.pragma(`user_version = ${v + 1}`);
       })();
+      if (current > 0) options.onMigration?.({ path, from: v, to: v + 1, done: true, ms: performance.now() - t0 });
     }
   } catch (e) {
     db.close();
