@@ -312,6 +312,33 @@ describe('decision log layout: chunks and the id index', () => {
     }
   });
 
+  it('migrates a pruned store of the id-chain layout without the pruned decisions its links still name', async () => {
+    const path = join(dir, 'chain-pruned', STORE_FILE);
+    const old = openStore(path, 7);
+    const v1 = '1'.repeat(16);
+    const insertChunk = old.prepare('INSERT INTO decision_chunks (first_seq, count, decided_at, ruleset_version, format, rows) VALUES (?, ?, ?, ?, ?, ?)');
+    const insertIds = old.prepare('INSERT INTO decision_latest (declaration_id, seq) SELECT value, ? + key FROM json_each(?) WHERE true ON CONFLICT (declaration_id) DO UPDATE SET seq = excluded.seq');
+    let seq = 1;
+    for (const ids of [['A', 'B', 'E'], ['C'], ['B', 'A', 'D']]) {
+      const { header, chunk } = readPayload(encodeLogRows(ids.map((id) => decision(id, v1, seq)), ids.map((id) => ({ ...MEAT, id })), v1));
+      insertChunk.run(seq, header.n, header.t, header.v, header.f, Buffer.from(chunk));
+      insertIds.run(seq, header.ids);
+      seq += header.n;
+    }
+    // what that version's prune did with a cut at seq 4: the first chunk, the links from its decisions, the ids left with none
+    old.exec('DELETE FROM decision_chunks WHERE first_seq < 4; DELETE FROM decision_previous WHERE seq < 4; DELETE FROM decision_latest WHERE seq < 4;');
+    expect(old.prepare('SELECT seq, previous FROM decision_previous ORDER BY seq').all()).toEqual([{ seq: 5, previous: 2 }, { seq: 6, previous: 1 }]);
+    old.close();
+    const db = openStore(path);
+    try {
+      expect(db.prepare('SELECT declaration_id, seq FROM decision_ids ORDER BY seq').all())
+        .toEqual([{ declaration_id: 'C', seq: 4 }, { declaration_id: 'B', seq: 5 }, { declaration_id: 'A', seq: 6 }, { declaration_id: 'D', seq: 7 }]);
+      expect(new DecisionLogReader(db).decisions('A').map((d) => d.seq)).toEqual([6]);
+    } finally {
+      db.close();
+    }
+  });
+
   it('migrates a store of the earlier layout: its decision_log rows stay readable, joined by feedback and training, and new seqs follow them', async () => {
     const path = join(dir, 'migrate', STORE_FILE);
     const old = openStore(path, 6); // the schema the earlier version wrote

@@ -156,7 +156,8 @@ const MIGRATIONS: string[] = [
   // decisions) however large the log: with migration 7's index, keyed by id, each fresh id in no
   // order changed a page of its own once the index was large (docs/feedback.md). An id's decisions
   // are found part by part. The rows of migration 7's tables move over: every decision of each id,
-  // its chain walked back.
+  // its chain walked back, but for the pruned decision a link may still name (prune kept the links
+  // of the decisions it kept; pruned decisions are the chunks below the first one left).
   `CREATE TABLE decision_ids (
      part            INTEGER NOT NULL,
      declaration_id  TEXT    NOT NULL,
@@ -168,7 +169,9 @@ const MIGRATIONS: string[] = [
      UNION ALL
      SELECT chain.declaration_id, p.previous FROM chain JOIN decision_previous p ON p.seq = chain.seq
    )
-   INSERT INTO decision_ids (part, declaration_id, seq) SELECT seq >> 16, declaration_id, seq FROM chain ORDER BY 1, 2, 3;
+   INSERT INTO decision_ids (part, declaration_id, seq) SELECT seq >> 16, declaration_id, seq FROM chain
+     WHERE seq >= (SELECT min(first_seq) FROM decision_chunks)
+     ORDER BY 1, 2, 3;
    DROP TRIGGER decision_latest_previous;
    DROP TABLE decision_latest;
    DROP TABLE decision_previous;`,
