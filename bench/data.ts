@@ -14,6 +14,15 @@ import { buildPeerTables, type PeerTables } from '../src/peers/peer-groups.js';
 import type { Profile } from '../src/profiles/profile.js';
 import { CHANNELS } from '../src/model/channels.js';
 
+/** The middle value of samples (the upper one of an even count), as the benchmarks report it. */
+export const median = (xs: readonly number[]): number => quantile(xs, 0.5);
+
+/** The sample at rank ⌊q·n⌋ of the sorted samples (the last one at most). */
+export function quantile(xs: readonly number[], q: number): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor(q * s.length))];
+}
+
 export function declarations(rows: number, seed: number): Declaration[] {
   const out: Declaration[] = [];
   for (const r of generateDeclarations({ rows, seed, hsCodes: 300 })) out.push(r.declaration);

@@ -43,7 +43,7 @@ import { packageRoot } from '../src/paths.js';
 import { compileRuleset } from '../src/ruleset/compile.js';
 import { createRuleset } from '../src/ruleset/ruleset.js';
 import { scoreWire } from '../src/service/wire.js';
-import { benchProfiles, peerTables, world } from './data.js';
+import { benchProfiles, median, peerTables, quantile, world } from './data.js';
 
 const { values } = parseArgs({ options: { decisions: { type: 'string' }, quick: { type: 'boolean' }, dir: { type: 'string' } } });
 const QUICK = values.quick === true;
@@ -64,8 +64,6 @@ const lines: string[] = [];
 const out = (s = '') => { console.log(s); lines.push(s); };
 const progress = (s: string) => process.stderr.write(`[log bench ${(performance.now() / 1000).toFixed(1).padStart(6)} s] ${s}\n`);
 const dir = values.dir ?? mkdtempSync(join(tmpdir(), 'selectivity-bench-log-'));
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
-const quantile = (xs: number[], q: number) => { const s = [...xs].sort((a, b) => a - b); return s[Math.min(s.length - 1, Math.floor(q * s.length))]; };
 
 type IdKind = 'reused' | 'increasing' | 'random';
 const KINDS: IdKind[] = ['increasing', 'reused', 'random'];

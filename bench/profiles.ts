@@ -22,14 +22,13 @@ import { Kernel } from '../src/kernel/kernel.js';
 import { packageRoot } from '../src/paths.js';
 import { compileRuleset } from '../src/ruleset/compile.js';
 import { createRuleset, type Ruleset } from '../src/ruleset/ruleset.js';
-import { batchesOf, benchProfiles, cloneBatch, peerTables, world } from './data.js';
+import { batchesOf, benchProfiles, cloneBatch, median, peerTables, world } from './data.js';
 
 const { values } = parseArgs({ options: { quick: { type: 'boolean' } } });
 const QUICK = values.quick === true;
 const fmt = (n: number) => Math.round(n).toLocaleString('en-US');
 const lines: string[] = [];
 const out = (s = '') => { console.log(s); lines.push(s); };
-const median = (xs: number[]) => { const s = [...xs].sort((a, b) => a - b); return s[s.length >> 1]; };
 
 console.error('generating synthetic data…');
 const { history, scored } = world(QUICK ? 100_000 : 300_000, 100_000 + 4 * 8192, 11);

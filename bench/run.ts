@@ -27,7 +27,7 @@ import { trainModel } from '../src/learn/train.js';
 import { packageRoot } from '../src/paths.js';
 import { scoreWire } from '../src/service/wire.js';
 import { pack } from 'msgpackr';
-import { batchesOf, benchProfiles, cloneBatch, fraudLabels, labelledBatches, peerTables, world } from './data.js';
+import { batchesOf, benchProfiles, cloneBatch, fraudLabels, labelledBatches, median, peerTables, world } from './data.js';
 
 const { values } = parseArgs({ options: { rows: { type: 'string' }, quick: { type: 'boolean' }, suites: { type: 'string' } } });
 const SUITES = new Set((values.suites ?? '1,2,3,4').split(',').map((x) => x.trim()));
@@ -159,7 +159,6 @@ if (SUITES.has('4')) {
   const plain = ruleset(256);
   const learnt = createRuleset({ peers, profiles: plain.profiles, settings: { ...model.settings, misclassification: { weight: 0 } }, history: model.history });
   const values = model.history.dimensions.reduce((s, d) => s + d.keys.length, 0);
-  const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[xs.length >> 1];
   /**
    * Both rulesets in alternating rounds, so that drift of this machine's
    * speed (it can move by 1.5x within minutes) falls on both alike: per
