@@ -87,9 +87,9 @@ export class DecisionLogReader {
 
   constructor(db: Db) {
     this.parts = db.prepare('SELECT (SELECT part FROM decision_ids ORDER BY part LIMIT 1) AS low, (SELECT part FROM decision_ids ORDER BY part DESC LIMIT 1) AS high');
-    // one search of the primary key per part, from the newest down (the parts as a recursive list: no JavaScript per part)
+    // one search of the primary key per part, from the newest down (the parts as a recursive list: no JavaScript per part); seqs ascending
     this.idSeqs = db.prepare(`WITH RECURSIVE parts (p) AS (SELECT @high UNION ALL SELECT p - 1 FROM parts WHERE p > @low)
-      SELECT d.seq FROM parts CROSS JOIN decision_ids AS d ON d.part = parts.p AND d.declaration_id = @id`).pluck();
+      SELECT d.seq FROM parts CROSS JOIN decision_ids AS d ON d.part = parts.p AND d.declaration_id = @id ORDER BY d.seq`).pluck();
     this.partSeqs = db.prepare('SELECT seq FROM decision_ids WHERE part = ? AND declaration_id = ? ORDER BY seq').pluck();
     this.legacySeqs = db.prepare('SELECT seq FROM decision_log WHERE declaration_id = ? ORDER BY seq').pluck();
     this.head = db.prepare('SELECT first_seq, count, decided_at, ruleset_version, format FROM decision_chunks WHERE first_seq <= ? ORDER BY first_seq DESC LIMIT 1');
@@ -111,7 +111,7 @@ export class DecisionLogReader {
   /** The seqs of a declaration id's decisions, ascending. */
   seqs(declarationId: string): number[] {
     const { low, high } = this.parts.get() as { low: number | null; high: number | null };
-    const logged = low === null || high === null ? [] : (this.idSeqs.all({ low, high, id: declarationId }) as number[]).sort((a, b) => a - b);
+    const logged = low === null || high === null ? [] : (this.idSeqs.all({ low, high, id: declarationId }) as number[]);
     return [...(this.legacySeqs.all(declarationId) as number[]), ...logged];
   }
 
@@ -165,7 +165,7 @@ export class DecisionLogReader {
         if (d) return d;
       }
       if (high - RECENT_PARTS >= low) {
-        const d = this.latestOf((this.idSeqs.all({ low, high: high - RECENT_PARTS, id: declarationId }) as number[]).sort((a, b) => a - b), rulesetVersion);
+        const d = this.latestOf(this.idSeqs.all({ low, high: high - RECENT_PARTS, id: declarationId }) as number[], rulesetVersion);
         if (d) return d;
       }
     }
