@@ -92,7 +92,7 @@ function payload(declarations: Declaration[]): Uint8Array {
 
 const fileBytes = (path: string) => { try { return statSync(path).size; } catch { return 0; } };
 
-interface Step { decisions: number; commitMs: number; maxMs: number; bytes: number }
+interface Step { decisions: number; commitMs: number; bytes: number }
 interface Lookups { first: number; last: number; unknown: number }
 interface KindResult { steps: Step[]; single: { p50: number; p99: number; max: number }; latest: Lookups; all: Lookups }
 
@@ -134,7 +134,7 @@ async function run(kind: IdKind): Promise<KindResult> {
         ms.push(performance.now() - t0);
         decisions += PER_COMMIT;
       }
-      steps.push({ decisions, commitMs: median(ms), maxMs: Math.max(...ms), bytes: fileBytes(path) + fileBytes(`${path}-wal`) });
+      steps.push({ decisions, commitMs: median(ms), bytes: fileBytes(path) + fileBytes(`${path}-wal`) });
       progress(`${kind}: ${fmt(decisions)} decisions, commit of ${fmt(PER_COMMIT)} ${median(ms).toFixed(1)} ms`);
     }
     // lone requests: one decision each, a pause between them (as single requests arrive)
