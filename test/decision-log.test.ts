@@ -12,7 +12,9 @@ import { pack, unpack, unpackMultiple } from 'msgpackr';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startService, type RunningService } from '../src/service/service.js';
 import { DECISION_ID_PART_BITS, openStore, SCHEMA_VERSION, STORE_FILE, type StoreMigration } from '../src/store/sqlite.js';
-import { DecisionLog, ID_STATEMENT_ROWS } from '../src/feedback/decision-log.js';
+import { DECISION_ID_PART_SIZE, ID_FILTER_SCHEME, IdFilter, IdHash } from '../src/store/id-filter.js';
+import { pruneDecisionLog } from '../src/feedback/prune.js';
+import { DecisionLog, ID_STATEMENT_ROWS, LogWriter } from '../src/feedback/decision-log.js';
 import { CHUNK_MSGPACK, CHUNK_NDJSON, encodeLogChunk, encodeLogRows, readPayload } from '../src/feedback/log-rows.js';
 import { FeedbackStore } from '../src/feedback/feedback.js';
 import { trainingDataFromStore } from '../src/learn/from-store.js';
@@ -283,11 +285,12 @@ describe('decision log layout: chunks and the id index', () => {
     // the upgrade is told, before and after each migration (serve prints it); a new or an up-to-date store's opening is not
     const events: StoreMigration[] = [];
     const db = openStore(path, SCHEMA_VERSION, { onMigration: (m) => events.push(m) });
-    expect(events.map(({ path: p, from, to, done }) => ({ p, from, to, done }))).toEqual([{ p: path, from: 7, to: 8, done: false }, { p: path, from: 7, to: 8, done: true }]);
+    const steps = Array.from({ length: SCHEMA_VERSION - 7 }, (_, k) => [{ p: path, from: 7 + k, to: 8 + k, done: false }, { p: path, from: 7 + k, to: 8 + k, done: true }]).flat();
+    expect(events.map(({ path: p, from, to, done }) => ({ p, from, to, done }))).toEqual(steps);
     expect(events[1].ms).toBeGreaterThan(0);
     openStore(path, SCHEMA_VERSION, { onMigration: (m) => events.push(m) }).close();
     openStore(join(dir, 'chain-new', STORE_FILE), SCHEMA_VERSION, { onMigration: (m) => events.push(m) }).close();
-    expect(events).toHaveLength(2);
+    expect(events).toHaveLength(steps.length);
     try {
       expect(db.pragma('user_version', { simple: true })).toBe(SCHEMA_VERSION);
       expect(db.prepare("SELECT name FROM sqlite_master WHERE name IN ('decision_latest', 'decision_previous', 'decision_latest_previous')").all()).toEqual([]);
@@ -382,5 +385,103 @@ describe('decision log layout: chunks and the id index', () => {
     } finally {
       db.close();
     }
+  });
+
+  describe('filters of the id index\'s sealed parts (migration 9)', () => {
+    const SIZE = DECISION_ID_PART_SIZE;
+    const v1 = '1'.repeat(16);
+    const payload = (ids: string[], score = 1) => encodeLogRows(ids.map((id) => decision(id, v1, score)), ids.map((id) => ({ ...MEAT, id })), v1);
+    const filterOf = (db: ReturnType<typeof openStore>, part: number) => {
+      const row = db.prepare('SELECT scheme, bits FROM decision_id_filters WHERE part = ?').get(part) as { scheme: number; bits: Buffer } | undefined;
+      return row && { scheme: row.scheme, filter: new IdFilter(new Uint8Array(row.bits)) };
+    };
+    /** A store whose log ends just below the end of part 0: one decision of `id` at seq SIZE - 6 (its chunk's rows are never read). */
+    const nearEnd = (path: string, id: string) => {
+      const db = openStore(path);
+      db.prepare('INSERT INTO decision_chunks (first_seq, count, decided_at, ruleset_version, format, rows) VALUES (?, 1, 0, ?, 1, ?)').run(SIZE - 6, v1, Buffer.alloc(8));
+      db.prepare('INSERT INTO decision_ids (part, declaration_id, seq) VALUES (0, ?, ?)').run(id, SIZE - 6);
+      db.close();
+    };
+
+    it('seals a part\'s filter with the commit that leaves it, holding the ids written before a restart and by another writer', async () => {
+      const path = join(dir, 'filters', STORE_FILE);
+      nearEnd(path, 'OLD');
+      // a first writer: A, B at SIZE - 5, SIZE - 4; part 0 stays open, no filter yet
+      const first = new LogWriter(path);
+      first.commit([payload(['A', 'B'])]);
+      // a second writer on the same file, in between: Q at SIZE - 3
+      const other = new LogWriter(path);
+      other.commit([payload(['Q'])]);
+      other.close();
+      const db = openStore(path);
+      try {
+        expect(db.prepare('SELECT count(*) FROM decision_id_filters').pluck().get()).toBe(0);
+        // the first writer again: C, D at SIZE - 2, SIZE - 1 (part 0's last), then E, A into part 1
+        first.commit([payload(['C', 'D']), payload(['E', 'A'])]);
+        first.close();
+        const f0 = filterOf(db, 0)!;
+        expect(f0.scheme).toBe(ID_FILTER_SCHEME);
+        // every id of part 0, from the store before this writer, from the other writer, and its own
+        for (const id of ['OLD', 'A', 'B', 'Q', 'C', 'D']) expect(f0.filter.mayHold(new IdHash(id))).toBe(true);
+        expect(f0.filter.mayHold(new IdHash('E'))).toBe(false);
+        // the open part has none
+        expect(filterOf(db, 1)).toBeUndefined();
+
+        const reader = new DecisionLogReader(db);
+        expect(reader.seqs('A')).toEqual([SIZE - 5, SIZE + 1]);
+        expect(reader.seqs('Q')).toEqual([SIZE - 3]);
+        expect(reader.latest('B')?.seq).toBe(SIZE - 4);
+        expect(reader.latest('A')?.seq).toBe(SIZE + 1);
+        expect(reader.seqs('Z')).toEqual([]);
+        // the reader trusts the filter: a part whose filter says no is not searched
+        db.prepare('UPDATE decision_id_filters SET bits = zeroblob(length(bits)) WHERE part = 0').run();
+        const trusting = new DecisionLogReader(db);
+        expect(trusting.seqs('A')).toEqual([SIZE + 1]);
+        expect(trusting.seqs('B')).toEqual([]);
+        // a filter of a scheme it does not know is not trusted: the part is searched
+        db.prepare('UPDATE decision_id_filters SET scheme = ? WHERE part = 0').run(ID_FILTER_SCHEME + 1);
+        expect(new DecisionLogReader(db).seqs('B')).toEqual([SIZE - 4]);
+      } finally {
+        db.close();
+      }
+    });
+
+    it('migration 9 builds the filters of the parts an existing log has sealed; prune drops the filters of the parts it empties', () => {
+      const path = join(dir, 'filters-v8', STORE_FILE);
+      const old = openStore(path, 8);
+      const day = Date.UTC(2026, 10, 1);
+      const insertChunk = old.prepare('INSERT INTO decision_chunks (first_seq, count, decided_at, ruleset_version, format, rows) VALUES (?, ?, ?, ?, 1, ?)');
+      const insertId = old.prepare('INSERT INTO decision_ids (part, declaration_id, seq) VALUES (?, ?, ?)');
+      // a chunk of 2 decisions at the start of each of parts 0, 1, 2, a day apart; part 2 is open
+      const layout = [['X', 'Y'], ['Y', 'Z'], ['X', 'W']];
+      layout.forEach((ids, part) => {
+        const first = part === 0 ? 1 : part * SIZE;
+        insertChunk.run(first, ids.length, day + part * 86_400_000, v1, Buffer.alloc(8));
+        ids.forEach((id, k) => insertId.run(part, id, first + k));
+      });
+      old.close();
+
+      const db = openStore(path);
+      try {
+        expect(db.prepare('SELECT part FROM decision_id_filters ORDER BY part').pluck().all()).toEqual([0, 1]);
+        for (const part of [0, 1]) {
+          const { filter } = filterOf(db, part)!;
+          for (const id of ['X', 'Y', 'Z', 'W']) expect(filter.mayHold(new IdHash(id))).toBe(layout[part].includes(id));
+        }
+        const reader = new DecisionLogReader(db);
+        expect(reader.seqs('X')).toEqual([1, 2 * SIZE]);
+        expect(reader.seqs('Y')).toEqual([2, SIZE]);
+        expect(reader.seqs('Z')).toEqual([SIZE + 1]);
+
+        // prune before part 2's day: parts 0 and 1 are emptied, their filters go
+        const report = pruneDecisionLog(db, { before: day + 2 * 86_400_000 });
+        expect(report).toMatchObject({ cut: 2 * SIZE, decisions: 4, ids: 4 });
+        expect(db.prepare('SELECT count(*) FROM decision_id_filters').pluck().get()).toBe(0);
+        expect(reader.seqs('X')).toEqual([2 * SIZE]);
+        expect(reader.seqs('Y')).toEqual([]);
+      } finally {
+        db.close();
+      }
+    });
   });
 });

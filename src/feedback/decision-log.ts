@@ -7,7 +7,7 @@
  * that buffer on, transferred, to a log-writer thread (node:worker_threads,
  * workers/decision-log-worker.ts) that holds its own connection to the store
  * and stores each buffer as one chunk row plus its ids in the id index
- * (migration 7; src/feedback/log-reader.ts reads them), with group commit: every payload that arrived while the
+ * (migrations 7 to 9; src/feedback/log-reader.ts reads them), with group commit: every payload that arrived while the
  * previous transaction was committing goes into the next one, so one fsync
  * covers many requests under load and a lone request waits for one commit.
  * append() resolves once its rows are committed (synchronous=FULL, WAL).
@@ -21,7 +21,8 @@ import { Worker } from 'node:worker_threads';
 import type { Transaction } from 'better-sqlite3';
 import { errors, SelectivityError } from '../errors.js';
 import { packageRoot } from '../paths.js';
-import { DECISION_ID_PART_BITS, openStore, type Db } from '../store/sqlite.js';
+import { buildIdFilter, DECISION_ID_PART_BITS, DECISION_ID_PART_SIZE, fillIdFilters, IdFilter, partOf, storeIdFilter } from '../store/id-filter.js';
+import { openStore, type Db } from '../store/sqlite.js';
 import { readPayload } from './log-rows.js';
 
 /**
@@ -38,15 +39,20 @@ export const ID_STATEMENT_ROWS = 4096;
  * Stores decision-log payloads; the core of the writer thread (and of the
  * in-thread mode). Each payload becomes one decision_chunks row (the chunk
  * as the worker encoded it) and one decision_ids row per decision, (part of
- * its seq, id, seq), through json_each in one statement: no per-decision
- * work in JavaScript (a payload of more than ID_STATEMENT_ROWS ids: one
- * statement per that many). Only the newest part's pages change, so a
- * commit costs the same on a large log as on a small one, whatever order
- * the ids come in (migration 8).
+ * its seq, id, seq), through json_each in one statement (a payload of more
+ * than ID_STATEMENT_ROWS ids: one statement per that many). Only the newest
+ * part's pages change, so a commit costs the same on a large log as on a
+ * small one, whatever order the ids come in (migration 8). The only
+ * per-decision JavaScript adds each id to the open part's filter, stored
+ * when the log leaves the part (migration 9, src/store/id-filter.ts).
  */
 export class LogWriter {
   private readonly db: Db;
   private readonly commitAll: Transaction<(payloads: readonly Uint8Array[]) => number>;
+  /** The filter of the open part's ids so far (migration 9); written when the log leaves the part. */
+  private open = { part: 0, filter: new IdFilter() };
+  /** The seq this writer's last commit ended at; another start means the open filter must be read again. */
+  private nextSeq = -1;
 
   constructor(storePath: string) {
     const db = (this.db = openStore(storePath));
@@ -64,27 +70,67 @@ export class LogWriter {
     this.commitAll = db.transaction((payloads: readonly Uint8Array[]) => {
       // read inside the (immediate) transaction: another writer on the same file cannot interleave
       let seq = Math.max(legacyEnd, (chunkEnd.get() as number | undefined) ?? 1);
+      if (seq !== this.nextSeq) this.reopen(seq);
       let n = 0;
       for (const p of payloads) {
         const { header, chunk } = readPayload(p);
         if (header.n === 0) continue;
         insertChunk.run(seq, header.n, header.t, header.v, header.f, Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength));
+        const ids = JSON.parse(header.ids) as string[];
         if (header.n <= ID_STATEMENT_ROWS) insertIds.run({ first: seq, ids: header.ids });
         else {
           // a large batch or stream chunk: its ids in pieces, each piece's rows at their seqs
-          const ids = JSON.parse(header.ids) as string[];
           for (let from = 0; from < ids.length; from += ID_STATEMENT_ROWS) insertIds.run({ first: seq + from, ids: JSON.stringify(ids.slice(from, from + ID_STATEMENT_ROWS)) });
         }
+        this.filter(ids, seq);
         seq += header.n;
         n += header.n;
       }
+      this.nextSeq = seq;
       return n;
     });
   }
 
+  /**
+   * Adds ids (at seqs first, first + 1, …) to the open part's filter; when
+   * a seq leaves the part, the part is sealed: its filter is stored, in the
+   * transaction of the commit that sealed it.
+   */
+  private filter(ids: readonly string[], first: number): void {
+    let { part, filter } = this.open;
+    let end = (part + 1) * DECISION_ID_PART_SIZE;
+    for (let k = 0; k < ids.length; k++) {
+      if (first + k >= end) {
+        storeIdFilter(this.db, part, filter);
+        part = partOf(first + k);
+        filter = new IdFilter();
+        end = (part + 1) * DECISION_ID_PART_SIZE;
+        this.open = { part, filter };
+      }
+      filter.add(ids[k]);
+    }
+  }
+
+  /**
+   * Reads the open part's filter from the id index, and builds the filters
+   * of sealed parts that lack one: at the first commit, after a failed one,
+   * or when another writer has written since (`seq`: the next seq).
+   */
+  private reopen(seq: number): void {
+    const part = partOf(seq - 1);
+    fillIdFilters(this.db, part);
+    this.open = { part, filter: buildIdFilter(this.db, part) };
+  }
+
   /** Stores every payload in one transaction (durable on return); the number of decisions. */
   commit(payloads: readonly Uint8Array[]): number {
-    return this.commitAll.immediate(payloads);
+    try {
+      return this.commitAll.immediate(payloads);
+    } catch (e) {
+      // rolled back: the open filter may name ids, or a sealed part, that the store does not have
+      this.nextSeq = -1;
+      throw e;
+    }
   }
 
   close(): void {

@@ -4,7 +4,9 @@
  *    per scored request, its decisions as the reply encoded them and its
  *    declaration rows (src/feedback/log-rows.ts), decision first_seq + k
  *    being row k; an id's decisions are found in decision_ids (migration
- *    8), part by part of the log, newest part first;
+ *    8), part by part of the log, newest part first, skipping the sealed
+ *    parts whose filter (migration 9, src/store/id-filter.ts) says the id
+ *    is not there;
  *  - decision_log (migration 5): one row per decision, written by earlier
  *    versions and kept as it is. Its seqs are all below the chunks' seqs.
  * Feedback's join, GET /v1/decisions/:id, `feedback show` and training from
@@ -15,6 +17,7 @@ import { errors } from '../errors.js';
 import type { Channel } from '../model/channels.js';
 import type { Reason } from '../decisions.js';
 import type { Db } from '../store/sqlite.js';
+import { ID_FILTER_SCHEME, IdFilter, IdHash } from '../store/id-filter.js';
 import { Chunk, CHUNK_MSGPACK, CHUNK_NDJSON, type ChunkFormat } from './log-rows.js';
 
 export interface LoggedDeclaration { date: string; office: string; importer: string; declarant?: string; seller?: string; hs: string; origin: string; departure?: string; transportMode?: string; customsValue: number; netMass: number; quantity?: number; taxRate?: number; aeo?: boolean }
@@ -73,9 +76,11 @@ const CACHED_CHUNKS = 8;
 /** Parts of the id index that latest() searches one by one, newest first, before the rest in one query. */
 const RECENT_PARTS = 2;
 
+/** The lowest and the highest part the id index holds. */
+interface PartRange { low: number; high: number }
+
 export class DecisionLogReader {
   private readonly parts;
-  private readonly idSeqs;
   private readonly partSeqs;
   private readonly legacySeqs;
   private readonly head;
@@ -83,14 +88,20 @@ export class DecisionLogReader {
   private readonly legacy;
   private readonly legacyAll;
   private readonly heads;
+  private readonly newFilters;
+  private readonly listedSeqs;
   private readonly cache = new Map<number, Chunk>();
+  /** The sealed parts' filters read so far (they never change; prune deletes a part's with its rows). */
+  private readonly filters = new Map<number, IdFilter>();
+  /** The highest part whose filter has been looked for. */
+  private filtersTo = -1;
 
   constructor(db: Db) {
     this.parts = db.prepare('SELECT (SELECT part FROM decision_ids ORDER BY part LIMIT 1) AS low, (SELECT part FROM decision_ids ORDER BY part DESC LIMIT 1) AS high');
-    // one search of the primary key per part, from the newest down (the parts as a recursive list: no JavaScript per part); seqs ascending
-    this.idSeqs = db.prepare(`WITH RECURSIVE parts (p) AS (SELECT @high UNION ALL SELECT p - 1 FROM parts WHERE p > @low)
-      SELECT d.seq FROM parts CROSS JOIN decision_ids AS d ON d.part = parts.p AND d.declaration_id = @id ORDER BY d.seq`).pluck();
     this.partSeqs = db.prepare('SELECT seq FROM decision_ids WHERE part = ? AND declaration_id = ? ORDER BY seq').pluck();
+    // the parts listed (a JSON array): one search of the primary key each
+    this.listedSeqs = db.prepare(`SELECT d.seq FROM json_each(@parts) AS j CROSS JOIN decision_ids AS d ON d.part = j.value AND d.declaration_id = @id ORDER BY d.seq`).pluck();
+    this.newFilters = db.prepare('SELECT part, scheme, bits FROM decision_id_filters WHERE part > ? ORDER BY part');
     this.legacySeqs = db.prepare('SELECT seq FROM decision_log WHERE declaration_id = ? ORDER BY seq').pluck();
     this.head = db.prepare('SELECT first_seq, count, decided_at, ruleset_version, format FROM decision_chunks WHERE first_seq <= ? ORDER BY first_seq DESC LIMIT 1');
     this.rows = db.prepare('SELECT rows FROM decision_chunks WHERE first_seq = ?').pluck();
@@ -108,10 +119,48 @@ export class DecisionLogReader {
     }
   }
 
+  /** The range of parts the id index holds, if any. */
+  private partRange(): PartRange | undefined {
+    const { low, high } = this.parts.get() as { low: number | null; high: number | null };
+    return low === null || high === null ? undefined : { low, high };
+  }
+
+  /**
+   * The parts of a range that may hold an id, newest first: the parts with
+   * no filter (the open part; a part sealed since the last look is read
+   * first) and the sealed parts whose filter may hold it.
+   */
+  private candidates(range: PartRange, id: string): number[] {
+    // the part below the newest is sealed (its filter written with the commit that left it): read what is new
+    if (range.high - 1 > this.filtersTo) {
+      for (const f of this.newFilters.all(this.filtersTo) as { part: number; scheme: number; bits: Buffer }[]) {
+        // a filter of another scheme is not understood: its part is searched
+        if (f.scheme === ID_FILTER_SCHEME) this.filters.set(f.part, new IdFilter(new Uint8Array(f.bits.buffer, f.bits.byteOffset, f.bits.byteLength)));
+        this.filtersTo = Math.max(this.filtersTo, f.part);
+      }
+    }
+    // pruned parts' filters go
+    for (const part of this.filters.keys()) if (part < range.low) this.filters.delete(part);
+    const h = new IdHash(id);
+    const out: number[] = [];
+    for (let part = range.high; part >= range.low; part--) {
+      const f = this.filters.get(part);
+      if (f === undefined || f.mayHold(h)) out.push(part);
+    }
+    return out;
+  }
+
+  /** The seqs of an id's decisions in these parts, ascending. */
+  private seqsIn(parts: readonly number[], id: string): number[] {
+    if (parts.length === 0) return [];
+    if (parts.length === 1) return this.partSeqs.all(parts[0], id) as number[];
+    return this.listedSeqs.all({ parts: JSON.stringify(parts), id }) as number[];
+  }
+
   /** The seqs of a declaration id's decisions, ascending. */
   seqs(declarationId: string): number[] {
-    const { low, high } = this.parts.get() as { low: number | null; high: number | null };
-    const logged = low === null || high === null ? [] : (this.idSeqs.all({ low, high, id: declarationId }) as number[]);
+    const range = this.partRange();
+    const logged = range === undefined ? [] : this.seqsIn(this.candidates(range, declarationId), declarationId);
     return [...(this.legacySeqs.all(declarationId) as number[]), ...logged];
   }
 
@@ -157,15 +206,16 @@ export class DecisionLogReader {
 
   /** The latest decision of an id, or the latest one made by a ruleset version. */
   latest(declarationId: string, rulesetVersion?: string): LoggedDecision | undefined {
-    // the newest parts first, one by one: feedback mostly joins to a recent decision; then the rest in one query
-    const { low, high } = this.parts.get() as { low: number | null; high: number | null };
-    if (low !== null && high !== null) {
-      for (let part = high; part >= Math.max(low, high - RECENT_PARTS + 1); part--) {
-        const d = this.latestOf(this.partSeqs.all(part, declarationId) as number[], rulesetVersion);
+    const range = this.partRange();
+    if (range !== undefined) {
+      // the newest parts that may hold it first, one by one: feedback mostly joins to a recent decision; then the rest in one query
+      const parts = this.candidates(range, declarationId);
+      for (let k = 0; k < Math.min(RECENT_PARTS, parts.length); k++) {
+        const d = this.latestOf(this.partSeqs.all(parts[k], declarationId) as number[], rulesetVersion);
         if (d) return d;
       }
-      if (high - RECENT_PARTS >= low) {
-        const d = this.latestOf(this.idSeqs.all({ low, high: high - RECENT_PARTS, id: declarationId }) as number[], rulesetVersion);
+      if (parts.length > RECENT_PARTS) {
+        const d = this.latestOf(this.seqsIn(parts.slice(RECENT_PARTS), declarationId), rulesetVersion);
         if (d) return d;
       }
     }

@@ -4,8 +4,9 @@
  * writer is never kept waiting long (docs/feedback.md#retention).
  *
  * The cut is a seq: the first decision kept. Everything below it goes (the
- * chunks, the older layout's decision_log rows, and the id index's rows of
- * pruned decisions); everything from it on stays. Two rules keep the log
+ * chunks, the older layout's decision_log rows, the id index's rows of
+ * pruned decisions, and the filters of the index's parts left empty);
+ * everything from it on stays. Two rules keep the log
  * sound:
  *  - the newest decision always stays: the writer numbers the next decision
  *    after the highest seq it finds, and with none left the numbers would
@@ -119,5 +120,7 @@ export function pruneDecisionLog(db: Db, options: PruneOptions): PruneReport {
       for (let after: string | undefined = ''; after !== undefined;) after = idSlice.immediate(part, after);
     }
   }
+  // the filters of the parts left without rows (every part below the cut's; that part keeps its filter, which still holds its ids)
+  db.prepare('DELETE FROM decision_id_filters WHERE part < ?').run(cut >> DECISION_ID_PART_BITS);
   return report;
 }

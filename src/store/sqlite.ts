@@ -14,6 +14,9 @@ import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { errors } from '../errors.js';
+import { DECISION_ID_PART_BITS, fillIdFilters } from './id-filter.js';
+
+export { DECISION_ID_PART_BITS };
 
 export type Db = Database.Database;
 
@@ -41,8 +44,13 @@ function versionedTables(kind: string): string {
    ) WITHOUT ROWID;`;
 }
 
-/** Migrations, in order; index + 1 is the schema version they bring. Never edit one that has shipped: add another. */
-const MIGRATIONS: string[] = [
+/**
+ * Migrations, in order; index + 1 is the schema version they bring: SQL, or
+ * a function of the connection where SQL alone cannot do it. Each runs in
+ * one transaction with the version change. Never edit one that has
+ * shipped: add another.
+ */
+const MIGRATIONS: (string | ((db: Db) => void))[] = [
   // 1: profiles, every change a version
   versionedTables('profile'),
   // 2: effectiveness: matches per profile and day, traffic per day, examination results
@@ -175,10 +183,18 @@ const MIGRATIONS: string[] = [
    DROP TRIGGER decision_latest_previous;
    DROP TABLE decision_latest;
    DROP TABLE decision_previous;`,
+  // 9: a filter of each sealed part's ids (src/store/id-filter.ts), so that a lookup searches the
+  // parts that may hold an id rather than every part. Built here for the parts an existing log has
+  // sealed (from the id index, a part at a time); the writer adds each part's when the log leaves it.
+  (db) => {
+    db.exec(`CREATE TABLE decision_id_filters (
+       part    INTEGER PRIMARY KEY,
+       scheme  INTEGER NOT NULL,
+       bits    BLOB    NOT NULL
+     )`);
+    fillIdFilters(db);
+  },
 ];
-
-/** Bits of a seq below the part of the decision id index (migration 8): 65,536 decisions per part. */
-export const DECISION_ID_PART_BITS = 16;
 
 export const SCHEMA_VERSION = MIGRATIONS.length;
 
@@ -219,7 +235,9 @@ export function openStore(path: string, upTo = SCHEMA_VERSION, options: OpenStor
       const t0 = performance.now();
       if (current > 0) options.onMigration?.({ path, from: v, to: v + 1, done: false, ms: 0 });
       db.transaction(() => {
-        db.exec(MIGRATIONS[v]);
+        const m = MIGRATIONS[v];
+        if (typeof m === 'string') db.exec(m);
+        else m(db);
         db.pragma(`user_version = ${v + 1}`);
       })();
       if (current > 0) options.onMigration?.({ path, from: v, to: v + 1, done: true, ms: performance.now() - t0 });
