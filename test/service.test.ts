@@ -3,7 +3,7 @@
  * for the request/response contract, and over loopback (a real listener and
  * a worker pool) for streams, backpressure, overload and shutdown.
  */
-import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
 import { connect } from 'node:net';
 import Database from 'better-sqlite3';
@@ -302,6 +302,17 @@ describe('tokens', () => {
     }
     // one token for two roles is ambiguous
     expect(() => loadTokens({ dataDir: join(dir, 'tokens-env'), env: 'port:abcdefghijklmnopqrstuvwx,admin:abcdefghijklmnopqrstuvwx' })).toThrow(expect.objectContaining({ code: 'SEL_ERR_CONFIG_INVALID' }));
+  });
+
+  it('refuses a bad token configuration before it creates or seeds the data directory', async () => {
+    const d = join(dir, 'tokens-refused');
+    for (const config of [{ tokensEnv: 'port:short' }, { tokensFile: join(dir, 'no-such-tokens.json') }]) {
+      await expect(startService({ host: '127.0.0.1', port: 0, dataDir: d, threads: 0, ...config })).rejects.toMatchObject({ code: expect.stringMatching(/^SEL_ERR_(CONFIG_INVALID|FILE_NOT_FOUND)$/) });
+      expect(existsSync(d)).toBe(false);
+    }
+    // nothing configured: tokens are generated with nothing to check first
+    expect(loadTokens({ dataDir: d, generate: false })).toBeUndefined();
+    expect(existsSync(d)).toBe(false);
   });
 
   it('refuses a tokens file readable by others', () => {

@@ -117,6 +117,8 @@ export interface LoadTokensOptions {
   file?: string;
   /** The SELECTIVITY_TOKENS value, if set. */
   env?: string;
+  /** With nothing configured, generate tokens into the data directory (default true); false: return undefined instead, writing nothing. */
+  generate?: boolean;
 }
 
 export interface LoadedTokens {
@@ -125,7 +127,9 @@ export interface LoadedTokens {
   generated?: TokenEntry[];
 }
 
-export function loadTokens(options: LoadTokensOptions): LoadedTokens {
+export function loadTokens(options: LoadTokensOptions & { generate: false }): LoadedTokens | undefined;
+export function loadTokens(options: LoadTokensOptions): LoadedTokens;
+export function loadTokens(options: LoadTokensOptions): LoadedTokens | undefined {
   if (options.env !== undefined && options.env.trim() !== '') return { store: createTokenStore(parseTokensEnv(options.env), 'env') };
   if (options.file) return { store: createTokenStore(readTokensFile(options.file), 'file', options.file) };
   const path = join(options.dataDir, 'tokens.json');
@@ -136,6 +140,7 @@ export function loadTokens(options: LoadTokensOptions): LoadedTokens {
     }
     return { store: createTokenStore(readTokensFile(path), 'file', path) };
   }
+  if (options.generate === false) return undefined;
   const generated = generateTokens();
   writeFileDurable(path, `${JSON.stringify({ tokens: generated }, null, 2)}\n`, { mode: 0o600 });
   return { store: createTokenStore(generated, 'generated', path), generated };

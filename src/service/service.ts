@@ -86,8 +86,11 @@ function packageVersion(): string {
 }
 
 export async function startService(config: ServiceConfig): Promise<RunningService> {
+  // the configured tokens first: a bad configuration is refused before the data directory is created or seeded
+  const tokenOptions = { dataDir: config.dataDir, file: config.tokensFile, env: config.tokensEnv };
+  const configured = loadTokens({ ...tokenOptions, generate: false });
   const files = await prepareDataDir(config.dataDir, { profilesFile: config.profiles, peersPath: config.peers }, { onMigration: config.onStoreMigration });
-  const { store: tokens, generated } = loadTokens({ dataDir: config.dataDir, file: config.tokensFile, env: config.tokensEnv });
+  const { store: tokens, generated } = configured ?? loadTokens(tokenOptions);
   const source = new RulesetSource({ storePath: files.storePath, peersPath: files.peersPath });
   let ruleset;
   try {
