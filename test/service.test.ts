@@ -304,11 +304,20 @@ describe('tokens', () => {
     expect(() => loadTokens({ dataDir: join(dir, 'tokens-env'), env: 'port:abcdefghijklmnopqrstuvwx,admin:abcdefghijklmnopqrstuvwx' })).toThrow(expect.objectContaining({ code: 'SEL_ERR_CONFIG_INVALID' }));
   });
 
-  it('refuses a bad token configuration before it creates or seeds the data directory', async () => {
+  it('refuses a bad token configuration, or a missing or invalid file to start from, before it creates or seeds the data directory', async () => {
     const d = join(dir, 'tokens-refused');
-    for (const config of [{ tokensEnv: 'port:short' }, { tokensFile: join(dir, 'no-such-tokens.json') }]) {
-      await expect(startService({ host: '127.0.0.1', port: 0, dataDir: d, threads: 0, ...config })).rejects.toMatchObject({ code: expect.stringMatching(/^SEL_ERR_(CONFIG_INVALID|FILE_NOT_FOUND)$/) });
-      expect(existsSync(d)).toBe(false);
+    const badProfiles = join(dir, 'bad-profiles.json');
+    writeFileSync(badProfiles, JSON.stringify({ profiles: [{ id: 'P1' }] }));
+    const good = { tokensEnv: 'port:abcdefghijklmnopqrstuvwx' };
+    for (const [config, code] of [
+      [{ tokensEnv: 'port:short' }, 'SEL_ERR_CONFIG_INVALID'],
+      [{ tokensFile: join(dir, 'no-such-tokens.json') }, 'SEL_ERR_FILE_NOT_FOUND'],
+      [{ ...good, profiles: join(dir, 'no-such-profiles.json') }, 'SEL_ERR_PROFILE_INVALID'],
+      [{ ...good, profiles: badProfiles }, 'SEL_ERR_PROFILE_INVALID'],
+      [{ ...good, peers: join(dir, 'no-such-peers.json') }, 'SEL_ERR_FILE_NOT_FOUND'],
+    ] as const) {
+      await expect(startService({ host: '127.0.0.1', port: 0, dataDir: d, threads: 0, ...config }), JSON.stringify(config)).rejects.toMatchObject({ code });
+      expect(existsSync(d), JSON.stringify(config)).toBe(false);
     }
     // nothing configured: tokens are generated with nothing to check first
     expect(loadTokens({ dataDir: d, generate: false })).toBeUndefined();

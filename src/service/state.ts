@@ -11,6 +11,7 @@ import { chmodSync, existsSync, mkdirSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { errors, fromWorker } from '../errors.js';
 import { ProfileStore, type ImportSummary } from '../profiles/store.js';
+import { validateProfiles } from '../profiles/profile.js';
 import { WatchListStore } from '../text/store.js';
 import { modelRuleset, type TrainedModel } from '../learn/train.js';
 import type { HistoryTables } from '../learn/history.js';
@@ -58,6 +59,12 @@ export function examplePaths(): { declarations: string; profiles: string; watchL
  * store is seeded once from the bundled example.
  */
 export async function prepareDataDir(dataDir: string, files: { peersPath?: string; profilesFile?: string } = {}, options: OpenStoreOptions = {}): Promise<RulesetFiles & SeedReport> {
+  // the files named on the command line first: a missing or invalid one is refused before anything is created
+  const profileSet = files.profilesFile ? readJsonFile(files.profilesFile, 'the profile set', 'profiles', errors.SEL_ERR_PROFILE_INVALID) : undefined;
+  if (profileSet !== undefined) validateProfiles(profileSet);
+  if (files.peersPath && !existsSync(files.peersPath)) {
+    throw errors.SEL_ERR_FILE_NOT_FOUND(`peer snapshot ${files.peersPath} not found`, { field: 'peers', expected: 'a readable file', got: files.peersPath });
+  }
   try {
     mkdirSync(dataDir, { recursive: true, mode: 0o700 });
     if (!statSync(dataDir).isDirectory()) throw new Error('not a directory');
@@ -73,7 +80,7 @@ export async function prepareDataDir(dataDir: string, files: { peersPath?: strin
   try {
     const store = new ProfileStore(db);
     if (files.profilesFile) {
-      store.importSet(readJsonFile(files.profilesFile, 'the profile set', 'profiles', errors.SEL_ERR_PROFILE_INVALID), { by: `serve --profiles ${files.profilesFile}`, replace: true });
+      store.importSet(profileSet, { by: `serve --profiles ${files.profilesFile}`, replace: true });
       created.push(`profiles from ${files.profilesFile}`);
     } else if (store.list('all').length === 0) {
       const legacy = join(dataDir, 'profiles.json');
