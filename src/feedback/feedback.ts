@@ -216,7 +216,7 @@ export class FeedbackStore {
           results[i] = { index: i, declarationId: f.declarationId, status, decision: joined };
           counts[status]++;
         }
-      })();
+      }).immediate();
     } catch (e) {
       throw errors.SEL_ERR_STORAGE(`feedback could not be recorded: ${(e as Error).message}`, { field: 'store', expected: 'a writable store' });
     }

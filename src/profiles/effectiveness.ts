@@ -66,7 +66,7 @@ export class UsageRecorder {
           const [d, id, v] = key.split('\u0000');
           this.addUsage.run(d, id, Number(v), n);
         }
-      })();
+      }).immediate();
     } catch (e) {
       // nothing was written (the transaction rolled back): put the counts back for the next flush
       for (const [d, n] of scored) this.scored.set(d, (this.scored.get(d) ?? 0) + n);
@@ -118,7 +118,7 @@ export function recordExamination(db: Db, e: Examination, now = new Date()): voi
       .run(e.declarationId, day(t), e.inspected ? 1 : 0, e.result, revenue, now.toISOString());
     const ins = db.prepare('INSERT OR IGNORE INTO examination_profiles (declaration_id, id, version) VALUES (?, ?, ?)');
     for (const p of e.profiles) ins.run(e.declarationId, p.id, p.version);
-  })();
+  }).immediate();
 }
 
 export interface ProfileStatsRow {

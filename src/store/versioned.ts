@@ -122,7 +122,7 @@ export class VersionedDocuments<T extends Versioned, K extends string> {
           summary.retired.push(head.id);
         }
       }
-    })();
+    }).immediate();
     return summary;
   }
 
@@ -132,7 +132,7 @@ export class VersionedDocuments<T extends Versioned, K extends string> {
     const head = this.q.head.get(id);
     if (!head) throw this.notFound(`no ${this.noun} "${id}"`, { field: 'id', expected: `the id of a stored ${this.noun}`, got: id });
     if (head.status === status) return toRecord<T, K>(head, this.key);
-    this.db.transaction(() => this.write(id, head.version + 1, status, head.doc, actor, now.toISOString(), status === 'active' ? 'activated' : 'retired'))();
+    this.db.transaction(() => this.write(id, head.version + 1, status, head.doc, actor, now.toISOString(), status === 'active' ? 'activated' : 'retired')).immediate();
     return toRecord<T, K>(this.q.head.get(id)!, this.key);
   }
 
