@@ -19,7 +19,7 @@ import { Kernel } from '../src/kernel/kernel.js';
 import { compileRuleset } from '../src/ruleset/compile.js';
 import { createTokenStore, loadTokens, parseTokensEnv } from '../src/service/auth.js';
 import { createMetrics, type Metrics } from '../src/service/metrics.js';
-import { buildServer, negotiate } from '../src/service/server.js';
+import { buildServer, negotiate, toSelectivityError } from '../src/service/server.js';
 import { prepareDataDir, RulesetSource } from '../src/service/state.js';
 import { startService, warmUp, type RunningService } from '../src/service/service.js';
 import { msgpackValueEnd } from '../src/service/wire.js';
@@ -593,3 +593,14 @@ describe('service over loopback (worker pool)', () => {
   }, 60_000);
 });
 
+
+describe('errors of the store', () => {
+  it('answers a SQLite failure (busy past the timeout, disk full, read-only) as SEL_ERR_STORAGE with the SQLite code, not as an internal error', () => {
+    for (const code of ['SQLITE_BUSY', 'SQLITE_FULL', 'SQLITE_READONLY']) {
+      const e = toSelectivityError(new Database.SqliteError('database is locked', code) as never);
+      expect(e).toMatchObject({ code: 'SEL_ERR_STORAGE', statusCode: 500, details: { field: 'store', got: code } });
+      expect(e.message).toContain('database is locked');
+    }
+    expect(toSelectivityError(new TypeError('x') as never).code).toBe('SEL_ERR_INTERNAL');
+  });
+});

@@ -21,6 +21,7 @@
  * With a decision log, every decision is committed to it before the
  * response (or the stream chunk) that carries it is sent.
  */
+import Database from 'better-sqlite3';
 import { Readable } from 'node:stream';
 import type { IncomingMessage } from 'node:http';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyError } from 'fastify';
@@ -156,8 +157,10 @@ function wireError(r: Extract<WireReply, { ok: false }>): SelectivityError {
 }
 
 /** Maps Fastify's own errors onto the named codes. */
-function toSelectivityError(e: FastifyError & { validation?: { instancePath?: string; params?: Record<string, unknown>; message?: string }[] }): SelectivityError {
+export function toSelectivityError(e: FastifyError & { validation?: { instancePath?: string; params?: Record<string, unknown>; message?: string }[] }): SelectivityError {
   if (isSelectivityError(e)) return e;
+  // the store refused (busy past busy_timeout, full, read-only, I/O): the transaction rolled back, nothing was acknowledged
+  if (e instanceof Database.SqliteError) return errors.SEL_ERR_STORAGE(`the store could not be written: ${e.message}`, { field: 'store', expected: 'a writable store', got: e.code });
   if (e.validation && e.validation.length > 0) {
     const v = e.validation[0];
     const p = v.params ?? {};
