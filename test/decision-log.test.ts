@@ -315,6 +315,22 @@ describe('decision log layout: chunks and the id index', () => {
     }
   });
 
+  it('opens a store that another connection migrates while this one waits to: each migration runs once', () => {
+    const path = join(dir, 'race', STORE_FILE);
+    openStore(path, 7).close();
+    let other: ReturnType<typeof openStore> | undefined;
+    // as this opening is about to run its first migration, another opening runs them all
+    const db = openStore(path, SCHEMA_VERSION, { onMigration: (m) => { if (!m.done && !other) other = openStore(path); } });
+    try {
+      expect(other!.pragma('user_version', { simple: true })).toBe(SCHEMA_VERSION);
+      expect(db.pragma('user_version', { simple: true })).toBe(SCHEMA_VERSION);
+      expect(db.prepare("SELECT count(*) FROM sqlite_master WHERE name = 'decision_ids'").pluck().get()).toBe(1);
+    } finally {
+      db.close();
+      other?.close();
+    }
+  });
+
   it('migrates a pruned store of the id-chain layout without the pruned decisions its links still name', async () => {
     const path = join(dir, 'chain-pruned', STORE_FILE);
     const old = openStore(path, 7);

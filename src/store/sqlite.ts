@@ -234,12 +234,15 @@ export function openStore(path: string, upTo = SCHEMA_VERSION, options: OpenStor
     for (let v = current; v < upTo; v++) {
       const t0 = performance.now();
       if (current > 0) options.onMigration?.({ path, from: v, to: v + 1, done: false, ms: 0 });
+      // the write lock first, then the version again: another process opening the same store may have
+      // migrated it since this one read the version (it waits for that one's migration, then skips)
       db.transaction(() => {
+        if ((db.pragma('user_version', { simple: true }) as number) > v) return;
         const m = MIGRATIONS[v];
         if (typeof m === 'string') db.exec(m);
         else m(db);
         db.pragma(`user_version = ${v + 1}`);
-      })();
+      }).immediate();
       if (current > 0) options.onMigration?.({ path, from: v, to: v + 1, done: true, ms: performance.now() - t0 });
     }
   } catch (e) {
