@@ -218,7 +218,8 @@ export class FeedbackStore {
         }
       }).immediate();
     } catch (e) {
-      throw errors.SEL_ERR_STORAGE(`feedback could not be recorded: ${(e as Error).message}`, { field: 'store', expected: 'a writable store' });
+      // nothing was written; the SQLite code tells a lock that was not free (SQLITE_BUSY: writeWhenFree tries again)
+      throw errors.SEL_ERR_STORAGE(`feedback could not be recorded: ${(e as Error).message}`, { field: 'store', expected: 'a writable store', got: (e as { code?: string }).code });
     }
     return { counts, results };
   }

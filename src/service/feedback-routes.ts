@@ -9,6 +9,7 @@
 import type { FastifyInstance } from 'fastify';
 import { errors } from '../errors.js';
 import { FeedbackStore } from '../feedback/feedback.js';
+import { writeWhenFree } from '../store/sqlite.js';
 import type { RulesetSource } from './state.js';
 import { acceptMsgpackBodies } from './msgpack-body.js';
 
@@ -41,7 +42,11 @@ export async function registerFeedbackRoutes(app: FastifyInstance, o: { source: 
           '5xx': errorSchema,
         },
       },
-    }, async (req) => store.record((req.body as { results: unknown[] }).results, req.actor ?? 'api'));
+    }, async (req) => {
+      const { results } = req.body as { results: unknown[] };
+      // the decision log's writer may hold the lock (a group commit): wait for it without blocking the main thread
+      return writeWhenFree(o.source.database, () => store.record(results, req.actor ?? 'api'));
+    });
   });
   app.get('/v1/feedback', {
     config: { access: 'feedback' },

@@ -13,7 +13,7 @@
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
-import { errors } from '../errors.js';
+import { errors, isSelectivityError } from '../errors.js';
 import { DECISION_ID_PART_BITS, fillIdFilters } from './id-filter.js';
 
 export { DECISION_ID_PART_BITS };
@@ -21,6 +21,9 @@ export { DECISION_ID_PART_BITS };
 export type Db = Database.Database;
 
 export const STORE_FILE = 'selectivity.db';
+
+/** The store's lock wait (busy_timeout) on every connection openStore opens, ms. */
+export const BUSY_TIMEOUT_MS = 5000;
 
 /**
  * The tables of a versioned document kind (src/store/versioned.ts): every
@@ -226,7 +229,7 @@ export function openStore(path: string, upTo = SCHEMA_VERSION, options: OpenStor
     db.pragma('journal_mode = WAL');
     db.pragma('synchronous = FULL');
     db.pragma('foreign_keys = ON');
-    db.pragma('busy_timeout = 5000');
+    db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
     const current = db.pragma('user_version', { simple: true }) as number;
     if (current > SCHEMA_VERSION) {
       throw errors.SEL_ERR_STORAGE(`the store ${path} has schema version ${current}, newer than this engine's ${SCHEMA_VERSION}`, { field: 'store', expected: `schema version <= ${SCHEMA_VERSION}`, got: current });
@@ -252,3 +255,41 @@ export function openStore(path: string, upTo = SCHEMA_VERSION, options: OpenStor
   }
   return db;
 }
+
+/**
+ * SQLite could not take a lock (another connection holds it): SQLITE_BUSY
+ * and its extended codes, raw or as the SEL_ERR_STORAGE a store wrapped it
+ * in (its details.got).
+ */
+export function isStoreBusy(e: unknown): boolean {
+  if (e instanceof Database.SqliteError) return e.code.startsWith('SQLITE_BUSY');
+  const got = isSelectivityError(e) && e.code === 'SEL_ERR_STORAGE' ? e.details.got : undefined;
+  return typeof got === 'string' && got.startsWith('SQLITE_BUSY');
+}
+
+/**
+ * Runs a write (a function that runs one IMMEDIATE transaction) on a
+ * connection that serves other work on the same thread, without blocking
+ * that thread while another connection holds the write lock: the lock is
+ * tried without waiting (busy_timeout 0 for the call), and on SQLITE_BUSY
+ * the write is tried again after a pause of 1, 2, 4, then 8 ms, for up to
+ * BUSY_TIMEOUT_MS in all; then the busy error is thrown. The service's main
+ * thread records examination results this way beside the decision log's
+ * writer thread, whose commits hold the lock for up to tens of ms under
+ * load (docs/feedback.md).
+ */
+export async function writeWhenFree<T>(db: Db, write: () => T, timeoutMs = BUSY_TIMEOUT_MS): Promise<T> {
+  const started = Date.now();
+  for (let pause = 1; ; pause = Math.min(2 * pause, 8)) {
+    db.pragma('busy_timeout = 0');
+    try {
+      return write();
+    } catch (e) {
+      if (!isStoreBusy(e) || Date.now() - started >= timeoutMs) throw e;
+    } finally {
+      db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, pause));
+  }
+}
+
