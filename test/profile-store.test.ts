@@ -120,6 +120,33 @@ describe('ProfileStore', () => {
 });
 
 describe('usage counters', () => {
+  it('flush on their timer without blocking the thread while another writer holds the store', async () => {
+    const path = join(mkdtempSync(join(tmpdir(), 'sel-usage-')), 'store.db');
+    const db = openStore(path);
+    const other = openStore(path);
+    const meta = { profiles: [{ id: 'P1', version: 3, weight: 1 }] } as unknown as Parameters<UsageRecorder['record']>[0];
+    const usage = new UsageRecorder(db, 5, () => Date.parse('2026-11-23T12:00:00Z'));
+    try {
+      usage.record(meta, 10, [0, 4]);
+      other.prepare('BEGIN IMMEDIATE').run(); // the decision log's writer, committing
+      const ticks: number[] = [];
+      const timer = setInterval(() => ticks.push(Date.now()), 2);
+      await new Promise((r) => setTimeout(r, 60));
+      other.prepare('COMMIT').run();
+      clearInterval(timer);
+      // blocked in SQLite's busy handler, the thread would have run no timer until the lock was free
+      expect(ticks.length).toBeGreaterThanOrEqual(5);
+      expect(db.prepare('SELECT count(*) FROM traffic').pluck().get()).toBe(0);
+      await new Promise((r) => setTimeout(r, 60));
+      expect(db.prepare('SELECT scored FROM traffic').all()).toEqual([{ scored: 10 }]);
+      expect(usage.failedFlushes).toBe(0);
+    } finally {
+      usage.close();
+      other.close();
+      db.close();
+    }
+  });
+
   it('keep their counts when the store is busy, and write them at the next flush', () => {
     const path = join(mkdtempSync(join(tmpdir(), 'sel-usage-')), 'store.db');
     const db = openStore(path);

@@ -17,7 +17,7 @@
  */
 import { errors } from '../errors.js';
 import type { CompiledMeta } from '../ruleset/compile.js';
-import type { Db } from '../store/sqlite.js';
+import { writeWhenFree, type Db } from '../store/sqlite.js';
 
 const day = (ms: number) => new Date(ms).toISOString().slice(0, 10);
 
@@ -55,6 +55,15 @@ export class UsageRecorder {
 
   /** Writes the counters gathered since the last flush, in one transaction; on failure they are kept and the error thrown. */
   flush(): void {
+    try {
+      this.write();
+    } catch (e) {
+      this.failedFlushes++;
+      throw e;
+    }
+  }
+
+  private write(): void {
     if (this.scored.size === 0 && this.matched.size === 0) return;
     const matched = this.matched, scored = this.scored;
     this.matched = new Map();
@@ -71,18 +80,25 @@ export class UsageRecorder {
       // nothing was written (the transaction rolled back): put the counts back for the next flush
       for (const [d, n] of scored) this.scored.set(d, (this.scored.get(d) ?? 0) + n);
       for (const [k, n] of matched) this.matched.set(k, (this.matched.get(k) ?? 0) + n);
-      this.failedFlushes++;
       throw e;
     }
   }
 
+  private flushing = false;
+
   /**
-   * The timer's flush: a store kept busy by other writers (the decision log
-   * under heavy load can hold it past the busy timeout) must not bring the
-   * service down; the counts wait for the next interval.
+   * The timer's flush, on the service's main thread: it waits for the
+   * store's write lock (the decision log's writer thread holds it during
+   * its commits) without blocking the thread (writeWhenFree). A store kept
+   * busy past the timeout must not bring the service down; the counts wait
+   * for the next interval.
    */
   private tryFlush(): void {
-    try { this.flush(); } catch { /* counted in failedFlushes; retried at the next interval */ }
+    if (this.flushing) return;
+    this.flushing = true;
+    writeWhenFree(this.db, () => this.write())
+      .catch(() => { this.failedFlushes++; }) // retried at the next interval
+      .finally(() => { this.flushing = false; });
   }
 
   close(): void {
