@@ -95,6 +95,8 @@ export class DecisionLogReader {
   private readonly filters = new Map<number, IdFilter>();
   /** The highest part whose filter has been looked for. */
   private filtersTo = -1;
+  /** The lowest part of the index when the filters were last trimmed (prune removes the parts below it). */
+  private filtersFrom = 0;
 
   constructor(db: Db) {
     this.parts = db.prepare('SELECT (SELECT part FROM decision_ids ORDER BY part LIMIT 1) AS low, (SELECT part FROM decision_ids ORDER BY part DESC LIMIT 1) AS high');
@@ -140,7 +142,10 @@ export class DecisionLogReader {
       }
     }
     // pruned parts' filters go
-    for (const part of this.filters.keys()) if (part < range.low) this.filters.delete(part);
+    if (range.low > this.filtersFrom) {
+      for (const part of this.filters.keys()) if (part < range.low) this.filters.delete(part);
+      this.filtersFrom = range.low;
+    }
     const h = new IdHash(id);
     const out: number[] = [];
     for (let part = range.high; part >= range.low; part--) {
