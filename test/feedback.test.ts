@@ -10,7 +10,8 @@ import { join } from 'node:path';
 import { pack } from 'msgpackr';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startService, type RunningService } from '../src/service/service.js';
-import { openStore, STORE_FILE } from '../src/store/sqlite.js';
+import { isStoreBusy, openStore, STORE_FILE } from '../src/store/sqlite.js';
+import { DecisionLogReader } from '../src/feedback/log-reader.js';
 import { profileStats } from '../src/profiles/effectiveness.js';
 import { DecisionLog } from '../src/feedback/decision-log.js';
 import { encodeLogRows } from '../src/feedback/log-rows.js';
@@ -167,6 +168,64 @@ describe('feedback internals', () => {
       expect(store.record([item], 'test').results[0]).toMatchObject({ status: 'replaced', decision: { rulesetVersion: 'bbbbbbbbbbbbbbbb' } });
       expect(store.record([item], 'test').results[0].status).toBe('duplicate');
     } finally {
+      db.close();
+    }
+  });
+});
+
+describe('feedback against a log of many chunks', () => {
+  const path = join(dir, 'many', STORE_FILE);
+  const versions = ['aaaaaaaaaaaaaaaa', 'bbbbbbbbbbbbbbbb', 'cccccccccccccccc'];
+  beforeAll(async () => {
+    openStore(path).close();
+    const log = new DecisionLog({ storePath: path, thread: false });
+    // 30 chunks of 40 decisions over 200 ids (each decided about 6 times), three ruleset versions in turn
+    let n = 0;
+    for (let c = 0; c < 30; c++) {
+      const v = versions[c % 3];
+      const ids = Array.from({ length: 40 }, () => `M${(n++ * 37) % 200}`);
+      await log.append(encodeLogRows(ids.map((id, k) => ({ id, channel: 'yellow', score: c * 100 + k, controlGroup: false, rulesetVersion: v, reasons: [{ code: 'PROFILE', profile: `P${k % 3}`, version: 1, weight: 1 }] })), ids.map((id) => ({ ...MEAT, id })), v));
+    }
+    await log.close();
+  });
+
+  it('latestMany finds, for each request in its order, the decision latest() finds', () => {
+    const db = openStore(path);
+    try {
+      const reader = new DecisionLogReader(db);
+      const requests = Array.from({ length: 400 }, (_, k) => ({ declarationId: `M${(k * 53) % 210}`, ...(k % 3 === 0 ? { rulesetVersion: versions[k % 4 === 0 ? 0 : 2] } : {}) }));
+      const many = reader.latestMany(requests);
+      const one = requests.map((r) => new DecisionLogReader(db).latest(r.declarationId, r.rulesetVersion));
+      expect(many).toEqual(one);
+      expect(many.filter((d) => d === undefined).length).toBeGreaterThan(0); // ids M200..M209 were never decided
+      expect(many.filter((d) => d !== undefined).length).toBeGreaterThan(300);
+    } finally {
+      db.close();
+    }
+  });
+
+  it('prepares the joins without the store\'s write lock, and commits once the lock is free (a failed commit wrote nothing)', () => {
+    const db = openStore(path);
+    const holder = openStore(path);
+    try {
+      const store = new FeedbackStore(db);
+      db.pragma('busy_timeout = 0'); // a lock taken here would fail at once, not wait
+      const items = Array.from({ length: 100 }, (_, k) => ({ declarationId: `M${k}`, date: '2026-11-24', channel: 'yellow', inspected: true, outcome: k % 2 ? 'discrepancy' : 'no-discrepancy' }));
+      holder.prepare('BEGIN IMMEDIATE').run(); // the decision log's writer, committing
+      const recording = store.prepare([...items, { declarationId: 'M205', date: '2026-11-24', channel: 'red', inspected: false, outcome: 'no-discrepancy' }], 'test');
+      const e = (() => { try { recording.commit(); return undefined; } catch (x) { return x; } })();
+      expect(isStoreBusy(e)).toBe(true);
+      expect(db.prepare('SELECT count(*) FROM feedback').pluck().get()).toBe(0);
+      holder.prepare('COMMIT').run();
+      const r = recording.commit();
+      expect(r.counts).toEqual({ recorded: 100, replaced: 0, duplicate: 0, rejected: 1 });
+      const reader = new DecisionLogReader(db);
+      for (const [k, x] of r.results.slice(0, 100).entries()) expect(x.decision?.seq, `M${k}`).toBe(reader.latest(`M${k}`)?.seq);
+      expect(r.results[100].error?.code).toBe('SEL_ERR_FEEDBACK_UNKNOWN_DECLARATION');
+      expect(db.prepare('SELECT count(*) FROM feedback').pluck().get()).toBe(100);
+      expect(db.prepare('SELECT count(*) FROM examinations').pluck().get()).toBe(100);
+    } finally {
+      holder.close();
       db.close();
     }
   });

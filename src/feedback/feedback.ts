@@ -117,6 +117,9 @@ export interface FeedbackItemResult {
 
 export interface FeedbackCounts { recorded: number; replaced: number; duplicate: number; rejected: number }
 
+/** What record() answers: the counts, and each item's result in the order given. */
+export interface FeedbackRecording { counts: FeedbackCounts; results: FeedbackItemResult[] }
+
 interface FeedbackRow { seq: number; declaration_id: string; current: number; decision_seq: number; date: string; channel: string; inspected: number; outcome: string; irregularity: string | null; revenue_recovered: number; notes: string | null; ruleset_version: string | null; recorded_at: string; recorded_by: string }
 
 function toFeedback(r: FeedbackRow): StoredFeedback {
@@ -180,48 +183,72 @@ export class FeedbackStore {
    * nothing changes. A different result: it replaces the current one, which
    * stays in the history. The examination tables get the current result.
    */
-  record(items: readonly unknown[], by: string, now = new Date()): { counts: FeedbackCounts; results: FeedbackItemResult[] } {
-    const counts: FeedbackCounts = { recorded: 0, replaced: 0, duplicate: 0, rejected: 0 };
-    const results: FeedbackItemResult[] = new Array(items.length);
+  record(items: readonly unknown[], by: string, now = new Date()): FeedbackRecording {
+    return this.prepare(items, by, now).commit();
+  }
+
+  /**
+   * record() in two steps. prepare() validates the items and finds the
+   * decision each joins to, reading only (each chunk of the log read once,
+   * in seq order: DecisionLogReader.latestMany); commit() writes them in
+   * one IMMEDIATE transaction, which holds the store's write lock only for
+   * the writes and the check against each declaration's current result.
+   * The decision log's writer thread waits for that lock: a batch of 1,000
+   * results must not keep it, and every scoring answer, waiting for the
+   * joins. commit() may be called again after it failed (nothing was
+   * written): writeWhenFree does so while the lock is busy. A decision
+   * logged between the two steps is not joined to (as if the results had
+   * come a moment earlier).
+   */
+  prepare(items: readonly unknown[], by: string, now = new Date()): { commit(): FeedbackRecording } {
     const at = now.toISOString();
-    try {
-      this.db.transaction(() => {
-        for (let i = 0; i < items.length; i++) {
-          const v = validateFeedback(items[i]);
-          if (!v.ok) {
-            results[i] = { index: i, ...(v.declarationId !== undefined ? { declarationId: v.declarationId } : {}), status: 'rejected', error: v.error.toJSON() };
-            counts.rejected++;
-            continue;
-          }
-          const f = v.value;
-          const decision = this.decisionFor(f.declarationId, f.rulesetVersion);
-          if (!decision) {
-            const e = errors.SEL_ERR_FEEDBACK_UNKNOWN_DECLARATION(`no logged decision for declaration ${f.declarationId}${f.rulesetVersion ? ` by ruleset ${f.rulesetVersion}` : ''}`, { field: f.rulesetVersion ? 'rulesetVersion' : 'declarationId', expected: 'a declaration the service scored with the decision log on', got: f.rulesetVersion ? `${f.declarationId}@${f.rulesetVersion}` : f.declarationId });
-            results[i] = { index: i, declarationId: f.declarationId, status: 'rejected', error: e.toJSON() };
-            counts.rejected++;
-            continue;
-          }
-          const joined = { seq: decision.seq, rulesetVersion: decision.rulesetVersion, decidedAt: decision.decidedAt, channel: decision.channel };
-          const cur = this.current.get(f.declarationId) as FeedbackRow | undefined;
-          if (cur && sameResult(toFeedback(cur), f, decision.seq)) {
-            results[i] = { index: i, declarationId: f.declarationId, status: 'duplicate', decision: joined };
-            counts.duplicate++;
-            continue;
-          }
-          if (cur) this.retire.run(f.declarationId);
-          this.insert.run(f.declarationId, decision.seq, f.date, f.channel, f.inspected ? 1 : 0, f.outcome, f.irregularity ?? null, f.revenueRecovered, f.notes ?? null, f.rulesetVersion ?? null, at, by);
-          const profiles = decision.reasons.filter((r): r is Extract<Reason, { code: 'PROFILE' }> => r.code === 'PROFILE').map((r) => ({ id: r.profile, version: r.version ?? 0 }));
-          recordExamination(this.db, { declarationId: f.declarationId, date: f.date, profiles, inspected: f.inspected, result: examinationResult(f), revenueRecovered: f.revenueRecovered }, now);
-          const status = cur ? 'replaced' : 'recorded';
-          results[i] = { index: i, declarationId: f.declarationId, status, decision: joined };
-          counts[status]++;
+    const checked = items.map((item) => validateFeedback(item));
+    const valid = checked.flatMap((v, i) => (v.ok ? [{ i, f: v.value }] : []));
+    const decisions = this.log.latestMany(valid.map(({ f }) => ({ declarationId: f.declarationId, rulesetVersion: f.rulesetVersion || undefined })));
+    const joins = new Map(valid.map(({ i, f }, k) => [i, { f, decision: decisions[k] }]));
+    return {
+      commit: () => {
+        const counts: FeedbackCounts = { recorded: 0, replaced: 0, duplicate: 0, rejected: 0 };
+        const results: FeedbackItemResult[] = new Array(items.length);
+        try {
+          this.db.transaction(() => {
+            for (let i = 0; i < items.length; i++) {
+              const v = checked[i];
+              if (!v.ok) {
+                results[i] = { index: i, ...(v.declarationId !== undefined ? { declarationId: v.declarationId } : {}), status: 'rejected', error: v.error.toJSON() };
+                counts.rejected++;
+                continue;
+              }
+              const { f, decision } = joins.get(i)!;
+              if (!decision) {
+                const e = errors.SEL_ERR_FEEDBACK_UNKNOWN_DECLARATION(`no logged decision for declaration ${f.declarationId}${f.rulesetVersion ? ` by ruleset ${f.rulesetVersion}` : ''}`, { field: f.rulesetVersion ? 'rulesetVersion' : 'declarationId', expected: 'a declaration the service scored with the decision log on', got: f.rulesetVersion ? `${f.declarationId}@${f.rulesetVersion}` : f.declarationId });
+                results[i] = { index: i, declarationId: f.declarationId, status: 'rejected', error: e.toJSON() };
+                counts.rejected++;
+                continue;
+              }
+              const joined = { seq: decision.seq, rulesetVersion: decision.rulesetVersion, decidedAt: decision.decidedAt, channel: decision.channel };
+              const cur = this.current.get(f.declarationId) as FeedbackRow | undefined;
+              if (cur && sameResult(toFeedback(cur), f, decision.seq)) {
+                results[i] = { index: i, declarationId: f.declarationId, status: 'duplicate', decision: joined };
+                counts.duplicate++;
+                continue;
+              }
+              if (cur) this.retire.run(f.declarationId);
+              this.insert.run(f.declarationId, decision.seq, f.date, f.channel, f.inspected ? 1 : 0, f.outcome, f.irregularity ?? null, f.revenueRecovered, f.notes ?? null, f.rulesetVersion ?? null, at, by);
+              const profiles = decision.reasons.filter((r): r is Extract<Reason, { code: 'PROFILE' }> => r.code === 'PROFILE').map((r) => ({ id: r.profile, version: r.version ?? 0 }));
+              recordExamination(this.db, { declarationId: f.declarationId, date: f.date, profiles, inspected: f.inspected, result: examinationResult(f), revenueRecovered: f.revenueRecovered }, now);
+              const status = cur ? 'replaced' : 'recorded';
+              results[i] = { index: i, declarationId: f.declarationId, status, decision: joined };
+              counts[status]++;
+            }
+          }).immediate();
+        } catch (e) {
+          // nothing was written; the SQLite code tells a lock that was not free (SQLITE_BUSY: writeWhenFree tries again)
+          throw errors.SEL_ERR_STORAGE(`feedback could not be recorded: ${(e as Error).message}`, { field: 'store', expected: 'a writable store', got: (e as { code?: string }).code });
         }
-      }).immediate();
-    } catch (e) {
-      // nothing was written; the SQLite code tells a lock that was not free (SQLITE_BUSY: writeWhenFree tries again)
-      throw errors.SEL_ERR_STORAGE(`feedback could not be recorded: ${(e as Error).message}`, { field: 'store', expected: 'a writable store', got: (e as { code?: string }).code });
-    }
-    return { counts, results };
+        return { counts, results };
+      },
+    };
   }
 }
 

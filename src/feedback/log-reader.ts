@@ -211,33 +211,58 @@ export class DecisionLogReader {
 
   /** The latest decision of an id, or the latest one made by a ruleset version. */
   latest(declarationId: string, rulesetVersion?: string): LoggedDecision | undefined {
+    const seq = this.latestSeq(declarationId, rulesetVersion);
+    return seq === undefined ? undefined : this.at(seq);
+  }
+
+  /**
+   * latest() for many ids at once, in their order: the seqs are found
+   * first, then the decisions read in seq order, so that each chunk is
+   * read and walked once however the ids are spread over the log (a batch
+   * of examination results names declarations decided over days).
+   */
+  latestMany(requests: readonly { declarationId: string; rulesetVersion?: string }[]): (LoggedDecision | undefined)[] {
+    const seqs = requests.map((r) => this.latestSeq(r.declarationId, r.rulesetVersion));
+    const order = seqs.map((_, k) => k).filter((k) => seqs[k] !== undefined).sort((a, b) => seqs[a]! - seqs[b]!);
+    const out: (LoggedDecision | undefined)[] = new Array(requests.length).fill(undefined);
+    let last: LoggedDecision | undefined;
+    for (const k of order) {
+      const seq = seqs[k]!;
+      out[k] = last?.seq === seq ? last : (last = this.at(seq));
+    }
+    return out;
+  }
+
+  /** The seq of an id's latest decision, or of the latest one a ruleset version made (no row decoded but the older layout's). */
+  latestSeq(declarationId: string, rulesetVersion?: string): number | undefined {
     const range = this.partRange();
     if (range !== undefined) {
       // the newest parts that may hold it first, one by one: feedback mostly joins to a recent decision; then the rest in one query
       const parts = this.candidates(range, declarationId);
       for (let k = 0; k < Math.min(RECENT_PARTS, parts.length); k++) {
-        const d = this.latestOf(this.partSeqs.all(parts[k], declarationId) as number[], rulesetVersion);
-        if (d) return d;
+        const seq = this.latestOf(this.partSeqs.all(parts[k], declarationId) as number[], rulesetVersion);
+        if (seq !== undefined) return seq;
       }
       if (parts.length > RECENT_PARTS) {
-        const d = this.latestOf(this.seqsIn(parts.slice(RECENT_PARTS), declarationId), rulesetVersion);
-        if (d) return d;
+        const seq = this.latestOf(this.seqsIn(parts.slice(RECENT_PARTS), declarationId), rulesetVersion);
+        if (seq !== undefined) return seq;
       }
     }
     return this.latestOf(this.legacySeqs.all(declarationId) as number[], rulesetVersion);
   }
 
-  /** The decision of the highest of these seqs (ascending) that a ruleset version made, if given. */
-  private latestOf(seqs: number[], rulesetVersion: string | undefined): LoggedDecision | undefined {
+  /** The highest of these seqs (ascending) whose decision the log holds and, if given, a ruleset version made. */
+  private latestOf(seqs: number[], rulesetVersion: string | undefined): number | undefined {
     for (let k = seqs.length - 1; k >= 0; k--) {
       const seq = seqs[k];
-      if (rulesetVersion !== undefined) {
-        // the version is in the chunk's head: no rows decoded for the other versions
-        const h = this.headOf(seq);
-        if (h && h.ruleset_version !== rulesetVersion) continue;
+      // a chunk's version is in its head: no rows decoded
+      const h = this.headOf(seq);
+      if (h) {
+        if (rulesetVersion === undefined || h.ruleset_version === rulesetVersion) return seq;
+        continue;
       }
-      const d = this.at(seq);
-      if (d && (rulesetVersion === undefined || d.rulesetVersion === rulesetVersion)) return d;
+      const r = this.legacy.get(seq) as LegacyRow | undefined;
+      if (r && (rulesetVersion === undefined || r.ruleset_version === rulesetVersion)) return seq;
     }
     return undefined;
   }

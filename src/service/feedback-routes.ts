@@ -44,8 +44,10 @@ export async function registerFeedbackRoutes(app: FastifyInstance, o: { source: 
       },
     }, async (req) => {
       const { results } = req.body as { results: unknown[] };
-      // the decision log's writer may hold the lock (a group commit): wait for it without blocking the main thread
-      return writeWhenFree(o.source.database, () => store.record(results, req.actor ?? 'api'));
+      // the joins read first, without the lock; then the writes, waiting for the lock (the decision
+      // log's writer holds it during a group commit) without blocking the main thread
+      const recording = store.prepare(results, req.actor ?? 'api');
+      return writeWhenFree(o.source.database, () => recording.commit());
     });
   });
   app.get('/v1/feedback', {
