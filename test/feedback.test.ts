@@ -189,7 +189,7 @@ describe('feedback against a log of many chunks', () => {
     await log.close();
   });
 
-  it('latestMany finds, for each request in its order, the decision latest() finds', () => {
+  it('latestMany finds, for each request in its order, the decision latest() finds; the paced form too, pausing for the event loop', async () => {
     const db = openStore(path);
     try {
       const reader = new DecisionLogReader(db);
@@ -197,6 +197,10 @@ describe('feedback against a log of many chunks', () => {
       const many = reader.latestMany(requests);
       const one = requests.map((r) => new DecisionLogReader(db).latest(r.declarationId, r.rulesetVersion));
       expect(many).toEqual(one);
+      let paused = false;
+      setImmediate(() => { paused = true; });
+      expect(await new DecisionLogReader(db).latestManyPaced(requests, 50)).toEqual(one);
+      expect(paused).toBe(true);
       expect(many.filter((d) => d === undefined).length).toBeGreaterThan(0); // ids M200..M209 were never decided
       expect(many.filter((d) => d !== undefined).length).toBeGreaterThan(300);
     } finally {

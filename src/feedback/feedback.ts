@@ -120,6 +120,9 @@ export interface FeedbackCounts { recorded: number; replaced: number; duplicate:
 /** What record() answers: the counts, and each item's result in the order given. */
 export interface FeedbackRecording { counts: FeedbackCounts; results: FeedbackItemResult[] }
 
+/** Results validated and joined (FeedbackStore.prepare), to be written by commit(). */
+export interface PreparedFeedback { commit(): FeedbackRecording }
+
 interface FeedbackRow { seq: number; declaration_id: string; current: number; decision_seq: number; date: string; channel: string; inspected: number; outcome: string; irregularity: string | null; revenue_recovered: number; notes: string | null; ruleset_version: string | null; recorded_at: string; recorded_by: string }
 
 function toFeedback(r: FeedbackRow): StoredFeedback {
@@ -200,11 +203,25 @@ export class FeedbackStore {
    * logged between the two steps is not joined to (as if the results had
    * come a moment earlier).
    */
-  prepare(items: readonly unknown[], by: string, now = new Date()): { commit(): FeedbackRecording } {
+  prepare(items: readonly unknown[], by: string, now = new Date()): PreparedFeedback {
+    const checked = this.check(items);
+    return this.prepared(items, checked, this.log.latestMany(checked.requests), by, now);
+  }
+
+  /** prepare() with a pause for the event loop every few hundred joins: the service's main thread. */
+  async preparePaced(items: readonly unknown[], by: string, now = new Date()): Promise<PreparedFeedback> {
+    const checked = this.check(items);
+    return this.prepared(items, checked, await this.log.latestManyPaced(checked.requests), by, now);
+  }
+
+  private check(items: readonly unknown[]) {
+    const results = items.map((item) => validateFeedback(item));
+    const valid = results.flatMap((v, i) => (v.ok ? [{ i, f: v.value }] : []));
+    return { results, valid, requests: valid.map(({ f }) => ({ declarationId: f.declarationId, rulesetVersion: f.rulesetVersion || undefined })) };
+  }
+
+  private prepared(items: readonly unknown[], { results: checked, valid }: ReturnType<FeedbackStore['check']>, decisions: readonly (LoggedDecision | undefined)[], by: string, now: Date): PreparedFeedback {
     const at = now.toISOString();
-    const checked = items.map((item) => validateFeedback(item));
-    const valid = checked.flatMap((v, i) => (v.ok ? [{ i, f: v.value }] : []));
-    const decisions = this.log.latestMany(valid.map(({ f }) => ({ declarationId: f.declarationId, rulesetVersion: f.rulesetVersion || undefined })));
     const joins = new Map(valid.map(({ i, f }, k) => [i, { f, decision: decisions[k] }]));
     return {
       commit: () => {

@@ -76,6 +76,9 @@ const CACHED_CHUNKS = 8;
 /** Parts of the id index that latest() searches one by one, newest first, before the rest in one query. */
 const RECENT_PARTS = 2;
 
+/** An id whose latest decision is asked for, or its latest by a ruleset version. */
+export interface LatestRequest { declarationId: string; rulesetVersion?: string }
+
 /** The lowest and the highest part the id index holds. */
 interface PartRange { low: number; high: number }
 
@@ -221,16 +224,35 @@ export class DecisionLogReader {
    * read and walked once however the ids are spread over the log (a batch
    * of examination results names declarations decided over days).
    */
-  latestMany(requests: readonly { declarationId: string; rulesetVersion?: string }[]): (LoggedDecision | undefined)[] {
-    const seqs = requests.map((r) => this.latestSeq(r.declarationId, r.rulesetVersion));
-    const order = seqs.map((_, k) => k).filter((k) => seqs[k] !== undefined).sort((a, b) => seqs[a]! - seqs[b]!);
-    const out: (LoggedDecision | undefined)[] = new Array(requests.length).fill(undefined);
-    let last: LoggedDecision | undefined;
-    for (const k of order) {
-      const seq = seqs[k]!;
-      out[k] = last?.seq === seq ? last : (last = this.at(seq));
-    }
+  latestMany(requests: readonly LatestRequest[]): (LoggedDecision | undefined)[] {
+    const out: (LoggedDecision | undefined)[] = [];
+    for (const _ of this.latestSteps(requests, out, Infinity)) { /* no pause */ }
     return out;
+  }
+
+  /** latestMany() with a pause for the event loop after every `slice` requests (the service's main thread). */
+  async latestManyPaced(requests: readonly LatestRequest[], slice = 250): Promise<(LoggedDecision | undefined)[]> {
+    const out: (LoggedDecision | undefined)[] = [];
+    for (const _ of this.latestSteps(requests, out, slice)) await new Promise((resolve) => setImmediate(resolve));
+    return out;
+  }
+
+  /** latestMany's work, yielding after every `slice` lookups and reads. */
+  private *latestSteps(requests: readonly LatestRequest[], out: (LoggedDecision | undefined)[], slice: number): Generator<void> {
+    const seqs: (number | undefined)[] = new Array(requests.length);
+    for (let k = 0; k < requests.length; k++) {
+      seqs[k] = this.latestSeq(requests[k].declarationId, requests[k].rulesetVersion);
+      if ((k + 1) % slice === 0) yield;
+    }
+    const order = seqs.map((_, k) => k).filter((k) => seqs[k] !== undefined).sort((a, b) => seqs[a]! - seqs[b]!);
+    out.length = requests.length;
+    out.fill(undefined);
+    let last: LoggedDecision | undefined;
+    for (let j = 0; j < order.length; j++) {
+      const k = order[j], seq = seqs[k]!;
+      out[k] = last?.seq === seq ? last : (last = this.at(seq));
+      if ((j + 1) % slice === 0) yield;
+    }
   }
 
   /** The seq of an id's latest decision, or of the latest one a ruleset version made (no row decoded but the older layout's). */

@@ -46,7 +46,7 @@ export async function registerFeedbackRoutes(app: FastifyInstance, o: { source: 
       const { results } = req.body as { results: unknown[] };
       // the joins read first, without the lock; then the writes, waiting for the lock (the decision
       // log's writer holds it during a group commit) without blocking the main thread
-      const recording = store.prepare(results, req.actor ?? 'api');
+      const recording = await store.preparePaced(results, req.actor ?? 'api');
       return writeWhenFree(o.source.database, () => recording.commit());
     });
   });
