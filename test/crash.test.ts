@@ -1,7 +1,7 @@
 /**
  * What was acknowledged survives a crash. A real `selectivity serve`
- * process (a scoring worker, the decision-log writer thread) takes batches
- * and examination results from concurrent clients and is killed with
+ * process (a scoring worker, the decision-log writer thread) takes batches,
+ * a bulk stream and examination results from concurrent clients and is killed with
  * SIGKILL in the middle of that load: no graceful stop, no flush. Every
  * decision a client received an answer for must be in the log afterwards,
  * as answered, and every examination result and profile change
@@ -10,6 +10,7 @@
  * Runs from dist/ (`npm run build:ts` first), like the other process tests.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { request as httpRequest } from 'node:http';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -21,7 +22,7 @@ import { FeedbackStore } from '../src/feedback/feedback.js';
 import { ProfileStore } from '../src/profiles/store.js';
 import type { Profile } from '../src/profiles/profile.js';
 import type { Decision } from '../src/decisions.js';
-import { call, declarations, tokensEnv } from './service-helpers.js';
+import { call, declarations, TOKENS, tokensEnv } from './service-helpers.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'sel-crash-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -51,9 +52,16 @@ describe('a crash of serve under load', () => {
     const recorded = new Map<string, string>();
     let batches = 0;
     let stop = false;
+    let killed = false;
+    /** Kills serve, at once, once enough of everything has been acknowledged (called as stream answers arrive). */
+    const killWhenDue = () => {
+      if (killed || batches < 40 || recorded.size < 50 || acknowledged < 5 || streamed < 2000) return;
+      killed = true;
+      first.child.kill('SIGKILL');
+    };
     const failures: unknown[] = [];
 
-    // four clients scoring batches of 25 fresh ids, one recording results for decisions already answered
+    // four clients scoring batches of 25 fresh ids, one recording results for decisions already answered (batches' and the stream's)
     const scorer = async (c: number) => {
       for (let b = 0; !stop; b++) {
         const decls = declarations(25, 1000 * c + b, `C${c}-B${b}-`);
@@ -98,10 +106,40 @@ describe('a crash of serve under load', () => {
         } catch { return; }
       }
     };
-    const clients = [0, 1, 2, 3].map(scorer).concat(reporter(), analyst());
+    // a port streaming NDJSON: every decision line it has received counts as answered
+    let streamed = 0;
+    const streamer = () => new Promise<void>((resolve) => {
+      const req = httpRequest(`${first.base}/v1/score/stream`, { method: 'POST', headers: { authorization: `Bearer ${TOKENS.port}`, 'content-type': 'application/x-ndjson', accept: 'application/x-ndjson' } }, (res) => {
+        let tail = '';
+        res.on('data', (c: Buffer) => {
+          const lines = (tail + c.toString('utf8')).split('\n');
+          tail = lines.pop()!;
+          for (const line of lines) {
+            const d = JSON.parse(line) as Decision & { error?: unknown };
+            if (d.error === undefined) { answered.set(d.id, d); streamed++; }
+          }
+          // killed the moment a stream answer arrives: a decision sent before its commit would be caught here
+          killWhenDue();
+        });
+        res.on('error', () => resolve());
+        res.on('close', () => resolve());
+      });
+      req.on('error', () => resolve()); // the process died: what was received is what counts
+      let k = 0;
+      const pump = () => {
+        while (!stop) {
+          const lines = declarations(50, 9000 + k, `ST${k}-`).map((d) => JSON.stringify(d)).join('\n') + '\n';
+          k++;
+          if (!req.write(lines)) { req.once('drain', pump); return; }
+        }
+        req.end();
+      };
+      pump();
+    });
+    const clients = [0, 1, 2, 3].map(scorer).concat(reporter(), analyst(), streamer());
     // kill it once enough has been acknowledged, while the clients keep sending
     const deadline = Date.now() + 30_000;
-    while ((batches < 40 || recorded.size < 50 || acknowledged < 5) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    while (!killed && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
     first.child.kill('SIGKILL');
     expect(await first.exited).toBe('SIGKILL');
     stop = true;
@@ -110,6 +148,7 @@ describe('a crash of serve under load', () => {
     expect(batches).toBeGreaterThanOrEqual(40);
     expect(recorded.size).toBeGreaterThanOrEqual(50);
     expect(acknowledged).toBeGreaterThanOrEqual(5);
+    expect(streamed).toBeGreaterThanOrEqual(2000);
 
     // everything acknowledged is in the store, as it was answered
     const db = openStore(join(dataDir, STORE_FILE));
