@@ -50,7 +50,10 @@ describe('a crash of serve under load', () => {
     const answered = new Map<string, Decision>();
     /** Every examination result acknowledged as recorded, by declaration id. */
     const recorded = new Map<string, string>();
+    /** What was acknowledged: batches answered, streamed decisions received, profile imports answered (the first `acknowledged` weights sent). */
     let batches = 0;
+    let streamed = 0;
+    let acknowledged = 0;
     let stop = false;
     let killed = false;
     /** Kills serve, at once, once enough of everything has been acknowledged (called as stream answers arrive). */
@@ -67,7 +70,7 @@ describe('a crash of serve under load', () => {
         const decls = declarations(25, 1000 * c + b, `C${c}-B${b}-`);
         try {
           const r = await call(first.base, 'POST', '/v1/score', { role: 'port', type: 'application/json', body: JSON.stringify({ declarations: decls }) });
-          if (r.status !== 200) { if (r.status !== 503) failures.push(`${r.status} ${r.body.toString("utf8").slice(0, 300)}`); continue; }
+          if (r.status !== 200) { if (r.status !== 503) failures.push(`${r.status} ${r.body.toString('utf8').slice(0, 300)}`); continue; }
           for (const d of r.json().decisions as Decision[]) answered.set(d.id, d);
           batches++;
         } catch { return; } // the connection died with the process: not acknowledged
@@ -81,7 +84,7 @@ describe('a crash of serve under load', () => {
         const results = ids.map((id, i) => ({ declarationId: id, date: '2026-11-24', channel: answered.get(id)!.channel, inspected: true, outcome: outcomes[(k + i) % 3] }));
         try {
           const r = await call(first.base, 'POST', '/v1/feedback', { role: 'port', type: 'application/json', body: JSON.stringify({ results }) });
-          if (r.status !== 200) { if (r.status !== 503) failures.push(`${r.status} ${r.body.toString("utf8").slice(0, 300)}`); continue; }
+          if (r.status !== 200) { if (r.status !== 503) failures.push(`${r.status} ${r.body.toString('utf8').slice(0, 300)}`); continue; }
           for (const x of r.json().results as { declarationId: string; status: string }[]) {
             if (x.status === 'recorded') recorded.set(x.declarationId, results.find((y) => y.declarationId === x.declarationId)!.outcome);
           }
@@ -91,9 +94,8 @@ describe('a crash of serve under load', () => {
     // an analyst changing a profile's weight, one import of the example set at a time
     const example = (JSON.parse(readFileSync(join(packageRoot(), 'examples', 'profiles.json'), 'utf8')) as { profiles: Profile[] }).profiles;
     const changed = example[0].id;
-    /** The weights sent, in order, and how many of them were acknowledged (the first `acknowledged`). */
+    /** The weights sent, in order. */
     const weights: number[] = [];
-    let acknowledged = 0;
     const analyst = async () => {
       for (let k = 1; !stop; k++) {
         const weight = 1 + k / 100;
@@ -107,7 +109,6 @@ describe('a crash of serve under load', () => {
       }
     };
     // a port streaming NDJSON: every decision line it has received counts as answered
-    let streamed = 0;
     const streamer = () => new Promise<void>((resolve) => {
       const req = httpRequest(`${first.base}/v1/score/stream`, { method: 'POST', headers: { authorization: `Bearer ${TOKENS.port}`, 'content-type': 'application/x-ndjson', accept: 'application/x-ndjson' } }, (res) => {
         let tail = '';
