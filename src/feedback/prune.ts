@@ -18,7 +18,7 @@
  */
 import type { Database as Db } from 'better-sqlite3';
 import { errors } from '../errors.js';
-import { DECISION_ID_PART_BITS } from '../store/sqlite.js';
+import { partOf } from '../store/id-filter.js';
 
 export interface PruneOptions {
   /** Decisions decided before this time (ms since 1970) are pruned. */
@@ -70,6 +70,8 @@ export function pruneDecisionLog(db: Db, options: PruneOptions): PruneReport {
   const legacyRows = one('SELECT count(*) FROM decision_log WHERE seq < ?', cut) ?? 0;
   const feedback = one('SELECT count(*) FROM feedback WHERE current = 1 AND decision_seq < ?', cut) ?? 0;
   const total = chunks.decisions + legacyRows;
+  // the part of the id index the cut falls in (partOf: seqs may pass 2^31, where >> would go wrong)
+  const cutPart = partOf(cut);
   const report: PruneReport = { cut, keptFrom: keptAt === null ? null : new Date(keptAt).toISOString(), decisions: total, chunks: chunks.n, legacyRows, ids: 0, feedback, dryRun };
   if (feedback > 0 && !includeFeedback) {
     throw errors.SEL_ERR_OPTION_INVALID(`${feedback} examination results join to decisions logged before the cut; pruning them would keep the results without their declarations`, {
@@ -77,7 +79,7 @@ export function pruneDecisionLog(db: Db, options: PruneOptions): PruneReport {
     });
   }
   if (dryRun) {
-    report.ids = one('SELECT count(*) FROM decision_ids WHERE part <= ? AND seq < ?', cut >> DECISION_ID_PART_BITS, cut) ?? 0;
+    report.ids = one('SELECT count(*) FROM decision_ids WHERE part <= ? AND seq < ?', cutPart, cut) ?? 0;
     return report;
   }
 
@@ -115,12 +117,12 @@ export function pruneDecisionLog(db: Db, options: PruneOptions): PruneReport {
   });
   const lowest = one('SELECT part FROM decision_ids ORDER BY part LIMIT 1');
   if (lowest !== null) {
-    for (let part = lowest; part <= cut >> DECISION_ID_PART_BITS; part++) {
+    for (let part = lowest; part <= cutPart; part++) {
       // '' sorts before every id (ids are never empty)
       for (let after: string | undefined = ''; after !== undefined;) after = idSlice.immediate(part, after);
     }
   }
   // the filters of the parts left without rows (every part below the cut's; that part keeps its filter, which still holds its ids)
-  db.prepare('DELETE FROM decision_id_filters WHERE part < ?').run(cut >> DECISION_ID_PART_BITS);
+  db.prepare('DELETE FROM decision_id_filters WHERE part < ?').run(cutPart);
   return report;
 }
