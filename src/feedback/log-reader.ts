@@ -79,6 +79,9 @@ const RECENT_PARTS = 2;
 /** An id whose latest decision is asked for, or its latest by a ruleset version. */
 export interface LatestRequest { declarationId: string; rulesetVersion?: string }
 
+/** Where the log holds a decision: its chunk's head, or (older layout) its row. */
+interface Found { seq: number; head?: ChunkHead; row?: LegacyRow }
+
 /** The lowest and the highest part the id index holds. */
 interface PartRange { low: number; high: number }
 
@@ -192,14 +195,23 @@ export class DecisionLogReader {
     return c;
   }
 
+  /** Where the log holds the decision with this seq (its chunk's head, or its older-layout row), if it does. */
+  private find(seq: number): Found | undefined {
+    const head = this.headOf(seq);
+    if (head) return { seq, head };
+    const row = this.legacy.get(seq) as LegacyRow | undefined;
+    return row && { seq, row };
+  }
+
+  /** The decision found there. */
+  private read(f: Found): LoggedDecision {
+    return f.head ? fromChunk(f.head, this.chunk(f.head), f.seq) : fromLegacy(f.row!);
+  }
+
   /** The decision with this seq, if the log holds it. */
   at(seq: number): LoggedDecision | undefined {
-    const h = this.headOf(seq);
-    if (h) {
-      return fromChunk(h, this.chunk(h), seq);
-    }
-    const r = this.legacy.get(seq) as LegacyRow | undefined;
-    return r && fromLegacy(r);
+    const f = this.find(seq);
+    return f && this.read(f);
   }
 
   /** Every logged decision of a declaration id, oldest first. */
@@ -214,8 +226,8 @@ export class DecisionLogReader {
 
   /** The latest decision of an id, or the latest one made by a ruleset version. */
   latest(declarationId: string, rulesetVersion?: string): LoggedDecision | undefined {
-    const seq = this.latestSeq(declarationId, rulesetVersion);
-    return seq === undefined ? undefined : this.at(seq);
+    const f = this.findLatest(declarationId, rulesetVersion);
+    return f && this.read(f);
   }
 
   /**
@@ -239,52 +251,46 @@ export class DecisionLogReader {
 
   /** latestMany's work, yielding after every `slice` lookups and reads. */
   private *latestSteps(requests: readonly LatestRequest[], out: (LoggedDecision | undefined)[], slice: number): Generator<void> {
-    const seqs: (number | undefined)[] = new Array(requests.length);
+    const found: (Found | undefined)[] = new Array(requests.length);
     for (let k = 0; k < requests.length; k++) {
-      seqs[k] = this.latestSeq(requests[k].declarationId, requests[k].rulesetVersion);
+      found[k] = this.findLatest(requests[k].declarationId, requests[k].rulesetVersion);
       if ((k + 1) % slice === 0) yield;
     }
-    const order = seqs.map((_, k) => k).filter((k) => seqs[k] !== undefined).sort((a, b) => seqs[a]! - seqs[b]!);
+    const order = found.map((_, k) => k).filter((k) => found[k] !== undefined).sort((a, b) => found[a]!.seq - found[b]!.seq);
     out.length = requests.length;
     out.fill(undefined);
     let last: LoggedDecision | undefined;
     for (let j = 0; j < order.length; j++) {
-      const k = order[j], seq = seqs[k]!;
-      out[k] = last?.seq === seq ? last : (last = this.at(seq));
+      const f = found[order[j]]!;
+      out[order[j]] = last?.seq === f.seq ? last : (last = this.read(f));
       if ((j + 1) % slice === 0) yield;
     }
   }
 
-  /** The seq of an id's latest decision, or of the latest one a ruleset version made (no row decoded but the older layout's). */
-  latestSeq(declarationId: string, rulesetVersion?: string): number | undefined {
+  /** Where an id's latest decision is, or the latest one a ruleset version made (no chunk read). */
+  private findLatest(declarationId: string, rulesetVersion?: string): Found | undefined {
     const range = this.partRange();
     if (range !== undefined) {
       // the newest parts that may hold it first, one by one: feedback mostly joins to a recent decision; then the rest in one query
       const parts = this.candidates(range, declarationId);
       for (let k = 0; k < Math.min(RECENT_PARTS, parts.length); k++) {
-        const seq = this.latestOf(this.partSeqs.all(parts[k], declarationId) as number[], rulesetVersion);
-        if (seq !== undefined) return seq;
+        const f = this.latestOf(this.partSeqs.all(parts[k], declarationId) as number[], rulesetVersion);
+        if (f) return f;
       }
       if (parts.length > RECENT_PARTS) {
-        const seq = this.latestOf(this.seqsIn(parts.slice(RECENT_PARTS), declarationId), rulesetVersion);
-        if (seq !== undefined) return seq;
+        const f = this.latestOf(this.seqsIn(parts.slice(RECENT_PARTS), declarationId), rulesetVersion);
+        if (f) return f;
       }
     }
     return this.latestOf(this.legacySeqs.all(declarationId) as number[], rulesetVersion);
   }
 
-  /** The highest of these seqs (ascending) whose decision the log holds and, if given, a ruleset version made. */
-  private latestOf(seqs: number[], rulesetVersion: string | undefined): number | undefined {
+  /** Where the decision of the highest of these seqs (ascending) is that the log holds and, if given, a ruleset version made. */
+  private latestOf(seqs: number[], rulesetVersion: string | undefined): Found | undefined {
     for (let k = seqs.length - 1; k >= 0; k--) {
-      const seq = seqs[k];
       // a chunk's version is in its head: no rows decoded
-      const h = this.headOf(seq);
-      if (h) {
-        if (rulesetVersion === undefined || h.ruleset_version === rulesetVersion) return seq;
-        continue;
-      }
-      const r = this.legacy.get(seq) as LegacyRow | undefined;
-      if (r && (rulesetVersion === undefined || r.ruleset_version === rulesetVersion)) return seq;
+      const f = this.find(seqs[k]);
+      if (f && (rulesetVersion === undefined || (f.head ? f.head.ruleset_version : f.row!.ruleset_version) === rulesetVersion)) return f;
     }
     return undefined;
   }
