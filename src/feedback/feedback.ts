@@ -165,11 +165,6 @@ export class FeedbackStore {
     return this.log.decisions(declarationId);
   }
 
-  /** The decision feedback joins to: the latest one, or the latest of a ruleset version. */
-  decisionFor(declarationId: string, rulesetVersion?: string): LoggedDecision | undefined {
-    return this.log.latest(declarationId, rulesetVersion || undefined);
-  }
-
   /** The current feedback and its history (oldest first), with the decisions of the id. */
   show(declarationId: string): { declarationId: string; feedback: StoredFeedback | null; decision: LoggedDecision | null; history: StoredFeedback[]; decisions: LoggedDecision[] } {
     const history = (this.feedbackHistory.all(declarationId) as FeedbackRow[]).map(toFeedback);
@@ -205,13 +200,13 @@ export class FeedbackStore {
    */
   prepare(items: readonly unknown[], by: string, now = new Date()): PreparedFeedback {
     const checked = this.check(items);
-    return this.prepared(items, checked, this.log.latestMany(checked.requests), by, now);
+    return this.prepared(checked, this.log.latestMany(checked.requests), by, now);
   }
 
   /** prepare() with a pause for the event loop every few hundred joins: the service's main thread. */
   async preparePaced(items: readonly unknown[], by: string, now = new Date()): Promise<PreparedFeedback> {
     const checked = this.check(items);
-    return this.prepared(items, checked, await this.log.latestManyPaced(checked.requests), by, now);
+    return this.prepared(checked, await this.log.latestManyPaced(checked.requests), by, now);
   }
 
   private check(items: readonly unknown[]) {
@@ -220,16 +215,16 @@ export class FeedbackStore {
     return { results, valid, requests: valid.map(({ f }) => ({ declarationId: f.declarationId, rulesetVersion: f.rulesetVersion || undefined })) };
   }
 
-  private prepared(items: readonly unknown[], { results: checked, valid }: ReturnType<FeedbackStore['check']>, decisions: readonly (LoggedDecision | undefined)[], by: string, now: Date): PreparedFeedback {
+  private prepared({ results: checked, valid }: ReturnType<FeedbackStore['check']>, decisions: readonly (LoggedDecision | undefined)[], by: string, now: Date): PreparedFeedback {
     const at = now.toISOString();
     const joins = new Map(valid.map(({ i, f }, k) => [i, { f, decision: decisions[k] }]));
     return {
       commit: () => {
         const counts: FeedbackCounts = { recorded: 0, replaced: 0, duplicate: 0, rejected: 0 };
-        const results: FeedbackItemResult[] = new Array(items.length);
+        const results: FeedbackItemResult[] = new Array(checked.length);
         try {
           this.db.transaction(() => {
-            for (let i = 0; i < items.length; i++) {
+            for (let i = 0; i < checked.length; i++) {
               const v = checked[i];
               if (!v.ok) {
                 results[i] = { index: i, ...(v.declarationId !== undefined ? { declarationId: v.declarationId } : {}), status: 'rejected', error: v.error.toJSON() };

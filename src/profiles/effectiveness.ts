@@ -129,29 +129,26 @@ export function recordExamination(db: Db, e: Examination, now = new Date()): voi
   if (!['compliant', 'non-compliant', 'not-examined'].includes(e.result)) bad('result', 'compliant | non-compliant | not-examined', e.result);
   const revenue = e.revenueRecovered ?? 0;
   if (!Number.isFinite(revenue) || revenue < 0) bad('revenueRecovered', 'a number >= 0', e.revenueRecovered);
-  const q = examinationStatements(db);
-  q.record.immediate(e, day(t), revenue, now.toISOString());
+  examinationWrite(db).immediate(e, day(t), revenue, now.toISOString());
 }
 
-/** recordExamination's statements and transaction, made once per connection (feedback records one per result). */
-const examinationCache = new WeakMap<Db, { record: Transaction<(e: Examination, d: string, revenue: number, at: string) => void> }>();
+/** recordExamination's transaction and statements, made once per connection (feedback records one per result). */
+const examinationWrites = new WeakMap<Db, Transaction<(e: Examination, d: string, revenue: number, at: string) => void>>();
 
-function examinationStatements(db: Db) {
-  let q = examinationCache.get(db);
-  if (!q) {
+function examinationWrite(db: Db) {
+  let write = examinationWrites.get(db);
+  if (!write) {
     const drop = db.prepare('DELETE FROM examinations WHERE declaration_id = ?');
     const insert = db.prepare('INSERT INTO examinations (declaration_id, day, inspected, result, revenue_recovered, recorded_at) VALUES (?, ?, ?, ?, ?, ?)');
     const profile = db.prepare('INSERT OR IGNORE INTO examination_profiles (declaration_id, id, version) VALUES (?, ?, ?)');
-    q = {
-      record: db.transaction((e: Examination, d: string, revenue: number, at: string) => {
-        drop.run(e.declarationId);
-        insert.run(e.declarationId, d, e.inspected ? 1 : 0, e.result, revenue, at);
-        for (const p of e.profiles) profile.run(e.declarationId, p.id, p.version);
-      }),
-    };
-    examinationCache.set(db, q);
+    write = db.transaction((e: Examination, d: string, revenue: number, at: string) => {
+      drop.run(e.declarationId);
+      insert.run(e.declarationId, d, e.inspected ? 1 : 0, e.result, revenue, at);
+      for (const p of e.profiles) profile.run(e.declarationId, p.id, p.version);
+    });
+    examinationWrites.set(db, write);
   }
-  return q;
+  return write;
 }
 
 export interface ProfileStatsRow {
