@@ -10,7 +10,8 @@
  * the same log is written three times, with three kinds of declaration ids:
  *
  *  - reused: 20,000 ids over and over, as `npm run bench:service` sends
- *    them (every id is already in the index: an update in place);
+ *    them (every id is already in the index, in older parts; each decision
+ *    adds a row of its own in the newest);
  *  - increasing: a fresh id per declaration, each above the last (every
  *    insert lands at the right edge of the index: the baseline);
  *  - random: a fresh id per declaration, in no order, as in the Korea

@@ -9,7 +9,6 @@
  * data directory and goes on.
  * Runs from dist/ (`npm run build:ts` first), like the other process tests.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { request as httpRequest } from 'node:http';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -22,25 +21,13 @@ import { FeedbackStore } from '../src/feedback/feedback.js';
 import { ProfileStore } from '../src/profiles/store.js';
 import type { Profile } from '../src/profiles/profile.js';
 import type { Decision } from '../src/decisions.js';
-import { call, declarations, TOKENS, tokensEnv } from './service-helpers.js';
+import { call, declarations, spawnServe, TOKENS } from './service-helpers.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'sel-crash-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-/** Starts `serve` on a data directory; resolves with the process and its base URL once it listens. */
-async function serve(dataDir: string): Promise<{ child: ChildProcess; base: string; exited: Promise<NodeJS.Signals | number | null> }> {
-  const child = spawn(process.execPath, [join(packageRoot(), 'bin', 'selectivity.js'), 'serve', '--data-dir', dataDir, '--host', '127.0.0.1', '--port', '0', '--threads', '1', '--decision-log', 'on'],
-    { env: { ...process.env, SELECTIVITY_TOKENS: tokensEnv }, stdio: ['ignore', 'pipe', 'pipe'] });
-  let stderr = '';
-  child.stderr!.on('data', (c: Buffer) => { stderr += c.toString('utf8'); });
-  const exited = new Promise<NodeJS.Signals | number | null>((resolve) => child.on('exit', (code, signal) => resolve(signal ?? code)));
-  let head = '';
-  const port = await new Promise<number>((resolve, reject) => {
-    child.stdout!.on('data', (c: Buffer) => { head += c.toString('utf8'); const m = /listening on http:\/\/[^:]+:(\d+)/.exec(head); if (m) resolve(Number(m[1])); });
-    child.on('exit', (code) => reject(new Error(`serve exited (${code}) before listening: ${stderr}`)));
-  });
-  return { child, base: `http://127.0.0.1:${port}`, exited };
-}
+/** The service under test: one scoring worker and the decision log's writer thread. */
+const serve = (dataDir: string) => spawnServe(dataDir, ['--threads', '1', '--decision-log', 'on']);
 
 describe('a crash of serve under load', () => {
   it('loses no acknowledged decision, examination result or profile change, and the service starts again on the same data', async () => {

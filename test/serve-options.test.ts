@@ -4,13 +4,12 @@
  * thread's full collections"); and the process outliving the reader of its
  * output.
  */
-import { spawn } from 'node:child_process';
 import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { spawnServe } from './service-helpers.js';
 import { applyHeapGrowingPercent, DEFAULT_HEAP_GROWING_PERCENT, SERVE_HELP, serveCommand } from '../src/cli/serve.js';
-import { packageRoot } from '../src/paths.js';
 
 describe('serve --heap-growing-percent', () => {
   it('sets V8\'s --heap-growing-percent to the value given, and leaves V8 alone with 0', () => {
@@ -47,27 +46,21 @@ describe('serve without a reader of its output', () => {
   it('goes on serving when its standard output is closed, and still stops gracefully on SIGTERM (exit 0)', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'sel-serve-pipe-'));
     const token = 'port-serve-pipe-test-token-0123456789';
-    const child = spawn(process.execPath, [join(packageRoot(), 'bin', 'selectivity.js'), 'serve', '--data-dir', join(dir, 'data'), '--port', '0', '--threads', '1', '--decision-log', 'on'],
-      { env: { ...process.env, SELECTIVITY_TOKENS: `port:${token}` }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stderr = '';
-    child.stderr!.on('data', (c: Buffer) => { stderr += c.toString('utf8'); });
-    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
     try {
-      let head = '';
-      const port = await new Promise<number>((resolve, reject) => {
-        child.stdout!.on('data', (c: Buffer) => { head += c.toString('utf8'); const m = /listening on http:\/\/[^:]+:(\d+)/.exec(head); if (m) resolve(Number(m[1])); });
-        child.on('exit', (code) => reject(new Error(`serve exited (${code}) before listening: ${stderr}`)));
-      });
-      child.stdout!.destroy(); // the reader goes away
-      const body = JSON.stringify({ declarations: [{ id: 'PIPE-1', date: '2026-11-23', office: 'OF01', importer: 'IM00001', hs: '020890', origin: 'CN', customsValue: 1200, netMass: 900 }] });
-      const res = await fetch(`http://127.0.0.1:${port}/v1/score`, { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body });
-      expect(res.status).toBe(200);
-      expect(((await res.json()) as { decisions: { id: string }[] }).decisions[0].id).toBe('PIPE-1');
-      child.kill('SIGTERM'); // its first words after this go to the closed pipe
-      expect(await exited).toBe(0);
-      expect(stderr).not.toMatch(/Unhandled|EPIPE/);
+      const { child, port, exited, stderr } = await spawnServe(join(dir, 'data'), ['--threads', '1', '--decision-log', 'on'], `port:${token}`);
+      try {
+        child.stdout!.destroy(); // the reader goes away
+        const body = JSON.stringify({ declarations: [{ id: 'PIPE-1', date: '2026-11-23', office: 'OF01', importer: 'IM00001', hs: '020890', origin: 'CN', customsValue: 1200, netMass: 900 }] });
+        const res = await fetch(`http://127.0.0.1:${port}/v1/score`, { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body });
+        expect(res.status).toBe(200);
+        expect(((await res.json()) as { decisions: { id: string }[] }).decisions[0].id).toBe('PIPE-1');
+        child.kill('SIGTERM'); // its first words after this go to the closed pipe
+        expect(await exited).toBe(0);
+        expect(stderr()).not.toMatch(/Unhandled|EPIPE/);
+      } finally {
+        if (child.exitCode === null) child.kill('SIGKILL');
+      }
     } finally {
-      if (child.exitCode === null) child.kill('SIGKILL');
       rmSync(dir, { recursive: true, force: true });
     }
   }, 60_000);

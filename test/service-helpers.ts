@@ -3,8 +3,10 @@
  * feedback): tokens per role, one HTTP call, the decision-log rows of a data
  * directory, and declarations that score.
  */
+import { spawn, type ChildProcess } from 'node:child_process';
 import { request as httpRequest } from 'node:http';
 import { join } from 'node:path';
+import { packageRoot } from '../src/paths.js';
 import type { Declaration } from '../src/model/schema.js';
 import { openStore, STORE_FILE } from '../src/store/sqlite.js';
 import { DecisionLogReader } from '../src/feedback/log-reader.js';
@@ -56,3 +58,36 @@ export const logRows = (dataDir: string, keep: (row: Record<string, any>) => boo
 export function declarations(n: number, seed: number, prefix: string): Declaration[] {
   return randomDeclarations(n, seed).filter((d) => d.netMass > 0).map((d, i) => ({ ...d, id: `${prefix}${i}` }));
 }
+
+/** A `selectivity serve` child process, listening. */
+export interface ServeProcess {
+  child: ChildProcess;
+  /** http://127.0.0.1:<port> */
+  base: string;
+  port: number;
+  /** Resolves with the signal that ended it, or else its exit code. */
+  exited: Promise<NodeJS.Signals | number | null>;
+  /** What it wrote to stderr so far. */
+  stderr(): string;
+}
+
+/**
+ * Starts `bin/selectivity.js serve` on a data directory (port 0, loopback,
+ * the tokens given as SELECTIVITY_TOKENS, then `args`); resolves once it
+ * prints the port it listens on. stdout stays a pipe the caller may read or
+ * close.
+ */
+export async function spawnServe(dataDir: string, args: readonly string[], tokens = tokensEnv): Promise<ServeProcess> {
+  const child = spawn(process.execPath, [join(packageRoot(), 'bin', 'selectivity.js'), 'serve', '--data-dir', dataDir, '--host', '127.0.0.1', '--port', '0', ...args],
+    { env: { ...process.env, SELECTIVITY_TOKENS: tokens }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  child.stderr!.on('data', (c: Buffer) => { stderr += c.toString('utf8'); });
+  const exited = new Promise<NodeJS.Signals | number | null>((resolve) => child.on('exit', (code, signal) => resolve(signal ?? code)));
+  let head = '';
+  const port = await new Promise<number>((resolve, reject) => {
+    child.stdout!.on('data', (c: Buffer) => { head += c.toString('utf8'); const m = /listening on http:\/\/[^:]+:(\d+)/.exec(head); if (m) resolve(Number(m[1])); });
+    child.on('exit', (code) => reject(new Error(`serve exited (${code}) before listening: ${stderr}`)));
+  });
+  return { child, base: `http://127.0.0.1:${port}`, port, exited, stderr: () => stderr };
+}
+
