@@ -304,10 +304,12 @@ describe('tokens', () => {
     expect(() => loadTokens({ dataDir: join(dir, 'tokens-env'), env: 'port:abcdefghijklmnopqrstuvwx,admin:abcdefghijklmnopqrstuvwx' })).toThrow(expect.objectContaining({ code: 'SEL_ERR_CONFIG_INVALID' }));
   });
 
-  it('refuses a bad token configuration, or a missing or invalid file to start from, before it creates or seeds the data directory', async () => {
+  it('refuses a bad token configuration, or a missing or invalid file to start from (profiles, peers), before it creates or seeds the data directory', async () => {
     const d = join(dir, 'tokens-refused');
     const badProfiles = join(dir, 'bad-profiles.json');
     writeFileSync(badProfiles, JSON.stringify({ profiles: [{ id: 'P1' }] }));
+    const badPeers = join(dir, 'bad-peers.json');
+    writeFileSync(badPeers, '{"format": 2, "levels": [');
     const good = { tokensEnv: 'port:abcdefghijklmnopqrstuvwx' };
     for (const [config, code] of [
       [{ tokensEnv: 'port:short' }, 'SEL_ERR_CONFIG_INVALID'],
@@ -315,6 +317,7 @@ describe('tokens', () => {
       [{ ...good, profiles: join(dir, 'no-such-profiles.json') }, 'SEL_ERR_PROFILE_INVALID'],
       [{ ...good, profiles: badProfiles }, 'SEL_ERR_PROFILE_INVALID'],
       [{ ...good, peers: join(dir, 'no-such-peers.json') }, 'SEL_ERR_FILE_NOT_FOUND'],
+      [{ ...good, peers: badPeers }, 'SEL_ERR_PEERS_CORRUPT'],
     ] as const) {
       await expect(startService({ host: '127.0.0.1', port: 0, dataDir: d, threads: 0, ...config }), JSON.stringify(config)).rejects.toMatchObject({ code });
       expect(existsSync(d), JSON.stringify(config)).toBe(false);

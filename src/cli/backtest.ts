@@ -57,7 +57,7 @@ export async function backtestCommand(argv: string[]): Promise<number> {
   const files = await prepareDataDir(dataDir, { peersPath: values.peers ? resolve(values.peers) : undefined });
   const source = new RulesetSource(files);
   try {
-    const active = await source.load();
+    const active = await source.load(files.peers);
     const candidate = source.composeWith(await loadProfiles(values.profiles));
     const against = values.against ?? 'active';
     const baseline = against === 'active' ? active : source.composeWith(await loadProfiles(against));

@@ -94,7 +94,7 @@ export async function startService(config: ServiceConfig): Promise<RunningServic
   const source = new RulesetSource({ storePath: files.storePath, peersPath: files.peersPath });
   let ruleset;
   try {
-    ruleset = await source.load();
+    ruleset = await source.load(files.peers);
   } catch (e) {
     source.close();
     throw e;

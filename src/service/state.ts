@@ -42,6 +42,8 @@ export interface SeedReport {
   dataDir: string;
   /** Files created, or profile sets imported, on this start. */
   created: string[];
+  /** The peers file named by the caller, as read (checked) before anything was created: for the first RulesetSource.load. */
+  peers?: PeerSnapshot | PeerTables;
 }
 
 export function examplePaths(): { declarations: string; profiles: string; watchLists: string } {
@@ -65,6 +67,8 @@ export async function prepareDataDir(dataDir: string, files: { peersPath?: strin
   if (files.peersPath && !existsSync(files.peersPath)) {
     throw errors.SEL_ERR_FILE_NOT_FOUND(`peer snapshot ${files.peersPath} not found`, { field: 'peers', expected: 'a readable file', got: files.peersPath });
   }
+  // read whole (format, checksum) now, and handed to the first load rather than read twice
+  const peers = files.peersPath ? loadPeers(files.peersPath) : undefined;
   try {
     mkdirSync(dataDir, { recursive: true, mode: 0o700 });
     if (!statSync(dataDir).isDirectory()) throw new Error('not a directory');
@@ -101,7 +105,7 @@ export async function prepareDataDir(dataDir: string, files: { peersPath?: strin
     created.push(peersPath);
   }
   try { chmodSync(dataDir, 0o700); } catch { /* not ours to change (mounted volume): leave it */ }
-  return { dataDir, storePath, peersPath, created };
+  return { dataDir, storePath, peersPath, created, peers };
 }
 
 /** The largest delay setTimeout takes; boundaries further away are re-checked then. */
@@ -232,9 +236,13 @@ export class RulesetSource {
     return this.auto && { after: this.auto.after, inspectedWithFeedback: this.inspectedWithFeedback(), trainedOn: this.model?.fromStore ? this.model.rows ?? 0 : 0 };
   }
 
-  /** Reads the peer file and the active profiles; throws a named error and changes nothing if either is invalid. */
-  async load(): Promise<Ruleset> {
-    const loaded = loadPeers(this.files.peersPath);
+  /**
+   * Reads the peer file and the active profiles; throws a named error and
+   * changes nothing if either is invalid. `read`: the peer file as already
+   * read (prepareDataDir's), instead of reading it again.
+   */
+  async load(read?: PeerSnapshot | PeerTables): Promise<Ruleset> {
+    const loaded = read ?? loadPeers(this.files.peersPath);
     const snapshot = isPeerSnapshot(loaded) ? loaded : undefined;
     const peers = snapshot ? snapshotTables(snapshot) : (loaded as PeerTables);
     const model = this.readModel();
