@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { WasmHistogram } from 'hdr-histogram-js';
-import { createMetrics, KERNEL_SERIES, MAX_TRACKABLE_NS, type Metrics } from '../src/service/metrics.js';
+import { createMetrics, DECISION_LOG_SERIES, KERNEL_SERIES, MAX_TRACKABLE_NS, type Metrics } from '../src/service/metrics.js';
 
 // --- a tiny checker for the Prometheus text exposition format 0.0.4 ----------
 
@@ -118,6 +118,21 @@ describe('metrics', () => {
     expect(Math.abs(max - 0.001)).toBeLessThanOrEqual(0.001 * 0.001);
   });
 
+  it('reports the decision-log wait as its own family, without a route label', async () => {
+    const m = await make();
+    m.record(SCORE, 2_000_000);
+    m.record(DECISION_LOG_SERIES, 400_000);
+    m.record(DECISION_LOG_SERIES, 600_000);
+    const samples = checkExposition(m.prometheus());
+    expect(find(samples, 'selectivity_decision_log_wait_seconds_count')?.value).toBe(2);
+    expect(find(samples, 'selectivity_decision_log_wait_seconds_sum')?.value).toBeCloseTo(0.001, 12);
+    expect(find(samples, 'selectivity_decision_log_wait_max_seconds')?.value).toBeCloseTo(0.0006, 6);
+    for (const q of ['0.5', '0.9', '0.99', '0.999']) expect(find(samples, 'selectivity_decision_log_wait_interval_seconds', { quantile: q })).toBeDefined();
+    expect(samples.some((x) => x.labels.route === DECISION_LOG_SERIES)).toBe(false);
+    expect(samples.filter((x) => x.name === 'selectivity_request_duration_seconds_count').map((x) => x.labels.route)).toEqual([SCORE]);
+    expect(m.summary().series[DECISION_LOG_SERIES].cumulative.count).toBe(2);
+  });
+
   it('keeps one series per name, created on first use, and a kernel series without a route label', async () => {
     const m = await make();
     expect(m.summary().series).toEqual({});
@@ -136,6 +151,7 @@ describe('metrics', () => {
     expect(find(samples, 'selectivity_kernel_duration_max_seconds')?.value).toBeCloseTo(0.0007, 6);
     expect(samples.some((x) => x.name.startsWith('selectivity_request_') && x.labels.route === KERNEL_SERIES)).toBe(false);
     expect(samples.some((x) => x.name.startsWith('selectivity_kernel_') && 'route' in x.labels)).toBe(false);
+    expect(samples.some((x) => x.name.startsWith('selectivity_decision_log_'))).toBe(false); // none recorded yet
     // every request quantile and interval quantile is there
     for (const q of ['0.5', '0.9', '0.99', '0.999']) {
       expect(find(samples, 'selectivity_request_duration_seconds', { route: 'GET /v1/health', quantile: q })).toBeDefined();

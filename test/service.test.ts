@@ -261,6 +261,9 @@ describe('service contract (inject, in-process scoring)', () => {
     expect(series.cumulative.p99).toBeGreaterThan(0);
     expect(series.cumulative.max).toBeGreaterThanOrEqual(series.cumulative.p50);
     expect(json.series.kernel.cumulative.count).toBeGreaterThanOrEqual(5);
+    // this server has no decision log: no wait to record
+    expect(json.series.decision_log).toBeUndefined();
+    expect(text).not.toMatch(/^selectivity_decision_log_wait_seconds/m);
   });
 
   it('describes itself in OpenAPI, generated from the route schemas', async () => {
@@ -402,6 +405,21 @@ describe('service over loopback (worker pool)', () => {
     const logged = await fetch(`${service.url}/v1/decisions/warm-up`, { headers: auth('analyst') });
     expect(logged.status).toBe(404);
     expect(((await logged.json()) as { error: { code: string } }).error.code).toBe('SEL_ERR_NOT_FOUND');
+  });
+
+  it('records how long each answer waited for its decision-log commit, per request', async () => {
+    const waits = () => service.metrics.summary().series.decision_log?.cumulative.count ?? 0;
+    const before = waits();
+    for (let i = 0; i < 3; i++) {
+      const r = await fetch(`${service.url}/v1/score`, { method: 'POST', headers: { ...auth('port'), 'content-type': 'application/json' }, body: JSON.stringify({ declarations: declarations(10, 300 + i) }) });
+      expect(r.status).toBe(200);
+    }
+    expect(waits()).toBe(before + 3);
+    expect(service.metrics.summary().series.decision_log.cumulative.p50).toBeGreaterThan(0);
+    const text = await (await fetch(`${service.url}/metrics`, { headers: auth('admin') })).text();
+    expect(text).toMatch(/^selectivity_decision_log_wait_seconds\{quantile="0\.99"\} [0-9.e-]+$/m);
+    expect(text).toMatch(new RegExp(`^selectivity_decision_log_wait_seconds_count ${before + 3}$`, 'm'));
+    expect(text).not.toMatch(/route="decision_log"/);
   });
 
   it('streams NDJSON decisions back in input order, with bad lines answered in place', async () => {

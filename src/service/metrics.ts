@@ -8,7 +8,7 @@
  * drained into the histograms by a setImmediate task (at most one per tick), when
  * it is full, at every interval boundary and before every read.
  *
- * Each named series (one per HTTP route, e.g. `POST /v1/score`, plus `kernel`)
+ * Each named series (one per HTTP route, e.g. `POST /v1/score`, plus `kernel` and `decision_log`)
  * keeps three histograms: cumulative, the current interval and the last finished
  * interval. Every `intervalMs` the current interval becomes the last one and a
  * fresh (reset) one starts. Values are nanoseconds (integers, 0 ns to 1 hour; a
@@ -25,6 +25,9 @@ import { errors } from '../errors.js';
 
 /** Series name for the kernel's own scoring time (no route label in Prometheus). */
 export const KERNEL_SERIES = 'kernel';
+
+/** Series name for the time an answer waited for its decision-log commit (no route label in Prometheus). */
+export const DECISION_LOG_SERIES = 'decision_log';
 
 /** Content-Type for the body of prometheus(). */
 export const PROMETHEUS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
@@ -92,7 +95,7 @@ export interface MetricsSummary {
 
 export interface Metrics {
   readonly intervalMs: number;
-  /** Records a duration in ns for a series (route name or KERNEL_SERIES). Never throws. */
+  /** Records a duration in ns for a series (route name, KERNEL_SERIES or DECISION_LOG_SERIES). Never throws. */
   record(series: string, ns: number): void;
   /** Records `process.hrtime.bigint() - startNs` for a series. Never throws. */
   recordSince(series: string, startNs: bigint): void;
@@ -445,8 +448,9 @@ export async function createMetrics(options: MetricsOptions = {}): Promise<Metri
       lines.push(`# HELP ${name} ${escapeHelp(help)}`, `# TYPE ${name} ${type}`);
     };
     const all = liveSeries();
-    const routes = all.filter((s) => s.name !== KERNEL_SERIES);
+    const routes = all.filter((s) => s.name !== KERNEL_SERIES && s.name !== DECISION_LOG_SERIES);
     const kernel = all.filter((s) => s.name === KERNEL_SERIES);
+    const logWait = all.filter((s) => s.name === DECISION_LOG_SERIES);
 
     const latency = (
       list: Series[],
@@ -483,6 +487,7 @@ export async function createMetrics(options: MetricsOptions = {}): Promise<Metri
     };
     latency(routes, 'selectivity_request_duration_seconds', 'HTTP request duration by route', (s) => [['route', s.name]]);
     latency(kernel, 'selectivity_kernel_duration_seconds', 'Scoring kernel time per batch', () => []);
+    latency(logWait, 'selectivity_decision_log_wait_seconds', 'Time an answer waited for its decision-log commit', () => []);
 
     for (const [name, values] of counters) {
       family(name, 'counter', counterHelp[name] ?? `Counter ${name}.`);

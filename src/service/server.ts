@@ -34,7 +34,7 @@ import { emptyCounts, REASON_CODES } from '../decisions.js';
 import { encodeMsgpack } from './fast-msgpack.js';
 import { ROUTE_ROLES, type Access, type Role, type TokenStore } from './auth.js';
 import type { Metrics } from './metrics.js';
-import { KERNEL_SERIES, PROMETHEUS_CONTENT_TYPE } from './metrics.js';
+import { DECISION_LOG_SERIES, KERNEL_SERIES, PROMETHEUS_CONTENT_TYPE } from './metrics.js';
 import type { RulesetSource } from './state.js';
 import { registerAnalysisRoutes } from './analysis.js';
 import { registerBacktestRoutes } from './backtest-routes.js';
@@ -233,9 +233,17 @@ export async function buildServer(options: ServiceOptions): Promise<FastifyInsta
   const maxRecordBytes = options.maxRecordBytes ?? 1024 * 1024;
   const decisionLog = options.decisionLog;
   const log = decisionLog !== undefined;
-  /** Commits a reply's decision-log rows (a no-op without a log or rows); the reply may be sent once this resolves. */
+  /**
+   * Commits a reply's decision-log rows (a no-op without a log or rows); the
+   * reply may be sent once this resolves. The wait is recorded (the
+   * decision_log series): how much of an answer's time the log's commit is.
+   */
   const logged = async (r: WireReply): Promise<WireReply> => {
-    if (decisionLog && r.ok && r.log) await decisionLog.append(r.log);
+    if (decisionLog && r.ok && r.log) {
+      const started = process.hrtime.bigint();
+      await decisionLog.append(r.log);
+      metrics.recordSince(DECISION_LOG_SERIES, started);
+    }
     return r;
   };
   let ready = true;
