@@ -10,12 +10,13 @@ import { buildPeerTables } from '../src/peers/peer-groups.js';
 import { compileRuleset } from '../src/ruleset/compile.js';
 import { createRuleset } from '../src/ruleset/ruleset.js';
 import { batchKeys, historyIndex, HistoryIndex, DEFAULT_DIMENSIONS, keyOf, lifts, parseDimension, smoothedRate, validateHistory, type HistoryTables } from '../src/learn/history.js';
-import { logisticRegression } from '../src/learn/train.js';
+import { logisticRegression, STRENGTH_GRID, trainModel } from '../src/learn/train.js';
 import { validateProfiles } from '../src/profiles/profile.js';
 import { evaluate } from '../src/evaluate/evaluate.js';
 import { createEngine } from '../src/engine.js';
 import { toDecisions, HISTORY_REASON_MIN, HISTORY_REASONS, type Reason } from '../src/decisions.js';
 import { main } from '../src/cli/main.js';
+import { learnOptions } from '../src/cli/train.js';
 import { randomDeclarations, randomProfiles, rng } from './helpers.js';
 import type { Declaration } from '../src/model/schema.js';
 
@@ -273,6 +274,55 @@ describe('the compliance model', () => {
     for (let j = 0; j < F; j++) expect(Math.abs(fit.coef[j] - truth[j]), `coef ${j}: ${fit.coef[j]}`).toBeLessThan(0.12);
     expect(Math.abs(fit.intercept - b)).toBeLessThan(0.08);
   });
+
+  it("strength 'auto' takes the prior strength whose model fits best out of fold, and that strength's model", async () => {
+    // importers of 1 to 40 declarations; 20 % of them risky (90 % non-compliant), the rest 5 %
+    const r = rng(42);
+    const importer: string[] = [];
+    for (let k = 0; importer.length < 6000; k++) { const size = 1 + Math.floor(r() ** 2 * 40); for (let j = 0; j < size; j++) importer.push(`IMP${k}`); }
+    const decls = randomDeclarations(6000, 41).map((d, i) => ({ ...d, importer: importer[i] }));
+    const { batch } = toBatch(decls);
+    const peers = buildPeerTables([batch], ['hs6', 'hs4']);
+    const risky = new Map<string, boolean>();
+    const informative = Uint8Array.from(decls, (d) => {
+      let x = risky.get(d.importer);
+      if (x === undefined) { x = r() < 0.2; risky.set(d.importer, x); }
+      return r() < (x ? 0.9 : 0.05) ? 1 : 0;
+    });
+    const noise = Uint8Array.from(decls, () => (r() < 0.2 ? 1 : 0));
+    const spread: number[] = [];
+    for (const labels of [informative, noise]) {
+      const data = { batches: [batch], labels: [labels] };
+      const auto = await trainModel(data, peers, {}, { dimensions: ['importer'], strength: 'auto', threads: 0 });
+      const tried = auto.training.strengths!;
+      expect(tried.map((t) => t.strength)).toEqual([...STRENGTH_GRID]);
+      // the lowest log-loss, ties to the larger strength
+      const best = tried.reduce((a, t) => (t.logLoss <= a.logLoss ? t : a));
+      expect(auto.history.strength).toBe(best.strength);
+      expect(auto.training.logLoss).toBe(best.logLoss);
+      // the model is the one that strength gives when asked for by number
+      const fixed = await trainModel(data, peers, {}, { dimensions: ['importer'], strength: best.strength, threads: 0 });
+      expect(auto.coefficients).toEqual(fixed.coefficients);
+      expect(auto.history).toEqual(fixed.history);
+      expect(fixed.training.strengths).toBeUndefined();
+      const losses = tried.map((t) => t.logLoss);
+      spread.push(Math.max(...losses) - Math.min(...losses));
+      if (labels === informative) {
+        // thin importers tell something, but not everything: neither end of the grid fits best
+        expect(best.strength).toBeGreaterThan(STRENGTH_GRID[0]);
+        expect(best.strength).toBeLessThan(STRENGTH_GRID[STRENGTH_GRID.length - 1]);
+        expect(Math.min(losses[0], losses[losses.length - 1]) - best.logLoss).toBeGreaterThan(0.005);
+      }
+    }
+    // where the importer says nothing of the label, the strength hardly matters
+    expect(spread[0]).toBeGreaterThan(0.01);
+    expect(spread[1]).toBeLessThan(0.001);
+    await expect(trainModel({ batches: [batch], labels: [noise] }, peers, {}, { strength: 'often' as never, threads: 0 })).rejects.toMatchObject({ code: 'SEL_ERR_OPTION_INVALID', details: { field: 'strength' } });
+    // the command line's --strength
+    expect(learnOptions({ strength: 'auto' }).strength).toBe('auto');
+    expect(learnOptions({ strength: '2.5' }).strength).toBe(2.5);
+    expect(() => learnOptions({ strength: 'often' })).toThrow(expect.objectContaining({ code: 'SEL_ERR_OPTION_INVALID' }));
+  }, 60_000);
 
   it('on synthetic traffic, learning beats the deviation score alone and random selection', async () => {
     const file = join(dir, 'syn.csv');

@@ -20,7 +20,9 @@ import { Progress } from './progress.js';
 
 export const LEARN_HELP = `  --dimensions <list>       historical dimensions, comma-separated, pairs with ×
                             (default ${DEFAULT_DIMENSIONS.join(',')})
-  --strength <m>            prior strength of the smoothed rates, declarations (default 10)
+  --strength <m>|auto       prior strength of the smoothed rates, declarations (default 10);
+                            auto: the strength (0.1 to 100) whose model fits the training
+                            labels best, out of fold
   --half-life <days>        recency weighting of history (default 365; 0: none)
   --red-at <p>, --yellow-at <p>  modelled probability of non-compliance where the
                             channel turns red / yellow (default 0.5 / 0.25)
@@ -33,7 +35,7 @@ export const LEARN_OPTIONS = {
 export function learnOptions(v: { dimensions?: string; strength?: string; 'half-life'?: string; 'red-at'?: string; 'yellow-at'?: string }): TrainOptions {
   const o: TrainOptions = {};
   if (v.dimensions !== undefined) o.dimensions = v.dimensions.split(',').map((d) => d.trim()).filter((d) => d !== '');
-  if (v.strength !== undefined) o.strength = numberOption(v.strength, 'strength', 0.001, 1e9);
+  if (v.strength !== undefined) o.strength = v.strength.trim() === 'auto' ? 'auto' : numberOption(v.strength, 'strength', 0.001, 1e9);
   if (v['half-life'] !== undefined) o.halfLifeDays = numberOption(v['half-life'], 'half-life', 0, 1e6);
   if (v['red-at'] !== undefined) o.redAt = numberOption(v['red-at'], 'red-at', 0.001, 0.999);
   if (v['yellow-at'] !== undefined) o.yellowAt = numberOption(v['yellow-at'], 'yellow-at', 0.001, 0.999);
@@ -112,7 +114,7 @@ export async function trainCommand(argv: string[]): Promise<number> {
   if (values.json) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
   else {
     const lines = [
-      `trained on ${summary.rows.toLocaleString('en-US')} declarations (${summary.firstDate} – ${summary.lastDate}); non-compliance ${(100 * m.training.prior).toFixed(2)} % (recency-weighted); log-loss ${m.training.logLoss.toFixed(4)}`,
+      `trained on ${summary.rows.toLocaleString('en-US')} declarations (${summary.firstDate} – ${summary.lastDate}); non-compliance ${(100 * m.training.prior).toFixed(2)} % (recency-weighted); log-loss ${m.training.logLoss.toFixed(4)}; prior strength ${m.history.strength}${m.training.strengths ? ` (auto, of ${m.training.strengths.map((x) => x.strength).join(', ')})` : ''}`,
       `thresholds: yellow ${m.settings.thresholds.yellow.toFixed(3)}, red ${m.settings.thresholds.red.toFixed(3)} (score scale; intercept ${m.intercept.toFixed(3)})`,
       'weights:',
       ...Object.entries(m.coefficients).map(([k, v]) => `  ${k.padEnd(28)} ${v.toFixed(4)}`),

@@ -32,8 +32,13 @@ import { batchKeys, DEFAULT_DIMENSIONS, dimensionName, lifts, parseDimension, ty
 export interface TrainOptions {
   /** Dimensions of the historical tables (default DEFAULT_DIMENSIONS). */
   dimensions?: readonly string[];
-  /** Prior strength m, in declarations (default 10). */
-  strength?: number;
+  /**
+   * Prior strength m, in declarations (default 10). 'auto': the strength of
+   * STRENGTH_GRID whose fitted model has the lowest training log-loss (the
+   * rates are out of fold, so that loss measures how well each strength's
+   * rates predict labels they were not computed from); ties to the larger.
+   */
+  strength?: number | 'auto';
   /**
    * Half-life of the recency weighting of the trader dimensions (those with
    * importer or declarant: the behavioural rating), days (default 365; 0:
@@ -71,8 +76,15 @@ export interface TrainedModel {
   intercept: number;
   /** Every fitted coefficient by feature name (0 where dropped). */
   coefficients: Record<string, number>;
-  training: { rows: number; positives: number; prior: number; logLoss: number; firstDay: number; lastDay: number; iterations: number };
+  training: {
+    rows: number; positives: number; prior: number; logLoss: number; firstDay: number; lastDay: number; iterations: number;
+    /** With strength 'auto': each strength tried and its model's training log-loss (the chosen one is history.strength). */
+    strengths?: { strength: number; logLoss: number }[];
+  };
 }
+
+/** The prior strengths `strength: 'auto'` tries, in declarations. */
+export const STRENGTH_GRID: readonly number[] = [0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 50, 100];
 
 const logit = (p: number) => Math.log(p / (1 - p));
 
@@ -163,8 +175,8 @@ export function logisticRegression(X: Float64Array, y: Uint8Array, F: number, us
 export async function trainModel(data: TrainingData, peers: PeerTables, settingsInput: RulesetSettingsInput = {}, options: TrainOptions = {}): Promise<TrainedModel> {
   const dimNames = (options.dimensions ?? DEFAULT_DIMENSIONS).map((d) => dimensionName(parseDimension(d)));
   if (new Set(dimNames).size !== dimNames.length) bad('dimensions', 'distinct dimensions', dimNames);
-  const strength = options.strength ?? 10;
-  if (!(strength > 0)) bad('strength', 'a number > 0', strength);
+  const strengthOption = options.strength ?? 10;
+  if (strengthOption !== 'auto' && !(typeof strengthOption === 'number' && strengthOption > 0)) bad('strength', "a number > 0 or 'auto'", strengthOption);
   const halfLife = options.halfLifeDays ?? 365;
   if (!(halfLife >= 0)) bad('halfLifeDays', 'a number >= 0', halfLife);
   const K = options.folds ?? 5;
@@ -207,6 +219,17 @@ export async function trainModel(data: TrainingData, peers: PeerTables, settings
   const X = new Float64Array(N * F);
   const l0 = logit(prior);
   const dimensions: HistoryTables['dimensions'] = [];
+  /** Per dimension: each row's value (-1: none), and the weighted counts per value, whole and per fold. */
+  const counts: { rowKey: Int32Array; n: Float64Array; pos: Float64Array; nf: Float64Array; pf: Float64Array }[] = [];
+  /** The dimensions' columns of X: each row's out-of-fold lift at prior strength m. */
+  const fillLifts = (m: number) => counts.forEach(({ rowKey, n, pos, nf, pf }, d) => {
+    for (let i = 0; i < N; i++) {
+      const g = rowKey[i];
+      if (g < 0) { X[i * F + F0 + d] = 0; continue; }
+      const nn = n[g] - nf[g * K + fold[i]], pp = pos[g] - pf[g * K + fold[i]];
+      X[i * F + F0 + d] = logit((pp + m * prior) / (nn + m)) - l0;
+    }
+  });
   dimNames.forEach((name, d) => {
     const parts = parseDimension(name);
     const w = parts.some((p) => p.field === 'importer' || p.field === 'declarant') ? recent : ones;
@@ -227,12 +250,7 @@ export async function trainModel(data: TrainingData, peers: PeerTables, settings
       n[g] += w[i]; pos[g] += w[i] * y[i];
       nf[g * K + fold[i]] += w[i]; pf[g * K + fold[i]] += w[i] * y[i];
     }
-    for (let i = 0; i < N; i++) {
-      const g = rowKey[i];
-      if (g < 0) continue;
-      const nn = n[g] - nf[g * K + fold[i]], pp = pos[g] - pf[g * K + fold[i]];
-      X[i * F + F0 + d] = logit((pp + strength * prior) / (nn + strength)) - l0;
-    }
+    counts.push({ rowKey, n, pos, nf, pf });
     const round = (x: number) => Math.round(x * 1e6) / 1e6;
     dimensions.push({ name, weight: 1, keys: [...keyIndex.keys()], n: Array.from(n, round), positives: Array.from(pos, round) });
   });
@@ -263,13 +281,34 @@ export async function trainModel(data: TrainingData, peers: PeerTables, settings
 
   // ---- fit; drop deviation/misclassification features with negative weights; refit --
   const names = [...FEATURES.map((f) => `under.${f}`), ...FEATURES.map((f) => `over.${f}`), 'misclassification', ...dimNames.map((d) => `history.${d}`)];
-  let use = Array.from({ length: F }, (_, j) => j).filter((j) => j !== 2 * NF || hasText);
-  let fit = logisticRegression(X, y, F, use, l2);
-  for (let round = 0; round < F0; round++) {
-    const negative = use.filter((j) => j < F0 && fit.coef[j] < 0);
-    if (negative.length === 0) break;
-    use = use.filter((j) => !negative.includes(j));
-    fit = logisticRegression(X, y, F, use, l2);
+  const fitAt = (m: number) => {
+    fillLifts(m);
+    let use = Array.from({ length: F }, (_, j) => j).filter((j) => j !== 2 * NF || hasText);
+    let fit = logisticRegression(X, y, F, use, l2);
+    for (let round = 0; round < F0; round++) {
+      const negative = use.filter((j) => j < F0 && fit.coef[j] < 0);
+      if (negative.length === 0) break;
+      use = use.filter((j) => !negative.includes(j));
+      fit = logisticRegression(X, y, F, use, l2);
+    }
+    return fit;
+  };
+  let strength: number;
+  let fit: ReturnType<typeof logisticRegression>;
+  let tried: { strength: number; logLoss: number }[] | undefined;
+  if (strengthOption === 'auto') {
+    tried = [];
+    let best: { strength: number; fit: typeof fit } | undefined;
+    for (const m of STRENGTH_GRID) {
+      const f = fitAt(m);
+      tried.push({ strength: m, logLoss: f.logLoss });
+      if (!best || f.logLoss <= best.fit.logLoss) best = { strength: m, fit: f };
+    }
+    strength = best!.strength;
+    fit = best!.fit;
+  } else {
+    strength = strengthOption;
+    fit = fitAt(strength);
   }
   const c = fit.coef;
   dimensions.forEach((d, k) => { d.weight = c[F0 + k]; });
@@ -285,7 +324,7 @@ export async function trainModel(data: TrainingData, peers: PeerTables, settings
     history: { prior, strength, halfLifeDays: halfLife, aeoReduction: options.aeoReduction ?? Math.LN2, dimensions },
     intercept: b,
     coefficients: Object.fromEntries(names.map((n, j) => [n, c[j]])),
-    training: { rows: N, positives, prior, logLoss: fit.logLoss, firstDay, lastDay, iterations: fit.iterations },
+    training: { rows: N, positives, prior, logLoss: fit.logLoss, firstDay, lastDay, iterations: fit.iterations, ...(tried ? { strengths: tried } : {}) },
   };
 }
 
