@@ -3,14 +3,22 @@
  * service's main thread records examination results while the decision
  * log's writer thread holds the store's write lock for its group commits.
  * The write waits for the lock without blocking its thread, gives up with
- * the busy error after its time, and retries nothing else.
+ * the busy error after its time, and retries nothing else. The service's
+ * profile and watch-list writes wait the same way.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
-import { BUSY_TIMEOUT_MS, isStoreBusy, openStore, STORE_FILE, writeWhenFree } from '../src/store/sqlite.js';
+import type { FastifyInstance } from 'fastify';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { BUSY_TIMEOUT_MS, isStoreBusy, openStore, STORE_FILE, writeWhenFree, type Db } from '../src/store/sqlite.js';
 import { errors } from '../src/errors.js';
+import { createEngine, type Engine } from '../src/engine.js';
+import { packageRoot } from '../src/paths.js';
+import { createTokenStore, parseTokensEnv } from '../src/service/auth.js';
+import { createMetrics, type Metrics } from '../src/service/metrics.js';
+import { buildServer } from '../src/service/server.js';
+import { prepareDataDir, RulesetSource } from '../src/service/state.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'sel-store-lock-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -60,5 +68,64 @@ describe('writeWhenFree', () => {
     expect(calls).toBe(1);
     expect(isStoreBusy(e)).toBe(false);
     expect(isStoreBusy(errors.SEL_ERR_STORAGE('locked', { field: 'store', got: 'SQLITE_BUSY_SNAPSHOT' }))).toBe(true);
+  });
+});
+
+describe('profile and watch-list writes through the service, beside another writer', () => {
+  const TOKEN = 'analyst-token-0123456789abcdef';
+  const headers = { authorization: `Bearer ${TOKEN}` };
+  let app: FastifyInstance, engine: Engine, metrics: Metrics, source: RulesetSource, holder: Db;
+
+  beforeAll(async () => {
+    const files = await prepareDataDir(join(dir, 'service'));
+    source = new RulesetSource(files);
+    engine = createEngine({ ruleset: await source.load(), threads: 0 });
+    metrics = await createMetrics({ intervalMs: 60_000 });
+    app = await buildServer({ engine, source, tokens: createTokenStore(parseTokensEnv(`analyst:${TOKEN}`), 'env'), metrics });
+    await app.ready();
+    holder = openStore(files.storePath);
+  });
+  afterAll(async () => { holder.close(); await app.close(); await engine.close(); metrics.close(); source.close(); });
+
+  it('wait for the lock without blocking the thread, then write and swap the ruleset in', async () => {
+    const profiles = (JSON.parse(readFileSync(join(packageRoot(), 'examples', 'profiles.json'), 'utf8')) as { profiles: { id: string; weight: number }[] }).profiles;
+    const lists = JSON.parse(readFileSync(join(packageRoot(), 'examples', 'watchlists.json'), 'utf8')) as { watchLists: { id: string; terms: string[] }[] };
+    const [a, b, c] = profiles;
+    const before = engine.rulesetVersion;
+    holder.prepare('BEGIN IMMEDIATE').run(); // the decision log's writer, committing
+    const ticks: number[] = [];
+    const timer = setInterval(() => ticks.push(Date.now()), 2);
+    const release = setTimeout(() => holder.prepare('COMMIT').run(), 80);
+    let answers;
+    try {
+      answers = await Promise.all([
+        app.inject({ method: 'POST', url: '/v1/profiles/import', headers, payload: { profiles: [{ ...a, weight: a.weight + 1 }] } }),
+        app.inject({ method: 'POST', url: `/v1/profiles/${b.id}/retire`, headers }),
+        app.inject({ method: 'POST', url: '/v1/watchlists/import', headers, payload: { watchLists: [{ ...lists.watchLists[0], terms: [...lists.watchLists[0].terms, 'mirror grade'] }] } }),
+        // the whole set, agreeing with the writes beside it (they commit in any order): a changed, b and c absent
+        app.inject({ method: 'PUT', url: '/v1/ruleset/profiles', headers, payload: { profiles: profiles.filter((p) => p.id !== b.id && p.id !== c.id).map((p) => (p.id === a.id ? { ...p, weight: a.weight + 1 } : p)) } }),
+      ]);
+    } finally {
+      clearInterval(timer);
+      clearTimeout(release);
+    }
+    expect(answers.map((r) => r.statusCode), answers.map((r) => r.body.slice(0, 200)).join('\n')).toEqual([200, 200, 200, 200]);
+    // the thread ran its timers while the writes waited (in SQLite's busy handler it would not have)
+    expect(ticks.length).toBeGreaterThanOrEqual(10);
+    expect(source.profiles.get(a.id)?.profile.weight).toBe(a.weight + 1);
+    expect(source.profiles.get(b.id)?.status).toBe('retired');
+    expect(source.profiles.get(c.id)?.status).toBe('retired');
+    expect(source.watchLists.get(lists.watchLists[0].id)?.watchList.terms).toContain('mirror grade');
+    expect(engine.rulesetVersion).not.toBe(before);
+    expect(engine.meta().profiles.map((p) => p.id)).not.toContain(c.id);
+  });
+
+  it('an unknown id found inside the write answers 404 and writes nothing', async () => {
+    const versions = () => holder.prepare('SELECT count(*) FROM profile_versions').pluck().get();
+    const n = versions();
+    const r = await app.inject({ method: 'POST', url: '/v1/profiles/NO-SUCH-PROFILE/retire', headers });
+    expect(r.statusCode).toBe(404);
+    expect(r.json().error.code).toBe('SEL_ERR_PROFILE_NOT_FOUND');
+    expect(versions()).toBe(n);
   });
 });

@@ -16,6 +16,7 @@ import type { FastifyInstance } from 'fastify';
 import type { Engine } from '../engine.js';
 import type { RulesetSource } from './state.js';
 import { profileStats } from '../profiles/effectiveness.js';
+import { writeWhenFree } from '../store/sqlite.js';
 
 export interface ProfileRouteOptions {
   engine: Engine;
@@ -107,7 +108,7 @@ export async function registerProfileRoutes(app: FastifyInstance, o: ProfileRout
       response: { 200: open, '4xx': errorSchema },
     },
   }, async (req) => {
-    const summary = store.importSet(req.body, { by: req.actor ?? 'api', replace: (req.query as { replace?: string }).replace === 'true' });
+    const summary = await writeWhenFree(source.database, store.prepareImport(req.body, { by: req.actor ?? 'api', replace: (req.query as { replace?: string }).replace === 'true' }));
     return { changes: summary, ruleset: swap() };
   });
 
@@ -122,7 +123,7 @@ export async function registerProfileRoutes(app: FastifyInstance, o: ProfileRout
       },
     }, async (req) => {
       const { id } = req.params as { id: string };
-      const record = store.setStatus(id, action === 'activate' ? 'active' : 'retired', req.actor ?? 'api');
+      const record = await writeWhenFree(source.database, store.prepareStatus(id, action === 'activate' ? 'active' : 'retired', req.actor ?? 'api'));
       return { profile: record, ruleset: swap() };
     });
   }

@@ -534,7 +534,7 @@ export async function buildServer(options: ServiceOptions): Promise<FastifyInsta
         response: { 200: rulesetSchema, '4xx': errorSchema },
       },
     }, async (req) => {
-      const ruleset = source.replaceProfiles(req.body, req.actor);
+      const ruleset = await source.replaceProfiles(req.body, req.actor);
       source.swap(ruleset);
       return { ...rulesetInfo(), changes: ruleset.summary };
     });

@@ -28,7 +28,7 @@ import { packageRoot, workerExecArgv, workerPath } from '../paths.js';
 import { pathToFileURL } from 'node:url';
 import { Piscina } from 'piscina';
 import type { RetrainTask } from '../../workers/retrain-worker.js';
-import { openStore, SCHEMA_VERSION, STORE_FILE, type Db, type OpenStoreOptions } from '../store/sqlite.js';
+import { openStore, SCHEMA_VERSION, STORE_FILE, writeWhenFree, type Db, type OpenStoreOptions } from '../store/sqlite.js';
 
 export interface RulesetFiles {
   /** The SQLite store (profiles and their versions). */
@@ -294,10 +294,12 @@ export class RulesetSource {
    * Imports a profile set as the new active set (profiles absent from it are
    * retired): validated whole, written in one durable transaction, then the
    * ruleset to swap in is returned. Nothing is written if validation fails.
+   * The write waits for the store's lock without blocking the thread
+   * (writeWhenFree: the decision log's writer holds it while it commits).
    */
-  replaceProfiles(raw: unknown, by = 'api'): Ruleset & { summary: ImportSummary } {
+  async replaceProfiles(raw: unknown, by = 'api'): Promise<Ruleset & { summary: ImportSummary }> {
     if (!this.peers) throw errors.SEL_ERR_NOT_READY('no ruleset loaded yet', { field: 'ruleset' });
-    const summary = this.profiles.importSet(raw, { by, replace: true });
+    const summary = await writeWhenFree(this.db, this.profiles.prepareImport(raw, { by, replace: true }));
     return { ...this.rebuild(), summary };
   }
 

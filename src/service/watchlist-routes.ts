@@ -11,6 +11,7 @@
  */
 import type { FastifyInstance } from 'fastify';
 import type { RulesetSource } from './state.js';
+import { writeWhenFree } from '../store/sqlite.js';
 
 const open = { type: 'object', additionalProperties: true } as const;
 
@@ -34,13 +35,13 @@ export async function registerWatchListRoutes(app: FastifyInstance, o: { source:
       response: { 200: open, '4xx': errorSchema },
     },
   }, async (req) => {
-    const changes = store.importSet(req.body, { by: req.actor ?? 'api', replace: (req.query as { replace?: string }).replace === 'true' });
+    const changes = await writeWhenFree(source.database, store.prepareImport(req.body, { by: req.actor ?? 'api', replace: (req.query as { replace?: string }).replace === 'true' }));
     return { changes, ruleset: swap() };
   });
   for (const action of ['activate', 'retire'] as const) {
     app.post(`/v1/watchlists/:id/${action}`, { config: { access: 'write' }, schema: { tags: ['watch lists'], summary: `${action === 'activate' ? 'Activate' : 'Retire'} a watch list (a new version).`, params: idParams, response: { 200: open, '4xx': errorSchema } } },
       async (req) => {
-        const watchList = store.setStatus((req.params as { id: string }).id, action === 'activate' ? 'active' : 'retired', req.actor ?? 'api');
+        const watchList = await writeWhenFree(source.database, store.prepareStatus((req.params as { id: string }).id, action === 'activate' ? 'active' : 'retired', req.actor ?? 'api'));
         return { watchList, ruleset: swap() };
       });
   }

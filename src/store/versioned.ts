@@ -93,9 +93,24 @@ export class VersionedDocuments<T extends Versioned, K extends string> {
    * transaction: all or nothing.
    */
   importSet(raw: unknown, options: { by: string; replace?: boolean; now?: Date }): ImportSummary {
+    return this.prepareImport(raw, options)();
+  }
+
+  /**
+   * importSet in two steps: validates now (throws a named error, writes
+   * nothing), and returns the write, one IMMEDIATE transaction that reads
+   * the heads it compares against inside it. The write can be tried again
+   * after a busy failure (src/store/sqlite.ts writeWhenFree) without
+   * validating the set again.
+   */
+  prepareImport(raw: unknown, options: { by: string; replace?: boolean; now?: Date }): () => ImportSummary {
     const by = checkActor(options.by);
     const set = this.validateSet(raw);
     const at = (options.now ?? new Date()).toISOString();
+    return () => this.writeSet(set, by, at, options.replace === true);
+  }
+
+  private writeSet(set: T[], by: string, at: string, replace: boolean): ImportSummary {
     const summary: ImportSummary = { created: [], updated: [], unchanged: [], retired: [] };
     this.db.transaction(() => {
       const ids = new Set<string>();
@@ -115,7 +130,7 @@ export class VersionedDocuments<T extends Versioned, K extends string> {
         this.write(p.id, head.version + 1, 'active', doc, by, at, change);
         summary.updated.push(p.id);
       }
-      if (options.replace) {
+      if (replace) {
         for (const head of this.q.heads.all()) {
           if (ids.has(head.id) || head.status === 'retired') continue;
           this.write(head.id, head.version + 1, 'retired', head.doc, by, at, 'retired (absent from an imported set)');
@@ -128,12 +143,23 @@ export class VersionedDocuments<T extends Versioned, K extends string> {
 
   /** Activates or retires a document (a new version); one already in that state is left alone. */
   setStatus(id: string, status: DocumentStatus, by: string, now = new Date()): VersionRecord<T, K> {
+    return this.prepareStatus(id, status, by, now)();
+  }
+
+  /**
+   * setStatus in two steps, as prepareImport: checks the actor now, and
+   * returns the write, which reads the head inside its IMMEDIATE
+   * transaction (an unknown id throws there, having written nothing).
+   */
+  prepareStatus(id: string, status: DocumentStatus, by: string, now = new Date()): () => VersionRecord<T, K> {
     const actor = checkActor(by);
-    const head = this.q.head.get(id);
-    if (!head) throw this.notFound(`no ${this.noun} "${id}"`, { field: 'id', expected: `the id of a stored ${this.noun}`, got: id });
-    if (head.status === status) return toRecord<T, K>(head, this.key);
-    this.db.transaction(() => this.write(id, head.version + 1, status, head.doc, actor, now.toISOString(), status === 'active' ? 'activated' : 'retired')).immediate();
-    return toRecord<T, K>(this.q.head.get(id)!, this.key);
+    return () => this.db.transaction(() => {
+      const head = this.q.head.get(id);
+      if (!head) throw this.notFound(`no ${this.noun} "${id}"`, { field: 'id', expected: `the id of a stored ${this.noun}`, got: id });
+      if (head.status === status) return toRecord<T, K>(head, this.key);
+      this.write(id, head.version + 1, status, head.doc, actor, now.toISOString(), status === 'active' ? 'activated' : 'retired');
+      return toRecord<T, K>(this.q.head.get(id)!, this.key);
+    }).immediate();
   }
 
   /** Current versions, by id; `status` filters (default: all). */
