@@ -4,7 +4,7 @@
  * real listener with a worker pool (decisions logged by the writer thread).
  * Workers run from dist/: `npm run build:ts` first.
  */
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pack } from 'msgpackr';
@@ -19,6 +19,7 @@ import { examinationResult, FeedbackStore, validateFeedback } from '../src/feedb
 import type { Declaration } from '../src/model/schema.js';
 import type { Decision } from '../src/decisions.js';
 import { runCli } from './helpers.js';
+import { STRENGTH_GRID } from '../src/learn/train.js';
 import { call, declarations, logRows, MEAT, tokensEnv } from './service-helpers.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'sel-feedback-'));
@@ -255,6 +256,8 @@ describe('learning from the feedback in the store (POST /v1/model/retrain)', () 
       expect(r.status).toBe(200);
       expect(r.json().training.rows).toBe(decls.length);
       expect(r.json().ruleset.version).not.toBe(before);
+      expect(r.json().model.strength).toBe(10); // the default: no --retrain-strength
+      expect(r.json().training.strengths).toBeUndefined();
       const importer = r.json().model.dimensions.find((d: { name: string }) => d.name === 'importer');
       expect(importer.weight).toBeGreaterThan(0);
       // a new IMP3 declaration: its importer's history is a reason
@@ -277,7 +280,7 @@ describe('learning from the feedback in the store (POST /v1/model/retrain)', () 
 describe('automatic retraining as feedback arrives', () => {
   it('refits in a worker once enough inspected results are in, swaps the model in, and waits for the next batch of results', async () => {
     const dataDir = join(dir, 'auto');
-    const service = await startService({ host: '127.0.0.1', port: 0, dataDir, tokensEnv, threads: 1, inlineMaxBytes: 0, metricsIntervalMs: 60_000, retrainAfter: 100, retrainCheckMs: 50 });
+    const service = await startService({ host: '127.0.0.1', port: 0, dataDir, tokensEnv, threads: 1, inlineMaxBytes: 0, metricsIntervalMs: 60_000, retrainAfter: 100, retrainCheckMs: 50, retrainStrength: 'auto' });
     try {
       const before = (await call(service.url, 'GET', '/v1/ruleset')).json().version;
       const decls = declarations(160, 9, 'AUTO');
@@ -294,6 +297,11 @@ describe('automatic retraining as feedback arrives', () => {
       expect(m.autoRetrain.trainedOn).toBe(decls.length);
       expect(existsSync(join(dataDir, 'model.json'))).toBe(true);
       expect((await call(service.url, 'GET', '/v1/ruleset')).json().version).not.toBe(before);
+      // retrainStrength 'auto': the refit tried every strength and kept the best, which GET /v1/model shows
+      const doc = JSON.parse(readFileSync(join(dataDir, 'model.json'), 'utf8')) as { history: { strength: number }; training: { strengths?: { strength: number; logLoss: number }[] } };
+      expect(doc.training.strengths?.map((t) => t.strength)).toEqual([...STRENGTH_GRID]);
+      expect(doc.history.strength).toBe(doc.training.strengths!.reduce((a, t) => (t.logLoss <= a.logLoss ? t : a)).strength);
+      expect(m.model.strength).toBe(doc.history.strength);
     } finally {
       await service.close();
     }

@@ -9,19 +9,22 @@ import { catchForWorker, type WorkerFailure } from '../src/errors.js';
 import { openStore } from '../src/store/sqlite.js';
 import { loadPeerTables } from '../src/peers/peer-store.js';
 import { modelFromStore } from '../src/learn/from-store.js';
+import type { TrainOptions } from '../src/learn/train.js';
 
 export interface RetrainTask {
   storePath: string;
   peersPath: string;
   /** When the model is made (ms since the epoch). */
   now: number;
+  /** The prior strength to fit with (serve --retrain-strength); the default otherwise. */
+  options?: Pick<TrainOptions, 'strength'>;
 }
 
 export default function retrain(task: RetrainTask): Promise<Awaited<ReturnType<typeof modelFromStore>> | WorkerFailure> {
   return catchForWorker(async () => {
     const db = openStore(task.storePath);
     try {
-      return await modelFromStore(db, loadPeerTables(task.peersPath), {}, 'feedback in the store', new Date(task.now));
+      return await modelFromStore(db, loadPeerTables(task.peersPath), task.options ?? {}, 'feedback in the store', new Date(task.now));
     } finally {
       db.close();
     }

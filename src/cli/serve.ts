@@ -4,6 +4,7 @@ import v8 from 'node:v8';
 import { errors } from '../errors.js';
 import { startService } from '../service/service.js';
 import { intOption } from './options.js';
+import { learnOptions } from './train.js';
 
 export const SERVE_HELP = `Usage: selectivity serve [options]
 
@@ -27,6 +28,8 @@ Options (environment variable in brackets):
   --retrain-after <n>    refit the compliance model by itself once the store holds n more inspected
                          declarations with feedback than it was trained on (default 1000; 0: only on
                          request, POST /v1/model/retrain)
+  --retrain-strength <m|auto>  prior strength of the tables such a refit fits (default 10; auto:
+                         the one that fits the feedback best, see docs/learning.md)
   --inline-max <size>    bodies up to this size are scored on the main thread, without
                          a hop to a worker (lower latency for single declarations;
                          default 16kb, 0 = always use the pool)
@@ -85,6 +88,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
       threads: { type: 'string' },
       'backtest-threads': { type: 'string' },
       'retrain-after': { type: 'string' },
+      'retrain-strength': { type: 'string' },
       'max-queue': { type: 'string' },
       'body-limit': { type: 'string' },
       'inline-max': { type: 'string' },
@@ -116,6 +120,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
     threads: values.threads !== undefined ? intOption(values.threads, 'threads', 0, 1024) : undefined,
     backtestThreads: values['backtest-threads'] !== undefined ? intOption(values['backtest-threads'], 'backtest-threads', 0, 1024) : undefined,
     retrainAfter: values['retrain-after'] !== undefined ? intOption(values['retrain-after'], 'retrain-after', 0, 1e9) : undefined,
+    retrainStrength: values['retrain-strength'] !== undefined ? learnOptions({ strength: values['retrain-strength'] }).strength : undefined,
     maxQueue: values['max-queue'] !== undefined ? intOption(values['max-queue'], 'max-queue', 1) : undefined,
     bodyLimit: values['body-limit'] !== undefined ? parseSize(values['body-limit'], 'body-limit') : undefined,
     youngGenerationMb: values['young-mb'] !== undefined ? intOption(values['young-mb'], 'young-mb', 0, 4096) : undefined,

@@ -53,6 +53,8 @@ export interface ServiceConfig {
    * (default 1,000; 0: only on request). See RulesetSource.startAutoRetrain.
    */
   retrainAfter?: number;
+  /** Prior strength of the tables a retrain from the store fits (TrainOptions.strength: a number, default 10, or 'auto'). */
+  retrainStrength?: number | 'auto';
   /** How often the feedback count is checked, ms (default 60,000). */
   retrainCheckMs?: number;
   /** Worker threads of a back-test job (default: half the cores, at least 1; scoring keeps the rest). */
@@ -92,6 +94,7 @@ export async function startService(config: ServiceConfig): Promise<RunningServic
   const files = await prepareDataDir(config.dataDir, { profilesFile: config.profiles, peersPath: config.peers }, { onMigration: config.onStoreMigration });
   const { store: tokens, generated } = configured ?? loadTokens(tokenOptions);
   const source = new RulesetSource({ storePath: files.storePath, peersPath: files.peersPath });
+  if (config.retrainStrength !== undefined) source.retrainOptions = { strength: config.retrainStrength };
   let ruleset;
   try {
     ruleset = await source.load(files.peers);

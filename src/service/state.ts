@@ -13,7 +13,7 @@ import { errors, fromWorker } from '../errors.js';
 import { ProfileStore, type ImportSummary } from '../profiles/store.js';
 import { validateProfiles } from '../profiles/profile.js';
 import { WatchListStore } from '../text/store.js';
-import { modelRuleset, type TrainedModel } from '../learn/train.js';
+import { modelRuleset, type TrainedModel, type TrainOptions } from '../learn/train.js';
 import type { HistoryTables } from '../learn/history.js';
 import { modelFromStore } from '../learn/from-store.js';
 import { writeFileDurable } from '../store/durable.js';
@@ -163,10 +163,13 @@ export class RulesetSource {
   }
 
   /** What the model in use was trained on (undefined without a model). */
-  get modelInfo(): { path: string; trainedAt: string | null; rows: number | null; dimensions: { name: string; weight: number; values: number }[] } | undefined {
+  get modelInfo(): { path: string; trainedAt: string | null; rows: number | null; strength: number; dimensions: { name: string; weight: number; values: number }[] } | undefined {
     const m = this.model;
-    return m && { path: this.modelPath, trainedAt: m.trainedAt ?? null, rows: m.rows ?? null, dimensions: m.history.dimensions.map((d) => ({ name: d.name, weight: d.weight, values: d.keys.length })) };
+    return m && { path: this.modelPath, trainedAt: m.trainedAt ?? null, rows: m.rows ?? null, strength: m.history.strength, dimensions: m.history.dimensions.map((d) => ({ name: d.name, weight: d.weight, values: d.keys.length })) };
   }
+
+  /** What a retrain fits with (the prior strength: serve --retrain-strength); the defaults otherwise. */
+  retrainOptions: Pick<TrainOptions, 'strength'> = {};
 
   /** The retrain running now (a second call waits for it rather than fitting twice). */
   private retraining: Promise<Ruleset & { training: TrainedModel['training'] }> | undefined;
@@ -186,14 +189,14 @@ export class RulesetSource {
 
   private async fit(): Promise<Ruleset & { training: TrainedModel['training'] }> {
     if (!this.peers) throw errors.SEL_ERR_NOT_READY('no ruleset loaded yet', { field: 'ruleset' });
-    const task: RetrainTask = { storePath: this.files.storePath, peersPath: this.files.peersPath, now: this.now() };
+    const task: RetrainTask = { storePath: this.files.storePath, peersPath: this.files.peersPath, now: this.now(), options: this.retrainOptions };
     const file = workerPath('retrain-worker');
     let doc: Awaited<ReturnType<typeof modelFromStore>>;
     if (existsSync(file)) {
       this.retrainPool ??= new Piscina({ filename: pathToFileURL(file).href, execArgv: workerExecArgv(), minThreads: 0, maxThreads: 1, idleTimeout: 10_000 });
       doc = fromWorker(await this.retrainPool.run(task));
     } else {
-      doc = await modelFromStore(this.db, this.peers, {}, 'feedback in the store', new Date(task.now)); // not built (library use from source): in this thread
+      doc = await modelFromStore(this.db, this.peers, task.options ?? {}, 'feedback in the store', new Date(task.now)); // not built (library use from source): in this thread
     }
     const next = { settings: doc.settings, history: doc.history, trainedAt: doc.createdAt, rows: doc.training.rows, fromStore: true };
     const ruleset = this.compose(this.peers, next); // validates before anything is written
