@@ -71,6 +71,8 @@ export interface Engine {
   readonly queueSize: number;
   /** Compiles and swaps in a ruleset; batches already sent finish on the version they were sent with. */
   setRuleset(ruleset: Ruleset): string;
+  /** Swaps in a ruleset already compiled (compileRuleset), as setRuleset does after compiling. */
+  installCompiled(compiled: CompiledRuleset): string;
   close(): Promise<void>;
 }
 
@@ -101,8 +103,8 @@ export function createEngine(options: EngineOptions): Engine {
   let kernel: Kernel | undefined;
   let pool: Piscina | undefined;
 
-  const install = (ruleset: Ruleset): string => {
-    current = compileRuleset(ruleset);
+  const install = (ruleset: Ruleset | CompiledRuleset): string => {
+    current = 'buffer' in ruleset ? ruleset : compileRuleset(ruleset);
     metas.delete(current.version);
     metas.set(current.version, current.meta);
     while (metas.size > KEEP_VERSIONS) metas.delete(metas.keys().next().value as string);
@@ -183,6 +185,10 @@ export function createEngine(options: EngineOptions): Engine {
     setRuleset(ruleset) {
       if (closed) throw errors.SEL_ERR_ENGINE_CLOSED('engine is closed', { field: 'engine' });
       return install(ruleset);
+    },
+    installCompiled(compiled) {
+      if (closed) throw errors.SEL_ERR_ENGINE_CLOSED('engine is closed', { field: 'engine' });
+      return install(compiled);
     },
     async close() {
       if (closed) return;

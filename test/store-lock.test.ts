@@ -120,6 +120,36 @@ describe('profile and watch-list writes through the service, beside another writ
     expect(engine.meta().profiles.map((p) => p.id)).not.toContain(c.id);
   });
 
+  it('a swap records its ruleset first, waiting for the lock without blocking, and swaps run in the order asked', async () => {
+    const now = source.rebuild(); // the ruleset in force: two others, told apart by their z threshold
+    const a = { ...now, settings: { ...now.settings, zThreshold: now.settings.zThreshold + 0.25 } };
+    const b = { ...now, settings: { ...now.settings, zThreshold: now.settings.zThreshold + 0.5 } };
+    const before = engine.rulesetVersion;
+    holder.prepare('BEGIN IMMEDIATE').run();
+    const ticks: number[] = [];
+    const timer = setInterval(() => ticks.push(Date.now()), 2);
+    let versions: string[];
+    try {
+      const first = source.swap(a);
+      await new Promise((r) => setTimeout(r, 60));
+      // waiting for the record: nothing installed yet
+      expect(engine.rulesetVersion).toBe(before);
+      holder.prepare('COMMIT').run();
+      // asked for after the lock is free, before the first one's next try: it still comes second
+      const second = source.swap(b);
+      versions = await Promise.all([first, second]);
+    } finally {
+      clearInterval(timer);
+      if (holder.inTransaction) holder.prepare('COMMIT').run();
+    }
+    expect(ticks.length).toBeGreaterThanOrEqual(10);
+    expect(new Set([before, ...versions]).size).toBe(3);
+    // the later swap is the one in force, and both versions are explained by the store
+    expect(engine.rulesetVersion).toBe(versions[1]);
+    for (const v of versions) expect(source.rulesetRecord(v)?.version).toBe(v);
+    expect((await app.inject({ url: `/v1/rulesets/${versions[0]}`, headers })).statusCode).toBe(200);
+  });
+
   it('an unknown id found inside the write answers 404 and writes nothing', async () => {
     const versions = () => holder.prepare('SELECT count(*) FROM profile_versions').pluck().get();
     const n = versions();

@@ -95,7 +95,7 @@ export async function registerAnalysisRoutes(app: FastifyInstance, o: AnalysisOp
     }, async (req) => {
       const body = req.body as Buffer;
       if (!Buffer.isBuffer(body) || body.length === 0) throw errors.SEL_ERR_REQUEST_PARSE('the request body is empty', { field: 'body', expected: 'a peer snapshot file' });
-      source.swap(source.replacePeers(body));
+      await source.swap(source.replacePeers(body));
       return { peers: source.peersInfo, ruleset: o.rulesetInfo() };
     });
   });

@@ -31,7 +31,7 @@ const open = { type: 'object', additionalProperties: true } as const;
 export async function registerProfileRoutes(app: FastifyInstance, o: ProfileRouteOptions): Promise<void> {
   const { engine, source, errorSchema } = o;
   const store = source.profiles;
-  const swap = () => { source.swap(source.rebuild()); return o.rulesetInfo(); };
+  const swap = async () => { await source.swap(source.rebuild()); return o.rulesetInfo(); };
   const idParams = { type: 'object', required: ['id'], properties: { id: { type: 'string', maxLength: 64 } } } as const;
 
   app.get('/v1/profiles', {
@@ -109,7 +109,7 @@ export async function registerProfileRoutes(app: FastifyInstance, o: ProfileRout
     },
   }, async (req) => {
     const summary = await writeWhenFree(source.database, store.prepareImport(req.body, { by: req.actor ?? 'api', replace: (req.query as { replace?: string }).replace === 'true' }));
-    return { changes: summary, ruleset: swap() };
+    return { changes: summary, ruleset: await swap() };
   });
 
   for (const action of ['activate', 'retire'] as const) {
@@ -124,7 +124,7 @@ export async function registerProfileRoutes(app: FastifyInstance, o: ProfileRout
     }, async (req) => {
       const { id } = req.params as { id: string };
       const record = await writeWhenFree(source.database, store.prepareStatus(id, action === 'activate' ? 'active' : 'retired', req.actor ?? 'api'));
-      return { profile: record, ruleset: swap() };
+      return { profile: record, ruleset: await swap() };
     });
   }
 }

@@ -511,7 +511,7 @@ export async function buildServer(options: ServiceOptions): Promise<FastifyInsta
   });
   app.get('/v1/ruleset', { config: { access: 'read' }, schema: { tags: ['ruleset'], summary: 'The active ruleset: version, profiles, peer levels, settings.', response: { 200: rulesetSchema } } }, async () => rulesetInfo());
   app.post('/v1/ruleset/reload', { config: { access: 'admin' }, schema: { tags: ['ruleset'], summary: 'Re-read the profiles and peer-table files and swap the ruleset in without a restart. If either file is invalid, the active ruleset stays.', response: { 200: rulesetSchema, '4xx': errorSchema } } }, async () => {
-    source.swap(await source.load());
+    await source.swap(await source.load());
     return rulesetInfo();
   });
   // ---- the compliance model: learnt from the feedback in the store ------------
@@ -520,7 +520,7 @@ export async function buildServer(options: ServiceOptions): Promise<FastifyInsta
     async () => ({ model: source.modelInfo ?? null, autoRetrain: source.autoRetrain ?? null }));
   app.post('/v1/model/retrain', { config: { access: 'write' }, schema: { tags: ['ruleset'], summary: 'Refit the compliance model on the inspected declarations with feedback (decision log joined to current feedback), write it durably to the data directory, and swap it in. Too little feedback answers SEL_ERR_OPTION_INVALID and nothing changes.', response: { 200: modelSchema, '4xx': errorSchema } } }, async () => {
     const r = await source.retrain();
-    source.swap(r);
+    await source.swap(r);
     return { model: source.modelInfo, training: r.training, ruleset: rulesetInfo() };
   });
   await app.register(async (scope) => {
@@ -535,7 +535,7 @@ export async function buildServer(options: ServiceOptions): Promise<FastifyInsta
       },
     }, async (req) => {
       const ruleset = await source.replaceProfiles(req.body, req.actor);
-      source.swap(ruleset);
+      await source.swap(ruleset);
       return { ...rulesetInfo(), changes: ruleset.summary };
     });
   });

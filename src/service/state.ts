@@ -21,7 +21,7 @@ import { UsageRecorder } from '../profiles/effectiveness.js';
 import { loadPeers, parsePeerSnapshot, savePeerSnapshot } from '../peers/peer-store.js';
 import { isPeerSnapshot, snapshotTables, type PeerSnapshot, type PeerTables } from '../peers/peer-groups.js';
 import { createRuleset, type Ruleset } from '../ruleset/ruleset.js';
-import type { CompiledMeta } from '../ruleset/compile.js';
+import { compileRuleset, type CompiledMeta } from '../ruleset/compile.js';
 import type { Engine } from '../engine.js';
 import { buildPeerSnapshotFromFile } from '../score-file.js';
 import { packageRoot, workerExecArgv, workerPath } from '../paths.js';
@@ -122,7 +122,7 @@ export class RulesetSource {
   /** Matches per profile and day, flushed to the store every few seconds. */
   readonly usage: UsageRecorder;
   private engine: Engine | undefined;
-  private clock: { apply: (r: Ruleset) => void; timer?: NodeJS.Timeout } | undefined;
+  private clock: { apply: (r: Ruleset) => unknown; timer?: NodeJS.Timeout } | undefined;
 
   constructor(readonly files: RulesetFiles, private readonly now: () => number = Date.now) {
     this.db = openStore(files.storePath);
@@ -220,7 +220,7 @@ export class RulesetSource {
    * train on labelled files) is never replaced this way. Failures (too little
    * feedback of one kind) are reported to `report` and tried again later.
    */
-  startAutoRetrain(o: { after: number; checkMs?: number; apply: (r: Ruleset) => void; report?: (event: { ok: boolean; rows?: number; error?: unknown }) => void }): void {
+  startAutoRetrain(o: { after: number; checkMs?: number; apply: (r: Ruleset) => unknown; report?: (event: { ok: boolean; rows?: number; error?: unknown }) => void }): void {
     if (this.auto) clearInterval(this.auto.timer);
     this.auto = undefined;
     if (!(o.after > 0)) return;
@@ -228,7 +228,7 @@ export class RulesetSource {
       if (this.retraining || (this.model && !this.model.fromStore)) return;
       const have = this.inspectedWithFeedback();
       if (have - (this.model?.rows ?? 0) < o.after) return;
-      this.retrain().then((r) => { o.apply(r); o.report?.({ ok: true, rows: r.training.rows }); }, (error) => o.report?.({ ok: false, error }));
+      this.retrain().then(async (r) => { await o.apply(r); o.report?.({ ok: true, rows: r.training.rows }); }).catch((error: unknown) => o.report?.({ ok: false, error }));
     }, o.checkMs ?? 60_000);
     timer.unref();
     this.auto = { timer, after: o.after };
@@ -269,7 +269,7 @@ export class RulesetSource {
    * Swaps rulesets in by the clock: at the next activeFrom / activeUntil of
    * any active profile, the ruleset is rebuilt and handed to `apply`.
    */
-  startClock(apply: (r: Ruleset) => void): void {
+  startClock(apply: (r: Ruleset) => unknown): void {
     this.clock = { apply };
     this.reschedule();
   }
@@ -284,11 +284,8 @@ export class RulesetSource {
     if (next === undefined) return;
     c.timer = setTimeout(() => {
       c.timer = undefined;
-      try {
-        c.apply(this.rebuild());
-      } catch {
-        this.reschedule(); // keep the current ruleset; try again at the next boundary
-      }
+      // apply may be asynchronous (swap): a failure either way keeps the current ruleset; try again at the next boundary
+      Promise.resolve().then(() => c.apply(this.rebuild())).catch(() => this.reschedule());
     }, Math.min(Math.max(0, next - now + 1), MAX_DELAY_MS));
     c.timer.unref();
   }
@@ -306,17 +303,32 @@ export class RulesetSource {
     return { ...this.rebuild(), summary };
   }
 
+  /** The swaps asked for, one after the other (each waits for the one before). */
+  private swapping: Promise<unknown> = Promise.resolve();
+
   /**
-   * Swaps a ruleset into the engine attached with attachEngine, and records
-   * what made it (profile versions, peer snapshot, settings) under its
-   * version in the store: every decision names that version, so it can be
-   * explained after a restart too (GET /v1/rulesets/<version>).
+   * Swaps a ruleset into the engine attached with attachEngine, after
+   * recording what made it (profile versions, peer snapshot, settings)
+   * under its version in the store: every decision names that version, so
+   * it can be explained after a restart too (GET /v1/rulesets/<version>).
+   * The ruleset is compiled at once (an invalid one rejects, nothing
+   * changes); the record waits for the store's write lock without blocking
+   * the thread (writeWhenFree); if it cannot be written, the ruleset is not
+   * installed and the active one stays. Swaps run one at a time in the
+   * order asked, so an earlier ruleset still waiting never replaces a later
+   * one. Resolves with the version installed.
    */
-  swap(ruleset: Ruleset): string {
-    if (!this.engine) throw errors.SEL_ERR_NOT_READY('no engine attached', { field: 'engine' });
-    const version = this.engine.setRuleset(ruleset);
-    this.recordRuleset(this.engine.meta(version));
-    return version;
+  async swap(ruleset: Ruleset): Promise<string> {
+    const engine = this.engine;
+    if (!engine) throw errors.SEL_ERR_NOT_READY('no engine attached', { field: 'engine' });
+    const compiled = compileRuleset(ruleset);
+    const run = async () => {
+      await writeWhenFree(this.db, () => this.recordRuleset(compiled.meta));
+      return engine.installCompiled(compiled);
+    };
+    const done = this.swapping.then(run, run);
+    this.swapping = done.catch(() => undefined);
+    return done;
   }
 
   /** The engine rulesets are swapped into (its current ruleset is recorded at once). */

@@ -18,7 +18,7 @@ const open = { type: 'object', additionalProperties: true } as const;
 export async function registerWatchListRoutes(app: FastifyInstance, o: { source: RulesetSource; errorSchema: object; rulesetInfo: () => object }): Promise<void> {
   const { source, errorSchema } = o;
   const store = source.watchLists;
-  const swap = () => { source.swap(source.rebuild()); return o.rulesetInfo(); };
+  const swap = async () => { await source.swap(source.rebuild()); return o.rulesetInfo(); };
   const idParams = { type: 'object', required: ['id'], properties: { id: { type: 'string', maxLength: 64 } } } as const;
   app.get('/v1/watchlists', { config: { access: 'read' }, schema: { tags: ['watch lists'], summary: 'Keyword watch lists (current versions) with status and last change.', response: { 200: open } } },
     async () => ({ watchLists: store.list() }));
@@ -36,13 +36,13 @@ export async function registerWatchListRoutes(app: FastifyInstance, o: { source:
     },
   }, async (req) => {
     const changes = await writeWhenFree(source.database, store.prepareImport(req.body, { by: req.actor ?? 'api', replace: (req.query as { replace?: string }).replace === 'true' }));
-    return { changes, ruleset: swap() };
+    return { changes, ruleset: await swap() };
   });
   for (const action of ['activate', 'retire'] as const) {
     app.post(`/v1/watchlists/:id/${action}`, { config: { access: 'write' }, schema: { tags: ['watch lists'], summary: `${action === 'activate' ? 'Activate' : 'Retire'} a watch list (a new version).`, params: idParams, response: { 200: open, '4xx': errorSchema } } },
       async (req) => {
         const watchList = await writeWhenFree(source.database, store.prepareStatus((req.params as { id: string }).id, action === 'activate' ? 'active' : 'retired', req.actor ?? 'api'));
-        return { watchList, ruleset: swap() };
+        return { watchList, ruleset: await swap() };
       });
   }
 }
