@@ -430,6 +430,8 @@ interface PacedLoad extends Load {
   sendLag: Percentiles;
   /** ms the clock thread woke after each due time. */
   wakeLag: Percentiles;
+  /** Mean ms an answer waited for its decision-log commit during the paced test(s) (the service with its log on; from its decision_log series). */
+  logWaitMs?: number;
 }
 
 /**
@@ -765,6 +767,13 @@ async function main(): Promise<void> {
   out();
 
   /** Warm-up, then single declarations at the fixed rate (autocannon and paced) and at most req/s: the same protocol for both servers. */
+  /** The service's decision_log series so far (count, and its sum in ms), from GET /v1/metrics; undefined without a log. */
+  const logWait = async (target: Target): Promise<{ count: number; sumMs: number } | undefined> => {
+    const r = await fetch(`${target.url}/v1/metrics`, { headers: { authorization: `Bearer ${adminToken}` } });
+    if (!r.ok) throw new Error(`service: GET /v1/metrics answered ${r.status}`);
+    const c = ((await r.json()) as { series: Record<string, { cumulative: { count: number; mean: number | null } }> }).series.decision_log?.cumulative;
+    return c && { count: c.count, sumMs: c.count * (c.mean ?? 0) };
+  };
   const singleLoads = async (target: Target, name: string, path: string, into: Record<string, Load>): Promise<PacedLoad> => {
     progress(`${name}: warm-up…`);
     await cannon(target, 'warm-up', { path, bodies: singles, headers: jsonHeaders, connections: MAX_CONNECTIONS, duration: WARMUP });
@@ -772,7 +781,11 @@ async function main(): Promise<void> {
     progress(`${name}: single declaration at ${RATE} req/s (autocannon)…`);
     into.rate = await steady(() => cannon(target, name, { path, bodies: singles, headers: jsonHeaders, connections: RATE_CONNECTIONS, duration: DURATION, overallRate: RATE }));
     progress(`${name}: single declaration at ${RATE} req/s (paced)…`);
-    const atRate = await steady(() => paced(target, name, { path, bodies: singles, headers: jsonHeaders, connections: RATE_CONNECTIONS, duration: DURATION, overallRate: RATE }));
+    const logBefore = name === 'service' ? await logWait(target) : undefined;
+    const atRate: PacedLoad = await steady(() => paced(target, name, { path, bodies: singles, headers: jsonHeaders, connections: RATE_CONNECTIONS, duration: DURATION, overallRate: RATE }));
+    const logAfter = logBefore ? await logWait(target) : undefined;
+    // the series is cumulative: the paced test's mean is the difference of sums over the difference of counts
+    if (logBefore && logAfter && logAfter.count > logBefore.count) atRate.logWaitMs = (logAfter.sumMs - logBefore.sumMs) / (logAfter.count - logBefore.count);
     for (const c of MAX_SET) {
       progress(`${name}: single declaration, max req/s, ${c} connections…`);
       into[`max${c}`] = await steady(() => cannon(target, name, { path, bodies: singles, headers: jsonHeaders, connections: c, duration: DURATION }));
@@ -879,13 +892,14 @@ async function main(): Promise<void> {
     latencyRow('echo', 'paced', echoPaced, echoPaced),
     latencyRow('service', 'paced', svcPaced, echoPaced),
   ]);
-  out('Where the paced latency goes: the server\'s own time from its `Server-Timing: app;dur` header (request read to answer ready), the client\'s lateness in sending (due time to write, including waits for a free socket), and how late the clock thread woke (a sleeping thread getting the CPU back: the machine\'s scheduling noise, with no request in it).');
+  out('Where the paced latency goes: the server\'s own time from its `Server-Timing: app;dur` header (request read to answer ready) and, with the decision log on, how much of it an answer waited for its commit on average (the service\'s `decision_log` series, the paced test\'s share of its sum and count), the client\'s lateness in sending (due time to write, including waits for a free socket), and how late the clock thread woke (a sleeping thread getting the CPU back: the machine\'s scheduling noise, with no request in it).');
   out();
   const fine = (n: number) => (n < 1 ? n.toFixed(3) : ms(n));
   const pcts = (p: Percentiles | undefined) => (p ? `${fine(p.p50)} / ${fine(p.p99)} / ${fine(p.p999)}` : '—');
-  table(['server', 'client p50 / p99 / p99.9 ms', 'server-side p50 / p99 / p99.9 ms', 'client sending late p50 / p99 / p99.9 ms', 'clock woke late p50 / p99 / p99.9 ms'], [
-    ['echo', pcts(echoPaced.lat), pcts(echoPaced.server), pcts(echoPaced.sendLag), pcts(echoPaced.wakeLag)],
-    ['service', pcts(svcPaced.lat), pcts(svcPaced.server), pcts(svcPaced.sendLag), pcts(svcPaced.wakeLag)],
+  const logCell = (p: PacedLoad) => (p.logWaitMs === undefined ? '—' : fine(p.logWaitMs));
+  table(['server', 'client p50 / p99 / p99.9 ms', 'server-side p50 / p99 / p99.9 ms', 'of which the decision-log wait, mean ms', 'client sending late p50 / p99 / p99.9 ms', 'clock woke late p50 / p99 / p99.9 ms'], [
+    ['echo', pcts(echoPaced.lat), pcts(echoPaced.server), '—', pcts(echoPaced.sendLag), pcts(echoPaced.wakeLag)],
+    ['service', pcts(svcPaced.lat), pcts(svcPaced.server), logCell(svcPaced), pcts(svcPaced.sendLag), pcts(svcPaced.wakeLag)],
   ]);
 
   out(`## 2. Single declaration (JSON) — most req/s, no rate limit, ${MAX_SET.join(' and ')} connections`);
