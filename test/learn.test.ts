@@ -10,7 +10,7 @@ import { buildPeerTables } from '../src/peers/peer-groups.js';
 import { compileRuleset } from '../src/ruleset/compile.js';
 import { createRuleset } from '../src/ruleset/ruleset.js';
 import { batchKeys, historyIndex, HistoryIndex, DEFAULT_DIMENSIONS, keyOf, lifts, parseDimension, smoothedRate, validateHistory, type HistoryTables } from '../src/learn/history.js';
-import { logisticRegression, STRENGTH_GRID, trainModel } from '../src/learn/train.js';
+import { candidateProfiles, logisticRegression, STRENGTH_GRID, trainModel } from '../src/learn/train.js';
 import { validateProfiles } from '../src/profiles/profile.js';
 import { evaluate } from '../src/evaluate/evaluate.js';
 import { createEngine } from '../src/engine.js';
@@ -223,6 +223,11 @@ describe('historical tables in the kernel', () => {
     expect(() => validateHistory({ ...good, dimensions: [{ ...good.dimensions[0], name: 'origin×hs6x' }] })).toThrow(expect.objectContaining({ code: 'SEL_ERR_OPTION_INVALID' }));
     expect(() => validateHistory({ ...good, dimensions: [{ ...good.dimensions[0], positives: good.dimensions[0].n.map((n) => n + 1) }] })).toThrow(expect.objectContaining({ details: expect.objectContaining({ field: 'history.dimensions[0][0]' }) }));
     expect(() => parseDimension('hs5')).toThrow(expect.objectContaining({ code: 'SEL_ERR_OPTION_INVALID' }));
+    const d0 = good.dimensions[0];
+    expect(validateHistory({ ...good, revenuePrior: 12.5, dimensions: [{ ...d0, revenue: d0.keys.map(() => 3) }] })).toBeDefined();
+    expect(() => validateHistory({ ...good, revenuePrior: -1 })).toThrow(expect.objectContaining({ details: expect.objectContaining({ field: 'history.revenuePrior' }) }));
+    expect(() => validateHistory({ ...good, dimensions: [{ ...d0, revenue: [1] }] })).toThrow(expect.objectContaining({ details: expect.objectContaining({ field: 'history.dimensions[0].revenue' }) }));
+    expect(() => validateHistory({ ...good, dimensions: [{ ...d0, revenue: d0.keys.map((_, k) => (k === 2 ? Number.NaN : 1)) }] })).toThrow(expect.objectContaining({ details: expect.objectContaining({ field: 'history.dimensions[0].revenue[2]' }) }));
   });
 
   it('a HISTORY reason names the dimension, value, rate and contribution that moved the score', async () => {
@@ -322,6 +327,44 @@ describe('the compliance model', () => {
     expect(learnOptions({ strength: 'auto' }).strength).toBe('auto');
     expect(learnOptions({ strength: '2.5' }).strength).toBe(2.5);
     expect(() => learnOptions({ strength: 'often' })).toThrow(expect.objectContaining({ code: 'SEL_ERR_OPTION_INVALID' }));
+  }, 60_000);
+
+  it('keeps the revenue of each value\'s non-compliant declarations, and shows its revenue at risk in the candidate profiles', async () => {
+    const decls = randomDeclarations(3000, 51).map((d, i) => ({ ...d, origin: ['CN', 'VN', 'DE', 'US'][i % 4] }));
+    const { batch } = toBatch(decls);
+    const peers = buildPeerTables([batch], ['hs6', 'hs4']);
+    const r = rng(52);
+    // CN: often non-compliant; DE: as often, on a fixed revenue of 1,000 each (given below, not from the columns)
+    const labels = Uint8Array.from(decls, (d) => (r() < (d.origin === 'CN' || d.origin === 'DE' ? 0.6 : 0.1) ? 1 : 0));
+    const options = { dimensions: ['origin'], strength: 4, halfLifeDays: 0, threads: 0 };
+    const m = await trainModel({ batches: [batch], labels: [labels] }, peers, {}, options);
+    const lost = (d: Declaration) => { const x = (d.customsValue * (d.taxRate ?? Number.NaN)) / 100; return x >= 0 && Number.isFinite(x) ? x : 0; };
+    const dim = m.history.dimensions[0];
+    let all = 0;
+    for (const origin of ['CN', 'VN', 'DE', 'US']) {
+      const sum = decls.reduce((s, d, i) => s + (d.origin === origin && labels[i] ? lost(d) : 0), 0);
+      all += sum;
+      expect(dim.revenue![dim.keys.indexOf(origin)], origin).toBeCloseTo(sum, 1);
+    }
+    expect(m.history.revenuePrior).toBeCloseTo(all / decls.length, 1);
+    // revenue given per row replaces the default; the candidates carry it, smoothed as the rate is
+    const given = Float64Array.from(decls, (d) => (d.origin === 'DE' ? 1000 : 0));
+    const g = await trainModel({ batches: [batch], labels: [labels], revenue: [given] }, peers, {}, options);
+    const gd = g.history.dimensions[0];
+    const de = gd.keys.indexOf('DE');
+    const nonCompliantDE = decls.filter((d, i) => d.origin === 'DE' && labels[i]).length;
+    expect(gd.revenue![de]).toBe(1000 * nonCompliantDE);
+    expect(gd.revenue![gd.keys.indexOf('CN')]).toBe(0);
+    const cands = candidateProfiles(g, { minSupport: 10, minLift: 1.5 });
+    const c = cands.find((x) => x.evidence.value === 'DE')!;
+    expect(c.evidence.revenue).toBe(1000 * nonCompliantDE);
+    expect(c.evidence.revenueAtRisk).toBeCloseTo((1000 * nonCompliantDE + 4 * g.history.revenuePrior!) / (gd.n[de] + 4), 2);
+    expect(c.profile.description).toMatch(/at risk about \d+ per declaration/);
+    expect(cands.find((x) => x.evidence.value === 'CN')!.evidence.revenueAtRisk).toBeLessThan(c.evidence.revenueAtRisk!);
+    // tables without revenue (an older model file): no revenue in the evidence
+    const { revenuePrior: _, ...old } = g.history;
+    const plain = candidateProfiles({ ...g, history: { ...old, dimensions: old.dimensions.map(({ revenue: __, ...d }) => d) } }, { minSupport: 10, minLift: 1.5 });
+    expect(plain.find((x) => x.evidence.value === 'DE')!.evidence).not.toHaveProperty('revenueAtRisk');
   }, 60_000);
 
   it('on synthetic traffic, learning beats the deviation score alone and random selection', async () => {

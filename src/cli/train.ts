@@ -118,7 +118,7 @@ export async function trainCommand(argv: string[]): Promise<number> {
       `thresholds: yellow ${m.settings.thresholds.yellow.toFixed(3)}, red ${m.settings.thresholds.red.toFixed(3)} (score scale; intercept ${m.intercept.toFixed(3)})`,
       'weights:',
       ...Object.entries(m.coefficients).map(([k, v]) => `  ${k.padEnd(28)} ${v.toFixed(4)}`),
-      ...(values.candidates ? [`candidate profiles (${candidates.length}, strongest first; review, then "selectivity profiles import"):`, ...candidates.slice(0, 10).map((c) => `  ${c.profile.id.padEnd(40)} ${c.evidence.nonCompliant.toFixed(0)}/${c.evidence.support.toFixed(0)} non-compliant (${(100 * c.evidence.hitRate).toFixed(1)} %, lift ${c.evidence.lift.toFixed(1)})`)] : []),
+      ...(values.candidates ? [`candidate profiles (${candidates.length}, strongest first; review, then "selectivity profiles import"):`, ...candidates.slice(0, 10).map((c) => `  ${c.profile.id.padEnd(40)} ${c.evidence.nonCompliant.toFixed(0)}/${c.evidence.support.toFixed(0)} non-compliant (${(100 * c.evidence.hitRate).toFixed(1)} %, lift ${c.evidence.lift.toFixed(1)}${c.evidence.revenueAtRisk === undefined ? '' : `, revenue at risk ${Math.round(c.evidence.revenueAtRisk)} a declaration`})`)] : []),
       `wrote ${values.out} and ${peersOut}${values.candidates ? ` and ${values.candidates}` : ''}`,
     ];
     process.stdout.write(`${lines.join('\n')}\n`);

@@ -59,6 +59,13 @@ export interface HistoryDimension {
   keys: string[];
   n: number[];
   positives: number[];
+  /**
+   * Per value (optional): the weighted revenue of its non-compliant
+   * declarations (by default customsValue × taxRate / 100: what went
+   * uncollected), for its revenue at risk (revenueAtRisk). Evidence for
+   * analysts; the kernel does not read it.
+   */
+  revenue?: number[];
 }
 
 /** The tables of a ruleset (Ruleset.history). */
@@ -75,6 +82,8 @@ export interface HistoryTables {
    * ln 2 halves the odds). Absent: 0.
    */
   aeoReduction?: number;
+  /** Revenue of non-compliance per declaration over the whole history (r0, the prior of revenueAtRisk); absent when the tables hold no revenue. */
+  revenuePrior?: number;
   dimensions: HistoryDimension[];
 }
 
@@ -90,6 +99,16 @@ export function lifts(t: HistoryTables, d: HistoryDimension): Float64Array {
 
 /** The smoothed rate of value i. */
 export const smoothedRate = (t: HistoryTables, d: HistoryDimension, i: number): number => (d.positives[i] + t.strength * t.prior) / (d.n[i] + t.strength);
+
+/**
+ * Revenue at risk of value i: the revenue of non-compliance per declaration
+ * with that value, smoothed as the rate is, (revenue + m·r0) / (n + m);
+ * undefined when the tables hold no revenue.
+ */
+export function revenueAtRisk(t: HistoryTables, d: HistoryDimension, i: number): number | undefined {
+  if (t.revenuePrior === undefined || d.revenue === undefined) return undefined;
+  return (d.revenue[i] + t.strength * t.revenuePrior) / (d.n[i] + t.strength);
+}
 
 /** Joins the values of a combination's key; a value holding it has no place in a combination (it would read as two values). */
 export const KEY_SEPARATOR = '|';
@@ -550,6 +569,7 @@ export function validateHistory(raw: unknown): HistoryTables {
   if (typeof t.strength !== 'number' || !(t.strength > 0 && Number.isFinite(t.strength))) invalidHistory('strength', 'a number > 0', t.strength);
   if (typeof t.halfLifeDays !== 'number' || !(t.halfLifeDays >= 0)) invalidHistory('halfLifeDays', 'a number >= 0', t.halfLifeDays);
   if (t.aeoReduction !== undefined && (typeof t.aeoReduction !== 'number' || !(t.aeoReduction >= 0 && t.aeoReduction <= 10))) invalidHistory('aeoReduction', 'a number in [0, 10]', t.aeoReduction);
+  if (t.revenuePrior !== undefined && (typeof t.revenuePrior !== 'number' || !(t.revenuePrior >= 0 && Number.isFinite(t.revenuePrior)))) invalidHistory('revenuePrior', 'a finite number >= 0', t.revenuePrior);
   if (!Array.isArray(t.dimensions)) invalidHistory('dimensions', 'an array', t.dimensions);
   const names = new Set<string>();
   t.dimensions.forEach((d, i) => {
@@ -565,6 +585,10 @@ export function validateHistory(raw: unknown): HistoryTables {
     }
     for (let k = 0; k < d.keys.length; k++) {
       if (typeof d.keys[k] !== 'string' || !(d.n[k] >= 0) || !(d.positives[k] >= 0) || d.positives[k] > d.n[k] + 1e-9) invalidHistory(`${at}[${k}]`, 'a key with 0 <= positives <= n', [d.keys[k], d.n[k], d.positives[k]]);
+    }
+    if (d.revenue !== undefined) {
+      if (!Array.isArray(d.revenue) || d.revenue.length !== d.keys.length) invalidHistory(`${at}.revenue`, 'an array as long as keys', Array.isArray(d.revenue) ? d.revenue.length : d.revenue);
+      d.revenue.forEach((r, k) => { if (typeof r !== 'number' || !(r >= 0 && Number.isFinite(r))) invalidHistory(`${at}.revenue[${k}]`, 'a finite number >= 0', r); });
     }
   });
   return t;

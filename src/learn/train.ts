@@ -27,7 +27,7 @@ import { createEngine } from '../engine.js';
 import type { ColumnarBatch } from '../model/columnar.js';
 import { NF, FEATURES, type PeerTables } from '../peers/peer-groups.js';
 import { createRuleset, resolveSettings, type RulesetSettings, type RulesetSettingsInput } from '../ruleset/ruleset.js';
-import { batchKeys, DEFAULT_DIMENSIONS, dimensionName, lifts, parseDimension, type HistoryTables } from './history.js';
+import { batchKeys, DEFAULT_DIMENSIONS, dimensionName, lifts, parseDimension, revenueAtRisk, type HistoryTables } from './history.js';
 
 export interface TrainOptions {
   /** Dimensions of the historical tables (default DEFAULT_DIMENSIONS). */
@@ -65,6 +65,14 @@ export interface TrainingData {
   labels: Uint8Array[];
   /** Per batch, per row: 1 when the row trains (absent: every row). */
   keep?: (Uint8Array | undefined)[];
+  /** Per batch, per row: the revenue at stake (absent: customsValue × taxRate / 100, 0 where either is missing). */
+  revenue?: (Float64Array | undefined)[];
+}
+
+/** The revenue at stake of row i when none is given: customsValue × taxRate / 100, or 0 where either is missing or negative. */
+function defaultRevenue(b: ColumnarBatch, i: number): number {
+  const r = (b.numeric.customsValue[i] * b.numeric.taxRate[i]) / 100;
+  return r >= 0 && Number.isFinite(r) ? r : 0;
 }
 
 export interface TrainedModel {
@@ -198,8 +206,18 @@ export async function trainModel(data: TrainingData, peers: PeerTables, settings
   if (N < 10) bad('train', 'at least 10 labelled training declarations', N);
   const y = new Uint8Array(N);
   const day = new Int32Array(N);
+  const revenue = new Float64Array(N);
   let at = 0;
-  data.batches.forEach((b, k) => { for (const i of rowsOf[k]) { y[at] = data.labels[k][i]; day[at] = b.date[i]; at++; } });
+  data.batches.forEach((b, k) => {
+    const given = data.revenue?.[k];
+    for (const i of rowsOf[k]) {
+      y[at] = data.labels[k][i];
+      day[at] = b.date[i];
+      const r = given ? given[i] : defaultRevenue(b, i);
+      revenue[at] = r >= 0 && Number.isFinite(r) ? r : 0;
+      at++;
+    }
+  });
   let lastDay = -Infinity, firstDay = Infinity;
   for (let i = 0; i < N; i++) { if (day[i] > lastDay) lastDay = day[i]; if (day[i] < firstDay) firstDay = day[i]; }
   const recent = new Float64Array(N);
@@ -242,17 +260,18 @@ export async function trainModel(data: TrainingData, peers: PeerTables, settings
       for (const i of rowsOf[k]) rowKey[r++] = row[i] < 0 ? -1 : global[row[i]];
     });
     const V = keyIndex.size;
-    const n = new Float64Array(V), pos = new Float64Array(V);
+    const n = new Float64Array(V), pos = new Float64Array(V), rev = new Float64Array(V);
     const nf = new Float64Array(V * K), pf = new Float64Array(V * K);
     for (let i = 0; i < N; i++) {
       const g = rowKey[i];
       if (g < 0) continue;
       n[g] += w[i]; pos[g] += w[i] * y[i];
+      if (y[i]) rev[g] += w[i] * revenue[i];
       nf[g * K + fold[i]] += w[i]; pf[g * K + fold[i]] += w[i] * y[i];
     }
     counts.push({ rowKey, n, pos, nf, pf });
     const round = (x: number) => Math.round(x * 1e6) / 1e6;
-    dimensions.push({ name, weight: 1, keys: [...keyIndex.keys()], n: Array.from(n, round), positives: Array.from(pos, round) });
+    dimensions.push({ name, weight: 1, keys: [...keyIndex.keys()], n: Array.from(n, round), positives: Array.from(pos, round), revenue: Array.from(rev, (x) => Math.round(x * 100) / 100) });
   });
 
   // ---- deviation components and misclassification: score the training rows -----
@@ -321,7 +340,7 @@ export async function trainModel(data: TrainingData, peers: PeerTables, settings
       misclassification: { weight: c[2 * NF] },
       thresholds: { yellow: logit(yellowAt) - b, red: logit(redAt) - b },
     },
-    history: { prior, strength, halfLifeDays: halfLife, aeoReduction: options.aeoReduction ?? Math.LN2, dimensions },
+    history: { prior, strength, halfLifeDays: halfLife, aeoReduction: options.aeoReduction ?? Math.LN2, revenuePrior: Math.round((revenue.reduce((s, r, i) => s + (y[i] ? r : 0), 0) / N) * 100) / 100, dimensions },
     intercept: b,
     coefficients: Object.fromEntries(names.map((n, j) => [n, c[j]])),
     training: { rows: N, positives, prior, logLoss: fit.logLoss, firstDay, lastDay, iterations: fit.iterations, ...(tried ? { strengths: tried } : {}) },
@@ -340,7 +359,8 @@ export function modelRuleset(raw: unknown): { settings: TrainedModel['settings']
 /** A candidate risk profile proposed from the history, with its evidence. Never active until an analyst imports it. */
 export interface CandidateProfile {
   profile: { id: string; title: string; description: string; riskArea: 'revenue'; weight: number; conditions: Record<string, unknown> };
-  evidence: { dimension: string; value: string; support: number; nonCompliant: number; hitRate: number; lift: number };
+  /** revenue: of the value's non-compliant declarations; revenueAtRisk: per declaration with the value, smoothed (both absent when the model holds no revenue). */
+  evidence: { dimension: string; value: string; support: number; nonCompliant: number; hitRate: number; lift: number; revenue?: number; revenueAtRisk?: number };
 }
 
 /**
@@ -374,15 +394,17 @@ export function candidateProfiles(model: TrainedModel, options: { top?: number; 
       });
       if (numeric.length) conditions.numeric = numeric;
       const ratio = rate / t.prior;
+      const atRisk = revenueAtRisk(t, d, i);
+      const money = atRisk === undefined ? '' : ` Revenue of the non-compliant: ${Math.round(d.revenue![i])}; at risk about ${Math.round(atRisk)} per declaration (${Math.round(t.revenuePrior!)} overall).`;
       const id = `CAND-${d.name.replace(/×/g, '-')}-${values.join('-')}`.replace(/[^A-Za-z0-9._:-]/g, '_').slice(0, 64);
       found.push({
         bound,
         profile: {
           id, title: `${d.name} = ${values.join(' × ')}`,
-          description: `Proposed from history: ${Math.round(k)} of ${Math.round(n)} declarations non-compliant (${(100 * rate).toFixed(1)} %, ${ratio.toFixed(1)}× the overall ${(100 * t.prior).toFixed(1)} %).`,
+          description: `Proposed from history: ${Math.round(k)} of ${Math.round(n)} declarations non-compliant (${(100 * rate).toFixed(1)} %, ${ratio.toFixed(1)}× the overall ${(100 * t.prior).toFixed(1)} %).${money}`,
           riskArea: 'revenue', weight: Math.round(Math.max(0.1, d.weight * lift[i]) * 100) / 100, conditions,
         },
-        evidence: { dimension: d.name, value: key, support: n, nonCompliant: k, hitRate: rate, lift: ratio },
+        evidence: { dimension: d.name, value: key, support: n, nonCompliant: k, hitRate: rate, lift: ratio, ...(atRisk === undefined ? {} : { revenue: d.revenue![i], revenueAtRisk: Math.round(atRisk * 100) / 100 }) },
       });
     });
   }
