@@ -103,8 +103,8 @@ export function createEngine(options: EngineOptions): Engine {
   let kernel: Kernel | undefined;
   let pool: Piscina | undefined;
 
-  const install = (ruleset: Ruleset | CompiledRuleset): string => {
-    current = 'buffer' in ruleset ? ruleset : compileRuleset(ruleset);
+  const install = (compiled: CompiledRuleset): string => {
+    current = compiled;
     metas.delete(current.version);
     metas.set(current.version, current.meta);
     while (metas.size > KEEP_VERSIONS) metas.delete(metas.keys().next().value as string);
@@ -122,7 +122,7 @@ export function createEngine(options: EngineOptions): Engine {
       ...(opts.youngGenerationMb > 0 ? { resourceLimits: { maxYoungGenerationSizeMb: opts.youngGenerationMb } } : {}),
     });
   }
-  install(options.ruleset);
+  install(compileRuleset(options.ruleset));
 
   const local = (): Kernel => {
     kernel ??= new Kernel();
@@ -184,7 +184,7 @@ export function createEngine(options: EngineOptions): Engine {
     scoresInline,
     setRuleset(ruleset) {
       if (closed) throw errors.SEL_ERR_ENGINE_CLOSED('engine is closed', { field: 'engine' });
-      return install(ruleset);
+      return install(compileRuleset(ruleset));
     },
     installCompiled(compiled) {
       if (closed) throw errors.SEL_ERR_ENGINE_CLOSED('engine is closed', { field: 'engine' });

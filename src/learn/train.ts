@@ -69,12 +69,6 @@ export interface TrainingData {
   revenue?: (Float64Array | undefined)[];
 }
 
-/** The revenue at stake of row i when none is given: customsValue × taxRate / 100, or 0 where either is missing or negative. */
-function defaultRevenue(b: ColumnarBatch, i: number): number {
-  const r = (b.numeric.customsValue[i] * b.numeric.taxRate[i]) / 100;
-  return r >= 0 && Number.isFinite(r) ? r : 0;
-}
-
 export interface TrainedModel {
   format: 'selectivity-model';
   formatVersion: 1;
@@ -213,7 +207,8 @@ export async function trainModel(data: TrainingData, peers: PeerTables, settings
     for (const i of rowsOf[k]) {
       y[at] = data.labels[k][i];
       day[at] = b.date[i];
-      const r = given ? given[i] : defaultRevenue(b, i);
+      // given, or customsValue × taxRate / 100; 0 where missing (NaN) or negative
+      const r = given ? given[i] : (b.numeric.customsValue[i] * b.numeric.taxRate[i]) / 100;
       revenue[at] = r >= 0 && Number.isFinite(r) ? r : 0;
       at++;
     }
