@@ -257,6 +257,7 @@ describe('learning from the feedback in the store (POST /v1/model/retrain)', () 
       expect(r.json().training.rows).toBe(decls.length);
       expect(r.json().ruleset.version).not.toBe(before);
       expect(r.json().model.strength).toBe(10); // the default: no --retrain-strength
+      expect(r.json().model.traderStrength).toBe(10);
       expect(r.json().training.strengths).toBeUndefined();
       const importer = r.json().model.dimensions.find((d: { name: string }) => d.name === 'importer');
       expect(importer.weight).toBeGreaterThan(0);
@@ -302,6 +303,8 @@ describe('automatic retraining as feedback arrives', () => {
       expect(doc.training.strengths?.map((t) => t.strength)).toEqual([...STRENGTH_GRID]);
       expect(doc.history.strength).toBe(doc.training.strengths!.reduce((a, t) => (t.logLoss <= a.logLoss ? t : a)).strength);
       expect(m.model.strength).toBe(doc.history.strength);
+      // the trader dimensions keep a strength of at least 10 (TrainOptions.traderStrength), shown beside it
+      expect(m.model.traderStrength).toBe(Math.max(10, doc.history.strength));
     } finally {
       await service.close();
     }

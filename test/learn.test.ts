@@ -9,7 +9,7 @@ import { toBatch } from '../src/model/columnar.js';
 import { buildPeerTables } from '../src/peers/peer-groups.js';
 import { compileRuleset } from '../src/ruleset/compile.js';
 import { createRuleset } from '../src/ruleset/ruleset.js';
-import { batchKeys, historyIndex, HistoryIndex, DEFAULT_DIMENSIONS, keyOf, lifts, parseDimension, smoothedRate, validateHistory, type HistoryTables } from '../src/learn/history.js';
+import { batchKeys, historyIndex, HistoryIndex, DEFAULT_DIMENSIONS, isTraderDimension, keyOf, lifts, parseDimension, revenueAtRisk, smoothedRate, validateHistory, type HistoryTables } from '../src/learn/history.js';
 import { candidateProfiles, logisticRegression, STRENGTH_GRID, trainModel } from '../src/learn/train.js';
 import { validateProfiles } from '../src/profiles/profile.js';
 import { evaluate } from '../src/evaluate/evaluate.js';
@@ -298,7 +298,8 @@ describe('the compliance model', () => {
     const spread: number[] = [];
     for (const labels of [informative, noise]) {
       const data = { batches: [batch], labels: [labels] };
-      const auto = await trainModel(data, peers, {}, { dimensions: ['importer'], strength: 'auto', threads: 0 });
+      // traderStrength 0: the importers' rates follow the strength tried (by default they keep at least 10)
+      const auto = await trainModel(data, peers, {}, { dimensions: ['importer'], strength: 'auto', traderStrength: 0, threads: 0 });
       const tried = auto.training.strengths!;
       expect(tried.map((t) => t.strength)).toEqual([...STRENGTH_GRID]);
       // the lowest log-loss, ties to the larger strength
@@ -306,7 +307,7 @@ describe('the compliance model', () => {
       expect(auto.history.strength).toBe(best.strength);
       expect(auto.training.logLoss).toBe(best.logLoss);
       // the model is the one that strength gives when asked for by number
-      const fixed = await trainModel(data, peers, {}, { dimensions: ['importer'], strength: best.strength, threads: 0 });
+      const fixed = await trainModel(data, peers, {}, { dimensions: ['importer'], strength: best.strength, traderStrength: 0, threads: 0 });
       expect(auto.coefficients).toEqual(fixed.coefficients);
       expect(auto.history).toEqual(fixed.history);
       expect(fixed.training.strengths).toBeUndefined();
@@ -327,6 +328,59 @@ describe('the compliance model', () => {
     expect(learnOptions({ strength: 'auto' }).strength).toBe('auto');
     expect(learnOptions({ strength: '2.5' }).strength).toBe(2.5);
     expect(() => learnOptions({ strength: 'often' })).toThrow(expect.objectContaining({ code: 'SEL_ERR_OPTION_INVALID' }));
+  }, 60_000);
+
+  it('keeps the trader dimensions at a prior strength of at least 10 by default, whatever the strength of the others (auto included)', async () => {
+    // importers of 1 to 6 declarations, each risky or not; origins as informative; both thin enough for the strength to matter
+    const r = rng(61);
+    const importer: string[] = [];
+    for (let k = 0; importer.length < 4000; k++) { const size = 1 + Math.floor(r() * 6); for (let j = 0; j < size; j++) importer.push(`IMP${k}`); }
+    const decls = randomDeclarations(4000, 62).map((d, i) => ({ ...d, importer: importer[i], origin: `O${Math.floor(r() * 400)}` }));
+    const { batch } = toBatch(decls);
+    const peers = buildPeerTables([batch], ['hs6', 'hs4']);
+    const risk = new Map<string, number>();
+    const riskOf = (key: string) => { let x = risk.get(key); if (x === undefined) risk.set(key, (x = r() < 0.2 ? 0.9 : 0.05)); return x; };
+    const labels = Uint8Array.from(decls, (d) => (r() < Math.max(riskOf(d.importer), riskOf(d.origin)) ? 1 : 0));
+    const data = { batches: [batch], labels: [labels] };
+    const base = { dimensions: ['origin', 'importer', 'importer×origin'], halfLifeDays: 0, threads: 0 };
+
+    // a numeric strength below the floor: the others take it, the trader dimensions 10
+    const floored = await trainModel(data, peers, {}, { ...base, strength: 1 });
+    expect(floored.history.strength).toBe(1);
+    expect(floored.history.traderStrength).toBe(10);
+    const t = floored.history;
+    for (const d of t.dimensions) {
+      const m = isTraderDimension(d.name) ? 10 : 1;
+      const e = d.n.findIndex((n) => n >= 1 && n <= 3);
+      expect(e).toBeGreaterThanOrEqual(0);
+      expect(smoothedRate(t, d, e)).toBeCloseTo((d.positives[e] + m * t.prior) / (d.n[e] + m), 12);
+      expect(lifts(t, d)[e]).toBeCloseTo(Math.log(smoothedRate(t, d, e) / (1 - smoothedRate(t, d, e))) - Math.log(t.prior / (1 - t.prior)), 12);
+      expect(revenueAtRisk(t, d, e)).toBeCloseTo((d.revenue![e] + m * t.revenuePrior!) / (d.n[e] + m), 6);
+    }
+    expect(['origin', 'importer', 'importer×origin'].map(isTraderDimension)).toEqual([false, true, true]);
+    // traderStrength 0 lets them follow the strength: another model, with no traderStrength recorded
+    const free = await trainModel(data, peers, {}, { ...base, strength: 1, traderStrength: 0 });
+    expect(free.history.traderStrength).toBeUndefined();
+    expect(free.coefficients['history.importer']).not.toBeCloseTo(floored.coefficients['history.importer'], 3);
+    // at or above the floor nothing changes: the model is the one it was before the floor existed
+    const ten = await trainModel(data, peers, {}, { ...base, strength: 10 });
+    expect(ten.history.traderStrength).toBeUndefined();
+    expect(ten.coefficients).toEqual((await trainModel(data, peers, {}, { ...base, strength: 10, traderStrength: 0 })).coefficients);
+
+    // auto on the trader dimensions alone: every strength up to 10 fits the same model, so ties go to 10
+    const auto = await trainModel(data, peers, {}, { ...base, dimensions: ['importer'], strength: 'auto' });
+    const losses = auto.training.strengths!.map((x) => x.logLoss);
+    const atTen = STRENGTH_GRID.indexOf(10);
+    for (let k = 0; k < atTen; k++) expect(losses[k]).toBe(losses[atTen]);
+    expect(auto.history.strength).toBeGreaterThanOrEqual(10);
+    expect(auto.history.traderStrength).toBeUndefined();
+
+    // a model file's traderStrength is checked; the option too
+    expect(() => validateHistory({ ...t, traderStrength: -1 })).toThrow(expect.objectContaining({ code: 'SEL_ERR_RULESET_INVALID', details: expect.objectContaining({ field: 'history.traderStrength' }) }));
+    expect(() => validateHistory({ ...t, traderStrength: 'ten' })).toThrow(expect.objectContaining({ details: expect.objectContaining({ field: 'history.traderStrength' }) }));
+    await expect(trainModel(data, peers, {}, { ...base, traderStrength: -1 })).rejects.toMatchObject({ code: 'SEL_ERR_OPTION_INVALID', details: { field: 'traderStrength' } });
+    expect(learnOptions({ 'trader-strength': '0' }).traderStrength).toBe(0);
+    expect(() => learnOptions({ 'trader-strength': '-2' })).toThrow(expect.objectContaining({ code: 'SEL_ERR_OPTION_INVALID' }));
   }, 60_000);
 
   it('keeps the revenue of each value\'s non-compliant declarations, and shows its revenue at risk in the candidate profiles', async () => {

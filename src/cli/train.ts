@@ -23,19 +23,24 @@ export const LEARN_HELP = `  --dimensions <list>       historical dimensions, co
   --strength <m>|auto       prior strength of the smoothed rates, declarations (default 10);
                             auto: the strength (0.1 to 100) whose model fits the training
                             labels best, out of fold
+  --trader-strength <m>     least prior strength of the trader dimensions (importer,
+                            declarant, seller and their pairs; default 10): they take
+                            the larger of it and --strength, so that a trader is not
+                            judged on a few declarations; 0: they take --strength
   --half-life <days>        recency weighting of history (default 365; 0: none)
   --red-at <p>, --yellow-at <p>  modelled probability of non-compliance where the
                             channel turns red / yellow (default 0.5 / 0.25)
 `;
 
 export const LEARN_OPTIONS = {
-  dimensions: { type: 'string' }, strength: { type: 'string' }, 'half-life': { type: 'string' }, 'red-at': { type: 'string' }, 'yellow-at': { type: 'string' },
+  dimensions: { type: 'string' }, strength: { type: 'string' }, 'trader-strength': { type: 'string' }, 'half-life': { type: 'string' }, 'red-at': { type: 'string' }, 'yellow-at': { type: 'string' },
 } as const;
 
-export function learnOptions(v: { dimensions?: string; strength?: string; 'half-life'?: string; 'red-at'?: string; 'yellow-at'?: string }): TrainOptions {
+export function learnOptions(v: { dimensions?: string; strength?: string; 'trader-strength'?: string; 'half-life'?: string; 'red-at'?: string; 'yellow-at'?: string }): TrainOptions {
   const o: TrainOptions = {};
   if (v.dimensions !== undefined) o.dimensions = v.dimensions.split(',').map((d) => d.trim()).filter((d) => d !== '');
   if (v.strength !== undefined) o.strength = v.strength.trim() === 'auto' ? 'auto' : numberOption(v.strength, 'strength', 0.001, 1e9);
+  if (v['trader-strength'] !== undefined) o.traderStrength = numberOption(v['trader-strength'], 'trader-strength', 0, 1e9);
   if (v['half-life'] !== undefined) o.halfLifeDays = numberOption(v['half-life'], 'half-life', 0, 1e6);
   if (v['red-at'] !== undefined) o.redAt = numberOption(v['red-at'], 'red-at', 0.001, 0.999);
   if (v['yellow-at'] !== undefined) o.yellowAt = numberOption(v['yellow-at'], 'yellow-at', 0.001, 0.999);
@@ -114,7 +119,7 @@ export async function trainCommand(argv: string[]): Promise<number> {
   if (values.json) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
   else {
     const lines = [
-      `trained on ${summary.rows.toLocaleString('en-US')} declarations (${summary.firstDate} – ${summary.lastDate}); non-compliance ${(100 * m.training.prior).toFixed(2)} % (recency-weighted); log-loss ${m.training.logLoss.toFixed(4)}; prior strength ${m.history.strength}${m.training.strengths ? ` (auto, of ${m.training.strengths.map((x) => x.strength).join(', ')})` : ''}`,
+      `trained on ${summary.rows.toLocaleString('en-US')} declarations (${summary.firstDate} – ${summary.lastDate}); non-compliance ${(100 * m.training.prior).toFixed(2)} % (recency-weighted); log-loss ${m.training.logLoss.toFixed(4)}; prior strength ${m.history.strength}${m.training.strengths ? ` (auto, of ${m.training.strengths.map((x) => x.strength).join(', ')})` : ''}${m.history.traderStrength !== undefined ? `, ${m.history.traderStrength} for the trader dimensions` : ''}`,
       `thresholds: yellow ${m.settings.thresholds.yellow.toFixed(3)}, red ${m.settings.thresholds.red.toFixed(3)} (score scale; intercept ${m.intercept.toFixed(3)})`,
       'weights:',
       ...Object.entries(m.coefficients).map(([k, v]) => `  ${k.padEnd(28)} ${v.toFixed(4)}`),
@@ -126,7 +131,7 @@ export async function trainCommand(argv: string[]): Promise<number> {
   return 0;
 }
 
-async function trainFromStore(values: { 'data-dir'?: string; out?: string; json?: boolean; dimensions?: string; strength?: string; 'half-life'?: string; 'red-at'?: string; 'yellow-at'?: string }): Promise<number> {
+async function trainFromStore(values: { 'data-dir'?: string; out?: string; json?: boolean; dimensions?: string; strength?: string; 'trader-strength'?: string; 'half-life'?: string; 'red-at'?: string; 'yellow-at'?: string }): Promise<number> {
   const dataDir = resolve(values['data-dir'] ?? 'data');
   const peers = loadPeerTables(join(dataDir, 'peers.json'));
   const db = openStore(join(dataDir, STORE_FILE));

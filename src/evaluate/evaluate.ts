@@ -85,7 +85,7 @@ export interface EvaluationReport {
   /** With learn: the ranking by the deviation score alone (peers from training, default settings). */
   baseline?: Cut[];
   /** With learn: the fitted model (coefficients, training summary; tables summarised). */
-  model?: Omit<TrainedModel, 'history'> & { strength: number; dimensions: { name: string; weight: number; values: number }[] };
+  model?: Omit<TrainedModel, 'history'> & { strength: number; traderStrength?: number; dimensions: { name: string; weight: number; values: number }[] };
   seconds: number;
 }
 
@@ -320,7 +320,7 @@ export async function evaluate(options: EvaluateOptions): Promise<EvaluationRepo
   if (model) {
     extra.baseline = topKMetrics(baselineScores.scores.subarray(0, out.n), out.labels.subarray(0, out.n), out.revenue.subarray(0, out.n), fractions).cuts;
     const { history, ...rest } = model;
-    extra.model = { ...rest, strength: history.strength, dimensions: history.dimensions.map((d) => ({ name: d.name, weight: d.weight, values: d.keys.length })) };
+    extra.model = { ...rest, strength: history.strength, ...(history.traderStrength !== undefined ? { traderStrength: history.traderStrength } : {}), dimensions: history.dimensions.map((d) => ({ name: d.name, weight: d.weight, values: d.keys.length })) };
   }
   return {
     ...extra,

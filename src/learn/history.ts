@@ -74,6 +74,14 @@ export interface HistoryTables {
   prior: number;
   /** Prior strength m, in declarations. */
   strength: number;
+  /**
+   * Prior strength of the trader dimensions (those with an importer,
+   * declarant or seller part; isTraderDimension), when it differs from
+   * `strength`: training keeps it at least DEFAULT_TRADER_STRENGTH, so that a
+   * trader's rate is not judged on a few declarations whatever strength the
+   * other dimensions take. Absent: `strength`.
+   */
+  traderStrength?: number;
   /** Half-life of the recency weighting in days (0: none). */
   halfLifeDays: number;
   /**
@@ -89,16 +97,34 @@ export interface HistoryTables {
 
 const logit = (p: number) => Math.log(p / (1 - p));
 
+/** The fields that name a trader: a dimension with one of them rates traders (TrainOptions.traderStrength). */
+export const TRADER_FIELDS: readonly DimensionField[] = ['importer', 'declarant', 'seller'];
+
+/** Whether a dimension ("importer×hs4", …) rates traders: one of its parts is an importer, declarant or seller. */
+export function isTraderDimension(name: string): boolean {
+  let x = traderDimensions.get(name);
+  if (x === undefined) traderDimensions.set(name, (x = parseDimension(name).some((p) => TRADER_FIELDS.includes(p.field))));
+  return x;
+}
+const traderDimensions = new Map<string, boolean>();
+
+/** The prior strength of a dimension's rates: the tables' traderStrength for a trader dimension, where given, else their strength. */
+export const strengthOf = (t: HistoryTables, d: HistoryDimension): number => (t.traderStrength !== undefined && isTraderDimension(d.name) ? t.traderStrength : t.strength);
+
 /** Lift of each value of a dimension: logit of the smoothed rate minus logit(p0). */
 export function lifts(t: HistoryTables, d: HistoryDimension): Float64Array {
   const out = new Float64Array(d.keys.length);
   const l0 = logit(t.prior);
-  for (let i = 0; i < out.length; i++) out[i] = logit((d.positives[i] + t.strength * t.prior) / (d.n[i] + t.strength)) - l0;
+  const m = strengthOf(t, d);
+  for (let i = 0; i < out.length; i++) out[i] = logit((d.positives[i] + m * t.prior) / (d.n[i] + m)) - l0;
   return out;
 }
 
 /** The smoothed rate of value i. */
-export const smoothedRate = (t: HistoryTables, d: HistoryDimension, i: number): number => (d.positives[i] + t.strength * t.prior) / (d.n[i] + t.strength);
+export const smoothedRate = (t: HistoryTables, d: HistoryDimension, i: number): number => {
+  const m = strengthOf(t, d);
+  return (d.positives[i] + m * t.prior) / (d.n[i] + m);
+};
 
 /**
  * Revenue at risk of value i: the revenue of non-compliance per declaration
@@ -107,7 +133,8 @@ export const smoothedRate = (t: HistoryTables, d: HistoryDimension, i: number): 
  */
 export function revenueAtRisk(t: HistoryTables, d: HistoryDimension, i: number): number | undefined {
   if (t.revenuePrior === undefined || d.revenue === undefined) return undefined;
-  return (d.revenue[i] + t.strength * t.revenuePrior) / (d.n[i] + t.strength);
+  const m = strengthOf(t, d);
+  return (d.revenue[i] + m * t.revenuePrior) / (d.n[i] + m);
 }
 
 /** Joins the values of a combination's key; a value holding it has no place in a combination (it would read as two values). */
@@ -567,6 +594,7 @@ export function validateHistory(raw: unknown): HistoryTables {
   const t = raw as HistoryTables;
   if (typeof t.prior !== 'number' || !(t.prior > 0 && t.prior < 1)) invalidHistory('prior', 'a rate in (0, 1)', t.prior);
   if (typeof t.strength !== 'number' || !(t.strength > 0 && Number.isFinite(t.strength))) invalidHistory('strength', 'a number > 0', t.strength);
+  if (t.traderStrength !== undefined && (typeof t.traderStrength !== 'number' || !(t.traderStrength > 0 && Number.isFinite(t.traderStrength)))) invalidHistory('traderStrength', 'a number > 0', t.traderStrength);
   if (typeof t.halfLifeDays !== 'number' || !(t.halfLifeDays >= 0)) invalidHistory('halfLifeDays', 'a number >= 0', t.halfLifeDays);
   if (t.aeoReduction !== undefined && (typeof t.aeoReduction !== 'number' || !(t.aeoReduction >= 0 && t.aeoReduction <= 10))) invalidHistory('aeoReduction', 'a number in [0, 10]', t.aeoReduction);
   if (t.revenuePrior !== undefined && (typeof t.revenuePrior !== 'number' || !(t.revenuePrior >= 0 && Number.isFinite(t.revenuePrior)))) invalidHistory('revenuePrior', 'a finite number >= 0', t.revenuePrior);

@@ -27,7 +27,7 @@ import { createEngine } from '../engine.js';
 import type { ColumnarBatch } from '../model/columnar.js';
 import { NF, FEATURES, type PeerTables } from '../peers/peer-groups.js';
 import { createRuleset, resolveSettings, type RulesetSettings, type RulesetSettingsInput } from '../ruleset/ruleset.js';
-import { batchKeys, DEFAULT_DIMENSIONS, dimensionName, lifts, parseDimension, revenueAtRisk, type HistoryTables } from './history.js';
+import { batchKeys, DEFAULT_DIMENSIONS, dimensionName, isTraderDimension, lifts, parseDimension, revenueAtRisk, type HistoryTables } from './history.js';
 
 export interface TrainOptions {
   /** Dimensions of the historical tables (default DEFAULT_DIMENSIONS). */
@@ -39,6 +39,16 @@ export interface TrainOptions {
    * rates predict labels they were not computed from); ties to the larger.
    */
   strength?: number | 'auto';
+  /**
+   * Least prior strength of the trader dimensions (those with an importer,
+   * declarant or seller part), in declarations (default
+   * DEFAULT_TRADER_STRENGTH, 10): they take the larger of this and the
+   * strength, given or chosen by 'auto', so that a trader's rate is never
+   * judged on a few declarations; the model records it as
+   * history.traderStrength where it differs from the strength. 0: the trader
+   * dimensions take the strength as the others do.
+   */
+  traderStrength?: number;
   /**
    * Half-life of the recency weighting of the trader dimensions (those with
    * importer or declarant: the behavioural rating), days (default 365; 0:
@@ -84,6 +94,11 @@ export interface TrainedModel {
     strengths?: { strength: number; logLoss: number }[];
   };
 }
+
+/** The prior strength of the tables when none is given, in declarations. */
+export const DEFAULT_STRENGTH = 10;
+/** The least prior strength of the trader dimensions when none is given (TrainOptions.traderStrength). */
+export const DEFAULT_TRADER_STRENGTH = 10;
 
 /** The prior strengths `strength: 'auto'` tries, in declarations. */
 export const STRENGTH_GRID: readonly number[] = [0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 50, 100];
@@ -177,8 +192,13 @@ export function logisticRegression(X: Float64Array, y: Uint8Array, F: number, us
 export async function trainModel(data: TrainingData, peers: PeerTables, settingsInput: RulesetSettingsInput = {}, options: TrainOptions = {}): Promise<TrainedModel> {
   const dimNames = (options.dimensions ?? DEFAULT_DIMENSIONS).map((d) => dimensionName(parseDimension(d)));
   if (new Set(dimNames).size !== dimNames.length) bad('dimensions', 'distinct dimensions', dimNames);
-  const strengthOption = options.strength ?? 10;
+  const strengthOption = options.strength ?? DEFAULT_STRENGTH;
   if (strengthOption !== 'auto' && !(typeof strengthOption === 'number' && strengthOption > 0)) bad('strength', "a number > 0 or 'auto'", strengthOption);
+  const traderMin = options.traderStrength ?? DEFAULT_TRADER_STRENGTH;
+  if (!(typeof traderMin === 'number' && traderMin >= 0 && Number.isFinite(traderMin))) bad('traderStrength', 'a number >= 0', traderMin);
+  const trader = dimNames.map(isTraderDimension);
+  /** The strength of dimension d's rates when the others take m. */
+  const strengthAt = (d: number, m: number) => (trader[d] ? Math.max(m, traderMin) : m);
   const halfLife = options.halfLifeDays ?? 365;
   if (!(halfLife >= 0)) bad('halfLifeDays', 'a number >= 0', halfLife);
   const K = options.folds ?? 5;
@@ -234,8 +254,9 @@ export async function trainModel(data: TrainingData, peers: PeerTables, settings
   const dimensions: HistoryTables['dimensions'] = [];
   /** Per dimension: each row's value (-1: none), and the weighted counts per value, whole and per fold. */
   const counts: { rowKey: Int32Array; n: Float64Array; pos: Float64Array; nf: Float64Array; pf: Float64Array }[] = [];
-  /** The dimensions' columns of X: each row's out-of-fold lift at prior strength m. */
-  const fillLifts = (m: number) => counts.forEach(({ rowKey, n, pos, nf, pf }, d) => {
+  /** The dimensions' columns of X: each row's out-of-fold lift at prior strength m (strengthAt for the trader dimensions). */
+  const fillLifts = (strength: number) => counts.forEach(({ rowKey, n, pos, nf, pf }, d) => {
+    const m = strengthAt(d, strength);
     for (let i = 0; i < N; i++) {
       const g = rowKey[i];
       if (g < 0) { X[i * F + F0 + d] = 0; continue; }
@@ -327,6 +348,8 @@ export async function trainModel(data: TrainingData, peers: PeerTables, settings
   const c = fit.coef;
   dimensions.forEach((d, k) => { d.weight = c[F0 + k]; });
   const b = fit.intercept;
+  // the trader dimensions' strength, recorded where it differs from the others'
+  const traderStrength = trader.includes(true) && Math.max(strength, traderMin) !== strength ? { traderStrength: Math.max(strength, traderMin) } : {};
   return {
     format: 'selectivity-model',
     formatVersion: 1,
@@ -335,7 +358,7 @@ export async function trainModel(data: TrainingData, peers: PeerTables, settings
       misclassification: { weight: c[2 * NF] },
       thresholds: { yellow: logit(yellowAt) - b, red: logit(redAt) - b },
     },
-    history: { prior, strength, halfLifeDays: halfLife, aeoReduction: options.aeoReduction ?? Math.LN2, revenuePrior: Math.round((revenue.reduce((s, r, i) => s + (y[i] ? r : 0), 0) / N) * 100) / 100, dimensions },
+    history: { prior, strength, ...traderStrength, halfLifeDays: halfLife, aeoReduction: options.aeoReduction ?? Math.LN2, revenuePrior: Math.round((revenue.reduce((s, r, i) => s + (y[i] ? r : 0), 0) / N) * 100) / 100, dimensions },
     intercept: b,
     coefficients: Object.fromEntries(names.map((n, j) => [n, c[j]])),
     training: { rows: N, positives, prior, logLoss: fit.logLoss, firstDay, lastDay, iterations: fit.iterations, ...(tried ? { strengths: tried } : {}) },

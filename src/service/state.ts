@@ -163,9 +163,9 @@ export class RulesetSource {
   }
 
   /** What the model in use was trained on (undefined without a model). */
-  get modelInfo(): { path: string; trainedAt: string | null; rows: number | null; strength: number; dimensions: { name: string; weight: number; values: number }[] } | undefined {
+  get modelInfo(): { path: string; trainedAt: string | null; rows: number | null; strength: number; traderStrength: number; dimensions: { name: string; weight: number; values: number }[] } | undefined {
     const m = this.model;
-    return m && { path: this.modelPath, trainedAt: m.trainedAt ?? null, rows: m.rows ?? null, strength: m.history.strength, dimensions: m.history.dimensions.map((d) => ({ name: d.name, weight: d.weight, values: d.keys.length })) };
+    return m && { path: this.modelPath, trainedAt: m.trainedAt ?? null, rows: m.rows ?? null, strength: m.history.strength, traderStrength: m.history.traderStrength ?? m.history.strength, dimensions: m.history.dimensions.map((d) => ({ name: d.name, weight: d.weight, values: d.keys.length })) };
   }
 
   /** What a retrain fits with (the prior strength: serve --retrain-strength); the defaults otherwise. */
