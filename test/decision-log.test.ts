@@ -8,6 +8,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Worker } from 'node:worker_threads';
 import { pack, unpack, unpackMultiple } from 'msgpackr';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startService, type RunningService } from '../src/service/service.js';
@@ -161,6 +162,51 @@ describe('decision log writer', () => {
     expect(log.stats.payloads).toBe(50);
     expect(log.stats.commits).toBeLessThanOrEqual(50);
     await log.close();
+  });
+});
+
+describe('decision log writer and the store\'s write lock', () => {
+  it('waits for a lock another thread holds by trying again in short pauses (not in SQLite\'s busy handler), then commits', async () => {
+    const path = join(dir, 'locked', STORE_FILE);
+    openStore(path).close();
+    const writer = new LogWriter(path);
+    const sab = new SharedArrayBuffer(4);
+    // another thread takes the write lock, says so, keeps it 150 ms and commits a row of its own
+    const holder = new Worker(`
+      const { workerData, parentPort } = require('node:worker_threads');
+      const Database = require('better-sqlite3');
+      const db = new Database(workerData.path);
+      db.prepare('BEGIN IMMEDIATE').run();
+      db.prepare("INSERT INTO traffic (day, scored) VALUES ('2026-01-01', 7)").run();
+      Atomics.store(new Int32Array(workerData.sab), 0, 1);
+      Atomics.wait(new Int32Array(workerData.sab), 0, 1, 150);
+      db.prepare('COMMIT').run();
+      db.close();
+      parentPort.postMessage('done');
+    `, { eval: true, workerData: { path, sab } });
+    let failed: Error | undefined;
+    const done = new Promise((resolve, reject) => { holder.once('message', resolve); holder.once('error', (e) => { failed = e; reject(e); }); });
+    done.catch(() => undefined);
+    const flag = new Int32Array(sab);
+    while (Atomics.load(flag, 0) === 0 && !failed) await new Promise((r) => setTimeout(r, 1));
+    if (failed) throw failed;
+    try {
+      // the writer's own connection does not wait in SQLite's busy handler (busy_timeout 0); commit() does, polling
+      expect((writer as unknown as { db: { pragma(s: string, o: { simple: true }): number } }).db.pragma('busy_timeout', { simple: true })).toBe(0);
+      const x: Declaration = { ...MEAT, id: 'L1' };
+      expect(writer.commit([encodeLogRows([{ id: 'L1', channel: 'green', score: 0, controlGroup: false, rulesetVersion: 'e'.repeat(16), reasons: [] }], [x], 'e'.repeat(16))])).toBe(1);
+      await done;
+      const db = openStore(path);
+      try {
+        expect(new DecisionLogReader(db).decisions('L1').map((d) => d.seq)).toEqual([1]);
+        expect(db.prepare("SELECT scored FROM traffic WHERE day = '2026-01-01'").pluck().get()).toBe(7);
+      } finally {
+        db.close();
+      }
+    } finally {
+      writer.close();
+      await holder.terminate();
+    }
   });
 });
 

@@ -236,6 +236,57 @@ describe('feedback against a log of many chunks', () => {
   });
 });
 
+describe('a large batch of feedback, in slices', () => {
+  it('commits slice by slice, one transaction each, the event loop going on between them; a failed slice leaves the earlier ones recorded', async () => {
+    const path = join(dir, 'sliced', STORE_FILE);
+    openStore(path).close();
+    const log = new DecisionLog({ storePath: path, thread: false });
+    const v = 'aaaaaaaaaaaaaaaa';
+    const ids = Array.from({ length: 1000 }, (_, k) => `S${k}`);
+    await log.append(encodeLogRows(ids.map((id, k) => ({ id, channel: 'red', score: k, controlGroup: false, rulesetVersion: v, reasons: [] })), ids.map((id) => ({ ...MEAT, id })), v));
+    await log.close();
+    const db = openStore(path);
+    const other = openStore(path); // sees only what was committed
+    const stored = () => other.prepare('SELECT count(*) FROM feedback').pluck().get() as number;
+    try {
+      const store = new FeedbackStore(db);
+      const item = (k: number) => ({ declarationId: `S${k}`, date: '2026-11-24', channel: 'red', inspected: true, outcome: k % 3 ? 'no-discrepancy' : 'seizure' });
+      // 1,000 results, an invalid one, and S5's again (the same result: a duplicate, found in a later slice)
+      const items = [...ids.map((_, k) => item(k)), { declarationId: 'S1', date: 'not a date' }, item(5)];
+      let turns = 0;
+      let spinning = true;
+      const spin = () => { turns++; if (spinning) setImmediate(spin); };
+      setImmediate(spin);
+
+      // the third slice fails: the first two stay recorded, nothing of the third
+      let calls = 0;
+      const failing = store.prepare(items, 'test').commitSliced(300, async (slice) => {
+        if (++calls === 3) throw new Error('disk full');
+        slice();
+      });
+      await expect(failing).rejects.toThrow('disk full');
+      expect(stored()).toBe(600);
+
+      // again: what was recorded answers as duplicates; each slice commits before the next, with event-loop turns between
+      const seen: number[] = [], atTurn: number[] = [];
+      const r = await store.prepare(items, 'test').commitSliced(300, async (slice) => { seen.push(stored()); atTurn.push(turns); slice(); });
+      spinning = false;
+      expect(seen).toEqual([600, 600, 600, 900]);
+      for (let k = 1; k < atTurn.length; k++) expect(atTurn[k]).toBeGreaterThan(atTurn[k - 1]);
+      expect(r.counts).toEqual({ recorded: 400, replaced: 0, duplicate: 601, rejected: 1 });
+      expect(r.results.map((x) => x.index)).toEqual(items.map((_, k) => k));
+      expect(r.results[1000]).toMatchObject({ status: 'rejected', error: { code: 'SEL_ERR_FEEDBACK_INVALID' } });
+      expect(r.results[1001]).toMatchObject({ declarationId: 'S5', status: 'duplicate' });
+      expect(stored()).toBe(1000);
+      // one transaction for everything gives the same answers
+      expect(store.prepare(items, 'test').commit()).toEqual({ counts: { recorded: 0, replaced: 0, duplicate: 1001, rejected: 1 }, results: r.results.map((x) => (x.status === 'recorded' ? { ...x, status: 'duplicate' } : x)) });
+    } finally {
+      other.close();
+      db.close();
+    }
+  });
+});
+
 describe('learning from the feedback in the store (POST /v1/model/retrain)', () => {
   it('refits on inspected declarations, swaps the model in, shows it as reasons, and keeps it across a restart', async () => {
     const dataDir = join(dir, 'learn');

@@ -22,7 +22,7 @@ import type { Transaction } from 'better-sqlite3';
 import { errors, SelectivityError } from '../errors.js';
 import { packageRoot } from '../paths.js';
 import { buildIdFilter, DECISION_ID_PART_BITS, DECISION_ID_PART_SIZE, fillIdFilters, IdFilter, partOf, storeIdFilter } from '../store/id-filter.js';
-import { openStore, type Db } from '../store/sqlite.js';
+import { BUSY_TIMEOUT_MS, isStoreBusy, openStore, type Db } from '../store/sqlite.js';
 import { readPayload } from './log-rows.js';
 
 /**
@@ -34,6 +34,16 @@ import { readPayload } from './log-rows.js';
  * the size of a batch or of the index.
  */
 export const ID_STATEMENT_ROWS = 4096;
+
+/**
+ * The writer's pause between tries for the store's write lock, ms. Another
+ * connection's transaction (the main thread recording examination results
+ * in slices, a profile import, a CLI tool) holds the lock a few ms; SQLite's
+ * own busy handler would sleep up to 100 ms between tries and so come back
+ * long after the lock is free, with every scoring answer waiting for it.
+ */
+const LOCK_POLL_MS = 0.5;
+const lockPause = new Int32Array(new SharedArrayBuffer(4));
 
 /**
  * Stores decision-log payloads; the core of the writer thread (and of the
@@ -67,7 +77,10 @@ export class LogWriter {
     const insertChunk = db.prepare('INSERT INTO decision_chunks (first_seq, count, decided_at, ruleset_version, format, rows) VALUES (?, ?, ?, ?, ?, ?)');
     // row k of the chunk at seq first + k, in the part of that seq
     const insertIds = db.prepare(`INSERT INTO decision_ids (part, declaration_id, seq) SELECT (@first + key) >> ${DECISION_ID_PART_BITS}, value, @first + key FROM json_each(@ids)`);
+    // the lock is waited for by commit(), in short pauses, not by SQLite's busy handler
+    db.pragma('busy_timeout = 0');
     this.commitAll = db.transaction((payloads: readonly Uint8Array[]) => {
+      this.began = true;
       // read inside the (immediate) transaction: another writer on the same file cannot interleave
       let seq = Math.max(legacyEnd, (chunkEnd.get() as number | undefined) ?? 1);
       if (seq !== this.nextSeq) this.reopen(seq);
@@ -122,14 +135,31 @@ export class LogWriter {
     this.open = { part, filter: buildIdFilter(this.db, part) };
   }
 
-  /** Stores every payload in one transaction (durable on return); the number of decisions. */
+  /** Whether the transaction's body ran (the lock was taken) in the current try of commit(). */
+  private began = false;
+
+  /**
+   * Stores every payload in one transaction (durable on return); the number
+   * of decisions. While another connection holds the write lock, tries again
+   * every LOCK_POLL_MS, for BUSY_TIMEOUT_MS in all; then the busy error is
+   * thrown, as for any other failure (nothing of the payloads was written).
+   */
   commit(payloads: readonly Uint8Array[]): number {
-    try {
-      return this.commitAll.immediate(payloads);
-    } catch (e) {
-      // rolled back: the open filter may name ids, or a sealed part, that the store does not have
-      this.nextSeq = -1;
-      throw e;
+    const started = Date.now();
+    for (;;) {
+      this.began = false;
+      try {
+        return this.commitAll.immediate(payloads);
+      } catch (e) {
+        // a failure after the body ran may have left the open part's filter ahead of the store: read it again
+        if (this.began) this.nextSeq = -1;
+        if (isStoreBusy(e) && Date.now() - started < BUSY_TIMEOUT_MS) {
+          Atomics.wait(lockPause, 0, 0, LOCK_POLL_MS);
+          continue;
+        }
+        this.nextSeq = -1;
+        throw e;
+      }
     }
   }
 

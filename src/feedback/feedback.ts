@@ -120,8 +120,29 @@ export interface FeedbackCounts { recorded: number; replaced: number; duplicate:
 /** What record() answers: the counts, and each item's result in the order given. */
 export interface FeedbackRecording { counts: FeedbackCounts; results: FeedbackItemResult[] }
 
-/** Results validated and joined (FeedbackStore.prepare), to be written by commit(). */
-export interface PreparedFeedback { commit(): FeedbackRecording }
+/** Results validated and joined (FeedbackStore.prepare), to be written by commit() or commitSliced(). */
+export interface PreparedFeedback {
+  /** Writes every item in one IMMEDIATE transaction (durable on return). */
+  commit(): FeedbackRecording;
+  /**
+   * Writes the items in slices of `size`, in the order given, one IMMEDIATE
+   * transaction each (each durable before the next begins), pausing for the
+   * event loop between slices: the service's main thread, so that neither
+   * its other requests nor the decision log's writer (which waits for the
+   * store's write lock) wait for a whole large batch. `write` runs a slice's
+   * function, perhaps again after it failed with nothing written
+   * (writeWhenFree). When a slice fails, the promise rejects and the slices
+   * before it stay recorded: posting the same results again answers those
+   * as duplicates.
+   */
+  commitSliced(size: number, write: (slice: () => void) => Promise<void>): Promise<FeedbackRecording>;
+}
+
+/** Items validated between pauses for the event loop (FeedbackStore.preparePaced): a few ms each. */
+const VALIDATE_SLICE = 1000;
+
+/** Results per transaction of POST /v1/feedback (PreparedFeedback.commitSliced): about 8 ms of the write lock each. */
+export const FEEDBACK_SLICE = 500;
 
 interface FeedbackRow { seq: number; declaration_id: string; current: number; decision_seq: number; date: string; channel: string; inspected: number; outcome: string; irregularity: string | null; revenue_recovered: number; notes: string | null; ruleset_version: string | null; recorded_at: string; recorded_by: string }
 
@@ -189,8 +210,9 @@ export class FeedbackStore {
    * record() in two steps. prepare() validates the items and finds the
    * decision each joins to, reading only (each chunk of the log read once,
    * in seq order: DecisionLogReader.latestMany); commit() writes them in
-   * one IMMEDIATE transaction, which holds the store's write lock only for
-   * the writes and the check against each declaration's current result.
+   * one IMMEDIATE transaction (commitSliced: one per slice), which holds the
+   * store's write lock only for the writes and the check against each
+   * declaration's current result.
    * The decision log's writer thread waits for that lock: a batch of 1,000
    * results must not keep it, and every scoring answer, waiting for the
    * joins. commit() may be called again after it failed (nothing was
@@ -203,14 +225,22 @@ export class FeedbackStore {
     return this.prepared(checked, this.log.latestMany(checked.requests), by, now);
   }
 
-  /** prepare() with a pause for the event loop every few hundred joins: the service's main thread. */
+  /** prepare() with a pause for the event loop every few hundred joins and every VALIDATE_SLICE items checked: the service's main thread. */
   async preparePaced(items: readonly unknown[], by: string, now = new Date()): Promise<PreparedFeedback> {
-    const checked = this.check(items);
+    const results: ReturnType<typeof validateFeedback>[] = new Array(items.length);
+    for (let i = 0; i < items.length; i++) {
+      if (i > 0 && i % VALIDATE_SLICE === 0) await new Promise((resolve) => setImmediate(resolve));
+      results[i] = validateFeedback(items[i]);
+    }
+    const checked = this.checked(results);
     return this.prepared(checked, await this.log.latestManyPaced(checked.requests), by, now);
   }
 
   private check(items: readonly unknown[]) {
-    const results = items.map((item) => validateFeedback(item));
+    return this.checked(items.map((item) => validateFeedback(item)));
+  }
+
+  private checked(results: ReturnType<typeof validateFeedback>[]) {
     const valid = results.flatMap((v, i) => (v.ok ? [{ i, f: v.value }] : []));
     return { results, valid, requests: valid.map(({ f }) => ({ declarationId: f.declarationId, rulesetVersion: f.rulesetVersion || undefined })) };
   }
@@ -218,47 +248,65 @@ export class FeedbackStore {
   private prepared({ results: checked, valid }: ReturnType<FeedbackStore['check']>, decisions: readonly (LoggedDecision | undefined)[], by: string, now: Date): PreparedFeedback {
     const at = now.toISOString();
     const joins = new Map(valid.map(({ i, f }, k) => [i, { f, decision: decisions[k] }]));
-    return {
-      commit: () => {
-        const counts: FeedbackCounts = { recorded: 0, replaced: 0, duplicate: 0, rejected: 0 };
-        const results: FeedbackItemResult[] = new Array(checked.length);
-        try {
-          this.db.transaction(() => {
-            for (let i = 0; i < checked.length; i++) {
-              const v = checked[i];
-              if (!v.ok) {
-                results[i] = { index: i, ...(v.declarationId !== undefined ? { declarationId: v.declarationId } : {}), status: 'rejected', error: v.error.toJSON() };
-                counts.rejected++;
-                continue;
-              }
-              const { f, decision } = joins.get(i)!;
-              if (!decision) {
-                const e = errors.SEL_ERR_FEEDBACK_UNKNOWN_DECLARATION(`no logged decision for declaration ${f.declarationId}${f.rulesetVersion ? ` by ruleset ${f.rulesetVersion}` : ''}`, { field: f.rulesetVersion ? 'rulesetVersion' : 'declarationId', expected: 'a declaration the service scored with the decision log on', got: f.rulesetVersion ? `${f.declarationId}@${f.rulesetVersion}` : f.declarationId });
-                results[i] = { index: i, declarationId: f.declarationId, status: 'rejected', error: e.toJSON() };
-                counts.rejected++;
-                continue;
-              }
-              const joined = { seq: decision.seq, rulesetVersion: decision.rulesetVersion, decidedAt: decision.decidedAt, channel: decision.channel };
-              const cur = this.current.get(f.declarationId) as FeedbackRow | undefined;
-              if (cur && sameResult(toFeedback(cur), f, decision.seq)) {
-                results[i] = { index: i, declarationId: f.declarationId, status: 'duplicate', decision: joined };
-                counts.duplicate++;
-                continue;
-              }
-              if (cur) this.retire.run(f.declarationId);
-              this.insert.run(f.declarationId, decision.seq, f.date, f.channel, f.inspected ? 1 : 0, f.outcome, f.irregularity ?? null, f.revenueRecovered, f.notes ?? null, f.rulesetVersion ?? null, at, by);
-              const profiles = decision.reasons.filter((r): r is Extract<Reason, { code: 'PROFILE' }> => r.code === 'PROFILE').map((r) => ({ id: r.profile, version: r.version ?? 0 }));
-              recordExamination(this.db, { declarationId: f.declarationId, date: f.date, profiles, inspected: f.inspected, result: examinationResult(f), revenueRecovered: f.revenueRecovered }, now);
-              const status = cur ? 'replaced' : 'recorded';
-              results[i] = { index: i, declarationId: f.declarationId, status, decision: joined };
-              counts[status]++;
+    /** Items from to to - 1 in one IMMEDIATE transaction; their results and counts, kept only once it committed. */
+    const writeRange = (from: number, to: number): FeedbackRecording => {
+      const counts: FeedbackCounts = { recorded: 0, replaced: 0, duplicate: 0, rejected: 0 };
+      const results: FeedbackItemResult[] = [];
+      try {
+        this.db.transaction(() => {
+          for (let i = from; i < to; i++) {
+            const v = checked[i];
+            if (!v.ok) {
+              results.push({ index: i, ...(v.declarationId !== undefined ? { declarationId: v.declarationId } : {}), status: 'rejected', error: v.error.toJSON() });
+              counts.rejected++;
+              continue;
             }
-          }).immediate();
-        } catch (e) {
-          // nothing was written; the SQLite code tells a lock that was not free (SQLITE_BUSY: writeWhenFree tries again)
-          throw errors.SEL_ERR_STORAGE(`feedback could not be recorded: ${(e as Error).message}`, { field: 'store', expected: 'a writable store', got: (e as { code?: string }).code });
+            const { f, decision } = joins.get(i)!;
+            if (!decision) {
+              const e = errors.SEL_ERR_FEEDBACK_UNKNOWN_DECLARATION(`no logged decision for declaration ${f.declarationId}${f.rulesetVersion ? ` by ruleset ${f.rulesetVersion}` : ''}`, { field: f.rulesetVersion ? 'rulesetVersion' : 'declarationId', expected: 'a declaration the service scored with the decision log on', got: f.rulesetVersion ? `${f.declarationId}@${f.rulesetVersion}` : f.declarationId });
+              results.push({ index: i, declarationId: f.declarationId, status: 'rejected', error: e.toJSON() });
+              counts.rejected++;
+              continue;
+            }
+            const joined = { seq: decision.seq, rulesetVersion: decision.rulesetVersion, decidedAt: decision.decidedAt, channel: decision.channel };
+            const cur = this.current.get(f.declarationId) as FeedbackRow | undefined;
+            if (cur && sameResult(toFeedback(cur), f, decision.seq)) {
+              results.push({ index: i, declarationId: f.declarationId, status: 'duplicate', decision: joined });
+              counts.duplicate++;
+              continue;
+            }
+            if (cur) this.retire.run(f.declarationId);
+            this.insert.run(f.declarationId, decision.seq, f.date, f.channel, f.inspected ? 1 : 0, f.outcome, f.irregularity ?? null, f.revenueRecovered, f.notes ?? null, f.rulesetVersion ?? null, at, by);
+            const profiles = decision.reasons.filter((r): r is Extract<Reason, { code: 'PROFILE' }> => r.code === 'PROFILE').map((r) => ({ id: r.profile, version: r.version ?? 0 }));
+            recordExamination(this.db, { declarationId: f.declarationId, date: f.date, profiles, inspected: f.inspected, result: examinationResult(f), revenueRecovered: f.revenueRecovered }, now);
+            const status = cur ? 'replaced' : 'recorded';
+            results.push({ index: i, declarationId: f.declarationId, status, decision: joined });
+            counts[status]++;
+          }
+        }).immediate();
+      } catch (e) {
+        // nothing of this range was written; the SQLite code tells a lock that was not free (SQLITE_BUSY: writeWhenFree tries again)
+        throw errors.SEL_ERR_STORAGE(`feedback could not be recorded: ${(e as Error).message}`, { field: 'store', expected: 'a writable store', got: (e as { code?: string }).code });
+      }
+      return { counts, results };
+    };
+    const add = (into: FeedbackRecording, part: FeedbackRecording) => {
+      for (const k of Object.keys(into.counts) as (keyof FeedbackCounts)[]) into.counts[k] += part.counts[k];
+      for (const r of part.results) into.results.push(r);
+    };
+    const empty = (): FeedbackRecording => ({ counts: { recorded: 0, replaced: 0, duplicate: 0, rejected: 0 }, results: [] });
+    return {
+      commit: () => writeRange(0, checked.length),
+      commitSliced: async (size, write) => {
+        if (!(Number.isInteger(size) && size >= 1)) throw new RangeError('commitSliced: size must be a positive integer');
+        const out = empty();
+        for (let from = 0; from < checked.length; from += size) {
+          if (from > 0) await new Promise((resolve) => setImmediate(resolve));
+          let part: FeedbackRecording | undefined;
+          await write(() => { part = writeRange(from, Math.min(from + size, checked.length)); });
+          add(out, part!);
         }
-        return { counts, results };
+        return out;
       },
     };
   }

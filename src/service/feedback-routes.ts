@@ -2,13 +2,13 @@
  * Feedback routes: examination results in, joined to the logged decisions
  * (src/feedback/feedback.ts), and the decision log out.
  *
- *   POST /v1/feedback                      port, analyst, admin   {"results": [...]} JSON or MessagePack; durable before 200
+ *   POST /v1/feedback                      port, analyst, admin   {"results": [...]} JSON or MessagePack; durable before 200 (transactions of 500)
  *   GET  /v1/feedback?declarationId=…      port, analyst, admin   current result, history, the decision it joins to
  *   GET  /v1/decisions/:id                 analyst, admin         every logged decision for the id
  */
 import type { FastifyInstance } from 'fastify';
 import { errors } from '../errors.js';
-import { FeedbackStore } from '../feedback/feedback.js';
+import { FEEDBACK_SLICE, FeedbackStore } from '../feedback/feedback.js';
 import { writeWhenFree } from '../store/sqlite.js';
 import type { RulesetSource } from './state.js';
 import { acceptMsgpackBodies } from './msgpack-body.js';
@@ -28,7 +28,7 @@ export async function registerFeedbackRoutes(app: FastifyInstance, o: { source: 
       schema: {
         tags: ['feedback'],
         summary: 'Record examination results ({"results": [...]}, JSON or MessagePack), each joined to the latest logged decision for its declaration (or the latest of its rulesetVersion).',
-        description: 'The valid items are committed in one durable transaction before the answer; each invalid item is answered with its error (SEL_ERR_FEEDBACK_INVALID, SEL_ERR_FEEDBACK_UNKNOWN_DECLARATION) and changes nothing. Posting the same result again: duplicate, nothing changes; a different result replaces the current one, which stays in the history. See docs/feedback.md.',
+        description: 'The valid items are committed before the answer, in durable transactions of up to 500 items in the order given (a storage failure part way answers SEL_ERR_STORAGE and leaves the earlier items recorded: posting again answers them as duplicates); each invalid item is answered with its error (SEL_ERR_FEEDBACK_INVALID, SEL_ERR_FEEDBACK_UNKNOWN_DECLARATION) and changes nothing. Posting the same result again: duplicate, nothing changes; a different result replaces the current one, which stays in the history. See docs/feedback.md.',
         body: { type: 'object', required: ['results'], additionalProperties: false, properties: { results: { type: 'array', maxItems: MAX_FEEDBACK_BATCH, items: {} } } },
         response: {
           200: {
@@ -47,7 +47,8 @@ export async function registerFeedbackRoutes(app: FastifyInstance, o: { source: 
       // the joins read first, without the lock; then the writes, waiting for the lock (the decision
       // log's writer holds it during a group commit) without blocking the main thread
       const recording = await store.preparePaced(results, req.actor ?? 'api');
-      return writeWhenFree(o.source.database, () => recording.commit());
+      // in transactions of FEEDBACK_SLICE results, the event loop and the log's writer going on between them
+      return recording.commitSliced(FEEDBACK_SLICE, (slice) => writeWhenFree(o.source.database, slice));
     });
   });
   app.get('/v1/feedback', {
