@@ -343,6 +343,12 @@ describe('profile effectiveness', () => {
       const narrow = await app.inject({ url: '/v1/profiles/stats?from=2000-01-01&to=2000-01-31', headers: h });
       expect(narrow.json().scored).toBe(0);
       expect((await app.inject({ url: '/v1/profiles/stats?from=yesterday', headers: h })).statusCode).toBe(400);
+      // days in the right form that are not days: a named error for the field, not a crash
+      for (const [q, field] of [['to=2026-13-01', 'to'], ['from=2026-02-30&to=2026-03-05', 'from']]) {
+        const bad = await app.inject({ url: `/v1/profiles/stats?${q}`, headers: h });
+        expect(bad.statusCode, q).toBe(400);
+        expect(bad.json().error, q).toMatchObject({ code: 'SEL_ERR_OPTION_INVALID', details: { field } });
+      }
     } finally {
       await app.close();
       await engine.close();

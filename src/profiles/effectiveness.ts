@@ -19,6 +19,7 @@ import { errors } from '../errors.js';
 import type { CompiledMeta } from '../ruleset/compile.js';
 import type { Transaction } from 'better-sqlite3';
 import { writeWhenFree, type Db } from '../store/sqlite.js';
+import { resolvePeriod } from '../model/period.js';
 
 const day = (ms: number) => new Date(ms).toISOString().slice(0, 10);
 
@@ -182,15 +183,9 @@ export interface ProfileStats {
   profiles: ProfileStatsRow[];
 }
 
-const DAY_RE = /^\d{4}-\d{2}-\d{2}$/;
 
 export function profileStats(db: Db, o: StatsOptions = {}, now = Date.now()): ProfileStats {
-  const to = o.to ?? day(now);
-  const from = o.from ?? day(Date.parse(to) - 29 * 86_400_000);
-  for (const [k, v] of [['from', from], ['to', to]] as const) {
-    if (!DAY_RE.test(v) || Number.isNaN(Date.parse(v))) throw errors.SEL_ERR_OPTION_INVALID(`${k} must be a date YYYY-MM-DD`, { field: k, expected: 'YYYY-MM-DD', got: v });
-  }
-  if (from > to) throw errors.SEL_ERR_OPTION_INVALID('from is after to', { field: 'from', expected: `a day on or before ${to}`, got: from });
+  const { from, to } = resolvePeriod(o, now);
   const maxShare = o.maxShare ?? 0.05;
   const minInspected = o.minInspected ?? 20;
   const scored = (db.prepare('SELECT COALESCE(SUM(scored), 0) AS n FROM traffic WHERE day BETWEEN ? AND ?').get(from, to) as { n: number }).n;
