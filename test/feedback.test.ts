@@ -4,7 +4,7 @@
  * real listener with a worker pool (decisions logged by the writer thread).
  * Workers run from dist/: `npm run build:ts` first.
  */
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pack } from 'msgpackr';
@@ -20,6 +20,9 @@ import type { Declaration } from '../src/model/schema.js';
 import type { Decision } from '../src/decisions.js';
 import { runCli } from './helpers.js';
 import { STRENGTH_GRID } from '../src/learn/train.js';
+import { targetingReport, targetingReportPaced, wilsonInterval } from '../src/feedback/report.js';
+import { pruneDecisionLog } from '../src/feedback/prune.js';
+import { CHANNELS } from '../src/model/channels.js';
 import { call, declarations, logRows, MEAT, tokensEnv } from './service-helpers.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'sel-feedback-'));
@@ -286,6 +289,105 @@ describe('a large batch of feedback, in slices', () => {
     }
   });
 });
+
+describe('the targeting report (control group beside the targeted channels)', () => {
+  it('counts the results of each channel and of the control group over a period, with the estimate\'s interval; the CLI and GET /v1/feedback/report say the same', async () => {
+    const dataDir = join(dir, 'report');
+    const path = join(dataDir, STORE_FILE);
+    mkdirSync(dataDir, { recursive: true });
+    openStore(path).close();
+    const log = new DecisionLog({ storePath: path, thread: false });
+    const v = 'abababababababab';
+    // an old chunk (pruned below: its results no longer join), then 300 decisions over the channels, every tenth drawn by the control group
+    const old = Array.from({ length: 20 }, (_, k) => `U${k}`);
+    await log.append(encodeLogRows(old.map((id) => ({ id, channel: 'red', score: 9, controlGroup: false, rulesetVersion: v, reasons: [] })), old.map((id) => ({ ...MEAT, id })), v, Date.parse('2026-01-05')));
+    const ids = Array.from({ length: 300 }, (_, k) => `R${k}`);
+    const channelOf = (k: number) => CHANNELS[k % 5];
+    const control = (k: number) => k % 10 === 7;
+    await log.append(encodeLogRows(ids.map((id, k) => ({ id, channel: channelOf(k), score: k, controlGroup: control(k), rulesetVersion: v, reasons: [] })), ids.map((id) => ({ ...MEAT, id })), v));
+    await log.close();
+    const db = openStore(path);
+    try {
+      const outcome = (k: number) => (k % 4 === 0 ? 'seizure' : k % 4 === 1 ? 'discrepancy' : 'no-discrepancy');
+      const inPeriod = (k: number) => k < 250;
+      const items = [
+        ...ids.map((id, k) => ({ declarationId: id, date: inPeriod(k) ? '2026-11-10' : '2026-09-01', channel: channelOf(k), inspected: k % 3 !== 0, outcome: outcome(k), revenueRecovered: k })),
+        ...old.map((id) => ({ declarationId: id, date: '2026-11-12', channel: 'red', inspected: true, outcome: 'seizure', revenueRecovered: 1 })),
+      ];
+      expect(new FeedbackStore(db).record(items, 'test').counts.recorded).toBe(320);
+      // a replaced result counts once, as its current one: R1 (blue, inspected) was a discrepancy, now no discrepancy
+      expect(new FeedbackStore(db).record([{ ...items[1], outcome: 'no-discrepancy' }], 'test').counts.replaced).toBe(1);
+      pruneDecisionLog(db, { before: Date.parse('2026-02-01'), includeFeedback: true });
+      db.prepare("INSERT INTO traffic (day, scored) VALUES ('2026-11-10', 5000), ('2026-09-01', 77)").run();
+
+      const r = targetingReport(db, { from: '2026-11-01', to: '2026-11-30' });
+      // the same counts, directly
+      const expected = (pick: (k: number) => boolean) => {
+        const ks = ids.map((_, k) => k).filter((k) => inPeriod(k) && pick(k));
+        const insp = ks.filter((k) => k % 3 !== 0);
+        const bad = insp.filter((k) => (k === 1 ? 'no-discrepancy' : outcome(k)) !== 'no-discrepancy');
+        return { results: ks.length, inspected: insp.length, nonCompliant: bad.length, hitRate: insp.length ? bad.length / insp.length : null, revenueRecovered: bad.reduce((a, k) => a + k, 0) };
+      };
+      expect(r).toMatchObject({ from: '2026-11-01', to: '2026-11-30', scored: 5000, results: 270, unjoined: 20 });
+      for (const g of r.channels) expect(g, g.channel).toEqual({ channel: g.channel, ...expected((k) => !control(k) && channelOf(k) === g.channel) });
+      expect(r.targeted).toEqual(expected((k) => !control(k) && channelOf(k) !== 'green'));
+      const c = expected(control);
+      expect(r.controlGroup).toMatchObject(c);
+      expect(c.inspected).toBeGreaterThan(10);
+      expect(r.controlGroup.low!).toBeLessThan(c.hitRate!);
+      expect(r.controlGroup.high!).toBeGreaterThan(c.hitRate!);
+      expect(r.controlGroup.low!).toBeCloseTo(wilsonInterval(c.nonCompliant, c.inspected).low, 12);
+      expect(r.lift).toBeCloseTo(r.targeted.hitRate! / c.hitRate!, 12);
+      // the Wilson interval itself: 3 of 10 → 0.1078–0.6032
+      expect(wilsonInterval(3, 10).low).toBeCloseTo(0.1078, 4);
+      expect(wilsonInterval(3, 10).high).toBeCloseTo(0.6032, 4);
+      // another period: what was examined then
+      expect(targetingReport(db, { from: '2026-09-01', to: '2026-09-01' })).toMatchObject({ scored: 77, results: 50, unjoined: 0 });
+      // a bad period: a named error
+      expect(() => targetingReport(db, { from: '2026-11-31' })).toThrow(expect.objectContaining({ code: 'SEL_ERR_OPTION_INVALID', details: expect.objectContaining({ field: 'from' }) }));
+      expect(() => targetingReport(db, { from: '2026-12-01', to: '2026-11-01' })).toThrow(expect.objectContaining({ details: expect.objectContaining({ field: 'from' }) }));
+      // the paced form gives the same, pausing for the event loop
+      let paused = false;
+      setImmediate(() => { paused = true; });
+      expect(await targetingReportPaced(db, { from: '2026-11-01', to: '2026-11-30' }, Date.now(), 50)).toEqual(r);
+      expect(paused).toBe(true);
+
+      // the command line
+      const cli = await runCli(['feedback', 'report', '--data-dir', dataDir, '--from', '2026-11-01', '--to', '2026-11-30', '--json']);
+      expect(cli.code).toBe(0);
+      expect(JSON.parse(cli.stdout)).toEqual(r);
+      const text = await runCli(['feedback', 'report', '--data-dir', dataDir, '--from', '2026-11-01', '--to', '2026-11-30']);
+      expect(text.stdout).toContain(`95 % interval ${(100 * r.controlGroup.low!).toFixed(1)} %`);
+      expect(text.stdout).toContain('20 whose decision was pruned');
+      const bad = await runCli(['feedback', 'report', '--data-dir', dataDir, '--to', '2026-13-01']);
+      expect(bad.code).not.toBe(0);
+      expect(bad.stderr).toContain('SEL_ERR_OPTION_INVALID');
+    } finally {
+      db.close();
+    }
+
+    // the service
+    const service = await startService({ host: '127.0.0.1', port: 0, dataDir, tokensEnv, threads: 1, inlineMaxBytes: 0, metricsIntervalMs: 60_000 });
+    try {
+      const got = await call(service.url, 'GET', '/v1/feedback/report?from=2026-11-01&to=2026-11-30');
+      expect(got.status).toBe(200);
+      expect(got.json()).toEqual(JSON.parse(JSON.stringify(targetingReportOf(dataDir))));
+      expect((await call(service.url, 'GET', '/v1/feedback/report?from=2026-11-01&to=2026-11-30', { role: 'port' })).status).toBe(403);
+      const wrong = await call(service.url, 'GET', '/v1/feedback/report?from=2026-12-01&to=2026-11-01');
+      expect(wrong.status).toBe(400);
+      expect(wrong.json().error).toMatchObject({ code: 'SEL_ERR_OPTION_INVALID', details: { field: 'from' } });
+      expect((await call(service.url, 'GET', '/v1/feedback/report?from=yesterday')).status).toBe(400);
+    } finally {
+      await service.close();
+    }
+  });
+});
+
+/** The report of a data directory's store, read on a connection of its own. */
+function targetingReportOf(dataDir: string) {
+  const db = openStore(join(dataDir, STORE_FILE));
+  try { return targetingReport(db, { from: '2026-11-01', to: '2026-11-30' }); } finally { db.close(); }
+}
 
 describe('learning from the feedback in the store (POST /v1/model/retrain)', () => {
   it('refits on inspected declarations, swaps the model in, shows it as reasons, and keeps it across a restart', async () => {

@@ -15,6 +15,7 @@ import { parseIsoDate } from '../model/schema.js';
 import { FEEDBACK_FIELDS, FeedbackStore, type FeedbackCounts } from '../feedback/feedback.js';
 import { openStore, STORE_FILE } from '../store/sqlite.js';
 import { pruneDecisionLog } from '../feedback/prune.js';
+import { targetingReport, type ExaminedGroup } from '../feedback/report.js';
 
 export const FEEDBACK_HELP = `Usage: selectivity feedback <command> [options]
 
@@ -29,6 +30,12 @@ Commands:
                                   exit code 2 when any line was rejected
   show <declarationId>            the current result, its history, and the logged
                                   decisions of the declaration
+  report [--from D] [--to D]      targeting performance over the examination dates
+                                  from D to D (default: the last 30 days): per channel
+                                  the results, inspected, non-compliant (hit rate) and
+                                  revenue recovered, beside the control group's
+                                  estimate of the green traffic's non-compliance
+                                  (95 % interval)
   prune --before <date>           delete the decisions logged before a date (UTC day
                                   or ISO time) from the decision log, whole chunks,
                                   in short transactions (the service may run). The
@@ -40,6 +47,7 @@ Options:
   --data-dir <dir>   data directory (default ./data) [SELECTIVITY_DATA_DIR]
   --by <name>        who records the results (default: the OS user)
   --json             print JSON
+  --from, --to       report: first and last examination date (YYYY-MM-DD)
   --dry-run          prune: count what would go, change nothing
   --include-feedback prune: also prune decisions that results join to
 `;
@@ -104,12 +112,14 @@ export async function feedbackCommand(argv: string[]): Promise<number> {
     options: {
       'data-dir': { type: 'string' }, by: { type: 'string' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
       before: { type: 'string' }, 'dry-run': { type: 'boolean' }, 'include-feedback': { type: 'boolean' },
+      from: { type: 'string' }, to: { type: 'string' },
     },
   });
   if (values.help) { process.stdout.write(FEEDBACK_HELP); return 0; }
   const dataDir = resolve(values['data-dir'] ?? process.env.SELECTIVITY_DATA_DIR ?? 'data');
   if (sub === 'prune') return prune(dataDir, values, positionals);
-  if (sub !== 'import' && sub !== 'show') throw errors.SEL_ERR_OPTION_INVALID(`unknown feedback command "${sub}"`, { field: 'command', expected: 'import, show, prune', got: sub });
+  if (sub === 'report') return report(dataDir, values, positionals);
+  if (sub !== 'import' && sub !== 'show') throw errors.SEL_ERR_OPTION_INVALID(`unknown feedback command "${sub}"`, { field: 'command', expected: 'import, show, report, prune', got: sub });
   if (positionals.length !== 1) throw errors.SEL_ERR_OPTION_INVALID(`feedback ${sub} needs exactly one ${sub === 'import' ? 'file' : 'declaration id'}`, { field: sub === 'import' ? 'file' : 'declarationId', expected: 'one argument', got: positionals });
   const by = values.by ?? `cli:${userInfo().username}`;
   if (sub === 'import') {
@@ -168,6 +178,37 @@ export async function feedbackCommand(argv: string[]): Promise<number> {
       for (const r of rejected) process.stdout.write(`  line ${r.line}${r.declarationId ? ` (${r.declarationId})` : ''}: ${r.code}: ${r.message}\n`);
     }
     return rejected.length > 0 ? 2 : 0;
+  } finally {
+    db.close();
+  }
+}
+
+/** `feedback report`: targeting performance and the control group (src/feedback/report.ts). */
+function report(dataDir: string, values: { json?: boolean; from?: string; to?: string }, positionals: string[]): number {
+  if (positionals.length > 0) throw errors.SEL_ERR_OPTION_INVALID('feedback report takes no arguments, only options', { field: 'command', expected: 'feedback report [--from <date>] [--to <date>]', got: positionals });
+  const path = join(dataDir, STORE_FILE);
+  if (!existsSync(path)) throw errors.SEL_ERR_FILE_NOT_FOUND(`no store at ${path}`, { field: 'data-dir', expected: 'the data directory of a service that logged decisions', got: dataDir });
+  const db = openStore(path);
+  try {
+    const r = targetingReport(db, { from: values.from, to: values.to });
+    if (values.json) { process.stdout.write(`${JSON.stringify(r, null, 2)}\n`); return 0; }
+    const pct = (x: number | null) => (x === null ? '—' : `${(100 * x).toFixed(1)} %`);
+    const line = (name: string, g: ExaminedGroup) => `  ${name.padEnd(15)} ${String(g.results).padStart(8)} ${String(g.inspected).padStart(10)} ${String(g.nonCompliant).padStart(14)} ${pct(g.hitRate).padStart(9)} ${g.revenueRecovered.toLocaleString('en-US').padStart(18)}`;
+    const c = r.controlGroup;
+    const out = [
+      `targeting ${r.from} – ${r.to} (examination dates): ${r.scored.toLocaleString('en-US')} declarations scored, ${r.results.toLocaleString('en-US')} results${r.unjoined > 0 ? ` (${r.unjoined} whose decision was pruned, left out)` : ''}`,
+      '',
+      `  ${'decided'.padEnd(15)} ${'results'.padStart(8)} ${'inspected'.padStart(10)} ${'non-compliant'.padStart(14)} ${'hit rate'.padStart(9)} ${'revenue recovered'.padStart(18)}`,
+      ...r.channels.map((g) => line(g.channel, g)),
+      line('targeted', r.targeted),
+      line('control group', c),
+      '',
+      c.hitRate === null
+        ? '  control group: no inspected result in the period, so no estimate of the green traffic\'s non-compliance'
+        : `  non-compliance of the green traffic (control group): ${pct(c.hitRate)}, 95 % interval ${pct(c.low)} – ${pct(c.high)}, from ${c.inspected} inspected${r.lift !== null ? `; targeting finds non-compliance ${r.lift.toFixed(1)}× as often` : ''}`,
+    ];
+    process.stdout.write(`${out.join('\n')}\n`);
+    return 0;
   } finally {
     db.close();
   }

@@ -1,0 +1,136 @@
+/**
+ * Targeting performance from the feedback loop: per channel, what the
+ * examinations of the declarations sent there found, beside the
+ * random-selection control group's estimate of the non-compliance of the
+ * green traffic. The control group is drawn at random from declarations the
+ * score sent to green (settings.randomSelection), so its non-compliance rate
+ * estimates, without the targeting's bias, what passes unexamined; the
+ * targeted channels' hit rates say how much better targeting does.
+ *
+ * The report reads the current examination results whose examination date
+ * is in the period and joins each to the logged decision it answers (its
+ * channel and whether the control group drew it). `selectivity feedback
+ * report` and `GET /v1/feedback/report` show it (docs/feedback.md).
+ */
+import { resolvePeriod } from '../model/period.js';
+import { CHANNELS, type Channel } from '../model/channels.js';
+import type { Db } from '../store/sqlite.js';
+import { DecisionLogReader } from './log-reader.js';
+
+/** What the examinations of a group of decisions found. */
+export interface ExaminedGroup {
+  /** Current results recorded for the group's decisions (inspected or not). */
+  results: number;
+  /** Of them, inspected. */
+  inspected: number;
+  /** Inspected and found non-compliant (discrepancy or seizure). */
+  nonCompliant: number;
+  /** nonCompliant / inspected (null: none inspected). */
+  hitRate: number | null;
+  /** Revenue recovered by the non-compliant ones. */
+  revenueRecovered: number;
+}
+
+export interface TargetingReport {
+  /** The period of examination dates, inclusive (YYYY-MM-DD). */
+  from: string;
+  to: string;
+  /** Declarations scored in the period (every channel, the control group included). */
+  scored: number;
+  /** Current results with an examination date in the period. */
+  results: number;
+  /** Of them, those whose decision is no longer in the log (pruned): counted nowhere below. */
+  unjoined: number;
+  /** Decisions outside the control group, by the channel the score (or a counter-measure) gave them: every channel, in CHANNELS order. */
+  channels: (ExaminedGroup & { channel: Channel })[];
+  /** The targeted channels together: every channel but green, outside the control group. */
+  targeted: ExaminedGroup;
+  /**
+   * The control group: its hit rate is the estimate of the green traffic's
+   * non-compliance, with its 95 % Wilson interval (null: none inspected).
+   */
+  controlGroup: ExaminedGroup & { low: number | null; high: number | null };
+  /** targeted.hitRate / controlGroup.hitRate: how many times more often targeting finds non-compliance (null: either missing, or no non-compliance in the control group). */
+  lift: number | null;
+}
+
+export interface ReportOptions {
+  /** First examination date (default: 29 days before `to`). */
+  from?: string;
+  /** Last examination date (default: today, UTC). */
+  to?: string;
+}
+
+/** The 95 % Wilson score interval of k successes in n trials. */
+export function wilsonInterval(k: number, n: number, z = 1.96): { low: number; high: number } {
+  const p = k / n, z2 = z * z, den = 1 + z2 / n;
+  const centre = (p + z2 / (2 * n)) / den;
+  const half = (z * Math.sqrt((p * (1 - p)) / n + z2 / (4 * n * n))) / den;
+  return { low: Math.max(0, centre - half), high: Math.min(1, centre + half) };
+}
+
+interface Tally { results: number; inspected: number; nonCompliant: number; revenueRecovered: number }
+const tally = (): Tally => ({ results: 0, inspected: 0, nonCompliant: 0, revenueRecovered: 0 });
+const group = (t: Tally): ExaminedGroup => ({ ...t, hitRate: t.inspected > 0 ? t.nonCompliant / t.inspected : null });
+
+/**
+ * The report's work, yielding after every `slice` results joined (each join
+ * may read a chunk of the log): the service runs it with pauses for the
+ * event loop (targetingReportPaced), the command line at once.
+ */
+function* reportSteps(db: Db, o: ReportOptions, now: number, slice: number, done: (r: TargetingReport) => void): Generator<void> {
+  const { from, to } = resolvePeriod(o, now);
+  const scored = (db.prepare('SELECT COALESCE(SUM(scored), 0) FROM traffic WHERE day BETWEEN ? AND ?').pluck().get(from, to) as number);
+  const log = new DecisionLogReader(db);
+  const byChannel = new Map<Channel, Tally>(CHANNELS.map((c) => [c, tally()]));
+  const control = tally();
+  let results = 0, unjoined = 0;
+  // in decision order, so that the decisions of one chunk of the log are read together
+  const rows = db.prepare('SELECT decision_seq AS seq, inspected, outcome, revenue_recovered AS revenue FROM feedback WHERE current = 1 AND date BETWEEN ? AND ? ORDER BY decision_seq')
+    .iterate(from, to) as IterableIterator<{ seq: number; inspected: number; outcome: string; revenue: number }>;
+  const pending: { seq: number; inspected: number; outcome: string; revenue: number }[] = [];
+  for (const r of rows) pending.push(r); // read out first: the statement must not stay open across the pauses
+  for (const r of pending) {
+    results++;
+    const d = log.at(r.seq);
+    if (!d) unjoined++;
+    else {
+      const t = d.controlGroup ? control : byChannel.get(d.channel)!;
+      t.results++;
+      if (r.inspected === 1) {
+        t.inspected++;
+        if (r.outcome !== 'no-discrepancy') { t.nonCompliant++; t.revenueRecovered += r.revenue; }
+      }
+    }
+    if (results % slice === 0) yield;
+  }
+  const targeted = tally();
+  for (const c of CHANNELS) {
+    if (c === 'green') continue;
+    const t = byChannel.get(c)!;
+    targeted.results += t.results; targeted.inspected += t.inspected; targeted.nonCompliant += t.nonCompliant; targeted.revenueRecovered += t.revenueRecovered;
+  }
+  const interval = control.inspected > 0 ? wilsonInterval(control.nonCompliant, control.inspected) : undefined;
+  const c = group(control), tg = group(targeted);
+  done({
+    from, to, scored, results, unjoined,
+    channels: CHANNELS.map((channel) => ({ channel, ...group(byChannel.get(channel)!) })),
+    targeted: tg,
+    controlGroup: { ...c, low: interval?.low ?? null, high: interval?.high ?? null },
+    lift: tg.hitRate !== null && c.hitRate ? tg.hitRate / c.hitRate : null,
+  });
+}
+
+/** The targeting report of a period (docs/feedback.md); a bad period gives SEL_ERR_OPTION_INVALID naming the field. */
+export function targetingReport(db: Db, o: ReportOptions = {}, now = Date.now()): TargetingReport {
+  let out: TargetingReport | undefined;
+  for (const _ of reportSteps(db, o, now, Infinity, (r) => { out = r; })) { /* no pause */ }
+  return out!;
+}
+
+/** targetingReport() with a pause for the event loop after every `slice` results joined (the service's main thread). */
+export async function targetingReportPaced(db: Db, o: ReportOptions = {}, now = Date.now(), slice = 500): Promise<TargetingReport> {
+  let out: TargetingReport | undefined;
+  for (const _ of reportSteps(db, o, now, slice, (r) => { out = r; })) await new Promise((resolve) => setImmediate(resolve));
+  return out!;
+}
