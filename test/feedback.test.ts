@@ -302,8 +302,9 @@ describe('the targeting report (control group beside the targeted channels)', ()
     const old = Array.from({ length: 20 }, (_, k) => `U${k}`);
     await log.append(encodeLogRows(old.map((id) => ({ id, channel: 'red', score: 9, controlGroup: false, rulesetVersion: v, reasons: [] })), old.map((id) => ({ ...MEAT, id })), v, Date.parse('2026-01-05')));
     const ids = Array.from({ length: 300 }, (_, k) => `R${k}`);
-    const channelOf = (k: number) => CHANNELS[k % 5];
     const control = (k: number) => k % 10 === 7;
+    // control-group decisions on green too (randomSelection.channel may be any channel)
+    const channelOf = (k: number) => (k % 20 === 7 ? 'green' : CHANNELS[k % 5]);
     await log.append(encodeLogRows(ids.map((id, k) => ({ id, channel: channelOf(k), score: k, controlGroup: control(k), rulesetVersion: v, reasons: [] })), ids.map((id) => ({ ...MEAT, id })), v));
     await log.close();
     const db = openStore(path);
@@ -346,6 +347,26 @@ describe('the targeting report (control group beside the targeted channels)', ()
       // a bad period: a named error
       expect(() => targetingReport(db, { from: '2026-11-31' })).toThrow(expect.objectContaining({ code: 'SEL_ERR_OPTION_INVALID', details: expect.objectContaining({ field: 'from' }) }));
       expect(() => targetingReport(db, { from: '2026-12-01', to: '2026-11-01' })).toThrow(expect.objectContaining({ details: expect.objectContaining({ field: 'from' }) }));
+      // per month and per week: each period's targeted and control figures, cut to the report's period at its ends
+      const all = (pick: (k: number) => boolean) => {
+        const ks = ids.map((_, k) => k).filter(pick);
+        const insp = ks.filter((k) => k % 3 !== 0);
+        const bad = insp.filter((k) => (k === 1 ? 'no-discrepancy' : outcome(k)) !== 'no-discrepancy');
+        return { results: ks.length, inspected: insp.length, nonCompliant: bad.length, hitRate: insp.length ? bad.length / insp.length : null, revenueRecovered: bad.reduce((a, k) => a + k, 0) };
+      };
+      const monthly = targetingReport(db, { from: '2026-09-01', to: '2026-11-30', per: 'month' });
+      expect(monthly.periods!.map((p) => [p.from, p.to, p.results])).toEqual([['2026-09-01', '2026-09-30', 50], ['2026-10-01', '2026-10-31', 0], ['2026-11-01', '2026-11-30', 270]]);
+      expect(monthly.periods![0].targeted).toEqual(all((k) => !inPeriod(k) && !control(k) && channelOf(k) !== 'green'));
+      expect(monthly.periods![0].controlGroup).toMatchObject(all((k) => !inPeriod(k) && control(k)));
+      expect(monthly.periods![1]).toMatchObject({ targeted: { inspected: 0, hitRate: null }, controlGroup: { inspected: 0, hitRate: null, low: null }, lift: null });
+      expect(monthly.periods![2]).toEqual({ from: '2026-11-01', to: '2026-11-30', results: 270, targeted: r.targeted, controlGroup: r.controlGroup, lift: r.lift });
+      expect(monthly.channels).toEqual(targetingReport(db, { from: '2026-09-01', to: '2026-11-30' }).channels);
+      const weekly = targetingReport(db, { from: '2026-11-01', to: '2026-11-30', per: 'week' });
+      // 1 November 2026 is a Sunday, the 30th a Monday: weeks run Monday to Sunday
+      expect(weekly.periods!.map((p) => `${p.from}/${p.to}/${p.results}`)).toEqual(['2026-11-01/2026-11-01/0', '2026-11-02/2026-11-08/0', '2026-11-09/2026-11-15/270', '2026-11-16/2026-11-22/0', '2026-11-23/2026-11-29/0', '2026-11-30/2026-11-30/0']);
+      expect(targetingReport(db, { from: '2026-11-09', to: '2026-11-11', per: 'day' }).periods!.map((p) => p.results)).toEqual([0, 250, 0]);
+      expect(() => targetingReport(db, { per: 'year' as never })).toThrow(expect.objectContaining({ code: 'SEL_ERR_OPTION_INVALID', details: expect.objectContaining({ field: 'per' }) }));
+      expect(r.periods).toBeUndefined();
       // the paced form gives the same, pausing for the event loop
       let paused = false;
       setImmediate(() => { paused = true; });
@@ -359,6 +380,8 @@ describe('the targeting report (control group beside the targeted channels)', ()
       const text = await runCli(['feedback', 'report', '--data-dir', dataDir, '--from', '2026-11-01', '--to', '2026-11-30']);
       expect(text.stdout).toContain(`95 % interval ${(100 * r.controlGroup.low!).toFixed(1)} %`);
       expect(text.stdout).toContain('20 whose decision was pruned');
+      const weeks = await runCli(['feedback', 'report', '--data-dir', dataDir, '--from', '2026-11-01', '--to', '2026-11-30', '--per', 'week']);
+      expect(weeks.stdout).toMatch(/2026-11-09 – 2026-11-15 +270 /);
       const bad = await runCli(['feedback', 'report', '--data-dir', dataDir, '--to', '2026-13-01']);
       expect(bad.code).not.toBe(0);
       expect(bad.stderr).toContain('SEL_ERR_OPTION_INVALID');
@@ -377,6 +400,9 @@ describe('the targeting report (control group beside the targeted channels)', ()
       expect(wrong.status).toBe(400);
       expect(wrong.json().error).toMatchObject({ code: 'SEL_ERR_OPTION_INVALID', details: { field: 'from' } });
       expect((await call(service.url, 'GET', '/v1/feedback/report?from=yesterday')).status).toBe(400);
+      const perMonth = await call(service.url, 'GET', '/v1/feedback/report?from=2026-09-01&to=2026-11-30&per=month');
+      expect(perMonth.json().periods.map((p: { results: number }) => p.results)).toEqual([50, 0, 270]);
+      expect((await call(service.url, 'GET', '/v1/feedback/report?per=year')).status).toBe(400);
     } finally {
       await service.close();
     }

@@ -15,7 +15,7 @@ import { parseIsoDate } from '../model/schema.js';
 import { FEEDBACK_FIELDS, FeedbackStore, type FeedbackCounts } from '../feedback/feedback.js';
 import { openStore, STORE_FILE } from '../store/sqlite.js';
 import { pruneDecisionLog } from '../feedback/prune.js';
-import { targetingReport, type ExaminedGroup } from '../feedback/report.js';
+import { targetingReport, type ExaminedGroup, type ReportBreakdown } from '../feedback/report.js';
 
 export const FEEDBACK_HELP = `Usage: selectivity feedback <command> [options]
 
@@ -35,7 +35,8 @@ Commands:
                                   the results, inspected, non-compliant (hit rate) and
                                   revenue recovered, beside the control group's
                                   estimate of the green traffic's non-compliance
-                                  (95 % interval)
+                                  (95 % interval); --per day|week|month adds the
+                                  targeted and control figures of each such period
   prune --before <date>           delete the decisions logged before a date (UTC day
                                   or ISO time) from the decision log, whole chunks,
                                   in short transactions (the service may run). The
@@ -48,6 +49,7 @@ Options:
   --by <name>        who records the results (default: the OS user)
   --json             print JSON
   --from, --to       report: first and last examination date (YYYY-MM-DD)
+  --per <period>     report: day, week (Monday to Sunday) or month
   --dry-run          prune: count what would go, change nothing
   --include-feedback prune: also prune decisions that results join to
 `;
@@ -112,7 +114,7 @@ export async function feedbackCommand(argv: string[]): Promise<number> {
     options: {
       'data-dir': { type: 'string' }, by: { type: 'string' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
       before: { type: 'string' }, 'dry-run': { type: 'boolean' }, 'include-feedback': { type: 'boolean' },
-      from: { type: 'string' }, to: { type: 'string' },
+      from: { type: 'string' }, to: { type: 'string' }, per: { type: 'string' },
     },
   });
   if (values.help) { process.stdout.write(FEEDBACK_HELP); return 0; }
@@ -184,13 +186,13 @@ export async function feedbackCommand(argv: string[]): Promise<number> {
 }
 
 /** `feedback report`: targeting performance and the control group (src/feedback/report.ts). */
-function report(dataDir: string, values: { json?: boolean; from?: string; to?: string }, positionals: string[]): number {
+function report(dataDir: string, values: { json?: boolean; from?: string; to?: string; per?: string }, positionals: string[]): number {
   if (positionals.length > 0) throw errors.SEL_ERR_OPTION_INVALID('feedback report takes no arguments, only options', { field: 'command', expected: 'feedback report [--from <date>] [--to <date>]', got: positionals });
   const path = join(dataDir, STORE_FILE);
   if (!existsSync(path)) throw errors.SEL_ERR_FILE_NOT_FOUND(`no store at ${path}`, { field: 'data-dir', expected: 'the data directory of a service that logged decisions', got: dataDir });
   const db = openStore(path);
   try {
-    const r = targetingReport(db, { from: values.from, to: values.to });
+    const r = targetingReport(db, { from: values.from, to: values.to, per: values.per as ReportBreakdown | undefined });
     if (values.json) { process.stdout.write(`${JSON.stringify(r, null, 2)}\n`); return 0; }
     const pct = (x: number | null) => (x === null ? '—' : `${(100 * x).toFixed(1)} %`);
     const line = (name: string, g: ExaminedGroup) => `  ${name.padEnd(15)} ${String(g.results).padStart(8)} ${String(g.inspected).padStart(10)} ${String(g.nonCompliant).padStart(14)} ${pct(g.hitRate).padStart(9)} ${g.revenueRecovered.toLocaleString('en-US').padStart(18)}`;
@@ -207,6 +209,13 @@ function report(dataDir: string, values: { json?: boolean; from?: string; to?: s
         ? '  control group: no inspected result in the period, so no estimate of the green traffic\'s non-compliance'
         : `  non-compliance of the green traffic (control group): ${pct(c.hitRate)}, 95 % interval ${pct(c.low)} – ${pct(c.high)}, from ${c.inspected} inspected${r.lift !== null ? `; targeting finds non-compliance ${r.lift.toFixed(1)}× as often` : ''}`,
     ];
+    if (r.periods) {
+      out.push('', `  ${'period'.padEnd(25)} ${'results'.padStart(8)} ${'targeted: inspected'.padStart(20)} ${'hit rate'.padStart(9)} ${'control: inspected'.padStart(19)} ${'estimate (95 %)'.padStart(24)} ${'lift'.padStart(6)}`);
+      for (const p of r.periods) {
+        const k = p.controlGroup;
+        out.push(`  ${`${p.from} – ${p.to}`.padEnd(25)} ${String(p.results).padStart(8)} ${String(p.targeted.inspected).padStart(20)} ${pct(p.targeted.hitRate).padStart(9)} ${String(k.inspected).padStart(19)} ${(k.hitRate === null ? '—' : `${pct(k.hitRate)} (${pct(k.low)} – ${pct(k.high)})`).padStart(24)} ${(p.lift === null ? '—' : `${p.lift.toFixed(1)}×`).padStart(6)}`);
+      }
+    }
     process.stdout.write(`${out.join('\n')}\n`);
     return 0;
   } finally {

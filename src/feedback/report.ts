@@ -12,6 +12,7 @@
  * channel and whether the control group drew it). `selectivity feedback
  * report` and `GET /v1/feedback/report` show it (docs/feedback.md).
  */
+import { errors } from '../errors.js';
 import { resolvePeriod } from '../model/period.js';
 import { CHANNELS, type Channel } from '../model/channels.js';
 import type { Db } from '../store/sqlite.js';
@@ -52,13 +53,51 @@ export interface TargetingReport {
   controlGroup: ExaminedGroup & { low: number | null; high: number | null };
   /** targeted.hitRate / controlGroup.hitRate: how many times more often targeting finds non-compliance (null: either missing, or no non-compliance in the control group). */
   lift: number | null;
+  /** With `per`: the same for each day, week (Monday to Sunday) or month of the period, oldest first, every one listed (cut to the period at its ends). */
+  periods?: PeriodPerformance[];
 }
+
+/** One period of a report broken down by day, week or month. */
+export interface PeriodPerformance {
+  from: string;
+  to: string;
+  /** Current results with an examination date in this period (their decision pruned: counted here only). */
+  results: number;
+  targeted: ExaminedGroup;
+  controlGroup: ExaminedGroup & { low: number | null; high: number | null };
+  lift: number | null;
+}
+
+/** The breakdowns a report can give. */
+export const REPORT_BREAKDOWNS = ['day', 'week', 'month'] as const;
+export type ReportBreakdown = (typeof REPORT_BREAKDOWNS)[number];
 
 export interface ReportOptions {
   /** First examination date (default: 29 days before `to`). */
   from?: string;
   /** Last examination date (default: today, UTC). */
   to?: string;
+  /** Break the period down per day, week or month (TargetingReport.periods). */
+  per?: ReportBreakdown;
+}
+
+const DAY_MS = 86_400_000;
+const dayOf = (ms: number) => new Date(ms).toISOString().slice(0, 10);
+
+/** The first day of the day, week (Monday) or month holding `date` (YYYY-MM-DD). */
+function periodStart(date: string, by: ReportBreakdown): string {
+  if (by === 'day') return date;
+  if (by === 'month') return `${date.slice(0, 7)}-01`;
+  const ms = Date.parse(date);
+  return dayOf(ms - ((new Date(ms).getUTCDay() + 6) % 7) * DAY_MS);
+}
+
+/** The first day of the next period after the one starting at `start`. */
+function nextStart(start: string, by: ReportBreakdown): string {
+  if (by === 'day') return dayOf(Date.parse(start) + DAY_MS);
+  if (by === 'week') return dayOf(Date.parse(start) + 7 * DAY_MS);
+  const d = new Date(Date.parse(start));
+  return dayOf(Date.UTC(d.getUTCFullYear(), d.getUTCMonth() + 1, 1));
 }
 
 /** The 95 % Wilson score interval of k successes in n trials. */
@@ -72,6 +111,19 @@ export function wilsonInterval(k: number, n: number, z = 1.96): { low: number; h
 interface Tally { results: number; inspected: number; nonCompliant: number; revenueRecovered: number }
 const tally = (): Tally => ({ results: 0, inspected: 0, nonCompliant: 0, revenueRecovered: 0 });
 const group = (t: Tally): ExaminedGroup => ({ ...t, hitRate: t.inspected > 0 ? t.nonCompliant / t.inspected : null });
+const add = (into: Tally, t: Tally) => { into.results += t.results; into.inspected += t.inspected; into.nonCompliant += t.nonCompliant; into.revenueRecovered += t.revenueRecovered; };
+const count = (t: Tally, inspected: boolean, outcome: string, revenue: number) => {
+  t.results++;
+  if (!inspected) return;
+  t.inspected++;
+  if (outcome !== 'no-discrepancy') { t.nonCompliant++; t.revenueRecovered += revenue; }
+};
+/** The control group's figures with the 95 % interval of its estimate, and the lift of the targeted hit rate over it. */
+function versus(targeted: Tally, control: Tally): { targeted: ExaminedGroup; controlGroup: ExaminedGroup & { low: number | null; high: number | null }; lift: number | null } {
+  const interval = control.inspected > 0 ? wilsonInterval(control.nonCompliant, control.inspected) : undefined;
+  const c = group(control), tg = group(targeted);
+  return { targeted: tg, controlGroup: { ...c, low: interval?.low ?? null, high: interval?.high ?? null }, lift: tg.hitRate !== null && c.hitRate ? tg.hitRate / c.hitRate : null };
+}
 
 /**
  * The report's work, yielding after every `slice` results joined (each join
@@ -80,44 +132,43 @@ const group = (t: Tally): ExaminedGroup => ({ ...t, hitRate: t.inspected > 0 ? t
  */
 function* reportSteps(db: Db, o: ReportOptions, now: number, slice: number, done: (r: TargetingReport) => void): Generator<void> {
   const { from, to } = resolvePeriod(o, now);
+  const by = o.per;
+  if (by !== undefined && !(REPORT_BREAKDOWNS as readonly string[]).includes(by)) throw errors.SEL_ERR_OPTION_INVALID(`per must be ${REPORT_BREAKDOWNS.join(', ')}`, { field: 'per', expected: REPORT_BREAKDOWNS.join(' | '), got: by });
   const scored = (db.prepare('SELECT COALESCE(SUM(scored), 0) FROM traffic WHERE day BETWEEN ? AND ?').pluck().get(from, to) as number);
   const log = new DecisionLogReader(db);
   const byChannel = new Map<Channel, Tally>(CHANNELS.map((c) => [c, tally()]));
   const control = tally();
+  /** With `per`: per period start, its results and its targeted and control tallies. */
+  const periods = new Map<string, { results: number; targeted: Tally; control: Tally }>();
+  if (by) for (let p = periodStart(from, by); p <= to; p = nextStart(p, by)) periods.set(p, { results: 0, targeted: tally(), control: tally() });
   let results = 0, unjoined = 0;
   // in decision order, so that the decisions of one chunk of the log are read together
-  const rows = db.prepare('SELECT decision_seq AS seq, inspected, outcome, revenue_recovered AS revenue FROM feedback WHERE current = 1 AND date BETWEEN ? AND ? ORDER BY decision_seq')
-    .iterate(from, to) as IterableIterator<{ seq: number; inspected: number; outcome: string; revenue: number }>;
-  const pending: { seq: number; inspected: number; outcome: string; revenue: number }[] = [];
-  for (const r of rows) pending.push(r); // read out first: the statement must not stay open across the pauses
-  for (const r of pending) {
+  const rows = db.prepare('SELECT decision_seq AS seq, date, inspected, outcome, revenue_recovered AS revenue FROM feedback WHERE current = 1 AND date BETWEEN ? AND ? ORDER BY decision_seq')
+    .all(from, to) as { seq: number; date: string; inspected: number; outcome: string; revenue: number }[];
+  for (const r of rows) {
     results++;
+    const period = by ? periods.get(periodStart(r.date, by)) : undefined;
+    if (period) period.results++;
     const d = log.at(r.seq);
     if (!d) unjoined++;
     else {
-      const t = d.controlGroup ? control : byChannel.get(d.channel)!;
-      t.results++;
-      if (r.inspected === 1) {
-        t.inspected++;
-        if (r.outcome !== 'no-discrepancy') { t.nonCompliant++; t.revenueRecovered += r.revenue; }
-      }
+      count(d.controlGroup ? control : byChannel.get(d.channel)!, r.inspected === 1, r.outcome, r.revenue);
+      if (period && (d.controlGroup || d.channel !== 'green')) count(d.controlGroup ? period.control : period.targeted, r.inspected === 1, r.outcome, r.revenue);
     }
     if (results % slice === 0) yield;
   }
   const targeted = tally();
-  for (const c of CHANNELS) {
-    if (c === 'green') continue;
-    const t = byChannel.get(c)!;
-    targeted.results += t.results; targeted.inspected += t.inspected; targeted.nonCompliant += t.nonCompliant; targeted.revenueRecovered += t.revenueRecovered;
-  }
-  const interval = control.inspected > 0 ? wilsonInterval(control.nonCompliant, control.inspected) : undefined;
-  const c = group(control), tg = group(targeted);
+  for (const c of CHANNELS) if (c !== 'green') add(targeted, byChannel.get(c)!);
   done({
     from, to, scored, results, unjoined,
     channels: CHANNELS.map((channel) => ({ channel, ...group(byChannel.get(channel)!) })),
-    targeted: tg,
-    controlGroup: { ...c, low: interval?.low ?? null, high: interval?.high ?? null },
-    lift: tg.hitRate !== null && c.hitRate ? tg.hitRate / c.hitRate : null,
+    ...versus(targeted, control),
+    ...(by ? {
+      periods: [...periods].map(([start, p]) => {
+        const end = dayOf(Date.parse(nextStart(start, by)) - DAY_MS);
+        return { from: start < from ? from : start, to: end > to ? to : end, results: p.results, ...versus(p.targeted, p.control) };
+      }),
+    } : {}),
   });
 }
 

@@ -4,14 +4,14 @@
  *
  *   POST /v1/feedback                      port, analyst, admin   {"results": [...]} JSON or MessagePack; durable before 200 (transactions of 500)
  *   GET  /v1/feedback?declarationId=…      port, analyst, admin   current result, history, the decision it joins to
- *   GET  /v1/feedback/report?from=&to=     analyst, admin         targeting performance per channel beside the control group's estimate
+ *   GET  /v1/feedback/report?from=&to=&per= analyst, admin         targeting performance per channel beside the control group's estimate
  *   GET  /v1/decisions/:id                 analyst, admin         every logged decision for the id
  */
 import type { FastifyInstance } from 'fastify';
 import { errors } from '../errors.js';
 import { FEEDBACK_SLICE, FeedbackStore } from '../feedback/feedback.js';
 import { writeWhenFree } from '../store/sqlite.js';
-import { targetingReportPaced } from '../feedback/report.js';
+import { REPORT_BREAKDOWNS, targetingReportPaced, type ReportBreakdown } from '../feedback/report.js';
 import type { RulesetSource } from './state.js';
 import { acceptMsgpackBodies } from './msgpack-body.js';
 
@@ -71,15 +71,15 @@ export async function registerFeedbackRoutes(app: FastifyInstance, o: { source: 
     config: { access: 'read' },
     schema: {
       tags: ['feedback'],
-      summary: 'Targeting performance over a period of examination dates (default: the last 30 days): per channel the results, inspected, non-compliant (hit rate) and revenue recovered, beside the random-selection control group\'s estimate of the green traffic\'s non-compliance with its 95 % interval. See docs/feedback.md.',
-      querystring: { type: 'object', additionalProperties: false, properties: { from: { type: 'string', pattern: '^\\d{4}-\\d{2}-\\d{2}$' }, to: { type: 'string', pattern: '^\\d{4}-\\d{2}-\\d{2}$' } } },
+      summary: 'Targeting performance over a period of examination dates (default: the last 30 days): per channel the results, inspected, non-compliant (hit rate) and revenue recovered, beside the random-selection control group\'s estimate of the green traffic\'s non-compliance with its 95 % interval; per=day|week|month adds the same for each such period. See docs/feedback.md.',
+      querystring: { type: 'object', additionalProperties: false, properties: { from: { type: 'string', pattern: '^\\d{4}-\\d{2}-\\d{2}$' }, to: { type: 'string', pattern: '^\\d{4}-\\d{2}-\\d{2}$' }, per: { type: 'string', enum: [...REPORT_BREAKDOWNS] } } },
       response: { 200: open, '4xx': errorSchema },
     },
   }, async (req) => {
-    const { from, to } = req.query as { from?: string; to?: string };
+    const { from, to, per } = req.query as { from?: string; to?: string; per?: ReportBreakdown };
     // the day's scored count as of now (the usage counters are flushed every few seconds)
     await writeWhenFree(o.source.database, () => o.source.usage.flush());
-    return targetingReportPaced(o.source.database, { from, to });
+    return targetingReportPaced(o.source.database, { from, to, per });
   });
   app.get('/v1/decisions/:id', {
     config: { access: 'read' },
