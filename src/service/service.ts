@@ -93,8 +93,7 @@ export async function startService(config: ServiceConfig): Promise<RunningServic
   const configured = loadTokens({ ...tokenOptions, generate: false });
   const files = await prepareDataDir(config.dataDir, { profilesFile: config.profiles, peersPath: config.peers }, { onMigration: config.onStoreMigration });
   const { store: tokens, generated } = configured ?? loadTokens(tokenOptions);
-  const source = new RulesetSource({ storePath: files.storePath, peersPath: files.peersPath });
-  if (config.retrainStrength !== undefined) source.retrainOptions = { strength: config.retrainStrength };
+  const source = new RulesetSource({ storePath: files.storePath, peersPath: files.peersPath }, { retrain: config.retrainStrength !== undefined ? { strength: config.retrainStrength } : {} });
   let ruleset;
   try {
     ruleset = await source.load(files.peers);

@@ -124,7 +124,13 @@ export class RulesetSource {
   private engine: Engine | undefined;
   private clock: { apply: (r: Ruleset) => unknown; timer?: NodeJS.Timeout } | undefined;
 
-  constructor(readonly files: RulesetFiles, private readonly now: () => number = Date.now) {
+  /** What a retrain fits with (the prior strength: serve --retrain-strength); the defaults otherwise. */
+  readonly retrainOptions: Pick<TrainOptions, 'strength'>;
+  private readonly now: () => number;
+
+  constructor(readonly files: RulesetFiles, options: { retrain?: Pick<TrainOptions, 'strength'>; now?: () => number } = {}) {
+    this.retrainOptions = options.retrain ?? {};
+    this.now = options.now ?? Date.now;
     this.db = openStore(files.storePath);
     this.profiles = new ProfileStore(this.db);
     this.watchLists = new WatchListStore(this.db);
@@ -168,8 +174,6 @@ export class RulesetSource {
     return m && { path: this.modelPath, trainedAt: m.trainedAt ?? null, rows: m.rows ?? null, strength: m.history.strength, traderStrength: m.history.traderStrength ?? m.history.strength, dimensions: m.history.dimensions.map((d) => ({ name: d.name, weight: d.weight, values: d.keys.length })) };
   }
 
-  /** What a retrain fits with (the prior strength: serve --retrain-strength); the defaults otherwise. */
-  retrainOptions: Pick<TrainOptions, 'strength'> = {};
 
   /** The retrain running now (a second call waits for it rather than fitting twice). */
   private retraining: Promise<Ruleset & { training: TrainedModel['training'] }> | undefined;
