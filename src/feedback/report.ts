@@ -14,6 +14,7 @@
  */
 import { errors } from '../errors.js';
 import { resolvePeriod } from '../model/period.js';
+import { formatIsoDate, parseIsoDate } from '../model/schema.js';
 import { CHANNELS, type Channel } from '../model/channels.js';
 import type { Db } from '../store/sqlite.js';
 import { DecisionLogReader } from './log-reader.js';
@@ -81,23 +82,19 @@ export interface ReportOptions {
   per?: ReportBreakdown;
 }
 
-const DAY_MS = 86_400_000;
-const dayOf = (ms: number) => new Date(ms).toISOString().slice(0, 10);
-
 /** The first day of the day, week (Monday) or month holding `date` (YYYY-MM-DD). */
 function periodStart(date: string, by: ReportBreakdown): string {
   if (by === 'day') return date;
   if (by === 'month') return `${date.slice(0, 7)}-01`;
-  const ms = Date.parse(date);
-  return dayOf(ms - ((new Date(ms).getUTCDay() + 6) % 7) * DAY_MS);
+  const d = parseIsoDate(date);
+  return formatIsoDate(d - (((d + 3) % 7) + 7) % 7); // 1970-01-01, day 0, was a Thursday
 }
 
 /** The first day of the next period after the one starting at `start`. */
 function nextStart(start: string, by: ReportBreakdown): string {
-  if (by === 'day') return dayOf(Date.parse(start) + DAY_MS);
-  if (by === 'week') return dayOf(Date.parse(start) + 7 * DAY_MS);
-  const d = new Date(Date.parse(start));
-  return dayOf(Date.UTC(d.getUTCFullYear(), d.getUTCMonth() + 1, 1));
+  if (by !== 'month') return formatIsoDate(parseIsoDate(start) + (by === 'day' ? 1 : 7));
+  const y = Number(start.slice(0, 4)), m = Number(start.slice(5, 7));
+  return m === 12 ? `${y + 1}-01-01` : `${y}-${String(m + 1).padStart(2, '0')}-01`;
 }
 
 /** The 95 % Wilson score interval of k successes in n trials. */
@@ -165,7 +162,7 @@ function* reportSteps(db: Db, o: ReportOptions, now: number, slice: number, done
     ...versus(targeted, control),
     ...(by ? {
       periods: [...periods].map(([start, p]) => {
-        const end = dayOf(Date.parse(nextStart(start, by)) - DAY_MS);
+        const end = formatIsoDate(parseIsoDate(nextStart(start, by)) - 1);
         return { from: start < from ? from : start, to: end > to ? to : end, results: p.results, ...versus(p.targeted, p.control) };
       }),
     } : {}),

@@ -348,8 +348,9 @@ export async function trainModel(data: TrainingData, peers: PeerTables, settings
   const c = fit.coef;
   dimensions.forEach((d, k) => { d.weight = c[F0 + k]; });
   const b = fit.intercept;
-  // the trader dimensions' strength, recorded where it differs from the others'
-  const traderStrength = trader.includes(true) && Math.max(strength, traderMin) !== strength ? { traderStrength: Math.max(strength, traderMin) } : {};
+  // the trader dimensions' strength (strengthAt), recorded where it differs from the others'
+  const traderM = Math.max(strength, traderMin);
+  const traderStrength = trader.includes(true) && traderM !== strength ? { traderStrength: traderM } : {};
   return {
     format: 'selectivity-model',
     formatVersion: 1,

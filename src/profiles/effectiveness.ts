@@ -183,7 +183,6 @@ export interface ProfileStats {
   profiles: ProfileStatsRow[];
 }
 
-
 export function profileStats(db: Db, o: StatsOptions = {}, now = Date.now()): ProfileStats {
   const { from, to } = resolvePeriod(o, now);
   const maxShare = o.maxShare ?? 0.05;

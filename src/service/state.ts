@@ -174,7 +174,6 @@ export class RulesetSource {
     return m && { path: this.modelPath, trainedAt: m.trainedAt ?? null, rows: m.rows ?? null, strength: m.history.strength, traderStrength: m.history.traderStrength ?? m.history.strength, dimensions: m.history.dimensions.map((d) => ({ name: d.name, weight: d.weight, values: d.keys.length })) };
   }
 
-
   /** The retrain running now (a second call waits for it rather than fitting twice). */
   private retraining: Promise<Ruleset & { training: TrainedModel['training'] }> | undefined;
   private retrainPool: Piscina | undefined;
