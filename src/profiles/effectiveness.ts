@@ -98,9 +98,23 @@ export class UsageRecorder {
   private tryFlush(): void {
     if (this.flushing) return;
     this.flushing = true;
-    writeWhenFree(this.db, () => this.write())
-      .catch(() => { this.failedFlushes++; }) // retried at the next interval
+    this.flushWhenFree()
+      .catch(() => undefined) // counted; retried at the next interval
       .finally(() => { this.flushing = false; });
+  }
+
+  /**
+   * flush() for the service's main thread: waits for the store's write lock
+   * without blocking the thread (writeWhenFree). The reports that read the
+   * counters (profile stats, the targeting report) call it first.
+   */
+  async flushWhenFree(): Promise<void> {
+    try {
+      await writeWhenFree(this.db, () => this.write());
+    } catch (e) {
+      this.failedFlushes++;
+      throw e;
+    }
   }
 
   close(): void {

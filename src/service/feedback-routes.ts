@@ -78,7 +78,7 @@ export async function registerFeedbackRoutes(app: FastifyInstance, o: { source: 
   }, async (req) => {
     const { from, to, per } = req.query as { from?: string; to?: string; per?: ReportBreakdown };
     // the day's scored count as of now (the usage counters are flushed every few seconds)
-    await writeWhenFree(o.source.database, () => o.source.usage.flush());
+    await o.source.usage.flushWhenFree();
     return targetingReportPaced(o.source.database, { from, to, per });
   });
   app.get('/v1/decisions/:id', {

@@ -73,7 +73,7 @@ export async function registerProfileRoutes(app: FastifyInstance, o: ProfileRout
     },
   }, async (req) => {
     const q = req.query as { from?: string; to?: string; maxShare?: string; minInspected?: string };
-    source.usage.flush();
+    await source.usage.flushWhenFree();
     return profileStats(source.database, { from: q.from, to: q.to, maxShare: q.maxShare !== undefined ? Number(q.maxShare) : undefined, minInspected: q.minInspected !== undefined ? Number(q.minInspected) : undefined });
   });
 
