@@ -95,8 +95,10 @@ export const errors = {
   SEL_ERR_ABANDONED: define('SEL_ERR_ABANDONED', 499, 'The request was abandoned (its client went away) before a worker began to score it: it was not scored, logged or answered.'),
 
   // HTTP service: requests, access, load
-  SEL_ERR_REQUEST_PARSE: define('SEL_ERR_REQUEST_PARSE', 400, 'A request body is not well-formed JSON, NDJSON or MessagePack.'),
+  SEL_ERR_REQUEST_PARSE: define('SEL_ERR_REQUEST_PARSE', 400, 'A request body is not well-formed JSON, NDJSON or MessagePack (or the request is not well-formed HTTP).'),
   SEL_ERR_REQUEST_INVALID: define('SEL_ERR_REQUEST_INVALID', 400, 'A request is well-formed but does not have the expected shape (missing, unknown or mistyped field or parameter).'),
+  SEL_ERR_HEADERS_TOO_LARGE: define('SEL_ERR_HEADERS_TOO_LARGE', 431, 'The request line and headers exceed the HTTP parser\'s limit (16 KiB; a long query string counts).'),
+  SEL_ERR_REQUEST_TIMEOUT: define('SEL_ERR_REQUEST_TIMEOUT', 408, 'The request was not received in full within the server\'s request timeout.'),
   SEL_ERR_BODY_TOO_LARGE: define('SEL_ERR_BODY_TOO_LARGE', 413, 'A request body exceeds the configured body limit.'),
   SEL_ERR_BATCH_TOO_LARGE: define('SEL_ERR_BATCH_TOO_LARGE', 413, 'A batch holds more declarations than the configured maximum.'),
   SEL_ERR_MEDIA_TYPE: define('SEL_ERR_MEDIA_TYPE', 415, 'A request body has a Content-Type the route does not accept.'),

@@ -19,7 +19,7 @@ import { Kernel } from '../src/kernel/kernel.js';
 import { compileRuleset } from '../src/ruleset/compile.js';
 import { createTokenStore, loadTokens, parseTokensEnv } from '../src/service/auth.js';
 import { createMetrics, type Metrics } from '../src/service/metrics.js';
-import { buildServer, negotiate, toSelectivityError } from '../src/service/server.js';
+import { buildServer, clientError, negotiate, toSelectivityError } from '../src/service/server.js';
 import { prepareDataDir, RulesetSource } from '../src/service/state.js';
 import { startService, warmUp, type RunningService } from '../src/service/service.js';
 import { msgpackValueEnd } from '../src/service/wire.js';
@@ -75,6 +75,23 @@ describe('service contract (inject, in-process scoring)', () => {
     }
     const wrong = await app.inject({ method: 'POST', url: '/v1/score', headers: { authorization: 'Bearer not-a-real-token-at-all' } });
     expect(wrong.statusCode).toBe(401);
+  });
+
+  it("answers the router's own refusals with named codes: a path parameter over 100 characters, a malformed percent-encoding", async () => {
+    const long = await app.inject({ url: `/v1/decisions/${'a'.repeat(101)}`, headers: auth('analyst') });
+    expect(long.statusCode).toBe(400);
+    expect(long.json().error).toMatchObject({ code: 'SEL_ERR_REQUEST_INVALID', details: { field: 'url' } });
+    expect(long.json().error.details.expected).toMatch(/at most 100 characters/);
+    // 64 characters, the longest id, still reach the route (and its own 404)
+    const id = await app.inject({ url: `/v1/decisions/${'a'.repeat(64)}`, headers: auth('analyst') });
+    expect(id.json().error.code).toBe('SEL_ERR_NOT_FOUND');
+    const bad = await app.inject({ url: '/v1/decisions/%E0%A4%A', headers: auth('analyst') });
+    expect(bad.statusCode).toBe(400);
+    expect(bad.json().error).toMatchObject({ code: 'SEL_ERR_REQUEST_INVALID', details: { field: 'url' } });
+    // in MessagePack when the client asks for it, as every other error
+    const packed = await app.inject({ url: `/v1/decisions/${'a'.repeat(101)}`, headers: { ...auth('analyst'), accept: 'application/msgpack' } });
+    expect(packed.headers['content-type']).toMatch(/^application\/msgpack/);
+    expect(unpack(packed.rawPayload).error.code).toBe('SEL_ERR_REQUEST_INVALID');
   });
 
   it('enforces roles: port scores only, analyst reads the ruleset, admin reloads', async () => {
@@ -614,6 +631,75 @@ describe('service over loopback (worker pool)', () => {
   }, 60_000);
 });
 
+
+/** Bytes written on a raw socket, and everything the server sent back until it closed the connection. */
+function rawExchange(url: string, ...writes: (string | (() => Promise<void>))[]): Promise<string> {
+  const u = new URL(url);
+  return new Promise((resolve, reject) => {
+    const socket = connect(Number(u.port), u.hostname);
+    const parts: Buffer[] = [];
+    socket.on('data', (c: Buffer) => parts.push(c));
+    socket.on('error', () => undefined); // a reset after the answer: what came back is what counts
+    socket.on('close', () => resolve(Buffer.concat(parts).toString('latin1')));
+    socket.once('connect', async () => {
+      try {
+        for (const w of writes) { if (typeof w === 'string') socket.write(w); else await w(); }
+      } catch (e) { reject(e); }
+    });
+  });
+}
+
+/** The JSON body of a raw HTTP/1.1 answer (Content-Length framed). */
+const rawJson = (raw: string) => JSON.parse(Buffer.from(raw.slice(raw.indexOf('\r\n\r\n') + 4), 'latin1').toString('utf8'));
+
+describe("requests refused before a route runs, and requests during shutdown (loopback)", () => {
+  let service: RunningService;
+  beforeAll(async () => {
+    service = await startService({ host: '127.0.0.1', port: 0, dataDir: join(dir, 'refusals'), tokensEnv, threads: 1, metricsIntervalMs: 60_000 });
+  }, 30_000);
+  afterAll(async () => { await service?.close(); });
+
+  it("answers what Node's HTTP parser refuses with a named code, and counts it", async () => {
+    const host = new URL(service.url).host;
+    const huge = await rawExchange(service.url, `GET /v1/profiles/stats?from=${'x'.repeat(20_000)} HTTP/1.1\r\nHost: ${host}\r\n\r\n`);
+    expect(huge).toMatch(/^HTTP\/1\.1 431 /);
+    expect(rawJson(huge).error).toMatchObject({ code: 'SEL_ERR_HEADERS_TOO_LARGE', details: { field: 'headers' } });
+    const garbage = await rawExchange(service.url, 'NOT HTTP AT ALL\r\n\r\n');
+    expect(garbage).toMatch(/^HTTP\/1\.1 400 /);
+    expect(rawJson(garbage).error).toMatchObject({ code: 'SEL_ERR_REQUEST_PARSE', details: { field: 'http' } });
+    const counters = service.metrics.summary().counters;
+    expect(Object.entries(counters).filter(([k]) => k.includes('SEL_ERR_HEADERS_TOO_LARGE') || k.includes('SEL_ERR_REQUEST_PARSE')).length).toBe(2);
+  });
+
+  it('answers a request that arrives once shutdown began SEL_ERR_NOT_READY with Retry-After, after finishing the one in flight', async () => {
+    const host = new URL(service.url).host;
+    const decls = declarations(50, 41).map((d) => JSON.stringify(d)).join('\n') + '\n';
+    const [head, tail] = [decls.slice(0, 1000), decls.slice(1000)];
+    let closing: Promise<void> | undefined;
+    const start = (body: string) => `POST /v1/score/stream HTTP/1.1\r\nHost: ${host}\r\nAuthorization: Bearer ${TOKENS.port}\r\nContent-Type: application/x-ndjson\r\nContent-Length: ${Buffer.byteLength(decls)}\r\n\r\n${body}`;
+    // a stream in flight when close() is called; a second request pipelined behind it on the same connection
+    const raw = await rawExchange(service.url, start(head), async () => {
+      await new Promise((r) => setTimeout(r, 100));
+      closing = service.close();
+      await new Promise((r) => setTimeout(r, 50));
+    }, tail + `GET /v1/ruleset HTTP/1.1\r\nHost: ${host}\r\nAuthorization: Bearer ${TOKENS.analyst}\r\n\r\n`);
+    await closing;
+    const answers = raw.split(/(?=HTTP\/1\.1 )/);
+    expect(answers.map((a) => a.slice(0, 12))).toEqual(['HTTP/1.1 200', 'HTTP/1.1 503']);
+    expect(answers[0].match(/"rulesetVersion"/g)).toHaveLength(50); // the stream in flight was finished, a decision each
+    expect(answers[1]).toMatch(/\r\nretry-after: 1\r\n/i);
+    expect(answers[1]).toMatch(/\r\nconnection: close\r\n/i);
+    expect(rawJson(answers[1]).error.code).toBe('SEL_ERR_NOT_READY');
+  }, 30_000);
+});
+
+describe('clientError', () => {
+  it('maps the HTTP parser\'s errors onto named codes', () => {
+    expect(clientError(Object.assign(new Error('x'), { code: 'HPE_HEADER_OVERFLOW' }))).toMatchObject({ code: 'SEL_ERR_HEADERS_TOO_LARGE', statusCode: 431 });
+    expect(clientError(Object.assign(new Error('x'), { code: 'ERR_HTTP_REQUEST_TIMEOUT' }))).toMatchObject({ code: 'SEL_ERR_REQUEST_TIMEOUT', statusCode: 408 });
+    expect(clientError(Object.assign(new Error('Invalid method'), { code: 'HPE_INVALID_METHOD' }))).toMatchObject({ code: 'SEL_ERR_REQUEST_PARSE', statusCode: 400, details: { got: 'HPE_INVALID_METHOD' } });
+  });
+});
 
 describe('errors of the store', () => {
   it('answers a SQLite failure (busy past the timeout, disk full, read-only) as SEL_ERR_STORAGE with the SQLite code, not as an internal error', () => {

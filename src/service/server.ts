@@ -23,7 +23,7 @@
  */
 import Database from 'better-sqlite3';
 import { Readable } from 'node:stream';
-import type { IncomingMessage } from 'node:http';
+import { STATUS_CODES, type IncomingMessage } from 'node:http';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyError } from 'fastify';
 import swagger from '@fastify/swagger';
 import { errors, SelectivityError, isSelectivityError } from '../errors.js';
@@ -177,6 +177,11 @@ export function toSelectivityError(e: FastifyError & { validation?: { instancePa
     case 'FST_ERR_CTP_EMPTY_JSON_BODY':
     case 'FST_ERR_CTP_INVALID_JSON_BODY':
       return errors.SEL_ERR_REQUEST_PARSE(e.message, { field: 'body', expected: 'a JSON document' });
+    // the router's own (Fastify's frameworkErrors): before any route runs
+    case 'FST_ERR_BAD_URL':
+      return errors.SEL_ERR_REQUEST_INVALID(`the URL is not well-formed: ${e.message}`, { field: 'url', expected: 'path segments of valid percent-encoding' });
+    case 'FST_ERR_MAX_PARAM_LENGTH':
+      return errors.SEL_ERR_REQUEST_INVALID(`a path parameter is too long: ${e.message.slice(0, 200)}`, { field: 'url', expected: `path parameters of at most ${MAX_PARAM_LENGTH} characters (ids take at most 64)` });
     default:
       break;
   }
@@ -184,6 +189,25 @@ export function toSelectivityError(e: FastifyError & { validation?: { instancePa
     return errors.SEL_ERR_REQUEST_PARSE(e.message, { field: 'body', expected: 'a well-formed body' });
   }
   return errors.SEL_ERR_INTERNAL('internal error', { field: 'request' });
+}
+
+/** Longest path parameter the router takes (Fastify's default; ids take at most 64 characters). */
+const MAX_PARAM_LENGTH = 100;
+
+/**
+ * What Node's HTTP parser refused before Fastify saw a request (Fastify's
+ * clientErrorHandler): headers over the parser's limit, a request that did
+ * not arrive in time, or bytes that are not HTTP.
+ */
+export function clientError(err: Error & { code?: string }): SelectivityError {
+  switch (err.code) {
+    case 'HPE_HEADER_OVERFLOW':
+      return errors.SEL_ERR_HEADERS_TOO_LARGE('the request line and headers exceed 16 KiB', { field: 'headers', expected: 'a request line and headers of at most 16 KiB (send long lists in a body)' });
+    case 'ERR_HTTP_REQUEST_TIMEOUT':
+      return errors.SEL_ERR_REQUEST_TIMEOUT('the request did not arrive in full in time', { field: 'request', expected: "the whole request within the server's request timeout" });
+    default:
+      return errors.SEL_ERR_REQUEST_PARSE(`the request is not well-formed HTTP: ${err.message}`, { field: 'http', expected: 'an HTTP/1.1 request', got: err.code });
+  }
 }
 
 const declarationSchema = {
@@ -251,7 +275,18 @@ export async function buildServer(options: ServiceOptions): Promise<FastifyInsta
   const app = Fastify({
     logger: options.logger ?? false,
     bodyLimit,
-    return503OnClosing: true,
+    // once close() began, the access hook answers SEL_ERR_NOT_READY (Fastify still adds Connection: close)
+    return503OnClosing: false,
+    maxParamLength: MAX_PARAM_LENGTH,
+    frameworkErrors: (err, req, reply) => sendError(req, reply, toSelectivityError(err)),
+    clientErrorHandler: (err, socket) => {
+      if ((err as { code?: string }).code === 'ECONNRESET' || socket.destroyed) return;
+      const e = clientError(err);
+      metrics.count('selectivity_errors_total', { code: e.code });
+      const body = JSON.stringify({ error: e.toJSON() });
+      if (socket.writable) socket.write(`HTTP/1.1 ${e.statusCode} ${STATUS_CODES[e.statusCode]}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nContent-Type: application/json; charset=utf-8\r\nConnection: close\r\n\r\n${body}`);
+      socket.destroy(err);
+    },
     forceCloseConnections: 'idle',
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: false } },
   });
@@ -298,6 +333,7 @@ export async function buildServer(options: ServiceOptions): Promise<FastifyInsta
   app.addHook('onRequest', async (req) => {
     const access = req.routeOptions.config.access ?? 'admin';
     if (access === 'public') return;
+    if (!ready) throw errors.SEL_ERR_NOT_READY('the service is shutting down', { field: 'service', retryAfterSeconds: 1 });
     const header = req.headers.authorization ?? '';
     const m = /^Bearer\s+(\S+)\s*$/i.exec(header);
     const who = m ? tokens.identify(m[1]) : undefined;
