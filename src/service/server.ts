@@ -277,7 +277,7 @@ export async function buildServer(options: ServiceOptions): Promise<FastifyInsta
     bodyLimit,
     // once close() began, the access hook answers SEL_ERR_NOT_READY (Fastify still adds Connection: close)
     return503OnClosing: false,
-    maxParamLength: MAX_PARAM_LENGTH,
+    routerOptions: { maxParamLength: MAX_PARAM_LENGTH },
     frameworkErrors: (err, req, reply) => sendError(req, reply, toSelectivityError(err)),
     clientErrorHandler: (err, socket) => {
       if ((err as { code?: string }).code === 'ECONNRESET' || socket.destroyed) return;
