@@ -2,9 +2,9 @@
  * `selectivity serve`'s process-level options: the heap growing percent it
  * sets for V8 before the service starts (docs/benchmarks.md, "The main
  * thread's full collections"); and the process outliving the reader of its
- * output.
+ * output; SIGHUP re-reading the tokens file.
  */
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -61,6 +61,41 @@ describe('serve without a reader of its output', () => {
         if (child.exitCode === null) child.kill('SIGKILL');
       }
     } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 60_000);
+});
+
+describe('serve and SIGHUP', () => {
+  it('re-reads the tokens file: a revoked token is refused and a new one accepted, without a restart; a broken file changes nothing', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'sel-serve-hup-'));
+    const file = join(dir, 'tokens.json');
+    const [oldPort, newPort, admin] = ['port-old-token-0123456789abcdef', 'port-new-token-0123456789abcdef', 'admin-hup-token-0123456789abcdef'];
+    const write = (tokens: object[]) => { writeFileSync(file, JSON.stringify({ tokens })); chmodSync(file, 0o600); };
+    write([{ role: 'port', token: oldPort }, { role: 'admin', token: admin }]);
+    const { child, port, stderr } = await spawnServe(join(dir, 'data'), ['--threads', '1', '--tokens', file], '');
+    let stdout = '';
+    child.stdout!.on('data', (c: Buffer) => { stdout += c.toString('utf8'); });
+    const status = async (token: string) => (await fetch(`http://127.0.0.1:${port}/v1/openapi.json`, { headers: { authorization: `Bearer ${token}` } })).status;
+    const hup = async (says: () => boolean) => {
+      child.kill('SIGHUP');
+      for (let i = 0; i < 500 && !says(); i++) await new Promise((r) => setTimeout(r, 10));
+      expect(says(), `stdout: ${stdout}\nstderr: ${stderr()}`).toBe(true);
+    };
+    try {
+      expect(await status(oldPort)).toBe(200);
+      expect(await status(newPort)).toBe(401);
+      write([{ role: 'port', token: newPort }, { role: 'admin', token: admin }]);
+      await hup(() => /tokens reloaded from .*\(port 1, analyst 0, admin 1\)/.test(stdout));
+      expect(await status(oldPort)).toBe(401);
+      expect(await status(newPort)).toBe(200);
+      // a file that does not hold: the tokens in use stay, and stderr says why
+      writeFileSync(file, readFileSync(file, 'utf8').slice(0, 20));
+      await hup(() => /tokens not reloaded, the tokens in use stay: SEL_ERR_CONFIG_INVALID/.test(stderr()));
+      expect(await status(newPort)).toBe(200);
+      expect(await status(oldPort)).toBe(401);
+    } finally {
+      child.kill('SIGKILL');
       rmSync(dir, { recursive: true, force: true });
     }
   }, 60_000);

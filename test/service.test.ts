@@ -17,7 +17,7 @@ import { toBatch } from '../src/model/columnar.js';
 import { toDecisions } from '../src/decisions.js';
 import { Kernel } from '../src/kernel/kernel.js';
 import { compileRuleset } from '../src/ruleset/compile.js';
-import { createTokenStore, loadTokens, parseTokensEnv } from '../src/service/auth.js';
+import { createTokenStore, loadTokens, parseTokensEnv, ReloadableTokens } from '../src/service/auth.js';
 import { createMetrics, type Metrics } from '../src/service/metrics.js';
 import { buildServer, clientError, negotiate, toSelectivityError } from '../src/service/server.js';
 import { prepareDataDir, RulesetSource } from '../src/service/state.js';
@@ -345,6 +345,67 @@ describe('tokens', () => {
     // nothing configured: tokens are generated with nothing to check first
     expect(loadTokens({ dataDir: d, generate: false })).toBeUndefined();
     expect(existsSync(d)).toBe(false);
+  });
+
+  it('re-reads a tokens file on reload: revoked tokens are refused, new ones accepted; a file that does not hold changes nothing', () => {
+    const d = join(dir, 'tokens-reload');
+    const first = loadTokens({ dataDir: d });
+    const tokens = new ReloadableTokens(first.store, true);
+    const [port, , admin] = first.generated!;
+    expect(tokens.roleOf(port.token)).toBe('port');
+    const file = join(d, 'tokens.json');
+    const fresh = 'port-after-reload-0123456789abcdef';
+    writeFileSync(file, JSON.stringify({ tokens: [{ role: 'port', token: fresh, name: 'gate 2' }, admin] }));
+    expect(tokens.reload()).toEqual({ port: 1, analyst: 0, admin: 1 });
+    expect(tokens.roleOf(port.token)).toBeUndefined();
+    expect(tokens.identify(fresh)).toEqual({ role: 'port', name: 'gate 2' });
+    expect(tokens.counts).toEqual({ port: 1, analyst: 0, admin: 1 });
+    for (const broken of ['{"tokens": [', JSON.stringify({ tokens: [{ role: 'port', token: 'short' }] }), JSON.stringify({ tokens: [{ role: 'pilot', token: fresh }] }), JSON.stringify({ tokens: [] })]) {
+      writeFileSync(file, broken);
+      expect(() => tokens.reload(), broken).toThrow(expect.objectContaining({ code: 'SEL_ERR_CONFIG_INVALID' }));
+      expect(tokens.roleOf(fresh), broken).toBe('port');
+    }
+    // the data directory's tokens.json must stay owner-only, on reload as at start
+    writeFileSync(file, JSON.stringify({ tokens: [{ role: 'admin', token: 'admin-open-file-0123456789abcdef' }] }));
+    chmodSync(file, 0o644);
+    expect(() => tokens.reload()).toThrow(expect.objectContaining({ code: 'SEL_ERR_CONFIG_INVALID', details: expect.objectContaining({ got: '644' }) }));
+    expect(tokens.roleOf(fresh)).toBe('port');
+    chmodSync(file, 0o600);
+    // tokens from the environment cannot be re-read
+    const env = new ReloadableTokens(loadTokens({ dataDir: d, env: 'port:abcdefghijklmnopqrstuvwx' }).store, false);
+    expect(() => env.reload()).toThrow(expect.objectContaining({ code: 'SEL_ERR_CONFIG_INVALID', details: expect.objectContaining({ got: 'SELECTIVITY_TOKENS' }) }));
+    expect(env.roleOf('abcdefghijklmnopqrstuvwx')).toBe('port');
+  });
+
+  it('POST /v1/tokens/reload (admin) swaps the tokens in from the next request, and answers counts, never a token', async () => {
+    const d = join(dir, 'tokens-route');
+    const files = await prepareDataDir(d);
+    const first = loadTokens({ dataDir: d });
+    const [port, analyst, admin] = first.generated!;
+    const tokens = new ReloadableTokens(first.store, true);
+    const src = new RulesetSource({ storePath: files.storePath, peersPath: files.peersPath });
+    const eng = createEngine({ ruleset: await src.load(files.peers), threads: 0 });
+    const server = await buildServer({ engine: eng, source: src, tokens, metrics: await createMetrics({ intervalMs: 60_000 }) });
+    try {
+      const reload = (token: string) => server.inject({ method: 'POST', url: '/v1/tokens/reload', headers: { authorization: `Bearer ${token}` } });
+      expect((await reload(analyst.token)).statusCode).toBe(403);
+      writeFileSync(join(d, 'tokens.json'), JSON.stringify({ tokens: [admin, analyst] }));
+      const r = await reload(admin.token);
+      expect(r.statusCode).toBe(200);
+      expect(r.json()).toEqual({ source: 'file', path: join(d, 'tokens.json'), counts: { port: 0, analyst: 1, admin: 1 } });
+      expect(r.body).not.toContain(admin.token);
+      const scored = await server.inject({ method: 'POST', url: '/v1/score', headers: { authorization: `Bearer ${port.token}` }, payload: { declarations: declarations(1, 3) } });
+      expect(scored.statusCode).toBe(401);
+      writeFileSync(join(d, 'tokens.json'), '{');
+      const broken = await reload(admin.token);
+      expect(broken.statusCode).toBe(400);
+      expect(broken.json().error).toMatchObject({ code: 'SEL_ERR_CONFIG_INVALID', details: { field: 'tokens' } });
+      expect((await server.inject({ url: '/v1/ruleset', headers: { authorization: `Bearer ${analyst.token}` } })).statusCode).toBe(200);
+    } finally {
+      await server.close();
+      await eng.close();
+      src.close();
+    }
   });
 
   it('refuses a tokens file readable by others', () => {

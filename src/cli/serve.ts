@@ -48,7 +48,7 @@ Options (environment variable in brackets):
                          docs/feedback.md) [SELECTIVITY_DECISION_LOG]
   --quiet                no request log
 
-Signals: SIGHUP reloads the ruleset files; SIGTERM/SIGINT shut down gracefully.
+Signals: SIGHUP reloads the ruleset files and the tokens file; SIGTERM/SIGINT shut down gracefully.
 `;
 
 export function parseSize(raw: string, name: string): number {
@@ -161,6 +161,15 @@ export async function serveCommand(argv: string[]): Promise<number> {
     process.on('SIGTERM', () => stop('SIGTERM'));
     process.on('SIGINT', () => stop('SIGINT'));
     process.on('SIGHUP', () => {
+      // the tokens file too, when the tokens come from one: a revoked token stops working at once
+      if (service.tokens.source !== 'env') {
+        try {
+          const c = service.tokens.reload();
+          out.write(`selectivity: SIGHUP: tokens reloaded from ${service.tokens.path} (port ${c.port}, analyst ${c.analyst}, admin ${c.admin})\n`);
+        } catch (e) {
+          process.stderr.write(`selectivity: SIGHUP: tokens not reloaded, the tokens in use stay: ${(e as { code?: string }).code ?? ''} ${(e as Error).message}\n`);
+        }
+      }
       service.reload().then(
         (v) => out.write(`selectivity: SIGHUP: ruleset ${v} loaded\n`),
         (e) => process.stderr.write(`selectivity: SIGHUP: reload failed, the active ruleset stays: ${(e as { code?: string }).code ?? ''} ${(e as Error).message}\n`),

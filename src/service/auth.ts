@@ -111,6 +111,9 @@ export function createTokenStore(entries: readonly TokenEntry[], source: TokenSt
   };
 }
 
+/** The data directory's tokens file (generated on a first start). */
+export const dataDirTokensPath = (dataDir: string): string => join(dataDir, 'tokens.json');
+
 export interface LoadTokensOptions {
   dataDir: string;
   /** An explicit tokens file (--tokens). */
@@ -127,19 +130,55 @@ export interface LoadedTokens {
   generated?: TokenEntry[];
 }
 
+/**
+ * A tokens file that others can read is refused: the data directory's
+ * tokens.json always (the service generated it owner-only), an explicit
+ * --tokens file not (its place and mode are the operator's choice).
+ */
+function readTokensChecked(path: string, ownerOnly: boolean): TokenEntry[] {
+  if (ownerOnly && existsSync(path)) {
+    const mode = statSync(path).mode & 0o777;
+    if ((mode & 0o077) !== 0 && process.platform !== 'win32') {
+      throw errors.SEL_ERR_CONFIG_INVALID(`${path} is readable by others (mode ${mode.toString(8)}); run chmod 600 on it`, { field: 'tokens', expected: 'owner-only permissions (0600)', got: mode.toString(8) });
+    }
+  }
+  return readTokensFile(path);
+}
+
+/**
+ * The service's tokens, re-read from their file on demand (SIGHUP, POST
+ * /v1/tokens/reload): a token is revoked or added without a restart. The
+ * file is read and checked whole first; a file that does not hold changes
+ * nothing, and the tokens in use stay. Tokens from SELECTIVITY_TOKENS
+ * cannot be re-read (the process's environment does not change).
+ */
+export class ReloadableTokens implements TokenStore {
+  private current: TokenStore;
+  constructor(initial: TokenStore, private readonly ownerOnly: boolean) { this.current = initial; }
+  get source(): TokenStore['source'] { return this.current.source; }
+  get path(): string | undefined { return this.current.path; }
+  get counts(): Record<Role, number> { return this.current.counts; }
+  roleOf(token: string): Role | undefined { return this.current.roleOf(token); }
+  identify(token: string): { role: Role; name?: string } | undefined { return this.current.identify(token); }
+
+  /** Re-reads the tokens file and swaps the tokens in; the counts per role of the new set. */
+  reload(): Record<Role, number> {
+    const { source, path } = this.current;
+    if (source === 'env' || path === undefined) {
+      throw errors.SEL_ERR_CONFIG_INVALID('the tokens come from SELECTIVITY_TOKENS and cannot be re-read; restart the service with the new value', { field: 'tokens', expected: 'tokens from a file (--tokens or <data-dir>/tokens.json) to reload them', got: 'SELECTIVITY_TOKENS' });
+    }
+    this.current = createTokenStore(readTokensChecked(path, this.ownerOnly), 'file', path);
+    return this.current.counts;
+  }
+}
+
 export function loadTokens(options: LoadTokensOptions & { generate: false }): LoadedTokens | undefined;
 export function loadTokens(options: LoadTokensOptions): LoadedTokens;
 export function loadTokens(options: LoadTokensOptions): LoadedTokens | undefined {
   if (options.env !== undefined && options.env.trim() !== '') return { store: createTokenStore(parseTokensEnv(options.env), 'env') };
   if (options.file) return { store: createTokenStore(readTokensFile(options.file), 'file', options.file) };
-  const path = join(options.dataDir, 'tokens.json');
-  if (existsSync(path)) {
-    const mode = statSync(path).mode & 0o777;
-    if ((mode & 0o077) !== 0 && process.platform !== 'win32') {
-      throw errors.SEL_ERR_CONFIG_INVALID(`${path} is readable by others (mode ${mode.toString(8)}); run chmod 600 on it`, { field: 'tokens', expected: 'owner-only permissions (0600)', got: mode.toString(8) });
-    }
-    return { store: createTokenStore(readTokensFile(path), 'file', path) };
-  }
+  const path = dataDirTokensPath(options.dataDir);
+  if (existsSync(path)) return { store: createTokenStore(readTokensChecked(path, true), 'file', path) };
   if (options.generate === false) return undefined;
   const generated = generateTokens();
   writeFileDurable(path, `${JSON.stringify({ tokens: generated }, null, 2)}\n`, { mode: 0o600 });

@@ -6,6 +6,7 @@
  *   POST /v1/score/stream   NDJSON | MessagePack sequence, streamed both ways
  *   GET  /v1/ruleset                            analyst, admin
  *   POST /v1/ruleset/reload                     admin
+ *   POST /v1/tokens/reload                      admin (re-read the tokens file: revoke or add without a restart)
  *   GET  /v1/model, POST /v1/model/retrain      analyst, admin (learn from the feedback in the store)
  *   PUT  /v1/ruleset/profiles                   analyst, admin (durable before 200)
  *   GET|PUT /v1/peers, POST /v1/studies, POST /v1/evaluations   analyst, admin (analysis.ts)
@@ -32,7 +33,7 @@ import { FIELDS } from '../model/schema.js';
 import { CHANNELS } from '../model/channels.js';
 import { emptyCounts, REASON_CODES } from '../decisions.js';
 import { encodeMsgpack } from './fast-msgpack.js';
-import { ROUTE_ROLES, type Access, type Role, type TokenStore } from './auth.js';
+import { ReloadableTokens, ROUTE_ROLES, type Access, type Role, type TokenStore } from './auth.js';
 import type { Metrics } from './metrics.js';
 import { DECISION_LOG_SERIES, KERNEL_SERIES, PROMETHEUS_CONTENT_TYPE } from './metrics.js';
 import type { RulesetSource } from './state.js';
@@ -552,6 +553,19 @@ export async function buildServer(options: ServiceOptions): Promise<FastifyInsta
   });
   // ---- the compliance model: learnt from the feedback in the store ------------
   const modelSchema = { type: 'object', additionalProperties: true } as const;
+  app.post('/v1/tokens/reload', {
+    config: { access: 'admin' },
+    schema: {
+      tags: ['access'],
+      summary: 'Re-read the tokens file (--tokens or <data-dir>/tokens.json) and use its tokens from the next request on: a token is revoked or added without a restart. A file that does not hold (malformed, a short token, an unknown role, readable by others) answers SEL_ERR_CONFIG_INVALID and the tokens in use stay; so do tokens from SELECTIVITY_TOKENS, which cannot be re-read. The answer gives the number of tokens per role, never a token.',
+      response: { 200: { type: 'object', properties: { source: { type: 'string' }, path: { type: 'string' }, counts: { type: 'object', additionalProperties: { type: 'integer' } } } }, '4xx': errorSchema },
+    },
+  }, async (req) => {
+    if (!(tokens instanceof ReloadableTokens)) throw errors.SEL_ERR_CONFIG_INVALID('this service was built with a fixed token set', { field: 'tokens', expected: 'a service started from a tokens file' });
+    const counts = tokens.reload();
+    req.log.info({ counts, by: req.actor }, 'tokens reloaded');
+    return { source: tokens.source, path: tokens.path, counts };
+  });
   app.get('/v1/model', { config: { access: 'read' }, schema: { tags: ['ruleset'], summary: 'The compliance model in use (historical tables and weights): when it was trained, on how many declarations, its dimensions; {"model": null} without one. autoRetrain: the threshold of automatic retraining and the inspected declarations with feedback in the store (null when off).', response: { 200: modelSchema } } },
     async () => ({ model: source.modelInfo ?? null, autoRetrain: source.autoRetrain ?? null }));
   app.post('/v1/model/retrain', { config: { access: 'write' }, schema: { tags: ['ruleset'], summary: 'Refit the compliance model on the inspected declarations with feedback (decision log joined to current feedback), write it durably to the data directory, and swap it in. Too little feedback answers SEL_ERR_OPTION_INVALID and nothing changes.', response: { 200: modelSchema, '4xx': errorSchema } } }, async () => {

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { createEngine, type Engine } from '../engine.js';
 import { packageRoot } from '../paths.js';
-import { loadTokens, type TokenEntry, type TokenStore } from './auth.js';
+import { dataDirTokensPath, loadTokens, ReloadableTokens, type TokenEntry } from './auth.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { buildServer } from './server.js';
 import type { StoreMigration } from '../store/sqlite.js';
@@ -65,7 +65,8 @@ export interface RunningService {
   app: FastifyInstance;
   engine: Engine;
   metrics: Metrics;
-  tokens: TokenStore;
+  /** The tokens in use; `tokens.reload()` re-reads their file (SIGHUP, POST /v1/tokens/reload). */
+  tokens: ReloadableTokens;
   /** The decision log (undefined when off). */
   decisionLog?: DecisionLog;
   /** Tokens generated on this (first) start. */
@@ -92,7 +93,8 @@ export async function startService(config: ServiceConfig): Promise<RunningServic
   const tokenOptions = { dataDir: config.dataDir, file: config.tokensFile, env: config.tokensEnv };
   const configured = loadTokens({ ...tokenOptions, generate: false });
   const files = await prepareDataDir(config.dataDir, { profilesFile: config.profiles, peersPath: config.peers }, { onMigration: config.onStoreMigration });
-  const { store: tokens, generated } = configured ?? loadTokens(tokenOptions);
+  const { store: loaded, generated } = configured ?? loadTokens(tokenOptions);
+  const tokens = new ReloadableTokens(loaded, loaded.path === dataDirTokensPath(config.dataDir));
   const source = new RulesetSource({ storePath: files.storePath, peersPath: files.peersPath }, { retrain: config.retrainStrength !== undefined ? { strength: config.retrainStrength } : {} });
   let ruleset;
   try {
