@@ -470,7 +470,7 @@ describe('automatic retraining as feedback arrives', () => {
       await new Promise((r) => setTimeout(r, 400));
       let m = (await call(service.url, 'GET', '/v1/model')).json();
       expect(m.model).toBeNull();
-      expect(m.autoRetrain).toEqual({ after: 100, inspectedWithFeedback: 60, trainedOn: 0 });
+      expect(m.autoRetrain).toEqual({ after: 100, inspectedWithFeedback: 60, trainedOn: 0, sinceTraining: 60 });
       await feed(decls.slice(60)); // all of them now
       for (let i = 0; i < 200 && !m.model; i++) { await new Promise((r) => setTimeout(r, 50)); m = (await call(service.url, 'GET', '/v1/model')).json(); }
       expect(m.model.rows).toBe(decls.length);
@@ -484,6 +484,48 @@ describe('automatic retraining as feedback arrives', () => {
       expect(m.model.strength).toBe(doc.history.strength);
       // the trader dimensions keep a strength of at least 10 (TrainOptions.traderStrength), shown beside it
       expect(m.model.traderStrength).toBe(Math.max(10, doc.history.strength));
+    } finally {
+      await service.close();
+    }
+  }, 60_000);
+
+  it('counts results recorded after the model was trained: changed results trigger a refit, results whose decision was pruned do not trigger one at every check', async () => {
+    const dataDir = join(dir, 'auto-since');
+    const service = await startService({ host: '127.0.0.1', port: 0, dataDir, tokensEnv, threads: 1, inlineMaxBytes: 0, metricsIntervalMs: 60_000, retrainAfter: 100, retrainCheckMs: 50 });
+    const model = async () => (await call(service.url, 'GET', '/v1/model')).json();
+    const createdAt = () => (JSON.parse(readFileSync(join(dataDir, 'model.json'), 'utf8')) as { createdAt: string; feedbackSeq: number });
+    const until = async (what: string, ok: (m: any) => boolean) => {
+      let m = await model();
+      for (let i = 0; i < 300 && !ok(m); i++) { await new Promise((r) => setTimeout(r, 50)); m = await model(); }
+      expect(ok(m), `${what}: ${JSON.stringify(m.autoRetrain)}`).toBe(true);
+      return m;
+    };
+    const score = (ds: Declaration[]) => call(service.url, 'POST', '/v1/score', { role: 'port', type: 'application/json', body: JSON.stringify({ declarations: ds }) });
+    const feed = (ds: Declaration[], flip = false) => call(service.url, 'POST', '/v1/feedback', { role: 'port', type: 'application/json', body: JSON.stringify({ results: ds.map((d, i) => ({ declarationId: d.id, date: '2026-11-25', channel: 'red', inspected: true, outcome: (d.importer === 'IMP3' || i % 7 === 0) !== flip ? 'discrepancy' : 'no-discrepancy' })) }) });
+    try {
+      const a = declarations(150, 21, 'OLD'), b = declarations(150, 22, 'NEW');
+      expect((await score(a)).status).toBe(200);
+      await feed(a);
+      await until('the first refit', (m) => m.model?.rows === a.length);
+      const cut = Date.now();
+      await new Promise((r) => setTimeout(r, 20));
+      expect((await score(b)).status).toBe(200);
+      // retention: the first batch's decisions go, their results stay in the store (150 that no refit can learn from)
+      const db = openStore(join(dataDir, STORE_FILE));
+      try { expect(pruneDecisionLog(db, { before: cut, includeFeedback: true })).toMatchObject({ decisions: a.length, feedback: a.length }); } finally { db.close(); }
+      await feed(b);
+      const second = await until('the refit on the second batch', (m) => m.model?.rows === b.length);
+      expect(second.autoRetrain).toMatchObject({ after: 100, inspectedWithFeedback: a.length + b.length, trainedOn: b.length, sinceTraining: 0 });
+      const fitted = createdAt();
+      expect(fitted.feedbackSeq).toBeGreaterThan(0);
+      // 300 results against a model of 150 rows: counted by the old rule, this refitted at every check
+      await new Promise((r) => setTimeout(r, 600));
+      expect(createdAt().createdAt).toBe(fitted.createdAt);
+      // 120 results changed (the laboratory found otherwise): as many declarations with feedback as before, but new results
+      await feed(b.slice(0, 120), true);
+      expect((await model()).autoRetrain.sinceTraining).toBe(120);
+      await until('the refit on the changed results', (m) => m.model?.trainedAt !== second.model.trainedAt);
+      expect(createdAt().feedbackSeq).toBeGreaterThan(fitted.feedbackSeq);
     } finally {
       await service.close();
     }

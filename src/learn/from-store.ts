@@ -14,8 +14,10 @@ import type { PeerTables } from '../peers/peer-groups.js';
 import { trainModel, type TrainedModel, type TrainingData, type TrainOptions } from './train.js';
 
 /** The inspected declarations with current feedback, each joined to the decision the feedback answers; in order of declaration date, then decision. */
-export function trainingDataFromStore(db: Db, batchSize = 8192): TrainingData & { rows: number; positives: number } {
+export function trainingDataFromStore(db: Db, batchSize = 8192): TrainingData & { rows: number; positives: number; feedbackSeq: number } {
   const log = new DecisionLogReader(db);
+  // the newest result before the read: what arrives meanwhile may be learnt from too, and still counts as new
+  const feedbackSeq = (db.prepare('SELECT max(seq) FROM feedback').pluck().get() as number | null) ?? 0;
   // in decision order, so that the decisions of one chunk are read together
   const joined = db.prepare('SELECT decision_seq, outcome FROM feedback WHERE current = 1 AND inspected = 1 ORDER BY decision_seq').all() as { decision_seq: number; outcome: string }[];
   const rows: { seq: number; d: Declaration; y: number }[] = [];
@@ -47,7 +49,7 @@ export function trainingDataFromStore(db: Db, batchSize = 8192): TrainingData & 
   if (n < 10 || positives === 0 || positives === n) {
     throw errors.SEL_ERR_OPTION_INVALID(`the store holds ${n} inspected declarations with feedback (${positives} non-compliant): too few to learn from`, { field: 'feedback', expected: 'at least 10 inspected declarations with feedback, compliant and non-compliant', got: { inspected: n, nonCompliant: positives } });
   }
-  return { ...data, rows: n, positives };
+  return { ...data, rows: n, positives, feedbackSeq };
 }
 
 /**
@@ -55,8 +57,9 @@ export function trainingDataFromStore(db: Db, batchSize = 8192): TrainingData & 
  * feedback against `peers` (the service's POST /v1/model/retrain and
  * `selectivity train --from-store`); returns the model file's document.
  */
-export async function modelFromStore(db: Db, peers: PeerTables, options: TrainOptions, source: string, now = new Date()): Promise<TrainedModel & { createdAt: string; source: string; nonCompliant: number }> {
+export async function modelFromStore(db: Db, peers: PeerTables, options: TrainOptions, source: string, now = new Date()): Promise<TrainedModel & { createdAt: string; source: string; nonCompliant: number; feedbackSeq: number }> {
   const data = trainingDataFromStore(db);
   const model = await trainModel(data, peers, {}, { ...options, threads: 0 });
-  return { ...model, createdAt: now.toISOString(), source, nonCompliant: data.positives };
+  // feedbackSeq: the newest result the model may have learnt from; automatic retraining counts the results after it
+  return { ...model, createdAt: now.toISOString(), source, nonCompliant: data.positives, feedbackSeq: data.feedbackSeq };
 }

@@ -141,7 +141,7 @@ export class RulesetSource {
   get database(): Db { return this.db; }
 
   /** The compliance model in use (weights, thresholds, historical tables), if any. */
-  private model: { settings: TrainedModel['settings']; history: HistoryTables; trainedAt?: string; rows?: number; fromStore?: boolean } | undefined;
+  private model: { settings: TrainedModel['settings']; history: HistoryTables; trainedAt?: string; rows?: number; fromStore?: boolean; feedbackSeq?: number } | undefined;
 
   private get modelPath(): string { return this.files.modelPath ?? join(dirname(this.files.storePath), 'model.json'); }
 
@@ -164,8 +164,9 @@ export class RulesetSource {
   /** Reads the model file when there is one (a named error if it is not a model; nothing changes then). */
   private readModel(): typeof this.model {
     if (!existsSync(this.modelPath)) return undefined;
-    const raw = readJsonFile(this.modelPath, 'the model', 'model', errors.SEL_ERR_RULESET_INVALID) as { createdAt?: string; training?: { rows?: number }; source?: string };
-    return { ...modelRuleset(raw), trainedAt: raw.createdAt, rows: raw.training?.rows, fromStore: raw.source === 'feedback in the store' };
+    const raw = readJsonFile(this.modelPath, 'the model', 'model', errors.SEL_ERR_RULESET_INVALID) as { createdAt?: string; training?: { rows?: number }; source?: string; feedbackSeq?: unknown };
+    const feedbackSeq = Number.isSafeInteger(raw.feedbackSeq) && (raw.feedbackSeq as number) >= 0 ? (raw.feedbackSeq as number) : undefined; // absent in models written before it was recorded
+    return { ...modelRuleset(raw), trainedAt: raw.createdAt, rows: raw.training?.rows, fromStore: raw.source === 'feedback in the store', feedbackSeq };
   }
 
   /** What the model in use was trained on (undefined without a model). */
@@ -201,7 +202,7 @@ export class RulesetSource {
     } else {
       doc = await modelFromStore(this.db, this.peers, task.options ?? {}, 'feedback in the store', new Date(task.now)); // not built (library use from source): in this thread
     }
-    const next = { settings: doc.settings, history: doc.history, trainedAt: doc.createdAt, rows: doc.training.rows, fromStore: true };
+    const next = { settings: doc.settings, history: doc.history, trainedAt: doc.createdAt, rows: doc.training.rows, fromStore: true, feedbackSeq: doc.feedbackSeq };
     const ruleset = this.compose(this.peers, next); // validates before anything is written
     writeFileDurable(this.modelPath, `${JSON.stringify(doc)}\n`);
     this.model = next;
@@ -213,13 +214,27 @@ export class RulesetSource {
     return (this.db.prepare('SELECT COUNT(*) AS n FROM feedback WHERE current = 1 AND inspected = 1').get() as { n: number }).n;
   }
 
+  /**
+   * Inspected declarations whose current result was recorded after the
+   * model in use was trained (new results and changed ones): what automatic
+   * retraining counts. Without a model, every one; for a model file that
+   * does not record its newest result (written before feedbackSeq), the
+   * difference between the store's count and the rows it was trained on.
+   */
+  resultsSinceModel(): number {
+    const mark = this.model?.fromStore ? this.model.feedbackSeq : undefined;
+    if (mark === undefined) return Math.max(0, this.inspectedWithFeedback() - (this.model?.fromStore ? this.model.rows ?? 0 : 0));
+    return (this.db.prepare('SELECT COUNT(*) FROM feedback WHERE seq > ? AND current = 1 AND inspected = 1').pluck().get(mark) as number);
+  }
+
   private auto: { timer: NodeJS.Timeout; after: number } | undefined;
 
   /**
-   * Retrains by itself as feedback arrives: every `checkMs`, when the store
-   * holds at least `after` more inspected declarations with feedback than
-   * the model in use was trained on, the model is refitted (in a worker) and
-   * handed to `apply`. A model that did not come from the store (selectivity
+   * Retrains by itself as feedback arrives: every `checkMs`, when at least
+   * `after` inspected declarations got their current result after the model
+   * in use was trained (resultsSinceModel: new results, and changed ones),
+   * the model is refitted (in a worker) and handed to `apply`. Results whose
+   * decision was pruned from the log count once, not at every check. A model that did not come from the store (selectivity
    * train on labelled files) is never replaced this way. Failures (too little
    * feedback of one kind) are reported to `report` and tried again later.
    */
@@ -229,8 +244,7 @@ export class RulesetSource {
     if (!(o.after > 0)) return;
     const timer = setInterval(() => {
       if (this.retraining || (this.model && !this.model.fromStore)) return;
-      const have = this.inspectedWithFeedback();
-      if (have - (this.model?.rows ?? 0) < o.after) return;
+      if (this.resultsSinceModel() < o.after) return;
       this.retrain().then(async (r) => { await o.apply(r); o.report?.({ ok: true, rows: r.training.rows }); }).catch((error: unknown) => o.report?.({ ok: false, error }));
     }, o.checkMs ?? 60_000);
     timer.unref();
@@ -238,8 +252,8 @@ export class RulesetSource {
   }
 
   /** Automatic retraining: the threshold, and how far the store is from it (undefined when off). */
-  get autoRetrain(): { after: number; inspectedWithFeedback: number; trainedOn: number } | undefined {
-    return this.auto && { after: this.auto.after, inspectedWithFeedback: this.inspectedWithFeedback(), trainedOn: this.model?.fromStore ? this.model.rows ?? 0 : 0 };
+  get autoRetrain(): { after: number; inspectedWithFeedback: number; trainedOn: number; sinceTraining: number } | undefined {
+    return this.auto && { after: this.auto.after, inspectedWithFeedback: this.inspectedWithFeedback(), trainedOn: this.model?.fromStore ? this.model.rows ?? 0 : 0, sinceTraining: this.resultsSinceModel() };
   }
 
   /**
