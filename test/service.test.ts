@@ -189,6 +189,10 @@ describe('service contract (inject, in-process scoring)', () => {
     const cases: [Awaited<ReturnType<typeof post>>, number, string, string?][] = [
       [await post('{"declarations": ['), 400, 'SEL_ERR_REQUEST_PARSE', 'body'],
       [await post(Buffer.from([0xc1, 0x00]), { 'content-type': 'application/msgpack' }), 400, 'SEL_ERR_REQUEST_PARSE', 'body'],
+      // the unused byte alone (msgpackr reads it as an object of its own), and a timestamp: not maps
+      [await post(Buffer.from([0xc1]), { 'content-type': 'application/msgpack' }), 400, 'SEL_ERR_REQUEST_PARSE', 'body'],
+      [await post(Buffer.from(pack(new Date(0))), { 'content-type': 'application/msgpack' }), 400, 'SEL_ERR_REQUEST_PARSE', 'body'],
+      [await app.inject({ method: 'POST', url: '/v1/feedback', headers: { ...auth('port'), 'content-type': 'application/msgpack' }, payload: Buffer.from([0xc1]) }), 400, 'SEL_ERR_REQUEST_PARSE', 'body'],
       [await post('[1,2]'), 400, 'SEL_ERR_REQUEST_INVALID', 'body'],
       [await post('{"declarations": [], "priority": 1}'), 400, 'SEL_ERR_REQUEST_INVALID', 'priority'],
       [await post('{"declarations": {"id": "x"}}'), 400, 'SEL_ERR_REQUEST_INVALID', 'declarations'],

@@ -10,9 +10,26 @@ import { errors } from '../errors.js';
 export const MSGPACK_TYPES = ['application/msgpack', 'application/x-msgpack'];
 const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true });
 
+/**
+ * A decoded body's top-level value as a JSON document would have it: a map,
+ * an array or a scalar. msgpackr reads the unused byte 0xc1 as an object of
+ * its own class, which would otherwise pass for a map with a field "name".
+ */
+export function checkDecodedBody(value: unknown): unknown {
+  if (value !== null && typeof value === 'object' && !Array.isArray(value)) {
+    const proto = Object.getPrototypeOf(value);
+    if (proto !== Object.prototype && proto !== null) {
+      throw errors.SEL_ERR_REQUEST_PARSE('the body is not a MessagePack map: it holds a value MessagePack leaves unused (byte 0xc1) or an extension type', { field: 'body', expected: 'a MessagePack map', got: (proto as { constructor?: { name?: string } } | undefined)?.constructor?.name ?? 'object' });
+    }
+  }
+  return value;
+}
+
 /** Lets the routes of `scope` take MessagePack bodies (decoded like JSON ones) up to bodyLimit bytes. */
 export function acceptMsgpackBodies(scope: FastifyInstance, bodyLimit: number): void {
   scope.addContentTypeParser(MSGPACK_TYPES, { parseAs: 'buffer', bodyLimit }, (_req, body, done) => {
-    try { done(null, unpackr.unpack(body as Buffer)); } catch (e) { done(errors.SEL_ERR_REQUEST_PARSE(`body is not valid MessagePack: ${(e as Error).message}`, { field: 'body', expected: 'MessagePack' }) as unknown as Error); }
+    let value: unknown;
+    try { value = unpackr.unpack(body as Buffer); } catch (e) { done(errors.SEL_ERR_REQUEST_PARSE(`body is not valid MessagePack: ${(e as Error).message}`, { field: 'body', expected: 'MessagePack' }) as unknown as Error); return; }
+    try { done(null, checkDecodedBody(value)); } catch (e) { done(e as Error); }
   });
 }
