@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { pack } from 'msgpackr';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startService, type RunningService } from '../src/service/service.js';
+import { prepareDataDir, RulesetSource } from '../src/service/state.js';
 import { isStoreBusy, openStore, STORE_FILE } from '../src/store/sqlite.js';
 import { DecisionLogReader } from '../src/feedback/log-reader.js';
 import { profileStats } from '../src/profiles/effectiveness.js';
@@ -485,6 +486,36 @@ describe('automatic retraining as feedback arrives', () => {
       // the trader dimensions keep a strength of at least 10 (TrainOptions.traderStrength), shown beside it
       expect(m.model.traderStrength).toBe(Math.max(10, doc.history.strength));
     } finally {
+      await service.close();
+    }
+  }, 60_000);
+
+  it('after a failed refit (too little feedback of one kind), tries again only once a new result arrives, not at every check', async () => {
+    const dataDir = join(dir, 'auto-failed');
+    const service = await startService({ host: '127.0.0.1', port: 0, dataDir, tokensEnv, threads: 1, inlineMaxBytes: 0, metricsIntervalMs: 60_000, retrainAfter: 0 });
+    const files = await prepareDataDir(dataDir);
+    const source = new RulesetSource({ storePath: files.storePath, peersPath: files.peersPath });
+    const events: boolean[] = [];
+    try {
+      const ds = declarations(60, 31, 'FAIL');
+      expect((await call(service.url, 'POST', '/v1/score', { role: 'port', type: 'application/json', body: JSON.stringify({ declarations: ds }) })).status).toBe(200);
+      const feed = (part: Declaration[], outcome: string) => call(service.url, 'POST', '/v1/feedback', { role: 'port', type: 'application/json', body: JSON.stringify({ results: part.map((d) => ({ declarationId: d.id, date: '2026-11-25', channel: 'red', inspected: true, outcome })) }) });
+      await feed(ds.slice(0, 50), 'no-discrepancy'); // every one compliant: nothing to learn from
+      await source.load(files.peers);
+      source.startAutoRetrain({ after: 10, checkMs: 20, apply: () => undefined, report: (e) => events.push(e.ok) });
+      const settle = async (n: number) => { for (let i = 0; i < 200 && events.length < n; i++) await new Promise((r) => setTimeout(r, 20)); await new Promise((r) => setTimeout(r, 300)); };
+      await settle(1);
+      expect(events).toEqual([false]); // once, not every 20 ms
+      await feed(ds.slice(50, 51), 'no-discrepancy'); // a new result: one more try
+      await settle(2);
+      expect(events).toEqual([false, false]);
+      await feed(ds.slice(51), 'seizure');
+      await settle(3);
+      expect(events).toEqual([false, false, true]);
+    } finally {
+      source.startAutoRetrain({ after: 0, apply: () => undefined });
+      await source.drain();
+      source.close();
       await service.close();
     }
   }, 60_000);
