@@ -25,8 +25,8 @@ Options (environment variable in brackets):
   --threads <n>          scoring worker threads (default: all cores)
   --max-queue <n>        batches allowed to wait for a worker before 503 (default 4 × threads)
   --backtest-threads <n> worker threads of a back-test job (default half the cores, at least 1)
-  --retrain-after <n>    refit the compliance model by itself once the store holds n more inspected
-                         declarations with feedback than it was trained on (default 1000; 0: only on
+  --retrain-after <n>    refit the compliance model by itself once n inspected declarations got their
+                         result (new or changed) after its training (default 1000; 0: only on
                          request, POST /v1/model/retrain)
   --retrain-strength <m|auto>  prior strength of the tables such a refit fits (default 10; auto:
                          the one that fits the feedback best, see docs/learning.md)

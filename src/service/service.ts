@@ -48,9 +48,10 @@ export interface ServiceConfig {
   /** Told of each migration when the store of an earlier version is upgraded at start (see openStore). */
   onStoreMigration?: (m: StoreMigration) => void;
   /**
-   * Retrain the compliance model by itself once the store holds this many
-   * more inspected declarations with feedback than the model was trained on
-   * (default 1,000; 0: only on request). See RulesetSource.startAutoRetrain.
+   * Retrain the compliance model by itself once this many inspected
+   * declarations got their current result (new, or changed) after the
+   * model's training (default 1,000; 0: only on request). See
+   * RulesetSource.startAutoRetrain.
    */
   retrainAfter?: number;
   /** Prior strength of the tables a retrain from the store fits (TrainOptions.strength: a number, default 10, or 'auto'). */
