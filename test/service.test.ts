@@ -21,7 +21,7 @@ import { createTokenStore, loadTokens, parseTokensEnv, ReloadableTokens } from '
 import { createMetrics, type Metrics } from '../src/service/metrics.js';
 import { buildServer, clientError, negotiate, toSelectivityError } from '../src/service/server.js';
 import { prepareDataDir, RulesetSource } from '../src/service/state.js';
-import { startService, warmUp, type RunningService } from '../src/service/service.js';
+import { listenError, startService, warmUp, type RunningService } from '../src/service/service.js';
 import { msgpackValueEnd } from '../src/service/wire.js';
 import type { Declaration } from '../src/model/schema.js';
 import { randomDeclarations } from './helpers.js';
@@ -411,6 +411,24 @@ describe('tokens', () => {
       src.close();
     }
   });
+
+  it('names why it cannot listen: the port taken (SEL_ERR_CONFIG_INVALID on field port), and closes what it opened', async () => {
+    const first = await startService({ host: '127.0.0.1', port: 0, dataDir: join(dir, 'listen-a'), tokensEnv: 'port:abcdefghijklmnopqrstuvwx', threads: 1, metricsIntervalMs: 60_000 });
+    try {
+      const port = Number(new URL(first.url).port);
+      await expect(startService({ host: '127.0.0.1', port, dataDir: join(dir, 'listen-b'), tokensEnv: 'port:abcdefghijklmnopqrstuvwx', threads: 1, metricsIntervalMs: 60_000 }))
+        .rejects.toMatchObject({ code: 'SEL_ERR_CONFIG_INVALID', details: { field: 'port', got: port } });
+      expect((await fetch(`${first.url}/healthz`)).status).toBe(200); // the first one is untouched
+    } finally {
+      await first.close();
+    }
+    const err = (code: string) => Object.assign(new Error(code), { code });
+    expect(listenError(err('EACCES'), '0.0.0.0', 80)).toMatchObject({ code: 'SEL_ERR_CONFIG_INVALID', details: { field: 'port', got: 80 } });
+    expect(listenError(err('EADDRNOTAVAIL'), '10.9.9.9', 8080)).toMatchObject({ code: 'SEL_ERR_CONFIG_INVALID', details: { field: 'host', got: '10.9.9.9' } });
+    expect(listenError(err('ENOTFOUND'), 'no-such-host', 8080)).toMatchObject({ code: 'SEL_ERR_CONFIG_INVALID', details: { field: 'host' } });
+    const other = err('EMFILE');
+    expect(listenError(other, '127.0.0.1', 8080)).toBe(other);
+  }, 60_000);
 
   it('refuses a tokens file readable by others', () => {
     const d = join(dir, 'tokens-open');

@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { createEngine, type Engine } from '../engine.js';
 import { packageRoot } from '../paths.js';
+import { errors } from '../errors.js';
 import { dataDirTokensPath, loadTokens, ReloadableTokens, type TokenEntry } from './auth.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { buildServer } from './server.js';
@@ -89,6 +90,28 @@ function packageVersion(): string {
   }
 }
 
+/**
+ * Why the listener could not open, as a named error: the port taken by
+ * another process, a port below 1024 without the right, a host that is not
+ * an address of this machine or does not resolve. Anything else as it came.
+ */
+export function listenError(e: unknown, host: string, port: number): unknown {
+  const code = (e as NodeJS.ErrnoException | undefined)?.code;
+  const at = `${host.includes(':') ? `[${host}]` : host}:${port}`;
+  switch (code) {
+    case 'EADDRINUSE':
+      return errors.SEL_ERR_CONFIG_INVALID(`cannot listen on ${at}: another process is using that address (a service already running?); stop it or choose another --port`, { field: 'port', expected: 'a free port', got: port });
+    case 'EACCES':
+      return errors.SEL_ERR_CONFIG_INVALID(`cannot listen on ${at}: permission denied (ports below 1024 need privileges); choose a port from 1024 up or put a proxy in front`, { field: 'port', expected: 'a port this user may open', got: port });
+    case 'EADDRNOTAVAIL':
+    case 'ENOTFOUND':
+    case 'EAI_AGAIN':
+      return errors.SEL_ERR_CONFIG_INVALID(`cannot listen on ${at}: ${code === 'EADDRNOTAVAIL' ? 'not an address of this machine' : 'the host name does not resolve'}`, { field: 'host', expected: 'an address of this machine (127.0.0.1, 0.0.0.0, ::, or one of its interfaces)', got: host });
+    default:
+      return e;
+  }
+}
+
 export async function startService(config: ServiceConfig): Promise<RunningService> {
   // the configured tokens first: a bad configuration is refused before the data directory is created or seeded
   const tokenOptions = { dataDir: config.dataDir, file: config.tokensFile, env: config.tokensEnv };
@@ -134,7 +157,7 @@ export async function startService(config: ServiceConfig): Promise<RunningServic
       report: (e) => (e.ok ? app!.log.info({ rows: e.rows }, 'compliance model retrained from feedback and swapped in') : app!.log.warn({ err: e.error }, 'automatic retrain failed; the model in use stays')),
     });
     await warmUp(engine); // before the port opens: the first request should not pay for loading
-    await app.listen({ host: config.host, port: config.port });
+    await app.listen({ host: config.host, port: config.port }).catch((e: unknown) => { throw listenError(e, config.host, config.port); });
   } catch (e) {
     await app?.close();
     await backtests.jobs.close();
