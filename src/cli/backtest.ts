@@ -2,9 +2,9 @@
  * `selectivity backtest`: the history store replayed with a candidate
  * profile set beside the active one (or another file), side by side.
  */
-import { writeFileSync } from 'node:fs';
 import { basename, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import { writeFileDurable } from '../store/durable.js';
 import { errors } from '../errors.js';
 import { loadProfiles } from '../profiles/load.js';
 import { prepareDataDir, RulesetSource } from '../service/state.js';
@@ -73,7 +73,7 @@ export async function backtestCommand(argv: string[]): Promise<number> {
     });
     bar.done();
     if (values.html) {
-      writeFileSync(values.html, renderBacktestHtml(report));
+      writeFileDurable(values.html, renderBacktestHtml(report));
       process.stderr.write(`wrote ${values.html}\n`);
     }
     process.stdout.write(`${values.json ? JSON.stringify(report, null, 2) : formatBacktest(report)}\n`);

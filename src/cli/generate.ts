@@ -154,6 +154,10 @@ export async function generateCommand(argv: string[], io: GenerateIO = { stdout:
           io.stderr.write(`\rgenerate: ${n.toLocaleString('en-US')} / ${rows.toLocaleString('en-US')} rows (${((100 * n) / rows).toFixed(1)} %)`);
         }
       : undefined,
+  }).catch((e: NodeJS.ErrnoException) => {
+    // the file could not be opened or written (no permission, a full or read-only disk): the option names it
+    if (typeof e?.code === 'string' && typeof e.syscall === 'string') throw errors.SEL_ERR_OPTION_INVALID(`cannot write --out ${out}: ${e.message}`, { field: 'out', expected: 'a writable file path (its directory must exist)', got: out });
+    throw e;
   });
   if (tty) io.stderr.write('\r\x1b[K');
   const seconds = ((performance.now() - started) / 1000).toFixed(2);
