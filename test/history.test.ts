@@ -104,6 +104,12 @@ describe('history store', () => {
     expect(t.schema.metadata.get('selectivity.format')).toBe('selectivity-history/1');
   });
 
+  it('refuses a data directory that is a file with SEL_ERR_STORAGE naming it, not a raw error', () => {
+    const file = join(root, 'a-file');
+    writeFileSync(file, 'x');
+    expect(() => new HistoryWriter(join(file, 'history'))).toThrow(expect.objectContaining({ code: 'SEL_ERR_STORAGE', details: expect.objectContaining({ field: 'data-dir', got: join(file, 'history') }) }));
+  });
+
   it('appends new segments without rewriting the ones there', () => {
     const dir = join(root, 'append');
     const a = datedDeclarations(800, 5, 'A');

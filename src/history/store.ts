@@ -285,7 +285,11 @@ export class HistoryWriter {
     this.batchRows = options.batchRows ?? DEFAULT_BATCH_ROWS;
     if (!Number.isInteger(this.segmentRows) || this.segmentRows < 1) throw errors.SEL_ERR_OPTION_INVALID('segmentRows must be a positive integer', { field: 'segmentRows', expected: 'an integer >= 1', got: this.segmentRows });
     if (!Number.isInteger(this.batchRows) || this.batchRows < 1) throw errors.SEL_ERR_OPTION_INVALID('batchRows must be a positive integer', { field: 'batchRows', expected: 'an integer >= 1', got: this.batchRows });
-    mkdirSync(dir, { recursive: true });
+    try {
+      mkdirSync(dir, { recursive: true });
+    } catch (e) {
+      throw errors.SEL_ERR_STORAGE(`cannot create the history store ${dir}: ${(e as Error).message}`, { field: 'data-dir', expected: 'a writable data directory', got: dir });
+    }
     this.lock = join(dir, '.lock');
     takeLock(this.lock);
     try {
