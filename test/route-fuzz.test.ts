@@ -1,0 +1,129 @@
+/**
+ * Every route of the service, walked from its own OpenAPI description with
+ * seeded random requests: odd path parameters and query values, bodies that
+ * are valid ones with a leaf changed, cut JSON, stray bytes, the wrong media
+ * type, every role. Whatever comes in, the answer is never a 5xx, and every
+ * refusal carries a named code (docs/errors.md). In-process (inject), with
+ * the decision log on, so that feedback has decisions to join to.
+ */
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pack } from 'msgpackr';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { FastifyInstance } from 'fastify';
+import { createEngine, type Engine } from '../src/engine.js';
+import { DecisionLog } from '../src/feedback/decision-log.js';
+import { packageRoot } from '../src/paths.js';
+import { createTokenStore, parseTokensEnv } from '../src/service/auth.js';
+import { createMetrics, type Metrics } from '../src/service/metrics.js';
+import { buildServer } from '../src/service/server.js';
+import { prepareDataDir, RulesetSource } from '../src/service/state.js';
+import { randomDeclarations } from './helpers.js';
+
+const TOKENS = { port: 'port-fuzz-token-0123456789abcdef', analyst: 'analyst-fuzz-token-0123456789abcdef', admin: 'admin-fuzz-token-0123456789abcdef' };
+const dir = mkdtempSync(join(tmpdir(), 'sel-route-fuzz-'));
+
+/** A small seeded generator (LCG): the same requests at every run. */
+function rng(seed: number) {
+  let s = seed >>> 0;
+  const next = () => { s = (Math.imul(s, 1103515245) + 12345) >>> 0; return s / 2 ** 32; };
+  return { next, pick: <T>(a: readonly T[]): T => a[Math.floor(next() * a.length)] };
+}
+
+const ODD_STRINGS = ['', ' ', '0', '-1', '1e309', 'NaN', 'null', 'true', '[]', '{}', '2026-13-01', '2026-02-30', '9999-12-31', 'x'.repeat(3000), '%', '\u0000', 'é', '../../etc/passwd', '99999999999999999999', 'day', 'red', 'seizure'];
+const ODD_VALUES: unknown[] = [null, true, false, 0, -1, 1.5, 1e308, -1e308, '', 'x', 'x'.repeat(20_000), [], {}, [1, 'a'], { a: 1 }, '2026-13-01', 'red', 'seizure', 'no-discrepancy', 'valuation', '85', 'CN', '>=', 'z.unitValue'];
+
+describe('every route, fuzzed from the OpenAPI description', () => {
+  let app: FastifyInstance;
+  let engine: Engine;
+  let metrics: Metrics;
+  let source: RulesetSource;
+  let log: DecisionLog;
+
+  beforeAll(async () => {
+    const files = await prepareDataDir(join(dir, 'data'));
+    source = new RulesetSource(files);
+    engine = createEngine({ ruleset: await source.load(), threads: 0 });
+    metrics = await createMetrics({ intervalMs: 60_000 });
+    log = new DecisionLog({ storePath: files.storePath });
+    app = await buildServer({ engine, source, tokens: createTokenStore(parseTokensEnv(Object.entries(TOKENS).map(([r, t]) => `${r}:${t}`).join(',')), 'env'), metrics, bodyLimit: 512 * 1024, maxBatch: 500, decisionLog: log });
+    await app.ready();
+  });
+  afterAll(async () => {
+    await app.close();
+    await engine.close();
+    await log.close();
+    metrics.close();
+    source.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('never answers 5xx, and names every refusal, over 800 seeded requests', async () => {
+    const r = rng(20261206);
+    const decl = (i: number) => ({ ...randomDeclarations(1, 1000 + i)[0], id: `FZ${i}` });
+    // decisions to join feedback to
+    const scored = await app.inject({ method: 'POST', url: '/v1/score', headers: { authorization: `Bearer ${TOKENS.port}` }, payload: { declarations: Array.from({ length: 20 }, (_, i) => decl(i)) } });
+    expect(scored.statusCode).toBe(200);
+    const examples = (name: string) => JSON.parse(readFileSync(join(packageRoot(), 'examples', name), 'utf8')) as unknown;
+    const result = (i: number) => ({ declarationId: `FZ${i}`, date: '2026-11-03', channel: 'red', inspected: true, outcome: 'discrepancy', irregularity: 'undervaluation', revenueRecovered: 100, notes: 'x' });
+    /** Valid bodies of the routes that take one; the rest get made-up ones. */
+    const seeds: Record<string, () => unknown> = {
+      'post /v1/score': () => ({ declarations: [decl(1), decl(2), decl(3)] }),
+      'post /v1/feedback': () => ({ results: [result(1), result(2), result(3)] }),
+      'post /v1/profiles/import': () => examples('profiles.json'),
+      'put /v1/ruleset/profiles': () => examples('profiles.json'),
+      'post /v1/watchlists/import': () => examples('watchlists.json'),
+      'post /v1/studies': () => ({ declarations: Array.from({ length: 20 }, (_, i) => decl(i)) }),
+      'post /v1/evaluations': () => ({ file: Array.from({ length: 20 }, (_, i) => ({ ...decl(i), fraud: i % 3 === 0 ? '1' : '0' })), label: 'fraud', top: [0.1] }),
+    };
+    /** A value with one leaf replaced, removed, or a key added. */
+    const mutate = (v: unknown, depth = 0): unknown => {
+      if (v === null || typeof v !== 'object') return r.pick(ODD_VALUES);
+      const c: Record<string, unknown> | unknown[] = Array.isArray(v) ? [...v] : { ...(v as Record<string, unknown>) };
+      const keys = Object.keys(c);
+      const x = r.next();
+      if (keys.length === 0 || x < 0.1) { if (Array.isArray(c)) c.push(r.pick(ODD_VALUES)); else c[r.pick(['zz', 'id', 'weight', 'constructor'])] = r.pick(ODD_VALUES); return c; }
+      const k = r.pick(keys);
+      if (x < 0.2) { if (Array.isArray(c)) c.splice(Number(k), 1); else delete c[k]; return c; }
+      (c as Record<string, unknown>)[k] = x < 0.45 || depth > 5 ? r.pick(ODD_VALUES) : mutate((c as Record<string, unknown>)[k], depth + 1);
+      return c;
+    };
+    const api = (await app.inject({ url: '/v1/openapi.json', headers: { authorization: `Bearer ${TOKENS.admin}` } })).json() as { paths: Record<string, Record<string, { parameters?: { in: string; name: string }[] }>> };
+    const operations = Object.entries(api.paths).flatMap(([path, ops]) => Object.entries(ops).map(([method, op]) => ({ path, method, op })));
+    expect(operations.length).toBeGreaterThan(30);
+    const refused: string[] = [];
+    const statuses = new Map<number, number>();
+    for (let k = 0; k < 800; k++) {
+      const { path, method, op } = r.pick(operations);
+      let url = path.replace(/\{(\w+)\}/g, () => encodeURIComponent(r.pick(['FZ1', 'REV-UV-85', 'x', '0', '-1', 'é', 'a'.repeat(101), '..', '%25', '1', '0123456789abcdef'])));
+      const query = (op.parameters ?? []).filter((p) => p.in === 'query' && r.next() < 0.7).map((p) => `${p.name}=${encodeURIComponent(r.pick(ODD_STRINGS))}`);
+      if (r.next() < 0.1) query.push('unknown=1');
+      if (query.length > 0) url += `?${query.join('&')}`;
+      const headers: Record<string, string> = { authorization: `Bearer ${r.pick(Object.values(TOKENS))}` };
+      let payload: string | Buffer | undefined;
+      if (method !== 'get' && method !== 'delete') {
+        const seed = seeds[`${method} ${path}`];
+        let body: unknown = seed ? seed() : r.pick(ODD_VALUES);
+        for (let m = 0, n = 1 + Math.floor(r.next() * 3); m < n; m++) body = mutate(body);
+        const kind = r.next();
+        if (kind < 0.6) { headers['content-type'] = 'application/json'; payload = JSON.stringify(body); }
+        else if (kind < 0.75) { headers['content-type'] = 'application/msgpack'; payload = Buffer.from(pack(body)); }
+        else if (kind < 0.85) { headers['content-type'] = 'application/json'; payload = (JSON.stringify(body) ?? '').slice(0, Math.floor(r.next() * 40)); }
+        else if (kind < 0.92) { headers['content-type'] = r.pick(['text/plain', 'application/xml', 'application/x-ndjson', 'text/csv']); payload = JSON.stringify(body); }
+        else { headers['content-type'] = 'application/msgpack'; payload = Buffer.from(Array.from({ length: 24 }, () => Math.floor(r.next() * 256))); }
+        if (r.next() < 0.2) headers.accept = r.pick(['application/msgpack', 'application/x-ndjson', 'text/csv', 'text/html', '*/*']);
+      }
+      const res = await app.inject({ method: method.toUpperCase() as 'GET', url, headers, payload });
+      statuses.set(res.statusCode, (statuses.get(res.statusCode) ?? 0) + 1);
+      const what = `${method.toUpperCase()} ${url.slice(0, 120)} [${headers['content-type'] ?? ''}] → ${res.statusCode}`;
+      if (res.statusCode >= 500) refused.push(`${what}: ${res.body.slice(0, 200)}`);
+      else if (res.statusCode >= 400 && !/SEL_ERR_[A-Z_]+/.test(res.rawPayload.toString('latin1'))) refused.push(`${what} without a named code: ${res.body.slice(0, 200)}`);
+    }
+    expect(refused).toEqual([]);
+    // the walk reached past the gate: accepted requests, refusals of several kinds
+    expect(statuses.get(200) ?? 0).toBeGreaterThan(50);
+    expect([...statuses.keys()].filter((s) => s >= 400).length).toBeGreaterThanOrEqual(4);
+    expect((await app.inject({ url: '/healthz' })).statusCode).toBe(200);
+  }, 120_000);
+});
