@@ -126,4 +126,29 @@ describe('every route, fuzzed from the OpenAPI description', () => {
     expect([...statuses.keys()].filter((s) => s >= 400).length).toBeGreaterThanOrEqual(4);
     expect((await app.inject({ url: '/healthz' })).statusCode).toBe(200);
   }, 120_000);
+
+  it('answers hostile MessagePack bodies with named codes, without allocating what their headers claim: huge headers, deep nesting, unused bytes, extensions', async () => {
+    const key = (k: string) => Buffer.concat([Buffer.from([0xa0 | k.length]), Buffer.from(k)]);
+    const doc = (k: string, inner: Buffer) => Buffer.concat([Buffer.from([0x81]), key(k), inner]);
+    const decl = { ...randomDeclarations(1, 77)[0], id: 'MP1' };
+    const bodies: Record<string, (k: string) => Buffer> = {
+      'an array header claiming 2^32 - 1 elements': (k) => doc(k, Buffer.from([0xdd, 0xff, 0xff, 0xff, 0xff])),
+      'a map header claiming 2^32 - 1 entries': () => Buffer.from([0xdf, 0xff, 0xff, 0xff, 0xff]),
+      'a string header claiming 4 GB': (k) => doc(k, Buffer.concat([Buffer.from([0x91, 0x81]), key('id'), Buffer.from([0xdb, 0xff, 0xff, 0xff, 0xff, 0x41])])),
+      '100,000 nested arrays': (k) => doc(k, Buffer.concat([Buffer.alloc(100_000, 0x91), Buffer.from([0xc0])])),
+      'the unused byte 0xc1': () => Buffer.from([0xc1]),
+      'an unknown extension': (k) => doc(k, Buffer.from([0x91, 0xd4, 0x05, 0x00])),
+      'trailing bytes': (k) => Buffer.concat([doc(k, Buffer.from(pack([decl]))), Buffer.from([0xc0, 0xc0])]),
+      'a truncated document': (k) => doc(k, Buffer.from(pack([decl]))).subarray(0, 40),
+    };
+    for (const [route, k, type] of [['/v1/score', 'declarations', 'application/msgpack'], ['/v1/score/stream', 'declarations', 'application/msgpack'], ['/v1/feedback', 'results', 'application/msgpack']] as const) {
+      for (const [name, body] of Object.entries(bodies)) {
+        const res = await app.inject({ method: 'POST', url: route, headers: { authorization: `Bearer ${TOKENS.admin}`, 'content-type': type, accept: 'application/json' }, payload: body(k) });
+        const what = `${route}, ${name}: ${res.statusCode} ${res.body.slice(0, 160)}`;
+        expect(res.statusCode, what).toBeLessThan(500);
+        // a stream answers 200 and ends with a fatal record (or, for a whole document read as one record, a record error)
+        expect(res.body, what).toMatch(/SEL_ERR_[A-Z_]+/);
+      }
+    }
+  }, 120_000);
 });
