@@ -15,7 +15,7 @@ const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true });
  * an array or a scalar. msgpackr reads the unused byte 0xc1 as an object of
  * its own class, which would otherwise pass for a map with a field "name".
  */
-export function checkDecodedBody(value: unknown): unknown {
+function checkDecodedBody(value: unknown): unknown {
   if (value !== null && typeof value === 'object' && !Array.isArray(value)) {
     const proto = Object.getPrototypeOf(value);
     if (proto !== Object.prototype && proto !== null) {
@@ -25,11 +25,24 @@ export function checkDecodedBody(value: unknown): unknown {
   return value;
 }
 
+/**
+ * A MessagePack request body decoded to what the same JSON document would
+ * give (checkDecodedBody), or SEL_ERR_REQUEST_PARSE: `what` names the body
+ * in the message, `expected` what it should have been.
+ */
+export function unpackBody(bytes: Uint8Array, what = 'body', expected = 'MessagePack'): unknown {
+  let value: unknown;
+  try {
+    value = unpackr.unpack(bytes);
+  } catch (e) {
+    throw errors.SEL_ERR_REQUEST_PARSE(`${what} is not valid MessagePack: ${(e as Error).message}`, { field: 'body', expected });
+  }
+  return checkDecodedBody(value);
+}
+
 /** Lets the routes of `scope` take MessagePack bodies (decoded like JSON ones) up to bodyLimit bytes. */
 export function acceptMsgpackBodies(scope: FastifyInstance, bodyLimit: number): void {
   scope.addContentTypeParser(MSGPACK_TYPES, { parseAs: 'buffer', bodyLimit }, (_req, body, done) => {
-    let value: unknown;
-    try { value = unpackr.unpack(body as Buffer); } catch (e) { done(errors.SEL_ERR_REQUEST_PARSE(`body is not valid MessagePack: ${(e as Error).message}`, { field: 'body', expected: 'MessagePack' }) as unknown as Error); return; }
-    try { done(null, checkDecodedBody(value)); } catch (e) { done(e as Error); }
+    try { done(null, unpackBody(body as Buffer)); } catch (e) { done(e as Error); }
   });
 }

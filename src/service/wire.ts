@@ -21,7 +21,7 @@ import { EncodedMsgpack, FastDeclarationReader, InlineDecisions, encodeDecision,
 import { channelCounts, emptyCounts, profileMatchCounts, toDecisions, type Decision } from '../decisions.js';
 import type { Channel } from '../model/channels.js';
 import { CHUNK_MSGPACK, CHUNK_NDJSON, encodeLogChunk, msgpackArrayHeader, type ChunkFormat } from '../feedback/log-rows.js';
-import { checkDecodedBody } from './msgpack-body.js';
+import { unpackBody } from './msgpack-body.js';
 
 export type WireFormat = 'json' | 'msgpack';
 
@@ -121,15 +121,12 @@ function parseRecord(bytes: Uint8Array, from: number, to: number, what: string):
 }
 
 function parseDocument(req: WireRequest): unknown {
-  let doc: unknown;
+  if (req.format === 'msgpack') return unpackBody(req.body, 'request body', 'a MessagePack document { "declarations": [...] }');
   try {
-    if (req.format === 'json') return JSON.parse(utf8.decode(req.body));
-    doc = unpackr.unpack(req.body);
+    return JSON.parse(utf8.decode(req.body));
   } catch (e) {
-    const what = req.format === 'json' ? 'JSON' : 'MessagePack';
-    throw errors.SEL_ERR_REQUEST_PARSE(`request body is not valid ${what}: ${(e as Error).message}`, { field: 'body', expected: `a ${what} document { "declarations": [...] }` });
+    throw errors.SEL_ERR_REQUEST_PARSE(`request body is not valid JSON: ${(e as Error).message}`, { field: 'body', expected: 'a JSON document { "declarations": [...] }' });
   }
-  return checkDecodedBody(doc);
 }
 
 /** Collects the validated declarations of a request, scores them, and keeps the invalid ones as record errors. */
