@@ -138,6 +138,11 @@ export interface PreparedFeedback {
   commitSliced(size: number, write: (slice: () => void) => Promise<void>): Promise<FeedbackRecording>;
 }
 
+/** The seq of the newest result recorded (0: none): results after a mark are what came in since (automatic retraining). */
+export function newestFeedbackSeq(db: Db): number {
+  return (db.prepare('SELECT max(seq) FROM feedback').pluck().get() as number | null) ?? 0;
+}
+
 /** Items validated between pauses for the event loop (FeedbackStore.preparePaced): a few ms each. */
 const VALIDATE_SLICE = 1000;
 
@@ -248,10 +253,10 @@ export class FeedbackStore {
   private prepared({ results: checked, valid }: ReturnType<FeedbackStore['check']>, decisions: readonly (LoggedDecision | undefined)[], by: string, now: Date): PreparedFeedback {
     const at = now.toISOString();
     const joins = new Map(valid.map(({ i, f }, k) => [i, { f, decision: decisions[k] }]));
+    const empty = (): FeedbackRecording => ({ counts: { recorded: 0, replaced: 0, duplicate: 0, rejected: 0 }, results: [] });
     /** Items from to to - 1 in one IMMEDIATE transaction; their results and counts, kept only once it committed. */
     const writeRange = (from: number, to: number): FeedbackRecording => {
-      const counts: FeedbackCounts = { recorded: 0, replaced: 0, duplicate: 0, rejected: 0 };
-      const results: FeedbackItemResult[] = [];
+      const { counts, results } = empty();
       try {
         this.db.transaction(() => {
           for (let i = from; i < to; i++) {
@@ -294,7 +299,6 @@ export class FeedbackStore {
       for (const k of Object.keys(into.counts) as (keyof FeedbackCounts)[]) into.counts[k] += part.counts[k];
       for (const r of part.results) into.results.push(r);
     };
-    const empty = (): FeedbackRecording => ({ counts: { recorded: 0, replaced: 0, duplicate: 0, rejected: 0 }, results: [] });
     return {
       commit: () => writeRange(0, checked.length),
       commitSliced: async (size, write) => {

@@ -10,6 +10,7 @@ import { BatchBuilder } from '../model/columnar.js';
 import type { Declaration } from '../model/schema.js';
 import type { Db } from '../store/sqlite.js';
 import { DecisionLogReader } from '../feedback/log-reader.js';
+import { newestFeedbackSeq } from '../feedback/feedback.js';
 import type { PeerTables } from '../peers/peer-groups.js';
 import { trainModel, type TrainedModel, type TrainingData, type TrainOptions } from './train.js';
 
@@ -17,7 +18,7 @@ import { trainModel, type TrainedModel, type TrainingData, type TrainOptions } f
 export function trainingDataFromStore(db: Db, batchSize = 8192): TrainingData & { rows: number; positives: number; feedbackSeq: number } {
   const log = new DecisionLogReader(db);
   // the newest result before the read: what arrives meanwhile may be learnt from too, and still counts as new
-  const feedbackSeq = (db.prepare('SELECT max(seq) FROM feedback').pluck().get() as number | null) ?? 0;
+  const feedbackSeq = newestFeedbackSeq(db);
   // in decision order, so that the decisions of one chunk are read together
   const joined = db.prepare('SELECT decision_seq, outcome FROM feedback WHERE current = 1 AND inspected = 1 ORDER BY decision_seq').all() as { decision_seq: number; outcome: string }[];
   const rows: { seq: number; d: Declaration; y: number }[] = [];

@@ -29,6 +29,7 @@ import { pathToFileURL } from 'node:url';
 import { Piscina } from 'piscina';
 import type { RetrainTask } from '../../workers/retrain-worker.js';
 import { openStore, SCHEMA_VERSION, STORE_FILE, writeWhenFree, type Db, type OpenStoreOptions } from '../store/sqlite.js';
+import { newestFeedbackSeq } from '../feedback/feedback.js';
 
 export interface RulesetFiles {
   /** The SQLite store (profiles and their versions). */
@@ -234,11 +235,11 @@ export class RulesetSource {
    * `after` inspected declarations got their current result after the model
    * in use was trained (resultsSinceModel: new results, and changed ones),
    * the model is refitted (in a worker) and handed to `apply`. Results whose
-   * decision was pruned from the log count once, not at every check. After a
-   * failed refit (too little feedback of one kind, say) the next waits for a
-   * new result, instead of reading the store again at every check. A model that did not come from the store (selectivity
-   * train on labelled files) is never replaced this way. Failures (too little
-   * feedback of one kind) are reported to `report` and tried again later.
+   * decision was pruned from the log count once, not at every check. A model
+   * that did not come from the store (selectivity train on labelled files)
+   * is never replaced this way. A failed refit (too little feedback of one
+   * kind, say) is reported to `report`; the next attempt waits for a new
+   * result instead of reading the store again at every check.
    */
   startAutoRetrain(o: { after: number; checkMs?: number; apply: (r: Ruleset) => unknown; report?: (event: { ok: boolean; rows?: number; error?: unknown }) => void }): void {
     if (this.auto) clearInterval(this.auto.timer);
@@ -246,13 +247,12 @@ export class RulesetSource {
     if (!(o.after > 0)) return;
     /** The newest result when the last attempt failed: the next waits for a result after it (not every check again). */
     let failedAt: number | undefined;
-    const newest = () => (this.db.prepare('SELECT max(seq) FROM feedback').pluck().get() as number | null) ?? 0;
     const timer = setInterval(() => {
       if (this.retraining || (this.model && !this.model.fromStore)) return;
-      if (failedAt !== undefined && newest() <= failedAt) return;
+      const newest = newestFeedbackSeq(this.db);
+      if (failedAt !== undefined && newest <= failedAt) return;
       if (this.resultsSinceModel() < o.after) return;
-      const mark = newest();
-      this.retrain().then(async (r) => { failedAt = undefined; await o.apply(r); o.report?.({ ok: true, rows: r.training.rows }); }).catch((error: unknown) => { failedAt = mark; o.report?.({ ok: false, error }); });
+      this.retrain().then(async (r) => { failedAt = undefined; await o.apply(r); o.report?.({ ok: true, rows: r.training.rows }); }).catch((error: unknown) => { failedAt = newest; o.report?.({ ok: false, error }); });
     }, o.checkMs ?? 60_000);
     timer.unref();
     this.auto = { timer, after: o.after };
