@@ -90,6 +90,9 @@ function packageVersion(): string {
   }
 }
 
+/** A host as it stands in a URL or before ":port" (an IPv6 address in brackets). */
+const urlHost = (host: string): string => (host.includes(':') ? `[${host}]` : host);
+
 /**
  * Why the listener could not open, as a named error: the port taken by
  * another process, a port below 1024 without the right, a host that is not
@@ -97,7 +100,7 @@ function packageVersion(): string {
  */
 export function listenError(e: unknown, host: string, port: number): unknown {
   const code = (e as NodeJS.ErrnoException | undefined)?.code;
-  const at = `${host.includes(':') ? `[${host}]` : host}:${port}`;
+  const at = `${urlHost(host)}:${port}`;
   switch (code) {
     case 'EADDRINUSE':
       return errors.SEL_ERR_CONFIG_INVALID(`cannot listen on ${at}: another process is using that address (a service already running?); stop it or choose another --port`, { field: 'port', expected: 'a free port', got: port });
@@ -169,7 +172,7 @@ export async function startService(config: ServiceConfig): Promise<RunningServic
   }
   const addr = app.server.address();
   const port = typeof addr === 'object' && addr ? addr.port : config.port;
-  const host = config.host.includes(':') ? `[${config.host}]` : config.host;
+  const host = urlHost(config.host);
   let closing: Promise<void> | undefined;
   const service: RunningService = {
     app,
