@@ -75,6 +75,8 @@ const NUMERIC_BLOCK: i32 = 256;
 const NONE32: u32 = 0xffffffff;
 const NONE64: u64 = 0xffffffffffffffff;
 const GOLDEN: u64 = 0x9e3779b97f4a7c15;
+/** A combination key no table holds (keys are below 2^53; all ones marks an empty slot). */
+const ABSENT_KEY: u64 = 0xfffffffffffffffe;
 
 const CH_GREEN: i32 = 0;
 const CH_YELLOW: i32 = 2;
@@ -375,6 +377,9 @@ const H_LIST: usize = 48; // per column 8 B (u32 codes, u32 f64 table by code), 
 const H_COMBINATION: usize = 64;
 /** Rows per block of the history pass: the block's slices of the extra column and of the code columns stay in cache across its loops. */
 const HISTORY_BLOCK: i32 = 4096;
+/** Per row of a block, a combination's key and its home slot (addCombinations). */
+const COMBINATION_KEYS: usize = memory.data(<i32>HISTORY_BLOCK << 3, 16);
+const COMBINATION_HOMES: usize = memory.data(<i32>HISTORY_BLOCK << 2, 16);
 
 /** Code of a tax rate: 1 + its value id in the image's tax-rate slots; 0 when absent (NaN) or not in the tables. */
 // @ts-ignore: decorator
@@ -414,6 +419,8 @@ const HISTORY_BLOCK: i32 = 4096;
   const c0 = <usize>load<u32>(d + 16), l0 = <usize>load<u32>(d + 20), s0 = load<u64>(d + 24);
   const c1 = <usize>load<u32>(d + 32), l1 = <usize>load<u32>(d + 36), s1 = load<u64>(d + 40);
   const c2 = <usize>load<u32>(d + 48), l2 = <usize>load<u32>(d + 52), s2 = load<u64>(d + 56);
+  // first the rows' keys and home slots, then the probes: a loop of little
+  // more than the probe's loads keeps many rows' cache misses in flight
   for (let i = b0; i < bEnd; i++) {
     const i4 = <usize>i << 2;
     const g0 = partId(c0, l0, i4), g1 = partId(c1, l1, i4);
@@ -424,19 +431,32 @@ const HISTORY_BLOCK: i32 = 4096;
       key += <u64>g2 * s2;
       g |= g2;
     }
-    if (g < 0) continue;
-    let s = <u32>((key * GOLDEN) >> shift);
-    while (true) {
-      const p = slots + (<usize>s << 4);
-      const k = load<u64>(p);
-      if (k == key) {
-        const at = extra + (<usize>i << 3);
-        store<f64>(at, load<f64>(at) + load<f64>(p + 8));
-        break;
+    // a row with a part not in the tables takes a key no slot holds (keys are below 2^53)
+    if (g < 0) key = ABSENT_KEY;
+    const j = <usize>(i - b0);
+    store<u64>(COMBINATION_KEYS + (j << 3), key);
+    store<u32>(COMBINATION_HOMES + (j << 2), <u32>((key * GOLDEN) >> shift));
+  }
+  for (let i = b0; i < bEnd; i++) {
+    const j = <usize>(i - b0);
+    const key = load<u64>(COMBINATION_KEYS + (j << 3));
+    let s = load<u32>(COMBINATION_HOMES + (j << 2));
+    let p = slots + (<usize>s << 4);
+    let k = load<u64>(p);
+    // the home slot is added without a branch (whether a row's combination is
+    // in the tables is a coin toss); the probe goes on only past a slot of
+    // another key (rare: tables at most half full)
+    if (k != key && k != NONE64) {
+      while (true) {
+        s = (s + 1) & mask;
+        p = slots + (<usize>s << 4);
+        k = load<u64>(p);
+        if (k == key || k == NONE64) break;
       }
-      if (k == NONE64) break;
-      s = (s + 1) & mask;
     }
+    const at = extra + (<usize>i << 3);
+    const cur = load<f64>(at);
+    store<f64>(at, select<f64>(cur + load<f64>(p + 8), cur, k == key));
   }
 }
 

@@ -95,6 +95,27 @@ describe('historical tables in the kernel', () => {
     expect(entries).toBeGreaterThan(1000);
   });
 
+  it('a batch of several of the kernel\'s history blocks (4,096 rows each) agrees with the reference row by row, pairs and triples included', () => {
+    const dims = [...DEFAULT_DIMENSIONS, 'hs6×origin×importer', 'importer×seller×taxRate'];
+    const peers = buildPeerTables([toBatch(randomDeclarations(300, 41)).batch], ['hs6', 'hs4']);
+    const ruleset = createRuleset({ peers, profiles: randomProfiles(40, 42), history: randomTables(43, dims), settings: { thresholds: { yellow: 1, red: 3 } } });
+    kernel.loadRuleset(compileRuleset(ruleset));
+    const rows = 2 * 4096 + 1234;
+    const { batch } = toBatch(randomDeclarations(rows, 44));
+    const got = kernel.score(batch);
+    const want = referenceScore(ruleset, batch);
+    const index = historyIndex(ruleset.history!);
+    let found = 0, off = 0;
+    for (let i = 0; i < rows; i++) {
+      if (Math.abs(got.score[i] - want.score[i]) > 1e-9 * Math.max(1, Math.abs(want.score[i]))) off++;
+      if (i >= 4096 && index.combinations.some((d) => index.entry(got.history!, i, d) >= 0)) found++;
+    }
+    expect(off).toBe(0);
+    expect(Array.from(got.channel)).toEqual(Array.from(want.channel));
+    // rows past the first block found their combinations in the tables
+    expect(found).toBeGreaterThan(100);
+  });
+
   it('with many dimensions (HS prefixes, tax rates, pairs, triples), unseen values, repeated keys and AEO: the kernel agrees with the reference, and HISTORY reasons name the rows\' own entries', () => {
     const POOL = [...DEFAULT_DIMENSIONS, 'hs8', 'hs10', 'hs2×departure', 'seller×taxRate', 'hs6×origin×importer', 'office×transportMode×declarant', 'importer×seller×taxRate', 'hs4×seller'];
     let reasons = 0, unseen = 0, aeoRows = 0;
