@@ -219,6 +219,18 @@ describe('selectivity (dispatch)', () => {
     expect(scoreHelp.code).toBe(0);
     expect(scoreHelp.stdout).toContain('--threads');
   });
+
+  it.each(['history', 'peers', 'profiles', 'feedback', 'text'])('%s: no subcommand → exit 1 with its help; --help → exit 0; an unknown subcommand → exit 2', async (command) => {
+    const none = await run([command]);
+    expect(none.code).toBe(1);
+    expect(none.stdout).toContain(`selectivity ${command}`);
+    const help = await run([command, '--help']);
+    expect(help.code).toBe(0);
+    expect(help.stdout).toBe(none.stdout);
+    const unknown = await run([command, 'frobnicate']);
+    expect(unknown.code).toBe(2);
+    expect(unknown.stderr).toContain('frobnicate');
+  });
 });
 
 describe('selectivity generate', () => {

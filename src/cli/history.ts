@@ -61,7 +61,7 @@ export async function historyCommand(argv: string[]): Promise<number> {
     },
   });
   const [sub, ...files] = positionals;
-  if (values.help || !sub) { process.stdout.write(HISTORY_HELP); return values.help ? 0 : 2; }
+  if (values.help || !sub) { process.stdout.write(HISTORY_HELP); return values.help ? 0 : 1; } // no subcommand: exit 1, as for no command (docs/api.md)
   const dir = historyDir(dataDirOf(values['data-dir']));
   if (sub === 'import') {
     if (files.length === 0) throw errors.SEL_ERR_OPTION_INVALID('history import needs at least one file', { field: 'files', expected: 'one or more CSV or NDJSON files', got: files });
