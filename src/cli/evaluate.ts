@@ -5,7 +5,8 @@
  */
 import { parseArgs } from 'node:util';
 import { errors } from '../errors.js';
-import { DEFAULT_FRACTIONS, DEFAULT_REVENUE, evaluate, type EvaluationReport } from '../evaluate/evaluate.js';
+import { DEFAULT_FRACTIONS, evaluate, type EvaluationReport } from '../evaluate/evaluate.js';
+import { DEFAULT_REVENUE } from '../evaluate/expression.js';
 import { loadProfiles } from '../profiles/load.js';
 import { DEFAULT_LEVELS } from '../peers/peer-groups.js';
 import { intOption, numberOption } from './options.js';

@@ -18,15 +18,12 @@ import { DEFAULT_LEVELS, PeerTableBuilder } from '../peers/peer-groups.js';
 import { snapshotDocument } from '../peers/peer-store.js';
 import type { Profile } from '../profiles/profile.js';
 import { createRuleset, type RulesetSettingsInput } from '../ruleset/ruleset.js';
-import { compileExpression, type CompiledExpression } from './expression.js';
+import { compileExpression, DEFAULT_REVENUE, REVENUE_FIELDS, type CompiledExpression } from './expression.js';
 import { batchViews, type ColumnarBatch } from '../model/columnar.js';
 import { trainModel, type TrainedModel, type TrainOptions, type TrainingData } from '../learn/train.js';
 import { parseLabel, topKMetrics, type Cut } from './metrics.js';
 
 export const DEFAULT_FRACTIONS = [0.01, 0.02, 0.05, 0.1] as const;
-export const DEFAULT_REVENUE = 'customsValue * taxRate / 100';
-/** Schema numbers a revenue expression may use, beside pass-through columns. */
-export const REVENUE_FIELDS = ['customsValue', 'netMass', 'quantity', 'taxRate'] as const;
 
 export interface EvaluateOptions {
   /** Training files (peer statistics are built from these only). */

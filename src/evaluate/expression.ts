@@ -18,6 +18,11 @@
  */
 import { errors } from '../errors.js';
 
+/** The revenue at stake when none is given: evaluate, history import and training all use it. */
+export const DEFAULT_REVENUE = 'customsValue * taxRate / 100';
+/** Schema numbers a revenue expression may use, beside pass-through columns. */
+export const REVENUE_FIELDS = ['customsValue', 'netMass', 'quantity', 'taxRate'] as const;
+
 export const REVENUE_GRAMMAR =
   'an arithmetic expression of numbers, column names (letters, digits, _ and ., or "quoted" / `quoted` for names with spaces), + - * /, unary minus and parentheses';
 

@@ -9,8 +9,7 @@ import { statSync } from 'node:fs';
 import { errors } from '../errors.js';
 import { readDeclarations, type RecordError } from '../model/readers.js';
 import { resolveColumns } from '../model/columns.js';
-import { compileExpression, type CompiledExpression } from '../evaluate/expression.js';
-import { DEFAULT_REVENUE, REVENUE_FIELDS } from '../evaluate/evaluate.js';
+import { compileExpression, DEFAULT_REVENUE, REVENUE_FIELDS, type CompiledExpression } from '../evaluate/expression.js';
 import { parseLabel } from '../evaluate/metrics.js';
 import { HistoryWriter, RESULT_UNKNOWN, storeBytes, type HistoryManifest, type SegmentInfo } from './store.js';
 

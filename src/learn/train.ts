@@ -27,6 +27,7 @@ import { createEngine } from '../engine.js';
 import type { ColumnarBatch } from '../model/columnar.js';
 import { NF, FEATURES, type PeerTables } from '../peers/peer-groups.js';
 import { createRuleset, resolveSettings, type RulesetSettings, type RulesetSettingsInput } from '../ruleset/ruleset.js';
+import { compileExpression, DEFAULT_REVENUE, REVENUE_FIELDS } from '../evaluate/expression.js';
 import { batchKeys, DEFAULT_DIMENSIONS, dimensionName, isTraderDimension, lifts, parseDimension, revenueAtRisk, type HistoryTables } from './history.js';
 
 export interface TrainOptions {
@@ -221,14 +222,15 @@ export async function trainModel(data: TrainingData, peers: PeerTables, settings
   const y = new Uint8Array(N);
   const day = new Int32Array(N);
   const revenue = new Float64Array(N);
+  const defaultRevenue = compileExpression(DEFAULT_REVENUE, REVENUE_FIELDS);
   let at = 0;
   data.batches.forEach((b, k) => {
     const given = data.revenue?.[k];
     for (const i of rowsOf[k]) {
       y[at] = data.labels[k][i];
       day[at] = b.date[i];
-      // given, or customsValue × taxRate / 100; 0 where missing (NaN) or negative
-      const r = given ? given[i] : (b.numeric.customsValue[i] * b.numeric.taxRate[i]) / 100;
+      // given, or DEFAULT_REVENUE (customsValue × taxRate / 100); 0 where missing (NaN) or negative
+      const r = given ? given[i] : defaultRevenue.evaluate((j) => b.numeric[REVENUE_FIELDS[j]][i]);
       revenue[at] = r >= 0 && Number.isFinite(r) ? r : 0;
       at++;
     }
