@@ -5,15 +5,12 @@ import { afterAll, describe, expect, it, vi } from 'vitest';
 import { runCli } from './helpers.js';
 import type { FastifyInstance } from 'fastify';
 import { main } from '../src/cli/main.js';
-import { createEngine } from '../src/engine.js';
 import { validateProfile, validateProfiles } from '../src/profiles/profile.js';
 import { ProfileStore } from '../src/profiles/store.js';
 import { recordExamination, UsageRecorder } from '../src/profiles/effectiveness.js';
-import { createTokenStore, parseTokensEnv } from '../src/service/auth.js';
-import { createMetrics } from '../src/service/metrics.js';
-import { buildServer } from '../src/service/server.js';
 import { prepareDataDir, RulesetSource } from '../src/service/state.js';
 import { openStore } from '../src/store/sqlite.js';
+import { inProcessService } from './service-helpers.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'sel-profiles-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -206,11 +203,9 @@ describe('profiles over HTTP and the CLI', () => {
   const run = runCli;
 
   it('lists, shows, imports, retires and exports through the routes', async () => {
-    const files = await prepareDataDir(join(dir, 'http'));
-    const source = new RulesetSource(files);
-    const engine = createEngine({ ruleset: await source.load(), threads: 0 });
-    const metrics = await createMetrics({ intervalMs: 60_000 });
-    app = await buildServer({ engine, source, metrics, tokens: createTokenStore(parseTokensEnv(`analyst:${TOKENS.analyst},port:${TOKENS.port}`), 'env') });
+    const service = await inProcessService(join(dir, 'http'), { tokens: `analyst:${TOKENS.analyst},port:${TOKENS.port}` });
+    const { engine, source, files } = service;
+    app = service.app;
     const h = { authorization: `Bearer ${TOKENS.analyst}` };
     try {
       const list = await app.inject({ url: '/v1/profiles?status=active', headers: h });
@@ -260,10 +255,7 @@ describe('profiles over HTTP and the CLI', () => {
       }
       expect((await app.inject({ url: '/v1/rulesets/0000000000000000', headers: h })).json().error.code).toBe('SEL_ERR_NOT_FOUND');
     } finally {
-      await app.close();
-      await engine.close();
-      metrics.close();
-      source.close();
+      await service.close();
     }
   });
 
@@ -298,17 +290,16 @@ describe('profiles over HTTP and the CLI', () => {
 
 describe('profile effectiveness', () => {
   it('counts matches from scoring, joins examination results, and flags profiles', async () => {
-    const files = await prepareDataDir(join(dir, 'stats'));
-    const source = new RulesetSource(files);
-    source.profiles.importSet([
-      P('ALL-CN', { conditions: { origin: ['CN'] } }),
-      P('NEVER', { conditions: { origin: ['ZZ'] } }),
-      P('MISS', { conditions: { origin: ['VN'] } }),
-    ], { by: 'test', replace: true });
-    const engine = createEngine({ ruleset: await source.load(), threads: 0 });
-    const metrics = await createMetrics({ intervalMs: 60_000 });
     const token = 'analyst-token-0123456789abcdef';
-    const app = await buildServer({ engine, source, metrics, tokens: createTokenStore(parseTokensEnv(`analyst:${token}`), 'env') });
+    const service = await inProcessService(join(dir, 'stats'), {
+      tokens: `analyst:${token}`,
+      prepare: (source) => source.profiles.importSet([
+        P('ALL-CN', { conditions: { origin: ['CN'] } }),
+        P('NEVER', { conditions: { origin: ['ZZ'] } }),
+        P('MISS', { conditions: { origin: ['VN'] } }),
+      ], { by: 'test', replace: true }),
+    });
+    const { app, engine, source, files } = service;
     const h = { authorization: `Bearer ${token}` };
     try {
       const base = { date: '2026-11-23', office: 'OF1', importer: 'IMP1', hs: '851712', customsValue: 100, netMass: 10 };
@@ -350,10 +341,7 @@ describe('profile effectiveness', () => {
         expect(bad.json().error, q).toMatchObject({ code: 'SEL_ERR_OPTION_INVALID', details: { field } });
       }
     } finally {
-      await app.close();
-      await engine.close();
-      metrics.close();
-      source.close();
+      await service.close();
     }
     // the counters were flushed to the store: the CLI reads the same figures
     const out = vi.spyOn(process.stdout, 'write').mockImplementation(() => true);

@@ -12,14 +12,9 @@ import { join } from 'node:path';
 import { pack } from 'msgpackr';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { FastifyInstance } from 'fastify';
-import { createEngine, type Engine } from '../src/engine.js';
-import { DecisionLog } from '../src/feedback/decision-log.js';
 import { packageRoot } from '../src/paths.js';
-import { createTokenStore, parseTokensEnv } from '../src/service/auth.js';
-import { createMetrics, type Metrics } from '../src/service/metrics.js';
-import { buildServer } from '../src/service/server.js';
-import { prepareDataDir, RulesetSource } from '../src/service/state.js';
 import { randomDeclarations } from './helpers.js';
+import { inProcessService, type InProcessService } from './service-helpers.js';
 
 const TOKENS = { port: 'port-fuzz-token-0123456789abcdef', analyst: 'analyst-fuzz-token-0123456789abcdef', admin: 'admin-fuzz-token-0123456789abcdef' };
 const dir = mkdtempSync(join(tmpdir(), 'sel-route-fuzz-'));
@@ -36,26 +31,14 @@ const ODD_VALUES: unknown[] = [null, true, false, 0, -1, 1.5, 1e308, -1e308, '',
 
 describe('every route, fuzzed from the OpenAPI description', () => {
   let app: FastifyInstance;
-  let engine: Engine;
-  let metrics: Metrics;
-  let source: RulesetSource;
-  let log: DecisionLog;
+  let service: InProcessService;
 
   beforeAll(async () => {
-    const files = await prepareDataDir(join(dir, 'data'));
-    source = new RulesetSource(files);
-    engine = createEngine({ ruleset: await source.load(), threads: 0 });
-    metrics = await createMetrics({ intervalMs: 60_000 });
-    log = new DecisionLog({ storePath: files.storePath });
-    app = await buildServer({ engine, source, tokens: createTokenStore(parseTokensEnv(Object.entries(TOKENS).map(([r, t]) => `${r}:${t}`).join(',')), 'env'), metrics, bodyLimit: 512 * 1024, maxBatch: 500, decisionLog: log });
-    await app.ready();
+    service = await inProcessService(join(dir, 'data'), { tokens: Object.entries(TOKENS).map(([r, t]) => `${r}:${t}`).join(','), decisionLog: true, server: { bodyLimit: 512 * 1024, maxBatch: 500 } });
+    app = service.app;
   });
   afterAll(async () => {
-    await app.close();
-    await engine.close();
-    await log.close();
-    metrics.close();
-    source.close();
+    await service.close();
     rmSync(dir, { recursive: true, force: true });
   });
 

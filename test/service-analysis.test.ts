@@ -8,15 +8,14 @@ import { join } from 'node:path';
 import { pack } from 'msgpackr';
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createEngine, type Engine } from '../src/engine.js';
+import type { Engine } from '../src/engine.js';
 import { generateDeclarations } from '../src/generate/synthetic.js';
 import { toBatch } from '../src/model/columnar.js';
 import { PeerTableBuilder } from '../src/peers/peer-groups.js';
 import { encodeSnapshot, loadPeerTables } from '../src/peers/peer-store.js';
-import { createTokenStore, parseTokensEnv } from '../src/service/auth.js';
-import { createMetrics, type Metrics } from '../src/service/metrics.js';
-import { buildServer } from '../src/service/server.js';
+import type { Metrics } from '../src/service/metrics.js';
 import { prepareDataDir, RulesetSource } from '../src/service/state.js';
+import { inProcessService, type InProcessService } from './service-helpers.js';
 
 const TOKENS = { port: 'port-token-0123456789abcdef', analyst: 'analyst-token-0123456789abcdef', admin: 'admin-token-0123456789abcdef' };
 const auth = (role: keyof typeof TOKENS) => ({ authorization: `Bearer ${TOKENS[role]}` });
@@ -33,17 +32,13 @@ describe('analysis routes', () => {
   let engine: Engine;
   let metrics: Metrics;
   let files: Awaited<ReturnType<typeof prepareDataDir>>;
+  let service: InProcessService;
 
   beforeAll(async () => {
-    files = await prepareDataDir(join(dir, 'data'));
-    const source = new RulesetSource(files);
-    engine = createEngine({ ruleset: await source.load(), threads: 0 });
-    metrics = await createMetrics({ intervalMs: 60_000 });
-    const tokens = createTokenStore(parseTokensEnv(Object.entries(TOKENS).map(([r, t]) => `${r}:${t}`).join(',')), 'env');
-    app = await buildServer({ engine, source, tokens, metrics, bodyLimit: 32 * 1024 * 1024 });
-    await app.ready();
+    service = await inProcessService(join(dir, 'data'), { tokens: Object.entries(TOKENS).map(([r, t]) => `${r}:${t}`).join(','), server: { bodyLimit: 32 * 1024 * 1024 } });
+    ({ app, engine, metrics, files } = service);
   });
-  afterAll(async () => { await app.close(); await engine.close(); metrics.close(); });
+  afterAll(() => service.close());
 
   it('reports the active snapshot, to analysts and admins only', async () => {
     const r = await app.inject({ url: '/v1/peers', headers: auth('analyst') });

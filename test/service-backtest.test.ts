@@ -8,17 +8,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createEngine, type Engine } from '../src/engine.js';
+import type { Engine } from '../src/engine.js';
 import { toBatch } from '../src/model/columnar.js';
-import { createTokenStore, parseTokensEnv } from '../src/service/auth.js';
-import { createMetrics, type Metrics } from '../src/service/metrics.js';
-import { buildServer } from '../src/service/server.js';
-import { prepareDataDir, RulesetSource } from '../src/service/state.js';
+import type { Metrics } from '../src/service/metrics.js';
+import type { RulesetSource } from '../src/service/state.js';
 import { BacktestJobs } from '../src/backtest/jobs.js';
 import { runBacktest } from '../src/backtest/backtest.js';
 import { historyDir, HistoryWriter } from '../src/history/store.js';
 import { datedDeclarations, randomProfiles } from './helpers.js';
-import { TOKENS, tokensEnv } from './service-helpers.js';
+import { inProcessService, type InProcessService, TOKENS, tokensEnv } from './service-helpers.js';
 
 const auth = (role: keyof typeof TOKENS) => ({ authorization: `Bearer ${TOKENS[role]}` });
 const root = mkdtempSync(join(tmpdir(), 'sel-bt-service-'));
@@ -30,20 +28,17 @@ describe('back-test routes', () => {
   let metrics: Metrics;
   let source: RulesetSource;
   let jobs: BacktestJobs;
+  let service: InProcessService;
   const data = join(root, 'data');
   const jobsDir = join(data, 'backtests');
   const candidate = { profiles: randomProfiles(10, 3) };
 
   beforeAll(async () => {
-    const files = await prepareDataDir(data);
-    source = new RulesetSource(files);
-    engine = createEngine({ ruleset: await source.load(), threads: 0 });
-    metrics = await createMetrics({ intervalMs: 60_000 });
     jobs = new BacktestJobs(jobsDir, historyDir(data), 0);
-    app = await buildServer({ engine, source, tokens: createTokenStore(parseTokensEnv(tokensEnv), 'env'), metrics, backtests: { jobs, historyDir: historyDir(data) } });
-    await app.ready();
+    service = await inProcessService(data, { tokens: tokensEnv, server: { backtests: { jobs, historyDir: historyDir(data) } } });
+    ({ app, engine, metrics, source } = service);
   });
-  afterAll(async () => { await app.close(); await jobs.close(); await engine.close(); metrics.close(); source.close(); });
+  afterAll(async () => { await service.close(); await jobs.close(); });
 
   const post = (body: unknown, role: keyof typeof TOKENS = 'analyst') => app.inject({ method: 'POST', url: '/v1/backtests', headers: { ...auth(role), 'content-type': 'application/json' }, payload: JSON.stringify(body) });
   const waitDone = async (id: string) => {

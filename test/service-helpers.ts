@@ -1,7 +1,9 @@
 /**
- * Shared by the tests that drive a real service over loopback (decision log,
- * feedback): tokens per role, one HTTP call, the decision-log rows of a data
- * directory, and declarations that score.
+ * Shared by the tests that drive the service: a service in process (Fastify
+ * inject, scoring on the calling thread) for the route tests, and, for those
+ * that drive a real service over loopback (decision log, feedback): tokens
+ * per role, one HTTP call, the decision-log rows of a data directory, and
+ * declarations that score.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { request as httpRequest } from 'node:http';
@@ -11,9 +13,64 @@ import type { Declaration } from '../src/model/schema.js';
 import { openStore, STORE_FILE } from '../src/store/sqlite.js';
 import { DecisionLogReader } from '../src/feedback/log-reader.js';
 import { randomDeclarations } from './helpers.js';
+import type { FastifyInstance } from 'fastify';
+import { createEngine, type Engine } from '../src/engine.js';
+import { DecisionLog } from '../src/feedback/decision-log.js';
+import { createTokenStore, parseTokensEnv, type TokenStore } from '../src/service/auth.js';
+import { createMetrics, type Metrics } from '../src/service/metrics.js';
+import { buildServer, type ServiceOptions } from '../src/service/server.js';
+import { prepareDataDir, RulesetSource } from '../src/service/state.js';
 
 export const TOKENS = { port: 'port-token-0123456789abcdef', analyst: 'analyst-token-0123456789abcdef', admin: 'admin-token-0123456789abcdef' };
 export const tokensEnv = Object.entries(TOKENS).map(([r, t]) => `${r}:${t}`).join(',');
+
+/** A service in process: the parts a test may reach into, and close() for all of them. */
+export interface InProcessService {
+  app: FastifyInstance;
+  engine: Engine;
+  source: RulesetSource;
+  metrics: Metrics;
+  files: Awaited<ReturnType<typeof prepareDataDir>>;
+  /** The decision log, when asked for. */
+  log?: DecisionLog;
+  close(): Promise<void>;
+}
+
+/**
+ * The service of a data directory (seeded on first use) in process, ready
+ * for app.inject: the data directory's ruleset, scoring on the calling
+ * thread, metrics, and the tokens of TOKENS (every role) unless others are
+ * given, as SELECTIVITY_TOKENS text or a store.
+ */
+export async function inProcessService(dataDir: string, o: {
+  tokens?: string | TokenStore;
+  /** Log every decision (feedback joins to them). */
+  decisionLog?: boolean;
+  /** Runs on the source before its ruleset is loaded (profiles to import, …). */
+  prepare?: (source: RulesetSource) => void;
+  /** buildServer's other options (body limit, batch size, backtests, …). */
+  server?: Partial<Omit<ServiceOptions, 'engine' | 'source' | 'tokens' | 'metrics' | 'decisionLog'>>;
+} = {}): Promise<InProcessService> {
+  const files = await prepareDataDir(dataDir);
+  const source = new RulesetSource(files);
+  o.prepare?.(source);
+  const engine = createEngine({ ruleset: await source.load(), threads: 0 });
+  const metrics = await createMetrics({ intervalMs: 60_000 });
+  const log = o.decisionLog ? new DecisionLog({ storePath: files.storePath }) : undefined;
+  const tokens = typeof o.tokens === 'object' ? o.tokens : createTokenStore(parseTokensEnv(o.tokens ?? tokensEnv), 'env');
+  const app = await buildServer({ ...o.server, engine, source, tokens, metrics, decisionLog: log });
+  await app.ready();
+  return {
+    app, engine, source, metrics, files, log,
+    async close() {
+      await app.close();
+      await engine.close();
+      await log?.close();
+      metrics.close();
+      source.close();
+    },
+  };
+}
 
 /** Matches SPS-MEAT-CN of the example profiles (docs/service.md). */
 export const MEAT: Declaration = { id: 'D-MEAT-1', date: '2026-11-23', office: 'OF01', importer: 'IM00001', declarant: 'DC9', hs: '020890', origin: 'CN', transportMode: '1', customsValue: 1200, netMass: 900, taxRate: 8 };

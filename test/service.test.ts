@@ -12,20 +12,21 @@ import { join } from 'node:path';
 import { pack, unpack, unpackMultiple } from 'msgpackr';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { FastifyInstance } from 'fastify';
-import { createEngine, type Engine } from '../src/engine.js';
+import type { Engine } from '../src/engine.js';
 import { toBatch } from '../src/model/columnar.js';
 import { toDecisions } from '../src/decisions.js';
 import { Kernel } from '../src/kernel/kernel.js';
 import { compileRuleset } from '../src/ruleset/compile.js';
-import { createTokenStore, loadTokens, parseTokensEnv, ReloadableTokens } from '../src/service/auth.js';
-import { createMetrics, type Metrics } from '../src/service/metrics.js';
-import { buildServer, clientError, negotiate, toSelectivityError } from '../src/service/server.js';
+import { loadTokens, parseTokensEnv, ReloadableTokens } from '../src/service/auth.js';
+import type { Metrics } from '../src/service/metrics.js';
+import { clientError, negotiate, toSelectivityError } from '../src/service/server.js';
 import { prepareDataDir, RulesetSource } from '../src/service/state.js';
 import { listenError, startService, warmUp, type RunningService } from '../src/service/service.js';
 import { msgpackValueEnd } from '../src/service/wire.js';
 import type { Declaration } from '../src/model/schema.js';
 import { randomDeclarations } from './helpers.js';
 import { packageRoot as packageRootForTest } from '../src/paths.js';
+import { inProcessService, type InProcessService } from './service-helpers.js';
 
 const TOKENS = { port: 'port-token-0123456789abcdef', analyst: 'analyst-token-0123456789abcdef', admin: 'admin-token-0123456789abcdef' };
 const auth = (role: keyof typeof TOKENS) => ({ authorization: `Bearer ${TOKENS[role]}` });
@@ -43,16 +44,13 @@ describe('service contract (inject, in-process scoring)', () => {
   let engine: Engine;
   let metrics: Metrics;
   let source: RulesetSource;
+  let service: InProcessService;
 
   beforeAll(async () => {
-    const files = await prepareDataDir(join(dir, 'inject'));
-    source = new RulesetSource(files);
-    engine = createEngine({ ruleset: await source.load(), threads: 0 });
-    metrics = await createMetrics({ intervalMs: 60_000 });
-    app = await buildServer({ engine, source, tokens: createTokenStore(parseTokensEnv(tokensEnv), 'env'), metrics, bodyLimit: 256 * 1024, maxBatch: 500 });
-    await app.ready();
+    service = await inProcessService(join(dir, 'inject'), { tokens: tokensEnv, server: { bodyLimit: 256 * 1024, maxBatch: 500 } });
+    ({ app, engine, metrics, source } = service);
   });
-  afterAll(async () => { await app.close(); await engine.close(); metrics.close(); });
+  afterAll(() => service.close());
 
   it('seeds a fresh data directory with the example ruleset', () => {
     const files = readdirSync(join(dir, 'inject'));
@@ -383,13 +381,12 @@ describe('tokens', () => {
 
   it('POST /v1/tokens/reload (admin) swaps the tokens in from the next request, and answers counts, never a token', async () => {
     const d = join(dir, 'tokens-route');
-    const files = await prepareDataDir(d);
+    await prepareDataDir(d); // the directory the tokens are generated into
     const first = loadTokens({ dataDir: d });
     const [port, analyst, admin] = first.generated!;
     const tokens = new ReloadableTokens(first.store, true);
-    const src = new RulesetSource({ storePath: files.storePath, peersPath: files.peersPath });
-    const eng = createEngine({ ruleset: await src.load(files.peers), threads: 0 });
-    const server = await buildServer({ engine: eng, source: src, tokens, metrics: await createMetrics({ intervalMs: 60_000 }) });
+    const service = await inProcessService(d, { tokens });
+    const server = service.app;
     try {
       const reload = (token: string) => server.inject({ method: 'POST', url: '/v1/tokens/reload', headers: { authorization: `Bearer ${token}` } });
       expect((await reload(analyst.token)).statusCode).toBe(403);
@@ -406,9 +403,7 @@ describe('tokens', () => {
       expect(broken.json().error).toMatchObject({ code: 'SEL_ERR_CONFIG_INVALID', details: { field: 'tokens' } });
       expect((await server.inject({ url: '/v1/ruleset', headers: { authorization: `Bearer ${analyst.token}` } })).statusCode).toBe(200);
     } finally {
-      await server.close();
-      await eng.close();
-      src.close();
+      await service.close();
     }
   });
 

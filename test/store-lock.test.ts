@@ -13,12 +13,11 @@ import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BUSY_TIMEOUT_MS, isStoreBusy, openStore, STORE_FILE, writeWhenFree, type Db } from '../src/store/sqlite.js';
 import { errors } from '../src/errors.js';
-import { createEngine, type Engine } from '../src/engine.js';
+import type { Engine } from '../src/engine.js';
 import { packageRoot } from '../src/paths.js';
-import { createTokenStore, parseTokensEnv } from '../src/service/auth.js';
-import { createMetrics, type Metrics } from '../src/service/metrics.js';
-import { buildServer } from '../src/service/server.js';
-import { prepareDataDir, RulesetSource } from '../src/service/state.js';
+import type { Metrics } from '../src/service/metrics.js';
+import type { RulesetSource } from '../src/service/state.js';
+import { inProcessService, type InProcessService } from './service-helpers.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'sel-store-lock-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -74,18 +73,14 @@ describe('writeWhenFree', () => {
 describe('profile and watch-list writes through the service, beside another writer', () => {
   const TOKEN = 'analyst-token-0123456789abcdef';
   const headers = { authorization: `Bearer ${TOKEN}` };
-  let app: FastifyInstance, engine: Engine, metrics: Metrics, source: RulesetSource, holder: Db;
+  let app: FastifyInstance, engine: Engine, metrics: Metrics, source: RulesetSource, holder: Db, service: InProcessService;
 
   beforeAll(async () => {
-    const files = await prepareDataDir(join(dir, 'service'));
-    source = new RulesetSource(files);
-    engine = createEngine({ ruleset: await source.load(), threads: 0 });
-    metrics = await createMetrics({ intervalMs: 60_000 });
-    app = await buildServer({ engine, source, tokens: createTokenStore(parseTokensEnv(`analyst:${TOKEN}`), 'env'), metrics });
-    await app.ready();
-    holder = openStore(files.storePath);
+    service = await inProcessService(join(dir, 'service'), { tokens: `analyst:${TOKEN}` });
+    ({ app, engine, metrics, source } = service);
+    holder = openStore(service.files.storePath);
   });
-  afterAll(async () => { holder.close(); await app.close(); await engine.close(); metrics.close(); source.close(); });
+  afterAll(async () => { holder.close(); await service.close(); });
 
   it('wait for the lock without blocking the thread, then write and swap the ruleset in', async () => {
     const profiles = (JSON.parse(readFileSync(join(packageRoot(), 'examples', 'profiles.json'), 'utf8')) as { profiles: { id: string; weight: number }[] }).profiles;

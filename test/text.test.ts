@@ -131,18 +131,11 @@ describe('watch lists in the store: CLI and HTTP', () => {
     expect((await run(['text', 'lists', 'show', 'NOPE', ...dd])).stderr).toContain('SEL_ERR_WATCHLIST_NOT_FOUND');
 
     // the same store over HTTP
-    const { prepareDataDir, RulesetSource } = await import('../src/service/state.js');
-    const { createEngine } = await import('../src/engine.js');
-    const { createMetrics } = await import('../src/service/metrics.js');
-    const { buildServer } = await import('../src/service/server.js');
-    const { createTokenStore, parseTokensEnv } = await import('../src/service/auth.js');
-    const files = await prepareDataDir(dir);
-    const source = new RulesetSource(files);
-    const engine = createEngine({ ruleset: await source.load(), threads: 0 });
-    const metrics = await createMetrics({ intervalMs: 60_000 });
+    const { inProcessService } = await import('./service-helpers.js');
     const token = 'analyst-token-0123456789abcdef';
     const portToken = 'port-token-0123456789abcdef01';
-    const app = await buildServer({ engine, source, metrics, tokens: createTokenStore(parseTokensEnv(`analyst:${token},port:${portToken}`), 'env') });
+    const service = await inProcessService(dir, { tokens: `analyst:${token},port:${portToken}` });
+    const { app, engine } = service;
     const h = { authorization: `Bearer ${token}` };
     const keywords = async () => {
       const declaration = { id: 'D1', date: '2026-11-23', office: 'OF01', importer: 'IM1', hs: '293941', origin: 'CN', customsValue: 100, netMass: 10, description: 'Precursors: ephedrine, imitation labels' };
@@ -164,10 +157,7 @@ describe('watch lists in the store: CLI and HTTP', () => {
       expect((await app.inject({ method: 'POST', url: '/v1/watchlists/DRG/retire', headers: h })).json().watchList.status).toBe('retired');
       expect(await keywords()).toEqual(['imitation@IPR']);
     } finally {
-      await app.close();
-      await engine.close();
-      metrics.close();
-      source.close();
+      await service.close();
     }
   });
 });
