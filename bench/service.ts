@@ -47,6 +47,7 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import { pack, unpack } from 'msgpackr';
+import { decodeFromCompressedBase64 } from 'hdr-histogram-js';
 import { packageRoot } from '../src/paths.js';
 import { msgpackValueEnd } from '../src/service/wire.js';
 import type { Declaration } from '../src/model/schema.js';
@@ -430,8 +431,11 @@ interface PacedLoad extends Load {
   sendLag: Percentiles;
   /** ms the clock thread woke after each due time. */
   wakeLag: Percentiles;
-  /** Mean ms an answer waited for its decision-log commit during the paced test(s) (the service with its log on; from its decision_log series). */
-  logWaitMs?: number;
+  /**
+   * What answers waited for their decision-log commit during this paced test (the service with its log on):
+   * percentiles from the difference of its decision_log histogram before and after, the mean from its exact sums.
+   */
+  logWait?: Percentiles;
 }
 
 /**
@@ -767,12 +771,25 @@ async function main(): Promise<void> {
   out();
 
   /** Warm-up, then single declarations at the fixed rate (autocannon and paced) and at most req/s: the same protocol for both servers. */
-  /** The service's decision_log series so far (count, and its sum in ms), from GET /v1/metrics; undefined without a log. */
-  const logWait = async (target: Target): Promise<{ count: number; sumMs: number } | undefined> => {
-    const r = await fetch(`${target.url}/v1/metrics`, { headers: { authorization: `Bearer ${adminToken}` } });
+  /** The service's decision_log series so far (count, its sum in ms, its cumulative histogram), from GET /v1/metrics?histograms=true; undefined without a log. */
+  const logWait = async (target: Target): Promise<{ count: number; sumMs: number; histogram: string } | undefined> => {
+    const r = await fetch(`${target.url}/v1/metrics?histograms=true`, { headers: { authorization: `Bearer ${adminToken}` } });
     if (!r.ok) throw new Error(`service: GET /v1/metrics answered ${r.status}`);
-    const c = ((await r.json()) as { series: Record<string, { cumulative: { count: number; mean: number | null } }> }).series.decision_log?.cumulative;
-    return c && { count: c.count, sumMs: c.count * (c.mean ?? 0) };
+    const s = ((await r.json()) as { series: Record<string, { cumulative: { count: number; mean: number | null }; histogram: string }> }).series.decision_log;
+    return s && { count: s.cumulative.count, sumMs: s.cumulative.count * (s.cumulative.mean ?? 0), histogram: s.histogram };
+  };
+  /** The paced test, with what its answers waited for the decision log: the series read before and after, subtracted. */
+  const pacedWithLog = async (target: Target, name: string, o: Parameters<typeof paced>[2]): Promise<PacedLoad> => {
+    const before = name === 'service' ? await logWait(target) : undefined;
+    const load = await paced(target, name, o);
+    const after = before ? await logWait(target) : undefined;
+    if (before && after && after.count > before.count) {
+      const between = decodeFromCompressedBase64(after.histogram);
+      between.subtract(decodeFromCompressedBase64(before.histogram));
+      const at = (p: number) => between.getValueAtPercentile(p) / 1e6;
+      load.logWait = { count: after.count - before.count, p50: at(50), p90: at(90), p99: at(99), p999: at(99.9), max: between.maxValue / 1e6, mean: (after.sumMs - before.sumMs) / (after.count - before.count) };
+    }
+    return load;
   };
   const singleLoads = async (target: Target, name: string, path: string, into: Record<string, Load>): Promise<PacedLoad> => {
     progress(`${name}: warm-up…`);
@@ -781,11 +798,7 @@ async function main(): Promise<void> {
     progress(`${name}: single declaration at ${RATE} req/s (autocannon)…`);
     into.rate = await steady(() => cannon(target, name, { path, bodies: singles, headers: jsonHeaders, connections: RATE_CONNECTIONS, duration: DURATION, overallRate: RATE }));
     progress(`${name}: single declaration at ${RATE} req/s (paced)…`);
-    const logBefore = name === 'service' ? await logWait(target) : undefined;
-    const atRate: PacedLoad = await steady(() => paced(target, name, { path, bodies: singles, headers: jsonHeaders, connections: RATE_CONNECTIONS, duration: DURATION, overallRate: RATE }));
-    const logAfter = logBefore ? await logWait(target) : undefined;
-    // the series is cumulative: the paced test's mean is the difference of sums over the difference of counts
-    if (logBefore && logAfter && logAfter.count > logBefore.count) atRate.logWaitMs = (logAfter.sumMs - logBefore.sumMs) / (logAfter.count - logBefore.count);
+    const atRate: PacedLoad = await steady(() => pacedWithLog(target, name, { path, bodies: singles, headers: jsonHeaders, connections: RATE_CONNECTIONS, duration: DURATION, overallRate: RATE }));
     for (const c of MAX_SET) {
       progress(`${name}: single declaration, max req/s, ${c} connections…`);
       into[`max${c}`] = await steady(() => cannon(target, name, { path, bodies: singles, headers: jsonHeaders, connections: c, duration: DURATION }));
@@ -892,12 +905,12 @@ async function main(): Promise<void> {
     latencyRow('echo', 'paced', echoPaced, echoPaced),
     latencyRow('service', 'paced', svcPaced, echoPaced),
   ]);
-  out('Where the paced latency goes: the server\'s own time from its `Server-Timing: app;dur` header (request read to answer ready) and, with the decision log on, how much of it an answer waited for its commit on average (the service\'s `decision_log` series, the paced test\'s share of its sum and count), the client\'s lateness in sending (due time to write, including waits for a free socket), and how late the clock thread woke (a sleeping thread getting the CPU back: the machine\'s scheduling noise, with no request in it).');
+  out('Where the paced latency goes: the server\'s own time from its `Server-Timing: app;dur` header (request read to answer ready) and, with the decision log on, how much of it an answer waited for its commit (the service\'s `decision_log` histogram read with `GET /v1/metrics?histograms=true` before and after the test and subtracted; the mean from its exact sums), the client\'s lateness in sending (due time to write, including waits for a free socket), and how late the clock thread woke (a sleeping thread getting the CPU back: the machine\'s scheduling noise, with no request in it).');
   out();
   const fine = (n: number) => (n < 1 ? n.toFixed(3) : ms(n));
   const pcts = (p: Percentiles | undefined) => (p ? `${fine(p.p50)} / ${fine(p.p99)} / ${fine(p.p999)}` : '—');
-  const logCell = (p: PacedLoad) => (p.logWaitMs === undefined ? '—' : fine(p.logWaitMs));
-  table(['server', 'client p50 / p99 / p99.9 ms', 'server-side p50 / p99 / p99.9 ms', 'of which the decision-log wait, mean ms', 'client sending late p50 / p99 / p99.9 ms', 'clock woke late p50 / p99 / p99.9 ms'], [
+  const logCell = (p: PacedLoad) => (p.logWait === undefined ? '—' : `${pcts(p.logWait)} / ${fine(p.logWait.mean)}`);
+  table(['server', 'client p50 / p99 / p99.9 ms', 'server-side p50 / p99 / p99.9 ms', 'of which the decision-log wait, p50 / p99 / p99.9 / mean ms', 'client sending late p50 / p99 / p99.9 ms', 'clock woke late p50 / p99 / p99.9 ms'], [
     ['echo', pcts(echoPaced.lat), pcts(echoPaced.server), '—', pcts(echoPaced.sendLag), pcts(echoPaced.wakeLag)],
     ['service', pcts(svcPaced.lat), pcts(svcPaced.server), logCell(svcPaced), pcts(svcPaced.sendLag), pcts(svcPaced.wakeLag)],
   ]);

@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { WasmHistogram } from 'hdr-histogram-js';
+import { decodeFromCompressedBase64, WasmHistogram } from 'hdr-histogram-js';
 import { createMetrics, DECISION_LOG_SERIES, KERNEL_SERIES, MAX_TRACKABLE_NS, type Metrics } from '../src/service/metrics.js';
 
 // --- a tiny checker for the Prometheus text exposition format 0.0.4 ----------
@@ -116,6 +116,32 @@ describe('metrics', () => {
     expect(Math.abs(p99 - 0.00099)).toBeLessThanOrEqual(0.00099 * 0.001);
     const max = find(samples, 'selectivity_request_duration_max_seconds', { route: SCORE })!.value;
     expect(Math.abs(max - 0.001)).toBeLessThanOrEqual(0.001 * 0.001);
+  });
+
+  it('hands out each series\' cumulative histogram on request: two reads subtracted give the percentiles of what came between, two services added those of both', async () => {
+    const m = await make();
+    for (let us = 1; us <= 1000; us++) m.record(SCORE, us * 1000); // 1 µs .. 1 ms
+    expect(m.summary().series[SCORE].histogram).toBeUndefined(); // only when asked for
+    const first = m.summary({ histograms: true }).series[SCORE].histogram!;
+    for (let us = 1; us <= 1000; us++) m.record(SCORE, 10_000_000 + us * 1000); // 10.001 .. 11 ms
+    const second = m.summary({ histograms: true });
+    const all = decodeFromCompressedBase64(second.series[SCORE].histogram!);
+    expect(all.totalCount).toBe(2000);
+    expect(all.totalCount).toBe(second.series[SCORE].cumulative.count);
+    const between = decodeFromCompressedBase64(second.series[SCORE].histogram!);
+    between.subtract(decodeFromCompressedBase64(first));
+    expect(between.totalCount).toBe(1000);
+    // within HdrHistogram's 3 significant digits: the second batch alone, not the mix
+    expect(Math.abs(between.minNonZeroValue - 10_001_000)).toBeLessThanOrEqual(10_001_000 * 0.001);
+    expect(Math.abs(between.getValueAtPercentile(50) - 10_500_000)).toBeLessThanOrEqual(10_500_000 * 0.001);
+    expect(Math.abs(between.getValueAtPercentile(99) - 10_990_000)).toBeLessThanOrEqual(10_990_000 * 0.001);
+    // another service's histogram added: the counts of both
+    const other = await make();
+    for (let k = 0; k < 500; k++) other.record(SCORE, 5_000_000);
+    const both = decodeFromCompressedBase64(second.series[SCORE].histogram!);
+    both.add(decodeFromCompressedBase64(other.summary({ histograms: true }).series[SCORE].histogram!));
+    expect(both.totalCount).toBe(2500);
+    expect(Math.abs(both.getValueAtPercentile(50) - 5_000_000)).toBeLessThanOrEqual(5_000_000 * 0.001);
   });
 
   it('reports the decision-log wait as its own family, without a route label', async () => {

@@ -10,6 +10,7 @@ import Database from 'better-sqlite3';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pack, unpack, unpackMultiple } from 'msgpackr';
+import { decodeFromCompressedBase64 } from 'hdr-histogram-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { FastifyInstance } from 'fastify';
 import type { Engine } from '../src/engine.js';
@@ -283,6 +284,15 @@ describe('service contract (inject, in-process scoring)', () => {
     // this server has no decision log: no wait to record
     expect(json.series.decision_log).toBeUndefined();
     expect(text).not.toMatch(/^selectivity_decision_log_wait_seconds/m);
+    expect(series.histogram).toBeUndefined();
+    // ?histograms=true: each series' cumulative histogram (ns, HdrHistogram compressed), holding every request counted
+    const withHistograms = (await app.inject({ url: '/v1/metrics?histograms=true', headers: auth('analyst') })).json();
+    const h = decodeFromCompressedBase64(withHistograms.series['POST /v1/score'].histogram);
+    expect(h.totalCount).toBe(withHistograms.series['POST /v1/score'].cumulative.count);
+    expect(Math.abs(h.getValueAtPercentile(99) / 1e6 - withHistograms.series['POST /v1/score'].cumulative.p99)).toBeLessThanOrEqual(0.01 * withHistograms.series['POST /v1/score'].cumulative.p99 + 0.001);
+    const bad = await app.inject({ url: '/v1/metrics?histograms=yes', headers: auth('analyst') });
+    expect(bad.statusCode).toBe(400);
+    expect(bad.json().error).toMatchObject({ code: 'SEL_ERR_REQUEST_INVALID' });
   });
 
   it('describes itself in OpenAPI, generated from the route schemas', async () => {

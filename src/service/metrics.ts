@@ -19,7 +19,7 @@
  * WebAssembly histograms live outside the JS heap: close() destroys them all.
  */
 
-import { build, initWebAssembly } from 'hdr-histogram-js';
+import { build, encodeIntoCompressedBase64, initWebAssembly } from 'hdr-histogram-js';
 import type { Histogram } from 'hdr-histogram-js';
 import { errors } from '../errors.js';
 
@@ -73,6 +73,15 @@ export interface SeriesSummary {
   cumulative: LatencyStats;
   lastInterval: LatencyStats;
   currentInterval: LatencyStats;
+  /**
+   * With summary({ histograms: true }) only: the cumulative histogram, values
+   * in nanoseconds, in HdrHistogram's compressed encoding (V2, base64), which
+   * every HdrHistogram implementation decodes. Histograms of two reads can be
+   * subtracted (the percentiles of what happened between them) and those of
+   * several services added (percentiles over all of them), which percentiles
+   * cannot.
+   */
+  histogram?: string;
 }
 
 export interface MetricsSummary {
@@ -103,7 +112,8 @@ export interface Metrics {
   count(name: string, labels?: Record<string, string>, by?: number): void;
   /** Moves pending records into the histograms now (reads do this themselves). */
   flush(): void;
-  summary(): MetricsSummary;
+  /** Percentiles per series, counters; `histograms`: each series' cumulative histogram too (SeriesSummary.histogram). */
+  summary(options?: { histograms?: boolean }): MetricsSummary;
   prometheus(): string;
   /** Destroys every histogram and stops the interval timer; idempotent. */
   close(): void;
@@ -418,11 +428,12 @@ export async function createMetrics(options: MetricsOptions = {}): Promise<Metri
     return out;
   }
 
-  function summary(): MetricsSummary {
+  function summary(options: { histograms?: boolean } = {}): MetricsSummary {
     flush();
     const out: Record<string, SeriesSummary> = {};
     for (const s of liveSeries()) {
       out[s.name] = { cumulative: stats(s.cumulative), lastInterval: stats(s.last), currentInterval: stats(s.current) };
+      if (options.histograms === true) out[s.name].histogram = encodeIntoCompressedBase64(s.cumulative.histogram);
     }
     const flat: Record<string, number> = {};
     for (const [name, family] of counters) for (const [labels, value] of family) flat[`${name}${labels}`] = value;

@@ -608,7 +608,15 @@ export async function buildServer(options: ServiceOptions): Promise<FastifyInsta
     reply.type(PROMETHEUS_CONTENT_TYPE);
     return metrics.prometheus();
   });
-  app.get('/v1/metrics', { config: { access: 'metrics' }, schema: { tags: ['metrics'], summary: 'Latency percentiles (ms) per route and for the kernel: cumulative, last interval, current interval.' } }, async () => metrics.summary());
+  app.get<{ Querystring: { histograms?: 'true' | 'false' } }>('/v1/metrics', {
+    config: { access: 'metrics' },
+    schema: {
+      tags: ['metrics'],
+      summary: 'Latency percentiles (ms) per route and for the kernel: cumulative, last interval, current interval.',
+      description: 'With histograms=true, each series also carries its cumulative histogram (`histogram`: values in ns, HdrHistogram compressed V2, base64): subtract two reads for the percentiles of what happened between them, add those of several services for percentiles over all of them (docs/service.md).',
+      querystring: { type: 'object', additionalProperties: false, properties: { histograms: { type: 'string', enum: ['true', 'false'] } } },
+    },
+  }, async (req) => metrics.summary({ histograms: req.query.histograms === 'true' }));
   app.get('/v1/openapi.json', { config: { access: 'any' }, schema: { tags: ['meta'], summary: 'This API, as OpenAPI 3.' } }, async () => app.swagger());
 
   app.addHook('preClose', async () => { ready = false; });
