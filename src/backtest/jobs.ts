@@ -6,12 +6,12 @@
  * it ends, so a report survives a restart; a job that a restart interrupted
  * is marked so (run it again).
  */
-import { mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { errors, isSelectivityError } from '../errors.js';
 import type { Ruleset } from '../ruleset/ruleset.js';
-import { writeFileDurable } from '../store/durable.js';
+import { makeDirs, writeFileDurable } from '../store/durable.js';
 import { runBacktest, type BacktestReport } from './backtest.js';
 import type { CapacitySpec } from './accumulate.js';
 
@@ -49,7 +49,7 @@ export class BacktestJobs {
   private closed = false;
 
   constructor(private readonly dir: string, private readonly historyDir: string, private readonly threads: number) {
-    mkdirSync(dir, { recursive: true });
+    makeDirs(dir);
     for (const f of readdirSync(dir)) {
       if (!f.endsWith('.json')) continue;
       try {

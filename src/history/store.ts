@@ -16,7 +16,7 @@
  * crashed before its commit); the next import removes it.
  */
 import { open as openAsync, type FileHandle } from 'node:fs/promises';
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, fsyncSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   DateDay, Dictionary, Field, Float64, Int8, Int16, Int32, makeData, makeVector, RecordBatch, Schema, Struct, Table, tableFromIPC, tableToIPC, Uint32, Uint8, Utf8,
@@ -24,7 +24,7 @@ import {
 } from 'apache-arrow';
 import { errors } from '../errors.js';
 import { batchLayout, batchViews, CATEGORICAL_COLUMNS, NUMERIC_COLUMNS, type CategoricalColumn, type ColumnarBatch, type Dictionaries } from '../model/columnar.js';
-import { writeFileDurable } from '../store/durable.js';
+import { makeDirs, writeFileDurable } from '../store/durable.js';
 
 export const HISTORY_DIR = 'history';
 export const MANIFEST_FILE = 'manifest.json';
@@ -286,7 +286,7 @@ export class HistoryWriter {
     if (!Number.isInteger(this.segmentRows) || this.segmentRows < 1) throw errors.SEL_ERR_OPTION_INVALID('segmentRows must be a positive integer', { field: 'segmentRows', expected: 'an integer >= 1', got: this.segmentRows });
     if (!Number.isInteger(this.batchRows) || this.batchRows < 1) throw errors.SEL_ERR_OPTION_INVALID('batchRows must be a positive integer', { field: 'batchRows', expected: 'an integer >= 1', got: this.batchRows });
     try {
-      mkdirSync(dir, { recursive: true });
+      makeDirs(dir);
     } catch (e) {
       throw errors.SEL_ERR_STORAGE(`cannot create the history store ${dir}: ${(e as Error).message}`, { field: 'data-dir', expected: 'a writable data directory', got: dir });
     }

@@ -7,7 +7,7 @@
  * ruleset at the next boundary, without a restart.
  */
 import { readJsonFile } from '../store/json-file.js';
-import { chmodSync, existsSync, mkdirSync, statSync } from 'node:fs';
+import { chmodSync, existsSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { errors, fromWorker } from '../errors.js';
 import { ProfileStore, type ImportSummary } from '../profiles/store.js';
@@ -16,7 +16,7 @@ import { WatchListStore } from '../text/store.js';
 import { modelRuleset, type TrainedModel, type TrainOptions } from '../learn/train.js';
 import type { HistoryTables } from '../learn/history.js';
 import { modelFromStore } from '../learn/from-store.js';
-import { writeFileDurable } from '../store/durable.js';
+import { makeDirs, writeFileDurable } from '../store/durable.js';
 import { UsageRecorder } from '../profiles/effectiveness.js';
 import { loadPeers, parsePeerSnapshot, savePeerSnapshot } from '../peers/peer-store.js';
 import { isPeerSnapshot, snapshotTables, type PeerSnapshot, type PeerTables } from '../peers/peer-groups.js';
@@ -71,7 +71,7 @@ export async function prepareDataDir(dataDir: string, files: { peersPath?: strin
   // read whole (format, checksum) now, and handed to the first load rather than read twice
   const peers = files.peersPath ? loadPeers(files.peersPath) : undefined;
   try {
-    mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+    makeDirs(dataDir, 0o700);
     if (!statSync(dataDir).isDirectory()) throw new Error('not a directory');
   } catch (e) {
     throw errors.SEL_ERR_CONFIG_INVALID(`cannot use data directory ${dataDir}: ${(e as Error).message}`, { field: 'dataDir', expected: 'a writable directory', got: dataDir });

@@ -4,14 +4,44 @@
  * target, fsync it, rename it over the target, fsync the directory. A crash
  * at any point leaves either the old file or the new one, never a torn one.
  */
-import { closeSync, fsyncSync, mkdirSync, openSync, renameSync, rmSync, writeSync, chmodSync } from 'node:fs';
-import { dirname, basename, join } from 'node:path';
+import { closeSync, fsyncSync, mkdirSync, openSync, renameSync, rmSync, statSync, writeSync, chmodSync } from 'node:fs';
+import { dirname, basename, join, resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { errors } from '../errors.js';
 
 export interface DurableWriteOptions {
   /** File mode (default 0o644; tokens use 0o600). */
   mode?: number;
+}
+
+/**
+ * `mkdir -p` that always returns: makes `path` and its missing parents
+ * (each with `mode`), and does nothing when `path` is a directory already.
+ *
+ * Node's own recursive mkdir (sync and async) never returns,
+ * spinning a core, when a directory on the path exists but answers ENOENT
+ * for a new entry, as /proc does: Node takes ENOENT for a missing parent,
+ * makes the parent (EEXIST) and tries again, for ever (seen with Node
+ * 20.20 on Linux). Here each level is tried at most twice, before and
+ * after its parent is made: a second ENOENT is thrown like any other error.
+ */
+export function makeDirs(path: string, mode = 0o777): void {
+  const target = resolve(path);
+  try {
+    mkdirSync(target, { mode });
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'EEXIST' && statSync(target).isDirectory()) return;
+    const parent = dirname(target);
+    if (code !== 'ENOENT' || parent === target) throw e;
+    makeDirs(parent, mode);
+    try {
+      mkdirSync(target, { mode });
+    } catch (again) {
+      if ((again as NodeJS.ErrnoException).code === 'EEXIST' && statSync(target).isDirectory()) return; // made meanwhile
+      throw again;
+    }
+  }
 }
 
 function fsyncDir(dir: string): void {
@@ -34,7 +64,7 @@ export function writeFileDurable(path: string, data: string | Uint8Array, option
   const mode = options.mode ?? 0o644;
   const tmp = join(dir, `.${basename(path)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
   try {
-    mkdirSync(dir, { recursive: true });
+    makeDirs(dir);
     const fd = openSync(tmp, 'wx', mode);
     try {
       const bytes = typeof data === 'string' ? Buffer.from(data, 'utf8') : data;

@@ -10,7 +10,7 @@
  * peer-snapshot lineage later. Everything the
  * service holds in memory can be rebuilt from it.
  */
-import { mkdirSync } from 'node:fs';
+import { makeDirs } from './durable.js';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { errors, isSelectivityError } from '../errors.js';
@@ -220,7 +220,7 @@ export interface OpenStoreOptions {
 export function openStore(path: string, upTo = SCHEMA_VERSION, options: OpenStoreOptions = {}): Db {
   let db: Db;
   try {
-    mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+    makeDirs(dirname(path), 0o700);
     db = new Database(path);
   } catch (e) {
     throw errors.SEL_ERR_STORAGE(`cannot open the store ${path}: ${(e as Error).message}`, { field: 'store', expected: 'a writable SQLite file', got: path });
