@@ -417,13 +417,19 @@ describe('tokens', () => {
     }
   });
 
-  it('names why it cannot listen: the port taken (SEL_ERR_CONFIG_INVALID on field port), and closes what it opened', async () => {
+  it('names why it cannot listen: the port taken (SEL_ERR_CONFIG_INVALID on field port), before it makes the data directory', async () => {
     const first = await startService({ host: '127.0.0.1', port: 0, dataDir: join(dir, 'listen-a'), tokensEnv: 'port:abcdefghijklmnopqrstuvwx', threads: 1, metricsIntervalMs: 60_000 });
     try {
       const port = Number(new URL(first.url).port);
       await expect(startService({ host: '127.0.0.1', port, dataDir: join(dir, 'listen-b'), tokensEnv: 'port:abcdefghijklmnopqrstuvwx', threads: 1, metricsIntervalMs: 60_000 }))
         .rejects.toMatchObject({ code: 'SEL_ERR_CONFIG_INVALID', details: { field: 'port', got: port } });
+      expect(existsSync(join(dir, 'listen-b'))).toBe(false); // refused before anything was made
       expect((await fetch(`${first.url}/healthz`)).status).toBe(200); // the first one is untouched
+      // the probe lets the port go: once the first service is gone, the port can be had
+      await first.close();
+      const again = await startService({ host: '127.0.0.1', port, dataDir: join(dir, 'listen-b'), tokensEnv: 'port:abcdefghijklmnopqrstuvwx', threads: 1, metricsIntervalMs: 60_000 });
+      expect((await fetch(`${again.url}/healthz`)).status).toBe(200);
+      await again.close();
     } finally {
       await first.close();
     }

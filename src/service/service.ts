@@ -5,6 +5,7 @@
  * finish in-flight requests, close the pool).
  */
 import { readFileSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
@@ -115,10 +116,26 @@ export function listenError(e: unknown, host: string, port: number): unknown {
   }
 }
 
+/**
+ * Binds host:port once and lets it go: a port in use, a port without the
+ * right or a host not of this machine is refused (listenError) before the
+ * data directory is made or seeded. The listen itself may still lose a race
+ * for the port, and then says the same. Port 0 (any free port) cannot fail so.
+ */
+export async function probeListen(host: string, port: number): Promise<void> {
+  if (port === 0) return;
+  await new Promise<void>((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen({ host, port, exclusive: true }, () => server.close(() => resolve()));
+  }).catch((e: unknown) => { throw listenError(e, host, port); });
+}
+
 export async function startService(config: ServiceConfig): Promise<RunningService> {
-  // the configured tokens first: a bad configuration is refused before the data directory is created or seeded
+  // the configured tokens and the address first: a bad configuration is refused before the data directory is created or seeded
   const tokenOptions = { dataDir: config.dataDir, file: config.tokensFile, env: config.tokensEnv };
   const configured = loadTokens({ ...tokenOptions, generate: false });
+  await probeListen(config.host, config.port);
   const files = await prepareDataDir(config.dataDir, { profilesFile: config.profiles, peersPath: config.peers }, { onMigration: config.onStoreMigration });
   const { store: loaded, generated } = configured ?? loadTokens(tokenOptions);
   const tokens = new ReloadableTokens(loaded, loaded.path === dataDirTokensPath(config.dataDir));
