@@ -8,7 +8,7 @@
  * non-zero; nothing, failure or success, prints a stack trace
  * (docs/errors.md, docs/api.md#exit-codes).
  */
-import { appendFileSync, cpSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, cpSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -79,32 +79,42 @@ describe('the CLI, fuzzed', () => {
       if (stack || (r.code !== 0 && !named)) bad.push({ args: args.join(' ').replaceAll(dir, '$D'), code: r.code, stderr: r.stderr.slice(0, 400) });
       return r;
     };
-    for (const base of BASES) {
-      const r = await run(base, base[0]);
-      expect(r.code, `${base.join(' ')}: ${r.stderr}`).toBe(0);
-    }
-    const r = rng(20261206);
-    for (let k = 0; k < RUNS; k++) {
-      const base = BASES[k % BASES.length];
-      const args = [...base];
-      const options = args.map((a, i) => (a.startsWith('--') ? i : -1)).filter((i) => i >= 0);
-      const positional = args.findIndex((a, i) => i > 0 && !a.startsWith('--') && !args[i - 1].startsWith('--') && a.startsWith(dir));
-      const what = r.next();
-      if (what < 0.5 && options.length > 0) {
-        // an option's value replaced by an odd one
-        const o = r.pick(options);
-        if (o + 1 < args.length && !args[o + 1].startsWith('--')) args[o + 1] = r.pick(ODD);
-        else args.splice(o + 1, 0, r.pick(ODD));
-      } else if (what < 0.7 && positional > 0) {
-        args[positional] = r.pick(broken); // the input swapped for a broken one
-      } else if (what < 0.85 && options.length > 0) {
-        const o = r.pick(options); // an option dropped (with its value)
-        args.splice(o, o + 1 < args.length && !args[o + 1].startsWith('--') ? 2 : 1);
-      } else {
-        args.push(r.pick(base.filter((a) => a.startsWith('--')).concat('--json', '--out', '--columns')), r.pick(ODD)); // an option repeated or added
+    const cwd = process.cwd();
+    const before = readdirSync(cwd).sort();
+    // odd values land where paths go (--out 0.5, --data-dir ''), and a dropped --data-dir means ./data: all
+    // that is relative is made in the fuzz's directory, not in the working tree (the pool is 'forks': chdir works)
+    process.chdir(dir);
+    try {
+      for (const base of BASES) {
+        const r = await run(base, base[0]);
+        expect(r.code, `${base.join(' ')}: ${r.stderr}`).toBe(0);
       }
-      await run(args, base[0]);
+      const r = rng(20261206);
+      for (let k = 0; k < RUNS; k++) {
+        const base = BASES[k % BASES.length];
+        const args = [...base];
+        const options = args.map((a, i) => (a.startsWith('--') ? i : -1)).filter((i) => i >= 0);
+        const positional = args.findIndex((a, i) => i > 0 && !a.startsWith('--') && !args[i - 1].startsWith('--') && a.startsWith(dir));
+        const what = r.next();
+        if (what < 0.5 && options.length > 0) {
+          // an option's value replaced by an odd one
+          const o = r.pick(options);
+          if (o + 1 < args.length && !args[o + 1].startsWith('--')) args[o + 1] = r.pick(ODD);
+          else args.splice(o + 1, 0, r.pick(ODD));
+        } else if (what < 0.7 && positional > 0) {
+          args[positional] = r.pick(broken); // the input swapped for a broken one
+        } else if (what < 0.85 && options.length > 0) {
+          const o = r.pick(options); // an option dropped (with its value)
+          args.splice(o, o + 1 < args.length && !args[o + 1].startsWith('--') ? 2 : 1);
+        } else {
+          args.push(r.pick(base.filter((a) => a.startsWith('--')).concat('--json', '--out', '--columns')), r.pick(ODD)); // an option repeated or added
+        }
+        await run(args, base[0]);
+      }
+    } finally {
+      process.chdir(cwd);
     }
+    expect(readdirSync(cwd).sort()).toEqual(before); // nothing made in the working tree
     expect(bad).toEqual([]);
     // the mutations reached both ends: refusals, and calls that still did their work
     expect(codes.get(2) ?? 0).toBeGreaterThan(RUNS / 4);
