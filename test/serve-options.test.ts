@@ -42,6 +42,42 @@ describe('serve --heap-growing-percent', () => {
   });
 });
 
+describe('serve refuses every bad option value before it makes anything', () => {
+  it.each([
+    [['--port', 'abc'], 'port'], [['--port', '70000'], 'port'], [['--port=-1'], 'port'],
+    [['--host', ''], 'host'], [['--host', ' '], 'host'], [['--host', 'no-such-host.invalid'], 'host'],
+    [['--threads', '1.5'], 'threads'], [['--threads=-1'], 'threads'], [['--backtest-threads', 'abc'], 'backtest-threads'],
+    [['--retrain-after=-1'], 'retrain-after'], [['--retrain-strength', 'abc'], 'retrain-strength'], [['--retrain-strength', '0'], 'retrain-strength'],
+    [['--max-queue', '0'], 'max-queue'], [['--body-limit', '0'], 'body-limit'], [['--body-limit', 'abc'], 'body-limit'],
+    [['--inline-max', 'abc'], 'inline-max'], [['--young-mb', 'abc'], 'young-mb'], [['--max-batch', '0'], 'max-batch'],
+    [['--metrics-interval', '0'], 'metrics-interval'], [['--decision-log', 'maybe'], 'decision-log'],
+    [['--peers', 'missing.json'], 'peers'], [['--tokens', 'missing.json'], 'tokens'],
+  ])('%j: a named error on its field, no data directory', async (args, field) => {
+    const dir = mkdtempSync(join(tmpdir(), 'sel-serve-opt-'));
+    try {
+      const withPort = args.some((a) => a.startsWith('--port')) ? args : [...args, '--port', '0']; // the last --port given wins: the bad one must be the only one
+      await expect(serveCommand([...withPort, '--data-dir', join(dir, 'data'), '--quiet']))
+        .rejects.toMatchObject({ code: expect.stringMatching(/^SEL_ERR_/), details: { field } });
+      expect(readdirSync(dir)).toEqual([]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('an empty SELECTIVITY_HOST is refused, not taken as every interface', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'sel-serve-opt-'));
+    const before = process.env.SELECTIVITY_HOST;
+    process.env.SELECTIVITY_HOST = '';
+    try {
+      await expect(serveCommand(['--data-dir', join(dir, 'data'), '--port', '0', '--quiet'])).rejects.toMatchObject({ code: 'SEL_ERR_OPTION_INVALID', details: { field: 'host', got: '' } });
+      expect(readdirSync(dir)).toEqual([]);
+    } finally {
+      if (before === undefined) delete process.env.SELECTIVITY_HOST; else process.env.SELECTIVITY_HOST = before;
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('serve without a reader of its output', () => {
   it('goes on serving when its standard output is closed, and still stops gracefully on SIGTERM (exit 0)', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'sel-serve-pipe-'));

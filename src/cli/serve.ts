@@ -3,8 +3,7 @@ import { resolve } from 'node:path';
 import v8 from 'node:v8';
 import { errors } from '../errors.js';
 import { startService } from '../service/service.js';
-import { intOption } from './options.js';
-import { learnOptions } from './train.js';
+import { intOption, numberOption } from './options.js';
 
 export const SERVE_HELP = `Usage: selectivity serve [options]
 
@@ -107,10 +106,13 @@ export async function serveCommand(argv: string[]): Promise<number> {
   const decisionLog = values['decision-log'] ?? env.SELECTIVITY_DECISION_LOG ?? 'on';
   if (decisionLog !== 'on' && decisionLog !== 'off') throw errors.SEL_ERR_OPTION_INVALID('--decision-log must be on or off', { field: 'decision-log', expected: 'on | off', got: decisionLog });
   const dataDir = resolve(values['data-dir'] ?? env.SELECTIVITY_DATA_DIR ?? 'data');
+  // an empty host (SELECTIVITY_HOST= , --host "$UNSET") would listen on every interface: refused, not taken for the default
+  const host = values.host ?? env.SELECTIVITY_HOST ?? '127.0.0.1';
+  if (host.trim() === '' || /\s/.test(host)) throw errors.SEL_ERR_OPTION_INVALID(`--host must be an address or a host name, got ${JSON.stringify(host)}`, { field: 'host', expected: 'an address of this machine (127.0.0.1, 0.0.0.0, ::, …) or its host name', got: host });
   // before the service builds its heap. Process-wide, so the command sets it, not startService: a process that embeds the service keeps its own
   applyHeapGrowingPercent(values['heap-growing-percent'] !== undefined ? intOption(values['heap-growing-percent'], 'heap-growing-percent', 0, 1000) : DEFAULT_HEAP_GROWING_PERCENT);
   const service = await startService({
-    host: values.host ?? env.SELECTIVITY_HOST ?? '127.0.0.1',
+    host,
     port: intOption(values.port ?? env.SELECTIVITY_PORT ?? '8080', 'port', 0, 65535),
     dataDir,
     profiles: values.profiles,
@@ -120,7 +122,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
     threads: values.threads !== undefined ? intOption(values.threads, 'threads', 0, 1024) : undefined,
     backtestThreads: values['backtest-threads'] !== undefined ? intOption(values['backtest-threads'], 'backtest-threads', 0, 1024) : undefined,
     retrainAfter: values['retrain-after'] !== undefined ? intOption(values['retrain-after'], 'retrain-after', 0, 1e9) : undefined,
-    retrainStrength: values['retrain-strength'] !== undefined ? learnOptions({ strength: values['retrain-strength'] }).strength : undefined,
+    retrainStrength: values['retrain-strength'] === undefined ? undefined : values['retrain-strength'].trim() === 'auto' ? 'auto' : numberOption(values['retrain-strength'], 'retrain-strength', 0.001, 1e9),
     maxQueue: values['max-queue'] !== undefined ? intOption(values['max-queue'], 'max-queue', 1) : undefined,
     bodyLimit: values['body-limit'] !== undefined ? parseSize(values['body-limit'], 'body-limit') : undefined,
     youngGenerationMb: values['young-mb'] !== undefined ? intOption(values['young-mb'], 'young-mb', 0, 4096) : undefined,

@@ -120,10 +120,9 @@ export function listenError(e: unknown, host: string, port: number): unknown {
  * Binds host:port once and lets it go: a port in use, a port without the
  * right or a host not of this machine is refused (listenError) before the
  * data directory is made or seeded. The listen itself may still lose a race
- * for the port, and then says the same. Port 0 (any free port) cannot fail so.
+ * for the port, and then says the same. With port 0 only the host is tried.
  */
 export async function probeListen(host: string, port: number): Promise<void> {
-  if (port === 0) return;
   await new Promise<void>((resolve, reject) => {
     const server = createServer();
     server.once('error', reject);
