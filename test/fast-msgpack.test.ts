@@ -716,6 +716,18 @@ describe('encodeMsgpack', () => {
     } finally {
       delete proto.polluted;
     }
+    // a shared frozen reason whose bytes were kept before the prototype was polluted: the decisions' encoder
+    // copies them, and they are still what msgpackr writes (own properties only)
+    const shared = Object.freeze({ code: 'HISTORY', dimension: 'importer', value: 'IM1', rate: 0.5, n: 10, contribution: 1.25 });
+    const decision = { id: 'D1', channel: 'red', score: 3.5, controlGroup: false, rulesetVersion: 'v1', reasons: [shared] };
+    encodeDecisions([decision]); // its bytes kept
+    proto.polluted = 'yes';
+    try {
+      expect(Buffer.from(encodeDecisions([decision])).equals(Buffer.from(pack([decision])))).toBe(true);
+      expect(Buffer.from(encodeDecision(decision)).equals(Buffer.from(pack(decision)))).toBe(true);
+    } finally {
+      delete proto.polluted;
+    }
   });
 
   it('returns fresh bytes each call, through buffer growth and shrink', () => {

@@ -745,7 +745,14 @@ function writeDecision(d: DecisionShape): void {
   writeArrayHeader(m);
   for (let r = 0; r < m; r++) {
     const x = reasons[r];
-    if (x.code !== 'DEVIATION') { write(x); continue; }
+    if (x.code !== 'DEVIATION') {
+      // a shared frozen reason (HISTORY, PROFILE, AEO, …) whose bytes are kept: copied without write()'s
+      // checks, which would come to the same bytes (kept bytes hold own properties only, as msgpackr writes)
+      const kept = frozenBytes.get(x);
+      if (kept !== undefined) writeBytes(kept);
+      else write(x);
+      continue;
+    }
     room(1);
     out[at++] = 0x86;
     writeBytes(DK_CODE); writeString('DEVIATION');
