@@ -3,7 +3,8 @@ import { resolve } from 'node:path';
 import v8 from 'node:v8';
 import { errors } from '../errors.js';
 import { startService } from '../service/service.js';
-import { intOption, numberOption } from './options.js';
+import { intOption } from './options.js';
+import { strengthOption } from './train.js';
 
 export const SERVE_HELP = `Usage: selectivity serve [options]
 
@@ -108,7 +109,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
   const dataDir = resolve(values['data-dir'] ?? env.SELECTIVITY_DATA_DIR ?? 'data');
   // an empty host (SELECTIVITY_HOST= , --host "$UNSET") would listen on every interface: refused, not taken for the default
   const host = values.host ?? env.SELECTIVITY_HOST ?? '127.0.0.1';
-  if (host.trim() === '' || /\s/.test(host)) throw errors.SEL_ERR_OPTION_INVALID(`--host must be an address or a host name, got ${JSON.stringify(host)}`, { field: 'host', expected: 'an address of this machine (127.0.0.1, 0.0.0.0, ::, …) or its host name', got: host });
+  if (host === '' || /\s/.test(host)) throw errors.SEL_ERR_OPTION_INVALID(`--host must be an address or a host name, got ${JSON.stringify(host)}`, { field: 'host', expected: 'an address of this machine (127.0.0.1, 0.0.0.0, ::, …) or its host name', got: host });
   // before the service builds its heap. Process-wide, so the command sets it, not startService: a process that embeds the service keeps its own
   applyHeapGrowingPercent(values['heap-growing-percent'] !== undefined ? intOption(values['heap-growing-percent'], 'heap-growing-percent', 0, 1000) : DEFAULT_HEAP_GROWING_PERCENT);
   const service = await startService({
@@ -122,7 +123,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
     threads: values.threads !== undefined ? intOption(values.threads, 'threads', 0, 1024) : undefined,
     backtestThreads: values['backtest-threads'] !== undefined ? intOption(values['backtest-threads'], 'backtest-threads', 0, 1024) : undefined,
     retrainAfter: values['retrain-after'] !== undefined ? intOption(values['retrain-after'], 'retrain-after', 0, 1e9) : undefined,
-    retrainStrength: values['retrain-strength'] === undefined ? undefined : values['retrain-strength'].trim() === 'auto' ? 'auto' : numberOption(values['retrain-strength'], 'retrain-strength', 0.001, 1e9),
+    retrainStrength: values['retrain-strength'] !== undefined ? strengthOption(values['retrain-strength'], 'retrain-strength') : undefined,
     maxQueue: values['max-queue'] !== undefined ? intOption(values['max-queue'], 'max-queue', 1) : undefined,
     bodyLimit: values['body-limit'] !== undefined ? parseSize(values['body-limit'], 'body-limit') : undefined,
     youngGenerationMb: values['young-mb'] !== undefined ? intOption(values['young-mb'], 'young-mb', 0, 4096) : undefined,

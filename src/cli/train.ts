@@ -36,10 +36,15 @@ export const LEARN_OPTIONS = {
   dimensions: { type: 'string' }, strength: { type: 'string' }, 'trader-strength': { type: 'string' }, 'half-life': { type: 'string' }, 'red-at': { type: 'string' }, 'yellow-at': { type: 'string' },
 } as const;
 
+/** A prior strength option: a number of declarations, or auto (TrainOptions.strength); `name` is the option refused on. */
+export function strengthOption(raw: string, name: string): number | 'auto' {
+  return raw.trim() === 'auto' ? 'auto' : numberOption(raw, name, 0.001, 1e9);
+}
+
 export function learnOptions(v: { dimensions?: string; strength?: string; 'trader-strength'?: string; 'half-life'?: string; 'red-at'?: string; 'yellow-at'?: string }): TrainOptions {
   const o: TrainOptions = {};
   if (v.dimensions !== undefined) o.dimensions = v.dimensions.split(',').map((d) => d.trim()).filter((d) => d !== '');
-  if (v.strength !== undefined) o.strength = v.strength.trim() === 'auto' ? 'auto' : numberOption(v.strength, 'strength', 0.001, 1e9);
+  if (v.strength !== undefined) o.strength = strengthOption(v.strength, 'strength');
   if (v['trader-strength'] !== undefined) o.traderStrength = numberOption(v['trader-strength'], 'trader-strength', 0, 1e9);
   if (v['half-life'] !== undefined) o.halfLifeDays = numberOption(v['half-life'], 'half-life', 0, 1e6);
   if (v['red-at'] !== undefined) o.redAt = numberOption(v['red-at'], 'red-at', 0.001, 0.999);
