@@ -26,21 +26,20 @@ export interface DurableWriteOptions {
  * after its parent is made: a second ENOENT is thrown like any other error.
  */
 export function makeDirs(path: string, mode = 0o777): void {
-  const target = resolve(path);
+  makeDir(resolve(path), mode, true);
+}
+
+/** One level of makeDirs: on ENOENT, the parent is made and, when `retry`, this level tried once more. */
+function makeDir(target: string, mode: number, retry: boolean): void {
   try {
     mkdirSync(target, { mode });
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    if (code === 'EEXIST' && statSync(target).isDirectory()) return;
+    if (code === 'EEXIST' && statSync(target).isDirectory()) return; // there already, or made meanwhile
     const parent = dirname(target);
-    if (code !== 'ENOENT' || parent === target) throw e;
-    makeDirs(parent, mode);
-    try {
-      mkdirSync(target, { mode });
-    } catch (again) {
-      if ((again as NodeJS.ErrnoException).code === 'EEXIST' && statSync(target).isDirectory()) return; // made meanwhile
-      throw again;
-    }
+    if (code !== 'ENOENT' || !retry || parent === target) throw e;
+    makeDir(parent, mode, true);
+    makeDir(target, mode, false);
   }
 }
 
