@@ -215,6 +215,9 @@ export class RulesetSource {
     return (this.db.prepare('SELECT COUNT(*) AS n FROM feedback WHERE current = 1 AND inspected = 1').get() as { n: number }).n;
   }
 
+  /** The inspected declarations the model in use learnt from the store (0 for a model from labelled files, or none). */
+  private get trainedOn(): number { return this.model?.fromStore ? this.model.rows ?? 0 : 0; }
+
   /**
    * Inspected declarations whose current result was recorded after the
    * model in use was trained (new results and changed ones): what automatic
@@ -224,7 +227,7 @@ export class RulesetSource {
    */
   resultsSinceModel(): number {
     const mark = this.model?.fromStore ? this.model.feedbackSeq : undefined;
-    if (mark === undefined) return Math.max(0, this.inspectedWithFeedback() - (this.model?.fromStore ? this.model.rows ?? 0 : 0));
+    if (mark === undefined) return Math.max(0, this.inspectedWithFeedback() - this.trainedOn);
     return (this.db.prepare('SELECT COUNT(*) FROM feedback WHERE seq > ? AND current = 1 AND inspected = 1').pluck().get(mark) as number);
   }
 
@@ -260,7 +263,7 @@ export class RulesetSource {
 
   /** Automatic retraining: the threshold, and how far the store is from it (undefined when off). */
   get autoRetrain(): { after: number; inspectedWithFeedback: number; trainedOn: number; sinceTraining: number } | undefined {
-    return this.auto && { after: this.auto.after, inspectedWithFeedback: this.inspectedWithFeedback(), trainedOn: this.model?.fromStore ? this.model.rows ?? 0 : 0, sinceTraining: this.resultsSinceModel() };
+    return this.auto && { after: this.auto.after, inspectedWithFeedback: this.inspectedWithFeedback(), trainedOn: this.trainedOn, sinceTraining: this.resultsSinceModel() };
   }
 
   /**
