@@ -13,17 +13,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { packageRoot } from '../src/paths.js';
-import { runCli } from './helpers.js';
+import { pick, rng, runCli } from './helpers.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'sel-cli-fuzz-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
-
-/** A small seeded generator (LCG): the same runs every time. */
-function rng(seed: number) {
-  let s = seed >>> 0;
-  const next = () => { s = (Math.imul(s, 1103515245) + 12345) >>> 0; return s / 2 ** 32; };
-  return { next, pick: <T>(a: readonly T[]): T => a[Math.floor(next() * a.length)] };
-}
 
 const RUNS = 400;
 /** FUZZ_TRACE=<file>: each run's arguments, then its exit code and time, appended to the file. */
@@ -95,19 +88,19 @@ describe('the CLI, fuzzed', () => {
         const args = [...base];
         const options = args.map((a, i) => (a.startsWith('--') ? i : -1)).filter((i) => i >= 0);
         const positional = args.findIndex((a, i) => i > 0 && !a.startsWith('--') && !args[i - 1].startsWith('--') && a.startsWith(dir));
-        const what = r.next();
+        const what = r();
         if (what < 0.5 && options.length > 0) {
           // an option's value replaced by an odd one
-          const o = r.pick(options);
-          if (o + 1 < args.length && !args[o + 1].startsWith('--')) args[o + 1] = r.pick(ODD);
-          else args.splice(o + 1, 0, r.pick(ODD));
+          const o = pick(r, options);
+          if (o + 1 < args.length && !args[o + 1].startsWith('--')) args[o + 1] = pick(r, ODD);
+          else args.splice(o + 1, 0, pick(r, ODD));
         } else if (what < 0.7 && positional > 0) {
-          args[positional] = r.pick(broken); // the input swapped for a broken one
+          args[positional] = pick(r, broken); // the input swapped for a broken one
         } else if (what < 0.85 && options.length > 0) {
-          const o = r.pick(options); // an option dropped (with its value)
+          const o = pick(r, options); // an option dropped (with its value)
           args.splice(o, o + 1 < args.length && !args[o + 1].startsWith('--') ? 2 : 1);
         } else {
-          args.push(r.pick(base.filter((a) => a.startsWith('--')).concat('--json', '--out', '--columns')), r.pick(ODD)); // an option repeated or added
+          args.push(pick(r, base.filter((a) => a.startsWith('--')).concat('--json', '--out', '--columns')), pick(r, ODD)); // an option repeated or added
         }
         await run(args, base[0]);
       }

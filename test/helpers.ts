@@ -18,7 +18,8 @@ export function rng(seed: number): () => number {
   };
 }
 
-const pick = <T>(r: () => number, xs: readonly T[]): T => xs[Math.floor(r() * xs.length)];
+/** One of xs, drawn with r. */
+export const pick = <T>(r: () => number, xs: readonly T[]): T => xs[Math.floor(r() * xs.length)];
 
 export const VOCAB = {
   hs: ['8517120000', '851712', '85171290', '8471300000', '847130', '6109100010', '610910', '6203420000', '0901210000', '2203000000', '39269097', '940350'],

@@ -13,18 +13,11 @@ import { pack } from 'msgpackr';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { FastifyInstance } from 'fastify';
 import { packageRoot } from '../src/paths.js';
-import { randomDeclarations } from './helpers.js';
+import { pick, randomDeclarations, rng } from './helpers.js';
 import { inProcessService, type InProcessService } from './service-helpers.js';
 
 const TOKENS = { port: 'port-fuzz-token-0123456789abcdef', analyst: 'analyst-fuzz-token-0123456789abcdef', admin: 'admin-fuzz-token-0123456789abcdef' };
 const dir = mkdtempSync(join(tmpdir(), 'sel-route-fuzz-'));
-
-/** A small seeded generator (LCG): the same requests at every run. */
-function rng(seed: number) {
-  let s = seed >>> 0;
-  const next = () => { s = (Math.imul(s, 1103515245) + 12345) >>> 0; return s / 2 ** 32; };
-  return { next, pick: <T>(a: readonly T[]): T => a[Math.floor(next() * a.length)] };
-}
 
 const ODD_STRINGS = ['', ' ', '0', '-1', '1e309', 'NaN', 'null', 'true', '[]', '{}', '2026-13-01', '2026-02-30', '9999-12-31', 'x'.repeat(3000), '%', '\u0000', 'é', '../../etc/passwd', '99999999999999999999', 'day', 'red', 'seizure'];
 const ODD_VALUES: unknown[] = [null, true, false, 0, -1, 1.5, 1e308, -1e308, '', 'x', 'x'.repeat(20_000), [], {}, [1, 'a'], { a: 1 }, '2026-13-01', 'red', 'seizure', 'no-discrepancy', 'valuation', '85', 'CN', '>=', 'z.unitValue'];
@@ -62,14 +55,14 @@ describe('every route, fuzzed from the OpenAPI description', () => {
     };
     /** A value with one leaf replaced, removed, or a key added. */
     const mutate = (v: unknown, depth = 0): unknown => {
-      if (v === null || typeof v !== 'object') return r.pick(ODD_VALUES);
+      if (v === null || typeof v !== 'object') return pick(r, ODD_VALUES);
       const c: Record<string, unknown> | unknown[] = Array.isArray(v) ? [...v] : { ...(v as Record<string, unknown>) };
       const keys = Object.keys(c);
-      const x = r.next();
-      if (keys.length === 0 || x < 0.1) { if (Array.isArray(c)) c.push(r.pick(ODD_VALUES)); else c[r.pick(['zz', 'id', 'weight', 'constructor'])] = r.pick(ODD_VALUES); return c; }
-      const k = r.pick(keys);
+      const x = r();
+      if (keys.length === 0 || x < 0.1) { if (Array.isArray(c)) c.push(pick(r, ODD_VALUES)); else c[pick(r, ['zz', 'id', 'weight', 'constructor'])] = pick(r, ODD_VALUES); return c; }
+      const k = pick(r, keys);
       if (x < 0.2) { if (Array.isArray(c)) c.splice(Number(k), 1); else delete c[k]; return c; }
-      (c as Record<string, unknown>)[k] = x < 0.45 || depth > 5 ? r.pick(ODD_VALUES) : mutate((c as Record<string, unknown>)[k], depth + 1);
+      (c as Record<string, unknown>)[k] = x < 0.45 || depth > 5 ? pick(r, ODD_VALUES) : mutate((c as Record<string, unknown>)[k], depth + 1);
       return c;
     };
     const api = (await app.inject({ url: '/v1/openapi.json', headers: { authorization: `Bearer ${TOKENS.admin}` } })).json() as { paths: Record<string, Record<string, { parameters?: { in: string; name: string }[] }>> };
@@ -78,24 +71,24 @@ describe('every route, fuzzed from the OpenAPI description', () => {
     const refused: string[] = [];
     const statuses = new Map<number, number>();
     for (let k = 0; k < 800; k++) {
-      const { path, method, op } = r.pick(operations);
-      let url = path.replace(/\{(\w+)\}/g, () => encodeURIComponent(r.pick(['FZ1', 'REV-UV-85', 'x', '0', '-1', 'é', 'a'.repeat(101), '..', '%25', '1', '0123456789abcdef'])));
-      const query = (op.parameters ?? []).filter((p) => p.in === 'query' && r.next() < 0.7).map((p) => `${p.name}=${encodeURIComponent(r.pick(ODD_STRINGS))}`);
-      if (r.next() < 0.1) query.push('unknown=1');
+      const { path, method, op } = pick(r, operations);
+      let url = path.replace(/\{(\w+)\}/g, () => encodeURIComponent(pick(r, ['FZ1', 'REV-UV-85', 'x', '0', '-1', 'é', 'a'.repeat(101), '..', '%25', '1', '0123456789abcdef'])));
+      const query = (op.parameters ?? []).filter((p) => p.in === 'query' && r() < 0.7).map((p) => `${p.name}=${encodeURIComponent(pick(r, ODD_STRINGS))}`);
+      if (r() < 0.1) query.push('unknown=1');
       if (query.length > 0) url += `?${query.join('&')}`;
-      const headers: Record<string, string> = { authorization: `Bearer ${r.pick(Object.values(TOKENS))}` };
+      const headers: Record<string, string> = { authorization: `Bearer ${pick(r, Object.values(TOKENS))}` };
       let payload: string | Buffer | undefined;
       if (method !== 'get' && method !== 'delete') {
         const seed = seeds[`${method} ${path}`];
-        let body: unknown = seed ? seed() : r.pick(ODD_VALUES);
-        for (let m = 0, n = 1 + Math.floor(r.next() * 3); m < n; m++) body = mutate(body);
-        const kind = r.next();
+        let body: unknown = seed ? seed() : pick(r, ODD_VALUES);
+        for (let m = 0, n = 1 + Math.floor(r() * 3); m < n; m++) body = mutate(body);
+        const kind = r();
         if (kind < 0.6) { headers['content-type'] = 'application/json'; payload = JSON.stringify(body); }
         else if (kind < 0.75) { headers['content-type'] = 'application/msgpack'; payload = Buffer.from(pack(body)); }
-        else if (kind < 0.85) { headers['content-type'] = 'application/json'; payload = (JSON.stringify(body) ?? '').slice(0, Math.floor(r.next() * 40)); }
-        else if (kind < 0.92) { headers['content-type'] = r.pick(['text/plain', 'application/xml', 'application/x-ndjson', 'text/csv']); payload = JSON.stringify(body); }
-        else { headers['content-type'] = 'application/msgpack'; payload = Buffer.from(Array.from({ length: 24 }, () => Math.floor(r.next() * 256))); }
-        if (r.next() < 0.2) headers.accept = r.pick(['application/msgpack', 'application/x-ndjson', 'text/csv', 'text/html', '*/*']);
+        else if (kind < 0.85) { headers['content-type'] = 'application/json'; payload = (JSON.stringify(body) ?? '').slice(0, Math.floor(r() * 40)); }
+        else if (kind < 0.92) { headers['content-type'] = pick(r, ['text/plain', 'application/xml', 'application/x-ndjson', 'text/csv']); payload = JSON.stringify(body); }
+        else { headers['content-type'] = 'application/msgpack'; payload = Buffer.from(Array.from({ length: 24 }, () => Math.floor(r() * 256))); }
+        if (r() < 0.2) headers.accept = pick(r, ['application/msgpack', 'application/x-ndjson', 'text/csv', 'text/html', '*/*']);
       }
       const res = await app.inject({ method: method.toUpperCase() as 'GET', url, headers, payload });
       statuses.set(res.statusCode, (statuses.get(res.statusCode) ?? 0) + 1);
