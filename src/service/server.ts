@@ -551,8 +551,7 @@ export async function buildServer(options: ServiceOptions): Promise<FastifyInsta
     await source.swap(await source.load());
     return rulesetInfo();
   });
-  // ---- the compliance model: learnt from the feedback in the store ------------
-  const modelSchema = { type: 'object', additionalProperties: true } as const;
+  // ---- access: the tokens, re-read without a restart ----------------------------
   app.post('/v1/tokens/reload', {
     config: { access: 'admin' },
     schema: {
@@ -566,6 +565,8 @@ export async function buildServer(options: ServiceOptions): Promise<FastifyInsta
     req.log.info({ counts, by: req.actor }, 'tokens reloaded');
     return { source: tokens.source, path: tokens.path, counts };
   });
+  // ---- the compliance model: learnt from the feedback in the store ------------
+  const modelSchema = { type: 'object', additionalProperties: true } as const;
   app.get('/v1/model', { config: { access: 'read' }, schema: { tags: ['ruleset'], summary: 'The compliance model in use (historical tables and weights): when it was trained, on how many declarations, its dimensions; {"model": null} without one. autoRetrain: the threshold of automatic retraining and the inspected declarations with feedback in the store (null when off).', response: { 200: modelSchema } } },
     async () => ({ model: source.modelInfo ?? null, autoRetrain: source.autoRetrain ?? null }));
   app.post('/v1/model/retrain', { config: { access: 'write' }, schema: { tags: ['ruleset'], summary: 'Refit the compliance model on the inspected declarations with feedback (decision log joined to current feedback), write it durably to the data directory, and swap it in. Too little feedback answers SEL_ERR_OPTION_INVALID and nothing changes.', response: { 200: modelSchema, '4xx': errorSchema } } }, async () => {
