@@ -36,7 +36,7 @@ class HistoryReasons {
 
   constructor(private readonly t: HistoryTables) {
     this.index = historyIndex(t);
-    this.lift = t.dimensions.map((d) => lifts(t, d));
+    this.lift = t.dimensions.map((d) => (d.weight !== 0 ? lifts(t, d) : new Float64Array(0))); // weight 0: nothing to cite
     this.slot = t.dimensions.map((d) => new Int32Array(d.keys.length));
     this.aeo = Object.freeze({ code: 'AEO', contribution: -round(t.aeoReduction ?? 0) });
     this.citable = [];

@@ -28,7 +28,7 @@ function randomTables(seed: number, dims: readonly string[]): HistoryTables {
   return tablesOf(randomDeclarations(300, seed), dims, seed);
 }
 
-/** History tables of given declarations with random labels; now and then a key repeated with other counts (its last entry counts). */
+/** History tables of given declarations with random labels; now and then a key repeated with other counts (its last entry counts), now and then a dimension of weight 0. */
 function tablesOf(decls: readonly Declaration[], dims: readonly string[], seed: number): HistoryTables {
   const r = rng(seed);
   const dimensions = dims.map((name) => {
@@ -43,7 +43,9 @@ function tablesOf(decls: readonly Declaration[], dims: readonly string[], seed: 
     }
     const keys = [...counts.keys()], n = [...counts.values()].map((c) => c[0]), positives = [...counts.values()].map((c) => c[1]);
     if (keys.length > 0 && r() < 0.3) { keys.push(keys[0]); n.push(n[0] + 5); positives.push(positives[0] + 5); }
-    return { name, weight: Math.round((r() * 4 - 1) * 100) / 100, keys, n, positives };
+    // now and then weight 0: a dimension training dropped, which the kernel does not load
+    const w = r() < 0.15 ? 0 : Math.round((r() * 4 - 1) * 100) / 100;
+    return { name, weight: w, keys, n, positives };
   });
   const t: HistoryTables = { prior: 0.3, strength: 1 + r() * 20, halfLifeDays: 0, dimensions };
   if (r() < 0.5) t.aeoReduction = Math.LN2;
@@ -55,6 +57,7 @@ describe('historical tables in the kernel', () => {
   it('partLuts gives every dictionary value its id in every part, batch after batch, also when its cache of values starts over', () => {
     const dims = ['hs2', 'hs4', 'hs6', 'hs10', 'origin', 'departure', 'importer', 'declarant', 'hs6×origin', 'importer×taxRate', 'office×transportMode'];
     const tables = tablesOf(randomDeclarations(400, 31), dims, 31);
+    for (const d of tables.dimensions) if (d.weight === 0) d.weight = 1; // every part in the index
     for (const valueCacheLimit of [3, 1 << 16]) {
       const hx = new HistoryIndex(tables, { valueCacheLimit });
       let found = 0, missing = 0;
@@ -93,6 +96,43 @@ describe('historical tables in the kernel', () => {
     ), { numRuns: 25 });
     // the tables did something: rows found their values in them
     expect(entries).toBeGreaterThan(1000);
+  });
+
+  it('a dimension of weight 0 (one training dropped) is not loaded: no part, column or table, and the scores are those without it', () => {
+    const dims = ['hs6', 'origin', 'importer', 'hs6×origin', 'declarant×office'];
+    const tables = tablesOf(randomDeclarations(400, 61), dims, 61);
+    tables.dimensions.forEach((d, k) => { d.weight = k === 2 || k === 3 ? 0 : 1 + k / 4; });
+    const without = { ...tables, dimensions: tables.dimensions.filter((d) => d.weight !== 0) };
+    const live = { ...tables, dimensions: tables.dimensions.map((d) => ({ ...d, weight: d.weight || 1 })) };
+    const index = new HistoryIndex(tables);
+    expect(index.columns).not.toContain('importer');
+    expect(index.parts.map((p) => p.column)).toEqual(['hs', 'origin', 'declarant', 'office']);
+    expect(index.combinations).toEqual([4]);
+    expect(index.singleColumns.flatMap((c) => c.dims)).toEqual([0, 1]);
+    const peers = buildPeerTables([toBatch(randomDeclarations(300, 62)).batch], ['hs6', 'hs4']);
+    const make = (history: HistoryTables) => createRuleset({ peers, profiles: randomProfiles(20, 63), history, settings: { thresholds: { yellow: 1, red: 3 } } });
+    const compiled = compileRuleset(make(tables));
+    // the image holds one combination table, as without the two dimensions, not the three of the same tables all weighted
+    expect(compiled.meta.imageByteLength).toBe(compileRuleset(make(without)).meta.imageByteLength);
+    expect(compiled.meta.imageByteLength).toBeLessThan(compileRuleset(make(live)).meta.imageByteLength);
+    const { batch, ids } = toBatch(randomDeclarations(500, 61)); // the tables' own declarations: their values are found
+    kernel.loadRuleset(compiled);
+    const got = kernel.score(batch);
+    const meta = kernel.rulesetMeta!;
+    const decisions = toDecisions(got, ids, meta);
+    kernel.loadRuleset(compileRuleset(make(without)));
+    const bare = kernel.score(batch);
+    const want = referenceScore(make(tables), batch);
+    expect(Array.from(got.score)).toEqual(Array.from(bare.score));
+    expect(Array.from(got.channel)).toEqual(Array.from(want.channel));
+    for (let i = 0; i < 500; i++) expect(Math.abs(got.score[i] - want.score[i])).toBeLessThanOrEqual(1e-9 * Math.max(1, Math.abs(want.score[i])));
+    // the dropped dimensions find no entry and are never cited; the others are
+    const hx = historyIndex(meta.history!);
+    for (const d of [2, 3]) expect(Array.from(hx.dimEntries(got.history!, 500, d)).every((e) => e === -1)).toBe(true);
+    expect(Array.from(hx.dimEntries(got.history!, 500, 4)).some((e) => e >= 0)).toBe(true);
+    const cited = new Set(decisions.flatMap((d) => d.reasons.flatMap((r) => (r.code === 'HISTORY' ? [r.dimension] : []))));
+    expect(cited.has('importer') || cited.has('hs6×origin')).toBe(false);
+    expect(cited.size).toBeGreaterThan(0);
   });
 
   it('a batch of several of the kernel\'s history blocks (4,096 rows each) agrees with the reference row by row, pairs and triples included', () => {
@@ -451,6 +491,7 @@ describe('the compliance model', () => {
     expect(at10.recall).toBeGreaterThan(base10.recall + 0.1);
     expect(at10.precision).toBeGreaterThan(3 * r.prevalence);
     expect(r.model!.coefficients['under.unitValue']).toBeGreaterThan(0);
+    expect(Object.values(r.model!.coefficients).every((c) => c >= 0)).toBe(true);
     expect(r.model!.dimensions.map((d) => d.name)).toEqual([...DEFAULT_DIMENSIONS].map((d) => d));
   }, 60_000);
 
@@ -477,6 +518,12 @@ describe('the compliance model', () => {
       expect(summary.dimensions.find((d: { name: string }) => d.name === 'hs6×origin').values).toBeGreaterThan(100);
       const saved = JSON.parse(readFileSync(model, 'utf8'));
       expect(saved.format).toBe('selectivity-model');
+      // no weight is negative: those that fitted negative were dropped (0) and the rest refitted; the dropped dimensions keep their counts
+      const coefficients = Object.values(saved.coefficients as Record<string, number>);
+      expect(coefficients.every((c) => c >= 0)).toBe(true);
+      const dropped = (saved.history.dimensions as { weight: number; keys: string[] }[]).filter((d) => d.weight === 0);
+      expect(dropped.length).toBeGreaterThan(0);
+      expect(dropped.every((d) => d.keys.length > 0)).toBe(true);
       out = '';
       const decisions = join(dir, 'kcs-decisions.ndjson');
       expect(await main(['score', fixture, '--columns', 'kcs', '--model', model, '--peers', join(dir, 'kcs-model.peers.msgpack'), '--threads', '0', '--out', decisions])).toBe(0);

@@ -93,8 +93,8 @@ export function referenceScore(ruleset: Ruleset, batch: ColumnarBatch): Referenc
   const text = textScorer.batch(batch);
   const terms = textScorer.config.terms;
   let signal: TextSignal | undefined;
-  // historical tables: per dimension its parts, a key → lift map and the weight
-  const dims = (ruleset.history?.dimensions ?? []).map((d) => {
+  // historical tables: per dimension its parts, a key → lift map and the weight (one of weight 0 adds nothing)
+  const dims = (ruleset.history?.dimensions ?? []).filter((d) => d.weight !== 0).map((d) => {
     const l = lifts(ruleset.history!, d);
     return { parts: parseDimension(d.name), weight: d.weight, lift: new Map(d.keys.map((k, j) => [k, l[j]])) };
   });

@@ -323,7 +323,7 @@ export interface HistoryPart {
 
 /** One dimension of a HistoryIndex. */
 export interface HistoryDimensionIndex {
-  /** Indices into HistoryIndex.parts. */
+  /** Indices into HistoryIndex.parts; none for a dimension of weight 0, which the index leaves out (no entry is ever found). */
   parts: number[];
   /** Single fields: part value id → entry (-1: none). */
   single?: Int32Array;
@@ -353,7 +353,8 @@ export function historyIndex(tables: HistoryTables): HistoryIndex {
 
 /**
  * Historical tables as integers. Every value of every part (importer, hs6,
- * …) found in the tables gets a number, in an order fixed by the tables
+ * …) found in the tables gets a number (the parts of dimensions of nonzero
+ * weight: one of weight 0 adds nothing, and is left out), in an order fixed by the tables
  * alone, so that the compiler (which writes the combination hash tables into
  * the ruleset image), the kernel's host (which maps each distinct dictionary
  * value of a batch to its number) and the decisions (which find the entries
@@ -396,7 +397,10 @@ export class HistoryIndex {
     this.valueCacheLimit = options.valueCacheLimit ?? VALUE_CACHE_LIMIT;
     const partIndex = new Map<string, number>();
     const specs = tables.dimensions.map((d) => parseDimension(d.name));
-    specs.forEach((parts) => {
+    // a dimension of weight 0 adds nothing to any score: no parts, columns or table for it
+    const live = tables.dimensions.map((d) => d.weight !== 0);
+    specs.forEach((parts, di) => {
+      if (!live[di]) return;
       for (const p of parts) {
         const name = p.field === 'hs' ? `hs${p.digits}` : p.field;
         if (partIndex.has(name)) continue;
@@ -419,6 +423,7 @@ export class HistoryIndex {
       return g;
     };
     const codes = tables.dimensions.map((d, di) => {
+      if (!live[di]) return undefined;
       const idx = specs[di].map((p) => partIndex.get(p.field === 'hs' ? `hs${p.digits}` : p.field)!);
       const ids = d.keys.map((key): number[] | undefined => {
         const values = idx.length === 1 ? [key] : key.split(KEY_SEPARATOR);
@@ -427,7 +432,10 @@ export class HistoryIndex {
       return { idx, ids };
     });
     tables.dimensions.forEach((d, di) => {
-      const { idx, ids } = codes[di];
+      this.hashes.push(undefined);
+      const code = codes[di];
+      if (!code) { this.dims.push({ parts: [], weightedLift: new Float64Array(d.keys.length) }); return; }
+      const { idx, ids } = code;
       const weightedLift = lifts(tables, d).map((x) => d.weight * x);
       for (const k of idx) if (!this.columns.includes(this.parts[k].column)) this.columns.push(this.parts[k].column);
       if (idx.length === 1) {
@@ -448,7 +456,6 @@ export class HistoryIndex {
         this.dims.push({ parts: idx, strides, keys, weightedLift });
         this.combinations.push(di);
       }
-      this.hashes.push(undefined);
     });
     this.partColumn = this.parts.map((p) => this.columns.indexOf(p.column));
   }
@@ -529,6 +536,7 @@ export class HistoryIndex {
   dimEntries(h: BatchHistory, n: number, d: number): Int32Array {
     const dim = this.dims[d];
     const out = new Int32Array(n);
+    if (dim.parts.length === 0) return out.fill(-1);
     /** Row i's value id of part k, for every row. */
     const ids = (k: number): Int32Array => {
       const ids = new Int32Array(n);
@@ -569,6 +577,7 @@ export class HistoryIndex {
   /** Row i's table entry for dimension d (-1: missing or unseen value). */
   entry(h: BatchHistory, i: number, d: number): number {
     const dim = this.dims[d];
+    if (dim.parts.length === 0) return -1;
     if (dim.single) {
       const g = this.code(h, i, dim.parts[0]);
       return g < 0 || g >= dim.single.length ? -1 : dim.single[g];

@@ -13,11 +13,18 @@
  *   tables of the other folds) so that a row's own label does not leak into
  *   its feature.
  * A logistic regression with an L2 penalty (Newton's method) gives one
- * coefficient per feature. Deviation and misclassification coefficients
- * are kept non-negative (a feature whose fitted weight is negative is
- * dropped and the model refitted); they become settings.weights and
+ * coefficient per feature. Every coefficient is kept non-negative: each
+ * feature says "riskier" as it grows (a larger deviation, a poor fit, a
+ * value with a worse record), so a negative weight would only correct the
+ * feature's overlap with others (hs6 against hs6×origin), and would make a
+ * value's bad record lower a declaration's score, which no officer could
+ * follow. Features whose fitted weights are negative are dropped (weight 0)
+ * and the model refitted, until none is. The deviation and
+ * misclassification coefficients become settings.weights and
  * settings.misclassification.weight, the dimension coefficients the tables'
- * weights. The intercept b places the channel thresholds: red where the
+ * weights; a dimension of weight 0 stays in the model (its counts still
+ * propose candidate profiles) but adds nothing, so the kernel does not load
+ * it (src/learn/history.ts HistoryIndex). The intercept b places the channel thresholds: red where the
  * modelled probability of non-compliance reaches `redAt` (score ≥ logit(redAt) − b),
  * yellow at `yellowAt`. Profiles keep their analysts' weights, on the same
  * log-odds scale.
@@ -316,14 +323,14 @@ export async function trainModel(data: TrainingData, peers: PeerTables, settings
     await engine.close();
   }
 
-  // ---- fit; drop deviation/misclassification features with negative weights; refit --
+  // ---- fit; drop the features with negative weights; refit until none is -------
   const names = [...FEATURES.map((f) => `under.${f}`), ...FEATURES.map((f) => `over.${f}`), 'misclassification', ...dimNames.map((d) => `history.${d}`)];
   const fitAt = (m: number) => {
     fillLifts(m);
     let use = Array.from({ length: F }, (_, j) => j).filter((j) => j !== 2 * NF || hasText);
     let fit = logisticRegression(X, y, F, use, l2);
-    for (let round = 0; round < F0; round++) {
-      const negative = use.filter((j) => j < F0 && fit.coef[j] < 0);
+    for (let round = 0; round < F; round++) {
+      const negative = use.filter((j) => fit.coef[j] < 0);
       if (negative.length === 0) break;
       use = use.filter((j) => !negative.includes(j));
       fit = logisticRegression(X, y, F, use, l2);
