@@ -341,6 +341,63 @@ describe('the compliance model', () => {
     expect(Math.abs(fit.intercept - b)).toBeLessThan(0.08);
   });
 
+  it('gives each weight its standard error: for one binary feature, Woolf\'s for the log odds ratio', () => {
+    const r = rng(12);
+    const N = 20_000;
+    const X = new Float64Array(N), y = new Uint8Array(N);
+    const cell = [0, 0, 0, 0]; // x = 0 or 1, times y = 0 or 1
+    for (let i = 0; i < N; i++) {
+      X[i] = r() < 0.3 ? 1 : 0;
+      y[i] = r() < 1 / (1 + Math.exp(-(-1 + 0.8 * X[i]))) ? 1 : 0;
+      cell[X[i] * 2 + y[i]]++;
+    }
+    const fit = logisticRegression(X, y, 1, [0], 1e-12);
+    // the fit is the saturated model of the 2 × 2 table: the log odds ratio, and its standard error sqrt(Σ 1/cell)
+    expect(fit.coef[0]).toBeCloseTo(Math.log((cell[0] * cell[3]) / (cell[1] * cell[2])), 6);
+    const woolf = Math.sqrt(cell.reduce((s, c) => s + 1 / c, 0));
+    expect(Math.abs(fit.se[0] / woolf - 1)).toBeLessThan(1e-4);
+  });
+
+  it('drops the weights the training data cannot tell from 0 (z below --min-z), one at a time, and keeps those it can', async () => {
+    // the label follows the importer; the origin is noise
+    const r = rng(71);
+    const importer: string[] = [];
+    for (let k = 0; importer.length < 5000; k++) { const size = 5 + Math.floor(r() * 20); for (let j = 0; j < size; j++) importer.push(`IMP${k}`); }
+    const decls = randomDeclarations(5000, 72).map((d, i) => ({ ...d, importer: importer[i], origin: `O${Math.floor(r() * 30)}` }));
+    const { batch } = toBatch(decls);
+    const peers = buildPeerTables([batch], ['hs6', 'hs4']);
+    const risky = new Map<string, boolean>();
+    const labels = Uint8Array.from(decls, (d) => {
+      let x = risky.get(d.importer);
+      if (x === undefined) { x = r() < 0.2; risky.set(d.importer, x); }
+      return r() < (x ? 0.6 : 0.1) ? 1 : 0;
+    });
+    const data = { batches: [batch], labels: [labels] };
+    const options = { dimensions: ['importer', 'origin'], threads: 0 };
+    const weight = (m: Awaited<ReturnType<typeof trainModel>>, name: string) => m.history.dimensions.find((d) => d.name === name)!.weight;
+    const kept = await trainModel(data, peers, {}, { ...options, minZ: 0 });
+    const tested = await trainModel(data, peers, {}, options);
+    // without the test the noise fits a small positive weight; with it, that weight goes and the importer's stays
+    expect(weight(kept, 'origin')).toBeGreaterThan(0);
+    expect(kept.training.z!['history.origin']).toBeLessThan(1.96);
+    expect(weight(tested, 'origin')).toBe(0);
+    expect(weight(tested, 'importer')).toBeGreaterThan(0.5);
+    expect(tested.training.minZ).toBe(1.96);
+    expect(tested.training.z!['history.importer']).toBeGreaterThan(10);
+    for (const [name, z] of Object.entries(tested.training.z!)) {
+      expect(z, name).toBeGreaterThanOrEqual(1.96);
+      expect(tested.coefficients[name]).toBeGreaterThan(0);
+    }
+    expect(Object.keys(tested.training.z!).length).toBe(Object.values(tested.coefficients).filter((c) => c !== 0).length);
+    // a bar no weight reaches leaves the intercept alone
+    const none = await trainModel(data, peers, {}, { ...options, minZ: 1e6 });
+    expect(Object.values(none.coefficients).every((c) => c === 0)).toBe(true);
+    await expect(trainModel(data, peers, {}, { ...options, minZ: -1 })).rejects.toMatchObject({ code: 'SEL_ERR_OPTION_INVALID', details: { field: 'minZ' } });
+    expect(learnOptions({ 'min-z': '0' }).minZ).toBe(0);
+    expect(learnOptions({ 'min-z': '3.5' }).minZ).toBe(3.5);
+    for (const bad of ['-1', 'abc', '']) expect(() => learnOptions({ 'min-z': bad })).toThrow(expect.objectContaining({ code: 'SEL_ERR_OPTION_INVALID', details: expect.objectContaining({ field: 'min-z' }) }));
+  }, 60_000);
+
   it("strength 'auto' takes the prior strength whose model fits best out of fold, and that strength's model", async () => {
     // importers of 1 to 40 declarations; 20 % of them risky (90 % non-compliant), the rest 5 %
     const r = rng(42);

@@ -30,10 +30,14 @@ export const LEARN_HELP = `  --dimensions <list>       historical dimensions, co
   --half-life <days>        recency weighting of history (default 365; 0: none)
   --red-at <p>, --yellow-at <p>  modelled probability of non-compliance where the
                             channel turns red / yellow (default 0.5 / 0.25)
+  --min-z <z>               least z (weight / standard error) a weight must reach to
+                            stay in the model (default 1.96); the least significant is
+                            dropped and the model refitted until all reach it; 0: keep
+                            every weight that is not negative
 `;
 
 export const LEARN_OPTIONS = {
-  dimensions: { type: 'string' }, strength: { type: 'string' }, 'trader-strength': { type: 'string' }, 'half-life': { type: 'string' }, 'red-at': { type: 'string' }, 'yellow-at': { type: 'string' },
+  dimensions: { type: 'string' }, strength: { type: 'string' }, 'trader-strength': { type: 'string' }, 'half-life': { type: 'string' }, 'red-at': { type: 'string' }, 'yellow-at': { type: 'string' }, 'min-z': { type: 'string' },
 } as const;
 
 /** A prior strength option: a number of declarations, or auto (TrainOptions.strength); `name` is the option refused on. */
@@ -41,7 +45,7 @@ export function strengthOption(raw: string, name: string): number | 'auto' {
   return raw.trim() === 'auto' ? 'auto' : numberOption(raw, name, 0.001, 1e9);
 }
 
-export function learnOptions(v: { dimensions?: string; strength?: string; 'trader-strength'?: string; 'half-life'?: string; 'red-at'?: string; 'yellow-at'?: string }): TrainOptions {
+export function learnOptions(v: { dimensions?: string; strength?: string; 'trader-strength'?: string; 'half-life'?: string; 'red-at'?: string; 'yellow-at'?: string; 'min-z'?: string }): TrainOptions {
   const o: TrainOptions = {};
   if (v.dimensions !== undefined) o.dimensions = v.dimensions.split(',').map((d) => d.trim()).filter((d) => d !== '');
   if (v.strength !== undefined) o.strength = strengthOption(v.strength, 'strength');
@@ -49,6 +53,7 @@ export function learnOptions(v: { dimensions?: string; strength?: string; 'trade
   if (v['half-life'] !== undefined) o.halfLifeDays = numberOption(v['half-life'], 'half-life', 0, 1e6);
   if (v['red-at'] !== undefined) o.redAt = numberOption(v['red-at'], 'red-at', 0.001, 0.999);
   if (v['yellow-at'] !== undefined) o.yellowAt = numberOption(v['yellow-at'], 'yellow-at', 0.001, 0.999);
+  if (v['min-z'] !== undefined) o.minZ = numberOption(v['min-z'], 'min-z', 0, 1e6);
   return o;
 }
 
@@ -136,7 +141,7 @@ export async function trainCommand(argv: string[]): Promise<number> {
   return 0;
 }
 
-async function trainFromStore(values: { 'data-dir'?: string; out?: string; json?: boolean; dimensions?: string; strength?: string; 'trader-strength'?: string; 'half-life'?: string; 'red-at'?: string; 'yellow-at'?: string }): Promise<number> {
+async function trainFromStore(values: { 'data-dir'?: string; out?: string; json?: boolean; dimensions?: string; strength?: string; 'trader-strength'?: string; 'half-life'?: string; 'red-at'?: string; 'yellow-at'?: string; 'min-z'?: string }): Promise<number> {
   const dataDir = resolve(values['data-dir'] ?? 'data');
   const peers = loadPeerTables(join(dataDir, 'peers.json'));
   const db = openStore(join(dataDir, STORE_FILE));

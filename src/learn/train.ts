@@ -19,7 +19,12 @@
  * feature's overlap with others (hs6 against hs6×origin), and would make a
  * value's bad record lower a declaration's score, which no officer could
  * follow. Features whose fitted weights are negative are dropped (weight 0)
- * and the model refitted, until none is. The deviation and
+ * and the model refitted, until none is. Then the feature whose weight is
+ * least significant (the lowest z: the weight over its standard error,
+ * from the inverse Hessian) is dropped and the model refitted, one at a
+ * time, while that z is below `minZ` (default 1.96): a weight the training
+ * data cannot tell from 0 adds noise to every score, a table to every
+ * kernel call and reasons to decisions. The deviation and
  * misclassification coefficients become settings.weights and
  * settings.misclassification.weight, the dimension coefficients the tables'
  * weights; a dimension of weight 0 stays in the model (its counts still
@@ -69,6 +74,13 @@ export interface TrainOptions {
   folds?: number;
   /** L2 penalty per declaration (default 0.001). */
   l2?: number;
+  /**
+   * Least z (weight / standard error) a feature's weight must reach to stay
+   * in the model (default DEFAULT_MIN_Z, 1.96): the least significant is
+   * dropped and the model refitted until every weight reaches it. 0: keep
+   * every feature whose weight is not negative.
+   */
+  minZ?: number;
   /** Modelled probabilities at which the channel turns red / yellow (default 0.5 / 0.25). */
   redAt?: number;
   yellowAt?: number;
@@ -100,6 +112,9 @@ export interface TrainedModel {
     rows: number; positives: number; prior: number; logLoss: number; firstDay: number; lastDay: number; iterations: number;
     /** With strength 'auto': each strength tried and its model's training log-loss (the chosen one is history.strength). */
     strengths?: { strength: number; logLoss: number }[];
+    /** The least z a weight had to reach (TrainOptions.minZ), and each kept weight's z (weight / standard error); absent in models written before them. */
+    minZ?: number;
+    z?: Record<string, number>;
   };
 }
 
@@ -107,6 +122,9 @@ export interface TrainedModel {
 export const DEFAULT_STRENGTH = 10;
 /** The least prior strength of the trader dimensions when none is given (TrainOptions.traderStrength). */
 export const DEFAULT_TRADER_STRENGTH = 10;
+
+/** Least z a weight must reach to stay in the model (TrainOptions.minZ): one-sided 2.5 %. */
+export const DEFAULT_MIN_Z = 1.96;
 
 /** The prior strengths `strength: 'auto'` tries, in declarations. */
 export const STRENGTH_GRID: readonly number[] = [0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 50, 100];
@@ -148,12 +166,14 @@ function solve(A: Float64Array[], b: Float64Array): Float64Array {
  * (not penalised). Returns the coefficients (0 for unused columns), the
  * intercept, the mean log-loss and the iterations.
  */
-export function logisticRegression(X: Float64Array, y: Uint8Array, F: number, use: readonly number[], l2: number, weights?: Float64Array): { coef: Float64Array; intercept: number; logLoss: number; iterations: number } {
+export function logisticRegression(X: Float64Array, y: Uint8Array, F: number, use: readonly number[], l2: number, weights?: Float64Array): { coef: Float64Array; intercept: number; logLoss: number; iterations: number; se: Float64Array } {
   const N = y.length;
   const P = use.length + 1;
   let w = new Float64Array(P);
   let iterations = 0;
   let loss = 0;
+  /** The last step's Hessian (penalty included), kept before solve() reduces it: the standard errors' source. */
+  let hessian: Float64Array[] = [];
   for (; iterations < 50; iterations++) {
     const g = new Float64Array(P);
     const H = Array.from({ length: P }, () => new Float64Array(P));
@@ -180,6 +200,7 @@ export function logisticRegression(X: Float64Array, y: Uint8Array, F: number, us
     loss /= wsum || 1;
     for (let a = 0; a < P; a++) for (let b = 0; b < a; b++) H[a][b] = H[b][a];
     for (let a = 0; a < P - 1; a++) { g[a] += l2 * wsum * w[a]; H[a][a] += l2 * wsum; }
+    hessian = H.map((r) => r.slice());
     const d = solve(H, g);
     let step = 0;
     const next = new Float64Array(P);
@@ -189,7 +210,14 @@ export function logisticRegression(X: Float64Array, y: Uint8Array, F: number, us
   }
   const coef = new Float64Array(F);
   use.forEach((c, j) => { coef[c] = w[j]; });
-  return { coef, intercept: w[P - 1], logLoss: loss, iterations };
+  // standard errors: square roots of the inverse Hessian's diagonal (the last step's: the optimum's, once converged)
+  const se = new Float64Array(F);
+  use.forEach((c, j) => {
+    const e = new Float64Array(P);
+    e[j] = 1;
+    se[c] = Math.sqrt(Math.max(solve(hessian.map((r) => r.slice()), e)[j], 0));
+  });
+  return { coef, intercept: w[P - 1], logLoss: loss, iterations, se };
 }
 
 /**
@@ -213,6 +241,8 @@ export async function trainModel(data: TrainingData, peers: PeerTables, settings
   if (!Number.isInteger(K) || K < 2) bad('folds', 'an integer >= 2', K);
   const l2 = options.l2 ?? 1e-3;
   if (!(l2 > 0)) bad('l2', 'a number > 0', l2);
+  const minZ = options.minZ ?? DEFAULT_MIN_Z;
+  if (!(typeof minZ === 'number' && minZ >= 0 && Number.isFinite(minZ))) bad('minZ', 'a number >= 0', minZ);
   const redAt = options.redAt ?? 0.5, yellowAt = options.yellowAt ?? 0.25;
   if (!(yellowAt > 0 && yellowAt <= redAt && redAt < 1)) bad('redAt', '0 < yellowAt <= redAt < 1', [yellowAt, redAt]);
   const settings: RulesetSettings = resolveSettings(settingsInput);
@@ -323,16 +353,26 @@ export async function trainModel(data: TrainingData, peers: PeerTables, settings
     await engine.close();
   }
 
-  // ---- fit; drop the features with negative weights; refit until none is -------
+  // ---- fit; drop the features with negative weights, then the least significant, one at a time; refit ----
   const names = [...FEATURES.map((f) => `under.${f}`), ...FEATURES.map((f) => `over.${f}`), 'misclassification', ...dimNames.map((d) => `history.${d}`)];
   const fitAt = (m: number) => {
     fillLifts(m);
     let use = Array.from({ length: F }, (_, j) => j).filter((j) => j !== 2 * NF || hasText);
     let fit = logisticRegression(X, y, F, use, l2);
-    for (let round = 0; round < F; round++) {
+    // each round drops at least one feature: at most F rounds
+    for (;;) {
       const negative = use.filter((j) => fit.coef[j] < 0);
-      if (negative.length === 0) break;
-      use = use.filter((j) => !negative.includes(j));
+      let drop = negative;
+      if (negative.length === 0) {
+        let least = -1, leastZ = minZ;
+        for (const j of use) {
+          const z = fit.coef[j] / fit.se[j];
+          if (z < leastZ) { least = j; leastZ = z; }
+        }
+        if (least < 0) break;
+        drop = [least];
+      }
+      use = use.filter((j) => !drop.includes(j));
       fit = logisticRegression(X, y, F, use, l2);
     }
     return fit;
@@ -371,7 +411,11 @@ export async function trainModel(data: TrainingData, peers: PeerTables, settings
     history: { prior, strength, ...traderStrength, halfLifeDays: halfLife, aeoReduction: options.aeoReduction ?? Math.LN2, revenuePrior: Math.round((revenue.reduce((s, r, i) => s + (y[i] ? r : 0), 0) / N) * 100) / 100, dimensions },
     intercept: b,
     coefficients: Object.fromEntries(names.map((n, j) => [n, c[j]])),
-    training: { rows: N, positives, prior, logLoss: fit.logLoss, firstDay, lastDay, iterations: fit.iterations, ...(tried ? { strengths: tried } : {}) },
+    training: {
+      rows: N, positives, prior, logLoss: fit.logLoss, firstDay, lastDay, iterations: fit.iterations, ...(tried ? { strengths: tried } : {}),
+      minZ,
+      z: Object.fromEntries(names.flatMap((n, j) => (c[j] !== 0 ? [[n, Math.round((c[j] / fit.se[j]) * 100) / 100]] : []))),
+    },
   };
 }
 
