@@ -735,8 +735,10 @@ async function main(): Promise<void> {
     const all = world(skip, MODEL_ROWS, 11).scored;
     const model = await trainModel(labelledBatches(all, fraudLabels(skip + MODEL_ROWS, 11).subarray(skip), 8192), peerTables(all), {}, { threads: 0 });
     modelDoc = `${JSON.stringify({ ...model, createdAt: new Date().toISOString() })}\n`; // selectivity train's format
-    const values = model.history.dimensions.reduce((n, d) => n + d.keys.length, 0);
-    modelNote = ` with a compliance model trained on ${fmt(MODEL_ROWS)} labelled declarations of the same synthetic world (${model.history.dimensions.length} historical tables, ${fmt(values)} values)`;
+    // the tables the workers load: a dimension training dropped (weight 0) adds nothing and is left out
+    const loaded = model.history.dimensions.filter((d) => d.weight !== 0);
+    const values = loaded.reduce((n, d) => n + d.keys.length, 0);
+    modelNote = ` with a compliance model trained on ${fmt(MODEL_ROWS)} labelled declarations of the same synthetic world (${loaded.length} historical tables loaded, ${fmt(values)} values; ${model.history.dimensions.length - loaded.length} of its ${model.history.dimensions.length} dimensions dropped by training, weight 0)`;
   }
 
   const portToken = `port-${randomBytes(18).toString('base64url')}`;

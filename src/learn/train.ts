@@ -29,10 +29,10 @@
  * settings.misclassification.weight, the dimension coefficients the tables'
  * weights; a dimension of weight 0 stays in the model (its counts still
  * propose candidate profiles) but adds nothing, so the kernel does not load
- * it (src/learn/history.ts HistoryIndex). The intercept b places the channel thresholds: red where the
- * modelled probability of non-compliance reaches `redAt` (score ≥ logit(redAt) − b),
- * yellow at `yellowAt`. Profiles keep their analysts' weights, on the same
- * log-odds scale.
+ * it (src/learn/history.ts HistoryIndex). The intercept b places the
+ * channel thresholds: red where the modelled probability of non-compliance
+ * reaches `redAt` (score ≥ logit(redAt) − b), yellow at `yellowAt`.
+ * Profiles keep their analysts' weights, on the same log-odds scale.
  */
 import { errors } from '../errors.js';
 import { createEngine } from '../engine.js';
@@ -164,7 +164,8 @@ function solve(A: Float64Array[], b: Float64Array): Float64Array {
  * L2-penalised logistic regression by Newton's method over the columns
  * `use` of X (rows × F, row-major); the last coefficient is the intercept
  * (not penalised). Returns the coefficients (0 for unused columns), the
- * intercept, the mean log-loss and the iterations.
+ * intercept, the mean log-loss, the iterations and each used coefficient's
+ * standard error (0 for unused columns).
  */
 export function logisticRegression(X: Float64Array, y: Uint8Array, F: number, use: readonly number[], l2: number, weights?: Float64Array): { coef: Float64Array; intercept: number; logLoss: number; iterations: number; se: Float64Array } {
   const N = y.length;
