@@ -581,6 +581,13 @@ describe('the compliance model', () => {
       const dropped = (saved.history.dimensions as { weight: number; keys: string[] }[]).filter((d) => d.weight === 0);
       expect(dropped.length).toBeGreaterThan(0);
       expect(dropped.every((d) => d.keys.length > 0)).toBe(true);
+      // the text summary says how many weights were kept, and each kept weight's z
+      out = '';
+      expect(await main(['train', '--train', fixture, '--columns', 'kcs', '--label', 'Fraud', '--out', join(dir, 'kcs-model-2.json'), '--threads', '0'])).toBe(0);
+      const kept = coefficients.filter((c) => c !== 0).length;
+      expect(out).toContain(`weights (${kept} of ${coefficients.length} kept; a weight that fits negative or with z below 1.96 is dropped, 0):`);
+      for (const [name, z] of Object.entries(saved.training.z as Record<string, number>)) expect(out).toMatch(new RegExp(`  ${name.replace('.', '\\.')} +[0-9.]+  z ${z.toFixed(1).replace('.', '\\.')}\n`));
+      expect(Object.keys(saved.training.z).length).toBe(kept);
       out = '';
       const decisions = join(dir, 'kcs-decisions.ndjson');
       expect(await main(['score', fixture, '--columns', 'kcs', '--model', model, '--peers', join(dir, 'kcs-model.peers.msgpack'), '--threads', '0', '--out', decisions])).toBe(0);
