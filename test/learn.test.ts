@@ -133,6 +133,19 @@ describe('historical tables in the kernel', () => {
     const cited = new Set(decisions.flatMap((d) => d.reasons.flatMap((r) => (r.code === 'HISTORY' ? [r.dimension] : []))));
     expect(cited.has('importer') || cited.has('hs6×origin')).toBe(false);
     expect(cited.size).toBeGreaterThan(0);
+    // every dimension dropped (a retrain on little feedback can come to that): no table at all, the AEO reduction still applies
+    const none: HistoryTables = { ...tables, aeoReduction: Math.LN2, dimensions: tables.dimensions.map((d) => ({ ...d, weight: 0 })) };
+    const empty = new HistoryIndex(none);
+    expect([empty.parts.length, empty.columns.length, empty.combinations.length, empty.singleColumns.length]).toEqual([0, 0, 0, 0]);
+    kernel.loadRuleset(compileRuleset(make(none)));
+    const bareAeo = kernel.score(batch);
+    const wantAeo = referenceScore(make(none), batch);
+    for (let i = 0; i < 500; i++) expect(Math.abs(bareAeo.score[i] - wantAeo.score[i])).toBeLessThanOrEqual(1e-9 * Math.max(1, Math.abs(wantAeo.score[i])));
+    const aeoRows = Array.from(batch.codes.aeo).filter((a) => a === 1).length;
+    expect(aeoRows).toBeGreaterThan(0);
+    const noneDecisions = toDecisions(bareAeo, ids, kernel.rulesetMeta!);
+    expect(noneDecisions.filter((d) => d.reasons.some((r) => r.code === 'HISTORY'))).toHaveLength(0);
+    expect(noneDecisions.filter((d) => d.reasons.some((r) => r.code === 'AEO'))).toHaveLength(aeoRows);
   });
 
   it('a batch of several of the kernel\'s history blocks (4,096 rows each) agrees with the reference row by row, pairs and triples included', () => {
