@@ -52,6 +52,19 @@ function tablesOf(decls: readonly Declaration[], dims: readonly string[], seed: 
   return t;
 }
 
+/**
+ * `rows` declarations (randomDeclarations(rows, seed)) whose importers come in
+ * runs of size() declarations each (IMP0, IMP1, …), each with origin() as its
+ * origin when given; their batch and peer tables.
+ */
+function importerRuns(rows: number, seed: number, size: () => number, origin?: () => string) {
+  const importer: string[] = [];
+  for (let k = 0; importer.length < rows; k++) { const n = size(); for (let j = 0; j < n; j++) importer.push(`IMP${k}`); }
+  const decls = randomDeclarations(rows, seed).map((d, i) => ({ ...d, importer: importer[i], ...(origin ? { origin: origin() } : {}) }));
+  const { batch } = toBatch(decls);
+  return { decls, batch, peers: buildPeerTables([batch], ['hs6', 'hs4']) };
+}
+
 describe('historical tables in the kernel', () => {
   const kernel = new Kernel();
   it('partLuts gives every dictionary value its id in every part, batch after batch, also when its cache of values starts over', () => {
@@ -374,11 +387,7 @@ describe('the compliance model', () => {
   it('drops the weights the training data cannot tell from 0 (z below --min-z), one at a time, and keeps those it can', async () => {
     // the label follows the importer; the origin is noise
     const r = rng(71);
-    const importer: string[] = [];
-    for (let k = 0; importer.length < 5000; k++) { const size = 5 + Math.floor(r() * 20); for (let j = 0; j < size; j++) importer.push(`IMP${k}`); }
-    const decls = randomDeclarations(5000, 72).map((d, i) => ({ ...d, importer: importer[i], origin: `O${Math.floor(r() * 30)}` }));
-    const { batch } = toBatch(decls);
-    const peers = buildPeerTables([batch], ['hs6', 'hs4']);
+    const { decls, batch, peers } = importerRuns(5000, 72, () => 5 + Math.floor(r() * 20), () => `O${Math.floor(r() * 30)}`);
     const risky = new Map<string, boolean>();
     const labels = Uint8Array.from(decls, (d) => {
       let x = risky.get(d.importer);
@@ -414,11 +423,7 @@ describe('the compliance model', () => {
   it("strength 'auto' takes the prior strength whose model fits best out of fold, and that strength's model", async () => {
     // importers of 1 to 40 declarations; 20 % of them risky (90 % non-compliant), the rest 5 %
     const r = rng(42);
-    const importer: string[] = [];
-    for (let k = 0; importer.length < 6000; k++) { const size = 1 + Math.floor(r() ** 2 * 40); for (let j = 0; j < size; j++) importer.push(`IMP${k}`); }
-    const decls = randomDeclarations(6000, 41).map((d, i) => ({ ...d, importer: importer[i] }));
-    const { batch } = toBatch(decls);
-    const peers = buildPeerTables([batch], ['hs6', 'hs4']);
+    const { decls, batch, peers } = importerRuns(6000, 41, () => 1 + Math.floor(r() ** 2 * 40));
     const risky = new Map<string, boolean>();
     const informative = Uint8Array.from(decls, (d) => {
       let x = risky.get(d.importer);
@@ -464,11 +469,7 @@ describe('the compliance model', () => {
   it('keeps the trader dimensions at a prior strength of at least 10 by default, whatever the strength of the others (auto included)', async () => {
     // importers of 1 to 6 declarations, each risky or not; origins as informative; both thin enough for the strength to matter
     const r = rng(61);
-    const importer: string[] = [];
-    for (let k = 0; importer.length < 4000; k++) { const size = 1 + Math.floor(r() * 6); for (let j = 0; j < size; j++) importer.push(`IMP${k}`); }
-    const decls = randomDeclarations(4000, 62).map((d, i) => ({ ...d, importer: importer[i], origin: `O${Math.floor(r() * 400)}` }));
-    const { batch } = toBatch(decls);
-    const peers = buildPeerTables([batch], ['hs6', 'hs4']);
+    const { decls, batch, peers } = importerRuns(4000, 62, () => 1 + Math.floor(r() * 6), () => `O${Math.floor(r() * 400)}`);
     const risk = new Map<string, number>();
     const riskOf = (key: string) => { let x = risk.get(key); if (x === undefined) risk.set(key, (x = r() < 0.2 ? 0.9 : 0.05)); return x; };
     const labels = Uint8Array.from(decls, (d) => (r() < Math.max(riskOf(d.importer), riskOf(d.origin)) ? 1 : 0));
