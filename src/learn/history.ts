@@ -256,6 +256,8 @@ export interface BatchHistory {
   aeo?: Uint32Array;
   /** Per row, the HISTORY reasons its decision cites (decisions.ts HistoryReasons.rows): filled when the first decision is built. */
   reasons?: Int32Array;
+  /** Per part of the index, each row's value id, as HistoryIndex.dimEntries computed them for the reasons (kept for the other dimensions on the part). */
+  partIds?: (Int32Array | undefined)[];
 }
 
 /** Open-addressing hash of float64 keys (exact integers < 2^53) to int32 values. */
@@ -537,30 +539,36 @@ export class HistoryIndex {
     const dim = this.dims[d];
     const out = new Int32Array(n);
     if (dim.parts.length === 0) return out.fill(-1);
-    /** Row i's value id of part k, for every row. */
-    const ids = (k: number): Int32Array => {
-      const ids = new Int32Array(n);
-      if (k !== this.taxPart) {
-        const lut = h.partLut[k], codes = h.codes[this.partColumn[k]]!;
-        for (let i = 0; i < n; i++) ids[i] = lut[codes[i]];
-      } else {
-        for (let i = 0; i < n; i++) ids[i] = this.code(h, i, k);
-      }
-      return ids;
-    };
     if (dim.single) {
-      const g = ids(dim.parts[0]), single = dim.single;
-      for (let i = 0; i < n; i++) out[i] = g[i] < 0 || g[i] >= single.length ? -1 : single[g[i]];
+      const g = this.partIds(h, n, dim.parts[0]), single = dim.single;
+      for (let i = 0; i < n; i++) { const x = g[i]; out[i] = x < 0 || x >= single.length ? -1 : single[x]; }
       return out;
     }
+    // the key Σ id_j · stride_j, -1 once a part is missing
     const keys = new Float64Array(n);
-    dim.parts.forEach((k, j) => {
-      const g = ids(k), stride = dim.strides![j];
-      for (let i = 0; i < n; i++) keys[i] = g[i] < 0 || keys[i] < 0 ? -1 : keys[i] + g[i] * stride;
-    });
+    const parts = dim.parts, strides = dim.strides!;
+    for (let j = 0; j < parts.length; j++) {
+      const g = this.partIds(h, n, parts[j]), stride = strides[j];
+      for (let i = 0; i < n; i++) { const x = g[i], k = keys[i]; keys[i] = x < 0 || k < 0 ? -1 : k + x * stride; }
+    }
     const hash = this.hashOf(d);
-    for (let i = 0; i < n; i++) out[i] = keys[i] < 0 ? -1 : hash.get(keys[i]);
+    for (let i = 0; i < n; i++) { const k = keys[i]; out[i] = k < 0 ? -1 : hash.get(k); }
     return out;
+  }
+
+  /** Every row's value id of part k (-1: missing or not in the tables), computed once per batch and part and kept on `h`: dimensions that share a part (importer, importer×hs4, declarant×importer) read it once. */
+  private partIds(h: BatchHistory, n: number, k: number): Int32Array {
+    const kept = (h.partIds ??= [])[k];
+    if (kept !== undefined && kept.length === n) return kept;
+    const ids = new Int32Array(n);
+    if (k !== this.taxPart) {
+      const lut = h.partLut[k], codes = h.codes[this.partColumn[k]]!;
+      for (let i = 0; i < n; i++) ids[i] = lut[codes[i]];
+    } else {
+      for (let i = 0; i < n; i++) ids[i] = this.code(h, i, k);
+    }
+    h.partIds[k] = ids;
+    return ids;
   }
 
   private hashOf(d: number): NumberHash {
