@@ -441,13 +441,24 @@ describe('learning from the feedback in the store (POST /v1/model/retrain)', () 
       expect(r.json().training.strengths).toBeUndefined();
       const importer = r.json().model.dimensions.find((d: { name: string }) => d.name === 'importer');
       expect(importer.weight).toBeGreaterThan(0);
+      // each kept weight's z, at least the model's bar; none for a dimension training dropped
+      expect(r.json().model.minZ).toBe(1.96);
+      expect(importer.z).toBe(r.json().training.z['history.importer']);
+      for (const d of r.json().model.dimensions as { name: string; weight: number; z: number | null }[]) {
+        if (d.weight === 0) expect(d.z, d.name).toBeNull();
+        else expect(d.z, d.name).toBeGreaterThanOrEqual(1.96);
+      }
       // a new IMP3 declaration: its importer's history is a reason
       const next = { ...decls.find((d) => d.importer === 'IMP3')!, id: 'L-NEW' };
       const scored = (await call(service.url, 'POST', '/v1/score', { role: 'port', type: 'application/json', body: JSON.stringify({ declarations: [next] }) })).json();
       expect(scored.decisions[0].reasons.some((x: { code: string; dimension?: string; value?: string }) => x.code === 'HISTORY' && x.dimension === 'importer' && x.value === 'IMP3')).toBe(true);
       await service.close();
       service = await startService({ host: '127.0.0.1', port: 0, dataDir, tokensEnv, threads: 1, inlineMaxBytes: 0, metricsIntervalMs: 60_000 });
-      expect((await call(service.url, 'GET', '/v1/model')).json().model.rows).toBe(decls.length);
+      const reloaded = (await call(service.url, 'GET', '/v1/model')).json().model;
+      expect(reloaded.rows).toBe(decls.length);
+      // read back from the model file after a restart: the same weights and z
+      expect(reloaded.dimensions).toEqual(r.json().model.dimensions);
+      expect(reloaded.minZ).toBe(1.96);
       // the same from the CLI, reading the store beside the running service
       const cli = await runCli(['train', '--from-store', '--data-dir', dataDir, '--out', join(dir, 'cli-model.json'), '--json']);
       expect(cli.code, cli.stderr).toBe(0);

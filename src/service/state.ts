@@ -142,7 +142,7 @@ export class RulesetSource {
   get database(): Db { return this.db; }
 
   /** The compliance model in use (weights, thresholds, historical tables), if any. */
-  private model: { settings: TrainedModel['settings']; history: HistoryTables; trainedAt?: string; rows?: number; fromStore?: boolean; feedbackSeq?: number } | undefined;
+  private model: { settings: TrainedModel['settings']; history: HistoryTables; trainedAt?: string; rows?: number; fromStore?: boolean; feedbackSeq?: number; minZ?: number; z?: Record<string, number> } | undefined;
 
   private get modelPath(): string { return this.files.modelPath ?? join(dirname(this.files.storePath), 'model.json'); }
 
@@ -165,15 +165,23 @@ export class RulesetSource {
   /** Reads the model file when there is one (a named error if it is not a model; nothing changes then). */
   private readModel(): typeof this.model {
     if (!existsSync(this.modelPath)) return undefined;
-    const raw = readJsonFile(this.modelPath, 'the model', 'model', errors.SEL_ERR_RULESET_INVALID) as { createdAt?: string; training?: { rows?: number }; source?: string; feedbackSeq?: unknown };
+    const raw = readJsonFile(this.modelPath, 'the model', 'model', errors.SEL_ERR_RULESET_INVALID) as { createdAt?: string; training?: { rows?: number; minZ?: unknown; z?: unknown }; source?: string; feedbackSeq?: unknown };
     const feedbackSeq = Number.isSafeInteger(raw.feedbackSeq) && (raw.feedbackSeq as number) >= 0 ? (raw.feedbackSeq as number) : undefined; // absent in models written before it was recorded
-    return { ...modelRuleset(raw), trainedAt: raw.createdAt, rows: raw.training?.rows, fromStore: raw.source === 'feedback in the store', feedbackSeq };
+    // the significance bar and each kept weight's z: absent in models written before them
+    const minZ = typeof raw.training?.minZ === 'number' ? raw.training.minZ : undefined;
+    const z = raw.training?.z !== null && typeof raw.training?.z === 'object' ? (raw.training.z as Record<string, number>) : undefined;
+    return { ...modelRuleset(raw), trainedAt: raw.createdAt, rows: raw.training?.rows, fromStore: raw.source === 'feedback in the store', feedbackSeq, minZ, z };
   }
 
   /** What the model in use was trained on (undefined without a model). */
-  get modelInfo(): { path: string; trainedAt: string | null; rows: number | null; strength: number; traderStrength: number; dimensions: { name: string; weight: number; values: number }[] } | undefined {
+  get modelInfo(): { path: string; trainedAt: string | null; rows: number | null; strength: number; traderStrength: number; minZ: number | null; dimensions: { name: string; weight: number; z: number | null; values: number }[] } | undefined {
     const m = this.model;
-    return m && { path: this.modelPath, trainedAt: m.trainedAt ?? null, rows: m.rows ?? null, strength: m.history.strength, traderStrength: m.history.traderStrength ?? m.history.strength, dimensions: m.history.dimensions.map((d) => ({ name: d.name, weight: d.weight, values: d.keys.length })) };
+    const zOf = (name: string): number | null => { const z = m?.z?.[`history.${name}`]; return typeof z === 'number' ? z : null; };
+    return m && {
+      path: this.modelPath, trainedAt: m.trainedAt ?? null, rows: m.rows ?? null, strength: m.history.strength, traderStrength: m.history.traderStrength ?? m.history.strength, minZ: m.minZ ?? null,
+      // weight 0: dropped by training (negative, or z below minZ), not loaded; z: the kept weight over its standard error
+      dimensions: m.history.dimensions.map((d) => ({ name: d.name, weight: d.weight, z: d.weight !== 0 ? zOf(d.name) : null, values: d.keys.length })),
+    };
   }
 
   /** The retrain running now (a second call waits for it rather than fitting twice). */
@@ -203,7 +211,7 @@ export class RulesetSource {
     } else {
       doc = await modelFromStore(this.db, this.peers, task.options ?? {}, 'feedback in the store', new Date(task.now)); // not built (library use from source): in this thread
     }
-    const next = { settings: doc.settings, history: doc.history, trainedAt: doc.createdAt, rows: doc.training.rows, fromStore: true, feedbackSeq: doc.feedbackSeq };
+    const next = { settings: doc.settings, history: doc.history, trainedAt: doc.createdAt, rows: doc.training.rows, fromStore: true, feedbackSeq: doc.feedbackSeq, minZ: doc.training.minZ, z: doc.training.z };
     const ruleset = this.compose(this.peers, next); // validates before anything is written
     writeFileDurable(this.modelPath, `${JSON.stringify(doc)}\n`);
     this.model = next;
