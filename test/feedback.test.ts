@@ -472,7 +472,7 @@ describe('learning from the feedback in the store (POST /v1/model/retrain)', () 
 describe('automatic retraining as feedback arrives', () => {
   it('refits in a worker once enough inspected results are in, swaps the model in, and waits for the next batch of results', async () => {
     const dataDir = join(dir, 'auto');
-    const service = await startService({ host: '127.0.0.1', port: 0, dataDir, tokensEnv, threads: 1, inlineMaxBytes: 0, metricsIntervalMs: 60_000, retrainAfter: 100, retrainCheckMs: 50, retrainStrength: 'auto' });
+    const service = await startService({ host: '127.0.0.1', port: 0, dataDir, tokensEnv, threads: 1, inlineMaxBytes: 0, metricsIntervalMs: 60_000, retrainAfter: 100, retrainCheckMs: 50, retrainStrength: 'auto', retrainMinZ: 0 });
     try {
       const before = (await call(service.url, 'GET', '/v1/ruleset')).json().version;
       const decls = declarations(160, 9, 'AUTO');
@@ -496,6 +496,8 @@ describe('automatic retraining as feedback arrives', () => {
       expect(m.model.strength).toBe(doc.history.strength);
       // the trader dimensions keep a strength of at least 10 (TrainOptions.traderStrength), shown beside it
       expect(m.model.traderStrength).toBe(Math.max(10, doc.history.strength));
+      // retrainMinZ 0: every weight that is not negative is kept, whatever its z
+      expect(m.model.minZ).toBe(0);
     } finally {
       await service.close();
     }

@@ -48,6 +48,7 @@ describe('serve refuses every bad option value before it makes anything', () => 
     [['--host', ''], 'host'], [['--host', ' '], 'host'], [['--host', 'no-such-host.invalid'], 'host'],
     [['--threads', '1.5'], 'threads'], [['--threads=-1'], 'threads'], [['--backtest-threads', 'abc'], 'backtest-threads'],
     [['--retrain-after=-1'], 'retrain-after'], [['--retrain-strength', 'abc'], 'retrain-strength'], [['--retrain-strength', '0'], 'retrain-strength'],
+    [['--retrain-min-z=-1'], 'retrain-min-z'], [['--retrain-min-z', 'abc'], 'retrain-min-z'],
     [['--max-queue', '0'], 'max-queue'], [['--body-limit', '0'], 'body-limit'], [['--body-limit', 'abc'], 'body-limit'],
     [['--inline-max', 'abc'], 'inline-max'], [['--young-mb', 'abc'], 'young-mb'], [['--max-batch', '0'], 'max-batch'],
     [['--metrics-interval', '0'], 'metrics-interval'], [['--decision-log', 'maybe'], 'decision-log'],

@@ -16,8 +16,8 @@ export interface RetrainTask {
   peersPath: string;
   /** When the model is made (ms since the epoch). */
   now: number;
-  /** The prior strength to fit with (serve --retrain-strength); the default otherwise. */
-  options?: Pick<TrainOptions, 'strength'>;
+  /** The prior strength and the significance bar to fit with (serve --retrain-strength, --retrain-min-z); the defaults otherwise. */
+  options?: Pick<TrainOptions, 'strength' | 'minZ'>;
 }
 
 export default function retrain(task: RetrainTask): Promise<Awaited<ReturnType<typeof modelFromStore>> | WorkerFailure> {

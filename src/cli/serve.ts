@@ -4,7 +4,7 @@ import v8 from 'node:v8';
 import { errors } from '../errors.js';
 import { startService } from '../service/service.js';
 import { intOption } from './options.js';
-import { strengthOption } from './train.js';
+import { minZOption, strengthOption } from './train.js';
 
 export const SERVE_HELP = `Usage: selectivity serve [options]
 
@@ -30,6 +30,8 @@ Options (environment variable in brackets):
                          request, POST /v1/model/retrain)
   --retrain-strength <m|auto>  prior strength of the tables such a refit fits (default 10; auto:
                          the one that fits the feedback best, see docs/learning.md)
+  --retrain-min-z <z>    least z a weight of such a refit must reach to stay (default 1.96;
+                         0: keep every weight that is not negative, see docs/learning.md)
   --inline-max <size>    bodies up to this size are scored on the main thread, without
                          a hop to a worker (lower latency for single declarations;
                          default 16kb, 0 = always use the pool)
@@ -89,6 +91,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
       'backtest-threads': { type: 'string' },
       'retrain-after': { type: 'string' },
       'retrain-strength': { type: 'string' },
+      'retrain-min-z': { type: 'string' },
       'max-queue': { type: 'string' },
       'body-limit': { type: 'string' },
       'inline-max': { type: 'string' },
@@ -124,6 +127,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
     backtestThreads: values['backtest-threads'] !== undefined ? intOption(values['backtest-threads'], 'backtest-threads', 0, 1024) : undefined,
     retrainAfter: values['retrain-after'] !== undefined ? intOption(values['retrain-after'], 'retrain-after', 0, 1e9) : undefined,
     retrainStrength: values['retrain-strength'] !== undefined ? strengthOption(values['retrain-strength'], 'retrain-strength') : undefined,
+    retrainMinZ: values['retrain-min-z'] !== undefined ? minZOption(values['retrain-min-z'], 'retrain-min-z') : undefined,
     maxQueue: values['max-queue'] !== undefined ? intOption(values['max-queue'], 'max-queue', 1) : undefined,
     bodyLimit: values['body-limit'] !== undefined ? parseSize(values['body-limit'], 'body-limit') : undefined,
     youngGenerationMb: values['young-mb'] !== undefined ? intOption(values['young-mb'], 'young-mb', 0, 4096) : undefined,

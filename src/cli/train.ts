@@ -45,6 +45,11 @@ export function strengthOption(raw: string, name: string): number | 'auto' {
   return raw.trim() === 'auto' ? 'auto' : numberOption(raw, name, 0.001, 1e9);
 }
 
+/** --min-z and serve's --retrain-min-z (named by `name`): the least z of a kept weight, 0 or more. */
+export function minZOption(raw: string, name: string): number {
+  return numberOption(raw, name, 0, 1e6);
+}
+
 export function learnOptions(v: { dimensions?: string; strength?: string; 'trader-strength'?: string; 'half-life'?: string; 'red-at'?: string; 'yellow-at'?: string; 'min-z'?: string }): TrainOptions {
   const o: TrainOptions = {};
   if (v.dimensions !== undefined) o.dimensions = v.dimensions.split(',').map((d) => d.trim()).filter((d) => d !== '');
@@ -53,7 +58,7 @@ export function learnOptions(v: { dimensions?: string; strength?: string; 'trade
   if (v['half-life'] !== undefined) o.halfLifeDays = numberOption(v['half-life'], 'half-life', 0, 1e6);
   if (v['red-at'] !== undefined) o.redAt = numberOption(v['red-at'], 'red-at', 0.001, 0.999);
   if (v['yellow-at'] !== undefined) o.yellowAt = numberOption(v['yellow-at'], 'yellow-at', 0.001, 0.999);
-  if (v['min-z'] !== undefined) o.minZ = numberOption(v['min-z'], 'min-z', 0, 1e6);
+  if (v['min-z'] !== undefined) o.minZ = minZOption(v['min-z'], 'min-z');
   return o;
 }
 

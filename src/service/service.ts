@@ -58,6 +58,8 @@ export interface ServiceConfig {
   retrainAfter?: number;
   /** Prior strength of the tables a retrain from the store fits (TrainOptions.strength: a number, default 10, or 'auto'). */
   retrainStrength?: number | 'auto';
+  /** Least z a weight of such a retrain must reach (TrainOptions.minZ, default 1.96). */
+  retrainMinZ?: number;
   /** How often the feedback count is checked, ms (default 60,000). */
   retrainCheckMs?: number;
   /** Worker threads of a back-test job (default: half the cores, at least 1; scoring keeps the rest). */
@@ -138,7 +140,7 @@ export async function startService(config: ServiceConfig): Promise<RunningServic
   const files = await prepareDataDir(config.dataDir, { profilesFile: config.profiles, peersPath: config.peers }, { onMigration: config.onStoreMigration });
   const { store: loaded, generated } = configured ?? loadTokens(tokenOptions);
   const tokens = new ReloadableTokens(loaded, loaded.path === dataDirTokensPath(config.dataDir));
-  const source = new RulesetSource({ storePath: files.storePath, peersPath: files.peersPath }, { retrain: config.retrainStrength !== undefined ? { strength: config.retrainStrength } : {} });
+  const source = new RulesetSource({ storePath: files.storePath, peersPath: files.peersPath }, { retrain: { ...(config.retrainStrength !== undefined ? { strength: config.retrainStrength } : {}), ...(config.retrainMinZ !== undefined ? { minZ: config.retrainMinZ } : {}) } });
   let ruleset;
   try {
     ruleset = await source.load(files.peers);

@@ -125,11 +125,11 @@ export class RulesetSource {
   private engine: Engine | undefined;
   private clock: { apply: (r: Ruleset) => unknown; timer?: NodeJS.Timeout } | undefined;
 
-  /** What a retrain fits with (the prior strength: serve --retrain-strength); the defaults otherwise. */
-  readonly retrainOptions: Pick<TrainOptions, 'strength'>;
+  /** What a retrain fits with (the prior strength and the significance bar: serve --retrain-strength, --retrain-min-z); the defaults otherwise. */
+  readonly retrainOptions: Pick<TrainOptions, 'strength' | 'minZ'>;
   private readonly now: () => number;
 
-  constructor(readonly files: RulesetFiles, options: { retrain?: Pick<TrainOptions, 'strength'>; now?: () => number } = {}) {
+  constructor(readonly files: RulesetFiles, options: { retrain?: Pick<TrainOptions, 'strength' | 'minZ'>; now?: () => number } = {}) {
     this.retrainOptions = options.retrain ?? {};
     this.now = options.now ?? Date.now;
     this.db = openStore(files.storePath);
