@@ -101,6 +101,12 @@ describe('selectivity evaluate', () => {
     const text = await run(['evaluate', '--file', all, '--label', 'fraud', '--threads', '0', '--top', '5,20']);
     expect(text.code, text.stderr).toBe(0);
     expect(text.stdout).toMatch(/5 %.*\n.*20 %/);
+    // --learn: the model line says how many of the dimensions training kept (weight not 0)
+    const learnt = await run(['evaluate', '--train', join(dir, 'old.csv'), '--test', join(dir, 'new.csv'), '--label', 'fraud', '--threads', '0', '--learn', '--json']);
+    expect(learnt.code, learnt.stderr).toBe(0);
+    const dims = JSON.parse(learnt.stdout).model.dimensions as { weight: number }[];
+    const learntText = await run(['evaluate', '--train', join(dir, 'old.csv'), '--test', join(dir, 'new.csv'), '--label', 'fraud', '--threads', '0', '--learn']);
+    expect(learntText.stdout).toContain(`; ${dims.filter((d) => d.weight !== 0).length} of ${dims.length} dimensions kept; largest weights `);
     expect((await run(['evaluate', '--test', all, '--label', 'fraud'])).stderr).toContain('SEL_ERR_OPTION_INVALID');
   });
 });
