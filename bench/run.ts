@@ -24,6 +24,7 @@ import { createEngine } from '../src/engine.js';
 import { compileRuleset } from '../src/ruleset/compile.js';
 import { createRuleset, type Ruleset } from '../src/ruleset/ruleset.js';
 import { trainModel } from '../src/learn/train.js';
+import { dimensionLoaded } from '../src/learn/history.js';
 import { packageRoot } from '../src/paths.js';
 import { scoreWire } from '../src/service/wire.js';
 import { pack } from 'msgpackr';
@@ -158,8 +159,8 @@ if (SUITES.has('4')) {
   const trainMs = performance.now() - t0;
   const plain = ruleset(256);
   const learnt = createRuleset({ peers, profiles: plain.profiles, settings: { ...model.settings, misclassification: { weight: 0 } }, history: model.history });
-  // the tables the kernel loads: a dimension training dropped (weight 0) adds nothing and is left out
-  const loaded = model.history.dimensions.filter((d) => d.weight !== 0);
+  // the tables the kernel loads: a dimension training dropped (weight 0) is left out
+  const loaded = model.history.dimensions.filter(dimensionLoaded);
   const values = loaded.reduce((s, d) => s + d.keys.length, 0);
   /**
    * Both rulesets in alternating rounds, so that drift of this machine's

@@ -52,6 +52,7 @@ import { packageRoot } from '../src/paths.js';
 import { msgpackValueEnd } from '../src/service/wire.js';
 import type { Declaration } from '../src/model/schema.js';
 import { trainModel } from '../src/learn/train.js';
+import { dimensionLoaded } from '../src/learn/history.js';
 import { fraudLabels, labelledBatches, peerTables, world } from './data.js';
 import { pacedLoad } from './paced.js';
 import { closedLoad } from './closed.js';
@@ -735,8 +736,8 @@ async function main(): Promise<void> {
     const all = world(skip, MODEL_ROWS, 11).scored;
     const model = await trainModel(labelledBatches(all, fraudLabels(skip + MODEL_ROWS, 11).subarray(skip), 8192), peerTables(all), {}, { threads: 0 });
     modelDoc = `${JSON.stringify({ ...model, createdAt: new Date().toISOString() })}\n`; // selectivity train's format
-    // the tables the workers load: a dimension training dropped (weight 0) adds nothing and is left out
-    const loaded = model.history.dimensions.filter((d) => d.weight !== 0);
+    // the tables the workers load: a dimension training dropped (weight 0) is left out
+    const loaded = model.history.dimensions.filter(dimensionLoaded);
     const values = loaded.reduce((n, d) => n + d.keys.length, 0);
     modelNote = ` with a compliance model trained on ${fmt(MODEL_ROWS)} labelled declarations of the same synthetic world (${loaded.length} historical tables loaded, ${fmt(values)} values; ${model.history.dimensions.length - loaded.length} of its ${model.history.dimensions.length} dimensions dropped by training, weight 0)`;
   }

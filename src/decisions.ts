@@ -7,7 +7,7 @@ import { CHANNELS, type Channel } from './model/channels.js';
 import { FEATURES, NF, type Feature } from './peers/peer-groups.js';
 import type { CompiledMeta } from './ruleset/compile.js';
 import type { RiskArea } from './profiles/profile.js';
-import { historyIndex, lifts, smoothedRate, type BatchHistory, type HistoryIndex, type HistoryTables } from './learn/history.js';
+import { dimensionLoaded, historyIndex, lifts, smoothedRate, type BatchHistory, type HistoryIndex, type HistoryTables } from './learn/history.js';
 import { FLAG_CONTROL, FLAG_PROFILE_CHANNEL, type ScoreResult } from './kernel/layout.js';
 import type { TextSignal } from './text/signals.js';
 
@@ -36,7 +36,7 @@ class HistoryReasons {
 
   constructor(private readonly t: HistoryTables) {
     this.index = historyIndex(t);
-    this.lift = t.dimensions.map((d) => (d.weight !== 0 ? lifts(t, d) : new Float64Array(0))); // weight 0: nothing to cite
+    this.lift = t.dimensions.map((d) => (dimensionLoaded(d) ? lifts(t, d) : new Float64Array(0))); // not loaded: nothing to cite
     this.slot = t.dimensions.map((d) => new Int32Array(d.keys.length));
     this.aeo = Object.freeze({ code: 'AEO', contribution: -round(t.aeoReduction ?? 0) });
     this.citable = [];

@@ -9,6 +9,7 @@ import { DEFAULT_FRACTIONS, evaluate, type EvaluationReport } from '../evaluate/
 import { DEFAULT_REVENUE } from '../evaluate/expression.js';
 import { loadProfiles } from '../profiles/load.js';
 import { DEFAULT_LEVELS } from '../peers/peer-groups.js';
+import { dimensionLoaded } from '../learn/history.js';
 import { intOption, numberOption } from './options.js';
 import { Progress } from './progress.js';
 import { LEARN_HELP, LEARN_OPTIONS, learnOptions } from './train.js';
@@ -63,7 +64,7 @@ export function formatEvaluation(r: EvaluationReport): string {
   }
   if (r.model) {
     const top = Object.entries(r.model.coefficients).filter(([, v]) => v !== 0).sort((a, b) => Math.abs(b[1]) - Math.abs(a[1])).slice(0, 8);
-    lines.push('', `  model: ${r.model.training.rows.toLocaleString('en-US')} rows, prior ${pct(r.model.training.prior, 2)}, log-loss ${r.model.training.logLoss.toFixed(4)}, prior strength ${r.model.strength}${r.model.training.strengths ? ' (auto)' : ''}${r.model.traderStrength !== undefined ? ` (${r.model.traderStrength} for the trader dimensions)` : ''}; ${r.model.dimensions.filter((d) => d.weight !== 0).length} of ${r.model.dimensions.length} dimensions kept; largest weights ${top.map(([k, v]) => `${k} ${v.toFixed(2)}`).join(', ')}`);
+    lines.push('', `  model: ${r.model.training.rows.toLocaleString('en-US')} rows, prior ${pct(r.model.training.prior, 2)}, log-loss ${r.model.training.logLoss.toFixed(4)}, prior strength ${r.model.strength}${r.model.training.strengths ? ' (auto)' : ''}${r.model.traderStrength !== undefined ? ` (${r.model.traderStrength} for the trader dimensions)` : ''}; ${r.model.dimensions.filter(dimensionLoaded).length} of ${r.model.dimensions.length} dimensions kept; largest weights ${top.map(([k, v]) => `${k} ${v.toFixed(2)}`).join(', ')}`);
   }
   lines.push('', `${r.seconds.toFixed(2)} s`);
   return lines.join('\n');

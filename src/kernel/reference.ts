@@ -13,7 +13,7 @@ import { randomThreshold } from '../ruleset/compile.js';
 import type { Ruleset } from '../ruleset/ruleset.js';
 import { mix32 } from './hash.js';
 import { termKey, TextScorer, textConfig, type TextSignal, type BatchText } from '../text/signals.js';
-import { keyOf, lifts, parseDimension, type DimensionField } from '../learn/history.js';
+import { dimensionLoaded, keyOf, lifts, parseDimension, type DimensionField } from '../learn/history.js';
 import { FLAG_CONTROL, FLAG_PROFILE_CHANNEL } from './layout.js';
 
 export interface ReferenceResult {
@@ -93,8 +93,8 @@ export function referenceScore(ruleset: Ruleset, batch: ColumnarBatch): Referenc
   const text = textScorer.batch(batch);
   const terms = textScorer.config.terms;
   let signal: TextSignal | undefined;
-  // historical tables: per dimension its parts, a key → lift map and the weight (one of weight 0 adds nothing)
-  const dims = (ruleset.history?.dimensions ?? []).filter((d) => d.weight !== 0).map((d) => {
+  // historical tables: per loaded dimension its parts, a key → lift map and the weight
+  const dims = (ruleset.history?.dimensions ?? []).filter(dimensionLoaded).map((d) => {
     const l = lifts(ruleset.history!, d);
     return { parts: parseDimension(d.name), weight: d.weight, lift: new Map(d.keys.map((k, j) => [k, l[j]])) };
   });

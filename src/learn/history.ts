@@ -260,6 +260,14 @@ export interface BatchHistory {
   partIds?: (Int32Array | undefined)[];
 }
 
+/**
+ * Whether a dimension is loaded for scoring: one of weight 0 (training drops
+ * those whose weight fits negative or is not significant) adds nothing to
+ * any score, so the index, the image, the kernel, the reference scorer and
+ * the reasons leave it out.
+ */
+export const dimensionLoaded = (d: Pick<HistoryDimension, 'weight'>): boolean => d.weight !== 0;
+
 /** Open-addressing hash of float64 keys (exact integers < 2^53) to int32 values. */
 class NumberHash {
   private readonly keys: Float64Array;
@@ -355,9 +363,8 @@ export function historyIndex(tables: HistoryTables): HistoryIndex {
 
 /**
  * Historical tables as integers. Every value of every part (importer, hs6,
- * …) found in the tables gets a number (the parts of dimensions of nonzero
- * weight: one of weight 0 adds nothing, and is left out), in an order fixed by the tables
- * alone, so that the compiler (which writes the combination hash tables into
+ * …) of the loaded dimensions (dimensionLoaded) gets a number, in an order
+ * fixed by the tables alone, so that the compiler (which writes the combination hash tables into
  * the ruleset image), the kernel's host (which maps each distinct dictionary
  * value of a batch to its number) and the decisions (which find the entries
  * behind HISTORY reasons) agree on the numbers without exchanging them.
@@ -399,8 +406,8 @@ export class HistoryIndex {
     this.valueCacheLimit = options.valueCacheLimit ?? VALUE_CACHE_LIMIT;
     const partIndex = new Map<string, number>();
     const specs = tables.dimensions.map((d) => parseDimension(d.name));
-    // a dimension of weight 0 adds nothing to any score: no parts, columns or table for it
-    const live = tables.dimensions.map((d) => d.weight !== 0);
+    // a dimension not loaded (weight 0): no parts, columns or table for it
+    const live = tables.dimensions.map(dimensionLoaded);
     specs.forEach((parts, di) => {
       if (!live[di]) return;
       for (const p of parts) {
@@ -436,7 +443,7 @@ export class HistoryIndex {
     tables.dimensions.forEach((d, di) => {
       this.hashes.push(undefined);
       const code = codes[di];
-      if (!code) { this.dims.push({ parts: [], weightedLift: new Float64Array(d.keys.length) }); return; }
+      if (!code) { this.dims.push({ parts: [], weightedLift: new Float64Array(0) }); return; } // never read: no column or table
       const { idx, ids } = code;
       const weightedLift = lifts(tables, d).map((x) => d.weight * x);
       for (const k of idx) if (!this.columns.includes(this.parts[k].column)) this.columns.push(this.parts[k].column);

@@ -14,7 +14,7 @@ import { ProfileStore, type ImportSummary } from '../profiles/store.js';
 import { validateProfiles } from '../profiles/profile.js';
 import { WatchListStore } from '../text/store.js';
 import { modelRuleset, type TrainedModel, type TrainOptions } from '../learn/train.js';
-import type { HistoryTables } from '../learn/history.js';
+import { dimensionLoaded, type HistoryTables } from '../learn/history.js';
 import { modelFromStore } from '../learn/from-store.js';
 import { makeDirs, writeFileDurable } from '../store/durable.js';
 import { UsageRecorder } from '../profiles/effectiveness.js';
@@ -180,7 +180,7 @@ export class RulesetSource {
     return m && {
       path: this.modelPath, trainedAt: m.trainedAt ?? null, rows: m.rows ?? null, strength: m.history.strength, traderStrength: m.history.traderStrength ?? m.history.strength, minZ: m.minZ ?? null,
       // weight 0: dropped by training (negative, or z below minZ), not loaded; z: the kept weight over its standard error
-      dimensions: m.history.dimensions.map((d) => ({ name: d.name, weight: d.weight, z: d.weight !== 0 ? zOf(d.name) : null, values: d.keys.length })),
+      dimensions: m.history.dimensions.map((d) => ({ name: d.name, weight: d.weight, z: dimensionLoaded(d) ? zOf(d.name) : null, values: d.keys.length })),
     };
   }
 
