@@ -372,8 +372,12 @@ const H_TAX_CODES: usize = 28; // u32: the tax codes to write (u32 per row; 0: n
 const H_AEO_COL: usize = 32; // u32: the aeo codes (u32 per row; 0: no AEO reduction)
 const H_AEO: usize = 40; // f64: the AEO reduction
 const H_LIST: usize = 48; // per column 8 B (u32 codes, u32 f64 table by code), then per combination 64 B:
-// u32 slots, u32 capacity - 1, u32 64 - log2(capacity), u32 parts (2 or 3), then per part
+// u32 slots, u32 capacity - 1, u32 64 - log2(capacity), u32 parts (2 or 3) | NARROW, then per part
 // at 16 + 16j: u32 codes, u32 LUT (code → value id, -1: none), u64 stride
+/** Flag of a combination's parts word: 8-byte slots (u32 key, f32 value) instead of 16 (u64 key, f64 value). */
+const NARROW: u32 = 0x100;
+/** The key of a row with a part not in the tables, in a narrow table (its keys are below it). */
+const ABSENT_KEY32: u64 = 0xfffffffe;
 const H_COMBINATION: usize = 64;
 /** Rows per block of the history pass: the block's slices of the extra column and of the code columns stay in cache across its loops. */
 const HISTORY_BLOCK: i32 = 4096;
@@ -407,15 +411,23 @@ const COMBINATION_HOMES: usize = memory.data(<i32>HISTORY_BLOCK << 2, 16);
  * Adds the combinations of rows b0 to bEnd - 1 found in one combination
  * dimension's slots to their extra values. A row's key is Σ id_j · stride_j
  * of its part value ids (none when one is -1); a slot is (u64 key, all ones
- * = empty; f64 weight × lift), home slot (key × GOLDEN) >> shift, linear
- * probing (see src/ruleset/compile.ts CompiledHistory).
+ * = empty; f64 weight × lift), or in a narrow table (u32 key, f32 weight ×
+ * lift), home slot (key × GOLDEN) >> shift, linear probing (see
+ * src/ruleset/compile.ts CompiledHistory).
  */
+function addCombinations(d: usize, b0: i32, bEnd: i32, extra: usize): void {
+  const partsWord = load<u32>(d + 12);
+  const three = (partsWord & 0xff) == 3;
+  const absent = partsWord & NARROW ? ABSENT_KEY32 : ABSENT_KEY;
+  combinationKeys(d, three, absent, b0, bEnd);
+  if (partsWord & NARROW) probeNarrow(d, b0, bEnd, extra);
+  else probeWide(d, b0, bEnd, extra);
+}
+
+/** Per row of the block, its combination key (absent: a part not in the tables) and home slot, into COMBINATION_KEYS and COMBINATION_HOMES. */
 // @ts-ignore: decorator
-@inline function addCombinations(d: usize, b0: i32, bEnd: i32, extra: usize): void {
-  const slots = <usize>load<u32>(d);
-  const mask = load<u32>(d + 4);
+@inline function combinationKeys(d: usize, three: bool, absent: u64, b0: i32, bEnd: i32): void {
   const shift = <u64>load<u32>(d + 8);
-  const three = load<u32>(d + 12) == 3;
   const c0 = <usize>load<u32>(d + 16), l0 = <usize>load<u32>(d + 20), s0 = load<u64>(d + 24);
   const c1 = <usize>load<u32>(d + 32), l1 = <usize>load<u32>(d + 36), s1 = load<u64>(d + 40);
   const c2 = <usize>load<u32>(d + 48), l2 = <usize>load<u32>(d + 52), s2 = load<u64>(d + 56);
@@ -431,12 +443,19 @@ const COMBINATION_HOMES: usize = memory.data(<i32>HISTORY_BLOCK << 2, 16);
       key += <u64>g2 * s2;
       g |= g2;
     }
-    // a row with a part not in the tables takes a key no slot holds (keys are below 2^53)
-    if (g < 0) key = ABSENT_KEY;
+    // a row with a part not in the tables takes a key no slot holds
+    if (g < 0) key = absent;
     const j = <usize>(i - b0);
     store<u64>(COMBINATION_KEYS + (j << 3), key);
     store<u32>(COMBINATION_HOMES + (j << 2), <u32>((key * GOLDEN) >> shift));
   }
+}
+
+/** The probes of a block's keys in a table of 16-byte slots. */
+// @ts-ignore: decorator
+@inline function probeWide(d: usize, b0: i32, bEnd: i32, extra: usize): void {
+  const slots = <usize>load<u32>(d);
+  const mask = load<u32>(d + 4);
   for (let i = b0; i < bEnd; i++) {
     const j = <usize>(i - b0);
     const key = load<u64>(COMBINATION_KEYS + (j << 3));
@@ -457,6 +476,31 @@ const COMBINATION_HOMES: usize = memory.data(<i32>HISTORY_BLOCK << 2, 16);
     const at = extra + (<usize>i << 3);
     const cur = load<f64>(at);
     store<f64>(at, select<f64>(cur + load<f64>(p + 8), cur, k == key));
+  }
+}
+
+/** The probes of a block's keys in a narrow table (8-byte slots: u32 key, f32 value): probeWide's loop on half the bytes. */
+// @ts-ignore: decorator
+@inline function probeNarrow(d: usize, b0: i32, bEnd: i32, extra: usize): void {
+  const slots = <usize>load<u32>(d);
+  const mask = load<u32>(d + 4);
+  for (let i = b0; i < bEnd; i++) {
+    const j = <usize>(i - b0);
+    const key = <u32>load<u64>(COMBINATION_KEYS + (j << 3));
+    let s = load<u32>(COMBINATION_HOMES + (j << 2));
+    let p = slots + (<usize>s << 3);
+    let k = load<u32>(p);
+    if (k != key && k != NONE32) {
+      while (true) {
+        s = (s + 1) & mask;
+        p = slots + (<usize>s << 3);
+        k = load<u32>(p);
+        if (k == key || k == NONE32) break;
+      }
+    }
+    const at = extra + (<usize>i << 3);
+    const cur = load<f64>(at);
+    store<f64>(at, select<f64>(cur + <f64>load<f32>(p + 4), cur, k == key));
   }
 }
 

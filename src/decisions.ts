@@ -7,7 +7,7 @@ import { CHANNELS, type Channel } from './model/channels.js';
 import { FEATURES, NF, type Feature } from './peers/peer-groups.js';
 import type { CompiledMeta } from './ruleset/compile.js';
 import type { RiskArea } from './profiles/profile.js';
-import { dimensionLoaded, historyIndex, lifts, smoothedRate, type BatchHistory, type HistoryIndex, type HistoryTables } from './learn/history.js';
+import { historyIndex, smoothedRate, type BatchHistory, type HistoryIndex, type HistoryTables } from './learn/history.js';
 import { FLAG_CONTROL, FLAG_PROFILE_CHANNEL, type ScoreResult } from './kernel/layout.js';
 import type { TextSignal } from './text/signals.js';
 
@@ -24,7 +24,8 @@ type HistoryReason = Extract<Reason, { code: 'HISTORY' }>;
  */
 class HistoryReasons {
   private readonly index: HistoryIndex;
-  private readonly lift: Float64Array[];
+  /** Per dimension, each entry's weight × lift as the kernel adds it (HistoryIndex; empty when the dimension is not loaded: nothing to cite). */
+  private readonly weighted: Float64Array[];
   /** Per dimension and entry: 0 not built yet, -1 nothing to cite, else 1 + the reason's index in `reasons`. */
   private readonly slot: Int32Array[];
   private readonly reasons: HistoryReason[] = [];
@@ -36,11 +37,11 @@ class HistoryReasons {
 
   constructor(private readonly t: HistoryTables) {
     this.index = historyIndex(t);
-    this.lift = t.dimensions.map((d) => (dimensionLoaded(d) ? lifts(t, d) : new Float64Array(0))); // not loaded: nothing to cite
+    this.weighted = this.index.dims.map((d) => d.weightedLift);
     this.slot = t.dimensions.map((d) => new Int32Array(d.keys.length));
     this.aeo = Object.freeze({ code: 'AEO', contribution: -round(t.aeoReduction ?? 0) });
     this.citable = [];
-    t.dimensions.forEach((dim, d) => { if (this.lift[d].some((x) => Math.abs(dim.weight * x) >= HISTORY_REASON_MIN)) this.citable.push(d); });
+    t.dimensions.forEach((_, d) => { if (this.weighted[d].some((c) => Math.abs(c) >= HISTORY_REASON_MIN)) this.citable.push(d); });
   }
 
   /**
@@ -89,7 +90,7 @@ class HistoryReasons {
     const s = this.slot[d][e];
     if (s !== 0) return s > 0 ? s - 1 : -1;
     const dim = this.t.dimensions[d];
-    const c = dim.weight * this.lift[d][e];
+    const c = this.weighted[d][e];
     if (Math.abs(c) < HISTORY_REASON_MIN) { this.slot[d][e] = -1; return -1; }
     const r = Object.freeze<HistoryReason>({ code: 'HISTORY', dimension: dim.name, value: dim.keys[e], rate: round(smoothedRate(this.t, dim, e), 3), n: round(dim.n[e], 1), contribution: round(c) });
     this.reasons.push(r);

@@ -182,6 +182,49 @@ describe('historical tables in the kernel', () => {
     expect(found).toBeGreaterThan(100);
   });
 
+  it('a combination whose parts make more keys than a u32 holds gets wide slots (u64 key), the others narrow ones (u32 key, float32 value); both agree with the reference', () => {
+    // 1,700 values per part: the triple's parts make 1,700^3 ≈ 4.9e9 keys, the pair's 2.9e6
+    const K = 1700, r = rng(61);
+    const triple = Array.from({ length: K }, (_, i) => `I${i}|D${i}|S${i}`);
+    const pair = Array.from({ length: K }, (_, i) => `I${i}|D${(i * 7) % K}`);
+    const counts = (keys: string[]) => ({ keys, n: keys.map(() => 1 + Math.floor(r() * 50)), positives: keys.map(() => 0) });
+    const tables: HistoryTables = { prior: 0.2, strength: 5, halfLifeDays: 0, dimensions: [
+      { name: 'importer×declarant', weight: 0.7, ...counts(pair) },
+      { name: 'importer×declarant×seller', weight: 1.3, ...counts(triple) },
+    ] };
+    for (const d of tables.dimensions) d.positives = d.n.map((n) => Math.floor(r() * (n + 1)));
+    const index = new HistoryIndex(tables);
+    expect(index.combinations.map((d) => index.keySpace(d))).toEqual([K * K, K * K * K]);
+    const peers = buildPeerTables([toBatch(randomDeclarations(100, 62)).batch], ['hs6']);
+    const ruleset = createRuleset({ peers, history: tables, settings: { randomSelection: { rate: 0 }, misclassification: { weight: 0 } } });
+    const compiled = compileRuleset(ruleset);
+    expect(compiled.meta.historyImage!.combinations.map((c) => c.narrow)).toEqual([true, false]);
+    // rows on a key of both tables, of one, and of none (values the tables never saw)
+    const pick = () => Math.floor(r() * K);
+    const decls = randomDeclarations(3000, 63).map((d, i) => {
+      const a = pick(), kind = i % 3;
+      return { ...d, importer: `I${a}`, declarant: kind === 0 ? `D${a}` : kind === 1 ? `D${(a * 7) % K}` : `D${pick()}`, seller: kind === 2 ? 'nobody' : `S${a}` };
+    });
+    const { batch } = toBatch(decls);
+    kernel.loadRuleset(compiled);
+    const got = kernel.score(batch);
+    const want = referenceScore(ruleset, batch);
+    let off = 0;
+    for (let i = 0; i < decls.length; i++) if (Math.abs(got.score[i] - want.score[i]) > 1e-9 * Math.max(1, Math.abs(want.score[i]))) off++;
+    expect(off).toBe(0);
+    const found = index.combinations.map((d) => decls.filter((_, i) => index.entry(got.history!, i, d) >= 0).length);
+    expect(found[0]).toBeGreaterThan(900);
+    expect(found[1]).toBeGreaterThan(900);
+    // the scores differ by each found entry's weight × lift, rounded to float32 as the tables hold it
+    const base = referenceScore(createRuleset({ peers, settings: { randomSelection: { rate: 0 }, misclassification: { weight: 0 } } }), batch);
+    const l = tables.dimensions.map((d) => lifts(tables, d));
+    for (const i of [0, 1, 2, 3, 4, 5]) {
+      const e = index.combinations.map((d) => index.entry(got.history!, i, d));
+      const add = e.reduce((sum, x, c) => sum + (x < 0 ? 0 : Math.fround(tables.dimensions[c].weight * l[c][x])), 0);
+      expect(got.score[i] - base.score[i]).toBeCloseTo(add, 9);
+    }
+  });
+
   it('with many dimensions (HS prefixes, tax rates, pairs, triples), unseen values, repeated keys and AEO: the kernel agrees with the reference, and HISTORY reasons name the rows\' own entries', () => {
     const POOL = [...DEFAULT_DIMENSIONS, 'hs8', 'hs10', 'hs2×departure', 'seller×taxRate', 'hs6×origin×importer', 'office×transportMode×declarant', 'importer×seller×taxRate', 'hs4×seller'];
     let reasons = 0, unseen = 0, aeoRows = 0;
@@ -262,7 +305,8 @@ describe('historical tables in the kernel', () => {
     for (let i = 0; i < decls.length; i++) expect(got.score[i], `row ${i}`).toBeCloseTo(want.score[i], 9);
     // the rows differ only in importer and seller: the tables alone tell their scores apart
     const l = tables.dimensions.map((d) => lifts(tables, d));
-    expect(want.score[3] - want.score[1]).toBeCloseTo(l[1][1], 9); // A|B as a pair (A, B); (A, B|C) no pair
+    // A|B as a pair (A, B); (A, B|C) no pair. A combination's weight × lift is held in float32
+    expect(want.score[3] - want.score[1]).toBeCloseTo(Math.fround(l[1][1]), 12);
     expect(want.score[0] - want.score[5]).toBeCloseTo(l[0][0], 9); // importer A|B; no pair for (A|B, C) though the model lists A|B|C
     expect(want.score[2]).toBeCloseTo(want.score[0], 12);
     expect(want.score[4]).toBeCloseTo(want.score[0], 12);

@@ -61,6 +61,8 @@ const alignUp = (n: number, a: number) => Math.ceil(n / a) * a;
 
 /** Codes of a column the tables read: the batch's dictionary, or for the tax rate none plus one per rate value of the tables. */
 const codeCount = (hx: HistoryIndex, batch: ColumnarBatch, c: HistoryColumn): number => (c === 'taxRate' ? hx.parts[hx.taxPart].values.length + 1 : batch.dicts[c].length);
+/** Flag of a combination's parts word in the history block: its table has 8-byte slots (assembly/index.ts NARROW). */
+const NARROW_COMBINATION = 0x100;
 
 let cachedModule: WebAssembly.Module | undefined;
 let cachedDebugModule: WebAssembly.Module | undefined;
@@ -452,12 +454,12 @@ export class Kernel {
     hx.singleColumns.forEach((col, k) => { u32[w++] = columnPtr(col.column); u32[w++] = pAdds[k]; });
     hx.combinations.forEach((d, c) => {
       const dim = hx.dims[d];
-      const { capacity, slots } = layout.combinations[c];
+      const { capacity, slots, narrow } = layout.combinations[c];
       u32.fill(0, w, w + 16);
       u32[w] = rs.base + slots;
       u32[w + 1] = capacity - 1;
       u32[w + 2] = 64 - Math.log2(capacity);
-      u32[w + 3] = dim.parts.length;
+      u32[w + 3] = dim.parts.length | (narrow ? NARROW_COMBINATION : 0);
       dim.parts.forEach((k, j) => {
         const at = w + 4 + 4 * j;
         u32[at] = columnPtr(hx.parts[k].column);

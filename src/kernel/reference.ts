@@ -93,10 +93,13 @@ export function referenceScore(ruleset: Ruleset, batch: ColumnarBatch): Referenc
   const text = textScorer.batch(batch);
   const terms = textScorer.config.terms;
   let signal: TextSignal | undefined;
-  // historical tables: per loaded dimension its parts, a key → lift map and the weight
+  // historical tables: per loaded dimension its parts and a key → weight × lift map
   const dims = (ruleset.history?.dimensions ?? []).filter(dimensionLoaded).map((d) => {
     const l = lifts(ruleset.history!, d);
-    return { parts: parseDimension(d.name), weight: d.weight, lift: new Map(d.keys.map((k, j) => [k, l[j]])) };
+    const parts = parseDimension(d.name);
+    // a combination's weight × lift is held in float32 (see HistoryIndex.weightedLift)
+    const round = parts.length > 1 ? Math.fround : (x: number) => x;
+    return { parts, weighted: new Map(d.keys.map((k, j) => [k, round(d.weight * l[j])])) };
   });
   const fieldValue = (f: DimensionField): string => (f === 'taxRate' ? String(row.t) : row.get(f));
   let i = 0;
@@ -159,8 +162,8 @@ export function referenceScore(ruleset: Ruleset, batch: ColumnarBatch): Referenc
     let extra = signal ? signal.extra : 0;
     for (const d of dims) {
       const key = keyOf(d.parts, fieldValue);
-      const lift = key === undefined ? undefined : d.lift.get(key);
-      if (lift !== undefined) extra += d.weight * lift;
+      const add = key === undefined ? undefined : d.weighted.get(key);
+      if (add !== undefined) extra += add;
     }
     if (row.aeo && ruleset.history?.aeoReduction) extra -= ruleset.history.aeoReduction;
     if (signal || ruleset.history) s += extra;

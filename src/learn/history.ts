@@ -345,7 +345,13 @@ export interface HistoryDimensionIndex {
    */
   strides?: number[];
   keys?: Float64Array;
-  /** weight × lift of each entry. */
+  /** Combinations: the number of keys the parts can make (the product of their value counts; every key is below it). */
+  keySpace?: number;
+  /**
+   * weight × lift of each entry; for a combination rounded to float32, the
+   * precision its hash table in the kernel holds (Math.fround), so that the
+   * reference scorer, the kernel and the HISTORY reasons add the same value.
+   */
   weightedLift: Float64Array;
 }
 
@@ -462,11 +468,17 @@ export class HistoryIndex {
         }
         const strides = sizes.map((_, j) => sizes.slice(j + 1).reduce((a, b) => a * b, 1));
         const keys = Float64Array.from(ids, (c) => (c ? c.reduce((s, g, j) => s + g * strides[j], 0) : -1));
-        this.dims.push({ parts: idx, strides, keys, weightedLift });
+        for (let e = 0; e < weightedLift.length; e++) weightedLift[e] = Math.fround(weightedLift[e]);
+        this.dims.push({ parts: idx, strides, keys, keySpace: sizes.reduce((a, b) => a * b, 1), weightedLift });
         this.combinations.push(di);
       }
     });
     this.partColumn = this.parts.map((p) => this.columns.indexOf(p.column));
+  }
+
+  /** The number of keys combination dimension d's parts can make (0 for a single field or a dimension not loaded). */
+  keySpace(d: number): number {
+    return this.dims[d].keySpace ?? 0;
   }
 
   /** Tax rate values of the tables that a row's rate can equal: the rate (String(rate) is the value) and its id. */

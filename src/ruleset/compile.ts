@@ -21,7 +21,7 @@ import type { Ruleset, RulesetSettings } from './ruleset.js';
 import { termKey, textConfig, type TextConfig } from '../text/signals.js';
 import { historyIndex, type HistoryTables } from '../learn/history.js';
 
-export const FORMAT_VERSION = 3;
+export const FORMAT_VERSION = 4;
 const MAGIC = 0x524c4553; // "SELR"
 const GOLDEN = 0x9e3779b97f4a7c15n;
 const MASK64 = (1n << 64n) - 1n;
@@ -90,17 +90,24 @@ export interface CompiledMeta {
 
 /**
  * The historical tables in the image (section `history`; offsets relative
- * to the image). Each is an open-addressing hash table of 16-byte slots,
- * capacity a power of two (load ≤ 2/3), home slot (key ×
- * 0x9E3779B97F4A7C15 mod 2^64) >> (64 − log2(capacity)), linear probing;
- * a key of all ones marks an empty slot.
+ * to the image). Each is an open-addressing hash table, capacity a power of
+ * two (load ≤ 2/3), home slot (key × 0x9E3779B97F4A7C15 mod 2^64) >>
+ * (64 − log2(capacity)), linear probing; a key of all ones marks an empty
+ * slot.
  */
 export interface CompiledHistory {
-  /** Tax rates: slots of (u64 bits of the rate, u32 value id of the taxRate part, 4 bytes unused); capacity 0 when no dimension reads the tax rate. */
+  /** Tax rates: 16-byte slots of (u64 bits of the rate, u32 value id of the taxRate part, 4 bytes unused); capacity 0 when no dimension reads the tax rate. */
   taxCapacity: number;
   taxSlots: number;
-  /** Per combination dimension (HistoryIndex.combinations order): slots of (u64 key Σ id_j · stride_j, f64 weight × lift). */
-  combinations: { dimension: number; capacity: number; slots: number }[];
+  /**
+   * Per combination dimension (HistoryIndex.combinations order): slots of
+   * the key Σ id_j · stride_j and weight × lift (a float32 value, see
+   * HistoryIndex). Narrow (8-byte slots: u32 key, f32 value) when every key
+   * is below 2^32 − 2, the usual case; else 16-byte slots (u64 key, f64
+   * holding the same float32 value). Half the bytes of the wide slot keep
+   * twice as many of a large table's slots in the CPU's caches.
+   */
+  combinations: { dimension: number; capacity: number; slots: number; narrow: boolean }[];
 }
 
 export interface CompiledRuleset {
@@ -458,6 +465,9 @@ export function compileRuleset(ruleset: Ruleset): CompiledRuleset {
 }
 
 /** Smallest power of two ≥ 1.5 × count (load factor ≤ 2/3), at least 2. */
+/** Key space (largest key + 1) up to which a combination table has narrow slots: all ones marks an empty slot, all ones − 1 is the kernel's key of a row with a part not in the tables. */
+export const NARROW_KEYS = 0xfffffffe;
+
 function tableBits(count: number): number {
   let bits = 1;
   while ((1 << bits) < count * 1.5) bits++;
@@ -478,14 +488,15 @@ function historySection(tables: HistoryTables): { bytes: Uint8Array; layout: Com
   let at = layout.taxCapacity * 16;
   const bits = index.combinations.map((d) => {
     const b = tableBits(index.dims[d].keys!.length);
+    const narrow = index.keySpace(d) <= NARROW_KEYS;
     at = align(at);
-    layout.combinations.push({ dimension: d, capacity: 1 << b, slots: at });
-    at += (1 << b) * 16;
+    layout.combinations.push({ dimension: d, capacity: 1 << b, slots: at, narrow });
+    at += (1 << b) * (narrow ? 8 : 16);
     return b;
   });
   const bytes = new Uint8Array(align(at));
   const dv = new DataView(bytes.buffer);
-  /** The value slot of a key (inserted when absent). */
+  /** The value slot of a key in a table of 16-byte slots (inserted when absent). */
   const put = (base: number, b: number, key: bigint): number => {
     const mask = (1 << b) - 1;
     let i = Number(((key * GOLDEN) & MASK64) >> BigInt(64 - b));
@@ -497,6 +508,18 @@ function historySection(tables: HistoryTables): { bytes: Uint8Array; layout: Com
     dv.setBigUint64(base + i * 16, key, true);
     return base + i * 16 + 8;
   };
+  /** The same for 8-byte slots (u32 key). */
+  const putNarrow = (base: number, b: number, key: number): number => {
+    const mask = (1 << b) - 1;
+    let i = Number(((BigInt(key) * GOLDEN) & MASK64) >> BigInt(64 - b));
+    for (;;) {
+      const k = dv.getUint32(base + i * 8, true);
+      if (k === key || k === NONE32) break;
+      i = (i + 1) & mask;
+    }
+    dv.setUint32(base + i * 8, key, true);
+    return base + i * 8 + 4;
+  };
   const f64 = new Float64Array(1);
   const u64 = new BigUint64Array(f64.buffer);
   for (let i = 0; i < layout.taxCapacity; i++) dv.setBigUint64(i * 16, MASK64, true);
@@ -505,11 +528,16 @@ function historySection(tables: HistoryTables): { bytes: Uint8Array; layout: Com
     dv.setUint32(put(0, taxBits, u64[0]), id, true);
   }
   index.combinations.forEach((d, c) => {
-    const { slots, capacity } = layout.combinations[c];
-    for (let i = 0; i < capacity; i++) dv.setBigUint64(slots + i * 16, MASK64, true);
+    const { slots, capacity, narrow } = layout.combinations[c];
     const dim = index.dims[d];
     // a repeated key: the last entry wins
-    dim.keys!.forEach((k, e) => { if (k >= 0) dv.setFloat64(put(slots, bits[c], BigInt(k)), dim.weightedLift[e], true); });
+    if (narrow) {
+      for (let i = 0; i < capacity; i++) dv.setUint32(slots + i * 8, NONE32, true);
+      dim.keys!.forEach((k, e) => { if (k >= 0) dv.setFloat32(putNarrow(slots, bits[c], k), dim.weightedLift[e], true); });
+    } else {
+      for (let i = 0; i < capacity; i++) dv.setBigUint64(slots + i * 16, MASK64, true);
+      dim.keys!.forEach((k, e) => { if (k >= 0) dv.setFloat64(put(slots, bits[c], BigInt(k)), dim.weightedLift[e], true); });
+    }
   });
   return { bytes, layout };
 }
