@@ -370,6 +370,7 @@ const H_TAX_SHIFT: usize = 20; // u32: 64 - log2(capacity)
 const H_TAX_COL: usize = 24; // u32: the taxRate column (f64 per row)
 const H_TAX_CODES: usize = 28; // u32: the tax codes to write (u32 per row; 0: no dimension reads the tax rate)
 const H_AEO_COL: usize = 32; // u32: the aeo codes (u32 per row; 0: no AEO reduction)
+const H_SLOTS_OUT: usize = 36; // u32: per combination then row, the slot where the row's probe stopped (u32) for the reasons
 const H_AEO: usize = 40; // f64: the AEO reduction
 const H_LIST: usize = 48; // per column 8 B (u32 codes, u32 f64 table by code), then per combination 64 B:
 // u32 slots, u32 capacity - 1, u32 64 - log2(capacity), u32 parts (2 or 3) | NARROW, then per part
@@ -415,13 +416,13 @@ const COMBINATION_HOMES: usize = memory.data(<i32>HISTORY_BLOCK << 2, 16);
  * lift), home slot (key × GOLDEN) >> shift, linear probing (see
  * src/ruleset/compile.ts CompiledHistory).
  */
-function addCombinations(d: usize, b0: i32, bEnd: i32, extra: usize): void {
+function addCombinations(d: usize, b0: i32, bEnd: i32, extra: usize, found: usize): void {
   const partsWord = load<u32>(d + 12);
   const three = (partsWord & 0xff) == 3;
   const absent = partsWord & NARROW ? ABSENT_KEY32 : ABSENT_KEY;
   combinationKeys(d, three, absent, b0, bEnd);
-  if (partsWord & NARROW) probeNarrow(d, b0, bEnd, extra);
-  else probeWide(d, b0, bEnd, extra);
+  if (partsWord & NARROW) probeNarrow(d, b0, bEnd, extra, found);
+  else probeWide(d, b0, bEnd, extra, found);
 }
 
 /** Per row of the block, its combination key (absent: a part not in the tables) and home slot, into COMBINATION_KEYS and COMBINATION_HOMES. */
@@ -453,7 +454,7 @@ function addCombinations(d: usize, b0: i32, bEnd: i32, extra: usize): void {
 
 /** The probes of a block's keys in a table of 16-byte slots. */
 // @ts-ignore: decorator
-@inline function probeWide(d: usize, b0: i32, bEnd: i32, extra: usize): void {
+@inline function probeWide(d: usize, b0: i32, bEnd: i32, extra: usize, found: usize): void {
   const slots = <usize>load<u32>(d);
   const mask = load<u32>(d + 4);
   for (let i = b0; i < bEnd; i++) {
@@ -476,12 +477,13 @@ function addCombinations(d: usize, b0: i32, bEnd: i32, extra: usize): void {
     const at = extra + (<usize>i << 3);
     const cur = load<f64>(at);
     store<f64>(at, select<f64>(cur + load<f64>(p + 8), cur, k == key));
+    store<u32>(found + (<usize>i << 2), s); // where the probe stopped: the entry's slot, or an empty one
   }
 }
 
 /** The probes of a block's keys in a narrow table (8-byte slots: u32 key, f32 value): probeWide's loop on half the bytes. */
 // @ts-ignore: decorator
-@inline function probeNarrow(d: usize, b0: i32, bEnd: i32, extra: usize): void {
+@inline function probeNarrow(d: usize, b0: i32, bEnd: i32, extra: usize, found: usize): void {
   const slots = <usize>load<u32>(d);
   const mask = load<u32>(d + 4);
   for (let i = b0; i < bEnd; i++) {
@@ -501,6 +503,7 @@ function addCombinations(d: usize, b0: i32, bEnd: i32, extra: usize): void {
     const at = extra + (<usize>i << 3);
     const cur = load<f64>(at);
     store<f64>(at, select<f64>(cur + <f64>load<f32>(p + 4), cur, k == key));
+    store<u32>(found + (<usize>i << 2), s); // where the probe stopped: the entry's slot, or an empty one
   }
 }
 
@@ -508,9 +511,11 @@ function addCombinations(d: usize, b0: i32, bEnd: i32, extra: usize): void {
  * The historical tables' part of the extra score column, block by block: the
  * text signal (or 0), plus each single-field column's summed contribution of
  * the row's code, minus the AEO reduction for an AEO importer, plus each
- * combination found in its hash table. Each row's additions run in that
- * order, the order of src/learn/history.ts HistoryIndex (single columns,
- * AEO, combinations). First the tax codes: per row, 1 + the value id of its
+ * combination found in its hash table (the slot where each row's probe
+ * stopped, its entry's or an empty one, is written per combination and row
+ * for the HISTORY reasons). Each row's
+ * additions run in that order, the order of src/learn/history.ts
+ * HistoryIndex (single columns, AEO, combinations). First the tax codes: per row, 1 + the value id of its
  * tax rate (0: none), a column like the others for the loops below.
  */
 function historyPass(h: usize, n: i32, extra: usize): void {
@@ -528,6 +533,7 @@ function historyPass(h: usize, n: i32, extra: usize): void {
   const numCombinations = <usize>load<u32>(h + H_COMBINATIONS);
   const aeoCol = <usize>load<u32>(h + H_AEO_COL);
   const aeo = load<f64>(h + H_AEO);
+  const slotsOut = <usize>load<u32>(h + H_SLOTS_OUT);
   const columns = h + H_LIST;
   const combinations = columns + (numColumns << 3);
   for (let b0 = 0; b0 < n; b0 += HISTORY_BLOCK) {
@@ -549,7 +555,7 @@ function historyPass(h: usize, n: i32, extra: usize): void {
         }
       }
     }
-    for (let k: usize = 0; k < numCombinations; k++) addCombinations(combinations + k * H_COMBINATION, b0, bEnd, extra);
+    for (let k: usize = 0; k < numCombinations; k++) addCombinations(combinations + k * H_COMBINATION, b0, bEnd, extra, slotsOut + ((k * <usize>n) << 2));
   }
 }
 

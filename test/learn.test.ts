@@ -180,6 +180,17 @@ describe('historical tables in the kernel', () => {
     expect(Array.from(got.channel)).toEqual(Array.from(want.channel));
     // rows past the first block found their combinations in the tables
     expect(found).toBeGreaterThan(100);
+    // the entries behind the reasons, read from the slots the kernel found, are those a probe in JavaScript finds
+    const h = got.history!;
+    expect(h.slots?.length).toBe(index.combinations.length * rows);
+    let fromKernel = 0;
+    for (const d of index.combinations) {
+      const fromSlots = index.dimEntries(h, rows, d);
+      expect(Array.from(fromSlots)).toEqual(Array.from(index.dimEntries({ ...h, slots: undefined }, rows, d)));
+      fromKernel += fromSlots.filter((e) => e >= 0).length;
+      for (let i = 0; i < rows; i += 97) expect(fromSlots[i], `dimension ${d} row ${i}`).toBe(index.entry(h, i, d));
+    }
+    expect(fromKernel).toBeGreaterThan(100);
   });
 
   it('a combination whose parts make more keys than a u32 holds gets wide slots (u64 key), the others narrow ones (u32 key, float32 value); both agree with the reference', () => {
@@ -215,6 +226,8 @@ describe('historical tables in the kernel', () => {
     const found = index.combinations.map((d) => decls.filter((_, i) => index.entry(got.history!, i, d) >= 0).length);
     expect(found[0]).toBeGreaterThan(900);
     expect(found[1]).toBeGreaterThan(900);
+    // the slots the kernel found, in either layout, give the entries a probe in JavaScript finds
+    for (const d of index.combinations) expect(Array.from(index.dimEntries(got.history!, decls.length, d))).toEqual(decls.map((_, i) => index.entry(got.history!, i, d)));
     // the scores differ by each found entry's weight × lift, rounded to float32 as the tables hold it
     const base = referenceScore(createRuleset({ peers, settings: { randomSelection: { rate: 0 }, misclassification: { weight: 0 } } }), batch);
     const l = tables.dimensions.map((d) => lifts(tables, d));
@@ -257,7 +270,8 @@ describe('historical tables in the kernel', () => {
             const key = keyOf(parseDimension(dim.name), (f) => (f === 'taxRate' ? String(d.taxRate ?? NaN) : String((d as unknown as Record<string, unknown>)[f] ?? '')));
             const e = key === undefined ? undefined : byKey[k].get(key);
             if (e === undefined) { if (key !== undefined) unseen++; return; }
-            const c = dim.weight * l[k][e];
+            // a combination's weight × lift as the kernel holds it, in float32
+            const c = parseDimension(dim.name).length > 1 ? Math.fround(dim.weight * l[k][e]) : dim.weight * l[k][e];
             if (Math.abs(c) >= HISTORY_REASON_MIN) expected.push({ code: 'HISTORY', dimension: dim.name, value: dim.keys[e], rate: Math.round(smoothedRate(tables, dim, e) * 1e3) / 1e3, n: Math.round(dim.n[e] * 10) / 10, contribution: Math.round(c * 1e4) / 1e4 });
           });
           expected.sort((a, b) => Math.abs((b as { contribution: number }).contribution) - Math.abs((a as { contribution: number }).contribution));

@@ -68,6 +68,7 @@ export default function score(task: ScoreTask): unknown {
     // its columns are views of the batch: the batch's buffer goes back with them, transferred
     reply.history = result.history;
     buffers.push(batch.buffer);
+    if (result.history.slots) buffers.push(result.history.slots.buffer as ArrayBuffer); // its own buffer (a copy out of the kernel's memory)
   }
   return move(new Transfer<ScoreReply>(reply, buffers) as never);
 }

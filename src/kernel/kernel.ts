@@ -264,6 +264,8 @@ export class Kernel {
       const pPartLuts = hLuts ? hLuts.map((l) => alloc(l.length * 4)) : [];
       const pAdds = hx ? hx.singleColumns.map((c) => alloc(codeCount(hx, batch, c.column) * 8)) : [];
       const pHistory = hx ? alloc(48 + 8 * hx.singleColumns.length + 64 * hx.combinations.length, 8) : 0;
+      // per combination then row, the slot where the kernel's probe stopped (BatchHistory.slots)
+      const pFound = hx && hx.combinations.length > 0 ? alloc(hx.combinations.length * n * 4) : 0;
       // combined keyword rows, placed a whole number of rows above the image's rows
       // so that the kernel addresses them by row index like any other
       const rowsAt = rs.base + meta.sections.rows;
@@ -293,7 +295,7 @@ export class Kernel {
         const e = pExtra >> 3;
         for (let i = 0; i < n; i++) f64[e + i] = signals[row[i]].extra;
       }
-      if (hx) this.historyBlock(hx, rs, meta, batch, hLuts!, pPartLuts, pAdds, pHistory, hColPtr, pAeo, pTax, textExtra);
+      if (hx) this.historyBlock(hx, rs, meta, batch, hLuts!, pPartLuts, pAdds, pHistory, hColPtr, pAeo, pTax, textExtra, pFound);
       if (keywordLut) keywordLut.rows.forEach((bits, k) => u32.set(bits, (rowsAt + (dynFirst + k) * rowBytes) >> 2));
 
       // ---- per-batch lookup tables (work per distinct value, not per row) ----
@@ -401,7 +403,8 @@ export class Kernel {
         continue;
       }
       const out = u8.buffer.slice(pOut, pOut + R.matchList + total * 2) as ArrayBuffer;
-      return resultViews(out, n, meta.version, kernelNs, text, hx?.batchHistory(batch, hLuts!));
+      const found = pFound ? new Uint32Array(u8.buffer.slice(pFound, pFound + hx!.combinations.length * n * 4)) : undefined;
+      return resultViews(out, n, meta.version, kernelNs, text, hx?.batchHistory(batch, hLuts!, found));
     }
   }
 
@@ -413,7 +416,7 @@ export class Kernel {
    */
   private historyBlock(
     hx: HistoryIndex, rs: LoadedRuleset, meta: CompiledMeta, batch: ColumnarBatch, luts: Int32Array[], pPartLuts: number[], pAdds: number[],
-    pHistory: number, hColPtr: number[], pAeo: number, pTax: number, textExtra: boolean,
+    pHistory: number, hColPtr: number[], pAeo: number, pTax: number, textExtra: boolean, pFound: number,
   ): void {
     const { u32, f64 } = this;
     const layout = meta.historyImage!;
@@ -449,6 +452,7 @@ export class Kernel {
     u32[h + 6] = pTax;
     u32[h + 7] = hx.taxPart >= 0 ? columnPtr('taxRate') : 0;
     u32[h + 8] = pAeo;
+    u32[h + 9] = pFound;
     f64[(pHistory + 40) >> 3] = hx.tables.aeoReduction ?? 0;
     let w = h + 12;
     hx.singleColumns.forEach((col, k) => { u32[w++] = columnPtr(col.column); u32[w++] = pAdds[k]; });

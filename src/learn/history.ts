@@ -258,6 +258,14 @@ export interface BatchHistory {
   reasons?: Int32Array;
   /** Per part of the index, each row's value id, as HistoryIndex.dimEntries computed them for the reasons (kept for the other dimensions on the part). */
   partIds?: (Int32Array | undefined)[];
+  /**
+   * What the kernel's probes found: per combination (HistoryIndex.combinations
+   * order), then per row, the slot of the combination's hash table where the
+   * row's probe stopped: its entry's, or an empty slot when the table has
+   * none (a row with a part not in the tables probes a key no slot holds).
+   * dimEntries reads the entries from it (slotEntries) instead of probing again.
+   */
+  slots?: Uint32Array;
 }
 
 /**
@@ -360,6 +368,19 @@ const MAX_COMBINATION_KEYS = 2 ** 53;
 
 const indexes = new WeakMap<HistoryTables, HistoryIndex>();
 
+const GOLDEN = 0x9e3779b97f4a7c15n;
+const MASK64 = (1n << 64n) - 1n;
+
+/** log2 of the capacity of an open-addressing table of `count` keys in the ruleset image: the smallest power of two ≥ 1.5 × count (load ≤ 2/3). */
+export function hashTableBits(count: number): number {
+  let bits = 1;
+  while ((1 << bits) < count * 1.5) bits++;
+  return bits;
+}
+
+/** Home slot of a key in a table of 2^bits slots: (key × 0x9E3779B97F4A7C15 mod 2^64) >> (64 − bits), as the kernel computes it. */
+export const homeSlot = (key: bigint, bits: number): number => Number(((key * GOLDEN) & MASK64) >> BigInt(64 - bits));
+
 /** The index of tables, built once per tables object. */
 export function historyIndex(tables: HistoryTables): HistoryIndex {
   let x = indexes.get(tables);
@@ -393,6 +414,9 @@ export class HistoryIndex {
   /** The taxRate part, when a dimension reads the tax rate (else -1). */
   readonly taxPart: number;
   private readonly hashes: (NumberHash | undefined)[] = [];
+  /** Per dimension: its place in `combinations` (-1: not a combination). */
+  private readonly combinationOf: number[] = [];
+  private readonly slotTables: (Int32Array | undefined)[] = [];
   /** Tax rate → value id (Map keys: -0 and 0 are one). */
   private taxIds?: Map<number, number>;
   /**
@@ -474,6 +498,32 @@ export class HistoryIndex {
       }
     });
     this.partColumn = this.parts.map((p) => this.columns.indexOf(p.column));
+    this.combinationOf = this.dims.map((_, d) => this.combinations.indexOf(d));
+  }
+
+  /**
+   * Combination dimension d's hash table as the ruleset image lays it out
+   * (src/ruleset/compile.ts writes it from this): 2^hashTableBits(entries)
+   * slots, each holding the entry whose key it has (-1: empty). Entries are
+   * placed in order from their home slot (homeSlot), linear probing; an
+   * entry whose key an earlier one has takes its slot (the last wins).
+   */
+  slotEntries(d: number): Int32Array {
+    let table = this.slotTables[d];
+    if (table) return table;
+    const keys = this.dims[d].keys!;
+    const bits = hashTableBits(keys.length);
+    const mask = (1 << bits) - 1;
+    table = new Int32Array(1 << bits).fill(-1);
+    for (let e = 0; e < keys.length; e++) {
+      const k = keys[e];
+      if (k < 0) continue;
+      let i = homeSlot(BigInt(k), bits);
+      while (table[i] >= 0 && keys[table[i]] !== k) i = (i + 1) & mask;
+      table[i] = e;
+    }
+    this.slotTables[d] = table;
+    return table;
   }
 
   /** The number of keys combination dimension d's parts can make (0 for a single field or a dimension not loaded). */
@@ -534,9 +584,10 @@ export class HistoryIndex {
     return at;
   }
 
-  /** The batch's history record for its decisions: views of its columns, no copy. */
-  batchHistory(batch: ColumnarBatch, partLut: Int32Array[]): BatchHistory {
+  /** The batch's history record for its decisions: views of its columns, no copy, and the slots the kernel found (`slots`, see BatchHistory). */
+  batchHistory(batch: ColumnarBatch, partLut: Int32Array[], slots?: Uint32Array): BatchHistory {
     const h: BatchHistory = { dimensions: this.dims.length, partLut, codes: this.columns.map((c) => (c === 'taxRate' ? null : batch.codes[c])) };
+    if (slots) h.slots = slots;
     if (this.taxPart >= 0) h.taxRate = batch.numeric.taxRate;
     if ((this.tables.aeoReduction ?? 0) !== 0) h.aeo = batch.codes.aeo;
     return h;
@@ -563,7 +614,14 @@ export class HistoryIndex {
       for (let i = 0; i < n; i++) { const x = g[i]; out[i] = x < 0 || x >= single.length ? -1 : single[x]; }
       return out;
     }
-    // the key Σ id_j · stride_j, -1 once a part is missing
+    // the slots the kernel's probes found, when the batch carries them
+    const c = this.combinationOf[d];
+    if (h.slots && h.slots.length === this.combinations.length * n) {
+      const table = this.slotEntries(d), slots = h.slots, at = c * n;
+      for (let i = 0; i < n; i++) out[i] = table[slots[at + i]];
+      return out;
+    }
+    // else probe: the key Σ id_j · stride_j, -1 once a part is missing
     const keys = new Float64Array(n);
     const parts = dim.parts, strides = dim.strides!;
     for (let j = 0; j < parts.length; j++) {

@@ -19,7 +19,7 @@ import { NF, PEER_FIELDS, robustScale, type PeerField } from '../peers/peer-grou
 import { NUMERIC_OPERANDS, PROFILE_SET_FIELDS, MAX_PROFILES, type Profile } from '../profiles/profile.js';
 import type { Ruleset, RulesetSettings } from './ruleset.js';
 import { termKey, textConfig, type TextConfig } from '../text/signals.js';
-import { historyIndex, type HistoryTables } from '../learn/history.js';
+import { hashTableBits, historyIndex, homeSlot, type HistoryTables } from '../learn/history.js';
 
 export const FORMAT_VERSION = 4;
 const MAGIC = 0x524c4553; // "SELR"
@@ -468,11 +468,6 @@ export function compileRuleset(ruleset: Ruleset): CompiledRuleset {
 /** Key space (largest key + 1) up to which a combination table has narrow slots: all ones marks an empty slot, all ones − 1 is the kernel's key of a row with a part not in the tables. */
 export const NARROW_KEYS = 0xfffffffe;
 
-function tableBits(count: number): number {
-  let bits = 1;
-  while ((1 << bits) < count * 1.5) bits++;
-  return bits;
-}
 
 /**
  * The history section: the tax-rate table, then one hash table per
@@ -483,23 +478,23 @@ function tableBits(count: number): number {
 function historySection(tables: HistoryTables): { bytes: Uint8Array; layout: CompiledHistory } {
   const index = historyIndex(tables);
   const rates = index.taxRates();
-  const taxBits = rates.length > 0 ? tableBits(rates.length) : 0;
+  const taxBits = rates.length > 0 ? hashTableBits(rates.length) : 0;
   const layout: CompiledHistory = { taxCapacity: taxBits ? 1 << taxBits : 0, taxSlots: 0, combinations: [] };
   let at = layout.taxCapacity * 16;
-  const bits = index.combinations.map((d) => {
-    const b = tableBits(index.dims[d].keys!.length);
+  const slotTables = index.combinations.map((d) => {
+    const table = index.slotEntries(d); // the slots' entries, laid out by the index (the decisions read it too)
     const narrow = index.keySpace(d) <= NARROW_KEYS;
     at = align(at);
-    layout.combinations.push({ dimension: d, capacity: 1 << b, slots: at, narrow });
-    at += (1 << b) * (narrow ? 8 : 16);
-    return b;
+    layout.combinations.push({ dimension: d, capacity: table.length, slots: at, narrow });
+    at += table.length * (narrow ? 8 : 16);
+    return table;
   });
   const bytes = new Uint8Array(align(at));
   const dv = new DataView(bytes.buffer);
-  /** The value slot of a key in a table of 16-byte slots (inserted when absent). */
+  /** The value slot of a tax rate's bits in the tax-rate table (inserted when absent). */
   const put = (base: number, b: number, key: bigint): number => {
     const mask = (1 << b) - 1;
-    let i = Number(((key * GOLDEN) & MASK64) >> BigInt(64 - b));
+    let i = homeSlot(key, b);
     for (;;) {
       const k = dv.getBigUint64(base + i * 16, true);
       if (k === key || k === MASK64) break;
@@ -507,18 +502,6 @@ function historySection(tables: HistoryTables): { bytes: Uint8Array; layout: Com
     }
     dv.setBigUint64(base + i * 16, key, true);
     return base + i * 16 + 8;
-  };
-  /** The same for 8-byte slots (u32 key). */
-  const putNarrow = (base: number, b: number, key: number): number => {
-    const mask = (1 << b) - 1;
-    let i = Number(((BigInt(key) * GOLDEN) & MASK64) >> BigInt(64 - b));
-    for (;;) {
-      const k = dv.getUint32(base + i * 8, true);
-      if (k === key || k === NONE32) break;
-      i = (i + 1) & mask;
-    }
-    dv.setUint32(base + i * 8, key, true);
-    return base + i * 8 + 4;
   };
   const f64 = new Float64Array(1);
   const u64 = new BigUint64Array(f64.buffer);
@@ -528,16 +511,17 @@ function historySection(tables: HistoryTables): { bytes: Uint8Array; layout: Com
     dv.setUint32(put(0, taxBits, u64[0]), id, true);
   }
   index.combinations.forEach((d, c) => {
-    const { slots, capacity, narrow } = layout.combinations[c];
-    const dim = index.dims[d];
-    // a repeated key: the last entry wins
-    if (narrow) {
-      for (let i = 0; i < capacity; i++) dv.setUint32(slots + i * 8, NONE32, true);
-      dim.keys!.forEach((k, e) => { if (k >= 0) dv.setFloat32(putNarrow(slots, bits[c], k), dim.weightedLift[e], true); });
-    } else {
-      for (let i = 0; i < capacity; i++) dv.setBigUint64(slots + i * 16, MASK64, true);
-      dim.keys!.forEach((k, e) => { if (k >= 0) dv.setFloat64(put(slots, bits[c], BigInt(k)), dim.weightedLift[e], true); });
-    }
+    const { slots, narrow } = layout.combinations[c];
+    const { keys, weightedLift } = index.dims[d];
+    slotTables[c].forEach((e, i) => {
+      if (narrow) {
+        dv.setUint32(slots + i * 8, e < 0 ? NONE32 : keys![e], true);
+        if (e >= 0) dv.setFloat32(slots + i * 8 + 4, weightedLift[e], true);
+      } else {
+        dv.setBigUint64(slots + i * 16, e < 0 ? MASK64 : BigInt(keys![e]), true);
+        if (e >= 0) dv.setFloat64(slots + i * 16 + 8, weightedLift[e], true);
+      }
+    });
   });
   return { bytes, layout };
 }
