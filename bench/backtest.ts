@@ -23,7 +23,6 @@
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
 import { createEngine } from '../src/engine.js';
 import { packageRoot } from '../src/paths.js';
 import { createRuleset } from '../src/ruleset/ruleset.js';
@@ -34,8 +33,15 @@ import { importHistory } from '../src/history/import.js';
 import { runBacktest, type BacktestReport } from '../src/backtest/backtest.js';
 import { batchesOf, benchProfiles, cloneBatch, dropPageCache, peerTables } from './data.js';
 import type { Declaration } from '../src/model/schema.js';
+import { benchArgs } from './args.js';
 
-const { values } = parseArgs({ options: { rows: { type: 'string' }, profiles: { type: 'string' }, threads: { type: 'string' }, dir: { type: 'string' }, quick: { type: 'boolean' }, reuse: { type: 'boolean' } } });
+const values = benchArgs('bench:backtest', { rows: { type: 'string' }, profiles: { type: 'string' }, threads: { type: 'string' }, dir: { type: 'string' }, quick: { type: 'boolean' }, reuse: { type: 'boolean' } }, `
+  --rows N       declarations in the store (default 25000000)
+  --profiles N   profiles in each of the two sets (default 500)
+  --threads N    scoring threads (default: the available parallelism)
+  --dir DIR      where the store goes (default: a temporary directory, removed after)
+  --reuse        with --dir: keep a store of --rows declarations from an earlier run (sections 1 and 2 skipped)
+  --quick        2,000,000 rows`);
 const ROWS = Number(values.rows ?? (values.quick ? 2_000_000 : 25_000_000));
 const PROFILES = Number(values.profiles ?? 500);
 const THREADS = Number(values.threads ?? availableParallelism());

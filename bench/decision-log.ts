@@ -33,7 +33,6 @@
 import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
 import { pack } from 'msgpackr';
 import { LogWriter } from '../src/feedback/decision-log.js';
 import { DecisionLogReader } from '../src/feedback/log-reader.js';
@@ -45,8 +44,12 @@ import { compileRuleset } from '../src/ruleset/compile.js';
 import { createRuleset } from '../src/ruleset/ruleset.js';
 import { scoreWire } from '../src/service/wire.js';
 import { benchProfiles, median, peerTables, quantile, world } from './data.js';
+import { benchArgs } from './args.js';
 
-const { values } = parseArgs({ options: { decisions: { type: 'string' }, quick: { type: 'boolean' }, dir: { type: 'string' } } });
+const values = benchArgs('bench:log', { decisions: { type: 'string' }, quick: { type: 'boolean' }, dir: { type: 'string' } }, `
+  --decisions N  decisions per kind of id (default 1600000, at least 64000)
+  --quick        400,000 decisions
+  --dir DIR      where the store goes (default: a temporary directory, removed after)`);
 const QUICK = values.quick === true;
 const TOTAL = Number(values.decisions ?? (QUICK ? 400_000 : 1_600_000));
 if (!Number.isInteger(TOTAL) || TOTAL < 64_000) {

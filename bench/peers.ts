@@ -25,7 +25,6 @@ import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { availableParallelism, cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
 import { createEngine } from '../src/engine.js';
 import { writeSynthetic } from '../src/generate/synthetic.js';
 import { readDeclarations } from '../src/model/readers.js';
@@ -35,8 +34,12 @@ import { createRuleset } from '../src/ruleset/ruleset.js';
 import { foldPeersFromFile } from '../src/score-file.js';
 import { studyFile } from '../src/study/study.js';
 import { packageRoot } from '../src/paths.js';
+import { benchArgs } from './args.js';
 
-const { values } = parseArgs({ options: { rows: { type: 'string' }, quick: { type: 'boolean' }, phase: { type: 'string' }, file: { type: 'string' }, peers: { type: 'string' }, out: { type: 'string' } } });
+// --phase, --file, --peers and --out: the runs of one phase in a child process (see child())
+const values = benchArgs('bench:peers', { rows: { type: 'string' }, quick: { type: 'boolean' }, phase: { type: 'string' }, file: { type: 'string' }, peers: { type: 'string' }, out: { type: 'string' } }, `
+  --rows N  declarations (default 1000000)
+  --quick   200,000 declarations`);
 
 interface PhaseResult { phase: string; rows: number; seconds: number; rssMB: number; extra?: Record<string, number | string> }
 

@@ -15,7 +15,6 @@
 import { writeFileSync } from 'node:fs';
 import { availableParallelism, cpus } from 'node:os';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
 import { Bench } from 'tinybench';
 import { createEngine } from '../src/engine.js';
 import { Kernel } from '../src/kernel/kernel.js';
@@ -23,8 +22,10 @@ import { packageRoot } from '../src/paths.js';
 import { compileRuleset } from '../src/ruleset/compile.js';
 import { createRuleset, type Ruleset } from '../src/ruleset/ruleset.js';
 import { batchesOf, benchProfiles, cloneBatch, median, peerTables, world } from './data.js';
+import { benchArgs } from './args.js';
 
-const { values } = parseArgs({ options: { quick: { type: 'boolean' } } });
+const values = benchArgs('bench:profiles', { quick: { type: 'boolean' } }, `
+  --quick  fewer repetitions`);
 const QUICK = values.quick === true;
 const fmt = (n: number) => Math.round(n).toLocaleString('en-US');
 const lines: string[] = [];

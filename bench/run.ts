@@ -16,7 +16,6 @@
 import { writeFileSync } from 'node:fs';
 import { cpus, availableParallelism } from 'node:os';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
 import { Bench } from 'tinybench';
 import { Kernel } from '../src/kernel/kernel.js';
 import { referenceScore } from '../src/kernel/reference.js';
@@ -29,8 +28,12 @@ import { packageRoot } from '../src/paths.js';
 import { scoreWire } from '../src/service/wire.js';
 import { pack } from 'msgpackr';
 import { batchesOf, benchProfiles, cloneBatch, fraudLabels, labelledBatches, median, peerTables, world } from './data.js';
+import { benchArgs } from './args.js';
 
-const { values } = parseArgs({ options: { rows: { type: 'string' }, quick: { type: 'boolean' }, suites: { type: 'string' } } });
+const values = benchArgs('bench:kernel', { rows: { type: 'string' }, quick: { type: 'boolean' }, suites: { type: 'string' } }, `
+  --rows N          batch size of suite 1 (default 100000)
+  --quick           fewer rounds and smaller batches
+  --suites 1,2,3,4  which suites to run; bench/RESULTS.md is written only when all run`);
 const SUITES = new Set((values.suites ?? '1,2,3,4').split(',').map((x) => x.trim()));
 for (const x of SUITES) if (!['1', '2', '3', '4'].includes(x)) { console.error(`bench: --suites takes numbers from 1 to 4, got ${values.suites}`); process.exit(2); }
 const ALL = SUITES.size === 4;

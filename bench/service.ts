@@ -45,7 +45,6 @@ import { createRequire } from 'node:module';
 import { cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { parseArgs } from 'node:util';
 import { pack, unpack } from 'msgpackr';
 import { decodeFromCompressedBase64 } from 'hdr-histogram-js';
 import { packageRoot } from '../src/paths.js';
@@ -56,11 +55,11 @@ import { dimensionLoaded } from '../src/learn/history.js';
 import { fraudLabels, labelledBatches, peerTables, world } from './data.js';
 import { pacedLoad } from './paced.js';
 import { closedLoad } from './closed.js';
+import { benchArgs } from './args.js';
 
 // ---- options -----------------------------------------------------------------------
 
-const { values: opt } = parseArgs({
-  options: {
+const opt = benchArgs('bench:service', {
     quick: { type: 'boolean' },
     threads: { type: 'string' },
     duration: { type: 'string' },
@@ -73,8 +72,17 @@ const { values: opt } = parseArgs({
     'heap-growing-percent': { type: 'string' },
     model: { type: 'boolean' },
     'decision-log': { type: 'string' },
-  },
-});
+  }, `
+  --quick                    3 s per load test, streams of 200,000
+  --threads N                scoring workers (default 2)
+  --duration S               seconds per load test (default 10)
+  --connections N            connections of the max-rate single-declaration test (default 16)
+  --batch-connections N      connections of the batch tests (default 8)
+  --batch-client raw|autocannon  the batch tests' load generator (default raw)
+  --stream N                 declarations per stream (default 1000000)
+  --inline-max SIZE, --young-mb N, --heap-growing-percent N  passed to serve
+  --model                    serve with a compliance model trained first (its tables and HISTORY reasons)
+  --decision-log on|off      passed to serve (default on)`);
 
 function positiveInt(raw: string | undefined, name: string, fallback: number): number {
   if (raw === undefined) return fallback;

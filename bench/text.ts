@@ -28,6 +28,9 @@ import { buildPeerTables, DEFAULT_LEVELS } from '../src/peers/peer-groups.js';
 import { validateProfiles } from '../src/profiles/profile.js';
 import { compileRuleset } from '../src/ruleset/compile.js';
 import { createRuleset } from '../src/ruleset/ruleset.js';
+import { benchArgs } from './args.js';
+
+benchArgs('bench:text', {}, '  (no options)');
 
 const fmt = (n: number) => Math.round(n).toLocaleString('en-US');
 const lines: string[] = [];
