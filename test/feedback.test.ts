@@ -469,6 +469,30 @@ describe('learning from the feedback in the store (POST /v1/model/retrain)', () 
   }, 60_000);
 });
 
+describe('a refit that keeps no weight', () => {
+  it('is refused by name and changes nothing: no model file, the ruleset in use stays', async () => {
+    // a significance bar no weight can reach: every weight of the refit is dropped
+    const dataDir = join(dir, 'learn-nothing');
+    const service = await startService({ host: '127.0.0.1', port: 0, dataDir, tokensEnv, threads: 1, inlineMaxBytes: 0, metricsIntervalMs: 60_000, retrainMinZ: 1e6 });
+    try {
+      const decls = declarations(200, 11, 'N');
+      expect((await call(service.url, 'POST', '/v1/score', { role: 'port', type: 'application/json', body: JSON.stringify({ declarations: decls }) })).status).toBe(200);
+      const results = decls.map((d, i) => ({ declarationId: d.id, date: '2026-11-25', channel: 'red', inspected: true, outcome: d.importer === 'IMP3' || i % 10 === 0 ? 'discrepancy' : 'no-discrepancy' }));
+      expect((await call(service.url, 'POST', '/v1/feedback', { role: 'port', type: 'application/json', body: JSON.stringify({ results }) })).json().counts.recorded).toBe(decls.length);
+      const before = (await call(service.url, 'GET', '/v1/ruleset')).json().version;
+      const r = await call(service.url, 'POST', '/v1/model/retrain');
+      expect(r.status).toBe(400);
+      expect(r.json().error).toMatchObject({ code: 'SEL_ERR_OPTION_INVALID', details: { field: 'feedback', got: { inspected: decls.length } } });
+      expect(r.json().error.message).toContain('the refit kept no weight');
+      expect((await call(service.url, 'GET', '/v1/model')).json().model).toBeNull();
+      expect(existsSync(join(dataDir, 'model.json'))).toBe(false);
+      expect((await call(service.url, 'GET', '/v1/ruleset')).json().version).toBe(before);
+    } finally {
+      await service.close();
+    }
+  }, 60_000);
+});
+
 describe('automatic retraining as feedback arrives', () => {
   it('refits in a worker once enough inspected results are in, swaps the model in, and waits for the next batch of results', async () => {
     const dataDir = join(dir, 'auto');
@@ -507,7 +531,8 @@ describe('automatic retraining as feedback arrives', () => {
     const dataDir = join(dir, 'auto-failed');
     const service = await startService({ host: '127.0.0.1', port: 0, dataDir, tokensEnv, threads: 1, inlineMaxBytes: 0, metricsIntervalMs: 60_000, retrainAfter: 0 });
     const files = await prepareDataDir(dataDir);
-    const source = new RulesetSource({ storePath: files.storePath, peersPath: files.peersPath });
+    // minZ 0: the last refit's 59 results (9 seizures) need not make a weight significant for it to succeed
+    const source = new RulesetSource({ storePath: files.storePath, peersPath: files.peersPath }, { retrain: { minZ: 0 } });
     const events: boolean[] = [];
     try {
       const ds = declarations(60, 31, 'FAIL');
