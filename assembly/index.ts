@@ -421,8 +421,8 @@ function addCombinations(d: usize, b0: i32, bEnd: i32, extra: usize, found: usiz
   const three = (partsWord & 0xff) == 3;
   const absent = partsWord & NARROW ? ABSENT_KEY32 : ABSENT_KEY;
   combinationKeys(d, three, absent, b0, bEnd);
-  if (partsWord & NARROW) probeNarrow(d, b0, bEnd, extra, found);
-  else probeWide(d, b0, bEnd, extra, found);
+  if (partsWord & NARROW) probe<u32, f32>(d, b0, bEnd, extra, found);
+  else probe<u64, f64>(d, b0, bEnd, extra, found);
 }
 
 /** Per row of the block, its combination key (absent: a part not in the tables) and home slot, into COMBINATION_KEYS and COMBINATION_HOMES. */
@@ -452,57 +452,37 @@ function addCombinations(d: usize, b0: i32, bEnd: i32, extra: usize, found: usiz
   }
 }
 
-/** The probes of a block's keys in a table of 16-byte slots. */
+/**
+ * The probes of a block's keys in one combination's table: K the key's type
+ * (u64 in 16-byte slots, u32 in narrow 8-byte ones), V the value's (f64,
+ * f32); all ones marks an empty slot.
+ */
 // @ts-ignore: decorator
-@inline function probeWide(d: usize, b0: i32, bEnd: i32, extra: usize, found: usize): void {
+@inline function probe<K, V>(d: usize, b0: i32, bEnd: i32, extra: usize, found: usize): void {
   const slots = <usize>load<u32>(d);
   const mask = load<u32>(d + 4);
+  const SLOT_SHIFT: usize = sizeof<K>() == 8 ? 4 : 3;
+  const EMPTY = <K>-1;
   for (let i = b0; i < bEnd; i++) {
     const j = <usize>(i - b0);
-    const key = load<u64>(COMBINATION_KEYS + (j << 3));
+    const key = <K>load<u64>(COMBINATION_KEYS + (j << 3));
     let s = load<u32>(COMBINATION_HOMES + (j << 2));
-    let p = slots + (<usize>s << 4);
-    let k = load<u64>(p);
+    let p = slots + (<usize>s << SLOT_SHIFT);
+    let k = load<K>(p);
     // the home slot is added without a branch (whether a row's combination is
     // in the tables is a coin toss); the probe goes on only past a slot of
-    // another key (rare: tables at most half full)
-    if (k != key && k != NONE64) {
+    // another key (rare: tables at most two thirds full)
+    if (k != key && k != EMPTY) {
       while (true) {
         s = (s + 1) & mask;
-        p = slots + (<usize>s << 4);
-        k = load<u64>(p);
-        if (k == key || k == NONE64) break;
+        p = slots + (<usize>s << SLOT_SHIFT);
+        k = load<K>(p);
+        if (k == key || k == EMPTY) break;
       }
     }
     const at = extra + (<usize>i << 3);
     const cur = load<f64>(at);
-    store<f64>(at, select<f64>(cur + load<f64>(p + 8), cur, k == key));
-    store<u32>(found + (<usize>i << 2), s); // where the probe stopped: the entry's slot, or an empty one
-  }
-}
-
-/** The probes of a block's keys in a narrow table (8-byte slots: u32 key, f32 value): probeWide's loop on half the bytes. */
-// @ts-ignore: decorator
-@inline function probeNarrow(d: usize, b0: i32, bEnd: i32, extra: usize, found: usize): void {
-  const slots = <usize>load<u32>(d);
-  const mask = load<u32>(d + 4);
-  for (let i = b0; i < bEnd; i++) {
-    const j = <usize>(i - b0);
-    const key = <u32>load<u64>(COMBINATION_KEYS + (j << 3));
-    let s = load<u32>(COMBINATION_HOMES + (j << 2));
-    let p = slots + (<usize>s << 3);
-    let k = load<u32>(p);
-    if (k != key && k != NONE32) {
-      while (true) {
-        s = (s + 1) & mask;
-        p = slots + (<usize>s << 3);
-        k = load<u32>(p);
-        if (k == key || k == NONE32) break;
-      }
-    }
-    const at = extra + (<usize>i << 3);
-    const cur = load<f64>(at);
-    store<f64>(at, select<f64>(cur + <f64>load<f32>(p + 4), cur, k == key));
+    store<f64>(at, select<f64>(cur + <f64>load<V>(p + sizeof<K>()), cur, k == key));
     store<u32>(found + (<usize>i << 2), s); // where the probe stopped: the entry's slot, or an empty one
   }
 }
