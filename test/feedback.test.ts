@@ -416,6 +416,18 @@ function targetingReportOf(dataDir: string) {
   try { return targetingReport(db, { from: '2026-11-01', to: '2026-11-30' }); } finally { db.close(); }
 }
 
+/**
+ * Scores `decls` through the service, then records an inspected result for
+ * each: every declaration of importer IMP3 non-compliant, one in ten of the
+ * others (a signal a refit can find). Returns `decls`.
+ */
+async function scoredWithResults(url: string, decls: Declaration[]): Promise<Declaration[]> {
+  expect((await call(url, 'POST', '/v1/score', { role: 'port', type: 'application/json', body: JSON.stringify({ declarations: decls }) })).status).toBe(200);
+  const results = decls.map((d, i) => ({ declarationId: d.id, date: '2026-11-25', channel: 'red', inspected: true, outcome: d.importer === 'IMP3' || i % 10 === 0 ? 'discrepancy' : 'no-discrepancy' }));
+  expect((await call(url, 'POST', '/v1/feedback', { role: 'port', type: 'application/json', body: JSON.stringify({ results }) })).json().counts.recorded).toBe(decls.length);
+  return decls;
+}
+
 describe('learning from the feedback in the store (POST /v1/model/retrain)', () => {
   it('refits on inspected declarations, swaps the model in, shows it as reasons, and keeps it across a restart', async () => {
     const dataDir = join(dir, 'learn');
@@ -426,11 +438,7 @@ describe('learning from the feedback in the store (POST /v1/model/retrain)', () 
       expect(early.status).toBe(400);
       expect(early.json().error.code).toBe('SEL_ERR_OPTION_INVALID');
       expect((await call(service.url, 'GET', '/v1/model')).json().model).toBeNull();
-      // traffic; every declaration of importer IMP3 turns out non-compliant, one in ten of the others
-      const decls = declarations(400, 7, 'L');
-      expect((await call(service.url, 'POST', '/v1/score', { role: 'port', type: 'application/json', body: JSON.stringify({ declarations: decls }) })).status).toBe(200);
-      const results = decls.map((d, i) => ({ declarationId: d.id, date: '2026-11-25', channel: 'red', inspected: true, outcome: d.importer === 'IMP3' || i % 10 === 0 ? 'discrepancy' : 'no-discrepancy' }));
-      expect((await call(service.url, 'POST', '/v1/feedback', { role: 'port', type: 'application/json', body: JSON.stringify({ results }) })).json().counts.recorded).toBe(decls.length);
+      const decls = await scoredWithResults(service.url, declarations(400, 7, 'L'));
       const before = (await call(service.url, 'GET', '/v1/ruleset')).json().version;
       const r = await call(service.url, 'POST', '/v1/model/retrain');
       expect(r.status).toBe(200);
@@ -475,10 +483,7 @@ describe('a refit that keeps no weight', () => {
     const dataDir = join(dir, 'learn-nothing');
     const service = await startService({ host: '127.0.0.1', port: 0, dataDir, tokensEnv, threads: 1, inlineMaxBytes: 0, metricsIntervalMs: 60_000, retrainMinZ: 1e6 });
     try {
-      const decls = declarations(200, 11, 'N');
-      expect((await call(service.url, 'POST', '/v1/score', { role: 'port', type: 'application/json', body: JSON.stringify({ declarations: decls }) })).status).toBe(200);
-      const results = decls.map((d, i) => ({ declarationId: d.id, date: '2026-11-25', channel: 'red', inspected: true, outcome: d.importer === 'IMP3' || i % 10 === 0 ? 'discrepancy' : 'no-discrepancy' }));
-      expect((await call(service.url, 'POST', '/v1/feedback', { role: 'port', type: 'application/json', body: JSON.stringify({ results }) })).json().counts.recorded).toBe(decls.length);
+      const decls = await scoredWithResults(service.url, declarations(200, 11, 'N'));
       const before = (await call(service.url, 'GET', '/v1/ruleset')).json().version;
       const r = await call(service.url, 'POST', '/v1/model/retrain');
       expect(r.status).toBe(400);
