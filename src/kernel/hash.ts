@@ -23,3 +23,16 @@ export function mix32(x: number): number {
   h ^= h >>> 16;
   return h >>> 0;
 }
+
+const GOLDEN = 0x9e3779b97f4a7c15n;
+const MASK64 = (1n << 64n) - 1n;
+
+/** log2 of the capacity of an open-addressing table of `count` keys in the ruleset image: the smallest power of two ≥ 1.5 × count (load ≤ 2/3). */
+export function hashTableBits(count: number): number {
+  let bits = 1;
+  while ((1 << bits) < count * 1.5) bits++;
+  return bits;
+}
+
+/** Home slot of a key in a table of 2^bits slots: (key × 0x9E3779B97F4A7C15 mod 2^64) >> (64 − bits), as the kernel computes it (peer tables, tax rates, combinations). */
+export const homeSlot = (key: bigint, bits: number): number => Number(((key * GOLDEN) & MASK64) >> BigInt(64 - bits));

@@ -13,6 +13,7 @@
  * column, so scoring stays a dot product.
  */
 import { errors } from '../errors.js';
+import { hashTableBits, homeSlot } from '../kernel/hash.js';
 import type { CategoricalColumn, ColumnarBatch } from '../model/columnar.js';
 
 /** Fields a dimension can combine. */
@@ -367,19 +368,6 @@ export interface HistoryDimensionIndex {
 const MAX_COMBINATION_KEYS = 2 ** 53;
 
 const indexes = new WeakMap<HistoryTables, HistoryIndex>();
-
-const GOLDEN = 0x9e3779b97f4a7c15n;
-const MASK64 = (1n << 64n) - 1n;
-
-/** log2 of the capacity of an open-addressing table of `count` keys in the ruleset image: the smallest power of two ≥ 1.5 × count (load ≤ 2/3). */
-export function hashTableBits(count: number): number {
-  let bits = 1;
-  while ((1 << bits) < count * 1.5) bits++;
-  return bits;
-}
-
-/** Home slot of a key in a table of 2^bits slots: (key × 0x9E3779B97F4A7C15 mod 2^64) >> (64 − bits), as the kernel computes it. */
-export const homeSlot = (key: bigint, bits: number): number => Number(((key * GOLDEN) & MASK64) >> BigInt(64 - bits));
 
 /** The index of tables, built once per tables object. */
 export function historyIndex(tables: HistoryTables): HistoryIndex {

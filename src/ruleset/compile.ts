@@ -19,11 +19,11 @@ import { NF, PEER_FIELDS, robustScale, type PeerField } from '../peers/peer-grou
 import { NUMERIC_OPERANDS, PROFILE_SET_FIELDS, MAX_PROFILES, type Profile } from '../profiles/profile.js';
 import type { Ruleset, RulesetSettings } from './ruleset.js';
 import { termKey, textConfig, type TextConfig } from '../text/signals.js';
-import { hashTableBits, historyIndex, homeSlot, type HistoryTables } from '../learn/history.js';
+import { historyIndex, type HistoryTables } from '../learn/history.js';
+import { hashTableBits, homeSlot } from '../kernel/hash.js';
 
 export const FORMAT_VERSION = 4;
 const MAGIC = 0x524c4553; // "SELR"
-const GOLDEN = 0x9e3779b97f4a7c15n;
 const MASK64 = (1n << 64n) - 1n;
 export const NONE32 = 0xffffffff;
 /** Largest categorical id a peer key can hold (24 bits, NONE excluded). */
@@ -143,10 +143,6 @@ export function randomThreshold(rate: number): number {
 /** Packs a peer key as the kernel does: level (bits 58+), HS prefix (24–57), categorical id (0–23). */
 export function packPeerKey(level: number, hsPrefix: number, catId: number): bigint {
   return (BigInt(level) << 58n) | (BigInt(hsPrefix) << 24n) | BigInt(catId);
-}
-
-function slotOf(key: bigint, shift: number): number {
-  return Number(((key * GOLDEN) & MASK64) >> BigInt(shift));
 }
 
 class Bitset {
@@ -346,7 +342,7 @@ export function compileRuleset(ruleset: Ruleset): CompiledRuleset {
   const slotGroup = new Int32Array(capacity).fill(-1);
   const slotMask = new Uint32Array(capacity);
   for (let g = 0; g < G; g++) {
-    let i = slotOf(keys[g], shift);
+    let i = homeSlot(keys[g], bits);
     while (slotKeys[i] !== MASK64) i = (i + 1) & (capacity - 1);
     slotKeys[i] = keys[g];
     slotGroup[i] = g;
