@@ -492,6 +492,11 @@ describe('a refit that keeps no weight', () => {
       expect((await call(service.url, 'GET', '/v1/model')).json().model).toBeNull();
       expect(existsSync(join(dataDir, 'model.json'))).toBe(false);
       expect((await call(service.url, 'GET', '/v1/ruleset')).json().version).toBe(before);
+      // the CLI writes such a model where it is told to, with a warning
+      const cli = await runCli(['train', '--from-store', '--data-dir', dataDir, '--out', join(dir, 'none-model.json'), '--min-z', '1000000']);
+      expect(cli.code, cli.stderr).toBe(0);
+      expect(cli.stderr).toContain('selectivity train: warning: no weight kept');
+      expect(existsSync(join(dir, 'none-model.json'))).toBe(true);
     } finally {
       await service.close();
     }

@@ -685,6 +685,28 @@ describe('the compliance model', () => {
     }
   }, 60_000);
 
+  it('selectivity train warns when it kept no weight (the model scores every declaration alike), and still writes the model', async () => {
+    const fixture = join(__dirname, 'fixtures', 'kcs-eval-sample.csv');
+    let err = '';
+    const o = vi.spyOn(process.stdout, 'write').mockImplementation(() => true);
+    const e = vi.spyOn(process.stderr, 'write').mockImplementation((c: string | Uint8Array) => { err += String(c); return true; });
+    try {
+      // the default bar keeps weights: no warning
+      expect(await main(['train', '--train', fixture, '--columns', 'kcs', '--label', 'Fraud', '--out', join(dir, 'kcs-some.json'), '--threads', '0', '--json'])).toBe(0);
+      expect(err).not.toContain('no weight kept');
+      // a bar no weight reaches
+      const model = join(dir, 'kcs-none.json');
+      expect(await main(['train', '--train', fixture, '--columns', 'kcs', '--label', 'Fraud', '--out', model, '--threads', '0', '--min-z', '1000000', '--json'])).toBe(0);
+      const saved = JSON.parse(readFileSync(model, 'utf8'));
+      expect(Object.values(saved.coefficients as Record<string, number>).every((c) => c === 0)).toBe(true);
+      expect(err).toContain('selectivity train: warning: no weight kept (none is positive with z of at least 1000000)');
+      expect(err).toContain(`at the training rate of non-compliance (${(100 * saved.training.prior).toFixed(2)} %)`);
+    } finally {
+      o.mockRestore();
+      e.mockRestore();
+    }
+  }, 60_000);
+
   it('on the KCS sample, the learnt ranking is well above random at 5 % (train on 2020, test on the later dates)', async () => {
     const fixture = join(__dirname, 'fixtures', 'kcs-eval-sample.csv');
     const r = await evaluate({ file: fixture, split: 0.8, columns: 'kcs', label: 'Fraud', learn: true, threads: 0 });

@@ -8,7 +8,7 @@ import { parseArgs } from 'node:util';
 import { errors } from '../errors.js';
 import { labelledReader, trainFromFiles } from '../evaluate/evaluate.js';
 import { DEFAULT_DIMENSIONS } from '../learn/history.js';
-import { candidateProfiles, type TrainOptions } from '../learn/train.js';
+import { candidateProfiles, keptNoWeight, noWeightWarning, type TrainOptions } from '../learn/train.js';
 import { savePeerSnapshot } from '../peers/peer-store.js';
 import { writeFileDurable } from '../store/durable.js';
 import { intOption, numberOption } from './options.js';
@@ -128,6 +128,7 @@ export async function trainCommand(argv: string[]): Promise<number> {
   writeFileDurable(values.out, `${JSON.stringify({ ...model!, createdAt: new Date().toISOString(), label: values.label, train: summary, peers: snapshot.info.version })}\n`);
   savePeerSnapshot(peersOut, snapshot);
   const m = model!;
+  if (keptNoWeight(m)) process.stderr.write(noWeightWarning(m));
   const candidates = values.candidates ? candidateProfiles(m) : [];
   if (values.candidates) writeFileDurable(values.candidates, `${JSON.stringify({ profiles: candidates.map((c) => c.profile), evidence: candidates.map((c) => ({ id: c.profile.id, ...c.evidence })) }, null, 2)}\n`);
   const report = { model: values.out, peers: peersOut, train: summary, intercept: m.intercept, coefficients: m.coefficients, training: m.training, settings: m.settings, dimensions: m.history.dimensions.map((d) => ({ name: d.name, weight: d.weight, values: d.keys.length })), candidates: candidates.map((c) => ({ id: c.profile.id, ...c.evidence })) };
@@ -154,6 +155,7 @@ async function trainFromStore(values: { 'data-dir'?: string; out?: string; json?
   try { doc = await modelFromStore(db, peers, learnOptions(values), `feedback in ${dataDir}`); } finally { db.close(); }
   const out = values.out ?? join(dataDir, 'model.json');
   writeFileDurable(out, `${JSON.stringify(doc)}\n`);
+  if (keptNoWeight(doc)) process.stderr.write(noWeightWarning(doc));
   const rows = doc.training.rows;
   const report = { model: out, rows, nonCompliant: doc.nonCompliant, training: doc.training, coefficients: doc.coefficients };
   process.stdout.write(values.json ? `${JSON.stringify(report, null, 2)}\n` : `trained on ${rows} inspected declarations with feedback (${doc.nonCompliant} non-compliant); log-loss ${doc.training.logLoss.toFixed(4)}\nwrote ${out} (the service uses it after a restart or POST /v1/ruleset/reload)\n`);

@@ -118,6 +118,19 @@ export interface TrainedModel {
   };
 }
 
+/**
+ * Whether training kept no weight (every coefficient 0: each fitted
+ * negative or fell below minZ). Such a model scores every declaration alike,
+ * at the training data's rate of non-compliance, which above the yellow line
+ * sends every declaration without a profile hit to yellow. The service does
+ * not swap such a refit in; `selectivity train` writes it with a warning.
+ */
+export const keptNoWeight = (m: Pick<TrainedModel, 'coefficients'>): boolean => Object.values(m.coefficients).every((c) => c === 0);
+
+/** The warning `selectivity train` prints for such a model. */
+export const noWeightWarning = (m: Pick<TrainedModel, 'training'>): string =>
+  `selectivity train: warning: no weight kept (none is positive with z of at least ${m.training.minZ ?? DEFAULT_MIN_Z}): this model scores every declaration alike, at the training rate of non-compliance (${(100 * m.training.prior).toFixed(2)} %); above the yellow line, every declaration without a profile hit goes yellow. More data, or a lower --min-z, may keep weights.\n`;
+
 /** The prior strength of the tables when none is given, in declarations. */
 export const DEFAULT_STRENGTH = 10;
 /** The least prior strength of the trader dimensions when none is given (TrainOptions.traderStrength). */

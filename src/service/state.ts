@@ -13,7 +13,7 @@ import { errors, fromWorker } from '../errors.js';
 import { ProfileStore, type ImportSummary } from '../profiles/store.js';
 import { validateProfiles } from '../profiles/profile.js';
 import { WatchListStore } from '../text/store.js';
-import { DEFAULT_MIN_Z, modelRuleset, type TrainedModel, type TrainOptions } from '../learn/train.js';
+import { DEFAULT_MIN_Z, keptNoWeight, modelRuleset, type TrainedModel, type TrainOptions } from '../learn/train.js';
 import { dimensionLoaded, type HistoryTables } from '../learn/history.js';
 import { modelFromStore } from '../learn/from-store.js';
 import { makeDirs, writeFileDurable } from '../store/durable.js';
@@ -213,7 +213,7 @@ export class RulesetSource {
     }
     // a refit that kept no weight scores every declaration alike (at the rate of non-compliance in
     // the feedback: all yellow when that is above the yellow line): it does not replace the model in use
-    if (Object.values(doc.coefficients).every((c) => c === 0)) {
+    if (keptNoWeight(doc)) {
       const minZ = doc.training.minZ ?? DEFAULT_MIN_Z;
       throw errors.SEL_ERR_OPTION_INVALID(`the refit kept no weight: no signal in the ${doc.training.rows} inspected declarations with feedback (${doc.nonCompliant} non-compliant) reaches z ${minZ}; the model in use stays`, { field: 'feedback', expected: `feedback from which at least one weight reaches the significance bar (serve --retrain-min-z, ${minZ})`, got: { inspected: doc.training.rows, nonCompliant: doc.nonCompliant } });
     }
