@@ -21,7 +21,7 @@ import { Worker } from 'node:worker_threads';
 import type { Transaction } from 'better-sqlite3';
 import { errors, SelectivityError } from '../errors.js';
 import { packageRoot } from '../paths.js';
-import { buildIdFilter, DECISION_ID_PART_BITS, DECISION_ID_PART_SIZE, fillIdFilters, IdFilter, partOf, storeIdFilter } from '../store/id-filter.js';
+import { buildIdFilter, DECISION_ID_PART_BITS, DECISION_ID_PART_SIZE, fillIdFilters, IdFilter, nextSeqReader, partOf, storeIdFilter } from '../store/id-filter.js';
 import { BUSY_TIMEOUT_MS, isStoreBusy, openStore, type Db } from '../store/sqlite.js';
 import { readPayload } from './log-rows.js';
 
@@ -71,9 +71,8 @@ export class LogWriter {
     // a page per fresh id in no order: in memory, 41.2 -> 28.7 µs per decision at 1.6 million,
     // bench:log). Bounded by ID_STATEMENT_ROWS.
     db.pragma('temp_store = MEMORY');
-    // seqs continue after the rows of the older layout (migration 5), which is no longer written
-    const legacyEnd = ((db.prepare('SELECT max(seq) FROM decision_log').pluck().get() as number | null) ?? 0) + 1;
-    const chunkEnd = db.prepare('SELECT first_seq + count FROM decision_chunks ORDER BY first_seq DESC LIMIT 1').pluck();
+    // seqs continue after the last chunk and the rows of the older layout (migration 5)
+    const readNextSeq = nextSeqReader(db);
     const insertChunk = db.prepare('INSERT INTO decision_chunks (first_seq, count, decided_at, ruleset_version, format, rows) VALUES (?, ?, ?, ?, ?, ?)');
     // row k of the chunk at seq first + k, in the part of that seq
     const insertIds = db.prepare(`INSERT INTO decision_ids (part, declaration_id, seq) SELECT (@first + key) >> ${DECISION_ID_PART_BITS}, value, @first + key FROM json_each(@ids)`);
@@ -82,7 +81,7 @@ export class LogWriter {
     this.commitAll = db.transaction((payloads: readonly Uint8Array[]) => {
       this.began = true;
       // read inside the (immediate) transaction: another writer on the same file cannot interleave
-      let seq = Math.max(legacyEnd, (chunkEnd.get() as number | undefined) ?? 1);
+      let seq = readNextSeq();
       if (seq !== this.nextSeq) this.reopen(seq);
       let n = 0;
       for (const p of payloads) {

@@ -101,13 +101,23 @@ export function storeIdFilter(db: Database, part: number, filter: IdFilter): voi
 }
 
 /**
+ * The seq the next logged decision takes, as a function to call (inside the
+ * transaction that uses it, for the decision log's writer): after the last
+ * chunk's rows and after the older layout's (migration 5, read once: it is
+ * no longer written); 1 for an empty log.
+ */
+export function nextSeqReader(db: Database): () => number {
+  const legacyEnd = ((db.prepare('SELECT max(seq) FROM decision_log').pluck().get() as number | null) ?? 0) + 1;
+  const chunkEnd = db.prepare('SELECT first_seq + count FROM decision_chunks ORDER BY first_seq DESC LIMIT 1').pluck();
+  return () => Math.max(legacyEnd, (chunkEnd.get() as number | undefined) ?? 1);
+}
+
+/**
  * The open part: the part of the highest seq logged (chunks or the older
  * layout), 0 for an empty log. The parts below it are sealed.
  */
 export function openPart(db: Database): number {
-  const chunkEnd = db.prepare('SELECT first_seq + count FROM decision_chunks ORDER BY first_seq DESC LIMIT 1').pluck().get() as number | undefined;
-  const legacy = db.prepare('SELECT max(seq) FROM decision_log').pluck().get() as number | null;
-  return partOf(Math.max(chunkEnd === undefined ? 0 : chunkEnd - 1, legacy ?? 0));
+  return partOf(nextSeqReader(db)() - 1);
 }
 
 /**
