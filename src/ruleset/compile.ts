@@ -460,10 +460,8 @@ export function compileRuleset(ruleset: Ruleset): CompiledRuleset {
   return { version, buffer, meta, imageOffset };
 }
 
-/** Smallest power of two ≥ 1.5 × count (load factor ≤ 2/3), at least 2. */
 /** Key space (largest key + 1) up to which a combination table has narrow slots: all ones marks an empty slot, all ones − 1 is the kernel's key of a row with a part not in the tables. */
 export const NARROW_KEYS = 0xfffffffe;
-
 
 /**
  * The history section: the tax-rate table, then one hash table per
