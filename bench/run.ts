@@ -1,6 +1,7 @@
 /**
- * `npm run bench`: the scoring benchmarks. Prints tables and writes
- * bench/RESULTS.md. Figures are reported, never asserted.
+ * `npm run bench:kernel` (part of `npm run bench`): the scoring benchmarks.
+ * Prints tables and writes bench/RESULTS.md (not with --quick). Figures are
+ * reported, never asserted.
  *
  *  1. kernel vs reference scorer on the same 100k-declaration batch, 256
  *     profiles, 4-level peer hierarchy (declarations/s and the ratio);
@@ -11,7 +12,7 @@
  *
  * Options: --rows N (batch size of suite 1, default 100000), --quick,
  * --suites 1,2,3,4 (which suites to run; bench/RESULTS.md is written only
- * when all run).
+ * when all run, and not with --quick).
  */
 import { writeFileSync } from 'node:fs';
 import { cpus, availableParallelism } from 'node:os';
@@ -32,7 +33,7 @@ import { benchArgs } from './args.js';
 
 const values = benchArgs('bench:kernel', { rows: { type: 'string' }, quick: { type: 'boolean' }, suites: { type: 'string' } }, `
   --rows N          batch size of suite 1 (default 100000)
-  --quick           fewer rounds and smaller batches
+  --quick           fewer rounds and smaller batches; bench/RESULTS.md left as it is
   --suites 1,2,3,4  which suites to run; bench/RESULTS.md is written only when all run`);
 const SUITES = new Set((values.suites ?? '1,2,3,4').split(',').map((x) => x.trim()));
 for (const x of SUITES) if (!['1', '2', '3', '4'].includes(x)) { console.error(`bench: --suites takes numbers from 1 to 4, got ${values.suites}`); process.exit(2); }
@@ -71,7 +72,7 @@ if (SUITES.has('1')) {
   kernel.loadRuleset(compileRuleset(rs));
   const kernelNs: number[] = [];
   let matches = 0;
-  const bench = new Bench({ time: QUICK ? 500 : 2000, warmupIterations: 3 });
+  const bench = new Bench({ time: QUICK ? 500 : 2000, warmupIterations: 3, ...(QUICK ? { iterations: 5 } : {}) });
   bench.add('kernel (WASM)', () => { const r = kernel.score(batch); kernelNs.push(r.kernelNs); matches = r.matchOffset[r.size]; });
   bench.add('reference (TypeScript)', () => { referenceScore(rs, batch); }, {});
   console.error('suite 1: kernel vs reference…');
@@ -108,7 +109,7 @@ if (SUITES.has('2')) {
     const compiled = compileRuleset(rs);
     const compileMs = performance.now() - t0;
     kernel.loadRuleset(compiled);
-    const bench = new Bench({ time: QUICK ? 300 : 1000, warmupIterations: 3 });
+    const bench = new Bench({ time: QUICK ? 300 : 1000, warmupIterations: 3, ...(QUICK ? { iterations: 5 } : {}) });
     let matches = 0;
     bench.add(`${n}`, () => { const r = kernel.score(batch); matches = r.matchOffset[r.size]; });
     console.error(`suite 2: ${n} profiles…`);
@@ -225,7 +226,8 @@ if (SUITES.has('4')) {
   }
 }
 
-if (ALL) {
+// a quick or partial run is a check, not a record: the committed results stay as they are
+if (ALL && !QUICK) {
   writeFileSync(join(packageRoot(), 'bench', 'RESULTS.md'), lines.join('\n') + '\n');
   console.error('wrote bench/RESULTS.md');
-}
+} else console.error(`${QUICK ? 'quick' : 'partial'} run: bench/RESULTS.md left as it is`);

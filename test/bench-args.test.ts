@@ -17,7 +17,7 @@ describe('benchmark options', () => {
     ['service', 'bench:service', '--decision-log'],
     ['peers', 'bench:peers', '--rows'],
     ['profiles', 'bench:profiles', '--quick'],
-    ['text', 'bench:text', undefined],
+    ['text', 'bench:text', '--quick'],
     ['backtest', 'bench:backtest', '--reuse'],
     ['decision-log', 'bench:log', '--decisions'],
   ])('%s: --help lists the options; an unknown option exits 2 with one line', (file, name, option) => {
