@@ -15,6 +15,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { FastifyInstance } from 'fastify';
 import type { Engine } from '../src/engine.js';
 import { toBatch } from '../src/model/columnar.js';
+import { CHANNELS } from '../src/model/channels.js';
 import { toDecisions } from '../src/decisions.js';
 import { Kernel } from '../src/kernel/kernel.js';
 import { compileRuleset } from '../src/ruleset/compile.js';
@@ -207,9 +208,14 @@ describe('service contract (inject, in-process scoring)', () => {
       expect(err.code).toBe(code);
       if (field) expect(err.details.field).toBe(field);
     }
-    const nf = await app.inject({ url: '/v1/nothing', headers: auth('admin') });
-    expect(nf.statusCode).toBe(404);
-    expect(nf.json().error.code).toBe('SEL_ERR_NOT_FOUND');
+    // a path no route has: 404 for every role (not the 403 of another role's route), 401 without a token
+    for (const role of ['port', 'analyst', 'admin'] as const) {
+      const nf = await app.inject({ url: '/v1/nothing', headers: auth(role) });
+      expect(nf.statusCode, role).toBe(404);
+      expect(nf.json().error).toMatchObject({ code: 'SEL_ERR_NOT_FOUND', message: 'no route GET /v1/nothing' });
+    }
+    expect((await app.inject({ method: 'GET', url: '/v1/score', headers: auth('port') })).json().error.code).toBe('SEL_ERR_NOT_FOUND');
+    expect((await app.inject({ url: '/v1/nothing' })).statusCode).toBe(401);
     // still healthy, and the good path still works
     expect((await app.inject({ method: 'POST', url: '/v1/score', headers: auth('port'), payload: { declarations: declarations(2, 4) } })).statusCode).toBe(200);
   });
@@ -262,6 +268,18 @@ describe('service contract (inject, in-process scoring)', () => {
       expect(engine.rulesetVersion).toBe(before);
     } finally {
       writeFileSync(source.files.peersPath, text);
+    }
+  });
+
+  it('exposes each channel\'s counter and the control group\'s at 0 before anything is scored', async () => {
+    const fresh = await inProcessService(join(dir, 'fresh-metrics'), { tokens: tokensEnv });
+    try {
+      const text = (await fresh.app.inject({ url: '/metrics', headers: auth('admin') })).body;
+      for (const c of CHANNELS) expect(text).toContain(`selectivity_declarations_total{channel="${c}"} 0\n`);
+      expect(text).toMatch(/^# TYPE selectivity_control_group_total counter$/m);
+      expect(text).toMatch(/^selectivity_control_group_total 0$/m);
+    } finally {
+      await fresh.close();
     }
   });
 
@@ -506,8 +524,10 @@ describe('service over loopback (worker pool)', () => {
 
   it('warms the main thread and every worker before it listens, and neither logs nor counts the warm-up', async () => {
     // the first test of this service: startService's warm-up scored, but no declaration is counted yet
-    const counted = Object.keys(service.metrics.summary().counters).filter((k) => k.startsWith('selectivity_declarations_total'));
-    expect(counted).toEqual([]);
+    const counters = service.metrics.summary().counters;
+    const counted = Object.keys(counters).filter((k) => k.startsWith('selectivity_declarations_total') || k.startsWith('selectivity_control_group_total'));
+    expect(counted.length).toBe(6); // each channel's and the control group's, created at 0
+    for (const k of counted) expect(counters[k], k).toBe(0);
     // what startService ran before listening, run again: one declaration on the main thread, one batch per worker
     const w = await warmUp(service.engine);
     expect(w.reply.ok).toBe(true);

@@ -252,6 +252,10 @@ const acceptAll = () => () => true;
 
 export async function buildServer(options: ServiceOptions): Promise<FastifyInstance> {
   const { engine, source, tokens, metrics } = options;
+  // the label-free control-group counter and one per channel exist from the start, at 0: a
+  // Prometheus rate() or alert on them then works before the first such decision
+  metrics.count('selectivity_control_group_total', {}, 0);
+  for (const c of CHANNELS) metrics.count('selectivity_declarations_total', { channel: c }, 0);
   const bodyLimit = options.bodyLimit ?? 64 * 1024 * 1024;
   const maxBatch = options.maxBatch ?? 100_000;
   const chunkRecords = options.streamChunkRecords ?? 2048;
@@ -332,7 +336,9 @@ export async function buildServer(options: ServiceOptions): Promise<FastifyInsta
 
   // ---- access ---------------------------------------------------------------
   app.addHook('onRequest', async (req) => {
-    const access = req.routeOptions.config.access ?? 'admin';
+    // a path no route has: any valid token, then the not-found handler's 404 (a route of another
+    // role answers 403; an unknown path is not such a route, and the routes are public in OpenAPI)
+    const access = req.routeOptions.url === undefined ? 'any' : (req.routeOptions.config.access ?? 'admin');
     if (access === 'public') return;
     if (!ready) throw errors.SEL_ERR_NOT_READY('the service is shutting down', { field: 'service', retryAfterSeconds: 1 });
     const header = req.headers.authorization ?? '';
