@@ -72,7 +72,15 @@ export async function registerFeedbackRoutes(app: FastifyInstance, o: { source: 
     schema: {
       tags: ['feedback'],
       summary: 'Targeting performance over a period of examination dates (default: the last 30 days): per channel the results, inspected, non-compliant (hit rate) and revenue recovered, beside the random-selection control group\'s estimate of the green traffic\'s non-compliance with its 95 % interval; per=day|week|month adds the same for each such period. See docs/feedback.md.',
-      querystring: { type: 'object', additionalProperties: false, properties: { from: { type: 'string', pattern: '^\\d{4}-\\d{2}-\\d{2}$' }, to: { type: 'string', pattern: '^\\d{4}-\\d{2}-\\d{2}$' }, per: { type: 'string', enum: [...REPORT_BREAKDOWNS] } } },
+      // the values are checked by the report itself, as for `selectivity feedback report`: the same
+      // SEL_ERR_OPTION_INVALID naming the field either way (docs/feedback.md)
+      querystring: {
+        type: 'object', additionalProperties: false,
+        properties: {
+          from: { type: 'string', description: 'first examination date, YYYY-MM-DD' }, to: { type: 'string', description: 'last examination date, YYYY-MM-DD' },
+          per: { type: 'string', description: `${REPORT_BREAKDOWNS.join(' | ')}` },
+        },
+      },
       response: { 200: open, '4xx': errorSchema },
     },
   }, async (req) => {
