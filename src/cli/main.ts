@@ -32,7 +32,7 @@ Commands:
   evaluate          train on some files, score another, report precision/recall/revenue at top k %
   train             fit the compliance model (historical rates, weights) on labelled files
   replay            replay labelled history month by month, learning only from inspected declarations
-  text              goods-description fit to the HS code (fit), watch-list terms in a text (match)
+  text              goods-description fit to the HS code (fit), watch-list terms in a text (match), watch lists (lists)
   intel <path>      intelligence texts: keyword co-occurrence network (JSON, GraphML, HTML), watch-list suggestions
   feedback          import examination results (CSV, NDJSON) joined to logged decisions; show one; prune old decisions
   history           import declarations (and results) into the columnar history store; show it
