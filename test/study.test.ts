@@ -89,6 +89,13 @@ describe('studyFile', () => {
       expect(g.under + g.over).toBe(g.outliers);
       expect(g.outlierShare).toBeCloseTo(g.outliers / g.studied, 12);
       expect(g.outliers).toBeGreaterThan(0);
+      // the group's statistics in natural units (spread and std aside): the geometric mean lies between min and max
+      if (g.size > 0) {
+        expect(g.min!).toBeLessThanOrEqual(g.median!);
+        expect(g.median!).toBeLessThanOrEqual(g.max!);
+        expect(g.mean!).toBeGreaterThanOrEqual(g.min! * (1 - 1e-12));
+        expect(g.mean!).toBeLessThanOrEqual(g.max! * (1 + 1e-12));
+      }
     }
     const big = report.groups.filter((g) => g.studied >= 5);
     for (let k = 1; k < big.length; k++) expect(big[k - 1].outlierShare).toBeGreaterThanOrEqual(big[k].outlierShare);

@@ -58,7 +58,10 @@ export interface StudyGroup {
   feature: Feature;
   /** Peer values of the feature in the snapshot (n). */
   size: number;
-  /** Statistics of the feature in the snapshot, natural units except spread/std (log units). */
+  /**
+   * Statistics of the feature in the snapshot, natural units except spread
+   * and std (log units); mean is the geometric mean (e to the mean log).
+   */
   median: number | null;
   spread: number | null;
   mean: number | null;

@@ -253,7 +253,7 @@ export async function studyFile(path: string, peers: PeerSnapshot | PeerTables, 
         size: g?.n ?? 0,
         median: g ? fin(Math.exp(g.median)) : null,
         spread: g ? fin(robustScale(g.mad, s.madFloor)) : null,
-        mean: g ? fin(g.mean) : null,
+        mean: g ? fin(Math.exp(g.mean)) : null, // the geometric mean: the sketch keeps the mean of the logs
         std: g ? fin(g.std) : null,
         min: g ? fin(Math.exp(g.min)) : null,
         max: g ? fin(Math.exp(g.max)) : null,
