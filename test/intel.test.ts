@@ -382,7 +382,10 @@ describe('selectivity intel (CLI)', () => {
     const opt = await run(['intel', bad, '--watchlists', exampleLists, '--max-terms', 'many']);
     expect(opt.code).toBe(2);
     expect(opt.stderr).toContain('SEL_ERR_OPTION_INVALID');
-    expect((await run(['intel', bad, '--watchlists', join(dir, 'nope.json')])).stderr).toContain('SEL_ERR_WATCHLIST_INVALID');
+    // a --watchlists file that is not there: SEL_ERR_FILE_NOT_FOUND, as for every input file; one that is not JSON: the lists' own code
+    expect((await run(['intel', bad, '--watchlists', join(dir, 'nope.json')])).stderr).toContain('SEL_ERR_FILE_NOT_FOUND');
+    writeFileSync(join(dir, 'broken-lists.json'), '{"watchLists": [');
+    expect((await run(['intel', bad, '--watchlists', join(dir, 'broken-lists.json')])).stderr).toContain('SEL_ERR_WATCHLIST_INVALID');
     expect((await run(['intel', '--watchlists', exampleLists])).stderr).toContain('SEL_ERR_OPTION_INVALID');
     expect((await run(['intel', bad, '--risk-areas', 'ipr,fun', '--watchlists', exampleLists])).stderr).toContain('SEL_ERR_OPTION_INVALID');
   });

@@ -277,6 +277,19 @@ describe('profiles over HTTP and the CLI', () => {
     const bad = await run(['profiles', 'show', 'NOPE', '--data-dir', dataDir]);
     expect(bad.code).toBe(2);
     expect(bad.stderr).toContain('SEL_ERR_PROFILE_NOT_FOUND');
+    // a file that is not there is SEL_ERR_FILE_NOT_FOUND, as for every input file; one that is not JSON, the set's own code
+    const missing = await run(['profiles', 'import', join(dir, 'no-such-set.json'), '--data-dir', dataDir]);
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).toContain('SEL_ERR_FILE_NOT_FOUND');
+    const notJson = join(dir, 'not-json.json');
+    writeFileSync(notJson, '{"profiles": [');
+    const broken = await run(['profiles', 'import', notJson, '--data-dir', dataDir]);
+    expect(broken.code).toBe(2);
+    expect(broken.stderr).toContain('SEL_ERR_PROFILE_INVALID');
+    expect(broken.stderr).toContain('is not valid JSON');
+    const lists = await run(['text', 'lists', 'import', join(dir, 'no-such-lists.json'), '--data-dir', dataDir]);
+    expect(lists.code).toBe(2);
+    expect(lists.stderr).toContain('SEL_ERR_FILE_NOT_FOUND');
     // the service started on that directory scores with what the CLI left active
     const files = await prepareDataDir(dataDir);
     const source = new RulesetSource(files);

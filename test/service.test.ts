@@ -216,6 +216,16 @@ describe('service contract (inject, in-process scoring)', () => {
     }
     expect((await app.inject({ method: 'GET', url: '/v1/score', headers: auth('port') })).json().error.code).toBe('SEL_ERR_NOT_FOUND');
     expect((await app.inject({ url: '/v1/nothing' })).statusCode).toBe(401);
+    // a stream request without a Content-Type or a body: no stream to read, refused before streaming starts
+    const noStream = await app.inject({ method: 'POST', url: '/v1/score/stream', headers: auth('port') });
+    expect(noStream.statusCode).toBe(415);
+    expect(noStream.json().error).toMatchObject({ code: 'SEL_ERR_MEDIA_TYPE', details: { field: 'content-type' } });
+    // a JSON route given text/plain: refused by its type, as the score route does, not by its shape
+    for (const [method, url] of [['POST', '/v1/profiles/import'], ['PUT', '/v1/ruleset/profiles'], ['POST', '/v1/feedback'], ['POST', '/v1/score']] as const) {
+      const r = await app.inject({ method, url, headers: { ...auth('admin'), 'content-type': 'text/plain' }, payload: '{"profiles":[]}' });
+      expect(r.statusCode, url).toBe(415);
+      expect(r.json().error.code, url).toBe('SEL_ERR_MEDIA_TYPE');
+    }
     // still healthy, and the good path still works
     expect((await app.inject({ method: 'POST', url: '/v1/score', headers: auth('port'), payload: { declarations: declarations(2, 4) } })).statusCode).toBe(200);
   });
@@ -364,7 +374,7 @@ describe('tokens', () => {
     for (const [config, code] of [
       [{ tokensEnv: 'port:short' }, 'SEL_ERR_CONFIG_INVALID'],
       [{ tokensFile: join(dir, 'no-such-tokens.json') }, 'SEL_ERR_FILE_NOT_FOUND'],
-      [{ ...good, profiles: join(dir, 'no-such-profiles.json') }, 'SEL_ERR_PROFILE_INVALID'],
+      [{ ...good, profiles: join(dir, 'no-such-profiles.json') }, 'SEL_ERR_FILE_NOT_FOUND'],
       [{ ...good, profiles: badProfiles }, 'SEL_ERR_PROFILE_INVALID'],
       [{ ...good, peers: join(dir, 'no-such-peers.json') }, 'SEL_ERR_FILE_NOT_FOUND'],
       [{ ...good, peers: badPeers }, 'SEL_ERR_PEERS_CORRUPT'],

@@ -296,6 +296,10 @@ export async function buildServer(options: ServiceOptions): Promise<FastifyInsta
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: false } },
   });
 
+  // the JSON routes take application/json (and MessagePack where they say so), not Fastify's default
+  // text/plain: a JSON document sent as text/plain is refused by its type (415), not by its shape (400)
+  app.removeContentTypeParser('text/plain');
+
   await app.register(swagger, {
     openapi: {
       openapi: '3.0.3',
@@ -431,7 +435,10 @@ export async function buildServer(options: ServiceOptions): Promise<FastifyInsta
     }, async (req, reply) => {
       const format = requestFormat(req);
       const accept = negotiate(req.headers.accept, format, ['application/x-ndjson', 'application/ndjson', 'application/json']);
-      const input = req.body as IncomingMessage;
+      const body = req.body as IncomingMessage | undefined;
+      // no Content-Type and no body: Fastify ran no parser, so there is no stream to read (nor a format to read it in)
+      if (body === undefined || body === null) throw errors.SEL_ERR_MEDIA_TYPE('a stream needs a Content-Type and a body', { field: 'content-type', expected: `${NDJSON_TYPES.join(', ')} or ${MSGPACK_TYPES.join(', ')}`, got: req.headers['content-type'] ?? null });
+      const input: IncomingMessage = body;
       const stats = { scored: 0, invalid: 0, counts: emptyCounts(), errorCodes: {} as Record<string, number>, kernelNs: 0 };
       req.scoreStats = stats;
       const depth = Math.max(2, engine.options.threads + 1);

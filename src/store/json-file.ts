@@ -1,15 +1,22 @@
 import { readFileSync } from 'node:fs';
-import type { ErrorFactory } from '../errors.js';
+import { errors, type ErrorFactory } from '../errors.js';
 
 /**
- * Reads and parses a JSON file (an import set, a watch-list file). A file
- * that cannot be read or is not JSON raises `invalid`, naming `what` and
- * the option `field` it came from.
+ * Reads and parses a JSON file (an import set, a watch-list file, a model).
+ * A file that cannot be read (missing, a directory, no permission) raises
+ * SEL_ERR_FILE_NOT_FOUND, as every other input file does; one that is not
+ * JSON raises `invalid`. Both name `what` and the option `field` it came from.
  */
 export function readJsonFile(path: string, what: string, field: string, invalid: ErrorFactory): unknown {
+  let text: string;
   try {
-    return JSON.parse(readFileSync(path, 'utf8'));
+    text = readFileSync(path, 'utf8');
   } catch (e) {
-    throw invalid(`cannot read ${what} ${path}: ${(e as Error).message}`, { field, expected: 'a readable JSON file', got: path });
+    throw errors.SEL_ERR_FILE_NOT_FOUND(`cannot read ${what} ${path}: ${(e as Error).message}`, { field, expected: 'a readable JSON file', got: path });
+  }
+  try {
+    return JSON.parse(text);
+  } catch (e) {
+    throw invalid(`${what} ${path} is not valid JSON: ${(e as Error).message}`, { field, expected: 'a JSON file', got: path });
   }
 }
