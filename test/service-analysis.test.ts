@@ -118,6 +118,15 @@ describe('analysis routes', () => {
     expect(e.cuts.map((c: { fraction: number }) => c.fraction)).toEqual([0.05, 0.1]);
     expect(e.cuts[0].precision).toBeGreaterThan(3 * e.random[0].precision);
     expect(engine.rulesetVersion).toBe(before);
+    // the request's parts, not the server's temporary paths
+    expect(e.train.files).toEqual(['train.ndjson']);
+    expect(e.test.file).toBe('test.ndjson');
+    expect(r.body).not.toContain(tmpdir());
+    // nor in an error about a file the server wrote
+    const few = await app.inject({ method: 'POST', url: '/v1/evaluations', headers: { ...auth('analyst'), 'content-type': 'application/json' }, payload: { file: recent.slice(0, 1).map(label), label: 'fraud' } });
+    expect(few.statusCode).toBe(400);
+    expect(few.json().error.message).toMatch(/^file\.ndjson has 1 valid declarations/);
+    expect(few.body).not.toContain(tmpdir());
     const bad = await app.inject({ method: 'POST', url: '/v1/evaluations', headers: { ...auth('analyst'), 'content-type': 'application/json' }, payload: { test: recent.map(label), label: 'fraud' } });
     expect(bad.statusCode).toBe(400);
     expect(bad.json().error.details.field).toBe('train');

@@ -14,9 +14,9 @@
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join, sep } from 'node:path';
 import type { FastifyInstance } from 'fastify';
-import { errors } from '../errors.js';
+import { errors, isSelectivityError } from '../errors.js';
 import type { Engine } from '../engine.js';
 import { evaluate } from '../evaluate/evaluate.js';
 import { PRESETS } from '../model/columns.js';
@@ -64,10 +64,24 @@ function preset(columns: unknown): string | undefined {
   return columns as string;
 }
 
+/**
+ * Runs fn on a temporary directory for the request's records, removed after.
+ * The server's paths stay on the server: in the errors fn raises, a file of
+ * that directory is named as the request's part it holds ("train.ndjson",
+ * "file.csv"; see also named()).
+ */
 async function withTempDir<T>(fn: (dir: string) => Promise<T>): Promise<T> {
   const dir = mkdtempSync(join(tmpdir(), 'selectivity-'));
+  const prefix = `${dir}${sep}`;
+  const scrub = (s: string) => s.split(prefix).join('');
   try {
     return await fn(dir);
+  } catch (e) {
+    if (isSelectivityError(e)) {
+      e.message = scrub(e.message);
+      for (const [k, v] of Object.entries(e.details)) if (typeof v === 'string') (e.details as Record<string, unknown>)[k] = scrub(v);
+    }
+    throw e;
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -176,7 +190,7 @@ export async function registerAnalysisRoutes(app: FastifyInstance, o: AnalysisOp
       const b = req.body as { train?: Records; test?: Records; file?: Records; split?: number; label: string; positives?: string[]; revenue?: string; columns?: string; top?: number[] };
       const columns = preset(b.columns);
       const textFormat = 'csv';
-      return withTempDir(async (dir) => {
+      const report = await withTempDir(async (dir) => {
         if (b.file !== undefined) {
           if (b.train !== undefined || b.test !== undefined) invalid('file', 'give either file, or train and test', 'file, or train and test');
           return evaluate({ file: writeRecords(dir, 'file', b.file, 'file', textFormat), split: b.split, label: b.label, positives: b.positives, revenue: b.revenue, columns, fractions: b.top, threads: 0 });
@@ -187,6 +201,8 @@ export async function registerAnalysisRoutes(app: FastifyInstance, o: AnalysisOp
           label: b.label, positives: b.positives, revenue: b.revenue, columns, fractions: b.top, threads: 0,
         });
       });
+      // the files were the request's parts, written to a temporary directory: named as those parts, not by the server's paths
+      return { ...report, train: { ...report.train, files: report.train.files.map((f) => basename(f)) }, test: { ...report.test, file: basename(report.test.file) } };
     });
   });
 }
