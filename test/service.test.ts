@@ -220,6 +220,13 @@ describe('service contract (inject, in-process scoring)', () => {
     const noStream = await app.inject({ method: 'POST', url: '/v1/score/stream', headers: auth('port') });
     expect(noStream.statusCode).toBe(415);
     expect(noStream.json().error).toMatchObject({ code: 'SEL_ERR_MEDIA_TYPE', details: { field: 'content-type' } });
+    // a schema's refusal says what the request held there, and the allowed values where the schema lists them
+    const notArray = await app.inject({ method: 'POST', url: '/v1/feedback', headers: auth('analyst'), payload: { results: {} } });
+    expect(notArray.statusCode).toBe(400);
+    expect(notArray.json().error).toMatchObject({ code: 'SEL_ERR_REQUEST_INVALID', details: { field: 'results', expected: 'must be array', got: 'an object' } });
+    const notListed = await app.inject({ url: '/v1/profiles?status=bogus', headers: auth('analyst') });
+    expect(notListed.json().error).toMatchObject({ code: 'SEL_ERR_REQUEST_INVALID', details: { field: 'status', got: 'bogus' } });
+    expect(notListed.json().error.details.expected).toMatch(/^one of active, /);
     // a JSON route given text/plain: refused by its type, as the score route does, not by its shape
     for (const [method, url] of [['POST', '/v1/profiles/import'], ['PUT', '/v1/ruleset/profiles'], ['POST', '/v1/feedback'], ['POST', '/v1/score']] as const) {
       const r = await app.inject({ method, url, headers: { ...auth('admin'), 'content-type': 'text/plain' }, payload: '{"profiles":[]}' });

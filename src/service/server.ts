@@ -158,7 +158,14 @@ function wireError(r: Extract<WireReply, { ok: false }>): SelectivityError {
 }
 
 /** Maps Fastify's own errors onto the named codes. */
-export function toSelectivityError(e: FastifyError & { validation?: { instancePath?: string; params?: Record<string, unknown>; message?: string }[] }): SelectivityError {
+/** What a request held where a schema refused it, for details.got: a short value itself, else its kind. */
+function found(data: unknown): unknown {
+  if (data === null || typeof data === 'number' || typeof data === 'boolean') return data;
+  if (typeof data === 'string') return data.length > 80 ? `${data.slice(0, 79)}…` : data;
+  return Array.isArray(data) ? 'an array' : typeof data === 'object' ? 'an object' : typeof data;
+}
+
+export function toSelectivityError(e: FastifyError & { validation?: { instancePath?: string; params?: Record<string, unknown>; message?: string; data?: unknown }[] }): SelectivityError {
   if (isSelectivityError(e)) return e;
   // the store refused (busy past busy_timeout, full, read-only, I/O): the transaction rolled back, nothing was acknowledged
   if (e instanceof Database.SqliteError) return errors.SEL_ERR_STORAGE(`the store could not be written: ${e.message}`, { field: 'store', expected: 'a writable store', got: e.code });
@@ -167,7 +174,11 @@ export function toSelectivityError(e: FastifyError & { validation?: { instancePa
     const p = v.params ?? {};
     const path = (v.instancePath ?? '').replace(/^\//, '').replace(/\//g, '.');
     const field = [path, p.missingProperty ?? p.additionalProperty].filter((x) => x !== undefined && x !== '').join('.') || 'body';
-    return errors.SEL_ERR_REQUEST_INVALID(`${field}: ${v.message ?? 'invalid'}`, { field, expected: v.message ?? 'a valid value', got: p.additionalProperty ?? p.type });
+    // expected: what the schema asks (the allowed values, where it lists them); got: what the request held there
+    // (the schemas are compiled verbose, so each error carries its data), or the unknown key
+    const expected = Array.isArray(p.allowedValues) ? `one of ${p.allowedValues.join(', ')}` : v.message ?? 'a valid value';
+    const got = p.additionalProperty ?? (p.missingProperty !== undefined ? 'nothing' : 'data' in v ? found(v.data) : undefined);
+    return errors.SEL_ERR_REQUEST_INVALID(`${field}: ${v.message ?? 'invalid'}`, { field, expected, got });
   }
   switch (e.code) {
     case 'FST_ERR_CTP_BODY_TOO_LARGE':
@@ -293,7 +304,8 @@ export async function buildServer(options: ServiceOptions): Promise<FastifyInsta
       socket.destroy(err);
     },
     forceCloseConnections: 'idle',
-    ajv: { customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: false } },
+    // verbose: a validation error carries the value it refused (details.got)
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: false, verbose: true } },
   });
 
   // the JSON routes take application/json (and MessagePack where they say so), not Fastify's default
