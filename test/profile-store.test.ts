@@ -217,6 +217,16 @@ describe('profiles over HTTP and the CLI', () => {
       const imp = await app.inject({ method: 'POST', url: '/v1/profiles/import', headers: h, payload: { profiles: [P('NEW-1', { riskArea: 'drugs', counterMeasure: { channel: 'red', instructions: 'open it' } })] } });
       expect(imp.statusCode).toBe(200);
       expect(imp.json().changes.created).toEqual(['NEW-1']);
+      // a bare array, as selectivity profiles import reads from a file; a body that is neither a set nor an array is named
+      const bare = await app.inject({ method: 'POST', url: '/v1/profiles/import', headers: h, payload: [P('NEW-1', { riskArea: 'drugs', counterMeasure: { channel: 'red', instructions: 'open it' } })] });
+      expect(bare.statusCode, bare.body).toBe(200);
+      expect(bare.json().changes.unchanged).toEqual(['NEW-1']);
+      const noSet = await app.inject({ method: 'POST', url: '/v1/profiles/import', headers: h, payload: { profile: [] } });
+      expect(noSet.statusCode).toBe(400);
+      expect(noSet.json().error.code).toBe('SEL_ERR_PROFILE_INVALID');
+      const text = await app.inject({ method: 'POST', url: '/v1/profiles/import', headers: { ...h, 'content-type': 'application/json' }, payload: '"profiles"' });
+      expect(text.statusCode).toBe(400);
+      expect(text.json().error).toMatchObject({ code: 'SEL_ERR_REQUEST_INVALID', details: { field: 'body', got: 'profiles' } });
       expect(engine.meta().profiles.map((p) => p.id)).toContain('NEW-1');
       const ruleset = await app.inject({ url: '/v1/ruleset', headers: h });
       expect(ruleset.json().profileVersions['NEW-1']).toBe(1);

@@ -153,6 +153,10 @@ describe('watch lists in the store: CLI and HTTP', () => {
       const bad = await app.inject({ method: 'POST', url: '/v1/watchlists/import', headers: h, payload: { watchLists: [{ id: 'X', riskArea: 'nope', terms: ['a'] }] } });
       expect(bad.statusCode).toBe(400);
       expect(bad.json().error.code).toBe('SEL_ERR_WATCHLIST_INVALID');
+      // a bare array, as selectivity text lists import reads from a file
+      const bare = await app.inject({ method: 'POST', url: '/v1/watchlists/import', headers: h, payload: [{ id: 'DRG', riskArea: 'drugs', terms: ['precursor', 'ephedrine'] }] });
+      expect(bare.statusCode, bare.body).toBe(200);
+      expect(bare.json().changes.updated).toEqual(['DRG']);
       expect((await app.inject({ url: '/v1/watchlists/export', headers: h })).json().watchLists.map((w: { id: string }) => w.id)).toEqual(['DRG', 'IPR']);
       expect((await app.inject({ method: 'POST', url: '/v1/watchlists/DRG/retire', headers: h })).json().watchList.status).toBe('retired');
       expect(await keywords()).toEqual(['imitation@IPR']);

@@ -104,7 +104,8 @@ export async function registerProfileRoutes(app: FastifyInstance, o: ProfileRout
       tags: ['profiles'],
       summary: 'Import a profile set: validated whole, one durable transaction, new versions for new or changed profiles; replace=true retires the active profiles absent from the set. 200 after the commit.',
       querystring: { type: 'object', additionalProperties: false, properties: { replace: { type: 'string', enum: ['true', 'false'] } } },
-      body: { type: 'object', required: ['profiles'], additionalProperties: true, properties: { profiles: { type: 'array', items: { type: 'object', additionalProperties: true } } } },
+      // what `selectivity profiles import` reads from its file: a set {"profiles": [...]} (an export too) or a bare array, checked by the store
+      body: { type: ['object', 'array'], description: 'a profile set {"profiles": [...]} (as exported), or an array of profiles' },
       response: { 200: open, '4xx': errorSchema },
     },
   }, async (req) => {

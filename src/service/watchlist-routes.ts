@@ -31,7 +31,8 @@ export async function registerWatchListRoutes(app: FastifyInstance, o: { source:
     schema: {
       tags: ['watch lists'], summary: 'Import watch lists ({"watchLists": [...]}): validated whole, one durable transaction, new versions for new or changed lists; replace=true retires active lists absent from the set.',
       querystring: { type: 'object', additionalProperties: false, properties: { replace: { type: 'string', enum: ['true', 'false'] } } },
-      body: { type: 'object', required: ['watchLists'], additionalProperties: true, properties: { watchLists: { type: 'array', items: { type: 'object', additionalProperties: true } } } },
+      // what `selectivity text lists import` reads from its file: {"watchLists": [...]} (an export too) or a bare array, checked by the store
+      body: { type: ['object', 'array'], description: 'watch lists {"watchLists": [...]} (as exported), or an array of lists' },
       response: { 200: open, '4xx': errorSchema },
     },
   }, async (req) => {
