@@ -356,9 +356,12 @@ describe('profile effectiveness', () => {
       expect(byId.NEVER).toMatchObject({ matched: 0, flags: ['no-matches'] });
       const narrow = await app.inject({ url: '/v1/profiles/stats?from=2000-01-01&to=2000-01-31', headers: h });
       expect(narrow.json().scored).toBe(0);
-      expect((await app.inject({ url: '/v1/profiles/stats?from=yesterday', headers: h })).statusCode).toBe(400);
-      // days in the right form that are not days: a named error for the field, not a crash
-      for (const [q, field] of [['to=2026-13-01', 'to'], ['from=2026-02-30&to=2026-03-05', 'from']]) {
+      // a share written as the command takes it (.5, 1e-2)
+      expect((await app.inject({ url: '/v1/profiles/stats?maxShare=.5&minInspected=3', headers: h })).statusCode).toBe(200);
+      expect((await app.inject({ url: '/v1/profiles/stats?maxShare=1e-2', headers: h })).statusCode).toBe(200);
+      // what the command refuses, the route refuses the same way: days in the wrong form or that are not days,
+      // a share outside [0, 1], fewer than one inspection
+      for (const [q, field] of [['from=yesterday', 'from'], ['to=2026-13-01', 'to'], ['from=2026-02-30&to=2026-03-05', 'from'], ['maxShare=1.5', 'maxShare'], ['maxShare=', 'maxShare'], ['minInspected=0', 'minInspected'], ['minInspected=2.5', 'minInspected']]) {
         const bad = await app.inject({ url: `/v1/profiles/stats?${q}`, headers: h });
         expect(bad.statusCode, q).toBe(400);
         expect(bad.json().error, q).toMatchObject({ code: 'SEL_ERR_OPTION_INVALID', details: { field } });

@@ -201,6 +201,9 @@ export function profileStats(db: Db, o: StatsOptions = {}, now = Date.now()): Pr
   const { from, to } = resolvePeriod(o, now);
   const maxShare = o.maxShare ?? 0.05;
   const minInspected = o.minInspected ?? 20;
+  // checked here, for the command and the route alike (the command names its options --max-share, --min-inspected)
+  if (!(Number.isFinite(maxShare) && maxShare >= 0 && maxShare <= 1)) throw errors.SEL_ERR_OPTION_INVALID('maxShare must be a share of traffic in [0, 1]', { field: 'maxShare', expected: 'a number in [0, 1]', got: o.maxShare });
+  if (!(Number.isSafeInteger(minInspected) && minInspected >= 1)) throw errors.SEL_ERR_OPTION_INVALID('minInspected must be an integer of at least 1', { field: 'minInspected', expected: 'an integer in [1, ∞]', got: o.minInspected });
   const scored = (db.prepare('SELECT COALESCE(SUM(scored), 0) AS n FROM traffic WHERE day BETWEEN ? AND ?').get(from, to) as { n: number }).n;
   const matched = new Map<string, number>();
   for (const r of db.prepare('SELECT id, SUM(matched) AS n FROM profile_usage WHERE day BETWEEN ? AND ? GROUP BY id').all(from, to) as { id: string; n: number }[]) matched.set(r.id, r.n);

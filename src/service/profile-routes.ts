@@ -65,8 +65,9 @@ export async function registerProfileRoutes(app: FastifyInstance, o: ProfileRout
       querystring: {
         type: 'object', additionalProperties: false,
         properties: {
-          from: { type: 'string', pattern: '^\\d{4}-\\d{2}-\\d{2}$' }, to: { type: 'string', pattern: '^\\d{4}-\\d{2}-\\d{2}$' },
-          maxShare: { type: 'string', pattern: '^(0(\\.\\d+)?|1(\\.0+)?)$' }, minInspected: { type: 'string', pattern: '^\\d{1,9}$' },
+          // the values are checked by profileStats, as for `selectivity profiles stats`: SEL_ERR_OPTION_INVALID naming the field either way
+          from: { type: 'string', description: 'first day, YYYY-MM-DD' }, to: { type: 'string', description: 'last day, YYYY-MM-DD' },
+          maxShare: { type: 'string', description: 'a share of traffic in [0, 1] (default 0.05)' }, minInspected: { type: 'string', description: 'an integer of at least 1 (default 20)' },
         },
       },
       response: { 200: open, '4xx': errorSchema },
@@ -74,7 +75,9 @@ export async function registerProfileRoutes(app: FastifyInstance, o: ProfileRout
   }, async (req) => {
     const q = req.query as { from?: string; to?: string; maxShare?: string; minInspected?: string };
     await source.usage.flushWhenFree();
-    return profileStats(source.database, { from: q.from, to: q.to, maxShare: q.maxShare !== undefined ? Number(q.maxShare) : undefined, minInspected: q.minInspected !== undefined ? Number(q.minInspected) : undefined });
+    // Number('') is 0 and Number(' 5 ') is 5: a blank or padded value is refused as it is, not read as a number
+    const num = (s: string | undefined) => (s === undefined ? undefined : s.trim() === s && s !== '' ? Number(s) : NaN);
+    return profileStats(source.database, { from: q.from, to: q.to, maxShare: num(q.maxShare), minInspected: num(q.minInspected) });
   });
 
   app.get('/v1/profiles/:id', {
