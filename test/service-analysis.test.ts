@@ -104,7 +104,10 @@ describe('analysis routes', () => {
     expect(badQuery.statusCode).toBe(400);
     expect(badQuery.json().error.code).toBe('SEL_ERR_REQUEST_INVALID');
     const badColumns = await app.inject({ method: 'POST', url: '/v1/studies?columns=/etc/passwd', headers: { ...auth('analyst'), 'content-type': 'application/json' }, payload: { declarations } });
-    expect(badColumns.json().error).toMatchObject({ code: 'SEL_ERR_REQUEST_INVALID', details: { field: 'columns' } });
+    expect(badColumns.json().error).toMatchObject({ code: 'SEL_ERR_COLUMNS_INVALID', details: { field: 'columns' } });
+    // a name on Object.prototype is no preset either
+    const proto = await app.inject({ method: 'POST', url: '/v1/studies?columns=constructor', headers: { ...auth('analyst'), 'content-type': 'application/json' }, payload: { declarations } });
+    expect(proto.json().error).toMatchObject({ code: 'SEL_ERR_COLUMNS_INVALID', details: { field: 'columns' } });
   });
 
   it('evaluates on posted labelled declarations without touching the active ruleset', async () => {

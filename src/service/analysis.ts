@@ -60,7 +60,8 @@ function writeRecords(dir: string, name: string, records: Records, field: string
 
 function preset(columns: unknown): string | undefined {
   if (columns === undefined) return undefined;
-  if (typeof columns !== 'string' || !(columns in PRESETS)) invalid('columns', 'columns must name a preset', `one of ${Object.keys(PRESETS).join(', ')}`, columns);
+  // the code --columns gets for an unknown preset (docs/errors.md)
+  if (typeof columns !== 'string' || !Object.hasOwn(PRESETS, columns)) throw errors.SEL_ERR_COLUMNS_INVALID('columns must name a preset', { field: 'columns', expected: `one of ${Object.keys(PRESETS).join(', ')}`, got: columns });
   return columns as string;
 }
 
