@@ -153,6 +153,12 @@ describe('watch lists in the store: CLI and HTTP', () => {
       const bad = await app.inject({ method: 'POST', url: '/v1/watchlists/import', headers: h, payload: { watchLists: [{ id: 'X', riskArea: 'nope', terms: ['a'] }] } });
       expect(bad.statusCode).toBe(400);
       expect(bad.json().error.code).toBe('SEL_ERR_WATCHLIST_INVALID');
+      // a filter these routes do not have is refused, not ignored (the profile routes take ?status= and ?all=)
+      for (const url of ['/v1/watchlists?status=active', '/v1/watchlists/export?all=true']) {
+        const r = await app.inject({ url, headers: h });
+        expect(r.statusCode, url).toBe(400);
+        expect(r.json().error, url).toMatchObject({ code: 'SEL_ERR_REQUEST_INVALID', details: { got: url.includes('status') ? 'status' : 'all' } });
+      }
       // a bare array, as selectivity text lists import reads from a file
       const bare = await app.inject({ method: 'POST', url: '/v1/watchlists/import', headers: h, payload: [{ id: 'DRG', riskArea: 'drugs', terms: ['precursor', 'ephedrine'] }] });
       expect(bare.statusCode, bare.body).toBe(200);
