@@ -100,9 +100,14 @@ describe('analysis routes', () => {
     expect(csv.body.trim().split('\n')).toHaveLength(6);
 
     expect((await app.inject({ method: 'POST', url: '/v1/studies', headers: { ...auth('port'), 'content-type': 'application/json' }, payload: { declarations } })).statusCode).toBe(403);
-    const badQuery = await app.inject({ method: 'POST', url: '/v1/studies?rankBy=price', headers: { ...auth('analyst'), 'content-type': 'application/json' }, payload: { declarations } });
-    expect(badQuery.statusCode).toBe(400);
-    expect(badQuery.json().error.code).toBe('SEL_ERR_REQUEST_INVALID');
+    // what selectivity study refuses, the route refuses the same way: SEL_ERR_OPTION_INVALID naming the option
+    for (const [q, field] of [['rankBy=price', 'rankBy'], ['direction=sideways', 'direction'], ['top=abc', 'top'], ['top=0', 'top'], ['top=', 'top'], ['zThreshold=5000', 'zThreshold'], ['zThreshold=x', 'zThreshold']]) {
+      const badQuery = await app.inject({ method: 'POST', url: `/v1/studies?${q}`, headers: { ...auth('analyst'), 'content-type': 'application/json' }, payload: { declarations } });
+      expect(badQuery.statusCode, q).toBe(400);
+      expect(badQuery.json().error, q).toMatchObject({ code: 'SEL_ERR_OPTION_INVALID', details: { field } });
+    }
+    // an unknown query parameter is still refused by the schema
+    expect((await app.inject({ method: 'POST', url: '/v1/studies?bogus=1', headers: { ...auth('analyst'), 'content-type': 'application/json' }, payload: { declarations } })).json().error.code).toBe('SEL_ERR_REQUEST_INVALID');
     const badColumns = await app.inject({ method: 'POST', url: '/v1/studies?columns=/etc/passwd', headers: { ...auth('analyst'), 'content-type': 'application/json' }, payload: { declarations } });
     expect(badColumns.json().error).toMatchObject({ code: 'SEL_ERR_COLUMNS_INVALID', details: { field: 'columns' } });
     // a name on Object.prototype is no preset either
@@ -133,5 +138,12 @@ describe('analysis routes', () => {
     const bad = await app.inject({ method: 'POST', url: '/v1/evaluations', headers: { ...auth('analyst'), 'content-type': 'application/json' }, payload: { test: recent.map(label), label: 'fraud' } });
     expect(bad.statusCode).toBe(400);
     expect(bad.json().error.details.field).toBe('train');
+    // what selectivity evaluate refuses, the route refuses the same way: SEL_ERR_OPTION_INVALID naming the option
+    const file = recent.map(label);
+    for (const [body, field] of [[{ file }, 'label'], [{ file, label: '' }, 'label'], [{ file, label: 'fraud', split: 'half' }, 'split'], [{ file, label: 'fraud', split: 1 }, 'split'], [{ file, label: 'fraud', top: [5] }, 'top'], [{ file, label: 'fraud', top: [] }, 'top'], [{ file, label: 'fraud', top: ['x'] }, 'top']] as const) {
+      const r2 = await app.inject({ method: 'POST', url: '/v1/evaluations', headers: { ...auth('analyst'), 'content-type': 'application/json' }, payload: body });
+      expect(r2.statusCode, JSON.stringify(body).slice(-40)).toBe(400);
+      expect(r2.json().error, field).toMatchObject({ code: 'SEL_ERR_OPTION_INVALID', details: { field } });
+    }
   });
 });

@@ -194,13 +194,17 @@ export async function trainFromFiles(files: string[], o: {
 export async function evaluate(options: EvaluateOptions): Promise<EvaluationReport> {
   const t0 = performance.now();
   const o = options;
-  if (typeof o.label !== 'string' || o.label === '') bad('label', 'evaluate needs --label <column>', 'a pass-through column holding the fraud label');
+  if (typeof o.label !== 'string' || o.label === '') bad('label', 'evaluate needs a label column (--label, or label in the request)', 'a pass-through column holding the fraud label', o.label);
   const single = o.file !== undefined;
   if (single && (o.train?.length || o.test)) bad('file', '--file cannot be combined with --train/--test', 'either --file, or --train and --test');
   if (!single && (!o.train || o.train.length === 0 || !o.test)) bad('train', 'evaluate needs --train <file> (repeatable) and --test <file>, or a single --file', '--train and --test, or --file', { train: o.train, test: o.test });
   const split = o.split ?? 0.8;
-  if (!(split > 0 && split < 1)) bad('split', '--split must be in (0, 1)', 'a share such as 0.8', split);
+  if (!(typeof split === 'number' && split > 0 && split < 1)) bad('split', 'split must be a share in (0, 1)', 'a share such as 0.8', split);
   const fractions = o.fractions ?? DEFAULT_FRACTIONS;
+  // checked here for the command (--top in %, converted) and POST /v1/evaluations (top as fractions) alike
+  if (!Array.isArray(fractions) || fractions.length < 1 || fractions.length > 20 || !fractions.every((f) => typeof f === 'number' && f > 0 && f <= 1)) {
+    bad('top', 'top must list 1 to 20 shares of the test set in (0, 1] (the command takes them in %)', '1 to 20 numbers in (0, 1]', fractions);
+  }
   // the label must pass through whatever the mapping says (NDJSON cannot expand "*")
   const read = labelledReader(o.columns, o.label, o.batchSize);
   const revenueText = o.revenue ?? DEFAULT_REVENUE;

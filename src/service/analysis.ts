@@ -22,6 +22,7 @@ import { evaluate } from '../evaluate/evaluate.js';
 import { PRESETS } from '../model/columns.js';
 import { renderStudyHtml, studyTopCsv } from '../study/render.js';
 import { RANK_BY, studyFile, type Direction, type RankBy } from '../study/study.js';
+import { queryNumber } from './query.js';
 import type { RulesetSource } from './state.js';
 
 const MSGPACK_TYPES = ['application/msgpack', 'application/x-msgpack'];
@@ -131,11 +132,12 @@ export async function registerAnalysisRoutes(app: FastifyInstance, o: AnalysisOp
         querystring: {
           type: 'object', additionalProperties: false,
           properties: {
-            top: { type: 'string', pattern: '^[0-9]{1,6}$' },
-            rankBy: { type: 'string', enum: [...RANK_BY] },
-            direction: { type: 'string', enum: ['under', 'over', 'both'] },
-            zThreshold: { type: 'string', pattern: '^[0-9]+(\\.[0-9]+)?$' },
-            columns: { type: 'string' },
+            // the values are checked by studyFile, as for `selectivity study`: SEL_ERR_OPTION_INVALID naming the field either way
+            top: { type: 'string', description: 'an integer in [1, 100000] (default 50)' },
+            rankBy: { type: 'string', description: RANK_BY.join(' | ') },
+            direction: { type: 'string', description: 'under | over | both' },
+            zThreshold: { type: 'string', description: 'a number in [0, 1000] (default 2)' },
+            columns: { type: 'string', description: 'a column preset, e.g. kcs' },
           },
         },
         response: { '4xx': errorSchema, '5xx': errorSchema },
@@ -158,8 +160,8 @@ export async function registerAnalysisRoutes(app: FastifyInstance, o: AnalysisOp
       const report = await withTempDir((dir) => {
         const path = writeRecords(dir, 'studied', records, 'declarations', CSV_TYPES.includes(type) ? 'csv' : 'ndjson');
         return studyFile(path, peers, {
-          top: q.top !== undefined ? Number(q.top) : undefined, rankBy: q.rankBy, direction: q.direction, columns: preset(q.columns),
-          settings: q.zThreshold !== undefined ? { zThreshold: Number(q.zThreshold) } : undefined, sourceName: 'request',
+          top: queryNumber(q.top), rankBy: q.rankBy, direction: q.direction, columns: preset(q.columns),
+          settings: q.zThreshold !== undefined ? { zThreshold: queryNumber(q.zThreshold) } : undefined, sourceName: 'request',
         });
       });
       if (accept.includes('text/html')) return reply.type('text/html; charset=utf-8').send(renderStudyHtml(report));
@@ -174,15 +176,16 @@ export async function registerAnalysisRoutes(app: FastifyInstance, o: AnalysisOp
         summary: 'Train on some labelled declarations, score others, and report precision, recall and revenue captured at the top k %.',
         description: 'JSON body. Either train and test, or file (split by date at split, default 0.8). Each is an array of declaration objects carrying the label field, or a CSV text (with columns, e.g. "kcs"). Nothing is kept: the active ruleset is not touched.',
         body: {
-          type: 'object', additionalProperties: false, required: ['label'],
+          type: 'object', additionalProperties: false,
+          // label, split and top are checked by evaluate, as for `selectivity evaluate`: SEL_ERR_OPTION_INVALID naming the field either way
           properties: {
             train: {}, test: {}, file: {},
-            split: { type: 'number', exclusiveMinimum: 0, exclusiveMaximum: 1 },
-            label: { type: 'string', minLength: 1 },
+            split: { description: 'the share of the file, by date, to train on, in (0, 1) (default 0.8)' },
+            label: { description: 'the column holding the label' },
             positives: { type: 'array', items: { type: 'string' } },
             revenue: { type: 'string' },
             columns: { type: 'string' },
-            top: { type: 'array', items: { type: 'number', exclusiveMinimum: 0, maximum: 1 }, minItems: 1, maxItems: 20 },
+            top: { description: '1 to 20 shares of the test set in (0, 1], e.g. [0.01, 0.05] (the command takes them in %)' },
           },
         },
         response: { '4xx': errorSchema, '5xx': errorSchema },

@@ -14,6 +14,7 @@
  */
 import type { FastifyInstance } from 'fastify';
 import type { Engine } from '../engine.js';
+import { queryNumber } from './query.js';
 import type { RulesetSource } from './state.js';
 import { profileStats } from '../profiles/effectiveness.js';
 import { writeWhenFree } from '../store/sqlite.js';
@@ -75,9 +76,7 @@ export async function registerProfileRoutes(app: FastifyInstance, o: ProfileRout
   }, async (req) => {
     const q = req.query as { from?: string; to?: string; maxShare?: string; minInspected?: string };
     await source.usage.flushWhenFree();
-    // Number('') is 0 and Number(' 5 ') is 5: a blank or padded value is refused as it is, not read as a number
-    const num = (s: string | undefined) => (s === undefined ? undefined : s.trim() === s && s !== '' ? Number(s) : NaN);
-    return profileStats(source.database, { from: q.from, to: q.to, maxShare: num(q.maxShare), minInspected: num(q.minInspected) });
+    return profileStats(source.database, { from: q.from, to: q.to, maxShare: queryNumber(q.maxShare), minInspected: queryNumber(q.minInspected) });
   });
 
   app.get('/v1/profiles/:id', {

@@ -116,6 +116,8 @@ function groupLabel(levelName: string, key: string): string {
 
 function checkOptions(o: StudyOptions): Required<Pick<StudyOptions, 'top' | 'rankBy' | 'direction' | 'groups' | 'distributions'>> {
   const top = o.top ?? 50;
+  const z = o.settings?.zThreshold;
+  if (z !== undefined && !(typeof z === 'number' && Number.isFinite(z) && z >= 0 && z <= 1000)) throw errors.SEL_ERR_OPTION_INVALID('zThreshold must be a number in [0, 1000]', { field: 'zThreshold', expected: 'a number in [0, 1000]', got: z });
   if (!Number.isInteger(top) || top < 1 || top > 100_000) throw errors.SEL_ERR_OPTION_INVALID('top must be an integer in [1, 100000]', { field: 'top', expected: 'an integer in [1, 100000]', got: top });
   const rankBy = o.rankBy ?? 'maxAbsZ';
   if (!(RANK_BY as readonly string[]).includes(rankBy)) throw errors.SEL_ERR_OPTION_INVALID(`unknown ranking "${rankBy}"`, { field: 'rankBy', expected: RANK_BY.join(' | '), got: rankBy });
