@@ -157,7 +157,6 @@ function wireError(r: Extract<WireReply, { ok: false }>): SelectivityError {
   return new SelectivityError(r.error.code, r.error.message, r.error.statusCode, r.error.details);
 }
 
-/** Maps Fastify's own errors onto the named codes. */
 /** What a request held where a schema refused it, for details.got: a short value itself, else its kind. */
 function found(data: unknown): unknown {
   if (data === null || typeof data === 'number' || typeof data === 'boolean') return data;
@@ -165,6 +164,7 @@ function found(data: unknown): unknown {
   return Array.isArray(data) ? 'an array' : typeof data === 'object' ? 'an object' : typeof data;
 }
 
+/** Maps Fastify's own errors onto the named codes. */
 export function toSelectivityError(e: FastifyError & { validation?: { instancePath?: string; params?: Record<string, unknown>; message?: string; data?: unknown }[] }): SelectivityError {
   if (isSelectivityError(e)) return e;
   // the store refused (busy past busy_timeout, full, read-only, I/O): the transaction rolled back, nothing was acknowledged
