@@ -70,7 +70,7 @@ function preset(columns: unknown): string | undefined {
  * Runs fn on a temporary directory for the request's records, removed after.
  * The server's paths stay on the server: in the errors fn raises, a file of
  * that directory is named as the request's part it holds ("train.ndjson",
- * "file.csv"; see also named()).
+ * "file.csv"), as the evaluation's report names them.
  */
 async function withTempDir<T>(fn: (dir: string) => Promise<T>): Promise<T> {
   const dir = mkdtempSync(join(tmpdir(), 'selectivity-'));
