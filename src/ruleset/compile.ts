@@ -331,8 +331,7 @@ export function compileRuleset(ruleset: Ruleset): CompiledRuleset {
     }
   });
   const G = keys.length;
-  let bits = 1;
-  while ((1 << bits) < G * 1.5) bits++; // load factor <= 2/3
+  const bits = hashTableBits(G); // load factor <= 2/3
   const capacity = 1 << bits;
   const shift = 64 - bits;
   // Slots of 64 bytes (one cache line): key (u64), group index (i32), mask of
