@@ -1,21 +1,15 @@
-import { readFile } from 'node:fs/promises';
-import { errors, isSelectivityError } from '../errors.js';
+import { isSelectivityError, errors } from '../errors.js';
+import { readJsonFile } from '../store/json-file.js';
 import { validateProfiles, type Profile } from './profile.js';
 
-/** Reads and validates a profile set file (an array, or {"profiles": [...]}). */
+/**
+ * Reads and validates a profile set file (an array, or {"profiles": [...]}):
+ * SEL_ERR_FILE_NOT_FOUND when it cannot be read, SEL_ERR_PROFILE_INVALID
+ * when it is not JSON or a profile fails validation (the path prefixed to
+ * the message).
+ */
 export async function loadProfiles(path: string): Promise<Profile[]> {
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch (e) {
-    throw errors.SEL_ERR_FILE_NOT_FOUND(`cannot read profiles file ${path}: ${(e as Error).message}`, { field: 'profiles', expected: 'a readable JSON file', got: path });
-  }
-  let raw: unknown;
-  try {
-    raw = JSON.parse(text);
-  } catch (e) {
-    throw errors.SEL_ERR_PROFILE_INVALID(`${path} is not valid JSON: ${(e as Error).message}`, { field: 'profiles', expected: 'JSON', got: path });
-  }
+  const raw = readJsonFile(path, 'the profiles file', 'profiles', errors.SEL_ERR_PROFILE_INVALID);
   try {
     return validateProfiles(raw);
   } catch (e) {
