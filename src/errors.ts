@@ -100,7 +100,7 @@ export const errors = {
   SEL_ERR_HEADERS_TOO_LARGE: define('SEL_ERR_HEADERS_TOO_LARGE', 431, 'The request line and headers exceed the HTTP parser\'s limit (16 KiB; a long query string counts).'),
   SEL_ERR_REQUEST_TIMEOUT: define('SEL_ERR_REQUEST_TIMEOUT', 408, 'The request was not received in full within the server\'s request timeout.'),
   SEL_ERR_BODY_TOO_LARGE: define('SEL_ERR_BODY_TOO_LARGE', 413, 'A request body exceeds the configured body limit.'),
-  SEL_ERR_BATCH_TOO_LARGE: define('SEL_ERR_BATCH_TOO_LARGE', 413, 'A batch holds more declarations than the configured maximum.'),
+  SEL_ERR_BATCH_TOO_LARGE: define('SEL_ERR_BATCH_TOO_LARGE', 413, 'A batch holds more items than its maximum (declarations to score, examination results).'),
   SEL_ERR_MEDIA_TYPE: define('SEL_ERR_MEDIA_TYPE', 415, 'A request body has a Content-Type the route does not accept.'),
   SEL_ERR_NOT_ACCEPTABLE: define('SEL_ERR_NOT_ACCEPTABLE', 406, 'The Accept header asks for a representation the route cannot produce.'),
   SEL_ERR_UNAUTHORIZED: define('SEL_ERR_UNAUTHORIZED', 401, 'No bearer token, or an unknown one.'),

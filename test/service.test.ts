@@ -224,6 +224,13 @@ describe('service contract (inject, in-process scoring)', () => {
     const notArray = await app.inject({ method: 'POST', url: '/v1/feedback', headers: auth('analyst'), payload: { results: {} } });
     expect(notArray.statusCode).toBe(400);
     expect(notArray.json().error).toMatchObject({ code: 'SEL_ERR_REQUEST_INVALID', details: { field: 'results', expected: 'must be array', got: 'an object' } });
+    // one result too many: the batch limit's 413, as on the score route; nothing is recorded
+    const tooMany = await app.inject({ method: 'POST', url: '/v1/feedback', headers: auth('analyst'), payload: { results: Array.from({ length: 10_001 }, () => ({ declarationId: 'NOPE' })) } });
+    expect(tooMany.statusCode).toBe(413);
+    expect(tooMany.json().error).toMatchObject({ code: 'SEL_ERR_BATCH_TOO_LARGE', details: { field: 'results', expected: 'at most 10000 results', got: 10_001 } });
+    const atLimit = await app.inject({ method: 'POST', url: '/v1/feedback', headers: auth('analyst'), payload: { results: Array.from({ length: 10_000 }, () => ({ declarationId: 'NOPE' })) } });
+    expect(atLimit.statusCode).toBe(200);
+    expect(atLimit.json().counts).toMatchObject({ recorded: 0, rejected: 10_000 });
     const notListed = await app.inject({ url: '/v1/profiles?status=bogus', headers: auth('analyst') });
     expect(notListed.json().error).toMatchObject({ code: 'SEL_ERR_REQUEST_INVALID', details: { field: 'status', got: 'bogus' } });
     expect(notListed.json().error.details.expected).toMatch(/^one of active, /);

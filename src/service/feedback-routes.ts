@@ -27,6 +27,14 @@ export async function registerFeedbackRoutes(app: FastifyInstance, o: { source: 
     acceptMsgpackBodies(scope, o.bodyLimit);
     scope.post('/v1/feedback', {
       config: { access: 'feedback' },
+      // too many results is the batch limit's 413, as on the score route, not a schema refusal (400):
+      // checked before the schema, whose maxItems stays for the OpenAPI description
+      preValidation: async (req) => {
+        const results = (req.body as { results?: unknown } | null)?.results;
+        if (Array.isArray(results) && results.length > MAX_FEEDBACK_BATCH) {
+          throw errors.SEL_ERR_BATCH_TOO_LARGE(`a feedback post may hold at most ${MAX_FEEDBACK_BATCH} results; this one holds ${results.length}`, { field: 'results', expected: `at most ${MAX_FEEDBACK_BATCH} results`, got: results.length });
+        }
+      },
       schema: {
         tags: ['feedback'],
         summary: 'Record examination results ({"results": [...]}, JSON or MessagePack), each joined to the latest logged decision for its declaration (or the latest of its rulesetVersion).',
