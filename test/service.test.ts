@@ -175,6 +175,39 @@ describe('service contract (inject, in-process scoring)', () => {
     expect(unpack(packed.rawPayload)).toEqual(a);
   });
 
+  it('refuses query parameters on a route that takes none, and ignores them only on the scoring routes and the probes', async () => {
+    const api = (await app.inject({ url: '/v1/openapi.json', headers: auth('admin') })).json() as { paths: Record<string, Record<string, { parameters?: { in: string }[] }>> };
+    const ignoring = ['/healthz', '/readyz', '/metrics'];
+    const refused: string[] = [];
+    for (const [path, ops] of Object.entries(api.paths)) {
+      const op = ops.get;
+      // the GET routes without a path parameter: nothing else needed to reach the query check
+      if (!op || path.includes('{')) continue;
+      const takes = (op.parameters ?? []).some((p) => p.in === 'query');
+      const r = await app.inject({ url: `${path}?bogus=1`, headers: auth('admin') });
+      if (ignoring.includes(path)) {
+        expect(takes, path).toBe(false);
+        expect(r.statusCode, path).toBe(200);
+        continue;
+      }
+      expect(r.statusCode, `${path}: ${r.body}`).toBe(400);
+      // (a route with a required parameter may name that one first)
+      expect(r.json().error, path).toMatchObject(takes ? { code: 'SEL_ERR_REQUEST_INVALID' } : { code: 'SEL_ERR_REQUEST_INVALID', details: { got: 'bogus' } });
+      if (!takes) refused.push(path);
+    }
+    expect(refused).toEqual(expect.arrayContaining(['/v1/ruleset', '/v1/model', '/v1/peers', '/v1/watchlists', '/v1/openapi.json']));
+    // a write route refuses before it changes anything: the ruleset stays the one in use
+    const before = (await app.inject({ url: '/v1/ruleset', headers: auth('admin') })).json().version;
+    const reload = await app.inject({ method: 'POST', url: '/v1/ruleset/reload?dryRun=true', headers: auth('admin') });
+    expect(reload.statusCode).toBe(400);
+    expect(reload.json().error).toMatchObject({ code: 'SEL_ERR_REQUEST_INVALID', details: { got: 'dryRun' } });
+    expect((await app.inject({ url: '/v1/ruleset', headers: auth('admin') })).json().version).toBe(before);
+    // the scoring routes score whatever the query holds
+    const scored = await app.inject({ method: 'POST', url: '/v1/score?source=port-gateway', headers: auth('port'), payload: { declarations: declarations(2, 4) } });
+    expect(scored.statusCode).toBe(200);
+    expect(scored.json().decisions).toHaveLength(2);
+  });
+
   it('reports a MessagePack int64 field as a bad declaration, not a server error', async () => {
     const [d] = declarations(1, 8);
     const r = await app.inject({ method: 'POST', url: '/v1/score', headers: { ...auth('port'), 'content-type': 'application/msgpack', accept: 'application/json' }, payload: Buffer.from(pack({ declarations: [{ ...d, customsValue: 2n ** 40n }, d] })) });

@@ -47,6 +47,10 @@ import { acceptMsgpackBodies, MSGPACK_TYPES } from './msgpack-body.js';
 import type { DecisionLog } from '../feedback/decision-log.js';
 import { msgpackValueEnd, type WireFormat, type WireReply } from './wire.js';
 
+/** The routes that ignore query parameters (see the onRoute hook in buildServer); every other route declares what it takes. */
+const QUERY_IGNORED = new Set(['/v1/score', '/v1/score/stream', '/healthz', '/readyz', '/metrics']);
+const NO_QUERY = { type: 'object', additionalProperties: false, properties: {} } as const;
+
 export interface ServiceOptions {
   engine: Engine;
   source: RulesetSource;
@@ -319,6 +323,16 @@ export async function buildServer(options: ServiceOptions): Promise<FastifyInsta
       components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
       security: [{ bearer: [] }],
     },
+  });
+
+  // A route that takes no query parameters refuses any (400 SEL_ERR_REQUEST_INVALID naming it), as
+  // the routes that take some refuse unknown ones: `GET /v1/backtests?status=running` is not an
+  // unfiltered list that looks filtered. The scoring routes and the probes still ignore them: a
+  // port's client or a load balancer may add its own, and the scoring path stays as it is.
+  app.addHook('onRoute', (route) => {
+    if (QUERY_IGNORED.has(route.url)) return;
+    const schema = (route.schema ??= {});
+    schema.querystring ??= NO_QUERY;
   });
 
   // ---- errors ---------------------------------------------------------------

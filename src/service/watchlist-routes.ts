@@ -21,10 +21,9 @@ export async function registerWatchListRoutes(app: FastifyInstance, o: { source:
   const swap = async () => { await source.swap(source.rebuild()); return o.rulesetInfo(); };
   const idParams = { type: 'object', required: ['id'], properties: { id: { type: 'string', maxLength: 64 } } } as const;
   // these routes take no query: ?status=active or ?all=true (which the profile routes take) is refused, not ignored
-  const noQuery = { type: 'object', additionalProperties: false, properties: {} } as const;
-  app.get('/v1/watchlists', { config: { access: 'read' }, schema: { tags: ['watch lists'], summary: 'Keyword watch lists (current versions, every status) with status and last change.', querystring: noQuery, response: { 200: open, '4xx': errorSchema } } },
+  app.get('/v1/watchlists', { config: { access: 'read' }, schema: { tags: ['watch lists'], summary: 'Keyword watch lists (current versions, every status) with status and last change.', response: { 200: open, '4xx': errorSchema } } },
     async () => ({ watchLists: store.list() }));
-  app.get('/v1/watchlists/export', { config: { access: 'read' }, schema: { tags: ['watch lists'], summary: 'The active watch lists as one exchange file.', querystring: noQuery, response: { 200: open, '4xx': errorSchema } } },
+  app.get('/v1/watchlists/export', { config: { access: 'read' }, schema: { tags: ['watch lists'], summary: 'The active watch lists as one exchange file.', response: { 200: open, '4xx': errorSchema } } },
     async () => store.exportSet());
   app.get('/v1/watchlists/:id', { config: { access: 'read' }, schema: { tags: ['watch lists'], summary: 'A watch list: current version and history.', params: idParams, response: { 200: open, '4xx': errorSchema } } },
     async (req) => { const h = store.history((req.params as { id: string }).id); return { current: h[h.length - 1], history: h }; });
