@@ -132,7 +132,8 @@ describe('usage counters', () => {
       other.prepare('COMMIT').run();
       clearInterval(timer);
       // blocked in SQLite's busy handler, the thread would have run no timer until the lock was free
-      expect(ticks.length).toBeGreaterThanOrEqual(5);
+      // (at least one tick: more would be a timing, and a loaded machine runs a 2 ms timer a few times in 60 ms)
+      expect(ticks.length).toBeGreaterThanOrEqual(1);
       expect(db.prepare('SELECT count(*) FROM traffic').pluck().get()).toBe(0);
       await new Promise((r) => setTimeout(r, 60));
       expect(db.prepare('SELECT scored FROM traffic').all()).toEqual([{ scored: 10 }]);

@@ -22,6 +22,10 @@ import { inProcessService, type InProcessService } from './service-helpers.js';
 const dir = mkdtempSync(join(tmpdir(), 'sel-store-lock-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
+// The tests below that hold the lock from this thread count the ticks of a 2 ms timer while a write
+// waits: at least one. More would be a timing (a loaded machine runs a 2 ms timer a few times in 60 ms).
+// That the writes complete at all shows the wait does not block: blocked in SQLite's busy handler, this
+// thread could not release the lock, and the write would run out its busy timeout and fail.
 describe('writeWhenFree', () => {
   const path = join(dir, STORE_FILE);
   const holder = openStore(path);
@@ -43,7 +47,7 @@ describe('writeWhenFree', () => {
     }
     expect(count('2026-12-01')).toBe(1);
     // the thread ran its timers while the write waited (blocked in SQLite's busy handler, it would not have)
-    expect(ticks.length).toBeGreaterThanOrEqual(5);
+    expect(ticks.length).toBeGreaterThanOrEqual(1);
     expect(db.pragma('busy_timeout', { simple: true })).toBe(BUSY_TIMEOUT_MS);
   });
 
@@ -106,7 +110,7 @@ describe('profile and watch-list writes through the service, beside another writ
     }
     expect(answers.map((r) => r.statusCode), answers.map((r) => r.body.slice(0, 200)).join('\n')).toEqual([200, 200, 200, 200]);
     // the thread ran its timers while the writes waited (in SQLite's busy handler it would not have)
-    expect(ticks.length).toBeGreaterThanOrEqual(10);
+    expect(ticks.length).toBeGreaterThanOrEqual(1);
     expect(source.profiles.get(a.id)?.profile.weight).toBe(a.weight + 1);
     expect(source.profiles.get(b.id)?.status).toBe('retired');
     expect(source.profiles.get(c.id)?.status).toBe('retired');
@@ -127,8 +131,9 @@ describe('profile and watch-list writes through the service, beside another writ
     try {
       const first = source.swap(a);
       await new Promise((r) => setTimeout(r, 60));
-      // waiting for the record: nothing installed yet
+      // waiting for the record: nothing installed yet, and the thread ran its timers meanwhile
       expect(engine.rulesetVersion).toBe(before);
+      expect(ticks.length).toBeGreaterThanOrEqual(1);
       holder.prepare('COMMIT').run();
       // asked for after the lock is free, before the first one's next try: it still comes second
       const second = source.swap(b);
@@ -137,7 +142,6 @@ describe('profile and watch-list writes through the service, beside another writ
       clearInterval(timer);
       if (holder.inTransaction) holder.prepare('COMMIT').run();
     }
-    expect(ticks.length).toBeGreaterThanOrEqual(10);
     expect(new Set([before, ...versions]).size).toBe(3);
     // the later swap is the one in force, and both versions are explained by the store
     expect(engine.rulesetVersion).toBe(versions[1]);
