@@ -5,7 +5,7 @@ import { afterAll, describe, expect, it, vi } from 'vitest';
 import { runCli } from './helpers.js';
 import type { FastifyInstance } from 'fastify';
 import { main } from '../src/cli/main.js';
-import { validateProfile, validateProfiles } from '../src/profiles/profile.js';
+import { MAX_PROFILES, validateProfile, validateProfiles } from '../src/profiles/profile.js';
 import { ProfileStore } from '../src/profiles/store.js';
 import { recordExamination, UsageRecorder } from '../src/profiles/effectiveness.js';
 import { prepareDataDir, RulesetSource } from '../src/service/state.js';
@@ -113,6 +113,26 @@ describe('ProfileStore', () => {
     store.setStatus('A', 'retired', 'b');
     const again = new ProfileStore(openStore(path));
     expect(again.history('A').map((r) => r.change)).toEqual(['created', 'retired']);
+  });
+
+  it('refuses, before the commit, a change that would leave more active profiles than the kernel scores', () => {
+    const { store } = freshStore();
+    const ids = (from: number, n: number) => Array.from({ length: n }, (_, i) => P(`P${from + i}`));
+    store.importSet([...ids(0, MAX_PROFILES - 1), P('R')], { by: 'a' });
+    store.setStatus('R', 'retired', 'a');
+    expect(store.list('active')).toHaveLength(MAX_PROFILES - 1);
+    // a merge import: each set is within the limit, together they are not
+    const merged = code(() => store.importSet(ids(MAX_PROFILES, 2), { by: 'b' }));
+    expect(merged).toMatchObject({ code: 'SEL_ERR_PROFILE_LIMIT', details: { field: 'profiles', got: MAX_PROFILES + 1 } });
+    expect(store.list('active')).toHaveLength(MAX_PROFILES - 1);
+    expect(store.get(`P${MAX_PROFILES}`)).toBeUndefined();
+    // up to the limit, and an activation past it
+    store.importSet(ids(MAX_PROFILES, 1), { by: 'b' });
+    expect(code(() => store.setStatus('R', 'active', 'c'))).toMatchObject({ code: 'SEL_ERR_PROFILE_LIMIT', details: { got: MAX_PROFILES + 1 } });
+    expect(store.get('R')?.status).toBe('retired');
+    // with replace the set is the whole active set: within the limit, it goes in
+    expect(store.importSet(ids(0, 10), { by: 'c', replace: true }).retired).toHaveLength(MAX_PROFILES - 10);
+    expect(store.setStatus('R', 'active', 'c').status).toBe('active');
   });
 });
 

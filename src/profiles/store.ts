@@ -12,7 +12,7 @@
 import { errors } from '../errors.js';
 import type { Db } from '../store/sqlite.js';
 import { VersionedDocuments, type DocumentStatus, type ImportSummary, type VersionRecord } from '../store/versioned.js';
-import { inWindow, validateProfiles, type Profile } from './profile.js';
+import { inWindow, MAX_PROFILES, validateProfiles, type Profile } from './profile.js';
 
 export type ProfileStatus = DocumentStatus;
 export type ProfileRecord = VersionRecord<Profile, 'profile'>;
@@ -23,6 +23,13 @@ export const PROFILE_EXPORT_FORMAT = 'selectivity-profiles';
 export class ProfileStore extends VersionedDocuments<Profile, 'profile'> {
   constructor(db: Db) {
     super(db, 'profile', 'profile', validateProfiles, errors.SEL_ERR_PROFILE_NOT_FOUND, 'profile');
+  }
+
+  /** More active profiles than the kernel scores: refused before the commit, not found by the ruleset's compile after it. */
+  protected override checkActive(count: number): void {
+    if (count > MAX_PROFILES) {
+      throw errors.SEL_ERR_PROFILE_LIMIT(`the change would leave ${count} active profiles; the kernel scores at most ${MAX_PROFILES} (retire some, or import the whole set with replace)`, { field: 'profiles', expected: `at most ${MAX_PROFILES} active profiles`, got: count });
+    }
   }
 
   /** The profiles the engine scores with at instant `now`: active, within their window, by id. */

@@ -72,6 +72,7 @@ export class VersionedDocuments<T extends Versioned, K extends string> {
   constructor(protected readonly db: Db, table: 'profile' | 'watchlist', private readonly key: K, private readonly validateSet: (raw: unknown) => T[], private readonly notFound: ErrorFactory, private readonly noun: string) {
     this.q = {
       head: db.prepare<[string], Row>(`SELECT v.* FROM ${table}_heads h JOIN ${table}_versions v ON v.id = h.id AND v.version = h.version WHERE h.id = ?`),
+      active: db.prepare<[], number>(`SELECT count(*) FROM ${table}_heads h JOIN ${table}_versions v ON v.id = h.id AND v.version = h.version WHERE v.status = 'active'`).pluck(),
       heads: db.prepare<[], Row>(`SELECT v.* FROM ${table}_heads h JOIN ${table}_versions v ON v.id = h.id AND v.version = h.version ORDER BY h.id`),
       history: db.prepare<[string], Row>(`SELECT * FROM ${table}_versions WHERE id = ? ORDER BY version`),
       version: db.prepare<[string, number], Row>(`SELECT * FROM ${table}_versions WHERE id = ? AND version = ?`),
@@ -79,6 +80,14 @@ export class VersionedDocuments<T extends Versioned, K extends string> {
       setHead: db.prepare(`INSERT INTO ${table}_heads (id, version) VALUES (?, ?) ON CONFLICT (id) DO UPDATE SET version = excluded.version`),
     };
   }
+
+  /**
+   * Checks the number of active documents a write would leave, inside its
+   * transaction: a throw rolls the write back (nothing changes). Default:
+   * any number. ProfileStore refuses more than the kernel can score, so that
+   * a stored set always compiles (at a restart too).
+   */
+  protected checkActive(_count: number): void {}
 
   private write(id: string, version: number, status: DocumentStatus, doc: string, by: string, at: string, change: string): void {
     this.q.insert.run(id, version, status, doc, by, at, change);
@@ -137,6 +146,7 @@ export class VersionedDocuments<T extends Versioned, K extends string> {
           summary.retired.push(head.id);
         }
       }
+      this.checkActive(this.q.active.get()!);
     }).immediate();
     return summary;
   }
@@ -158,6 +168,7 @@ export class VersionedDocuments<T extends Versioned, K extends string> {
       if (!head) throw this.notFound(`no ${this.noun} "${id}"`, { field: 'id', expected: `the id of a stored ${this.noun}`, got: id });
       if (head.status === status) return toRecord<T, K>(head, this.key);
       this.write(id, head.version + 1, status, head.doc, actor, now.toISOString(), status === 'active' ? 'activated' : 'retired');
+      if (status === 'active') this.checkActive(this.q.active.get()!);
       return toRecord<T, K>(this.q.head.get(id)!, this.key);
     }).immediate();
   }
