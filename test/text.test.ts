@@ -6,6 +6,11 @@ import { main } from '../src/cli/main.js';
 import { HsFitModel, hsFitModel, loadNomenclature } from '../src/text/hs-fit.js';
 import { stems, words } from '../src/text/tokens.js';
 import { compileWatchLists, validateWatchList, validateWatchLists } from '../src/text/watchlist.js';
+import { WatchListStore } from '../src/text/store.js';
+import { openStore } from '../src/store/sqlite.js';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 const LISTS = validateWatchLists({
   watchLists: [
@@ -62,6 +67,27 @@ describe('watch lists', () => {
     ];
     for (const [raw, field] of cases) expect(() => validateWatchList(raw), field).toThrow(expect.objectContaining({ code: 'SEL_ERR_WATCHLIST_INVALID', details: expect.objectContaining({ field }) }));
     expect(() => validateWatchLists([{ id: 'A', riskArea: 'ipr', terms: ['x'] }, { id: 'A', riskArea: 'ipr', terms: ['y'] }])).toThrow(expect.objectContaining({ code: 'SEL_ERR_WATCHLIST_INVALID' }));
+  });
+
+  it('the store refuses, before the commit, a change that would leave more terms in the active lists than compile', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'sel-wl-limit-'));
+    const store = new WatchListStore(openStore(join(dir, 'store.db')));
+    try {
+      const list = (id: string, n: number) => ({ id, riskArea: 'ipr', terms: Array.from({ length: n }, (_, i) => `${id}term${i}`) });
+      store.importSet([list('A', 40_000)], { by: 'a' });
+      store.importSet([list('C', 20_000)], { by: 'a' });
+      store.setStatus('C', 'retired', 'a');
+      // each set within the limit, the active lists together not: nothing changes, and what is stored compiles
+      expect(() => store.importSet([list('B', 30_000)], { by: 'b' })).toThrow(expect.objectContaining({ code: 'SEL_ERR_WATCHLIST_INVALID', details: expect.objectContaining({ field: 'watchLists', got: 70_000 }) }));
+      expect(store.get('B')).toBeUndefined();
+      expect(compileWatchLists(store.active()).terms).toHaveLength(40_000);
+      store.importSet([list('B', 25_000)], { by: 'b' });
+      expect(() => store.setStatus('C', 'active', 'c')).toThrow(expect.objectContaining({ code: 'SEL_ERR_WATCHLIST_INVALID', details: expect.objectContaining({ got: 85_000 }) }));
+      expect(store.get('C')?.status).toBe('retired');
+      expect(compileWatchLists(store.active()).terms).toHaveLength(65_000);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 

@@ -7,7 +7,7 @@
 import { errors } from '../errors.js';
 import type { Db } from '../store/sqlite.js';
 import { VersionedDocuments, type VersionRecord } from '../store/versioned.js';
-import { validateWatchLists, type WatchList } from './watchlist.js';
+import { MAX_TERMS, validateWatchLists, type WatchList } from './watchlist.js';
 
 export type WatchListRecord = VersionRecord<WatchList, 'watchList'>;
 
@@ -16,6 +16,14 @@ export const WATCHLIST_EXPORT_FORMAT = 'selectivity-watchlists';
 export class WatchListStore extends VersionedDocuments<WatchList, 'watchList'> {
   constructor(db: Db) {
     super(db, 'watchlist', 'watchList', validateWatchLists, errors.SEL_ERR_WATCHLIST_NOT_FOUND, 'watch list');
+  }
+
+  /** More terms in the active lists than a ruleset takes: refused before the commit, not found by the next rebuild after it. */
+  protected override checkActive(_count: number, active: () => WatchList[]): void {
+    const terms = active().reduce((n, l) => n + l.terms.length, 0);
+    if (terms > MAX_TERMS) {
+      throw errors.SEL_ERR_WATCHLIST_INVALID(`the change would leave ${terms} terms in the active watch lists; at most ${MAX_TERMS} in all (retire a list, or import the whole set with replace)`, { field: 'watchLists', expected: `at most ${MAX_TERMS} terms in the active lists`, got: terms });
+    }
   }
 
   /** The active lists, by id. */
