@@ -4,6 +4,8 @@
  * and damaged stores reported by name.
  */
 import { createHash } from 'node:crypto';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { pathToFileURL } from 'node:url';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -14,6 +16,8 @@ import { parseIsoDate, type Declaration } from '../src/model/schema.js';
 import { HistoryWriter, openSegment, readManifest, remapScratch, SegmentReadAhead, segmentsIn, toKernelBatch, RESULT_UNKNOWN } from '../src/history/store.js';
 import { importHistory } from '../src/history/import.js';
 import { datedDeclarations } from './helpers.js';
+import { packageRoot } from '../src/paths.js';
+import type { ProcessLock } from '../src/store/process-lock.js';
 
 const root = mkdtempSync(join(tmpdir(), 'sel-history-'));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
@@ -132,12 +136,12 @@ describe('history store', () => {
     const keep = datedDeclarations(200, 7, 'K');
     const w1 = new HistoryWriter(dir); const t1 = toBatch(keep); w1.add(t1.batch, t1.ids); w1.commit();
     const manifest = readFileSync(join(dir, 'manifest.json'), 'utf8');
-    // a writer that flushed a segment, then "died": its lock names a process that no longer runs
+    // a writer that flushed a segment, then "died": its lock let go of, as the system does for a dead process
     const dying = new HistoryWriter(dir, { segmentRows: 100 });
     const t2 = toBatch(datedDeclarations(250, 8, 'X')); dying.add(t2.batch, t2.ids);
     expect(readdirSync(dir).filter((f) => f.endsWith('.arrow')).length).toBe(3); // 1 committed + 2 flushed
-    expect(() => new HistoryWriter(dir)).toThrowError(expect.objectContaining({ code: 'SEL_ERR_HISTORY_BUSY' }));
-    writeFileSync(join(dir, '.lock'), '2147483646'); // no such process
+    expect(() => new HistoryWriter(dir)).toThrowError(expect.objectContaining({ code: 'SEL_ERR_HISTORY_BUSY', message: expect.stringContaining(`process ${process.pid}, history import`) }));
+    (dying as unknown as { lock: ProcessLock }).lock.release();
     expect(readFileSync(join(dir, 'manifest.json'), 'utf8')).toBe(manifest);
     expect(readAll(dir).map((x) => x.d.id)).toEqual(keep.map((d) => d.id));
     const next = new HistoryWriter(dir); // takes the stale lock over, sweeps the orphans
@@ -155,7 +159,35 @@ describe('history store', () => {
     writeFileSync(join(dir, 'manifest.json'), '{"format":"something-else","segments":[]}');
     expect(() => readManifest(dir)).toThrowError(expect.objectContaining({ code: 'SEL_ERR_HISTORY_INVALID', details: expect.objectContaining({ field: 'manifest' }) }));
     expect(() => new HistoryWriter(dir)).toThrowError(expect.objectContaining({ code: 'SEL_ERR_HISTORY_INVALID' }));
-    expect(readdirSync(dir)).not.toContain('.lock'); // a failed open releases the lock
+    // a failed open let go of the lock: the next one fails the same way, not as busy
+    expect(() => new HistoryWriter(dir)).toThrowError(expect.objectContaining({ code: 'SEL_ERR_HISTORY_INVALID' }));
+  });
+
+  it('lets one process of several that open a writer at once have it, and a killed one\'s lock goes with it', async () => {
+    const dir = join(root, 'race');
+    const w = new HistoryWriter(dir); const t = toBatch(datedDeclarations(20, 11, 'R')); w.add(t.batch, t.ids); w.commit();
+    const store = pathToFileURL(join(packageRoot(), 'dist', 'src', 'history', 'store.js')).href;
+    // each child opens a writer, says whether it got it, and holds it until its stdin closes
+    const child = () => spawn(process.execPath, ['--input-type=module', '-e', `
+      const { HistoryWriter } = await import(${JSON.stringify(store)});
+      let w;
+      try { w = new HistoryWriter(${JSON.stringify(dir)}); console.log('taken'); } catch (e) { console.log(e.code); }
+      process.stdin.on('data', () => {}).on('end', () => { w?.abort(); process.exit(0); });
+    `], { stdio: ['pipe', 'pipe', 'inherit'] });
+    const said = (c: ChildProcess) => new Promise<string>((resolve) => { let out = ''; c.stdout!.on('data', (b: Buffer) => { out += b; if (out.includes('\n')) resolve(out.trim()); }); });
+    const children = Array.from({ length: 4 }, child);
+    const answers = await Promise.all(children.map(said));
+    expect(answers.filter((a) => a === 'taken')).toHaveLength(1);
+    expect(answers.filter((a) => a === 'SEL_ERR_HISTORY_BUSY')).toHaveLength(3);
+    // the holder killed: its lock is gone with it, and the next writer gets the store as it was
+    const holder = children[answers.indexOf('taken')];
+    const exited = new Promise((r) => holder.once('exit', r));
+    holder.kill('SIGKILL');
+    await exited;
+    for (const c of children) c.stdin!.end();
+    const next = new HistoryWriter(dir);
+    next.abort();
+    expect(readManifest(dir).rows).toBe(20);
   });
 
   it('imports files with labels and revenue, skipping and reporting invalid records', async () => {

@@ -22,6 +22,7 @@ import {
   DateDay, Dictionary, Field, Float64, Int8, Int16, Int32, makeData, makeVector, RecordBatch, Schema, Struct, Table, tableFromIPC, tableToIPC, Uint32, Uint8, Utf8,
   type Data, type DataType,
 } from 'apache-arrow';
+import { ProcessLock } from '../store/process-lock.js';
 import { errors } from '../errors.js';
 import { batchLayout, batchViews, CATEGORICAL_COLUMNS, NUMERIC_COLUMNS, type CategoricalColumn, type ColumnarBatch, type Dictionaries } from '../model/columnar.js';
 import { makeDirs, writeFileDurable } from '../store/durable.js';
@@ -265,10 +266,14 @@ export interface HistoryWriterOptions {
   sources?: string[];
 }
 
+/** The import lock's file in the store (src/store/process-lock.ts). */
+export const IMPORT_LOCK = '.import.lock';
+
 /**
  * Appends declarations to a store. Nothing is visible until commit(): then
  * the new segments are listed in the manifest, atomically. One writer per
- * store at a time (a lock file; a second writer gets SEL_ERR_HISTORY_BUSY).
+ * store at a time (ProcessLock on IMPORT_LOCK, let go of when the writer
+ * closes or its process dies; a second writer gets SEL_ERR_HISTORY_BUSY).
  */
 export class HistoryWriter {
   private readonly manifest: HistoryManifest;
@@ -276,7 +281,7 @@ export class HistoryWriter {
   private readonly written: SegmentInfo[] = [];
   private readonly segmentRows: number;
   private readonly batchRows: number;
-  private readonly lock: string;
+  private readonly lock: ProcessLock;
   private closed = false;
   rows = 0;
 
@@ -290,8 +295,7 @@ export class HistoryWriter {
     } catch (e) {
       throw errors.SEL_ERR_STORAGE(`cannot create the history store ${dir}: ${(e as Error).message}`, { field: 'data-dir', expected: 'a writable data directory', got: dir });
     }
-    this.lock = join(dir, '.lock');
-    takeLock(this.lock);
+    this.lock = ProcessLock.take(join(dir, IMPORT_LOCK), 'history import', (holder) => errors.SEL_ERR_HISTORY_BUSY(`another import${holder ? ` (${holder})` : ''} is writing to this history store`, { field: 'history', expected: 'one writer at a time', got: dir }));
     try {
       this.manifest = readManifest(dir);
       // segments of an import that never committed
@@ -300,7 +304,7 @@ export class HistoryWriter {
         if (/^seg-\d+\.arrow(\.tmp)?$/.test(f) && !listed.has(f)) rmSync(join(dir, f), { force: true });
       }
     } catch (e) {
-      rmSync(this.lock, { force: true });
+      this.lock.release();
       throw e;
     }
   }
@@ -358,27 +362,8 @@ export class HistoryWriter {
 
   private close(): void {
     this.closed = true;
-    rmSync(this.lock, { force: true });
+    this.lock.release();
   }
-}
-
-function takeLock(path: string): void {
-  try {
-    const fd = openSync(path, 'wx', 0o600);
-    writeSync(fd, String(process.pid));
-    closeSync(fd);
-    return;
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw errors.SEL_ERR_STORAGE(`cannot create ${path}: ${(e as Error).message}`, { field: 'path', expected: 'a writable data directory', got: path });
-  }
-  const pid = Number(readFileSync(path, 'utf8'));
-  let alive = false;
-  try { process.kill(pid, 0); alive = true; } catch { alive = false; }
-  if (alive && Number.isInteger(pid) && pid > 0) {
-    throw errors.SEL_ERR_HISTORY_BUSY(`another import (process ${pid}) is writing to this history store`, { field: 'history', expected: 'one writer at a time', got: path });
-  }
-  rmSync(path, { force: true }); // left by a writer that died
-  takeLock(path);
 }
 
 // ---- reading -----------------------------------------------------------------
