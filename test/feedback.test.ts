@@ -21,7 +21,7 @@ import type { Declaration } from '../src/model/schema.js';
 import type { Decision } from '../src/decisions.js';
 import { runCli } from './helpers.js';
 import { STRENGTH_GRID } from '../src/learn/train.js';
-import { targetingReport, targetingReportPaced, wilsonInterval } from '../src/feedback/report.js';
+import { MAX_REPORT_PERIODS, targetingReport, targetingReportPaced, wilsonInterval } from '../src/feedback/report.js';
 import { pruneDecisionLog } from '../src/feedback/prune.js';
 import { CHANNELS } from '../src/model/channels.js';
 import { call, declarations, logRows, MEAT, tokensEnv } from './service-helpers.js';
@@ -367,6 +367,17 @@ describe('the targeting report (control group beside the targeted channels)', ()
       expect(weekly.periods!.map((p) => `${p.from}/${p.to}/${p.results}`)).toEqual(['2026-11-01/2026-11-01/0', '2026-11-02/2026-11-08/0', '2026-11-09/2026-11-15/270', '2026-11-16/2026-11-22/0', '2026-11-23/2026-11-29/0', '2026-11-30/2026-11-30/0']);
       expect(targetingReport(db, { from: '2026-11-09', to: '2026-11-11', per: 'day' }).periods!.map((p) => p.results)).toEqual([0, 250, 0]);
       expect(() => targetingReport(db, { per: 'year' as never })).toThrow(expect.objectContaining({ code: 'SEL_ERR_OPTION_INVALID', details: expect.objectContaining({ field: 'per' }) }));
+      // the ends of the calendar: the last month of 9999 (its next month cannot be written: the loop ran for
+      // ever) and the days before the first Monday of year 0
+      const span = (from: string, to: string, per: 'day' | 'week' | 'month') => targetingReport(db, { from, to, per }).periods!.map((p) => `${p.from}/${p.to}`);
+      expect(span('9999-11-15', '9999-12-31', 'month')).toEqual(['9999-11-15/9999-11-30', '9999-12-01/9999-12-31']);
+      expect(span('9999-12-25', '9999-12-31', 'week')).toEqual(['9999-12-25/9999-12-26', '9999-12-27/9999-12-31']);
+      expect(span('9999-12-30', '9999-12-31', 'day')).toEqual(['9999-12-30/9999-12-30', '9999-12-31/9999-12-31']);
+      expect(span('0000-01-01', '0000-01-11', 'week')).toEqual(['0000-01-01/0000-01-02', '0000-01-03/0000-01-09', '0000-01-10/0000-01-11']);
+      // a breakdown of more than MAX_REPORT_PERIODS periods is refused, not computed
+      expect(targetingReport(db, { from: '2000-01-01', to: '2027-05-18', per: 'day' }).periods).toHaveLength(MAX_REPORT_PERIODS);
+      expect(() => targetingReport(db, { from: '0000-01-01', to: '9999-12-31', per: 'day' })).toThrow(expect.objectContaining({ code: 'SEL_ERR_OPTION_INVALID', details: expect.objectContaining({ field: 'per' }) }));
+      expect(targetingReport(db, { from: '1900-01-01', to: '2026-12-31', per: 'month' }).periods).toHaveLength(127 * 12);
       expect(r.periods).toBeUndefined();
       // the paced form gives the same, pausing for the event loop
       let paused = false;

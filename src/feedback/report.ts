@@ -86,15 +86,40 @@ export interface ReportOptions {
 function periodStart(date: string, by: ReportBreakdown): string {
   if (by === 'day') return date;
   if (by === 'month') return `${date.slice(0, 7)}-01`;
-  const d = parseIsoDate(date);
-  return formatIsoDate(d - (((d + 3) % 7) + 7) % 7); // 1970-01-01, day 0, was a Thursday
+  // the week's Monday, or 0000-01-01 for the days before the first Monday a date can name
+  return formatIsoDate(Math.max(FIRST_DAY, monday(parseIsoDate(date))));
 }
 
-/** The first day of the next period after the one starting at `start`. */
-function nextStart(start: string, by: ReportBreakdown): string {
-  if (by !== 'month') return formatIsoDate(parseIsoDate(start) + (by === 'day' ? 1 : 7));
+/** The Monday on or before day d (1970-01-01, day 0, was a Thursday). */
+const monday = (d: number): number => d - ((((d + 3) % 7) + 7) % 7);
+
+/** The day numbers of 0000-01-01 and 9999-12-31, the first and last days a date YYYY-MM-DD can name. */
+const FIRST_DAY = parseIsoDate('0000-01-01'), LAST_DAY = parseIsoDate('9999-12-31');
+
+/** Most periods a broken-down report gives (27 years of days): more is refused, not computed. */
+export const MAX_REPORT_PERIODS = 10_000;
+
+/** The first day of the next period after the one starting at `start`; undefined past 9999-12-31. */
+function nextStart(start: string, by: ReportBreakdown): string | undefined {
+  if (by !== 'month') {
+    const d = by === 'day' ? parseIsoDate(start) + 1 : monday(parseIsoDate(start)) + 7;
+    return d > LAST_DAY ? undefined : formatIsoDate(d);
+  }
   const y = Number(start.slice(0, 4)), m = Number(start.slice(5, 7));
-  return m === 12 ? `${y + 1}-01-01` : `${y}-${String(m + 1).padStart(2, '0')}-01`;
+  if (m === 12) return y >= 9999 ? undefined : `${String(y + 1).padStart(4, '0')}-01-01`;
+  return `${start.slice(0, 4)}-${String(m + 1).padStart(2, '0')}-01`;
+}
+
+/** The start of every period from the one holding `from` to the one holding `to`, at most MAX_REPORT_PERIODS. */
+function periodStarts(from: string, to: string, by: ReportBreakdown): string[] {
+  const out: string[] = [];
+  for (let p: string | undefined = periodStart(from, by); p !== undefined && p <= to; p = nextStart(p, by)) {
+    if (out.length === MAX_REPORT_PERIODS) {
+      throw errors.SEL_ERR_OPTION_INVALID(`from ${from} to ${to} per ${by} is more than ${MAX_REPORT_PERIODS} periods`, { field: 'per', expected: `at most ${MAX_REPORT_PERIODS} periods: a shorter span, or a longer period`, got: by });
+    }
+    out.push(p);
+  }
+  return out;
 }
 
 /** The 95 % Wilson score interval of k successes in n trials. */
@@ -137,7 +162,7 @@ function* reportSteps(db: Db, o: ReportOptions, now: number, slice: number, done
   const control = tally();
   /** With `per`: per period start, its results and its targeted and control tallies. */
   const periods = new Map<string, { results: number; targeted: Tally; control: Tally }>();
-  if (by) for (let p = periodStart(from, by); p <= to; p = nextStart(p, by)) periods.set(p, { results: 0, targeted: tally(), control: tally() });
+  if (by) for (const p of periodStarts(from, to, by)) periods.set(p, { results: 0, targeted: tally(), control: tally() });
   let results = 0, unjoined = 0;
   // in decision order, so that the decisions of one chunk of the log are read together
   const rows = db.prepare('SELECT decision_seq AS seq, date, inspected, outcome, revenue_recovered AS revenue FROM feedback WHERE current = 1 AND date BETWEEN ? AND ? ORDER BY decision_seq')
@@ -162,7 +187,8 @@ function* reportSteps(db: Db, o: ReportOptions, now: number, slice: number, done
     ...versus(targeted, control),
     ...(by ? {
       periods: [...periods].map(([start, p]) => {
-        const end = formatIsoDate(parseIsoDate(nextStart(start, by)) - 1);
+        const next = nextStart(start, by);
+        const end = next === undefined ? '9999-12-31' : formatIsoDate(parseIsoDate(next) - 1);
         return { from: start < from ? from : start, to: end > to ? to : end, results: p.results, ...versus(p.targeted, p.control) };
       }),
     } : {}),
