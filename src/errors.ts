@@ -24,7 +24,9 @@ export class SelectivityError extends Error {
     this.name = 'SelectivityError';
     this.code = code;
     this.statusCode = statusCode;
-    this.details = details;
+    // what was found, as JSON can write it and bounded: a BigInt or a value nested thousands deep
+    // would fail the answer's serialiser after the work was done (a 500 for a stored feedback post)
+    this.details = 'got' in details ? { ...details, got: preview(details.got, 1000) } : details;
   }
 
   toJSON(): { code: string; message: string; details: ErrorDetails } {
@@ -121,11 +123,54 @@ export function isSelectivityError(e: unknown): e is SelectivityError {
   return e instanceof SelectivityError;
 }
 
-/** Shortens a value for inclusion in error details. */
+/**
+ * A value as error details show it: what JSON can write, and short. A
+ * BigInt (MessagePack's int64) becomes `"5n"`; a string longer than `max`
+ * is cut; an array or object is kept (as a copy) when it is small, at most
+ * four levels deep and about `max` characters of JSON in all, else it
+ * becomes "an array" or "an object". Nothing in it is walked further than
+ * that, so a value nested thousands deep or a megabyte long costs no more.
+ */
 export function preview(value: unknown, max = 80): unknown {
+  if (value === null || typeof value !== 'object') return scalar(value, max);
+  const budget = { left: max };
+  const kept = shallowCopy(value, 0, budget, max);
+  return kept !== TOO_BIG ? kept : Array.isArray(value) ? 'an array' : 'an object';
+}
+
+const TOO_BIG = Symbol('too big');
+
+function scalar(value: unknown, max: number): unknown {
   if (typeof value === 'bigint') return `${value}n`; // JSON has no BigInt (msgpack int64 decodes to one)
   if (typeof value === 'string' && value.length > max) return `${value.slice(0, max)}…`;
   return value;
+}
+
+function shallowCopy(value: unknown, depth: number, budget: { left: number }, max: number): unknown {
+  if (value === null || typeof value !== 'object') {
+    const v = scalar(value, max);
+    budget.left -= typeof v === 'string' ? v.length + 2 : 8;
+    return budget.left < 0 ? TOO_BIG : v;
+  }
+  if (depth >= 4 || ArrayBuffer.isView(value)) return TOO_BIG;
+  budget.left -= 2;
+  if (Array.isArray(value)) {
+    const out: unknown[] = [];
+    for (let i = 0; i < value.length; i++) {
+      const v = shallowCopy(value[i], depth + 1, budget, max);
+      if (v === TOO_BIG) return TOO_BIG;
+      out.push(v);
+    }
+    return out;
+  }
+  const out: Record<string, unknown> = {};
+  for (const k of Object.keys(value)) {
+    budget.left -= k.length + 3;
+    const v = budget.left < 0 ? TOO_BIG : shallowCopy((value as Record<string, unknown>)[k], depth + 1, budget, max);
+    if (v === TOO_BIG) return TOO_BIG;
+    Object.defineProperty(out, k, { value: v, enumerable: true, writable: true, configurable: true }); // "__proto__" too, as a key
+  }
+  return out;
 }
 
 /**

@@ -216,6 +216,25 @@ describe('service contract (inject, in-process scoring)', () => {
     expect(r.json().decisions).toHaveLength(1);
   });
 
+  it('names a value nested thousands deep, or holding an int64, in one declaration\'s or result\'s error, and answers for the rest', async () => {
+    const [d, e] = declarations(2, 9);
+    const deep = `${'['.repeat(5000)}"x"${']'.repeat(5000)}`;
+    const body = JSON.stringify({ declarations: [d, { ...e, office: 'DEEP' }] }).replace('"DEEP"', deep);
+    const json = await app.inject({ method: 'POST', url: '/v1/score', headers: { ...auth('port'), 'content-type': 'application/json' }, payload: body });
+    expect(json.statusCode, json.body.slice(0, 300)).toBe(200);
+    expect(json.json().decisions.map((x: { id: string }) => x.id)).toEqual([d.id]);
+    expect(json.json().errors).toEqual([expect.objectContaining({ index: 1, issues: [expect.objectContaining({ field: 'office', got: 'an array' })] })]);
+    const packed = await app.inject({ method: 'POST', url: '/v1/score', headers: { ...auth('port'), 'content-type': 'application/msgpack', accept: 'application/json' }, payload: Buffer.from(pack({ declarations: [d, { ...e, office: [5n] }, { ...e, id: `${e.id}-2`, extra: { a: 5n } }] })) });
+    expect(packed.statusCode, packed.body.slice(0, 300)).toBe(200);
+    expect(packed.json().decisions).toHaveLength(1);
+    expect(packed.json().errors.map((x: { index: number }) => x.index)).toEqual([1, 2]);
+    expect(packed.json().errors[0].issues[0]).toMatchObject({ field: 'office', got: ['5n'] });
+    // a result with an int64 is refused on its own: the answer is written, not a 500 after the commit
+    const fb = await app.inject({ method: 'POST', url: '/v1/feedback', headers: { ...auth('analyst'), 'content-type': 'application/msgpack', accept: 'application/json' }, payload: Buffer.from(pack({ results: [{ declarationId: d.id, date: '2026-11-24', channel: 'red', inspected: true, outcome: 'seizure', revenueRecovered: 5n }] })) });
+    expect(fb.statusCode, fb.body.slice(0, 300)).toBe(200);
+    expect(fb.json().results[0].error).toMatchObject({ code: 'SEL_ERR_FEEDBACK_INVALID', details: { field: 'revenueRecovered', got: '5n' } });
+  });
+
   it('turns bad requests into named 4xx errors', async () => {
     const post = (payload: string | Buffer, headers: Record<string, string> = {}) =>
       app.inject({ method: 'POST', url: '/v1/score', headers: { ...auth('port'), 'content-type': 'application/json', ...headers }, payload });

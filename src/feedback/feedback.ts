@@ -10,7 +10,7 @@
  * A batch records its valid items in one durable transaction; each invalid
  * item gets its own named error and changes nothing.
  */
-import { errors, type SelectivityError } from '../errors.js';
+import { errors, preview, type SelectivityError } from '../errors.js';
 import { CHANNELS, type Channel } from '../model/channels.js';
 import type { Reason } from '../decisions.js';
 import { recordExamination } from '../profiles/effectiveness.js';
@@ -59,7 +59,7 @@ function isDay(s: string): boolean {
 export function validateFeedback(raw: unknown): { ok: true; value: Feedback } | { ok: false; error: SelectivityError; declarationId?: string } {
   const bad = (field: string, expected: string, got: unknown) => {
     const id = raw !== null && typeof raw === 'object' && typeof (raw as { declarationId?: unknown }).declarationId === 'string' ? (raw as { declarationId: string }).declarationId : undefined;
-    return { ok: false as const, error: errors.SEL_ERR_FEEDBACK_INVALID(`${field}: expected ${expected}`, { field, expected, got: typeof got === 'string' && got.length > 80 ? `${got.slice(0, 79)}…` : got }), ...(id !== undefined ? { declarationId: id } : {}) };
+    return { ok: false as const, error: errors.SEL_ERR_FEEDBACK_INVALID(`${field}: expected ${expected}`, { field, expected, got: preview(got) }), ...(id !== undefined ? { declarationId: id } : {}) };
   };
   if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) return bad('$', 'an object', Array.isArray(raw) ? 'an array' : raw);
   const r = raw as Record<string, unknown>;
