@@ -4,7 +4,7 @@
  * a worker pool) for streams, backpressure, overload and shutdown.
  */
 import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { request as httpRequest } from 'node:http';
+import { Agent as HttpAgent, request as httpRequest } from 'node:http';
 import { connect } from 'node:net';
 import Database from 'better-sqlite3';
 import { tmpdir } from 'node:os';
@@ -880,6 +880,58 @@ describe("requests refused before a route runs, and requests during shutdown (lo
     expect(answers[1]).toMatch(/\r\nretry-after: 1\r\n/i);
     expect(answers[1]).toMatch(/\r\nconnection: close\r\n/i);
     expect(rawJson(answers[1]).error.code).toBe('SEL_ERR_NOT_READY');
+  }, 30_000);
+});
+
+describe('connections at shutdown and when they stall (loopback)', () => {
+  /** A raw request whose body stops after `sent` of its `length` bytes; resolves when the server closes the connection. */
+  const stalled = (url: string) => {
+    const u = new URL(url);
+    const socket = connect(Number(u.port), u.hostname);
+    socket.on('error', () => undefined);
+    socket.on('data', () => undefined);
+    socket.once('connect', () => socket.write(`POST /v1/score HTTP/1.1\r\nHost: ${u.host}\r\nAuthorization: Bearer ${TOKENS.port}\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"declarations":[`));
+    return new Promise<void>((resolve) => socket.once('close', () => resolve()));
+  };
+
+  it('ends a keep-alive connection whose answer was in flight at shutdown, and closes one that stalls', async () => {
+    const service = await startService({ host: '127.0.0.1', port: 0, dataDir: join(dir, 'stalls'), tokensEnv, threads: 1, metricsIntervalMs: 60_000, decisionLog: false, idleTimeoutMs: 300 });
+    try {
+      // an upload that stops half way: closed once nothing moved for idleTimeoutMs (before, held for ever)
+      await stalled(service.url);
+      // a batch in flight on a keep-alive connection when close() begins: answered in full, with Connection: close
+      const agent = new HttpAgent({ keepAlive: true });
+      const sent = declarations(20_000, 43);
+      const body = JSON.stringify({ declarations: sent });
+      let closing: Promise<void> | undefined;
+      const answer = await new Promise<{ status: number; connection: string | undefined; body: string }>((resolve, reject) => {
+        const req = httpRequest(`${service.url}/v1/score`, { method: 'POST', agent, headers: { authorization: `Bearer ${TOKENS.port}`, 'content-type': 'application/json' } }, (res) => {
+          const parts: Buffer[] = [];
+          res.on('data', (c: Buffer) => parts.push(c));
+          res.on('end', () => resolve({ status: res.statusCode!, connection: res.headers.connection, body: Buffer.concat(parts).toString('utf8') }));
+        });
+        req.on('error', reject);
+        req.on('finish', () => { closing = service.close(); });
+        req.end(body);
+      });
+      expect(answer.status).toBe(200);
+      const answered = JSON.parse(answer.body) as { decisions: unknown[]; errors?: unknown[] };
+      expect(answered.decisions).toHaveLength(sent.length);
+      expect(answer.connection).toBe('close');
+      // the port closes without waiting out the connection's keep-alive timeout (72 s)
+      await closing;
+      agent.destroy();
+    } finally {
+      await service.close();
+    }
+  }, 30_000);
+
+  it('closes, after the shutdown grace, a connection that still holds a request', async () => {
+    const service = await startService({ host: '127.0.0.1', port: 0, dataDir: join(dir, 'grace'), tokensEnv, threads: 1, metricsIntervalMs: 60_000, decisionLog: false, idleTimeoutMs: 0, shutdownGraceMs: 300 });
+    const gone = stalled(service.url);
+    await new Promise((r) => setTimeout(r, 100));
+    await service.close(); // with no idle timeout, only the grace ends the stalled upload
+    await gone;
   }, 30_000);
 });
 

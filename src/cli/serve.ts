@@ -45,6 +45,10 @@ Options (environment variable in brackets):
   --body-limit <size>    largest request body, e.g. 64mb (default 64mb)
   --max-batch <n>        most declarations per /v1/score batch (default 100000)
   --metrics-interval <s> latency interval histograms reset every s seconds (default 60)
+  --idle-timeout <s>     close a connection on which nothing moves for s seconds: a stalled
+                         upload or stream, a reader that stopped reading (default 120; 0: never)
+  --shutdown-grace <s>   on SIGTERM, how long in-flight requests and streams may go on before
+                         their connections are closed (default 30)
   --decision-log on|off  log every returned decision to <data-dir>/selectivity.db, committed
                          before the response (default on; feedback joins to it, see
                          docs/feedback.md) [SELECTIVITY_DECISION_LOG]
@@ -99,6 +103,8 @@ export async function serveCommand(argv: string[]): Promise<number> {
       'heap-growing-percent': { type: 'string' },
       'max-batch': { type: 'string' },
       'metrics-interval': { type: 'string' },
+      'idle-timeout': { type: 'string' },
+      'shutdown-grace': { type: 'string' },
       'decision-log': { type: 'string' },
       quiet: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
@@ -134,6 +140,8 @@ export async function serveCommand(argv: string[]): Promise<number> {
     inlineMaxBytes: values['inline-max'] !== undefined ? (values['inline-max'].trim() === '0' ? 0 : parseSize(values['inline-max'], 'inline-max')) : undefined,
     maxBatch: values['max-batch'] !== undefined ? intOption(values['max-batch'], 'max-batch', 1, 10_000_000) : undefined,
     metricsIntervalMs: values['metrics-interval'] !== undefined ? intOption(values['metrics-interval'], 'metrics-interval', 1, 86_400) * 1000 : undefined,
+    idleTimeoutMs: values['idle-timeout'] !== undefined ? intOption(values['idle-timeout'], 'idle-timeout', 0, 86_400) * 1000 : undefined,
+    shutdownGraceMs: values['shutdown-grace'] !== undefined ? intOption(values['shutdown-grace'], 'shutdown-grace', 0, 86_400) * 1000 : undefined,
     logger: values.quiet ? false : { level: 'info' },
     decisionLog: decisionLog === 'on',
     // an upgrade of a large decision log takes a while before the service listens: say so

@@ -51,6 +51,9 @@ import { msgpackValueEnd, type WireFormat, type WireReply } from './wire.js';
 const QUERY_IGNORED = new Set(['/v1/score', '/v1/score/stream', '/healthz', '/readyz', '/metrics']);
 const NO_QUERY = { type: 'object', additionalProperties: false, properties: {} } as const;
 
+/** ServiceOptions.idleTimeoutMs's default. */
+export const DEFAULT_IDLE_TIMEOUT_MS = 120_000;
+
 export interface ServiceOptions {
   engine: Engine;
   source: RulesetSource;
@@ -66,6 +69,12 @@ export interface ServiceOptions {
   maxRecordBytes?: number;
   logger?: boolean | object;
   version?: string;
+  /**
+   * A connection on which nothing moves for this long, ms, is closed: a
+   * request body or stream that stalls, a reader that stopped reading.
+   * Default 120,000; 0: never.
+   */
+  idleTimeoutMs?: number;
   /**
    * Where every returned decision is logged (src/feedback/decision-log.ts);
    * undefined: decisions are not logged. The service opens one unless
@@ -295,6 +304,8 @@ export async function buildServer(options: ServiceOptions): Promise<FastifyInsta
   const app = Fastify({
     logger: options.logger ?? false,
     bodyLimit,
+    // the socket's inactivity timeout (Node's server.timeout): a stalled body or stream is not held for ever
+    connectionTimeout: options.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS,
     // once close() began, the access hook answers SEL_ERR_NOT_READY (Fastify still adds Connection: close)
     return503OnClosing: false,
     routerOptions: { maxParamLength: MAX_PARAM_LENGTH },
@@ -660,6 +671,9 @@ export async function buildServer(options: ServiceOptions): Promise<FastifyInsta
   app.get('/v1/openapi.json', { config: { access: 'any' }, schema: { tags: ['meta'], summary: 'This API, as OpenAPI 3.' } }, async () => app.swagger());
 
   app.addHook('preClose', async () => { ready = false; });
+  // an answer finished after close() began ends its connection: a keep-alive connection busy when
+  // the service began to close would otherwise stay open, idle, until its keep-alive timeout (72 s)
+  app.addHook('onSend', async (_req, reply) => { if (!ready) reply.header('connection', 'close'); });
   return app;
 }
 

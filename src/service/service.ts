@@ -23,6 +23,9 @@ import { historyDir } from '../history/store.js';
 import { toBatch } from '../model/columnar.js';
 import type { Declaration } from '../model/schema.js';
 
+/** ServiceConfig.shutdownGraceMs's default. */
+export const DEFAULT_SHUTDOWN_GRACE_MS = 30_000;
+
 export interface ServiceConfig {
   host: string;
   port: number;
@@ -43,6 +46,14 @@ export interface ServiceConfig {
   youngGenerationMb?: number;
   bodyLimit?: number;
   maxBatch?: number;
+  /** ServiceOptions.idleTimeoutMs (default 120,000; 0: never). */
+  idleTimeoutMs?: number;
+  /**
+   * How long close() lets in-flight requests and streams finish, ms (default
+   * 30,000): then their connections are closed. Every decision already
+   * answered is logged; a stream cut off gets no more decisions.
+   */
+  shutdownGraceMs?: number;
   metricsIntervalMs?: number;
   logger?: boolean | object;
   /** Log every returned decision to the store (default true; see docs/feedback.md). */
@@ -168,7 +179,7 @@ export async function startService(config: ServiceConfig): Promise<RunningServic
     ],
   });
   try {
-    app = await buildServer({ engine, source, tokens, metrics, bodyLimit: config.bodyLimit, maxBatch: config.maxBatch, logger: config.logger, version: packageVersion(), decisionLog, backtests });
+    app = await buildServer({ engine, source, tokens, metrics, bodyLimit: config.bodyLimit, maxBatch: config.maxBatch, idleTimeoutMs: config.idleTimeoutMs, logger: config.logger, version: packageVersion(), decisionLog, backtests });
     // profiles activate and expire by their dates: swap the ruleset at each boundary
     source.startClock((rs) => source.swap(rs));
     // the model follows the feedback: refitted in a worker, swapped in like any ruleset change
@@ -207,7 +218,11 @@ export async function startService(config: ServiceConfig): Promise<RunningServic
     },
     close() {
       closing ??= (async () => {
-        await app!.close(); // stops accepting; waits for in-flight requests and streams
+        // in-flight requests and streams get a grace period; then their connections are closed, so that a
+        // stream whose client goes on sending, or a stalled upload, does not hold the shutdown for ever
+        const cut = setTimeout(() => app!.server.closeAllConnections(), config.shutdownGraceMs ?? DEFAULT_SHUTDOWN_GRACE_MS);
+        cut.unref();
+        await app!.close().finally(() => clearTimeout(cut)); // stops accepting; waits for in-flight requests and streams
         await backtests.jobs.close(); // a running back-test is stopped and marked interrupted
         await source.drain(); // a retrain in flight finishes (its model written) before the store closes
         await engine.close();
