@@ -83,6 +83,7 @@ export const errors = {
   SEL_ERR_PEERS_CORRUPT: define('SEL_ERR_PEERS_CORRUPT', 400, 'A peer snapshot file is damaged (unreadable, checksum mismatch, malformed group); the current snapshot is kept.'),
   SEL_ERR_PEERS_MISMATCH: define('SEL_ERR_PEERS_MISMATCH', 409, "A peer snapshot does not fit this engine or this operation (format, format version, features, levels); the current snapshot is kept."),
   SEL_ERR_HISTORY_INVALID: define('SEL_ERR_HISTORY_INVALID', 400, 'The history store (manifest or a segment) is unreadable or of another format; nothing was changed.'),
+  SEL_ERR_DATA_DIR_BUSY: define('SEL_ERR_DATA_DIR_BUSY', 409, 'Another service uses this data directory; this one did not start.'),
   SEL_ERR_HISTORY_BUSY: define('SEL_ERR_HISTORY_BUSY', 409, 'Another import is writing to the history store; nothing was changed.'),
   SEL_ERR_HISTORY_EMPTY: define('SEL_ERR_HISTORY_EMPTY', 400, 'The history store holds no declaration in the requested date range.'),
   SEL_ERR_BACKTEST_NOT_FOUND: define('SEL_ERR_BACKTEST_NOT_FOUND', 404, 'No back-test job has this id.'),

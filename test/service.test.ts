@@ -935,6 +935,25 @@ describe('connections at shutdown and when they stall (loopback)', () => {
   }, 30_000);
 });
 
+describe('one service per data directory', () => {
+  it('refuses a second service on a data directory in use, naming the first; the directory is free again once it stops', async () => {
+    const d = join(dir, 'one-service');
+    const first = await startService({ host: '127.0.0.1', port: 0, dataDir: d, tokensEnv, threads: 0, metricsIntervalMs: 60_000 });
+    let second: RunningService | undefined;
+    try {
+      await expect(startService({ host: '127.0.0.1', port: 0, dataDir: d, tokensEnv, threads: 0, metricsIntervalMs: 60_000 })).rejects.toMatchObject({
+        code: 'SEL_ERR_DATA_DIR_BUSY', details: { field: 'dataDir' }, message: expect.stringContaining(`process ${process.pid}, selectivity serve on 127.0.0.1:0`),
+      });
+      // the first goes on serving
+      expect((await fetch(`${first.url}/readyz`)).status).toBe(200);
+    } finally {
+      await first.close();
+    }
+    second = await startService({ host: '127.0.0.1', port: 0, dataDir: d, tokensEnv, threads: 0, metricsIntervalMs: 60_000 });
+    await second.close();
+  }, 30_000);
+});
+
 describe('clientError', () => {
   it('maps the HTTP parser\'s errors onto named codes', () => {
     expect(clientError(Object.assign(new Error('x'), { code: 'HPE_HEADER_OVERFLOW' }))).toMatchObject({ code: 'SEL_ERR_HEADERS_TOO_LARGE', statusCode: 431 });

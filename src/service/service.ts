@@ -12,6 +12,7 @@ import type { FastifyInstance } from 'fastify';
 import { createEngine, type Engine } from '../engine.js';
 import { packageRoot } from '../paths.js';
 import { errors } from '../errors.js';
+import { ProcessLock } from '../store/process-lock.js';
 import { dataDirTokensPath, loadTokens, ReloadableTokens, type TokenEntry } from './auth.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { buildServer } from './server.js';
@@ -143,12 +144,36 @@ export async function probeListen(host: string, port: number): Promise<void> {
   }).catch((e: unknown) => { throw listenError(e, host, port); });
 }
 
+/** The lock of a data directory's service (src/store/process-lock.ts): one service per data directory. */
+export const SERVE_LOCK = '.serve.lock';
+
 export async function startService(config: ServiceConfig): Promise<RunningService> {
   // the configured tokens and the address first: a bad configuration is refused before the data directory is created or seeded
   const tokenOptions = { dataDir: config.dataDir, file: config.tokensFile, env: config.tokensEnv };
   const configured = loadTokens({ ...tokenOptions, generate: false });
   await probeListen(config.host, config.port);
-  const files = await prepareDataDir(config.dataDir, { profilesFile: config.profiles, peersPath: config.peers }, { onMigration: config.onStoreMigration });
+  // One service per data directory: a second one would score with its own copy of the ruleset, blind to
+  // the first one's imports and swaps. The command-line tools may still work beside it (as documented).
+  // Taken once the directory exists (prepareDataDir checks the files named on the command line first),
+  // before anything in it is seeded or opened.
+  let lock: ProcessLock | undefined;
+  const takeLock = () => {
+    lock = ProcessLock.take(join(config.dataDir, SERVE_LOCK), `selectivity serve on ${config.host}:${config.port}`, (holder) => errors.SEL_ERR_DATA_DIR_BUSY(`another service${holder ? ` (${holder})` : ''} uses the data directory ${config.dataDir}`, { field: 'dataDir', expected: 'a data directory no other service uses (stop that one, or give this one its own --data-dir)', got: config.dataDir }));
+  };
+  try {
+    const files = await prepareDataDir(config.dataDir, { profilesFile: config.profiles, peersPath: config.peers }, { onMigration: config.onStoreMigration, onDirectory: takeLock });
+    const service = await startLocked(config, configured, tokenOptions, files);
+    const held = lock!;
+    const close = service.close;
+    service.close = () => close().finally(() => held.release());
+    return service;
+  } catch (e) {
+    lock?.release();
+    throw e;
+  }
+}
+
+async function startLocked(config: ServiceConfig, configured: ReturnType<typeof loadTokens> | undefined, tokenOptions: { dataDir: string; file?: string; env?: string }, files: Awaited<ReturnType<typeof prepareDataDir>>): Promise<RunningService> {
   const { store: loaded, generated } = configured ?? loadTokens(tokenOptions);
   const tokens = new ReloadableTokens(loaded, loaded.path === dataDirTokensPath(config.dataDir));
   const source = new RulesetSource({ storePath: files.storePath, peersPath: files.peersPath }, { retrain: { ...(config.retrainStrength !== undefined ? { strength: config.retrainStrength } : {}), ...(config.retrainMinZ !== undefined ? { minZ: config.retrainMinZ } : {}) } });

@@ -61,7 +61,7 @@ export function examplePaths(): { declarations: string; profiles: string; watchL
  * left one there, else from the bundled example. Watch lists: an empty
  * store is seeded once from the bundled example.
  */
-export async function prepareDataDir(dataDir: string, files: { peersPath?: string; profilesFile?: string } = {}, options: OpenStoreOptions = {}): Promise<RulesetFiles & SeedReport> {
+export async function prepareDataDir(dataDir: string, files: { peersPath?: string; profilesFile?: string } = {}, options: OpenStoreOptions & { onDirectory?: () => void } = {}): Promise<RulesetFiles & SeedReport> {
   // the files named on the command line first: a missing or invalid one is refused before anything is created
   const profileSet = files.profilesFile ? readJsonFile(files.profilesFile, 'the profile set', 'profiles', errors.SEL_ERR_PROFILE_INVALID) : undefined;
   if (profileSet !== undefined) validateProfiles(profileSet);
@@ -76,6 +76,8 @@ export async function prepareDataDir(dataDir: string, files: { peersPath?: strin
   } catch (e) {
     throw errors.SEL_ERR_CONFIG_INVALID(`cannot use data directory ${dataDir}: ${(e as Error).message}`, { field: 'dataDir', expected: 'a writable directory', got: dataDir });
   }
+  // the directory exists, nothing in it is touched yet (startService takes its lock here)
+  options.onDirectory?.();
   const created: string[] = [];
   const storePath = join(dataDir, STORE_FILE);
   const peersPath = files.peersPath ?? join(dataDir, 'peers.json');
@@ -375,7 +377,12 @@ export class RulesetSource {
   /** The engine rulesets are swapped into (its current ruleset is recorded at once). */
   attachEngine(engine: Engine): void {
     this.engine = engine;
-    this.recordRuleset(engine.meta());
+    try {
+      this.recordRuleset(engine.meta());
+    } catch (e) {
+      // a store that cannot be written (read-only, full) at start: named, not a raw SQLite error
+      throw errors.SEL_ERR_STORAGE(`cannot record the ruleset in use in the store: ${(e as Error).message}`, { field: 'store', expected: 'a writable store', got: (e as { code?: string }).code });
+    }
   }
 
   private recordRuleset(meta: CompiledMeta): void {
