@@ -112,6 +112,39 @@ describe('kernel vs reference scorer', () => {
     });
   }
 
+  it('adds the historical tables in the kernel\'s order, so that a score on a threshold takes the same channel; a value spelled "NaN" is a value', () => {
+    const decl = { id: 'a', date: '2025-03-01', office: 'O', importer: 'IMP1', origin: 'CN', hs: '851712', customsValue: 100, netMass: 1 };
+    const peers = buildPeerTables([toBatch([decl]).batch], ['hs6']);
+    const { batch } = toBatch([decl]);
+    const k = new Kernel();
+    const dim = (name: string, key: string, n: number, p: number) => ({ name, weight: 1, keys: [key], n: [n], positives: [p] });
+    // hs2, importer, hs4: the kernel adds (hs2 + hs4) of the hs column, then importer; dimension order
+    // would add hs2, importer, hs4. Some counts make the two sums differ in their last bit.
+    for (let n = 1; n < 40; n++) {
+      for (let p = 0; p <= n; p++) {
+        const history = { prior: 0.2, strength: 10, halfLifeDays: 365, dimensions: [dim('hs2', '85', 7, 3), dim('importer', 'IMP1', n, p), dim('hs4', '8517', 5, 4)] };
+        const rs = createRuleset({ peers, history, settings: { randomSelection: { rate: 0 } } });
+        k.loadRuleset(compileRuleset(rs));
+        const got = k.score(batch).score[0];
+        const want = referenceScore(rs, batch).score[0];
+        expect(got, `importer n=${n} positives=${p}`).toBe(want);
+        // with the yellow threshold on the score itself, both give yellow
+        const on = createRuleset({ peers, history, settings: { randomSelection: { rate: 0 }, thresholds: { yellow: got, red: 100 } } });
+        k.loadRuleset(compileRuleset(on));
+        expect(k.score(batch).channel[0]).toBe(referenceScore(on, batch).channel[0]);
+      }
+    }
+    // a categorical value spelled "NaN" is looked up like any other (a missing tax rate is what NaN means)
+    const nan = { ...decl, importer: 'NaN' };
+    const history = { prior: 0.2, strength: 10, halfLifeDays: 365, dimensions: [{ name: 'importer', weight: 1, keys: ['NaN'], n: [40], positives: [30] }] };
+    const rs = createRuleset({ peers, history, settings: { randomSelection: { rate: 0 } } });
+    k.loadRuleset(compileRuleset(rs));
+    const b = toBatch([nan]).batch;
+    const kernelScore = k.score(b).score[0];
+    expect(kernelScore).toBeGreaterThan(1);
+    expect(referenceScore(rs, b).score[0]).toBe(kernelScore);
+  });
+
   it('rejects an unknown peer cache mode', () => {
     expect(() => new Kernel({ peerCache: 'lru' as never })).toThrow(expect.objectContaining({ code: 'SEL_ERR_OPTION_INVALID' }));
   });

@@ -101,6 +101,24 @@ export function referenceScore(ruleset: Ruleset, batch: ColumnarBatch): Referenc
     const round = parts.length > 1 ? Math.fround : (x: number) => x;
     return { parts, weighted: new Map(d.keys.map((k, j) => [k, round(d.weight * l[j])])) };
   });
+  // added as the kernel adds them (src/learn/history.ts HistoryIndex): the single-field dimensions column
+  // by column (in order of first use), each column's summed in dimension order; the AEO reduction; then
+  // the combinations in dimension order. Floating-point sums in another order can differ in the last bit,
+  // and a score on a threshold then takes another channel.
+  const singleGroups: (typeof dims)[] = [];
+  const groupOf = new Map<string, typeof dims>();
+  for (const d of dims) {
+    if (d.parts.length !== 1) continue;
+    const column = d.parts[0].field;
+    let g = groupOf.get(column);
+    if (!g) { g = []; groupOf.set(column, g); singleGroups.push(g); }
+    g.push(d);
+  }
+  const combinations = dims.filter((d) => d.parts.length > 1);
+  const weightOf = (d: (typeof dims)[number]): number => {
+    const key = keyOf(d.parts, fieldValue);
+    return (key === undefined ? undefined : d.weighted.get(key)) ?? 0;
+  };
   const fieldValue = (f: DimensionField): string => (f === 'taxRate' ? String(row.t) : row.get(f));
   let i = 0;
   const row: Row = {
@@ -160,12 +178,13 @@ export function referenceScore(ruleset: Ruleset, batch: ColumnarBatch): Referenc
 
     // 3. text signals (misclassification), then channel: thresholds, counter-measures (raise only), random control group
     let extra = signal ? signal.extra : 0;
-    for (const d of dims) {
-      const key = keyOf(d.parts, fieldValue);
-      const add = key === undefined ? undefined : d.weighted.get(key);
-      if (add !== undefined) extra += add;
+    for (const g of singleGroups) {
+      let sum = 0;
+      for (const d of g) sum += weightOf(d);
+      extra += sum;
     }
     if (row.aeo && ruleset.history?.aeoReduction) extra -= ruleset.history.aeoReduction;
+    for (const d of combinations) extra += weightOf(d);
     if (signal || ruleset.history) s += extra;
     let channel = s >= settings.thresholds.red ? red : s >= settings.thresholds.yellow ? yellow : 0;
     let flags = 0;

@@ -151,7 +151,8 @@ export function keyOf(parts: readonly DimensionPart[], value: (f: DimensionField
   for (let k = 0; k < parts.length; k++) {
     const p = parts[k];
     let v = value(p.field);
-    if (v === '' || v === 'NaN') return undefined;
+    // a missing tax rate is NaN, String(NaN) its value; a categorical value spelled "NaN" is a value like any other
+    if (v === '' || (p.field === 'taxRate' && v === 'NaN')) return undefined;
     if (p.digits) {
       if (v.length < p.digits) return undefined;
       v = v.slice(0, p.digits);
