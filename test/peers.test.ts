@@ -123,6 +123,18 @@ describe('PeerTableBuilder', () => {
     expect(levelKey(parseLevel('hs4,origin'), '851712', 'CN')).toBe('8517|CN');
     expect(levelKey(parseLevel('office'), '851712', 'OF1')).toBe('|OF1');
   });
+
+  it('leaves an infinite feature out, as a missing one, past the exact limit too (it used to grow the sketch for ever)', () => {
+    const many = Array.from({ length: 200 }, (_, i) => decl('851712', 'CN', 100 + i, 10, 1));
+    const t = buildPeerTables([toBatch([...many, decl('851712', 'CN', Infinity, 10, 1)]).batch], ['hs6']);
+    const finite = buildPeerTables([toBatch(many).batch], ['hs6']);
+    const g = t.groups[0].get('851712|')!, f = finite.groups[0].get('851712|')!;
+    expect(g.count).toBe(201);
+    // unit value and value per quantity: the infinite one left out, the statistics of the 200 others
+    expect(g.features[0]).toEqual(f.features[0]);
+    expect(g.features[2]).toEqual(f.features[2]);
+    expect(g.features[0].n).toBe(200);
+  });
 });
 
 describe('robust statistics helpers', () => {

@@ -231,7 +231,8 @@ export class PeerTableBuilder {
         if (day < g.firstDate) g.firstDate = day;
         if (day > g.lastDate) g.lastDate = day;
         const sk = g.sketches;
-        for (let f = 0; f < NF; f++) if (x[f] === x[f]) sk[f].add(x[f]);
+        // a feature that is missing (NaN) or infinite (an infinite value, for callers that skip validation) is left out
+        for (let f = 0; f < NF; f++) if (Math.abs(x[f]) < Infinity) sk[f].add(x[f]);
       }
     }
     this.rows += added;

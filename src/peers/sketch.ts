@@ -122,6 +122,8 @@ class DenseBins {
   }
 
   private grow(k: number): void {
+    // an infinite or NaN bin would double the window for ever
+    if (!Number.isSafeInteger(k)) throw new RangeError(`bin ${k} of a non-finite value`);
     const { counts, offset } = this;
     let lo = offset, hi = offset + counts.length; // [lo, hi)
     let size = counts.length;
