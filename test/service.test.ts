@@ -567,7 +567,9 @@ interface StreamResult { status: number; headers: Record<string, string | string
 function streamRequest(service: RunningService, contentType: string, chunks: Iterable<Buffer>, headers: Record<string, string> = {}, onFirstData?: () => void): Promise<StreamResult> {
   return new Promise((resolve, reject) => {
     const url = new URL('/v1/score/stream', service.url);
-    const req = httpRequest(url, { method: 'POST', headers: { ...auth('port'), 'content-type': contentType, ...headers } }, (res) => {
+    // a connection of its own: a stream that ends with a fatal record closes its connection afterwards,
+    // and a pooled keep-alive connection reused at that moment would hang up on the next request
+    const req = httpRequest(url, { method: 'POST', agent: false, headers: { ...auth('port'), 'content-type': contentType, ...headers } }, (res) => {
       const parts: Buffer[] = [];
       res.on('data', (c: Buffer) => { if (parts.length === 0) onFirstData?.(); parts.push(c); });
       res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(parts) }));
@@ -656,6 +658,47 @@ describe('service over loopback (worker pool)', () => {
     expect(recs.at(-1)).toMatchObject({ fatal: true, error: { code: 'SEL_ERR_REQUEST_PARSE' } });
     expect(recs.slice(0, -1).map((o) => o.id)).toEqual(decls.slice(0, recs.length - 1).map((d) => d.id));
     expect(recs.length - 1).toBeGreaterThanOrEqual(decls.length - 2048);
+  });
+
+  it('answers a stream record that is not UTF-8, or that MessagePack cannot read, on its own; a fault ends the connection after the answer', async () => {
+    const decls = declarations(3000, 26);
+    // NDJSON: line 2,501 holds a byte that is not UTF-8 (its chunk's other lines used to vanish with it)
+    const lines = decls.map((d) => Buffer.from(`${JSON.stringify(d)}\n`));
+    lines[2500] = Buffer.concat([Buffer.from('{"id":"X'), Buffer.from([0xff]), Buffer.from('"}\n')]);
+    const r = await streamRequest(service, 'application/x-ndjson', [Buffer.concat(lines)]);
+    const out = r.body.toString('utf8').trim().split('\n').map((l) => JSON.parse(l) as { id?: string; line?: number; error?: { code: string; message: string } });
+    expect(out).toHaveLength(decls.length);
+    expect(out[2500]).toMatchObject({ line: 2501, error: { code: 'SEL_ERR_DECL_PARSE', message: 'line 2501: not valid UTF-8' } });
+    out.forEach((o, i) => { if (i !== 2500) expect(o.id).toBe(decls[i].id); });
+    // MessagePack: a whole value of an extension type no declaration has, between two declarations
+    const ext = Buffer.from([0xd4, 0x05, 0x01]); // fixext 1, type 5
+    const mp = await streamRequest(service, 'application/msgpack', [Buffer.concat([pack(decls[0]), ext, pack(decls[1])])]);
+    const recs = unpackMultiple(mp.body) as { id?: string; index?: number; error?: { code: string } }[];
+    expect(recs.map((x) => x.id ?? x.error?.code)).toEqual([decls[0].id, 'SEL_ERR_DECL_PARSE', decls[1].id]);
+    expect(recs[1].index).toBe(1);
+    // a line over the limit: the lines before it answered, then the fatal record; the connection, whose
+    // request was not read to its end, is closed after the answer (kept alive, it would hang the next request)
+    const agent = new HttpAgent({ keepAlive: true });
+    try {
+      const head = decls.slice(0, 20).map((d) => `${JSON.stringify(d)}\n`).join('');
+      const answer = await new Promise<{ body: string; socketClosed: Promise<void> }>((resolve, reject) => {
+        const req = httpRequest(new URL('/v1/score/stream', service.url), { method: 'POST', agent, headers: { ...auth('port'), 'content-type': 'application/x-ndjson' } }, (res) => {
+          const parts: Buffer[] = [];
+          const socketClosed = new Promise<void>((done) => res.socket.once('close', () => done()));
+          res.on('data', (c: Buffer) => parts.push(c));
+          res.on('end', () => resolve({ body: Buffer.concat(parts).toString('utf8'), socketClosed }));
+        });
+        req.on('error', reject);
+        req.write(head);
+        req.end(`${'y'.repeat(3 * 1024 * 1024)}\n`);
+      });
+      const recs2 = answer.body.trim().split('\n').map((l) => JSON.parse(l) as { id?: string; fatal?: boolean; error?: { code: string } });
+      expect(recs2.slice(0, -1).map((x) => x.id)).toEqual(decls.slice(0, 20).map((d) => d.id));
+      expect(recs2.at(-1)).toMatchObject({ fatal: true, error: { code: 'SEL_ERR_REQUEST_PARSE' } });
+      await answer.socketClosed;
+    } finally {
+      agent.destroy();
+    }
   });
 
   it('applies backpressure end to end: a client that does not read stops the server reading', async () => {

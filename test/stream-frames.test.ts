@@ -71,5 +71,43 @@ describe('stream framing', () => {
     }
     expect(line).toBe(301);
   });
+
+  /** The frames a framer gives before it throws, and what it throws. */
+  async function until(gen: AsyncGenerator<{ bytes: Uint8Array; firstIndex: number; firstLine: number }>) {
+    const got: Buffer[] = [];
+    try {
+      for await (const f of gen) got.push(Buffer.from(f.bytes));
+    } catch (e) {
+      return { got: Buffer.concat(got), error: e as { code: string; message: string } };
+    }
+    return { got: Buffer.concat(got), error: undefined };
+  }
+
+  it('gives the whole records read before a fault, then the fault', async () => {
+    // NDJSON: 50 lines, then one over the limit
+    const lines = Array.from({ length: 50 }, (_, i) => JSON.stringify({ i }));
+    const before = Buffer.from(lines.join('\n') + '\n');
+    const long = await until(ndjsonFrames(reads(Buffer.concat([before, Buffer.from(`${'x'.repeat(5000)}\n`)]), 3, 700), 2048, 4096));
+    expect(long.error).toMatchObject({ code: 'SEL_ERR_REQUEST_PARSE', message: expect.stringContaining('line 51 is longer') });
+    expect(long.got.equals(before)).toBe(true);
+    // MessagePack: 40 records, then a byte no value begins with, or a record over the limit
+    const values = Buffer.concat(Array.from({ length: 40 }, (_, i) => pack({ i })));
+    for (const tail of [Buffer.from([0xc1, 1, 2, 3]), pack({ pad: 'p'.repeat(3000) })]) {
+      const r = await until(msgpackFrames(reads(Buffer.concat([values, tail]), 4, 300), 2048, 1024));
+      expect(r.error?.code).toBe('SEL_ERR_REQUEST_PARSE');
+      expect(r.got.equals(values)).toBe(true);
+    }
+  });
+
+  it('cuts a frame once it holds frameBytes, however few records', async () => {
+    const lines = Array.from({ length: 30 }, (_, i) => JSON.stringify({ i, pad: 'q'.repeat(1000) }));
+    const got = await frames(ndjsonFrames(reads(Buffer.from(lines.join('\n') + '\n'), 6, 5000), 2048, 4096, 4000));
+    expect(got.length).toBeGreaterThanOrEqual(7);
+    for (const f of got) expect(f.bytes.length).toBeLessThan(4000 + 1100);
+    const packed = Buffer.concat(Array.from({ length: 30 }, (_, i) => pack({ i, pad: 'q'.repeat(1000) })));
+    const mp = await frames(msgpackFrames(reads(packed, 7, 5000), 2048, 4096, 4000));
+    expect(Buffer.concat(mp.map((f) => f.bytes)).equals(packed)).toBe(true);
+    for (const f of mp) expect(f.bytes.length).toBeLessThan(4000 + 1100);
+  });
 });
 

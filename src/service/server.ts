@@ -553,7 +553,19 @@ export async function buildServer(options: ServiceOptions): Promise<FastifyInsta
           }
           if (failure !== undefined) {
             yield fatal(failure);
-            input.resume(); // drain what the client still sends, so it sees our answer
+            // the request was not read to its end (its reader stopped at the fault): this connection cannot
+            // carry another request, so it ends once the answer is out (kept alive, the next request on it
+            // would wait for ever); what the client still sends is drained meanwhile, so it sees the answer
+            const socket = reply.raw.socket; // (the request's is detached by now, and the answer's once it is finished)
+            reply.raw.once('finish', () => {
+              if (!socket) return;
+              socket.end();
+              // The rest of the request is never read (the HTTP parser holds the socket), so its end never comes:
+              // closed a second later, once the client has had time to read the answer (closed at once, with
+              // unread bytes in hand, the system would reset the connection, and the client could lose the answer)
+              setTimeout(() => socket.destroy(), 1000).unref();
+            });
+            if (!input.destroyed) input.resume();
           }
         } finally {
           // also when the response is destroyed (the client hung up): the chunks in flight still count
@@ -690,8 +702,19 @@ export interface Frame {
 
 const NL = 0x0a;
 
-/** Cuts an NDJSON byte stream into chunks of whole lines (about `records` lines each). */
-export async function* ndjsonFrames(input: AsyncIterable<Buffer | string>, records: number, maxLine: number): AsyncGenerator<Frame> {
+/**
+ * A frame is cut at `records` records or once it holds this many bytes,
+ * whichever comes first: 2,048 records of up to 1 MiB each would make one
+ * frame of 2 GiB, copied a few times on its way.
+ */
+export const FRAME_BYTES = 4 * 1024 * 1024;
+
+/**
+ * Cuts an NDJSON byte stream into chunks of whole lines (about `records`
+ * lines each, FRAME_BYTES at most but for one long line). A line longer
+ * than `maxLine` throws, after the chunk of the whole lines before it.
+ */
+export async function* ndjsonFrames(input: AsyncIterable<Buffer | string>, records: number, maxLine: number, frameBytes = FRAME_BYTES): AsyncGenerator<Frame> {
   let parts: Buffer[] = [];
   let size = 0;
   let lines = 0; // complete lines in parts
@@ -705,9 +728,11 @@ export async function* ndjsonFrames(input: AsyncIterable<Buffer | string>, recor
     for (let at = buf.indexOf(NL); at >= 0; at = buf.indexOf(NL, at + 1)) { lines++; lastNl = scanned + at + 1; }
     scanned += buf.length;
     if (size - Math.max(lastNl, 0) > maxLine) {
+      // the whole lines before it are answered first
+      if (lastNl > 0) yield { bytes: new Uint8Array((parts.length === 1 ? parts[0] : Buffer.concat(parts, size)).subarray(0, lastNl)), firstIndex: 0, firstLine: nextLine };
       throw errors.SEL_ERR_REQUEST_PARSE(`line ${nextLine + lines} is longer than ${maxLine} bytes`, { field: 'body', expected: `NDJSON lines of at most ${maxLine} bytes`, got: `line ${nextLine + lines}` });
     }
-    if (lines >= records && lastNl > 0) {
+    if ((lines >= records || lastNl >= frameBytes) && lastNl > 0) {
       const all = parts.length === 1 ? parts[0] : Buffer.concat(parts, size);
       // a copy: the engine may transfer (detach) what it is given
       const frame: Frame = { bytes: new Uint8Array(all.subarray(0, lastNl)), firstIndex: 0, firstLine: nextLine };
@@ -727,8 +752,13 @@ export async function* ndjsonFrames(input: AsyncIterable<Buffer | string>, recor
   }
 }
 
-/** Cuts a MessagePack sequence into chunks of whole values (about `records` each). */
-export async function* msgpackFrames(input: AsyncIterable<Buffer | string>, records: number, maxRecord: number): AsyncGenerator<Frame> {
+/**
+ * Cuts a MessagePack sequence into chunks of whole values (about `records`
+ * each, FRAME_BYTES at most but for one long value). A value longer than
+ * `maxRecord`, or bytes that cannot begin one, throw after the chunk of the
+ * whole values before them.
+ */
+export async function* msgpackFrames(input: AsyncIterable<Buffer | string>, records: number, maxRecord: number, frameBytes = FRAME_BYTES): AsyncGenerator<Frame> {
   // the bytes not yet framed, in buf[0, len): a buffer that grows by doubling, so a frame that
   // spans many socket reads is copied once per read, not once per read for every read before it
   let buf: Buffer = Buffer.alloc(0);
@@ -747,11 +777,17 @@ export async function* msgpackFrames(input: AsyncIterable<Buffer | string>, reco
     len += b.length;
     let held = buf.subarray(0, len);
     for (;;) {
-      const end = msgpackValueEnd(held, pos);
+      let end: number;
+      try {
+        end = msgpackValueEnd(held, pos);
+      } catch (e) {
+        if (count > 0) yield { bytes: Buffer.from(buf.subarray(0, pos)), firstIndex: index, firstLine: 0 };
+        throw e;
+      }
       if (end < 0) break;
       pos = end;
       count++;
-      if (count >= records) {
+      if (count >= records || pos >= frameBytes) {
         yield { bytes: Buffer.from(buf.subarray(0, pos)), firstIndex: index, firstLine: 0 };
         index += count;
         buf.copyWithin(0, pos, len);
@@ -762,6 +798,7 @@ export async function* msgpackFrames(input: AsyncIterable<Buffer | string>, reco
       }
     }
     if (len - pos > maxRecord) {
+      if (count > 0) yield { bytes: Buffer.from(buf.subarray(0, pos)), firstIndex: index, firstLine: 0 };
       throw errors.SEL_ERR_REQUEST_PARSE(`record ${index + count} is longer than ${maxRecord} bytes`, { field: 'body', expected: `MessagePack records of at most ${maxRecord} bytes`, got: `record ${index + count}` });
     }
   }

@@ -287,22 +287,40 @@ function scoreBatchDocument(kernel: Kernel, req: WireRequest): WireReply {
   return batchReply(req, s, decisions, stats);
 }
 
+/**
+ * The lines of an NDJSON chunk (split at \n), decoded as UTF-8; a line that
+ * is not UTF-8 is null. The whole chunk is decoded at once when it can be.
+ */
+function ndjsonLines(body: Uint8Array): (string | null)[] {
+  try {
+    return utf8.decode(body).split('\n');
+  } catch {
+    const out: (string | null)[] = [];
+    for (let from = 0; ;) {
+      const nl = body.indexOf(0x0a, from);
+      const end = nl < 0 ? body.length : nl;
+      try { out.push(utf8.decode(body.subarray(from, end))); } catch { out.push(null); }
+      if (nl < 0) return out;
+      from = nl + 1;
+    }
+  }
+}
+
 function scoreStreamChunk(kernel: Kernel, req: WireRequest): WireReply {
   const firstIndex = req.firstIndex ?? 0;
   let s: Scoring;
   let n = 0;
   if (req.format === 'json') {
-    let text: string;
-    try {
-      text = utf8.decode(req.body);
-    } catch {
-      throw errors.SEL_ERR_REQUEST_PARSE('stream chunk is not valid UTF-8', { field: 'body', expected: 'NDJSON in UTF-8', got: `line ${req.firstLine ?? 1}…` });
-    }
-    const lines = text.split('\n');
+    const lines = ndjsonLines(req.body);
     s = new Scoring(lines.length, req.log);
     let line = (req.firstLine ?? 1) - 1;
     for (const raw of lines) {
       line++;
+      if (raw === null) {
+        // a line that is not UTF-8 is its own record's error, not the chunk's
+        s.parseError(firstIndex + n++, `line ${line}: not valid UTF-8`, line);
+        continue;
+      }
       const t = raw.endsWith('\r') ? raw.slice(0, -1) : raw;
       if (t.trim() === '') continue;
       let value: unknown;
@@ -328,7 +346,18 @@ function scoreStreamChunk(kernel: Kernel, req: WireRequest): WireReply {
     let pos = 0;
     for (const end of ends) {
       if (s.readFast(b, pos, firstIndex + n)) n++;
-      else s.add(parseRecord(b, pos, end, `record ${firstIndex + n}`), firstIndex + n++);
+      else {
+        // a whole value the decoder refuses (an unknown extension, a key that is not a string, …): that record's error
+        let value: unknown;
+        try {
+          value = parseRecord(b, pos, end, `record ${firstIndex + n}`);
+        } catch (e) {
+          s.parseError(firstIndex + n++, (e as Error).message);
+          pos = end;
+          continue;
+        }
+        s.add(value, firstIndex + n++);
+      }
       pos = end;
     }
   }
