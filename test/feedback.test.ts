@@ -141,12 +141,18 @@ describe('feedback internals', () => {
       [{ ...good, rulesetVersion: 'v1' }, 'rulesetVersion'],
       [{ ...good, extra: 1 }, 'extra'],
       [{ ...good, declarationId: '' }, 'declarationId'],
+      [{ ...good, declarationId: '   ' }, 'declarationId'],
+      [{ ...good, date: '0099-02-29' }, 'date'], // not a leap year (Date.UTC read 0099 as 1999, not one either: the rule is the same)
     ];
     for (const [raw, field] of cases) {
       const v = validateFeedback(raw);
       expect(v.ok, field).toBe(false);
       if (!v.ok) { expect(v.error.code).toBe('SEL_ERR_FEEDBACK_INVALID'); expect(v.error.details.field).toBe(field); }
     }
+    // the id trimmed as a declaration's is when it is scored; dates of years 0000-0099 as declarations take them
+    expect(validateFeedback({ ...good, declarationId: ' F3 ' })).toMatchObject({ ok: true, value: { declarationId: 'F3' } });
+    expect(validateFeedback({ ...good, date: '0004-02-29' }).ok).toBe(true);
+    expect(validateFeedback({ ...good, date: '0050-06-01' }).ok).toBe(true);
     expect(examinationResult({ inspected: false, outcome: 'seizure' })).toBe('not-examined');
     expect(examinationResult({ inspected: true, outcome: 'no-discrepancy' })).toBe('compliant');
     expect(examinationResult({ inspected: true, outcome: 'discrepancy' })).toBe('non-compliant');

@@ -12,6 +12,7 @@
  */
 import { errors, preview, type SelectivityError } from '../errors.js';
 import { CHANNELS, type Channel } from '../model/channels.js';
+import { parseIsoDate } from '../model/schema.js';
 import type { Reason } from '../decisions.js';
 import { recordExamination } from '../profiles/effectiveness.js';
 import type { Db } from '../store/sqlite.js';
@@ -48,11 +49,9 @@ export const FEEDBACK_FIELDS = ['declarationId', 'date', 'channel', 'inspected',
 const KNOWN = new Set<string>(FEEDBACK_FIELDS);
 const DATE_RE = /^(\d{4})-(\d{2})-(\d{2})$/;
 
+/** A day YYYY-MM-DD, read as declarations' dates are (parseIsoDate: years 0000 to 9999; Date.UTC took 0000-0099 for 1900-1999). */
 function isDay(s: string): boolean {
-  const m = DATE_RE.exec(s);
-  if (!m) return false;
-  const d = new Date(Date.UTC(+m[1], +m[2] - 1, +m[3]));
-  return d.getUTCFullYear() === +m[1] && d.getUTCMonth() === +m[2] - 1 && d.getUTCDate() === +m[3];
+  return DATE_RE.test(s) && !Number.isNaN(parseIsoDate(s));
 }
 
 /** Validates one feedback item; the first fault as SEL_ERR_FEEDBACK_INVALID naming the field. */
@@ -65,8 +64,10 @@ export function validateFeedback(raw: unknown): { ok: true; value: Feedback } | 
   const r = raw as Record<string, unknown>;
   for (const k of Object.keys(r)) if (!KNOWN.has(k)) return bad(k, `only the fields ${FEEDBACK_FIELDS.join(', ')}`, k);
   const present = (k: string) => r[k] !== undefined && r[k] !== null;
-  const { declarationId, date, channel, inspected, outcome } = r;
-  if (typeof declarationId !== 'string' || declarationId.length === 0 || declarationId.length > 64) return bad('declarationId', 'a declaration id of 1 to 64 characters', declarationId);
+  const { date, channel, inspected, outcome } = r;
+  // trimmed, as a declaration's id is when it is scored: " F3 " was logged as "F3"
+  const declarationId = typeof r.declarationId === 'string' ? r.declarationId.trim() : r.declarationId;
+  if (typeof declarationId !== 'string' || declarationId.length === 0 || declarationId.length > 64) return bad('declarationId', 'a declaration id of 1 to 64 characters', r.declarationId);
   if (typeof date !== 'string' || !isDay(date)) return bad('date', 'a date YYYY-MM-DD', date);
   if (typeof channel !== 'string' || !(CHANNELS as readonly string[]).includes(channel)) return bad('channel', CHANNELS.join(' | '), channel);
   if (typeof inspected !== 'boolean') return bad('inspected', 'true or false', inspected);
