@@ -320,7 +320,8 @@ export async function buildServer(options: ServiceOptions): Promise<FastifyInsta
     },
     forceCloseConnections: 'idle',
     // verbose: a validation error carries the value it refused (details.got)
-    ajv: { customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: false, verbose: true } },
+    // allowUnionTypes: the import routes take an object or an array (type: ["object", "array"]), said on purpose
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: false, verbose: true, allowUnionTypes: true } },
   });
 
   // the JSON routes take application/json (and MessagePack where they say so), not Fastify's default
