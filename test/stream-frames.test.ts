@@ -99,6 +99,17 @@ describe('stream framing', () => {
     }
   });
 
+  it('refuses a line one byte over the limit even when it ends in the read it began in', async () => {
+    const ok = `${JSON.stringify({ p: 'a'.repeat(100 - 8) })}`;
+    expect(ok.length).toBe(100);
+    const whole = (extra: string) => Buffer.from(`{"i":1}\n${ok}${extra}\n{"i":2}\n`);
+    // one read holds every line: the limit is 100 bytes a line
+    expect((await until(ndjsonFrames((async function* () { yield whole(''); })(), 2048, 100))).error).toBeUndefined();
+    const over = await until(ndjsonFrames((async function* () { yield whole(' '); })(), 2048, 100));
+    expect(over.error).toMatchObject({ code: 'SEL_ERR_REQUEST_PARSE', message: expect.stringContaining('line 2 is longer than 100 bytes') });
+    expect(over.got.toString()).toBe('{"i":1}\n');
+  });
+
   it('cuts a frame once it holds frameBytes, however few records', async () => {
     const lines = Array.from({ length: 30 }, (_, i) => JSON.stringify({ i, pad: 'q'.repeat(1000) }));
     const got = await frames(ndjsonFrames(reads(Buffer.from(lines.join('\n') + '\n'), 6, 5000), 2048, 4096, 4000));

@@ -726,9 +726,17 @@ export async function* ndjsonFrames(input: AsyncIterable<Buffer | string>, recor
     const buf = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
     parts.push(buf);
     size += buf.length;
-    for (let at = buf.indexOf(NL); at >= 0; at = buf.indexOf(NL, at + 1)) { lines++; lastNl = scanned + at + 1; }
+    // every line that ends in this read is checked (one longer than maxLine that ends in the read it began
+    // in would pass a check of the unfinished tail only), and so is the unfinished tail
+    let tooLong = false;
+    for (let at = buf.indexOf(NL); at >= 0 && !tooLong; at = buf.indexOf(NL, at + 1)) {
+      const end = scanned + at + 1;
+      if (end - Math.max(lastNl, 0) - 1 > maxLine) { tooLong = true; break; }
+      lines++;
+      lastNl = end;
+    }
     scanned += buf.length;
-    if (size - Math.max(lastNl, 0) > maxLine) {
+    if (tooLong || size - Math.max(lastNl, 0) > maxLine) {
       // the whole lines before it are answered first
       if (lastNl > 0) yield { bytes: new Uint8Array((parts.length === 1 ? parts[0] : Buffer.concat(parts, size)).subarray(0, lastNl)), firstIndex: 0, firstLine: nextLine };
       throw errors.SEL_ERR_REQUEST_PARSE(`line ${nextLine + lines} is longer than ${maxLine} bytes`, { field: 'body', expected: `NDJSON lines of at most ${maxLine} bytes`, got: `line ${nextLine + lines}` });
