@@ -235,6 +235,25 @@ describe('service contract (inject, in-process scoring)', () => {
     expect(fb.json().results[0].error).toMatchObject({ code: 'SEL_ERR_FEEDBACK_INVALID', details: { field: 'revenueRecovered', got: '5n' } });
   });
 
+  it('refuses a MessagePack string that is not UTF-8 (it used to be read as U+FFFD, merging ids)', async () => {
+    const [d, e] = declarations(2, 10);
+    const withBadId = (body: unknown) => {
+      const bytes = Buffer.from(pack(body));
+      const at = bytes.indexOf(Buffer.from([0xa2, 0x5a, 0x51])); // the id "ZQ"
+      bytes[at + 2] = 0xff;
+      return bytes;
+    };
+    // in a batch: that declaration's error, the other one scored
+    const r = await app.inject({ method: 'POST', url: '/v1/score', headers: { ...auth('port'), 'content-type': 'application/msgpack', accept: 'application/json' }, payload: withBadId({ declarations: [d, { ...e, id: 'ZQ' }] }) });
+    expect(r.statusCode, r.body.slice(0, 300)).toBe(200);
+    expect(r.json().decisions.map((x: { id: string }) => x.id)).toEqual([d.id]);
+    expect(r.json().errors).toEqual([expect.objectContaining({ index: 1, code: 'SEL_ERR_DECL_PARSE', message: expect.stringContaining('not valid UTF-8') })]);
+    // in a feedback body: the body is refused, as a JSON body with such bytes is
+    const fb = await app.inject({ method: 'POST', url: '/v1/feedback', headers: { ...auth('analyst'), 'content-type': 'application/msgpack', accept: 'application/json' }, payload: withBadId({ results: [{ declarationId: 'ZQ', date: '2026-11-24', channel: 'red', inspected: true, outcome: 'seizure' }] }) });
+    expect(fb.statusCode).toBe(400);
+    expect(fb.json().error).toMatchObject({ code: 'SEL_ERR_REQUEST_PARSE', message: expect.stringContaining('not valid UTF-8') });
+  });
+
   it('turns bad requests into named 4xx errors', async () => {
     const post = (payload: string | Buffer, headers: Record<string, string> = {}) =>
       app.inject({ method: 'POST', url: '/v1/score', headers: { ...auth('port'), 'content-type': 'application/json', ...headers }, payload });

@@ -210,7 +210,7 @@ const u32 = (b: Uint8Array, p: number) => b[p] * 0x1000000 + ((b[p + 1] << 16) |
  * End of the MessagePack value that starts at `pos`, without decoding it; -1
  * if the buffer ends first. Throws SEL_ERR_REQUEST_PARSE on 0xc1.
  */
-export function msgpackEnd(buf: Uint8Array, pos: number): number {
+export function msgpackEnd(buf: Uint8Array, pos: number, onString?: (from: number, to: number) => void): number {
   if (!Number.isInteger(pos) || pos < 0) throw new RangeError(`pos must be a non-negative integer, got ${pos}`);
   const len = buf.length;
   let pending = 1;
@@ -221,11 +221,11 @@ export function msgpackEnd(buf: Uint8Array, pos: number): number {
     if (b <= 0x7f || b >= 0xe0 || b === 0xc0 || b === 0xc2 || b === 0xc3) { pos += 1; continue; }
     if (b <= 0x8f) { pending += 2 * (b & 0x0f); pos += 1; continue; }
     if (b <= 0x9f) { pending += b & 0x0f; pos += 1; continue; }
-    if (b <= 0xbf) { pos += 1 + (b & 0x1f); continue; }
+    if (b <= 0xbf) { if (onString) onString(pos + 1, pos + 1 + (b & 0x1f)); pos += 1 + (b & 0x1f); continue; }
     switch (b) {
-      case 0xc4: case 0xd9: if (pos + 2 > len) return -1; pos += 2 + buf[pos + 1]; break;
-      case 0xc5: case 0xda: if (pos + 3 > len) return -1; pos += 3 + u16(buf, pos + 1); break;
-      case 0xc6: case 0xdb: if (pos + 5 > len) return -1; pos += 5 + u32(buf, pos + 1); break;
+      case 0xc4: case 0xd9: if (pos + 2 > len) return -1; if (onString && b === 0xd9) onString(pos + 2, pos + 2 + buf[pos + 1]); pos += 2 + buf[pos + 1]; break;
+      case 0xc5: case 0xda: if (pos + 3 > len) return -1; if (onString && b === 0xda) onString(pos + 3, pos + 3 + u16(buf, pos + 1)); pos += 3 + u16(buf, pos + 1); break;
+      case 0xc6: case 0xdb: if (pos + 5 > len) return -1; if (onString && b === 0xdb) onString(pos + 5, pos + 5 + u32(buf, pos + 1)); pos += 5 + u32(buf, pos + 1); break;
       case 0xc7: if (pos + 2 > len) return -1; pos += 3 + buf[pos + 1]; break;
       case 0xc8: if (pos + 3 > len) return -1; pos += 4 + u16(buf, pos + 1); break;
       case 0xc9: if (pos + 5 > len) return -1; pos += 6 + u32(buf, pos + 1); break;
@@ -248,6 +248,24 @@ export function msgpackEnd(buf: Uint8Array, pos: number): number {
     }
   }
   return pos <= len ? pos : -1;
+}
+
+const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
+
+/**
+ * Whether every string (keys included) of the whole MessagePack value at
+ * `pos` is valid UTF-8. msgpackr's decoder does not check: it reads bad
+ * bytes as U+FFFD, so two different ids could come out as one. For the
+ * values the fast reader hands back (it checks as it reads), not needed.
+ */
+export function msgpackStringsValid(buf: Uint8Array, pos: number): boolean {
+  try {
+    msgpackEnd(buf, pos, (from, to) => { if (to <= buf.length) strictUtf8.decode(buf.subarray(from, to)); });
+    return true;
+  } catch (e) {
+    if (e instanceof TypeError) return false; // TextDecoder's fatal error
+    throw e;
+  }
 }
 
 // ---- the declaration reader -----------------------------------------------------------

@@ -6,6 +6,7 @@
 import type { FastifyInstance } from 'fastify';
 import { Unpackr } from 'msgpackr';
 import { errors } from '../errors.js';
+import { msgpackStringsValid } from './fast-msgpack.js';
 
 export const MSGPACK_TYPES = ['application/msgpack', 'application/x-msgpack'];
 const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true });
@@ -32,6 +33,10 @@ function checkDecodedBody(value: unknown): unknown {
  */
 export function unpackBody(bytes: Uint8Array, what = 'body', expected = 'MessagePack'): unknown {
   let value: unknown;
+  // msgpackr reads bytes that are not UTF-8 as U+FFFD: two different ids would come out as one
+  let valid = true;
+  try { valid = msgpackStringsValid(bytes, 0); } catch { /* not MessagePack: unpack says how */ }
+  if (!valid) throw errors.SEL_ERR_REQUEST_PARSE(`${what} holds a string that is not valid UTF-8`, { field: 'body', expected: `${expected}, its strings in UTF-8` });
   try {
     value = unpackr.unpack(bytes);
   } catch (e) {

@@ -17,7 +17,7 @@ import { errors, SelectivityError, type ErrorDetails } from '../errors.js';
 import type { Kernel } from '../kernel/kernel.js';
 import { BatchBuilder } from '../model/columnar.js';
 import { validateDeclaration, type Declaration, type FieldIssue } from '../model/schema.js';
-import { EncodedMsgpack, FastDeclarationReader, InlineDecisions, encodeDecision, encodeDecisions, encodeMsgpack, msgpackEnd as msgpackValueEnd, type DecisionShape } from './fast-msgpack.js';
+import { EncodedMsgpack, FastDeclarationReader, InlineDecisions, encodeDecision, encodeDecisions, encodeMsgpack, msgpackEnd as msgpackValueEnd, msgpackStringsValid, type DecisionShape } from './fast-msgpack.js';
 import { channelCounts, emptyCounts, profileMatchCounts, toDecisions, type Decision } from '../decisions.js';
 import type { Channel } from '../model/channels.js';
 import { CHUNK_MSGPACK, CHUNK_NDJSON, encodeLogChunk, msgpackArrayHeader, type ChunkFormat } from '../feedback/log-rows.js';
@@ -113,8 +113,10 @@ function declarationsArray(b: Uint8Array): { count: number; pos: number } | unde
 }
 
 function parseRecord(bytes: Uint8Array, from: number, to: number, what: string): unknown {
+  const record = bytes.subarray(from, to);
+  if (!msgpackStringsValid(record, 0)) throw errors.SEL_ERR_REQUEST_PARSE(`${what} holds a string that is not valid UTF-8`, { field: 'body', expected: 'MessagePack strings in UTF-8', got: what });
   try {
-    return unpackr.unpack(bytes.subarray(from, to));
+    return unpackr.unpack(record);
   } catch (e) {
     throw errors.SEL_ERR_REQUEST_PARSE(`${what} is not valid MessagePack: ${(e as Error).message}`, { field: 'body', expected: 'MessagePack maps', got: what });
   }
@@ -258,7 +260,16 @@ function scoreMsgpackBatch(kernel: Kernel, req: WireRequest): WireReply | undefi
     if (s.readFast(b, pos, i)) { pos = fastReader.lastEnd; continue; }
     const end = msgpackValueEnd(b, pos);
     if (end < 0) return undefined; // truncated: the general path reports it
-    s.add(parseRecord(b, pos, end, `declarations[${i}]`), i);
+    // a whole value the decoder refuses (a string that is not UTF-8, an unknown extension): that declaration's error
+    let value: unknown;
+    try {
+      value = parseRecord(b, pos, end, `declarations[${i}]`);
+    } catch (e) {
+      s.parseError(i, (e as Error).message);
+      pos = end;
+      continue;
+    }
+    s.add(value, i);
     pos = end;
   }
   if (pos !== b.length) return undefined; // trailing bytes: the general path reports them
