@@ -143,6 +143,7 @@ const TOO_BIG = Symbol('too big');
 
 function scalar(value: unknown, max: number): unknown {
   if (typeof value === 'bigint') return `${value}n`; // JSON has no BigInt (msgpack int64 decodes to one)
+  if (typeof value === 'number' && !Number.isFinite(value)) return String(value); // JSON would write null (MessagePack floats can be NaN, ±Infinity)
   if (typeof value === 'string' && value.length > max) return `${value.slice(0, max)}…`;
   return value;
 }

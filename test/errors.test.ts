@@ -66,6 +66,23 @@ describe('error registry', () => {
     expect(preview('a'.repeat(10), 5)).toBe('aaaaa…');
     expect(preview(12345)).toBe(12345);
   });
+
+  it('preview gives what JSON can write, bounded: BigInt, NaN and ±Infinity as text, big or deep values summarised', () => {
+    expect(preview(5n)).toBe('5n');
+    expect([preview(NaN), preview(Infinity), preview(-Infinity)]).toEqual(['NaN', 'Infinity', '-Infinity']);
+    expect(preview({ a: [1, 2n, NaN] })).toEqual({ a: [1, '2n', 'NaN'] });
+    expect(preview(Array.from({ length: 1000 }, (_, i) => i))).toBe('an array');
+    let deep: unknown = 1;
+    for (let k = 0; k < 10_000; k++) deep = { k: deep };
+    expect(preview(deep)).toBe('an object');
+    // a key "__proto__" stays a key of the copy, not its prototype
+    const odd = JSON.parse('{"__proto__": {"x": 1}}') as object;
+    const shown = preview(odd) as Record<string, unknown>;
+    expect(Object.getPrototypeOf(shown)).toBe(Object.prototype);
+    expect(JSON.stringify(shown)).toBe('{"__proto__":{"x":1}}');
+    // every error's details.got goes through it
+    expect(errors.SEL_ERR_OPTION_INVALID('x', { got: { a: 5n } }).toJSON().details.got).toEqual({ a: '5n' });
+  });
 });
 
 describe('docs/errors.md', () => {
