@@ -26,7 +26,7 @@ export class ProfileStore extends VersionedDocuments<Profile, 'profile'> {
   }
 
   /** More active profiles than the kernel scores: refused before the commit, not found by the ruleset's compile after it. */
-  protected override checkActive(count: number, _active: () => Profile[]): void {
+  protected override checkActive(count: number): void {
     if (count > MAX_PROFILES) {
       throw errors.SEL_ERR_PROFILE_LIMIT(`the change would leave ${count} active profiles; the kernel scores at most ${MAX_PROFILES} (retire some, or import the whole set with replace)`, { field: 'profiles', expected: `at most ${MAX_PROFILES} active profiles`, got: count });
     }

@@ -50,8 +50,6 @@ export class ProcessLock {
     return new ProcessLock(db, holderFile);
   }
 
-  get held(): boolean { return this.db !== undefined; }
-
   /** Lets go of the lock (idempotent). */
   release(): void {
     const db = this.db;

@@ -82,16 +82,14 @@ export class VersionedDocuments<T extends Versioned, K extends string> {
   }
 
   /**
-   * Checks the active documents a write would leave (their number, and the
-   * documents when asked for), inside its transaction: a throw rolls the
-   * write back, and nothing changes. Default: any. ProfileStore and
-   * WatchListStore refuse more profiles or terms than a ruleset takes, so
-   * that what is stored always compiles (at a restart too).
+   * Checks the active documents a write would leave (`count` of them; a
+   * subclass may read them with list('active'), in the same transaction),
+   * inside its transaction: a throw rolls the write back, and nothing
+   * changes. Default: any. ProfileStore and WatchListStore refuse more
+   * profiles or terms than a ruleset takes, so that what is stored always
+   * compiles (at a restart too).
    */
-  protected checkActive(_count: number, _active: () => T[]): void {}
-
-  /** The active documents, in the write's transaction (for checkActive). */
-  private readonly activeDocs = (): T[] => this.q.heads.all().filter((r) => r.status === 'active').map((r) => JSON.parse(r.doc) as T);
+  protected checkActive(_count: number): void {}
 
   private write(id: string, version: number, status: DocumentStatus, doc: string, by: string, at: string, change: string): void {
     this.q.insert.run(id, version, status, doc, by, at, change);
@@ -150,7 +148,7 @@ export class VersionedDocuments<T extends Versioned, K extends string> {
           summary.retired.push(head.id);
         }
       }
-      this.checkActive(this.q.active.get()!, this.activeDocs);
+      this.checkActive(this.q.active.get()!);
     }).immediate();
     return summary;
   }
@@ -172,7 +170,7 @@ export class VersionedDocuments<T extends Versioned, K extends string> {
       if (!head) throw this.notFound(`no ${this.noun} "${id}"`, { field: 'id', expected: `the id of a stored ${this.noun}`, got: id });
       if (head.status === status) return toRecord<T, K>(head, this.key);
       this.write(id, head.version + 1, status, head.doc, actor, now.toISOString(), status === 'active' ? 'activated' : 'retired');
-      if (status === 'active') this.checkActive(this.q.active.get()!, this.activeDocs);
+      if (status === 'active') this.checkActive(this.q.active.get()!);
       return toRecord<T, K>(this.q.head.get(id)!, this.key);
     }).immediate();
   }

@@ -19,8 +19,8 @@ export class WatchListStore extends VersionedDocuments<WatchList, 'watchList'> {
   }
 
   /** More terms in the active lists than a ruleset takes: refused before the commit, not found by the next rebuild after it. */
-  protected override checkActive(_count: number, active: () => WatchList[]): void {
-    const terms = active().reduce((n, l) => n + l.terms.length, 0);
+  protected override checkActive(): void {
+    const terms = this.active().reduce((n, l) => n + l.terms.length, 0);
     if (terms > MAX_TERMS) {
       throw errors.SEL_ERR_WATCHLIST_INVALID(`the change would leave ${terms} terms in the active watch lists; at most ${MAX_TERMS} in all (retire a list, or import the whole set with replace)`, { field: 'watchLists', expected: `at most ${MAX_TERMS} terms in the active lists`, got: terms });
     }
