@@ -47,12 +47,8 @@ export interface Feedback {
 
 export const FEEDBACK_FIELDS = ['declarationId', 'date', 'channel', 'inspected', 'outcome', 'irregularity', 'revenueRecovered', 'notes', 'rulesetVersion'] as const;
 const KNOWN = new Set<string>(FEEDBACK_FIELDS);
-const DATE_RE = /^(\d{4})-(\d{2})-(\d{2})$/;
-
-/** A day YYYY-MM-DD, read as declarations' dates are (parseIsoDate: years 0000 to 9999; Date.UTC took 0000-0099 for 1900-1999). */
-function isDay(s: string): boolean {
-  return DATE_RE.test(s) && !Number.isNaN(parseIsoDate(s));
-}
+/** A day YYYY-MM-DD, read as declarations' dates are (parseIsoDate checks the form too: years 0000 to 9999; Date.UTC took 0000-0099 for 1900-1999). */
+const isDay = (s: string): boolean => !Number.isNaN(parseIsoDate(s));
 
 /** Validates one feedback item; the first fault as SEL_ERR_FEEDBACK_INVALID naming the field. */
 export function validateFeedback(raw: unknown): { ok: true; value: Feedback } | { ok: false; error: SelectivityError; declarationId?: string } {

@@ -188,7 +188,7 @@ function* reportSteps(db: Db, o: ReportOptions, now: number, slice: number, done
     ...(by ? {
       periods: [...periods].map(([start, p]) => {
         const next = nextStart(start, by);
-        const end = next === undefined ? '9999-12-31' : formatIsoDate(parseIsoDate(next) - 1);
+        const end = formatIsoDate(next === undefined ? LAST_DAY : parseIsoDate(next) - 1);
         return { from: start < from ? from : start, to: end > to ? to : end, results: p.results, ...versus(p.targeted, p.control) };
       }),
     } : {}),
