@@ -554,9 +554,9 @@ export async function buildServer(options: ServiceOptions): Promise<FastifyInsta
           }
           if (failure !== undefined) {
             yield fatal(failure);
-            // the request was not read to its end (its reader stopped at the fault): this connection cannot
-            // carry another request, so it ends once the answer is out (kept alive, the next request on it
-            // would wait for ever); what the client still sends is drained meanwhile, so it sees the answer
+            // the request was not read to its end (the framer's for-await destroyed it at the fault): this
+            // connection cannot carry another request, so it ends once the answer is out (kept alive, the
+            // next request on it would wait for ever)
             const socket = reply.raw.socket; // (the request's is detached by now, and the answer's once it is finished)
             reply.raw.once('finish', () => {
               if (!socket) return;
@@ -566,7 +566,6 @@ export async function buildServer(options: ServiceOptions): Promise<FastifyInsta
               // unread bytes in hand, the system would reset the connection, and the client could lose the answer)
               setTimeout(() => socket.destroy(), 1000).unref();
             });
-            if (!input.destroyed) input.resume();
           }
         } finally {
           // also when the response is destroyed (the client hung up): the chunks in flight still count
