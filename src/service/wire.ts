@@ -186,6 +186,23 @@ class Scoring {
     this.errorCodes[first.code] = (this.errorCodes[first.code] ?? 0) + 1;
   }
 
+  /**
+   * A whole MessagePack value the fast reader handed over, decoded by
+   * msgpackr: a declaration to validate, or, when the decoder refuses it (a
+   * string that is not UTF-8, an unknown extension, a key that is not a
+   * string), that record's own parse error.
+   */
+  addMsgpack(b: Uint8Array, from: number, to: number, what: string, index: number): void {
+    let value: unknown;
+    try {
+      value = parseRecord(b, from, to, what);
+    } catch (e) {
+      this.parseError(index, (e as Error).message);
+      return;
+    }
+    this.add(value, index);
+  }
+
   parseError(index: number, message: string, line?: number): void {
     const code = errors.SEL_ERR_DECL_PARSE.code;
     const err: RecordError = { index, code, message, issues: [{ code, field: '$', expected: 'one well-formed record', message }] };
@@ -260,16 +277,7 @@ function scoreMsgpackBatch(kernel: Kernel, req: WireRequest): WireReply | undefi
     if (s.readFast(b, pos, i)) { pos = fastReader.lastEnd; continue; }
     const end = msgpackValueEnd(b, pos);
     if (end < 0) return undefined; // truncated: the general path reports it
-    // a whole value the decoder refuses (a string that is not UTF-8, an unknown extension): that declaration's error
-    let value: unknown;
-    try {
-      value = parseRecord(b, pos, end, `declarations[${i}]`);
-    } catch (e) {
-      s.parseError(i, (e as Error).message);
-      pos = end;
-      continue;
-    }
-    s.add(value, i);
+    s.addMsgpack(b, pos, end, `declarations[${i}]`, i);
     pos = end;
   }
   if (pos !== b.length) return undefined; // trailing bytes: the general path reports them
@@ -357,18 +365,7 @@ function scoreStreamChunk(kernel: Kernel, req: WireRequest): WireReply {
     let pos = 0;
     for (const end of ends) {
       if (s.readFast(b, pos, firstIndex + n)) n++;
-      else {
-        // a whole value the decoder refuses (an unknown extension, a key that is not a string, …): that record's error
-        let value: unknown;
-        try {
-          value = parseRecord(b, pos, end, `record ${firstIndex + n}`);
-        } catch (e) {
-          s.parseError(firstIndex + n++, (e as Error).message);
-          pos = end;
-          continue;
-        }
-        s.add(value, firstIndex + n++);
-      }
+      else s.addMsgpack(b, pos, end, `record ${firstIndex + n}`, firstIndex + n++);
       pos = end;
     }
   }
