@@ -144,7 +144,7 @@ describe('history store', () => {
     (dying as unknown as { lock: ProcessLock }).lock.release();
     expect(readFileSync(join(dir, 'manifest.json'), 'utf8')).toBe(manifest);
     expect(readAll(dir).map((x) => x.d.id)).toEqual(keep.map((d) => d.id));
-    const next = new HistoryWriter(dir); // takes the stale lock over, sweeps the orphans
+    const next = new HistoryWriter(dir); // gets the lock the dead writer held, sweeps its orphans
     expect(readdirSync(dir).filter((f) => f.endsWith('.arrow')).length).toBe(1);
     next.abort();
     expect(readFileSync(join(dir, 'manifest.json'), 'utf8')).toBe(manifest);
