@@ -46,7 +46,8 @@ Options (environment variable in brackets):
   --max-batch <n>        most declarations per /v1/score batch (default 100000)
   --metrics-interval <s> latency interval histograms reset every s seconds (default 60)
   --idle-timeout <s>     close a connection on which nothing moves for s seconds: a stalled
-                         upload or stream, a reader that stopped reading (default 120; 0: never)
+                         upload or stream, a reader that stopped reading, and also a request
+                         that takes longer than s to answer (default 120; 0: never)
   --shutdown-grace <s>   on SIGTERM, how long in-flight requests and streams may go on before
                          their connections are closed (default 30)
   --decision-log on|off  log every returned decision to <data-dir>/selectivity.db, committed

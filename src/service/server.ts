@@ -71,7 +71,8 @@ export interface ServiceOptions {
   version?: string;
   /**
    * A connection on which nothing moves for this long, ms, is closed: a
-   * request body or stream that stalls, a reader that stopped reading.
+   * request body or stream that stalls, a reader that stopped reading, and
+   * a request that takes longer to answer (nothing moves meanwhile).
    * Default 120,000; 0: never.
    */
   idleTimeoutMs?: number;
