@@ -99,6 +99,23 @@ describe('stream framing', () => {
     }
   });
 
+  it('gives the whole records read before the input itself fails (a compressed body cut short), then its error, and not the part of a record after them', async () => {
+    async function* failing(whole: Buffer, cut: number): AsyncGenerator<Buffer> {
+      yield* reads(whole.subarray(0, cut), 5, 500);
+      throw new Error('unexpected end of file');
+    }
+    const lines = Buffer.from(Array.from({ length: 80 }, (_, i) => `${JSON.stringify({ i })}\n`).join(''));
+    const cut = lines.indexOf('{"i":61}'), partial = cut + 4; // 61 whole lines, then part of one
+    const nd = await until(ndjsonFrames(failing(lines, partial), 2048, 4096));
+    expect(nd.error?.message).toBe('unexpected end of file');
+    expect(nd.got.equals(lines.subarray(0, cut))).toBe(true);
+    const encoded = Array.from({ length: 80 }, (_, i) => pack({ i }));
+    const values = Buffer.concat(encoded), whole = Buffer.concat(encoded.slice(0, 61)).length;
+    const mp = await until(msgpackFrames(failing(values, whole + 2), 2048, 1024));
+    expect(mp.error?.message).toBe('unexpected end of file');
+    expect(mp.got.equals(values.subarray(0, whole))).toBe(true);
+  });
+
   it('refuses a line one byte over the limit even when it ends in the read it began in', async () => {
     const ok = `${JSON.stringify({ p: 'a'.repeat(100 - 8) })}`;
     expect(ok.length).toBe(100);

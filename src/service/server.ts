@@ -711,6 +711,19 @@ const NL = 0x0a;
 export const FRAME_BYTES = 4 * 1024 * 1024;
 
 /**
+ * The chunks of `input`; if reading it fails, the failure goes to `onFault`
+ * and the chunks end there, so that a framer answers the whole records it
+ * holds before it throws. A framer that stops early stops the input.
+ */
+async function* untilFault(input: AsyncIterable<Buffer | string>, onFault: (error: unknown) => void): AsyncGenerator<Buffer | string> {
+  try {
+    for await (const chunk of input) yield chunk;
+  } catch (e) {
+    onFault(e);
+  }
+}
+
+/**
  * Cuts an NDJSON byte stream into chunks of whole lines (about `records`
  * lines each, FRAME_BYTES at most but for one long line). A line longer
  * than `maxLine` throws, after the chunk of the whole lines before it.
@@ -722,7 +735,8 @@ export async function* ndjsonFrames(input: AsyncIterable<Buffer | string>, recor
   let scanned = 0; // bytes of parts already scanned for newlines
   let lastNl = -1; // offset (in the concatenation) just after the last newline
   let nextLine = 1;
-  for await (const chunk of input) {
+  let fault: { error: unknown } | undefined;
+  for await (const chunk of untilFault(input, (error) => { fault = { error }; })) {
     const buf = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
     parts.push(buf);
     size += buf.length;
@@ -756,6 +770,11 @@ export async function* ndjsonFrames(input: AsyncIterable<Buffer | string>, recor
       // the remainder has no newline (lastNl was the last one)
     }
   }
+  if (fault) {
+    // reading the input failed: the whole lines before the fault are answered first
+    if (lastNl > 0) yield { bytes: new Uint8Array((parts.length === 1 ? parts[0] : Buffer.concat(parts, size)).subarray(0, lastNl)), firstIndex: 0, firstLine: nextLine };
+    throw fault.error;
+  }
   if (size > 0) {
     yield { bytes: new Uint8Array(Buffer.concat(parts, size)), firstIndex: 0, firstLine: nextLine };
   }
@@ -775,7 +794,8 @@ export async function* msgpackFrames(input: AsyncIterable<Buffer | string>, reco
   let pos = 0; // end of the last complete value found in buf
   let count = 0; // complete values in buf[0, pos)
   let index = 0; // stream index of buf's first value
-  for await (const chunk of input) {
+  let fault: { error: unknown } | undefined;
+  for await (const chunk of untilFault(input, (error) => { fault = { error }; })) {
     const b = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
     if (len + b.length > buf.length) {
       const grown = Buffer.allocUnsafeSlow(Math.max(2 * buf.length, len + b.length, 64 * 1024));
@@ -812,6 +832,8 @@ export async function* msgpackFrames(input: AsyncIterable<Buffer | string>, reco
     }
   }
   if (count > 0) yield { bytes: Buffer.from(buf.subarray(0, pos)), firstIndex: index, firstLine: 0 };
+  // reading the input failed: thrown once the whole values before it are answered
+  if (fault) throw fault.error;
   if (pos < len) {
     throw errors.SEL_ERR_REQUEST_PARSE(`the stream ends inside record ${index + count}`, { field: 'body', expected: 'whole MessagePack values', got: `${len - pos} trailing bytes` });
   }
