@@ -9,6 +9,7 @@ import { connect } from 'node:net';
 import Database from 'better-sqlite3';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { brotliCompressSync, deflateSync, gzipSync } from 'node:zlib';
 import { pack, unpack, unpackMultiple } from 'msgpackr';
 import { decodeFromCompressedBase64 } from 'hdr-histogram-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -173,6 +174,58 @@ describe('service contract (inject, in-process scoring)', () => {
     expect(b).toEqual(a);
     const packed = await app.inject({ method: 'POST', url: '/v1/score', headers: { ...auth('port'), 'content-type': 'application/msgpack' }, payload: Buffer.from(pack({ declarations: mixed })) });
     expect(unpack(packed.rawPayload)).toEqual(a);
+  });
+
+  it('decodes a body sent gzip, deflate or br (Content-Encoding) before reading it, holds the decoded bytes to the body limit, and refuses a charset other than UTF-8', async () => {
+    const batch = { declarations: declarations(40, 31) };
+    const json = Buffer.from(JSON.stringify(batch));
+    const plain = await app.inject({ method: 'POST', url: '/v1/score', headers: auth('port'), payload: batch });
+    expect(plain.statusCode).toBe(200);
+    const codings: [string, Buffer][] = [['gzip', gzipSync(json)], ['x-gzip', gzipSync(json)], ['deflate', deflateSync(json)], ['br', brotliCompressSync(json)], [' GZIP ', gzipSync(json)], ['identity', json]];
+    for (const [coding, body] of codings) {
+      const r = await app.inject({ method: 'POST', url: '/v1/score', headers: { ...auth('port'), 'content-type': 'application/json', 'content-encoding': coding }, payload: body });
+      expect(r.statusCode, coding).toBe(200);
+      expect(r.json(), coding).toEqual(plain.json());
+    }
+    // MessagePack, read by the fast path once decoded
+    const packed = await app.inject({ method: 'POST', url: '/v1/score', headers: { ...auth('port'), 'content-type': 'application/msgpack', 'content-encoding': 'gzip', accept: 'application/json' }, payload: gzipSync(pack(batch)) });
+    expect(packed.json()).toEqual(plain.json());
+
+    const refused = async (headers: Record<string, string>, payload: Buffer) => {
+      const r = await app.inject({ method: 'POST', url: '/v1/score', headers: { ...auth('port'), 'content-type': 'application/json', ...headers }, payload });
+      return { status: r.statusCode, error: r.json().error };
+    };
+    // a coding the service does not know, or two of them: refused by name before the body is read
+    for (const coding of ['compress', 'zstd', 'gzip, br', '__proto__']) {
+      expect(await refused({ 'content-encoding': coding }, json), coding).toMatchObject({ status: 415, error: { code: 'SEL_ERR_MEDIA_TYPE', details: { field: 'content-encoding', got: coding } } });
+    }
+    // bytes that are not what the header says, or cut short
+    expect(await refused({ 'content-encoding': 'gzip' }, json)).toMatchObject({ status: 400, error: { code: 'SEL_ERR_REQUEST_PARSE', details: { field: 'content-encoding' } } });
+    expect(await refused({ 'content-encoding': 'gzip' }, gzipSync(json).subarray(0, 100))).toMatchObject({ status: 400, error: { code: 'SEL_ERR_REQUEST_PARSE', details: { field: 'content-encoding' } } });
+    // 1.3 KB of gzip that decodes to 1 MB, over this service's 256 KB limit: refused as the decoded body it is
+    const bomb = gzipSync(Buffer.from(`{"declarations": ["${'x'.repeat(1024 * 1024)}"]}`));
+    expect(bomb.length).toBeLessThan(256 * 1024);
+    expect(await refused({ 'content-encoding': 'gzip' }, bomb)).toMatchObject({ status: 413, error: { code: 'SEL_ERR_BODY_TOO_LARGE' } });
+    // a body no route reads, whose coding breaks: nothing to answer for (unobserved, it once ended the process)
+    const unread = await app.inject({ method: 'POST', url: '/v1/score', headers: { ...auth('port'), 'content-type': 'text/plain', 'content-encoding': 'gzip' }, payload: json });
+    expect(unread.statusCode).toBe(415);
+    expect((await app.inject({ url: '/healthz', headers: { 'content-encoding': 'gzip', 'content-type': 'application/json; charset=latin1' } })).statusCode).toBe(200);
+    await new Promise((r) => setTimeout(r, 50));
+    expect((await app.inject({ url: '/healthz' })).statusCode).toBe(200);
+    // a charset other than UTF-8: refused by name (read as UTF-8, a UTF-16 document only failed to parse)
+    const utf16 = Buffer.from(`\ufeff${JSON.stringify(batch)}`, 'utf16le');
+    for (const type of ['application/json; charset=utf-16', 'application/json;charset="UTF-16LE"', 'application/x-ndjson; charset=iso-8859-1']) {
+      expect(await refused({ 'content-type': type }, utf16), type).toMatchObject({ status: 415, error: { code: 'SEL_ERR_MEDIA_TYPE', details: { field: 'content-type', got: type } } });
+    }
+    for (const type of ['application/json; charset=utf-8', 'application/json; charset=UTF8', 'application/json; charset="us-ascii"']) {
+      expect((await app.inject({ method: 'POST', url: '/v1/score', headers: { ...auth('port'), 'content-type': type }, payload: json })).json(), type).toEqual(plain.json());
+    }
+    // and on the other routes: a feedback post, gzipped, is read as the same post
+    const post = JSON.stringify({ results: [{ declarationId: 'NEVER-SCORED', date: '2026-11-24', channel: 'green', inspected: false }] });
+    const fb = await app.inject({ method: 'POST', url: '/v1/feedback', headers: { ...auth('analyst'), 'content-type': 'application/json', 'content-encoding': 'gzip' }, payload: gzipSync(post) });
+    const fbPlain = await app.inject({ method: 'POST', url: '/v1/feedback', headers: { ...auth('analyst'), 'content-type': 'application/json' }, payload: post });
+    expect(fb.json()).toMatchObject({ counts: { rejected: 1 }, results: [{ declarationId: 'NEVER-SCORED', status: 'rejected' }] });
+    expect(fb.json()).toEqual(fbPlain.json());
   });
 
   it('refuses query parameters on a route that takes none, and ignores them only on the scoring routes and the probes', async () => {
@@ -662,6 +715,26 @@ describe('service over loopback (worker pool)', () => {
     expect(out[10]).toMatchObject({ line: 11, error: { code: 'SEL_ERR_DECL_PARSE' } });
     expect(out[4000]).toMatchObject({ line: 4001, error: { code: 'SEL_ERR_DECL_FIELD_FORMAT' } });
     out.forEach((o, i) => { if (i !== 10 && i !== 4000) expect(o.id).toBe((decls[i] as Declaration).id); });
+  });
+
+  it('decodes a gzip stream as it reads it; a corrupt one ends with a fatal record after the decisions decoded before it', async () => {
+    const decls = declarations(4000, 23);
+    const zipped = gzipSync(Buffer.concat([...ndjsonOf(decls)]));
+    const pieces = (b: Buffer) => Array.from({ length: Math.ceil(b.length / 8192) }, (_, i) => b.subarray(i * 8192, i * 8192 + 8192));
+    const r = await streamRequest(service, 'application/x-ndjson', pieces(zipped), { 'content-encoding': 'gzip' });
+    expect(r.status).toBe(200);
+    const out = r.body.toString('utf8').trim().split('\n').map((l) => JSON.parse(l));
+    expect(out.map((o) => o.id)).toEqual(decls.map((d) => d.id));
+    const records = (b: Buffer) => b.toString('utf8').trim().split('\n').map((l) => JSON.parse(l));
+    // cut in the middle: every whole line decoded before the end is answered, then the fatal record
+    const cut = records((await streamRequest(service, 'application/x-ndjson', pieces(zipped.subarray(0, zipped.length >> 1)), { 'content-encoding': 'gzip' })).body);
+    expect(cut.at(-1)).toMatchObject({ fatal: true, error: { code: 'SEL_ERR_REQUEST_PARSE', details: { field: 'content-encoding' } } });
+    expect(cut.length - 1).toBeGreaterThan(1500); // about half of them
+    expect(cut.slice(0, -1).map((o) => o.id)).toEqual(decls.slice(0, cut.length - 1).map((d) => d.id));
+    // garbage from the middle on: deflate may decode some of it into bad lines (answered as such) before it fails
+    const garbled = records((await streamRequest(service, 'application/x-ndjson', pieces(Buffer.concat([zipped.subarray(0, zipped.length >> 1), Buffer.alloc(4096, 0x55)])), { 'content-encoding': 'gzip' })).body);
+    expect(garbled.at(-1)).toMatchObject({ fatal: true, error: { code: 'SEL_ERR_REQUEST_PARSE', details: { field: 'content-encoding' } } });
+    expect(garbled.slice(0, 1500).map((o) => o.id)).toEqual(decls.slice(0, 1500).map((d) => d.id));
   });
 
   it('streams a MessagePack sequence, and ends a truncated one with a fatal record after the complete ones', async () => {

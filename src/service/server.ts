@@ -43,6 +43,7 @@ import type { BacktestJobs } from '../backtest/jobs.js';
 import { registerProfileRoutes } from './profile-routes.js';
 import { registerWatchListRoutes } from './watchlist-routes.js';
 import { registerFeedbackRoutes } from './feedback-routes.js';
+import { prepareBody } from './content-encoding.js';
 import { acceptMsgpackBodies, MSGPACK_TYPES } from './msgpack-body.js';
 import type { DecisionLog } from '../feedback/decision-log.js';
 import { msgpackValueEnd, type WireFormat, type WireReply } from './wire.js';
@@ -328,6 +329,9 @@ export async function buildServer(options: ServiceOptions): Promise<FastifyInsta
   // the JSON routes take application/json (and MessagePack where they say so), not Fastify's default
   // text/plain: a JSON document sent as text/plain is refused by its type (415), not by its shape (400)
   app.removeContentTypeParser('text/plain');
+  // a body in a charset other than UTF-8 is refused (415); one sent compressed (Content-Encoding) is
+  // decoded before any parser reads it, and its limits count decoded bytes
+  app.addHook('preParsing', prepareBody);
 
   await app.register(swagger, {
     openapi: {
@@ -771,7 +775,7 @@ export async function* ndjsonFrames(input: AsyncIterable<Buffer | string>, recor
     }
   }
   if (fault) {
-    // reading the input failed: the whole lines before the fault are answered first
+    // reading the input failed (a compressed body cut short): the whole lines before the fault are answered first
     if (lastNl > 0) yield { bytes: new Uint8Array((parts.length === 1 ? parts[0] : Buffer.concat(parts, size)).subarray(0, lastNl)), firstIndex: 0, firstLine: nextLine };
     throw fault.error;
   }
@@ -832,7 +836,7 @@ export async function* msgpackFrames(input: AsyncIterable<Buffer | string>, reco
     }
   }
   if (count > 0) yield { bytes: Buffer.from(buf.subarray(0, pos)), firstIndex: index, firstLine: 0 };
-  // reading the input failed: thrown once the whole values before it are answered
+  // reading the input failed (a compressed body cut short): thrown once the whole values before it are answered
   if (fault) throw fault.error;
   if (pos < len) {
     throw errors.SEL_ERR_REQUEST_PARSE(`the stream ends inside record ${index + count}`, { field: 'body', expected: 'whole MessagePack values', got: `${len - pos} trailing bytes` });
