@@ -3,6 +3,7 @@ import { mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { gzipSync } from 'node:zlib';
 import { readDeclarations, type ReadChunk, type ReadOptions, type RecordError } from '../src/model/readers.js';
 import { rowOf } from '../src/model/columnar.js';
 import { parseCsv } from '../src/model/csv.js';
@@ -270,6 +271,47 @@ describe('readDeclarations: NDJSON', () => {
     ]);
     expect(errors.map((e) => [e.line, e.code, e.field, e.id])).toEqual([[2, 'SEL_ERR_DECL_FIELD_FORMAT', 'customsValue', '2']]);
     expect(passThrough).toEqual({ Fraud: ['1', '0'], 'Critical Fraud': ['2', '0'] });
+  });
+});
+
+describe('readDeclarations: gzip files (.gz)', () => {
+  const good = (id: string) => JSON.stringify({ id, date: '2024-05-01', office: 'O1', importer: `I${id}`, hs: '847130', origin: 'CN', customsValue: 10, netMass: 2, description: `é${id}日` });
+  const ndjson = Array.from({ length: 3000 }, (_, i) => (i === 1500 ? '{bad' : good(`G${i}`))).join('\n') + '\n';
+
+  it('reads file.ndjson.gz and file.csv.gz as the files they hold; bytesRead counts the compressed bytes', async () => {
+    const plain = await readAll(file('g.ndjson', ndjson), { batchSize: 700 });
+    const zipped = file('g.ndjson.GZ', gzipSync(ndjson));
+    for (const chunkSize of [7, 1 << 20]) {
+      const got = await readAll(zipped, { batchSize: 700, chunkSize });
+      expect(got.rows).toEqual(plain.rows);
+      expect(got.errors).toEqual(plain.errors);
+      expect(got.chunks.at(-1)!.bytesRead).toBe(statSync(zipped).size);
+    }
+    expect(plain.rows).toHaveLength(2999);
+    const csv = readFileSync(KCS_SAMPLE);
+    const a = await readAll(KCS_SAMPLE, { columns: 'kcs' });
+    const b = await readAll(file('kcs.csv.gz', gzipSync(csv)), { columns: 'kcs' });
+    expect(b.rows).toEqual(a.rows);
+    expect(b.passThrough).toEqual(a.passThrough);
+  });
+
+  it('reads a gzip file cut short up to the cut, then raises SEL_ERR_FILE_FORMAT; one that is not gzip raises it at once', async () => {
+    const whole = gzipSync(ndjson);
+    const cut = file('cut.ndjson.gz', whole.subarray(0, whole.length >> 1));
+    const rows: Declaration[] = [];
+    let failure: unknown;
+    try {
+      for await (const c of readDeclarations(cut, { batchSize: 100 })) for (let i = 0; i < c.batch.size; i++) rows.push(rowOf(c.batch, i, c.ids[i]));
+    } catch (e) {
+      failure = e;
+    }
+    expect(failure).toMatchObject({ code: 'SEL_ERR_FILE_FORMAT', details: { field: 'path' } });
+    expect(rows.length).toBeGreaterThan(1000);
+    expect(rows.map((r) => r.id)).toEqual(Array.from({ length: rows.length }, (_, i) => `G${i < 1500 ? i : i + 1}`));
+    await expect(readAll(file('plain.ndjson.gz', ndjson))).rejects.toMatchObject({ code: 'SEL_ERR_FILE_FORMAT' });
+    // the name under .gz tells the format
+    await expect(readAll(file('what.gz', whole))).rejects.toMatchObject({ code: 'SEL_ERR_FILE_FORMAT', details: { field: 'format' } });
+    expect((await readAll(file('what.gz', whole), { format: 'ndjson' })).rows).toHaveLength(2999);
   });
 });
 

@@ -6,6 +6,7 @@
  */
 import { open } from 'node:fs/promises';
 import { StringDecoder } from 'node:string_decoder';
+import { createGunzip } from 'node:zlib';
 import { extname } from 'node:path';
 import { errors, isSelectivityError, preview } from '../errors.js';
 import { BatchBuilder, type ColumnarBatch } from './columnar.js';
@@ -65,11 +66,12 @@ export function formatOf(path: string, format?: string): 'csv' | 'ndjson' {
     if (format === 'csv' || format === 'ndjson') return format;
     throw errors.SEL_ERR_FILE_FORMAT(`unsupported input format "${format}"`, { field: 'format', expected: 'csv or ndjson', got: format });
   }
-  const ext = extname(path).toLowerCase();
+  // a gzip file is read as the file it holds: declarations.csv.gz is a CSV file
+  const ext = extname(gzipped(path) ? path.slice(0, -3) : path).toLowerCase();
   if (ext === '.csv') return 'csv';
   if (ext === '.ndjson' || ext === '.jsonl') return 'ndjson';
   throw errors.SEL_ERR_FILE_FORMAT(`cannot tell the format of ${path} from its extension "${ext}"`, {
-    field: 'format', expected: 'a .csv, .ndjson or .jsonl file, or an explicit format', got: ext || path,
+    field: 'format', expected: 'a .csv, .ndjson or .jsonl file (or one of them gzipped: .csv.gz…), or an explicit format', got: ext || path,
   });
 }
 
@@ -148,7 +150,18 @@ function recordError(issue: FieldIssue, line: number, index: number, id: string 
   return e;
 }
 
-/** Opens the file, or throws SEL_ERR_FILE_NOT_FOUND; yields decoded text chunks and counts bytes. */
+/** Whether a file is read through gzip: its name ends in .gz. */
+export function gzipped(path: string): boolean {
+  return path.toLowerCase().endsWith('.gz');
+}
+
+/**
+ * Opens the file, or throws SEL_ERR_FILE_NOT_FOUND; yields decoded text
+ * chunks and counts the file's bytes read (of a .gz file, the compressed
+ * bytes: progress is against the file's size). A .gz file that is not
+ * gzip, or is cut short, throws SEL_ERR_FILE_FORMAT after the text before
+ * the fault.
+ */
 async function* textChunks(path: string, chunkSize: number, counter: { bytesRead: number }): AsyncGenerator<string> {
   let fh;
   try {
@@ -160,17 +173,27 @@ async function* textChunks(path: string, chunkSize: number, counter: { bytesRead
     throw errors.SEL_ERR_FILE_NOT_FOUND(`cannot read ${path}: ${(e as Error).message}`, { field: 'path', expected: 'a readable file', got: path });
   }
   const stream = fh.createReadStream({ highWaterMark: chunkSize });
+  const gunzip = gzipped(path) ? createGunzip({ chunkSize: Math.max(64, Math.min(chunkSize, 1 << 20)) }) : undefined;
+  let unzipFailed = false;
+  if (gunzip) {
+    stream.on('data', (buf: string | Buffer) => { counter.bytesRead += buf.length; });
+    stream.on('error', (e) => gunzip.destroy(e));
+    gunzip.on('error', () => { unzipFailed = true; });
+    stream.pipe(gunzip);
+  }
   const decoder = new StringDecoder('utf8');
   try {
-    for await (const buf of stream as AsyncIterable<Buffer>) {
-      counter.bytesRead += buf.length;
+    for await (const buf of (gunzip ?? stream) as AsyncIterable<Buffer>) {
+      if (!gunzip) counter.bytesRead += buf.length;
       const text = decoder.write(buf);
       if (text.length > 0) yield text;
     }
   } catch (e) {
     if (isSelectivityError(e)) throw e;
+    if (unzipFailed) throw errors.SEL_ERR_FILE_FORMAT(`${path} is not a whole gzip file: ${(e as Error).message}`, { field: 'path', expected: 'a gzip file (its name ends in .gz)', got: path });
     throw errors.SEL_ERR_FILE_NOT_FOUND(`cannot read ${path}: ${(e as Error).message}`, { field: 'path', expected: 'a readable file', got: path });
   } finally {
+    gunzip?.destroy();
     stream.destroy();
   }
   const rest = decoder.end();
