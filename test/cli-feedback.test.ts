@@ -65,4 +65,35 @@ describe('selectivity feedback (CLI)', () => {
       db.close();
     }
   });
+
+  it('reports a quote left open on the last lines as one rejected line and records the rest; skips a byte-order mark', async () => {
+    const dataDir = join(dir, 'quote');
+    const path = join(dataDir, STORE_FILE);
+    openStore(path).close();
+    const ids = Array.from({ length: 1500 }, (_, i) => `Q${i + 1}`);
+    const log = new DecisionLog({ storePath: path });
+    await log.append(encodeLogRows(ids.map((id) => ({ id, channel: 'red', score: 5, controlGroup: false, rulesetVersion: 'aaaaaaaaaaaaaaaa', reasons: [] })), ids.map((id) => ({ ...MEAT, id })), 'aaaaaaaaaaaaaaaa'));
+    await log.close();
+    // 1,200 good lines (more than one transaction of 1,000), then a quote never closed
+    const csv = join(dir, 'open-quote.csv');
+    writeFileSync(csv, `\ufeffdeclarationId,date,channel,inspected,outcome,notes\n${ids.slice(0, 1200).map((id) => `${id},2026-11-24,red,true,no-discrepancy,ok\n`).join('')}Q1201,2026-11-24,red,true,no-discrepancy,"open\nQ1202,2026-11-24,red,true,no-discrepancy,ok\n`);
+    const nd = join(dir, 'bom.ndjson');
+    writeFileSync(nd, `\ufeff${JSON.stringify({ declarationId: 'Q1300', date: '2026-11-24', channel: 'red', inspected: true, outcome: 'discrepancy' })}\n`);
+    const out: string[] = [];
+    const write = process.stdout.write.bind(process.stdout);
+    process.stdout.write = ((s: string) => { out.push(String(s)); return true; }) as typeof process.stdout.write;
+    let code: number, code2: number;
+    try {
+      code = await main(['feedback', 'import', csv, '--data-dir', dataDir, '--json']);
+      code2 = await main(['feedback', 'import', nd, '--data-dir', dataDir, '--json']);
+    } finally {
+      process.stdout.write = write;
+    }
+    expect(code).toBe(2);
+    const report = JSON.parse(out[0]);
+    expect(report.accepted).toBe(1200);
+    expect(report.rejected).toEqual([expect.objectContaining({ line: 1202, code: 'SEL_ERR_FEEDBACK_INVALID', message: expect.stringContaining('unterminated quoted field') })]);
+    expect(code2).toBe(0);
+    expect(JSON.parse(out[1]).accepted).toBe(1);
+  });
 });

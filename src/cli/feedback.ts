@@ -92,14 +92,22 @@ async function* readItems(file: string): AsyncGenerator<{ line: number; item?: u
       const out = parser.push(chunk as string);
       yield* rows(out, parser.lines);
     }
-    const last = parser.end();
+    // a quote left open at the end: the lines from it on are one bad line of their own, reported as such
+    let last: string[][];
+    try {
+      last = parser.end();
+    } catch (e) {
+      yield { line: (e as { details?: { line?: number } }).details?.line ?? 0, parseError: (e as Error).message };
+      return;
+    }
     yield* rows(last, parser.lines);
     return;
   }
   if (ext !== '.ndjson' && ext !== '.jsonl') throw errors.SEL_ERR_FILE_FORMAT(`${file}: expected a .csv, .ndjson or .jsonl file`, { field: 'file', expected: '.csv | .ndjson | .jsonl', got: ext || file });
   let line = 0;
-  for await (const text of createInterface({ input: createReadStream(file, { encoding: 'utf8' }), crlfDelay: Infinity })) {
+  for await (let text of createInterface({ input: createReadStream(file, { encoding: 'utf8' }), crlfDelay: Infinity })) {
     line++;
+    if (line === 1 && text.charCodeAt(0) === 0xfeff) text = text.slice(1); // a byte-order mark, as the other readers skip
     if (text.trim() === '') continue;
     try { yield { line, item: JSON.parse(text) }; } catch (e) { yield { line, parseError: `not valid JSON (${(e as Error).message})` }; }
   }

@@ -77,7 +77,8 @@ export function writeFileDurable(path: string, data: string | Uint8Array, option
     renameSync(tmp, path);
     fsyncDir(dir);
   } catch (e) {
-    rmSync(tmp, { force: true });
+    // the temporary file may not exist, nor its directory be reachable (a path through a file): what failed is e
+    try { rmSync(tmp, { force: true }); } catch { /* nothing to remove */ }
     throw errors.SEL_ERR_STORAGE(`cannot write ${path}: ${(e as Error).message}`, { field: 'path', expected: 'a writable data directory', got: path });
   }
 }

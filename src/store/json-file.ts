@@ -6,6 +6,7 @@ import { errors, type ErrorFactory } from '../errors.js';
  * A file that cannot be read (missing, a directory, no permission) raises
  * SEL_ERR_FILE_NOT_FOUND, as every other input file does; one that is not
  * JSON raises `invalid`. Both name `what` and the option `field` it came from.
+ * A leading UTF-8 byte-order mark is skipped.
  */
 export function readJsonFile(path: string, what: string, field: string, invalid: ErrorFactory): unknown {
   let text: string;
@@ -14,6 +15,8 @@ export function readJsonFile(path: string, what: string, field: string, invalid:
   } catch (e) {
     throw errors.SEL_ERR_FILE_NOT_FOUND(`cannot read ${what} ${path}: ${(e as Error).message}`, { field, expected: 'a readable JSON file', got: path });
   }
+  // a byte-order mark (as some Windows editors write) is not part of the document, as in every other input file
+  if (text.charCodeAt(0) === 0xfeff) text = text.slice(1);
   try {
     return JSON.parse(text);
   } catch (e) {
