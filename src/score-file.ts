@@ -4,8 +4,9 @@
  * written in input order, with label columns carried through. Used by
  * `selectivity score` and available to library users.
  */
-import { createWriteStream, openSync, statSync, type WriteStream } from 'node:fs';
-import { once } from 'node:events';
+import { realpathSync, statSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { AtomicOutput } from './store/atomic-output.js';
 import { errors } from './errors.js';
 import { createEngine } from './engine.js';
 import { channelCounts, decisionAt, emptyCounts, type Decision, type Reason } from './decisions.js';
@@ -86,17 +87,57 @@ export function reasonsText(reasons: Reason[]): string {
   }).join('|');
 }
 
-async function write(stream: NodeJS.WritableStream, text: string): Promise<void> {
-  if (!stream.write(text)) await once(stream as WriteStream, 'drain');
+/**
+ * Where the decisions or the errors go: a file (AtomicOutput: in place only
+ * once the run completes), or a stream the caller gave (its errors are
+ * kept and thrown, not left to end the process).
+ */
+interface Sink {
+  write(text: string): Promise<void>;
+  commit(): Promise<void>;
+  discard(): void;
 }
 
-function openOutput(file: string, option: string): number {
-  try {
-    return openSync(file, 'w');
-  } catch (e) {
-    throw errors.SEL_ERR_OPTION_INVALID(`cannot write --${option} ${file}: ${(e as Error).message}`, { field: option, expected: 'a writable file path (its directory must exist)', got: file });
-  }
+function streamSink(stream: NodeJS.WritableStream): Sink {
+  let failure: Error | undefined;
+  stream.on('error', (e: Error) => { failure ??= e; });
+  const check = () => {
+    if (failure) throw errors.SEL_ERR_STORAGE(`cannot write the decisions: ${failure.message}`, { field: 'out', expected: 'a writable stream', got: (failure as NodeJS.ErrnoException).code ?? 'a stream error' });
+  };
+  return {
+    async write(text) {
+      check();
+      if (!stream.write(text)) {
+        await new Promise<void>((resolve) => {
+          const go = () => { stream.off('drain', go); stream.off('error', go); stream.off('close', go); resolve(); };
+          stream.on('drain', go).on('error', go).on('close', go);
+        });
+        check();
+      }
+    },
+    async commit() { check(); },
+    discard() { /* the caller's stream: left to the caller */ },
+  };
 }
+
+/** The same file, however named (a relative path, a link): an output must not be the input, nor the other output. */
+function samePath(a: string, b: string): boolean {
+  const real = (p: string) => { try { return realpathSync(p); } catch { return resolve(p); } };
+  return real(a) === real(b);
+}
+
+/** A pass-through column's name in the output: its own, or input.<name> where a decision field has that name. */
+function passThroughNames(columns: readonly string[], taken: ReadonlySet<string>): string[] {
+  const used = new Set(taken);
+  return columns.map((c) => {
+    let name = c;
+    while (used.has(name)) name = `input.${name}`;
+    used.add(name);
+    return name;
+  });
+}
+const NDJSON_FIELDS: ReadonlySet<string> = new Set(['id', 'channel', 'score', 'controlGroup', 'rulesetVersion', 'reasons']);
+const CSV_FIELDS: ReadonlySet<string> = new Set(['id', 'channel', 'score', 'control_group', 'ruleset_version', 'reasons']);
 
 export type PeerBuildOptions = Pick<ScoreFileOptions, 'levels' | 'columns' | 'batchSize' | 'onProgress'> & { builder?: PeerTableBuilder };
 
@@ -128,20 +169,35 @@ export async function scoreFile(path: string, options: ScoreFileOptions = {}): P
   } catch {
     throw errors.SEL_ERR_FILE_NOT_FOUND(`cannot read ${path}`, { field: 'file', expected: 'a readable file', got: path });
   }
-  // Open the outputs first: a bad --out fails before minutes of reading, with a named error.
+  // Open the outputs first: a bad --out fails before minutes of reading, with a named error. Neither
+  // may be the input (opened for writing, it would be gone) or the other output.
   let format: Format = 'ndjson';
-  let out: NodeJS.WritableStream | undefined;
-  let ownOut = false;
-  if (typeof options.out === 'string') {
-    format = outputFormat(options.out);
-    out = createWriteStream('', { fd: openOutput(options.out, 'out') });
-    ownOut = true;
-  } else if (options.out) {
-    out = options.out;
+  const files: [string, string][] = [];
+  if (typeof options.out === 'string') files.push(['out', options.out]);
+  if (options.errorsOut) files.push(['errors', options.errorsOut]);
+  for (const [option, file] of files) {
+    if (samePath(file, path)) throw errors.SEL_ERR_OPTION_INVALID(`--${option} ${file} is the input file`, { field: option, expected: 'a path other than the input', got: file });
   }
-  const errorsOut = options.errorsOut ? createWriteStream('', { fd: openOutput(options.errorsOut, 'errors') }) : undefined;
+  if (files.length === 2 && samePath(files[0][1], files[1][1])) throw errors.SEL_ERR_OPTION_INVALID(`--errors ${files[1][1]} is the --out file`, { field: 'errors', expected: 'a path other than --out', got: files[1][1] });
+  if (typeof options.out === 'string') format = outputFormat(options.out);
+  let out: Sink | undefined;
+  let errorsOut: Sink | undefined;
+  try {
+    out = typeof options.out === 'string' ? new AtomicOutput(options.out, 'out') : options.out ? streamSink(options.out) : undefined;
+    errorsOut = options.errorsOut ? new AtomicOutput(options.errorsOut, 'errors') : undefined;
+  } catch (e) {
+    out?.discard();
+    throw e;
+  }
 
-  const peers = options.peers ?? (await buildPeersFromFile(path, options, total));
+  let peers: PeerTables;
+  try {
+    peers = options.peers ?? (await buildPeersFromFile(path, options, total));
+  } catch (e) {
+    out?.discard();
+    errorsOut?.discard();
+    throw e;
+  }
   const tPeers = performance.now();
   const ruleset = createRuleset({ peers, profiles: options.profiles ?? [], watchLists: options.watchLists, history: options.history, settings: options.settings });
   const engine = createEngine({ ruleset, threads: options.threads });
@@ -161,22 +217,24 @@ export async function scoreFile(path: string, options: ScoreFileOptions = {}): P
     channelCounts(result, counts);
     if (!out) return;
     const passCols = Object.keys(pass);
+    // a pass-through column named as a decision field (an input's earlier channel or score) comes out as input.<name>
+    const names = passThroughNames(passCols, format === 'csv' ? CSV_FIELDS : NDJSON_FIELDS);
     if (format === 'csv' && !header) {
-      header = ['id', 'channel', 'score', 'control_group', 'ruleset_version', 'reasons', ...passCols];
-      await write(out, header.map(csvCell).join(',') + '\n');
+      header = ['id', 'channel', 'score', 'control_group', 'ruleset_version', 'reasons', ...names];
+      await out.write(header.map(csvCell).join(',') + '\n');
     }
     let text = '';
     for (let i = 0; i < result.size; i++) {
       const d: Decision = decisionAt(result, i, ids[i], meta);
       if (format === 'ndjson') {
         const line: Record<string, unknown> = { ...d };
-        for (const c of passCols) line[c] = pass[c][i];
+        for (let k = 0; k < passCols.length; k++) line[names[k]] = pass[passCols[k]][i];
         text += JSON.stringify(line) + '\n';
       } else {
         text += [d.id, d.channel, String(d.score), d.controlGroup ? '1' : '0', d.rulesetVersion, reasonsText(d.reasons), ...passCols.map((c) => pass[c][i])].map(csvCell).join(',') + '\n';
       }
     }
-    await write(out, text);
+    await out.write(text);
   };
 
   const tScore = performance.now();
@@ -187,7 +245,7 @@ export async function scoreFile(path: string, options: ScoreFileOptions = {}): P
         // a record with several bad fields has one error per field, consecutively: count records
         if (e.line !== lastBadLine) { invalid++; lastBadLine = e.line; }
         if (firstErrors.length < 10) firstErrors.push(e);
-        if (errorsOut) await write(errorsOut, JSON.stringify(e) + '\n');
+        if (errorsOut) await errorsOut.write(JSON.stringify(e) + '\n');
       }
       if (chunk.batch.size > 0) inFlight.push({ result: engine.scoreBatch(chunk.batch), ids: chunk.ids, pass: chunk.passThrough });
       while (inFlight.length >= maxInFlight) {
@@ -200,11 +258,14 @@ export async function scoreFile(path: string, options: ScoreFileOptions = {}): P
       const head = inFlight.shift()!;
       await emit(await head.result, head.ids, head.pass);
     }
+    // the run is complete: the outputs go in place (a failure above leaves earlier files as they were)
+    await out?.commit();
+    await errorsOut?.commit();
   } finally {
     await Promise.allSettled(inFlight.map((f) => f.result));
     await engine.close();
-    if (ownOut && out) { (out as WriteStream).end(); await once(out as WriteStream, 'finish'); }
-    if (errorsOut) { errorsOut.end(); await once(errorsOut, 'finish'); }
+    out?.discard();
+    errorsOut?.discard();
   }
   const tEnd = performance.now();
   const { control, ...channels } = counts;

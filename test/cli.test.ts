@@ -4,7 +4,7 @@
  * captured by replacing their write methods for the duration of each call.
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -33,6 +33,46 @@ const csv = join(dir, 'decl.csv');
 writeFileSync(csv, [HEADER, ...ROWS].join('\n') + '\n');
 
 describe('selectivity score', () => {
+  it('refuses --out or --errors that is the input or the other output, and leaves the input whole', async () => {
+    const before = readFileSync(csv, 'utf8');
+    for (const args of [['--out', csv], ['--errors', csv], ['--out', join(dir, '.', 'decl.csv')], ['--out', join(dir, 'same.ndjson'), '--errors', join(dir, 'same.ndjson')]]) {
+      const r = await run(['score', csv, '--threads', '0', ...args]);
+      expect(r.code, args.join(' ')).toBe(2);
+      expect(r.stderr, args.join(' ')).toMatch(/SEL_ERR_OPTION_INVALID: --(out|errors) .* is the (input file|--out file)/);
+    }
+    expect(readFileSync(csv, 'utf8')).toBe(before);
+    expect(existsSync(join(dir, 'same.ndjson'))).toBe(false);
+  });
+
+  it('puts --out in place only once the run completes: a failed run leaves the earlier file as it was, and no temporary file', async () => {
+    const out = join(dir, 'kept.ndjson');
+    expect((await run(['score', csv, '--threads', '0', '--out', out, '--random-rate', '0'])).code).toBe(0);
+    const earlier = readFileSync(out, 'utf8');
+    expect(lines(out)).toHaveLength(11);
+    const headless = join(dir, 'headless.csv');
+    writeFileSync(headless, '');
+    const r = await run(['score', headless, '--threads', '0', '--out', out, '--errors', join(dir, 'kept-errors.ndjson')]);
+    expect(r.code).toBe(2);
+    expect(readFileSync(out, 'utf8')).toBe(earlier);
+    expect(existsSync(join(dir, 'kept-errors.ndjson'))).toBe(false);
+    expect(readdirSync(dir).filter((f) => f.endsWith('.tmp'))).toEqual([]);
+  });
+
+  it('writes a pass-through column named as a decision field as input.<name>: the decision keeps its own channel and score', async () => {
+    const labelled = join(dir, 'labelled.csv');
+    writeFileSync(labelled, [`${HEADER},channel,score`, ...ROWS.map((r) => `${r},green,0`)].join('\n') + '\n');
+    const profiles = join(dir, 'all-cn.json');
+    writeFileSync(profiles, JSON.stringify({ profiles: [{ id: 'ALL-CN', weight: 10, conditions: { origin: ['CN'] }, counterMeasure: { channel: 'red' } }] }));
+    const nd = join(dir, 'labelled.ndjson'), cs = join(dir, 'labelled-out.csv');
+    expect((await run(['score', labelled, '--threads', '0', '--profiles', profiles, '--random-rate', '0', '--out', nd])).code).toBe(0);
+    for (const d of lines(nd).map((l) => JSON.parse(l))) expect(d).toMatchObject({ channel: 'red', score: expect.any(Number), 'input.channel': 'green', 'input.score': '0', fraud: expect.any(String) });
+    expect((await run(['score', labelled, '--threads', '0', '--profiles', profiles, '--random-rate', '0', '--out', cs])).code).toBe(0);
+    const [head, first] = lines(cs);
+    expect(head).toBe('id,channel,score,control_group,ruleset_version,reasons,fraud,input.channel,input.score');
+    expect(first.split(',').slice(1, 2)).toEqual(['red']);
+    expect(first.split(',').slice(-2)).toEqual(['green', '0']);
+  });
+
   it('reports the invalid row and writes one decision per valid row to --out (NDJSON)', async () => {
     const out = join(dir, 'out.ndjson');
     const errs = join(dir, 'errors.ndjson');
@@ -202,6 +242,22 @@ describe('selectivity score', () => {
     expect(bad.code).toBe(2);
     expect(bad.stderr).toContain('SEL_ERR_PROFILE_INVALID');
   });
+});
+
+describe('outputs interrupted', () => {
+  // the built CLI in a child process: the signal ends that process, not the test's
+  it('generate stopped by SIGINT leaves no file that looks complete, nor its temporary file, and dies of the signal', async () => {
+    const bin = fileURLToPath(new URL('../bin/selectivity.js', import.meta.url));
+    const where = mkdtempSync(join(dir, 'sigint-'));
+    const child = spawn(process.execPath, [bin, 'generate', '--rows', '5000000', '--out', join(where, 'big.csv')], { stdio: 'ignore' });
+    const ended = new Promise<{ code: number | null; signal: string | null }>((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })));
+    // once it writes (its temporary file is there), stop it
+    for (let t = 0; t < 600 && readdirSync(where).length === 0; t++) await new Promise((r) => setTimeout(r, 50));
+    expect(readdirSync(where)).toEqual([expect.stringMatching(/^\.big\.csv\.\d+\.[0-9a-f]+\.tmp$/)]);
+    child.kill('SIGINT');
+    expect(await ended).toEqual({ code: null, signal: 'SIGINT' });
+    expect(readdirSync(where)).toEqual([]);
+  }, 60_000);
 });
 
 describe('selectivity (dispatch)', () => {

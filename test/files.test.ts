@@ -2,13 +2,16 @@
  * Small file helpers every command goes through: reading a JSON input file
  * (profile sets, watch lists, models) and writing an output durably.
  */
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { Writable } from 'node:stream';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { errors } from '../src/errors.js';
 import { readJsonFile } from '../src/store/json-file.js';
 import { writeFileDurable } from '../src/store/durable.js';
+import { AtomicOutput } from '../src/store/atomic-output.js';
+import { scoreFile } from '../src/score-file.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'sel-files-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -30,5 +33,37 @@ describe('writeFileDurable', () => {
     writeFileSync(file, 'x');
     expect(() => writeFileDurable(join(file, 'out.json'), '{}')).toThrow(expect.objectContaining({ code: 'SEL_ERR_STORAGE', details: expect.objectContaining({ field: 'path' }) }));
     expect(readFileSync(file, 'utf8')).toBe('x');
+  });
+});
+
+describe('AtomicOutput', () => {
+  it('replaces the file only on commit; a failed write throws SEL_ERR_STORAGE and leaves the earlier file and no temporary one', async () => {
+    const path = join(dir, 'decisions.ndjson');
+    writeFileSync(path, 'earlier\n');
+    const ok = new AtomicOutput(path, 'out');
+    await ok.write('one\n');
+    expect(readFileSync(path, 'utf8')).toBe('earlier\n');
+    await ok.commit();
+    expect(readFileSync(path, 'utf8')).toBe('one\n');
+
+    const bad = new AtomicOutput(path, 'out');
+    await bad.write('two\n');
+    bad.stream.destroy(Object.assign(new Error('no space left on device'), { code: 'ENOSPC' }));
+    await expect(bad.write('three\n')).rejects.toMatchObject({ code: 'SEL_ERR_STORAGE', details: { field: 'out', got: 'ENOSPC' } });
+    await expect(bad.commit()).resolves.toBeUndefined(); // discarded already: nothing to put in place
+    expect(readFileSync(path, 'utf8')).toBe('one\n');
+    expect(readdirSync(dir).filter((f) => f.endsWith('.tmp'))).toEqual([]);
+    expect(process.listenerCount('SIGINT')).toBe(0);
+  });
+});
+
+describe('scoreFile', () => {
+  it('fails with SEL_ERR_STORAGE when its output stream fails, instead of ending with nothing written and exit 0', async () => {
+    const input = join(dir, 'in.csv');
+    const rows = Array.from({ length: 3000 }, (_, i) => `S${i},2025-03-01,OF1,IMP${i % 7},851712,CN,${1000 + i},${10 + (i % 50)}`);
+    writeFileSync(input, ['id,date,office,importer,hs,origin,customsValue,netMass', ...rows].join('\n') + '\n');
+    let writes = 0;
+    const full = new Writable({ highWaterMark: 16, write(_chunk, _enc, cb) { cb(++writes > 1 ? Object.assign(new Error('no space left on device'), { code: 'ENOSPC' }) : null); } });
+    await expect(scoreFile(input, { out: full, threads: 0, batchSize: 500 })).rejects.toMatchObject({ code: 'SEL_ERR_STORAGE', details: { got: 'ENOSPC' } });
   });
 });

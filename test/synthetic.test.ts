@@ -472,7 +472,7 @@ describe('writeSynthetic', () => {
       code: 'SEL_ERR_OPTION_INVALID',
       details: { field: 'format' },
     });
-    await expect(writeSynthetic(join(dir, 'missing', 'x.csv'), { rows: 10 })).rejects.toMatchObject({ code: 'ENOENT' });
+    await expect(writeSynthetic(join(dir, 'missing', 'x.csv'), { rows: 10 })).rejects.toMatchObject({ code: 'SEL_ERR_OPTION_INVALID', details: { field: 'out' } });
   });
 });
 

@@ -36,10 +36,8 @@
  * are tuned from the expected traffic of the chosen pairs and importers so that the
  * overall shares match the configured rates.
  */
-import { createWriteStream } from 'node:fs';
-import { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import { errors } from '../errors.js';
+import { AtomicOutput } from '../store/atomic-output.js';
 import { FIELDS, formatIsoDate, parseIsoDate, type Declaration } from '../model/schema.js';
 import { HS_CATALOGUE } from './hs-catalogue.js';
 
@@ -911,6 +909,13 @@ export async function writeSynthetic(
     }
   }
 
-  await pipeline(Readable.from(chunks()), createWriteStream(path));
+  // in place only once complete: an interrupted run leaves no shorter file that looks whole
+  const output = new AtomicOutput(path, 'out');
+  try {
+    for (const text of chunks()) await output.write(text);
+    await output.commit();
+  } finally {
+    output.discard();
+  }
   return { rows: written, frauds, byType };
 }

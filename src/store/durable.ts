@@ -43,7 +43,7 @@ function makeDir(target: string, mode: number, retry: boolean): void {
   }
 }
 
-function fsyncDir(dir: string): void {
+export function fsyncDir(dir: string): void {
   let fd: number | undefined;
   try {
     fd = openSync(dir, 'r');
