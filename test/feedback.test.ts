@@ -626,6 +626,16 @@ describe('automatic retraining as feedback arrives', () => {
       expect((await model()).autoRetrain.sinceTraining).toBe(120);
       await until('the refit on the changed results', (m) => m.model?.trainedAt !== second.model.trainedAt);
       expect(createdAt().feedbackSeq).toBeGreaterThan(fitted.feedbackSeq);
+      // a model written by "selectivity train --from-store" beside the service counts as trained on the store
+      // too (its source names the directory): new results after it still trigger a refit
+      const cli = await runCli(['train', '--from-store', '--data-dir', dataDir, '--min-z', '0']);
+      expect(cli.code, cli.stderr).toBe(0);
+      expect(JSON.parse(readFileSync(join(dataDir, 'model.json'), 'utf8')).source).toBe(`feedback in the store (${dataDir})`);
+      expect((await call(service.url, 'POST', '/v1/ruleset/reload', { role: 'admin' })).status).toBe(200);
+      const byCli = await until('the CLI model in use', (m) => m.autoRetrain.sinceTraining === 0);
+      expect(byCli.autoRetrain.trainedOn).toBe(b.length);
+      await feed(b.slice(0, 110));
+      await until('the refit after the CLI model', (m) => m.model?.trainedAt !== byCli.model.trainedAt);
     } finally {
       await service.close();
     }

@@ -8,7 +8,7 @@
 import { catchForWorker, type WorkerFailure } from '../src/errors.js';
 import { openStore } from '../src/store/sqlite.js';
 import { loadPeerTables } from '../src/peers/peer-store.js';
-import { modelFromStore } from '../src/learn/from-store.js';
+import { modelFromStore, STORE_SOURCE } from '../src/learn/from-store.js';
 import type { TrainOptions } from '../src/learn/train.js';
 
 export interface RetrainTask {
@@ -24,7 +24,7 @@ export default function retrain(task: RetrainTask): Promise<Awaited<ReturnType<t
   return catchForWorker(async () => {
     const db = openStore(task.storePath);
     try {
-      return await modelFromStore(db, loadPeerTables(task.peersPath), task.options ?? {}, 'feedback in the store', new Date(task.now));
+      return await modelFromStore(db, loadPeerTables(task.peersPath), task.options ?? {}, STORE_SOURCE, new Date(task.now));
     } finally {
       db.close();
     }

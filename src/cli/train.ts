@@ -14,7 +14,7 @@ import { writeFileDurable } from '../store/durable.js';
 import { intOption, numberOption } from './options.js';
 import { join, resolve } from 'node:path';
 import { openStore, STORE_FILE } from '../store/sqlite.js';
-import { modelFromStore } from '../learn/from-store.js';
+import { modelFromStore, STORE_SOURCE } from '../learn/from-store.js';
 import { loadPeerTables } from '../peers/peer-store.js';
 import { Progress } from './progress.js';
 
@@ -152,7 +152,7 @@ async function trainFromStore(values: { 'data-dir'?: string; out?: string; json?
   const peers = loadPeerTables(join(dataDir, 'peers.json'));
   const db = openStore(join(dataDir, STORE_FILE));
   let doc;
-  try { doc = await modelFromStore(db, peers, learnOptions(values), `feedback in ${dataDir}`); } finally { db.close(); }
+  try { doc = await modelFromStore(db, peers, learnOptions(values), `${STORE_SOURCE} (${dataDir})`); } finally { db.close(); }
   const out = values.out ?? join(dataDir, 'model.json');
   writeFileDurable(out, `${JSON.stringify(doc)}\n`);
   if (keptNoWeight(doc)) process.stderr.write(noWeightWarning(doc));

@@ -58,6 +58,14 @@ export function trainingDataFromStore(db: Db, batchSize = 8192): TrainingData & 
  * feedback against `peers` (the service's POST /v1/model/retrain and
  * `selectivity train --from-store`); returns the model file's document.
  */
+/** The `source` of a model trained on the feedback in a data directory's store (the service's refits; `selectivity train --from-store` adds the directory in brackets). */
+export const STORE_SOURCE = 'feedback in the store';
+
+/** Whether a model file's `source` says it was trained on the feedback in the store: automatic retraining then replaces it, counting the results after its feedbackSeq. */
+export function isFromStore(source: unknown): boolean {
+  return typeof source === 'string' && (source === STORE_SOURCE || source.startsWith(`${STORE_SOURCE} (`));
+}
+
 export async function modelFromStore(db: Db, peers: PeerTables, options: TrainOptions, source: string, now = new Date()): Promise<TrainedModel & { createdAt: string; source: string; nonCompliant: number; feedbackSeq: number }> {
   const data = trainingDataFromStore(db);
   const model = await trainModel(data, peers, {}, { ...options, threads: 0 });

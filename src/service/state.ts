@@ -15,7 +15,7 @@ import { validateProfiles } from '../profiles/profile.js';
 import { WatchListStore } from '../text/store.js';
 import { DEFAULT_MIN_Z, keptNoWeight, modelRuleset, type TrainedModel, type TrainOptions } from '../learn/train.js';
 import { dimensionLoaded, type HistoryTables } from '../learn/history.js';
-import { modelFromStore } from '../learn/from-store.js';
+import { isFromStore, modelFromStore, STORE_SOURCE } from '../learn/from-store.js';
 import { makeDirs, writeFileDurable } from '../store/durable.js';
 import { UsageRecorder } from '../profiles/effectiveness.js';
 import { loadPeers, parsePeerSnapshot, savePeerSnapshot } from '../peers/peer-store.js';
@@ -172,7 +172,7 @@ export class RulesetSource {
     // the significance bar and each kept weight's z: absent in models written before them
     const minZ = typeof raw.training?.minZ === 'number' ? raw.training.minZ : undefined;
     const z = raw.training?.z !== null && typeof raw.training?.z === 'object' ? (raw.training.z as Record<string, number>) : undefined;
-    return { ...modelRuleset(raw), trainedAt: raw.createdAt, rows: raw.training?.rows, fromStore: raw.source === 'feedback in the store', feedbackSeq, minZ, z };
+    return { ...modelRuleset(raw), trainedAt: raw.createdAt, rows: raw.training?.rows, fromStore: isFromStore(raw.source), feedbackSeq, minZ, z };
   }
 
   /** What the model in use was trained on (undefined without a model). */
@@ -211,7 +211,7 @@ export class RulesetSource {
       this.retrainPool ??= new Piscina({ filename: pathToFileURL(file).href, execArgv: workerExecArgv(), minThreads: 0, maxThreads: 1, idleTimeout: 10_000 });
       doc = fromWorker(await this.retrainPool.run(task));
     } else {
-      doc = await modelFromStore(this.db, this.peers, task.options ?? {}, 'feedback in the store', new Date(task.now)); // not built (library use from source): in this thread
+      doc = await modelFromStore(this.db, this.peers, task.options ?? {}, STORE_SOURCE, new Date(task.now)); // not built (library use from source): in this thread
     }
     // a refit that kept no weight scores every declaration alike (at the rate of non-compliance in
     // the feedback: all yellow when that is above the yellow line): it does not replace the model in use
