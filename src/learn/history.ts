@@ -687,7 +687,13 @@ export function validateHistory(raw: unknown): HistoryTables {
     const at = `dimensions[${i}]`;
     if (d === null || typeof d !== 'object') invalidHistory(at, 'an object {name, weight, keys, n, positives}', d);
     if (typeof d.name !== 'string') invalidHistory(`${at}.name`, 'a dimension such as hs6×origin', d.name);
-    const canonical = dimensionName(parseDimension(d.name));
+    let canonical: string;
+    try {
+      canonical = dimensionName(parseDimension(d.name));
+    } catch (e) {
+      // not a dimension at all: the model file's field, not a command-line option, is what is wrong
+      invalidHistory(`${at}.name`, 'a dimension such as hs6×origin', d.name);
+    }
     if (canonical !== d.name || names.has(d.name)) invalidHistory(`${at}.name`, `a canonical, unique dimension name (${canonical})`, d.name);
     names.add(d.name);
     if (typeof d.weight !== 'number' || !Number.isFinite(d.weight)) invalidHistory(`${at}.weight`, 'a finite number', d.weight);
