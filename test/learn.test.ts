@@ -438,6 +438,29 @@ describe('the compliance model', () => {
     expect(warm.coef[2]).toBe(0);
   });
 
+  it('converges from a start far from the optimum (a trader always non-compliant, a warm start that overshoots) instead of diverging', () => {
+    // one indicator that is 1 exactly on the positives (a separating trader), two noise columns, a weak penalty
+    const r = rng(13);
+    const N = 400, F = 3;
+    const X = new Float64Array(N * F), y = new Uint8Array(N);
+    for (let i = 0; i < N; i++) {
+      y[i] = i % 20 === 0 ? 1 : 0;
+      X[i * F] = y[i] ? 3.2 : -0.15;
+      X[i * F + 1] = r() * 2 - 1;
+      X[i * F + 2] = r() < 0.3 ? 1 : 0;
+    }
+    const cold = logisticRegression(X, y, F, [0, 1, 2], 1e-3);
+    expect(Number.isFinite(cold.intercept) && Math.abs(cold.intercept) < 50).toBe(true);
+    // warm starts far off, as a refit after a dropped column can be: the same optimum, not an intercept of -1e8
+    for (const start of [{ coef: Float64Array.of(40, -30, 25), intercept: -60 }, { coef: Float64Array.of(-5, 0, 0), intercept: 30 }]) {
+      const warm = logisticRegression(X, y, F, [0, 1, 2], 1e-3, undefined, start);
+      expect(warm.iterations).toBeLessThan(100);
+      expect(warm.intercept).toBeCloseTo(cold.intercept, 5);
+      for (let j = 0; j < F; j++) expect(warm.coef[j]).toBeCloseTo(cold.coef[j], 5);
+      expect(warm.logLoss).toBeCloseTo(cold.logLoss, 8);
+    }
+  });
+
   it('gives each weight its standard error: for one binary feature, Woolf\'s for the log odds ratio', () => {
     const r = rng(12);
     const N = 20_000;

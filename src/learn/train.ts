@@ -180,7 +180,8 @@ function solve(A: Float64Array[], b: Float64Array): Float64Array {
  * intercept, the mean log-loss, the iterations and each used coefficient's
  * standard error (0 for unused columns). `start`: a fit to start from (a
  * refit after dropping a column converges in fewer steps); it changes the
- * path, not the optimum.
+ * path, not the optimum: each Newton step is halved until the penalised
+ * objective does not rise, so the iteration converges from any start.
  */
 export function logisticRegression(X: Float64Array, y: Uint8Array, F: number, use: readonly number[], l2: number, weights?: Float64Array, start?: { coef: Float64Array; intercept: number }): { coef: Float64Array; intercept: number; logLoss: number; iterations: number; se: Float64Array } {
   const N = y.length;
@@ -191,7 +192,22 @@ export function logisticRegression(X: Float64Array, y: Uint8Array, F: number, us
   let loss = 0;
   /** The last step's Hessian (penalty included), kept before solve() reduces it: the standard errors' source. */
   let hessian: Float64Array[] = [];
-  for (; iterations < 50; iterations++) {
+  /** The penalised objective at v: weighted log-loss (computed without clamping, so that far wrong fits still compare) plus the L2 penalty. */
+  const objective = (v: Float64Array): number => {
+    let o = 0, wsum = 0;
+    for (let i = 0; i < N; i++) {
+      let z = v[P - 1];
+      for (let j = 0; j < P - 1; j++) z += v[j] * X[i * F + use[j]];
+      const sw = weights ? weights[i] : 1;
+      wsum += sw;
+      const m = y[i] ? -z : z; // -log p = softplus(-z), -log(1 - p) = softplus(z)
+      o += sw * (m > 0 ? m + Math.log1p(Math.exp(-m)) : Math.log1p(Math.exp(m)));
+    }
+    let pen = 0;
+    for (let a = 0; a < P - 1; a++) pen += v[a] * v[a];
+    return o + 0.5 * l2 * wsum * pen;
+  };
+  for (; iterations < 100; iterations++) {
     const g = new Float64Array(P);
     const H = Array.from({ length: P }, () => new Float64Array(P));
     const x = new Float64Array(P);
@@ -219,9 +235,24 @@ export function logisticRegression(X: Float64Array, y: Uint8Array, F: number, us
     for (let a = 0; a < P - 1; a++) { g[a] += l2 * wsum * w[a]; H[a][a] += l2 * wsum; }
     hessian = H.map((r) => r.slice());
     const d = solve(H, g);
+    // Newton's step, halved until the penalised objective does not rise: from a start far from the
+    // optimum (a refit's warm start, a trader who is always non-compliant) the full step can overshoot
+    // to intercepts of -1e8 that Newton never comes back from. Near the optimum the full step is taken.
+    // (A rise within rounding is no rise: near the optimum the full step's gain is below the sum's precision.)
+    const here = objective(w);
+    const ceiling = here + 1e-9 * (Math.abs(here) + 1);
+    let t = 1;
+    let next = new Float64Array(P);
+    let there = Infinity;
+    for (let halvings = 0; ; halvings++) {
+      for (let a = 0; a < P; a++) next[a] = w[a] - t * d[a];
+      there = objective(next);
+      if (there <= ceiling || halvings === 40) break;
+      t /= 2;
+    }
+    if (!(there <= ceiling)) next = w; // no step lowers it
     let step = 0;
-    const next = new Float64Array(P);
-    for (let a = 0; a < P; a++) { next[a] = w[a] - d[a]; step = Math.max(step, Math.abs(d[a])); }
+    for (let a = 0; a < P; a++) step = Math.max(step, Math.abs(next[a] - w[a]));
     w = next;
     if (step < 1e-7) { iterations++; break; }
   }
