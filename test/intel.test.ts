@@ -125,6 +125,24 @@ describe('readers', () => {
     expect(parseFeed('<rss><channel><item><title><![CDATA[open', 'c.xml').skipped[0].reason).toMatch(/CDATA/);
   });
 
+  it('reads malformed feeds and texts in time linear in their size (these took hours, or minutes, before: the test times out then)', () => {
+    // an unclosed DOCTYPE holding many [] (the pattern backtracked exponentially): 60 pairs
+    const doctype = parseFeed(`<rss><channel><item><title>replica watches</title></item></channel></rss><!DOCTYPE x ${'[]'.repeat(60)}`, 'd.xml');
+    expect(doctype.documents.map((d) => d.title)).toEqual(['replica watches']);
+    // a DOCTYPE with an internal subset, closed, is dropped as before
+    expect(parseFeed('<!DOCTYPE rss [<!ENTITY a "]">]><rss><item><title>T</title></item></rss>', 'e.xml').documents.map((d) => d.title)).toEqual(['T']);
+    // '<' and a letter with no '>' after it, 200,000 times (quadratic before)
+    const text = htmlToText('replica watches, unit price <USD 5 each '.repeat(200_000));
+    expect(text.length).toBeGreaterThan(5_000_000);
+    expect(text.startsWith('replica watches, unit price <USD 5 each')).toBe(true);
+    // 100,000 unclosed items, unclosed comments, and an item of 100,000 unclosed titles
+    const items = parseFeed(`<rss><channel>${'<item><title>x</title>'.repeat(100_000)}</channel></rss>`, 'i.xml');
+    expect(items.documents).toEqual([]);
+    expect(items.skipped).toHaveLength(100_000);
+    expect(parseFeed(`<rss><channel>${'<!-- x '.repeat(100_000)}<item><title>a</title></item></channel></rss>`, 'c.xml').documents.map((d) => d.title)).toEqual(['a']);
+    expect(parseFeed(`<rss><channel><item>${'<title x '.repeat(100_000)}</item></channel></rss>`, 't.xml').skipped).toEqual([{ path: 't.xml', line: 1, reason: 'item without title or text' }]);
+  });
+
   it('HTML to text drops tags, scripts, styles and comments and decodes entities', () => {
     expect(htmlToText('<style>p{x:1}</style><p>A&nbsp;b</p><!-- c --><p>d &#233;&#xE9; &bogus; 1 < 2</p>')).toBe('A b d éé &bogus; 1 < 2');
   });

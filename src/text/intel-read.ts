@@ -100,11 +100,18 @@ export function decodeXmlEntities(s: string): string {
  * decoded (the XML five, numeric references, and common named ones such as
  * `&nbsp;`), runs of white space collapsed.
  */
+/**
+ * A start or end tag. Its attributes stop at the next '<' as well as at '>':
+ * with [^>]* every '<' and a letter with no '>' after it scanned to the end
+ * of the text, and a text of many made the removal quadratic (3.2 MB: 200 s).
+ */
+const TAG = /<\/?[A-Za-z][^<>]*>/g;
+
 export function htmlToText(html: string): string {
   const noTags = html
     .replace(/<!--[\s\S]*?(?:-->|$)/g, ' ')
-    .replace(/<(script|style)\b[^>]*>[\s\S]*?(?:<\/\1\s*>|$)/gi, ' ')
-    .replace(/<\/?[A-Za-z][^>]*>/g, ' ');
+    .replace(/<(script|style)\b[^<>]*>[\s\S]*?(?:<\/\1\s*>|$)/gi, ' ')
+    .replace(TAG, ' ');
   return decodeWith(noTags, HTML_ENTITIES).replace(/\s+/g, ' ').trim();
 }
 
@@ -114,10 +121,75 @@ export function htmlToText(html: string): string {
 const CDATA_MARK = '\u0000';
 
 /** Field elements read from an item or entry, in order (one of each, the first found); all but content:encoded with any namespace prefix. */
-const FEED_FIELDS: readonly [name: string, re: RegExp][] = ['title', 'description', 'summary', 'content', 'content:encoded'].map((field) => {
+const FEED_FIELDS: readonly [name: string, re: RegExp, close: RegExp][] = ['title', 'description', 'summary', 'content', 'content:encoded'].map((field) => {
   const name = field.includes(':') ? field : `(?:[A-Za-z_][\\w.-]*:)?${field}`;
-  return [field, new RegExp(`<(${name})(?:\\s[^>]*)?>([\\s\\S]*?)</\\1\\s*>`)];
+  return [field, new RegExp(`<(${name})(?:\\s[^<>]*)?>([\\s\\S]*?)</\\1\\s*>`), new RegExp(`</${name}\\s*>`)];
 });
+
+/** The text without its XML comments; one left open runs to the end and stays (as the pattern it replaces left it). Linear. */
+function withoutComments(xml: string): string {
+  let out = '';
+  let at = 0;
+  for (;;) {
+    const open = xml.indexOf('<!--', at);
+    if (open < 0) return out + xml.slice(at);
+    const close = xml.indexOf('-->', open + 4);
+    if (close < 0) return out + xml.slice(at);
+    out += xml.slice(at, open);
+    at = close + 3;
+  }
+}
+
+/**
+ * The text without its DOCTYPE declarations (an internal subset in [...]
+ * included). Linear: the pattern this replaces backtracked exponentially on
+ * an unclosed declaration holding many '[]' (a 210-byte feed ran for hours).
+ * One left open stays as it is.
+ */
+function withoutDoctype(xml: string): string {
+  const re = /<!DOCTYPE/gi;
+  let out = '';
+  let at = 0;
+  for (let m = re.exec(xml); m; m = re.exec(xml)) {
+    let i = m.index + m[0].length;
+    let depth = 0;
+    for (; i < xml.length; i++) {
+      const c = xml.charCodeAt(i);
+      if (c === 0x5b) depth++; // [
+      else if (c === 0x5d && depth > 0) depth--; // ]
+      else if (c === 0x3e && depth === 0) break; // >
+    }
+    if (i >= xml.length) break; // not closed: left as it is, and nothing after it can close either
+    out += xml.slice(at, m.index);
+    at = i + 1;
+    re.lastIndex = at;
+  }
+  return out + xml.slice(at);
+}
+
+/**
+ * The <item> and <entry> elements (any namespace prefix), in order: each
+ * start tag with the text up to the first end tag of its name after it. A
+ * start tag with no such end tag after it is passed over, and so is every
+ * later one of its name without searching again: the pattern this replaces
+ * searched to the end from each one, quadratic in unclosed items.
+ */
+function* elements(xml: string): Generator<{ name: string; inner: string }> {
+  const open = /<((?:[A-Za-z_][\w.-]*:)?(?:item|entry))(?:\s[^<>]*)?>/g;
+  const closes = new Map<string, RegExp>();
+  const unclosedFrom = new Map<string, number>();
+  for (let m = open.exec(xml); m; m = open.exec(xml)) {
+    const name = m[1];
+    if ((unclosedFrom.get(name) ?? Infinity) <= m.index) continue;
+    let close = closes.get(name);
+    if (!close) closes.set(name, (close = new RegExp(`</${name.replace(/[.]/g, '\\.')}\\s*>`, 'g')));
+    close.lastIndex = open.lastIndex;
+    const c = close.exec(xml);
+    if (!c) { unclosedFrom.set(name, m.index); continue; }
+    yield { name, inner: xml.slice(open.lastIndex, c.index) };
+    open.lastIndex = c.index + c[0].length;
+  }
+}
 
 /**
  * Documents of an RSS or Atom feed. `source` names the file in ids and
@@ -138,29 +210,29 @@ export function parseFeed(xml: string, source: string): { documents: IntelDocume
     cdata.push(xml.slice(open + 9, close));
     at = close + 3;
   }
-  masked = masked.replace(/<!--[\s\S]*?-->/g, '').replace(/<!DOCTYPE(?:[^[>]|\[[\s\S]*?\])*>/gi, '');
+  masked = withoutDoctype(withoutComments(masked));
   if (!/<(?:[A-Za-z_][\w.-]*:)?(?:rss|feed|RDF)\b/.test(masked)) {
     return { documents: [], skipped: [{ path: source, reason: 'not an RSS or Atom feed (no <rss>, <feed> or <rdf:RDF> element)' }] };
   }
   const documents: IntelDocument[] = [];
   const skipped: IntelSkip[] = [];
-  const itemRe = /<((?:[A-Za-z_][\w.-]*:)?(?:item|entry))(?:\s[^>]*)?>([\s\S]*?)<\/\1\s*>/g;
   let opened = 0;
-  for (const _ of masked.matchAll(/<(?:[A-Za-z_][\w.-]*:)?(?:item|entry)(?:\s[^>]*)?(?<!\/)>/g)) opened++;
+  for (const _ of masked.matchAll(/<(?:[A-Za-z_][\w.-]*:)?(?:item|entry)(?:\s[^<>]*)?(?<!\/)>/g)) opened++;
   let n = 0;
-  for (const m of masked.matchAll(itemRe)) {
+  for (const m of elements(masked)) {
     n++;
-    const inner = m[2];
+    const inner = m.inner;
     const parts: string[] = [];
     let title = '';
-    for (const [field, re] of FEED_FIELDS) {
-      const f = re.exec(inner);
+    for (const [field, re, close] of FEED_FIELDS) {
+      // no end tag: the search for one from every start tag would be quadratic in the item
+      const f = close.test(inner) ? re.exec(inner) : null;
       if (!f) continue;
       const text = htmlToText(fieldText(f[2], cdata));
       if (field === 'title') title = text;
       if (text !== '' && !parts.includes(text)) parts.push(text);
     }
-    if (parts.length === 0) { skipped.push({ path: source, line: n, reason: `${m[1]} without title or text` }); continue; }
+    if (parts.length === 0) { skipped.push({ path: source, line: n, reason: `${m.name} without title or text` }); continue; }
     documents.push({ id: `${source}#${n}`, title, text: parts.join('\n\n') });
   }
   for (let i = n; i < opened; i++) skipped.push({ path: source, line: i + 1, reason: 'malformed XML: an <item> or <entry> is not closed' });
@@ -173,7 +245,7 @@ function fieldText(inner: string, cdata: readonly string[]): string {
   let out = '';
   for (let i = 0; i < pieces.length; i++) {
     if (i % 2 === 1) out += cdata[Number(pieces[i])] ?? '';
-    else out += decodeXmlEntities(pieces[i].replace(/<\/?[A-Za-z][^>]*>/g, ' '));
+    else out += decodeXmlEntities(pieces[i].replace(TAG, ' '));
   }
   return out;
 }
