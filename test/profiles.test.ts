@@ -47,10 +47,10 @@ describe('validateProfile', () => {
   });
 
   it('normalises: trims values, upper-cases country codes, drops duplicates', () => {
-    const v = validateProfile(base({}, { origin: [' cn', 'CN', 'vn'], importer: [' IMP1 ', 'IMP1'], hs: [' 85 '] }));
+    const v = validateProfile(base({}, { origin: [' cn', 'CN', 'vn'], importer: [' IMP1 ', 'IMP1'], hs: [' 85 ', '85', '8517', '85'] }));
     expect(v.conditions.origin).toEqual(['CN', 'VN']);
     expect(v.conditions.importer).toEqual(['IMP1']);
-    expect(v.conditions.hs).toEqual(['85']);
+    expect(v.conditions.hs).toEqual(['85', '8517']);
   });
 
   it('accepts keyword conditions, one per stem sequence, and rejects what cannot be a keyword', () => {
@@ -114,6 +114,16 @@ describe('validateProfile', () => {
     rejected(base({}, { numeric: [null] }), 'profile(P1).conditions.numeric[0]');
     rejected(base({}, { numeric: [] }), 'profile(P1).conditions.numeric');
     rejected(base({}, { numeric: Array.from({ length: 17 }, () => ({ field: 'taxRate', op: '<', value: 1 })) }), 'profile(P1).conditions.numeric');
+  });
+
+  it('rejects a date the calendar does not have (Date.parse rolled 2026-02-30 over to March 2), and unknown keys in a counter-measure or a numeric condition (they were dropped without a word)', () => {
+    for (const d of ['2026-02-30', '2026-02-29', '2026-04-31', '2027-02-30T08:00:00Z']) {
+      rejected(base({ activeFrom: d }), 'profile(P1).activeFrom');
+      rejected(base({ activeUntil: d }), 'profile(P1).activeUntil');
+    }
+    expect(validateProfile(base({ activeFrom: '2028-02-29', activeUntil: '2028-03-01T00:00:00+01:00' }))).toMatchObject({ activeFrom: '2028-02-29T00:00:00.000Z', activeUntil: '2028-02-29T23:00:00.000Z' });
+    rejected(base({ counterMeasure: { channel: 'red', instruction: 'Physical exam' } }), 'profile(P1).counterMeasure.instruction');
+    rejected(base({}, { numeric: [{ field: 'customsValue', op: '>', value: 1, unit: 'USD' }] }), 'profile(P1).conditions.numeric[0].unit');
   });
 
   it('rejects a bad counter-measure', () => {

@@ -4,6 +4,7 @@
  * counter-measure (a channel the matched declaration gets at least).
  * Format documented in docs/profiles.md.
  */
+import { parseIsoDate } from '../model/schema.js';
 import { errors } from '../errors.js';
 import { CHANNELS, isChannel, type Channel } from '../model/channels.js';
 import { FEATURES } from '../peers/peer-groups.js';
@@ -163,7 +164,8 @@ export function validateProfile(raw: unknown, where = 'profile'): Profile {
   for (const k of ['activeFrom', 'activeUntil'] as const) {
     const v = p[k];
     if (v === undefined) continue;
-    if (typeof v !== 'string' || !INSTANT_RE.test(v) || Number.isNaN(Date.parse(v))) invalid(`${at}.${k}`, 'an ISO 8601 date (YYYY-MM-DD, UTC) or instant with a time zone (2026-11-23T08:00:00Z)', v);
+    // the calendar date itself too: Date.parse rolls 2026-02-30 over to 2026-03-02
+    if (typeof v !== 'string' || !INSTANT_RE.test(v) || Number.isNaN(Date.parse(v)) || Number.isNaN(parseIsoDate(v.slice(0, 10)))) invalid(`${at}.${k}`, 'an ISO 8601 date (YYYY-MM-DD, UTC) or instant with a time zone (2026-11-23T08:00:00Z)', v);
     out[k] = new Date(Date.parse(v)).toISOString();
   }
   if (out.activeFrom && out.activeUntil && Date.parse(out.activeUntil) <= Date.parse(out.activeFrom)) invalid(`${at}.activeUntil`, `an instant after activeFrom (${out.activeFrom})`, out.activeUntil);
@@ -178,6 +180,7 @@ export function validateProfile(raw: unknown, where = 'profile'): Profile {
   if (p.counterMeasure !== undefined) {
     const cm = p.counterMeasure as Record<string, unknown>;
     if (cm === null || typeof cm !== 'object') invalid(`${at}.counterMeasure`, 'an object {channel, instructions?}', cm);
+    for (const k of Object.keys(cm)) if (k !== 'channel' && k !== 'instructions') invalid(`${at}.counterMeasure.${k}`, 'only channel and instructions', k);
     if (!isChannel(cm.channel)) invalid(`${at}.counterMeasure.channel`, `one of ${CHANNELS.join(', ')}`, cm.channel);
     if (cm.instructions !== undefined && typeof cm.instructions !== 'string') invalid(`${at}.counterMeasure.instructions`, 'a string', cm.instructions);
     out.counterMeasure = { channel: cm.channel as Channel };
@@ -188,7 +191,7 @@ export function validateProfile(raw: unknown, where = 'profile'): Profile {
   const cond = c as Record<string, unknown>;
   for (const k of Object.keys(cond)) if (!KNOWN_CONDITIONS.has(k)) invalid(`${at}.conditions.${k}`, `one of ${[...KNOWN_CONDITIONS].join(', ')}`, k);
   const oc = out.conditions;
-  if (cond.hs !== undefined) oc.hs = stringList(cond.hs, `${at}.conditions.hs`, HS_PREFIX_RE, 'HS prefixes of 2, 4, 6, 8 or 10 digits');
+  if (cond.hs !== undefined) oc.hs = [...new Set(stringList(cond.hs, `${at}.conditions.hs`, HS_PREFIX_RE, 'HS prefixes of 2, 4, 6, 8 or 10 digits'))];
   for (const f of PROFILE_SET_FIELDS) {
     if (cond[f] === undefined) continue;
     const list = COUNTRY_FIELDS.has(f)
@@ -206,6 +209,7 @@ export function validateProfile(raw: unknown, where = 'profile'): Profile {
       const nf = `${at}.conditions.numeric[${i}]`;
       const q = n as Record<string, unknown>;
       if (q === null || typeof q !== 'object') invalid(nf, 'an object {field, op, value}', n);
+      for (const k of Object.keys(q)) if (k !== 'field' && k !== 'op' && k !== 'value') invalid(`${nf}.${k}`, 'only field, op and value', k);
       if (!(NUMERIC_OPERANDS as readonly string[]).includes(q.field as string)) invalid(`${nf}.field`, `one of ${NUMERIC_OPERANDS.join(', ')}`, q.field);
       if (!(NUMERIC_OPS as readonly string[]).includes(q.op as string)) invalid(`${nf}.op`, `one of ${NUMERIC_OPS.join(' ')}`, q.op);
       if (typeof q.value !== 'number' || !Number.isFinite(q.value)) invalid(`${nf}.value`, 'a finite number', q.value);
