@@ -13,7 +13,7 @@ import { channelCounts, decisionAt, emptyCounts, type Decision, type Reason } fr
 import type { Channel } from './model/channels.js';
 import { readDeclarations, type RecordError, type ReadOptions } from './model/readers.js';
 import { DEFAULT_LEVELS, PeerTableBuilder, type PeerSnapshot, type PeerTables } from './peers/peer-groups.js';
-import type { Profile } from './profiles/profile.js';
+import { inWindow, type Profile } from './profiles/profile.js';
 import type { WatchList } from './text/watchlist.js';
 import { createRuleset, type RulesetSettingsInput } from './ruleset/ruleset.js';
 import type { ScoreResult } from './kernel/layout.js';
@@ -32,6 +32,12 @@ export interface ScoreFileOptions {
   settings?: RulesetSettingsInput;
   threads?: number;
   batchSize?: number;
+  /**
+   * The instant (ms since the epoch) whose profiles score the file: a profile
+   * applies only within [activeFrom, activeUntil), as in the service
+   * (default: now). The others are left out and counted.
+   */
+  at?: number;
   /** Where decisions go: a path ending .ndjson/.jsonl/.csv, or a writable stream (NDJSON). */
   out?: string | NodeJS.WritableStream;
   /** Invalid records are written here as NDJSON, when given. */
@@ -48,6 +54,10 @@ export interface ScoreSummary {
   controlGroup: number;
   rulesetVersion: string;
   profiles: number;
+  /** Profiles given but not in force at `at` (outside [activeFrom, activeUntil)): left out. */
+  profilesOutsideWindow: number;
+  /** The instant whose profiles scored the file (ISO 8601). */
+  at: string;
   peerGroups: Record<string, number>;
   seconds: { peers: number; scoring: number; total: number };
   /** Declarations per second over the scoring pass (reading and parsing included). */
@@ -199,7 +209,10 @@ export async function scoreFile(path: string, options: ScoreFileOptions = {}): P
     throw e;
   }
   const tPeers = performance.now();
-  const ruleset = createRuleset({ peers, profiles: options.profiles ?? [], watchLists: options.watchLists, history: options.history, settings: options.settings });
+  const at = options.at ?? Date.now();
+  const given = options.profiles ?? [];
+  const inForce = given.filter((p) => inWindow(p, at));
+  const ruleset = createRuleset({ peers, profiles: inForce, watchLists: options.watchLists, history: options.history, settings: options.settings });
   const engine = createEngine({ ruleset, threads: options.threads });
   const meta = engine.meta();
 
@@ -279,6 +292,8 @@ export async function scoreFile(path: string, options: ScoreFileOptions = {}): P
     controlGroup: control,
     rulesetVersion: meta.version,
     profiles: meta.profiles.length,
+    profilesOutsideWindow: given.length - inForce.length,
+    at: new Date(at).toISOString(),
     peerGroups: Object.fromEntries(peers.levels.map((l, i) => [l.name, peers.groups[i].size])),
     seconds: { peers: (tPeers - t0) / 1000, scoring: scoringSeconds, total: (tEnd - t0) / 1000 },
     declarationsPerSecond: scoringSeconds > 0 ? scored / scoringSeconds : 0,

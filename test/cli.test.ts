@@ -58,6 +58,32 @@ describe('selectivity score', () => {
     expect(readdirSync(dir).filter((f) => f.endsWith('.tmp'))).toEqual([]);
   });
 
+  it('scores with the profiles in force at --at (default now): a profile outside its window is left out and counted, as the service would', async () => {
+    const profiles = join(dir, 'windows.json');
+    writeFileSync(profiles, JSON.stringify({ profiles: [
+      { id: 'EXPIRED', weight: 5, counterMeasure: { channel: 'red' }, conditions: { hs: ['85'] }, activeFrom: '2020-01-01', activeUntil: '2020-01-02' },
+      { id: 'FUTURE', weight: 5, counterMeasure: { channel: 'red' }, conditions: { hs: ['85'] }, activeFrom: '2099-01-01' },
+    ] }));
+    const run1 = async (...extra: string[]) => {
+      const out = join(dir, 'windows.ndjson');
+      const r = await run(['score', csv, '--threads', '0', '--profiles', profiles, '--random-rate', '0', '--out', out, '--json', ...extra]);
+      expect(r.code, r.stderr).toBe(0);
+      return { summary: JSON.parse(r.stdout), decisions: lines(out).map((l) => JSON.parse(l)) };
+    };
+    const now = await run1();
+    expect(now.summary).toMatchObject({ profiles: 0, profilesOutsideWindow: 2 });
+    expect(now.decisions.some((d) => d.reasons.some((x: { code: string }) => x.code === 'PROFILE'))).toBe(false);
+    const then = await run1('--at', '2020-01-01T12:00:00Z');
+    expect(then.summary).toMatchObject({ profiles: 1, profilesOutsideWindow: 1, at: '2020-01-01T12:00:00.000Z' });
+    expect(then.decisions.every((d) => d.channel === 'red' && d.reasons.some((x: { code: string; profile?: string }) => x.code === 'PROFILE' && x.profile === 'EXPIRED'))).toBe(true);
+    expect((await run1('--at', '2099-01-01')).summary).toMatchObject({ profiles: 1, profilesOutsideWindow: 1 });
+    for (const bad of ['2026-02-30', 'yesterday', '2026-13-01T00:00:00Z']) {
+      const r = await run(['score', csv, '--threads', '0', '--at', bad]);
+      expect(r.code, bad).toBe(2);
+      expect(r.stderr, bad).toContain('SEL_ERR_OPTION_INVALID: --at');
+    }
+  });
+
   it('writes a pass-through column named as a decision field as input.<name>: the decision keeps its own channel and score', async () => {
     const labelled = join(dir, 'labelled.csv');
     writeFileSync(labelled, [`${HEADER},channel,score`, ...ROWS.map((r) => `${r},green,0`)].join('\n') + '\n');

@@ -1,5 +1,6 @@
 import { parseArgs } from 'node:util';
 import { errors } from '../errors.js';
+import { parseIsoDate } from '../model/schema.js';
 import { loadProfiles } from '../profiles/load.js';
 import { readJsonFile } from '../store/json-file.js';
 import { validateWatchLists } from '../text/watchlist.js';
@@ -33,6 +34,9 @@ Options:
                             (default: ${DEFAULT_LEVELS.join(' → ')})
   --min-group-size <n>      smallest peer group used (default 5)
   --random-rate <r>         share of green declarations sent to the control group (default 0.01)
+  --at <instant>            score with the profiles in force at this instant (their
+                            activeFrom/activeUntil window), as the service would then;
+                            YYYY-MM-DD or an ISO 8601 instant (default: now)
   --threads <n>             worker threads (default: all cores)
   --batch-size <n>          declarations per batch (default 8192)
   --json                    print the summary as JSON
@@ -42,7 +46,7 @@ export function formatSummary(s: ScoreSummary): string {
   const pct = (n: number) => (s.scored > 0 ? ((100 * n) / s.scored).toFixed(2) : '0.00');
   const lines = [
     `${s.file}: ${s.rows.toLocaleString('en-US')} declarations read, ${s.scored.toLocaleString('en-US')} scored, ${s.invalid.toLocaleString('en-US')} invalid`,
-    `ruleset ${s.rulesetVersion}: ${s.profiles} profiles, peer groups ${Object.entries(s.peerGroups).map(([k, v]) => `${k}=${v}`).join(' ')}`,
+    `ruleset ${s.rulesetVersion}: ${s.profiles} profiles${s.profilesOutsideWindow > 0 ? ` (${s.profilesOutsideWindow} more not in force at ${s.at}: left out)` : ''}, peer groups ${Object.entries(s.peerGroups).map(([k, v]) => `${k}=${v}`).join(' ')}`,
     ...CHANNELS.map((c) => `  ${c.padEnd(7)} ${String(s.channels[c]).padStart(10)}  ${pct(s.channels[c]).padStart(6)} %`),
     `  control group (random selection) ${s.controlGroup}`,
     `throughput ${Math.round(s.declarationsPerSecond).toLocaleString('en-US')} declarations/s (read+parse+score+write, ${s.seconds.scoring.toFixed(2)} s; kernel ${s.kernelSeconds.toFixed(3)} s); total ${s.seconds.total.toFixed(2)} s`,
@@ -57,6 +61,7 @@ export async function scoreCommand(argv: string[]): Promise<number> {
     allowPositionals: true,
     options: {
       profiles: { type: 'string' },
+      at: { type: 'string' },
       watchlists: { type: 'string' },
       model: { type: 'string' },
       misclassification: { type: 'string' },
@@ -90,9 +95,17 @@ export async function scoreCommand(argv: string[]): Promise<number> {
   const watchLists = values.watchlists ? validateWatchLists(readJsonFile(values.watchlists, 'the watch lists', 'watchlists', errors.SEL_ERR_WATCHLIST_INVALID)) : undefined;
   let phase = '';
   let bar: Progress | undefined;
+  let at: number | undefined;
+  if (values.at !== undefined) {
+    at = /^\d{4}-\d{2}-\d{2}$/.test(values.at) ? parseIsoDate(values.at) * 86_400_000 : /^\d{4}-\d{2}-\d{2}T/.test(values.at) ? Date.parse(values.at) : NaN;
+    if (!Number.isFinite(at) || (values.at.length > 10 && Number.isNaN(parseIsoDate(values.at.slice(0, 10))))) {
+      throw errors.SEL_ERR_OPTION_INVALID(`--at ${values.at} is not a date or an instant`, { field: 'at', expected: 'YYYY-MM-DD or an ISO 8601 instant (2026-11-23T08:00:00Z)', got: values.at });
+    }
+  }
   const summary = await scoreFile(file, {
     columns: values.columns,
     profiles,
+    at,
     watchLists,
     history,
     peers: values.peers ? loadPeerTables(values.peers) : undefined,
