@@ -31,6 +31,27 @@ describe('tokens and stems', () => {
     expect(words('')).toEqual([]);
     expect(words(' ,;- ')).toEqual([]);
   });
+
+  it('ignores invisible format characters inside a word: a soft hyphen or zero-width space does not hide "replica"', () => {
+    for (const t of ['REPLI\u00adCA handbags', 'rep\u200blica handbags', 'repl\u200d\u2060ica handbags', '\ufeffreplica handbags']) {
+      expect(words(t), JSON.stringify(t)).toEqual(['replica', 'handbags']);
+      expect(found(t), JSON.stringify(t)).toEqual(['replica']);
+    }
+  });
+
+  it('removes the accents of Latin, Greek and Cyrillic letters only: in Japanese and Devanagari the marks are part of the spelling', () => {
+    expect(words('バッグ パック ガス カス')).toEqual(['バッグ', 'パック', 'ガス', 'カス']); // bag, pack, gas, dregs
+    expect(new Set(words('バッグ パック')).size).toBe(2);
+    expect(words('काला केला')).toEqual(['काला', 'केला']); // black, banana: the vowel signs kept, not split on
+    expect(words('Ελληνικά ΝΈΑ Ёлка naïve')).toEqual(['ελληνικα', 'νεα', 'елка', 'naive']);
+    expect(words('한국 수입')).toEqual(['한국', '수입']);
+  });
+
+  it('folds the Greek final sigma and the German sharp s', () => {
+    expect(words('ΟΠΛΟΣ.ΜΕΡΗ')).toEqual(words('όπλος μερη'));
+    expect(words('οπλοσ')).toEqual(words('ΟΠΛΟΣ'));
+    expect(words('Straße')).toEqual(words('STRASSE'));
+  });
 });
 
 describe('watch lists', () => {

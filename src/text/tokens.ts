@@ -1,25 +1,37 @@
 /**
  * Text normalisation for goods descriptions and intelligence texts:
- * Unicode NFKD with combining marks removed ("Café" → "cafe"), lower case,
- * split on anything that is not a letter or a digit (so "power-bank",
- * "power/bank" and "POWER BANK" give the same tokens), then the Porter
- * stemmer of `natural` ("replicas" → "replica"). natural is imported by
- * module path: its package entry loads database clients and a word net.
+ * Unicode NFKD, invisible format characters removed (a soft hyphen or a
+ * zero-width space inside "rep\u200blica" must not split the word), the
+ * combining marks of Latin, Greek and Cyrillic letters removed ("Café" →
+ * "cafe"), recomposed (NFC: in Japanese, Devanagari or Thai the marks are
+ * part of the spelling, and バッグ "bag" is not パック "pack"), lower case with
+ * ς and ß folded (σ, ss), split on anything that is not a letter, a digit
+ * or such a mark
+ * (so "power-bank", "power/bank" and "POWER BANK" give the same tokens),
+ * then the Porter stemmer of `natural` ("replicas" → "replica"). natural is
+ * imported by module path: its package entry loads database clients and a
+ * word net.
  *
  * Stems are cached (descriptions repeat heavily in customs traffic); the
  * cache is bounded and cleared when full.
  */
 import PorterStemmer from 'natural/lib/natural/stemmers/porter_stemmer.js';
 
-const SPLIT = /[^\p{L}\p{N}]+/u;
-const MARKS = /\p{M}+/gu;
+/** Word characters: letters, digits, and the marks left (those of scripts where they are part of the spelling: a Devanagari vowel sign). */
+const SPLIT = /[^\p{L}\p{M}\p{N}]+/u;
+/** Combining marks on a Latin, Greek or Cyrillic letter (accents there: "café" is "cafe"). */
+const MARKS = /([\p{Script=Latin}\p{Script=Greek}\p{Script=Cyrillic}])\p{M}+/gu;
+/** Invisible format characters (soft hyphen, zero-width space and joiners, word joiner, byte-order mark, direction marks). */
+const FORMAT = /\p{Cf}+/gu;
 const CACHE_LIMIT = 200_000;
 const stemCache = new Map<string, string>();
 
 /** Lower-cased tokens of a text, diacritics removed, not stemmed. */
 export function words(text: string): string[] {
   if (!text) return [];
-  const plain = /^[\x20-\x7e]*$/.test(text) ? text.toLowerCase() : text.normalize('NFKD').replace(MARKS, '').toLowerCase();
+  const plain = /^[\x20-\x7e]*$/.test(text)
+    ? text.toLowerCase()
+    : text.normalize('NFKD').replace(FORMAT, '').replace(MARKS, '$1').normalize('NFC').toLowerCase().replace(/ς/g, 'σ').replace(/ß/g, 'ss');
   const out: string[] = [];
   for (const w of plain.split(SPLIT)) if (w !== '') out.push(w);
   return out;
