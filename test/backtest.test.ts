@@ -4,7 +4,7 @@
  * agreeing with the calling thread, date ranges, the capacity view's top of
  * the ranking, the HTML page, and the CLI.
  */
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -243,6 +243,19 @@ describe('selectivity history and backtest', () => {
     expect(show.stdout).toContain(`${ir.store.rows.toLocaleString('en-US')} declarations, 2025-01-01`);
     const profiles = join(root, 'candidate.json');
     writeFileSync(profiles, JSON.stringify({ profiles: randomProfiles(12, 5) }));
+    // a data directory with a history but no profile store: refused by name, and nothing is seeded into it
+    // (it used to be seeded with the bundled example set, which then was the "active" baseline)
+    const bare = await runCli(['backtest', '--profiles', profiles, '--data-dir', data, '--threads', '0']);
+    expect(bare.code).toBe(2);
+    expect(bare.stderr).toContain('SEL_ERR_FILE_NOT_FOUND: no profile store in');
+    expect(readdirSync(data).sort()).toEqual(['history']);
+    // set up as an analyst would: the active set imported, the peer tables built from the history file
+    const active = join(root, 'active.json');
+    writeFileSync(active, JSON.stringify({ profiles: randomProfiles(7, 6) }));
+    expect((await runCli(['profiles', 'import', active, '--data-dir', data])).code).toBe(0);
+    const noPeers = await runCli(['backtest', '--profiles', profiles, '--data-dir', data, '--threads', '0']);
+    expect(noPeers.stderr).toContain('SEL_ERR_FILE_NOT_FOUND: no peer tables');
+    expect((await runCli(['peers', 'build', csv, '--out', join(data, 'peers.json')])).code).toBe(0);
     const html = join(root, 'report.html');
     const bt = await runCli(['backtest', '--profiles', profiles, '--data-dir', data, '--capacity', '*=2', '--threads', '0', '--json', '--html', html]);
     expect(bt.code).toBe(0);
@@ -250,6 +263,7 @@ describe('selectivity history and backtest', () => {
     expect(r.store.declarations).toBe(ir.store.rows);
     expect(r.sets[0].profiles).toBe(12);
     expect(r.sets[1].name).toBe('active');
+    expect(r.sets[1].profiles).toBe(7);
     expect(r.sets[0].channels.reduce((a, c) => a + c.declarations, 0)).toBe(ir.store.rows);
     expect(readFileSync(html, 'utf8')).toContain('<h2>Capacity view');
     const text = await runCli(['backtest', '--profiles', profiles, '--data-dir', data, '--threads', '0', '--from', '2025-03-01']);

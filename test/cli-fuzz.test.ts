@@ -46,7 +46,7 @@ describe('the CLI, fuzzed', () => {
       ['generate', '--rows', '50', '--seed', '5', '--out', at('gen.csv')],
       ['score', at('g.csv'), '--threads', '0', '--out', at('decisions.ndjson'), '--random-rate', '0.05'],
       ['study', at('g.csv'), '--top', '20', '--out', at('study.json')],
-      ['peers', 'build', at('g.csv'), '--out', at('peers.json'), '--min-group-size', '5'],
+      ['peers', 'build', at('g.csv'), '--out', join(data, 'peers.json'), '--min-group-size', '5'], // the peer tables backtest reads
       ['train', '--train', at('g.csv'), '--label', 'fraud', '--out', at('model.json'), '--threads', '0'],
       ['evaluate', '--file', at('g.csv'), '--split', '0.7', '--label', 'fraud', '--top', '0.05', '--threads', '0'],
       ['replay', '--file', at('g.csv'), '--label', 'fraud', '--inspect', '30'],

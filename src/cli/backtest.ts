@@ -2,12 +2,14 @@
  * `selectivity backtest`: the history store replayed with a candidate
  * profile set beside the active one (or another file), side by side.
  */
-import { basename, resolve } from 'node:path';
+import { existsSync } from 'node:fs';
+import { basename, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { writeFileDurable } from '../store/durable.js';
 import { errors } from '../errors.js';
 import { loadProfiles } from '../profiles/load.js';
 import { prepareDataDir, RulesetSource } from '../service/state.js';
+import { STORE_FILE } from '../store/sqlite.js';
 import { historyDir } from '../history/store.js';
 import { parseCapacity, runBacktest } from '../backtest/backtest.js';
 import { formatBacktest, renderBacktestHtml } from '../backtest/render.js';
@@ -54,7 +56,16 @@ export async function backtestCommand(argv: string[]): Promise<number> {
   if (values.help) { process.stdout.write(BACKTEST_HELP); return 0; }
   if (!values.profiles) throw errors.SEL_ERR_OPTION_INVALID('backtest needs --profiles <candidate set>', { field: 'profiles', expected: 'a profile set file', got: values.profiles });
   const dataDir = resolve(values['data-dir'] ?? process.env.SELECTIVITY_DATA_DIR ?? 'data');
-  const files = await prepareDataDir(dataDir, { peersPath: values.peers ? resolve(values.peers) : undefined });
+  // a data directory set up already: its active profiles, peer tables, watch lists and model are the
+  // baseline's; nothing is seeded into it (seeded, the baseline would be the bundled example set)
+  if (!existsSync(join(dataDir, STORE_FILE))) {
+    throw errors.SEL_ERR_FILE_NOT_FOUND(`no profile store in ${dataDir}: a back-test compares with the active profiles of a data directory that a service has run on, or that "selectivity profiles import --data-dir" filled`, { field: 'data-dir', expected: `a data directory holding ${STORE_FILE}`, got: dataDir });
+  }
+  const peersFile = values.peers ? resolve(values.peers) : join(dataDir, 'peers.json');
+  if (!existsSync(peersFile)) {
+    throw errors.SEL_ERR_FILE_NOT_FOUND(`no peer tables: ${peersFile} does not exist (build them with "selectivity peers build", or pass --peers)`, { field: 'peers', expected: 'a peer snapshot', got: peersFile });
+  }
+  const files = await prepareDataDir(dataDir, { peersPath: values.peers ? resolve(values.peers) : undefined }, { seed: false });
   const source = new RulesetSource(files);
   try {
     const active = await source.load(files.peers);

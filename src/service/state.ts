@@ -61,7 +61,7 @@ export function examplePaths(): { declarations: string; profiles: string; watchL
  * left one there, else from the bundled example. Watch lists: an empty
  * store is seeded once from the bundled example.
  */
-export async function prepareDataDir(dataDir: string, files: { peersPath?: string; profilesFile?: string } = {}, options: OpenStoreOptions & { onDirectory?: () => void } = {}): Promise<RulesetFiles & SeedReport> {
+export async function prepareDataDir(dataDir: string, files: { peersPath?: string; profilesFile?: string } = {}, options: OpenStoreOptions & { onDirectory?: () => void; seed?: boolean } = {}): Promise<RulesetFiles & SeedReport> {
   // the files named on the command line first: a missing or invalid one is refused before anything is created
   const profileSet = files.profilesFile ? readJsonFile(files.profilesFile, 'the profile set', 'profiles', errors.SEL_ERR_PROFILE_INVALID) : undefined;
   if (profileSet !== undefined) validateProfiles(profileSet);
@@ -89,21 +89,21 @@ export async function prepareDataDir(dataDir: string, files: { peersPath?: strin
     if (files.profilesFile) {
       store.importSet(profileSet, { by: `serve --profiles ${files.profilesFile}`, replace: true });
       created.push(`profiles from ${files.profilesFile}`);
-    } else if (store.list('all').length === 0) {
+    } else if (options.seed !== false && store.list('all').length === 0) {
       const legacy = join(dataDir, 'profiles.json');
       const from = existsSync(legacy) ? legacy : example.profiles;
       store.importSet(readJsonFile(from, 'the profile set', 'profiles', errors.SEL_ERR_PROFILE_INVALID), { by: 'first start', replace: true });
       created.push(`profiles from ${from}`);
     }
     const lists = new WatchListStore(db);
-    if (lists.list('all').length === 0) {
+    if (options.seed !== false && lists.list('all').length === 0) {
       lists.importSet(readJsonFile(example.watchLists, 'the watch lists', 'watchLists', errors.SEL_ERR_WATCHLIST_INVALID), { by: 'first start', replace: true });
       created.push(`watch lists from ${example.watchLists}`);
     }
   } finally {
     db.close();
   }
-  if (!files.peersPath && !existsSync(peersPath)) {
+  if (options.seed !== false && !files.peersPath && !existsSync(peersPath)) {
     savePeerSnapshot(peersPath, await buildPeerSnapshotFromFile(example.declarations));
     created.push(peersPath);
   }
