@@ -40,6 +40,8 @@ describe('directories that cannot be made', () => {
   const dangling = join(dir, 'links', 'unmounted');
   symlinkSync(join(dir, 'no-such-volume'), dangling); // a mount point's symlink, its volume gone
   const input = join(dir, 'g.csv');
+  const setFile = join(dir, 'set.json');
+  writeFileSync(setFile, JSON.stringify({ profiles: [{ id: 'P1', weight: 1, conditions: {} }] }));
 
   it('a data directory below a dangling symlink or under /proc: serve, history import, profiles and score --out refuse with named errors, and return', () => {
     expect(cli(['generate', '--rows', '50', '--out', input]).status).toBe(0);
@@ -49,7 +51,9 @@ describe('directories that cannot be made', () => {
       const runs: [string[], RegExp, number][] = [
         [['serve', '--data-dir', place, '--port', '0'], /SEL_ERR_CONFIG_INVALID/, 2],
         [['history', 'import', input, '--data-dir', place], /SEL_ERR_STORAGE/, 1],
-        [['profiles', 'list', '--data-dir', place], /SEL_ERR_STORAGE/, 1],
+        [['profiles', 'import', setFile, '--data-dir', place], /SEL_ERR_STORAGE/, 1],
+        // a command that reads the store makes none: there is none to read
+        [['profiles', 'list', '--data-dir', place], /SEL_ERR_FILE_NOT_FOUND/, 2],
         [['score', input, '--threads', '0', '--out', join(place, 'decisions.ndjson')], /SEL_ERR_OPTION_INVALID/, 2],
       ];
       for (const [args, code, status] of runs) {

@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it, vi } from 'vitest';
@@ -287,6 +287,16 @@ describe('profiles over HTTP and the CLI', () => {
       expect((await app.inject({ url: '/v1/rulesets/0000000000000000', headers: h })).json().error.code).toBe('SEL_ERR_NOT_FOUND');
     } finally {
       await service.close();
+    }
+  });
+
+  it('answers a mistyped --data-dir of a command that reads the store with SEL_ERR_FILE_NOT_FOUND, and makes no store there', async () => {
+    const nowhere = join(dir, 'no-such-data-dir');
+    for (const args of [['profiles', 'list'], ['profiles', 'export'], ['profiles', 'show', 'P1'], ['profiles', 'stats'], ['profiles', 'retire', 'P1'], ['text', 'lists', 'list'], ['text', 'lists', 'export'], ['text', 'match', 'replica watches']]) {
+      const r = await run([...args, '--data-dir', nowhere]);
+      expect(r.code, args.join(' ')).toBe(2);
+      expect(r.stderr, args.join(' ')).toContain(`SEL_ERR_FILE_NOT_FOUND: no store at ${join(nowhere, 'selectivity.db')}`);
+      expect(existsSync(nowhere), args.join(' ')).toBe(false);
     }
   });
 

@@ -12,7 +12,7 @@ import { errors } from '../errors.js';
 import { inWindow } from '../profiles/profile.js';
 import { ProfileStore, type ProfileRecord } from '../profiles/store.js';
 import { writeFileDurable } from '../store/durable.js';
-import { openStore, STORE_FILE } from '../store/sqlite.js';
+import { openExistingStore, openStore, STORE_FILE } from '../store/sqlite.js';
 import { intOption, numberOption } from './options.js';
 import { profileStats } from '../profiles/effectiveness.js';
 
@@ -87,7 +87,8 @@ export async function profilesCommand(argv: string[]): Promise<number> {
   const commands = ['import', 'export', 'list', 'show', 'activate', 'retire', 'stats'];
   if (!commands.includes(sub)) throw errors.SEL_ERR_OPTION_INVALID(`unknown profiles command "${sub}"`, { field: 'command', expected: commands.join(', '), got: sub });
 
-  const db = openStore(join(dataDir, STORE_FILE));
+  // only an import may make the store: the other commands read (or change) what is there
+  const db = sub === 'import' ? openStore(join(dataDir, STORE_FILE)) : openExistingStore(dataDir);
   try {
     const store = new ProfileStore(db);
     const now = Date.now();

@@ -13,7 +13,7 @@ import { hsFitModel } from '../text/hs-fit.js';
 import { compileWatchLists, validateWatchLists } from '../text/watchlist.js';
 import { intOption } from './options.js';
 import { WatchListStore, type WatchListRecord } from '../text/store.js';
-import { openStore, STORE_FILE } from '../store/sqlite.js';
+import { openExistingStore, openStore, STORE_FILE } from '../store/sqlite.js';
 import { writeFileDurable } from '../store/durable.js';
 
 export const TEXT_HELP = `Usage:
@@ -77,8 +77,10 @@ export async function textCommand(argv: string[]): Promise<number> {
 }
 
 
-function withStore<T>(dataDir: string | undefined, fn: (store: WatchListStore) => T): T {
-  const db = openStore(join(resolve(dataDir ?? process.env.SELECTIVITY_DATA_DIR ?? 'data'), STORE_FILE));
+/** Runs fn on the data directory's watch lists; only an import (create) may make the store. */
+function withStore<T>(dataDir: string | undefined, fn: (store: WatchListStore) => T, create = false): T {
+  const dir = resolve(dataDir ?? process.env.SELECTIVITY_DATA_DIR ?? 'data');
+  const db = create ? openStore(join(dir, STORE_FILE)) : openExistingStore(dir);
   try {
     return fn(new WatchListStore(db));
   } finally {
@@ -127,5 +129,5 @@ function listsCommand(args: string[], values: { 'data-dir'?: string; by?: string
       default:
         throw errors.SEL_ERR_OPTION_INVALID(`unknown text lists command "${action ?? ''}"`, { field: 'command', expected: 'import, export, list, show, activate or retire', got: action });
     }
-  });
+  }, action === 'import');
 }

@@ -11,7 +11,8 @@
  * service holds in memory can be rebuilt from it.
  */
 import { makeDirs } from './durable.js';
-import { dirname } from 'node:path';
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import Database from 'better-sqlite3';
 import { errors, isSelectivityError } from '../errors.js';
 import { DECISION_ID_PART_BITS, fillIdFilters } from './id-filter.js';
@@ -217,6 +218,19 @@ export interface OpenStoreOptions {
  * Opens (creating if needed) the store at `path` and brings its schema up to
  * date. `upTo` stops at an older schema version: for tests of a migration.
  */
+/**
+ * Opens <dataDir>/selectivity.db for a command that reads what is in it, or
+ * changes what is there (list, show, export, stats, activate, retire): a
+ * missing store is SEL_ERR_FILE_NOT_FOUND, not a new empty one, so that a
+ * mistyped --data-dir does not answer "no profiles" with exit 0 and leave
+ * a new store behind. Commands that add to a store (imports) use openStore.
+ */
+export function openExistingStore(dataDir: string): Db {
+  const path = join(dataDir, STORE_FILE);
+  if (!existsSync(path)) throw errors.SEL_ERR_FILE_NOT_FOUND(`no store at ${path}`, { field: 'data-dir', expected: `a data directory holding ${STORE_FILE} (made by selectivity serve or an import)`, got: dataDir });
+  return openStore(path);
+}
+
 export function openStore(path: string, upTo = SCHEMA_VERSION, options: OpenStoreOptions = {}): Db {
   let db: Db;
   try {
