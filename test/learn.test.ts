@@ -509,6 +509,9 @@ describe('the compliance model', () => {
     const none = await trainModel(data, peers, {}, { ...options, minZ: 1e6 });
     expect(Object.values(none.coefficients).every((c) => c === 0)).toBe(true);
     await expect(trainModel(data, peers, {}, { ...options, minZ: -1 })).rejects.toMatchObject({ code: 'SEL_ERR_OPTION_INVALID', details: { field: 'minZ' } });
+    // the thresholds: each named for what is wrong with it (a yellow line above the default red one is yellowAt's fault)
+    await expect(trainModel(data, peers, {}, { ...options, yellowAt: 0.6 })).rejects.toMatchObject({ code: 'SEL_ERR_OPTION_INVALID', details: { field: 'yellowAt', got: 0.6 } });
+    await expect(trainModel(data, peers, {}, { ...options, redAt: 1 })).rejects.toMatchObject({ code: 'SEL_ERR_OPTION_INVALID', details: { field: 'redAt', got: 1 } });
     expect(learnOptions({ 'min-z': '0' }).minZ).toBe(0);
     expect(learnOptions({ 'min-z': '3.5' }).minZ).toBe(3.5);
     for (const bad of ['-1', 'abc', '']) expect(() => learnOptions({ 'min-z': bad })).toThrow(expect.objectContaining({ code: 'SEL_ERR_OPTION_INVALID', details: expect.objectContaining({ field: 'min-z' }) }));

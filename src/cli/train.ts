@@ -135,7 +135,7 @@ export async function trainCommand(argv: string[]): Promise<number> {
   if (values.json) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
   else {
     const lines = [
-      `trained on ${summary.rows.toLocaleString('en-US')} declarations (${summary.firstDate} – ${summary.lastDate}); non-compliance ${(100 * m.training.prior).toFixed(2)} % (recency-weighted); log-loss ${m.training.logLoss.toFixed(4)}; prior strength ${m.history.strength}${m.training.strengths ? ` (auto, of ${m.training.strengths.map((x) => x.strength).join(', ')})` : ''}${m.history.traderStrength !== undefined ? `, ${m.history.traderStrength} for the trader dimensions` : ''}`,
+      `trained on ${summary.rows.toLocaleString('en-US')} declarations (${summary.firstDate} – ${summary.lastDate}); non-compliance ${(100 * m.training.prior).toFixed(2)} %; log-loss ${m.training.logLoss.toFixed(4)}; prior strength ${m.history.strength}${m.training.strengths ? ` (auto, of ${m.training.strengths.map((x) => x.strength).join(', ')})` : ''}${m.history.traderStrength !== undefined ? `, ${m.history.traderStrength} for the trader dimensions` : ''}`,
       `thresholds: yellow ${m.settings.thresholds.yellow.toFixed(3)}, red ${m.settings.thresholds.red.toFixed(3)} (score scale; intercept ${m.intercept.toFixed(3)})`,
       `weights (${Object.values(m.coefficients).filter((v) => v !== 0).length} of ${Object.keys(m.coefficients).length} kept; a weight that fits negative or with z below ${m.training.minZ} is dropped, 0):`,
       ...Object.entries(m.coefficients).map(([k, v]) => `  ${k.padEnd(28)} ${v.toFixed(4)}${v !== 0 && m.training.z?.[k] !== undefined ? `  z ${m.training.z[k].toFixed(1)}` : ''}`),

@@ -292,7 +292,9 @@ export async function trainModel(data: TrainingData, peers: PeerTables, settings
   const minZ = options.minZ ?? DEFAULT_MIN_Z;
   if (!(typeof minZ === 'number' && minZ >= 0 && Number.isFinite(minZ))) bad('minZ', 'a number >= 0', minZ);
   const redAt = options.redAt ?? 0.5, yellowAt = options.yellowAt ?? 0.25;
-  if (!(yellowAt > 0 && yellowAt <= redAt && redAt < 1)) bad('redAt', '0 < yellowAt <= redAt < 1', [yellowAt, redAt]);
+  // each named for what is wrong with it (--yellow-at 0.6 alone is too high for the default --red-at 0.5)
+  if (!(redAt > 0 && redAt < 1)) bad('redAt', 'a probability in (0, 1) (--red-at)', redAt);
+  if (!(yellowAt > 0 && yellowAt <= redAt)) bad('yellowAt', `a probability in (0, ${redAt}]: at most redAt (--yellow-at at most --red-at, default 0.5)`, yellowAt);
   const settings: RulesetSettings = resolveSettings(settingsInput);
 
   // ---- rows in training order --------------------------------------------------
