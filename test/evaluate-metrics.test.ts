@@ -125,6 +125,12 @@ describe('topKMetrics, hand-computed', () => {
     expect(r.totalRevenue).toBe(7);
     expect(r.cuts[0].revenueCaptured).toBe(0);
     expect(r.cuts[1].revenueCaptured).toBe(7);
+    // a negative revenue (an expression such as customsValue * taxRate / 100 - 5000) counts as 0, as in training:
+    // it gave -5 % "revenue captured" at the top 1 %
+    const neg = run([3, 2, 1], [1, 1, 1], [-5000, 40, 60], [1 / 3, 1]);
+    expect(neg.totalRevenue).toBe(100);
+    expect(neg.cuts[0].revenueCaptured).toBe(0);
+    expect(neg.cuts[1].revenueShare).toBe(1);
   });
 
   it('handles an empty set', () => {

@@ -121,7 +121,7 @@ export function topKMetrics(
     size[lo] += 1;
     if (labels[i] !== 0) {
       const r = revenue[i];
-      const v = r - r === 0 ? r : 0; // finite, else 0
+      const v = r - r === 0 && r > 0 ? r : 0; // finite and positive, else 0 (as training counts it: revenue at stake is never negative)
       pos[lo] += 1;
       rev[lo] += v;
       positives += 1;
