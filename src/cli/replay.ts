@@ -19,7 +19,8 @@ the model learnt from the results known so far (selectivity train's path),
 its top --inspect % is inspected and so is the random control group, only
 their results become known, and the model is refitted before the next month.
 Reports per month the hit rate of targeted inspections, the control group's
-estimate of the non-compliance of untargeted traffic and the true rate.
+estimate of the non-compliance of the untargeted green traffic it is drawn
+from, and the true rates of that traffic and of all untargeted traffic.
 
 Options:
   --label <column>          non-compliance label column
@@ -37,9 +38,9 @@ export function formatReplay(r: ReplayReport): string {
   const lines = [
     `warm-up ${r.warmup.period}: ${r.warmup.declarations.toLocaleString('en-US')} declarations with known results; inspect ${pct(r.inspectionRate)} by score, control group ${pct(r.controlRate)}${r.learnFromControl ? ' (its results feed the model)' : ' (not learnt from)'}`,
     '',
-    '  month     declarations  known results  inspected  hit rate   control  control estimate  untargeted (true)  month rate',
-    ...r.periods.map((p) => `  ${p.period}  ${String(p.declarations).padStart(12)}  ${String(p.knownResults).padStart(13)}  ${String(p.inspected).padStart(9)}  ${pct(p.hitRate).padStart(8)}  ${String(p.control).padStart(8)}  ${pct(p.controlEstimate).padStart(16)}  ${pct(p.untargetedRate).padStart(17)}  ${pct(p.prevalence).padStart(10)}`),
-    `  all       ${String(r.total.declarations).padStart(12)}  ${''.padStart(13)}  ${String(r.total.inspected).padStart(9)}  ${pct(r.total.hitRate).padStart(8)}  ${String(r.total.control).padStart(8)}  ${pct(r.total.controlEstimate).padStart(16)}  ${pct(r.total.untargetedRate).padStart(17)}`,
+    '  month     declarations  known results  inspected  hit rate   control  control estimate  green untargeted (true)  all untargeted (true)  month rate',
+    ...r.periods.map((p) => `  ${p.period}  ${String(p.declarations).padStart(12)}  ${String(p.knownResults).padStart(13)}  ${String(p.inspected).padStart(9)}  ${pct(p.hitRate).padStart(8)}  ${String(p.control).padStart(8)}  ${pct(p.controlEstimate).padStart(16)}  ${pct(p.greenRate).padStart(23)}  ${pct(p.untargetedRate).padStart(21)}  ${pct(p.prevalence).padStart(10)}`),
+    `  all       ${String(r.total.declarations).padStart(12)}  ${''.padStart(13)}  ${String(r.total.inspected).padStart(9)}  ${pct(r.total.hitRate).padStart(8)}  ${String(r.total.control).padStart(8)}  ${pct(r.total.controlEstimate).padStart(16)}  ${pct(r.total.greenRate).padStart(23)}  ${pct(r.total.untargetedRate).padStart(21)}`,
   ];
   return lines.join('\n');
 }

@@ -15,6 +15,7 @@
  */
 import { createEngine } from '../engine.js';
 import { FLAG_CONTROL } from '../kernel/layout.js';
+import { CHANNELS } from '../model/channels.js';
 import type { ColumnarBatch } from '../model/columnar.js';
 import { formatIsoDate } from '../model/schema.js';
 import { DEFAULT_LEVELS, PeerTableBuilder } from '../peers/peer-groups.js';
@@ -45,10 +46,14 @@ export interface ReplayPeriod {
   hitRate: number;
   control: number;
   controlHits: number;
-  /** controlHits / control: estimate of the non-compliance of non-targeted traffic (null when no control row). */
+  /** controlHits / control: the control group's estimate of the non-compliance of the traffic it is drawn from, green traffic not targeted (null when no control row). */
   controlEstimate: number | null;
-  /** The true non-compliance of the non-targeted declarations (known offline). */
+  /** The true non-compliance of the non-targeted declarations of every channel (known offline). */
   untargetedRate: number;
+  /** Non-targeted declarations the control group is drawn from: green ones (the control group's own included). */
+  green: number;
+  /** Their true non-compliance (known offline): what controlEstimate estimates. */
+  greenRate: number;
   /** Non-compliance of the whole month. */
   prevalence: number;
 }
@@ -60,10 +65,12 @@ export interface ReplayReport {
   learnFromControl: boolean;
   periods: ReplayPeriod[];
   /** Over all replayed months. */
-  total: { declarations: number; inspected: number; hits: number; hitRate: number; control: number; controlHits: number; controlEstimate: number | null; untargetedRate: number };
+  total: { declarations: number; inspected: number; hits: number; hitRate: number; control: number; controlHits: number; controlEstimate: number | null; untargetedRate: number; green: number; greenRate: number };
 }
 
 const monthOf = (day: number): string => formatIsoDate(day).slice(0, 7);
+/** The kernel's code of the green channel (a result's channel is an index into CHANNELS). */
+const GREEN = CHANNELS.indexOf('green');
 
 /** Replays labelled batches (every row labelled) month by month. */
 export async function replay(batches: ColumnarBatch[], labels: Uint8Array[], options: ReplayOptions = {}): Promise<ReplayReport> {
@@ -84,19 +91,19 @@ export async function replay(batches: ColumnarBatch[], labels: Uint8Array[], opt
     const knownResults = known.reduce((s, k) => s + k.reduce((a, v) => a + v, 0), 0);
     const settings = { ...options.settings, ...model.settings, randomSelection: { rate: controlRate } };
     const engine = createEngine({ ruleset: createRuleset({ peers, settings, history: model.history }), threads: 0 });
-    const rows: { k: number; i: number; score: number; control: boolean }[] = [];
+    const rows: { k: number; i: number; score: number; control: boolean; green: boolean }[] = [];
     try {
       for (let k = 0; k < batches.length; k++) {
         if (!rowMonth[k].includes(p)) continue;
         const r = await engine.scoreBatch(batches[k]); // threads 0: the batch stays usable
-        for (let i = 0; i < batches[k].size; i++) if (rowMonth[k][i] === p) rows.push({ k, i, score: r.score[i], control: (r.flags[i] & FLAG_CONTROL) !== 0 });
+        for (let i = 0; i < batches[k].size; i++) if (rowMonth[k][i] === p) rows.push({ k, i, score: r.score[i], control: (r.flags[i] & FLAG_CONTROL) !== 0, green: r.channel[i] === GREEN || (r.flags[i] & FLAG_CONTROL) !== 0 });
       }
     } finally {
       await engine.close();
     }
     rows.sort((a, b) => b.score - a.score);
     const quota = Math.round(inspectionRate * rows.length);
-    let hits = 0, control = 0, controlHits = 0, untargeted = 0, untargetedHits = 0, positives = 0;
+    let hits = 0, control = 0, controlHits = 0, untargeted = 0, untargetedHits = 0, positives = 0, green = 0, greenHits = 0;
     rows.forEach((r, rank) => {
       const y = labels[r.k][r.i];
       positives += y;
@@ -107,6 +114,10 @@ export async function replay(batches: ColumnarBatch[], labels: Uint8Array[], opt
       }
       untargeted++;
       untargetedHits += y;
+      if (r.green) {
+        green++;
+        greenHits += y;
+      }
       if (r.control) {
         control++;
         controlHits += y;
@@ -116,7 +127,7 @@ export async function replay(batches: ColumnarBatch[], labels: Uint8Array[], opt
     const period: ReplayPeriod = {
       period: months[p], declarations: rows.length, knownResults, inspected: quota, hits, hitRate: quota ? hits / quota : 0,
       control, controlHits, controlEstimate: control ? controlHits / control : null,
-      untargetedRate: untargeted ? untargetedHits / untargeted : 0, prevalence: rows.length ? positives / rows.length : 0,
+      untargetedRate: untargeted ? untargetedHits / untargeted : 0, green, greenRate: green ? greenHits / green : 0, prevalence: rows.length ? positives / rows.length : 0,
     };
     periods.push(period);
     options.onPeriod?.(period);
@@ -131,6 +142,8 @@ export async function replay(batches: ColumnarBatch[], labels: Uint8Array[], opt
       declarations: sum((p) => p.declarations), inspected, hits, hitRate: inspected ? hits / inspected : 0, control, controlHits,
       controlEstimate: control ? controlHits / control : null,
       untargetedRate: untargeted ? sum((p) => p.untargetedRate * (p.declarations - p.inspected)) / untargeted : 0,
+      green: sum((p) => p.green),
+      greenRate: sum((p) => p.green) ? sum((p) => p.greenRate * p.green) / sum((p) => p.green) : 0,
     },
   };
 }
