@@ -779,3 +779,35 @@ describe('replay in date order', () => {
     expect(Math.abs(controlEstimate! - greenRate)).toBeLessThan(3 * Math.sqrt((greenRate * (1 - greenRate)) / control));
   }, 120_000);
 });
+
+describe('learning from the store: the misclassification signal', () => {
+  it('reads it from the logged MISCLASSIFICATION reasons (the log keeps no description), so a refit keeps a signal that carries risk', async () => {
+    const { openStore } = await import('../src/store/sqlite.js');
+    const { DecisionLog } = await import('../src/feedback/decision-log.js');
+    const { encodeLogRows } = await import('../src/feedback/log-rows.js');
+    const { FeedbackStore } = await import('../src/feedback/feedback.js');
+    const { trainingDataFromStore, modelFromStore } = await import('../src/learn/from-store.js');
+    const path = join(dir, 'mis-store', 'selectivity.db');
+    openStore(path).close();
+    const r = rng(31);
+    const decls = randomDeclarations(1200, 31).filter((d) => d.netMass > 0).map((d, i) => ({ ...d, id: `MS${i}` }));
+    // one in five descriptions fits its chapter poorly; those are non-compliant three times as often
+    const flagged = decls.map(() => r() < 0.2);
+    const version = 'bbbbbbbbbbbbbbbb';
+    const log = new DecisionLog({ storePath: path });
+    const mis: Reason = { code: 'MISCLASSIFICATION', declaredChapter: '85', fit: 0.01, bestHeading: '6109', contribution: 1.5 };
+    await log.append(encodeLogRows(decls.map((d, i) => ({ id: d.id, channel: 'green', score: 0, controlGroup: false, rulesetVersion: version, reasons: flagged[i] ? [mis] : [] })), decls, version));
+    await log.close();
+    const db = openStore(path);
+    try {
+      new FeedbackStore(db).record(decls.map((d, i) => ({ declarationId: d.id, date: '2026-11-24', channel: 'red', inspected: true, outcome: r() < (flagged[i] ? 0.45 : 0.15) ? 'discrepancy' : 'no-discrepancy' })), 'test');
+      const data = trainingDataFromStore(db);
+      expect(data.misclassified.reduce((s, m) => s + m.reduce((a, v) => a + v, 0), 0)).toBe(flagged.filter(Boolean).length);
+      const model = await modelFromStore(db, buildPeerTables([toBatch(decls).batch], ['hs6', 'hs4']), { minZ: 0 }, 'feedback in the store');
+      // it used to be 0 for every refit from the store, so a retrain turned the live signal off
+      expect(model.settings.misclassification.weight).toBeGreaterThan(0.5);
+    } finally {
+      db.close();
+    }
+  }, 60_000);
+});

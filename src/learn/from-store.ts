@@ -15,33 +15,38 @@ import type { PeerTables } from '../peers/peer-groups.js';
 import { trainModel, type TrainedModel, type TrainingData, type TrainOptions } from './train.js';
 
 /** The inspected declarations with current feedback, each joined to the decision the feedback answers; in order of declaration date, then decision. */
-export function trainingDataFromStore(db: Db, batchSize = 8192): TrainingData & { rows: number; positives: number; feedbackSeq: number } {
+export function trainingDataFromStore(db: Db, batchSize = 8192): TrainingData & { misclassified: Uint8Array[]; rows: number; positives: number; feedbackSeq: number } {
   const log = new DecisionLogReader(db);
   // the newest result before the read: what arrives meanwhile may be learnt from too, and still counts as new
   const feedbackSeq = newestFeedbackSeq(db);
   // in decision order, so that the decisions of one chunk are read together
   const joined = db.prepare('SELECT decision_seq, outcome FROM feedback WHERE current = 1 AND inspected = 1 ORDER BY decision_seq').all() as { decision_seq: number; outcome: string }[];
-  const rows: { seq: number; d: Declaration; y: number }[] = [];
+  const rows: { seq: number; d: Declaration; y: number; mis: number }[] = [];
   for (const f of joined) {
     const logged = log.at(f.decision_seq);
     if (!logged) continue; // the decision was deleted from the log (retention): nothing to learn from
-    rows.push({ seq: f.decision_seq, d: { id: logged.declarationId, ...logged.declaration }, y: f.outcome === 'discrepancy' || f.outcome === 'seizure' ? 1 : 0 });
+    // the log keeps no description, but it keeps what the text signal found: a MISCLASSIFICATION reason
+    const mis = logged.reasons.some((r) => r.code === 'MISCLASSIFICATION') ? 1 : 0;
+    rows.push({ seq: f.decision_seq, d: { id: logged.declarationId, ...logged.declaration }, y: f.outcome === 'discrepancy' || f.outcome === 'seizure' ? 1 : 0, mis });
   }
   rows.sort((a, b) => (a.d.date < b.d.date ? -1 : a.d.date > b.d.date ? 1 : a.seq - b.seq));
-  const data: TrainingData = { batches: [], labels: [] };
+  const data: TrainingData & { misclassified: Uint8Array[] } = { batches: [], labels: [], misclassified: [] };
   let b = new BatchBuilder(batchSize);
-  let labels: number[] = [];
+  let labels: number[] = [], flags: number[] = [];
   let n = 0, positives = 0;
   const flush = () => {
     if (b.length === 0) return;
     data.batches.push(b.finish().batch);
     data.labels.push(Uint8Array.from(labels));
+    data.misclassified.push(Uint8Array.from(flags));
     b = new BatchBuilder(batchSize);
     labels = [];
+    flags = [];
   };
-  for (const { d, y } of rows) {
+  for (const { d, y, mis } of rows) {
     b.push(d);
     labels.push(y);
+    flags.push(mis);
     n++;
     positives += y;
     if (b.full) flush();

@@ -97,6 +97,13 @@ export interface TrainingData {
   keep?: (Uint8Array | undefined)[];
   /** Per batch, per row: the revenue at stake (absent: customsValue × taxRate / 100, 0 where either is missing). */
   revenue?: (Float64Array | undefined)[];
+  /**
+   * Per batch, per row: 1 when the description fits its declared chapter
+   * poorly, as found when the row was scored (the decision log keeps the
+   * MISCLASSIFICATION reason, not the description). Given, it is the
+   * misclassification feature instead of the rows' own descriptions.
+   */
+  misclassified?: Uint8Array[];
 }
 
 export interface TrainedModel {
@@ -395,7 +402,7 @@ export async function trainModel(data: TrainingData, peers: PeerTables, settings
           X[at * F + NF + f] = Math.min(Math.max(z - settings.zThreshold, 0), settings.zCap);
         }
         const sig = result.text?.signals[result.text.row[i]];
-        if (sig?.misclassified) { X[at * F + 2 * NF] = 1; hasText = true; }
+        if (data.misclassified ? data.misclassified[k][i] === 1 : sig?.misclassified) { X[at * F + 2 * NF] = 1; hasText = true; }
         at++;
       }
     }
