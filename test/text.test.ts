@@ -211,8 +211,15 @@ describe('watch lists in the store: CLI and HTTP', () => {
       expect(bare.statusCode, bare.body).toBe(200);
       expect(bare.json().changes.updated).toEqual(['DRG']);
       expect((await app.inject({ url: '/v1/watchlists/export', headers: h })).json().watchLists.map((w: { id: string }) => w.id)).toEqual(['DRG', 'IPR']);
+      const withDrg = engine.rulesetVersion;
       expect((await app.inject({ method: 'POST', url: '/v1/watchlists/DRG/retire', headers: h })).json().watchList.status).toBe('retired');
       expect(await keywords()).toEqual(['imitation@IPR']);
+      // a past decision's KEYWORD reasons are traced to the list versions of its ruleset, from the store
+      // (the record named only profiles, peers and settings: the two rulesets' records read alike)
+      const record = async (v: string) => (await app.inject({ url: `/v1/rulesets/${v}`, headers: h })).json();
+      expect((await record(withDrg)).watchLists).toEqual([{ id: 'DRG', version: 2 }, { id: 'IPR', version: 2 }]);
+      expect((await record(engine.rulesetVersion)).watchLists).toEqual([{ id: 'IPR', version: 2 }]);
+      expect((await app.inject({ url: '/v1/ruleset', headers: h })).json().watchLists).toEqual([{ id: 'IPR', version: 2 }]);
     } finally {
       await service.close();
     }

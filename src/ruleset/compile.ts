@@ -82,6 +82,8 @@ export interface CompiledMeta {
   history: HistoryTables | null;
   /** Where the tables' integer hash tables lie in the image's history section, or null without tables. */
   historyImage: CompiledHistory | null;
+  /** The keyword watch lists whose terms were compiled, in order, with their store version (when known). */
+  watchLists: { id: string; version?: number }[];
   /** Profiles in kernel order, with the store version that was compiled (when known). */
   profiles: { id: string; version?: number; channel?: Channel; weight: number; instructions?: string }[];
   sections: Record<'settings' | 'peerSlots' | 'stats' | 'levels' | 'rows' | 'weights' | 'channels' | 'numeric' | 'history', number>;
@@ -434,6 +436,7 @@ export function compileRuleset(ruleset: Ruleset): CompiledRuleset {
     keywordRows,
     history: ruleset.history ?? null,
     historyImage: history?.layout ?? null,
+    watchLists: ruleset.watchLists.map((w) => (w.version !== undefined ? { id: w.id, version: w.version } : { id: w.id })),
     profiles: profiles.map((p) => ({
       id: p.id,
       ...(p.version !== undefined ? { version: p.version } : {}),

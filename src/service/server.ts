@@ -592,6 +592,7 @@ export async function buildServer(options: ServiceOptions): Promise<FastifyInsta
       profiles: meta.profiles.length,
       profileIds: meta.profiles.map((p) => p.id),
       profileVersions: Object.fromEntries(meta.profiles.map((p) => [p.id, p.version ?? null])),
+      watchLists: meta.watchLists.map((w) => ({ id: w.id, version: w.version ?? null })),
       peerLevels: meta.levels.map((l) => l.name),
       peers: source.peersInfo?.version ?? null,
       settings: meta.settings,
@@ -603,7 +604,7 @@ export async function buildServer(options: ServiceOptions): Promise<FastifyInsta
     config: { access: 'read' },
     schema: {
       tags: ['ruleset'],
-      summary: 'What made a ruleset version (as named by decisions): the profile versions, the peer snapshot and the settings; kept in the store for every ruleset this service installed.',
+      summary: 'What made a ruleset version (as named by decisions): the profile versions, the watch-list versions, the peer snapshot and the settings; kept in the store for every ruleset this service installed (watchLists null for one recorded before store migration 10).',
       params: { type: 'object', required: ['version'], properties: { version: { type: 'string', pattern: '^[0-9a-f]{16}$' } } },
       response: { 200: { type: 'object', additionalProperties: true }, '4xx': errorSchema },
     },
@@ -613,7 +614,7 @@ export async function buildServer(options: ServiceOptions): Promise<FastifyInsta
     if (!r) throw errors.SEL_ERR_NOT_FOUND(`no ruleset ${version} was installed by this service`, { field: 'version', expected: 'a version named by a decision', got: version });
     return r;
   });
-  app.get('/v1/ruleset', { config: { access: 'read' }, schema: { tags: ['ruleset'], summary: 'The active ruleset: version, profiles, peer levels, settings.', response: { 200: rulesetSchema } } }, async () => rulesetInfo());
+  app.get('/v1/ruleset', { config: { access: 'read' }, schema: { tags: ['ruleset'], summary: 'The active ruleset: version, profiles, watch lists, peer levels, settings.', response: { 200: rulesetSchema } } }, async () => rulesetInfo());
   app.post('/v1/ruleset/reload', { config: { access: 'admin' }, schema: { tags: ['ruleset'], summary: 'Re-read the profiles and peer-table files and swap the ruleset in without a restart. If either file is invalid, the active ruleset stays.', response: { 200: rulesetSchema, '4xx': errorSchema } } }, async () => {
     await source.swap(await source.load());
     return rulesetInfo();

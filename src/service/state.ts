@@ -386,14 +386,16 @@ export class RulesetSource {
   }
 
   private recordRuleset(meta: CompiledMeta): void {
-    this.db.prepare('INSERT OR IGNORE INTO rulesets (version, installed_at, peers, profiles, settings) VALUES (?, ?, ?, ?, ?)')
-      .run(meta.version, new Date(this.now()).toISOString(), this.peers?.info?.version ?? null, JSON.stringify(meta.profiles.map((p) => ({ id: p.id, version: p.version ?? null }))), JSON.stringify(meta.settings));
+    this.db.prepare('INSERT OR IGNORE INTO rulesets (version, installed_at, peers, profiles, settings, watch_lists) VALUES (?, ?, ?, ?, ?, ?)')
+      .run(meta.version, new Date(this.now()).toISOString(), this.peers?.info?.version ?? null, JSON.stringify(meta.profiles.map((p) => ({ id: p.id, version: p.version ?? null }))), JSON.stringify(meta.settings),
+        JSON.stringify(meta.watchLists.map((w) => ({ id: w.id, version: w.version ?? null }))));
   }
 
   /** What made a ruleset version (undefined when this store never installed it). */
-  rulesetRecord(version: string): { version: string; installedAt: string; peers: string | null; profiles: { id: string; version: number | null }[]; settings: unknown } | undefined {
-    const r = this.db.prepare('SELECT * FROM rulesets WHERE version = ?').get(version) as { version: string; installed_at: string; peers: string | null; profiles: string; settings: string } | undefined;
-    return r && { version: r.version, installedAt: r.installed_at, peers: r.peers, profiles: JSON.parse(r.profiles), settings: JSON.parse(r.settings) };
+  rulesetRecord(version: string): { version: string; installedAt: string; peers: string | null; profiles: { id: string; version: number | null }[]; watchLists: { id: string; version: number | null }[] | null; settings: unknown } | undefined {
+    const r = this.db.prepare('SELECT * FROM rulesets WHERE version = ?').get(version) as { version: string; installed_at: string; peers: string | null; profiles: string; settings: string; watch_lists: string | null } | undefined;
+    // watchLists: null for a ruleset recorded before they were (store migration 10)
+    return r && { version: r.version, installedAt: r.installed_at, peers: r.peers, profiles: JSON.parse(r.profiles), watchLists: r.watch_lists === null ? null : JSON.parse(r.watch_lists), settings: JSON.parse(r.settings) };
   }
 
   /** Waits for a retrain in flight (its model is written and kept) and stops the retrain worker. */

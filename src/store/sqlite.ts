@@ -198,6 +198,8 @@ const MIGRATIONS: (string | ((db: Db) => void))[] = [
      )`);
     fillIdFilters(db);
   },
+  // 10: the watch lists (id, version) whose terms a ruleset compiled: a KEYWORD reason is traced to a list version
+  `ALTER TABLE rulesets ADD COLUMN watch_lists TEXT;`,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;
