@@ -563,6 +563,34 @@ describe('the compliance model', () => {
     expect(() => learnOptions({ strength: 'often' })).toThrow(expect.objectContaining({ code: 'SEL_ERR_OPTION_INVALID' }));
   }, 60_000);
 
+  it('says when a candidate\'s counts are recency-weighted (trader dimensions), instead of calling them declarations', async () => {
+    const r = rng(71);
+    // 100 importers of 30 declarations each, spread over a year; one in ten importers non-compliant 70 % of the time
+    const decls = randomDeclarations(3000, 72).map((d, i) => ({ ...d, importer: `IMP${i % 100}`, date: `2025-${String(1 + (i % 12)).padStart(2, '0')}-15` }));
+    const { batch } = toBatch(decls);
+    const peers = buildPeerTables([batch], ['hs6', 'hs4']);
+    const labels = Uint8Array.from(decls, (d) => (r() < (Number(d.importer.slice(3)) % 10 === 0 ? 0.7 : 0.05) ? 1 : 0));
+    const data = { batches: [batch], labels: [labels] };
+    for (const halfLifeDays of [90, 0]) {
+      const m = await trainModel(data, peers, {}, { dimensions: ['origin', 'importer'], halfLifeDays, threads: 0, minZ: 0 });
+      const cands = candidateProfiles(m, { minSupport: 1, minLift: 1.5 });
+      const importer = cands.find((c) => c.evidence.dimension === 'importer')!;
+      const declared = decls.filter((d) => d.importer === importer.evidence.value).length;
+      expect(declared).toBe(30);
+      if (halfLifeDays > 0) {
+        expect(importer.evidence.recencyWeighted).toBe(true);
+        expect(importer.evidence.support).toBeLessThan(declared / 2); // a year of declarations, a half-life of 90 days
+        expect(importer.profile.description).toMatch(/of [\d.]+ recency-weighted declarations \(one 90 days older counts half\)/);
+      } else {
+        expect(importer.evidence).not.toHaveProperty('recencyWeighted');
+        expect(importer.evidence.support).toBe(declared);
+        expect(importer.profile.description).toMatch(/ of 30 declarations non-compliant/);
+      }
+      // the origin's counts are never weighted
+      for (const c of cands.filter((x) => x.evidence.dimension === 'origin')) expect(c.evidence).not.toHaveProperty('recencyWeighted');
+    }
+  }, 60_000);
+
   it('keeps the trader dimensions at a prior strength of at least 10 by default, whatever the strength of the others (auto included)', async () => {
     // importers of 1 to 6 declarations, each risky or not; origins as informative; both thin enough for the strength to matter
     const r = rng(61);

@@ -489,7 +489,12 @@ export function modelRuleset(raw: unknown): { settings: TrainedModel['settings']
 export interface CandidateProfile {
   profile: { id: string; title: string; description: string; riskArea: 'revenue'; weight: number; conditions: Record<string, unknown> };
   /** revenue: of the value's non-compliant declarations; revenueAtRisk: per declaration with the value, smoothed (both absent when the model holds no revenue). */
-  evidence: { dimension: string; value: string; support: number; nonCompliant: number; hitRate: number; lift: number; revenue?: number; revenueAtRisk?: number };
+  /**
+   * support and nonCompliant are the table's counts: for a dimension of the
+   * importer or declarant (recencyWeighted), recency-weighted sums (a
+   * declaration halfLifeDays older counts half), not declarations.
+   */
+  evidence: { dimension: string; value: string; support: number; nonCompliant: number; hitRate: number; lift: number; recencyWeighted?: boolean; revenue?: number; revenueAtRisk?: number };
 }
 
 /**
@@ -506,6 +511,11 @@ export function candidateProfiles(model: TrainedModel, options: { top?: number; 
   for (const d of t.dimensions) {
     const parts = parseDimension(d.name);
     const lift = lifts(t, d);
+    // the trader dimensions' counts are recency-weighted (as training builds them): said so, not called declarations
+    const weighted = t.halfLifeDays > 0 && parts.some((p) => p.field === 'importer' || p.field === 'declarant');
+    const counted = (k: number, n: number) => (weighted
+      ? `${k.toFixed(1)} of ${n.toFixed(1)} recency-weighted declarations (one ${t.halfLifeDays} days older counts half)`
+      : `${Math.round(k)} of ${Math.round(n)} declarations`);
     d.keys.forEach((key, i) => {
       const n = d.n[i], k = d.positives[i];
       if (n < minSupport) return;
@@ -530,10 +540,10 @@ export function candidateProfiles(model: TrainedModel, options: { top?: number; 
         bound,
         profile: {
           id, title: `${d.name} = ${values.join(' × ')}`,
-          description: `Proposed from history: ${Math.round(k)} of ${Math.round(n)} declarations non-compliant (${(100 * rate).toFixed(1)} %, ${ratio.toFixed(1)}× the overall ${(100 * t.prior).toFixed(1)} %).${money}`,
+          description: `Proposed from history: ${counted(k, n)} non-compliant (${(100 * rate).toFixed(1)} %, ${ratio.toFixed(1)}× the overall ${(100 * t.prior).toFixed(1)} %).${money}`,
           riskArea: 'revenue', weight: Math.round(Math.max(0.1, d.weight * lift[i]) * 100) / 100, conditions,
         },
-        evidence: { dimension: d.name, value: key, support: n, nonCompliant: k, hitRate: rate, lift: ratio, ...(atRisk === undefined ? {} : { revenue: d.revenue![i], revenueAtRisk: Math.round(atRisk * 100) / 100 }) },
+        evidence: { dimension: d.name, value: key, support: n, nonCompliant: k, hitRate: rate, lift: ratio, ...(weighted ? { recencyWeighted: true } : {}), ...(atRisk === undefined ? {} : { revenue: d.revenue![i], revenueAtRisk: Math.round(atRisk * 100) / 100 }) },
       });
     });
   }
