@@ -522,6 +522,11 @@ describe('selectivity generate', () => {
     await expectCliError(['--rows', '10', '--hs-codes', String(HS_CATALOGUE.length + 1), '--out', out], 'hs-codes');
     await expectCliError(['--rows', '10', '--format', 'xml', '--out', out], 'format');
     await expectCliError(['--rows', '10', '--start-date', '2025-13-01', '--out', out], 'start-date');
+    // a span past 9999-12-31 (the file held +010000-01-01, which no reader takes); up to it is fine
+    await expectCliError(['--rows', '10', '--start-date', '9999-12-01', '--out', out], 'start-date');
+    await expectCliError(['--rows', '10', '--start-date', '9999-12-01', '--days', '32', '--out', out], 'days');
+    expect(await generateCommand(['--rows', '40', '--start-date', '9999-12-01', '--days', '31', '--out', out], silentIO().io)).toBe(0);
+    expect(readFileSync(out, 'utf8').split('\n').slice(1, -1).every((l) => /,9999-12-(0[1-9]|[12]\d|3[01]),/.test(l))).toBe(true);
     await expectCliError(['--rows', '10', '--undervaluation-rate', '0.7', '--out', out], 'undervaluation-rate');
     await expectCliError(['--rows', '10'], 'out');
     await expectCliError(['--rows', '10', '--out', join(dir, 'no-such-dir', 'x.csv')], 'out');
