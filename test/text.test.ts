@@ -139,7 +139,10 @@ describe('HS fit', () => {
     expect(poor.bestHeadings[0].code).toBe('6109');
     const none = model.fit('8517', 'xyzzy');
     expect(none.knownTerms).toBe(0);
-    expect(none.chapter.fit).toBe(0);
+    // nothing known: no fit and no rank (it said fit 0 %, rank 1: a misclassification scoring never flags, as quickFit is NaN)
+    expect(none.chapter).toMatchObject({ code: '85', rank: null, fit: null });
+    expect(none.heading).toMatchObject({ code: '8517', rank: null, fit: null });
+    expect(Number.isNaN(model.quickFit('8517', 'xyzzy').chapterFit)).toBe(true);
     expect(() => model.fit('85A1', 'x')).toThrow(expect.objectContaining({ code: 'SEL_ERR_OPTION_INVALID', details: expect.objectContaining({ field: 'hs' }) }));
     expect(() => model.fit('77', 'x')).toThrow(expect.objectContaining({ code: 'SEL_ERR_OPTION_INVALID' })); // chapter 77 is reserved
   });

@@ -35,6 +35,8 @@ lists   the watch lists in <data-dir>/selectivity.db (default ./data), every
 `;
 
 const pct = (x: number) => `${(100 * x).toFixed(0)} %`;
+/** rank and fit of a level, or what it means that there are none (no word of the text known). */
+const placed = (l: { rank: number | null; fit: number | null }) => (l.fit === null ? 'no fit: no word of the text is in the nomenclature (scoring gives no misclassification signal)' : `rank ${l.rank}, fit ${pct(l.fit)}`);
 
 export async function textCommand(argv: string[]): Promise<number> {
   const [sub, ...rest] = argv;
@@ -57,8 +59,8 @@ export async function textCommand(argv: string[]): Promise<number> {
     const f = hsFitModel().fit(values.hs, text, values.top !== undefined ? intOption(values.top, 'top', 1, 50) : 3);
     const lines = [
       `"${f.description}" declared ${f.hs} (${f.knownTerms} of ${f.terms} terms known to the nomenclature)`,
-      `  chapter ${f.chapter.code}: similarity ${f.chapter.similarity.toFixed(3)}, rank ${f.chapter.rank}, fit ${pct(f.chapter.fit)}`,
-      f.heading ? `  heading ${f.heading.code}: similarity ${f.heading.similarity.toFixed(3)}, rank ${f.heading.rank}, fit ${pct(f.heading.fit)}` : '  heading: (declared code has 2 digits)',
+      `  chapter ${f.chapter.code}: similarity ${f.chapter.similarity.toFixed(3)}, ${placed(f.chapter)}`,
+      f.heading ? `  heading ${f.heading.code}: similarity ${f.heading.similarity.toFixed(3)}, ${placed(f.heading)}` : '  heading: (declared code has 2 digits)',
       'best-fitting headings:',
       ...f.bestHeadings.map((h) => `  ${h.code} ${h.similarity.toFixed(3)}  ${h.description}`),
       'best-fitting chapters:',

@@ -31,8 +31,9 @@ export interface HsFit {
   /** Stems the model knows, out of the description's. */
   knownTerms: number;
   terms: number;
-  chapter: { code: string; similarity: number; rank: number; fit: number };
-  heading: { code: string; similarity: number; rank: number; fit: number } | null;
+  /** rank and fit are null when no word of the description is known to the nomenclature: no fit, as scoring sees it (no misclassification signal). */
+  chapter: { code: string; similarity: number; rank: number | null; fit: number | null };
+  heading: { code: string; similarity: number; rank: number | null; fit: number | null } | null;
   bestChapters: HsCandidate[];
   bestHeadings: HsCandidate[];
 }
@@ -199,12 +200,13 @@ export class HsFitModel {
     const cs = this.chapters.similarities(bag);
     const bestChapters = top(this.chapters, cs, k);
     const cBest = bestChapters[0]?.similarity ?? 0;
-    const chapter = { code: this.chapters.codes[c], similarity: cs[c], rank: rankOf(cs, c), fit: cBest > 0 ? cs[c] / cBest : 0 };
+    // nothing known (every similarity 0): no fit and no rank, as scoring's quickFit (NaN) sees it, not "fit 0 %, rank 1"
+    const chapter = { code: this.chapters.codes[c], similarity: cs[c], rank: cBest > 0 ? rankOf(cs, c) : null, fit: cBest > 0 ? cs[c] / cBest : null };
     const hsc = this.headings.similarities(bag);
     const bestHeadings = top(this.headings, hsc, k);
     const hBest = bestHeadings[0]?.similarity ?? 0;
     const h = hs.length >= 4 ? this.headingIndex.get(hs.slice(0, 4)) : undefined;
-    const heading = h === undefined ? null : { code: this.headings.codes[h], similarity: hsc[h], rank: rankOf(hsc, h), fit: hBest > 0 ? hsc[h] / hBest : 0 };
+    const heading = h === undefined ? null : { code: this.headings.codes[h], similarity: hsc[h], rank: hBest > 0 ? rankOf(hsc, h) : null, fit: hBest > 0 ? hsc[h] / hBest : null };
     return { hs, description, knownTerms: known, terms, chapter, heading, bestChapters, bestHeadings };
   }
 }
