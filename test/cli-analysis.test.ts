@@ -87,6 +87,13 @@ describe('selectivity study', () => {
     expect(html).toContain(report.top[0].id);
     expect(html).not.toMatch(/src="https?:/);
     expect((await run(['study', join(dir, 'new.csv'), '--peers', join(dir, 'p.msgpack'), '--out', join(dir, 'r.xlsx')])).stderr).toContain('SEL_ERR_OPTION_INVALID');
+    // bad options are refused before the file is read (a missing file is not reached), named as typed
+    for (const [args, field] of [[['--rank-by', 'bogus'], 'rank-by'], [['--direction', 'sideways'], 'direction'], [['--top', '0'], 'top'], [['--z-threshold', '-1'], 'z-threshold']] as const) {
+      const r = await run(['study', join(dir, 'no-such-file.csv'), ...args, '--out', join(dir, 'x.json')]);
+      expect(r.code, field).toBe(2);
+      expect(r.stderr, field).toContain('SEL_ERR_OPTION_INVALID');
+      expect(r.stderr, field).toContain(`"field":"${field}"`);
+    }
   });
 });
 

@@ -87,15 +87,19 @@ export async function studyCommand(argv: string[]): Promise<number> {
     group = { level: values.group.slice(0, at), key: values.group.slice(at + 1) };
   }
   const file = positionals[0];
-  const peers = values.peers ? loadPeers(values.peers) : await buildPeerSnapshotFromFile(file, { columns: values.columns });
+  // every option checked before the file is read (building the peers from a big file takes minutes), each named as typed
+  if (values['rank-by'] !== undefined && !(RANK_BY as readonly string[]).includes(values['rank-by'])) throw errors.SEL_ERR_OPTION_INVALID(`unknown --rank-by "${values['rank-by']}"`, { field: 'rank-by', expected: RANK_BY.join(' | '), got: values['rank-by'] });
+  if (values.direction !== undefined && !['under', 'over', 'both'].includes(values.direction)) throw errors.SEL_ERR_OPTION_INVALID(`unknown --direction "${values.direction}"`, { field: 'direction', expected: 'under | over | both', got: values.direction });
+  const top = values.top !== undefined ? intOption(values.top, 'top', 1, 100_000) : undefined;
   const settings: Record<string, unknown> = {};
   if (values['z-threshold'] !== undefined) settings.zThreshold = numberOption(values['z-threshold'], 'z-threshold', 0, 1000);
   if (values['min-group-size'] !== undefined) settings.minGroupSize = intOption(values['min-group-size'], 'min-group-size', 1);
+  const peers = values.peers ? loadPeers(values.peers) : await buildPeerSnapshotFromFile(file, { columns: values.columns });
   let total = 0;
   try { total = statSync(file).size; } catch { /* studyFile names the error */ }
   const bar = new Progress('study', total);
   const report = await studyFile(file, peers, {
-    top: values.top !== undefined ? intOption(values.top, 'top', 1, 100_000) : undefined,
+    top,
     rankBy: values['rank-by'] as RankBy | undefined,
     direction: values.direction as Direction | undefined,
     settings,
