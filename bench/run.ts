@@ -224,6 +224,44 @@ if (SUITES.has('4')) {
       ['the same tables, no HISTORY reason cited', fmt(rates[2]), `${ratios[2].toFixed(2)}x`],
     ]);
   }
+
+  // the same two rulesets in the worker pool, as suite 3 measures the spine: batches of 8,192 in
+  // flight on every worker, transferred in and out; the pool of each ruleset in turn, round by round
+  {
+    const BATCH = 8192;
+    const per = QUICK ? 16 : 48;
+    const source = batchesOf(scored.slice(ROWS), BATCH);
+    const threads = Math.min(2, availableParallelism());
+    // one pool at a time: with both pools alive their threads competed for the two cores, and the ratio
+    // swung from 0.3x to 2x between runs; each round starts each ruleset's pool, warms it, times it, closes it
+    const timed = async (rs: Ruleset): Promise<number> => {
+      const e = createEngine({ ruleset: rs, threads, maxQueue: per + 8 });
+      try {
+        await Promise.all(source.map((b) => e.scoreBatch(cloneBatch(b)))); // warm the workers
+        const work = Array.from({ length: per }, (_, i) => cloneBatch(source[i % source.length]));
+        const t0 = performance.now();
+        await Promise.all(work.map((b) => e.scoreBatch(b)));
+        return performance.now() - t0;
+      } finally {
+        await e.close();
+      }
+    };
+    const ms: number[][] = [[], []];
+    const ratios: number[] = [];
+    for (let r = 0; r < rounds; r++) {
+      const t = [await timed(plain), await timed(learnt)];
+      ms[0].push(t[0]); ms[1].push(t[1]); ratios.push(t[0] / t[1]);
+    }
+    const rates = ms.map((m) => (per * BATCH) / (median(m) / 1000));
+    out(`### 4c. The same, in the worker pool — batches of ${fmt(BATCH)}, ${threads} workers (as suite 3; medians of ${rounds} alternating rounds)`);
+    out();
+    out(`${per} batches in flight per round, transferred in and results transferred out; each worker maps the batch's dictionary values to the tables' ids and probes them, as in suite 4. One pool at a time: each round starts, warms, times and closes the spine's pool, then the other's.`);
+    out();
+    table(['ruleset', 'declarations/s', 'vs spine'], [
+      ['256 profiles (the spine, suite 3)', fmt(rates[0]), '1.00x'],
+      ['256 profiles + historical tables', fmt(rates[1]), `${median(ratios).toFixed(2)}x`],
+    ]);
+  }
 }
 
 // a quick or partial run is a check, not a record: the committed results stay as they are
