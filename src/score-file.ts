@@ -147,7 +147,9 @@ function passThroughNames(columns: readonly string[], taken: ReadonlySet<string>
   });
 }
 const NDJSON_FIELDS: ReadonlySet<string> = new Set(['id', 'channel', 'score', 'controlGroup', 'rulesetVersion', 'reasons']);
-const CSV_FIELDS: ReadonlySet<string> = new Set(['id', 'channel', 'score', 'control_group', 'ruleset_version', 'reasons']);
+/** The CSV output's own columns, before the pass-through ones. */
+const CSV_HEADER = ['id', 'channel', 'score', 'control_group', 'ruleset_version', 'reasons'] as const;
+const CSV_FIELDS: ReadonlySet<string> = new Set(CSV_HEADER);
 
 export type PeerBuildOptions = Pick<ScoreFileOptions, 'levels' | 'columns' | 'batchSize' | 'onProgress'> & { builder?: PeerTableBuilder };
 
@@ -233,7 +235,7 @@ export async function scoreFile(path: string, options: ScoreFileOptions = {}): P
     // a pass-through column named as a decision field (an input's earlier channel or score) comes out as input.<name>
     const names = passThroughNames(passCols, format === 'csv' ? CSV_FIELDS : NDJSON_FIELDS);
     if (format === 'csv' && !header) {
-      header = ['id', 'channel', 'score', 'control_group', 'ruleset_version', 'reasons', ...names];
+      header = [...CSV_HEADER, ...names];
       await out.write(header.map(csvCell).join(',') + '\n');
     }
     let text = '';
@@ -271,6 +273,8 @@ export async function scoreFile(path: string, options: ScoreFileOptions = {}): P
       const head = inFlight.shift()!;
       await emit(await head.result, head.ids, head.pass);
     }
+    // no valid row (a header-only file): a CSV of decisions still says what its columns are
+    if (out && format === 'csv' && !header) await out.write(`${CSV_HEADER.join(',')}\n`);
     // the run is complete: the outputs go in place (a failure above leaves earlier files as they were)
     await out?.commit();
     await errorsOut?.commit();

@@ -162,6 +162,11 @@ describe('selectivity score', () => {
     expect(rows).toHaveLength(12);
     expect(rows[0]).toBe('id,channel,score,control_group,ruleset_version,reasons,fraud');
     expect(rows.find((l) => l.startsWith('C10,'))).toMatch(/^C10,red,[\d.]+,0,[^,]+,.*DEVIATION:unitValue:under/);
+    // a file with a header and no row: the CSV still has its header (it was an empty file)
+    const headerOnly = join(dir, 'header-only.csv');
+    writeFileSync(headerOnly, `${HEADER}\n`);
+    expect((await run(['score', headerOnly, '--threads', '0', '--out', out])).code).toBe(0);
+    expect(readFileSync(out, 'utf8')).toBe('id,channel,score,control_group,ruleset_version,reasons\n');
   });
 
   it.each([
