@@ -5,12 +5,14 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { gzipSync } from 'node:zlib';
 import { afterAll, describe, expect, it } from 'vitest';
 import { openStore, STORE_FILE } from '../src/store/sqlite.js';
 import { profileStats } from '../src/profiles/effectiveness.js';
 import { DecisionLog } from '../src/feedback/decision-log.js';
 import { encodeLogRows } from '../src/feedback/log-rows.js';
 import { main } from '../src/cli/main.js';
+import { runCli } from './helpers.js';
 import type { Declaration } from '../src/model/schema.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'sel-cli-feedback-'));
@@ -95,5 +97,37 @@ describe('selectivity feedback (CLI)', () => {
     expect(report.rejected).toEqual([expect.objectContaining({ line: 1202, code: 'SEL_ERR_FEEDBACK_INVALID', message: expect.stringContaining('unterminated quoted field') })]);
     expect(code2).toBe(0);
     expect(JSON.parse(out[1]).accepted).toBe(1);
+  });
+
+  it('reads results.csv.gz and results.ndjson.gz as the files they hold; a .gz that is not gzip is SEL_ERR_FILE_FORMAT', async () => {
+    const dataDir = join(dir, 'gz');
+    const path = join(dataDir, STORE_FILE);
+    openStore(path).close();
+    const ids = ['G1', 'G2', 'G3'];
+    const log = new DecisionLog({ storePath: path });
+    await log.append(encodeLogRows(ids.map((id) => ({ id, channel: 'red', score: 5, controlGroup: false, rulesetVersion: 'aaaaaaaaaaaaaaaa', reasons: [] })), ids.map((id) => ({ ...MEAT, id })), 'aaaaaaaaaaaaaaaa'));
+    await log.close();
+    const csv = join(dir, 'results.csv.gz');
+    writeFileSync(csv, gzipSync('declarationId,date,channel,inspected,outcome\nG1,2026-11-24,red,true,discrepancy\nG2,2026-11-24,red,true,no-discrepancy\n'));
+    const nd = join(dir, 'results.ndjson.gz');
+    writeFileSync(nd, gzipSync(`${JSON.stringify({ declarationId: 'G3', date: '2026-11-24', channel: 'red', inspected: true, outcome: 'seizure' })}\n`));
+    const notGzip = join(dir, 'plain.csv.gz');
+    writeFileSync(notGzip, 'declarationId,date,channel,inspected,outcome\n');
+    const out: string[] = [];
+    const write = process.stdout.write.bind(process.stdout);
+    process.stdout.write = ((s: string) => { out.push(String(s)); return true; }) as typeof process.stdout.write;
+    let codes: number[];
+    try {
+      codes = [await main(['feedback', 'import', csv, '--data-dir', dataDir, '--json']), await main(['feedback', 'import', nd, '--data-dir', dataDir, '--json'])];
+    } finally {
+      process.stdout.write = write;
+    }
+    expect(codes).toEqual([0, 0]);
+    expect(JSON.parse(out[0]).accepted).toBe(2);
+    expect(JSON.parse(out[1]).accepted).toBe(1);
+    const bad = await runCli(['feedback', 'import', notGzip, '--data-dir', dataDir]);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain('SEL_ERR_FILE_FORMAT');
+    expect(bad.stderr).toContain('is not a whole gzip file');
   });
 });

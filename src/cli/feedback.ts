@@ -4,10 +4,12 @@
  * what is recorded for a declaration. Results join to the logged decisions
  * exactly as POST /v1/feedback does (src/feedback/feedback.ts).
  */
-import { createReadStream, existsSync, statSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { userInfo } from 'node:os';
 import { extname, join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
+import { Readable } from 'node:stream';
+import { gzipped, textChunks } from '../model/readers.js';
 import { parseArgs } from 'node:util';
 import { errors } from '../errors.js';
 import { CsvParser } from '../model/csv.js';
@@ -69,7 +71,7 @@ function cellValue(field: string, cell: string): unknown {
 
 /** Items of a file with their line numbers; a malformed line is an item of its own error. */
 async function* readItems(file: string): AsyncGenerator<{ line: number; item?: unknown; parseError?: string }> {
-  const ext = extname(file).toLowerCase();
+  const ext = extname(gzipped(file) ? file.slice(0, -3) : file).toLowerCase();
   if (ext === '.csv') {
     const parser = new CsvParser();
     let header: string[] | undefined;
@@ -88,8 +90,8 @@ async function* readItems(file: string): AsyncGenerator<{ line: number; item?: u
         yield { line: lines[k], item };
       }
     };
-    for await (const chunk of createReadStream(file, { encoding: 'utf8', highWaterMark: 1 << 20 })) {
-      const out = parser.push(chunk as string);
+    for await (const chunk of textChunks(file, 1 << 20, { bytesRead: 0 })) {
+      const out = parser.push(chunk);
       yield* rows(out, parser.lines);
     }
     // a quote left open at the end: the lines from it on are one bad line of their own, reported as such
@@ -103,9 +105,9 @@ async function* readItems(file: string): AsyncGenerator<{ line: number; item?: u
     yield* rows(last, parser.lines);
     return;
   }
-  if (ext !== '.ndjson' && ext !== '.jsonl') throw errors.SEL_ERR_FILE_FORMAT(`${file}: expected a .csv, .ndjson or .jsonl file`, { field: 'file', expected: '.csv | .ndjson | .jsonl', got: ext || file });
+  if (ext !== '.ndjson' && ext !== '.jsonl') throw errors.SEL_ERR_FILE_FORMAT(`${file}: expected a .csv, .ndjson or .jsonl file (or one of them gzipped: .csv.gz…)`, { field: 'file', expected: '.csv | .ndjson | .jsonl, each also .gz', got: ext || file });
   let line = 0;
-  for await (let text of createInterface({ input: createReadStream(file, { encoding: 'utf8' }), crlfDelay: Infinity })) {
+  for await (let text of createInterface({ input: Readable.from(textChunks(file, 1 << 20, { bytesRead: 0 })), crlfDelay: Infinity })) {
     line++;
     if (line === 1 && text.charCodeAt(0) === 0xfeff) text = text.slice(1); // a byte-order mark, as the other readers skip
     if (text.trim() === '') continue;

@@ -162,7 +162,7 @@ export function gzipped(path: string): boolean {
  * gzip, or is cut short, throws SEL_ERR_FILE_FORMAT after the text before
  * the fault.
  */
-async function* textChunks(path: string, chunkSize: number, counter: { bytesRead: number }): AsyncGenerator<string> {
+export async function* textChunks(path: string, chunkSize: number, counter: { bytesRead: number }): AsyncGenerator<string> {
   let fh;
   try {
     fh = await open(path, 'r');
