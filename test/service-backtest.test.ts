@@ -129,4 +129,16 @@ describe('back-test routes', () => {
       await again.close();
     }
   });
+
+  it('records a job as running when it starts, and one a stop interrupts as one a crash interrupts: when it started, and why it stopped', async () => {
+    const jobs = new BacktestJobs(jobsDir, historyDir(data), 0);
+    const job = jobs.submit(source.composeWith(randomProfiles(5, 21)), source.rebuild(), { names: ['x', 'active'] });
+    const onDisk = () => JSON.parse(readFileSync(join(jobsDir, `${job.id}.json`), 'utf8'));
+    expect(onDisk()).toMatchObject({ status: 'running', startedAt: job.startedAt });
+    expect(job.startedAt).not.toBeNull();
+    await jobs.close(); // as at SIGTERM
+    const stopped = { status: 'interrupted', startedAt: job.startedAt, error: { code: 'SEL_ERR_NOT_READY', message: 'the service stopped before this back-test finished; submit it again' } };
+    expect(job).toMatchObject(stopped);
+    expect(onDisk()).toMatchObject(stopped);
+  });
 });

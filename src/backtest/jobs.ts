@@ -41,6 +41,9 @@ export interface BacktestJob {
 
 const ID = /^bt-[0-9a-z]+-[0-9a-f]{8}$/;
 
+/** What an interrupted job says, whether the service stopped (SIGTERM) or died (a crash found at the next start). */
+const STOPPED = { code: 'SEL_ERR_NOT_READY', message: 'the service stopped before this back-test finished; submit it again' } as const;
+
 export class BacktestJobs {
   private readonly jobs = new Map<string, BacktestJob>();
   private readonly rulesets = new Map<string, [Ruleset, Ruleset]>();
@@ -58,7 +61,7 @@ export class BacktestJobs {
         if (job.status === 'queued' || job.status === 'running') {
           job.status = 'interrupted';
           job.finishedAt = new Date().toISOString();
-          job.error = { code: 'SEL_ERR_NOT_READY', message: 'the service stopped before this back-test finished; submit it again' };
+          job.error = STOPPED;
           this.persist(job);
         }
         this.jobs.set(job.id, job);
@@ -141,6 +144,8 @@ export class BacktestJobs {
     const abort = new AbortController();
     job.status = 'running';
     job.startedAt = new Date().toISOString();
+    // the running state on disk too: a job a crash cuts keeps when it started (its file said queued)
+    try { this.persist(job); } catch { /* the queued record stays; a restart marks it interrupted all the same */ }
     const done = (async () => {
       try {
         const report = await runBacktest(this.historyDir, {
@@ -150,7 +155,7 @@ export class BacktestJobs {
         });
         this.end(job, 'done', report);
       } catch (e) {
-        if (abort.signal.aborted) this.end(job, this.closed ? 'interrupted' : 'cancelled');
+        if (abort.signal.aborted) this.end(job, this.closed ? 'interrupted' : 'cancelled', null, this.closed ? STOPPED : null);
         else if (isSelectivityError(e)) this.end(job, 'failed', null, { code: e.code, message: e.message, details: e.details });
         else this.end(job, 'failed', null, { code: 'SEL_ERR_INTERNAL', message: (e as Error).message });
       } finally {
@@ -164,7 +169,7 @@ export class BacktestJobs {
   /** Stops: queued jobs and the running one are marked interrupted (their files say so after a restart). */
   async close(): Promise<void> {
     this.closed = true;
-    for (const id of this.queue.splice(0)) this.end(this.jobs.get(id)!, 'interrupted');
+    for (const id of this.queue.splice(0)) this.end(this.jobs.get(id)!, 'interrupted', null, STOPPED);
     if (this.running) {
       this.running.abort.abort();
       await this.running.done;
