@@ -6,7 +6,7 @@
  */
 import { realpathSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { AtomicOutput } from './store/atomic-output.js';
+import { AtomicOutput, drained } from './store/atomic-output.js';
 import { errors } from './errors.js';
 import { createEngine } from './engine.js';
 import { channelCounts, decisionAt, emptyCounts, type Decision, type Reason } from './decisions.js';
@@ -118,10 +118,7 @@ function streamSink(stream: NodeJS.WritableStream): Sink {
     async write(text) {
       check();
       if (!stream.write(text)) {
-        await new Promise<void>((resolve) => {
-          const go = () => { stream.off('drain', go); stream.off('error', go); stream.off('close', go); resolve(); };
-          stream.on('drain', go).on('error', go).on('close', go);
-        });
+        await drained(stream);
         check();
       }
     },

@@ -13,9 +13,9 @@ import { gzipped, textChunks } from '../model/readers.js';
 import { parseArgs } from 'node:util';
 import { errors } from '../errors.js';
 import { CsvParser } from '../model/csv.js';
-import { parseIsoDate } from '../model/schema.js';
+import { parseInstant } from '../model/schema.js';
 import { FEEDBACK_FIELDS, FeedbackStore, type FeedbackCounts } from '../feedback/feedback.js';
-import { openStore, STORE_FILE } from '../store/sqlite.js';
+import { openExistingStore, openStore, STORE_FILE } from '../store/sqlite.js';
 import { pruneDecisionLog } from '../feedback/prune.js';
 import { targetingReport, type ExaminedGroup, type ReportBreakdown } from '../feedback/report.js';
 
@@ -198,9 +198,7 @@ export async function feedbackCommand(argv: string[]): Promise<number> {
 /** `feedback report`: targeting performance and the control group (src/feedback/report.ts). */
 function report(dataDir: string, values: { json?: boolean; from?: string; to?: string; per?: string }, positionals: string[]): number {
   if (positionals.length > 0) throw errors.SEL_ERR_OPTION_INVALID('feedback report takes no arguments, only options', { field: 'command', expected: 'feedback report [--from <date>] [--to <date>]', got: positionals });
-  const path = join(dataDir, STORE_FILE);
-  if (!existsSync(path)) throw errors.SEL_ERR_FILE_NOT_FOUND(`no store at ${path}`, { field: 'data-dir', expected: 'the data directory of a service that logged decisions', got: dataDir });
-  const db = openStore(path);
+  const db = openExistingStore(dataDir, 'the data directory of a service that logged decisions');
   try {
     const r = targetingReport(db, { from: values.from, to: values.to, per: values.per as ReportBreakdown | undefined });
     if (values.json) { process.stdout.write(`${JSON.stringify(r, null, 2)}\n`); return 0; }
@@ -238,13 +236,9 @@ function prune(dataDir: string, values: { json?: boolean; before?: string; 'dry-
   if (positionals.length > 0) throw errors.SEL_ERR_OPTION_INVALID('feedback prune takes no arguments, only options', { field: 'command', expected: 'feedback prune --before <date>', got: positionals });
   const text = values.before;
   if (text === undefined) throw errors.SEL_ERR_OPTION_INVALID('feedback prune needs --before <date>', { field: 'before', expected: 'a date (YYYY-MM-DD, UTC) or an ISO 8601 time' });
-  // the day checked as declarations' dates are (Date.parse takes 2026-02-30 for 2 March)
-  const day = parseIsoDate(text.slice(0, 10));
-  const before = text.length === 10 ? day * 86_400_000 : text[10] === 'T' && !Number.isNaN(day) ? Date.parse(text) : NaN;
+  const before = parseInstant(text);
   if (Number.isNaN(before)) throw errors.SEL_ERR_OPTION_INVALID(`--before ${text} is not a date`, { field: 'before', expected: 'a date (YYYY-MM-DD, UTC) or an ISO 8601 time', got: text });
-  const path = join(dataDir, STORE_FILE);
-  if (!existsSync(path)) throw errors.SEL_ERR_FILE_NOT_FOUND(`no store at ${path}`, { field: 'data-dir', expected: 'the data directory of a service that logged decisions', got: dataDir });
-  const db = openStore(path);
+  const db = openExistingStore(dataDir, 'the data directory of a service that logged decisions');
   try {
     const progress = !values.json && process.stderr.isTTY;
     const r = pruneDecisionLog(db, {

@@ -6,7 +6,7 @@ import { statSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { errors } from '../errors.js';
-import { formatIsoDate, parseIsoDate } from '../model/schema.js';
+import { formatIsoDate, LAST_DAY, parseIsoDate } from '../model/schema.js';
 import { HS_CATALOGUE } from '../generate/hs-catalogue.js';
 import { DEFAULT_FRAUD_RATES, SYNTHETIC_PARAMETERS, writeSynthetic, type SyntheticOptions } from '../generate/synthetic.js';
 
@@ -117,7 +117,7 @@ export async function generateCommand(argv: string[], io: GenerateIO = { stdout:
   if (startDate !== undefined && Number.isNaN(parseIsoDate(startDate))) bad('start-date', 'a date YYYY-MM-DD', values['start-date']);
   // the last date must be one a declaration can carry (up to 9999-12-31): past it the file held +010000-01-01, refused by every reader
   const first = parseIsoDate(startDate ?? SYNTHETIC_PARAMETERS.defaultStartDate), last = first + (days ?? SYNTHETIC_PARAMETERS.defaultDays) - 1;
-  if (last > parseIsoDate('9999-12-31')) bad(values.days !== undefined ? 'days' : 'start-date', `a span ending by 9999-12-31 (from ${formatIsoDate(first)}, at most ${parseIsoDate('9999-12-31') - first + 1} days)`, values.days !== undefined ? values.days : values['start-date']);
+  if (last > LAST_DAY) bad(values.days !== undefined ? 'days' : 'start-date', `a span ending by 9999-12-31 (from ${formatIsoDate(first)}, at most ${LAST_DAY - first + 1} days)`, values.days !== undefined ? values.days : values['start-date']);
   const fraudRate = {
     undervaluation: rate('undervaluation-rate', values['undervaluation-rate']),
     riskyPair: rate('risky-pair-rate', values['risky-pair-rate']),

@@ -1,6 +1,6 @@
 import { parseArgs } from 'node:util';
 import { errors } from '../errors.js';
-import { parseIsoDate } from '../model/schema.js';
+import { parseInstant } from '../model/schema.js';
 import { loadProfiles } from '../profiles/load.js';
 import { readJsonFile } from '../store/json-file.js';
 import { validateWatchLists } from '../text/watchlist.js';
@@ -97,8 +97,8 @@ export async function scoreCommand(argv: string[]): Promise<number> {
   let bar: Progress | undefined;
   let at: number | undefined;
   if (values.at !== undefined) {
-    at = /^\d{4}-\d{2}-\d{2}$/.test(values.at) ? parseIsoDate(values.at) * 86_400_000 : /^\d{4}-\d{2}-\d{2}T/.test(values.at) ? Date.parse(values.at) : NaN;
-    if (!Number.isFinite(at) || (values.at.length > 10 && Number.isNaN(parseIsoDate(values.at.slice(0, 10))))) {
+    at = parseInstant(values.at);
+    if (Number.isNaN(at)) {
       throw errors.SEL_ERR_OPTION_INVALID(`--at ${values.at} is not a date or an instant`, { field: 'at', expected: 'YYYY-MM-DD or an ISO 8601 instant (2026-11-23T08:00:00Z)', got: values.at });
     }
   }

@@ -14,7 +14,7 @@
  */
 import { errors } from '../errors.js';
 import { resolvePeriod } from '../model/period.js';
-import { formatIsoDate, parseIsoDate } from '../model/schema.js';
+import { formatIsoDate, parseIsoDate, LAST_DAY } from '../model/schema.js';
 import { CHANNELS, type Channel } from '../model/channels.js';
 import type { Db } from '../store/sqlite.js';
 import { DecisionLogReader } from './log-reader.js';
@@ -94,7 +94,7 @@ function periodStart(date: string, by: ReportBreakdown): string {
 const monday = (d: number): number => d - ((((d + 3) % 7) + 7) % 7);
 
 /** The day numbers of 0000-01-01 and 9999-12-31, the first and last days a date YYYY-MM-DD can name. */
-const FIRST_DAY = parseIsoDate('0000-01-01'), LAST_DAY = parseIsoDate('9999-12-31');
+const FIRST_DAY = parseIsoDate('0000-01-01');
 
 /** Most periods a broken-down report gives (27 years of days): more is refused, not computed. */
 export const MAX_REPORT_PERIODS = 10_000;

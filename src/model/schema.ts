@@ -106,6 +106,20 @@ function digitsAt(s: string, from: number, count: number): number {
   return n;
 }
 
+/** The last day a date may name (9999-12-31), in days since 1970-01-01. */
+export const LAST_DAY = parseIsoDate('9999-12-31');
+
+/**
+ * Milliseconds since the epoch of a command-line date or instant: YYYY-MM-DD
+ * (midnight UTC) or an ISO 8601 instant (YYYY-MM-DDThh:mm…); NaN otherwise.
+ * Its date is checked as declarations' dates are: Date.parse takes
+ * 2026-02-30 for 2 March.
+ */
+export function parseInstant(text: string): number {
+  const day = parseIsoDate(text.slice(0, 10));
+  return text.length === 10 ? day * 86_400_000 : text[10] === 'T' && !Number.isNaN(day) ? Date.parse(text) : NaN;
+}
+
 /**
  * Days since 1970-01-01 for a valid YYYY-MM-DD string, or NaN. Plain
  * arithmetic (days-from-civil), no Date object: the readers call it per row.

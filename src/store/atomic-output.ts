@@ -6,10 +6,9 @@
  * a shorter file that looks complete, and never truncates an earlier one.
  */
 import { createWriteStream, fsyncSync, openSync, renameSync, rmSync, type WriteStream } from 'node:fs';
-import { randomBytes } from 'node:crypto';
-import { basename, dirname, join } from 'node:path';
+import { dirname } from 'node:path';
 import { errors } from '../errors.js';
-import { fsyncDir } from './durable.js';
+import { fsyncDir, tempPathFor } from './durable.js';
 
 /** Outputs not yet committed or discarded: removed if a signal ends the process. */
 const pending = new Set<AtomicOutput>();
@@ -27,6 +26,19 @@ function watchSignals(on: boolean): void {
   }
 }
 
+/**
+ * Resolves once a stream whose write() returned false has room again, or
+ * has failed or closed (then it never drains): the caller checks which,
+ * from the error it keeps. events.once('drain') would reject on an error
+ * and hang on a close.
+ */
+export function drained(stream: NodeJS.WritableStream): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const go = () => { stream.off('drain', go); stream.off('error', go); stream.off('close', go); resolve(); };
+    stream.on('drain', go).on('error', go).on('close', go);
+  });
+}
+
 export class AtomicOutput {
   /** Where the bytes go until commit(). */
   readonly stream: WriteStream;
@@ -37,7 +49,7 @@ export class AtomicOutput {
 
   /** `option` names the command-line option the path came from, for the errors. */
   constructor(readonly path: string, readonly option: string) {
-    this.tmp = join(dirname(path), `.${basename(path)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
+    this.tmp = tempPathFor(path);
     try {
       this.fd = openSync(this.tmp, 'wx', 0o644);
     } catch (e) {
@@ -59,10 +71,7 @@ export class AtomicOutput {
   async write(text: string): Promise<void> {
     if (this.failure) this.failed(this.failure);
     if (!this.stream.write(text)) {
-      await new Promise<void>((resolve) => {
-        const go = () => { this.stream.off('drain', go); this.stream.off('error', go); this.stream.off('close', go); resolve(); };
-        this.stream.on('drain', go).on('error', go).on('close', go);
-      });
+      await drained(this.stream);
       if (this.failure) this.failed(this.failure);
     }
   }

@@ -57,11 +57,16 @@ export function fsyncDir(dir: string): void {
   }
 }
 
+/** A temporary file's path beside `path`, hidden and unique to this process: written, then renamed over `path`. */
+export function tempPathFor(path: string): string {
+  return join(dirname(path), `.${basename(path)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
+}
+
 /** Atomically replaces `path` with `data` and makes it durable before returning. */
 export function writeFileDurable(path: string, data: string | Uint8Array, options: DurableWriteOptions = {}): void {
   const dir = dirname(path);
   const mode = options.mode ?? 0o644;
-  const tmp = join(dir, `.${basename(path)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
+  const tmp = tempPathFor(path);
   try {
     makeDirs(dir);
     const fd = openSync(tmp, 'wx', mode);

@@ -227,9 +227,9 @@ export interface OpenStoreOptions {
  * mistyped --data-dir does not answer "no profiles" with exit 0 and leave
  * a new store behind. Commands that add to a store (imports) use openStore.
  */
-export function openExistingStore(dataDir: string): Db {
+export function openExistingStore(dataDir: string, expected = `a data directory holding ${STORE_FILE} (made by selectivity serve or an import)`): Db {
   const path = join(dataDir, STORE_FILE);
-  if (!existsSync(path)) throw errors.SEL_ERR_FILE_NOT_FOUND(`no store at ${path}`, { field: 'data-dir', expected: `a data directory holding ${STORE_FILE} (made by selectivity serve or an import)`, got: dataDir });
+  if (!existsSync(path)) throw errors.SEL_ERR_FILE_NOT_FOUND(`no store at ${path}`, { field: 'data-dir', expected, got: dataDir });
   return openStore(path);
 }
 
