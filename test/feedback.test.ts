@@ -7,7 +7,7 @@
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { pack } from 'msgpackr';
+import { pack, unpack } from 'msgpackr';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startService, type RunningService } from '../src/service/service.js';
 import { prepareDataDir, RulesetSource } from '../src/service/state.js';
@@ -24,7 +24,7 @@ import { STRENGTH_GRID } from '../src/learn/train.js';
 import { MAX_REPORT_PERIODS, targetingReport, targetingReportPaced, wilsonInterval } from '../src/feedback/report.js';
 import { pruneDecisionLog } from '../src/feedback/prune.js';
 import { CHANNELS } from '../src/model/channels.js';
-import { call, declarations, logRows, MEAT, tokensEnv } from './service-helpers.js';
+import { call, declarations, inProcessService, logRows, MEAT, TOKENS, tokensEnv, type InProcessService } from './service-helpers.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'sel-feedback-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -125,6 +125,72 @@ describe('feedback with the decision log off', () => {
     } finally {
       await service.close();
     }
+  });
+});
+
+describe('feedback bodies and answers (in process)', () => {
+  const auth = (role: keyof typeof TOKENS, type = 'application/json') => ({ authorization: `Bearer ${TOKENS[role]}`, 'content-type': type });
+  const result = (declarationId: string) => ({ declarationId, date: '2026-11-24', channel: 'green', inspected: false, outcome: 'no-discrepancy' });
+  let service: InProcessService;
+  beforeAll(async () => {
+    service = await inProcessService(join(dir, 'in-process'), { decisionLog: true });
+    const r = await service.app.inject({ method: 'POST', url: '/v1/score', headers: auth('port'), payload: JSON.stringify({ declarations: declarations(6, 3, 'Q') }) });
+    expect(r.statusCode).toBe(200);
+  });
+  afterAll(async () => { await service?.close(); });
+
+  it('a "__proto__" or "constructor" key is one rejected item (an unknown field), not a refused body', async () => {
+    // JSON.stringify cannot write a "__proto__" key: the body is written by hand
+    const body = `{"results":[${JSON.stringify(result('Q0'))},${JSON.stringify(result('Q1')).replace('{', '{"__proto__":{"polluted":1},')},${JSON.stringify(result('Q2')).replace('{', '{"constructor":{"prototype":{"polluted":1}},')}]}`;
+    const r = await service.app.inject({ method: 'POST', url: '/v1/feedback', headers: auth('port'), payload: body });
+    expect(r.statusCode).toBe(200);
+    const answer = r.json();
+    expect(answer.counts).toEqual({ recorded: 1, replaced: 0, duplicate: 0, rejected: 2 });
+    expect(answer.results[1].error).toMatchObject({ code: 'SEL_ERR_FEEDBACK_INVALID', details: { field: '__proto__' } });
+    expect(answer.results[2].error).toMatchObject({ code: 'SEL_ERR_FEEDBACK_INVALID', details: { field: 'constructor' } });
+    expect(({} as { polluted?: unknown }).polluted).toBeUndefined();
+    // and the good item was recorded
+    expect((await service.app.inject({ method: 'GET', url: '/v1/feedback?declarationId=Q0', headers: auth('port') })).json().feedback.outcome).toBe('no-discrepancy');
+  });
+
+  it('answers in MessagePack when Accept asks for it or the request was MessagePack; 406 before anything is recorded when nothing fits', async () => {
+    const asJson = await service.app.inject({ method: 'POST', url: '/v1/feedback', headers: auth('port'), payload: JSON.stringify({ results: [result('Q3')] }) });
+    expect(asJson.headers['content-type']).toMatch(/^application\/json/);
+    const cases: [Record<string, string>, string | Buffer][] = [
+      [{ ...auth('port'), accept: 'application/msgpack' }, JSON.stringify({ results: [result('Q3')] })],
+      [auth('port', 'application/msgpack'), Buffer.from(pack({ results: [result('Q3')] }))],
+      [{ ...auth('port', 'application/x-msgpack'), accept: '*/*' }, Buffer.from(pack({ results: [result('Q3')] }))],
+    ];
+    for (const [headers, payload] of cases) {
+      const r = await service.app.inject({ method: 'POST', url: '/v1/feedback', headers, payload });
+      expect(r.statusCode).toBe(200);
+      expect(r.headers['content-type']).toBe('application/msgpack');
+      // what the JSON answer says, the second time: a duplicate
+      const json = asJson.json();
+      expect(unpack(r.rawPayload)).toEqual({ ...json, counts: { ...json.counts, recorded: 0, duplicate: 1 }, results: [{ ...json.results[0], status: 'duplicate' }] });
+    }
+    // MessagePack in, JSON asked for
+    const back = await service.app.inject({ method: 'POST', url: '/v1/feedback', headers: { ...auth('port', 'application/msgpack'), accept: 'application/json' }, payload: Buffer.from(pack({ results: [result('Q3')] })) });
+    expect(back.headers['content-type']).toMatch(/^application\/json/);
+    expect(back.json().counts.duplicate).toBe(1);
+    // nothing fits: refused before the handler, so Q4 gets no result
+    const refused = await service.app.inject({ method: 'POST', url: '/v1/feedback', headers: { ...auth('port'), accept: 'text/html' }, payload: JSON.stringify({ results: [result('Q4')] }) });
+    expect(refused.statusCode).toBe(406);
+    expect(refused.json().error).toMatchObject({ code: 'SEL_ERR_NOT_ACCEPTABLE', details: { field: 'accept' } });
+    const shown = (await service.app.inject({ method: 'GET', url: '/v1/feedback?declarationId=Q4', headers: auth('port') })).json();
+    expect(shown.history).toEqual([]);
+    // an error answer follows Accept too
+    const bad = await service.app.inject({ method: 'POST', url: '/v1/feedback', headers: { ...auth('port'), accept: 'application/msgpack' }, payload: '{"results": 5}' });
+    expect(bad.statusCode).toBe(400);
+    expect((unpack(bad.rawPayload) as { error: { code: string } }).error.code).toBe('SEL_ERR_REQUEST_INVALID');
+  });
+
+  it('PUT /v1/ruleset/profiles answers as Accept asks', async () => {
+    const profiles = (await service.app.inject({ method: 'GET', url: '/v1/profiles/export', headers: auth('analyst') })).json().profiles;
+    const r = await service.app.inject({ method: 'PUT', url: '/v1/ruleset/profiles', headers: { ...auth('analyst'), accept: 'application/msgpack' }, payload: JSON.stringify({ profiles }) });
+    expect(r.statusCode).toBe(200);
+    expect(r.headers['content-type']).toBe('application/msgpack');
+    expect((unpack(r.rawPayload) as { version: string }).version).toBe(service.engine.rulesetVersion);
   });
 });
 

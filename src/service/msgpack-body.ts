@@ -1,14 +1,58 @@
 /**
- * MessagePack request bodies for the JSON-shaped routes (profile sets,
- * feedback): the media types, and one content-type parser that decodes a
- * body to plain objects or answers SEL_ERR_REQUEST_PARSE.
+ * MessagePack for the JSON-shaped routes (profile sets, feedback) as for the
+ * scoring routes: the media types, the choice of a reply's encoding from
+ * Accept, one content-type parser that decodes a body to plain objects or
+ * answers SEL_ERR_REQUEST_PARSE, and the reply encoded as Accept asks.
  */
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { Unpackr } from 'msgpackr';
 import { errors } from '../errors.js';
-import { msgpackStringsValid } from './fast-msgpack.js';
+import { encodeMsgpack, msgpackStringsValid } from './fast-msgpack.js';
+import type { WireFormat } from './wire.js';
 
 export const MSGPACK_TYPES = ['application/msgpack', 'application/x-msgpack'];
+
+/** A Buffer view of encoded bytes (no copy), for reply.send. */
+export function asBuffer(bytes: Uint8Array): Buffer {
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
+
+export function mediaType(header: string | undefined): string {
+  return (header ?? '').split(';')[0].trim().toLowerCase();
+}
+
+export function requestFormat(req: FastifyRequest): WireFormat {
+  return MSGPACK_TYPES.includes(mediaType(req.headers['content-type'])) ? 'msgpack' : 'json';
+}
+
+/**
+ * Picks the response encoding from Accept: the supported type with the
+ * highest q; a wildcard or no header answers in the request's own encoding.
+ */
+export function negotiate(accept: string | undefined, fallback: WireFormat, jsonTypes: readonly string[] = ['application/json']): WireFormat {
+  if (!accept || accept.trim() === '') return fallback;
+  let best: WireFormat | undefined;
+  let bestQ = 0;
+  for (const part of accept.split(',')) {
+    const [typeRaw, ...params] = part.split(';');
+    const type = typeRaw.trim().toLowerCase();
+    let q = 1;
+    for (const p of params) {
+      const [k, v] = p.split('=').map((s) => s.trim());
+      if (k === 'q') q = Number(v);
+    }
+    if (!(q > 0)) continue;
+    let f: WireFormat | undefined;
+    if (MSGPACK_TYPES.includes(type)) f = 'msgpack';
+    else if (jsonTypes.includes(type)) f = 'json';
+    else if (type === '*/*' || type === 'application/*') f = fallback;
+    if (f && q > bestQ) { best = f; bestQ = q; }
+  }
+  if (!best) {
+    throw errors.SEL_ERR_NOT_ACCEPTABLE(`cannot answer in any of: ${accept}`, { field: 'accept', expected: [...jsonTypes, ...MSGPACK_TYPES].join(', '), got: accept });
+  }
+  return best;
+}
 const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true });
 
 /**
@@ -45,9 +89,24 @@ export function unpackBody(bytes: Uint8Array, what = 'body', expected = 'Message
   return checkDecodedBody(value);
 }
 
-/** Lets the routes of `scope` take MessagePack bodies (decoded like JSON ones) up to bodyLimit bytes. */
+/**
+ * Lets the routes of `scope` take MessagePack bodies (decoded like JSON ones)
+ * up to bodyLimit bytes, and answer as Accept asks (negotiate; no Accept or a
+ * wildcard: the request's encoding), as the scoring routes do. The answer's
+ * encoding is chosen before the handler runs, so an Accept that nothing fits
+ * is 406 SEL_ERR_NOT_ACCEPTABLE with nothing changed. A MessagePack answer
+ * holds what the JSON one would (the route's response schema applies first).
+ */
 export function acceptMsgpackBodies(scope: FastifyInstance, bodyLimit: number): void {
   scope.addContentTypeParser(MSGPACK_TYPES, { parseAs: 'buffer', bodyLimit }, (_req, body, done) => {
     try { done(null, unpackBody(body as Buffer)); } catch (e) { done(e as Error); }
+  });
+  scope.addHook('preHandler', async (req, reply) => {
+    if (negotiate(req.headers.accept, requestFormat(req)) !== 'msgpack') return;
+    // a serializer may return bytes (Fastify sends a Buffer as it is); its type says string
+    reply.type('application/msgpack').serializer(((payload: { [key: string]: unknown }) => {
+      const json = reply.getSerializationFunction(String(reply.statusCode));
+      return asBuffer(encodeMsgpack(JSON.parse(json ? json(payload) : JSON.stringify(payload))));
+    }) as unknown as (payload: unknown) => string);
   });
 }

@@ -44,7 +44,9 @@ import { registerProfileRoutes } from './profile-routes.js';
 import { registerWatchListRoutes } from './watchlist-routes.js';
 import { registerFeedbackRoutes } from './feedback-routes.js';
 import { prepareBody } from './content-encoding.js';
-import { acceptMsgpackBodies, MSGPACK_TYPES } from './msgpack-body.js';
+import { acceptMsgpackBodies, asBuffer, mediaType, MSGPACK_TYPES, negotiate, requestFormat } from './msgpack-body.js';
+
+export { negotiate };
 import type { DecisionLog } from '../feedback/decision-log.js';
 import { msgpackValueEnd, type WireFormat, type WireReply } from './wire.js';
 
@@ -103,11 +105,6 @@ declare module 'fastify' {
 
 const NDJSON_TYPES = ['application/x-ndjson', 'application/ndjson', 'application/jsonl', 'application/json-seq'];
 
-/** A Buffer view of encoded bytes (no copy), for reply.send. */
-function asBuffer(bytes: Uint8Array): Buffer {
-  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-}
-
 /**
  * The Server-Timing header of a scoring answer (W3C Server Timing): `app`,
  * ms from the request's arrival to its answer being ready (body read,
@@ -119,42 +116,6 @@ export function serverTiming(appMs: number, kernelNs: number): string {
   return `app;dur=${appMs.toFixed(3)}, kernel;dur=${(kernelNs / 1e6).toFixed(3)}`;
 }
 
-function mediaType(header: string | undefined): string {
-  return (header ?? '').split(';')[0].trim().toLowerCase();
-}
-
-function requestFormat(req: FastifyRequest): WireFormat {
-  return MSGPACK_TYPES.includes(mediaType(req.headers['content-type'])) ? 'msgpack' : 'json';
-}
-
-/**
- * Picks the response encoding from Accept: the supported type with the
- * highest q; a wildcard or no header answers in the request's own encoding.
- */
-export function negotiate(accept: string | undefined, fallback: WireFormat, jsonTypes: readonly string[] = ['application/json']): WireFormat {
-  if (!accept || accept.trim() === '') return fallback;
-  let best: WireFormat | undefined;
-  let bestQ = 0;
-  for (const part of accept.split(',')) {
-    const [typeRaw, ...params] = part.split(';');
-    const type = typeRaw.trim().toLowerCase();
-    let q = 1;
-    for (const p of params) {
-      const [k, v] = p.split('=').map((s) => s.trim());
-      if (k === 'q') q = Number(v);
-    }
-    if (!(q > 0)) continue;
-    let f: WireFormat | undefined;
-    if (MSGPACK_TYPES.includes(type)) f = 'msgpack';
-    else if (jsonTypes.includes(type)) f = 'json';
-    else if (type === '*/*' || type === 'application/*') f = fallback;
-    if (f && q > bestQ) { best = f; bestQ = q; }
-  }
-  if (!best) {
-    throw errors.SEL_ERR_NOT_ACCEPTABLE(`cannot answer in any of: ${accept}`, { field: 'accept', expected: [...jsonTypes, ...MSGPACK_TYPES].join(', '), got: accept });
-  }
-  return best;
-}
 
 /**
  * A signal that aborts when the connection closes before the reply is
@@ -311,6 +272,13 @@ export async function buildServer(options: ServiceOptions): Promise<FastifyInsta
     // once close() began, the access hook answers SEL_ERR_NOT_READY (Fastify still adds Connection: close)
     return503OnClosing: false,
     routerOptions: { maxParamLength: MAX_PARAM_LENGTH },
+    // A "__proto__" or "constructor" key is parsed as JSON.parse parses it, an own key like any
+    // other, and refused by the route's validation as an unknown field, item by item: Fastify's
+    // default refused the whole body ("not valid JSON"), so one such key sank a feedback batch.
+    // Nothing copies a parsed body with assignment (validators read Object.keys), so no
+    // prototype is ever set from it.
+    onProtoPoisoning: 'ignore',
+    onConstructorPoisoning: 'ignore',
     frameworkErrors: (err, req, reply) => sendError(req, reply, toSelectivityError(err)),
     clientErrorHandler: (err, socket) => {
       if ((err as { code?: string }).code === 'ECONNRESET' || socket.destroyed) return;
