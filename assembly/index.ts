@@ -370,9 +370,10 @@ const H_TAX_SHIFT: usize = 20; // u32: 64 - log2(capacity)
 const H_TAX_COL: usize = 24; // u32: the taxRate column (f64 per row)
 const H_TAX_CODES: usize = 28; // u32: the tax codes to write (u32 per row; 0: no dimension reads the tax rate)
 const H_AEO_COL: usize = 32; // u32: the aeo codes (u32 per row; 0: no AEO reduction)
-const H_SLOTS_OUT: usize = 36; // u32: per combination then row, the slot where the row's probe stopped (u32) for the reasons
+const H_SLOTS_OUT: usize = 36; // u32: per combination then row, the slot where the row's probe stopped, for the reasons
 const H_AEO: usize = 40; // f64: the AEO reduction
-const H_LIST: usize = 48; // per column 8 B (u32 codes, u32 f64 table by code), then per combination 64 B:
+const H_SLOTS16: usize = 48; // u32: 1 when H_SLOTS_OUT's slots are u16 (every combination's table has at most 65,536 slots), 0: u32
+const H_LIST: usize = 56; // per column 8 B (u32 codes, u32 f64 table by code), then per combination 64 B:
 // u32 slots, u32 capacity - 1, u32 64 - log2(capacity), u32 parts (2 or 3) | NARROW, then per part
 // at 16 + 16j: u32 codes, u32 LUT (code → value id, -1: none), u64 stride
 /** Flag of a combination's parts word: 8-byte slots (u32 key, f32 value) instead of 16 (u64 key, f64 value). */
@@ -416,13 +417,16 @@ const COMBINATION_HOMES: usize = memory.data(<i32>HISTORY_BLOCK << 2, 16);
  * lift), home slot (key × GOLDEN) >> shift, linear probing (see
  * src/ruleset/compile.ts CompiledHistory).
  */
-function addCombinations(d: usize, b0: i32, bEnd: i32, extra: usize, found: usize): void {
+function addCombinations(d: usize, b0: i32, bEnd: i32, extra: usize, found: usize, slots16: bool): void {
   const partsWord = load<u32>(d + 12);
   const three = (partsWord & 0xff) == 3;
   const absent = partsWord & NARROW ? ABSENT_KEY32 : ABSENT_KEY;
   combinationKeys(d, three, absent, b0, bEnd);
-  if (partsWord & NARROW) probe<u32, f32>(d, b0, bEnd, extra, found);
-  else probe<u64, f64>(d, b0, bEnd, extra, found);
+  if (partsWord & NARROW) {
+    if (slots16) probe<u32, f32, u16>(d, b0, bEnd, extra, found);
+    else probe<u32, f32, u32>(d, b0, bEnd, extra, found);
+  } else if (slots16) probe<u64, f64, u16>(d, b0, bEnd, extra, found);
+  else probe<u64, f64, u32>(d, b0, bEnd, extra, found);
 }
 
 /** Per row of the block, its combination key (absent: a part not in the tables) and home slot, into COMBINATION_KEYS and COMBINATION_HOMES. */
@@ -455,10 +459,12 @@ function addCombinations(d: usize, b0: i32, bEnd: i32, extra: usize, found: usiz
 /**
  * The probes of a block's keys in one combination's table: K the key's type
  * (u64 in 16-byte slots, u32 in narrow 8-byte ones), V the value's (f64,
- * f32); all ones marks an empty slot.
+ * f32), S the type of the slot numbers written to `found` (u16 when every
+ * table has at most 65,536 slots: half the bytes the host copies out);
+ * all ones marks an empty slot.
  */
 // @ts-ignore: decorator
-@inline function probe<K, V>(d: usize, b0: i32, bEnd: i32, extra: usize, found: usize): void {
+@inline function probe<K, V, S>(d: usize, b0: i32, bEnd: i32, extra: usize, found: usize): void {
   const slots = <usize>load<u32>(d);
   const mask = load<u32>(d + 4);
   const SLOT_SHIFT: usize = sizeof<K>() == 8 ? 4 : 3;
@@ -483,7 +489,7 @@ function addCombinations(d: usize, b0: i32, bEnd: i32, extra: usize, found: usiz
     const at = extra + (<usize>i << 3);
     const cur = load<f64>(at);
     store<f64>(at, select<f64>(cur + <f64>load<V>(p + sizeof<K>()), cur, k == key));
-    store<u32>(found + (<usize>i << 2), s); // where the probe stopped: the entry's slot, or an empty one
+    store<S>(found + (<usize>i << alignof<S>()), <S>s); // where the probe stopped: the entry's slot, or an empty one
   }
 }
 
@@ -514,6 +520,8 @@ function historyPass(h: usize, n: i32, extra: usize): void {
   const aeoCol = <usize>load<u32>(h + H_AEO_COL);
   const aeo = load<f64>(h + H_AEO);
   const slotsOut = <usize>load<u32>(h + H_SLOTS_OUT);
+  const slots16 = load<u32>(h + H_SLOTS16) != 0;
+  const slotShift: usize = slots16 ? 1 : 2;
   const columns = h + H_LIST;
   const combinations = columns + (numColumns << 3);
   for (let b0 = 0; b0 < n; b0 += HISTORY_BLOCK) {
@@ -535,7 +543,7 @@ function historyPass(h: usize, n: i32, extra: usize): void {
         }
       }
     }
-    for (let k: usize = 0; k < numCombinations; k++) addCombinations(combinations + k * H_COMBINATION, b0, bEnd, extra, slotsOut + ((k * <usize>n) << 2));
+    for (let k: usize = 0; k < numCombinations; k++) addCombinations(combinations + k * H_COMBINATION, b0, bEnd, extra, slotsOut + ((k * <usize>n) << slotShift), slots16);
   }
 }
 

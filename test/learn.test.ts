@@ -67,6 +67,17 @@ function importerRuns(rows: number, seed: number, size: () => number, origin?: (
 
 describe('historical tables in the kernel', () => {
   const kernel = new Kernel();
+  /** The declarations scored by the kernel with the compiled ruleset, every score checked against the reference scorer's. */
+  const scoredAsReference = (compiled: ReturnType<typeof compileRuleset>, ruleset: ReturnType<typeof createRuleset>, decls: Declaration[]) => {
+    const { batch } = toBatch(decls);
+    kernel.loadRuleset(compiled);
+    const got = kernel.score(batch);
+    const want = referenceScore(ruleset, batch);
+    let off = 0;
+    for (let i = 0; i < decls.length; i++) if (Math.abs(got.score[i] - want.score[i]) > 1e-9 * Math.max(1, Math.abs(want.score[i]))) off++;
+    expect(off).toBe(0);
+    return got;
+  };
   it('partLuts gives every dictionary value its id in every part, batch after batch, also when its cache of values starts over', () => {
     const dims = ['hs2', 'hs4', 'hs6', 'hs10', 'origin', 'departure', 'importer', 'declarant', 'hs6×origin', 'importer×taxRate', 'office×transportMode'];
     const tables = tablesOf(randomDeclarations(400, 31), dims, 31);
@@ -183,6 +194,7 @@ describe('historical tables in the kernel', () => {
     // the entries behind the reasons, read from the slots the kernel found, are those a probe in JavaScript finds
     const h = got.history!;
     expect(h.slots?.length).toBe(index.combinations.length * rows);
+    expect(h.slots).toBeInstanceOf(Uint16Array); // every table of at most 65,536 slots
     let fromKernel = 0;
     for (const d of index.combinations) {
       const fromSlots = index.dimEntries(h, rows, d);
@@ -191,6 +203,37 @@ describe('historical tables in the kernel', () => {
       for (let i = 0; i < rows; i += 97) expect(fromSlots[i], `dimension ${d} row ${i}`).toBe(index.entry(h, i, d));
     }
     expect(fromKernel).toBeGreaterThan(100);
+  });
+
+  it('a table of more than 65,536 slots: the slots found come back as u32 (u16 otherwise), and give the entries a probe in JavaScript finds', () => {
+    // 50,000 importer × declarant keys: 2^17 slots (at most two thirds full); the small table beside it alone would give u16
+    const K = 50_000, r = rng(71);
+    const big = Array.from({ length: K }, (_, i) => `I${i}|D${i % 97}`);
+    const small = Array.from({ length: 300 }, (_, i) => `I${i}|S${i % 13}`);
+    const counts = (keys: string[]) => ({ keys, n: keys.map(() => 1 + Math.floor(r() * 50)), positives: keys.map(() => 0) });
+    const tables: HistoryTables = { prior: 0.2, strength: 5, halfLifeDays: 0, dimensions: [
+      { name: 'importer×declarant', weight: 0.9, ...counts(big) },
+      { name: 'importer×seller', weight: 0.6, ...counts(small) },
+    ] };
+    for (const d of tables.dimensions) d.positives = d.n.map((n) => Math.floor(r() * (n + 1)));
+    const peers = buildPeerTables([toBatch(randomDeclarations(100, 72)).batch], ['hs6']);
+    const ruleset = createRuleset({ peers, history: tables, settings: { randomSelection: { rate: 0 }, misclassification: { weight: 0 } } });
+    const compiled = compileRuleset(ruleset);
+    expect(compiled.meta.historyImage!.combinations.map((c) => c.capacity)).toEqual([131072, 512]);
+    const decls = randomDeclarations(5000, 73).map((d, i) => {
+      const a = Math.floor(r() * (i % 3 === 0 ? 300 : K)); // a third on the small table's importers
+      return { ...d, importer: `I${a}`, declarant: i % 4 === 3 ? 'nobody' : `D${a % 97}`, seller: `S${a % 13}` };
+    });
+    const got = scoredAsReference(compiled, ruleset, decls);
+    const h = got.history!;
+    expect(h.slots).toBeInstanceOf(Uint32Array);
+    expect(Math.max(...h.slots!)).toBeGreaterThan(65535); // slots past u16's range were found
+    const index = new HistoryIndex(tables);
+    for (const d of index.combinations) {
+      const fromSlots = index.dimEntries(h, decls.length, d);
+      expect(Array.from(fromSlots)).toEqual(Array.from(index.dimEntries({ ...h, slots: undefined }, decls.length, d)));
+      expect(fromSlots.filter((e) => e >= 0).length).toBeGreaterThan(1000);
+    }
   });
 
   it('a combination whose parts make more keys than a u32 holds gets wide slots (u64 key), the others narrow ones (u32 key, float32 value); both agree with the reference', () => {
@@ -216,20 +259,14 @@ describe('historical tables in the kernel', () => {
       const a = pick(), kind = i % 3;
       return { ...d, importer: `I${a}`, declarant: kind === 0 ? `D${a}` : kind === 1 ? `D${(a * 7) % K}` : `D${pick()}`, seller: kind === 2 ? 'nobody' : `S${a}` };
     });
-    const { batch } = toBatch(decls);
-    kernel.loadRuleset(compiled);
-    const got = kernel.score(batch);
-    const want = referenceScore(ruleset, batch);
-    let off = 0;
-    for (let i = 0; i < decls.length; i++) if (Math.abs(got.score[i] - want.score[i]) > 1e-9 * Math.max(1, Math.abs(want.score[i]))) off++;
-    expect(off).toBe(0);
+    const got = scoredAsReference(compiled, ruleset, decls);
     const found = index.combinations.map((d) => decls.filter((_, i) => index.entry(got.history!, i, d) >= 0).length);
     expect(found[0]).toBeGreaterThan(900);
     expect(found[1]).toBeGreaterThan(900);
     // the slots the kernel found, in either layout, give the entries a probe in JavaScript finds
     for (const d of index.combinations) expect(Array.from(index.dimEntries(got.history!, decls.length, d))).toEqual(decls.map((_, i) => index.entry(got.history!, i, d)));
     // the scores differ by each found entry's weight × lift, rounded to float32 as the tables hold it
-    const base = referenceScore(createRuleset({ peers, settings: { randomSelection: { rate: 0 }, misclassification: { weight: 0 } } }), batch);
+    const base = referenceScore(createRuleset({ peers, settings: { randomSelection: { rate: 0 }, misclassification: { weight: 0 } } }), toBatch(decls).batch);
     const l = tables.dimensions.map((d) => lifts(tables, d));
     for (const i of [0, 1, 2, 3, 4, 5]) {
       const e = index.combinations.map((d) => index.entry(got.history!, i, d));

@@ -263,9 +263,11 @@ export class Kernel {
       // column the summed contribution of each code, then the block the kernel reads
       const pPartLuts = hLuts ? hLuts.map((l) => alloc(l.length * 4)) : [];
       const pAdds = hx ? hx.singleColumns.map((c) => alloc(codeCount(hx, batch, c.column) * 8)) : [];
-      const pHistory = hx ? alloc(48 + 8 * hx.singleColumns.length + 64 * hx.combinations.length, 8) : 0;
+      const pHistory = hx ? alloc(56 + 8 * hx.singleColumns.length + 64 * hx.combinations.length, 8) : 0;
       // per combination then row, the slot where the kernel's probe stopped (BatchHistory.slots)
-      const pFound = hx && hx.combinations.length > 0 ? alloc(hx.combinations.length * n * 4) : 0;
+      // (u16 when every combination's table has at most 65,536 slots: half the bytes to copy out)
+      const slotBytes = hx && meta.historyImage!.combinations.every((c) => c.capacity <= 65536) ? 2 : 4;
+      const pFound = hx && hx.combinations.length > 0 ? alloc(hx.combinations.length * n * slotBytes) : 0;
       // combined keyword rows, placed a whole number of rows above the image's rows
       // so that the kernel addresses them by row index like any other
       const rowsAt = rs.base + meta.sections.rows;
@@ -295,7 +297,7 @@ export class Kernel {
         const e = pExtra >> 3;
         for (let i = 0; i < n; i++) f64[e + i] = signals[row[i]].extra;
       }
-      if (hx) this.historyBlock(hx, rs, meta, batch, hLuts!, pPartLuts, pAdds, pHistory, hColPtr, pAeo, pTax, textExtra, pFound);
+      if (hx) this.historyBlock(hx, rs, meta, batch, hLuts!, pPartLuts, pAdds, pHistory, hColPtr, pAeo, pTax, textExtra, pFound, slotBytes);
       if (keywordLut) keywordLut.rows.forEach((bits, k) => u32.set(bits, (rowsAt + (dynFirst + k) * rowBytes) >> 2));
 
       // ---- per-batch lookup tables (work per distinct value, not per row) ----
@@ -403,8 +405,9 @@ export class Kernel {
         continue;
       }
       const out = u8.buffer.slice(pOut, pOut + R.matchList + total * 2) as ArrayBuffer;
-      const found = pFound ? new Uint32Array(u8.buffer.slice(pFound, pFound + hx!.combinations.length * n * 4)) : undefined;
-      return resultViews(out, n, meta.version, kernelNs, text, hx?.batchHistory(batch, hLuts!, found));
+      const found = pFound ? u8.buffer.slice(pFound, pFound + hx!.combinations.length * n * slotBytes) : undefined;
+      const slots = found && (slotBytes === 2 ? new Uint16Array(found) : new Uint32Array(found));
+      return resultViews(out, n, meta.version, kernelNs, text, hx?.batchHistory(batch, hLuts!, slots));
     }
   }
 
@@ -416,7 +419,7 @@ export class Kernel {
    */
   private historyBlock(
     hx: HistoryIndex, rs: LoadedRuleset, meta: CompiledMeta, batch: ColumnarBatch, luts: Int32Array[], pPartLuts: number[], pAdds: number[],
-    pHistory: number, hColPtr: number[], pAeo: number, pTax: number, textExtra: boolean, pFound: number,
+    pHistory: number, hColPtr: number[], pAeo: number, pTax: number, textExtra: boolean, pFound: number, slotBytes: number,
   ): void {
     const { u32, f64 } = this;
     const layout = meta.historyImage!;
@@ -440,7 +443,7 @@ export class Kernel {
       f64.set(add, pAdds[k] >> 3);
     });
     const h = pHistory >> 2;
-    u32.fill(0, h, h + 12);
+    u32.fill(0, h, h + 14);
     u32[h] = textExtra ? 1 : 0;
     u32[h + 1] = hx.singleColumns.length;
     u32[h + 2] = hx.combinations.length;
@@ -454,7 +457,8 @@ export class Kernel {
     u32[h + 8] = pAeo;
     u32[h + 9] = pFound;
     f64[(pHistory + 40) >> 3] = hx.tables.aeoReduction ?? 0;
-    let w = h + 12;
+    u32[h + 12] = slotBytes === 2 ? 1 : 0;
+    let w = h + 14;
     hx.singleColumns.forEach((col, k) => { u32[w++] = columnPtr(col.column); u32[w++] = pAdds[k]; });
     hx.combinations.forEach((d, c) => {
       const dim = hx.dims[d];

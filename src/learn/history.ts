@@ -266,8 +266,9 @@ export interface BatchHistory {
    * row's probe stopped: its entry's, or an empty slot when the table has
    * none (a row with a part not in the tables probes a key no slot holds).
    * dimEntries reads the entries from it (slotEntries) instead of probing again.
+   * Uint16Array when every combination's table has at most 65,536 slots.
    */
-  slots?: Uint32Array;
+  slots?: Uint16Array | Uint32Array;
 }
 
 /**
@@ -574,7 +575,7 @@ export class HistoryIndex {
   }
 
   /** The batch's history record for its decisions: views of its columns, no copy, and the slots the kernel found (`slots`, see BatchHistory). */
-  batchHistory(batch: ColumnarBatch, partLut: Int32Array[], slots?: Uint32Array): BatchHistory {
+  batchHistory(batch: ColumnarBatch, partLut: Int32Array[], slots?: Uint16Array | Uint32Array): BatchHistory {
     const h: BatchHistory = { dimensions: this.dims.length, partLut, codes: this.columns.map((c) => (c === 'taxRate' ? null : batch.codes[c])) };
     if (slots) h.slots = slots;
     if (this.taxPart >= 0) h.taxRate = batch.numeric.taxRate;
