@@ -85,6 +85,7 @@ export const errors = {
   SEL_ERR_HISTORY_INVALID: define('SEL_ERR_HISTORY_INVALID', 400, 'The history store (manifest or a segment) is unreadable or of another format; nothing was changed.'),
   SEL_ERR_DATA_DIR_BUSY: define('SEL_ERR_DATA_DIR_BUSY', 409, 'Another service uses this data directory; this one did not start.'),
   SEL_ERR_HISTORY_BUSY: define('SEL_ERR_HISTORY_BUSY', 409, 'Another import is writing to the history store; nothing was changed.'),
+  SEL_ERR_PEERS_BUSY: define('SEL_ERR_PEERS_BUSY', 409, 'Another writer is writing this peer snapshot, or wrote it while this one ran; nothing was changed.'),
   SEL_ERR_HISTORY_EMPTY: define('SEL_ERR_HISTORY_EMPTY', 400, 'The history store holds no declaration in the requested date range.'),
   SEL_ERR_BACKTEST_NOT_FOUND: define('SEL_ERR_BACKTEST_NOT_FOUND', 404, 'No back-test job has this id.'),
   SEL_ERR_BACKTEST_PENDING: define('SEL_ERR_BACKTEST_PENDING', 409, 'The back-test has no report (yet): it is queued or running, or it failed or was cancelled.'),

@@ -8,7 +8,9 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli } from './helpers.js';
 import { writeSynthetic } from '../src/generate/synthetic.js';
-import { loadPeerSnapshot } from '../src/peers/peer-store.js';
+import { execFile } from 'node:child_process';
+import { loadPeerSnapshot, lockPeerSnapshot } from '../src/peers/peer-store.js';
+import { packageRoot } from '../src/paths.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'sel-cli-analysis-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -69,6 +71,47 @@ describe('selectivity peers', () => {
     const broken = await run(['peers', 'update', join(dir, 'broken.json'), join(dir, 'new.csv')]);
     expect(broken.stderr).toContain('SEL_ERR_PEERS_CORRUPT');
     expect(readFileSync(join(dir, 'broken.json'), 'utf8')).toBe(before);
+  });
+});
+
+describe('selectivity peers: one writer of a snapshot at a time', () => {
+  it('an update or build of a snapshot whose lock another writer holds is refused at once, the file untouched', async () => {
+    const snap = join(dir, 'locked.msgpack');
+    expect((await run(['peers', 'build', join(dir, 'old.csv'), '--out', snap])).code).toBe(0);
+    const before = readFileSync(snap);
+    const held = lockPeerSnapshot(snap, 'a test');
+    try {
+      for (const argv of [['peers', 'update', snap, join(dir, 'new.csv')], ['peers', 'build', all, '--out', snap], ['peers', 'update', join(dir, 'p.msgpack'), join(dir, 'new.csv'), '--out', snap]]) {
+        const r = await run(argv);
+        expect(r.code, argv.join(' ')).toBe(2);
+        expect(r.stderr).toContain('SEL_ERR_PEERS_BUSY');
+        expect(r.stderr).toContain('a test');
+      }
+    } finally {
+      held.release();
+    }
+    expect(readFileSync(snap).equals(before)).toBe(true);
+    // once let go, the update runs
+    const after = await run(['peers', 'update', snap, join(dir, 'new.csv'), '--json']);
+    expect(after.code, after.stderr).toBe(0);
+    expect(JSON.parse(after.stdout).rows).toBe(6000);
+  });
+
+  it('two processes updating one snapshot at once: every update that reports success is in the snapshot', async () => {
+    const snap = join(dir, 'shared.json');
+    expect((await run(['peers', 'build', join(dir, 'old.csv'), '--out', snap])).code).toBe(0);
+    await writeSynthetic(join(dir, 'a.csv'), { ...OPTS, seed: 31, rows: 20_000 });
+    await writeSynthetic(join(dir, 'b.csv'), { ...OPTS, seed: 32, rows: 20_000 });
+    const cli = join(packageRoot(), 'bin', 'selectivity.js');
+    const update = (file: string) => new Promise<{ code: number; stderr: string }>((resolve) => {
+      execFile(process.execPath, [cli, 'peers', 'update', snap, join(dir, file)], (e, _out, stderr) => resolve({ code: e ? (e.code as number) : 0, stderr }));
+    });
+    const results = await Promise.all([update('a.csv'), update('b.csv')]);
+    for (const r of results) if (r.code !== 0) expect(r.stderr).toContain('SEL_ERR_PEERS_BUSY');
+    const succeeded = results.filter((r) => r.code === 0).length;
+    expect(succeeded).toBeGreaterThan(0);
+    // the old build's 4,000 rows and 20,000 for each update that said it succeeded
+    expect(loadPeerSnapshot(snap).info.rows).toBe(4000 + 20_000 * succeeded);
   });
 });
 

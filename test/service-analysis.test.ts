@@ -12,7 +12,7 @@ import type { Engine } from '../src/engine.js';
 import { generateDeclarations } from '../src/generate/synthetic.js';
 import { toBatch } from '../src/model/columnar.js';
 import { PeerTableBuilder } from '../src/peers/peer-groups.js';
-import { encodeSnapshot, loadPeerTables } from '../src/peers/peer-store.js';
+import { encodeSnapshot, loadPeerTables, lockPeerSnapshot } from '../src/peers/peer-store.js';
 import type { Metrics } from '../src/service/metrics.js';
 import { prepareDataDir, RulesetSource } from '../src/service/state.js';
 import { inProcessService, type InProcessService } from './service-helpers.js';
@@ -68,6 +68,18 @@ describe('analysis routes', () => {
     expect(engine.rulesetVersion).toBe(before);
     expect(readFileSync(files.peersPath).equals(onDisk)).toBe(true);
     expect((await app.inject({ method: 'PUT', url: '/v1/peers', headers: { ...auth('port'), 'content-type': 'application/msgpack' }, payload: bytes })).statusCode).toBe(403);
+    // a `peers update` of the same file holds its lock: 409, nothing written, nothing swapped
+    const held = lockPeerSnapshot(files.peersPath, 'selectivity peers update');
+    try {
+      const busy = await app.inject({ method: 'PUT', url: '/v1/peers', headers: { ...auth('analyst'), 'content-type': 'application/msgpack', accept: 'application/json' }, payload: bytes });
+      expect(busy.statusCode).toBe(409);
+      expect(busy.json().error).toMatchObject({ code: 'SEL_ERR_PEERS_BUSY', details: { field: 'snapshot' } });
+      expect(busy.json().error.message).toContain('selectivity peers update');
+    } finally {
+      held.release();
+    }
+    expect(engine.rulesetVersion).toBe(before);
+    expect(readFileSync(files.peersPath).equals(onDisk)).toBe(true);
 
     const ok = await app.inject({ method: 'PUT', url: '/v1/peers', headers: { ...auth('analyst'), 'content-type': 'application/msgpack', accept: 'application/json' }, payload: bytes });
     expect(ok.statusCode).toBe(200);

@@ -8,7 +8,7 @@ import { parseArgs } from 'node:util';
 import { errors } from '../errors.js';
 import { formatIsoDate } from '../model/schema.js';
 import { DEFAULT_LEVELS, FEATURES, parseLevels, PeerTableBuilder, snapshotTables, type PeerSnapshot } from '../peers/peer-groups.js';
-import { encodingOf, loadPeerSnapshot, savePeerSnapshot } from '../peers/peer-store.js';
+import { encodingOf, fileStamp, loadPeerSnapshot, lockPeerSnapshot, savePeerSnapshot } from '../peers/peer-store.js';
 import { binWidth, DEFAULT_SKETCH } from '../peers/sketch.js';
 import { foldPeersFromFile } from '../score-file.js';
 import { intOption, numberOption } from './options.js';
@@ -138,11 +138,16 @@ export async function peersCommand(argv: string[]): Promise<number> {
         relativeAccuracy: values.accuracy !== undefined ? numberOption(values.accuracy, 'accuracy', 1e-6, 0.2) : undefined,
       },
     });
-    const counts = await fold(builder, positionals, values.columns, batchSize);
-    const snapshot = builder.snapshot();
-    savePeerSnapshot(values.out, snapshot);
-    const s = summarise(values.out, snapshot, t0, counts, counts.rowsRead);
-    print(formatBuild(s, 'wrote'), s);
+    const lock = lockPeerSnapshot(values.out, 'selectivity peers build');
+    try {
+      const counts = await fold(builder, positionals, values.columns, batchSize);
+      const snapshot = builder.snapshot();
+      savePeerSnapshot(values.out, snapshot);
+      const s = summarise(values.out, snapshot, t0, counts, counts.rowsRead);
+      print(formatBuild(s, 'wrote'), s);
+    } finally {
+      lock.release();
+    }
     return 0;
   }
 
@@ -154,18 +159,27 @@ export async function peersCommand(argv: string[]): Promise<number> {
     for (const o of ['exact-limit', 'accuracy', 'min-group-size'] as const) {
       if (values[o] !== undefined) throw errors.SEL_ERR_OPTION_INVALID(`--${o} is fixed by the snapshot and cannot change in an update`, { field: o, expected: 'no value (rebuild to change it)', got: values[o] });
     }
-    const snapshot = loadPeerSnapshot(snapshotPath);
-    if (values.by) {
-      const want = parseLevels(values.by).map((l) => l.name);
-      const have = snapshot.levels.map((l) => l.name);
-      if (want.join(' ') !== have.join(' ')) throw errors.SEL_ERR_PEERS_MISMATCH(`--by ${want.join(' → ')} differs from the snapshot's levels ${have.join(' → ')}`, { field: 'by', expected: have.join(', '), got: want.join(', ') });
+    // one writer of the output at a time, from reading the snapshot to renaming the result over it
+    const lock = lockPeerSnapshot(out, 'selectivity peers update');
+    try {
+      const before = fileStamp(out);
+      const snapshot = loadPeerSnapshot(snapshotPath);
+      if (values.by) {
+        const want = parseLevels(values.by).map((l) => l.name);
+        const have = snapshot.levels.map((l) => l.name);
+        if (want.join(' ') !== have.join(' ')) throw errors.SEL_ERR_PEERS_MISMATCH(`--by ${want.join(' → ')} differs from the snapshot's levels ${have.join(' → ')}`, { field: 'by', expected: have.join(', '), got: want.join(', ') });
+      }
+      const builder = PeerTableBuilder.fromSnapshot(snapshot);
+      const counts = await fold(builder, files, values.columns, batchSize);
+      const next = builder.snapshot();
+      // a writer that does not take the lock (a copy, an older engine) replaced the output meanwhile: its rows would be lost
+      if (fileStamp(out) !== before) throw errors.SEL_ERR_PEERS_BUSY(`${out} changed while this update ran; nothing was written (run the update again)`, { field: 'snapshot', expected: 'a snapshot no other writer changes during the update', got: out });
+      savePeerSnapshot(out, next);
+      const s = summarise(out, next, t0, counts, counts.rowsRead);
+      print(formatBuild(s, 'updated'), s);
+    } finally {
+      lock.release();
     }
-    const builder = PeerTableBuilder.fromSnapshot(snapshot);
-    const counts = await fold(builder, files, values.columns, batchSize);
-    const next = builder.snapshot();
-    savePeerSnapshot(out, next);
-    const s = summarise(out, next, t0, counts, counts.rowsRead);
-    print(formatBuild(s, 'updated'), s);
     return 0;
   }
 

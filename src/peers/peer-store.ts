@@ -26,10 +26,12 @@
  * SEL_ERR_PEERS_MISMATCH. The caller's current snapshot is never touched.
  */
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
+import { ProcessLock } from '../store/process-lock.js';
 import { pack, unpack } from 'msgpackr';
 import { errors } from '../errors.js';
-import { writeFileDurable } from '../store/durable.js';
+import { makeDirs, writeFileDurable } from '../store/durable.js';
+import { dirname } from 'node:path';
 import {
   FEATURES, NF, parseLevels, snapshotTables,
   type GroupState, type PeerGroup, type PeerSnapshot, type PeerTables, type SnapshotInfo,
@@ -110,6 +112,30 @@ export function encodeSnapshot(snapshot: PeerSnapshot, encoding: SnapshotEncodin
 export function savePeerSnapshot(path: string, snapshot: PeerSnapshot): SnapshotInfo {
   writeFileDurable(path, encodeSnapshot(snapshot, encodingOf(path)));
   return snapshot.info;
+}
+
+/**
+ * The lock of a snapshot file's writers, `<path>.lock` (src/store/process-lock.ts),
+ * taken by `peers build` and `peers update` for the whole run and by the
+ * service around its write (PUT /v1/peers): two updates of one snapshot each
+ * read it, folded their own file and renamed their result over it, and the
+ * last one silently dropped the other's rows. Held elsewhere: SEL_ERR_PEERS_BUSY
+ * at once. The lock file stays (removing it could let two holders in).
+ */
+export function lockPeerSnapshot(path: string, what: string): ProcessLock {
+  // the snapshot's directory is made as writing the snapshot makes it (a directory that cannot be made: the lock's error names it)
+  try { makeDirs(dirname(path)); } catch { /* named below */ }
+  return ProcessLock.take(`${path}.lock`, what, (holder) => errors.SEL_ERR_PEERS_BUSY(`another writer${holder ? ` (${holder})` : ''} is writing the peer snapshot ${path}; nothing was changed`, { field: 'snapshot', expected: 'one writer of a snapshot at a time', got: path }));
+}
+
+/** What changes when a file is replaced or written: its inode, size and modification time (undefined: no file). */
+export function fileStamp(path: string): string | undefined {
+  try {
+    const s = statSync(path);
+    return `${s.ino}:${s.size}:${s.mtimeMs}`;
+  } catch {
+    return undefined;
+  }
 }
 
 function decode(bytes: Uint8Array, source: string): Record<string, unknown> {

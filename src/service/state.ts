@@ -18,7 +18,7 @@ import { dimensionLoaded, type HistoryTables } from '../learn/history.js';
 import { isFromStore, modelFromStore, STORE_SOURCE } from '../learn/from-store.js';
 import { makeDirs, writeFileDurable } from '../store/durable.js';
 import { UsageRecorder } from '../profiles/effectiveness.js';
-import { loadPeers, parsePeerSnapshot, savePeerSnapshot } from '../peers/peer-store.js';
+import { loadPeers, lockPeerSnapshot, parsePeerSnapshot, savePeerSnapshot } from '../peers/peer-store.js';
 import { isPeerSnapshot, snapshotTables, type PeerSnapshot, type PeerTables } from '../peers/peer-groups.js';
 import { createRuleset, type Ruleset } from '../ruleset/ruleset.js';
 import { compileRuleset, type CompiledMeta } from '../ruleset/compile.js';
@@ -439,7 +439,12 @@ export class RulesetSource {
     const snapshot = parsePeerSnapshot(bytes, 'uploaded snapshot');
     const peers = snapshotTables(snapshot);
     const ruleset = this.compose(peers);
-    savePeerSnapshot(this.files.peersPath, snapshot);
+    const lock = lockPeerSnapshot(this.files.peersPath, 'selectivity serve (PUT /v1/peers)');
+    try {
+      savePeerSnapshot(this.files.peersPath, snapshot);
+    } finally {
+      lock.release();
+    }
     this.peers = peers;
     this.snapshot = snapshot;
     return ruleset;
