@@ -2,7 +2,7 @@
  * `selectivity feedback import|show`, in-process through main(argv), on a
  * store whose decision log was written by the log writer thread.
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
@@ -129,5 +129,64 @@ describe('selectivity feedback (CLI)', () => {
     expect(bad.code).toBe(2);
     expect(bad.stderr).toContain('SEL_ERR_FILE_FORMAT');
     expect(bad.stderr).toContain('is not a whole gzip file');
+  });
+
+  it('a gzip file cut short changes nothing: refused before the first result is recorded', async () => {
+    const dataDir = join(dir, 'gz-cut');
+    const path = join(dataDir, STORE_FILE);
+    openStore(path).close();
+    const ids = Array.from({ length: 5000 }, (_, i) => `T${i}`);
+    const log = new DecisionLog({ storePath: path });
+    await log.append(encodeLogRows(ids.map((id) => ({ id, channel: 'red', score: 5, controlGroup: false, rulesetVersion: 'aaaaaaaaaaaaaaaa', reasons: [] })), ids.map((id) => ({ ...MEAT, id })), 'aaaaaaaaaaaaaaaa'));
+    await log.close();
+    // random notes keep gzip from squeezing the file into a few bytes: the cut falls after thousands of lines
+    const lines = ids.map((id, i) => JSON.stringify({ declarationId: id, date: '2026-11-26', channel: 'red', inspected: true, outcome: 'no-discrepancy', notes: `n${(i * 2654435761) % 1000003}` }));
+    const whole = gzipSync(lines.join('\n') + '\n');
+    const cut = join(dir, 'cut.ndjson.gz');
+    writeFileSync(cut, whole.subarray(0, Math.floor(whole.length * 0.8)));
+    const r = await runCli(['feedback', 'import', cut, '--data-dir', dataDir]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('SEL_ERR_FILE_FORMAT');
+    const db = openStore(path);
+    try {
+      expect((db.prepare('SELECT count(*) AS n FROM feedback').get() as { n: number }).n).toBe(0);
+    } finally {
+      db.close();
+    }
+  });
+
+  it('show and import need a store that exists: a mistyped --data-dir is SEL_ERR_FILE_NOT_FOUND and leaves no store behind', async () => {
+    const csv = join(dir, 'one.csv');
+    writeFileSync(csv, 'declarationId,date,channel,inspected,outcome\nX1,2026-11-24,red,true,discrepancy\n');
+    for (const argv of [['feedback', 'show', 'X1'], ['feedback', 'import', csv]]) {
+      const typo = join(dir, `typo-${argv[1]}`, 'deeper');
+      const r = await runCli([...argv, '--data-dir', typo]);
+      expect(r.code, argv.join(' ')).toBe(2);
+      expect(r.stderr).toContain('SEL_ERR_FILE_NOT_FOUND');
+      expect(existsSync(join(typo, STORE_FILE))).toBe(false);
+    }
+  });
+
+  it('show: the latest 100 decisions of an id by default, --limit for another number (0: all), the id trimmed', async () => {
+    const dataDir = join(dir, 'many');
+    const path = join(dataDir, STORE_FILE);
+    openStore(path).close();
+    const log = new DecisionLog({ storePath: path });
+    // one id decided 250 times, in 5 chunks
+    for (let k = 0; k < 5; k++) {
+      const ids = Array.from({ length: 50 }, () => 'SAME');
+      await log.append(encodeLogRows(ids.map((id, i) => ({ id, channel: 'green', score: k * 50 + i, controlGroup: false, rulesetVersion: 'aaaaaaaaaaaaaaaa', reasons: [] })), ids.map((id) => ({ ...MEAT, id })), 'aaaaaaaaaaaaaaaa'));
+    }
+    await log.close();
+    const scores = (json: string) => (JSON.parse(json) as { decisions: { score: number }[] }).decisions.map((d) => d.score);
+    const byDefault = await runCli(['feedback', 'show', '  SAME ', '--data-dir', dataDir, '--json']);
+    expect(byDefault.code, byDefault.stderr).toBe(0);
+    expect(scores(byDefault.stdout)).toEqual(Array.from({ length: 100 }, (_, i) => 150 + i));
+    expect(JSON.parse(byDefault.stdout).decisionsTotal).toBe(250);
+    expect(scores((await runCli(['feedback', 'show', 'SAME', '--data-dir', dataDir, '--json', '--limit', '3'])).stdout)).toEqual([247, 248, 249]);
+    expect(scores((await runCli(['feedback', 'show', 'SAME', '--data-dir', dataDir, '--json', '--limit', '0'])).stdout)).toHaveLength(250);
+    const text = await runCli(['feedback', 'show', 'SAME', '--data-dir', dataDir, '--limit', '2']);
+    expect(text.stdout).toContain('decisions (the latest 2 of 250; --limit for more):');
+    expect((await runCli(['feedback', 'show', 'SAME', '--data-dir', dataDir, '--limit', '-1'])).stderr).toContain('SEL_ERR_OPTION_INVALID');
   });
 });

@@ -185,6 +185,36 @@ describe('feedback bodies and answers (in process)', () => {
     expect((unpack(bad.rawPayload) as { error: { code: string } }).error.code).toBe('SEL_ERR_REQUEST_INVALID');
   });
 
+  it('GET /v1/decisions/<id> pages through an id\'s decisions, the latest first; both lookups trim the id as scoring does', async () => {
+    const same = declarations(1, 5, 'PG')[0];
+    // one id decided 7 times: 3 batches, one of them holding it 5 times
+    for (const ds of [[same], Array(5).fill(same), [same]]) {
+      expect((await service.app.inject({ method: 'POST', url: '/v1/score', headers: auth('port'), payload: JSON.stringify({ declarations: ds }) })).statusCode).toBe(200);
+    }
+    const get = async (url: string) => (await service.app.inject({ method: 'GET', url, headers: auth('analyst') })).json();
+    const all = await get(`/v1/decisions/${same.id}`);
+    expect(all.total).toBe(7);
+    expect(all.before).toBeNull();
+    const seqs: number[] = all.decisions.map((d: { seq: number }) => d.seq);
+    expect(seqs).toEqual([...seqs].sort((a, b) => a - b));
+    const first = await get(`/v1/decisions/%20${same.id}%20?limit=3`);
+    expect(first.decisions.map((d: { seq: number }) => d.seq)).toEqual(seqs.slice(4));
+    expect(first).toMatchObject({ declarationId: same.id, total: 7, before: seqs[4] });
+    const second = await get(`/v1/decisions/${same.id}?limit=3&before=${first.before}`);
+    expect(second.decisions.map((d: { seq: number }) => d.seq)).toEqual(seqs.slice(1, 4));
+    const last = await get(`/v1/decisions/${same.id}?limit=3&before=${second.before}`);
+    expect(last.decisions.map((d: { seq: number }) => d.seq)).toEqual(seqs.slice(0, 1));
+    expect(last.before).toBeNull();
+    const shown = await get(`/v1/feedback?declarationId=%20${same.id}&limit=2`);
+    expect(shown.decisions.map((d: { seq: number }) => d.seq)).toEqual(seqs.slice(5));
+    expect(shown.decisionsTotal).toBe(7);
+    expect(shown.decision.seq).toBe(seqs[6]);
+    for (const url of [`/v1/decisions/${same.id}?limit=0`, `/v1/decisions/${same.id}?limit=1001`, `/v1/decisions/${same.id}?before=x`, `/v1/feedback?declarationId=${same.id}&limit=0`]) {
+      const r = await service.app.inject({ method: 'GET', url, headers: auth('analyst') });
+      expect(r.statusCode, url).toBe(400);
+    }
+  });
+
   it('PUT /v1/ruleset/profiles answers as Accept asks', async () => {
     const profiles = (await service.app.inject({ method: 'GET', url: '/v1/profiles/export', headers: auth('analyst') })).json().profiles;
     const r = await service.app.inject({ method: 'PUT', url: '/v1/ruleset/profiles', headers: { ...auth('analyst'), accept: 'application/msgpack' }, payload: JSON.stringify({ profiles }) });
@@ -235,7 +265,7 @@ describe('feedback internals', () => {
     const db = openStore(path);
     try {
       const store = new FeedbackStore(db);
-      expect(store.decisions('A').map((r) => r.rulesetVersion)).toEqual(['aaaaaaaaaaaaaaaa', 'bbbbbbbbbbbbbbbb']);
+      expect(store.decisions('A').decisions.map((r) => r.rulesetVersion)).toEqual(['aaaaaaaaaaaaaaaa', 'bbbbbbbbbbbbbbbb']);
       const item = { declarationId: 'A', date: '2026-11-24', channel: 'yellow', inspected: true, outcome: 'no-discrepancy' };
       const r = store.record([{ ...item, rulesetVersion: 'aaaaaaaaaaaaaaaa' }, { ...item, rulesetVersion: 'cccccccccccccccc' }], 'test');
       expect(r.results[0].decision?.rulesetVersion).toBe('aaaaaaaaaaaaaaaa');

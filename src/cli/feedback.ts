@@ -15,7 +15,8 @@ import { errors } from '../errors.js';
 import { CsvParser } from '../model/csv.js';
 import { parseInstant } from '../model/schema.js';
 import { FEEDBACK_FIELDS, FeedbackStore, type FeedbackCounts } from '../feedback/feedback.js';
-import { openExistingStore, openStore, STORE_FILE } from '../store/sqlite.js';
+import { openExistingStore } from '../store/sqlite.js';
+import { intOption } from './options.js';
 import { pruneDecisionLog } from '../feedback/prune.js';
 import { targetingReport, type ExaminedGroup, type ReportBreakdown } from '../feedback/report.js';
 
@@ -31,7 +32,8 @@ Commands:
                                   accepted, duplicates and rejected (line and code);
                                   exit code 2 when any line was rejected
   show <declarationId>            the current result, its history, and the logged
-                                  decisions of the declaration
+                                  decisions of the declaration (the latest 100;
+                                  --limit N for another number, 0 for all)
   report [--from D] [--to D]      targeting performance over the examination dates
                                   from D to D (default: the last 30 days): per channel
                                   the results, inspected, non-compliant (hit rate) and
@@ -54,6 +56,7 @@ Options:
   --per <period>     report: day, week (Monday to Sunday) or month
   --dry-run          prune: count what would go, change nothing
   --include-feedback prune: also prune decisions that results join to
+  --limit <n>        show: the latest n logged decisions (default 100; 0: all)
 `;
 
 /** Items per transaction while importing. */
@@ -124,7 +127,7 @@ export async function feedbackCommand(argv: string[]): Promise<number> {
     options: {
       'data-dir': { type: 'string' }, by: { type: 'string' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
       before: { type: 'string' }, 'dry-run': { type: 'boolean' }, 'include-feedback': { type: 'boolean' },
-      from: { type: 'string' }, to: { type: 'string' }, per: { type: 'string' },
+      from: { type: 'string' }, to: { type: 'string' }, per: { type: 'string' }, limit: { type: 'string' },
     },
   });
   if (values.help) { process.stdout.write(FEEDBACK_HELP); return 0; }
@@ -137,19 +140,26 @@ export async function feedbackCommand(argv: string[]): Promise<number> {
   if (sub === 'import') {
     const file = positionals[0];
     if (!existsSync(file) || !statSync(file).isFile()) throw errors.SEL_ERR_FILE_NOT_FOUND(`feedback file ${file} not found`, { field: 'file', expected: 'a readable file', got: file });
+    // a gzip file cut short would fail only at its end, after the results before the cut were
+    // committed: it is read through once first, so that such a file changes nothing
+    if (gzipped(file)) for await (const _ of textChunks(file, 1 << 20, { bytesRead: 0 })) { /* checked whole */ }
   }
-  const db = openStore(join(dataDir, STORE_FILE));
+  const limit = sub === 'show' && values.limit !== undefined ? intOption(values.limit, 'limit', 0) : 100;
+  // results join to logged decisions: without a store there is nothing to join to (and a mistyped
+  // --data-dir must not leave a new store behind)
+  const db = openExistingStore(dataDir, 'the data directory of a service that logged decisions');
   try {
     const store = new FeedbackStore(db);
     if (sub === 'show') {
-      const r = store.show(positionals[0]);
+      // trimmed, as when it was scored
+      const r = store.show(positionals[0].trim(), limit === 0 ? Infinity : limit);
       if (r.history.length === 0 && r.decisions.length === 0) throw errors.SEL_ERR_NOT_FOUND(`no feedback and no logged decision for declaration ${r.declarationId}`, { field: 'declarationId', expected: 'a declaration id the service scored', got: r.declarationId });
       if (values.json) { process.stdout.write(`${JSON.stringify(r, null, 2)}\n`); return 0; }
       const out: string[] = [`declaration ${r.declarationId}`];
       const f = r.feedback;
       out.push(f ? `  result: ${f.date} channel ${f.channel}, ${f.inspected ? 'inspected' : 'not inspected'}, ${f.outcome}${f.irregularity ? ` (${f.irregularity})` : ''}, revenue recovered ${f.revenueRecovered}${f.notes ? `\n  notes: ${f.notes}` : ''}\n  recorded ${f.recordedAt} by ${f.recordedBy}` : '  no examination result recorded');
       if (r.history.length > 1) out.push('  history:', ...r.history.map((h) => `    ${h.recordedAt} ${h.recordedBy}: ${h.outcome}, ${h.inspected ? 'inspected' : 'not inspected'}, ${h.revenueRecovered}${h.current ? ' (current)' : ''}`));
-      out.push('  decisions:', ...r.decisions.map((d) => `    #${d.seq} ${d.decidedAt} ruleset ${d.rulesetVersion}: ${d.channel} score ${d.score}${d.controlGroup ? ' (control group)' : ''}${r.decision?.seq === d.seq ? (f ? '  ← the result joins to this one' : '  ← latest') : ''}`));
+      out.push(r.decisionsTotal > r.decisions.length ? `  decisions (the latest ${r.decisions.length} of ${r.decisionsTotal}; --limit for more):` : '  decisions:', ...r.decisions.map((d) => `    #${d.seq} ${d.decidedAt} ruleset ${d.rulesetVersion}: ${d.channel} score ${d.score}${d.controlGroup ? ' (control group)' : ''}${r.decision?.seq === d.seq ? (f ? '  ← the result joins to this one' : '  ← latest') : ''}`));
       process.stdout.write(`${out.join('\n')}\n`);
       return 0;
     }

@@ -16,7 +16,7 @@ import { parseIsoDate } from '../model/schema.js';
 import type { Reason } from '../decisions.js';
 import { recordExamination } from '../profiles/effectiveness.js';
 import type { Db } from '../store/sqlite.js';
-import { DecisionLogReader, type LoggedDecision } from './log-reader.js';
+import { DecisionLogReader, type DecisionPage, type LoggedDecision } from './log-reader.js';
 
 export type { LoggedDecision } from './log-reader.js';
 
@@ -183,18 +183,26 @@ export class FeedbackStore {
       VALUES (?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`);
   }
 
-  /** Every logged decision for a declaration id, oldest first. */
-  decisions(declarationId: string): LoggedDecision[] {
-    return this.log.decisions(declarationId);
+  /**
+   * A page of an id's logged decisions (DecisionLogReader.page): the `limit`
+   * latest below seq `before`, oldest first, with the id's total.
+   */
+  decisions(declarationId: string, limit = Infinity, before?: number): DecisionPage {
+    return this.log.page(declarationId, limit, before);
   }
 
-  /** The current feedback and its history (oldest first), with the decisions of the id. */
-  show(declarationId: string): { declarationId: string; feedback: StoredFeedback | null; decision: LoggedDecision | null; history: StoredFeedback[]; decisions: LoggedDecision[] } {
+  /**
+   * The current feedback and its history (oldest first), the decision it
+   * joins to (else the latest), and the id's latest `limit` decisions
+   * (`decisionsTotal`: how many it has).
+   */
+  show(declarationId: string, limit = Infinity): { declarationId: string; feedback: StoredFeedback | null; decision: LoggedDecision | null; history: StoredFeedback[]; decisions: LoggedDecision[]; decisionsTotal: number } {
     const history = (this.feedbackHistory.all(declarationId) as FeedbackRow[]).map(toFeedback);
-    const decisions = this.decisions(declarationId);
+    const page = this.decisions(declarationId, limit);
+    const decisions = page.decisions;
     const feedback = history.find((f) => f.current) ?? null;
-    const decision = feedback ? decisions.find((d) => d.seq === feedback.decisionSeq) ?? null : decisions[decisions.length - 1] ?? null;
-    return { declarationId, feedback, decision, history, decisions };
+    const decision = feedback ? decisions.find((d) => d.seq === feedback.decisionSeq) ?? this.log.at(feedback.decisionSeq) ?? null : decisions[decisions.length - 1] ?? null;
+    return { declarationId, feedback, decision, history, decisions, decisionsTotal: page.total };
   }
 
   /**

@@ -82,6 +82,14 @@ export interface LatestRequest { declarationId: string; rulesetVersion?: string 
 /** Where the log holds a decision: its chunk's head, or (older layout) its row. */
 interface Found { seq: number; head?: ChunkHead; row?: LegacyRow }
 
+/** See DecisionLogReader.page. */
+export interface DecisionPage {
+  declarationId: string;
+  total: number;
+  decisions: LoggedDecision[];
+  before: number | null;
+}
+
 /** The lowest and the highest part the id index holds. */
 interface PartRange { low: number; high: number }
 
@@ -216,12 +224,29 @@ export class DecisionLogReader {
 
   /** Every logged decision of a declaration id, oldest first. */
   decisions(declarationId: string): LoggedDecision[] {
-    const out: LoggedDecision[] = [];
-    for (const seq of this.seqs(declarationId)) {
-      const d = this.at(seq);
-      if (d) out.push(d);
+    return this.page(declarationId, Infinity).decisions;
+  }
+
+  /**
+   * A page of an id's logged decisions: the `limit` latest whose seq is below
+   * `before` (all seqs when undefined), oldest first. `total`: how many the
+   * id has in all; `before`: the page's first seq when older ones remain
+   * (what asks for the next page), else null. Only the page's decisions are
+   * read and decoded: an id decided 100,000 times (a probe re-scoring one
+   * declaration) is no longer read whole for one look.
+   */
+  page(declarationId: string, limit: number, before?: number): DecisionPage {
+    const seqs = this.seqs(declarationId);
+    const total = seqs.length;
+    let end = seqs.length;
+    if (before !== undefined) while (end > 0 && seqs[end - 1] >= before) end--;
+    const start = Math.max(0, end - limit);
+    const decisions: LoggedDecision[] = [];
+    for (let k = start; k < end; k++) {
+      const d = this.at(seqs[k]);
+      if (d) decisions.push(d);
     }
-    return out;
+    return { declarationId, total, decisions, before: start > 0 ? seqs[start] : null };
   }
 
   /** The latest decision of an id, or the latest one made by a ruleset version. */

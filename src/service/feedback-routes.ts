@@ -17,6 +17,12 @@ import { acceptMsgpackBodies } from './msgpack-body.js';
 
 const open = { type: 'object', additionalProperties: true } as const;
 
+/** The decisions of an id GET /v1/decisions/<id> and GET /v1/feedback answer by default (the latest), and the most they answer. */
+export const DECISIONS_PAGE = 100;
+export const MAX_DECISIONS_PAGE = 1000;
+/** The query's limit: 1 to MAX_DECISIONS_PAGE (query values are strings: the schema checks the digits). */
+const LIMIT = { type: 'string', pattern: '^([1-9][0-9]{0,2}|1000)$', description: `how many decisions, 1 to ${MAX_DECISIONS_PAGE}` };
+
 /** Most results in one POST /v1/feedback. */
 export const MAX_FEEDBACK_BATCH = 10_000;
 
@@ -65,13 +71,18 @@ export async function registerFeedbackRoutes(app: FastifyInstance, o: { source: 
     config: { access: 'feedback' },
     schema: {
       tags: ['feedback'],
-      summary: 'The examination result recorded for a declaration (current and history) with the logged decision it joins to.',
-      querystring: { type: 'object', required: ['declarationId'], additionalProperties: false, properties: { declarationId: { type: 'string', minLength: 1, maxLength: 64 } } },
+      summary: `The examination result recorded for a declaration (current and history) with the logged decision it joins to, and the declaration's latest logged decisions (limit, default ${DECISIONS_PAGE}; decisionsTotal: how many it has; GET /v1/decisions/<id> pages through them).`,
+      querystring: {
+        type: 'object', required: ['declarationId'], additionalProperties: false,
+        properties: { declarationId: { type: 'string', minLength: 1, maxLength: 64 }, limit: LIMIT },
+      },
       response: { 200: open, '4xx': errorSchema },
     },
   }, async (req) => {
-    const { declarationId } = req.query as { declarationId: string };
-    const r = store.show(declarationId);
+    const q = req.query as { declarationId: string; limit?: string };
+    // trimmed, as when it was scored and when its result was posted
+    const declarationId = q.declarationId.trim();
+    const r = store.show(declarationId, q.limit !== undefined ? Number(q.limit) : DECISIONS_PAGE);
     if (r.history.length === 0 && r.decisions.length === 0) throw errors.SEL_ERR_NOT_FOUND(`no feedback and no logged decision for declaration ${declarationId}`, { field: 'declarationId', expected: 'a declaration id the service scored', got: declarationId });
     return r;
   });
@@ -101,14 +112,20 @@ export async function registerFeedbackRoutes(app: FastifyInstance, o: { source: 
     config: { access: 'read' },
     schema: {
       tags: ['feedback'],
-      summary: 'Every logged decision for a declaration id, oldest first (re-scoring adds one), with the declaration fields kept for learning.',
+      summary: `The logged decisions for a declaration id (re-scoring adds one), with the declaration fields kept for learning: the latest \`limit\` (default ${DECISIONS_PAGE}, at most ${MAX_DECISIONS_PAGE}) whose seq is below \`before\` (default: all), oldest first; \`total\`: how many the id has; \`before\`: what asks for the page before this one (null: none).`,
       params: { type: 'object', required: ['id'], properties: { id: { type: 'string', minLength: 1, maxLength: 64 } } },
+      querystring: {
+        type: 'object', additionalProperties: false,
+        properties: { limit: LIMIT, before: { type: 'string', pattern: '^[1-9][0-9]{0,14}$', description: 'a seq: the page\'s decisions are older' } },
+      },
       response: { 200: open, '4xx': errorSchema },
     },
   }, async (req) => {
-    const { id } = req.params as { id: string };
-    const decisions = store.decisions(id);
-    if (decisions.length === 0) throw errors.SEL_ERR_NOT_FOUND(`no logged decision for declaration ${id}`, { field: 'id', expected: 'a declaration id the service scored with the decision log on', got: id });
-    return { declarationId: id, decisions };
+    // trimmed, as when it was scored
+    const id = (req.params as { id: string }).id.trim();
+    const { limit, before } = req.query as { limit?: string; before?: string };
+    const page = store.decisions(id, limit !== undefined ? Number(limit) : DECISIONS_PAGE, before !== undefined ? Number(before) : undefined);
+    if (page.total === 0) throw errors.SEL_ERR_NOT_FOUND(`no logged decision for declaration ${id}`, { field: 'id', expected: 'a declaration id the service scored with the decision log on', got: id });
+    return page;
   });
 }
