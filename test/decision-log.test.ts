@@ -9,6 +9,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
+import Database from 'better-sqlite3';
 import { pack, unpack, unpackMultiple } from 'msgpackr';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startService, type RunningService } from '../src/service/service.js';
@@ -374,6 +375,27 @@ describe('decision log layout: chunks and the id index', () => {
     } finally {
       db.close();
       other?.close();
+    }
+  });
+
+  it('refuses a store of a newer engine before changing anything of it (its journal mode stays)', () => {
+    const path = join(dir, 'newer', STORE_FILE);
+    openStore(path, 0).close(); // makes the directory and an empty file
+    rmSync(path, { force: true });
+    const raw = new Database(path);
+    raw.pragma('journal_mode = DELETE');
+    raw.exec('CREATE TABLE t (x)');
+    raw.pragma(`user_version = ${SCHEMA_VERSION + 32}`);
+    raw.close();
+    let code: string | undefined;
+    try { openStore(path).close(); } catch (e) { code = (e as { code?: string }).code; }
+    expect(code).toBe('SEL_ERR_STORAGE');
+    const after = new Database(path, { readonly: true });
+    try {
+      expect(after.pragma('journal_mode', { simple: true })).toBe('delete');
+      expect(after.pragma('user_version', { simple: true })).toBe(SCHEMA_VERSION + 32);
+    } finally {
+      after.close();
     }
   });
 

@@ -242,14 +242,16 @@ export function openStore(path: string, upTo = SCHEMA_VERSION, options: OpenStor
     throw errors.SEL_ERR_STORAGE(`cannot open the store ${path}: ${(e as Error).message}`, { field: 'store', expected: 'a writable SQLite file', got: path });
   }
   try {
-    db.pragma('journal_mode = WAL');
-    db.pragma('synchronous = FULL');
-    db.pragma('foreign_keys = ON');
     db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
+    // the version first: a store of a newer engine is refused before anything of it changes
+    // (journal_mode is written into the file)
     const current = db.pragma('user_version', { simple: true }) as number;
     if (current > SCHEMA_VERSION) {
       throw errors.SEL_ERR_STORAGE(`the store ${path} has schema version ${current}, newer than this engine's ${SCHEMA_VERSION}`, { field: 'store', expected: `schema version <= ${SCHEMA_VERSION}`, got: current });
     }
+    db.pragma('journal_mode = WAL');
+    db.pragma('synchronous = FULL');
+    db.pragma('foreign_keys = ON');
     for (let v = current; v < upTo; v++) {
       const t0 = performance.now();
       if (current > 0) options.onMigration?.({ path, from: v, to: v + 1, done: false, ms: 0 });
