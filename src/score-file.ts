@@ -4,9 +4,9 @@
  * written in input order, with label columns carried through. Used by
  * `selectivity score` and available to library users.
  */
-import { realpathSync, statSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { statSync } from 'node:fs';
 import { AtomicOutput, drained } from './store/atomic-output.js';
+import { samePath } from './store/durable.js';
 import { errors } from './errors.js';
 import { createEngine } from './engine.js';
 import { channelCounts, decisionAt, emptyCounts, type Decision, type Reason } from './decisions.js';
@@ -125,12 +125,6 @@ function streamSink(stream: NodeJS.WritableStream): Sink {
     async commit() { check(); },
     discard() { /* the caller's stream: left to the caller */ },
   };
-}
-
-/** The same file, however named (a relative path, a link): an output must not be the input, nor the other output. */
-function samePath(a: string, b: string): boolean {
-  const real = (p: string) => { try { return realpathSync(p); } catch { return resolve(p); } };
-  return real(a) === real(b);
 }
 
 /** A pass-through column's name in the output: its own, or input.<name> where a decision field has that name. */

@@ -130,6 +130,22 @@ describe('selectivity study', () => {
     expect(html).toContain(report.top[0].id);
     expect(html).not.toMatch(/src="https?:/);
     expect((await run(['study', join(dir, 'new.csv'), '--peers', join(dir, 'p.msgpack'), '--out', join(dir, 'r.xlsx')])).stderr).toContain('SEL_ERR_OPTION_INVALID');
+    // a report written over the studied file or the snapshot would destroy it: refused before anything is read
+    writeFileSync(join(dir, 'victim.csv'), readFileSync(join(dir, 'new.csv')));
+    writeFileSync(join(dir, 'victim.groups.csv'), readFileSync(join(dir, 'new.csv')));
+    const snapshotBytes = readFileSync(join(dir, 'p2.json'));
+    for (const [args, said] of [
+      [[join(dir, 'victim.csv'), '--out', join(dir, 'victim.csv')], 'is the input file'],
+      [[join(dir, 'victim.groups.csv'), '--out', join(dir, 'victim.csv')], 'which is the input file'],
+      [[join(dir, 'new.csv'), '--peers', join(dir, 'p2.json'), '--out', join(dir, '.', 'p2.json')], 'is the --peers snapshot'],
+    ] as const) {
+      const r = await run(['study', ...args]);
+      expect(r.code, args.join(' ')).toBe(2);
+      expect(r.stderr).toContain('SEL_ERR_OPTION_INVALID');
+      expect(r.stderr).toContain(said);
+    }
+    expect(readFileSync(join(dir, 'p2.json')).equals(snapshotBytes)).toBe(true);
+    for (const f of ['victim.csv', 'victim.groups.csv']) expect(readFileSync(join(dir, f)).equals(readFileSync(join(dir, 'new.csv')))).toBe(true);
     // bad options are refused before the file is read (a missing file is not reached), named as typed
     for (const [args, field] of [[['--rank-by', 'bogus'], 'rank-by'], [['--direction', 'sideways'], 'direction'], [['--top', '0'], 'top'], [['--z-threshold', '-1'], 'z-threshold']] as const) {
       const r = await run(['study', join(dir, 'no-such-file.csv'), ...args, '--out', join(dir, 'x.json')]);

@@ -7,7 +7,7 @@ import { referenceScore } from '../src/kernel/reference.js';
 import { toBatch } from '../src/model/columnar.js';
 import { FEATURES, NF, PeerTableBuilder, snapshotTables, type PeerSnapshot } from '../src/peers/peer-groups.js';
 import { createRuleset, DEFAULT_SETTINGS } from '../src/ruleset/ruleset.js';
-import { deviationOf, studyFile } from '../src/study/study.js';
+import { deviationOf, IN_SAMPLE, studyFile } from '../src/study/study.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'sel-study-'));
 const OPTS = { seed: 11, hsCodes: 30, fraudRate: { undervaluation: 0.03, riskyPair: 0, trader: 0 } };
@@ -124,6 +124,27 @@ describe('studyFile', () => {
     await expect(studyFile(file, snapshot, { rankBy: 'price' as never })).rejects.toMatchObject({ code: 'SEL_ERR_OPTION_INVALID', details: { field: 'rankBy' } });
     await expect(studyFile(file, snapshot, { group: { level: 'hs6', key: 'nope|' } })).rejects.toMatchObject({ code: 'SEL_ERR_OPTION_INVALID', details: { field: 'group' } });
     await expect(studyFile(join(dir, 'missing.csv'), snapshot)).rejects.toMatchObject({ code: 'SEL_ERR_FILE_NOT_FOUND' });
+  });
+
+  it('one direction lists only rows on that side of their peers, even when fewer than --top are', async () => {
+    for (const direction of ['under', 'over'] as const) {
+      const report = await studyFile(file, snapshot, { top: 10_000, rankBy: 'unitValue', direction });
+      expect(report.top.length).toBeGreaterThan(100);
+      expect(report.top.length).toBeLessThan(9000); // not filled up from the other side (11,000 rows, about half on each)
+      for (const t of report.top) {
+        expect(t.deviation).toBeGreaterThan(0);
+        const z = t.features[0].z;
+        if (direction === 'under') expect(z).toBeLessThan(0); else expect(z).toBeGreaterThan(0);
+      }
+    }
+  });
+
+  it('an in-sample study (peers built from the file, never saved) names its peers as such, not by an empty version', async () => {
+    const b = new PeerTableBuilder();
+    b.add(toBatch(rows.map((r) => r.declaration)).batch);
+    const report = await studyFile(file, b.snapshot(), { top: 3 });
+    expect(report.peers.version).toBe(IN_SAMPLE);
+    expect((await studyFile(file, snapshot, { top: 3 })).peers.version).toBe(IN_SAMPLE); // the beforeAll snapshot was never saved either
   });
 
   it('writes its JSON report with every feature listed', async () => {

@@ -7,7 +7,7 @@ import { statSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { errors } from '../errors.js';
 import { loadPeers } from '../peers/peer-store.js';
-import { writeFileDurable } from '../store/durable.js';
+import { samePath, writeFileDurable } from '../store/durable.js';
 import { renderStudyHtml, studyGroupsCsv, studyTopCsv } from '../study/render.js';
 import type { StudyReport } from '../study/report.js';
 import { RANK_BY, studyFile, type Direction, type RankBy } from '../study/study.js';
@@ -87,6 +87,15 @@ export async function studyCommand(argv: string[]): Promise<number> {
     group = { level: values.group.slice(0, at), key: values.group.slice(at + 1) };
   }
   const file = positionals[0];
+  // a report written over the declarations or the snapshot it was made from would destroy them
+  // (a CSV report writes <name>.groups.csv beside itself)
+  for (const o of outs) {
+    for (const written of /\.csv$/i.test(o) ? [o, o.replace(/\.csv$/i, '.groups.csv')] : [o]) {
+      const what = written === o ? `--out ${o}` : `--out ${o} writes ${written}, which`;
+      if (samePath(written, file)) throw errors.SEL_ERR_OPTION_INVALID(`${what} is the input file`, { field: 'out', expected: 'a path other than the input', got: o });
+      if (values.peers !== undefined && samePath(written, values.peers)) throw errors.SEL_ERR_OPTION_INVALID(`${what} is the --peers snapshot`, { field: 'out', expected: 'a path other than the --peers snapshot', got: o });
+    }
+  }
   // every option checked before the file is read (building the peers from a big file takes minutes), each named as typed
   if (values['rank-by'] !== undefined && !(RANK_BY as readonly string[]).includes(values['rank-by'])) throw errors.SEL_ERR_OPTION_INVALID(`unknown --rank-by "${values['rank-by']}"`, { field: 'rank-by', expected: RANK_BY.join(' | '), got: values['rank-by'] });
   if (values.direction !== undefined && !['under', 'over', 'both'].includes(values.direction)) throw errors.SEL_ERR_OPTION_INVALID(`unknown --direction "${values.direction}"`, { field: 'direction', expected: 'under | over | both', got: values.direction });

@@ -4,7 +4,7 @@
  * target, fsync it, rename it over the target, fsync the directory. A crash
  * at any point leaves either the old file or the new one, never a torn one.
  */
-import { closeSync, fsyncSync, mkdirSync, openSync, renameSync, rmSync, statSync, writeSync, chmodSync } from 'node:fs';
+import { closeSync, fsyncSync, mkdirSync, openSync, realpathSync, renameSync, rmSync, statSync, writeSync, chmodSync } from 'node:fs';
 import { dirname, basename, join, resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { errors } from '../errors.js';
@@ -55,6 +55,12 @@ export function fsyncDir(dir: string): void {
   } finally {
     if (fd !== undefined) closeSync(fd);
   }
+}
+
+/** The same file, however named (a relative path, a link): an output must not be an input, nor another output. */
+export function samePath(a: string, b: string): boolean {
+  const real = (p: string) => { try { return realpathSync(p); } catch { return resolve(p); } };
+  return real(a) === real(b);
 }
 
 /** A temporary file's path beside `path`, hidden and unique to this process: written, then renamed over `path`. */

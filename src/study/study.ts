@@ -20,6 +20,9 @@ import {
 import { createRuleset, DEFAULT_SETTINGS, type RulesetSettingsInput } from '../ruleset/ruleset.js';
 import type { StudyDeclaration, StudyDistribution, StudyFeature, StudyGroup, StudyReport } from './report.js';
 
+/** The peers version a report names when its snapshot was built from the studied file (never saved, so it has none). */
+export const IN_SAMPLE = 'in-sample (built from the studied file, not saved)';
+
 export const RANK_BY = ['maxAbsZ', ...FEATURES] as const;
 export type RankBy = (typeof RANK_BY)[number];
 export type Direction = 'under' | 'over' | 'both';
@@ -193,7 +196,8 @@ export async function studyFile(path: string, peers: PeerSnapshot | PeerTables, 
             if (Math.abs(z) > s.zThreshold) { c.outliers++; if (z < 0) c.under++; else c.over++; }
           }
           const dev = deviationOf(r.z, off, o.rankBy, o.direction);
-          if (dev === dev && heap.admits(dev)) {
+          // one side asked for: a row on the other side (or at the median) is not listed, however few are on this one
+          if (dev === dev && (o.direction === 'both' || dev > 0) && heap.admits(dev)) {
             featureValues(b.numeric.customsValue[i], b.numeric.netMass[i], b.numeric.quantity[i], x);
             heap.push({
               deviation: dev, seq: seq + i, id: chunk.ids[i], date: b.date[i],
@@ -273,7 +277,8 @@ export async function studyFile(path: string, peers: PeerSnapshot | PeerTables, 
   return {
     generatedAt: new Date().toISOString(),
     source: options.sourceName ?? path,
-    peers: { version: tables.info?.version ?? 'unversioned', createdAt: tables.info?.createdAt ?? '', levels: levels.map((l) => l.name), rows: tables.info?.rows ?? 0 },
+    // a snapshot built from the studied file itself was never saved: its version is empty
+    peers: { version: tables.info?.version || (tables.info ? IN_SAMPLE : 'unversioned'), createdAt: tables.info?.createdAt ?? '', levels: levels.map((l) => l.name), rows: tables.info?.rows ?? 0 },
     settings: { top: o.top, rankBy: o.rankBy, direction: o.direction, zThreshold: s.zThreshold, minGroupSize: s.minGroupSize, madFloor: s.madFloor },
     rows, scored, invalid, outliers,
     seconds: (performance.now() - t0) / 1000,
