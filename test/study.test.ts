@@ -147,6 +147,19 @@ describe('studyFile', () => {
     expect((await studyFile(file, snapshot, { top: 3 })).peers.version).toBe(IN_SAMPLE); // the beforeAll snapshot was never saved either
   });
 
+  it('checks the group to plot before reading the file: its level as the snapshot names it, a key it holds, a snapshot (not bare tables)', async () => {
+    const missing = join(dir, 'not-there.csv');
+    // refused for the group, not for the missing file: checked first
+    for (const group of [{ level: 'hs5', key: 'x' }, { level: 'hs6,departure', key: 'x' }, { level: 'hs6', key: 'nope|' }]) {
+      await expect(studyFile(missing, snapshot, { group })).rejects.toMatchObject({ code: 'SEL_ERR_OPTION_INVALID', details: { field: 'group' } });
+    }
+    await expect(studyFile(missing, snapshotTables(snapshot), { group: { level: 'hs6', key: 'x' } })).rejects.toMatchObject({ code: 'SEL_ERR_OPTION_INVALID', details: { field: 'group', expected: 'a snapshot from selectivity peers build' } });
+    // the level written the other way round is the same level
+    const key = snapshot.groups[0].keys().next().value as string;
+    const report = await studyFile(file, snapshot, { top: 5, group: { level: 'origin,hs6', key } });
+    expect(report.distributions[0]).toMatchObject({ level: 'hs6,origin', key });
+  });
+
   it('writes its JSON report with every feature listed', async () => {
     const report = await studyFile(file, snapshot, { top: 3 });
     const round = JSON.parse(JSON.stringify(report));

@@ -96,7 +96,8 @@ export async function studyCommand(argv: string[]): Promise<number> {
       if (values.peers !== undefined && samePath(written, values.peers)) throw errors.SEL_ERR_OPTION_INVALID(`${what} is the --peers snapshot`, { field: 'out', expected: 'a path other than the --peers snapshot', got: o });
     }
   }
-  // every option checked before the file is read (building the peers from a big file takes minutes), each named as typed
+  // every option checked before the file is read (building the peers from a big file takes minutes), each named as typed;
+  // --group needs the peers, and studyFile checks it before its pass
   if (values['rank-by'] !== undefined && !(RANK_BY as readonly string[]).includes(values['rank-by'])) throw errors.SEL_ERR_OPTION_INVALID(`unknown --rank-by "${values['rank-by']}"`, { field: 'rank-by', expected: RANK_BY.join(' | '), got: values['rank-by'] });
   if (values.direction !== undefined && !['under', 'over', 'both'].includes(values.direction)) throw errors.SEL_ERR_OPTION_INVALID(`unknown --direction "${values.direction}"`, { field: 'direction', expected: 'under | over | both', got: values.direction });
   const top = values.top !== undefined ? intOption(values.top, 'top', 1, 100_000) : undefined;

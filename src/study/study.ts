@@ -14,7 +14,7 @@ import { createEngine } from '../engine.js';
 import { formatIsoDate } from '../model/schema.js';
 import { readDeclarations, type ReadOptions } from '../model/readers.js';
 import {
-  BatchGroups, featureValues, FEATURES, isPeerSnapshot, levelKey, NF, robustScale, snapshotTables,
+  BatchGroups, featureValues, FEATURES, isPeerSnapshot, levelKey, NF, parseLevel, robustScale, snapshotTables,
   type Feature, type PeerGroup, type PeerSnapshot, type PeerTables,
 } from '../peers/peer-groups.js';
 import { createRuleset, DEFAULT_SETTINGS, type RulesetSettingsInput } from '../ruleset/ruleset.js';
@@ -133,6 +133,27 @@ function checkOptions(o: StudyOptions): Required<Pick<StudyOptions, 'top' | 'ran
   return { top, rankBy, direction, groups, distributions };
 }
 
+/**
+ * The group a study is asked to plot, checked against the snapshot before
+ * the file is read (a wrong one used to fail only after the whole pass):
+ * its level as the snapshot names it ("origin,hs6" is hs6,origin), and a
+ * key the snapshot holds. Tables without a snapshot (a format-1 file) have no
+ * distributions to plot: refused, not ignored.
+ */
+function checkGroup(snapshot: PeerSnapshot | undefined, g: { level: string; key: string }): { level: string; key: string } {
+  const bad = (message: string, expected: string) => errors.SEL_ERR_OPTION_INVALID(message, { field: 'group', expected, got: `${g.level}:${g.key}` });
+  if (!snapshot) throw bad('a distribution plot (group) needs a peer snapshot; these peers are tables without sketches (a format-1 file)', 'a snapshot from selectivity peers build');
+  let level: string;
+  try { level = parseLevel(g.level).name; } catch { throw bad(`unknown peer level "${g.level}"`, `one of ${snapshot.levels.map((x) => x.name).join(', ')}`); }
+  const l = snapshot.levels.findIndex((x) => x.name === level);
+  if (l < 0) throw bad(`the snapshot has no level ${level}`, `one of ${snapshot.levels.map((x) => x.name).join(', ')}`);
+  if (!snapshot.groups[l].has(g.key)) {
+    const example = snapshot.groups[l].keys().next().value;
+    throw bad(`no group "${g.key}" at level ${level} in the snapshot`, `a key of level ${level}, written as the snapshot writes it${example !== undefined ? ` (e.g. "${example}": HS digits, "|", the field's value)` : ''}`);
+  }
+  return { level, key: g.key };
+}
+
 /** The deviation of one row under a ranking: NaN when the row cannot be ranked. */
 export function deviationOf(z: ArrayLike<number>, offset: number, rankBy: RankBy, direction: Direction): number {
   const signed = (v: number) => (direction === 'both' ? Math.abs(v) : direction === 'under' ? -v : v);
@@ -154,6 +175,7 @@ export async function studyFile(path: string, peers: PeerSnapshot | PeerTables, 
   const t0 = performance.now();
   const o = checkOptions(options);
   const snapshot = isPeerSnapshot(peers) ? peers : undefined;
+  const group = options.group && checkGroup(snapshot, options.group);
   const tables: PeerTables = snapshot ? snapshotTables(snapshot) : (peers as PeerTables);
   const ruleset = createRuleset({ peers: tables, profiles: [], settings: { ...options.settings, randomSelection: { ...DEFAULT_SETTINGS.randomSelection, rate: 0 } } });
   const s = ruleset.settings;
@@ -273,7 +295,7 @@ export async function studyFile(path: string, peers: PeerSnapshot | PeerTables, 
   allGroups.sort((a, b) => big(b) - big(a) || b.outlierShare - a.outlierShare || b.outliers - a.outliers || b.studied - a.studied || (a.label < b.label ? -1 : a.label > b.label ? 1 : 0));
   const groups = allGroups.filter((g) => g.outliers > 0).slice(0, o.groups);
 
-  const distributions = snapshot ? buildDistributions(snapshot, top, o.distributions, options.group) : [];
+  const distributions = snapshot ? buildDistributions(snapshot, top, o.distributions, group) : [];
   return {
     generatedAt: new Date().toISOString(),
     source: options.sourceName ?? path,
