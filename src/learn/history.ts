@@ -495,22 +495,26 @@ export class HistoryIndex {
    * Combination dimension d's hash table as the ruleset image lays it out
    * (src/ruleset/compile.ts writes it from this): 2^hashTableBits(entries)
    * slots, each holding the entry whose key it has (-1: empty). Entries are
-   * placed in order from their home slot (homeSlot), linear probing; an
-   * entry whose key an earlier one has takes its slot (the last wins).
+   * placed from their home slot (homeSlot), linear probing, the most
+   * declarations first (n, then entry order): the values rows look up most
+   * often sit in their home slot, where the kernel's probe stops without a
+   * second step. Of entries with the same key, the last (highest index) wins.
    */
   slotEntries(d: number): Int32Array {
     let table = this.slotTables[d];
     if (table) return table;
     const keys = this.dims[d].keys!;
+    const n = this.tables.dimensions[d].n;
     const bits = hashTableBits(keys.length);
     const mask = (1 << bits) - 1;
     table = new Int32Array(1 << bits).fill(-1);
-    for (let e = 0; e < keys.length; e++) {
+    const order = Int32Array.from(keys, (_, e) => e).sort((a, b) => n[b] - n[a] || a - b);
+    for (const e of order) {
       const k = keys[e];
       if (k < 0) continue;
       let i = homeSlot(BigInt(k), bits);
       while (table[i] >= 0 && keys[table[i]] !== k) i = (i + 1) & mask;
-      table[i] = e;
+      if (table[i] < e) table[i] = e;
     }
     this.slotTables[d] = table;
     return table;
