@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { pack, unpack } from 'msgpackr';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startService, type RunningService } from '../src/service/service.js';
+import { createEngine, type Engine } from '../src/engine.js';
 import { prepareDataDir, RulesetSource } from '../src/service/state.js';
 import { isStoreBusy, openStore, STORE_FILE } from '../src/store/sqlite.js';
 import { DecisionLogReader } from '../src/feedback/log-reader.js';
@@ -661,13 +662,16 @@ describe('automatic retraining as feedback arrives', () => {
     // minZ 0: the last refit's 59 results (9 seizures) need not make a weight significant for it to succeed
     const source = new RulesetSource({ storePath: files.storePath, peersPath: files.peersPath }, { retrain: { minZ: 0 } });
     const events: boolean[] = [];
+    let engine: Engine | undefined;
     try {
       const ds = declarations(60, 31, 'FAIL');
       expect((await call(service.url, 'POST', '/v1/score', { role: 'port', type: 'application/json', body: JSON.stringify({ declarations: ds }) })).status).toBe(200);
       const feed = (part: Declaration[], outcome: string) => call(service.url, 'POST', '/v1/feedback', { role: 'port', type: 'application/json', body: JSON.stringify({ results: part.map((d) => ({ declarationId: d.id, date: '2026-11-25', channel: 'red', inspected: true, outcome })) }) });
       await feed(ds.slice(0, 50), 'no-discrepancy'); // every one compliant: nothing to learn from
-      await source.load(files.peers);
-      source.startAutoRetrain({ after: 10, checkMs: 20, apply: () => undefined, report: (e) => events.push(e.ok) });
+      // a refit is swapped into an engine (as the service's is), in the transaction that writes its model
+      engine = createEngine({ ruleset: await source.load(files.peers), threads: 0 });
+      source.attachEngine(engine);
+      source.startAutoRetrain({ after: 10, checkMs: 20, report: (e) => events.push(e.ok) });
       const settle = async (n: number) => { for (let i = 0; i < 200 && events.length < n; i++) await new Promise((r) => setTimeout(r, 20)); await new Promise((r) => setTimeout(r, 300)); };
       await settle(1);
       expect(events).toEqual([false]); // once, not every 20 ms
@@ -678,8 +682,9 @@ describe('automatic retraining as feedback arrives', () => {
       await settle(3);
       expect(events).toEqual([false, false, true]);
     } finally {
-      source.startAutoRetrain({ after: 0, apply: () => undefined });
+      source.startAutoRetrain({ after: 0 });
       await source.drain();
+      await engine?.close();
       source.close();
       await service.close();
     }

@@ -1,3 +1,4 @@
+import { errors } from '../src/errors.js';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -210,6 +211,37 @@ describe('the service swaps profiles in by the clock', () => {
       await vi.advanceTimersByTimeAsync(400);
       expect(seen.length).toBe(2);
       expect(seen[1]).not.toContain('SOON');
+    } finally {
+      source.close();
+      vi.useRealTimers();
+    }
+  });
+});
+
+describe('a swap at a window edge that fails', () => {
+  it('is tried again, sooner and sooner apart, until it holds: the boundary that has passed is not waited out until the next one', async () => {
+    const files = await prepareDataDir(join(dir, 'clock-retry'));
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'Date'] });
+    const source = new RulesetSource(files);
+    try {
+      const now = Date.now();
+      source.profiles.importSet([P('LATER', { activeFrom: new Date(now + 300).toISOString(), activeUntil: new Date(now + 3_600_000).toISOString() })], { by: 'test' });
+      await source.load();
+      const seen: string[][] = [];
+      let failures = 2; // the store busy past its wait, twice
+      source.startClock((r) => {
+        if (failures-- > 0) throw errors.SEL_ERR_STORAGE('the store stayed locked', { field: 'store', got: 'SQLITE_BUSY' });
+        seen.push(r.profiles.map((p) => p.id));
+      });
+      await vi.advanceTimersByTimeAsync(301); // the edge: the first try fails
+      expect(seen).toEqual([]);
+      await vi.advanceTimersByTimeAsync(1000); // again after 1 s: fails
+      expect(seen).toEqual([]);
+      await vi.advanceTimersByTimeAsync(2000); // again after 2 s: holds
+      expect(seen).toHaveLength(1);
+      expect(seen[0]).toContain('LATER');
+      await vi.advanceTimersByTimeAsync(60_000); // and is not tried again
+      expect(seen).toHaveLength(1);
     } finally {
       source.close();
       vi.useRealTimers();

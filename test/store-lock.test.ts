@@ -18,6 +18,10 @@ import { packageRoot } from '../src/paths.js';
 import type { Metrics } from '../src/service/metrics.js';
 import type { RulesetSource } from '../src/service/state.js';
 import { inProcessService, type InProcessService } from './service-helpers.js';
+import { PeerTableBuilder } from '../src/peers/peer-groups.js';
+import { encodeSnapshot, lockPeerSnapshot } from '../src/peers/peer-store.js';
+import { toBatch } from '../src/model/columnar.js';
+import { randomDeclarations } from './helpers.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'sel-store-lock-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -147,6 +151,68 @@ describe('profile and watch-list writes through the service, beside another writ
     expect(engine.rulesetVersion).toBe(versions[1]);
     for (const v of versions) expect(source.rulesetRecord(v)?.version).toBe(v);
     expect((await app.inject({ url: `/v1/rulesets/${versions[0]}`, headers })).statusCode).toBe(200);
+  });
+
+  it('a change and the ruleset it leads to commit together: a failure after the change\'s writes (here its file) leaves the store, the files and the ruleset as they were', async () => {
+    const before = engine.rulesetVersion;
+    const rulesets = () => holder.prepare('SELECT count(*) FROM rulesets').pluck().get();
+    const n = rulesets();
+    const e = await source.commitChange(() => ({
+      result: source.profiles.prepareImport([{ id: 'ATOMIC-1', title: 'one step', weight: 2, conditions: { hs: ['0208'] } }], { by: 'test' })(),
+      write: () => { throw errors.SEL_ERR_STORAGE('disk full', { field: 'file', got: 'ENOSPC' }); },
+    })).catch((x: unknown) => x);
+    expect((e as { code?: string }).code).toBe('SEL_ERR_STORAGE');
+    expect(source.profiles.get('ATOMIC-1')).toBeUndefined(); // the profile write was rolled back with the record
+    expect(rulesets()).toBe(n);
+    expect(engine.rulesetVersion).toBe(before);
+    // a rebuild (the next change, a reload) does not bring the failed change in
+    expect(source.rebuild().profiles.map((p) => p.id)).not.toContain('ATOMIC-1');
+    // and the same change without the failure goes through whole
+    const ok = await source.commitChange(() => ({ result: source.profiles.prepareImport([{ id: 'ATOMIC-1', title: 'one step', weight: 2, conditions: { hs: ['0208'] } }], { by: 'test' })() }));
+    expect(ok.version).toBe(engine.rulesetVersion);
+    expect(engine.meta().profiles.map((p) => p.id)).toContain('ATOMIC-1');
+    expect(source.rulesetRecord(ok.version)?.profiles.map((p) => p.id)).toContain('ATOMIC-1');
+  });
+
+  it('PUT /v1/peers that cannot finish changes nothing; two queued ones each record the snapshot their ruleset was built with', async () => {
+    const build = (rows: number) => {
+      const b = new PeerTableBuilder();
+      b.add(toBatch(randomDeclarations(rows, rows)).batch);
+      b.addSource(`r${rows}`, rows);
+      return encodeSnapshot(b.snapshot(), 'msgpack');
+    };
+    const put = (body: Uint8Array) => app.inject({ method: 'PUT', url: '/v1/peers', headers: { ...headers, 'content-type': 'application/msgpack', accept: 'application/json' }, payload: Buffer.from(body) });
+    const [pb, pc] = [build(300), build(200)];
+    const before = { version: engine.rulesetVersion, peers: (await app.inject({ url: '/v1/peers', headers })).json().version, file: readFileSync(service.files.peersPath) };
+    // the snapshot's file cannot be written (a peers update holds its lock): 409, and nothing moved
+    const held = lockPeerSnapshot(service.files.peersPath, 'a test');
+    try {
+      expect((await put(pb)).statusCode).toBe(409);
+    } finally {
+      held.release();
+    }
+    expect(engine.rulesetVersion).toBe(before.version);
+    expect((await app.inject({ url: '/v1/peers', headers })).json().version).toBe(before.peers);
+    expect((await app.inject({ url: '/v1/ruleset', headers })).json().peers).toBe(before.peers);
+    expect(readFileSync(service.files.peersPath).equals(before.file)).toBe(true);
+    // two uploads queued behind the lock: each ruleset's record names its own snapshot, and each answer its own
+    holder.prepare('BEGIN IMMEDIATE').run();
+    const release = setTimeout(() => holder.prepare('COMMIT').run(), 150);
+    let answers;
+    try {
+      answers = await Promise.all([put(pb), new Promise((r) => setTimeout(r, 20)).then(() => put(pc))]);
+    } finally {
+      clearTimeout(release);
+      if (holder.inTransaction) holder.prepare('COMMIT').run();
+    }
+    const [b, c] = answers.map((r) => r.json());
+    expect(answers.map((r) => r.statusCode)).toEqual([200, 200]);
+    expect(b.peers.version).not.toBe(c.peers.version);
+    expect(b.ruleset.peers).toBe(b.peers.version);
+    expect(c.ruleset.peers).toBe(c.peers.version);
+    expect(source.rulesetRecord(b.ruleset.version)?.peers).toBe(b.peers.version);
+    expect(source.rulesetRecord(c.ruleset.version)?.peers).toBe(c.peers.version);
+    expect(engine.rulesetVersion).toBe(c.ruleset.version);
   });
 
   it('an unknown id found inside the write answers 404 and writes nothing', async () => {

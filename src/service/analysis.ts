@@ -35,7 +35,7 @@ export interface AnalysisOptions {
   bodyLimit: number;
   errorSchema: object;
   /** What the ruleset routes answer, after a snapshot swap. */
-  rulesetInfo: () => object;
+  rulesetInfo: (version?: string) => object;
 }
 
 type Records = unknown[] | string;
@@ -111,8 +111,8 @@ export async function registerAnalysisRoutes(app: FastifyInstance, o: AnalysisOp
     }, async (req) => {
       const body = req.body as Buffer;
       if (!Buffer.isBuffer(body) || body.length === 0) throw errors.SEL_ERR_REQUEST_PARSE('the request body is empty', { field: 'body', expected: 'a peer snapshot file' });
-      await source.swap(source.replacePeers(body));
-      return { peers: source.peersInfo, ruleset: o.rulesetInfo() };
+      const { version, peers } = await source.replacePeers(body);
+      return { peers, ruleset: o.rulesetInfo(version) };
     });
   });
 

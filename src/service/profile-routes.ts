@@ -17,14 +17,13 @@ import type { Engine } from '../engine.js';
 import { queryNumber } from './query.js';
 import type { RulesetSource } from './state.js';
 import { profileStats } from '../profiles/effectiveness.js';
-import { writeWhenFree } from '../store/sqlite.js';
 
 export interface ProfileRouteOptions {
   engine: Engine;
   source: RulesetSource;
   bodyLimit: number;
   errorSchema: object;
-  rulesetInfo: () => object;
+  rulesetInfo: (version?: string) => object;
 }
 
 const open = { type: 'object', additionalProperties: true } as const;
@@ -32,7 +31,11 @@ const open = { type: 'object', additionalProperties: true } as const;
 export async function registerProfileRoutes(app: FastifyInstance, o: ProfileRouteOptions): Promise<void> {
   const { engine, source, errorSchema } = o;
   const store = source.profiles;
-  const swap = async () => { await source.swap(source.rebuild()); return o.rulesetInfo(); };
+  // the change and the ruleset it leads to in one transaction: a swap that fails leaves the change unmade (RulesetSource.commitChange)
+  const commit = async <T>(write: () => T): Promise<[T, ReturnType<typeof o.rulesetInfo>]> => {
+    const { result, version } = await source.commitChange(() => ({ result: write() }));
+    return [result, o.rulesetInfo(version)];
+  };
   const idParams = { type: 'object', required: ['id'], properties: { id: { type: 'string', maxLength: 64 } } } as const;
 
   app.get('/v1/profiles', {
@@ -111,8 +114,8 @@ export async function registerProfileRoutes(app: FastifyInstance, o: ProfileRout
       response: { 200: open, '4xx': errorSchema },
     },
   }, async (req) => {
-    const summary = await writeWhenFree(source.database, store.prepareImport(req.body, { by: req.actor ?? 'api', replace: (req.query as { replace?: string }).replace === 'true' }));
-    return { changes: summary, ruleset: await swap() };
+    const [summary, ruleset] = await commit(store.prepareImport(req.body, { by: req.actor ?? 'api', replace: (req.query as { replace?: string }).replace === 'true' }));
+    return { changes: summary, ruleset };
   });
 
   for (const action of ['activate', 'retire'] as const) {
@@ -126,8 +129,8 @@ export async function registerProfileRoutes(app: FastifyInstance, o: ProfileRout
       },
     }, async (req) => {
       const { id } = req.params as { id: string };
-      const record = await writeWhenFree(source.database, store.prepareStatus(id, action === 'activate' ? 'active' : 'retired', req.actor ?? 'api'));
-      return { profile: record, ruleset: await swap() };
+      const [record, ruleset] = await commit(store.prepareStatus(id, action === 'activate' ? 'active' : 'retired', req.actor ?? 'api'));
+      return { profile: record, ruleset };
     });
   }
 }

@@ -553,8 +553,9 @@ export async function buildServer(options: ServiceOptions): Promise<FastifyInsta
   });
 
   // ---- ruleset ---------------------------------------------------------------
-  const rulesetInfo = () => {
-    const meta = engine.meta();
+  // `version`: the ruleset a change installed (a later change may have followed it since); by default the one scoring now
+  const rulesetInfo = (version?: string) => {
+    const meta = engine.meta(version);
     return {
       version: meta.version,
       profiles: meta.profiles.length,
@@ -562,7 +563,7 @@ export async function buildServer(options: ServiceOptions): Promise<FastifyInsta
       profileVersions: Object.fromEntries(meta.profiles.map((p) => [p.id, p.version ?? null])),
       watchLists: meta.watchLists.map((w) => ({ id: w.id, version: w.version ?? null })),
       peerLevels: meta.levels.map((l) => l.name),
-      peers: source.peersInfo?.version ?? null,
+      peers: (version !== undefined && version !== engine.rulesetVersion ? source.rulesetRecord(version)?.peers : source.peersInfo?.version) ?? null,
       settings: meta.settings,
       files: source.files,
     };
@@ -584,8 +585,7 @@ export async function buildServer(options: ServiceOptions): Promise<FastifyInsta
   });
   app.get('/v1/ruleset', { config: { access: 'read' }, schema: { tags: ['ruleset'], summary: 'The active ruleset: version, profiles, watch lists, peer levels, settings.', response: { 200: rulesetSchema } } }, async () => rulesetInfo());
   app.post('/v1/ruleset/reload', { config: { access: 'admin' }, schema: { tags: ['ruleset'], summary: 'Re-read the profiles and peer-table files and swap the ruleset in without a restart. If either file is invalid, the active ruleset stays.', response: { 200: rulesetSchema, '4xx': errorSchema } } }, async () => {
-    await source.swap(await source.load());
-    return rulesetInfo();
+    return rulesetInfo(await source.reload());
   });
   // ---- access: the tokens, re-read without a restart ----------------------------
   app.post('/v1/tokens/reload', {
@@ -606,9 +606,8 @@ export async function buildServer(options: ServiceOptions): Promise<FastifyInsta
   app.get('/v1/model', { config: { access: 'read' }, schema: { tags: ['ruleset'], summary: 'The compliance model in use (historical tables and weights): when it was trained, on how many declarations, its dimensions; {"model": null} without one. autoRetrain: the threshold of automatic retraining and the inspected declarations with feedback in the store (null when off).', response: { 200: modelSchema } } },
     async () => ({ model: source.modelInfo ?? null, autoRetrain: source.autoRetrain ?? null }));
   app.post('/v1/model/retrain', { config: { access: 'write' }, schema: { tags: ['ruleset'], summary: 'Refit the compliance model on the inspected declarations with feedback (decision log joined to current feedback), write it durably to the data directory, and swap it in. Too little feedback answers SEL_ERR_OPTION_INVALID and nothing changes.', response: { 200: modelSchema, '4xx': errorSchema } } }, async () => {
-    const r = await source.retrain();
-    await source.swap(r);
-    return { model: source.modelInfo, training: r.training, ruleset: rulesetInfo() };
+    const r = await source.retrainAndSwap();
+    return { model: source.modelInfo, training: r.training, ruleset: rulesetInfo(r.version) };
   });
   await app.register(async (scope) => {
     acceptMsgpackBodies(scope, bodyLimit);
@@ -621,9 +620,8 @@ export async function buildServer(options: ServiceOptions): Promise<FastifyInsta
         response: { 200: rulesetSchema, '4xx': errorSchema },
       },
     }, async (req) => {
-      const ruleset = await source.replaceProfiles(req.body, req.actor);
-      await source.swap(ruleset);
-      return { ...rulesetInfo(), changes: ruleset.summary };
+      const { summary, version } = await source.replaceProfiles(req.body, req.actor);
+      return { ...rulesetInfo(version), changes: summary };
     });
   });
 

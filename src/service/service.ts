@@ -206,11 +206,10 @@ async function startLocked(config: ServiceConfig, configured: ReturnType<typeof 
   try {
     app = await buildServer({ engine, source, tokens, metrics, bodyLimit: config.bodyLimit, maxBatch: config.maxBatch, idleTimeoutMs: config.idleTimeoutMs, logger: config.logger, version: packageVersion(), decisionLog, backtests });
     // profiles activate and expire by their dates: swap the ruleset at each boundary
-    source.startClock((rs) => source.swap(rs));
+    source.startClock(() => source.swapCurrent());
     // the model follows the feedback: refitted in a worker, swapped in like any ruleset change
     source.startAutoRetrain({
       after: config.retrainAfter ?? 1000, checkMs: config.retrainCheckMs,
-      apply: (rs) => source.swap(rs),
       report: (e) => (e.ok ? app!.log.info({ rows: e.rows }, 'compliance model retrained from feedback and swapped in') : app!.log.warn({ err: e.error }, 'automatic retrain failed; the model in use stays')),
     });
     await warmUp(engine); // before the port opens: the first request should not pay for loading
@@ -238,8 +237,7 @@ async function startLocked(config: ServiceConfig, configured: ReturnType<typeof 
     seeded: files.created,
     url: `http://${host}:${port}`,
     async reload() {
-      const rs = await source.load();
-      return source.swap(rs);
+      return source.reload();
     },
     close() {
       closing ??= (async () => {

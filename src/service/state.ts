@@ -21,7 +21,7 @@ import { UsageRecorder } from '../profiles/effectiveness.js';
 import { loadPeers, lockPeerSnapshot, parsePeerSnapshot, savePeerSnapshot } from '../peers/peer-store.js';
 import { isPeerSnapshot, snapshotTables, type PeerSnapshot, type PeerTables } from '../peers/peer-groups.js';
 import { createRuleset, type Ruleset } from '../ruleset/ruleset.js';
-import { compileRuleset, type CompiledMeta } from '../ruleset/compile.js';
+import { compileRuleset, type CompiledMeta, type CompiledRuleset } from '../ruleset/compile.js';
 import type { Engine } from '../engine.js';
 import { buildPeerSnapshotFromFile } from '../score-file.js';
 import { packageRoot, workerExecArgv, workerPath } from '../paths.js';
@@ -111,6 +111,39 @@ export async function prepareDataDir(dataDir: string, files: { peersPath?: strin
   return { dataDir, storePath, peersPath, created, peers };
 }
 
+/** Version and provenance of peer statistics (GET /v1/peers). */
+export interface PeersInfo { version: string; createdAt: string | null; rows: number | null; levels: string[]; groups: Record<string, number>; foldable: boolean }
+
+function peersInfoOf(t: PeerTables, foldable: boolean): PeersInfo {
+  return {
+    version: t.info?.version ?? 'format-1', createdAt: t.info?.createdAt ?? null, rows: t.info?.rows ?? null,
+    levels: t.levels.map((l) => l.name), groups: Object.fromEntries(t.levels.map((l, i) => [l.name, t.groups[i].size])), foldable,
+  };
+}
+
+/** The compliance model a source holds (RulesetSource.model). */
+type Model = { settings: TrainedModel['settings']; history: HistoryTables; trainedAt?: string; rows?: number; fromStore?: boolean; feedbackSeq?: number; minZ?: number; z?: Record<string, number> };
+
+/** A refit, not yet written or swapped in: the model, its file's text, and what the training reports. */
+interface Fitted {
+  model: Model;
+  file: string;
+  training: TrainedModel['training'];
+}
+
+/**
+ * What a change (RulesetSource.commitChange) made, inside the transaction:
+ * its result, the peers or model it brings (absent: the current ones;
+ * `model: undefined` present: no model), and the file it writes last.
+ */
+export interface Change<T> {
+  result: T;
+  peers?: PeerTables;
+  snapshot?: PeerSnapshot;
+  model?: Model | undefined;
+  write?: () => void;
+}
+
 /** The largest delay setTimeout takes; boundaries further away are re-checked then. */
 const MAX_DELAY_MS = 2 ** 31 - 1;
 
@@ -144,7 +177,7 @@ export class RulesetSource {
   get database(): Db { return this.db; }
 
   /** The compliance model in use (weights, thresholds, historical tables), if any. */
-  private model: { settings: TrainedModel['settings']; history: HistoryTables; trainedAt?: string; rows?: number; fromStore?: boolean; feedbackSeq?: number; minZ?: number; z?: Record<string, number> } | undefined;
+  private model: Model | undefined;
 
   private get modelPath(): string { return this.files.modelPath ?? join(dirname(this.files.storePath), 'model.json'); }
 
@@ -187,7 +220,7 @@ export class RulesetSource {
   }
 
   /** The retrain running now (a second call waits for it rather than fitting twice). */
-  private retraining: Promise<Ruleset & { training: TrainedModel['training'] }> | undefined;
+  private retraining: Promise<Fitted> | undefined;
   private retrainPool: Piscina | undefined;
 
   /**
@@ -197,12 +230,24 @@ export class RulesetSource {
    * it durably to the model file, then returns the ruleset to swap in. Too
    * little feedback is a named error; nothing changes.
    */
-  retrain(): Promise<Ruleset & { training: TrainedModel['training'] }> {
+  retrain(): Promise<Fitted> {
     this.retraining ??= this.fit().finally(() => { this.retraining = undefined; });
     return this.retraining;
   }
 
-  private async fit(): Promise<Ruleset & { training: TrainedModel['training'] }> {
+  /**
+   * Refits the model (retrain) and swaps it in (commitChange): the model file
+   * is written in the transaction that records the ruleset it leads to, so a
+   * refit whose swap fails leaves the file, the model reported and the
+   * ruleset scoring as they were. Resolves with what the training reports.
+   */
+  async retrainAndSwap(): Promise<{ training: TrainedModel['training']; version: string }> {
+    const fitted = await this.retrain();
+    const { result, version } = await this.commitChange(() => ({ result: fitted.training, model: fitted.model, write: () => writeFileDurable(this.modelPath, fitted.file) }));
+    return { training: result, version };
+  }
+
+  private async fit(): Promise<Fitted> {
     if (!this.peers) throw errors.SEL_ERR_NOT_READY('no ruleset loaded yet', { field: 'ruleset' });
     const task: RetrainTask = { storePath: this.files.storePath, peersPath: this.files.peersPath, now: this.now(), options: this.retrainOptions };
     const file = workerPath('retrain-worker');
@@ -220,10 +265,8 @@ export class RulesetSource {
       throw errors.SEL_ERR_OPTION_INVALID(`the refit kept no weight: no signal in the ${doc.training.rows} inspected declarations with feedback (${doc.nonCompliant} non-compliant) reaches z ${minZ}; the model in use stays`, { field: 'feedback', expected: `feedback from which at least one weight reaches the significance bar (serve --retrain-min-z, ${minZ})`, got: { inspected: doc.training.rows, nonCompliant: doc.nonCompliant } });
     }
     const next = { settings: doc.settings, history: doc.history, trainedAt: doc.createdAt, rows: doc.training.rows, fromStore: true, feedbackSeq: doc.feedbackSeq, minZ: doc.training.minZ, z: doc.training.z };
-    const ruleset = this.compose(this.peers, next); // validates before anything is written
-    writeFileDurable(this.modelPath, `${JSON.stringify(doc)}\n`);
-    this.model = next;
-    return { ...ruleset, training: doc.training };
+    this.compose(this.peers, next); // validates before anything is written
+    return { model: next, file: `${JSON.stringify(doc)}\n`, training: doc.training };
   }
 
   /** Inspected declarations with current feedback in the store (what a retrain learns from). */
@@ -260,7 +303,7 @@ export class RulesetSource {
    * kind, say) is reported to `report`; the next attempt waits for a new
    * result instead of reading the store again at every check.
    */
-  startAutoRetrain(o: { after: number; checkMs?: number; apply: (r: Ruleset) => unknown; report?: (event: { ok: boolean; rows?: number; error?: unknown }) => void }): void {
+  startAutoRetrain(o: { after: number; checkMs?: number; report?: (event: { ok: boolean; rows?: number; error?: unknown }) => void }): void {
     if (this.auto) clearInterval(this.auto.timer);
     this.auto = undefined;
     if (!(o.after > 0)) return;
@@ -271,7 +314,7 @@ export class RulesetSource {
       const newest = newestFeedbackSeq(this.db);
       if (failedAt !== undefined && newest <= failedAt) return;
       if (this.resultsSinceModel() < o.after) return;
-      this.retrain().then(async (r) => { failedAt = undefined; await o.apply(r); o.report?.({ ok: true, rows: r.training.rows }); }).catch((error: unknown) => { failedAt = newest; o.report?.({ ok: false, error }); });
+      this.retrainAndSwap().then((r) => { failedAt = undefined; o.report?.({ ok: true, rows: r.training.rows }); }).catch((error: unknown) => { failedAt = newest; o.report?.({ ok: false, error }); });
     }, o.checkMs ?? 60_000);
     timer.unref();
     this.auto = { timer, after: o.after };
@@ -288,16 +331,33 @@ export class RulesetSource {
    * read (prepareDataDir's), instead of reading it again.
    */
   async load(read?: PeerSnapshot | PeerTables): Promise<Ruleset> {
-    const loaded = read ?? loadPeers(this.files.peersPath);
-    const snapshot = isPeerSnapshot(loaded) ? loaded : undefined;
-    const peers = snapshot ? snapshotTables(snapshot) : (loaded as PeerTables);
-    const model = this.readModel();
+    const { peers, snapshot, model } = this.readFiles(read);
     const ruleset = this.compose(peers, model);
     this.model = model;
     this.peers = peers;
     this.snapshot = snapshot;
     this.reschedule();
     return ruleset;
+  }
+
+  /** The peer file and the model file, read and checked (a named error if either is invalid); nothing assigned. */
+  private readFiles(read?: PeerSnapshot | PeerTables): { peers: PeerTables; snapshot: PeerSnapshot | undefined; model: Model | undefined } {
+    const loaded = read ?? loadPeers(this.files.peersPath);
+    const snapshot = isPeerSnapshot(loaded) ? loaded : undefined;
+    const peers = snapshot ? snapshotTables(snapshot) : (loaded as PeerTables);
+    const model = this.readModel();
+    this.compose(peers, model); // validates
+    return { peers, snapshot, model };
+  }
+
+  /**
+   * Reads the peer and model files again and swaps in the ruleset they give
+   * (POST /v1/ruleset/reload, SIGHUP): an invalid file, or a swap that fails,
+   * leaves the ruleset, the peers and the model reported as they were.
+   */
+  async reload(): Promise<string> {
+    const files = this.readFiles();
+    return (await this.commitChange(() => ({ result: undefined, ...files }))).version;
   }
 
   /** The ruleset of the current peers and the profiles active now (after a profile change, or at a boundary). */
@@ -328,7 +388,17 @@ export class RulesetSource {
     c.timer = setTimeout(() => {
       c.timer = undefined;
       // apply may be asynchronous (swap): a failure either way keeps the current ruleset; try again at the next boundary
-      Promise.resolve().then(() => c.apply(this.rebuild())).catch(() => this.reschedule());
+      // a swap that fails (the store busy past its wait) is tried again, sooner and sooner apart up to a
+      // minute, until one holds: the boundary has passed, so the next one would come too late
+      let pause = 500;
+      const attempt = () => {
+        Promise.resolve().then(() => c.apply(this.rebuild())).then(() => this.reschedule(), () => {
+          pause = Math.min(2 * pause, 60_000);
+          c.timer = setTimeout(attempt, pause);
+          c.timer.unref();
+        });
+      };
+      attempt();
     }, Math.min(Math.max(0, next - now + 1), MAX_DELAY_MS));
     c.timer.unref();
   }
@@ -340,10 +410,60 @@ export class RulesetSource {
    * The write waits for the store's lock without blocking the thread
    * (writeWhenFree: the decision log's writer holds it while it commits).
    */
-  async replaceProfiles(raw: unknown, by = 'api'): Promise<Ruleset & { summary: ImportSummary }> {
+  async replaceProfiles(raw: unknown, by = 'api'): Promise<{ summary: ImportSummary; version: string }> {
     if (!this.peers) throw errors.SEL_ERR_NOT_READY('no ruleset loaded yet', { field: 'ruleset' });
-    const summary = await writeWhenFree(this.db, this.profiles.prepareImport(raw, { by, replace: true }));
-    return { ...this.rebuild(), summary };
+    const write = this.profiles.prepareImport(raw, { by, replace: true }); // validates first
+    const { result, version } = await this.commitChange(() => ({ result: write() }));
+    return { summary: result, version };
+  }
+
+  /**
+   * Makes a change and swaps in the ruleset it leads to, as one step. In one
+   * IMMEDIATE store transaction (the lock waited for without blocking the
+   * thread: writeWhenFree), `change` makes its store writes (a profile
+   * import, say) and names the peers or model it brings; the ruleset is
+   * composed from the state as the change leaves it, compiled and recorded
+   * under its version; last, the change's file is written (`write`: the
+   * peer snapshot, the model). Only once that transaction commits do the
+   * state this source reports and the engine move to the new ruleset, which
+   * cannot fail. A failure before (the store busy past its wait, a full
+   * disk, a snapshot's lock held, an invalid ruleset) changes nothing: not
+   * the store, not the files, not what is scoring or reported. Before, the
+   * change was stored first and the swap could fail after it: the answer
+   * was an error, GET /v1/ruleset named the new peers while the old ruleset
+   * scored, and the next reload swapped the "failed" change in. Changes
+   * (and swaps) run one at a time, in the order asked.
+   */
+  async commitChange<T>(change: () => Change<T>): Promise<{ result: T; version: string }> {
+    const engine = this.engine;
+    if (!engine) throw errors.SEL_ERR_NOT_READY('no engine attached', { field: 'engine' });
+    const run = async () => {
+      let made: Change<T> | undefined;
+      let compiled: CompiledRuleset | undefined;
+      await writeWhenFree(this.db, () => this.db.transaction(() => {
+        made = change();
+        const peers = made.peers ?? this.peers;
+        if (!peers) throw errors.SEL_ERR_NOT_READY('no ruleset loaded yet', { field: 'ruleset' });
+        compiled = compileRuleset(this.compose(peers, 'model' in made ? made.model : this.model));
+        this.recordRuleset(compiled.meta, peers);
+        made.write?.();
+      }).immediate());
+      // committed: from here nothing can fail
+      const m = made!;
+      if (m.peers) { this.peers = m.peers; this.snapshot = m.snapshot; }
+      if ('model' in m) this.model = m.model;
+      const version = engine.installCompiled(compiled!);
+      this.reschedule();
+      return { result: m.result, version };
+    };
+    const done = this.swapping.then(run, run);
+    this.swapping = done.catch(() => undefined);
+    return done;
+  }
+
+  /** The ruleset of the state as it is (a profile's window opened or closed, say), recorded and swapped in as commitChange does. */
+  async swapCurrent(): Promise<string> {
+    return (await this.commitChange(() => ({ result: undefined }))).version;
   }
 
   /** The swaps asked for, one after the other (each waits for the one before). */
@@ -366,7 +486,7 @@ export class RulesetSource {
     if (!engine) throw errors.SEL_ERR_NOT_READY('no engine attached', { field: 'engine' });
     const compiled = compileRuleset(ruleset);
     const run = async () => {
-      await writeWhenFree(this.db, () => this.recordRuleset(compiled.meta));
+      await writeWhenFree(this.db, () => this.recordRuleset(compiled.meta, ruleset.peers));
       return engine.installCompiled(compiled);
     };
     const done = this.swapping.then(run, run);
@@ -378,16 +498,17 @@ export class RulesetSource {
   attachEngine(engine: Engine): void {
     this.engine = engine;
     try {
-      this.recordRuleset(engine.meta());
+      this.recordRuleset(engine.meta(), this.peers);
     } catch (e) {
       // a store that cannot be written (read-only, full) at start: named, not a raw SQLite error
       throw errors.SEL_ERR_STORAGE(`cannot record the ruleset in use in the store: ${(e as Error).message}`, { field: 'store', expected: 'a writable store', got: (e as { code?: string }).code });
     }
   }
 
-  private recordRuleset(meta: CompiledMeta): void {
+  /** Records what made a ruleset: `peers`, the tables it was composed with (not whatever this source holds when a queued swap runs). */
+  private recordRuleset(meta: CompiledMeta, peers: PeerTables | undefined): void {
     this.db.prepare('INSERT OR IGNORE INTO rulesets (version, installed_at, peers, profiles, settings, watch_lists) VALUES (?, ?, ?, ?, ?, ?)')
-      .run(meta.version, new Date(this.now()).toISOString(), this.peers?.info?.version ?? null, JSON.stringify(meta.profiles.map((p) => ({ id: p.id, version: p.version ?? null }))), JSON.stringify(meta.settings),
+      .run(meta.version, new Date(this.now()).toISOString(), peers?.info?.version ?? null, JSON.stringify(meta.profiles.map((p) => ({ id: p.id, version: p.version ?? null }))), JSON.stringify(meta.settings),
         JSON.stringify(meta.watchLists.map((w) => ({ id: w.id, version: w.version ?? null }))));
   }
 
@@ -421,13 +542,8 @@ export class RulesetSource {
   get currentPeers(): PeerSnapshot | PeerTables | undefined { return this.snapshot ?? this.peers; }
 
   /** Version and provenance of the active peer statistics. */
-  get peersInfo(): { version: string; createdAt: string | null; rows: number | null; levels: string[]; groups: Record<string, number>; foldable: boolean } | undefined {
-    const t = this.peers;
-    if (!t) return undefined;
-    return {
-      version: t.info?.version ?? 'format-1', createdAt: t.info?.createdAt ?? null, rows: t.info?.rows ?? null,
-      levels: t.levels.map((l) => l.name), groups: Object.fromEntries(t.levels.map((l, i) => [l.name, t.groups[i].size])), foldable: this.snapshot !== undefined,
-    };
+  get peersInfo(): PeersInfo | undefined {
+    return this.peers && peersInfoOf(this.peers, this.snapshot !== undefined);
   }
 
   /**
@@ -435,19 +551,20 @@ export class RulesetSource {
    * writes it durably to the peers file, and returns the ruleset to swap in.
    * A damaged or mismatched snapshot throws a named error and changes nothing.
    */
-  replacePeers(bytes: Uint8Array): Ruleset {
+  async replacePeers(bytes: Uint8Array): Promise<{ version: string; peers: PeersInfo }> {
     const snapshot = parsePeerSnapshot(bytes, 'uploaded snapshot');
     const peers = snapshotTables(snapshot);
-    const ruleset = this.compose(peers);
-    const lock = lockPeerSnapshot(this.files.peersPath, 'selectivity serve (PUT /v1/peers)');
-    try {
-      savePeerSnapshot(this.files.peersPath, snapshot);
-    } finally {
-      lock.release();
-    }
-    this.peers = peers;
-    this.snapshot = snapshot;
-    return ruleset;
+    this.compose(peers); // validates before anything is written
+    const write = () => {
+      const lock = lockPeerSnapshot(this.files.peersPath, 'selectivity serve (PUT /v1/peers)');
+      try {
+        savePeerSnapshot(this.files.peersPath, snapshot);
+      } finally {
+        lock.release();
+      }
+    };
+    const { version } = await this.commitChange(() => ({ result: undefined, peers, snapshot, write }));
+    return { version, peers: peersInfoOf(peers, true) };
   }
 
 }
