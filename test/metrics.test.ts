@@ -118,6 +118,18 @@ describe('metrics', () => {
     expect(Math.abs(max - 0.001)).toBeLessThanOrEqual(0.001 * 0.001);
   });
 
+  it('never gives a quantile above the maximum (HDR answers the top of the value\'s bucket)', async () => {
+    const m = await make();
+    // one value just inside a bucket of its own at the top: HDR's p90 and p99 would be the bucket's top, above it
+    for (let i = 0; i < 9; i++) m.record(SCORE, 1_000_000);
+    m.record(SCORE, 5_611_986);
+    const c = m.summary().series[SCORE].cumulative;
+    for (const q of [c.p50!, c.p90!, c.p99!, c.p999!]) expect(q).toBeLessThanOrEqual(c.max!);
+    const samples = checkExposition(m.prometheus());
+    const max = find(samples, 'selectivity_request_duration_max_seconds', { route: SCORE })!.value;
+    for (const quantile of ['0.5', '0.9', '0.99', '0.999']) expect(find(samples, 'selectivity_request_duration_seconds', { route: SCORE, quantile })!.value).toBeLessThanOrEqual(max);
+  });
+
   it('hands out each series\' cumulative histogram on request: two reads subtracted give the percentiles of what came between, two services added those of both', async () => {
     const m = await make();
     for (let us = 1; us <= 1000; us++) m.record(SCORE, us * 1000); // 1 µs .. 1 ms

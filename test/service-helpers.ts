@@ -128,6 +128,13 @@ export interface ServeProcess {
   stderr(): string;
 }
 
+/** The environment without SELECTIVITY_TOKENS (set, even empty, it is the token configuration). */
+function withoutTokensEnv(): NodeJS.ProcessEnv {
+  const env = { ...process.env };
+  delete env.SELECTIVITY_TOKENS;
+  return env;
+}
+
 /**
  * Starts `bin/selectivity.js serve` on a data directory (port 0, loopback,
  * the tokens given as SELECTIVITY_TOKENS, then `args`); resolves once it
@@ -136,7 +143,7 @@ export interface ServeProcess {
  */
 export async function spawnServe(dataDir: string, args: readonly string[], tokens = tokensEnv): Promise<ServeProcess> {
   const child = spawn(process.execPath, [join(packageRoot(), 'bin', 'selectivity.js'), 'serve', '--data-dir', dataDir, '--host', '127.0.0.1', '--port', '0', ...args],
-    { env: { ...process.env, SELECTIVITY_TOKENS: tokens }, stdio: ['ignore', 'pipe', 'pipe'] });
+    { env: tokens === '' ? withoutTokensEnv() : { ...process.env, SELECTIVITY_TOKENS: tokens }, stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
   child.stderr!.on('data', (c: Buffer) => { stderr += c.toString('utf8'); });
   const exited = new Promise<NodeJS.Signals | number | null>((resolve) => child.on('exit', (code, signal) => resolve(signal ?? code)));

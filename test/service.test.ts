@@ -495,9 +495,13 @@ describe('tokens', () => {
     const { store } = loadTokens({ dataDir: join(dir, 'tokens-env'), env: 'port:abcdefghijklmnopqrstuvwx' });
     expect(store.source).toBe('env');
     expect(store.roleOf('abcdefghijklmnopqrstuvwx')).toBe('port');
-    for (const bad of ['port', 'pilot:abcdefghijklmnopqrstuvwx', 'port:short', ' , ']) {
+    // tokens no HTTP client can send as they are: control characters, non-ASCII, longer than any header
+    for (const bad of ['port', 'pilot:abcdefghijklmnopqrstuvwx', 'port:short', ' , ', '', 'port:ctl\u0001\u0002abcdefghijklmnop', 'port:tökentökentökentöken', `port:${'x'.repeat(1025)}`]) {
       expect(() => parseTokensEnv(bad), bad).toThrow(expect.objectContaining({ code: 'SEL_ERR_CONFIG_INVALID' }));
     }
+    // set but empty (an unset secret) is refused, not a fall back to the file's tokens or new ones
+    expect(() => loadTokens({ dataDir: join(dir, 'tokens-env'), env: '' })).toThrow(expect.objectContaining({ code: 'SEL_ERR_CONFIG_INVALID', details: expect.objectContaining({ field: 'SELECTIVITY_TOKENS' }) }));
+    expect(parseTokensEnv(`port:${'x'.repeat(1024)}`)).toHaveLength(1);
     // one token for two roles is ambiguous
     expect(() => loadTokens({ dataDir: join(dir, 'tokens-env'), env: 'port:abcdefghijklmnopqrstuvwx,admin:abcdefghijklmnopqrstuvwx' })).toThrow(expect.objectContaining({ code: 'SEL_ERR_CONFIG_INVALID' }));
   });
@@ -577,6 +581,12 @@ describe('tokens', () => {
       const broken = await reload(admin.token);
       expect(broken.statusCode).toBe(400);
       expect(broken.json().error).toMatchObject({ code: 'SEL_ERR_CONFIG_INVALID', details: { field: 'tokens' } });
+      expect((await server.inject({ url: '/v1/ruleset', headers: { authorization: `Bearer ${analyst.token}` } })).statusCode).toBe(200);
+      // the file gone: a configuration that does not hold (400), not a missing route (404); the tokens in use stay
+      rmSync(join(d, 'tokens.json'));
+      const gone = await reload(admin.token);
+      expect(gone.statusCode).toBe(400);
+      expect(gone.json().error).toMatchObject({ code: 'SEL_ERR_CONFIG_INVALID', details: { field: 'tokens' } });
       expect((await server.inject({ url: '/v1/ruleset', headers: { authorization: `Bearer ${analyst.token}` } })).statusCode).toBe(200);
     } finally {
       await service.close();

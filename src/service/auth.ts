@@ -37,6 +37,10 @@ export interface TokenStore {
 }
 
 const MIN_TOKEN_LENGTH = 16;
+/** Longest token: a request carrying a longer one would pass Node's 16 KiB header limit long before. */
+const MAX_TOKEN_LENGTH = 1024;
+/** A token's characters: printable ASCII without space (RFC 6750's b64token and more), what every HTTP client sends as it is. */
+const TOKEN_CHARS = /^[\x21-\x7e]+$/;
 const digest = (s: string) => createHash('sha256').update(s, 'utf8').digest();
 
 function isRole(v: unknown): v is Role {
@@ -47,8 +51,10 @@ function checkEntry(e: unknown, where: string): TokenEntry {
   if (e === null || typeof e !== 'object') throw errors.SEL_ERR_CONFIG_INVALID(`${where} is not an object`, { field: where, expected: '{ "role": …, "token": … }', got: e });
   const { role, token, name } = e as Record<string, unknown>;
   if (!isRole(role)) throw errors.SEL_ERR_CONFIG_INVALID(`${where}.role is not a role`, { field: `${where}.role`, expected: ROLES.join(' | '), got: role });
-  if (typeof token !== 'string' || token.length < MIN_TOKEN_LENGTH || /\s/.test(token)) {
-    throw errors.SEL_ERR_CONFIG_INVALID(`${where}.token is too short or contains spaces`, { field: `${where}.token`, expected: `a string of at least ${MIN_TOKEN_LENGTH} characters without spaces`, got: typeof token === 'string' ? `${token.length} characters` : token });
+  // a token no client can send (control characters, a non-ASCII letter sent as UTF-8 by one client and
+  // Latin-1 by another, 30,000 characters) would be accepted here and never authenticate
+  if (typeof token !== 'string' || token.length < MIN_TOKEN_LENGTH || token.length > MAX_TOKEN_LENGTH || !TOKEN_CHARS.test(token)) {
+    throw errors.SEL_ERR_CONFIG_INVALID(`${where}.token is too short, too long, or has a character other than printable ASCII (spaces included)`, { field: `${where}.token`, expected: `${MIN_TOKEN_LENGTH} to ${MAX_TOKEN_LENGTH} printable ASCII characters without spaces`, got: typeof token === 'string' ? `${token.length} characters` : token });
   }
   if (name !== undefined && typeof name !== 'string') throw errors.SEL_ERR_CONFIG_INVALID(`${where}.name is not a string`, { field: `${where}.name`, expected: 'a string', got: name });
   return name === undefined ? { role, token } : { role, token, name };
@@ -167,7 +173,15 @@ export class ReloadableTokens implements TokenStore {
     if (source === 'env' || path === undefined) {
       throw errors.SEL_ERR_CONFIG_INVALID('the tokens come from SELECTIVITY_TOKENS and cannot be re-read; restart the service with the new value', { field: 'tokens', expected: 'tokens from a file (--tokens or <data-dir>/tokens.json) to reload them', got: 'SELECTIVITY_TOKENS' });
     }
-    this.current = createTokenStore(readTokensChecked(path, this.ownerOnly), 'file', path);
+    let entries: TokenEntry[];
+    try {
+      entries = readTokensChecked(path, this.ownerOnly);
+    } catch (e) {
+      // the route exists: a file gone since the start is a configuration that does not hold, as a malformed one is
+      if ((e as { code?: string }).code === errors.SEL_ERR_FILE_NOT_FOUND.code) throw errors.SEL_ERR_CONFIG_INVALID(`tokens file ${path} not found; the tokens in use stay`, { field: 'tokens', expected: 'a readable JSON file', got: path });
+      throw e;
+    }
+    this.current = createTokenStore(entries, 'file', path);
     return this.current.counts;
   }
 }
@@ -175,7 +189,9 @@ export class ReloadableTokens implements TokenStore {
 export function loadTokens(options: LoadTokensOptions & { generate: false }): LoadedTokens | undefined;
 export function loadTokens(options: LoadTokensOptions): LoadedTokens;
 export function loadTokens(options: LoadTokensOptions): LoadedTokens | undefined {
-  if (options.env !== undefined && options.env.trim() !== '') return { store: createTokenStore(parseTokensEnv(options.env), 'env') };
+  // set is set: an empty SELECTIVITY_TOKENS (an unset secret, say) is refused, not a silent fall back to
+  // the file's tokens (perhaps ones meant to be retired) or to new ones
+  if (options.env !== undefined) return { store: createTokenStore(parseTokensEnv(options.env), 'env') };
   if (options.file) return { store: createTokenStore(readTokensFile(options.file), 'file', options.file) };
   const path = dataDirTokensPath(options.dataDir);
   if (existsSync(path)) return { store: createTokenStore(readTokensChecked(path, true), 'file', path) };
