@@ -91,7 +91,8 @@ export function reasonsText(reasons: Reason[]): string {
       case 'RANDOM_SELECTION': return `RANDOM_SELECTION:${r.channel}`;
       case 'KEYWORD': return `KEYWORD:${r.term}${r.lists.length ? `@${r.lists.join('+')}` : ''}`;
       case 'AEO': return `AEO:${r.contribution}`;
-      case 'HISTORY': return `HISTORY:${r.dimension}=${r.value}:${r.contribution}`;
+      // a combination's value joins its parts with | (848310|ID), the cell's separator: here with × as the dimension's name does
+      case 'HISTORY': return `HISTORY:${r.dimension}=${r.value.replaceAll('|', '×')}:${r.contribution}`;
       case 'MISCLASSIFICATION': return `MISCLASSIFICATION:${r.declaredChapter}->${r.bestHeading}:fit=${r.fit}`;
     }
   }).join('|');

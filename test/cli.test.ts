@@ -154,6 +154,32 @@ describe('selectivity score', () => {
     expect(lines(out)).toHaveLength(11);
   });
 
+  it('with a model: a CSV reason of a combination keeps its value in one reason (× between the parts), and --misclassification 0 turns the model\'s signal off', async () => {
+    const examples = join(fileURLToPath(new URL('..', import.meta.url)), 'examples', 'declarations.csv');
+    const model = join(dir, 'm', 'model.json');
+    expect((await runCli(['train', '--train', examples, '--label', 'fraud', '--out', model])).code).toBe(0);
+    const score = async (extra: string[]) => {
+      const out = join(dir, 'm', `x${extra.length}.csv`);
+      const r = await runCli(['score', examples, '--model', model, '--peers', join(dir, 'm', 'model.peers.msgpack'), '--out', out, ...extra]);
+      expect(r.code, r.stderr).toBe(0);
+      return readFileSync(out, 'utf8');
+    };
+    const withModel = await score([]);
+    const combined = withModel.match(/HISTORY:[a-z0-9]+×[a-z0-9]+=[^:|,]+/g) ?? [];
+    expect(combined.length).toBeGreaterThan(0);
+    for (const c of combined) expect(c).toMatch(/=[^|]+×[^|]+$/); // 020830×CN, not 020830 then a reason "CN:…"
+    // every |-separated piece of a reasons cell is a whole reason
+    const codes = /^(PROFILE|DEVIATION|SCORE_THRESHOLD|COUNTER_MEASURE|RANDOM_SELECTION|KEYWORD|AEO|HISTORY|MISCLASSIFICATION):/;
+    for (const row of withModel.trim().split('\n').slice(1)) {
+      // the sixth cell, quoted when it holds a comma (a peer level such as hs6,origin)
+      const m = /^(?:[^,]*,){5}("(?:[^"]|"")*"|[^,]*)/.exec(row)!;
+      const cell = m[1].startsWith('"') ? m[1].slice(1, -1).replaceAll('""', '"') : m[1];
+      if (cell) for (const piece of cell.split('|')) expect(piece, row).toMatch(codes);
+    }
+    expect(withModel).toContain('MISCLASSIFICATION:'); // the model learnt a weight for it
+    expect(await score(['--misclassification', '0'])).not.toContain('MISCLASSIFICATION:');
+  });
+
   it('writes CSV decisions when --out ends in .csv', async () => {
     const out = join(dir, 'out.csv');
     const r = await run(['score', csv, '--threads', '0', '--out', out, '--random-rate', '0']);

@@ -89,7 +89,8 @@ export async function scoreCommand(argv: string[]): Promise<number> {
   let history: unknown;
   if (values.model) {
     const m = modelRuleset(readJsonFile(values.model, 'the model', 'model', errors.SEL_ERR_RULESET_INVALID));
-    Object.assign(settings, m.settings);
+    // the model's settings, under what the command line says: --misclassification 0 turns the signal off even where the model learnt a weight
+    Object.assign(settings, m.settings, { ...settings });
     history = m.history;
   }
   const watchLists = values.watchlists ? validateWatchLists(readJsonFile(values.watchlists, 'the watch lists', 'watchlists', errors.SEL_ERR_WATCHLIST_INVALID)) : undefined;
