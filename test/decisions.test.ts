@@ -211,6 +211,28 @@ describe('text reasons (watch lists, keyword profiles, misclassification), throu
     expect(reasonsOf(k, 'COUNTER_MEASURE')[0].instructions).toEqual(['open and check for lithium cells']);
   });
 
+  it('profiles and watch lists count in id order, however a file lists them: the same reasons, in the same order, as from the service\'s store', async () => {
+    const decl = { ...DECLS.find((d) => d.id === 'K-replica')!, id: 'ORDER', importer: 'IMP2' };
+    const decideWith = async (ps: Profile[], ws: typeof watchLists): Promise<Decision> => {
+      const engine = createEngine({ ruleset: createRuleset({ peers, profiles: ps, watchLists: ws, settings: { ...NO_RANDOM, misclassification: { weight: 0 } } }), threads: 0 });
+      engines.push(engine);
+      const { batch, ids } = toBatch([decl]);
+      const result = await engine.scoreBatch(batch);
+      return toDecisions(result, ids, engine.meta(result.rulesetVersion))[0];
+    };
+    const z = { id: 'Z-IMP2', weight: 0.5, counterMeasure: { channel: 'yellow' as const, instructions: 'z' }, conditions: { importer: ['IMP2'] } };
+    const a = { id: 'A-IMP2', weight: 0.25, counterMeasure: { channel: 'yellow' as const, instructions: 'a' }, conditions: { importer: ['IMP2'] } };
+    // two lists holding the same stem: the term's text and its lists come from the first list by id
+    const wz = { id: 'Z-IPR', riskArea: 'ipr', terms: ['replica'] };
+    const wa = { id: 'A-IPR', riskArea: 'other', terms: ['Replicas'] };
+    const fileOrder = await decideWith([z, a], [wz, wa]);
+    const idOrder = await decideWith([a, z], [wa, wz]);
+    expect(fileOrder.reasons).toEqual(idOrder.reasons);
+    expect(reasonsOf(fileOrder, 'PROFILE').map((r) => r.profile)).toEqual(['A-IMP2', 'Z-IMP2']);
+    expect(reasonsOf(fileOrder, 'KEYWORD')[0]).toMatchObject({ term: 'Replicas', lists: ['A-IPR', 'Z-IPR'] });
+    expect(reasonsOf(fileOrder, 'COUNTER_MEASURE')[0].profiles).toEqual(['A-IMP2', 'Z-IMP2']);
+  });
+
   it('reasons that depend on the ruleset alone are shared, frozen objects: the same profile, term or signal gives the same reason in every decision', async () => {
     const engine = createEngine({ ruleset: createRuleset({ peers, profiles, watchLists, settings: { ...NO_RANDOM, misclassification: { weight: 1.5, below: 0.3 } } }), threads: 0 });
     engines.push(engine);

@@ -124,8 +124,11 @@ function deepFreeze<T>(o: T): T {
  * defaults to the peer snapshot's own, when it records one), profiles checked.
  */
 export function createRuleset(input: { peers: PeerTables; profiles?: unknown; watchLists?: unknown; history?: unknown; settings?: RulesetSettingsInput }): Ruleset {
-  const profiles = input.profiles === undefined ? [] : validateProfiles(input.profiles);
-  const watchLists = input.watchLists === undefined ? [] : validateWatchLists(input.watchLists);
+  // in id order, as the store lists them: a declaration's PROFILE and KEYWORD reasons (and a counter-measure's
+  // profiles) come in the same order whether the set came from a file (library, selectivity score) or the service
+  const byId = <T extends { id: string }>(list: T[]): T[] => list.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+  const profiles = input.profiles === undefined ? [] : byId(validateProfiles(input.profiles));
+  const watchLists = input.watchLists === undefined ? [] : byId(validateWatchLists(input.watchLists));
   // a snapshot carries the minGroupSize it was built for; explicit settings win
   const mgs = input.peers.info?.minGroupSize;
   const settings = mgs !== undefined && input.settings?.minGroupSize === undefined ? { ...input.settings, minGroupSize: mgs } : input.settings;
