@@ -147,6 +147,19 @@ describe('HS fit', () => {
     expect(() => model.fit('77', 'x')).toThrow(expect.objectContaining({ code: 'SEL_ERR_OPTION_INVALID' })); // chapter 77 is reserved
   });
 
+  it('names, for a description that fits another chapter better, the best heading of that chapter, not the declared heading', () => {
+    const model = hsFitModel();
+    // 2801 (halogens) scores best among headings on these words, but chapter 29 (organic) best among chapters
+    const d = 'Brominated or iodinated derivatives of acyclic hydrocarbons; ethylene dibromide (ISO) (1,2-dibromoethane)';
+    const f = model.quickFit('280110', d);
+    expect(f.chapterFit).toBeLessThan(0.3); // a MISCLASSIFICATION reason would be given
+    expect(model.bestChapter(d)).toBe('29');
+    expect(f.bestHeading.slice(0, 2)).toBe('29');
+    expect(f.bestHeading).not.toBe('2801');
+    // a description that fits its own chapter names its heading as before
+    expect(model.quickFit('851712', 'telephones for cellular networks, smartphones').bestHeading).toBe('8517');
+  });
+
   it('is reachable from the CLI', async () => {
     let stdout = '';
     const out = vi.spyOn(process.stdout, 'write').mockImplementation((c: string | Uint8Array) => { stdout += String(c); return true; });

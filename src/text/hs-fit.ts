@@ -122,6 +122,8 @@ export class HsFitModel {
   private readonly headings: Level;
   private readonly chapterIndex = new Map<string, number>();
   private readonly headingIndex = new Map<string, number>();
+  /** Per heading, the index of its chapter (-1: a chapter the nomenclature lacks). */
+  private headingChapter = new Int32Array(0);
 
   constructor(entries: readonly HsEntry[], options: HsFitModelOptions = {}) {
     const use = new Set(options.levels ?? [2, 4, 6]);
@@ -143,6 +145,7 @@ export class HsFitModel {
     this.headings = new Level(hd);
     this.chapters.codes.forEach((c, i) => this.chapterIndex.set(c, i));
     this.headings.codes.forEach((c, i) => this.headingIndex.set(c, i));
+    this.headingChapter = Int32Array.from(this.headings.codes, (c) => this.chapterIndex.get(c.slice(0, 2)) ?? -1);
   }
 
   /** Number of chapters and headings the model knows. */
@@ -179,16 +182,23 @@ export class HsFitModel {
   quickFit(hs: string, description: string): { chapterFit: number; headingFit: number; bestHeading: string } {
     const { bag } = this.bag(description);
     const cs = this.chapters.similarities(bag);
-    let cBest = 0;
-    for (let i = 0; i < cs.length; i++) if (cs[i] > cBest) cBest = cs[i];
+    let cBest = 0, bestChapter = -1;
+    for (let i = 0; i < cs.length; i++) if (cs[i] > cBest) { cBest = cs[i]; bestChapter = i; }
     const c = this.chapterIndex.get(hs.slice(0, 2));
     const chapterFit = cBest > 0 && c !== undefined ? cs[c] / cBest : NaN;
     const hsc = this.headings.similarities(bag);
-    let hBest = 0, best = -1;
-    for (let i = 0; i < hsc.length; i++) if (hsc[i] > hBest) { hBest = hsc[i]; best = i; }
+    // the best heading overall gives the heading fit; the one named is the best of the best chapter:
+    // a MISCLASSIFICATION reason (the chapter fits poorly) must not send the officer back to the
+    // declared heading, which can score best among headings while its chapter does not among chapters
+    let hBest = 0, best = -1, inChapter = -1;
+    for (let i = 0; i < hsc.length; i++) {
+      if (hsc[i] > hBest) { hBest = hsc[i]; best = i; }
+      if (this.headingChapter[i] === bestChapter && hsc[i] > 0 && (inChapter < 0 || hsc[i] > hsc[inChapter])) inChapter = i;
+    }
     const h = this.headingIndex.get(hs.slice(0, 4));
     const headingFit = hBest > 0 && h !== undefined ? hsc[h] / hBest : NaN;
-    return { chapterFit, headingFit, bestHeading: best >= 0 ? this.headings.codes[best] : '' };
+    const named = inChapter >= 0 ? inChapter : best;
+    return { chapterFit, headingFit, bestHeading: named >= 0 ? this.headings.codes[named] : '' };
   }
 
   /** How well a description fits a declared HS code (2–10 digits), with the best-fitting chapters and headings. */
