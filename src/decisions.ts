@@ -227,6 +227,20 @@ export interface Decision {
 
 const round = (x: number, digits = 4) => Math.round(x * 10 ** digits) / 10 ** digits;
 
+/**
+ * x rounded to `digits` decimals, but never shown on the other side of
+ * `limit` (or on it) than x is: a score of 3.9999998 under a red line of 4
+ * is shown 3.999999, not 4 beside a yellow channel; a z of -3.0002 that
+ * passed a threshold of 3 is shown -3.001, not -3, a value that did not.
+ */
+export function roundBeside(x: number, digits: number, limit: number): number {
+  const r = round(x, digits);
+  const f = 10 ** digits;
+  if (x < limit && r >= limit) return Math.floor(x * f) / f;
+  if (x > limit && r <= limit) return Math.ceil(x * f) / f;
+  return r;
+}
+
 /** decisionAt's reasons while a decision is built (this thread builds one at a time). */
 const scratchReasons: Reason[] = [];
 
@@ -256,7 +270,7 @@ export function decisionAt(result: ScoreResult, i: number, id: string, meta: Com
     if (Number.isNaN(z) || Math.abs(z) <= s.zThreshold) continue;
     const under = z < 0;
     const contribution = (under ? s.weights.under[f] : s.weights.over[f]) * Math.min(Math.abs(z) - s.zThreshold, s.zCap);
-    reasons[nr++] = { code: 'DEVIATION', feature: FEATURES[f], z: round(z, 3), direction: under ? 'under' : 'over', peerLevel: meta.levels[result.level[i * NF + f]].name, contribution: round(contribution) };
+    reasons[nr++] = { code: 'DEVIATION', feature: FEATURES[f], z: roundBeside(z, 3, under ? -s.zThreshold : s.zThreshold), direction: under ? 'under' : 'over', peerLevel: meta.levels[result.level[i * NF + f]].name, contribution: round(contribution) };
   }
   const signal = result.text?.signals[result.text.row[i]];
   if (signal) {
@@ -271,11 +285,13 @@ export function decisionAt(result: ScoreResult, i: number, id: string, meta: Com
     nr = hr.write(hr.rows(h, result.size), i, reasons, nr);
     if (t.aeoReduction && h.aeo?.[i] === 1) reasons[nr++] = hr.aeo;
   }
-  if (score >= s.thresholds.red) reasons[nr++] = { code: 'SCORE_THRESHOLD', channel: 'red', score: round(score), threshold: s.thresholds.red };
-  else if (score >= s.thresholds.yellow) reasons[nr++] = { code: 'SCORE_THRESHOLD', channel: 'yellow', score: round(score), threshold: s.thresholds.yellow };
+  // the score shown stays on its side of each line (roundBeside): never at the red line beside a yellow channel
+  const shown = (digits: number) => roundBeside(roundBeside(score, digits, s.thresholds.red), digits, s.thresholds.yellow);
+  if (score >= s.thresholds.red) reasons[nr++] = { code: 'SCORE_THRESHOLD', channel: 'red', score: shown(4), threshold: s.thresholds.red };
+  else if (score >= s.thresholds.yellow) reasons[nr++] = { code: 'SCORE_THRESHOLD', channel: 'yellow', score: shown(4), threshold: s.thresholds.yellow };
   if (raising !== undefined) reasons[nr++] = instructions ? { code: 'COUNTER_MEASURE', channel, profiles: raising, instructions } : { code: 'COUNTER_MEASURE', channel, profiles: raising };
   if ((flags & FLAG_CONTROL) !== 0) reasons[nr++] = shared.randomReason(channel);
-  return { id, channel, score: round(score, 6), controlGroup: (flags & FLAG_CONTROL) !== 0, rulesetVersion: result.rulesetVersion, reasons: reasons.slice(0, nr) };
+  return { id, channel, score: shown(6), controlGroup: (flags & FLAG_CONTROL) !== 0, rulesetVersion: result.rulesetVersion, reasons: reasons.slice(0, nr) };
 }
 
 export function toDecisions(result: ScoreResult, ids: readonly string[], meta: CompiledMeta): Decision[] {

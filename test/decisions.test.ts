@@ -1,5 +1,5 @@
 import { afterAll, describe, expect, it } from 'vitest';
-import { channelCounts, emptyCounts, toDecisions, type Decision, type Reason } from '../src/decisions.js';
+import { channelCounts, emptyCounts, roundBeside, toDecisions, type Decision, type Reason } from '../src/decisions.js';
 import { createEngine, type Engine } from '../src/engine.js';
 import type { ScoreResult } from '../src/kernel/layout.js';
 import { CHANNELS } from '../src/model/channels.js';
@@ -47,6 +47,44 @@ const NO_RANDOM: RulesetSettingsInput = { randomSelection: { rate: 0, channel: '
 const byId = (ds: Decision[], id: string) => ds.find((d) => d.id === id)!;
 const codes = (d: Decision) => d.reasons.map((r) => r.code);
 const reasonsOf = <C extends Reason['code']>(d: Decision, code: C) => d.reasons.filter((r): r is Extract<Reason, { code: C }> => r.code === code);
+
+describe('numbers shown beside a line', () => {
+  it('roundBeside rounds, but never onto or across the line the value is beside', () => {
+    expect(roundBeside(3.9999998, 6, 4)).toBe(3.999999);
+    expect(roundBeside(4.0000002, 6, 4)).toBe(4.000001);
+    expect(roundBeside(-3.0002, 3, -3)).toBe(-3.001);
+    expect(roundBeside(3.0004, 3, 3)).toBe(3.001);
+    expect(roundBeside(2.5002, 6, 4)).toBe(2.5002); // far from the line: plain rounding
+    expect(roundBeside(4, 6, 4)).toBe(4);
+  });
+
+  it('a score just under the red line is not shown on it', async () => {
+    // one profile of weight 3.9999998 and the red line at 4: yellow, and the score must not read 4
+    const ruleset = createRuleset({ peers, profiles: [{ id: 'P-NEAR', weight: 3.9999998, conditions: { importer: ['IMP2'] } }], settings: { ...NO_RANDOM, thresholds: { yellow: 2, red: 4 } } });
+    const engine = createEngine({ ruleset, threads: 0 });
+    engines.push(engine);
+    const { batch, ids } = toBatch([decl('NEAR', 30, 200, 'IMP2')]);
+    const result = await engine.scoreBatch(batch);
+    const [d] = toDecisions(result, ids, engine.meta(result.rulesetVersion));
+    expect(d.channel).toBe('yellow');
+    expect(d.score).toBeLessThan(4);
+    expect(reasonsOf(d, 'SCORE_THRESHOLD')[0]).toMatchObject({ channel: 'yellow', threshold: 2 });
+    expect(reasonsOf(d, 'SCORE_THRESHOLD')[0].score).toBeLessThan(4);
+  });
+
+  it('a cited deviation is not shown at the threshold it passed', async () => {
+    // a z threshold inside the raw |z|: the deviation is cited, and shown beyond the threshold
+    const probe = await decide(NO_RANDOM);
+    const raw = probe.result.z[PROBE.findIndex((p) => p.id === 'C-under') * NF];
+    expect(raw).toBeLessThan(-3);
+    // the threshold just inside the raw |z| (22.79618…: T = 22.796), where plain rounding to 3 decimals shows |z| = T
+    const T = Math.floor(Math.abs(raw) * 1000) / 1000;
+    expect(Math.abs(Math.round(raw * 1000) / 1000)).toBe(T); // the setup: the old rounding would show the threshold itself
+    const near = byId((await decide({ ...NO_RANDOM, zThreshold: T })).decisions, 'C-under');
+    const dev = reasonsOf(near, 'DEVIATION').find((r) => r.feature === 'unitValue')!;
+    expect(Math.abs(dev.z)).toBeGreaterThan(T);
+  });
+});
 
 describe('toDecisions', () => {
   it('keeps ids and order, and stamps the ruleset version', async () => {
