@@ -196,13 +196,20 @@ export class FeatureSketch {
       const { median: med, mad } = robustStats(Float64Array.from(this.values));
       return { ...base, median: med, mad, exact: true };
     }
-    const { counts, offset } = this.bins!;
+    const { counts: window, offset } = this.bins!;
     const w = this.width;
-    const centres = new Float64Array(counts.length);
-    for (let i = 0; i < counts.length; i++) centres[i] = (i + offset + 0.5) * w;
+    // the occupied bins only: the window spans (max − min) / w bins, a few hundred at the default
+    // accuracy but millions at 1e-6, and empty bins change neither median (weightedMedian skips them,
+    // and the merge below keeps the others' order)
+    let m = 0;
+    for (let i = 0; i < window.length; i++) if (window[i] > 0) m++;
+    const centres = new Float64Array(m);
+    const counts = new Int32Array(m);
+    for (let i = 0, j = 0; i < window.length; i++) {
+      if (window[i] > 0) { centres[j] = (i + offset + 0.5) * w; counts[j++] = window[i]; }
+    }
     const median = weightedMedian(centres, counts, n);
     // deviations |c − median| ascend outwards from the median: merge the two sides
-    const m = counts.length;
     const dev = new Float64Array(m);
     const dc = new Int32Array(m);
     let right = 0;
