@@ -190,19 +190,33 @@ describe('usage counters', () => {
   });
 });
 
+/**
+ * A source over a data directory of its own on a fake clock (the windows open and close when the test
+ * says, however loaded the machine is), given one profile with its window; closed after `body`.
+ */
+async function onFakeClock(name: string, window: (now: number) => { activeFrom: string; activeUntil: string }, id: string, body: (source: RulesetSource) => Promise<void>): Promise<void> {
+  const files = await prepareDataDir(join(dir, name));
+  vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'Date'] });
+  const source = new RulesetSource(files);
+  try {
+    source.profiles.importSet([P(id, window(Date.now()))], { by: 'test' });
+    await body(source);
+  } finally {
+    source.close();
+    vi.useRealTimers();
+  }
+}
+
+/** The profile ids of the ruleset the source would swap in now (what the service's swapCurrent composes). */
+const inForce = (source: RulesetSource) => source.rebuild().profiles.map((p) => p.id);
+
 describe('the service swaps profiles in by the clock', () => {
   it('activates and expires a profile at its window edges without a restart', async () => {
-    const files = await prepareDataDir(join(dir, 'clock'));
-    // a fake clock: the windows open and close when the test says, however loaded the machine is
-    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'Date'] });
-    const source = new RulesetSource(files);
-    try {
-      const now = Date.now();
-      source.profiles.importSet([P('SOON', { activeFrom: new Date(now + 300).toISOString(), activeUntil: new Date(now + 700).toISOString() })], { by: 'test' });
+    await onFakeClock('clock', (now) => ({ activeFrom: new Date(now + 300).toISOString(), activeUntil: new Date(now + 700).toISOString() }), 'SOON', async (source) => {
       const ruleset = await source.load();
       expect(ruleset.profiles.map((p) => p.id)).not.toContain('SOON');
       const seen: string[][] = [];
-      source.startClock((r) => seen.push(r.profiles.map((p) => p.id)));
+      source.startClock(() => seen.push(inForce(source)));
       await vi.advanceTimersByTimeAsync(299);
       expect(seen).toEqual([]);
       await vi.advanceTimersByTimeAsync(2);
@@ -211,27 +225,19 @@ describe('the service swaps profiles in by the clock', () => {
       await vi.advanceTimersByTimeAsync(400);
       expect(seen.length).toBe(2);
       expect(seen[1]).not.toContain('SOON');
-    } finally {
-      source.close();
-      vi.useRealTimers();
-    }
+    });
   });
 });
 
 describe('a swap at a window edge that fails', () => {
   it('is tried again, sooner and sooner apart, until it holds: the boundary that has passed is not waited out until the next one', async () => {
-    const files = await prepareDataDir(join(dir, 'clock-retry'));
-    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'Date'] });
-    const source = new RulesetSource(files);
-    try {
-      const now = Date.now();
-      source.profiles.importSet([P('LATER', { activeFrom: new Date(now + 300).toISOString(), activeUntil: new Date(now + 3_600_000).toISOString() })], { by: 'test' });
+    await onFakeClock('clock-retry', (now) => ({ activeFrom: new Date(now + 300).toISOString(), activeUntil: new Date(now + 3_600_000).toISOString() }), 'LATER', async (source) => {
       await source.load();
       const seen: string[][] = [];
       let failures = 2; // the store busy past its wait, twice
-      source.startClock((r) => {
+      source.startClock(() => {
         if (failures-- > 0) throw errors.SEL_ERR_STORAGE('the store stayed locked', { field: 'store', got: 'SQLITE_BUSY' });
-        seen.push(r.profiles.map((p) => p.id));
+        seen.push(inForce(source));
       });
       await vi.advanceTimersByTimeAsync(301); // the edge: the first try fails
       expect(seen).toEqual([]);
@@ -242,10 +248,7 @@ describe('a swap at a window edge that fails', () => {
       expect(seen[0]).toContain('LATER');
       await vi.advanceTimersByTimeAsync(60_000); // and is not tried again
       expect(seen).toHaveLength(1);
-    } finally {
-      source.close();
-      vi.useRealTimers();
-    }
+    });
   });
 });
 

@@ -31,11 +31,6 @@ const open = { type: 'object', additionalProperties: true } as const;
 export async function registerProfileRoutes(app: FastifyInstance, o: ProfileRouteOptions): Promise<void> {
   const { engine, source, errorSchema } = o;
   const store = source.profiles;
-  // the change and the ruleset it leads to in one transaction: a swap that fails leaves the change unmade (RulesetSource.commitChange)
-  const commit = async <T>(write: () => T): Promise<[T, ReturnType<typeof o.rulesetInfo>]> => {
-    const { result, version } = await source.commitChange(() => ({ result: write() }));
-    return [result, o.rulesetInfo(version)];
-  };
   const idParams = { type: 'object', required: ['id'], properties: { id: { type: 'string', maxLength: 64 } } } as const;
 
   app.get('/v1/profiles', {
@@ -114,8 +109,8 @@ export async function registerProfileRoutes(app: FastifyInstance, o: ProfileRout
       response: { 200: open, '4xx': errorSchema },
     },
   }, async (req) => {
-    const [summary, ruleset] = await commit(store.prepareImport(req.body, { by: req.actor ?? 'api', replace: (req.query as { replace?: string }).replace === 'true' }));
-    return { changes: summary, ruleset };
+    const { result, version } = await source.commitWrite(store.prepareImport(req.body, { by: req.actor ?? 'api', replace: (req.query as { replace?: string }).replace === 'true' }));
+    return { changes: result, ruleset: o.rulesetInfo(version) };
   });
 
   for (const action of ['activate', 'retire'] as const) {
@@ -129,8 +124,8 @@ export async function registerProfileRoutes(app: FastifyInstance, o: ProfileRout
       },
     }, async (req) => {
       const { id } = req.params as { id: string };
-      const [record, ruleset] = await commit(store.prepareStatus(id, action === 'activate' ? 'active' : 'retired', req.actor ?? 'api'));
-      return { profile: record, ruleset };
+      const { result, version } = await source.commitWrite(store.prepareStatus(id, action === 'activate' ? 'active' : 'retired', req.actor ?? 'api'));
+      return { profile: result, ruleset: o.rulesetInfo(version) };
     });
   }
 }

@@ -45,8 +45,6 @@ import { registerWatchListRoutes } from './watchlist-routes.js';
 import { registerFeedbackRoutes } from './feedback-routes.js';
 import { prepareBody } from './content-encoding.js';
 import { acceptMsgpackBodies, asBuffer, mediaType, MSGPACK_TYPES, negotiate, requestFormat } from './msgpack-body.js';
-
-export { negotiate };
 import type { DecisionLog } from '../feedback/decision-log.js';
 import { msgpackValueEnd, type WireFormat, type WireReply } from './wire.js';
 

@@ -158,7 +158,7 @@ export class RulesetSource {
   /** Matches per profile and day, flushed to the store every few seconds. */
   readonly usage: UsageRecorder;
   private engine: Engine | undefined;
-  private clock: { apply: (r: Ruleset) => unknown; timer?: NodeJS.Timeout } | undefined;
+  private clock: { apply: () => unknown; timer?: NodeJS.Timeout } | undefined;
 
   /** What a retrain fits with (the prior strength and the significance bar: serve --retrain-strength, --retrain-min-z); the defaults otherwise. */
   readonly retrainOptions: Pick<TrainOptions, 'strength' | 'minZ'>;
@@ -226,9 +226,9 @@ export class RulesetSource {
   /**
    * Refits the compliance model on the inspected declarations whose feedback
    * the store holds (the decision log joined to current feedback), against
-   * the current peers, in a worker thread (scoring goes on meanwhile); writes
-   * it durably to the model file, then returns the ruleset to swap in. Too
-   * little feedback is a named error; nothing changes.
+   * the current peers, in a worker thread (scoring goes on meanwhile), and
+   * returns it with its file's text, neither written nor swapped in
+   * (retrainAndSwap does both). Too little feedback is a named error.
    */
   retrain(): Promise<Fitted> {
     this.retraining ??= this.fit().finally(() => { this.retraining = undefined; });
@@ -331,8 +331,7 @@ export class RulesetSource {
    * read (prepareDataDir's), instead of reading it again.
    */
   async load(read?: PeerSnapshot | PeerTables): Promise<Ruleset> {
-    const { peers, snapshot, model } = this.readFiles(read);
-    const ruleset = this.compose(peers, model);
+    const { peers, snapshot, model, ruleset } = this.readFiles(read);
     this.model = model;
     this.peers = peers;
     this.snapshot = snapshot;
@@ -340,14 +339,13 @@ export class RulesetSource {
     return ruleset;
   }
 
-  /** The peer file and the model file, read and checked (a named error if either is invalid); nothing assigned. */
-  private readFiles(read?: PeerSnapshot | PeerTables): { peers: PeerTables; snapshot: PeerSnapshot | undefined; model: Model | undefined } {
+  /** The peer file and the model file, read and checked by composing the ruleset they give (a named error if either is invalid); nothing assigned. */
+  private readFiles(read?: PeerSnapshot | PeerTables): { peers: PeerTables; snapshot: PeerSnapshot | undefined; model: Model | undefined; ruleset: Ruleset } {
     const loaded = read ?? loadPeers(this.files.peersPath);
     const snapshot = isPeerSnapshot(loaded) ? loaded : undefined;
     const peers = snapshot ? snapshotTables(snapshot) : (loaded as PeerTables);
     const model = this.readModel();
-    this.compose(peers, model); // validates
-    return { peers, snapshot, model };
+    return { peers, snapshot, model, ruleset: this.compose(peers, model) };
   }
 
   /**
@@ -356,8 +354,8 @@ export class RulesetSource {
    * leaves the ruleset, the peers and the model reported as they were.
    */
   async reload(): Promise<string> {
-    const files = this.readFiles();
-    return (await this.commitChange(() => ({ result: undefined, ...files }))).version;
+    const { peers, snapshot, model } = this.readFiles();
+    return (await this.commitChange(() => ({ result: undefined, peers, snapshot, model }))).version;
   }
 
   /** The ruleset of the current peers and the profiles active now (after a profile change, or at a boundary). */
@@ -372,7 +370,7 @@ export class RulesetSource {
    * Swaps rulesets in by the clock: at the next activeFrom / activeUntil of
    * any active profile, the ruleset is rebuilt and handed to `apply`.
    */
-  startClock(apply: (r: Ruleset) => unknown): void {
+  startClock(apply: () => unknown): void {
     this.clock = { apply };
     this.reschedule();
   }
@@ -387,12 +385,12 @@ export class RulesetSource {
     if (next === undefined) return;
     c.timer = setTimeout(() => {
       c.timer = undefined;
-      // apply may be asynchronous (swap): a failure either way keeps the current ruleset; try again at the next boundary
-      // a swap that fails (the store busy past its wait) is tried again, sooner and sooner apart up to a
-      // minute, until one holds: the boundary has passed, so the next one would come too late
+      // apply may be asynchronous (swapCurrent): a failure either way (the store busy past its wait) keeps
+      // the current ruleset, and is tried again, sooner and sooner apart up to a minute, until one holds:
+      // the boundary has passed, so the next one would come too late
       let pause = 500;
       const attempt = () => {
-        Promise.resolve().then(() => c.apply(this.rebuild())).then(() => this.reschedule(), () => {
+        Promise.resolve().then(() => c.apply()).then(() => this.reschedule(), () => {
           pause = Math.min(2 * pause, 60_000);
           c.timer = setTimeout(attempt, pause);
           c.timer.unref();
@@ -412,9 +410,17 @@ export class RulesetSource {
    */
   async replaceProfiles(raw: unknown, by = 'api'): Promise<{ summary: ImportSummary; version: string }> {
     if (!this.peers) throw errors.SEL_ERR_NOT_READY('no ruleset loaded yet', { field: 'ruleset' });
-    const write = this.profiles.prepareImport(raw, { by, replace: true }); // validates first
-    const { result, version } = await this.commitChange(() => ({ result: write() }));
+    const { result, version } = await this.commitWrite(this.profiles.prepareImport(raw, { by, replace: true })); // validated first
     return { summary: result, version };
+  }
+
+  /**
+   * A prepared store write (a profile or watch-list import, activation,
+   * retirement: ProfileStore.prepareImport, prepareStatus) and the ruleset it
+   * leads to, in one step (commitChange).
+   */
+  commitWrite<T>(write: () => T): Promise<{ result: T; version: string }> {
+    return this.commitChange(() => ({ result: write() }));
   }
 
   /**
@@ -437,7 +443,7 @@ export class RulesetSource {
   async commitChange<T>(change: () => Change<T>): Promise<{ result: T; version: string }> {
     const engine = this.engine;
     if (!engine) throw errors.SEL_ERR_NOT_READY('no engine attached', { field: 'engine' });
-    const run = async () => {
+    return this.serially(async () => {
       let made: Change<T> | undefined;
       let compiled: CompiledRuleset | undefined;
       await writeWhenFree(this.db, () => this.db.transaction(() => {
@@ -455,10 +461,7 @@ export class RulesetSource {
       const version = engine.installCompiled(compiled!);
       this.reschedule();
       return { result: m.result, version };
-    };
-    const done = this.swapping.then(run, run);
-    this.swapping = done.catch(() => undefined);
-    return done;
+    });
   }
 
   /** The ruleset of the state as it is (a profile's window opened or closed, say), recorded and swapped in as commitChange does. */
@@ -485,10 +488,14 @@ export class RulesetSource {
     const engine = this.engine;
     if (!engine) throw errors.SEL_ERR_NOT_READY('no engine attached', { field: 'engine' });
     const compiled = compileRuleset(ruleset);
-    const run = async () => {
+    return this.serially(async () => {
       await writeWhenFree(this.db, () => this.recordRuleset(compiled.meta, ruleset.peers));
       return engine.installCompiled(compiled);
-    };
+    });
+  }
+
+  /** Runs `run` once every swap and change asked for before it has settled (swapping). */
+  private serially<T>(run: () => Promise<T>): Promise<T> {
     const done = this.swapping.then(run, run);
     this.swapping = done.catch(() => undefined);
     return done;

@@ -17,11 +17,6 @@ const open = { type: 'object', additionalProperties: true } as const;
 export async function registerWatchListRoutes(app: FastifyInstance, o: { source: RulesetSource; errorSchema: object; rulesetInfo: (version?: string) => object }): Promise<void> {
   const { source, errorSchema } = o;
   const store = source.watchLists;
-  // the change and the ruleset it leads to in one transaction: a swap that fails leaves the change unmade (RulesetSource.commitChange)
-  const commit = async <T>(write: () => T): Promise<[T, ReturnType<typeof o.rulesetInfo>]> => {
-    const { result, version } = await source.commitChange(() => ({ result: write() }));
-    return [result, o.rulesetInfo(version)];
-  };
   const idParams = { type: 'object', required: ['id'], properties: { id: { type: 'string', maxLength: 64 } } } as const;
   // these routes take no query: ?status=active or ?all=true (which the profile routes take) is refused, not ignored
   app.get('/v1/watchlists', { config: { access: 'read' }, schema: { tags: ['watch lists'], summary: 'Keyword watch lists (current versions, every status) with status and last change.', response: { 200: open, '4xx': errorSchema } } },
@@ -40,14 +35,14 @@ export async function registerWatchListRoutes(app: FastifyInstance, o: { source:
       response: { 200: open, '4xx': errorSchema },
     },
   }, async (req) => {
-    const [changes, ruleset] = await commit(store.prepareImport(req.body, { by: req.actor ?? 'api', replace: (req.query as { replace?: string }).replace === 'true' }));
-    return { changes, ruleset };
+    const { result, version } = await source.commitWrite(store.prepareImport(req.body, { by: req.actor ?? 'api', replace: (req.query as { replace?: string }).replace === 'true' }));
+    return { changes: result, ruleset: o.rulesetInfo(version) };
   });
   for (const action of ['activate', 'retire'] as const) {
     app.post(`/v1/watchlists/:id/${action}`, { config: { access: 'write' }, schema: { tags: ['watch lists'], summary: `${action === 'activate' ? 'Activate' : 'Retire'} a watch list (a new version).`, params: idParams, response: { 200: open, '4xx': errorSchema } } },
       async (req) => {
-        const [watchList, ruleset] = await commit(store.prepareStatus((req.params as { id: string }).id, action === 'activate' ? 'active' : 'retired', req.actor ?? 'api'));
-        return { watchList, ruleset };
+        const { result, version } = await source.commitWrite(store.prepareStatus((req.params as { id: string }).id, action === 'activate' ? 'active' : 'retired', req.actor ?? 'api'));
+        return { watchList: result, ruleset: o.rulesetInfo(version) };
       });
   }
 }
