@@ -56,6 +56,9 @@ function formatText(r: StudyReport, limit = 10): string {
   return lines.join('\n');
 }
 
+/** Where a CSV report (`--out x.csv`) writes its group summaries: x.groups.csv. */
+const groupsCsvPath = (out: string) => out.replace(/\.csv$/i, '.groups.csv');
+
 export async function studyCommand(argv: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
     args: argv,
@@ -90,7 +93,7 @@ export async function studyCommand(argv: string[]): Promise<number> {
   // a report written over the declarations or the snapshot it was made from would destroy them
   // (a CSV report writes <name>.groups.csv beside itself)
   for (const o of outs) {
-    for (const written of /\.csv$/i.test(o) ? [o, o.replace(/\.csv$/i, '.groups.csv')] : [o]) {
+    for (const written of /\.csv$/i.test(o) ? [o, groupsCsvPath(o)] : [o]) {
       const what = written === o ? `--out ${o}` : `--out ${o} writes ${written}, which`;
       if (samePath(written, file)) throw errors.SEL_ERR_OPTION_INVALID(`${what} is the input file`, { field: 'out', expected: 'a path other than the input', got: o });
       if (values.peers !== undefined && samePath(written, values.peers)) throw errors.SEL_ERR_OPTION_INVALID(`${what} is the --peers snapshot`, { field: 'out', expected: 'a path other than the --peers snapshot', got: o });
@@ -122,7 +125,7 @@ export async function studyCommand(argv: string[]): Promise<number> {
     if (/\.json$/i.test(o)) writeFileDurable(o, `${JSON.stringify(report, null, 2)}\n`);
     else if (/\.csv$/i.test(o)) {
       writeFileDurable(o, studyTopCsv(report));
-      writeFileDurable(o.replace(/\.csv$/i, '.groups.csv'), studyGroupsCsv(report));
+      writeFileDurable(groupsCsvPath(o), studyGroupsCsv(report));
     } else writeFileDurable(o, renderStudyHtml(report));
   }
   process.stdout.write(`${values.json ? JSON.stringify(report, null, 2) : formatText(report)}\n`);
