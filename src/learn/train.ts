@@ -214,6 +214,8 @@ export function logisticRegression(X: Float64Array, y: Uint8Array, F: number, us
     for (let a = 0; a < P - 1; a++) pen += v[a] * v[a];
     return o + 0.5 * l2 * wsum * pen;
   };
+  // the objective at w, carried from the step that reached it (the start's computed once)
+  let here = objective(w);
   for (; iterations < 100; iterations++) {
     const g = new Float64Array(P);
     const H = Array.from({ length: P }, () => new Float64Array(P));
@@ -246,7 +248,6 @@ export function logisticRegression(X: Float64Array, y: Uint8Array, F: number, us
     // optimum (a refit's warm start, a trader who is always non-compliant) the full step can overshoot
     // to intercepts of -1e8 that Newton never comes back from. Near the optimum the full step is taken.
     // (A rise within rounding is no rise: near the optimum the full step's gain is below the sum's precision.)
-    const here = objective(w);
     const ceiling = here + 1e-9 * (Math.abs(here) + 1);
     let t = 1;
     let next = new Float64Array(P);
@@ -257,7 +258,8 @@ export function logisticRegression(X: Float64Array, y: Uint8Array, F: number, us
       if (there <= ceiling || halvings === 40) break;
       t /= 2;
     }
-    if (!(there <= ceiling)) next = w; // no step lowers it
+    if (there <= ceiling) here = there;
+    else next = w; // no step lowers it
     let step = 0;
     for (let a = 0; a < P; a++) step = Math.max(step, Math.abs(next[a] - w[a]));
     w = next;
