@@ -47,6 +47,24 @@ describe('tokens and stems', () => {
     expect(words('한국 수입')).toEqual(['한국', '수입']);
   });
 
+  it('folds Cyrillic and Greek look-alike letters in a Latin word, and leaves Russian and Greek text as written', () => {
+    // a Cyrillic е and а, a Cyrillic І, Greek capitals: the keyword is found
+    for (const t of ['r\u0435plic\u0430 handbags', 'REPL\u0406CA handbags', 'REPL\u0399C\u0391 handbags', 'R\u0415PLICA handbags']) {
+      expect(words(t), JSON.stringify(t)).toEqual(['replica', 'handbags']);
+      expect(found(t), JSON.stringify(t)).toEqual(['replica']);
+    }
+    // case decides: a Greek capital Η is an H, a small η an n; Ν is N, ν is v
+    expect(words('\u0397P laptop \u039dew')).toEqual(['hp', 'laptop', 'new']);
+    expect(words('\u03b7ew \u03bdalve')).toEqual(['new', 'valve']);
+    // a word made only of look-alikes, in a Latin text: "РС" in Cyrillic
+    expect(words('\u0420\u0421 parts')).toEqual(['pc', 'parts']);
+    // Russian and Greek descriptions are left as written, look-alike words included
+    expect(words('Реплика часов Rolex')).toEqual(['реплика', 'часов', 'rolex']);
+    expect(words('сера и соль')).toEqual(['сера', 'и', 'соль']);
+    expect(words('Ελληνικά ΝΈΑ')).toEqual(['ελληνικα', 'νεα']);
+    expect(found('Реплика часов')).toEqual([]);
+  });
+
   it('folds the Greek final sigma and the German sharp s', () => {
     expect(words('ΟΠΛΟΣ.ΜΕΡΗ')).toEqual(words('όπλος μερη'));
     expect(words('οπλοσ')).toEqual(words('ΟΠΛΟΣ'));
@@ -63,6 +81,28 @@ describe('watch lists', () => {
     expect(found('bank power')).toEqual([]);
     expect(found('power supply for a bank')).toEqual([]);
     expect(found('copy watches')).toEqual(['copy watch']);
+  });
+
+  it('match a phrase of up to 4 words with adjacent words written together, and not the other way round', () => {
+    expect(found('Powerbanks 10000mAh')).toEqual(['power bank']);
+    expect(found('POWERBANK')).toEqual(['power bank']);
+    expect(found('copywatch')).toEqual(['copy watch']);
+    expect(found('lithiumbatteries')).toEqual(['lithium battery']);
+    expect(found('bankpower')).toEqual([]);
+    expect(found('powerbankholder')).toEqual([]);
+    const l = compileWatchLists(validateWatchLists([
+      { id: 'L', riskArea: 'safety', terms: ['lithium ion battery', 'replicas watches', 'powerbank', 'one two three four five'] },
+    ]));
+    const hit = (t: string) => l.match(t).map((i) => l.terms[i].term);
+    for (const t of ['lithium ion batteries', 'lithium-ion battery', 'lithiumion battery', 'lithium ionbattery', 'LITHIUMIONBATTERY']) expect(hit(t), t).toEqual(['lithium ion battery']);
+    expect(hit('lithium battery ion')).toEqual([]);
+    // a joined word is stemmed whole, from the words and from their stems
+    expect(hit('replicawatches')).toEqual(['replicas watches']);
+    expect(hit('replicaswatches')).toEqual(['replicas watches']);
+    // a keyword written as one word does not match it split; a phrase of 5 words is matched only as written
+    expect(hit('power bank')).toEqual([]);
+    expect(hit('onetwothreefourfive')).toEqual([]);
+    expect(hit('one two three four five')).toEqual(['one two three four five']);
   });
 
   it('handles empty, non-ASCII and very long descriptions', () => {
@@ -244,6 +284,14 @@ describe('watch lists in the store: CLI and HTTP', () => {
 
 describe('text signals in the scoring path', () => {
   const config = () => textConfig([], LISTS, { weight: 1.5, below: 0.3 });
+
+  it('finds a watch-list phrase written as one word and a keyword spelled with look-alike letters, as the watch lists do', () => {
+    const scorer = new TextScorer(config());
+    const terms = (d: string) => scorer.termsOf(d).map((i) => scorer.config.terms[i].text);
+    expect(terms('POWERBANKS 20000 mAh')).toEqual(['power bank']);
+    expect(terms('r\u0435plic\u0430 copywatch')).toEqual(['replica', 'copy watch']);
+    expect(terms('bankpower')).toEqual([]);
+  });
 
   it('gives the same signals to a batch whether (HS code, description) pairs were seen in earlier batches or not', () => {
     const earlier = randomDeclarations(400, 71, { descriptions: true });

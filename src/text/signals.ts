@@ -24,7 +24,7 @@ import type { ColumnarBatch } from '../model/columnar.js';
 import type { Profile, RiskArea } from '../profiles/profile.js';
 import { hsFitModel, type HsFitModel } from './hs-fit.js';
 import { stems } from './tokens.js';
-import { stemTrie, type WatchList } from './watchlist.js';
+import { stemTrie, termSequences, type WatchList } from './watchlist.js';
 
 /** One keyword term of a ruleset: a stem sequence, from watch lists and/or profiles. */
 export interface KeywordTerm {
@@ -109,7 +109,7 @@ export class TextScorer {
   private model: HsFitModel | undefined;
 
   constructor(readonly config: TextConfig) {
-    this.match = stemTrie(config.terms.map((t) => t.key.split(' ')));
+    this.match = stemTrie(config.terms.map((t) => termSequences(t.text)));
   }
 
   /** Whether the ruleset has any text signal (keyword terms or misclassification). */

@@ -8,6 +8,7 @@
  * ς and ß folded (σ, ss), split on anything that is not a letter, a digit
  * or such a mark
  * (so "power-bank", "power/bank" and "POWER BANK" give the same tokens),
+ * Cyrillic and Greek look-alikes in a Latin word folded (foldLookAlikes),
  * then the Porter stemmer of `natural` ("replicas" → "replica"). natural is
  * imported by module path: its package entry loads database clients and a
  * word net.
@@ -26,15 +27,69 @@ const FORMAT = /\p{Cf}+/gu;
 const CACHE_LIMIT = 200_000;
 const stemCache = new Map<string, string>();
 
-/** Lower-cased tokens of a text, diacritics removed, not stemmed. */
+/** Lower-cased tokens of a text, diacritics removed, look-alike letters in a Latin word folded, not stemmed. */
 export function words(text: string): string[] {
   if (!text) return [];
-  const plain = /^[\x20-\x7e]*$/.test(text)
-    ? text.toLowerCase()
-    : text.normalize('NFKD').replace(FORMAT, '').replace(MARKS, '$1').normalize('NFC').toLowerCase().replace(/ς/g, 'σ').replace(/ß/g, 'ss');
   const out: string[] = [];
-  for (const w of plain.split(SPLIT)) if (w !== '') out.push(w);
+  if (/^[\x20-\x7e]*$/.test(text)) {
+    for (const w of text.toLowerCase().split(SPLIT)) if (w !== '') out.push(w);
+    return out;
+  }
+  for (const w of text.normalize('NFKD').replace(FORMAT, '').replace(MARKS, '$1').normalize('NFC').split(SPLIT)) if (w !== '') out.push(w);
+  // look-alikes are folded before lower case: a Greek Η is an H, its η an n
+  foldLookAlikes(out);
+  for (let i = 0; i < out.length; i++) out[i] = out[i].toLowerCase().replace(/ς/g, 'σ').replace(/ß/g, 'ss');
   return out;
+}
+
+/**
+ * Cyrillic and Greek letters that look like a Latin one, capitals and small
+ * letters, after Unicode's confusables (UTS #39) for these scripts.
+ */
+const LOOK_ALIKE: ReadonlyMap<string, string> = new Map(Object.entries({
+  А: 'A', В: 'B', Е: 'E', К: 'K', М: 'M', Н: 'H', О: 'O', Р: 'P', С: 'C', Т: 'T', Х: 'X', У: 'Y', І: 'I', Ј: 'J', Ѕ: 'S', Ԛ: 'Q', Ԝ: 'W', Ӏ: 'I',
+  а: 'a', е: 'e', о: 'o', р: 'p', с: 'c', у: 'y', х: 'x', і: 'i', ј: 'j', ѕ: 's', һ: 'h', ԁ: 'd', ԛ: 'q', ԝ: 'w', ӏ: 'l',
+  Α: 'A', Β: 'B', Ε: 'E', Ζ: 'Z', Η: 'H', Ι: 'I', Κ: 'K', Μ: 'M', Ν: 'N', Ο: 'O', Ρ: 'P', Τ: 'T', Υ: 'Y', Χ: 'X',
+  α: 'a', η: 'n', ι: 'i', ν: 'v', ο: 'o', ρ: 'p', υ: 'u', χ: 'x', ϲ: 'c',
+}));
+const LATIN = /\p{Script=Latin}/u;
+const CYRILLIC_GREEK = /[\p{Script=Cyrillic}\p{Script=Greek}]/u;
+const DIGIT = /\p{N}/u;
+
+/** Whether every letter of a Cyrillic or Greek word has a Latin look-alike ("РС" for "PC"). */
+function allLookAlike(w: string): boolean {
+  for (const ch of w) if (!LOOK_ALIKE.has(ch) && !DIGIT.test(ch)) return false;
+  return true;
+}
+
+/**
+ * Folds the look-alike letters of a word written in Latin letters with
+ * Cyrillic or Greek ones mixed in, a way past keyword lists ("rеplicа" with
+ * a Cyrillic е and а is "replica"): in a word that mixes Latin with Cyrillic
+ * or Greek letters; and in a Cyrillic or Greek word whose every letter has
+ * a Latin look-alike ("РС"), when the text has Latin words and no Cyrillic
+ * or Greek word with a letter that has none (a Russian or Greek description
+ * is left as written). Unicode's mixed-script and whole-script confusables
+ * (UTS #39), for these two scripts.
+ */
+function foldLookAlikes(tokens: string[]): void {
+  let latin = false, native = false;
+  const kind = tokens.map((w) => {
+    const l = LATIN.test(w);
+    if (l) latin = true;
+    if (!CYRILLIC_GREEK.test(w)) return 0;
+    if (l) return 1; // mixed: folded
+    if (allLookAlike(w)) return 2; // look-alikes only: folded in a Latin text
+    native = true;
+    return 0;
+  });
+  for (let i = 0; i < tokens.length; i++) {
+    if (kind[i] === 1 || (kind[i] === 2 && latin && !native)) {
+      let s = '';
+      for (const ch of tokens[i]) s += LOOK_ALIKE.get(ch) ?? ch;
+      tokens[i] = s;
+    }
+  }
 }
 
 /** The Porter stem of one lower-case word (digits and non-Latin words are kept as they are). */

@@ -10,7 +10,7 @@
  */
 import { errors } from '../errors.js';
 import { MAX_PHRASE_WORDS, RISK_AREAS, type RiskArea } from '../profiles/profile.js';
-import { stems } from './tokens.js';
+import { stem, stems, words } from './tokens.js';
 
 export interface WatchList {
   /** 1–64 letters, digits, ".", "_", ":" or "-". */
@@ -98,21 +98,56 @@ export function validateWatchLists(raw: unknown): WatchList[] {
   });
 }
 
+/** Phrases of up to this many words also match with adjacent words written together (termSequences). */
+export const MAX_JOINED_WORDS = 4;
+
+/**
+ * The stem sequences a keyword or phrase matches: its stems; and for a
+ * phrase of 2 to MAX_JOINED_WORDS words, each way of writing adjacent words
+ * together ("power bank" also matches "powerbank" and "Powerbanks", "lithium
+ * ion battery" "lithium-ion battery", "lithiumion battery" and
+ * "lithiumionbattery"), a common way past a phrase. A joined word is
+ * stemmed whole, from the words and from their stems ("replicas watches":
+ * "replicaswatch" and "replicawatch").
+ */
+export function termSequences(text: string): string[][] {
+  const w = words(text);
+  const base = w.map(stem);
+  const out = [base];
+  if (w.length < 2 || w.length > MAX_JOINED_WORDS) return out;
+  const seen = new Set([base.join(' ')]);
+  for (let joins = 1; joins < 1 << (w.length - 1); joins++) {
+    for (const parts of [w, base]) {
+      const seq: string[] = [];
+      let cur = parts[0];
+      for (let j = 1; j < parts.length; j++) {
+        if (joins & (1 << (j - 1))) cur += parts[j];
+        else { seq.push(stem(cur)); cur = parts[j]; }
+      }
+      seq.push(stem(cur));
+      const key = seq.join(' ');
+      if (!seen.has(key)) { seen.add(key); out.push(seq); }
+    }
+  }
+  return out;
+}
+
 /**
  * A matcher over stem sequences: walks a text's stems once and returns the
- * indices (into `seqs`) of the sequences found, ascending, without repeats.
+ * indices (into `terms`) of the terms one of whose sequences is found,
+ * ascending, without repeats.
  */
-export function stemTrie(seqs: readonly (readonly string[])[]): (s: readonly string[]) => number[] {
+export function stemTrie(terms: readonly (readonly (readonly string[])[])[]): (s: readonly string[]) => number[] {
   const root: Node = { next: new Map(), ends: [] };
-  seqs.forEach((seq, index) => {
+  terms.forEach((seqs, index) => seqs.forEach((seq) => {
     let node = root;
     for (const w of seq) {
       let n = node.next.get(w);
       if (!n) { n = { next: new Map(), ends: [] }; node.next.set(w, n); }
       node = n;
     }
-    node.ends.push(index);
-  });
+    if (!node.ends.includes(index)) node.ends.push(index);
+  }));
   return (s: readonly string[]): number[] => {
     let found: number[] | undefined;
     for (let i = 0; i < s.length; i++) {
@@ -132,7 +167,7 @@ export function compileWatchLists(lists: readonly WatchList[]): CompiledWatchLis
   const terms: WatchTerm[] = [];
   for (const l of lists) for (const term of l.terms) terms.push({ list: l.id, riskArea: l.riskArea, term, stems: stems(term) });
   if (terms.length > MAX_TERMS) invalid('watchLists', `at most ${MAX_TERMS} terms in all`, terms.length);
-  const matchStems = stemTrie(terms.map((t) => t.stems));
+  const matchStems = stemTrie(terms.map((t) => termSequences(t.term)));
   const maxWords = terms.reduce((m, t) => Math.max(m, t.stems.length), 0);
   return { terms, maxWords, matchStems, match: (text: string) => matchStems(stems(text)) };
 }
