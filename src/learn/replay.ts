@@ -1,8 +1,8 @@
 /**
  * Replay of labelled history in date order, as an administration lives it:
  * each month is scored with the model learnt from the feedback known so far,
- * the top of the ranking (the inspection rate) is inspected, and so is the
- * random control group; only their results become known; then the model is
+ * the top of the ranking (the inspection rate) is inspected (declarations
+ * of equal score in an order of their ids), and so is the random control group; only their results become known; then the model is
  * refitted and the next month is scored.
  *
  * The first period (the warm-up) is history whose results are all known
@@ -68,6 +68,12 @@ export interface ReplayReport {
   total: { declarations: number; inspected: number; hits: number; hitRate: number; control: number; controlHits: number; controlEstimate: number | null; untargetedRate: number; green: number; greenRate: number };
 }
 
+/**
+ * Where a declaration stands among those of its score: a hash of its id
+ * (the batch's idHash, mixed again so that the order is not the one the
+ * random control group is drawn by).
+ */
+const tieOrder = (idHash: number): number => Math.imul((idHash ^ (idHash >>> 15)) ^ 0x9e3779b9, 0x85ebca6b) >>> 0;
 const monthOf = (day: number): string => formatIsoDate(day).slice(0, 7);
 /** The kernel's code of the green channel (a result's channel is an index into CHANNELS). */
 const GREEN = CHANNELS.indexOf('green');
@@ -91,17 +97,19 @@ export async function replay(batches: ColumnarBatch[], labels: Uint8Array[], opt
     const knownResults = known.reduce((s, k) => s + k.reduce((a, v) => a + v, 0), 0);
     const settings = { ...options.settings, ...model.settings, randomSelection: { rate: controlRate } };
     const engine = createEngine({ ruleset: createRuleset({ peers, settings, history: model.history }), threads: 0 });
-    const rows: { k: number; i: number; score: number; control: boolean; green: boolean }[] = [];
+    const rows: { k: number; i: number; score: number; tie: number; control: boolean; green: boolean }[] = [];
     try {
       for (let k = 0; k < batches.length; k++) {
         if (!rowMonth[k].includes(p)) continue;
         const r = await engine.scoreBatch(batches[k]); // threads 0: the batch stays usable
-        for (let i = 0; i < batches[k].size; i++) if (rowMonth[k][i] === p) rows.push({ k, i, score: r.score[i], control: (r.flags[i] & FLAG_CONTROL) !== 0, green: r.channel[i] === GREEN || (r.flags[i] & FLAG_CONTROL) !== 0 });
+        for (let i = 0; i < batches[k].size; i++) if (rowMonth[k][i] === p) rows.push({ k, i, score: r.score[i], tie: tieOrder(batches[k].idHash[i]), control: (r.flags[i] & FLAG_CONTROL) !== 0, green: r.channel[i] === GREEN || (r.flags[i] & FLAG_CONTROL) !== 0 });
       }
     } finally {
       await engine.close();
     }
-    rows.sort((a, b) => b.score - a.score);
+    // declarations of equal score are taken in an order of their ids, not of the files: a month
+    // where the model knows little scores most declarations alike, and the quota cuts through them
+    rows.sort((a, b) => b.score - a.score || a.tie - b.tie);
     const quota = Math.round(inspectionRate * rows.length);
     let hits = 0, control = 0, controlHits = 0, untargeted = 0, untargetedHits = 0, positives = 0, green = 0, greenHits = 0;
     rows.forEach((r, rank) => {
