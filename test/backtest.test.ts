@@ -19,7 +19,7 @@ import { createRuleset, type Ruleset } from '../src/ruleset/ruleset.js';
 import { HistoryWriter, RESULT_UNKNOWN } from '../src/history/store.js';
 import { atRate, parseCapacity, runBacktest, type BacktestReport } from '../src/backtest/backtest.js';
 import { BINS, HIST_STRIDE, SCORE_MIN, BIN_SCALE } from '../src/backtest/accumulate.js';
-import { renderBacktestHtml } from '../src/backtest/render.js';
+import { formatBacktest, renderBacktestHtml } from '../src/backtest/render.js';
 import { datedDeclarations, randomProfiles, runCli } from './helpers.js';
 
 const root = mkdtempSync(join(tmpdir(), 'sel-backtest-'));
@@ -69,8 +69,10 @@ describe('back-test', () => {
     for (let s = 0; s < 2; s++) {
       const res = expected[s];
       const set = report.sets[s];
+      // the random control group is counted on its own, not in the channel it was sent to
+      const drawn = (i: number) => (res.flags[i] & FLAG_CONTROL) !== 0;
       CHANNELS.forEach((ch, c) => {
-        const rows = [...Array(N).keys()].filter((i) => res.channel[i] === c);
+        const rows = [...Array(N).keys()].filter((i) => res.channel[i] === c && !drawn(i));
         const line = set.channels[c];
         expect(line.channel).toBe(ch);
         expect(line.declarations).toBe(rows.length);
@@ -78,14 +80,20 @@ describe('back-test', () => {
         expect(line.nonCompliant).toBe(rows.filter(hit).length);
         expect(line.revenue).toBeCloseTo(rows.filter(hit).reduce((a, i) => a + revenue[i], 0), 6);
       });
-      const ctl = [...Array(N).keys()].filter((i) => res.channel[i] !== 0);
+      const ctl = [...Array(N).keys()].filter((i) => res.channel[i] !== 0 && !drawn(i));
       expect(set.controlled.declarations).toBe(ctl.length);
       expect(set.controlled.share).toBeCloseTo(ctl.length / N, 12);
+      expect(set.monthly.reduce((a, m) => a + m.controlled, 0)).toBe(ctl.length);
       expect(set.controlled.precision).toBeCloseTo(ctl.filter(hit).length / ctl.filter(known).length, 12);
-      expect(set.controlGroup.declarations).toBe([...Array(N).keys()].filter((i) => (res.flags[i] & FLAG_CONTROL) !== 0).length);
+      const group = [...Array(N).keys()].filter(drawn);
+      expect(set.controlGroup.declarations).toBe(group.length);
+      expect(set.controlGroup.withResult).toBe(group.filter(known).length);
+      expect(set.controlGroup.nonCompliant).toBe(group.filter(hit).length);
+      expect(set.channels.reduce((a, l) => a + l.declarations, 0) + set.controlGroup.declarations).toBe(N);
       expect(set.rulesetVersion).toBe(res.rulesetVersion);
     }
     expect(report.sets[0].controlGroup.declarations).toBeGreaterThan(0); // the candidate has random selection on
+    expect(formatBacktest(report)).toMatch(new RegExp(`control group +${report.sets[0].controlGroup.declarations} \\(`));
   });
 
   it('counts matches, hits and months per profile, and flags profiles that never match or match too much', () => {
@@ -166,7 +174,9 @@ describe('back-test', () => {
     const rows = [...Array(N).keys()].filter((i) => decls[i].date >= '2025-02-01' && decls[i].date <= '2025-02-28');
     expect(r.store.declarations).toBe(rows.length);
     expect(r.months).toEqual(['2025-02']);
-    CHANNELS.forEach((_, c) => expect(r.sets[0].channels[c].declarations).toBe(rows.filter((i) => expected[0].channel[i] === c).length));
+    // the control group's rows are counted on their own, not in their channel
+    CHANNELS.forEach((_, c) => expect(r.sets[0].channels[c].declarations).toBe(rows.filter((i) => expected[0].channel[i] === c && (expected[0].flags[i] & FLAG_CONTROL) === 0).length));
+    expect(r.sets[0].controlGroup.declarations).toBe(rows.filter((i) => (expected[0].flags[i] & FLAG_CONTROL) !== 0).length);
     const first = r.changes.matrix.find((m) => m.from !== m.to && m.examples.length);
     if (first) expect(first.examples[0].date >= '2025-02-01').toBe(true);
     await expect(runBacktest(dir, { candidate, baseline, threads: 0, from: '2026-01-01' })).rejects.toMatchObject({ code: 'SEL_ERR_HISTORY_EMPTY' });
@@ -181,7 +191,7 @@ describe('back-test', () => {
     const r = await runBacktest(dir, { candidate: kc, baseline: kb, threads: 0 });
     const [ec, eb] = [await scoreAll(kc, decls), await scoreAll(kb, decls)];
     for (const [s, e] of [[0, ec], [1, eb]] as const) {
-      CHANNELS.forEach((_, c) => expect(r.sets[s].channels[c].declarations).toBe([...e.channel].filter((x) => x === c).length));
+      CHANNELS.forEach((_, c) => expect(r.sets[s].channels[c].declarations).toBe([...e.channel].filter((x, i) => x === c && (e.flags[i] & FLAG_CONTROL) === 0).length));
       r.profiles[s].forEach((p, i) => expect(p.matches).toBe([...e.matchList.subarray(0, e.matchOffset[N])].filter((x) => x === i).length));
     }
   });
@@ -264,7 +274,7 @@ describe('selectivity history and backtest', () => {
     expect(r.sets[0].profiles).toBe(12);
     expect(r.sets[1].name).toBe('active');
     expect(r.sets[1].profiles).toBe(7);
-    expect(r.sets[0].channels.reduce((a, c) => a + c.declarations, 0)).toBe(ir.store.rows);
+    expect(r.sets[0].channels.reduce((a, c) => a + c.declarations, 0) + r.sets[0].controlGroup.declarations).toBe(ir.store.rows);
     expect(readFileSync(html, 'utf8')).toContain('<h2>Capacity view');
     const text = await runCli(['backtest', '--profiles', profiles, '--data-dir', data, '--threads', '0', '--from', '2025-03-01']);
     expect(text.code).toBe(0);

@@ -29,7 +29,7 @@ export function isControlled(channel: number): boolean {
 }
 
 export interface SetState {
-  /** Per channel: declarations, with a known result, non-compliant, revenue of the non-compliant. */
+  /** Per channel: declarations, with a known result, non-compliant, revenue of the non-compliant (the control group's rows left out). */
   channel: Float64Array; // NCH × 4
   /** The random control group: declarations, known, non-compliant. */
   control: Float64Array; // 3
@@ -37,7 +37,7 @@ export interface SetState {
   profile: Float64Array; // P × 4
   /** Per profile and month: matches, non-compliant. */
   profileMonth: Float64Array; // P × M × 2
-  /** Per month: declarations, controlled, non-compliant among controlled, known among controlled. */
+  /** Per month: declarations, controlled (the control group left out), non-compliant among controlled, known among controlled. */
   month: Float64Array; // M × 4
   hist: Float64Array; // BINS × 4
 }
@@ -208,15 +208,19 @@ function addSet(st: SetState, res: ScoreResult, x: BatchInput): void {
     const c = ch[i], r = result[i], hit = r === 1 ? 1 : 0, rev = hit ? revenue[i] : 0;
     const m = month[i];
     const k = r >= 0 ? 1 : 0;
-    const ci = c * 4;
-    channel[ci] += 1; channel[ci + 1] += k; channel[ci + 2] += hit; channel[ci + 3] += rev;
-    if ((flags[i] & FLAG_CONTROL) !== 0) { control[0] += 1; control[1] += k; control[2] += hit; }
+    // the random control group is counted on its own, not in the channel it was sent to: its hit
+    // rate estimates what green lets through, and mixed into a targeted channel's it dilutes it
+    const drawn = (flags[i] & FLAG_CONTROL) !== 0;
+    if (drawn) { control[0] += 1; control[1] += k; control[2] += hit; } else {
+      const ci = c * 4;
+      channel[ci] += 1; channel[ci + 1] += k; channel[ci + 2] += hit; channel[ci + 3] += rev;
+    }
     let b = Math.floor((score[i] - SCORE_MIN) * BIN_SCALE);
     b = (b < 0 ? 0 : b >= BINS ? BINS - 1 : b) * HIST_STRIDE;
     hist[b] += 1; hist[b + 1] += k; hist[b + 2] += hit; hist[b + 3] += rev;
     const mi = m * 4;
     months[mi] += 1;
-    if (c !== 0) { months[mi + 1] += 1; months[mi + 2] += hit; months[mi + 3] += k; }
+    if (c !== 0 && !drawn) { months[mi + 1] += 1; months[mi + 2] += hit; months[mi + 3] += k; }
     for (let j = off[i], e = off[i + 1]; j < e; j++) {
       const p = list[j];
       const pi = p * 4;

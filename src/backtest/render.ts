@@ -26,6 +26,10 @@ export function formatBacktest(r: BacktestReport): string {
     lines.push(`  ${x.channel.padEnd(8)}  ${`${int(x.declarations)} (${pct(x.share)})`.padStart(22)} ${`${int(y.declarations)} (${pct(y.share)})`.padStart(22)}   ${pct(x.hitRate)} / ${pct(y.hitRate)}`);
   }
   lines.push(`  controlled ${`${pct(a.controlled.share)}`.padStart(21)} ${pct(b.controlled.share).padStart(22)}   precision ${pct(a.controlled.precision)} / ${pct(b.controlled.precision)}, revenue captured ${pct(a.controlled.revenueCaptured)} / ${pct(b.controlled.revenueCaptured)}`);
+  if (a.controlGroup.declarations > 0 || b.controlGroup.declarations > 0) {
+    const share = (s: typeof a) => (r.store.declarations > 0 ? s.controlGroup.declarations / r.store.declarations : 0);
+    lines.push(`  control group ${`${int(a.controlGroup.declarations)} (${pct(share(a))})`.padStart(18)} ${`${int(b.controlGroup.declarations)} (${pct(share(b))})`.padStart(22)}   non-compliant ${pct(a.controlGroup.rate)} / ${pct(b.controlGroup.rate)} (random draw from green: not in the channels above)`);
+  }
   lines.push('');
   lines.push(`  top of the score ranking   ${a.name} precision · revenue      ${b.name} precision · revenue`);
   for (let i = 0; i < a.atRates.length; i++) {
