@@ -228,3 +228,36 @@ describe('kernel vs reference scorer', () => {
     fc.assert(fc.property(fc.integer({ min: 0, max: 0xffffffff }), (x) => { expect(kernel.mix32(x)).toBe(mix32(x)); }));
   });
 });
+
+/**
+ * A batch whose kernel layout reaches past 2 GiB: the host wrote its plan and
+ * columns through signed shifts of their addresses, so above 2^31 the plan
+ * was not written and every row came back green with score 0. About 9 GB of
+ * memory and a minute or two: run with SELECTIVITY_HEAVY_TESTS=1.
+ */
+describe.runIf(process.env.SELECTIVITY_HEAVY_TESTS === '1')('a batch laid out past 2 GiB of kernel memory', () => {
+  it('scores every row as the reference scores it', async () => {
+    const { batchLayout, batchViews, CATEGORICAL_COLUMNS, NUMERIC_COLUMNS } = await import('../src/model/columnar.js');
+    const history = randomDeclarations(2000, 91);
+    const ruleset = createRuleset({ peers: buildPeerTables([toBatch(history).batch], ['hs6,origin', 'hs6', 'hs4']), profiles: randomProfiles(64, 92) });
+    const small = toBatch(randomDeclarations(1000, 93)).batch;
+    const want = referenceScore(ruleset, small);
+    const m = small.size, n = 31_000_000;
+    const big = batchViews(new ArrayBuffer(batchLayout(n).byteLength), n, n, small.dicts);
+    const tile = (dst: { set(a: ArrayLike<number>, at: number): void }, src: { subarray(a: number, b: number): ArrayLike<number> } & ArrayLike<number>) => {
+      for (let at = 0; at < n; at += m) dst.set(at + m <= n ? src : src.subarray(0, n - at), at);
+    };
+    for (const c of NUMERIC_COLUMNS) tile(big.numeric[c], small.numeric[c]);
+    tile(big.date, small.date);
+    tile(big.idHash, small.idHash);
+    for (const c of CATEGORICAL_COLUMNS) tile(big.codes[c], small.codes[c]);
+    const k = new Kernel();
+    k.loadRuleset(compileRuleset(ruleset));
+    const got = k.score(big);
+    let wrong = 0;
+    for (let i = 0; i < n; i++) if (got.channel[i] !== want.channel[i % m] || got.score[i] !== got.score[i % m]) wrong++;
+    expect(wrong).toBe(0);
+    for (let i = 0; i < m; i++) expect(relClose(got.score[n - m + i], want.score[(n - m + i) % m]), `row ${n - m + i}`).toBe(true);
+    expect(want.channel.some((c) => c !== 0)).toBe(true);
+  }, 600_000);
+});

@@ -285,25 +285,25 @@ export class Kernel {
       const { u8, u32, f64 } = this;
 
       // ---- columns -----------------------------------------------------------
-      f64.set(batch.numeric.customsValue, pValue >> 3);
-      f64.set(batch.numeric.netMass, pMass >> 3);
-      f64.set(batch.numeric.quantity, pQty >> 3);
+      f64.set(batch.numeric.customsValue, pValue >>> 3);
+      f64.set(batch.numeric.netMass, pMass >>> 3);
+      f64.set(batch.numeric.quantity, pQty >>> 3);
       // the kernel reads taxRate only for a numeric condition on it, idHash only for random selection
-      if (meta.numericGroups.some((g) => NUMERIC_OPERANDS[g.operand] === 'taxRate') || (hx && hx.taxPart >= 0)) f64.set(batch.numeric.taxRate, pTax >> 3);
-      if (meta.settings.randomSelection.rate > 0) u32.set(batch.idHash, pIdHash >> 2);
-      for (const [c, p] of colPtr) u32.set(batch.codes[c], p >> 2);
+      if (meta.numericGroups.some((g) => NUMERIC_OPERANDS[g.operand] === 'taxRate') || (hx && hx.taxPart >= 0)) f64.set(batch.numeric.taxRate, pTax >>> 3);
+      if (meta.settings.randomSelection.rate > 0) u32.set(batch.idHash, pIdHash >>> 2);
+      for (const [c, p] of colPtr) u32.set(batch.codes[c], p >>> 2);
       if (textExtra) {
         const { signals, row } = text!;
-        const e = pExtra >> 3;
+        const e = pExtra >>> 3;
         for (let i = 0; i < n; i++) f64[e + i] = signals[row[i]].extra;
       }
       if (hx) this.historyBlock(hx, rs, meta, batch, hLuts!, pPartLuts, pAdds, pHistory, hColPtr, pAeo, pTax, textExtra, pFound, slotBytes);
-      if (keywordLut) keywordLut.rows.forEach((bits, k) => u32.set(bits, (rowsAt + (dynFirst + k) * rowBytes) >> 2));
+      if (keywordLut) keywordLut.rows.forEach((bits, k) => u32.set(bits, (rowsAt + (dynFirst + k) * rowBytes) >>> 2));
 
       // ---- per-batch lookup tables (work per distinct value, not per row) ----
       for (let l = 0; l < L; l++) {
         const d = meta.levels[l].hsDigits;
-        let w = (pHsLut >> 2) + l * hsDict.length * 2;
+        let w = (pHsLut >>> 2) + l * hsDict.length * 2;
         for (let k = 0; k < hsDict.length; k++, w += 2) {
           const s = hsDict[k];
           if (d > 0 && s.length < d) { u32[w] = NONE32; u32[w + 1] = NONE32; continue; }
@@ -315,10 +315,10 @@ export class Kernel {
       rs.peerMaps.forEach((m, fi) => {
         if (!m) return;
         const dict = batch.dicts[PEER_FIELDS[fi]];
-        const base = peerLutPtr[fi] >> 2;
+        const base = peerLutPtr[fi] >>> 2;
         for (let k = 0; k < dict.length; k++) u32[base + k] = m.get(dict[k]) ?? NONE32;
       });
-      let gw = pGroups >> 2;
+      let gw = pGroups >>> 2;
       meta.matchGroups.forEach((g, gi) => {
         u32[gw++] = g.members.length;
         u32[gw++] = batch.dicts[g.members[0].column].length;
@@ -326,7 +326,7 @@ export class Kernel {
         g.members.forEach((m, mi) => {
           const dict = batch.dicts[m.column];
           const map = rs.memberMaps[gi][mi];
-          const base = memberLutPtr[gi][mi] >> 2;
+          const base = memberLutPtr[gi][mi] >>> 2;
           const d = m.hsDigits ?? 0;
           if (keywordLut && gi === rs.keyword!.group) {
             const lut = keywordLut.lut;
@@ -344,7 +344,7 @@ export class Kernel {
       // ---- plan --------------------------------------------------------------
       const s = meta.sections;
       const b = rs.base;
-      const pl = pPlan >> 2;
+      const pl = pPlan >>> 2;
       u32.fill(0, pl, pl + PLAN_SLOTS);
       u32[pl + PLAN.N] = n;
       u32[pl + PLAN.SETTINGS] = b + s.settings;
@@ -423,10 +423,10 @@ export class Kernel {
   ): void {
     const { u32, f64 } = this;
     const layout = meta.historyImage!;
-    luts.forEach((l, k) => u32.set(new Uint32Array(l.buffer, l.byteOffset, l.length), pPartLuts[k] >> 2));
+    luts.forEach((l, k) => u32.set(new Uint32Array(l.buffer, l.byteOffset, l.length), pPartLuts[k] >>> 2));
     // the code columns the spine does not copy already
-    hx.columns.forEach((c, k) => { if (c !== 'taxRate' && !rs.columns.includes(c)) u32.set(batch.codes[c], hColPtr[k] >> 2); });
-    if (pAeo && !rs.columns.includes('aeo')) u32.set(batch.codes.aeo, pAeo >> 2);
+    hx.columns.forEach((c, k) => { if (c !== 'taxRate' && !rs.columns.includes(c)) u32.set(batch.codes[c], hColPtr[k] >>> 2); });
+    if (pAeo && !rs.columns.includes('aeo')) u32.set(batch.codes.aeo, pAeo >>> 2);
     const columnPtr = (c: HistoryColumn) => hColPtr[hx.columns.indexOf(c)];
     // single fields: per code of the column, the sum of its dimensions' weight × lift, in dimension order
     hx.singleColumns.forEach((col, k) => {
@@ -440,9 +440,9 @@ export class Kernel {
           if (e >= 0) add[c] += wl[e];
         }
       }
-      f64.set(add, pAdds[k] >> 3);
+      f64.set(add, pAdds[k] >>> 3);
     });
-    const h = pHistory >> 2;
+    const h = pHistory >>> 2;
     u32.fill(0, h, h + 14);
     u32[h] = textExtra ? 1 : 0;
     u32[h + 1] = hx.singleColumns.length;
@@ -456,7 +456,7 @@ export class Kernel {
     u32[h + 7] = hx.taxPart >= 0 ? columnPtr('taxRate') : 0;
     u32[h + 8] = pAeo;
     u32[h + 9] = pFound;
-    f64[(pHistory + 40) >> 3] = hx.tables.aeoReduction ?? 0;
+    f64[(pHistory + 40) >>> 3] = hx.tables.aeoReduction ?? 0;
     u32[h + 12] = slotBytes === 2 ? 1 : 0;
     let w = h + 14;
     hx.singleColumns.forEach((col, k) => { u32[w++] = columnPtr(col.column); u32[w++] = pAdds[k]; });
