@@ -5,6 +5,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { Worker } from 'node:worker_threads';
 
 let root: string | undefined;
 
@@ -44,15 +45,44 @@ export function workerPath(name = 'score-worker'): string {
 const NO_REQUIRE_ESM = '--no-experimental-require-module';
 
 /**
- * execArgv for the Piscina pools' workers: this process's own, with
- * require(esm) turned off. Piscina first tries `require()` on a worker file
+ * execArgv for the Piscina pools' workers: this process's own (those a
+ * worker takes: acceptedByWorkers), with require(esm) turned off. Piscina first tries `require()` on a worker file
  * and falls back to `import()`; on Node 20 the require(esm) path can abort the
  * whole process ("v8::Module::IsGraphAsync must be used on an instantiated
  * module", seen once in a test run), while `import()` is the loader our ES
  * module workers are written for. Left as it is where Node does not know the flag.
  */
 export function workerExecArgv(): string[] {
-  const own = process.execArgv;
-  if (own.includes(NO_REQUIRE_ESM) || !process.allowedNodeEnvironmentFlags.has(NO_REQUIRE_ESM)) return own;
-  return [...own, NO_REQUIRE_ESM];
+  if (execArgv) return execArgv;
+  const own = acceptedByWorkers(process.execArgv);
+  execArgv = own.includes(NO_REQUIRE_ESM) || !process.allowedNodeEnvironmentFlags.has(NO_REQUIRE_ESM) ? own : [...own, NO_REQUIRE_ESM];
+  return execArgv;
+}
+
+let execArgv: string[] | undefined;
+
+/**
+ * The options of `args` that a worker thread takes. Node refuses a worker
+ * whose execArgv holds V8 or whole-process options (`--max-old-space-size`,
+ * `--expose-gc`, `--stack-size`, `--title` …: ERR_WORKER_INVALID_EXEC_ARGV),
+ * though a worker given none inherits them; these apply to the whole process
+ * anyway. Found by starting a worker that runs nothing, once per process; the
+ * flags it names are left out.
+ */
+export function acceptedByWorkers(args: readonly string[]): string[] {
+  let list = [...args];
+  for (let attempt = 0; attempt < 4 && list.length > 0; attempt++) {
+    try {
+      const w = new Worker('', { eval: true, execArgv: list, stdout: true, stderr: true });
+      w.unref();
+      void w.terminate().catch(() => undefined);
+      return list;
+    } catch (e) {
+      if ((e as { code?: string }).code !== 'ERR_WORKER_INVALID_EXEC_ARGV') throw e;
+      const named = (e as Error).message.split(': ').slice(1).join(': ').split(', ').map((x) => x.trim());
+      const kept = list.filter((a) => !named.includes(a));
+      list = kept.length < list.length ? kept : [];
+    }
+  }
+  return list;
 }

@@ -266,6 +266,21 @@ describe('selectivity score', () => {
     expect(r.status).toBe(2);
   });
 
+  // node --max-old-space-size=… (or --expose-gc, --stack-size): the pools passed this process's options to their
+  // workers, and Node refuses a worker given V8 or whole-process options (ERR_WORKER_INVALID_EXEC_ARGV)
+  it('scores on worker threads when node was started with V8 and process options', () => {
+    const bin = fileURLToPath(new URL('../bin/selectivity.js', import.meta.url));
+    const out = join(dir, 'v8-flags.ndjson');
+    const r = spawnSync(process.execPath, ['--max-old-space-size=2048', '--expose-gc', '--stack-size=900', bin, 'score', csv, '--threads', '2', '--out', out], { encoding: 'utf8', timeout: 60_000 });
+    expect(r.stderr).not.toContain('ERR_WORKER_INVALID_EXEC_ARGV');
+    expect(r.status).toBe(0);
+    // the same decisions as in process
+    const plain = join(dir, 'v8-flags-plain.ndjson');
+    expect(spawnSync(process.execPath, [bin, 'score', csv, '--threads', '0', '--out', plain], { encoding: 'utf8', timeout: 60_000 }).status).toBe(0);
+    expect(lines(out).length).toBeGreaterThan(5);
+    expect(lines(out)).toEqual(lines(plain));
+  });
+
   // `selectivity score big.csv | head`: the reader goes away while decisions are still being written.
   it('stops quietly with exit status 141 when the reader of its output goes away', async () => {
     const bin = fileURLToPath(new URL('../bin/selectivity.js', import.meta.url));
