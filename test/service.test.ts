@@ -650,8 +650,7 @@ interface StreamResult { status: number; headers: Record<string, string | string
 function streamRequest(service: RunningService, contentType: string, chunks: Iterable<Buffer>, headers: Record<string, string> = {}, onFirstData?: () => void): Promise<StreamResult> {
   return new Promise((resolve, reject) => {
     const url = new URL('/v1/score/stream', service.url);
-    // a connection of its own: a stream that ends with a fatal record closes its connection afterwards,
-    // and a pooled keep-alive connection reused at that moment would hang up on the next request
+    // a connection of its own (no keep-alive pool shared with the other requests of the tests)
     const req = httpRequest(url, { method: 'POST', agent: false, headers: { ...auth('port'), 'content-type': contentType, ...headers } }, (res) => {
       const parts: Buffer[] = [];
       res.on('data', (c: Buffer) => { if (parts.length === 0) onFirstData?.(); parts.push(c); });
@@ -763,7 +762,7 @@ describe('service over loopback (worker pool)', () => {
     expect(recs.length - 1).toBeGreaterThanOrEqual(decls.length - 2048);
   });
 
-  it('answers a stream record that is not UTF-8, or that MessagePack cannot read, on its own; a fault ends the connection after the answer', async () => {
+  it('answers a stream record that is not UTF-8, or that MessagePack cannot read, on its own; after a fault the connection carries the next request', async () => {
     const decls = declarations(3000, 26);
     // NDJSON: line 2,501 holds a byte that is not UTF-8 (its chunk's other lines used to vanish with it)
     const lines = decls.map((d) => Buffer.from(`${JSON.stringify(d)}\n`));
@@ -779,29 +778,70 @@ describe('service over loopback (worker pool)', () => {
     const recs = unpackMultiple(mp.body) as { id?: string; index?: number; error?: { code: string } }[];
     expect(recs.map((x) => x.id ?? x.error?.code)).toEqual([decls[0].id, 'SEL_ERR_DECL_PARSE', decls[1].id]);
     expect(recs[1].index).toBe(1);
-    // a line over the limit: the lines before it answered, then the fatal record; the connection, whose
-    // request was not read to its end, is closed after the answer (kept alive, it would hang the next request)
-    const agent = new HttpAgent({ keepAlive: true });
+    // a line over the limit: the lines before it answered, then the fatal record; the rest of the request is
+    // read and dropped, and the connection carries the next request (it was closed, and a request already
+    // sent on it was run and logged but never answered)
+    const agent = new HttpAgent({ keepAlive: true, maxSockets: 1 });
     try {
       const head = decls.slice(0, 20).map((d) => `${JSON.stringify(d)}\n`).join('');
-      const answer = await new Promise<{ body: string; socketClosed: Promise<void> }>((resolve, reject) => {
+      const answer = await new Promise<{ body: string }>((resolve, reject) => {
         const req = httpRequest(new URL('/v1/score/stream', service.url), { method: 'POST', agent, headers: { ...auth('port'), 'content-type': 'application/x-ndjson' } }, (res) => {
           const parts: Buffer[] = [];
-          const socketClosed = new Promise<void>((done) => res.socket.once('close', () => done()));
           res.on('data', (c: Buffer) => parts.push(c));
-          res.on('end', () => resolve({ body: Buffer.concat(parts).toString('utf8'), socketClosed }));
+          res.on('end', () => resolve({ body: Buffer.concat(parts).toString('utf8') }));
         });
         req.on('error', reject);
         req.write(head);
-        req.end(`${'y'.repeat(3 * 1024 * 1024)}\n`);
+        req.end(`${'y'.repeat(3 * 1024 * 1024)}\n${head}`);
       });
       const recs2 = answer.body.trim().split('\n').map((l) => JSON.parse(l) as { id?: string; fatal?: boolean; error?: { code: string } });
       expect(recs2.slice(0, -1).map((x) => x.id)).toEqual(decls.slice(0, 20).map((d) => d.id));
       expect(recs2.at(-1)).toMatchObject({ fatal: true, error: { code: 'SEL_ERR_REQUEST_PARSE' } });
-      await answer.socketClosed;
+      // the next request, on the same connection, is answered
+      const next = await new Promise<{ status: number; reused: boolean; body: string }>((resolve, reject) => {
+        const req = httpRequest(new URL('/v1/score', service.url), { method: 'POST', agent, headers: { ...auth('port'), 'content-type': 'application/json' } }, (res) => {
+          const parts: Buffer[] = [];
+          res.on('data', (c: Buffer) => parts.push(c));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, reused: req.reusedSocket, body: Buffer.concat(parts).toString('utf8') }));
+        });
+        req.on('error', reject);
+        req.end(JSON.stringify({ declarations: [{ ...decls[30], id: 'AFTER-FATAL' }] }));
+      });
+      expect(next.reused).toBe(true);
+      expect(next.status).toBe(200);
+      expect((JSON.parse(next.body) as { decisions: { id: string }[] }).decisions.map((d) => d.id)).toEqual(['AFTER-FATAL']);
     } finally {
       agent.destroy();
     }
+  });
+
+  it('a client still sending after a fatal record reads every decision before it and the fatal record (the rest of its upload is dropped)', async () => {
+    const decls = declarations(3000, 29).map((d, i) => ({ ...d, id: `LINGER-${i}` }));
+    const body = decls.map((d) => `${JSON.stringify(d)}\n`).join('');
+    const more = Buffer.from(body.replaceAll('LINGER-', 'MORE-'));
+    const got = await new Promise<{ text: string; error?: string }>((resolve) => {
+      let text = '';
+      const req = httpRequest(new URL('/v1/score/stream', service.url), { method: 'POST', agent: false, headers: { ...auth('port'), 'content-type': 'application/x-ndjson' } }, (res) => {
+        res.setEncoding('utf8');
+        res.on('data', (c: string) => { text += c; });
+        res.on('end', () => resolve({ text }));
+        res.on('error', (e) => resolve({ text, error: String(e) }));
+      });
+      req.on('error', (e) => resolve({ text, error: String(e) }));
+      req.write(body);
+      req.write(`{"id":"${'x'.repeat(1_100_000)}"}\n`); // over the 1 MiB line limit: fatal
+      // and it goes on sending, with backpressure, while it reads (a streaming client does not wait for the answer)
+      void (async () => {
+        for (let k = 0; k < 40 && !req.destroyed; k++) {
+          if (!req.write(more)) await new Promise((r) => { req.once('drain', r); setTimeout(r, 100); });
+        }
+        req.end();
+      })();
+    });
+    expect(got.error).toBeUndefined();
+    const recs = got.text.trim().split('\n').map((l) => JSON.parse(l) as { id?: string; fatal?: boolean });
+    expect(recs.slice(0, -1).map((r) => r.id)).toEqual(decls.map((d) => d.id));
+    expect(recs.at(-1)).toMatchObject({ fatal: true });
   });
 
   it('applies backpressure end to end: a client that does not read stops the server reading', async () => {
