@@ -8,10 +8,10 @@ import { availableParallelism } from 'node:os';
 import { pathToFileURL } from 'node:url';
 import { existsSync } from 'node:fs';
 import { Piscina } from 'piscina';
-import { errors } from './errors.js';
+import { errors, fromWorker, isSelectivityError, type WorkerFailure } from './errors.js';
 import { Kernel } from './kernel/kernel.js';
 import { resultViews, type ScoreResult } from './kernel/layout.js';
-import { packBatch, type ColumnarBatch } from './model/columnar.js';
+import { packBatch, validateBatch, type ColumnarBatch } from './model/columnar.js';
 import { compileRuleset, type CompiledMeta, type CompiledRuleset } from './ruleset/compile.js';
 import type { Ruleset } from './ruleset/ruleset.js';
 import { workerExecArgv, workerPath } from './paths.js';
@@ -40,6 +40,12 @@ export interface EngineOptions {
    * of the service's CPU. Default 64; 0 leaves V8's default.
    */
   youngGenerationMb?: number;
+  /**
+   * How long close() waits for the batches already sent (running or queued)
+   * before it ends the workers; the batches not scored by then reject with
+   * SEL_ERR_ENGINE_CLOSED. Default 30,000 ms.
+   */
+  closeTimeoutMs?: number;
 }
 
 /** Default young generation of a scoring worker (EngineOptions.youngGenerationMb): see docs/benchmarks.md for the measurement. */
@@ -73,6 +79,13 @@ export interface Engine {
   setRuleset(ruleset: Ruleset): string;
   /** Swaps in a ruleset already compiled (compileRuleset), as setRuleset does after compiling. */
   installCompiled(compiled: CompiledRuleset): string;
+  /**
+   * Stops taking batches (scoreBatch and scoreWire then reject with
+   * SEL_ERR_ENGINE_CLOSED) and resolves once the workers have ended: the
+   * batches already sent are scored first, for up to closeTimeoutMs, and
+   * those still unscored then reject with SEL_ERR_ENGINE_CLOSED. Every call
+   * returns the same promise.
+   */
   close(): Promise<void>;
 }
 
@@ -91,7 +104,9 @@ function validateOptions(options: EngineOptions): Required<Omit<EngineOptions, '
   if (!Number.isInteger(inlineMaxBytes) || inlineMaxBytes < 0) throw errors.SEL_ERR_OPTION_INVALID('options.inlineMaxBytes must be a non-negative integer', { field: 'inlineMaxBytes', expected: 'an integer >= 0', got: options.inlineMaxBytes });
   const youngGenerationMb = options.youngGenerationMb ?? WORKER_YOUNG_GENERATION_MB;
   if (!Number.isInteger(youngGenerationMb) || youngGenerationMb < 0 || youngGenerationMb > 4096) throw errors.SEL_ERR_OPTION_INVALID('options.youngGenerationMb must be an integer in [0, 4096]', { field: 'youngGenerationMb', expected: 'an integer in [0, 4096] (MiB; 0: V8\'s default)', got: options.youngGenerationMb });
-  return Object.freeze({ threads, maxQueue, inlineMaxBytes, youngGenerationMb });
+  const closeTimeoutMs = options.closeTimeoutMs ?? 30_000;
+  if (!Number.isInteger(closeTimeoutMs) || closeTimeoutMs < 0) throw errors.SEL_ERR_OPTION_INVALID('options.closeTimeoutMs must be a non-negative integer', { field: 'closeTimeoutMs', expected: 'an integer >= 0 (ms)', got: options.closeTimeoutMs });
+  return Object.freeze({ threads, maxQueue, inlineMaxBytes, youngGenerationMb, closeTimeoutMs });
 }
 
 export function createEngine(options: EngineOptions): Engine {
@@ -118,7 +133,7 @@ export function createEngine(options: EngineOptions): Engine {
     const file = workerPath();
     if (!existsSync(file)) throw errors.SEL_ERR_KERNEL_LOAD(`worker entry ${file} not found; run \`npm run build\``, { field: 'worker', expected: 'a built worker', got: file });
     pool = new Piscina({
-      filename: pathToFileURL(file).href, execArgv: workerExecArgv(), minThreads: opts.threads, maxThreads: opts.threads, maxQueue: opts.maxQueue, idleTimeout: 60_000,
+      filename: pathToFileURL(file).href, execArgv: workerExecArgv(), minThreads: opts.threads, maxThreads: opts.threads, maxQueue: opts.maxQueue, idleTimeout: 60_000, closeTimeout: opts.closeTimeoutMs,
       ...(opts.youngGenerationMb > 0 ? { resourceLimits: { maxYoungGenerationSizeMb: opts.youngGenerationMb } } : {}),
     });
   }
@@ -128,6 +143,13 @@ export function createEngine(options: EngineOptions): Engine {
     kernel ??= new Kernel();
     if (kernel.rulesetVersion !== current.version) kernel.loadRuleset(current);
     return kernel;
+  };
+
+  let closing: Promise<void> | undefined;
+  /** A task the pool dropped because the engine closed (Piscina's "Terminating worker thread", an AbortError): SEL_ERR_ENGINE_CLOSED. */
+  const whenClosing = (e: unknown): never => {
+    if (closed && !isSelectivityError(e)) throw errors.SEL_ERR_ENGINE_CLOSED(`the engine closed before the batch was scored (${(e as Error)?.message ?? e})`, { field: 'engine' });
+    throw e;
   };
 
   const scoresInline = (bodyBytes: number): boolean => opts.threads === 0 || bodyBytes <= opts.inlineMaxBytes;
@@ -149,10 +171,11 @@ export function createEngine(options: EngineOptions): Engine {
     get queueSize() { return pool ? pool.queueSize : 0; },
     async scoreBatch(batch) {
       if (closed) throw errors.SEL_ERR_ENGINE_CLOSED('engine is closed', { field: 'engine' });
+      validateBatch(batch);
       if (opts.threads === 0) return local().score(batch);
       checkQueue();
       const task: ScoreTask = { rulesetVersion: current.version, ruleset: current.buffer, batch: packBatch(batch) };
-      const reply = (await pool!.run(task, { transferList: [batch.buffer] })) as ScoreReply;
+      const reply = fromWorker((await pool!.run(task, { transferList: [batch.buffer] }).catch(whenClosing)) as ScoreReply | WorkerFailure);
       return resultViews(reply.buffer, reply.size, reply.rulesetVersion, reply.kernelNs, reply.text, reply.history);
     },
     async scoreWire(request, { signal } = {}) {
@@ -174,7 +197,7 @@ export function createEngine(options: EngineOptions): Engine {
         signal.addEventListener('abort', onAbort, { once: true });
       }
       try {
-        const reply = (await pool!.run(task, { transferList: [wire.body.buffer as ArrayBuffer] })) as WireReply | AbandonedReply;
+        const reply = fromWorker((await pool!.run(task, { transferList: [wire.body.buffer as ArrayBuffer] }).catch(whenClosing)) as WireReply | AbandonedReply | WorkerFailure);
         if ('abandoned' in reply) throw abandoned();
         return reply;
       } finally {
@@ -190,10 +213,16 @@ export function createEngine(options: EngineOptions): Engine {
       if (closed) throw errors.SEL_ERR_ENGINE_CLOSED('engine is closed', { field: 'engine' });
       return install(compiled);
     },
-    async close() {
-      if (closed) return;
+    close() {
       closed = true;
-      if (pool) await pool.close();
+      // every caller waits for the same close (a second one used to return before the pool had closed)
+      closing ??= (async () => {
+        // Piscina waits closeTimeout for the batches in hand, then ends the workers and rejects the rest
+        // (their callers get SEL_ERR_ENGINE_CLOSED: whenClosing); it reports the timeout as an 'error' event
+        pool?.on('error', () => undefined);
+        await pool?.close();
+      })();
+      return closing;
     },
   };
 }

@@ -95,6 +95,7 @@ export const errors = {
   SEL_ERR_OPTION_INVALID: define('SEL_ERR_OPTION_INVALID', 400, 'An engine, CLI or generator option is invalid.'),
   SEL_ERR_KERNEL_LOAD: define('SEL_ERR_KERNEL_LOAD', 500, 'The WebAssembly kernel could not be loaded (run `npm run build`).'),
   SEL_ERR_KERNEL_MEMORY: define('SEL_ERR_KERNEL_MEMORY', 507, 'The kernel could not grow its linear memory for a batch or ruleset.'),
+  SEL_ERR_BATCH_INVALID: define('SEL_ERR_BATCH_INVALID', 400, 'A columnar batch given to the engine is malformed (detached or short buffer, a column not in the batch layout, a code outside its dictionary); nothing was scored.'),
   SEL_ERR_ENGINE_CLOSED: define('SEL_ERR_ENGINE_CLOSED', 503, 'The engine was closed; no further batches are accepted.'),
   SEL_ERR_ABANDONED: define('SEL_ERR_ABANDONED', 499, 'The request was abandoned (its client went away) before a worker began to score it: it was not scored, logged or answered.'),
 

@@ -3,7 +3,8 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { workerExecArgv, workerPath } from '../src/paths.js';
 import { createEngine, type Engine } from '../src/engine.js';
 import { referenceScore } from '../src/kernel/reference.js';
-import { toBatch } from '../src/model/columnar.js';
+import { batchLayout, batchViews, CATEGORICAL_COLUMNS, NUMERIC_COLUMNS, packBatch, toBatch, type ColumnarBatch } from '../src/model/columnar.js';
+import { fromWorker } from '../src/errors.js';
 import { buildPeerTables } from '../src/peers/peer-groups.js';
 import { createRuleset } from '../src/ruleset/ruleset.js';
 import { toDecisions, type Decision } from '../src/decisions.js';
@@ -161,6 +162,70 @@ describe('engine.scoreWire', () => {
       await engine.close();
     }
   });
+});
+
+describe('engine: malformed batches, named errors from the workers, close', () => {
+  it('refuses a malformed batch with SEL_ERR_BATCH_INVALID naming the field, before it is scored or consumed, in process and in the pool', async () => {
+    for (const threads of [0, 1]) {
+      const engine = createEngine({ ruleset: rulesetA, threads });
+      try {
+        const refused = async (make: (b: ColumnarBatch) => unknown, field: string) => {
+          const { batch } = toBatch(randomDeclarations(50, 61));
+          const bad = make(batch) as ColumnarBatch;
+          await expect(engine.scoreBatch(bad ?? batch), `${threads} ${field}`).rejects.toMatchObject({ code: 'SEL_ERR_BATCH_INVALID', details: expect.objectContaining({ field }) });
+        };
+        // a code one past its dictionary: scored as another value's (or from memory past a table) before
+        await refused((b) => { b.codes.hs[7] = b.dicts.hs.length; }, 'codes.hs');
+        await refused((b) => { b.codes.origin[0] = 1e6; }, 'codes.origin');
+        await refused((b) => ({ ...b, size: b.capacity + 10 }), 'size');
+        await refused((b) => ({ ...b, codes: { ...b.codes, office: new Uint32Array(b.size) } }), 'codes.office'); // not in the batch's buffer: lost on the way to a worker
+        await refused((b) => ({ ...b, dicts: { ...b.dicts, importer: undefined } }), 'dicts.importer');
+        await refused((b) => ({ ...b, dicts: { ...b.dicts, aeo: ['no', 'yes'] } }), 'dicts.aeo');
+        await refused((b) => { structuredClone(b.buffer, { transfer: [b.buffer] }); }, 'buffer'); // detached: a batch already sent
+        // a good batch after all that: scored, and in the pool consumed
+        const { batch } = toBatch(randomDeclarations(50, 62));
+        const want = referenceScore(rulesetA, batch);
+        expect(Array.from((await engine.scoreBatch(batch)).channel)).toEqual(Array.from(want.channel));
+        if (threads > 0) await expect(engine.scoreBatch(batch)).rejects.toMatchObject({ code: 'SEL_ERR_BATCH_INVALID', details: expect.objectContaining({ field: 'buffer' }) });
+      } finally {
+        await engine.close();
+      }
+    }
+  });
+
+  it('a worker returns a named error instead of throwing it (thrown, it reached the caller as a plain Error, its code lost)', async () => {
+    const { default: score } = await import('../workers/score-worker.js');
+    const { batch } = toBatch(randomDeclarations(10, 63));
+    const reply = score({ rulesetVersion: 'not-this-one', ruleset: new SharedArrayBuffer(64), batch: packBatch(batch) });
+    expect(reply).toMatchObject({ selectivityError: { code: 'SEL_ERR_RULESET_INVALID' } });
+    expect(() => fromWorker(reply)).toThrow(expect.objectContaining({ code: 'SEL_ERR_RULESET_INVALID', statusCode: 400 }));
+  });
+
+  it('close: every call waits for the same close; batches not scored within closeTimeoutMs reject with SEL_ERR_ENGINE_CLOSED', async () => {
+    const engine = createEngine({ ruleset: rulesetA, threads: 1, maxQueue: 64, closeTimeoutMs: 0 });
+    const small = toBatch(randomDeclarations(1000, 64)).batch;
+    // large batches made fast: one batch tiled
+    const big = () => {
+      const n = 400_000;
+      const b = batchViews(new ArrayBuffer(batchLayout(n).byteLength), n, n, small.dicts);
+      const tile = (dst: Float64Array | Uint32Array | Int32Array, src: Float64Array | Uint32Array | Int32Array) => { for (let at = 0; at < n; at += small.size) dst.set(src.subarray(0, Math.min(small.size, n - at)), at); };
+      for (const c of NUMERIC_COLUMNS) tile(b.numeric[c], small.numeric[c]);
+      tile(b.date, small.date);
+      tile(b.idHash, small.idHash);
+      for (const c of CATEGORICAL_COLUMNS) tile(b.codes[c], small.codes[c]);
+      return b;
+    };
+    const sent = Array.from({ length: 8 }, () => engine.scoreBatch(big()).then(() => 'scored', (e: { code?: string }) => e.code ?? String(e)));
+    const first = engine.close();
+    const second = engine.close();
+    expect(second).toBe(first);
+    await first;
+    const outcomes = await Promise.all(sent);
+    expect(outcomes.every((o) => o === 'scored' || o === 'SEL_ERR_ENGINE_CLOSED'), outcomes.join(' ')).toBe(true);
+    expect(outcomes).toContain('SEL_ERR_ENGINE_CLOSED');
+    await expect(engine.scoreBatch(toBatch(randomDeclarations(5, 65)).batch)).rejects.toMatchObject({ code: 'SEL_ERR_ENGINE_CLOSED' });
+    expect(() => createEngine({ ruleset: rulesetA, closeTimeoutMs: -1 })).toThrow(expect.objectContaining({ code: 'SEL_ERR_OPTION_INVALID', details: expect.objectContaining({ field: 'closeTimeoutMs' }) }));
+  }, 60_000);
 });
 
 describe('pool workers', () => {

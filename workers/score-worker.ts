@@ -11,6 +11,7 @@
  */
 import { move, transferableSymbol, valueSymbol } from 'piscina';
 import { Kernel } from '../src/kernel/kernel.js';
+import { isSelectivityError, type WorkerFailure } from '../src/errors.js';
 import { unpackBatch, type PackedBatch } from '../src/model/columnar.js';
 import { scoreWire, type WireReply, type WireRequest } from '../src/service/wire.js';
 import type { BatchText } from '../src/text/signals.js';
@@ -47,7 +48,22 @@ class Transfer<T> {
   get [valueSymbol](): T { return this.value; }
 }
 
+/**
+ * A named error (SEL_ERR_KERNEL_MEMORY for a batch too large, …) is returned
+ * as a WorkerFailure, which the engine raises again: thrown, it would reach
+ * the caller as a plain Error, its code and status lost (a service would
+ * answer 500).
+ */
 export default function score(task: ScoreTask): unknown {
+  try {
+    return scoreTask(task);
+  } catch (e) {
+    if (isSelectivityError(e)) return { selectivityError: e.toJSON() } satisfies WorkerFailure;
+    throw e;
+  }
+}
+
+function scoreTask(task: ScoreTask): unknown {
   kernel ??= new Kernel();
   if (kernel.rulesetVersion !== task.rulesetVersion) kernel.loadRuleset(task.ruleset);
   if (task.wire) {

@@ -6,6 +6,7 @@
  */
 import { parseIsoDate, type Declaration } from './schema.js';
 import { fnv1a32 } from '../kernel/hash.js';
+import { errors } from '../errors.js';
 
 export const NUMERIC_COLUMNS = ['customsValue', 'netMass', 'quantity', 'taxRate'] as const;
 export type NumericColumn = (typeof NUMERIC_COLUMNS)[number];
@@ -81,6 +82,49 @@ export function batchViews(buffer: ArrayBuffer, capacity: number, size: number, 
     codes,
     dicts,
   };
+}
+
+/**
+ * Checks a batch made outside this module (a library caller's): what the
+ * kernel and a worker rely on. Its buffer whole (not detached: a batch sent
+ * to a worker is consumed) and long enough for its capacity, size within
+ * capacity, every column a view of that buffer at the batch layout's place
+ * (a worker rebuilds the views from the layout), every dictionary present,
+ * every code below its dictionary's length (the kernel indexes per-batch
+ * tables by code). O(rows × columns) for the codes: a few percent of
+ * scoring. Throws SEL_ERR_BATCH_INVALID naming the field.
+ */
+export function validateBatch(batch: ColumnarBatch): void {
+  const bad = (field: string, expected: string, got: unknown): never => {
+    throw errors.SEL_ERR_BATCH_INVALID(`batch ${field}: expected ${expected}`, { field, expected, got });
+  };
+  if (batch === null || typeof batch !== 'object') bad('batch', 'a ColumnarBatch (toBatch, BatchBuilder)', typeof batch);
+  const { size, capacity, buffer } = batch;
+  if (!Number.isInteger(capacity) || capacity < 0) bad('capacity', 'a non-negative integer', capacity);
+  if (!Number.isInteger(size) || size < 0 || size > capacity) bad('size', `an integer in [0, capacity ${capacity}]`, size);
+  if (!(buffer instanceof ArrayBuffer)) bad('buffer', 'an ArrayBuffer', buffer === null ? null : typeof buffer);
+  const { offsets, byteLength } = batchLayout(capacity);
+  if (buffer.byteLength < byteLength) bad('buffer', buffer.byteLength === 0 ? 'a buffer not detached (a batch sent to a worker is consumed: make a new one)' : `at least ${byteLength} bytes for capacity ${capacity}`, buffer.byteLength);
+  const view = (field: string, v: unknown, at: number) => {
+    if (!ArrayBuffer.isView(v) || v.buffer !== buffer || v.byteOffset !== at || (v as unknown as { length: number }).length < size) {
+      bad(field, `a view of the batch's buffer at byte ${at} of at least ${size} values (batchViews)`, ArrayBuffer.isView(v) ? `${(v as unknown as { length: number }).length} values at byte ${v.byteOffset}${v.buffer === buffer ? '' : ' of another buffer'}` : typeof v);
+    }
+  };
+  for (const c of NUMERIC_COLUMNS) view(`numeric.${c}`, batch.numeric?.[c], offsets[c]);
+  view('date', batch.date, offsets.date);
+  view('idHash', batch.idHash, offsets.idHash);
+  for (const c of CATEGORICAL_COLUMNS) {
+    const dict = batch.dicts?.[c];
+    if (!Array.isArray(dict)) bad(`dicts.${c}`, 'an array of strings', dict === undefined ? null : typeof dict);
+    const codes = batch.codes?.[c];
+    view(`codes.${c}`, codes, offsets[`code:${c}`]);
+    let max = 0;
+    for (let i = 0; i < size; i++) if (codes[i] > max) max = codes[i];
+    if (size > 0 && max >= dict.length) {
+      bad(`codes.${c}`, `codes below the dictionary's length ${dict.length}`, `code ${max} at row ${codes.indexOf(max)}`);
+    }
+  }
+  if (batch.dicts.aeo.length !== 2 || batch.dicts.aeo[0] !== 'false' || batch.dicts.aeo[1] !== 'true') bad('dicts.aeo', '["false", "true"]', batch.dicts.aeo.slice(0, 3));
 }
 
 /** What crosses a thread boundary: the buffer is transferred, the dictionaries cloned. */
