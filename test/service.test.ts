@@ -971,6 +971,31 @@ describe('service over loopback (worker pool)', () => {
     expect(logged.status).toBe(404);
   }, 60_000);
 
+  it('records the kernel time of a stream per chunk, and counts a stream that ended with a fatal record as status "fatal"', async () => {
+    const FATAL = 'selectivity_requests_total{route="POST /v1/score/stream",status="fatal"}';
+    const OK = 'selectivity_requests_total{route="POST /v1/score/stream",status="200"}';
+    const read = () => { const m = service.metrics.summary(); return { fatal: m.counters[FATAL] ?? 0, ok: m.counters[OK] ?? 0, kernel: m.series.kernel?.cumulative.count ?? 0 }; };
+    const before = read();
+    const decls = declarations(5000, 31).map((d, i) => ({ ...d, id: `FATAL-${i}` }));
+    const answer = await streamRequest(service, 'application/x-ndjson', [...ndjsonOf(decls, 500), Buffer.from(`{"id":"${'x'.repeat(1_100_000)}"}\n`)]);
+    const recs = answer.body.toString('utf8').trim().split('\n').map((l) => JSON.parse(l) as { fatal?: boolean });
+    expect(answer.status).toBe(200);
+    expect(decls.length).toBeGreaterThan(4096);
+    expect(recs.length).toBe(decls.length + 1);
+    expect(recs.at(-1)).toMatchObject({ fatal: true });
+    let after = read();
+    for (let i = 0; i < 200 && after.fatal === before.fatal; i++) { await new Promise((r) => setTimeout(r, 10)); after = read(); }
+    expect(after.fatal).toBe(before.fatal + 1);
+    expect(after.ok).toBe(before.ok);
+    // over 4,096 records in chunks of at most 2,048: three kernel samples, not one for the stream
+    expect(after.kernel - before.kernel).toBeGreaterThanOrEqual(3);
+    // the service's own counters have their own HELP text, not a placeholder
+    const text = service.metrics.prometheus();
+    for (const family of ['selectivity_control_group_total', 'selectivity_requests_total']) {
+      expect(text).toMatch(new RegExp(`# HELP ${family} (?!Counter ${family})`));
+    }
+  });
+
   it('counts what a stream scored and logged when its client hangs up midway (no onResponse then)', async () => {
     const db = new Database(join(dir, 'live', 'selectivity.db'), { readonly: true });
     const loggedCount = () => db.prepare('SELECT coalesce(sum(count), 0) FROM decision_chunks').pluck().get() as number;

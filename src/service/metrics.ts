@@ -134,7 +134,9 @@ const QUANTILES: ReadonlyArray<readonly [label: string, percentile: number]> = [
 const BUILTIN_COUNTER_HELP: Record<string, string> = {
   selectivity_declarations_total: 'Declarations scored, by channel.',
   selectivity_errors_total: 'Errors returned, by named error code.',
-  selectivity_requests_total: 'HTTP requests handled.',
+  selectivity_requests_total: 'HTTP requests handled, by route and status (a stream that ended with a fatal record: "fatal"; one whose client hung up: "closed").',
+  selectivity_control_group_total: 'Declarations drawn into the random control group.',
+  selectivity_invalid_declarations_total: 'Declarations refused in a batch or stream (not scored), by named error code.',
 };
 
 /**
@@ -506,7 +508,7 @@ export async function createMetrics(options: MetricsOptions = {}): Promise<Metri
       }
     };
     latency(routes, 'selectivity_request_duration_seconds', 'HTTP request duration by route', (s) => [['route', s.name]]);
-    latency(kernel, 'selectivity_kernel_duration_seconds', 'Scoring kernel time per batch', () => []);
+    latency(kernel, 'selectivity_kernel_duration_seconds', 'Scoring kernel time per batch or stream chunk', () => []);
     latency(logWait, 'selectivity_decision_log_wait_seconds', 'Time an answer waited for its decision-log commit', () => []);
 
     for (const [name, values] of counters) {

@@ -98,6 +98,8 @@ declare module 'fastify' {
     scoreStats?: Pick<Extract<WireReply, { ok: true }>, 'scored' | 'invalid' | 'counts' | 'errorCodes' | 'kernelNs'>;
     /** The request's counters were recorded (by onResponse, or for a stream whose client hung up, when its response closed). */
     countersRecorded?: boolean;
+    /** A stream that ended with a fatal record (counted with status "fatal"). */
+    streamFatal?: boolean;
   }
 }
 
@@ -383,7 +385,8 @@ export async function buildServer(options: ServiceOptions): Promise<FastifyInsta
   app.addHook('onResponse', async (req, reply) => {
     const route = req.routeOptions.url ? `${req.method} ${req.routeOptions.url}` : 'unmatched';
     metrics.record(route, Math.round(reply.elapsedTime * 1e6));
-    recordCounters(req, route, String(reply.statusCode));
+    // a stream that ended with a fatal record answered 200 before the fault: counted as status "fatal"
+    recordCounters(req, route, req.streamFatal ? 'fatal' : String(reply.statusCode));
   });
 
   // ---- health ---------------------------------------------------------------
@@ -483,7 +486,9 @@ export async function buildServer(options: ServiceOptions): Promise<FastifyInsta
               recordUsage(r);
               stats.scored += r.scored;
               stats.invalid += r.invalid;
-              stats.kernelNs += r.kernelNs;
+              // the kernel's time per chunk, as per batch (summed over a stream, one sample mixed a stream's
+              // minutes of kernel time with single batches' and made the series' percentiles meaningless)
+              if (r.kernelNs > 0) metrics.record(KERNEL_SERIES, r.kernelNs);
               for (const k of Object.keys(stats.counts) as (keyof typeof stats.counts)[]) stats.counts[k] += r.counts[k];
               for (const [c, n] of Object.entries(r.errorCodes)) stats.errorCodes[c] = (stats.errorCodes[c] ?? 0) + n;
             }
@@ -524,6 +529,7 @@ export async function buildServer(options: ServiceOptions): Promise<FastifyInsta
             pending.length = 0;
           }
           if (failure !== undefined) {
+            req.streamFatal = true;
             yield fatal(failure);
             // the answer ends once the request has (discardRest): a client still sending reads all of it
             const socket = reply.raw.socket;
