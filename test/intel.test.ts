@@ -416,6 +416,12 @@ describe('selectivity intel (CLI)', () => {
     const net = JSON.parse(r.stdout) as IntelNetwork;
     expect(net.settings.watchTerms).toBeGreaterThan(0);
     expect(net.suggestions.length).toBeGreaterThan(0);
+    // a data directory with no store (mistyped): refused, and no empty store is left behind (it ran with no watch lists)
+    const none = join(dir, 'no-store-here');
+    const miss = await run(['intel', join(root, 'examples', 'intel'), '--data-dir', none, '--json']);
+    expect(miss.code).toBe(2);
+    expect(miss.stderr).toContain('SEL_ERR_FILE_NOT_FOUND');
+    expect(existsSync(none)).toBe(false);
   });
 
   it('buildIntel records what was read', () => {

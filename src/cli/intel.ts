@@ -10,7 +10,7 @@ import { errors } from '../errors.js';
 import { RISK_AREAS, type RiskArea } from '../profiles/profile.js';
 import { writeFileDurable } from '../store/durable.js';
 import { readJsonFile } from '../store/json-file.js';
-import { openStore, STORE_FILE } from '../store/sqlite.js';
+import { openExistingStore, STORE_FILE } from '../store/sqlite.js';
 import { buildIntel, DEFAULT_HIGH_RISK_AREAS, renderIntelHtml, toGraphML, toJson, type IntelNetwork } from '../text/intel.js';
 import { WatchListStore } from '../text/store.js';
 import { validateWatchLists, type WatchList } from '../text/watchlist.js';
@@ -71,8 +71,9 @@ function riskAreas(raw: string): RiskArea[] {
   return list as RiskArea[];
 }
 
+/** The store's active lists; a data directory without a store is an error (it made an empty one, and the analysis ran with no watch lists, saying nothing). */
 function storeLists(dataDir: string | undefined): WatchList[] {
-  const db = openStore(join(resolve(dataDir ?? process.env.SELECTIVITY_DATA_DIR ?? 'data'), STORE_FILE));
+  const db = openExistingStore(resolve(dataDir ?? process.env.SELECTIVITY_DATA_DIR ?? 'data'), `a data directory holding ${STORE_FILE} with watch lists, or --watchlists <file.json>`);
   try {
     return new WatchListStore(db).active();
   } finally {
