@@ -26,7 +26,8 @@ values). Declarations with equal scores share a cut pro rata.
 Options:
   --label <column>          fraud label column (passed through by the mapping)
   --positive <value>        label value meaning fraud, repeatable (default: anything
-                            but empty, 0, false, no)
+                            but empty, 0, false, no, n, in any case, or a number
+                            equal to zero)
   --revenue <expr>          revenue per declaration (default: ${DEFAULT_REVENUE});
                             fields customsValue, netMass, quantity, taxRate and
                             pass-through columns ("quoted" when they hold spaces)

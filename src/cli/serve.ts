@@ -23,7 +23,7 @@ Options (environment variable in brackets):
   --tokens <file>        tokens file (default <data-dir>/tokens.json)
                          [SELECTIVITY_TOKENS=port:<token>,analyst:<token>,admin:<token>]
   --threads <n>          scoring worker threads (default: all cores)
-  --max-queue <n>        batches allowed to wait for a worker before 503 (default 4 × threads)
+  --max-queue <n>        batches allowed to wait for a worker before 503 (default max(4, 4 × threads))
   --backtest-threads <n> worker threads of a back-test job (default half the cores, at least 1)
   --retrain-after <n>    refit the compliance model by itself once n inspected declarations got their
                          result (new or changed) after its training (default 1000; 0: only on
