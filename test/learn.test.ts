@@ -750,6 +750,17 @@ describe('the compliance model', () => {
     expect(r.model!.dimensions.map((d) => d.name)).toEqual([...DEFAULT_DIMENSIONS].map((d) => d));
   }, 60_000);
 
+  it('the "deviation alone" baseline of evaluate --learn is the deviation score alone: the misclassification signal left out', async () => {
+    const file = join(dir, 'syn-base.csv');
+    expect(await main(['generate', '--rows', '12000', '--seed', '22', '--out', file])).toBe(0);
+    const learnt = await evaluate({ file, split: 0.7, label: 'fraud', learn: true, threads: 0 });
+    const alone = await evaluate({ file, split: 0.7, label: 'fraud', threads: 0, settings: { misclassification: { weight: 0 } } });
+    const withText = await evaluate({ file, split: 0.7, label: 'fraud', threads: 0 });
+    expect(learnt.baseline).toEqual(alone.cuts);
+    // the signal fires in this data, so the two rankings differ (the baseline was the second one)
+    expect(withText.cuts).not.toEqual(alone.cuts);
+  }, 60_000);
+
   it('selectivity train writes a model that selectivity score uses (HISTORY reasons, same peers)', async () => {
     const fixture = join(__dirname, 'fixtures', 'kcs-eval-sample.csv');
     const model = join(dir, 'kcs-model.json');

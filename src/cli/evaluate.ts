@@ -60,7 +60,7 @@ export function formatEvaluation(r: EvaluationReport): string {
     lines.push(`  ${pct(c.fraction, 0).padStart(5)}  ${c.selected.toFixed(0).padStart(10)}   ${pct(c.precision).padStart(8)} (${pct(q.precision)})   ${pct(c.recall).padStart(7)} (${pct(q.recall)})   ${pct(c.revenueShare).padStart(7)} (${pct(q.revenueShare)})`);
   });
   if (r.baseline) {
-    lines.push('', '  deviation score alone (same peers, default settings):');
+    lines.push('', '  deviation score alone (same peers and settings, no misclassification signal):');
     r.baseline.forEach((c) => lines.push(`  ${pct(c.fraction, 0).padStart(5)}  precision ${pct(c.precision).padStart(8)}   recall ${pct(c.recall).padStart(7)}   revenue ${pct(c.revenueShare).padStart(7)}`));
   }
   if (r.model) {

@@ -79,7 +79,7 @@ export interface EvaluationReport {
   cuts: Cut[];
   /** Random selection: expected values. */
   random: Cut[];
-  /** With learn: the ranking by the deviation score alone (peers from training, default settings). */
+  /** With learn: the ranking by the deviation score alone (peers from training, the settings given, no misclassification signal: until 2026-12-07 it had the default one). */
   baseline?: Cut[];
   /** With learn: the fitted model (coefficients, training summary; tables summarised). */
   model?: Omit<TrainedModel, 'history'> & { strength: number; traderStrength?: number; dimensions: { name: string; weight: number; values: number }[] };
@@ -239,7 +239,8 @@ export async function evaluate(options: EvaluateOptions): Promise<EvaluationRepo
   const ruleset = model
     ? createRuleset({ peers: tables, profiles: o.profiles ?? [], settings: { ...o.settings, ...model.settings }, history: model.history })
     : createRuleset({ peers: tables, profiles: o.profiles ?? [], settings: o.settings });
-  const baselineEngine = model ? createEngine({ ruleset: createRuleset({ peers: tables, settings: o.settings }), threads: o.threads }) : undefined;
+  // the deviation score alone: the text's misclassification signal (on by default) left out
+  const baselineEngine = model ? createEngine({ ruleset: createRuleset({ peers: tables, settings: { ...o.settings, misclassification: { ...o.settings?.misclassification, weight: 0 } } }), threads: o.threads }) : undefined;
   const baselineScores = new Growable();
 
   // ---- test: score, and keep score, label and revenue per declaration ---------
