@@ -1,10 +1,11 @@
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { evaluate } from '../src/evaluate/evaluate.js';
+import { formatEvaluation } from '../src/cli/evaluate.js';
 import { topKMetrics } from '../src/evaluate/metrics.js';
 import { writeSynthetic } from '../src/generate/synthetic.js';
 import { referenceScore } from '../src/kernel/reference.js';
@@ -56,6 +57,27 @@ describe('evaluate', () => {
     expect(r.train.lastDate! < r.test.firstDate!).toBe(true);
   });
 
+  it('reports, and warns of, a test set that leaks into training: ids among the training rows, dates not after them', async () => {
+    const clean = await evaluate({ train: [trainFile], test: testFile, label: 'fraud', threads: 0 });
+    expect(clean.test.overlap.notAfterTraining).toBe(0);
+    // the test file trained on as well: every test declaration is a training row
+    const leaky = await evaluate({ train: [trainFile, testFile], test: testFile, label: 'fraud', threads: 0 });
+    expect(leaky.test.overlap).toEqual({ sameIds: 4000, notAfterTraining: 4000 });
+    expect(formatEvaluation(leaky)).toMatch(/warning: of the 4,000 test declarations, 4,000 have an id that is also among the training rows, and 4,000 are dated on or before the last training date/);
+    expect(formatEvaluation(clean)).not.toMatch(/dated on or before/);
+  });
+
+  it('prints what is not a figure as "—" and k = f·N inspections with its fraction', async () => {
+    // no value of the label means fraud: no recall to speak of
+    const none = await evaluate({ train: [trainFile], test: testFile, label: 'fraud', positives: ['never'], fractions: [0.0123, 0.05], threads: 0 });
+    expect(none.positives).toBe(0);
+    const text = formatEvaluation(none);
+    const row = text.split('\n').find((l) => l.trimStart().startsWith('1 %'))!;
+    expect(row).toMatch(/ 49\.2 /); // 0.0123 × 4,000
+    // precision is a figure (0 %: 49.2 inspected, none a fraud); recall and revenue captured are not (0.0 % before)
+    expect(row.match(/— \(—\)/g)).toHaveLength(2);
+  });
+
   it('splits a single file by date: earlier rows train, later rows test', async () => {
     const r = await evaluate({ file: trainFile, split: 0.75, label: 'fraud', threads: 0 });
     expect(r.train.rows + r.n).toBe(12000);
@@ -64,6 +86,13 @@ describe('evaluate', () => {
     expect(r.test.firstDate).toBe(r.splitDate);
     expect(r.n / 12000).toBeGreaterThan(0.2);
     expect(r.n / 12000).toBeLessThan(0.3);
+    // the test side's rows, not the whole file's; an invalid record (no date to place it by) is counted once
+    expect(r.test.rows).toBe(r.n);
+    const withBad = join(dir, 'with-bad.csv');
+    writeFileSync(withBad, `${readFileSync(trainFile, 'utf8').trimEnd()}\nBAD-1,not-a-date\n`);
+    const b = await evaluate({ file: withBad, split: 0.75, label: 'fraud', threads: 0 });
+    expect(b.train.invalid + b.test.invalid).toBe(1);
+    expect(b.test.rows).toBe(b.n);
   });
 
   it('runs on the KCS sample with the kcs preset: 2020 trains, 2021 Q1 tests', async () => {

@@ -46,22 +46,39 @@ rows, then scored on the test set beside the deviation score alone):
 ${LEARN_HELP}`;
 
 const pct = (x: number, d = 1) => `${(100 * x).toFixed(d)} %`;
+/** A share whose denominator is 0 (no fraud in the test set, no revenue): not a figure. */
+const share = (x: number, defined: boolean) => (defined ? pct(x) : '—');
+/** k = f·N inspections: whole, or with the fraction of the next declaration the cut takes pro rata. */
+const inspections = (k: number) => (Number.isInteger(k) ? k.toFixed(0) : k.toFixed(1));
+
+/** A warning when the test set shares declarations or dates with the training rows (the figures are then optimistic). */
+function overlapWarning(r: EvaluationReport): string[] {
+  const o = r.test.overlap;
+  const parts: string[] = [];
+  if (o.sameIds) parts.push(`${o.sameIds.toLocaleString('en-US')} have an id that is also among the training rows`);
+  if (o.notAfterTraining > 0) parts.push(`${o.notAfterTraining.toLocaleString('en-US')} are dated on or before the last training date (${r.train.lastDate})`);
+  const lines = parts.length ? [`warning: of the ${r.n.toLocaleString('en-US')} test declarations, ${parts.join(', and ')}: the figures may be optimistic (the test set leaks into training)`] : [];
+  if (o.sameIds === null) lines.push('note: the training rows hold too many ids to check the test set\'s against them');
+  return lines;
+}
 
 export function formatEvaluation(r: EvaluationReport): string {
   const lines = [
     `train: ${r.train.files.join(', ')}: ${r.train.rows.toLocaleString('en-US')} declarations (${r.train.firstDate} – ${r.train.lastDate}), ${r.train.invalid} invalid`,
     `test:  ${r.test.file}: ${r.n.toLocaleString('en-US')} declarations (${r.test.firstDate} – ${r.test.lastDate})${r.splitDate ? `, split at ${r.splitDate}` : ''}, ${r.test.invalid} invalid`,
     `label ${r.label}: ${r.positives.toLocaleString('en-US')} frauds (${pct(r.prevalence, 2)}); revenue = ${r.revenue}; peers ${r.peers.version}`,
+    ...overlapWarning(r),
     '',
     '  top     inspected   precision (random)   recall (random)   revenue captured (random)',
   ];
+  const fraud = r.positives > 0, revenue = r.fraudRevenue !== 0;
   r.cuts.forEach((c, i) => {
     const q = r.random[i];
-    lines.push(`  ${pct(c.fraction, 0).padStart(5)}  ${c.selected.toFixed(0).padStart(10)}   ${pct(c.precision).padStart(8)} (${pct(q.precision)})   ${pct(c.recall).padStart(7)} (${pct(q.recall)})   ${pct(c.revenueShare).padStart(7)} (${pct(q.revenueShare)})`);
+    lines.push(`  ${pct(c.fraction, 0).padStart(5)}  ${inspections(c.selected).padStart(10)}   ${share(c.precision, c.selected > 0).padStart(8)} (${share(q.precision, q.selected > 0)})   ${share(c.recall, fraud).padStart(7)} (${share(q.recall, fraud)})   ${share(c.revenueShare, revenue).padStart(7)} (${share(q.revenueShare, revenue)})`);
   });
   if (r.baseline) {
     lines.push('', '  deviation score alone (same peers and settings, no misclassification signal):');
-    r.baseline.forEach((c) => lines.push(`  ${pct(c.fraction, 0).padStart(5)}  precision ${pct(c.precision).padStart(8)}   recall ${pct(c.recall).padStart(7)}   revenue ${pct(c.revenueShare).padStart(7)}`));
+    r.baseline.forEach((c) => lines.push(`  ${pct(c.fraction, 0).padStart(5)}  precision ${share(c.precision, c.selected > 0).padStart(8)}   recall ${share(c.recall, fraud).padStart(7)}   revenue ${share(c.revenueShare, revenue).padStart(7)}`));
   }
   if (r.model) {
     const top = Object.entries(r.model.coefficients).filter(([, v]) => v !== 0).sort((a, b) => Math.abs(b[1]) - Math.abs(a[1])).slice(0, 8);

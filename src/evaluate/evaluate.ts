@@ -12,7 +12,7 @@ import { statSync } from 'node:fs';
 import { errors } from '../errors.js';
 import { createEngine } from '../engine.js';
 import { resolveColumns } from '../model/columns.js';
-import { formatIsoDate } from '../model/schema.js';
+import { formatIsoDate, parseIsoDate } from '../model/schema.js';
 import { readDeclarations, type ReadChunk, type ReadOptions } from '../model/readers.js';
 import { DEFAULT_LEVELS, PeerTableBuilder } from '../peers/peer-groups.js';
 import { snapshotDocument } from '../peers/peer-store.js';
@@ -64,7 +64,17 @@ export interface EvaluationReport {
   positiveValues: string[] | null;
   revenue: string;
   train: { files: string[]; rows: number; invalid: number; firstDate: string | null; lastDate: string | null };
-  test: { file: string; rows: number; scored: number; invalid: number; firstDate: string | null; lastDate: string | null };
+  test: {
+    file: string; rows: number; scored: number; invalid: number; firstDate: string | null; lastDate: string | null;
+    /**
+     * What the test set shares with the training rows, a leak that makes
+     * the figures optimistic: declarations whose id is also among the
+     * training rows (null when the training rows held more than
+     * OVERLAP_ID_LIMIT ids: not checked), and (--train/--test) those dated
+     * on or before the last training date.
+     */
+    overlap: { sameIds: number | null; notAfterTraining: number };
+  };
   /** Single-file mode: the first test date. */
   splitDate: string | null;
   peers: { version: string; groups: Record<string, number> };
@@ -136,6 +146,9 @@ export interface TrainedFromFiles {
  * the training files builds the peer statistics; with `learn`, the rows
  * and their labels are kept and the compliance model is fitted on them.
  */
+/** Training ids kept to check the test set against (EvaluationReport.test.overlap): about 100 MB of strings at most. */
+export const OVERLAP_ID_LIMIT = 2_000_000;
+
 export async function trainFromFiles(files: string[], o: {
   read: (path: string) => AsyncIterable<ReadChunk>;
   label: string;
@@ -146,6 +159,8 @@ export async function trainFromFiles(files: string[], o: {
   threads?: number;
   /** Rows of a chunk that train (single-file split); default every row. */
   keep?: (chunk: ReadChunk) => ((i: number) => boolean) | undefined;
+  /** Filled with the training rows' ids, up to OVERLAP_ID_LIMIT of them (then cleared and left: `ids.size` 0 and `idsOver` set). */
+  ids?: { set: Set<string>; over: boolean };
   field?: string;
   onProgress?: EvaluateOptions['onProgress'];
 }): Promise<TrainedFromFiles> {
@@ -168,6 +183,10 @@ export async function trainFromFiles(files: string[], o: {
       }
       for (let i = 0; i < chunk.batch.size; i++) {
         if (keep && !keep(i)) continue;
+        if (o.ids && !o.ids.over) {
+          o.ids.set.add(chunk.ids[i]);
+          if (o.ids.set.size > OVERLAP_ID_LIMIT) { o.ids.set.clear(); o.ids.over = true; }
+        }
         const d = chunk.batch.date[i];
         if (d < train.firstDate) train.firstDate = d;
         if (d > train.lastDate) train.lastDate = d;
@@ -232,10 +251,12 @@ export async function evaluate(options: EvaluateOptions): Promise<EvaluationRepo
   const keepTrain = (chunk: ReadChunk) => (single ? (i: number) => chunk.batch.date[i] < splitDay : undefined);
 
   // ---- train: peer statistics (and, with learn, the model) from the training rows only
+  const trainIds = { set: new Set<string>(), over: false };
   const { snapshot, tables, model, summary: train } = await trainFromFiles(trainFiles, {
     read, label: o.label, positives: o.positives, levels: o.levels, settings: o.settings, learn: o.learn, threads: o.threads,
-    keep: keepTrain, field: single ? 'file' : 'train', onProgress: o.onProgress,
+    keep: keepTrain, field: single ? 'file' : 'train', onProgress: o.onProgress, ids: trainIds,
   });
+  const lastTrainDay = parseIsoDate(train.lastDate!);
   const ruleset = model
     ? createRuleset({ peers: tables, profiles: o.profiles ?? [], settings: { ...o.settings, ...model.settings }, history: model.history })
     : createRuleset({ peers: tables, profiles: o.profiles ?? [], settings: o.settings });
@@ -247,6 +268,7 @@ export async function evaluate(options: EvaluateOptions): Promise<EvaluationRepo
   const engine = createEngine({ ruleset, threads: o.threads });
   const out = new Growable();
   const test = { file: testFile, rows: 0, scored: 0, invalid: 0, firstDate: Infinity, lastDate: -Infinity };
+  const overlap = { sameIds: trainIds.over ? null : 0, notAfterTraining: 0 } as { sameIds: number | null; notAfterTraining: number };
   let expr: CompiledExpression | undefined;
   let labelValues: string[] = [];
   const pending: { result: ReturnType<typeof engine.scoreBatch>; baseline?: ReturnType<typeof engine.scoreBatch>; at: number; rows: Int32Array | null }[] = [];
@@ -270,8 +292,11 @@ export async function evaluate(options: EvaluateOptions): Promise<EvaluationRepo
       return Int32Array.from(idx);
     };
     for await (const chunk of read(testFile)) {
-      test.rows = chunk.rowsRead;
-      for (const e of chunk.errors) if (e.line !== lastBad) { test.invalid++; lastBad = e.line; }
+      // one file split by date: its invalid records (no date to place them by) are the training side's count
+      if (!single) {
+        test.rows = chunk.rowsRead;
+        for (const e of chunk.errors) if (e.line !== lastBad) { test.invalid++; lastBad = e.line; }
+      }
       const b = chunk.batch;
       if (b.size === 0) continue;
       if (!expr) {
@@ -298,6 +323,8 @@ export async function evaluate(options: EvaluateOptions): Promise<EvaluationRepo
         const d = b.date[i];
         if (d < test.firstDate) test.firstDate = d;
         if (d > test.lastDate) test.lastDate = d;
+        if (overlap.sameIds !== null && trainIds.set.has(chunk.ids[i])) overlap.sameIds++;
+        if (!single && d <= lastTrainDay) overlap.notAfterTraining++;
       }
       baselineScores.reserve(out.n + m - baselineScores.n);
       baselineScores.n = out.n + m;
@@ -306,6 +333,7 @@ export async function evaluate(options: EvaluateOptions): Promise<EvaluationRepo
       pending.push({ result: engine.scoreBatch(b), baseline: copy ? baselineEngine!.scoreBatch(copy) : undefined, at: out.n, rows });
       out.n += m;
       test.scored += m;
+      if (single) test.rows += m;
       while (pending.length > engine.options.threads * 2 + 1) await collect(pending.shift()!);
       o.onProgress?.('test', chunk.bytesRead, total, chunk.rowsRead);
     }
@@ -330,7 +358,7 @@ export async function evaluate(options: EvaluateOptions): Promise<EvaluationRepo
     positiveValues: o.positives ?? null,
     revenue: revenueText,
     train,
-    test: { ...test, firstDate: dateText(test.firstDate), lastDate: dateText(test.lastDate) },
+    test: { ...test, firstDate: dateText(test.firstDate), lastDate: dateText(test.lastDate), overlap },
     splitDate: single ? formatIsoDate(splitDay) : null,
     peers: { version: snapshot.info.version, groups: Object.fromEntries(tables.levels.map((l, i) => [l.name, tables.groups[i].size])) },
     rulesetVersion: engine.rulesetVersion,
