@@ -881,7 +881,8 @@ describe('replay in date order', () => {
     const { replay } = await import('../src/learn/replay.js');
     // labels drawn at random: the model keeps no weight, most declarations score alike, and the quota cuts through them
     const r = rng(17);
-    const decls = datedDeclarations(3000, 17);
+    // and a last month of 5 declarations: 5 % of it is no inspection
+    const decls = [...datedDeclarations(3000, 17), ...datedDeclarations(5, 18).map((d) => ({ ...d, date: '2025-06-02' }))];
     const y = decls.map(() => (r() < 0.1 ? 1 : 0));
     const month = (d: Declaration) => d.date.slice(0, 7);
     const order = (first: 0 | 1) => decls.map((d, i) => i).sort((a, b) => month(decls[a]).localeCompare(month(decls[b])) || (first ? y[b] - y[a] : y[a] - y[b]) || a - b);
@@ -895,6 +896,14 @@ describe('replay in date order', () => {
     // and the pick among equals is no better than chance: the hit rate is near the months' prevalence (it was 100 % or 0 %)
     expect(a.total.hitRate).toBeLessThan(0.3);
     expect(a.total.hits).toBeGreaterThan(0);
+    // a month with no inspection has no hit rate (it read 0.0 %); the control estimates carry their interval
+    const last = a.periods.at(-1)!;
+    expect([last.period, last.inspected, last.hitRate]).toEqual(['2025-06', 0, null]);
+    const { formatReplay } = await import('../src/cli/replay.js');
+    expect(formatReplay(a).split('\n').find((l) => l.trimStart().startsWith('2025-06'))).toMatch(/ 0 +— /);
+    const withControl = a.periods.find((p) => p.control > 0)!;
+    expect(withControl.controlInterval!.low).toBeLessThanOrEqual(withControl.controlEstimate!);
+    expect(withControl.controlInterval!.high).toBeGreaterThanOrEqual(withControl.controlEstimate!);
   }, 120_000);
 });
 

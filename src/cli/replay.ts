@@ -33,14 +33,15 @@ ${LEARN_HELP}  --json                    print the report as JSON
 `;
 
 const pct = (x: number | null) => (x === null ? '—' : `${(100 * x).toFixed(1)} %`);
+const withInterval = (x: number | null, ci: { low: number; high: number } | null) => (x === null || ci === null ? '—' : `${pct(x)} (${(100 * ci.low).toFixed(0)}–${(100 * ci.high).toFixed(0)})`);
 
 export function formatReplay(r: ReplayReport): string {
   const lines = [
     `warm-up ${r.warmup.period}: ${r.warmup.declarations.toLocaleString('en-US')} declarations with known results; inspect ${pct(r.inspectionRate)} by score, control group ${pct(r.controlRate)}${r.learnFromControl ? ' (its results feed the model)' : ' (not learnt from)'}`,
     '',
-    '  month     declarations  known results  inspected  hit rate   control  control estimate  green untargeted (true)  all untargeted (true)  month rate',
-    ...r.periods.map((p) => `  ${p.period}  ${String(p.declarations).padStart(12)}  ${String(p.knownResults).padStart(13)}  ${String(p.inspected).padStart(9)}  ${pct(p.hitRate).padStart(8)}  ${String(p.control).padStart(8)}  ${pct(p.controlEstimate).padStart(16)}  ${pct(p.greenRate).padStart(23)}  ${pct(p.untargetedRate).padStart(21)}  ${pct(p.prevalence).padStart(10)}`),
-    `  all       ${String(r.total.declarations).padStart(12)}  ${''.padStart(13)}  ${String(r.total.inspected).padStart(9)}  ${pct(r.total.hitRate).padStart(8)}  ${String(r.total.control).padStart(8)}  ${pct(r.total.controlEstimate).padStart(16)}  ${pct(r.total.greenRate).padStart(23)}  ${pct(r.total.untargetedRate).padStart(21)}`,
+    '  month     declarations  known results  inspected  hit rate   control  control estimate (95 %)     green untargeted (true)  all untargeted (true)  month rate',
+    ...r.periods.map((p) => `  ${p.period}  ${String(p.declarations).padStart(12)}  ${String(p.knownResults).padStart(13)}  ${String(p.inspected).padStart(9)}  ${pct(p.hitRate).padStart(8)}  ${String(p.control).padStart(8)}  ${withInterval(p.controlEstimate, p.controlInterval).padStart(26)}  ${pct(p.greenRate).padStart(23)}  ${pct(p.untargetedRate).padStart(21)}  ${pct(p.prevalence).padStart(10)}`),
+    `  all       ${String(r.total.declarations).padStart(12)}  ${''.padStart(13)}  ${String(r.total.inspected).padStart(9)}  ${pct(r.total.hitRate).padStart(8)}  ${String(r.total.control).padStart(8)}  ${withInterval(r.total.controlEstimate, r.total.controlInterval).padStart(26)}  ${pct(r.total.greenRate).padStart(23)}  ${pct(r.total.untargetedRate).padStart(21)}`,
   ];
   return lines.join('\n');
 }

@@ -21,6 +21,7 @@ import { formatIsoDate } from '../model/schema.js';
 import { DEFAULT_LEVELS, PeerTableBuilder } from '../peers/peer-groups.js';
 import { createRuleset, type RulesetSettingsInput } from '../ruleset/ruleset.js';
 import { trainModel, type TrainOptions } from './train.js';
+import { wilsonInterval } from '../feedback/report.js';
 
 export interface ReplayOptions {
   /** Share of each month's declarations inspected by score (default 0.05). */
@@ -42,12 +43,14 @@ export interface ReplayPeriod {
   knownResults: number;
   inspected: number;
   hits: number;
-  /** hits / inspected: the precision of targeting at the inspection rate. */
-  hitRate: number;
+  /** hits / inspected: the precision of targeting at the inspection rate (null when none was inspected: a month too small for the rate). */
+  hitRate: number | null;
   control: number;
   controlHits: number;
   /** controlHits / control: the control group's estimate of the non-compliance of the traffic it is drawn from, green traffic not targeted (null when no control row). */
   controlEstimate: number | null;
+  /** Its 95 % Wilson interval (null when no control row): a month's control group is a few dozen declarations. */
+  controlInterval: { low: number; high: number } | null;
   /** The true non-compliance of the non-targeted declarations of every channel (known offline). */
   untargetedRate: number;
   /** Non-targeted declarations the control group is drawn from: green ones (the control group's own included). */
@@ -65,7 +68,7 @@ export interface ReplayReport {
   learnFromControl: boolean;
   periods: ReplayPeriod[];
   /** Over all replayed months. */
-  total: { declarations: number; inspected: number; hits: number; hitRate: number; control: number; controlHits: number; controlEstimate: number | null; untargetedRate: number; green: number; greenRate: number };
+  total: { declarations: number; inspected: number; hits: number; hitRate: number | null; control: number; controlHits: number; controlEstimate: number | null; controlInterval: { low: number; high: number } | null; untargetedRate: number; green: number; greenRate: number };
 }
 
 /**
@@ -133,8 +136,8 @@ export async function replay(batches: ColumnarBatch[], labels: Uint8Array[], opt
       }
     });
     const period: ReplayPeriod = {
-      period: months[p], declarations: rows.length, knownResults, inspected: quota, hits, hitRate: quota ? hits / quota : 0,
-      control, controlHits, controlEstimate: control ? controlHits / control : null,
+      period: months[p], declarations: rows.length, knownResults, inspected: quota, hits, hitRate: quota ? hits / quota : null,
+      control, controlHits, controlEstimate: control ? controlHits / control : null, controlInterval: control ? wilsonInterval(controlHits, control) : null,
       untargetedRate: untargeted ? untargetedHits / untargeted : 0, green, greenRate: green ? greenHits / green : 0, prevalence: rows.length ? positives / rows.length : 0,
     };
     periods.push(period);
@@ -147,8 +150,8 @@ export async function replay(batches: ColumnarBatch[], labels: Uint8Array[], opt
     warmup: { period: months[0], declarations: rowMonth.reduce((s, m) => s + m.filter((x) => x === 0).length, 0) },
     inspectionRate, controlRate, learnFromControl, periods,
     total: {
-      declarations: sum((p) => p.declarations), inspected, hits, hitRate: inspected ? hits / inspected : 0, control, controlHits,
-      controlEstimate: control ? controlHits / control : null,
+      declarations: sum((p) => p.declarations), inspected, hits, hitRate: inspected ? hits / inspected : null, control, controlHits,
+      controlEstimate: control ? controlHits / control : null, controlInterval: control ? wilsonInterval(controlHits, control) : null,
       untargetedRate: untargeted ? sum((p) => p.untargetedRate * (p.declarations - p.inspected)) / untargeted : 0,
       green: sum((p) => p.green),
       greenRate: sum((p) => p.green) ? sum((p) => p.greenRate * p.green) / sum((p) => p.green) : 0,
