@@ -94,6 +94,9 @@ describe('back-test', () => {
     }
     expect(report.sets[0].controlGroup.declarations).toBeGreaterThan(0); // the candidate has random selection on
     expect(formatBacktest(report)).toMatch(new RegExp(`control group +${report.sets[0].controlGroup.declarations} \\(`));
+    // the top-of-ranking figures say they are binned (an exact ranking can differ a little)
+    expect(formatBacktest(report)).toContain('bins of 1/64');
+    expect(renderBacktestHtml(report)).toContain('bins of 1/64');
   });
 
   it('counts matches, hits and months per profile, and flags profiles that never match or match too much', () => {

@@ -13,6 +13,9 @@ const int = (n: number) => Math.round(n).toLocaleString('en-US');
 const money = (n: number) => Math.round(n).toLocaleString('en-US');
 const COLOURS: Record<string, string> = { green: '#2e7d32', blue: '#1565c0', yellow: '#f9a825', orange: '#ef6c00', red: '#c62828' };
 
+/** How the top-of-ranking figures are counted (an exact ranking, as evaluate's, can differ in the last digit). */
+const BINNED = 'approximate: scores counted in bins of 1/64, a bin at the cut pro rata';
+
 /** The report as text (selectivity backtest without --json). */
 export function formatBacktest(r: BacktestReport): string {
   const [a, b] = r.sets;
@@ -31,7 +34,7 @@ export function formatBacktest(r: BacktestReport): string {
     lines.push(`  control group ${`${int(a.controlGroup.declarations)} (${pct(share(a))})`.padStart(18)} ${`${int(b.controlGroup.declarations)} (${pct(share(b))})`.padStart(22)}   non-compliant ${pct(a.controlGroup.rate)} / ${pct(b.controlGroup.rate)} (random draw from green: not in the channels above)`);
   }
   lines.push('');
-  lines.push(`  top of the score ranking   ${a.name} precision · revenue      ${b.name} precision · revenue`);
+  lines.push(`  top of the score ranking   ${a.name} precision · revenue      ${b.name} precision · revenue   (${BINNED})`);
   for (let i = 0; i < a.atRates.length; i++) {
     const x = a.atRates[i], y = b.atRates[i];
     lines.push(`  ${pct(x.rate, 2).padStart(8)}                  ${pct(x.precision).padStart(8)} · ${pct(x.revenueCaptured).padEnd(8)}        ${pct(y.precision).padStart(8)} · ${pct(y.revenueCaptured)}`);
@@ -81,7 +84,7 @@ function channelTable(r: BacktestReport): string {
 
 function ratesTable(r: BacktestReport): string {
   const [a, b] = r.sets;
-  return `<div class="scroll"><table><thead><tr><th class="num">top of ranking</th><th class="group" colspan="3">${esc(a.name)}</th><th class="group" colspan="3">${esc(b.name)}</th></tr>
+  return `<p class="muted">${esc(BINNED)}</p><div class="scroll"><table><thead><tr><th class="num">top of ranking</th><th class="group" colspan="3">${esc(a.name)}</th><th class="group" colspan="3">${esc(b.name)}</th></tr>
 <tr><th></th>${'<th class="num">precision</th><th class="num">recall</th><th class="num">revenue captured</th>'.repeat(2)}</tr></thead><tbody>
 ${a.atRates.map((x, i) => { const y = b.atRates[i]; return `<tr><td class="num">${pct(x.rate, 2)}${x.rate === a.controlled.share ? ` (${esc(a.name)}'s rate)` : ''}${x.rate === b.controlled.share ? ` (${esc(b.name)}'s rate)` : ''}</td><td class="num first">${pct(x.precision)}</td><td class="num">${pct(x.recall)}</td><td class="num">${pct(x.revenueCaptured)}</td><td class="num first">${pct(y.precision)}</td><td class="num">${pct(y.recall)}</td><td class="num">${pct(y.revenueCaptured)}</td></tr>`; }).join('\n')}
 </tbody></table></div>`;
