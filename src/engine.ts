@@ -146,9 +146,19 @@ export function createEngine(options: EngineOptions): Engine {
   };
 
   let closing: Promise<void> | undefined;
-  /** A task the pool dropped because the engine closed (Piscina's "Terminating worker thread", an AbortError): SEL_ERR_ENGINE_CLOSED. */
+  /** The pool's tasks not settled yet (queued or running): close() waits for them. */
+  const inflight = new Set<Promise<unknown>>();
+  const run = <T>(task: ScoreTask, transferList: ArrayBuffer[]): Promise<T> => {
+    const p = pool!.run(task, { transferList }) as Promise<T>;
+    inflight.add(p);
+    const settle = () => { inflight.delete(p); };
+    p.then(settle, settle);
+    return p.catch(whenClosing);
+  };
+  /** A task the pool dropped because close() ended the workers (Piscina's "Terminating worker thread", an AbortError): SEL_ERR_ENGINE_CLOSED; any other failure as it is. */
   const whenClosing = (e: unknown): never => {
-    if (closed && !isSelectivityError(e)) throw errors.SEL_ERR_ENGINE_CLOSED(`the engine closed before the batch was scored (${(e as Error)?.message ?? e})`, { field: 'engine' });
+    const dropped = e instanceof Error && (e.name === 'AbortError' || /Terminating worker thread|pool is closed/.test(e.message));
+    if (closed && dropped) throw errors.SEL_ERR_ENGINE_CLOSED(`the engine closed before the batch was scored (${e.message})`, { field: 'engine' });
     throw e;
   };
 
@@ -175,7 +185,7 @@ export function createEngine(options: EngineOptions): Engine {
       if (opts.threads === 0) return local().score(batch);
       checkQueue();
       const task: ScoreTask = { rulesetVersion: current.version, ruleset: current.buffer, batch: packBatch(batch) };
-      const reply = fromWorker((await pool!.run(task, { transferList: [batch.buffer] }).catch(whenClosing)) as ScoreReply | WorkerFailure);
+      const reply = fromWorker(await run<ScoreReply | WorkerFailure>(task, [batch.buffer]));
       return resultViews(reply.buffer, reply.size, reply.rulesetVersion, reply.kernelNs, reply.text, reply.history);
     },
     async scoreWire(request, { signal } = {}) {
@@ -197,7 +207,7 @@ export function createEngine(options: EngineOptions): Engine {
         signal.addEventListener('abort', onAbort, { once: true });
       }
       try {
-        const reply = fromWorker((await pool!.run(task, { transferList: [wire.body.buffer as ArrayBuffer] }).catch(whenClosing)) as WireReply | AbandonedReply | WorkerFailure);
+        const reply = fromWorker(await run<WireReply | AbandonedReply | WorkerFailure>(task, [wire.body.buffer as ArrayBuffer]));
         if ('abandoned' in reply) throw abandoned();
         return reply;
       } finally {
@@ -217,10 +227,17 @@ export function createEngine(options: EngineOptions): Engine {
       closed = true;
       // every caller waits for the same close (a second one used to return before the pool had closed)
       closing ??= (async () => {
-        // Piscina waits closeTimeout for the batches in hand, then ends the workers and rejects the rest
-        // (their callers get SEL_ERR_ENGINE_CLOSED: whenClosing); it reports the timeout as an 'error' event
-        pool?.on('error', () => undefined);
-        await pool?.close();
+        if (!pool) return;
+        // the batches in hand (queued or running) are scored first, for closeTimeoutMs at most; then the
+        // workers end and the rest reject (SEL_ERR_ENGINE_CLOSED: whenClosing). Counted here: Piscina's own
+        // close counted a worker idle between two tasks as done and ended a pool of two with a task running.
+        let timer: NodeJS.Timeout | undefined;
+        await Promise.race([
+          Promise.allSettled([...inflight]),
+          new Promise<void>((resolve) => { timer = setTimeout(resolve, opts.closeTimeoutMs); }),
+        ]);
+        clearTimeout(timer);
+        await pool.destroy();
       })();
       return closing;
     },

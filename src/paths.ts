@@ -55,7 +55,8 @@ const NO_REQUIRE_ESM = '--no-experimental-require-module';
 export function workerExecArgv(): string[] {
   if (execArgv) return execArgv;
   const own = acceptedByWorkers(process.execArgv);
-  execArgv = own.includes(NO_REQUIRE_ESM) || !process.allowedNodeEnvironmentFlags.has(NO_REQUIRE_ESM) ? own : [...own, NO_REQUIRE_ESM];
+  // ours first: an argument of this process's that a worker reads as a script name would end its options there
+  execArgv = own.includes(NO_REQUIRE_ESM) || !process.allowedNodeEnvironmentFlags.has(NO_REQUIRE_ESM) ? own : [NO_REQUIRE_ESM, ...own];
   return execArgv;
 }
 
@@ -79,8 +80,14 @@ export function acceptedByWorkers(args: readonly string[]): string[] {
       return list;
     } catch (e) {
       if ((e as { code?: string }).code !== 'ERR_WORKER_INVALID_EXEC_ARGV') throw e;
-      const named = (e as Error).message.split(': ').slice(1).join(': ').split(', ').map((x) => x.trim());
-      const kept = list.filter((a) => !named.includes(a));
+      const named = new Set((e as Error).message.split(': ').slice(1).join(': ').split(', ').map((x) => x.trim()));
+      // a refused option given as two arguments (--title foo): its value goes with it (left alone, Node
+      // would read it as a script name and ignore every option after it)
+      const kept: string[] = [];
+      for (let i = 0; i < list.length; i++) {
+        if (!named.has(list[i])) { kept.push(list[i]); continue; }
+        if (!list[i].includes('=') && i + 1 < list.length && !list[i + 1].startsWith('-')) i++;
+      }
       list = kept.length < list.length ? kept : [];
     }
   }

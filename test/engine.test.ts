@@ -1,10 +1,11 @@
 import { Worker } from 'node:worker_threads';
 import { afterAll, describe, expect, it } from 'vitest';
-import { workerExecArgv, workerPath } from '../src/paths.js';
+import { acceptedByWorkers, workerExecArgv, workerPath } from '../src/paths.js';
 import { createEngine, type Engine } from '../src/engine.js';
 import { referenceScore } from '../src/kernel/reference.js';
 import { batchLayout, batchViews, CATEGORICAL_COLUMNS, NUMERIC_COLUMNS, packBatch, toBatch, type ColumnarBatch } from '../src/model/columnar.js';
 import { fromWorker } from '../src/errors.js';
+import type { ScoreResult } from '../src/kernel/layout.js';
 import { buildPeerTables } from '../src/peers/peer-groups.js';
 import { createRuleset } from '../src/ruleset/ruleset.js';
 import { toDecisions, type Decision } from '../src/decisions.js';
@@ -225,10 +226,27 @@ describe('engine: malformed batches, named errors from the workers, close', () =
     expect(outcomes).toContain('SEL_ERR_ENGINE_CLOSED');
     await expect(engine.scoreBatch(toBatch(randomDeclarations(5, 65)).batch)).rejects.toMatchObject({ code: 'SEL_ERR_ENGINE_CLOSED' });
     expect(() => createEngine({ ruleset: rulesetA, closeTimeoutMs: -1 })).toThrow(expect.objectContaining({ code: 'SEL_ERR_OPTION_INVALID', details: expect.objectContaining({ field: 'closeTimeoutMs' }) }));
+    // within the timeout, every batch already sent is scored, with two workers too (Piscina's own close
+    // counted a worker idle between two tasks as done, and ended the pool with one still running)
+    const two = createEngine({ ruleset: rulesetA, threads: 2, maxQueue: 256 });
+    const batches = Array.from({ length: 24 }, (_, k) => toBatch(randomDeclarations(2000, 70 + k)).batch);
+    const want = batches.map((b) => referenceScore(rulesetA, b));
+    const results = batches.map((b) => two.scoreBatch(b));
+    await two.close();
+    const got = await Promise.allSettled(results);
+    expect(got.filter((g) => g.status === 'rejected').map((g) => String((g as PromiseRejectedResult).reason?.code))).toEqual([]);
+    got.forEach((g, k) => expect(Array.from((g as PromiseFulfilledResult<ScoreResult>).value.channel)).toEqual(Array.from(want[k].channel)));
   }, 60_000);
 });
 
 describe('pool workers', () => {
+  it('leave out the options a worker refuses, with a value given as a separate argument', () => {
+    // Node names only the option; its value left behind was read as a script name and ended the worker's options
+    expect(acceptedByWorkers(['--title', 'selectivity', '--enable-source-maps'])).toEqual(['--enable-source-maps']);
+    expect(acceptedByWorkers(['--max-old-space-size=512', '--expose-gc', '--enable-source-maps'])).toEqual(['--enable-source-maps']);
+    expect(acceptedByWorkers([])).toEqual([]);
+  });
+
   it('load the ES-module worker files through import(), never require(esm): their execArgv turns require(esm) off and keeps this process\'s own', async () => {
     const argv = workerExecArgv();
     expect(argv).toEqual(expect.arrayContaining([...process.execArgv, '--no-experimental-require-module']));
