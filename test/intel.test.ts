@@ -207,6 +207,10 @@ describe('extraction', () => {
     expect(nodes.get('goods:64')).toMatchObject({ kind: 'goods', df: 2 });
     expect(nodes.get('term:sneaker')).toMatchObject({ label: 'sneakers', kind: 'term', df: 2 });
     for (const masked of ['term:replica', 'term:power', 'term:bank', 'term:unit', 'term:arab', 'term:emir', 'term:guinea']) expect(nodes.has(masked), masked).toBe(false);
+    // a watch phrase written as one word is the watch term, masked too (it came back as a new term)
+    const joined = byId(analyseIntel(docs('Seized powerbanks shipped by air.', 'Powerbanks shipped again.'), { watchLists: LISTS, minSupport: 1, minDf: 2 }));
+    expect(joined.get('watch:power_bank')).toMatchObject({ df: 2 });
+    expect([...joined.keys()].filter((k) => k.startsWith('term:') && k.includes('powerbank'))).toEqual([]);
   });
 
   it('labels terms by their most common surface form and prefers a bigram to the unigrams it always holds', () => {

@@ -56,6 +56,8 @@ describe('tokens and stems', () => {
     // case decides: a Greek capital Η is an H, a small η an n; Ν is N, ν is v
     expect(words('\u0397P laptop \u039dew')).toEqual(['hp', 'laptop', 'new']);
     expect(words('\u03b7ew \u03bdalve')).toEqual(['new', 'valve']);
+    // capitals whose small letters only are common look-alikes (descriptions are often in capitals)
+    expect(words('\u04baOVERBOARD \u0500RONE \u00e9')).toEqual(['hoverboard', 'drone', 'e']);
     // a word made only of look-alikes, in a Latin text: "РС" in Cyrillic
     expect(words('\u0420\u0421 parts')).toEqual(['pc', 'parts']);
     // Russian and Greek descriptions are left as written, look-alike words included

@@ -24,7 +24,7 @@
  */
 import Database from 'better-sqlite3';
 import { Readable } from 'node:stream';
-import { STATUS_CODES, type IncomingMessage } from 'node:http';
+import { IncomingMessage, STATUS_CODES } from 'node:http';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyError } from 'fastify';
 import swagger from '@fastify/swagger';
 import { errors, SelectivityError, isSelectivityError } from '../errors.js';
@@ -685,7 +685,9 @@ export const FRAME_BYTES = 4 * 1024 * 1024;
  */
 async function* untilFault(input: AsyncIterable<Buffer | string>, onFault: (error: unknown) => void): AsyncGenerator<Buffer | string> {
   try {
-    const chunks = input instanceof Readable ? input.iterator({ destroyOnReturn: false }) : input;
+    // the request itself is left as it is (discardRest reads the rest); a decoder's output (DecodedBody,
+    // whose own iterator reads the bytes decoded before a fault, then throws it) is read as it says
+    const chunks = input instanceof IncomingMessage ? input.iterator({ destroyOnReturn: false }) : input;
     for await (const chunk of chunks) yield chunk;
   } catch (e) {
     onFault(e);
@@ -720,7 +722,7 @@ function discardRest(raw: IncomingMessage, input: Readable): Promise<boolean> {
     };
     const onEnd = () => done(true);
     const onClose = () => done(raw.complete);
-    const timer = setTimeout(() => done(false), FAULT_LINGER_MS);
+    const timer = setTimeout(() => done(false), FAULT_LINGER_MS).unref();
     raw.once('end', onEnd);
     raw.once('close', onClose);
     raw.resume(); // nothing listens: the bytes are dropped

@@ -292,8 +292,8 @@ export function analyseIntel(documents: readonly IntelDocument[], options: Intel
       const masked = new Uint8Array(ws.length);
       for (const t of compiled.matchStems(ss)) {
         nodes.add(watchNodeOf[t].id);
-        const seq = compiled.terms[t].stems;
-        for (let i = 0; i < ss.length; i++) if (startsAt(ss, i, seq)) masked.fill(1, i, i + seq.length);
+        // whichever way the term was written (its stems, or a joined form: "powerbanks" for power bank)
+        for (const seq of compiled.terms[t].sequences) for (let i = 0; i < ss.length; i++) if (startsAt(ss, i, seq)) masked.fill(1, i, i + seq.length);
       }
       for (const h of transport.find(folded)) { nodes.add(`transport:${h.key}`); masked.fill(1, h.start, h.end); }
       for (const h of routes.find(folded)) { nodes.add(`route:${h.key}`); masked.fill(1, h.start, h.end); }

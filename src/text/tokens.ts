@@ -44,13 +44,15 @@ export function words(text: string): string[] {
 
 /**
  * Cyrillic and Greek letters that look like a Latin one, capitals and small
- * letters, after Unicode's confusables (UTS #39) for these scripts.
+ * letters, after Unicode's confusables (UTS #39) for these scripts. Folded
+ * after NFKD, so every key is its own NFKD form (the lunate sigma ϲ is σ by
+ * then, and is not folded).
  */
 const LOOK_ALIKE: ReadonlyMap<string, string> = new Map(Object.entries({
-  А: 'A', В: 'B', Е: 'E', К: 'K', М: 'M', Н: 'H', О: 'O', Р: 'P', С: 'C', Т: 'T', Х: 'X', У: 'Y', І: 'I', Ј: 'J', Ѕ: 'S', Ԛ: 'Q', Ԝ: 'W', Ӏ: 'I',
+  А: 'A', В: 'B', Е: 'E', К: 'K', М: 'M', Н: 'H', О: 'O', Р: 'P', С: 'C', Т: 'T', Х: 'X', У: 'Y', І: 'I', Ј: 'J', Ѕ: 'S', Ԛ: 'Q', Ԝ: 'W', Ӏ: 'I', Һ: 'H', Ԁ: 'D',
   а: 'a', е: 'e', о: 'o', р: 'p', с: 'c', у: 'y', х: 'x', і: 'i', ј: 'j', ѕ: 's', һ: 'h', ԁ: 'd', ԛ: 'q', ԝ: 'w', ӏ: 'l',
   Α: 'A', Β: 'B', Ε: 'E', Ζ: 'Z', Η: 'H', Ι: 'I', Κ: 'K', Μ: 'M', Ν: 'N', Ο: 'O', Ρ: 'P', Τ: 'T', Υ: 'Y', Χ: 'X',
-  α: 'a', η: 'n', ι: 'i', ν: 'v', ο: 'o', ρ: 'p', υ: 'u', χ: 'x', ϲ: 'c',
+  α: 'a', η: 'n', ι: 'i', ν: 'v', ο: 'o', ρ: 'p', υ: 'u', χ: 'x',
 }));
 const LATIN = /\p{Script=Latin}/u;
 const CYRILLIC_GREEK = /[\p{Script=Cyrillic}\p{Script=Greek}]/u;

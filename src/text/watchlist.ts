@@ -29,6 +29,8 @@ export interface WatchTerm {
   riskArea: RiskArea;
   term: string;
   stems: string[];
+  /** Every stem sequence the term matches (termSequences: its stems first, then its joined forms). */
+  sequences: string[][];
 }
 
 interface Node {
@@ -165,9 +167,9 @@ export function stemTrie(terms: readonly (readonly (readonly string[])[])[]): (s
 /** Compiles watch lists into one matcher. Term i is bit i of a keyword bitmap. */
 export function compileWatchLists(lists: readonly WatchList[]): CompiledWatchLists {
   const terms: WatchTerm[] = [];
-  for (const l of lists) for (const term of l.terms) terms.push({ list: l.id, riskArea: l.riskArea, term, stems: stems(term) });
+  for (const l of lists) for (const term of l.terms) { const sequences = termSequences(term); terms.push({ list: l.id, riskArea: l.riskArea, term, stems: sequences[0], sequences }); }
   if (terms.length > MAX_TERMS) invalid('watchLists', `at most ${MAX_TERMS} terms in all`, terms.length);
-  const matchStems = stemTrie(terms.map((t) => termSequences(t.term)));
+  const matchStems = stemTrie(terms.map((t) => t.sequences));
   const maxWords = terms.reduce((m, t) => Math.max(m, t.stems.length), 0);
   return { terms, maxWords, matchStems, match: (text: string) => matchStems(stems(text)) };
 }
