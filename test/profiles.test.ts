@@ -133,6 +133,13 @@ describe('validateProfile', () => {
     rejected(base({ counterMeasure: null }), 'profile(P1).counterMeasure');
     rejected(base({ counterMeasure: 'red' }), 'profile(P1).counterMeasure');
     rejected(base({ counterMeasure: { channel: 'red', instructions: 3 } }), 'profile(P1).counterMeasure.instructions');
+    // bounded texts: the instructions are copied into every decision the profile raises (1 MB made a 50 KB answer 50 MB)
+    rejected(base({ counterMeasure: { channel: 'red', instructions: 'i'.repeat(1001) } }), 'profile(P1).counterMeasure.instructions');
+    expect(validateProfile(base({ counterMeasure: { channel: 'red', instructions: 'i'.repeat(1000) } })).counterMeasure!.instructions).toHaveLength(1000);
+    rejected(base({ title: 't'.repeat(201) }), 'profile(P1).title');
+    rejected(base({ description: 'd'.repeat(2001) }), 'profile(P1).description');
+    // a keyword over 200 characters is refused before it is stemmed (100,000 characters held the main thread 19 s)
+    rejected(base({}, { keywords: ['b'.repeat(100_000)] }), 'profile(P1).conditions.keywords[0]');
   });
 });
 

@@ -4,7 +4,7 @@ import { toBatch } from '../src/model/columnar.js';
 import { TextScorer, textConfig } from '../src/text/signals.js';
 import { main } from '../src/cli/main.js';
 import { HsFitModel, hsFitModel, loadNomenclature } from '../src/text/hs-fit.js';
-import { stems, words } from '../src/text/tokens.js';
+import { stem, stems, words } from '../src/text/tokens.js';
 import { compileWatchLists, validateWatchList, validateWatchLists } from '../src/text/watchlist.js';
 import { WatchListStore } from '../src/text/store.js';
 import { openStore } from '../src/store/sqlite.js';
@@ -65,6 +65,15 @@ describe('tokens and stems', () => {
     expect(words('сера и соль')).toEqual(['сера', 'и', 'соль']);
     expect(words('Ελληνικά ΝΈΑ')).toEqual(['ελληνικα', 'νεα']);
     expect(found('Реплика часов')).toEqual([]);
+  });
+
+  it('does not stem a word over 64 characters (the stemmer is quadratic in a word\'s length), and refuses a term over 200', () => {
+    const long = `${'b'.repeat(70)}s`;
+    expect(stem(long)).toBe(long); // Porter would drop the s
+    expect(stem('replicas')).toBe('replica');
+    expect(() => validateWatchList({ id: 'L', riskArea: 'ipr', terms: ['x'.repeat(201)] })).toThrow(expect.objectContaining({ code: 'SEL_ERR_WATCHLIST_INVALID', details: expect.objectContaining({ field: 'watchList(L).terms[0]' }) }));
+    expect(() => validateWatchList({ id: 'L', riskArea: 'ipr', title: 't'.repeat(201), terms: ['x'] })).toThrow(expect.objectContaining({ code: 'SEL_ERR_WATCHLIST_INVALID' }));
+    expect(validateWatchList({ id: 'L', riskArea: 'ipr', terms: ['y'.repeat(200)] }).terms).toHaveLength(1);
   });
 
   it('folds the Greek final sigma and the German sharp s', () => {

@@ -113,6 +113,12 @@ const INSTANT_RE = /^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d{1,3})?)?(Z|[+-]\
 const KNOWN_CONDITIONS = new Set(['hs', ...PROFILE_SET_FIELDS, 'aeo', 'numeric', 'keywords']);
 /** Most words in a keyword phrase (profiles and watch lists). */
 export const MAX_PHRASE_WORDS = 8;
+/** Characters of a keyword or watch-list term (a phrase of up to 8 words). */
+export const MAX_TERM_CHARS = 200;
+/** Characters of a profile's or list's title, of a profile's description, and of a counter-measure's instructions (copied into every decision the profile raises). */
+export const MAX_TITLE_CHARS = 200;
+export const MAX_DESCRIPTION_CHARS = 2000;
+export const MAX_INSTRUCTIONS_CHARS = 1000;
 
 function invalid(field: string, expected: string, got: unknown): never {
   throw errors.SEL_ERR_PROFILE_INVALID(`${field}: expected ${expected}, got ${JSON.stringify(got)}`, { field, expected, got });
@@ -134,8 +140,8 @@ export function validateProfile(raw: unknown, where = 'profile'): Profile {
   if (typeof p.id !== 'string' || !ID_RE.test(p.id)) invalid(`${where}.id`, 'an id of 1–64 letters, digits, ".", "_", ":" or "-"', p.id);
   const id = p.id;
   const at = `${where}(${id})`;
-  if (p.title !== undefined && typeof p.title !== 'string') invalid(`${at}.title`, 'a string', p.title);
-  if (p.description !== undefined && typeof p.description !== 'string') invalid(`${at}.description`, 'a string', p.description);
+  if (p.title !== undefined && (typeof p.title !== 'string' || p.title.length > MAX_TITLE_CHARS)) invalid(`${at}.title`, `a string of at most ${MAX_TITLE_CHARS} characters`, p.title);
+  if (p.description !== undefined && (typeof p.description !== 'string' || p.description.length > MAX_DESCRIPTION_CHARS)) invalid(`${at}.description`, `a string of at most ${MAX_DESCRIPTION_CHARS} characters`, p.description);
   let assessment: Assessment | undefined;
   if (p.assessment !== undefined) {
     const a = p.assessment as Record<string, unknown>;
@@ -182,7 +188,7 @@ export function validateProfile(raw: unknown, where = 'profile'): Profile {
     if (cm === null || typeof cm !== 'object') invalid(`${at}.counterMeasure`, 'an object {channel, instructions?}', cm);
     for (const k of Object.keys(cm)) if (k !== 'channel' && k !== 'instructions') invalid(`${at}.counterMeasure.${k}`, 'only channel and instructions', k);
     if (!isChannel(cm.channel)) invalid(`${at}.counterMeasure.channel`, `one of ${CHANNELS.join(', ')}`, cm.channel);
-    if (cm.instructions !== undefined && typeof cm.instructions !== 'string') invalid(`${at}.counterMeasure.instructions`, 'a string', cm.instructions);
+    if (cm.instructions !== undefined && (typeof cm.instructions !== 'string' || cm.instructions.length > MAX_INSTRUCTIONS_CHARS)) invalid(`${at}.counterMeasure.instructions`, `a string of at most ${MAX_INSTRUCTIONS_CHARS} characters (it is copied into every decision the profile raises)`, cm.instructions);
     out.counterMeasure = { channel: cm.channel as Channel };
     if (typeof cm.instructions === 'string') out.counterMeasure.instructions = cm.instructions;
   }
@@ -217,11 +223,12 @@ export function validateProfile(raw: unknown, where = 'profile'): Profile {
     });
   }
   if (cond.keywords !== undefined) {
-    const expected = `keywords or phrases of 1–${MAX_PHRASE_WORDS} words of letters or digits`;
+    const expected = `keywords or phrases of 1–${MAX_PHRASE_WORDS} words of letters or digits, at most ${MAX_TERM_CHARS} characters`;
     const list = stringList(cond.keywords, `${at}.conditions.keywords`, undefined, expected);
     const seen = new Set<string>();
     oc.keywords = [];
     list.forEach((k, i) => {
+      if (k.length > MAX_TERM_CHARS) invalid(`${at}.conditions.keywords[${i}]`, expected, k);
       const s = stems(k);
       if (s.length === 0 || s.length > MAX_PHRASE_WORDS) invalid(`${at}.conditions.keywords[${i}]`, expected, k);
       const key = s.join(' ');

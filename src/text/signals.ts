@@ -61,7 +61,8 @@ export function textConfig(profiles: readonly Profile[], watchLists: readonly Wa
     const key = termKey(text);
     let t = byKey.get(key);
     if (!t) { t = { key, text, lists: [] }; byKey.set(key, t); terms.push(t); }
-    if (list && !t.lists.some((l) => l.id === list.id)) t.lists.push({ id: list.id, riskArea: list.riskArea });
+    // a list's terms arrive together: a repeat can only be the last list (some() was quadratic in the lists sharing a term)
+    if (list && t.lists[t.lists.length - 1]?.id !== list.id) t.lists.push({ id: list.id, riskArea: list.riskArea });
   };
   for (const l of watchLists) for (const term of l.terms) add(term, l);
   for (const p of profiles) for (const k of p.conditions.keywords ?? []) add(k);

@@ -94,8 +94,17 @@ function foldLookAlikes(tokens: string[]): void {
   }
 }
 
-/** The Porter stem of one lower-case word (digits and non-Latin words are kept as they are). */
+/**
+ * Words longer than this are not stemmed (kept as they are): natural's Porter
+ * stemmer takes time that grows with the square of a word's length (16,000
+ * consonants: half a second; a 100,000-character profile keyword held the
+ * service's main thread for 19 s). No word of a language is this long.
+ */
+export const MAX_STEMMED_WORD = 64;
+
+/** The Porter stem of one lower-case word (digits, non-Latin words and words over MAX_STEMMED_WORD characters are kept as they are). */
 export function stem(word: string): string {
+  if (word.length > MAX_STEMMED_WORD) return word;
   let s = stemCache.get(word);
   if (s !== undefined) return s;
   s = /^[a-z]+$/.test(word) ? PorterStemmer.stem(word) : word;

@@ -9,7 +9,7 @@
  * "power bank", "POWER/BANK").
  */
 import { errors } from '../errors.js';
-import { MAX_PHRASE_WORDS, RISK_AREAS, type RiskArea } from '../profiles/profile.js';
+import { MAX_PHRASE_WORDS, MAX_TERM_CHARS, MAX_TITLE_CHARS, RISK_AREAS, type RiskArea } from '../profiles/profile.js';
 import { stem, stems, words } from './tokens.js';
 
 export interface WatchList {
@@ -63,13 +63,13 @@ export function validateWatchList(raw: unknown, where = 'watchList'): WatchList 
   for (const k of Object.keys(w)) if (!['id', 'title', 'riskArea', 'terms', 'version'].includes(k)) invalid(`${where}.${k}`, 'one of id, title, riskArea, terms, version', k);
   if (typeof w.id !== 'string' || !ID_RE.test(w.id)) invalid(`${where}.id`, 'an id of 1–64 letters, digits, ".", "_", ":" or "-"', w.id);
   const at = `${where}(${w.id})`;
-  if (w.title !== undefined && typeof w.title !== 'string') invalid(`${at}.title`, 'a string', w.title);
+  if (w.title !== undefined && (typeof w.title !== 'string' || w.title.length > MAX_TITLE_CHARS)) invalid(`${at}.title`, `a string of at most ${MAX_TITLE_CHARS} characters`, w.title);
   if (!(RISK_AREAS as readonly unknown[]).includes(w.riskArea)) invalid(`${at}.riskArea`, `one of ${RISK_AREAS.join(', ')}`, w.riskArea);
   if (!Array.isArray(w.terms) || w.terms.length === 0) invalid(`${at}.terms`, 'a non-empty array of keywords or phrases', w.terms);
   const seen = new Set<string>();
   const terms: string[] = [];
   (w.terms as unknown[]).forEach((t, i) => {
-    if (typeof t !== 'string') invalid(`${at}.terms[${i}]`, 'a keyword or phrase', t);
+    if (typeof t !== 'string' || t.length > MAX_TERM_CHARS) invalid(`${at}.terms[${i}]`, `a keyword or phrase of at most ${MAX_TERM_CHARS} characters`, t);
     const s = stems(t);
     if (s.length === 0 || s.length > MAX_PHRASE_WORDS) invalid(`${at}.terms[${i}]`, `1–${MAX_PHRASE_WORDS} words of letters or digits`, t);
     const key = s.join(' ');
@@ -148,7 +148,9 @@ export function stemTrie(terms: readonly (readonly (readonly string[])[])[]): (s
       if (!n) { n = { next: new Map(), ends: [] }; node.next.set(w, n); }
       node = n;
     }
-    if (!node.ends.includes(index)) node.ends.push(index);
+    // indices arrive in order, a term's sequences together: a repeat can only be the last one (includes()
+    // was quadratic in the terms sharing a sequence: one term in 65,535 lists)
+    if (node.ends[node.ends.length - 1] !== index) node.ends.push(index);
   }));
   return (s: readonly string[]): number[] => {
     let found: number[] | undefined;
