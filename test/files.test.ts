@@ -2,7 +2,7 @@
  * Small file helpers every command goes through: reading a JSON input file
  * (profile sets, watch lists, models) and writing an output durably.
  */
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { Writable } from 'node:stream';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -33,6 +33,28 @@ describe('writeFileDurable', () => {
     writeFileSync(file, 'x');
     expect(() => writeFileDurable(join(file, 'out.json'), '{}')).toThrow(expect.objectContaining({ code: 'SEL_ERR_STORAGE', details: expect.objectContaining({ field: 'path' }) }));
     expect(readFileSync(file, 'utf8')).toBe('x');
+  });
+});
+
+describe('writeFileDurable modes', () => {
+  it('leaves a new file\'s mode to the umask, keeps the mode of the file it replaces, and sets a mode asked for', () => {
+    const old = process.umask(0o077);
+    try {
+      const fresh = join(dir, 'model-077.json');
+      writeFileDurable(fresh, '{}');
+      expect(statSync(fresh).mode & 0o777).toBe(0o600); // it was 0o644 whatever the umask
+      process.umask(0o022);
+      writeFileDurable(fresh, '{"again":1}'); // replaced: still 0o600, not readable by others
+      expect(statSync(fresh).mode & 0o777).toBe(0o600);
+      const other = join(dir, 'export-022.json');
+      writeFileDurable(other, '{}');
+      expect(statSync(other).mode & 0o777).toBe(0o644);
+      const secret = join(dir, 'tokens-like.json');
+      writeFileDurable(secret, '{}', { mode: 0o600 });
+      expect(statSync(secret).mode & 0o777).toBe(0o600);
+    } finally {
+      process.umask(old);
+    }
   });
 });
 

@@ -10,7 +10,12 @@ import { randomBytes } from 'node:crypto';
 import { errors } from '../errors.js';
 
 export interface DurableWriteOptions {
-  /** File mode (default 0o644; tokens use 0o600). */
+  /**
+   * File mode, set whatever the umask (tokens use 0o600). Default: the mode
+   * of the file replaced, else what the umask leaves of 0o666 (it was 0o644
+   * whatever the umask, so a umask of 077 did not keep a model, an export or
+   * a report from other users, and a file kept 0o600 became readable).
+   */
   mode?: number;
 }
 
@@ -71,11 +76,12 @@ export function tempPathFor(path: string): string {
 /** Atomically replaces `path` with `data` and makes it durable before returning. */
 export function writeFileDurable(path: string, data: string | Uint8Array, options: DurableWriteOptions = {}): void {
   const dir = dirname(path);
-  const mode = options.mode ?? 0o644;
+  let mode = options.mode;
+  if (mode === undefined) { try { mode = statSync(path).mode & 0o7777; } catch { /* a new file: the umask decides */ } }
   const tmp = tempPathFor(path);
   try {
     makeDirs(dir);
-    const fd = openSync(tmp, 'wx', mode);
+    const fd = openSync(tmp, 'wx', mode ?? 0o666);
     try {
       const bytes = typeof data === 'string' ? Buffer.from(data, 'utf8') : data;
       let off = 0;
@@ -84,7 +90,7 @@ export function writeFileDurable(path: string, data: string | Uint8Array, option
     } finally {
       closeSync(fd);
     }
-    chmodSync(tmp, mode); // the umask may have narrowed or widened the mode given to open
+    if (mode !== undefined) chmodSync(tmp, mode); // the umask may have narrowed the mode given to open
     renameSync(tmp, path);
     fsyncDir(dir);
   } catch (e) {
