@@ -20,7 +20,7 @@ import { CHANNELS } from '../src/model/channels.js';
 import { toDecisions } from '../src/decisions.js';
 import { Kernel } from '../src/kernel/kernel.js';
 import { compileRuleset } from '../src/ruleset/compile.js';
-import { loadTokens, parseTokensEnv, ReloadableTokens } from '../src/service/auth.js';
+import { loadTokens, parseTokensEnv, readTokensFile, ReloadableTokens } from '../src/service/auth.js';
 import type { Metrics } from '../src/service/metrics.js';
 import { clientError, toSelectivityError } from '../src/service/server.js';
 import { negotiate } from '../src/service/msgpack-body.js';
@@ -503,6 +503,17 @@ describe('tokens', () => {
     // set but empty (an unset secret) is refused, not a fall back to the file's tokens or new ones
     expect(() => loadTokens({ dataDir: join(dir, 'tokens-env'), env: '' })).toThrow(expect.objectContaining({ code: 'SEL_ERR_CONFIG_INVALID', details: expect.objectContaining({ field: 'SELECTIVITY_TOKENS' }) }));
     expect(parseTokensEnv(`port:${'x'.repeat(1024)}`)).toHaveLength(1);
+    // a token never shows in an error: a pair written the wrong way round, a tokens file that is not JSON
+    const secret = 'sel_SECRET_0123456789abcdef';
+    let err: unknown;
+    try { parseTokensEnv(`${secret}:admin`); } catch (e) { err = e; }
+    expect(err).toMatchObject({ code: 'SEL_ERR_CONFIG_INVALID' });
+    expect(JSON.stringify(err) + String((err as Error).message)).not.toContain('SECRET');
+    const broken = join(dir, 'tokens-broken.json');
+    writeFileSync(broken, `{"tokens":[{"role":"admin","token":${secret}"}]}`);
+    try { readTokensFile(broken); err = undefined; } catch (e) { err = e; }
+    expect(err).toMatchObject({ code: 'SEL_ERR_CONFIG_INVALID' });
+    expect(JSON.stringify(err) + String((err as Error).message)).not.toContain('SECRET');
     // one token for two roles is ambiguous
     expect(() => loadTokens({ dataDir: join(dir, 'tokens-env'), env: 'port:abcdefghijklmnopqrstuvwx,admin:abcdefghijklmnopqrstuvwx' })).toThrow(expect.objectContaining({ code: 'SEL_ERR_CONFIG_INVALID' }));
   });

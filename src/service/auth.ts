@@ -48,13 +48,14 @@ function isRole(v: unknown): v is Role {
 }
 
 function checkEntry(e: unknown, where: string): TokenEntry {
-  if (e === null || typeof e !== 'object') throw errors.SEL_ERR_CONFIG_INVALID(`${where} is not an object`, { field: where, expected: '{ "role": …, "token": … }', got: e });
+  // no value of an entry is ever echoed: a role and a token written the wrong way round would print the token
+  if (e === null || typeof e !== 'object') throw errors.SEL_ERR_CONFIG_INVALID(`${where} is not an object`, { field: where, expected: '{ "role": …, "token": … }', got: e === null ? null : typeof e });
   const { role, token, name } = e as Record<string, unknown>;
-  if (!isRole(role)) throw errors.SEL_ERR_CONFIG_INVALID(`${where}.role is not a role`, { field: `${where}.role`, expected: ROLES.join(' | '), got: role });
+  if (!isRole(role)) throw errors.SEL_ERR_CONFIG_INVALID(`${where}.role is not a role`, { field: `${where}.role`, expected: ROLES.join(' | '), got: typeof role === 'string' ? `${role.length} characters (not shown)` : typeof role });
   // a token no client can send (control characters, a non-ASCII letter sent as UTF-8 by one client and
   // Latin-1 by another, 30,000 characters) would be accepted here and never authenticate
   if (typeof token !== 'string' || token.length < MIN_TOKEN_LENGTH || token.length > MAX_TOKEN_LENGTH || !TOKEN_CHARS.test(token)) {
-    throw errors.SEL_ERR_CONFIG_INVALID(`${where}.token is too short, too long, or has a character other than printable ASCII (spaces included)`, { field: `${where}.token`, expected: `${MIN_TOKEN_LENGTH} to ${MAX_TOKEN_LENGTH} printable ASCII characters without spaces`, got: typeof token === 'string' ? `${token.length} characters` : token });
+    throw errors.SEL_ERR_CONFIG_INVALID(`${where}.token is too short, too long, or has a character other than printable ASCII (spaces included)`, { field: `${where}.token`, expected: `${MIN_TOKEN_LENGTH} to ${MAX_TOKEN_LENGTH} printable ASCII characters without spaces`, got: typeof token === 'string' ? `${token.length} characters` : typeof token });
   }
   if (name !== undefined && typeof name !== 'string') throw errors.SEL_ERR_CONFIG_INVALID(`${where}.name is not a string`, { field: `${where}.name`, expected: 'a string', got: name });
   return name === undefined ? { role, token } : { role, token, name };
@@ -80,7 +81,9 @@ export function readTokensFile(path: string): TokenEntry[] {
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     if (code === 'ENOENT') throw errors.SEL_ERR_FILE_NOT_FOUND(`tokens file ${path} not found`, { field: 'tokens', expected: 'a readable JSON file', got: path });
-    throw errors.SEL_ERR_CONFIG_INVALID(`tokens file ${path} is not valid JSON: ${(e as Error).message}`, { field: 'tokens', expected: 'JSON { "tokens": [...] }', got: path });
+    // the parser's message quotes the text around the fault, a token perhaps: only where it is
+    const where = /position (\d+)/.exec((e as Error).message)?.[1];
+    throw errors.SEL_ERR_CONFIG_INVALID(`tokens file ${path} is not valid JSON${where ? ` (at character ${where})` : ''}`, { field: 'tokens', expected: 'JSON { "tokens": [...] }', got: path });
   }
   const list = (raw as { tokens?: unknown } | null)?.tokens;
   if (!Array.isArray(list) || list.length === 0) throw errors.SEL_ERR_CONFIG_INVALID(`tokens file ${path} has no tokens`, { field: 'tokens', expected: 'a non-empty "tokens" array', got: list });
