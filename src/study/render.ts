@@ -8,6 +8,7 @@ import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { errors } from '../errors.js';
+import { csvCellSafe } from '../model/csv.js';
 import { findPackageDir } from '../paths.js';
 import { FEATURES, type Feature } from '../peers/peer-groups.js';
 import type { StudyDeclaration, StudyDistribution, StudyFeature, StudyGroup, StudyReport } from './report.js';
@@ -65,15 +66,10 @@ function formatZ(z: number | null): string {
 // ---------------------------------------------------------------------------
 // CSV.
 
-const NEEDS_QUOTES = /[",\r\n]/;
-
-function csvCell(s: string): string {
-  return NEEDS_QUOTES.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
-}
 
 function csvTable(header: readonly string[], rows: readonly string[][]): string {
-  let out = header.map(csvCell).join(',') + '\n';
-  for (const r of rows) out += r.map(csvCell).join(',') + '\n';
+  let out = header.map(csvCellSafe).join(',') + '\n';
+  for (const r of rows) out += r.map(csvCellSafe).join(',') + '\n';
   return out;
 }
 
