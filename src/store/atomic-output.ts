@@ -50,16 +50,19 @@ export class AtomicOutput {
   /** `option` names the command-line option the path came from, for the errors. */
   constructor(readonly path: string, readonly option: string) {
     this.tmp = tempPathFor(path);
+    // the signal handlers first: a signal between the file's creation and their installation ended the
+    // process by the system's default action and left the temporary file (seen once under load)
+    if (pending.size === 0) watchSignals(true);
     try {
-      this.fd = openSync(this.tmp, 'wx', 0o644);
+      this.fd = openSync(this.tmp, 'wx', 0o666); // the umask decides, as for durable writes
     } catch (e) {
+      if (pending.size === 0) watchSignals(false);
       throw errors.SEL_ERR_OPTION_INVALID(`cannot write --${option} ${path}: ${(e as Error).message}`, { field: option, expected: 'a writable file path (its directory must exist)', got: path });
     }
+    pending.add(this);
     this.stream = createWriteStream('', { fd: this.fd, autoClose: false });
     // kept, and thrown by the next write() or by commit(): an error nobody waits for would end the process
     this.stream.on('error', (e) => { this.failure ??= e; });
-    if (pending.size === 0) watchSignals(true);
-    pending.add(this);
   }
 
   private failed(e: Error): never {
