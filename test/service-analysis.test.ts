@@ -125,6 +125,18 @@ describe('analysis routes', () => {
     // a name on Object.prototype is no preset either
     const proto = await app.inject({ method: 'POST', url: '/v1/studies?columns=constructor', headers: { ...auth('analyst'), 'content-type': 'application/json' }, payload: { declarations } });
     expect(proto.json().error).toMatchObject({ code: 'SEL_ERR_COLUMNS_INVALID', details: { field: 'columns' } });
+    // over HTTP a study lists at most 5,000 declarations (100,000 as HTML was 170 MB built on the main thread)
+    const tooMany = await app.inject({ method: 'POST', url: '/v1/studies?top=5001', headers: { ...auth('analyst'), 'content-type': 'application/json' }, payload: { declarations } });
+    expect(tooMany.statusCode).toBe(400);
+    expect(tooMany.json().error).toMatchObject({ code: 'SEL_ERR_OPTION_INVALID', details: { field: 'top' } });
+    // one analysis at a time: a second one meanwhile is 503 with Retry-After, and runs once the first is done
+    const study = () => app.inject({ method: 'POST', url: '/v1/studies?top=5', headers: { ...auth('analyst'), 'content-type': 'application/json' }, payload: { declarations } });
+    const [first, second] = await Promise.all([study(), study()]);
+    expect(first.statusCode).toBe(200);
+    expect(second.statusCode).toBe(503);
+    expect(second.headers['retry-after']).toBe('5');
+    expect(second.json().error).toMatchObject({ code: 'SEL_ERR_OVERLOADED', details: { field: 'analyses' } });
+    expect((await study()).statusCode).toBe(200);
   });
 
   it('evaluates on posted labelled declarations without touching the active ruleset', async () => {

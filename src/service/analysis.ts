@@ -40,6 +40,16 @@ export interface AnalysisOptions {
 
 type Records = unknown[] | string;
 
+/** The largest `top` of a study over HTTP: a study of 100,000 rows rendered as HTML was 170 MB, built on the main thread for 12 s. */
+export const MAX_HTTP_STUDY_TOP = 5000;
+/**
+ * Studies and evaluations that run at once; another is answered 503
+ * SEL_ERR_OVERLOADED (Retry-After). Each reads, parses and renders on the
+ * main thread in places: eight evaluations at once took 75 s each and
+ * held /healthz up to 9 s in an audit.
+ */
+export const ANALYSES_AT_ONCE = 1;
+
 function invalid(field: string, message: string, expected: string, got?: unknown): never {
   throw errors.SEL_ERR_REQUEST_INVALID(message, { field, expected, got });
 }
@@ -91,6 +101,13 @@ async function withTempDir<T>(fn: (dir: string) => Promise<T>): Promise<T> {
 
 export async function registerAnalysisRoutes(app: FastifyInstance, o: AnalysisOptions): Promise<void> {
   const { source, bodyLimit, errorSchema } = o;
+  let running = 0;
+  /** Runs one analysis, or refuses it while ANALYSES_AT_ONCE run. */
+  const oneAtATime = async <T>(what: string, fn: () => Promise<T>): Promise<T> => {
+    if (running >= ANALYSES_AT_ONCE) throw errors.SEL_ERR_OVERLOADED(`another study or evaluation is running; ${what} waits for it`, { field: 'analyses', expected: `at most ${ANALYSES_AT_ONCE} at once`, got: running, retryAfterSeconds: 5 });
+    running++;
+    try { return await fn(); } finally { running--; }
+  };
 
   app.get('/v1/peers', {
     config: { access: 'read' },
@@ -133,7 +150,7 @@ export async function registerAnalysisRoutes(app: FastifyInstance, o: AnalysisOp
           type: 'object', additionalProperties: false,
           properties: {
             // the values are checked by studyFile, as for `selectivity study`: SEL_ERR_OPTION_INVALID naming the field either way
-            top: { type: 'string', description: 'an integer in [1, 100000] (default 50)' },
+            top: { type: 'string', description: `an integer in [1, ${MAX_HTTP_STUDY_TOP}] (default 50)` },
             rankBy: { type: 'string', description: RANK_BY.join(' | ') },
             direction: { type: 'string', description: 'under | over | both' },
             zThreshold: { type: 'string', description: 'a number in [0, 1000] (default 2)' },
@@ -157,13 +174,15 @@ export async function registerAnalysisRoutes(app: FastifyInstance, o: AnalysisOp
         records = req.body as string;
       }
       const accept = (req.headers.accept ?? 'application/json').toLowerCase();
-      const report = await withTempDir((dir) => {
+      const top = queryNumber(q.top);
+      if (top !== undefined && top > MAX_HTTP_STUDY_TOP) throw errors.SEL_ERR_OPTION_INVALID(`top over HTTP is at most ${MAX_HTTP_STUDY_TOP} (selectivity study takes more)`, { field: 'top', expected: `an integer in [1, ${MAX_HTTP_STUDY_TOP}]`, got: q.top });
+      const report = await oneAtATime('this study', () => withTempDir((dir) => {
         const path = writeRecords(dir, 'studied', records, 'declarations', CSV_TYPES.includes(type) ? 'csv' : 'ndjson');
         return studyFile(path, peers, {
-          top: queryNumber(q.top), rankBy: q.rankBy, direction: q.direction, columns: preset(q.columns),
+          top, rankBy: q.rankBy, direction: q.direction, columns: preset(q.columns),
           settings: q.zThreshold !== undefined ? { zThreshold: queryNumber(q.zThreshold) } : undefined, sourceName: 'request',
         });
-      });
+      }));
       if (accept.includes('text/html')) return reply.type('text/html; charset=utf-8').send(renderStudyHtml(report));
       if (accept.includes('text/csv')) return reply.type('text/csv; charset=utf-8').send(studyTopCsv(report));
       return reply.type('application/json; charset=utf-8').send(JSON.stringify(report));
@@ -194,7 +213,7 @@ export async function registerAnalysisRoutes(app: FastifyInstance, o: AnalysisOp
       const b = req.body as { train?: Records; test?: Records; file?: Records; split?: number; label: string; positives?: string[]; revenue?: string; columns?: string; top?: number[] };
       const columns = preset(b.columns);
       const textFormat = 'csv';
-      const report = await withTempDir(async (dir) => {
+      const report = await oneAtATime('this evaluation', () => withTempDir(async (dir) => {
         if (b.file !== undefined) {
           if (b.train !== undefined || b.test !== undefined) invalid('file', 'give either file, or train and test', 'file, or train and test');
           return evaluate({ file: writeRecords(dir, 'file', b.file, 'file', textFormat), split: b.split, label: b.label, positives: b.positives, revenue: b.revenue, columns, fractions: b.top, threads: 0 });
@@ -204,7 +223,7 @@ export async function registerAnalysisRoutes(app: FastifyInstance, o: AnalysisOp
           train: [writeRecords(dir, 'train', b.train, 'train', textFormat)], test: writeRecords(dir, 'test', b.test, 'test', textFormat),
           label: b.label, positives: b.positives, revenue: b.revenue, columns, fractions: b.top, threads: 0,
         });
-      });
+      }));
       // the files were the request's parts, written to a temporary directory: named as those parts, not by the server's paths
       return { ...report, train: { ...report.train, files: report.train.files.map((f) => basename(f)) }, test: { ...report.test, file: basename(report.test.file) } };
     });
