@@ -125,8 +125,29 @@ describe('back-test routes', () => {
       const cut = again.get('bt-zzz-0123abcd');
       expect(cut.status).toBe('interrupted');
       expect(JSON.parse(readFileSync(join(jobsDir, 'bt-zzz-0123abcd.json'), 'utf8')).status).toBe('interrupted');
+      // a report is a file of its own, read when asked for: the job's file (read at every start) holds none
+      expect(JSON.parse(readFileSync(join(jobsDir, `${done.id}.json`), 'utf8')).result).toBeNull();
+      expect(JSON.parse(readFileSync(join(jobsDir, `${done.id}.report.json`), 'utf8')).store.declarations).toBe(2000);
     } finally {
       await again.close();
+    }
+    // a job file of the former kind, its report inline, is split at the next start
+    const full = again.get(done.id);
+    writeFileSync(join(jobsDir, 'bt-old-0123abcd.json'), JSON.stringify({ ...full, id: 'bt-old-0123abcd' }));
+    const third = new BacktestJobs(jobsDir, historyDir(data), 0);
+    try {
+      expect(third.get('bt-old-0123abcd').result!.store.declarations).toBe(2000);
+      expect(JSON.parse(readFileSync(join(jobsDir, 'bt-old-0123abcd.json'), 'utf8')).result).toBeNull();
+      // at most 16 wait behind the running one (1,000 were accepted in 8 s)
+      const accepted = [];
+      let refused: unknown;
+      try { for (let k = 0; k < 40; k++) accepted.push(third.submit(source.rebuild(), source.rebuild(), { names: ['a', 'b'] })); } catch (e) { refused = e; }
+      expect(accepted.length).toBe(17);
+      expect(refused).toMatchObject({ code: 'SEL_ERR_OVERLOADED', statusCode: 503, details: { field: 'backtest' } });
+      await third.remove(accepted[0].id);
+      for (const j of accepted.slice(1)) await third.remove(j.id);
+    } finally {
+      await third.close();
     }
   });
 
