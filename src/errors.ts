@@ -88,7 +88,8 @@ export const errors = {
   SEL_ERR_PEERS_BUSY: define('SEL_ERR_PEERS_BUSY', 409, 'Another writer is writing this peer snapshot, or wrote it while this one ran; nothing was changed.'),
   SEL_ERR_HISTORY_EMPTY: define('SEL_ERR_HISTORY_EMPTY', 400, 'The history store holds no declaration in the requested date range.'),
   SEL_ERR_BACKTEST_NOT_FOUND: define('SEL_ERR_BACKTEST_NOT_FOUND', 404, 'No back-test job has this id.'),
-  SEL_ERR_BACKTEST_PENDING: define('SEL_ERR_BACKTEST_PENDING', 409, 'The back-test has no report (yet): it is queued or running, or it failed or was cancelled.'),
+  SEL_ERR_BACKTEST_NO_REPORT: define('SEL_ERR_BACKTEST_NO_REPORT', 410, 'The back-test ended without a report (it failed, was cancelled, or a stop interrupted it): it will never have one.'),
+  SEL_ERR_BACKTEST_PENDING: define('SEL_ERR_BACKTEST_PENDING', 409, 'The back-test has no report yet: it is queued or running.'),
   SEL_ERR_RULESET_INVALID: define('SEL_ERR_RULESET_INVALID', 400, 'A ruleset setting (weights, thresholds, random selection) is invalid.'),
 
   // Engine, kernel, options

@@ -154,6 +154,11 @@ describe('analysis routes', () => {
     expect(e.train.files).toEqual(['train.ndjson']);
     expect(e.test.file).toBe('test.ndjson');
     expect(r.body).not.toContain(tmpdir());
+    // the same sets as NDJSON text give the same figures (a text was always read as CSV: SEL_ERR_CSV_HEADER)
+    const nd = (xs: (typeof rows)[number][]) => xs.map((x) => JSON.stringify(label(x))).join('\n');
+    const asText = await app.inject({ method: 'POST', url: '/v1/evaluations', headers: { ...auth('analyst'), 'content-type': 'application/json' }, payload: { train: nd(history), test: nd(recent), label: 'fraud', top: [0.05, 0.1] } });
+    expect(asText.statusCode, asText.body).toBe(200);
+    expect(asText.json().cuts).toEqual(e.cuts);
     // nor in an error about a file the server wrote
     const few = await app.inject({ method: 'POST', url: '/v1/evaluations', headers: { ...auth('analyst'), 'content-type': 'application/json' }, payload: { file: recent.slice(0, 1).map(label), label: 'fraud' } });
     expect(few.statusCode).toBe(400);

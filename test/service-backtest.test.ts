@@ -109,6 +109,10 @@ describe('back-test routes', () => {
     expect(del.json()).toEqual({ id: second.id, status: 'cancelled' });
     expect((await waitDone(first.id)).status).toBe('done');
     expect((await app.inject({ url: `/v1/backtests/${second.id}`, headers: auth('analyst') })).json().status).toBe('cancelled');
+    // a cancelled job will never have a report: 410, not "pending" (409 read as: ask again later)
+    const never = await app.inject({ url: `/v1/backtests/${second.id}/report`, headers: auth('analyst') });
+    expect(never.statusCode).toBe(410);
+    expect(never.json().error).toMatchObject({ code: 'SEL_ERR_BACKTEST_NO_REPORT', details: { got: 'cancelled' } });
     const gone = await app.inject({ method: 'DELETE', url: `/v1/backtests/${first.id}`, headers: auth('analyst') });
     expect(gone.json()).toEqual({ id: first.id, status: 'deleted' });
     expect((await app.inject({ url: `/v1/backtests/${first.id}`, headers: auth('analyst') })).json().error.code).toBe('SEL_ERR_BACKTEST_NOT_FOUND');

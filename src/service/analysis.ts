@@ -193,7 +193,7 @@ export async function registerAnalysisRoutes(app: FastifyInstance, o: AnalysisOp
       schema: {
         tags: ['analysis'],
         summary: 'Train on some labelled declarations, score others, and report precision, recall and revenue captured at the top k %.',
-        description: 'JSON body. Either train and test, or file (split by date at split, default 0.8). Each is an array of declaration objects carrying the label field, or a CSV text (with columns, e.g. "kcs"). Nothing is kept: the active ruleset is not touched.',
+        description: 'JSON body. Either train and test, or file (split by date at split, default 0.8). Each is an array of declaration objects carrying the label field, or a CSV text (with columns, e.g. "kcs"), or an NDJSON text (one beginning with "{"). Nothing is kept: the active ruleset is not touched.',
         body: {
           type: 'object', additionalProperties: false,
           // label, split and top are checked by evaluate, as for `selectivity evaluate`: SEL_ERR_OPTION_INVALID naming the field either way
@@ -212,15 +212,16 @@ export async function registerAnalysisRoutes(app: FastifyInstance, o: AnalysisOp
     }, async (req) => {
       const b = req.body as { train?: Records; test?: Records; file?: Records; split?: number; label: string; positives?: string[]; revenue?: string; columns?: string; top?: number[] };
       const columns = preset(b.columns);
-      const textFormat = 'csv';
+      // a text is CSV, or NDJSON when it begins with an object (it was always read as CSV: SEL_ERR_CSV_HEADER)
+      const textFormat = (r: Records | undefined): 'csv' | 'ndjson' => (typeof r === 'string' && r.trimStart().startsWith('{') ? 'ndjson' : 'csv');
       const report = await oneAtATime('this evaluation', () => withTempDir(async (dir) => {
         if (b.file !== undefined) {
           if (b.train !== undefined || b.test !== undefined) invalid('file', 'give either file, or train and test', 'file, or train and test');
-          return evaluate({ file: writeRecords(dir, 'file', b.file, 'file', textFormat), split: b.split, label: b.label, positives: b.positives, revenue: b.revenue, columns, fractions: b.top, threads: 0 });
+          return evaluate({ file: writeRecords(dir, 'file', b.file, 'file', textFormat(b.file)), split: b.split, label: b.label, positives: b.positives, revenue: b.revenue, columns, fractions: b.top, threads: 0 });
         }
         if (b.train === undefined || b.test === undefined) invalid('train', 'train and test are both required (or file)', 'train and test');
         return evaluate({
-          train: [writeRecords(dir, 'train', b.train, 'train', textFormat)], test: writeRecords(dir, 'test', b.test, 'test', textFormat),
+          train: [writeRecords(dir, 'train', b.train, 'train', textFormat(b.train))], test: writeRecords(dir, 'test', b.test, 'test', textFormat(b.test)),
           label: b.label, positives: b.positives, revenue: b.revenue, columns, fractions: b.top, threads: 0,
         });
       }));

@@ -87,7 +87,9 @@ export async function registerBacktestRoutes(app: FastifyInstance, o: BacktestRo
     schema: { tags: ['backtests'], summary: 'The report of a finished back-test: JSON, or a self-contained HTML page with charts (Accept: text/html).', params: idParams, response: { '4xx': errorSchema } },
   }, async (req, reply) => {
     const job = jobs.get((req.params as { id: string }).id);
-    if (job.status !== 'done' || !job.result) throw errors.SEL_ERR_BACKTEST_PENDING(`back-test ${job.id} is ${job.status}: no report`, { field: 'status', expected: 'done', got: job.status });
+    // queued or running: later; failed, cancelled or interrupted: never (it read 409 "pending" too, as if to retry)
+    if (job.status === 'queued' || job.status === 'running') throw errors.SEL_ERR_BACKTEST_PENDING(`back-test ${job.id} is ${job.status}: no report yet`, { field: 'status', expected: 'done', got: job.status });
+    if (job.status !== 'done' || !job.result) throw errors.SEL_ERR_BACKTEST_NO_REPORT(`back-test ${job.id} is ${job.status}: it has no report and will have none; submit it again`, { field: 'status', expected: 'done', got: job.status });
     const accept = (req.headers.accept ?? 'application/json').toLowerCase();
     if (accept.includes('text/html')) return reply.type('text/html; charset=utf-8').send(renderBacktestHtml(job.result));
     return reply.type('application/json; charset=utf-8').send(JSON.stringify(job.result));
