@@ -67,6 +67,12 @@ describe('back-test routes', () => {
     const extra = await post({ ...candidate, colour: 'red' });
     expect(extra.statusCode).toBe(400);
     expect((await post({ ...candidate, from: '2025-05-01', to: '2025-04-01' })).json().error.code).toBe('SEL_ERR_OPTION_INVALID');
+    // a range outside the store names the bound given (it named from for a to)
+    expect((await post({ ...candidate, to: '2020-01-01' })).json().error).toMatchObject({ code: 'SEL_ERR_HISTORY_EMPTY', details: { field: 'to' } });
+    // "against": null is no set (it read as "active")
+    const nullAgainst = await post({ ...candidate, against: null });
+    expect(nullAgainst.statusCode).toBe(400);
+    expect(nullAgainst.json().error).toMatchObject({ code: 'SEL_ERR_REQUEST_INVALID', details: { field: 'against' } });
     expect((await app.inject({ url: '/v1/backtests', headers: auth('analyst') })).json().jobs).toEqual([]);
   });
 

@@ -276,7 +276,7 @@ export function planRange(dir: string, from?: string, to?: string): { segments: 
   if (fromDay > toDay) throw errors.SEL_ERR_OPTION_INVALID(`from ${from} is after to ${to}`, { field: 'from', expected: `a date on or before ${to}`, got: from });
   const segments = segmentsIn(dir, manifest, fromDay, toDay);
   const stored = manifest.segments.length ? `${formatIsoDate(Math.min(...manifest.segments.map((s) => s.firstDay)))} … ${formatIsoDate(Math.max(...manifest.segments.map((s) => s.lastDay)))}` : 'nothing stored';
-  if (segments.length === 0) throw errors.SEL_ERR_HISTORY_EMPTY(`the history store holds no declaration${from || to ? ` from ${from ?? 'the start'} to ${to ?? 'the end'}` : ''}`, { field: from || to ? 'from' : 'history', expected: `dates within the stored range (${stored}); import with selectivity history import`, got: { from: from ?? null, to: to ?? null } });
+  if (segments.length === 0) throw errors.SEL_ERR_HISTORY_EMPTY(`the history store holds no declaration${from || to ? ` from ${from ?? 'the start'} to ${to ?? 'the end'}` : ''}`, { field: from ? 'from' : to ? 'to' : 'history', expected: `dates within the stored range (${stored}); import with selectivity history import`, got: { from: from ?? null, to: to ?? null } });
   return { segments, fromDay, toDay };
 }
 

@@ -58,7 +58,7 @@ export async function registerBacktestRoutes(app: FastifyInstance, o: BacktestRo
   }, async (req, reply) => {
     const b = req.body as { profiles: unknown; against?: unknown; name?: string; from?: string; to?: string; capacity?: number | CapacitySpec; tooMuch?: number };
     const candidate = source.composeWith(b.profiles);
-    const against = b.against ?? 'active';
+    const against = b.against === undefined ? 'active' : b.against; // null is refused (it read as "active")
     let baseline;
     if (against === 'active') baseline = source.composeWith(source.profiles.activeAt(Date.now()));
     else if (typeof against === 'object' && against !== null) baseline = source.composeWith(against);
