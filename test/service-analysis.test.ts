@@ -125,6 +125,10 @@ describe('analysis routes', () => {
     // a name on Object.prototype is no preset either
     const proto = await app.inject({ method: 'POST', url: '/v1/studies?columns=constructor', headers: { ...auth('analyst'), 'content-type': 'application/json' }, payload: { declarations } });
     expect(proto.json().error).toMatchObject({ code: 'SEL_ERR_COLUMNS_INVALID', details: { field: 'columns' } });
+    // an Accept no answer fits: 406, as the other routes (it answered JSON)
+    const xml = await app.inject({ method: 'POST', url: '/v1/studies?top=5', headers: { ...auth('analyst'), 'content-type': 'application/json', accept: 'application/xml' }, payload: { declarations } });
+    expect(xml.statusCode).toBe(406);
+    expect(xml.json().error).toMatchObject({ code: 'SEL_ERR_NOT_ACCEPTABLE', details: { field: 'accept' } });
     // over HTTP a study lists at most 5,000 declarations (100,000 as HTML was 170 MB built on the main thread)
     const tooMany = await app.inject({ method: 'POST', url: '/v1/studies?top=5001', headers: { ...auth('analyst'), 'content-type': 'application/json' }, payload: { declarations } });
     expect(tooMany.statusCode).toBe(400);

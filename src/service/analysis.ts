@@ -174,6 +174,10 @@ export async function registerAnalysisRoutes(app: FastifyInstance, o: AnalysisOp
         records = req.body as string;
       }
       const accept = (req.headers.accept ?? 'application/json').toLowerCase();
+      // JSON, HTML or CSV; an Accept none of them fits is refused before the work (it answered JSON)
+      if (!/text\/html|text\/csv|json|\*\/\*|application\/\*|text\/\*/.test(accept)) {
+        throw errors.SEL_ERR_NOT_ACCEPTABLE('a study answers JSON, HTML or CSV', { field: 'accept', expected: 'application/json, text/html or text/csv', got: accept.slice(0, 100) });
+      }
       const top = queryNumber(q.top);
       if (top !== undefined && top > MAX_HTTP_STUDY_TOP) throw errors.SEL_ERR_OPTION_INVALID(`top over HTTP is at most ${MAX_HTTP_STUDY_TOP} (selectivity study takes more)`, { field: 'top', expected: `an integer in [1, ${MAX_HTTP_STUDY_TOP}]`, got: q.top });
       const report = await oneAtATime('this study', () => withTempDir((dir) => {
