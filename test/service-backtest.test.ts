@@ -69,6 +69,13 @@ describe('back-test routes', () => {
     expect((await post({ ...candidate, from: '2025-05-01', to: '2025-04-01' })).json().error.code).toBe('SEL_ERR_OPTION_INVALID');
     // a range outside the store names the bound given (it named from for a to)
     expect((await post({ ...candidate, to: '2020-01-01' })).json().error).toMatchObject({ code: 'SEL_ERR_HISTORY_EMPTY', details: { field: 'to' } });
+    // a capacity object's fault is named where it is (it read "capacity: must be integer", the first branch's)
+    for (const [capacity, field] of [[{ byOffice: { OF01: 1 } }, 'capacity.perOfficeDay'], [{ perOfficeDay: 1, byOffice: { OF01: -1 } }, 'capacity.byOffice.OF01'], [{ perOfficeDay: 1, extra: 1 }, 'capacity.extra']] as const) {
+      const r = await post({ ...candidate, capacity });
+      expect(r.statusCode).toBe(400);
+      expect(r.json().error, field).toMatchObject({ code: 'SEL_ERR_REQUEST_INVALID', details: { field } });
+    }
+    expect((await post({ ...candidate, capacity: -1 })).json().error).toMatchObject({ details: { field: 'capacity' } });
     // "against": null is no set (it read as "active")
     const nullAgainst = await post({ ...candidate, against: null });
     expect(nullAgainst.statusCode).toBe(400);

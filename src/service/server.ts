@@ -140,13 +140,27 @@ function found(data: unknown): unknown {
   return Array.isArray(data) ? 'an array' : typeof data === 'object' ? 'an object' : typeof data;
 }
 
+/**
+ * The schema error to report. An `anyOf` (a number or an object, say) gives
+ * one error per branch, then its own: the first was the first branch's
+ * ("must be integer" for an object with a bad key). The deepest error, one
+ * that is not about the kind of value where several are, is the one that
+ * says what is wrong in the branch the request took.
+ */
+function closestError<T extends { instancePath?: string; keyword?: string }>(errs: T[]): T {
+  if (errs.length === 1) return errs[0];
+  const depth = (x: T) => (x.instancePath ?? '').split('/').length;
+  const generic = (x: T) => (x.keyword === 'type' || x.keyword === 'anyOf' || x.keyword === 'oneOf' ? 1 : 0);
+  return [...errs].sort((a, b) => depth(b) - depth(a) || generic(a) - generic(b))[0];
+}
+
 /** Maps Fastify's own errors onto the named codes. */
-export function toSelectivityError(e: FastifyError & { validation?: { instancePath?: string; params?: Record<string, unknown>; message?: string; data?: unknown }[] }): SelectivityError {
+export function toSelectivityError(e: FastifyError & { validation?: { instancePath?: string; keyword?: string; params?: Record<string, unknown>; message?: string; data?: unknown }[] }): SelectivityError {
   if (isSelectivityError(e)) return e;
   // the store refused (busy past busy_timeout, full, read-only, I/O): the transaction rolled back, nothing was acknowledged
   if (e instanceof Database.SqliteError) return errors.SEL_ERR_STORAGE(`the store could not be written: ${e.message}`, { field: 'store', expected: 'a writable store', got: e.code });
   if (e.validation && e.validation.length > 0) {
-    const v = e.validation[0];
+    const v = closestError(e.validation);
     const p = v.params ?? {};
     const path = (v.instancePath ?? '').replace(/^\//, '').replace(/\//g, '.');
     const field = [path, p.missingProperty ?? p.additionalProperty].filter((x) => x !== undefined && x !== '').join('.') || 'body';
