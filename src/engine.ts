@@ -133,7 +133,7 @@ export function createEngine(options: EngineOptions): Engine {
     const file = workerPath();
     if (!existsSync(file)) throw errors.SEL_ERR_KERNEL_LOAD(`worker entry ${file} not found; run \`npm run build\``, { field: 'worker', expected: 'a built worker', got: file });
     pool = new Piscina({
-      filename: pathToFileURL(file).href, execArgv: workerExecArgv(), minThreads: opts.threads, maxThreads: opts.threads, maxQueue: opts.maxQueue, idleTimeout: 60_000, closeTimeout: opts.closeTimeoutMs,
+      filename: pathToFileURL(file).href, execArgv: workerExecArgv(), minThreads: opts.threads, maxThreads: opts.threads, maxQueue: opts.maxQueue, idleTimeout: 60_000,
       ...(opts.youngGenerationMb > 0 ? { resourceLimits: { maxYoungGenerationSizeMb: opts.youngGenerationMb } } : {}),
     });
   }

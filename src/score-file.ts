@@ -77,7 +77,6 @@ function outputFormat(path: string): Format {
   throw errors.SEL_ERR_FILE_FORMAT(`cannot tell the output format of ${path}`, { field: 'out', expected: 'a path ending .ndjson, .jsonl or .csv', got: path });
 }
 
-
 /** Compact one-cell form of the reasons, for CSV output. */
 export function reasonsText(reasons: Reason[]): string {
   return reasons.map((r): string => {

@@ -134,6 +134,9 @@ export function labelledReader(columnsOption: ReadOptions['columns'] | undefined
 }
 
 /** What the training files gave: peer statistics, the model (with learn) and a summary. */
+/** Training ids kept to check the test set against (EvaluationReport.test.overlap): about 100 MB of strings at most. */
+export const OVERLAP_ID_LIMIT = 2_000_000;
+
 export interface TrainedFromFiles {
   snapshot: ReturnType<PeerTableBuilder['snapshot']>;
   tables: ReturnType<PeerTableBuilder['finish']>;
@@ -146,9 +149,6 @@ export interface TrainedFromFiles {
  * the training files builds the peer statistics; with `learn`, the rows
  * and their labels are kept and the compliance model is fitted on them.
  */
-/** Training ids kept to check the test set against (EvaluationReport.test.overlap): about 100 MB of strings at most. */
-export const OVERLAP_ID_LIMIT = 2_000_000;
-
 export async function trainFromFiles(files: string[], o: {
   read: (path: string) => AsyncIterable<ReadChunk>;
   label: string;
@@ -159,7 +159,7 @@ export async function trainFromFiles(files: string[], o: {
   threads?: number;
   /** Rows of a chunk that train (single-file split); default every row. */
   keep?: (chunk: ReadChunk) => ((i: number) => boolean) | undefined;
-  /** Filled with the training rows' ids, up to OVERLAP_ID_LIMIT of them (then cleared and left: `ids.size` 0 and `idsOver` set). */
+  /** Filled with the training rows' ids, up to OVERLAP_ID_LIMIT of them (past it the set is cleared and `over` set). */
   ids?: { set: Set<string>; over: boolean };
   field?: string;
   onProgress?: EvaluateOptions['onProgress'];

@@ -2,8 +2,9 @@
  * Replay of labelled history in date order, as an administration lives it:
  * each month is scored with the model learnt from the feedback known so far,
  * the top of the ranking (the inspection rate) is inspected (declarations
- * of equal score in an order of their ids), and so is the random control group; only their results become known; then the model is
- * refitted and the next month is scored.
+ * of equal score in an order of their ids), and so is the random control
+ * group; only their results become known; then the model is refitted and
+ * the next month is scored.
  *
  * The first period (the warm-up) is history whose results are all known
  * (an administration starts from its past inspections). Peer statistics use
@@ -77,6 +78,8 @@ export interface ReplayReport {
  * random control group is drawn by).
  */
 const tieOrder = (idHash: number): number => Math.imul((idHash ^ (idHash >>> 15)) ^ 0x9e3779b9, 0x85ebca6b) >>> 0;
+/** The control group's estimate of the non-compliance it samples, with its 95 % Wilson interval (null without a control row). */
+const controlFigures = (hits: number, n: number) => ({ controlEstimate: n ? hits / n : null, controlInterval: n ? wilsonInterval(hits, n) : null });
 const monthOf = (day: number): string => formatIsoDate(day).slice(0, 7);
 /** The kernel's code of the green channel (a result's channel is an index into CHANNELS). */
 const GREEN = CHANNELS.indexOf('green');
@@ -137,7 +140,7 @@ export async function replay(batches: ColumnarBatch[], labels: Uint8Array[], opt
     });
     const period: ReplayPeriod = {
       period: months[p], declarations: rows.length, knownResults, inspected: quota, hits, hitRate: quota ? hits / quota : null,
-      control, controlHits, controlEstimate: control ? controlHits / control : null, controlInterval: control ? wilsonInterval(controlHits, control) : null,
+      control, controlHits, ...controlFigures(controlHits, control),
       untargetedRate: untargeted ? untargetedHits / untargeted : 0, green, greenRate: green ? greenHits / green : 0, prevalence: rows.length ? positives / rows.length : 0,
     };
     periods.push(period);
@@ -151,7 +154,7 @@ export async function replay(batches: ColumnarBatch[], labels: Uint8Array[], opt
     inspectionRate, controlRate, learnFromControl, periods,
     total: {
       declarations: sum((p) => p.declarations), inspected, hits, hitRate: inspected ? hits / inspected : null, control, controlHits,
-      controlEstimate: control ? controlHits / control : null, controlInterval: control ? wilsonInterval(controlHits, control) : null,
+      ...controlFigures(controlHits, control),
       untargetedRate: untargeted ? sum((p) => p.untargetedRate * (p.declarations - p.inspected)) / untargeted : 0,
       green: sum((p) => p.green),
       greenRate: sum((p) => p.green) ? sum((p) => p.greenRate * p.green) / sum((p) => p.green) : 0,

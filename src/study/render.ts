@@ -66,7 +66,6 @@ function formatZ(z: number | null): string {
 // ---------------------------------------------------------------------------
 // CSV.
 
-
 function csvTable(header: readonly string[], rows: readonly string[][]): string {
   let out = header.map(csvCellSafe).join(',') + '\n';
   for (const r of rows) out += r.map(csvCellSafe).join(',') + '\n';
