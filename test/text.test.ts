@@ -32,6 +32,20 @@ describe('tokens and stems', () => {
     expect(words(' ,;- ')).toEqual([]);
   });
 
+  it('splits a plain ASCII text (its own fast path) as the general path does', () => {
+    // a no-break space is a separator that sends a text down the general path (NFKD, Unicode classes)
+    let seed = 7;
+    const rnd = () => (seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff;
+    const alphabet = 'aZq09 -_,.;:/\\|\'"()[]{}<>!?@#$%^&*+=~`xY';
+    for (let k = 0; k < 2000; k++) {
+      let t = '';
+      for (let i = Math.floor(rnd() * 24); i > 0; i--) t += alphabet[Math.floor(rnd() * alphabet.length)];
+      expect(words(t), JSON.stringify(t)).toEqual(words(`${t}\u00a0`));
+    }
+    expect(words('Power-Bank_X200 (2024)')).toEqual(['power', 'bank', 'x200', '2024']);
+    expect(words('tab\tand\nnewline')).toEqual(['tab', 'and', 'newline']); // control characters: the general path
+  });
+
   it('ignores invisible format characters inside a word: a soft hyphen or zero-width space does not hide "replica"', () => {
     for (const t of ['REPLI\u00adCA handbags', 'rep\u200blica handbags', 'repl\u200d\u2060ica handbags', '\ufeffreplica handbags']) {
       expect(words(t), JSON.stringify(t)).toEqual(['replica', 'handbags']);
@@ -196,6 +210,41 @@ describe('HS fit', () => {
     expect(Number.isNaN(model.quickFit('8517', 'xyzzy').chapterFit)).toBe(true);
     expect(() => model.fit('85A1', 'x')).toThrow(expect.objectContaining({ code: 'SEL_ERR_OPTION_INVALID', details: expect.objectContaining({ field: 'hs' }) }));
     expect(() => model.fit('77', 'x')).toThrow(expect.objectContaining({ code: 'SEL_ERR_OPTION_INVALID' })); // chapter 77 is reserved
+  });
+
+  it('gives each description the same fit whatever was fitted before it, and the fit the full report gives', () => {
+    const model = hsFitModel();
+    const entries = loadNomenclature().filter((e) => e.level === 6);
+    const pick = (k: number) => entries[(k * 7919) % entries.length];
+    for (let k = 0; k < 300; k++) {
+      const e = pick(k), other = pick(k + 1000);
+      const d = k % 3 === 0 ? `${e.description} ${other.description}` : e.description;
+      const first = model.quickFit(e.code, d);
+      model.quickFit(other.code, other.description); // another description's scores, to be reset
+      model.fit(other.code, `${other.description} parts`);
+      expect(model.quickFit(e.code, d), d).toEqual(first);
+      const full = model.fit(e.code, d, 1);
+      expect(first.chapterFit).toBe(full.chapter.fit ?? NaN);
+      expect(first.headingFit).toBe(full.heading!.fit ?? NaN);
+      if (full.chapter.rank === 1) expect(first.bestHeading.slice(0, 2), d).toBe(e.code.slice(0, 2));
+    }
+  });
+
+  it('names the first of equally fitting headings, whichever the description reaches first', () => {
+    const model = new HsFitModel([
+      { code: '01', description: 'animals', level: 2 },
+      { code: '0101', description: 'alpha', level: 4 },
+      { code: '0102', description: 'beta', level: 4 },
+      { code: '0103', description: 'gamma', level: 4 },
+      { code: '02', description: 'plants', level: 2 },
+      { code: '0201', description: 'delta', level: 4 },
+    ]);
+    // "beta" reaches 0102 before "alpha" reaches 0101; the two score alike
+    const f = model.quickFit('0103', 'beta alpha');
+    expect(f.bestHeading).toBe('0101');
+    expect(f.headingFit).toBe(0);
+    expect(f.chapterFit).toBe(1); // chapter 01 fits best: the heading named is the best of its headings
+    expect(model.fit('0103', 'beta alpha').bestHeadings[0].code).toBe('0101');
   });
 
   it('names, for a description that fits another chapter better, the best heading of that chapter, not the declared heading', () => {

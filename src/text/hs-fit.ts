@@ -38,13 +38,29 @@ export interface HsFit {
   bestHeadings: HsCandidate[];
 }
 
+/** A stem's entry in one level: its idf and its postings (documents and their normalised weights; none when the idf is 0). */
+interface Term { idf: number; doc: Int32Array; w: Float64Array }
+
+/** A description's known stems, in the order first seen: per stem, its entry in each level (undefined: not in that level's vocabulary) and its count. */
+interface Bag { chapter: (Term | undefined)[]; heading: (Term | undefined)[]; count: number[] }
+
 /** One TF-IDF level (chapters or headings). */
 class Level {
   readonly codes: string[] = [];
   readonly labels: string[] = [];
-  private readonly index = new Map<string, { doc: Int32Array; w: Float64Array }>();
-  readonly idf = new Map<string, number>();
+  /** Every stem of the level's documents. */
+  readonly terms = new Map<string, Term>();
   private readonly scores: Float64Array;
+  /**
+   * The documents the last similarities() call gave a score (the first
+   * `touchedCount`): the only non-zero entries of `scores`, so that a call
+   * resets and a reader scans those, not every document (a description's
+   * terms reach a few hundred of the 1,200 headings).
+   */
+  private readonly touched: Int32Array;
+  private touchedCount = 0;
+  /** Scratch: the query's weight of each stem. */
+  private qw = new Float64Array(64);
 
   constructor(docs: Map<string, { label: string; text: string[] }>) {
     const tfs: Map<string, number>[] = [];
@@ -58,12 +74,13 @@ class Level {
       tfs.push(tf);
     }
     const n = this.codes.length;
-    for (const [s, c] of df) this.idf.set(s, Math.log(n / c));
+    const idf = new Map<string, number>();
+    for (const [s, c] of df) idf.set(s, Math.log(n / c));
     const postings = new Map<string, { doc: number[]; w: number[] }>();
     tfs.forEach((tf, doc) => {
       let norm = 0;
       const ws: [string, number][] = [];
-      for (const [s, c] of tf) { const w = (1 + Math.log(c)) * this.idf.get(s)!; ws.push([s, w]); norm += w * w; }
+      for (const [s, c] of tf) { const w = (1 + Math.log(c)) * idf.get(s)!; ws.push([s, w]); norm += w * w; }
       norm = Math.sqrt(norm) || 1;
       for (const [s, w] of ws) {
         if (w === 0) continue;
@@ -73,31 +90,56 @@ class Level {
         p.w.push(w / norm);
       }
     });
-    for (const [s, p] of postings) this.index.set(s, { doc: Int32Array.from(p.doc), w: Float64Array.from(p.w) });
+    for (const [s, x] of idf) {
+      const p = postings.get(s);
+      this.terms.set(s, { idf: x, doc: Int32Array.from(p?.doc ?? []), w: Float64Array.from(p?.w ?? []) });
+    }
     this.scores = new Float64Array(n);
+    this.touched = new Int32Array(n);
   }
 
-  /** Cosine similarity of a stem bag with every document (the returned array is reused by the next call). */
-  similarities(bag: Map<string, number>): Float64Array {
-    const sc = this.scores;
-    sc.fill(0);
+  /**
+   * Cosine similarity of a description's stems (their entries in this level,
+   * with their counts) with every document; the returned array is reused by
+   * the next call, and touchedDocs() lists the documents whose entry may be
+   * non-zero.
+   */
+  similarities(terms: readonly (Term | undefined)[], count: readonly number[]): Float64Array {
+    const sc = this.scores, touched = this.touched;
+    for (let k = 0; k < this.touchedCount; k++) sc[touched[k]] = 0;
+    this.touchedCount = 0;
     let norm = 0;
-    const q: [string, number][] = [];
-    for (const [s, c] of bag) {
-      const idf = this.idf.get(s);
-      if (idf === undefined || idf === 0) continue;
-      const w = (1 + Math.log(c)) * idf;
-      q.push([s, w]);
+    if (this.qw.length < terms.length) this.qw = new Float64Array(Math.max(terms.length, 2 * this.qw.length));
+    const qw = this.qw;
+    for (let k = 0; k < terms.length; k++) {
+      const t = terms[k];
+      qw[k] = 0;
+      if (t === undefined || t.idf === 0) continue;
+      const w = (1 + Math.log(count[k])) * t.idf;
+      qw[k] = w;
       norm += w * w;
     }
     if (norm === 0) return sc;
     norm = Math.sqrt(norm);
-    for (const [s, w] of q) {
-      const p = this.index.get(s)!;
-      const qw = w / norm;
-      for (let k = 0; k < p.doc.length; k++) sc[p.doc[k]] += qw * p.w[k];
+    let reached = 0;
+    for (let k = 0; k < terms.length; k++) {
+      if (qw[k] === 0) continue;
+      const { doc, w } = terms[k]!;
+      const q = qw[k] / norm;
+      for (let j = 0; j < doc.length; j++) {
+        const d = doc[j];
+        // a posting's weight is never 0, nor is q: an entry at 0 has not been reached yet
+        if (sc[d] === 0) touched[reached++] = d;
+        sc[d] += q * w[j];
+      }
     }
+    this.touchedCount = reached;
     return sc;
+  }
+
+  /** The documents the last similarities() call reached, in the order reached (the others score 0). */
+  touchedDocs(): Int32Array {
+    return this.touched.subarray(0, this.touchedCount);
   }
 }
 
@@ -153,21 +195,34 @@ export class HsFitModel {
     return { chapters: this.chapters.codes.length, headings: this.headings.codes.length };
   }
 
-  private bag(description: string): { bag: Map<string, number>; terms: number; known: number } {
-    const bag = new Map<string, number>();
+  /** A description's stems without stopwords: each distinct one's entries and count, in the order first seen; how many there are, and how many the model knows. */
+  private bag(description: string, stemmed: readonly string[] = stems(description)): Bag & { terms: number; known: number } {
+    const at = new Map<string, number>();
+    const bag = { chapter: [] as (Term | undefined)[], heading: [] as (Term | undefined)[], count: [] as number[], terms: 0, known: 0 };
     let terms = 0, known = 0;
-    for (const s of stems(description)) {
+    for (const s of stemmed) {
       if (STOPWORDS.has(s)) continue;
       terms++;
-      if (this.headings.idf.has(s) || this.chapters.idf.has(s)) known++;
-      bag.set(s, (bag.get(s) ?? 0) + 1);
+      let k = at.get(s);
+      if (k === undefined) {
+        k = bag.count.length;
+        at.set(s, k);
+        bag.chapter.push(this.chapters.terms.get(s));
+        bag.heading.push(this.headings.terms.get(s));
+        bag.count.push(0);
+      }
+      bag.count[k]++;
+      if (bag.heading[k] !== undefined || bag.chapter[k] !== undefined) known++;
     }
-    return { bag, terms, known };
+    bag.terms = terms;
+    bag.known = known;
+    return bag;
   }
 
   /** The chapter that fits a description best ('' when no term is known). */
   bestChapter(description: string): string {
-    const sc = this.chapters.similarities(this.bag(description).bag);
+    const b = this.bag(description);
+    const sc = this.chapters.similarities(b.chapter, b.count);
     let best = -1;
     for (let i = 0; i < sc.length; i++) if (sc[i] > 0 && (best < 0 || sc[i] > sc[best])) best = i;
     return best < 0 ? '' : this.chapters.codes[best];
@@ -178,22 +233,26 @@ export class HsFitModel {
    * NaN when no term of the description is known) and the best heading, in
    * one scan (no sorting). The code must be valid (the declaration schema
    * checks it); an unknown chapter or heading gives NaN.
+   * `stemmed`: stems(description), when the caller has them already.
    */
-  quickFit(hs: string, description: string): { chapterFit: number; headingFit: number; bestHeading: string } {
-    const { bag } = this.bag(description);
-    const cs = this.chapters.similarities(bag);
+  quickFit(hs: string, description: string, stemmed?: readonly string[]): { chapterFit: number; headingFit: number; bestHeading: string } {
+    const b = this.bag(description, stemmed);
+    const cs = this.chapters.similarities(b.chapter, b.count);
     let cBest = 0, bestChapter = -1;
     for (let i = 0; i < cs.length; i++) if (cs[i] > cBest) { cBest = cs[i]; bestChapter = i; }
     const c = this.chapterIndex.get(hs.slice(0, 2));
     const chapterFit = cBest > 0 && c !== undefined ? cs[c] / cBest : NaN;
-    const hsc = this.headings.similarities(bag);
+    const hsc = this.headings.similarities(b.heading, b.count);
     // the best heading overall gives the heading fit; the one named is the best of the best chapter:
     // a MISCLASSIFICATION reason (the chapter fits poorly) must not send the officer back to the
-    // declared heading, which can score best among headings while its chapter does not among chapters
+    // declared heading, which can score best among headings while its chapter does not among chapters.
+    // Only the headings reached can score above 0; among equal scores the first heading wins.
     let hBest = 0, best = -1, inChapter = -1;
-    for (let i = 0; i < hsc.length; i++) {
-      if (hsc[i] > hBest) { hBest = hsc[i]; best = i; }
-      if (this.headingChapter[i] === bestChapter && hsc[i] > 0 && (inChapter < 0 || hsc[i] > hsc[inChapter])) inChapter = i;
+    const reached = this.headings.touchedDocs();
+    for (let k = 0; k < reached.length; k++) {
+      const i = reached[k], x = hsc[i];
+      if (x > hBest || (x === hBest && x > 0 && i < best)) { hBest = x; best = i; }
+      if (this.headingChapter[i] === bestChapter && x > 0 && (inChapter < 0 || x > hsc[inChapter] || (x === hsc[inChapter] && i < inChapter))) inChapter = i;
     }
     const h = this.headingIndex.get(hs.slice(0, 4));
     const headingFit = hBest > 0 && h !== undefined ? hsc[h] / hBest : NaN;
@@ -204,15 +263,16 @@ export class HsFitModel {
   /** How well a description fits a declared HS code (2–10 digits), with the best-fitting chapters and headings. */
   fit(hs: string, description: string, k = 3): HsFit {
     if (!/^\d{2}(\d{2}){0,4}$/.test(hs)) throw errors.SEL_ERR_OPTION_INVALID('hs must be an HS code of 2, 4, 6, 8 or 10 digits', { field: 'hs', expected: 'digits, e.g. 851712', got: hs });
-    const { bag, terms, known } = this.bag(description);
+    const b = this.bag(description);
+    const { terms, known } = b;
     const c = this.chapterIndex.get(hs.slice(0, 2));
     if (c === undefined) throw errors.SEL_ERR_OPTION_INVALID(`HS chapter ${hs.slice(0, 2)} is not in the nomenclature`, { field: 'hs', expected: 'a code of the HS nomenclature', got: hs });
-    const cs = this.chapters.similarities(bag);
+    const cs = this.chapters.similarities(b.chapter, b.count);
     const bestChapters = top(this.chapters, cs, k);
     const cBest = bestChapters[0]?.similarity ?? 0;
     // nothing known (every similarity 0): no fit and no rank, as scoring's quickFit (NaN) sees it, not "fit 0 %, rank 1"
     const chapter = { code: this.chapters.codes[c], similarity: cs[c], rank: cBest > 0 ? rankOf(cs, c) : null, fit: cBest > 0 ? cs[c] / cBest : null };
-    const hsc = this.headings.similarities(bag);
+    const hsc = this.headings.similarities(b.heading, b.count);
     const bestHeadings = top(this.headings, hsc, k);
     const hBest = bestHeadings[0]?.similarity ?? 0;
     const h = hs.length >= 4 ? this.headingIndex.get(hs.slice(0, 4)) : undefined;

@@ -118,40 +118,40 @@ export class TextScorer {
     return this.config.terms.length > 0 || this.config.misclassification !== null;
   }
 
-  /** Keyword terms found in a description. */
-  termsOf(description: string): readonly number[] {
+  /** Keyword terms found in a description (`stemmed`: gives its stems, when the caller keeps them for the fit as well). */
+  termsOf(description: string, stemmed: () => readonly string[] = () => stems(description)): readonly number[] {
     if (this.config.terms.length === 0 || description === '') return NO_TERMS;
     const hit = this.termCache.get(description);
     if (hit) return hit;
-    const found = this.match(stems(description));
+    const found = this.match(stemmed());
     return remember(this.termCache, description, found.length ? found : NO_TERMS);
   }
 
   /** Fit of a description to a declared code (cached per heading and description). */
-  fitOf(hs: string, description: string): { chapterFit: number; headingFit: number; bestHeading: string } {
+  fitOf(hs: string, description: string, stemmed?: () => readonly string[]): { chapterFit: number; headingFit: number; bestHeading: string } {
     const key = `${hs.slice(0, 4)}\u0000${description}`;
     const hit = this.fitCache.get(key);
     if (hit) return hit;
     this.model ??= hsFitModel();
-    return remember(this.fitCache, key, this.model.quickFit(hs, description));
+    return remember(this.fitCache, key, this.model.quickFit(hs, description, stemmed?.()));
   }
 
   /** The signal of one declaration. */
-  signal(hs: string, description: string, terms = this.termsOf(description)): TextSignal {
+  signal(hs: string, description: string, terms = this.termsOf(description), stemmed?: () => readonly string[]): TextSignal {
     const m = this.config.misclassification;
     if (!m) return { terms, misclassified: false, extra: 0 };
-    const fit = this.fitOf(hs, description);
+    const fit = this.fitOf(hs, description, stemmed);
     const misclassified = fit.chapterFit < m.below; // NaN (nothing known) never fires
     return { terms, fit, chapter: hs.slice(0, 2), misclassified, extra: misclassified ? m.weight : 0 };
   }
 
   /** signal(), kept across batches per (description, HS code); signals are never modified once made. */
-  private cachedSignal(hs: string, description: string, terms: readonly number[]): TextSignal {
+  private cachedSignal(hs: string, description: string, terms: readonly number[], stemmed: () => readonly string[]): TextSignal {
     let byHs = this.signalCache.get(description);
     if (byHs === undefined) byHs = remember(this.signalCache, description, new Map<string, TextSignal>());
     let signal = byHs.get(hs);
     if (signal === undefined) {
-      signal = this.signal(hs, description, terms);
+      signal = this.signal(hs, description, terms, stemmed);
       if (byHs.size < 64) byHs.set(hs, signal); // a description declared under many codes: the rest are computed each time
     }
     return signal;
@@ -163,7 +163,10 @@ export class TextScorer {
     const n = batch.size;
     const descDict = batch.dicts.description;
     const descCodes = batch.codes.description;
-    const descriptionTerms = descDict.map((d) => this.termsOf(d));
+    // each description's stems, made at most once per batch, for its keywords and for its fit
+    const stemmed: (readonly string[] | undefined)[] = new Array(descDict.length);
+    const stemsOf = descDict.map((d, k) => () => (stemmed[k] ??= stems(d)));
+    const descriptionTerms = descDict.map((d, k) => this.termsOf(d, stemsOf[k]));
     const row = new Uint32Array(n);
     if (!this.config.misclassification) {
       // one signal per description
@@ -184,7 +187,7 @@ export class TextScorer {
       let k = dense ? dense[key] : sparse!.get(key) ?? -1;
       if (k < 0) {
         k = signals.length;
-        signals.push(this.cachedSignal(hsDict[h], descDict[d], descriptionTerms[d]));
+        signals.push(this.cachedSignal(hsDict[h], descDict[d], descriptionTerms[d], stemsOf[d]));
         if (dense) dense[key] = k; else sparse!.set(key, k);
       }
       row[i] = k;

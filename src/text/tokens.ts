@@ -25,20 +25,44 @@ const MARKS = /([\p{Script=Latin}\p{Script=Greek}\p{Script=Cyrillic}])\p{M}+/gu;
 /** Invisible format characters (soft hyphen, zero-width space and joiners, word joiner, byte-order mark, direction marks). */
 const FORMAT = /\p{Cf}+/gu;
 const CACHE_LIMIT = 200_000;
+/** A word the Porter stemmer handles: lower-case Latin letters only. */
+const LETTERS = /^[a-z]+$/;
 const stemCache = new Map<string, string>();
 
 /** Lower-cased tokens of a text, diacritics removed, look-alike letters in a Latin word folded, not stemmed. */
 export function words(text: string): string[] {
   if (!text) return [];
+  const ascii = asciiWords(text);
+  if (ascii) return ascii;
   const out: string[] = [];
-  if (/^[\x20-\x7e]*$/.test(text)) {
-    for (const w of text.toLowerCase().split(SPLIT)) if (w !== '') out.push(w);
-    return out;
-  }
   for (const w of text.normalize('NFKD').replace(FORMAT, '').replace(MARKS, '$1').normalize('NFC').split(SPLIT)) if (w !== '') out.push(w);
   // look-alikes are folded before lower case: a Greek Η is an H, its η an n
   foldLookAlikes(out);
   for (let i = 0; i < out.length; i++) out[i] = out[i].toLowerCase().replace(/ς/g, 'σ').replace(/ß/g, 'ss');
+  return out;
+}
+
+/**
+ * words() of a text of printable ASCII characters only (most descriptions),
+ * in one scan: its words are its runs of letters and digits, lower-cased.
+ * Undefined for any other text (the general path normalises it).
+ */
+function asciiWords(text: string): string[] | undefined {
+  const lower = text.toLowerCase();
+  const out: string[] = [];
+  let start = -1;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c < 0x20 || c > 0x7e) return undefined;
+    const d = lower.charCodeAt(i);
+    if ((d >= 0x61 && d <= 0x7a) || (d >= 0x30 && d <= 0x39)) {
+      if (start < 0) start = i;
+    } else if (start >= 0) {
+      out.push(lower.slice(start, i));
+      start = -1;
+    }
+  }
+  if (start >= 0) out.push(lower.slice(start));
   return out;
 }
 
@@ -107,7 +131,9 @@ export function stem(word: string): string {
   if (word.length > MAX_STEMMED_WORD) return word;
   let s = stemCache.get(word);
   if (s !== undefined) return s;
-  s = /^[a-z]+$/.test(word) ? PorterStemmer.stem(word) : word;
+  // not stemmed, so not cached: a model number or a reference ("x200", "2024") would only fill the cache
+  if (!LETTERS.test(word)) return word;
+  s = PorterStemmer.stem(word);
   if (stemCache.size >= CACHE_LIMIT) stemCache.clear();
   stemCache.set(word, s);
   return s;
