@@ -181,8 +181,13 @@ export class RulesetSource {
 
   private get modelPath(): string { return this.files.modelPath ?? join(dirname(this.files.storePath), 'model.json'); }
 
-  /** A ruleset of these peers with the profiles and watch lists active now, and the model. */
-  private compose(peers: PeerTables, model = this.model, profiles: unknown = this.profiles.activeAt(this.now())): Ruleset {
+  /**
+   * A ruleset of these peers with the profiles and watch lists active now,
+   * and `model` (undefined: none). No default for it: a change that removes
+   * the model passes undefined, which a default would read as "the current
+   * one" (a reload after model.json was deleted kept scoring with it).
+   */
+  private compose(peers: PeerTables, model: Model | undefined, profiles: unknown = this.profiles.activeAt(this.now())): Ruleset {
     const base = { peers, profiles, watchLists: this.watchLists.active() };
     return model ? createRuleset({ ...base, settings: model.settings, history: model.history }) : createRuleset(base);
   }
@@ -354,14 +359,18 @@ export class RulesetSource {
    * leaves the ruleset, the peers and the model reported as they were.
    */
   async reload(): Promise<string> {
-    const { peers, snapshot, model } = this.readFiles();
-    return (await this.commitChange(() => ({ result: undefined, peers, snapshot, model }))).version;
+    // the files are read in the change, after every change queued before it has written its own:
+    // read before, a reload that waited behind an upload installed the files as they were before it
+    return (await this.commitChange(() => {
+      const { peers, snapshot, model } = this.readFiles();
+      return { result: undefined, peers, snapshot, model };
+    })).version;
   }
 
   /** The ruleset of the current peers and the profiles active now (after a profile change, or at a boundary). */
   rebuild(): Ruleset {
     if (!this.peers) throw errors.SEL_ERR_NOT_READY('no ruleset loaded yet', { field: 'ruleset' });
-    const ruleset = this.compose(this.peers);
+    const ruleset = this.compose(this.peers, this.model);
     this.reschedule();
     return ruleset;
   }
@@ -561,7 +570,7 @@ export class RulesetSource {
   async replacePeers(bytes: Uint8Array): Promise<{ version: string; peers: PeersInfo }> {
     const snapshot = parsePeerSnapshot(bytes, 'uploaded snapshot');
     const peers = snapshotTables(snapshot);
-    this.compose(peers); // validates before anything is written
+    this.compose(peers, this.model); // validates before anything is written
     const write = () => {
       const lock = lockPeerSnapshot(this.files.peersPath, 'selectivity serve (PUT /v1/peers)');
       try {
