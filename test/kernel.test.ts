@@ -6,6 +6,7 @@ import { toBatch } from '../src/model/columnar.js';
 import { buildPeerTables, NF } from '../src/peers/peer-groups.js';
 import { compileRuleset, type CompiledMeta } from '../src/ruleset/compile.js';
 import { createRuleset } from '../src/ruleset/ruleset.js';
+import { createEngine } from '../src/engine.js';
 import { mix32 } from '../src/kernel/hash.js';
 import { randomDeclarations, randomProfiles, KEYWORDS } from './helpers.js';
 import type { WatchList } from '../src/text/watchlist.js';
@@ -143,6 +144,29 @@ describe('kernel vs reference scorer', () => {
     const kernelScore = k.score(b).score[0];
     expect(kernelScore).toBeGreaterThan(1);
     expect(referenceScore(rs, b).score[0]).toBe(kernelScore);
+  });
+
+  it('scores the first `size` rows of a batch whose views are longer (a prefix of a larger batch), in the kernel and in an engine', async () => {
+    const rows = randomDeclarations(400, 91);
+    const peers = buildPeerTables([toBatch(rows).batch], ['hs6', 'hs4']);
+    const ruleset = createRuleset({
+      peers, profiles: [...randomProfiles(40, 92), { id: 'TAX', weight: 2, conditions: { numeric: [{ field: 'taxRate', op: '>', value: 0.05 }] } } as never],
+      settings: { randomSelection: { rate: 0.3, channel: 'yellow', seed: 4 }, thresholds: { yellow: 1, red: 3 } },
+    });
+    const k = new Kernel();
+    k.loadRuleset(compileRuleset(ruleset));
+    const big: typeof rows = [];
+    for (let i = 0; i < 200_000; i++) big.push({ ...rows[i % rows.length], id: `L${i}` });
+    const full = toBatch(big).batch;
+    const prefix = { ...full, size: 3 }; // views of 200,000 values: validateBatch accepts it
+    const alone = toBatch(big.slice(0, 3)).batch;
+    const want = k.score(alone);
+    for (const got of [k.score(prefix), await (async () => { const e = createEngine({ ruleset, threads: 0 }); try { return await e.scoreBatch(prefix); } finally { await e.close(); } })()]) {
+      expect(got.size).toBe(3);
+      expect(Array.from(got.score)).toEqual(Array.from(want.score));
+      expect(Array.from(got.channel)).toEqual(Array.from(want.channel));
+      expect(matchesOf(got)).toEqual(matchesOf(want));
+    }
   });
 
   it('rejects an unknown peer cache mode', () => {

@@ -284,14 +284,14 @@ export class Kernel {
       this.ensure(at);
       const { u8, u32, f64 } = this;
 
-      // ---- columns -----------------------------------------------------------
-      f64.set(batch.numeric.customsValue, pValue >>> 3);
-      f64.set(batch.numeric.netMass, pMass >>> 3);
-      f64.set(batch.numeric.quantity, pQty >>> 3);
+      // ---- columns (a batch's views may be longer than its size: the first n values) ----
+      f64.set(batch.numeric.customsValue.subarray(0, n), pValue >>> 3);
+      f64.set(batch.numeric.netMass.subarray(0, n), pMass >>> 3);
+      f64.set(batch.numeric.quantity.subarray(0, n), pQty >>> 3);
       // the kernel reads taxRate only for a numeric condition on it, idHash only for random selection
-      if (meta.numericGroups.some((g) => NUMERIC_OPERANDS[g.operand] === 'taxRate') || (hx && hx.taxPart >= 0)) f64.set(batch.numeric.taxRate, pTax >>> 3);
-      if (meta.settings.randomSelection.rate > 0) u32.set(batch.idHash, pIdHash >>> 2);
-      for (const [c, p] of colPtr) u32.set(batch.codes[c], p >>> 2);
+      if (meta.numericGroups.some((g) => NUMERIC_OPERANDS[g.operand] === 'taxRate') || (hx && hx.taxPart >= 0)) f64.set(batch.numeric.taxRate.subarray(0, n), pTax >>> 3);
+      if (meta.settings.randomSelection.rate > 0) u32.set(batch.idHash.subarray(0, n), pIdHash >>> 2);
+      for (const [c, p] of colPtr) u32.set(batch.codes[c].subarray(0, n), p >>> 2);
       if (textExtra) {
         const { signals, row } = text!;
         const e = pExtra >>> 3;
@@ -425,8 +425,8 @@ export class Kernel {
     const layout = meta.historyImage!;
     luts.forEach((l, k) => u32.set(new Uint32Array(l.buffer, l.byteOffset, l.length), pPartLuts[k] >>> 2));
     // the code columns the spine does not copy already
-    hx.columns.forEach((c, k) => { if (c !== 'taxRate' && !rs.columns.includes(c)) u32.set(batch.codes[c], hColPtr[k] >>> 2); });
-    if (pAeo && !rs.columns.includes('aeo')) u32.set(batch.codes.aeo, pAeo >>> 2);
+    hx.columns.forEach((c, k) => { if (c !== 'taxRate' && !rs.columns.includes(c)) u32.set(batch.codes[c].subarray(0, batch.size), hColPtr[k] >>> 2); });
+    if (pAeo && !rs.columns.includes('aeo')) u32.set(batch.codes.aeo.subarray(0, batch.size), pAeo >>> 2);
     const columnPtr = (c: HistoryColumn) => hColPtr[hx.columns.indexOf(c)];
     // single fields: per code of the column, the sum of its dimensions' weight × lift, in dimension order
     hx.singleColumns.forEach((col, k) => {
