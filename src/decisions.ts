@@ -228,17 +228,27 @@ export interface Decision {
 const round = (x: number, digits = 4) => Math.round(x * 10 ** digits) / 10 ** digits;
 
 /**
- * x rounded to `digits` decimals, but never shown on the other side of
- * `limit` (or on it) than x is: a score of 3.9999998 under a red line of 4
- * is shown 3.999999, not 4 beside a yellow channel; a z of -3.0002 that
- * passed a threshold of 3 is shown -3.001, not -3, a value that did not.
+ * x rounded to `digits` decimals, but never shown on the other side of a
+ * limit than x is, nor on a limit x is not on: a score of 3.9999998 under a
+ * red line of 4 is shown 3.999999, not 4 beside a yellow channel; a z of
+ * -3.0002 that passed a threshold of 3 is shown -3.001, not -3, a value that
+ * did not. Every limit is judged against x itself; when no value of
+ * `digits` decimals lies on x's side of each (two lines closer together
+ * than 10^-digits), more decimals are shown, up to x as it is.
  */
-export function roundBeside(x: number, digits: number, limit: number): number {
-  const r = round(x, digits);
-  const f = 10 ** digits;
-  if (x < limit && r >= limit) return Math.floor(x * f) / f;
-  if (x > limit && r <= limit) return Math.ceil(x * f) / f;
-  return r;
+export function roundBeside(x: number, digits: number, limits: number | readonly number[]): number {
+  const ls = typeof limits === 'number' ? [limits] : limits;
+  const sameSide = (r: number) => ls.every((l) => (x < l ? r < l : x > l ? r > l : r >= l));
+  for (let d = digits; d <= 17; d++) {
+    const f = 10 ** d;
+    let r = round(x, d);
+    for (const l of ls) {
+      if (x < l && r >= l) r = Math.floor(x * f) / f;
+      else if (x > l && r <= l) r = Math.ceil(x * f) / f;
+    }
+    if (sameSide(r)) return r;
+  }
+  return x;
 }
 
 /** decisionAt's reasons while a decision is built (this thread builds one at a time). */
@@ -286,7 +296,8 @@ export function decisionAt(result: ScoreResult, i: number, id: string, meta: Com
     if (t.aeoReduction && h.aeo?.[i] === 1) reasons[nr++] = hr.aeo;
   }
   // the score shown stays on its side of each line (roundBeside): never at the red line beside a yellow channel
-  const shown = (digits: number) => roundBeside(roundBeside(score, digits, s.thresholds.red), digits, s.thresholds.yellow);
+  const lines = [s.thresholds.red, s.thresholds.yellow];
+  const shown = (digits: number) => roundBeside(score, digits, lines);
   if (score >= s.thresholds.red) reasons[nr++] = { code: 'SCORE_THRESHOLD', channel: 'red', score: shown(4), threshold: s.thresholds.red };
   else if (score >= s.thresholds.yellow) reasons[nr++] = { code: 'SCORE_THRESHOLD', channel: 'yellow', score: shown(4), threshold: s.thresholds.yellow };
   if (raising !== undefined) reasons[nr++] = instructions ? { code: 'COUNTER_MEASURE', channel, profiles: raising, instructions } : { code: 'COUNTER_MEASURE', channel, profiles: raising };

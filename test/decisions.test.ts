@@ -58,6 +58,20 @@ describe('numbers shown beside a line', () => {
     expect(roundBeside(4, 6, 4)).toBe(4);
   });
 
+  it('roundBeside keeps a value on its side of two lines closer together than its digits, judged against the value itself', () => {
+    // yellow 2, red 2.0000004: 1.9999996 (green) was shown 2, on the yellow line
+    expect(roundBeside(1.9999996, 6, [2.0000004, 2])).toBe(1.999999);
+    // yellow 3.9999995, red 4: 3.99999975 (yellow) was shown 3.999999, below the yellow line; no 6 decimals fit between
+    const r = roundBeside(3.99999975, 6, [4, 3.9999995]);
+    expect(r).toBeGreaterThan(3.9999995);
+    expect(r).toBeLessThan(4);
+    expect(r).toBe(3.9999998);
+    expect(roundBeside(3.99999975, 4, [4, 3.9999995])).toBe(3.9999998); // the reason's 4 decimals: more where needed
+    // a value on a line stays on it (at or above), however it rounds
+    expect(roundBeside(3.9999995, 6, [4, 3.9999995])).toBe(3.9999995);
+    expect(roundBeside(2.5002, 6, [4, 3])).toBe(2.5002);
+  });
+
   it('a score just under the red line is not shown on it', async () => {
     // one profile of weight 3.9999998 and the red line at 4: yellow, and the score must not read 4
     const ruleset = createRuleset({ peers, profiles: [{ id: 'P-NEAR', weight: 3.9999998, conditions: { importer: ['IMP2'] } }], settings: { ...NO_RANDOM, thresholds: { yellow: 2, red: 4 } } });
@@ -70,6 +84,21 @@ describe('numbers shown beside a line', () => {
     expect(d.score).toBeLessThan(4);
     expect(reasonsOf(d, 'SCORE_THRESHOLD')[0]).toMatchObject({ channel: 'yellow', threshold: 2 });
     expect(reasonsOf(d, 'SCORE_THRESHOLD')[0].score).toBeLessThan(4);
+  });
+
+  it('a score between two lines closer together than its decimals is shown between them, in the decision and in its reason', async () => {
+    // yellow 3.9999995, red 4: a yellow score of 3.99999975 has no 6 (or 4) decimals between the lines
+    const ruleset = createRuleset({ peers, profiles: [{ id: 'P-TIGHT', weight: 3.99999975, conditions: { importer: ['IMP2'] } }], settings: { ...NO_RANDOM, thresholds: { yellow: 3.9999995, red: 4 } } });
+    const engine = createEngine({ ruleset, threads: 0 });
+    engines.push(engine);
+    const { batch, ids } = toBatch([decl('TIGHT', 30, 200, 'IMP2')]);
+    const result = await engine.scoreBatch(batch);
+    const [d] = toDecisions(result, ids, engine.meta(result.rulesetVersion));
+    expect(d.channel).toBe('yellow');
+    for (const shown of [d.score, reasonsOf(d, 'SCORE_THRESHOLD')[0].score]) {
+      expect(shown).toBeGreaterThanOrEqual(3.9999995);
+      expect(shown).toBeLessThan(4);
+    }
   });
 
   it('a cited deviation is not shown at the threshold it passed', async () => {
