@@ -435,6 +435,11 @@ describe('historical tables in the kernel', () => {
     expect(() => validateHistory({ ...good, revenuePrior: -1 })).toThrow(expect.objectContaining({ details: expect.objectContaining({ field: 'history.revenuePrior' }) }));
     expect(() => validateHistory({ ...good, dimensions: [{ ...d0, revenue: [1] }] })).toThrow(expect.objectContaining({ details: expect.objectContaining({ field: 'history.dimensions[0].revenue' }) }));
     expect(() => validateHistory({ ...good, dimensions: [{ ...d0, revenue: d0.keys.map((_, k) => (k === 2 ? Number.NaN : 1)) }] })).toThrow(expect.objectContaining({ details: expect.objectContaining({ field: 'history.dimensions[0].revenue[2]' }) }));
+    // within the counts' tolerance (positives up to n + 1e-9), a tiny strength smooths a rate past 1: its lift is NaN,
+    // and every declaration with the value would score NaN, which is green
+    const past = { ...good, strength: 1e-12, dimensions: [{ ...d0, n: d0.n.map((n, k) => (k === 1 ? 0 : n)), positives: d0.positives.map((p, k) => (k === 1 ? 1e-9 : p)) }] };
+    expect(() => validateHistory(past)).toThrow(expect.objectContaining({ code: 'SEL_ERR_RULESET_INVALID', details: expect.objectContaining({ field: 'history.dimensions[0][1]' }) }));
+    expect(() => validateHistory({ ...good, dimensions: [{ ...d0, n: d0.n.map((n, k) => (k === 0 ? Infinity : n)) }] })).toThrow(expect.objectContaining({ details: expect.objectContaining({ field: 'history.dimensions[0][0]' }) }));
   });
 
   it('a HISTORY reason names the dimension, value, rate and contribution that moved the score', async () => {

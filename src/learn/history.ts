@@ -706,7 +706,13 @@ export function validateHistory(raw: unknown): HistoryTables {
       invalidHistory(`${at}.keys`, 'keys, n and positives: arrays of one length', d.keys?.length);
     }
     for (let k = 0; k < d.keys.length; k++) {
-      if (typeof d.keys[k] !== 'string' || !(d.n[k] >= 0) || !(d.positives[k] >= 0) || d.positives[k] > d.n[k] + 1e-9) invalidHistory(`${at}[${k}]`, 'a key with 0 <= positives <= n', [d.keys[k], d.n[k], d.positives[k]]);
+      if (typeof d.keys[k] !== 'string' || !(d.n[k] >= 0) || !(d.positives[k] >= 0) || d.positives[k] > d.n[k] + 1e-9 || !Number.isFinite(d.n[k])) invalidHistory(`${at}[${k}]`, 'a key with 0 <= positives <= n, n finite', [d.keys[k], d.n[k], d.positives[k]]);
+    }
+    // the tolerance above (counts decayed in floating point) with a tiny strength can smooth a rate to 1 or past it:
+    // its lift is then infinite or NaN, and so is the score of every declaration with the value (NaN is green)
+    const l = lifts(t, d);
+    for (let k = 0; k < l.length; k++) {
+      if (!Number.isFinite(l[k]) || !Number.isFinite(d.weight * l[k])) invalidHistory(`${at}[${k}]`, `counts whose smoothed rate (positives + strength × prior) / (n + strength) lies strictly between 0 and 1 (strength ${strengthOf(t, d)})`, [d.keys[k], d.n[k], d.positives[k]]);
     }
     if (d.revenue !== undefined) {
       if (!Array.isArray(d.revenue) || d.revenue.length !== d.keys.length) invalidHistory(`${at}.revenue`, 'an array as long as keys', Array.isArray(d.revenue) ? d.revenue.length : d.revenue);
