@@ -11,6 +11,7 @@ import { FEATURES, PeerTableBuilder, robustStats, snapshotTables, type PeerTable
 import { loadPeerSnapshot, loadPeerTables, parsePeerTables, savePeerSnapshot } from '../src/peers/peer-store.js';
 import { binWidth, FeatureSketch } from '../src/peers/sketch.js';
 import { createRuleset } from '../src/ruleset/ruleset.js';
+import { compileRuleset } from '../src/ruleset/compile.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'sel-peers-'));
 const synthetic = (rows: number, seed: number): Declaration[] => [...generateDeclarations({ rows, seed, hsCodes: 20 })].map((r) => r.declaration);
@@ -190,6 +191,25 @@ describe('peer snapshots: build, fold, save and load', () => {
       const t: PeerTables = loadPeerTables(p);
       expect(t.groups[0].get('851712|')!.features[0]).toMatchObject({ n: 3, median: 1.5, mad: 0.1 });
       expect(code(() => loadPeerSnapshot(p))).toBe('SEL_ERR_PEERS_MISMATCH');
+    });
+    it('a key that is not one of its level (two keys that would compile to one, a letter in the HS part) is corrupt', () => {
+      const row = (key: string) => [key, 3, [3, 1.5, 0.1], [3, 2, 0], [0, null, null]];
+      const valid: Record<string, string> = { hs6: '008517|', 'hs6,origin': '851712|CN', origin: '|CN' };
+      // at hs6, "8517|" and "008517|" both packed to the HS number 8517: the kernel used one group's statistics for the other's declarations
+      for (const [level, key] of [['hs6', '8517|'], ['hs6', '85A712|'], ['hs6', '851712'], ['hs6,origin', '851712|'], ['hs6', '851712|CN'], ['origin', '85|CN']]) {
+        const p = write(`v1-bad-${level}-${key.replace(/\W/g, '_')}.json`, JSON.stringify({ format: 'selectivity-peers', formatVersion: 1, levels: [level], groups: [[row(valid[level]), row(key)]] }));
+        expect(() => loadPeerTables(p), key).toThrow(expect.objectContaining({ code: 'SEL_ERR_PEERS_CORRUPT', details: expect.objectContaining({ field: 'groups[0][1][0]', got: key }) }));
+      }
+      // a format-2 file with its checksum made to match
+      const snapshot = build(older).snapshot();
+      const [first, group] = [...snapshot.groups[0]][0];
+      snapshot.groups[0].set(`0${first.slice(1)}`.replace(/^\d+/, (d) => d.slice(0, 4)), group);
+      savePeerSnapshot(join(dir, 'v2-bad.json'), snapshot);
+      expect(code(() => loadPeerTables(join(dir, 'v2-bad.json')))).toBe('SEL_ERR_PEERS_CORRUPT');
+      // tables made in code are checked when compiled
+      const tables = build(older).finish();
+      tables.groups[0].set('8517|', [...tables.groups[0].values()][0]);
+      expect(() => compileRuleset(createRuleset({ peers: tables }))).toThrow(expect.objectContaining({ code: 'SEL_ERR_PEERS_INVALID', details: expect.objectContaining({ field: 'peers.groups[0]', got: '8517|' }) }));
     });
     it('reads the same snapshot from MessagePack bytes', () => {
       const t = parsePeerTables(pack(unpack(pack(doc))));

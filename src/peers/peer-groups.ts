@@ -85,6 +85,25 @@ export function levelKey(level: PeerLevel, hs: string, fieldValue: string): stri
   return `${level.hsDigits ? hs.slice(0, level.hsDigits) : ''}|${level.field ? fieldValue : ''}`;
 }
 
+/**
+ * Whether `key` can be a group key of `level` (as levelKey makes them):
+ * exactly the level's HS digits, a bar, then the field's value (not empty)
+ * or nothing when the level has no field. A snapshot file's keys are checked
+ * with it: compiled, "8517|" and "008517|" would pack to one key.
+ */
+export function isLevelKey(level: PeerLevel, key: string): boolean {
+  const bar = key.indexOf('|');
+  if (bar !== level.hsDigits) return false;
+  for (let i = 0; i < bar; i++) {
+    const c = key.charCodeAt(i);
+    if (c < 48 || c > 57) return false;
+  }
+  return level.field ? key.length > bar + 1 : key.length === bar + 1;
+}
+
+/** The form of a level's keys, for an error message. */
+export const levelKeyForm = (level: PeerLevel): string => `${level.hsDigits ? `${level.hsDigits} digits` : ''}|${level.field ? `a ${level.field} value` : ''}`;
+
 export interface FeatureStats {
   /** Number of declarations with this feature defined. */
   n: number;

@@ -33,7 +33,7 @@ import { errors } from '../errors.js';
 import { makeDirs, writeFileDurable } from '../store/durable.js';
 import { dirname } from 'node:path';
 import {
-  FEATURES, NF, parseLevels, snapshotTables,
+  FEATURES, isLevelKey, levelKeyForm, NF, parseLevels, snapshotTables,
   type GroupState, type PeerGroup, type PeerSnapshot, type PeerTables, type SnapshotInfo,
 } from './peer-groups.js';
 import { binWidth, FeatureSketch, type SketchState } from './sketch.js';
@@ -219,6 +219,7 @@ function readV2(doc: Record<string, unknown>, source: string): PeerSnapshot {
       if (!Array.isArray(row) || row.length !== 4 + NF || typeof row[0] !== 'string' || !isCount(row[1]) || !isNum(row[2]) || !isNum(row[3])) {
         corrupt(source, `${where} is malformed`, where, `[key, count, firstDay, lastDay, ${NF} features]`, row);
       }
+      if (!isLevelKey(levels[l], row[0] as string)) corrupt(source, `${where} has a key that is not one of level ${levels[l].name}`, `${where}[0]`, levelKeyForm(levels[l]), row[0]);
       const sketches = (row.slice(4) as unknown[]).map((f, k) => readFeature(f, `${where}[${4 + k}]`, source, body.sketch.exactLimit, width));
       m.set(row[0] as string, { count: row[1] as number, firstDate: unnum(row[2] as Num), lastDate: unnum(row[3] as Num), sketches });
     });
@@ -243,6 +244,7 @@ function readV1(doc: Record<string, unknown>, source: string): PeerTables {
     list.forEach((row: unknown, r) => {
       const where = `groups[${l}][${r}]`;
       if (!Array.isArray(row) || row.length !== 2 + NF || typeof row[0] !== 'string' || !isCount(row[1])) corrupt(source, `${where} is malformed`, where, `[key, count, ${NF} × [n, median, mad]]`, row);
+      if (!isLevelKey(levels[l], row[0] as string)) corrupt(source, `${where} has a key that is not one of level ${levels[l].name}`, `${where}[0]`, levelKeyForm(levels[l]), row[0]);
       const features = (row.slice(2) as unknown[]).map((f, k) => {
         if (!Array.isArray(f) || f.length !== 3 || !isCount(f[0]) || !isNum(f[1]) || !isNum(f[2])) return corrupt(source, `${where} feature ${FEATURES[k]} is malformed`, `${where}[${2 + k}]`, '[n, median|null, mad|null]', f);
         return { n: f[0] as number, median: unnum(f[1]), mad: unnum(f[2]), mean: NaN, std: NaN, min: NaN, max: NaN, exact: true };

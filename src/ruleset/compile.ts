@@ -15,7 +15,7 @@ import { createHash } from 'node:crypto';
 import { errors } from '../errors.js';
 import { channelCode, type Channel } from '../model/channels.js';
 import type { CategoricalColumn } from '../model/columnar.js';
-import { NF, PEER_FIELDS, robustScale, type PeerField } from '../peers/peer-groups.js';
+import { isLevelKey, levelKeyForm, NF, PEER_FIELDS, robustScale, type PeerField } from '../peers/peer-groups.js';
 import { NUMERIC_OPERANDS, PROFILE_SET_FIELDS, MAX_PROFILES, type Profile } from '../profiles/profile.js';
 import type { Ruleset, RulesetSettings } from './ruleset.js';
 import { termKey, textConfig, type TextConfig } from '../text/signals.js';
@@ -311,6 +311,8 @@ export function compileRuleset(ruleset: Ruleset): CompiledRuleset {
   levels.forEach((level, l) => {
     const fi = level.field ? PEER_FIELDS.indexOf(level.field) : -1;
     for (const [key, group] of peers.groups[l]) {
+      // tables made in code rather than read from a file: a key of another form would pack onto another's
+      if (!isLevelKey(level, key)) throw errors.SEL_ERR_PEERS_INVALID(`peer group key ${JSON.stringify(key.slice(0, 40))} is not one of level ${level.name}`, { field: `peers.groups[${l}]`, expected: levelKeyForm(level), got: key.slice(0, 80) });
       const bar = key.indexOf('|');
       const prefix = level.hsDigits ? Number(key.slice(0, bar)) : 0;
       let catId = 0;
