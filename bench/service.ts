@@ -756,11 +756,13 @@ async function main(): Promise<void> {
   const msgpackHeaders = { authorization: `Bearer ${portToken}`, 'content-type': 'application/msgpack', accept: 'application/msgpack' };
 
   const singles = scored.slice(0, 256).map((d) => jsonBody([d]));
+  const distinctPairs = new Set(scored.map((d) => `${d.hs}\u0000${d.description ?? ''}`)).size;
   const cases: CaseSpec[] = [
-    { key: 'b100-json', label: 'batch 100, JSON', path: '/v1/score', bodies: batchBodies(scored, 100, 20, 'json'), enc: 'json', size: 100, connections: BATCH_CONNECTIONS },
-    { key: 'b100-msgpack', label: 'batch 100, MessagePack', path: '/v1/score', bodies: batchBodies(scored, 100, 20, 'msgpack'), enc: 'msgpack', size: 100, connections: BATCH_CONNECTIONS },
-    { key: 'b1000-json', label: 'batch 1,000, JSON', path: '/v1/score', bodies: batchBodies(scored, 1000, 6, 'json'), enc: 'json', size: 1000, connections: BATCH_CONNECTIONS },
-    { key: 'b1000-msgpack', label: 'batch 1,000, MessagePack', path: '/v1/score', bodies: batchBodies(scored, 1000, 6, 'msgpack'), enc: 'msgpack', size: 1000, connections: BATCH_CONNECTIONS },
+    // every batch case cycles through all POOL declarations (the batches of 1,000 cycled 6,000 of them)
+    { key: 'b100-json', label: 'batch 100, JSON', path: '/v1/score', bodies: batchBodies(scored, 100, POOL / 100, 'json'), enc: 'json', size: 100, connections: BATCH_CONNECTIONS },
+    { key: 'b100-msgpack', label: 'batch 100, MessagePack', path: '/v1/score', bodies: batchBodies(scored, 100, POOL / 100, 'msgpack'), enc: 'msgpack', size: 100, connections: BATCH_CONNECTIONS },
+    { key: 'b1000-json', label: 'batch 1,000, JSON', path: '/v1/score', bodies: batchBodies(scored, 1000, POOL / 1000, 'json'), enc: 'json', size: 1000, connections: BATCH_CONNECTIONS },
+    { key: 'b1000-msgpack', label: 'batch 1,000, MessagePack', path: '/v1/score', bodies: batchBodies(scored, 1000, POOL / 1000, 'msgpack'), enc: 'msgpack', size: 1000, connections: BATCH_CONNECTIONS },
   ];
 
   const quiet0 = sampleCpu();
@@ -777,7 +779,8 @@ async function main(): Promise<void> {
     `Each load test runs ${DURATION} s after a ${WARMUP} s warm-up per server. Latencies are measured per response (2xx only) at µs resolution: from autocannon's own timer for its tests (its built-in histogram has 1 ms steps), from the write of each request for the raw closed-loop client, from each request's due time for the paced client. ` +
     `CPU columns: % of one core over the test (${cpuList.length} cores = ${cpuList.length * 100} %): server main thread / whole server process / load generator / everything else on the machine (noise), from /proc.`);
   out();
-  out(`Declarations: synthetic (generator seed 11, 300 HS6 codes), ${fmt(POOL)} distinct, about ${fmt(singles.reduce((s, b) => s + b.length, 0) / singles.length - 18)} bytes each as JSON.` +
+  out(`Declarations: synthetic (generator seed 11, 300 HS6 codes), ${fmt(POOL)} distinct, about ${fmt(singles.reduce((s, b) => s + b.length, 0) / singles.length - 18)} bytes each as JSON; the batch and stream tests cycle through all of them, the single-declaration tests through the first 256. ` +
+    `Their goods descriptions repeat (${fmt(distinctPairs)} distinct (HS code, description) pairs among the ${fmt(POOL)}), so after the first pass the workers' text caches answer every one, as in traffic that repeats its descriptions. A description never seen before costs a worker more: \`npm run bench:text\`'s cold rows (bench/TEXT-RESULTS.md) measure it, and with a share *f* of new descriptions each declaration costs about *f* ÷ (that rate) more.` +
     (DECISION_LOG === 'on' ? ` The same ids come back over and over; what fresh ids cost the decision log as it grows is measured by \`npm run bench:log\`.` : ''));
   out();
 
