@@ -41,6 +41,9 @@ export interface HsFit {
 /** A stem's entry in one level: its idf and its postings (documents and their normalised weights; none when the idf is 0). */
 interface Term { idf: number; doc: Int32Array; w: Float64Array }
 
+/** A stem of the nomenclature: its entry in each level (undefined: not in that level's documents). */
+interface Stem { chapter: Term | undefined; heading: Term | undefined }
+
 /** A description's known stems, in the order first seen: per stem, its entry in each level (undefined: not in that level's vocabulary) and its count. */
 interface Bag { chapter: (Term | undefined)[]; heading: (Term | undefined)[]; count: number[] }
 
@@ -162,6 +165,8 @@ export interface HsFitModelOptions {
 export class HsFitModel {
   private readonly chapters: Level;
   private readonly headings: Level;
+  /** Per stem of either level, its entry in each (null: a stopword): one lookup per stem of a description. */
+  private readonly vocabulary = new Map<string, Stem | null>();
   private readonly chapterIndex = new Map<string, number>();
   private readonly headingIndex = new Map<string, number>();
   /** Per heading, the index of its chapter (-1: a chapter the nomenclature lacks). */
@@ -185,6 +190,13 @@ export class HsFitModel {
     }
     this.chapters = new Level(ch);
     this.headings = new Level(hd);
+    for (const [stem, t] of this.chapters.terms) this.vocabulary.set(stem, { chapter: t, heading: undefined });
+    for (const [stem, t] of this.headings.terms) {
+      const v = this.vocabulary.get(stem);
+      if (v) v.heading = t;
+      else this.vocabulary.set(stem, { chapter: undefined, heading: t });
+    }
+    for (const w of STOPWORDS) this.vocabulary.set(w, null); // never a term of either level
     this.chapters.codes.forEach((c, i) => this.chapterIndex.set(c, i));
     this.headings.codes.forEach((c, i) => this.headingIndex.set(c, i));
     this.headingChapter = Int32Array.from(this.headings.codes, (c) => this.chapterIndex.get(c.slice(0, 2)) ?? -1);
@@ -195,28 +207,31 @@ export class HsFitModel {
     return { chapters: this.chapters.codes.length, headings: this.headings.codes.length };
   }
 
-  /** A description's stems without stopwords: each distinct one's entries and count, in the order first seen; how many there are, and how many the model knows. */
+  /** A description's stems without stopwords: each distinct known one's entries and count, in the order first seen; how many there are, and how many the model knows. */
   private bag(description: string, stemmed: readonly string[] = stems(description)): Bag & { terms: number; known: number } {
-    const at = new Map<string, number>();
-    const bag = { chapter: [] as (Term | undefined)[], heading: [] as (Term | undefined)[], count: [] as number[], terms: 0, known: 0 };
+    const seen: Stem[] = [];
+    const count: number[] = [];
+    let index: Map<Stem, number> | undefined; // past a few distinct stems: a scan of `seen` would be quadratic
     let terms = 0, known = 0;
     for (const s of stemmed) {
-      if (STOPWORDS.has(s)) continue;
+      const v = this.vocabulary.get(s);
+      if (v === null) continue; // a stopword
       terms++;
-      let k = at.get(s);
-      if (k === undefined) {
-        k = bag.count.length;
-        at.set(s, k);
-        bag.chapter.push(this.chapters.terms.get(s));
-        bag.heading.push(this.headings.terms.get(s));
-        bag.count.push(0);
+      if (v === undefined) continue; // not in the nomenclature: no weight anywhere
+      known++;
+      let k = -1;
+      if (index) k = index.get(v) ?? -1;
+      else for (let j = 0; j < seen.length; j++) if (seen[j] === v) { k = j; break; }
+      if (k < 0) {
+        k = seen.length;
+        seen.push(v);
+        count.push(0);
+        if (index) index.set(v, k);
+        else if (seen.length > 16) index = new Map(seen.map((x, j) => [x, j]));
       }
-      bag.count[k]++;
-      if (bag.heading[k] !== undefined || bag.chapter[k] !== undefined) known++;
+      count[k]++;
     }
-    bag.terms = terms;
-    bag.known = known;
-    return bag;
+    return { chapter: seen.map((v) => v.chapter), heading: seen.map((v) => v.heading), count, terms, known };
   }
 
   /** The chapter that fits a description best ('' when no term is known). */
