@@ -58,10 +58,11 @@ class Level {
    * The documents the last similarities() call gave a score (the first
    * `touchedCount`): the only non-zero entries of `scores`, so that a call
    * resets and a reader scans those, not every document (a description's
-   * terms reach a few hundred of the 1,200 headings).
+   * terms reach a few hundred of the 1,200 headings). Read, not written,
+   * outside this class.
    */
-  private readonly touched: Int32Array;
-  private touchedCount = 0;
+  readonly touched: Int32Array;
+  touchedCount = 0;
   /** Scratch: the query's weight of each stem. */
   private qw = new Float64Array(64);
 
@@ -104,8 +105,8 @@ class Level {
   /**
    * Cosine similarity of a description's stems (their entries in this level,
    * with their counts) with every document; the returned array is reused by
-   * the next call, and touchedDocs() lists the documents whose entry may be
-   * non-zero.
+   * the next call; the first `touchedCount` of `touched` are the documents
+   * whose entry may be non-zero, in the order reached.
    */
   similarities(terms: readonly (Term | undefined)[], count: readonly number[]): Float64Array {
     const sc = this.scores, touched = this.touched;
@@ -140,10 +141,6 @@ class Level {
     return sc;
   }
 
-  /** The documents the last similarities() call reached, in the order reached (the others score 0). */
-  touchedDocs(): Int32Array {
-    return this.touched.subarray(0, this.touchedCount);
-  }
 }
 
 function top(level: Level, sc: Float64Array, k: number): HsCandidate[] {
@@ -263,8 +260,9 @@ export class HsFitModel {
     // declared heading, which can score best among headings while its chapter does not among chapters.
     // Only the headings reached can score above 0; among equal scores the first heading wins.
     let hBest = 0, best = -1, inChapter = -1;
-    const reached = this.headings.touchedDocs();
-    for (let k = 0; k < reached.length; k++) {
+    // (a subarray of them cost more than the scan: a typed-array view is an allocation V8 does not elide)
+    const reached = this.headings.touched, n = this.headings.touchedCount;
+    for (let k = 0; k < n; k++) {
       const i = reached[k], x = hsc[i];
       if (x > hBest || (x === hBest && x > 0 && i < best)) { hBest = x; best = i; }
       if (this.headingChapter[i] === bestChapter && x > 0 && (inChapter < 0 || x > hsc[inChapter] || (x === hsc[inChapter] && i < inChapter))) inChapter = i;
