@@ -380,4 +380,26 @@ describe('text signals in the scoring path', () => {
     expect(spreadSignals.signals.some((s) => s.misclassified)).toBe(true);
     expect(spreadSignals.signals.some((s) => s.terms.length > 0)).toBe(true);
   });
+
+  it('fits the headings only for a signal that fires: its reason names the best one, as the full fit does', () => {
+    const scorer = new TextScorer(config());
+    const decl = randomDeclarations(1, 73, { descriptions: true })[0];
+    const model = hsFitModel();
+    const cases = [
+      { hs: '610910', description: 'T-shirts of cotton, knitted' }, // fits: no signal
+      { hs: '851712', description: 'T-shirts of cotton, knitted' }, // another chapter: the signal, naming 6109
+      { hs: '950300', description: 'Power-Banks 20000 mAh, lithium-ion accumulators' },
+    ];
+    const text = scorer.batch(toBatch(cases.map((c, i) => ({ ...decl, id: `F${i}`, ...c }))).batch)!;
+    cases.forEach((c, i) => {
+      const signal = text.signals[text.row[i]];
+      const full = model.quickFit(c.hs, c.description);
+      expect(signal.fit!.chapterFit, c.description).toBe(full.chapterFit);
+      expect(signal.misclassified).toBe(full.chapterFit < 0.3);
+      if (signal.misclassified) expect(signal.fit).toEqual(full);
+      else expect(signal.fit).toEqual({ chapterFit: full.chapterFit, headingFit: NaN, bestHeading: '' });
+    });
+    expect(text.signals[text.row[1]].fit!.bestHeading).toBe('6109');
+    expect(text.signals[text.row[0]].misclassified).toBe(false);
+  });
 });

@@ -47,6 +47,9 @@ interface Stem { chapter: Term | undefined; heading: Term | undefined }
 /** A description's known stems, in the order first seen: per stem, its entry in each level (undefined: not in that level's vocabulary) and its count. */
 interface Bag { chapter: (Term | undefined)[]; heading: (Term | undefined)[]; count: number[] }
 
+/** HsFitModel.chapterFit's result: the declared chapter's fit, and the description's stems and best chapter for headingFit. */
+export interface ChapterFit { chapterFit: number; bag: Bag; bestChapter: number }
+
 /** One TF-IDF level (chapters or headings). */
 class Level {
   readonly codes: string[] = [];
@@ -248,19 +251,35 @@ export class HsFitModel {
    * `stemmed`: stems(description), when the caller has them already.
    */
   quickFit(hs: string, description: string, stemmed?: readonly string[]): { chapterFit: number; headingFit: number; bestHeading: string } {
+    const c = this.chapterFit(hs, description, stemmed);
+    const { headingFit, bestHeading } = this.headingFit(hs, c);
+    return { chapterFit: c.chapterFit, headingFit, bestHeading };
+  }
+
+  /**
+   * quickFit's first half: the declared chapter's fit, with what its second
+   * half (headingFit) needs. Scoring stops here when the chapter fits well
+   * enough for no signal: the headings are only named in a signal's reason.
+   */
+  chapterFit(hs: string, description: string, stemmed?: readonly string[]): ChapterFit {
     const b = this.bag(description, stemmed);
     const cs = this.chapters.similarities(b.chapter, b.count);
     let cBest = 0, bestChapter = -1;
     for (let i = 0; i < cs.length; i++) if (cs[i] > cBest) { cBest = cs[i]; bestChapter = i; }
     const c = this.chapterIndex.get(hs.slice(0, 2));
-    const chapterFit = cBest > 0 && c !== undefined ? cs[c] / cBest : NaN;
+    return { chapterFit: cBest > 0 && c !== undefined ? cs[c] / cBest : NaN, bag: b, bestChapter };
+  }
+
+  /** quickFit's second half, from its first (chapterFit, for the same code): the declared heading's fit and the heading to name. */
+  headingFit(hs: string, c: ChapterFit): { headingFit: number; bestHeading: string } {
+    const { bag: b, bestChapter } = c;
     const hsc = this.headings.similarities(b.heading, b.count);
     // the best heading overall gives the heading fit; the one named is the best of the best chapter:
     // a MISCLASSIFICATION reason (the chapter fits poorly) must not send the officer back to the
     // declared heading, which can score best among headings while its chapter does not among chapters.
-    // Only the headings reached can score above 0; among equal scores the first heading wins.
-    let hBest = 0, best = -1, inChapter = -1;
+    // Only the headings reached can score above 0; among equal scores the first heading wins
     // (a subarray of them cost more than the scan: a typed-array view is an allocation V8 does not elide)
+    let hBest = 0, best = -1, inChapter = -1;
     const reached = this.headings.touched, n = this.headings.touchedCount;
     for (let k = 0; k < n; k++) {
       const i = reached[k], x = hsc[i];
@@ -268,10 +287,10 @@ export class HsFitModel {
       if (this.headingChapter[i] === bestChapter && x > 0 && (inChapter < 0 || x > hsc[inChapter] || (x === hsc[inChapter] && i < inChapter))) inChapter = i;
     }
     const h = this.headingIndex.get(hs.slice(0, 4));
-    const headingFit = hBest > 0 && h !== undefined ? hsc[h] / hBest : NaN;
     const named = inChapter >= 0 ? inChapter : best;
-    return { chapterFit, headingFit, bestHeading: named >= 0 ? this.headings.codes[named] : '' };
+    return { headingFit: hBest > 0 && h !== undefined ? hsc[h] / hBest : NaN, bestHeading: named >= 0 ? this.headings.codes[named] : '' };
   }
+
 
   /** How well a description fits a declared HS code (2–10 digits), with the best-fitting chapters and headings. */
   fit(hs: string, description: string, k = 3): HsFit {

@@ -73,7 +73,12 @@ export function textConfig(profiles: readonly Profile[], watchLists: readonly Wa
 export interface TextSignal {
   /** Keyword terms found (indices into TextConfig.terms), ascending. */
   terms: readonly number[];
-  /** Fit of the declared chapter and heading (0–1, NaN when no term of the description is known), with the best heading. */
+  /**
+   * Fit of the declared chapter (0–1, NaN when no term of the description is
+   * known); when the signal fired, also of the declared heading, and the
+   * heading to name (else NaN and '': nothing reads them, and they are half
+   * the cost of a new description).
+   */
   fit?: { chapterFit: number; headingFit: number; bestHeading: string };
   /** The declared chapter (with fit). */
   chapter?: string;
@@ -93,20 +98,37 @@ export interface BatchText {
 }
 
 const NO_TERMS: readonly number[] = Object.freeze([]);
+/** Descriptions a scorer keeps what it found for before it starts over. */
 const CACHE_LIMIT = 100_000;
+/** HS codes (or headings) a description keeps signals (fits) for: a description declared under many codes computes the rest each time. */
+const PER_DESCRIPTION = 64;
 
-function remember<V>(cache: Map<string, V>, key: string, value: V): V {
-  if (cache.size >= CACHE_LIMIT) cache.clear();
-  cache.set(key, value);
-  return value;
+type Fit = { chapterFit: number; headingFit: number; bestHeading: string };
+
+/**
+ * What a scorer found for one description: its keyword terms, its fit by
+ * declared heading and its signal by declared HS code. The first heading's
+ * fit and the first code's signal are held inline (a description is nearly
+ * always declared under one code), more in a map.
+ */
+interface Known {
+  terms: readonly number[] | undefined;
+  fitHeading: string | undefined;
+  fit: Fit | undefined;
+  fits: Map<string, Fit> | undefined;
+  signalHs: string | undefined;
+  signal: TextSignal | undefined;
+  signals: Map<string, TextSignal> | undefined;
 }
 
 export class TextScorer {
   private readonly match: (s: readonly string[]) => number[];
-  private readonly termCache = new Map<string, readonly number[]>();
-  private readonly fitCache = new Map<string, { chapterFit: number; headingFit: number; bestHeading: string }>();
-  /** Signals by description, then by HS code: the same pair in a later batch reuses its signal (no key string built per row). */
-  private readonly signalCache = new Map<string, Map<string, TextSignal>>();
+  /**
+   * By description, what was found for it: one lookup of the description
+   * (whose hash V8 keeps on the string) where three caches each took one,
+   * one of them with a key string built per (heading, description).
+   */
+  private readonly known = new Map<string, Known>();
   private model: HsFitModel | undefined;
 
   constructor(readonly config: TextConfig) {
@@ -118,41 +140,60 @@ export class TextScorer {
     return this.config.terms.length > 0 || this.config.misclassification !== null;
   }
 
-  /** Keyword terms found in a description (`stemmed`: gives its stems, when the caller keeps them for the fit as well). */
-  termsOf(description: string, stemmed: () => readonly string[] = () => stems(description)): readonly number[] {
-    if (this.config.terms.length === 0 || description === '') return NO_TERMS;
-    const hit = this.termCache.get(description);
-    if (hit) return hit;
-    const found = this.match(stemmed());
-    return remember(this.termCache, description, found.length ? found : NO_TERMS);
+  /** The entry of a description, made (and the cache started over when full) if new. */
+  private entry(description: string): Known {
+    let k = this.known.get(description);
+    if (k === undefined) {
+      if (this.known.size >= CACHE_LIMIT) this.known.clear();
+      k = { terms: undefined, fitHeading: undefined, fit: undefined, fits: undefined, signalHs: undefined, signal: undefined, signals: undefined };
+      this.known.set(description, k);
+    }
+    return k;
   }
 
-  /** Fit of a description to a declared code (cached per heading and description). */
-  fitOf(hs: string, description: string, stemmed?: () => readonly string[]): { chapterFit: number; headingFit: number; bestHeading: string } {
-    const key = `${hs.slice(0, 4)}\u0000${description}`;
-    const hit = this.fitCache.get(key);
-    if (hit) return hit;
-    this.model ??= hsFitModel();
-    return remember(this.fitCache, key, this.model.quickFit(hs, description, stemmed?.()));
+  /** Keyword terms found in a description (`stemmed`: gives its stems, when the caller keeps them for the fit as well). */
+  termsOf(description: string, stemmed: () => readonly string[] = () => stems(description), known?: Known): readonly number[] {
+    if (this.config.terms.length === 0 || description === '') return NO_TERMS;
+    const k = known ?? this.entry(description);
+    if (k.terms === undefined) {
+      const found = this.match(stemmed());
+      k.terms = found.length ? found : NO_TERMS;
+    }
+    return k.terms;
+  }
+
+  /** Fit of a description to a declared code (kept per heading and description); the heading part only where the signal fires (TextSignal.fit). */
+  fitOf(hs: string, description: string, stemmed?: () => readonly string[], known?: Known): Fit {
+    const k = known ?? this.entry(description);
+    const heading = hs.slice(0, 4);
+    if (k.fitHeading === heading) return k.fit!;
+    const more = k.fits?.get(heading);
+    if (more) return more;
+    const model = (this.model ??= hsFitModel());
+    const c = model.chapterFit(hs, description, stemmed?.());
+    // the headings only name the best one in the signal's reason: not computed for a fit that gives none
+    const below = this.config.misclassification?.below ?? Infinity;
+    const fit = c.chapterFit < below ? { chapterFit: c.chapterFit, ...model.headingFit(hs, c) } : { chapterFit: c.chapterFit, headingFit: NaN, bestHeading: '' };
+    if (k.fitHeading === undefined) { k.fitHeading = heading; k.fit = fit; } else if ((k.fits ??= new Map()).size < PER_DESCRIPTION) k.fits.set(heading, fit);
+    return fit;
   }
 
   /** The signal of one declaration. */
-  signal(hs: string, description: string, terms = this.termsOf(description), stemmed?: () => readonly string[]): TextSignal {
+  signal(hs: string, description: string, terms = this.termsOf(description), stemmed?: () => readonly string[], known?: Known): TextSignal {
     const m = this.config.misclassification;
     if (!m) return { terms, misclassified: false, extra: 0 };
-    const fit = this.fitOf(hs, description, stemmed);
+    const fit = this.fitOf(hs, description, stemmed, known);
     const misclassified = fit.chapterFit < m.below; // NaN (nothing known) never fires
     return { terms, fit, chapter: hs.slice(0, 2), misclassified, extra: misclassified ? m.weight : 0 };
   }
 
   /** signal(), kept across batches per (description, HS code); signals are never modified once made. */
-  private cachedSignal(hs: string, description: string, terms: readonly number[], stemmed: () => readonly string[]): TextSignal {
-    let byHs = this.signalCache.get(description);
-    if (byHs === undefined) byHs = remember(this.signalCache, description, new Map<string, TextSignal>());
-    let signal = byHs.get(hs);
+  private cachedSignal(hs: string, description: string, terms: readonly number[], stemmed: () => readonly string[], known: Known): TextSignal {
+    if (known.signalHs === hs) return known.signal!;
+    let signal = known.signals?.get(hs);
     if (signal === undefined) {
-      signal = this.signal(hs, description, terms, stemmed);
-      if (byHs.size < 64) byHs.set(hs, signal); // a description declared under many codes: the rest are computed each time
+      signal = this.signal(hs, description, terms, stemmed, known);
+      if (known.signalHs === undefined) { known.signalHs = hs; known.signal = signal; } else if ((known.signals ??= new Map()).size < PER_DESCRIPTION) known.signals.set(hs, signal);
     }
     return signal;
   }
@@ -166,7 +207,8 @@ export class TextScorer {
     // each description's stems, made at most once per batch, for its keywords and for its fit
     const stemmed: (readonly string[] | undefined)[] = new Array(descDict.length);
     const stemsOf = descDict.map((d, k) => () => (stemmed[k] ??= stems(d)));
-    const descriptionTerms = descDict.map((d, k) => this.termsOf(d, stemsOf[k]));
+    const known = descDict.map((d) => this.entry(d));
+    const descriptionTerms = descDict.map((d, k) => this.termsOf(d, stemsOf[k], known[k]));
     const row = new Uint32Array(n);
     if (!this.config.misclassification) {
       // one signal per description
@@ -187,7 +229,7 @@ export class TextScorer {
       let k = dense ? dense[key] : sparse!.get(key) ?? -1;
       if (k < 0) {
         k = signals.length;
-        signals.push(this.cachedSignal(hsDict[h], descDict[d], descriptionTerms[d], stemsOf[d]));
+        signals.push(this.cachedSignal(hsDict[h], descDict[d], descriptionTerms[d], stemsOf[d], known[d]));
         if (dense) dense[key] = k; else sparse!.set(key, k);
       }
       row[i] = k;
