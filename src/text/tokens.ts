@@ -48,21 +48,24 @@ export function words(text: string): string[] {
  * Undefined for any other text (the general path normalises it).
  */
 function asciiWords(text: string): string[] | undefined {
-  const lower = text.toLowerCase();
   const out: string[] = [];
-  let start = -1;
+  let start = -1, upper = false;
   for (let i = 0; i < text.length; i++) {
     const c = text.charCodeAt(i);
     if (c < 0x20 || c > 0x7e) return undefined;
-    const d = lower.charCodeAt(i);
-    if ((d >= 0x61 && d <= 0x7a) || (d >= 0x30 && d <= 0x39)) {
+    if ((c >= 0x61 && c <= 0x7a) || (c >= 0x30 && c <= 0x39)) {
       if (start < 0) start = i;
+    } else if (c >= 0x41 && c <= 0x5a) {
+      if (start < 0) start = i;
+      upper = true;
     } else if (start >= 0) {
-      out.push(lower.slice(start, i));
+      // lower-cased word by word, only the words that need it (not the whole text copied)
+      out.push(upper ? text.slice(start, i).toLowerCase() : text.slice(start, i));
       start = -1;
+      upper = false;
     }
   }
-  if (start >= 0) out.push(lower.slice(start));
+  if (start >= 0) out.push(upper ? text.slice(start).toLowerCase() : text.slice(start));
   return out;
 }
 
