@@ -381,6 +381,19 @@ describe('text signals in the scoring path', () => {
     expect(spreadSignals.signals.some((s) => s.terms.length > 0)).toBe(true);
   });
 
+  it('keeps what it found for descriptions up to a number of characters, not only of descriptions: long ones do not hold memory for ever', () => {
+    const scorer = new TextScorer(textConfig([], LISTS, { weight: 0, below: 0.3 }));
+    const decl = randomDeclarations(1, 74, { descriptions: true })[0];
+    const first = scorer.termsOf('replica handbags');
+    expect(scorer.termsOf('replica handbags')).toBe(first); // kept
+    // 4,000 descriptions of 4,096 characters (16.4 million): far fewer than the 100,000 descriptions kept
+    const long = (i: number) => `${String(i).padStart(6, '0')} ${'cotton shirts '.repeat(292)}`.slice(0, 4096);
+    for (let b = 0; b < 4; b++) scorer.batch(toBatch(Array.from({ length: 1000 }, (_, i) => ({ ...decl, id: `L${b}-${i}`, description: long(b * 1000 + i) }))).batch);
+    const again = scorer.termsOf('replica handbags');
+    expect(again).toEqual(first);
+    expect(again).not.toBe(first); // found again: the cache started over
+  });
+
   it('fits the headings only for a signal that fires: its reason names the best one, as the full fit does', () => {
     const scorer = new TextScorer(config());
     const decl = randomDeclarations(1, 73, { descriptions: true })[0];

@@ -100,6 +100,8 @@ export interface BatchText {
 const NO_TERMS: readonly number[] = Object.freeze([]);
 /** Descriptions a scorer keeps what it found for before it starts over. */
 const CACHE_LIMIT = 100_000;
+/** Characters of descriptions a scorer keeps before it starts over (about 32 MB of strings): counted only, 100,000 descriptions of 4,000 characters held about 650 MB in each scoring thread. */
+const CACHE_CHARS = 16_000_000;
 /** HS codes (or headings) a description keeps signals (fits) for: a description declared under many codes computes the rest each time. */
 const PER_DESCRIPTION = 64;
 
@@ -129,6 +131,8 @@ export class TextScorer {
    * one of them with a key string built per (heading, description).
    */
   private readonly known = new Map<string, Known>();
+  /** The characters of the descriptions in `known`. */
+  private knownChars = 0;
   private model: HsFitModel | undefined;
 
   constructor(readonly config: TextConfig) {
@@ -144,7 +148,11 @@ export class TextScorer {
   private entry(description: string): Known {
     let k = this.known.get(description);
     if (k === undefined) {
-      if (this.known.size >= CACHE_LIMIT) this.known.clear();
+      if (this.known.size >= CACHE_LIMIT || this.knownChars + description.length > CACHE_CHARS) {
+        this.known.clear();
+        this.knownChars = 0;
+      }
+      this.knownChars += description.length;
       k = { terms: undefined, fitHeading: undefined, fit: undefined, fits: undefined, signalHs: undefined, signal: undefined, signals: undefined };
       this.known.set(description, k);
     }
