@@ -1030,6 +1030,31 @@ describe('service over loopback (worker pool)', () => {
     }
   }, 60_000);
 
+  it('counts a client that hangs up while still uploading a stream as gone, not as a fault of the service or of its records', async () => {
+    const counters = () => service.metrics.summary().counters;
+    const CLOSED = 'selectivity_requests_total{route="POST /v1/score/stream",status="closed"}';
+    const faults = () => ['SEL_ERR_INTERNAL', 'SEL_ERR_REQUEST_PARSE'].map((c) => counters()[`selectivity_errors_total{code="${c}"}`] ?? 0);
+    const [closed0, faults0] = [counters()[CLOSED] ?? 0, faults()];
+    // closed (FIN) in the middle of a record, and reset (RST, as a client killed mid-upload)
+    for (let n = 0; n < 4; n++) {
+      const lines = declarations(4000, 40 + n).map((d, i) => JSON.stringify({ ...d, id: `GONE-${n}-${i}` })).join('\n') + '\n';
+      const partial = `${lines}${JSON.stringify(declarations(1, 50)[0]).slice(0, 20)}`; // mid-record, the rest never sent
+      const url = new URL('/v1/score/stream', service.url);
+      const socket = connect(Number(url.port), url.hostname);
+      socket.on('error', () => undefined);
+      socket.on('data', () => undefined);
+      socket.write(`POST /v1/score/stream HTTP/1.1\r\nHost: ${url.host}\r\nAuthorization: Bearer ${TOKENS.port}\r\nContent-Type: application/x-ndjson\r\nContent-Length: ${Buffer.byteLength(partial) + 10_000}\r\n\r\n`);
+      socket.write(partial);
+      await new Promise((r) => setTimeout(r, 300));
+      if (n % 2 === 0) socket.destroy();
+      else socket.resetAndDestroy();
+    }
+    for (let i = 0; i < 500 && (counters()[CLOSED] ?? 0) < closed0 + 4; i++) await new Promise((r) => setTimeout(r, 10));
+    expect(counters()[CLOSED] ?? 0).toBe(closed0 + 4);
+    await new Promise((r) => setTimeout(r, 200));
+    expect(faults()).toEqual(faults0);
+  }, 60_000);
+
   it('shuts down gracefully: an in-flight stream completes, then the port closes', async () => {
     const decls = declarations(20_000, 25);
     let closing: Promise<void> | undefined;

@@ -116,6 +116,21 @@ describe('stream framing', () => {
     expect(mp.got.equals(values.subarray(0, whole))).toBe(true);
   });
 
+  it('ends a stream whose request did not arrive whole (its client hung up) after its whole records: the record cut short is no record', async () => {
+    // NDJSON: a last line without its newline is a record when the request is whole, not when it was cut
+    const text = Buffer.from('{"a":1}\n{"a":2}\n{"a":3,"b":"cut her');
+    expect((await frames(ndjsonFrames(reads(text, 2, 5), 100, 1000))).map((f) => f.bytes.toString())).toEqual([text.toString()]);
+    const cut: string[] = [];
+    const gen = ndjsonFrames(reads(text, 2, 5), 100, 1000, undefined, () => false);
+    await expect((async () => { for await (const f of gen) cut.push(Buffer.from(f.bytes).toString()); })()).rejects.toMatchObject({ code: 'SEL_ERR_ABANDONED', details: { field: 'body' } });
+    expect(cut).toEqual(['{"a":1}\n{"a":2}\n']);
+    // MessagePack: trailing bytes of a request cut short are the client gone, not a parse error
+    const whole = Buffer.concat([pack({ a: 1 }), pack({ b: 'y'.repeat(100) })]);
+    await expect(frames(msgpackFrames(reads(whole.subarray(0, whole.length - 3), 1, 10), 10, 8192, undefined, () => false))).rejects.toMatchObject({ code: 'SEL_ERR_ABANDONED' });
+    // a request that arrived whole ends as before
+    await expect(frames(msgpackFrames(reads(whole.subarray(0, whole.length - 3), 1, 10), 10, 8192, undefined, () => true))).rejects.toMatchObject({ code: 'SEL_ERR_REQUEST_PARSE' });
+  });
+
   it('refuses a line one byte over the limit even when it ends in the read it began in', async () => {
     const ok = `${JSON.stringify({ p: 'a'.repeat(100 - 8) })}`;
     expect(ok.length).toBe(100);

@@ -295,7 +295,10 @@ export async function buildServer(options: ServiceOptions): Promise<FastifyInsta
     onConstructorPoisoning: 'ignore',
     frameworkErrors: (err, req, reply) => sendError(req, reply, toSelectivityError(err)),
     clientErrorHandler: (err, socket) => {
-      if ((err as { code?: string }).code === 'ECONNRESET' || socket.destroyed) return;
+      // a client that hangs up (reset, or closed in the middle of its request: HPE_INVALID_EOF_STATE) has
+      // gone: nobody reads an answer, and it is no malformed request (it was counted SEL_ERR_REQUEST_PARSE)
+      const code = (err as { code?: string }).code;
+      if (code === 'ECONNRESET' || code === 'HPE_INVALID_EOF_STATE' || socket.destroyed) { socket.destroy(); return; }
       const e = clientError(err);
       metrics.count('selectivity_errors_total', { code: e.code });
       const body = JSON.stringify({ error: e.toJSON() });
@@ -482,8 +485,20 @@ export async function buildServer(options: ServiceOptions): Promise<FastifyInsta
         const done = () => { if (--inflight === 0) whenIdle?.(); };
         chunk.then(done, done);
       };
-      const frames = format === 'json' ? ndjsonFrames(input, chunkRecords, maxRecordBytes) : msgpackFrames(input, chunkRecords, maxRecordBytes);
+      // complete: whether the request's body arrived whole (a client that hangs up ends it early, and without an
+      // error); a request made in process (Fastify's inject) has no such flag: it is whole
+      const complete = () => req.raw.complete !== false;
+      const frames = format === 'json' ? ndjsonFrames(input, chunkRecords, maxRecordBytes, FRAME_BYTES, complete) : msgpackFrames(input, chunkRecords, maxRecordBytes, FRAME_BYTES, complete);
       const fatal = (e: unknown) => {
+        // the client hung up mid-upload: reading the request failed ("aborted"), or the framer found its last
+        // record cut short. Neither is the service's fault nor the records': the stream is counted as closed
+        // (countHungUp), and nobody reads this record. They were SEL_ERR_INTERNAL (an alert: "a bug") and
+        // SEL_ERR_REQUEST_PARSE, and the first logged an error with a stack trace.
+        if ((isSelectivityError(e) && e.code === errors.SEL_ERR_ABANDONED.code) || signal.aborted || reply.raw.destroyed || req.raw.socket?.destroyed === true) {
+          req.log.info({ reason: (e as Error)?.message }, 'stream: the client went away');
+          const rec = { fatal: true, error: errors.SEL_ERR_ABANDONED('the client went away during the stream', { field: 'body' }).toJSON() };
+          return accept === 'json' ? Buffer.from(`${JSON.stringify(rec)}\n`) : asBuffer(encodeMsgpack(rec));
+        }
         const se = isSelectivityError(e) ? e : errors.SEL_ERR_INTERNAL('stream failed', { field: 'body' });
         if (!isSelectivityError(e)) req.log.error({ err: e }, 'stream failed');
         if (se.code !== errors.SEL_ERR_ABANDONED.code) metrics.count('selectivity_errors_total', { code: se.code }); // counted per chunk in score()
@@ -748,7 +763,7 @@ function discardRest(raw: IncomingMessage, input: Readable): Promise<boolean> {
  * lines each, FRAME_BYTES at most but for one long line). A line longer
  * than `maxLine` throws, after the chunk of the whole lines before it.
  */
-export async function* ndjsonFrames(input: AsyncIterable<Buffer | string>, records: number, maxLine: number, frameBytes = FRAME_BYTES): AsyncGenerator<Frame> {
+export async function* ndjsonFrames(input: AsyncIterable<Buffer | string>, records: number, maxLine: number, frameBytes = FRAME_BYTES, complete?: () => boolean): AsyncGenerator<Frame> {
   let parts: Buffer[] = [];
   let size = 0;
   let lines = 0; // complete lines in parts
@@ -795,10 +810,18 @@ export async function* ndjsonFrames(input: AsyncIterable<Buffer | string>, recor
     if (lastNl > 0) yield { bytes: new Uint8Array((parts.length === 1 ? parts[0] : Buffer.concat(parts, size)).subarray(0, lastNl)), firstIndex: 0, firstLine: nextLine };
     throw fault.error;
   }
+  if (complete && !complete()) {
+    // the client went away mid-upload: its whole lines are answered, the line it was sending is not a record
+    if (lastNl > 0) yield { bytes: new Uint8Array((parts.length === 1 ? parts[0] : Buffer.concat(parts, size)).subarray(0, lastNl)), firstIndex: 0, firstLine: nextLine };
+    throw clientGone();
+  }
   if (size > 0) {
     yield { bytes: new Uint8Array(Buffer.concat(parts, size)), firstIndex: 0, firstLine: nextLine };
   }
 }
+
+/** The end of a stream whose request did not arrive whole: its client went away. */
+const clientGone = () => errors.SEL_ERR_ABANDONED('the client went away before the end of its stream', { field: 'body' });
 
 /**
  * Cuts a MessagePack sequence into chunks of whole values (about `records`
@@ -806,7 +829,7 @@ export async function* ndjsonFrames(input: AsyncIterable<Buffer | string>, recor
  * `maxRecord`, or bytes that cannot begin one, throw after the chunk of the
  * whole values before them.
  */
-export async function* msgpackFrames(input: AsyncIterable<Buffer | string>, records: number, maxRecord: number, frameBytes = FRAME_BYTES): AsyncGenerator<Frame> {
+export async function* msgpackFrames(input: AsyncIterable<Buffer | string>, records: number, maxRecord: number, frameBytes = FRAME_BYTES, complete?: () => boolean): AsyncGenerator<Frame> {
   // the bytes not yet framed, in buf[0, len): a buffer that grows by doubling, so a frame that
   // spans many socket reads is copied once per read, not once per read for every read before it
   let buf: Buffer = Buffer.alloc(0);
@@ -854,6 +877,7 @@ export async function* msgpackFrames(input: AsyncIterable<Buffer | string>, reco
   if (count > 0) yield { bytes: Buffer.from(buf.subarray(0, pos)), firstIndex: index, firstLine: 0 };
   // reading the input failed (a compressed body cut short): thrown once the whole values before it are answered
   if (fault) throw fault.error;
+  if (complete && !complete()) throw clientGone(); // the value it was sending is not a record
   if (pos < len) {
     throw errors.SEL_ERR_REQUEST_PARSE(`the stream ends inside record ${index + count}`, { field: 'body', expected: 'whole MessagePack values', got: `${len - pos} trailing bytes` });
   }
