@@ -245,21 +245,35 @@ export async function runBacktest(dir: string, o: BacktestOptions): Promise<Back
       while (lowest < left.length && left[lowest] === 0) lowest++;
       readAhead.advance(lowest);
     };
-    // a cancel ends the pool (its tasks reject): given to pool.run, the signal terminated the busy worker and
-    // Piscina started a replacement (minThreads), which the destroy below could miss: a thread and about
-    // 60 MB leaked per cancelled back-test
-    const onAbort = () => { void pool.destroy(); };
-    o.signal?.addEventListener('abort', onAbort, { once: true });
+    // A cancel drops the tasks not started and ends the workers running one (the signal given to pool.run;
+    // minThreads 0, so no replacement starts: with a minimum, a thread and about 60 MB leaked per cancel).
+    // The pool is destroyed only once every worker it started has loaded: a worker terminated while Node
+    // loads its ES modules leaves the module files open (15 to 20 per cancel, a Node bug), and in a
+    // service the cancels add up to EMFILE.
+    const loaded = new Set<unknown>();
+    pool.on('workerCreate', (w: unknown) => loaded.add(w));
+    pool.on('workerDestroy', (w: unknown) => loaded.delete(w));
+    const destroyLoaded = async () => {
+      for (let waited = 0; loaded.size < pool.threads.length && waited < WORKER_LOAD_WAIT_MS; waited += 10) await new Promise((r) => setTimeout(r, 10));
+      await pool.destroy();
+    };
+    const signal = o.signal;
+    // A worker ended by a cancel may still post the result of the task it was running; the pool, which
+    // has dropped that task, emits it as an error ("Unexpected message from Worker"), and an error event
+    // with no listener is thrown from the event loop (it failed a test run). After a cancel that is
+    // expected; before one, it is a fault of the run.
+    let poolError: unknown;
+    pool.on('error', (e: unknown) => { if (!signal?.aborted) poolError ??= e; });
     try {
-      if (o.signal?.aborted) throw abortError();
-      await Promise.all(tasks.map((t) => pool.run(t).then((p) => { finish(t, fromWorker<PartState>(p)); segmentDone(t.segmentIndex); })));
+      if (signal?.aborted) throw abortError();
+      await Promise.all(tasks.map((t) => pool.run(t, signal ? { signal } : {}).then((p) => { finish(t, fromWorker<PartState>(p)); segmentDone(t.segmentIndex); })));
+      if (poolError !== undefined) throw poolError;
     } catch (e) {
-      if (o.signal?.aborted) throw abortError();
+      if (signal?.aborted) throw abortError();
       throw e;
     } finally {
-      o.signal?.removeEventListener('abort', onAbort);
       await readAhead.stop();
-      await pool.destroy();
+      await destroyLoaded();
     }
   }
   const seconds = (performance.now() - started) / 1000;
@@ -267,6 +281,9 @@ export async function runBacktest(dir: string, o: BacktestOptions): Promise<Back
     names: o.names ?? ['candidate', 'baseline'], tooMuch, capacity: o.capacity, seconds, threads,
   });
 }
+
+/** How long a back-test's end waits for its pool's workers still loading before it destroys the pool anyway. */
+const WORKER_LOAD_WAIT_MS = 10_000;
 
 /** The segments a replay from `from` to `to` reads; a named error when there are none or the range is reversed. */
 export function planRange(dir: string, from?: string, to?: string): { segments: ReturnType<typeof segmentsIn>; fromDay: number; toDay: number } {
