@@ -446,6 +446,9 @@ describe('the targeting report (control group beside the targeted channels)', ()
       // the Wilson interval itself: 3 of 10 → 0.1078–0.6032
       expect(wilsonInterval(3, 10).low).toBeCloseTo(0.1078, 4);
       expect(wilsonInterval(3, 10).high).toBeCloseTo(0.6032, 4);
+      // read a page at a time: 7 results a page (39 pages) give the same report, per month too
+      expect(targetingReport(db, { from: '2026-11-01', to: '2026-11-30', page: 7 })).toEqual(r);
+      expect(targetingReport(db, { from: '2026-11-01', to: '2026-11-30', per: 'week', page: 7 })).toEqual(targetingReport(db, { from: '2026-11-01', to: '2026-11-30', per: 'week' }));
       // another period: what was examined then
       expect(targetingReport(db, { from: '2026-09-01', to: '2026-09-01' })).toMatchObject({ scored: 77, results: 50, unjoined: 0 });
       // a bad period: a named error

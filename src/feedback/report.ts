@@ -80,6 +80,8 @@ export interface ReportOptions {
   to?: string;
   /** Break the period down per day, week or month (TargetingReport.periods). */
   per?: ReportBreakdown;
+  /** Results read from the store at a time (default REPORT_PAGE; tests page through few). */
+  page?: number;
 }
 
 /** The first day of the day, week (Monday) or month holding `date` (YYYY-MM-DD). */
@@ -147,6 +149,9 @@ function versus(targeted: Tally, control: Tally): { targeted: ExaminedGroup; con
   return { targeted: tg, controlGroup: { ...c, low: interval?.low ?? null, high: interval?.high ?? null }, lift: tg.hitRate !== null && c.hitRate ? tg.hitRate / c.hitRate : null };
 }
 
+/** Results the targeting report reads from the store at a time. */
+export const REPORT_PAGE = 2000;
+
 /**
  * The report's work, yielding after every `slice` results joined (each join
  * may read a chunk of the log): the service runs it with pauses for the
@@ -164,14 +169,27 @@ function* reportSteps(db: Db, o: ReportOptions, now: number, slice: number, done
   const periods = new Map<string, { results: number; targeted: Tally; control: Tally }>();
   if (by) for (const p of periodStarts(from, to, by)) periods.set(p, { results: 0, targeted: tally(), control: tally() });
   let results = 0, unjoined = 0;
-  // in decision order, so that the decisions of one chunk of the log are read together
-  const rows = db.prepare('SELECT decision_seq AS seq, date, inspected, outcome, revenue_recovered AS revenue FROM feedback WHERE current = 1 AND date BETWEEN ? AND ? ORDER BY decision_seq')
-    .all(from, to) as { seq: number; date: string; inspected: number; outcome: string; revenue: number }[];
-  for (const r of rows) {
+  // in decision order, so that the decisions of one chunk of the log are read together; a page at a time
+  // (store migration 11's index), after the last (decision, result) read: a period's every result read at
+  // once held them all in memory and the thread for as long as the read and its sort took
+  const page = db.prepare(`SELECT feedback.seq AS result, decision_seq AS decision, date, inspected, outcome, revenue_recovered AS revenue FROM feedback
+    WHERE current = 1 AND (decision_seq > ? OR (decision_seq = ? AND feedback.seq > ?)) AND date BETWEEN ? AND ? ORDER BY decision_seq, feedback.seq LIMIT ?`);
+  type Row = { result: number; decision: number; date: string; inspected: number; outcome: string; revenue: number };
+  const pageSize = o.page ?? REPORT_PAGE;
+  const pages = function* (): Generator<Row> {
+    let afterDecision = -1, afterResult = -1;
+    for (;;) {
+      const rows = page.all(afterDecision, afterDecision, afterResult, from, to, pageSize) as Row[];
+      yield* rows;
+      if (rows.length < pageSize) return;
+      ({ decision: afterDecision, result: afterResult } = rows[rows.length - 1]);
+    }
+  };
+  for (const r of pages()) {
     results++;
     const period = by ? periods.get(periodStart(r.date, by)) : undefined;
     if (period) period.results++;
-    const d = log.at(r.seq);
+    const d = log.at(r.decision);
     if (!d) unjoined++;
     else {
       count(d.controlGroup ? control : byChannel.get(d.channel)!, r.inspected === 1, r.outcome, r.revenue);
