@@ -4,9 +4,12 @@
  * bench/SERVICE-MODEL-RESULTS.md; not with --quick). Figures are
  * reported, never asserted.
  *
- *  0. ceiling: a plain Fastify JSON echo server (POST /echo returns the parsed
- *     body) in a child process, loaded with the same settings and bodies as
- *     the service, so every service figure has a "vs echo" ratio;
+ *  0. baseline: a plain Fastify JSON echo server (POST /echo returns the
+ *     parsed body) in a child process, loaded with the same settings and
+ *     bodies as the service, so every service figure has a "vs echo" ratio
+ *     (a ceiling for single declarations; for batches the echo runs on one
+ *     thread and the service scores on its workers: a comparison, not an
+ *     overhead);
  *  1. single declarations (JSON): latency at a fixed 2,000 req/s (autocannon
  *     overallRate, and the open-loop paced client of bench/paced.ts with the
  *     server's Server-Timing and the machine's scheduling noise beside it),
@@ -820,7 +823,7 @@ async function main(): Promise<void> {
     return atRate;
   };
 
-  // ---- echo ceiling -----------------------------------------------------------------------------------
+  // ---- echo baseline -----------------------------------------------------------------------------------
   progress('starting the echo server…');
   const echo = await startChild('echo server', ['--input-type=module', '-e', ECHO_SCRIPT], { ...process.env });
   const echoOut: Record<string, Load> = {};

@@ -317,9 +317,12 @@ class NumberHash {
 
 /**
  * Distinct values a column's cache of part ids keeps before it starts over,
- * by default: room for the 18,071 sellers of the bench's 100,000-row batch,
- * at about 100 bytes a value (the string kept alive, the Map entry, the ids),
- * so at most a few MB per column and thread.
+ * by default: sized by memory, about 100 bytes a value (the string kept
+ * alive, the Map entry, the ids), so at most a few MB per column and thread.
+ * A register with more distinct values in its recent traffic (an
+ * administration's importers or sellers) empties it each time it fills, and
+ * then pays a lookup in the parts' maps per new value: the benchmarks, whose
+ * synthetic world has 18,071 sellers in a 100,000-row batch, never do.
  */
 const VALUE_CACHE_LIMIT = 1 << 15;
 
