@@ -494,13 +494,17 @@ export async function buildServer(options: ServiceOptions): Promise<FastifyInsta
         // record cut short. Neither is the service's fault nor the records': the stream is counted as closed
         // (countHungUp), and nobody reads this record. They were SEL_ERR_INTERNAL (an alert: "a bug") and
         // SEL_ERR_REQUEST_PARSE, and the first logged an error with a stack trace.
-        if ((isSelectivityError(e) && e.code === errors.SEL_ERR_ABANDONED.code) || signal.aborted || reply.raw.destroyed || req.raw.socket?.destroyed === true) {
+        const abandoned = isSelectivityError(e) && e.code === errors.SEL_ERR_ABANDONED.code;
+        const gone = abandoned || signal.aborted || reply.raw.destroyed || req.raw.socket?.destroyed === true;
+        let se: SelectivityError;
+        if (gone) {
           req.log.info({ reason: (e as Error)?.message }, 'stream: the client went away');
-          const rec = { fatal: true, error: errors.SEL_ERR_ABANDONED('the client went away during the stream', { field: 'body' }).toJSON() };
-          return accept === 'json' ? Buffer.from(`${JSON.stringify(rec)}\n`) : asBuffer(encodeMsgpack(rec));
+          se = abandoned ? e : clientGone();
+        } else if (isSelectivityError(e)) se = e;
+        else {
+          req.log.error({ err: e }, 'stream failed');
+          se = errors.SEL_ERR_INTERNAL('stream failed', { field: 'body' });
         }
-        const se = isSelectivityError(e) ? e : errors.SEL_ERR_INTERNAL('stream failed', { field: 'body' });
-        if (!isSelectivityError(e)) req.log.error({ err: e }, 'stream failed');
         if (se.code !== errors.SEL_ERR_ABANDONED.code) metrics.count('selectivity_errors_total', { code: se.code }); // counted per chunk in score()
         const rec = { fatal: true, error: se.toJSON() };
         return accept === 'json' ? Buffer.from(`${JSON.stringify(rec)}\n`) : asBuffer(encodeMsgpack(rec));
@@ -771,6 +775,8 @@ export async function* ndjsonFrames(input: AsyncIterable<Buffer | string>, recor
   let lastNl = -1; // offset (in the concatenation) just after the last newline
   let nextLine = 1;
   let fault: { error: unknown } | undefined;
+  /** The whole lines read and not yet framed, as a frame (a copy: the engine may transfer what it is given). */
+  const wholeLines = (): Frame => ({ bytes: new Uint8Array((parts.length === 1 ? parts[0] : Buffer.concat(parts, size)).subarray(0, lastNl)), firstIndex: 0, firstLine: nextLine });
   for await (const chunk of untilFault(input, (error) => { fault = { error }; })) {
     const buf = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
     parts.push(buf);
@@ -787,7 +793,7 @@ export async function* ndjsonFrames(input: AsyncIterable<Buffer | string>, recor
     scanned += buf.length;
     if (tooLong || size - Math.max(lastNl, 0) > maxLine) {
       // the whole lines before it are answered first
-      if (lastNl > 0) yield { bytes: new Uint8Array((parts.length === 1 ? parts[0] : Buffer.concat(parts, size)).subarray(0, lastNl)), firstIndex: 0, firstLine: nextLine };
+      if (lastNl > 0) yield wholeLines();
       throw errors.SEL_ERR_REQUEST_PARSE(`line ${nextLine + lines} is longer than ${maxLine} bytes`, { field: 'body', expected: `NDJSON lines of at most ${maxLine} bytes`, got: `line ${nextLine + lines}` });
     }
     if ((lines >= records || lastNl >= frameBytes) && lastNl > 0) {
@@ -805,15 +811,12 @@ export async function* ndjsonFrames(input: AsyncIterable<Buffer | string>, recor
       // the remainder has no newline (lastNl was the last one)
     }
   }
-  if (fault) {
-    // reading the input failed (a compressed body cut short): the whole lines before the fault are answered first
-    if (lastNl > 0) yield { bytes: new Uint8Array((parts.length === 1 ? parts[0] : Buffer.concat(parts, size)).subarray(0, lastNl)), firstIndex: 0, firstLine: nextLine };
-    throw fault.error;
-  }
-  if (complete && !complete()) {
-    // the client went away mid-upload: its whole lines are answered, the line it was sending is not a record
-    if (lastNl > 0) yield { bytes: new Uint8Array((parts.length === 1 ? parts[0] : Buffer.concat(parts, size)).subarray(0, lastNl)), firstIndex: 0, firstLine: nextLine };
-    throw clientGone();
+  // reading the input failed (a compressed body cut short), or the client went away mid-upload: the whole
+  // lines before are answered first, and the line cut short is not a record
+  const end = fault ? fault.error : complete && !complete() ? clientGone() : undefined;
+  if (end !== undefined) {
+    if (lastNl > 0) yield wholeLines();
+    throw end;
   }
   if (size > 0) {
     yield { bytes: new Uint8Array(Buffer.concat(parts, size)), firstIndex: 0, firstLine: nextLine };
