@@ -47,6 +47,9 @@ interface Stem { chapter: Term | undefined; heading: Term | undefined }
 /** A description's known stems, in the order first seen: per stem, its entry in each level (undefined: not in that level's vocabulary) and its count. */
 interface Bag { chapter: (Term | undefined)[]; heading: (Term | undefined)[]; count: number[] }
 
+/** The scoring path's fit of a description to its declared code (HsFitModel.quickFit). */
+export interface QuickFit { chapterFit: number; headingFit: number; bestHeading: string }
+
 /** HsFitModel.chapterFit's result: the declared chapter's fit, and the description's stems and best chapter for headingFit. */
 export interface ChapterFit { chapterFit: number; bag: Bag; bestChapter: number }
 
@@ -143,7 +146,6 @@ class Level {
     this.touchedCount = reached;
     return sc;
   }
-
 }
 
 function top(level: Level, sc: Float64Array, k: number): HsCandidate[] {
@@ -250,7 +252,7 @@ export class HsFitModel {
    * checks it); an unknown chapter or heading gives NaN.
    * `stemmed`: stems(description), when the caller has them already.
    */
-  quickFit(hs: string, description: string, stemmed?: readonly string[]): { chapterFit: number; headingFit: number; bestHeading: string } {
+  quickFit(hs: string, description: string, stemmed?: readonly string[]): QuickFit {
     const c = this.chapterFit(hs, description, stemmed);
     const { headingFit, bestHeading } = this.headingFit(hs, c);
     return { chapterFit: c.chapterFit, headingFit, bestHeading };
@@ -271,7 +273,7 @@ export class HsFitModel {
   }
 
   /** quickFit's second half, from its first (chapterFit, for the same code): the declared heading's fit and the heading to name. */
-  headingFit(hs: string, c: ChapterFit): { headingFit: number; bestHeading: string } {
+  headingFit(hs: string, c: ChapterFit): Omit<QuickFit, 'chapterFit'> {
     const { bag: b, bestChapter } = c;
     const hsc = this.headings.similarities(b.heading, b.count);
     // the best heading overall gives the heading fit; the one named is the best of the best chapter:
@@ -290,7 +292,6 @@ export class HsFitModel {
     const named = inChapter >= 0 ? inChapter : best;
     return { headingFit: hBest > 0 && h !== undefined ? hsc[h] / hBest : NaN, bestHeading: named >= 0 ? this.headings.codes[named] : '' };
   }
-
 
   /** How well a description fits a declared HS code (2–10 digits), with the best-fitting chapters and headings. */
   fit(hs: string, description: string, k = 3): HsFit {
