@@ -56,6 +56,9 @@ async function scoreAll(rs: Ruleset, ds: Declaration[]): Promise<ScoreResult> {
   try { return await engine.scoreBatch(toBatch(ds).batch); } finally { await engine.close(); }
 }
 
+/** A second of timers, for threads and files a run let go of to be gone. */
+const settle = async () => { for (let t = 0; t < 40; t++) await new Promise((r) => setTimeout(r, 25)); };
+
 const known = (i: number) => result[i] !== RESULT_UNKNOWN;
 const hit = (i: number) => result[i] === 1;
 
@@ -175,7 +178,6 @@ describe('back-test', () => {
 
   it('a cancelled back-test leaves no worker thread behind', async () => {
     const threadsNow = () => readdirSync('/proc/self/task').length;
-    const settle = async () => { for (let t = 0; t < 40; t++) await new Promise((r) => setTimeout(r, 25)); };
     // a whole run first: the threads a process keeps once started (libuv's pool for the file reads) are there
     await runBacktest(dir, { candidate, baseline, threads: 2 });
     await settle();
@@ -194,7 +196,6 @@ describe('back-test', () => {
 
   it('a back-test cancelled while its workers are still starting leaves no open file behind', async () => {
     const fds = () => readdirSync('/proc/self/fd').length;
-    const settle = async () => { for (let t = 0; t < 40; t++) await new Promise((r) => setTimeout(r, 25)); };
     await runBacktest(dir, { candidate, baseline, threads: 2 });
     await settle();
     const before = fds();
