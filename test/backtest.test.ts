@@ -4,7 +4,7 @@
  * agreeing with the calling thread, date ranges, the capacity view's top of
  * the ranking, the HTML page, and the CLI.
  */
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
@@ -195,7 +195,9 @@ describe('back-test', () => {
   });
 
   it('a back-test cancelled while its workers are still starting leaves no open file behind', async () => {
-    const fds = () => readdirSync('/proc/self/fd').length;
+    // the files the leak held: modules (.js, .mjs); other descriptors come and go with the test run (it failed
+    // once in CI at one descriptor over a bound of 2 when it counted every one)
+    const fds = () => readdirSync('/proc/self/fd').filter((fd) => { try { return /\.m?js$/.test(readlinkSync(`/proc/self/fd/${fd}`)); } catch { return false; } }).length;
     await runBacktest(dir, { candidate, baseline, threads: 2 });
     await settle();
     const before = fds();
@@ -209,7 +211,7 @@ describe('back-test', () => {
     }
     await settle();
     // a worker terminated while Node loads its ES modules keeps the module files open: 15 to 20 a cancel
-    expect(fds()).toBeLessThanOrEqual(before + 2);
+    expect(fds()).toBeLessThanOrEqual(before);
   });
 
   it('a worker that answers a task its cancel dropped is no error thrown from the event loop', async () => {
