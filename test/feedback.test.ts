@@ -4,6 +4,7 @@
  * real listener with a worker pool (decisions logged by the writer thread).
  * Workers run from dist/: `npm run build:ts` first.
  */
+import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -596,6 +597,70 @@ describe('learning from the feedback in the store (POST /v1/model/retrain)', () 
       await service.close();
     }
   }, 60_000);
+});
+
+describe('which model a ruleset scored with (the ruleset record)', () => {
+  const sha256 = (path: string) => createHash('sha256').update(readFileSync(path)).digest('hex');
+
+  it('names the model file\'s SHA-256 and its training, and still names a model after a retrain has replaced its file', async () => {
+    const dataDir = join(dir, 'record-model');
+    const modelFile = join(dataDir, 'model.json');
+    let service = await startService({ host: '127.0.0.1', port: 0, dataDir, tokensEnv, threads: 1, inlineMaxBytes: 0, metricsIntervalMs: 60_000 });
+    try {
+      const none = (await call(service.url, 'GET', '/v1/ruleset')).json();
+      expect(none.model).toBeNull();
+      expect((await call(service.url, 'GET', `/v1/rulesets/${none.version}`)).json().model).toBeNull();
+
+      const decls = await scoredWithResults(service.url, declarations(400, 7, 'R'));
+      const first = await call(service.url, 'POST', '/v1/model/retrain');
+      expect(first.status).toBe(200);
+      const firstSha = sha256(modelFile);
+      expect(first.json().model.sha256).toBe(firstSha);
+      const v1 = first.json().ruleset.version;
+      const identity1 = { sha256: firstSha, trainedAt: first.json().model.trainedAt, rows: decls.length, source: 'store', feedbackSeq: expect.any(Number) };
+      expect(first.json().ruleset.model).toEqual(identity1);
+      expect((await call(service.url, 'GET', `/v1/rulesets/${v1}`)).json().model).toEqual(identity1);
+
+      // more results, a second refit: model.json is replaced, and the first ruleset's record still names the first model
+      const more = await scoredWithResults(service.url, declarations(200, 8, 'S'));
+      const second = await call(service.url, 'POST', '/v1/model/retrain');
+      expect(second.status).toBe(200);
+      const secondSha = sha256(modelFile);
+      expect(secondSha).not.toBe(firstSha);
+      expect(second.json().ruleset.model).toMatchObject({ sha256: secondSha, rows: decls.length + more.length, source: 'store' });
+      expect(second.json().ruleset.model.feedbackSeq).toBeGreaterThan(first.json().ruleset.model.feedbackSeq);
+      expect((await call(service.url, 'GET', `/v1/rulesets/${v1}`)).json().model).toEqual(identity1);
+      // the ruleset without a model stays recorded without one
+      expect((await call(service.url, 'GET', `/v1/rulesets/${none.version}`)).json().model).toBeNull();
+      await service.close();
+
+      // after a restart the model is read from its file: the same identity, hashed from the bytes read
+      service = await startService({ host: '127.0.0.1', port: 0, dataDir, tokensEnv, threads: 1, inlineMaxBytes: 0, metricsIntervalMs: 60_000 });
+      expect((await call(service.url, 'GET', '/v1/model')).json().model.sha256).toBe(secondSha);
+      expect((await call(service.url, 'GET', '/v1/ruleset')).json().model).toEqual(second.json().ruleset.model);
+    } finally {
+      await service.close();
+    }
+  }, 90_000);
+
+  it('leaves the model out of a ruleset recorded before store migration 12, and keeps it null for one without a model', () => {
+    const dataDir = join(dir, 'record-old');
+    mkdirSync(dataDir, { recursive: true });
+    const path = join(dataDir, STORE_FILE);
+    const old = openStore(path, 11); // the layout before migration 12
+    old.prepare('INSERT INTO rulesets (version, installed_at, peers, profiles, settings, watch_lists) VALUES (?, ?, ?, ?, ?, ?)').run('a'.repeat(16), '2026-12-01T00:00:00.000Z', null, '[]', '{}', '[]');
+    old.close();
+    const source = new RulesetSource({ storePath: path, peersPath: join(dataDir, 'peers.json') });
+    try {
+      const record = source.rulesetRecord('a'.repeat(16))!;
+      expect(record.version).toBe('a'.repeat(16));
+      expect('model' in record).toBe(false);
+      source.database.prepare('INSERT INTO rulesets (version, installed_at, peers, profiles, settings, watch_lists, model) VALUES (?, ?, ?, ?, ?, ?, ?)').run('b'.repeat(16), '2026-12-02T00:00:00.000Z', null, '[]', '{}', '[]', 'null');
+      expect(source.rulesetRecord('b'.repeat(16))!.model).toBeNull();
+    } finally {
+      source.close();
+    }
+  });
 });
 
 describe('a refit that keeps no weight', () => {

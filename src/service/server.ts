@@ -592,6 +592,8 @@ export async function buildServer(options: ServiceOptions): Promise<FastifyInsta
       watchLists: meta.watchLists.map((w) => ({ id: w.id, version: w.version ?? null })),
       peerLevels: meta.levels.map((l) => l.name),
       peers: (version !== undefined && version !== engine.rulesetVersion ? source.rulesetRecord(version)?.peers : source.peersInfo?.version) ?? null,
+      // the compliance model it scores with (GET /v1/model has its dimensions); null: none
+      model: (version !== undefined && version !== engine.rulesetVersion ? source.rulesetRecord(version)?.model : meta.history ? source.modelIdentity : null) ?? null,
       settings: meta.settings,
       files: source.files,
     };
@@ -601,7 +603,7 @@ export async function buildServer(options: ServiceOptions): Promise<FastifyInsta
     config: { access: 'read' },
     schema: {
       tags: ['ruleset'],
-      summary: 'What made a ruleset version (as named by decisions): the profile versions, the watch-list versions, the peer snapshot and the settings; kept in the store for every ruleset this service installed (watchLists null for one recorded before store migration 10).',
+      summary: 'What made a ruleset version (as named by decisions): the profile versions, the watch-list versions, the peer snapshot, the compliance model (its file\'s SHA-256, when and on what it was trained; null: none) and the settings; kept in the store for every ruleset this service installed (watchLists null for one recorded before store migration 10, model absent for one recorded before migration 12).',
       params: { type: 'object', required: ['version'], properties: { version: { type: 'string', pattern: '^[0-9a-f]{16}$' } } },
       response: { 200: { type: 'object', additionalProperties: true }, '4xx': errorSchema },
     },

@@ -6,7 +6,8 @@
  * the API. Profiles activate and expire by their dates: a timer rebuilds the
  * ruleset at the next boundary, without a restart.
  */
-import { readJsonFile } from '../store/json-file.js';
+import { readJsonFile, readJsonFileHashed } from '../store/json-file.js';
+import { createHash } from 'node:crypto';
 import { chmodSync, existsSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { errors, fromWorker } from '../errors.js';
@@ -121,8 +122,30 @@ function peersInfoOf(t: PeerTables, foldable: boolean): PeersInfo {
   };
 }
 
-/** The compliance model a source holds (RulesetSource.model). */
-type Model = { settings: TrainedModel['settings']; history: HistoryTables; trainedAt?: string; rows?: number; fromStore?: boolean; feedbackSeq?: number; minZ?: number; z?: Record<string, number> };
+/**
+ * The compliance model a source holds (RulesetSource.model). `sha256`: of
+ * its file's bytes, as read or as written by a retrain (what `sha256sum`
+ * prints for that model.json).
+ */
+type Model = { settings: TrainedModel['settings']; history: HistoryTables; sha256?: string; trainedAt?: string; rows?: number; fromStore?: boolean; feedbackSeq?: number; minZ?: number; z?: Record<string, number> };
+
+/**
+ * Which model a ruleset scored with, as its record keeps it: the model
+ * file's SHA-256, when it was trained, on how many declarations, from where
+ * (the store's feedback or labelled files) and up to which result.
+ */
+export interface ModelIdentity {
+  sha256: string | null;
+  trainedAt: string | null;
+  rows: number | null;
+  source: 'store' | 'files';
+  feedbackSeq: number | null;
+}
+
+/** A model's identity for the ruleset record (null: no model). */
+function modelIdentity(m: Model | undefined): ModelIdentity | null {
+  return m ? { sha256: m.sha256 ?? null, trainedAt: m.trainedAt ?? null, rows: m.rows ?? null, source: m.fromStore ? 'store' : 'files', feedbackSeq: m.feedbackSeq ?? null } : null;
+}
 
 /** A refit, not yet written or swapped in: the model, its file's text, and what the training reports. */
 interface Fitted {
@@ -205,20 +228,24 @@ export class RulesetSource {
   /** Reads the model file when there is one (a named error if it is not a model; nothing changes then). */
   private readModel(): typeof this.model {
     if (!existsSync(this.modelPath)) return undefined;
-    const raw = readJsonFile(this.modelPath, 'the model', 'model', errors.SEL_ERR_RULESET_INVALID) as { createdAt?: string; training?: { rows?: number; minZ?: unknown; z?: unknown }; source?: string; feedbackSeq?: unknown };
+    const { value, sha256 } = readJsonFileHashed(this.modelPath, 'the model', 'model', errors.SEL_ERR_RULESET_INVALID);
+    const raw = value as { createdAt?: string; training?: { rows?: number; minZ?: unknown; z?: unknown }; source?: string; feedbackSeq?: unknown };
     const feedbackSeq = Number.isSafeInteger(raw.feedbackSeq) && (raw.feedbackSeq as number) >= 0 ? (raw.feedbackSeq as number) : undefined; // absent in models written before it was recorded
     // the significance bar and each kept weight's z: absent in models written before them
     const minZ = typeof raw.training?.minZ === 'number' ? raw.training.minZ : undefined;
     const z = raw.training?.z !== null && typeof raw.training?.z === 'object' ? (raw.training.z as Record<string, number>) : undefined;
-    return { ...modelRuleset(raw), trainedAt: raw.createdAt, rows: raw.training?.rows, fromStore: isFromStore(raw.source), feedbackSeq, minZ, z };
+    return { ...modelRuleset(raw), sha256, trainedAt: raw.createdAt, rows: raw.training?.rows, fromStore: isFromStore(raw.source), feedbackSeq, minZ, z };
   }
 
+  /** The identity of the model in use, as a ruleset record keeps it (null without a model). */
+  get modelIdentity(): ModelIdentity | null { return modelIdentity(this.model); }
+
   /** What the model in use was trained on (undefined without a model). */
-  get modelInfo(): { path: string; trainedAt: string | null; rows: number | null; strength: number; traderStrength: number; minZ: number | null; dimensions: { name: string; weight: number; z: number | null; values: number }[] } | undefined {
+  get modelInfo(): { path: string; sha256: string | null; trainedAt: string | null; rows: number | null; strength: number; traderStrength: number; minZ: number | null; dimensions: { name: string; weight: number; z: number | null; values: number }[] } | undefined {
     const m = this.model;
     const zOf = (name: string): number | null => { const z = m?.z?.[`history.${name}`]; return typeof z === 'number' ? z : null; };
     return m && {
-      path: this.modelPath, trainedAt: m.trainedAt ?? null, rows: m.rows ?? null, strength: m.history.strength, traderStrength: m.history.traderStrength ?? m.history.strength, minZ: m.minZ ?? null,
+      path: this.modelPath, sha256: m.sha256 ?? null, trainedAt: m.trainedAt ?? null, rows: m.rows ?? null, strength: m.history.strength, traderStrength: m.history.traderStrength ?? m.history.strength, minZ: m.minZ ?? null,
       // weight 0: dropped by training (negative, or z below minZ), not loaded; z: the kept weight over its standard error
       dimensions: m.history.dimensions.map((d) => ({ name: d.name, weight: d.weight, z: dimensionLoaded(d) ? zOf(d.name) : null, values: d.keys.length })),
     };
@@ -269,9 +296,10 @@ export class RulesetSource {
       const minZ = doc.training.minZ ?? DEFAULT_MIN_Z;
       throw errors.SEL_ERR_OPTION_INVALID(`the refit kept no weight: no signal in the ${doc.training.rows} inspected declarations with feedback (${doc.nonCompliant} non-compliant) reaches z ${minZ}; the model in use stays`, { field: 'feedback', expected: `feedback from which at least one weight reaches the significance bar (serve --retrain-min-z, ${minZ})`, got: { inspected: doc.training.rows, nonCompliant: doc.nonCompliant } });
     }
-    const next = { settings: doc.settings, history: doc.history, trainedAt: doc.createdAt, rows: doc.training.rows, fromStore: true, feedbackSeq: doc.feedbackSeq, minZ: doc.training.minZ, z: doc.training.z };
+    const text = `${JSON.stringify(doc)}\n`;
+    const next = { settings: doc.settings, history: doc.history, sha256: createHash('sha256').update(text).digest('hex'), trainedAt: doc.createdAt, rows: doc.training.rows, fromStore: true, feedbackSeq: doc.feedbackSeq, minZ: doc.training.minZ, z: doc.training.z };
     this.compose(this.peers, next); // validates before anything is written
-    return { model: next, file: `${JSON.stringify(doc)}\n`, training: doc.training };
+    return { model: next, file: text, training: doc.training };
   }
 
   /** Inspected declarations with current feedback in the store (what a retrain learns from). */
@@ -459,8 +487,9 @@ export class RulesetSource {
         made = change();
         const peers = made.peers ?? this.peers;
         if (!peers) throw errors.SEL_ERR_NOT_READY('no ruleset loaded yet', { field: 'ruleset' });
-        compiled = compileRuleset(this.compose(peers, 'model' in made ? made.model : this.model));
-        this.recordRuleset(compiled.meta, peers);
+        const model = 'model' in made ? made.model : this.model;
+        compiled = compileRuleset(this.compose(peers, model));
+        this.recordRuleset(compiled.meta, peers, model);
         made.write?.();
       }).immediate());
       // committed: from here nothing can fail
@@ -498,7 +527,7 @@ export class RulesetSource {
     if (!engine) throw errors.SEL_ERR_NOT_READY('no engine attached', { field: 'engine' });
     const compiled = compileRuleset(ruleset);
     return this.serially(async () => {
-      await writeWhenFree(this.db, () => this.recordRuleset(compiled.meta, ruleset.peers));
+      await writeWhenFree(this.db, () => this.recordRuleset(compiled.meta, ruleset.peers, this.model));
       return engine.installCompiled(compiled);
     });
   }
@@ -514,25 +543,36 @@ export class RulesetSource {
   attachEngine(engine: Engine): void {
     this.engine = engine;
     try {
-      this.recordRuleset(engine.meta(), this.peers);
+      this.recordRuleset(engine.meta(), this.peers, this.model);
     } catch (e) {
       // a store that cannot be written (read-only, full) at start: named, not a raw SQLite error
       throw errors.SEL_ERR_STORAGE(`cannot record the ruleset in use in the store: ${(e as Error).message}`, { field: 'store', expected: 'a writable store', got: (e as { code?: string }).code });
     }
   }
 
-  /** Records what made a ruleset: `peers`, the tables it was composed with (not whatever this source holds when a queued swap runs). */
-  private recordRuleset(meta: CompiledMeta, peers: PeerTables | undefined): void {
-    this.db.prepare('INSERT OR IGNORE INTO rulesets (version, installed_at, peers, profiles, settings, watch_lists) VALUES (?, ?, ?, ?, ?, ?)')
+  /**
+   * Records what made a ruleset: `peers`, the tables it was composed with
+   * (not whatever this source holds when a queued swap runs), and `model`,
+   * the compliance model it was composed with (its identity; null when the
+   * ruleset has no historical tables).
+   */
+  private recordRuleset(meta: CompiledMeta, peers: PeerTables | undefined, model: Model | undefined): void {
+    this.db.prepare('INSERT OR IGNORE INTO rulesets (version, installed_at, peers, profiles, settings, watch_lists, model) VALUES (?, ?, ?, ?, ?, ?, ?)')
       .run(meta.version, new Date(this.now()).toISOString(), peers?.info?.version ?? null, JSON.stringify(meta.profiles.map((p) => ({ id: p.id, version: p.version ?? null }))), JSON.stringify(meta.settings),
-        JSON.stringify(meta.watchLists.map((w) => ({ id: w.id, version: w.version ?? null }))));
+        JSON.stringify(meta.watchLists.map((w) => ({ id: w.id, version: w.version ?? null }))), JSON.stringify(meta.history ? modelIdentity(model) : null));
   }
 
-  /** What made a ruleset version (undefined when this store never installed it). */
-  rulesetRecord(version: string): { version: string; installedAt: string; peers: string | null; profiles: { id: string; version: number | null }[]; watchLists: { id: string; version: number | null }[] | null; settings: unknown } | undefined {
-    const r = this.db.prepare('SELECT * FROM rulesets WHERE version = ?').get(version) as { version: string; installed_at: string; peers: string | null; profiles: string; settings: string; watch_lists: string | null } | undefined;
-    // watchLists: null for a ruleset recorded before they were (store migration 10)
-    return r && { version: r.version, installedAt: r.installed_at, peers: r.peers, profiles: JSON.parse(r.profiles), watchLists: r.watch_lists === null ? null : JSON.parse(r.watch_lists), settings: JSON.parse(r.settings) };
+  /**
+   * What made a ruleset version (undefined when this store never installed
+   * it). `watchLists` is null for a ruleset recorded before store migration
+   * 10; `model` is absent for one recorded before migration 12, and null
+   * for a ruleset without a compliance model.
+   */
+  rulesetRecord(version: string): { version: string; installedAt: string; peers: string | null; profiles: { id: string; version: number | null }[]; watchLists: { id: string; version: number | null }[] | null; settings: unknown; model?: ModelIdentity | null } | undefined {
+    const r = this.db.prepare('SELECT * FROM rulesets WHERE version = ?').get(version) as { version: string; installed_at: string; peers: string | null; profiles: string; settings: string; watch_lists: string | null; model: string | null } | undefined;
+    if (!r) return undefined;
+    const record = { version: r.version, installedAt: r.installed_at, peers: r.peers, profiles: JSON.parse(r.profiles), watchLists: r.watch_lists === null ? null : JSON.parse(r.watch_lists), settings: JSON.parse(r.settings) };
+    return r.model === null ? record : { ...record, model: JSON.parse(r.model) as ModelIdentity | null };
   }
 
   /** Waits for a retrain in flight (its model is written and kept) and stops the retrain worker. */

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { errors, type ErrorFactory } from '../errors.js';
 
@@ -9,16 +10,26 @@ import { errors, type ErrorFactory } from '../errors.js';
  * A leading UTF-8 byte-order mark is skipped.
  */
 export function readJsonFile(path: string, what: string, field: string, invalid: ErrorFactory): unknown {
-  let text: string;
+  return readJsonFileHashed(path, what, field, invalid).value;
+}
+
+/**
+ * readJsonFile, with the SHA-256 of the file's bytes as read (what
+ * `sha256sum` prints for it): the identity of the content that was parsed,
+ * not of whatever the file holds by the time it is read again.
+ */
+export function readJsonFileHashed(path: string, what: string, field: string, invalid: ErrorFactory): { value: unknown; sha256: string } {
+  let bytes: Buffer;
   try {
-    text = readFileSync(path, 'utf8');
+    bytes = readFileSync(path);
   } catch (e) {
     throw errors.SEL_ERR_FILE_NOT_FOUND(`cannot read ${what} ${path}: ${(e as Error).message}`, { field, expected: 'a readable JSON file', got: path });
   }
+  let text = bytes.toString('utf8');
   // a byte-order mark (as some Windows editors write) is not part of the document, as in every other input file
   if (text.charCodeAt(0) === 0xfeff) text = text.slice(1);
   try {
-    return JSON.parse(text);
+    return { value: JSON.parse(text), sha256: createHash('sha256').update(bytes).digest('hex') };
   } catch (e) {
     throw invalid(`${what} ${path} is not valid JSON: ${(e as Error).message}`, { field, expected: 'a JSON file', got: path });
   }

@@ -203,6 +203,9 @@ const MIGRATIONS: (string | ((db: Db) => void))[] = [
   // 11: the current results in decision order, for the targeting report to read a page at a time
   // (it read a period's every result at once, then sorted them)
   `CREATE INDEX feedback_current_decision ON feedback (current, decision_seq);`,
+  // 12: the compliance model a ruleset scored with (its file's SHA-256, when and on what it was trained):
+  // a retrain replaces model.json, and the ruleset version alone did not say which model it had been
+  `ALTER TABLE rulesets ADD COLUMN model TEXT;`,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;
