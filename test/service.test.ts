@@ -738,6 +738,16 @@ describe('service over loopback (worker pool)', () => {
     out.forEach((o, i) => { if (i !== 10 && i !== 4000) expect(o.id).toBe((decls[i] as Declaration).id); });
   });
 
+  it('reads a JSON text sequence (application/json-seq, RFC 7464): each record\'s leading RS is not part of it', async () => {
+    const decls = declarations(50, 27);
+    const body = Buffer.from(decls.map((d) => `\x1e${JSON.stringify(d)}\n`).join(''));
+    const r = await streamRequest(service, 'application/json-seq', [body]);
+    expect(r.status).toBe(200);
+    const out = r.body.toString('utf8').trim().split('\n').map((l) => JSON.parse(l));
+    expect(out.map((o) => o.id)).toEqual(decls.map((d) => d.id));
+    expect(out.every((o) => o.error === undefined)).toBe(true);
+  });
+
   it('decodes a gzip stream as it reads it; a corrupt one ends with a fatal record after the decisions decoded before it', async () => {
     const decls = declarations(4000, 23);
     const zipped = gzipSync(Buffer.concat([...ndjsonOf(decls)]));

@@ -340,7 +340,9 @@ function scoreStreamChunk(kernel: Kernel, req: WireRequest): WireReply {
         s.parseError(firstIndex + n++, `line ${line}: not valid UTF-8`, line);
         continue;
       }
-      const t = raw.endsWith('\r') ? raw.slice(0, -1) : raw;
+      let t = raw.endsWith('\r') ? raw.slice(0, -1) : raw;
+      // a JSON text sequence (RFC 7464, application/json-seq) begins each record with RS (0x1E)
+      if (t.charCodeAt(0) === 0x1e) t = t.slice(1);
       if (t.trim() === '') continue;
       let value: unknown;
       try {
