@@ -655,6 +655,29 @@ describe('the compliance model', () => {
     }
   }, 60_000);
 
+  it('ages declarations from the newest one dated by the training day: one mistyped far-future date does not wipe the trader rating out', async () => {
+    const r = rng(73);
+    const decls = randomDeclarations(3000, 74).map((d, i) => ({ ...d, importer: `IMP${i % 100}`, date: `2025-${String(1 + (i % 12)).padStart(2, '0')}-15` }));
+    const labels = Uint8Array.from(decls, (d) => (r() < (Number(d.importer.slice(3)) % 10 === 0 ? 0.7 : 0.05) ? 1 : 0));
+    const train = async (ds: Declaration[], asOf?: number) => {
+      const { batch } = toBatch(ds);
+      const m = await trainModel({ batches: [batch], labels: [labels] }, buildPeerTables([batch], ['hs6', 'hs4']), {}, { dimensions: ['importer'], halfLifeDays: 365, threads: 0, minZ: 0, ...(asOf === undefined ? {} : { asOf }) });
+      return m.history.dimensions.find((d) => d.name === 'importer')!;
+    };
+    const sum = (xs: number[]) => xs.reduce((s, x) => s + x, 0);
+    const base = await train(decls);
+    // one declaration's year mistyped: 2205
+    const typo = decls.map((d, i) => (i === 5 ? { ...d, date: '2205-06-15' } : d));
+    const got = await train(typo, Date.UTC(2026, 11, 7));
+    // that row now weighs 1 (it weighed 0.5 ** (its age / 365) before); every other row as before
+    expect(Math.abs(sum(got.n) - sum(base.n))).toBeLessThan(1);
+    expect(got.keys).toEqual(base.keys);
+    got.n.forEach((n, k) => expect(n, base.keys[k]).toBeCloseTo(base.keys[k] === decls[5].importer ? n : base.n[k], 9));
+    // the newest declaration still sets the age when it is not after the training day
+    const asOfLater = await train(decls, Date.UTC(2026, 11, 7));
+    expect(asOfLater.n).toEqual(base.n);
+  }, 60_000);
+
   it('keeps the trader dimensions at a prior strength of at least 10 by default, whatever the strength of the others (auto included)', async () => {
     // importers of 1 to 6 declarations, each risky or not; origins as informative; both thin enough for the strength to matter
     const r = rng(61);

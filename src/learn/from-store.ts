@@ -73,7 +73,7 @@ export function isFromStore(source: unknown): boolean {
 
 export async function modelFromStore(db: Db, peers: PeerTables, options: TrainOptions, source: string, now = new Date()): Promise<TrainedModel & { createdAt: string; source: string; nonCompliant: number; feedbackSeq: number }> {
   const data = trainingDataFromStore(db);
-  const model = await trainModel(data, peers, {}, { ...options, threads: 0 });
+  const model = await trainModel(data, peers, {}, { ...options, asOf: now.getTime(), threads: 0 });
   // feedbackSeq: the newest result the model may have learnt from; automatic retraining counts the results after it
   return { ...model, createdAt: now.toISOString(), source, nonCompliant: data.positives, feedbackSeq: data.feedbackSeq };
 }

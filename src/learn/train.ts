@@ -68,6 +68,14 @@ export interface TrainOptions {
    * every declaration weighs 1). Other dimensions weigh every declaration 1.
    */
   halfLifeDays?: number;
+  /**
+   * When the model is trained, ms since the epoch (default: now). The
+   * recency weighting counts each declaration's age from the newest
+   * declaration dated no later than this day. One dated after it (a
+   * mistyped year, say 2205) weighs 1, and does not age every other
+   * declaration by centuries, which wiped the trader rating out.
+   */
+  asOf?: number;
   /** AEO status as a reduction of the score, log-odds (default ln 2: an AEO importer's odds halved). */
   aeoReduction?: number;
   /** Folds for the out-of-fold lifts (default 5). */
@@ -333,8 +341,15 @@ export async function trainModel(data: TrainingData, peers: PeerTables, settings
   });
   let lastDay = -Infinity, firstDay = Infinity;
   for (let i = 0; i < N; i++) { if (day[i] > lastDay) lastDay = day[i]; if (day[i] < firstDay) firstDay = day[i]; }
+  // ages from the newest declaration dated no later than the training day (a later one weighs 1)
+  const asOf = options.asOf ?? Date.now();
+  if (!Number.isFinite(asOf)) bad('asOf', 'a time in ms since the epoch', asOf);
+  const asOfDay = Math.floor(asOf / 86_400_000);
+  let ageFrom = -Infinity;
+  for (let i = 0; i < N; i++) if (day[i] <= asOfDay && day[i] > ageFrom) ageFrom = day[i];
+  if (ageFrom === -Infinity) ageFrom = asOfDay; // every declaration after the training day: each weighs 1
   const recent = new Float64Array(N);
-  for (let i = 0; i < N; i++) recent[i] = halfLife > 0 ? 0.5 ** ((lastDay - day[i]) / halfLife) : 1;
+  for (let i = 0; i < N; i++) recent[i] = halfLife > 0 ? 0.5 ** (Math.max(0, ageFrom - day[i]) / halfLife) : 1;
   const ones = new Float64Array(N).fill(1);
   const positives = y.reduce((s, v) => s + v, 0);
   if (positives === 0 || positives === N) bad('label', 'both compliant and non-compliant training declarations', positives);
