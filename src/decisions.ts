@@ -7,11 +7,17 @@ import { CHANNELS, type Channel } from './model/channels.js';
 import { FEATURES, NF, type Feature } from './peers/peer-groups.js';
 import type { CompiledMeta } from './ruleset/compile.js';
 import type { RiskArea } from './profiles/profile.js';
-import { historyIndex, smoothedRate, type BatchHistory, type HistoryIndex, type HistoryTables } from './learn/history.js';
+import { historyIndex, isTraderDimension, smoothedRate, type BatchHistory, type HistoryIndex, type HistoryTables } from './learn/history.js';
 import { FLAG_CONTROL, FLAG_PROFILE_CHANNEL, type ScoreResult } from './kernel/layout.js';
 import type { TextSignal } from './text/signals.js';
 
-/** HISTORY reasons: contributions of at least this much (either sign), the largest first, at most HISTORY_REASONS. */
+/**
+ * HISTORY reasons: contributions of at least this much (either sign), the
+ * largest first, at most HISTORY_REASONS. The trader dimensions' (the
+ * behavioural rating) are cited below it or past the last place too, when
+ * without them the score would be on the other side of the yellow or red
+ * line: the rating is shown whenever it moves a decision.
+ */
 export const HISTORY_REASON_MIN = 0.25;
 export const HISTORY_REASONS = 5;
 
@@ -34,6 +40,15 @@ class HistoryReasons {
 
   /** The dimensions with at least one entry to cite, in dimension order: the others are never looked up. */
   private readonly citable: number[];
+  /** The loaded trader dimensions (importer, declarant: the behavioural rating), in dimension order. */
+  private readonly trader: number[];
+  /** Per reason (same index as `reasons`): its exact contribution when its dimension is a trader one, else NaN. */
+  private readonly traderContribution: number[] = [];
+  /** Reasons of trader entries too small to cite on their own, built when one moved a decision (key: dimension × 2^32 + entry). */
+  private readonly small = new Map<number, HistoryReason>();
+  /** The trader dimensions with no entry to cite, and the most any row's entries of them can add up to either way. */
+  private readonly quiet: number[];
+  private readonly quietBound: number;
 
   constructor(private readonly t: HistoryTables) {
     this.index = historyIndex(t);
@@ -42,6 +57,10 @@ class HistoryReasons {
     this.aeo = Object.freeze({ code: 'AEO', contribution: -round(t.aeoReduction ?? 0) });
     this.citable = [];
     t.dimensions.forEach((_, d) => { if (this.weighted[d].some((c) => Math.abs(c) >= HISTORY_REASON_MIN)) this.citable.push(d); });
+    this.trader = [];
+    t.dimensions.forEach((dim, d) => { if (this.weighted[d].length > 0 && isTraderDimension(dim.name)) this.trader.push(d); });
+    this.quiet = this.trader.filter((d) => !this.citable.includes(d));
+    this.quietBound = this.quiet.reduce((s, d) => s + this.weighted[d].reduce((m, c) => Math.max(m, Math.abs(c)), 0), 0);
   }
 
   /**
@@ -50,36 +69,87 @@ class HistoryReasons {
    * reasons in `reasons`, the largest |contribution| first, ties in dimension
    * order, at most HISTORY_REASONS (what a stable sort by |contribution|
    * then a cut gives). Found dimension by dimension for the whole batch,
-   * once, and kept on `h`.
+   * once, and kept on `h`. A row whose score (`score`) the trader
+   * contributions left out would put on the other side of the yellow or
+   * red line gets them too, in `h.movedBy`.
    */
-  rows(h: BatchHistory, n: number): Int32Array {
+  rows(h: BatchHistory, n: number, score: Float64Array, yellow: number, red: number): Int32Array {
     const W = HISTORY_REASONS + 1;
     const kept = h.reasons;
     if (kept && kept.length >= n * W) return kept;
     const out = new Int32Array(n * W);
+    /** Per row, the trader contributions not cited (too small, or past the last place) of the citable dimensions. */
+    let uncited: Float64Array | undefined;
+    const traderEntries = new Map<number, Int32Array>();
+    const size = this.size, tc = this.traderContribution;
     for (const d of this.citable) {
       const entries = this.index.dimEntries(h, n, d);
+      const trader = this.trader.includes(d);
+      if (trader) { traderEntries.set(d, entries); uncited ??= new Float64Array(n); }
       for (let i = 0; i < n; i++) {
         const e = entries[i];
         if (e < 0) continue;
         const r = this.reasonIndex(d, e);
-        if (r < 0) continue;
-        const size = this.size;
+        if (r < 0) { if (trader) uncited![i] += this.weighted[d][e]; continue; }
         // insert r after every reason at least as large, dropping what falls past the last place
         const row = i * W, count = out[row];
         let p = count;
         while (p > 0 && size[out[row + p]] < size[r]) {
           if (p < HISTORY_REASONS) out[row + 1 + p] = out[row + p];
+          else if (!Number.isNaN(tc[out[row + p]])) (uncited ??= new Float64Array(n))[i] += tc[out[row + p]]; // a trader reason cut off
           p--;
         }
         if (p < HISTORY_REASONS) {
           out[row + 1 + p] = r;
           if (count < HISTORY_REASONS) out[row] = count + 1;
+        } else if (!Number.isNaN(tc[r])) (uncited ??= new Float64Array(n))[i] += tc[r];
+      }
+    }
+    if (this.trader.length > 0) {
+      const side = (x: number) => (x >= red ? 2 : x >= yellow ? 1 : 0);
+      // the trader dimensions with nothing large enough to cite add at most quietBound either way: their
+      // entries are looked up only for the rows within that of a line (few)
+      const slack = this.quietBound * (1 + 1e-9);
+      const near = (x: number) => (x >= yellow - slack && x <= yellow + slack) || (x >= red - slack && x <= red + slack);
+      const entryOf = (d: number, i: number) => traderEntries.get(d)?.[i] ?? this.index.entry(h, i, d);
+      for (let i = 0; i < n; i++) {
+        let u = uncited?.[i] ?? 0;
+        const x = score[i];
+        if (this.quiet.length > 0 && (near(x) || near(x - u) || side(x) !== side(x - u))) {
+          for (const d of this.quiet) { const e = entryOf(d, i); if (e >= 0) u += this.weighted[d][e]; }
         }
+        if (u === 0 || side(x) === side(x - u)) continue;
+        // the rating moved this decision: every trader contribution it does not cite is added, the largest
+        // first (ties in dimension order)
+        const cited = new Set<number>();
+        for (let k = 1; k <= out[i * W]; k++) cited.add(out[i * W + k]);
+        const extra: HistoryReason[] = [];
+        for (const d of this.trader) {
+          const e = entryOf(d, i);
+          if (e < 0 || this.weighted[d][e] === 0) continue;
+          const r = this.reasonIndex(d, e);
+          if (r >= 0 && cited.has(r)) continue;
+          extra.push(r >= 0 ? this.reasons[r] : this.smallReason(d, e));
+        }
+        extra.sort((a, b) => Math.abs(b.contribution) - Math.abs(a.contribution));
+        (h.movedBy ??= new Map()).set(i, extra);
       }
     }
     h.reasons = out;
     return out;
+  }
+
+  /** The reason of trader entry e of dimension d, whatever its size (one that moved a decision). */
+  private smallReason(d: number, e: number): HistoryReason {
+    const key = d * 2 ** 32 + e;
+    let r = this.small.get(key);
+    if (r === undefined) this.small.set(key, (r = this.makeReason(d, e)));
+    return r;
+  }
+
+  private makeReason(d: number, e: number): HistoryReason {
+    const dim = this.t.dimensions[d];
+    return Object.freeze<HistoryReason>({ code: 'HISTORY', dimension: dim.name, value: dim.keys[e], rate: round(smoothedRate(this.t, dim, e), 3), n: round(dim.n[e], 1), contribution: round(this.weighted[d][e]) });
   }
 
   /** The AEO reason (one reduction for every AEO importer). */
@@ -89,20 +159,22 @@ class HistoryReasons {
   private reasonIndex(d: number, e: number): number {
     const s = this.slot[d][e];
     if (s !== 0) return s > 0 ? s - 1 : -1;
-    const dim = this.t.dimensions[d];
     const c = this.weighted[d][e];
     if (Math.abs(c) < HISTORY_REASON_MIN) { this.slot[d][e] = -1; return -1; }
-    const r = Object.freeze<HistoryReason>({ code: 'HISTORY', dimension: dim.name, value: dim.keys[e], rate: round(smoothedRate(this.t, dim, e), 3), n: round(dim.n[e], 1), contribution: round(c) });
+    const r = this.makeReason(d, e);
     this.reasons.push(r);
     this.size.push(Math.abs(r.contribution));
+    this.traderContribution.push(this.trader.includes(d) ? c : NaN);
     this.slot[d][e] = this.reasons.length;
     return this.reasons.length - 1;
   }
 
   /** Row i's reasons, from rows(), written into `into` from `at`; returns the end. */
-  write(rows: Int32Array, i: number, into: Reason[], at: number): number {
+  write(rows: Int32Array, i: number, into: Reason[], at: number, movedBy?: Map<number, HistoryReason[]>): number {
     const row = i * (HISTORY_REASONS + 1);
     for (let k = 1; k <= rows[row]; k++) into[at++] = this.reasons[rows[row + k]];
+    const extra = movedBy?.get(i);
+    if (extra) for (const r of extra) into[at++] = r;
     return at;
   }
 }
@@ -202,7 +274,7 @@ export type Reason =
   | { code: 'KEYWORD'; term: string; lists: string[]; riskAreas: RiskArea[] }
   /** The description fits the declared HS chapter poorly (fit below the setting); `bestHeading` fits it best; contribution is what it added to the score. */
   | { code: 'MISCLASSIFICATION'; declaredChapter: string; fit: number; bestHeading: string; contribution: number }
-  /** A value of the declaration has a non-compliance history (historical tables): its smoothed rate over `n` declarations, and what it added to the score (weight × log-odds lift). */
+  /** A value of the declaration has a non-compliance history (historical tables): its smoothed rate over `n` declarations (recency-weighted ones in the importer and declarant dimensions: one `halfLifeDays` older counts half), and what it added to the score (weight × log-odds lift). */
   | { code: 'HISTORY'; dimension: string; value: string; rate: number; n: number; contribution: number }
   /** The importer is AEO-certified: the documented reduction of the trader rating (historical tables), subtracted from the score. */
   | { code: 'AEO'; contribution: number }
@@ -292,7 +364,7 @@ export function decisionAt(result: ScoreResult, i: number, id: string, meta: Com
   if (h && meta.history) {
     const t = meta.history;
     const hr = historyReasons(meta);
-    nr = hr.write(hr.rows(h, result.size), i, reasons, nr);
+    nr = hr.write(hr.rows(h, result.size, result.score, s.thresholds.yellow, s.thresholds.red), i, reasons, nr, h.movedBy);
     if (t.aeoReduction && h.aeo?.[i] === 1) reasons[nr++] = hr.aeo;
   }
   // the score shown stays on its side of each line (roundBeside): never at the red line beside a yellow channel

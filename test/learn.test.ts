@@ -299,7 +299,7 @@ describe('historical tables in the kernel', () => {
 
   it('with many dimensions (HS prefixes, tax rates, pairs, triples), unseen values, repeated keys and AEO: the kernel agrees with the reference, and HISTORY reasons name the rows\' own entries', () => {
     const POOL = [...DEFAULT_DIMENSIONS, 'hs8', 'hs10', 'hs2×departure', 'seller×taxRate', 'hs6×origin×importer', 'office×transportMode×declarant', 'importer×seller×taxRate', 'hs4×seller'];
-    let reasons = 0, unseen = 0, aeoRows = 0;
+    let reasons = 0, unseen = 0, aeoRows = 0, moved = 0;
     fc.assert(fc.property(
       fc.integer({ min: 0, max: 1e9 }), fc.integer({ min: 1, max: 400 }), fc.integer({ min: 0, max: 200 }), fc.subarray(POOL, { minLength: 1 }), fc.boolean(), fc.boolean(),
       (seed, rows, numProfiles, dims, aeo, text) => {
@@ -325,16 +325,26 @@ describe('historical tables in the kernel', () => {
         const byKey = tables.dimensions.map((d) => new Map(d.keys.map((k, e) => [k, e])));
         decls.forEach((d, i) => {
           const expected: Reason[] = [];
+          /** Every trader entry of the row with its exact contribution (cited or not). */
+          const traderAll: { reason: Reason; c: number }[] = [];
           tables.dimensions.forEach((dim, k) => {
             const key = keyOf(parseDimension(dim.name), (f) => (f === 'taxRate' ? String(d.taxRate ?? NaN) : String((d as unknown as Record<string, unknown>)[f] ?? '')));
             const e = key === undefined ? undefined : byKey[k].get(key);
             if (e === undefined) { if (key !== undefined) unseen++; return; }
             // a combination's weight × lift as the kernel holds it, in float32
             const c = parseDimension(dim.name).length > 1 ? Math.fround(dim.weight * l[k][e]) : dim.weight * l[k][e];
-            if (Math.abs(c) >= HISTORY_REASON_MIN) expected.push({ code: 'HISTORY', dimension: dim.name, value: dim.keys[e], rate: Math.round(smoothedRate(tables, dim, e) * 1e3) / 1e3, n: Math.round(dim.n[e] * 10) / 10, contribution: Math.round(c * 1e4) / 1e4 });
+            const reason: Reason = { code: 'HISTORY', dimension: dim.name, value: dim.keys[e], rate: Math.round(smoothedRate(tables, dim, e) * 1e3) / 1e3, n: Math.round(dim.n[e] * 10) / 10, contribution: Math.round(c * 1e4) / 1e4 };
+            if (Math.abs(c) >= HISTORY_REASON_MIN) expected.push(reason);
+            if (isTraderDimension(dim.name) && dim.weight !== 0 && c !== 0) traderAll.push({ reason, c });
           });
-          expected.sort((a, b) => Math.abs((b as { contribution: number }).contribution) - Math.abs((a as { contribution: number }).contribution));
+          const size = (x: Reason) => Math.abs((x as { contribution: number }).contribution);
+          expected.sort((a, b) => size(b) - size(a));
           const history = expected.slice(0, HISTORY_REASONS);
+          // the rating cited when the trader contributions not cited would move the score across a line (yellow 1, red 3)
+          const left = traderAll.filter((t) => !history.includes(t.reason));
+          const side = (x: number) => (x >= 3 ? 2 : x >= 1 ? 1 : 0);
+          const u = left.reduce((s, t) => s + t.c, 0);
+          if (left.length > 0 && side(got.score[i]) !== side(got.score[i] - u)) { history.push(...left.map((t) => t.reason).sort((a, b) => size(b) - size(a))); moved++; }
           if (aeo && d.aeo) { history.push({ code: 'AEO', contribution: -0.6931 }); aeoRows++; }
           reasons += history.length;
           expect(decisions[i].reasons.filter((x) => x.code === 'HISTORY' || x.code === 'AEO'), `row ${i}`).toEqual(history);
@@ -345,6 +355,7 @@ describe('historical tables in the kernel', () => {
     expect(reasons).toBeGreaterThan(500);
     expect(unseen).toBeGreaterThan(100);
     expect(aeoRows).toBeGreaterThan(10);
+    expect(moved).toBeGreaterThan(0);
   });
 
   it('a value holding "|" (the key separator) gives no key in a combination: training, kernel and reference agree, and no two rows share a key by accident', () => {

@@ -258,6 +258,8 @@ export interface BatchHistory {
   aeo?: Uint32Array;
   /** Per row, the HISTORY reasons its decision cites (decisions.ts HistoryReasons.rows): filled when the first decision is built. */
   reasons?: Int32Array;
+  /** Rows the behavioural rating moved across a line, with the trader reasons `reasons` does not hold (decisions.ts HistoryReasons.rows). */
+  movedBy?: Map<number, Extract<import('../decisions.js').Reason, { code: 'HISTORY' }>[]>;
   /** Per part of the index, each row's value id, as HistoryIndex.dimEntries computed them for the reasons (kept for the other dimensions on the part). */
   partIds?: (Int32Array | undefined)[];
   /**
