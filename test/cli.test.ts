@@ -178,6 +178,16 @@ describe('selectivity score', () => {
     }
     expect(withModel).toContain('MISCLASSIFICATION:'); // the model learnt a weight for it
     expect(await score(['--misclassification', '0'])).not.toContain('MISCLASSIFICATION:');
+    // the model names the snapshot it was trained against: scored against another one, a warning (and the scoring goes on)
+    const half = join(dir, 'm', 'half.csv');
+    const text = readFileSync(examples, 'utf8').trim().split('\n');
+    writeFileSync(half, `${text.slice(0, 1 + Math.floor((text.length - 1) / 2)).join('\n')}\n`);
+    expect((await runCli(['train', '--train', half, '--label', 'fraud', '--out', join(dir, 'm', 'other.json')])).code).toBe(0);
+    const matching = await runCli(['score', examples, '--model', model, '--peers', join(dir, 'm', 'model.peers.msgpack'), '--out', join(dir, 'm', 'same.csv')]);
+    expect(matching.stderr).not.toContain('warning');
+    const other = await runCli(['score', examples, '--model', model, '--peers', join(dir, 'm', 'other.peers.msgpack'), '--out', join(dir, 'm', 'other.csv')]);
+    expect(other.code, other.stderr).toBe(0);
+    expect(other.stderr).toMatch(/warning: the model .*model\.json was trained against peer snapshot \S+, and --peers .*other\.peers\.msgpack holds \S+/);
   });
 
   it('writes CSV decisions when --out ends in .csv', async () => {

@@ -87,8 +87,15 @@ export async function scoreCommand(argv: string[]): Promise<number> {
   if (values['random-rate'] !== undefined) settings.randomSelection = { rate: numberOption(values['random-rate'], 'random-rate', 0, 1) };
   if (values.misclassification !== undefined) settings.misclassification = { weight: numberOption(values.misclassification, 'misclassification', 0, 1e6) };
   let history: unknown;
+  const peers = values.peers ? loadPeerTables(values.peers) : undefined;
   if (values.model) {
-    const m = modelRuleset(readJsonFile(values.model, 'the model', 'model', errors.SEL_ERR_RULESET_INVALID));
+    const raw = readJsonFile(values.model, 'the model', 'model', errors.SEL_ERR_RULESET_INVALID);
+    const m = modelRuleset(raw);
+    // selectivity train names the snapshot it trained against: the weights were fitted on deviations from it
+    const trainedOn = (raw as { peers?: unknown }).peers;
+    if (typeof trainedOn === 'string' && peers?.info?.version !== undefined && peers.info.version !== trainedOn) {
+      process.stderr.write(`selectivity score: warning: the model ${values.model} was trained against peer snapshot ${trainedOn}, and --peers ${values.peers} holds ${peers.info.version}; its weights were fitted on deviations from the other\n`);
+    }
     // the model's settings, under what the command line says: --misclassification 0 turns the signal off even where the model learnt a weight
     Object.assign(settings, m.settings, { ...settings });
     history = m.history;
@@ -109,7 +116,7 @@ export async function scoreCommand(argv: string[]): Promise<number> {
     at,
     watchLists,
     history,
-    peers: values.peers ? loadPeerTables(values.peers) : undefined,
+    peers,
     levels: values.by,
     settings,
     threads: values.threads !== undefined ? intOption(values.threads, 'threads', 0) : undefined,

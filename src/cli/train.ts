@@ -125,8 +125,11 @@ export async function trainCommand(argv: string[]): Promise<number> {
   });
   bar?.done();
   const peersOut = values['peers-out'] ?? `${values.out.replace(/\.json$/, '')}.peers.msgpack`;
-  writeFileDurable(values.out, `${JSON.stringify({ ...model!, createdAt: new Date().toISOString(), label: values.label, train: summary, peers: snapshot.info.version })}\n`);
+  // the snapshot first, the model last: the model names the snapshot it was trained against, so a run
+  // stopped between the two writes leaves the old model beside a new snapshot it does not name, never a
+  // new model beside the old snapshot (score --model warns of a model and --peers that do not match)
   savePeerSnapshot(peersOut, snapshot);
+  writeFileDurable(values.out, `${JSON.stringify({ ...model!, createdAt: new Date().toISOString(), label: values.label, train: summary, peers: snapshot.info.version })}\n`);
   const m = model!;
   if (keptNoWeight(m)) process.stderr.write(noWeightWarning(m));
   const candidates = values.candidates ? candidateProfiles(m) : [];
