@@ -240,6 +240,9 @@ describe('feedback internals', () => {
       [{ ...good, extra: 1 }, 'extra'],
       [{ ...good, declarationId: '' }, 'declarationId'],
       [{ ...good, declarationId: '   ' }, 'declarationId'],
+      // not inspected, nothing was found: a discrepancy or a seizure contradicts it (it was counted nowhere, its revenue lost)
+      [{ ...good, inspected: false }, 'outcome'],
+      [{ ...good, inspected: false, outcome: 'seizure', revenueRecovered: 500 }, 'outcome'],
       [{ ...good, date: '0099-02-29' }, 'date'], // not a leap year (Date.UTC read 0099 as 1999, not one either: the rule is the same)
     ];
     for (const [raw, field] of cases) {
@@ -251,6 +254,7 @@ describe('feedback internals', () => {
     expect(validateFeedback({ ...good, declarationId: ' F3 ' })).toMatchObject({ ok: true, value: { declarationId: 'F3' } });
     expect(validateFeedback({ ...good, date: '0004-02-29' }).ok).toBe(true);
     expect(validateFeedback({ ...good, date: '0050-06-01' }).ok).toBe(true);
+    expect(validateFeedback({ ...good, inspected: false, outcome: 'no-discrepancy' }).ok).toBe(true);
     expect(examinationResult({ inspected: false, outcome: 'seizure' })).toBe('not-examined');
     expect(examinationResult({ inspected: true, outcome: 'no-discrepancy' })).toBe('compliant');
     expect(examinationResult({ inspected: true, outcome: 'discrepancy' })).toBe('non-compliant');
@@ -417,7 +421,7 @@ describe('the targeting report (control group beside the targeted channels)', ()
       const outcome = (k: number) => (k % 4 === 0 ? 'seizure' : k % 4 === 1 ? 'discrepancy' : 'no-discrepancy');
       const inPeriod = (k: number) => k < 250;
       const items = [
-        ...ids.map((id, k) => ({ declarationId: id, date: inPeriod(k) ? '2026-11-10' : '2026-09-01', channel: channelOf(k), inspected: k % 3 !== 0, outcome: outcome(k), revenueRecovered: k })),
+        ...ids.map((id, k) => ({ declarationId: id, date: inPeriod(k) ? '2026-11-10' : '2026-09-01', channel: channelOf(k), inspected: k % 3 !== 0, outcome: k % 3 !== 0 ? outcome(k) : 'no-discrepancy', revenueRecovered: k })),
         ...old.map((id) => ({ declarationId: id, date: '2026-11-12', channel: 'red', inspected: true, outcome: 'seizure', revenueRecovered: 1 })),
       ];
       expect(new FeedbackStore(db).record(items, 'test').counts.recorded).toBe(320);

@@ -68,6 +68,9 @@ export function validateFeedback(raw: unknown): { ok: true; value: Feedback } | 
   if (typeof channel !== 'string' || !(CHANNELS as readonly string[]).includes(channel)) return bad('channel', CHANNELS.join(' | '), channel);
   if (typeof inspected !== 'boolean') return bad('inspected', 'true or false', inspected);
   if (typeof outcome !== 'string' || !(OUTCOMES as readonly string[]).includes(outcome)) return bad('outcome', OUTCOMES.join(' | '), outcome);
+  // a discrepancy or a seizure is what an examination found: not inspected, the result was counted nowhere
+  // (its revenue included) while it read as a finding; one found after release is recorded as inspected
+  if (!inspected && outcome !== 'no-discrepancy') return bad('outcome', 'no-discrepancy when inspected is false (a discrepancy or seizure found after release is an inspected result, on the channel applied)', outcome);
   const value: Feedback = { declarationId, date, channel: channel as Channel, inspected, outcome: outcome as Outcome, revenueRecovered: 0 };
   if (present('irregularity')) {
     const v = r.irregularity;
