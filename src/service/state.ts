@@ -312,15 +312,18 @@ export class RulesetSource {
 
   /**
    * Inspected declarations whose current result was recorded after the
-   * model in use was trained (new results and changed ones): what automatic
-   * retraining counts. Without a model, every one; for a model file that
+   * model in use was trained (new results and changed ones, an inspection
+   * withdrawn included): what automatic retraining counts. Without a model, every one; for a model file that
    * does not record its newest result (written before feedbackSeq), the
    * difference between the store's count and the rows it was trained on.
    */
   resultsSinceModel(): number {
     const mark = this.model?.fromStore ? this.model.feedbackSeq : undefined;
     if (mark === undefined) return Math.max(0, this.inspectedWithFeedback() - this.trainedOn);
-    return (this.db.prepare('SELECT COUNT(*) FROM feedback WHERE seq > ? AND current = 1 AND inspected = 1').pluck().get(mark) as number);
+    // a current result after the mark that is inspected, or that replaced an inspected one (an inspection
+    // withdrawn: the model learnt from it); a declaration counts once
+    return (this.db.prepare(`SELECT COUNT(*) FROM feedback f WHERE f.seq > ? AND f.current = 1
+      AND (f.inspected = 1 OR EXISTS (SELECT 1 FROM feedback g WHERE g.declaration_id = f.declaration_id AND g.seq < f.seq AND g.inspected = 1))`).pluck().get(mark) as number);
   }
 
   private auto: { timer: NodeJS.Timeout; after: number } | undefined;
