@@ -112,6 +112,7 @@ export const errors = {
   SEL_ERR_UNAUTHORIZED: define('SEL_ERR_UNAUTHORIZED', 401, 'No bearer token, or an unknown one.'),
   SEL_ERR_FORBIDDEN: define('SEL_ERR_FORBIDDEN', 403, "The token's role may not use this route."),
   SEL_ERR_NOT_FOUND: define('SEL_ERR_NOT_FOUND', 404, 'No such route or resource.'),
+  SEL_ERR_METHOD_NOT_ALLOWED: define('SEL_ERR_METHOD_NOT_ALLOWED', 405, 'The path has routes, but not for this method; the Allow header lists those it has.'),
   SEL_ERR_OVERLOADED: define('SEL_ERR_OVERLOADED', 503, 'The scoring queue is full; retry after the number of seconds in Retry-After.'),
   SEL_ERR_NOT_READY: define('SEL_ERR_NOT_READY', 503, 'The service is starting or shutting down and does not take new work.'),
   SEL_ERR_CONFIG_INVALID: define('SEL_ERR_CONFIG_INVALID', 400, 'Service configuration (environment, tokens file, data directory) is invalid.'),

@@ -339,8 +339,17 @@ describe('service contract (inject, in-process scoring)', () => {
       expect(nf.statusCode, role).toBe(404);
       expect(nf.json().error).toMatchObject({ code: 'SEL_ERR_NOT_FOUND', message: 'no route GET /v1/nothing' });
     }
-    expect((await app.inject({ method: 'GET', url: '/v1/score', headers: auth('port') })).json().error.code).toBe('SEL_ERR_NOT_FOUND');
+    // a path that has routes, for other methods: 405 with the methods it has (RFC 9110), for every role
+    for (const [method, url, allow] of [['GET', '/v1/score', 'POST'], ['DELETE', '/v1/score?x=1', 'POST'], ['PUT', '/v1/ruleset', 'GET, HEAD'], ['POST', '/v1/profiles/P1/versions/3', 'GET, HEAD'], ['DELETE', '/v1/profiles/P1/activate', 'POST']] as const) {
+      const r = await app.inject({ method, url, headers: auth('port') });
+      expect(r.statusCode, `${method} ${url}`).toBe(405);
+      expect(r.headers.allow, `${method} ${url}`).toBe(allow);
+      expect(r.json().error, `${method} ${url}`).toMatchObject({ code: 'SEL_ERR_METHOD_NOT_ALLOWED', details: { field: 'method', expected: allow.replace(', ', ' | '), got: method } });
+    }
+    // a path with one more segment than a route's: no route
+    expect((await app.inject({ method: 'POST', url: '/v1/profiles/P1/activate/now', headers: auth('admin') })).statusCode).toBe(404);
     expect((await app.inject({ url: '/v1/nothing' })).statusCode).toBe(401);
+    expect((await app.inject({ url: '/v1/score' })).statusCode).toBe(401);
     // a stream request without a Content-Type or a body: no stream to read, refused before streaming starts
     const noStream = await app.inject({ method: 'POST', url: '/v1/score/stream', headers: auth('port') });
     expect(noStream.statusCode).toBe(415);

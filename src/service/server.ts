@@ -50,6 +50,30 @@ import { msgpackValueEnd, type WireFormat, type WireReply } from './wire.js';
 
 /** The routes that ignore query parameters (see the onRoute hook in buildServer); every other route declares what it takes. */
 const QUERY_IGNORED = new Set(['/v1/score', '/v1/score/stream', '/healthz', '/readyz', '/metrics']);
+
+/** The routes' paths (patterns with :params) and their methods: which methods a path that has no route for a request's method has (405). */
+class RoutePaths {
+  private readonly routes: { pattern: RegExp; methods: Set<string> }[] = [];
+  private readonly byUrl = new Map<string, { pattern: RegExp; methods: Set<string> }>();
+
+  add(url: string, method: string | string[]): void {
+    let r = this.byUrl.get(url);
+    if (!r) {
+      const source = url.split('/').map((part) => (part.startsWith(':') ? '[^/]+' : part === '*' ? '.*' : part.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'))).join('/');
+      r = { pattern: new RegExp(`^${source}/?$`), methods: new Set() };
+      this.byUrl.set(url, r);
+      this.routes.push(r);
+    }
+    for (const m of Array.isArray(method) ? method : [method]) r.methods.add(m);
+  }
+
+  /** The methods of the routes whose pattern matches `path`, sorted (none: no such path). */
+  methods(path: string): string[] {
+    const out = new Set<string>();
+    for (const r of this.routes) if (r.pattern.test(path)) for (const m of r.methods) out.add(m);
+    return [...out].sort();
+  }
+}
 const NO_QUERY = { type: 'object', additionalProperties: false, properties: {} } as const;
 
 /** ServiceOptions.idleTimeoutMs's default. */
@@ -277,6 +301,7 @@ export async function buildServer(options: ServiceOptions): Promise<FastifyInsta
     return r;
   };
   let ready = true;
+  const routePaths = new RoutePaths();
 
   const app = Fastify({
     logger: options.logger ?? false,
@@ -332,6 +357,7 @@ export async function buildServer(options: ServiceOptions): Promise<FastifyInsta
   // unfiltered list that looks filtered. The scoring routes and the probes still ignore them: a
   // port's client or a load balancer may add its own, and the scoring path stays as it is.
   app.addHook('onRoute', (route) => {
+    routePaths.add(route.url, route.method);
     if (QUERY_IGNORED.has(route.url)) return;
     const schema = (route.schema ??= {});
     schema.querystring ??= NO_QUERY;
@@ -355,7 +381,16 @@ export async function buildServer(options: ServiceOptions): Promise<FastifyInsta
     else if (e.code === errors.SEL_ERR_ABANDONED.code) req.log.info({ code: e.code }, 'the client went away before its batch was scored: not scored, not logged');
     return sendError(req, reply, e);
   });
-  app.setNotFoundHandler((req, reply) => sendError(req, reply, errors.SEL_ERR_NOT_FOUND(`no route ${req.method} ${req.url.split('?')[0]}`, { field: 'url', expected: 'a route listed in /v1/openapi.json', got: `${req.method} ${req.url.split('?')[0]}` })));
+  app.setNotFoundHandler((req, reply) => {
+    const path = req.url.split('?')[0];
+    // a path with routes for other methods: 405 and the methods it has (GET /v1/score is not "no route")
+    const allow = routePaths.methods(path);
+    if (allow.length > 0) {
+      reply.header('allow', allow.join(', '));
+      return sendError(req, reply, errors.SEL_ERR_METHOD_NOT_ALLOWED(`${path} has no ${req.method} route`, { field: 'method', expected: allow.join(' | '), got: req.method }));
+    }
+    return sendError(req, reply, errors.SEL_ERR_NOT_FOUND(`no route ${req.method} ${path}`, { field: 'url', expected: 'a route listed in /v1/openapi.json', got: `${req.method} ${path}` }));
+  });
 
   source.attachEngine(engine);
 
