@@ -2,14 +2,15 @@
  * Small file helpers every command goes through: reading a JSON input file
  * (profile sets, watch lists, models) and writing an output durably.
  */
-import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
 import { Writable } from 'node:stream';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { errors } from '../src/errors.js';
 import { readJsonFile } from '../src/store/json-file.js';
-import { writeFileDurable } from '../src/store/durable.js';
+import { STALE_TEMP_MS, writeFileDurable } from '../src/store/durable.js';
 import { AtomicOutput } from '../src/store/atomic-output.js';
 import { scoreFile } from '../src/score-file.js';
 
@@ -76,6 +77,32 @@ describe('AtomicOutput', () => {
     expect(readFileSync(path, 'utf8')).toBe('one\n');
     expect(readdirSync(dir).filter((f) => f.endsWith('.tmp'))).toEqual([]);
     expect(process.listenerCount('SIGINT')).toBe(0);
+  });
+});
+
+describe('temporary files left by a killed writer', () => {
+  it('are removed by the next writer of the same file once their process is gone and they are a minute old; others stay', async () => {
+    const at = join(dir, 'stale');
+    mkdirSync(at);
+    const dead = spawnSync(process.execPath, ['-e', '']).pid!; // a process that has exited
+    const old = (Date.now() - 2 * STALE_TEMP_MS) / 1000;
+    const make = (name: string, aged: boolean) => { const p = join(at, name); writeFileSync(p, 'partial'); if (aged) utimesSync(p, old, old); return name; };
+    const gone = [make(`.model.json.${dead}.0123abcd.tmp`, true), make(`.out.csv.${dead}.0123abce.tmp`, true)];
+    const kept = [
+      make(`.model.json.${dead}.0123abcf.tmp`, false), // young: a writer elsewhere may still be writing it
+      make(`.model.json.${process.pid}.0123abd0.tmp`, true), // this process's
+      make(`.model.json.1.0123abd1.tmp`, true), // a process that runs
+      make(`.other.json.${dead}.0123abd2.tmp`, true), // another file's
+      make(`.model.json.${dead}.tmp`, true), // not a name of ours
+    ];
+    writeFileDurable(join(at, 'model.json'), '{}');
+    const out = new AtomicOutput(join(at, 'out.csv'), 'out');
+    await out.write('a\n');
+    await out.commit();
+    const left = readdirSync(at);
+    for (const g of gone) expect(left, g).not.toContain(g);
+    for (const k of kept) expect(left, k).toContain(k);
+    expect(readFileSync(join(at, 'model.json'), 'utf8')).toBe('{}');
   });
 });
 

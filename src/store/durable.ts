@@ -4,7 +4,7 @@
  * target, fsync it, rename it over the target, fsync the directory. A crash
  * at any point leaves either the old file or the new one, never a torn one.
  */
-import { closeSync, fsyncSync, mkdirSync, openSync, realpathSync, renameSync, rmSync, statSync, writeSync, chmodSync } from 'node:fs';
+import { closeSync, fsyncSync, mkdirSync, openSync, readdirSync, realpathSync, renameSync, rmSync, statSync, writeSync, chmodSync } from 'node:fs';
 import { dirname, basename, join, resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { errors } from '../errors.js';
@@ -68,9 +68,55 @@ export function samePath(a: string, b: string): boolean {
   return real(a) === real(b);
 }
 
-/** A temporary file's path beside `path`, hidden and unique to this process: written, then renamed over `path`. */
+/**
+ * A temporary file's path beside `path`, hidden and unique to this process:
+ * written, then renamed over `path`. Those an earlier writer of `path` left
+ * (killed with SIGKILL, which no handler sees: 13.5 MB each for an output,
+ * piling up) are removed first (removeStaleTemps).
+ */
 export function tempPathFor(path: string): string {
+  removeStaleTemps(path);
   return join(dirname(path), `.${basename(path)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
+}
+
+/** How old a left temporary file must be before another writer removes it (a writer on another machine sharing the directory may still be writing one younger). */
+export const STALE_TEMP_MS = 60_000;
+
+/**
+ * Removes the temporary files of `path` (tempPathFor's names) whose process
+ * is gone and that were last written over STALE_TEMP_MS ago; returns how
+ * many. Never throws: a directory that cannot be read has nothing removed.
+ */
+export function removeStaleTemps(path: string, now = Date.now()): number {
+  const dir = dirname(path);
+  const prefix = `.${basename(path)}.`;
+  let names: string[];
+  try { names = readdirSync(dir); } catch { return 0; }
+  let removed = 0;
+  for (const name of names) {
+    if (!name.startsWith(prefix) || !name.endsWith('.tmp')) continue;
+    const m = /^(\d+)\.[0-9a-f]{8}\.tmp$/.exec(name.slice(prefix.length));
+    if (!m) continue;
+    const pid = Number(m[1]);
+    if (pid === process.pid || processAlive(pid)) continue;
+    const file = join(dir, name);
+    try {
+      if (now - statSync(file).mtimeMs < STALE_TEMP_MS) continue;
+      rmSync(file, { force: true });
+      removed++;
+    } catch { /* gone meanwhile, or not ours to remove */ }
+  }
+  return removed;
+}
+
+/** Whether a process with this id runs (one of another user counts: EPERM). */
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
 }
 
 /** Atomically replaces `path` with `data` and makes it durable before returning. */
