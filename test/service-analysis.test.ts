@@ -27,6 +27,9 @@ const rows = [...generateDeclarations({ ...OPTS, rows: 7000 })];
 const history = rows.slice(0, 5000);
 const recent = rows.slice(5000);
 
+/** A valid profile set of one, for the Accept checks of an import. */
+const ACCEPT_SET = { profiles: [{ id: 'ACCEPT-1', title: 'Accept check', riskArea: 'valuation', weight: 1, conditions: { hs: ['85'] } }] };
+
 describe('analysis routes', () => {
   let app: FastifyInstance;
   let engine: Engine;
@@ -129,6 +132,23 @@ describe('analysis routes', () => {
     const xml = await app.inject({ method: 'POST', url: '/v1/studies?top=5', headers: { ...auth('analyst'), 'content-type': 'application/json', accept: 'application/xml' }, payload: { declarations } });
     expect(xml.statusCode).toBe(406);
     expect(xml.json().error).toMatchObject({ code: 'SEL_ERR_NOT_ACCEPTABLE', details: { field: 'accept' } });
+    // Accept as RFC 9110 weighs it: q 0 refuses a type, the highest q wins, a type that merely contains "json" is not JSON
+    for (const [accept, type] of [['text/html;q=0, application/json', 'application/json'], ['application/json, text/csv;q=0.1', 'application/json'], ['text/csv;q=0.9, text/html', 'text/html'], ['text/*;q=0.5, application/json;q=0.4', 'text/html'], ['*/*', 'application/json']] as const) {
+      const r = await app.inject({ method: 'POST', url: '/v1/studies?top=5', headers: { ...auth('analyst'), 'content-type': 'application/json', accept }, payload: { declarations } });
+      expect(r.statusCode, accept).toBe(200);
+      expect(r.headers['content-type'], accept).toMatch(new RegExp(`^${type}`));
+    }
+    for (const accept of ['application/x-ndjson', 'application/json;q=0, text/html;q=0, text/csv;q=0']) {
+      expect((await app.inject({ method: 'POST', url: '/v1/studies?top=5', headers: { ...auth('analyst'), 'content-type': 'application/json', accept }, payload: { declarations } })).statusCode, accept).toBe(406);
+    }
+    // a write that answers JSON only refuses an Accept it cannot meet before it writes anything
+    const before = (await app.inject({ url: '/v1/profiles', headers: auth('analyst') })).json();
+    const refused = await app.inject({ method: 'POST', url: '/v1/profiles/import', headers: { ...auth('analyst'), accept: 'text/html' }, payload: ACCEPT_SET });
+    expect(refused.statusCode).toBe(406);
+    expect(refused.json().error).toMatchObject({ code: 'SEL_ERR_NOT_ACCEPTABLE', details: { field: 'accept', expected: 'application/json' } });
+    expect((await app.inject({ url: '/v1/profiles', headers: auth('analyst') })).json()).toEqual(before);
+    // the same import with an Accept it can meet is made
+    expect((await app.inject({ method: 'POST', url: '/v1/profiles/import', headers: { ...auth('analyst'), accept: 'text/html;q=0.5, application/json' }, payload: ACCEPT_SET })).statusCode).toBe(200);
     // over HTTP a study lists at most 5,000 declarations (100,000 as HTML was 170 MB built on the main thread)
     const tooMany = await app.inject({ method: 'POST', url: '/v1/studies?top=5001', headers: { ...auth('analyst'), 'content-type': 'application/json' }, payload: { declarations } });
     expect(tooMany.statusCode).toBe(400);

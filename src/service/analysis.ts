@@ -16,6 +16,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join, sep } from 'node:path';
 import type { FastifyInstance } from 'fastify';
+import { chooseAnswer } from './msgpack-body.js';
 import { errors, isSelectivityError } from '../errors.js';
 import type { Engine } from '../engine.js';
 import { evaluate } from '../evaluate/evaluate.js';
@@ -173,11 +174,8 @@ export async function registerAnalysisRoutes(app: FastifyInstance, o: AnalysisOp
       } else {
         records = req.body as string;
       }
-      const accept = (req.headers.accept ?? 'application/json').toLowerCase();
-      // JSON, HTML or CSV; an Accept none of them fits is refused before the work (it answered JSON)
-      if (!/text\/html|text\/csv|json|\*\/\*|application\/\*|text\/\*/.test(accept)) {
-        throw errors.SEL_ERR_NOT_ACCEPTABLE('a study answers JSON, HTML or CSV', { field: 'accept', expected: 'application/json, text/html or text/csv', got: accept.slice(0, 100) });
-      }
+      // JSON, HTML or CSV, as Accept weighs them; an Accept none of them fits is refused before the work
+      const answer = chooseAnswer(req.headers.accept, ['application/json', 'text/html', 'text/csv']);
       const top = queryNumber(q.top);
       if (top !== undefined && top > MAX_HTTP_STUDY_TOP) throw errors.SEL_ERR_OPTION_INVALID(`top over HTTP is at most ${MAX_HTTP_STUDY_TOP} (selectivity study takes more)`, { field: 'top', expected: `an integer in [1, ${MAX_HTTP_STUDY_TOP}]`, got: q.top });
       const report = await oneAtATime('this study', () => withTempDir((dir) => {
@@ -187,8 +185,8 @@ export async function registerAnalysisRoutes(app: FastifyInstance, o: AnalysisOp
           settings: q.zThreshold !== undefined ? { zThreshold: queryNumber(q.zThreshold) } : undefined, sourceName: 'request',
         });
       }));
-      if (accept.includes('text/html')) return reply.type('text/html; charset=utf-8').send(renderStudyHtml(report));
-      if (accept.includes('text/csv')) return reply.type('text/csv; charset=utf-8').send(studyTopCsv(report));
+      if (answer === 'text/html') return reply.type('text/html; charset=utf-8').send(renderStudyHtml(report));
+      if (answer === 'text/csv') return reply.type('text/csv; charset=utf-8').send(studyTopCsv(report));
       return reply.type('application/json; charset=utf-8').send(JSON.stringify(report));
     });
 

@@ -9,6 +9,7 @@
  *   DELETE /v1/backtests/:id          write  cancel a queued or running job; delete a finished one
  */
 import type { FastifyInstance } from 'fastify';
+import { chooseAnswer } from './msgpack-body.js';
 import { errors } from '../errors.js';
 import { validateCapacity, planRange } from '../backtest/backtest.js';
 import type { CapacitySpec } from '../backtest/accumulate.js';
@@ -90,8 +91,7 @@ export async function registerBacktestRoutes(app: FastifyInstance, o: BacktestRo
     // queued or running: later; failed, cancelled or interrupted: never (it read 409 "pending" too, as if to retry)
     if (job.status === 'queued' || job.status === 'running') throw errors.SEL_ERR_BACKTEST_PENDING(`back-test ${job.id} is ${job.status}: no report yet`, { field: 'status', expected: 'done', got: job.status });
     if (job.status !== 'done' || !job.result) throw errors.SEL_ERR_BACKTEST_NO_REPORT(`back-test ${job.id} is ${job.status}: it has no report and will have none; submit it again`, { field: 'status', expected: 'done', got: job.status });
-    const accept = (req.headers.accept ?? 'application/json').toLowerCase();
-    if (accept.includes('text/html')) return reply.type('text/html; charset=utf-8').send(renderBacktestHtml(job.result));
+    if (chooseAnswer(req.headers.accept, ['application/json', 'text/html']) === 'text/html') return reply.type('text/html; charset=utf-8').send(renderBacktestHtml(job.result));
     return reply.type('application/json; charset=utf-8').send(JSON.stringify(job.result));
   });
 

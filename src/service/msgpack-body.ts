@@ -26,6 +26,39 @@ export function requestFormat(req: FastifyRequest): WireFormat {
 }
 
 /**
+ * Picks what a route answers from Accept (RFC 9110 12.5.1): of `offered`
+ * (in the route's order of preference), the one the most specific matching
+ * range gives the highest q (`type/subtype` before `type/*` before `*\/*`),
+ * the first offered on a tie; no header, the first. None acceptable (q 0 or
+ * no range matches): SEL_ERR_NOT_ACCEPTABLE, before any work.
+ */
+export function chooseAnswer(accept: string | undefined, offered: readonly string[]): string {
+  if (!accept || accept.trim() === '') return offered[0];
+  const ranges = accept.split(',').map((part) => {
+    const [typeRaw, ...params] = part.split(';');
+    let q = 1;
+    for (const p of params) {
+      const [k, v] = p.split('=').map((s) => s.trim().toLowerCase());
+      if (k === 'q') q = Number(v);
+    }
+    return { type: typeRaw.trim().toLowerCase(), q: Number.isFinite(q) ? q : 0 };
+  });
+  let best: string | undefined;
+  let bestQ = 0;
+  for (const t of offered) {
+    const major = t.split('/')[0];
+    let q = -1, specificity = -1;
+    for (const r of ranges) {
+      const s = r.type === t ? 2 : r.type === `${major}/*` ? 1 : r.type === '*/*' ? 0 : -1;
+      if (s > specificity) { specificity = s; q = r.q; }
+    }
+    if (q > bestQ) { best = t; bestQ = q; }
+  }
+  if (best === undefined) throw errors.SEL_ERR_NOT_ACCEPTABLE(`cannot answer in any of: ${accept.slice(0, 200)}`, { field: 'accept', expected: offered.join(', '), got: accept.slice(0, 200) });
+  return best;
+}
+
+/**
  * Picks the response encoding from Accept: the supported type with the
  * highest q; a wildcard or no header answers in the request's own encoding.
  */

@@ -44,12 +44,14 @@ import { registerProfileRoutes } from './profile-routes.js';
 import { registerWatchListRoutes } from './watchlist-routes.js';
 import { registerFeedbackRoutes } from './feedback-routes.js';
 import { prepareBody } from './content-encoding.js';
-import { acceptMsgpackBodies, asBuffer, mediaType, MSGPACK_TYPES, negotiate, requestFormat } from './msgpack-body.js';
+import { acceptMsgpackBodies, asBuffer, chooseAnswer, mediaType, MSGPACK_TYPES, negotiate, requestFormat } from './msgpack-body.js';
 import type { DecisionLog } from '../feedback/decision-log.js';
 import { msgpackValueEnd, type WireFormat, type WireReply } from './wire.js';
 
 /** The routes that ignore query parameters (see the onRoute hook in buildServer); every other route declares what it takes. */
 const QUERY_IGNORED = new Set(['/v1/score', '/v1/score/stream', '/healthz', '/readyz', '/metrics']);
+/** The writes that answer as Accept asks (JSON or MessagePack) on their own; the other writes answer JSON only. */
+const NEGOTIATED = new Set(['/v1/feedback', '/v1/ruleset/profiles']);
 
 /** The routes' paths (patterns with :params) and their methods: which methods a path that has no route for a request's method has (405). */
 class RoutePaths {
@@ -358,6 +360,13 @@ export async function buildServer(options: ServiceOptions): Promise<FastifyInsta
   // port's client or a load balancer may add its own, and the scoring path stays as it is.
   app.addHook('onRoute', (route) => {
     routePaths.add(route.url, route.method);
+    // the writes that answer JSON only: an Accept JSON does not fit is refused before anything is
+    // written (an import was committed, then answered in JSON whatever Accept said)
+    const access = (route.config as { access?: string } | undefined)?.access;
+    if ((access === 'write' || access === 'admin') && !NEGOTIATED.has(route.url)) {
+      const check = async (req: FastifyRequest) => { chooseAnswer(req.headers.accept, ['application/json']); };
+      route.preValidation = route.preValidation === undefined ? check : [check, ...[route.preValidation].flat()];
+    }
     if (QUERY_IGNORED.has(route.url)) return;
     const schema = (route.schema ??= {});
     schema.querystring ??= NO_QUERY;
