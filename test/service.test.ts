@@ -373,7 +373,15 @@ describe('service contract (inject, in-process scoring)', () => {
       const r = await app.inject({ method, url, headers: { ...auth('admin'), 'content-type': 'text/plain' }, payload: '{"profiles":[]}' });
       expect(r.statusCode, url).toBe(415);
       expect(r.json().error.code, url).toBe('SEL_ERR_MEDIA_TYPE');
+      // what this route reads, and what was sent: MessagePack is named only where it is read
+      expect(r.json().error.details, url).toMatchObject({ field: 'content-type', got: 'text/plain' });
+      expect(r.json().error.details.expected.includes('application/msgpack'), url).toBe(url !== '/v1/profiles/import');
     }
+    const msgpackImport = await app.inject({ method: 'POST', url: '/v1/profiles/import', headers: { ...auth('admin'), 'content-type': 'application/msgpack', accept: 'application/json' }, payload: Buffer.from(pack({ profiles: [] })) });
+    expect(msgpackImport.json().error).toMatchObject({ code: 'SEL_ERR_MEDIA_TYPE', details: { expected: 'application/json', got: 'application/msgpack' } });
+    // a body over the limit: the limit and the length sent
+    const big = await app.inject({ method: 'POST', url: '/v1/score', headers: { ...auth('port'), 'content-type': 'application/json' }, payload: `{"declarations": ["${'x'.repeat(300 * 1024)}"]}` });
+    expect(big.json().error.details).toMatchObject({ field: 'body', expected: expect.stringMatching(/^a body of at most \d+ bytes/), got: `${300 * 1024 + 22} bytes` });
     // still healthy, and the good path still works
     expect((await app.inject({ method: 'POST', url: '/v1/score', headers: auth('port'), payload: { declarations: declarations(2, 4) } })).statusCode).toBe(200);
   });

@@ -181,7 +181,18 @@ function closestError<T extends { instancePath?: string; keyword?: string }>(err
 }
 
 /** Maps Fastify's own errors onto the named codes. */
-export function toSelectivityError(e: FastifyError & { validation?: { instancePath?: string; keyword?: string; params?: Record<string, unknown>; message?: string; data?: unknown }[] }): SelectivityError {
+/** The body types each route that reads a body takes (its content-type parsers); any other: JSON. For a 415's `expected`. */
+const BODY_TYPES: Record<string, readonly string[]> = {
+  '/v1/score': ['application/json', ...MSGPACK_TYPES],
+  '/v1/score/stream': [...NDJSON_TYPES, ...MSGPACK_TYPES],
+  '/v1/feedback': ['application/json', ...MSGPACK_TYPES],
+  '/v1/ruleset/profiles': ['application/json', ...MSGPACK_TYPES],
+  '/v1/peers': ['application/json', 'application/octet-stream', ...MSGPACK_TYPES],
+  '/v1/studies': ['application/json', ...NDJSON_TYPES, 'text/csv'],
+  '/v1/evaluations': ['application/json', ...NDJSON_TYPES, 'text/csv'],
+};
+
+export function toSelectivityError(e: FastifyError & { validation?: { instancePath?: string; keyword?: string; params?: Record<string, unknown>; message?: string; data?: unknown }[] }, req?: FastifyRequest): SelectivityError {
   if (isSelectivityError(e)) return e;
   // the store refused (busy past busy_timeout, full, read-only, I/O): the transaction rolled back, nothing was acknowledged
   if (e instanceof Database.SqliteError) return errors.SEL_ERR_STORAGE(`the store could not be written: ${e.message}`, { field: 'store', expected: 'a writable store', got: e.code });
@@ -197,11 +208,18 @@ export function toSelectivityError(e: FastifyError & { validation?: { instancePa
     return errors.SEL_ERR_REQUEST_INVALID(`${field}: ${v.message ?? 'invalid'}`, { field, expected, got });
   }
   switch (e.code) {
-    case 'FST_ERR_CTP_BODY_TOO_LARGE':
-      return errors.SEL_ERR_BODY_TOO_LARGE(e.message, { field: 'body', expected: 'a smaller body (see --body-limit)' });
+    case 'FST_ERR_CTP_BODY_TOO_LARGE': {
+      // the route's limit (--body-limit, or a route's own), and the length the request declared
+      const limit = req?.routeOptions.bodyLimit;
+      const length = req?.headers['content-length'];
+      return errors.SEL_ERR_BODY_TOO_LARGE(e.message, { field: 'body', expected: limit !== undefined ? `a body of at most ${limit} bytes, decoded (--body-limit)` : 'a smaller body (see --body-limit)', got: length !== undefined ? `${length} bytes` : 'more (chunked or decoded)' });
+    }
     case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
-    case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH':
-      return errors.SEL_ERR_MEDIA_TYPE(e.message, { field: 'content-type', expected: 'application/json or application/msgpack (streams: application/x-ndjson)' });
+    case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH': {
+      // what this route reads, and what the request said it sent
+      const types = BODY_TYPES[req?.routeOptions.url ?? ''] ?? ['application/json'];
+      return errors.SEL_ERR_MEDIA_TYPE(e.message, { field: 'content-type', expected: types.join(', '), got: req?.headers['content-type'] ?? null });
+    }
     case 'FST_ERR_CTP_EMPTY_JSON_BODY':
     case 'FST_ERR_CTP_INVALID_JSON_BODY':
       return errors.SEL_ERR_REQUEST_PARSE(e.message, { field: 'body', expected: 'a JSON document' });
@@ -320,7 +338,7 @@ export async function buildServer(options: ServiceOptions): Promise<FastifyInsta
     // prototype is ever set from it.
     onProtoPoisoning: 'ignore',
     onConstructorPoisoning: 'ignore',
-    frameworkErrors: (err, req, reply) => sendError(req, reply, toSelectivityError(err)),
+    frameworkErrors: (err, req, reply) => sendError(req, reply, toSelectivityError(err, req)),
     clientErrorHandler: (err, socket) => {
       // a client that hangs up (reset, or closed in the middle of its request: HPE_INVALID_EOF_STATE) has
       // gone: nobody reads an answer, and it is no malformed request (it was counted SEL_ERR_REQUEST_PARSE)
@@ -385,7 +403,7 @@ export async function buildServer(options: ServiceOptions): Promise<FastifyInsta
     return reply.type('application/json; charset=utf-8').send(JSON.stringify(body));
   };
   app.setErrorHandler((err, req, reply) => {
-    const e = toSelectivityError(err as FastifyError);
+    const e = toSelectivityError(err as FastifyError, req);
     if (e.code === errors.SEL_ERR_INTERNAL.code) req.log.error({ err }, 'internal error');
     else if (e.code === errors.SEL_ERR_ABANDONED.code) req.log.info({ code: e.code }, 'the client went away before its batch was scored: not scored, not logged');
     return sendError(req, reply, e);
@@ -416,7 +434,7 @@ export async function buildServer(options: ServiceOptions): Promise<FastifyInsta
     // role answers 403; an unknown path is not such a route, and the routes are public in OpenAPI)
     const access = req.routeOptions.url === undefined ? 'any' : (req.routeOptions.config.access ?? 'admin');
     if (access === 'public') return;
-    if (!ready) throw errors.SEL_ERR_NOT_READY('the service is shutting down', { field: 'service', retryAfterSeconds: 1 });
+    if (!ready) throw errors.SEL_ERR_NOT_READY('the service is shutting down', { field: 'service', expected: 'a service that takes new work: another instance, or this one once it is back', got: 'shutting down', retryAfterSeconds: 1 });
     const header = req.headers.authorization ?? '';
     const m = /^Bearer\s+(\S+)\s*$/i.exec(header);
     const who = m ? tokens.identify(m[1]) : undefined;
@@ -453,7 +471,7 @@ export async function buildServer(options: ServiceOptions): Promise<FastifyInsta
   // ---- health ---------------------------------------------------------------
   app.get('/healthz', { config: { access: 'public' }, schema: { tags: ['health'], summary: 'Liveness: the process answers.', security: [] } }, async () => ({ status: 'ok' }));
   app.get('/readyz', { config: { access: 'public' }, schema: { tags: ['health'], summary: 'Readiness: a ruleset is loaded and new work is accepted.', security: [] } }, async (_req, reply) => {
-    if (!ready) return sendError(_req, reply, errors.SEL_ERR_NOT_READY('the service is shutting down', { field: 'service' }));
+    if (!ready) return sendError(_req, reply, errors.SEL_ERR_NOT_READY('the service is shutting down', { field: 'service', expected: 'a service that takes new work: another instance, or this one once it is back', got: 'shutting down' }));
     return { status: 'ready', rulesetVersion: engine.rulesetVersion, queued: engine.queueSize };
   });
 
