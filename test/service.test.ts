@@ -229,6 +229,33 @@ describe('service contract (inject, in-process scoring)', () => {
     expect(fb.json()).toEqual(fbPlain.json());
   });
 
+  it('says in OpenAPI which roles each operation takes, and that it may answer 401 and 403: as the service enforces them', async () => {
+    type Op = { description?: string; 'x-roles'?: string[]; responses?: Record<string, unknown> };
+    const api = (await app.inject({ url: '/v1/openapi.json', headers: auth('analyst') })).json() as { paths: Record<string, Record<string, Op>> };
+    let checked = 0;
+    for (const [path, ops] of Object.entries(api.paths)) {
+      for (const [method, op] of Object.entries(ops)) {
+        if (method === 'head') continue;
+        const roles = op['x-roles'];
+        if (path === '/healthz' || path === '/readyz') { expect(roles, path).toBeUndefined(); continue; }
+        expect(roles, `${method} ${path}`).toBeDefined();
+        expect(op.description, `${method} ${path}`).toContain(`Roles: ${roles!.join(', ')}`);
+        expect(op.responses?.['401'], `${method} ${path}`).toBeDefined();
+        // what the table says is what the service does: a role not listed is refused (403), before the path's parameters count
+        if (path.includes('{') || method !== 'get') { checked++; continue; }
+        for (const role of ['port', 'analyst', 'admin'] as const) {
+          const r = await app.inject({ url: path, headers: auth(role) });
+          expect(r.statusCode === 403, `${role} GET ${path}: ${r.statusCode}`).toBe(!roles!.includes(role));
+        }
+        checked++;
+      }
+    }
+    expect(checked).toBeGreaterThan(30);
+    expect(api.paths['/v1/score'].post['x-roles']).toEqual(['port', 'analyst', 'admin']);
+    expect(api.paths['/v1/ruleset/reload'].post['x-roles']).toEqual(['admin']);
+    expect(api.paths['/v1/ruleset/reload'].post.responses?.['403']).toBeDefined();
+  });
+
   it('refuses query parameters on a route that takes none, and ignores them only on the scoring routes and the probes', async () => {
     const api = (await app.inject({ url: '/v1/openapi.json', headers: auth('admin') })).json() as { paths: Record<string, Record<string, { parameters?: { in: string }[] }>> };
     const ignoring = ['/healthz', '/readyz', '/metrics'];

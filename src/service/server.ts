@@ -378,9 +378,23 @@ export async function buildServer(options: ServiceOptions): Promise<FastifyInsta
   // port's client or a load balancer may add its own, and the scoring path stays as it is.
   app.addHook('onRoute', (route) => {
     routePaths.add(route.url, route.method);
+    // the roles each operation takes, in its OpenAPI description and as x-roles, and the 401 and 403
+    // it may answer (the table is ROUTE_ROLES, as the access hook enforces it)
+    const access = (route.config as { access?: string } | undefined)?.access ?? 'admin';
+    const s = (route.schema ??= {}) as Record<string, unknown> & { response?: Record<string, unknown> };
+    // once per schema: a GET's HEAD route shares it
+    if (access !== 'public' && s['x-roles'] === undefined) {
+      const roles = access === 'any' ? ['port', 'analyst', 'admin'] : [...ROUTE_ROLES[access as Access]];
+      s.description = `${typeof s.description === 'string' ? `${s.description}\n\n` : ''}Roles: ${roles.join(', ')}${access === 'any' ? ' (any valid token)' : ''}.`;
+      s['x-roles'] = roles;
+      if (!s.hide) {
+        s.response ??= {};
+        s.response['401'] ??= { description: 'No bearer token, or an unknown one (SEL_ERR_UNAUTHORIZED).', ...errorSchema };
+        if (access !== 'any') s.response['403'] ??= { description: `The token's role may not use this route (SEL_ERR_FORBIDDEN): ${roles.join(', ')} only.`, ...errorSchema };
+      }
+    }
     // the writes that answer JSON only: an Accept JSON does not fit is refused before anything is
     // written (an import was committed, then answered in JSON whatever Accept said)
-    const access = (route.config as { access?: string } | undefined)?.access;
     if ((access === 'write' || access === 'admin') && !NEGOTIATED.has(route.url)) {
       const check = async (req: FastifyRequest) => { chooseAnswer(req.headers.accept, ['application/json']); };
       route.preValidation = route.preValidation === undefined ? check : [check, ...[route.preValidation].flat()];
@@ -676,7 +690,7 @@ export async function buildServer(options: ServiceOptions): Promise<FastifyInsta
     return r;
   });
   app.get('/v1/ruleset', { config: { access: 'read' }, schema: { tags: ['ruleset'], summary: 'The active ruleset: version, profiles, watch lists, peer levels, settings.', response: { 200: rulesetSchema } } }, async () => rulesetInfo());
-  app.post('/v1/ruleset/reload', { config: { access: 'admin' }, schema: { tags: ['ruleset'], summary: 'Re-read the profiles and peer-table files and swap the ruleset in without a restart. If either file is invalid, the active ruleset stays.', response: { 200: rulesetSchema, '4xx': errorSchema } } }, async () => {
+  app.post('/v1/ruleset/reload', { config: { access: 'admin' }, schema: { tags: ['ruleset'], summary: 'Re-read the peer file and model.json, rebuild the ruleset with the active profiles and watch lists of the store, and swap it in without a restart. If a file is invalid, the active ruleset stays.', response: { 200: rulesetSchema, '4xx': errorSchema } } }, async () => {
     return rulesetInfo(await source.reload());
   });
   // ---- access: the tokens, re-read without a restart ----------------------------
