@@ -120,6 +120,8 @@ describe('analysis routes', () => {
       const badQuery = await app.inject({ method: 'POST', url: `/v1/studies?${q}`, headers: { ...auth('analyst'), 'content-type': 'application/json' }, payload: { declarations } });
       expect(badQuery.statusCode, q).toBe(400);
       expect(badQuery.json().error, q).toMatchObject({ code: 'SEL_ERR_OPTION_INVALID', details: { field } });
+      // top: the HTTP limit and the text sent (it read 'an integer in [1, 100000]', got NaN)
+      if (field === 'top') expect(badQuery.json().error.details, q).toMatchObject({ expected: 'an integer in [1, 5000]', got: q.slice(4) });
     }
     // an unknown query parameter is still refused by the schema
     expect((await app.inject({ method: 'POST', url: '/v1/studies?bogus=1', headers: { ...auth('analyst'), 'content-type': 'application/json' }, payload: { declarations } })).json().error.code).toBe('SEL_ERR_REQUEST_INVALID');

@@ -177,7 +177,10 @@ export async function registerAnalysisRoutes(app: FastifyInstance, o: AnalysisOp
       // JSON, HTML or CSV, as Accept weighs them; an Accept none of them fits is refused before the work
       const answer = chooseAnswer(req.headers.accept, ['application/json', 'text/html', 'text/csv']);
       const top = queryNumber(q.top);
-      if (top !== undefined && top > MAX_HTTP_STUDY_TOP) throw errors.SEL_ERR_OPTION_INVALID(`top over HTTP is at most ${MAX_HTTP_STUDY_TOP} (selectivity study takes more)`, { field: 'top', expected: `an integer in [1, ${MAX_HTTP_STUDY_TOP}]`, got: q.top });
+      // the HTTP limit, and what the request held (abc, not the NaN it reads as)
+      if (top !== undefined && !(Number.isInteger(top) && top >= 1 && top <= MAX_HTTP_STUDY_TOP)) {
+        throw errors.SEL_ERR_OPTION_INVALID(top > MAX_HTTP_STUDY_TOP ? `top over HTTP is at most ${MAX_HTTP_STUDY_TOP} (selectivity study takes more)` : `top must be an integer from 1 to ${MAX_HTTP_STUDY_TOP}`, { field: 'top', expected: `an integer in [1, ${MAX_HTTP_STUDY_TOP}]`, got: q.top });
+      }
       const report = await oneAtATime('this study', () => withTempDir((dir) => {
         const path = writeRecords(dir, 'studied', records, 'declarations', CSV_TYPES.includes(type) ? 'csv' : 'ndjson');
         return studyFile(path, peers, {
