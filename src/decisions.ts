@@ -7,7 +7,7 @@ import { CHANNELS, type Channel } from './model/channels.js';
 import { FEATURES, NF, type Feature } from './peers/peer-groups.js';
 import type { CompiledMeta } from './ruleset/compile.js';
 import type { RiskArea } from './profiles/profile.js';
-import { historyIndex, isTraderDimension, smoothedRate, type BatchHistory, type HistoryIndex, type HistoryTables } from './learn/history.js';
+import { historyIndex, isRatingDimension, smoothedRate, type BatchHistory, type HistoryIndex, type HistoryTables } from './learn/history.js';
 import { FLAG_CONTROL, FLAG_PROFILE_CHANNEL, type ScoreResult } from './kernel/layout.js';
 import type { TextSignal } from './text/signals.js';
 
@@ -40,7 +40,7 @@ class HistoryReasons {
 
   /** The dimensions with at least one entry to cite, in dimension order: the others are never looked up. */
   private readonly citable: number[];
-  /** The loaded trader dimensions (importer, declarant: the behavioural rating), in dimension order. */
+  /** The loaded dimensions of the behavioural rating (with an importer or declarant part: isRatingDimension), in dimension order. */
   private readonly trader: number[];
   /** Per reason (same index as `reasons`): its exact contribution when its dimension is a trader one, else NaN. */
   private readonly traderContribution: number[] = [];
@@ -58,7 +58,7 @@ class HistoryReasons {
     this.citable = [];
     t.dimensions.forEach((_, d) => { if (this.weighted[d].some((c) => Math.abs(c) >= HISTORY_REASON_MIN)) this.citable.push(d); });
     this.trader = [];
-    t.dimensions.forEach((dim, d) => { if (this.weighted[d].length > 0 && isTraderDimension(dim.name)) this.trader.push(d); });
+    t.dimensions.forEach((dim, d) => { if (this.weighted[d].length > 0 && isRatingDimension(dim.name)) this.trader.push(d); });
     this.quiet = this.trader.filter((d) => !this.citable.includes(d));
     this.quietBound = this.quiet.reduce((s, d) => s + this.weighted[d].reduce((m, c) => Math.max(m, Math.abs(c)), 0), 0);
   }

@@ -335,7 +335,7 @@ describe('outputs interrupted', () => {
     const ended = new Promise<{ code: number | null; signal: string | null }>((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })));
     // once it writes (its temporary file is there), stop it
     for (let t = 0; t < 600 && readdirSync(where).length === 0; t++) await new Promise((r) => setTimeout(r, 50));
-    expect(readdirSync(where)).toEqual([expect.stringMatching(/^\.big\.csv\.\d+\.[0-9a-f]+\.tmp$/)]);
+    expect(readdirSync(where)).toEqual([expect.stringMatching(/^\.big\.csv\.[a-z0-9-]+\.\d+\.[0-9a-f]+\.tmp$/)]);
     child.kill('SIGINT');
     expect(await ended).toEqual({ code: null, signal: 'SIGINT' });
     expect(readdirSync(where)).toEqual([]);

@@ -18,7 +18,7 @@ import { DecisionLogReader } from '../src/feedback/log-reader.js';
 import { profileStats } from '../src/profiles/effectiveness.js';
 import { DecisionLog } from '../src/feedback/decision-log.js';
 import { encodeLogRows } from '../src/feedback/log-rows.js';
-import { examinationResult, FeedbackStore, validateFeedback } from '../src/feedback/feedback.js';
+import { examinationResult, FeedbackStore, resultsAfter, validateFeedback } from '../src/feedback/feedback.js';
 import type { Declaration } from '../src/model/schema.js';
 import type { Decision } from '../src/decisions.js';
 import { runCli } from './helpers.js';
@@ -227,6 +227,29 @@ describe('feedback bodies and answers (in process)', () => {
 });
 
 describe('feedback internals', () => {
+  it('counts, after a model\'s mark, the results a refit would learn differently from: new inspections and inspections withdrawn since the mark', () => {
+    const path = join(dir, 'since', STORE_FILE);
+    mkdirSync(join(dir, 'since'), { recursive: true });
+    const db = openStore(path);
+    try {
+      const put = db.prepare(`INSERT INTO feedback (seq, declaration_id, current, decision_seq, date, channel, inspected, outcome, revenue_recovered, recorded_at, recorded_by)
+        VALUES (?, ?, ?, 1, '2026-11-25', 'red', ?, 'no-discrepancy', 0, '2026-11-25T00:00:00Z', 'test')`);
+      // [seq, id, current, inspected]; the model's mark is 5
+      const rows: [number, string, number, number][] = [
+        [1, 'D1', 0, 1], [2, 'D1', 0, 0], [6, 'D1', 1, 0], // withdrawn before the mark, corrected again after: the model saw it withdrawn
+        [7, 'D2', 0, 1], [8, 'D2', 1, 0], // inspected and withdrawn after the mark: the model never saw it
+        [3, 'D3', 0, 1], [9, 'D3', 1, 0], // inspected as the model saw it, withdrawn since: counts
+        [10, 'D4', 1, 1], // a new inspection: counts
+        [4, 'D5', 1, 1], // inspected before the mark, unchanged
+      ];
+      for (const [seq, id, current, inspected] of rows) put.run(seq, id, current, inspected);
+      expect(resultsAfter(db, 5)).toBe(2);
+      expect(resultsAfter(db, 0)).toBe(2); // from the start: the current inspected ones (D4, D5)
+    } finally {
+      db.close();
+    }
+  });
+
   it('validates each field with the field named', () => {
     const good = { declarationId: 'X', date: '2026-02-28', channel: 'red', inspected: true, outcome: 'discrepancy' };
     expect(validateFeedback(good).ok).toBe(true);

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { errors } from '../src/errors.js';
 import { readJsonFile } from '../src/store/json-file.js';
-import { STALE_TEMP_MS, writeFileDurable } from '../src/store/durable.js';
+import { STALE_TEMP_MS, TEMP_HOST, writeFileDurable } from '../src/store/durable.js';
 import { AtomicOutput } from '../src/store/atomic-output.js';
 import { scoreFile } from '../src/score-file.js';
 
@@ -81,19 +81,22 @@ describe('AtomicOutput', () => {
 });
 
 describe('temporary files left by a killed writer', () => {
-  it('are removed by the next writer of the same file once their process is gone and they are a minute old; others stay', async () => {
+  it('are removed by the next writer of the same file on the same host once their process is gone and they are a minute old; others stay', async () => {
     const at = join(dir, 'stale');
     mkdirSync(at);
     const dead = spawnSync(process.execPath, ['-e', '']).pid!; // a process that has exited
     const old = (Date.now() - 2 * STALE_TEMP_MS) / 1000;
     const make = (name: string, aged: boolean) => { const p = join(at, name); writeFileSync(p, 'partial'); if (aged) utimesSync(p, old, old); return name; };
-    const gone = [make(`.model.json.${dead}.0123abcd.tmp`, true), make(`.out.csv.${dead}.0123abce.tmp`, true)];
+    const h = TEMP_HOST;
+    const gone = [make(`.model.json.${h}.${dead}.0123abcd.tmp`, true), make(`.out.csv.${h}.${dead}.0123abce.tmp`, true)];
     const kept = [
-      make(`.model.json.${dead}.0123abcf.tmp`, false), // young: a writer elsewhere may still be writing it
-      make(`.model.json.${process.pid}.0123abd0.tmp`, true), // this process's
-      make(`.model.json.1.0123abd1.tmp`, true), // a process that runs
-      make(`.other.json.${dead}.0123abd2.tmp`, true), // another file's
-      make(`.model.json.${dead}.tmp`, true), // not a name of ours
+      make(`.model.json.${h}.${dead}.0123abcf.tmp`, false), // young
+      make(`.model.json.${h}.${process.pid}.0123abd0.tmp`, true), // this process's
+      make(`.model.json.${h}.1.0123abd1.tmp`, true), // a process that runs
+      make(`.other.json.${h}.${dead}.0123abd2.tmp`, true), // another file's
+      make(`.model.json.${h}.${dead}.tmp`, true), // not a name of ours
+      make(`.model.json.another-host.${dead}.0123abd3.tmp`, true), // another host's (or container's): its pid means nothing here
+      make(`.model.json.${dead}.0123abd4.tmp`, true), // the name before the host was in it: left as it is
     ];
     writeFileDurable(join(at, 'model.json'), '{}');
     const out = new AtomicOutput(join(at, 'out.csv'), 'out');

@@ -335,7 +335,8 @@ describe('historical tables in the kernel', () => {
             const c = parseDimension(dim.name).length > 1 ? Math.fround(dim.weight * l[k][e]) : dim.weight * l[k][e];
             const reason: Reason = { code: 'HISTORY', dimension: dim.name, value: dim.keys[e], rate: Math.round(smoothedRate(tables, dim, e) * 1e3) / 1e3, n: Math.round(dim.n[e] * 10) / 10, contribution: Math.round(c * 1e4) / 1e4 };
             if (Math.abs(c) >= HISTORY_REASON_MIN) expected.push(reason);
-            if (isTraderDimension(dim.name) && dim.weight !== 0 && c !== 0) traderAll.push({ reason, c });
+            // the rating: dimensions with an importer or declarant part (a seller's are not rated)
+            if (parseDimension(dim.name).some((p) => p.field === 'importer' || p.field === 'declarant') && dim.weight !== 0 && c !== 0) traderAll.push({ reason, c });
           });
           const size = (x: Reason) => Math.abs((x as { contribution: number }).contribution);
           expected.sort((a, b) => size(b) - size(a));

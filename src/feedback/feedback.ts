@@ -138,6 +138,19 @@ export interface PreparedFeedback {
   commitSliced(size: number, write: (slice: () => void) => Promise<void>): Promise<FeedbackRecording>;
 }
 
+/**
+ * Declarations whose current result was recorded after result `mark` (a
+ * model's feedbackSeq) and changes what a refit learns: it is inspected, or
+ * the declaration's result as of the mark (its latest then) was inspected
+ * and has since been withdrawn. A declaration counts once. What automatic
+ * retraining counts (RulesetSource.resultsSinceModel).
+ */
+export function resultsAfter(db: Db, mark: number): number {
+  return db.prepare(`SELECT COUNT(*) FROM feedback f WHERE f.seq > :mark AND f.current = 1
+    AND (f.inspected = 1 OR EXISTS (SELECT 1 FROM feedback g WHERE g.declaration_id = f.declaration_id AND g.seq <= :mark AND g.inspected = 1
+      AND NOT EXISTS (SELECT 1 FROM feedback h WHERE h.declaration_id = g.declaration_id AND h.seq > g.seq AND h.seq <= :mark)))`).pluck().get({ mark }) as number;
+}
+
 /** The seq of the newest result recorded (0: none): results after a mark are what came in since (automatic retraining). */
 export function newestFeedbackSeq(db: Db): number {
   return (db.prepare('SELECT max(seq) FROM feedback').pluck().get() as number | null) ?? 0;

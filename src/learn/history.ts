@@ -109,6 +109,16 @@ export function isTraderDimension(name: string): boolean {
 }
 const traderDimensions = new Map<string, boolean>();
 
+/**
+ * Whether a dimension is part of the behavioural rating: one of its parts is
+ * an importer or a declarant (the dimensions whose counts are
+ * recency-weighted; a seller is a trader too, but not rated on its history
+ * with this administration).
+ */
+export function isRatingDimension(name: string): boolean {
+  return parseDimension(name).some((p) => p.field === 'importer' || p.field === 'declarant');
+}
+
 /** The prior strength of a dimension's rates: the tables' traderStrength for a trader dimension, where given, else their strength. */
 export const strengthOf = (t: HistoryTables, d: HistoryDimension): number => (t.traderStrength !== undefined && isTraderDimension(d.name) ? t.traderStrength : t.strength);
 

@@ -40,7 +40,7 @@ import type { ColumnarBatch } from '../model/columnar.js';
 import { NF, FEATURES, type PeerTables } from '../peers/peer-groups.js';
 import { createRuleset, resolveSettings, type RulesetSettings, type RulesetSettingsInput } from '../ruleset/ruleset.js';
 import { compileExpression, DEFAULT_REVENUE, REVENUE_FIELDS } from '../evaluate/expression.js';
-import { batchKeys, DEFAULT_DIMENSIONS, dimensionName, isTraderDimension, lifts, parseDimension, revenueAtRisk, type HistoryTables } from './history.js';
+import { batchKeys, DEFAULT_DIMENSIONS, dimensionName, isRatingDimension, isTraderDimension, lifts, parseDimension, revenueAtRisk, type HistoryTables } from './history.js';
 
 export interface TrainOptions {
   /** Dimensions of the historical tables (default DEFAULT_DIMENSIONS). */
@@ -379,7 +379,7 @@ export async function trainModel(data: TrainingData, peers: PeerTables, settings
   });
   dimNames.forEach((name, d) => {
     const parts = parseDimension(name);
-    const w = parts.some((p) => p.field === 'importer' || p.field === 'declarant') ? recent : ones;
+    const w = isRatingDimension(name) ? recent : ones;
     const keyIndex = new Map<string, number>();
     const rowKey = new Int32Array(N);
     let r = 0;

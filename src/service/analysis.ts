@@ -27,8 +27,9 @@ import { queryNumber } from './query.js';
 import type { RulesetSource } from './state.js';
 
 const MSGPACK_TYPES = ['application/msgpack', 'application/x-msgpack'];
-const NDJSON_TYPES = ['application/x-ndjson', 'application/ndjson', 'application/jsonl'];
-const CSV_TYPES = ['text/csv'];
+/** The body types an analysis reads besides JSON (server.ts BODY_TYPES names them in a 415). */
+export const NDJSON_TYPES = ['application/x-ndjson', 'application/ndjson', 'application/jsonl'];
+export const CSV_TYPES = ['text/csv'];
 
 export interface AnalysisOptions {
   engine: Engine;

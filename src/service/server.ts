@@ -37,7 +37,7 @@ import { ReloadableTokens, ROUTE_ROLES, type Access, type Role, type TokenStore 
 import type { Metrics } from './metrics.js';
 import { DECISION_LOG_SERIES, KERNEL_SERIES, PROMETHEUS_CONTENT_TYPE } from './metrics.js';
 import type { RulesetSource } from './state.js';
-import { registerAnalysisRoutes } from './analysis.js';
+import { CSV_TYPES as ANALYSIS_CSV_TYPES, NDJSON_TYPES as ANALYSIS_NDJSON_TYPES, registerAnalysisRoutes } from './analysis.js';
 import { registerBacktestRoutes } from './backtest-routes.js';
 import type { BacktestJobs } from '../backtest/jobs.js';
 import { registerProfileRoutes } from './profile-routes.js';
@@ -62,7 +62,7 @@ class RoutePaths {
     let r = this.byUrl.get(url);
     if (!r) {
       const source = url.split('/').map((part) => (part.startsWith(':') ? '[^/]+' : part === '*' ? '.*' : part.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'))).join('/');
-      r = { pattern: new RegExp(`^${source}/?$`), methods: new Set() };
+      r = { pattern: new RegExp(`^${source}$`), methods: new Set() };
       this.byUrl.set(url, r);
       this.routes.push(r);
     }
@@ -188,8 +188,8 @@ const BODY_TYPES: Record<string, readonly string[]> = {
   '/v1/feedback': ['application/json', ...MSGPACK_TYPES],
   '/v1/ruleset/profiles': ['application/json', ...MSGPACK_TYPES],
   '/v1/peers': ['application/json', 'application/octet-stream', ...MSGPACK_TYPES],
-  '/v1/studies': ['application/json', ...NDJSON_TYPES, 'text/csv'],
-  '/v1/evaluations': ['application/json', ...NDJSON_TYPES, 'text/csv'],
+  '/v1/studies': ['application/json', ...ANALYSIS_NDJSON_TYPES, ...ANALYSIS_CSV_TYPES],
+  '/v1/evaluations': ['application/json', ...ANALYSIS_NDJSON_TYPES, ...ANALYSIS_CSV_TYPES],
 };
 
 export function toSelectivityError(e: FastifyError & { validation?: { instancePath?: string; keyword?: string; params?: Record<string, unknown>; message?: string; data?: unknown }[] }, req?: FastifyRequest): SelectivityError {
@@ -212,7 +212,9 @@ export function toSelectivityError(e: FastifyError & { validation?: { instancePa
       // the route's limit (--body-limit, or a route's own), and the length the request declared
       const limit = req?.routeOptions.bodyLimit;
       const length = req?.headers['content-length'];
-      return errors.SEL_ERR_BODY_TOO_LARGE(e.message, { field: 'body', expected: limit !== undefined ? `a body of at most ${limit} bytes, decoded (--body-limit)` : 'a smaller body (see --body-limit)', got: length !== undefined ? `${length} bytes` : 'more (chunked or decoded)' });
+      const coding = req?.headers['content-encoding'];
+      const sent = length === undefined ? 'more (chunked)' : coding !== undefined && coding !== 'identity' ? `${length} bytes ${coding}-encoded, more once decoded` : `${length} bytes`;
+      return errors.SEL_ERR_BODY_TOO_LARGE(e.message, { field: 'body', expected: limit !== undefined ? `a body of at most ${limit} bytes, decoded (--body-limit)` : 'a smaller body (see --body-limit)', got: sent });
     }
     case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
     case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH': {

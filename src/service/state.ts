@@ -30,7 +30,7 @@ import { pathToFileURL } from 'node:url';
 import { Piscina } from 'piscina';
 import type { RetrainTask } from '../../workers/retrain-worker.js';
 import { openStore, SCHEMA_VERSION, STORE_FILE, writeWhenFree, type Db, type OpenStoreOptions } from '../store/sqlite.js';
-import { newestFeedbackSeq } from '../feedback/feedback.js';
+import { newestFeedbackSeq, resultsAfter } from '../feedback/feedback.js';
 
 export interface RulesetFiles {
   /** The SQLite store (profiles and their versions). */
@@ -320,10 +320,7 @@ export class RulesetSource {
   resultsSinceModel(): number {
     const mark = this.model?.fromStore ? this.model.feedbackSeq : undefined;
     if (mark === undefined) return Math.max(0, this.inspectedWithFeedback() - this.trainedOn);
-    // a current result after the mark that is inspected, or that replaced an inspected one (an inspection
-    // withdrawn: the model learnt from it); a declaration counts once
-    return (this.db.prepare(`SELECT COUNT(*) FROM feedback f WHERE f.seq > ? AND f.current = 1
-      AND (f.inspected = 1 OR EXISTS (SELECT 1 FROM feedback g WHERE g.declaration_id = f.declaration_id AND g.seq < f.seq AND g.inspected = 1))`).pluck().get(mark) as number);
+    return resultsAfter(this.db, mark);
   }
 
   private auto: { timer: NodeJS.Timeout; after: number } | undefined;

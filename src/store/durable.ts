@@ -7,6 +7,7 @@
 import { closeSync, fsyncSync, mkdirSync, openSync, readdirSync, realpathSync, renameSync, rmSync, statSync, writeSync, chmodSync } from 'node:fs';
 import { dirname, basename, join, resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
 import { errors } from '../errors.js';
 
 export interface DurableWriteOptions {
@@ -76,20 +77,29 @@ export function samePath(a: string, b: string): boolean {
  */
 export function tempPathFor(path: string): string {
   removeStaleTemps(path);
-  return join(dirname(path), `.${basename(path)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
+  return join(dirname(path), `.${basename(path)}.${TEMP_HOST}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
 }
+
+/**
+ * This machine (or container) in a temporary file's name: a process id is
+ * checked only against this host's processes, so the files of a writer on
+ * another host or in another container sharing the directory are never
+ * taken for a dead one's.
+ */
+export const TEMP_HOST = (hostname().replace(/[^A-Za-z0-9-]/g, '').slice(0, 32) || 'host').toLowerCase();
 
 /** How old a left temporary file must be before another writer removes it (a writer on another machine sharing the directory may still be writing one younger). */
 export const STALE_TEMP_MS = 60_000;
 
 /**
- * Removes the temporary files of `path` (tempPathFor's names) whose process
- * is gone and that were last written over STALE_TEMP_MS ago; returns how
- * many. Never throws: a directory that cannot be read has nothing removed.
+ * Removes the temporary files of `path` (tempPathFor's names) written on
+ * this host whose process is gone and that were last written over
+ * STALE_TEMP_MS ago; returns how many. Never throws: a directory that
+ * cannot be read has nothing removed.
  */
 export function removeStaleTemps(path: string, now = Date.now()): number {
   const dir = dirname(path);
-  const prefix = `.${basename(path)}.`;
+  const prefix = `.${basename(path)}.${TEMP_HOST}.`;
   let names: string[];
   try { names = readdirSync(dir); } catch { return 0; }
   let removed = 0;
