@@ -214,6 +214,38 @@ describe('back-test', () => {
     expect(fds()).toBeLessThanOrEqual(before);
   });
 
+  it('a cancel ends its tasks only once every worker of the pool has loaded: a task may sit on a worker still loading its modules', async () => {
+    // Piscina ends the worker of a task it aborts at once, and hands tasks to workers still loading (a fresh
+    // clone's first run left 36 module files open after 11 cancels): here each task's abort is checked
+    const run = Piscina.prototype.run;
+    const seen: { threads: number; loaded: number }[] = [];
+    const loaded = new WeakMap<Piscina, Set<unknown>>();
+    const spy = vi.spyOn(Piscina.prototype, 'run').mockImplementation(function (this: Piscina, task: unknown, options?: Parameters<Piscina['run']>[1]) {
+      if (!loaded.has(this)) {
+        const set = new Set<unknown>();
+        loaded.set(this, set);
+        this.on('workerCreate', (w: unknown) => set.add(w));
+        this.on('workerDestroy', (w: unknown) => set.delete(w));
+      }
+      const set = loaded.get(this)!;
+      (options?.signal as AbortSignal | undefined)?.addEventListener('abort', () => seen.push({ threads: this.threads.length, loaded: set.size }), { once: true });
+      return run.call(this, task, options);
+    });
+    try {
+      for (let k = 0; k < 3; k++) {
+        const ac = new AbortController();
+        const running = runBacktest(dir, { candidate, baseline, threads: 2, signal: ac.signal });
+        ac.abort(); // at once: the workers have not loaded yet
+        await expect(running).rejects.toMatchObject({ code: 'SEL_ERR_NOT_READY', details: { field: 'backtest' } });
+      }
+    } finally {
+      spy.mockRestore();
+    }
+    expect(seen.length).toBeGreaterThan(0);
+    // (a worker the abort of an earlier task ended may still be counted among the loaded ones)
+    for (const s of seen) expect(s.loaded, JSON.stringify(s)).toBeGreaterThanOrEqual(s.threads);
+  });
+
   it('a worker that answers a task its cancel dropped is no error thrown from the event loop', async () => {
     // the race, made certain: after the cancel, the pool reports what a worker ended by it may still post
     // (Piscina emits it as an error event; one with no listener was thrown, and failed a CI run)
