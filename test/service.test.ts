@@ -254,6 +254,16 @@ describe('service contract (inject, in-process scoring)', () => {
     expect(api.paths['/v1/score'].post['x-roles']).toEqual(['port', 'analyst', 'admin']);
     expect(api.paths['/v1/ruleset/reload'].post['x-roles']).toEqual(['admin']);
     expect(api.paths['/v1/ruleset/reload'].post.responses?.['403']).toBeDefined();
+    // the body and answer types beside JSON, where the route reads and answers them
+    type Full = { requestBody?: { content: Record<string, unknown> }; responses: Record<string, { content?: Record<string, unknown> }> };
+    const full = api as unknown as { paths: Record<string, Record<string, Full>> };
+    for (const [path, method] of [['/v1/score', 'post'], ['/v1/feedback', 'post'], ['/v1/ruleset/profiles', 'put']] as const) {
+      const op = full.paths[path][method];
+      expect(Object.keys(op.requestBody!.content).sort(), path).toEqual(['application/json', 'application/msgpack', 'application/x-msgpack']);
+      expect(Object.keys(op.responses['200'].content!).sort(), path).toEqual(['application/json', 'application/msgpack', 'application/x-msgpack']);
+    }
+    // a route that reads JSON only says so
+    expect(Object.keys(full.paths['/v1/profiles/import'].post.requestBody!.content)).toEqual(['application/json']);
   });
 
   it('refuses query parameters on a route that takes none, and ignores them only on the scoring routes and the probes', async () => {

@@ -192,6 +192,18 @@ const BODY_TYPES: Record<string, readonly string[]> = {
   '/v1/evaluations': ['application/json', ...ANALYSIS_NDJSON_TYPES, ...ANALYSIS_CSV_TYPES],
 };
 
+/**
+ * The routes whose every answer, errors included, is JSON or MessagePack as
+ * Accept asks: OpenAPI's content types for their answers (OpenAPI gives one
+ * list per operation; a study's HTML or CSV, a stream's NDJSON are in the
+ * routes' descriptions, their errors being JSON).
+ */
+const ANSWER_TYPES: Record<string, readonly string[]> = {
+  'POST /v1/score': ['application/json', ...MSGPACK_TYPES],
+  'POST /v1/feedback': ['application/json', ...MSGPACK_TYPES],
+  'PUT /v1/ruleset/profiles': ['application/json', ...MSGPACK_TYPES],
+};
+
 export function toSelectivityError(e: FastifyError & { validation?: { instancePath?: string; keyword?: string; params?: Record<string, unknown>; message?: string; data?: unknown }[] }, req?: FastifyRequest): SelectivityError {
   if (isSelectivityError(e)) return e;
   // the store refused (busy past busy_timeout, full, read-only, I/O): the transaction rolled back, nothing was acknowledged
@@ -384,6 +396,11 @@ export async function buildServer(options: ServiceOptions): Promise<FastifyInsta
     // it may answer (the table is ROUTE_ROLES, as the access hook enforces it)
     const access = (route.config as { access?: string } | undefined)?.access ?? 'admin';
     const s = (route.schema ??= {}) as Record<string, unknown> & { response?: Record<string, unknown> };
+    // the body and answer types other than JSON, for OpenAPI (a body is described where the route has a body schema)
+    const bodyTypes = BODY_TYPES[route.url];
+    if (bodyTypes && s.body !== undefined) s.consumes ??= [...bodyTypes];
+    const answerTypes = ANSWER_TYPES[`${[route.method].flat()[0]} ${route.url}`];
+    if (answerTypes) s.produces ??= [...answerTypes];
     // once per schema: a GET's HEAD route shares it
     if (access !== 'public' && s['x-roles'] === undefined) {
       const roles = access === 'any' ? ['port', 'analyst', 'admin'] : [...ROUTE_ROLES[access as Access]];
