@@ -22,7 +22,12 @@ import { Kernel } from '../src/kernel/kernel.js';
 import { compileRuleset } from '../src/ruleset/compile.js';
 import { loadTokens, parseTokensEnv, readTokensFile, ReloadableTokens } from '../src/service/auth.js';
 import type { Metrics } from '../src/service/metrics.js';
-import { clientError, toSelectivityError } from '../src/service/server.js';
+import { buildServer, clientError, toSelectivityError } from '../src/service/server.js';
+import { createMetrics } from '../src/service/metrics.js';
+import { createTokenStore } from '../src/service/auth.js';
+import { createEngine } from '../src/engine.js';
+import { errors } from '../src/errors.js';
+import type { DecisionLog } from '../src/feedback/decision-log.js';
 import { negotiate } from '../src/service/msgpack-body.js';
 import { prepareDataDir, RulesetSource } from '../src/service/state.js';
 import { listenError, startService, warmUp, type RunningService } from '../src/service/service.js';
@@ -1284,6 +1289,35 @@ describe('clientError', () => {
 });
 
 describe('errors of the store', () => {
+  it('logs a failure of its own store at error level, with its code and message (an operator saw only info lines for every 500 of a full disk)', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'sel-log-level-'));
+    const files = await prepareDataDir(dataDir);
+    const source = new RulesetSource(files);
+    const engine = createEngine({ ruleset: await source.load(), threads: 0 });
+    const metrics = await createMetrics({ intervalMs: 60_000 });
+    const lines: { level: number; msg: string; code?: string }[] = [];
+    // a decision log whose commits fail, as on a full disk or a damaged store
+    const failing = { append: () => Promise.reject(errors.SEL_ERR_STORAGE('decision log write failed: database or disk is full', { field: 'decisionLog' })) } as unknown as DecisionLog;
+    const app = await buildServer({ engine, source, tokens: createTokenStore(parseTokensEnv(`port:${'p'.repeat(24)}`), 'env'), metrics, decisionLog: failing, logger: { level: 'info', stream: { write: (l: string) => { lines.push(JSON.parse(l)); } } } as never });
+    try {
+      const r = await app.inject({ method: 'POST', url: '/v1/score', headers: { authorization: `Bearer ${'p'.repeat(24)}` }, payload: { declarations: declarations(2, 5) } });
+      expect(r.statusCode).toBe(500);
+      expect(r.json().error.code).toBe('SEL_ERR_STORAGE');
+      const logged = lines.filter((l) => l.level >= 50);
+      expect(logged).toEqual([expect.objectContaining({ code: 'SEL_ERR_STORAGE', msg: 'decision log write failed: database or disk is full' })]);
+      // a client's fault (no such route) is not an error line
+      const before = lines.length;
+      await app.inject({ method: 'GET', url: '/v1/nothing', headers: { authorization: `Bearer ${'p'.repeat(24)}` } });
+      expect(lines.slice(before).filter((l) => l.level >= 50)).toEqual([]);
+    } finally {
+      await app.close();
+      await engine.close();
+      metrics.close();
+      source.close();
+      rmSync(dataDir, { recursive: true, force: true });
+    }
+  });
+
   it('answers a SQLite failure (busy past the timeout, disk full, read-only) as SEL_ERR_STORAGE with the SQLite code, not as an internal error', () => {
     for (const code of ['SQLITE_BUSY', 'SQLITE_FULL', 'SQLITE_READONLY']) {
       const e = toSelectivityError(new Database.SqliteError('database is locked', code) as never);

@@ -438,6 +438,9 @@ export async function buildServer(options: ServiceOptions): Promise<FastifyInsta
   app.setErrorHandler((err, req, reply) => {
     const e = toSelectivityError(err as FastifyError, req);
     if (e.code === errors.SEL_ERR_INTERNAL.code) req.log.error({ err }, 'internal error');
+    // every other failure of the service's own (a store that cannot be written: full, corrupt, read-only) is
+    // an error an operator must see; the answers of an overload or a shutdown are the service working as meant
+    else if (e.statusCode >= 500 && e.code !== errors.SEL_ERR_OVERLOADED.code && e.code !== errors.SEL_ERR_NOT_READY.code) req.log.error({ code: e.code, details: e.details }, e.message);
     else if (e.code === errors.SEL_ERR_ABANDONED.code) req.log.info({ code: e.code }, 'the client went away before its batch was scored: not scored, not logged');
     return sendError(req, reply, e);
   });
