@@ -339,14 +339,17 @@ export async function trainModel(data: TrainingData, peers: PeerTables, settings
       at++;
     }
   });
-  let lastDay = -Infinity, firstDay = Infinity;
-  for (let i = 0; i < N; i++) { if (day[i] > lastDay) lastDay = day[i]; if (day[i] < firstDay) firstDay = day[i]; }
   // ages from the newest declaration dated no later than the training day (a later one weighs 1)
   const asOf = options.asOf ?? Date.now();
   if (!Number.isFinite(asOf)) bad('asOf', 'a time in ms since the epoch', asOf);
   const asOfDay = Math.floor(asOf / 86_400_000);
-  let ageFrom = -Infinity;
-  for (let i = 0; i < N; i++) if (day[i] <= asOfDay && day[i] > ageFrom) ageFrom = day[i];
+  let lastDay = -Infinity, firstDay = Infinity, ageFrom = -Infinity;
+  for (let i = 0; i < N; i++) {
+    const d = day[i];
+    if (d > lastDay) lastDay = d;
+    if (d < firstDay) firstDay = d;
+    if (d <= asOfDay && d > ageFrom) ageFrom = d;
+  }
   if (ageFrom === -Infinity) ageFrom = asOfDay; // every declaration after the training day: each weighs 1
   const recent = new Float64Array(N);
   for (let i = 0; i < N; i++) recent[i] = halfLife > 0 ? 0.5 ** (Math.max(0, ageFrom - day[i]) / halfLife) : 1;
@@ -529,7 +532,7 @@ export function candidateProfiles(model: TrainedModel, options: { top?: number; 
     const parts = parseDimension(d.name);
     const lift = lifts(t, d);
     // the trader dimensions' counts are recency-weighted (as training builds them): said so, not called declarations
-    const weighted = t.halfLifeDays > 0 && parts.some((p) => p.field === 'importer' || p.field === 'declarant');
+    const weighted = t.halfLifeDays > 0 && isRatingDimension(d.name);
     const counted = (k: number, n: number) => (weighted
       ? `${k.toFixed(1)} of ${n.toFixed(1)} recency-weighted declarations (one ${t.halfLifeDays} days older counts half)`
       : `${Math.round(k)} of ${Math.round(n)} declarations`);

@@ -50,8 +50,6 @@ import { msgpackValueEnd, type WireFormat, type WireReply } from './wire.js';
 
 /** The routes that ignore query parameters (see the onRoute hook in buildServer); every other route declares what it takes. */
 const QUERY_IGNORED = new Set(['/v1/score', '/v1/score/stream', '/healthz', '/readyz', '/metrics']);
-/** The writes that answer as Accept asks (JSON or MessagePack) on their own; the other writes answer JSON only. */
-const NEGOTIATED = new Set(['/v1/feedback', '/v1/ruleset/profiles']);
 
 /** The routes' paths (patterns with :params) and their methods: which methods a path that has no route for a request's method has (405). */
 class RoutePaths {
@@ -196,7 +194,8 @@ const BODY_TYPES: Record<string, readonly string[]> = {
  * The routes whose every answer, errors included, is JSON or MessagePack as
  * Accept asks: OpenAPI's content types for their answers (OpenAPI gives one
  * list per operation; a study's HTML or CSV, a stream's NDJSON are in the
- * routes' descriptions, their errors being JSON).
+ * routes' descriptions, their errors being JSON). They negotiate Accept
+ * themselves; every other write answers JSON only.
  */
 const ANSWER_TYPES: Record<string, readonly string[]> = {
   'POST /v1/score': ['application/json', ...MSGPACK_TYPES],
@@ -414,7 +413,7 @@ export async function buildServer(options: ServiceOptions): Promise<FastifyInsta
     }
     // the writes that answer JSON only: an Accept JSON does not fit is refused before anything is
     // written (an import was committed, then answered in JSON whatever Accept said)
-    if ((access === 'write' || access === 'admin') && !NEGOTIATED.has(route.url)) {
+    if ((access === 'write' || access === 'admin') && answerTypes === undefined) {
       const check = async (req: FastifyRequest) => { chooseAnswer(req.headers.accept, ['application/json']); };
       route.preValidation = route.preValidation === undefined ? check : [check, ...[route.preValidation].flat()];
     }

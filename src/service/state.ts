@@ -313,9 +313,10 @@ export class RulesetSource {
   /**
    * Inspected declarations whose current result was recorded after the
    * model in use was trained (new results and changed ones, an inspection
-   * withdrawn included): what automatic retraining counts. Without a model, every one; for a model file that
-   * does not record its newest result (written before feedbackSeq), the
-   * difference between the store's count and the rows it was trained on.
+   * withdrawn included; resultsAfter): what automatic retraining counts.
+   * Without a model, every one; for a model file that does not record its
+   * newest result (written before feedbackSeq), the difference between the
+   * store's count and the rows it was trained on.
    */
   resultsSinceModel(): number {
     const mark = this.model?.fromStore ? this.model.feedbackSeq : undefined;
