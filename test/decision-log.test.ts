@@ -134,7 +134,7 @@ describe('decision log writer', () => {
     const x: Declaration = { ...MEAT, id: 'A' };
     // maxPendingBytes 1: every append waits for the one before it to commit
     await Promise.all([1, 2, 3].map((k) => log.append(encodeLogRows([d('A', `${k}`.repeat(16))], [x], `${k}`.repeat(16)))));
-    expect(log.stats).toEqual({ rows: 3, commits: 3, payloads: 3 });
+    expect(log.stats).toEqual({ rows: 3, commits: 3, payloads: 3, failures: 0 });
     await log.close();
     await expect(log.append(encodeLogRows([d('A', 'a'.repeat(16))], [x], 'a'.repeat(16)))).rejects.toMatchObject({ code: 'SEL_ERR_NOT_READY' });
     const db = openStore(path);

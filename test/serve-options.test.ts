@@ -51,7 +51,7 @@ describe('serve refuses every bad option value before it makes anything', () => 
     [['--retrain-min-z=-1'], 'retrain-min-z'], [['--retrain-min-z', 'abc'], 'retrain-min-z'],
     [['--max-queue', '0'], 'max-queue'], [['--body-limit', '0'], 'body-limit'], [['--body-limit', 'abc'], 'body-limit'],
     [['--inline-max', 'abc'], 'inline-max'], [['--young-mb', 'abc'], 'young-mb'], [['--max-batch', '0'], 'max-batch'],
-    [['--metrics-interval', '0'], 'metrics-interval'], [['--decision-log', 'maybe'], 'decision-log'],
+    [['--metrics-interval', '0'], 'metrics-interval'], [['--decision-log', 'maybe'], 'decision-log'], [['--store-check', 'full'], 'store-check'],
     [['--peers', 'missing.json'], 'peers'], [['--tokens', 'missing.json'], 'tokens'],
   ])('%j: a named error on its field, no data directory', async (args, field) => {
     const dir = mkdtempSync(join(tmpdir(), 'sel-serve-opt-'));

@@ -53,6 +53,9 @@ Options (environment variable in brackets):
   --decision-log on|off  log every returned decision to <data-dir>/selectivity.db, committed
                          before the response (default on; feedback joins to it, see
                          docs/feedback.md) [SELECTIVITY_DECISION_LOG]
+  --store-check quick|off  check the store at start (PRAGMA quick_check, in the background,
+                         about 1.5 s per GB): /readyz answers 503 until it passes, and for
+                         good if the store is damaged (default quick) [SELECTIVITY_STORE_CHECK]
   --quiet                no request log
 
 Signals: SIGHUP reloads the ruleset files and the tokens file; SIGTERM/SIGINT shut down gracefully.
@@ -107,6 +110,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
       'idle-timeout': { type: 'string' },
       'shutdown-grace': { type: 'string' },
       'decision-log': { type: 'string' },
+      'store-check': { type: 'string' },
       quiet: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
@@ -116,6 +120,8 @@ export async function serveCommand(argv: string[]): Promise<number> {
   const env = process.env;
   const decisionLog = values['decision-log'] ?? env.SELECTIVITY_DECISION_LOG ?? 'on';
   if (decisionLog !== 'on' && decisionLog !== 'off') throw errors.SEL_ERR_OPTION_INVALID('--decision-log must be on or off', { field: 'decision-log', expected: 'on | off', got: decisionLog });
+  const storeCheck = values['store-check'] ?? env.SELECTIVITY_STORE_CHECK ?? 'quick';
+  if (storeCheck !== 'quick' && storeCheck !== 'off') throw errors.SEL_ERR_OPTION_INVALID('--store-check must be quick or off', { field: 'store-check', expected: 'quick | off', got: storeCheck });
   const dataDir = resolve(values['data-dir'] ?? env.SELECTIVITY_DATA_DIR ?? 'data');
   // an empty host (SELECTIVITY_HOST= , --host "$UNSET") would listen on every interface: refused, not taken for the default
   const host = values.host ?? env.SELECTIVITY_HOST ?? '127.0.0.1';
@@ -145,6 +151,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
     shutdownGraceMs: values['shutdown-grace'] !== undefined ? intOption(values['shutdown-grace'], 'shutdown-grace', 0, 86_400) * 1000 : undefined,
     logger: values.quiet ? false : { level: 'info' },
     decisionLog: decisionLog === 'on',
+    storeCheck,
     // an upgrade of a large decision log takes a while before the service listens: say so
     onStoreMigration: (m) => process.stderr.write(m.done
       ? `selectivity: store upgraded to schema ${m.to} in ${(m.ms / 1000).toFixed(1)} s\n`

@@ -181,6 +181,17 @@ export interface DecisionLogStats {
   rows: number;
   commits: number;
   payloads: number;
+  /** Commits that failed (their payloads refused with SEL_ERR_STORAGE). */
+  failures: number;
+}
+
+/** Why the log cannot take decisions now (DecisionLog.fault). */
+export interface DecisionLogFault {
+  error: SelectivityError;
+  /** When the last commit failed (ms since the epoch). */
+  at: number;
+  /** The writer is gone: every append fails until a restart. */
+  permanent: boolean;
 }
 
 interface Pending { resolve: () => void; reject: (e: Error) => void; bytes: number }
@@ -191,13 +202,15 @@ export function logWorkerPath(): string {
 }
 
 export class DecisionLog {
-  readonly stats: DecisionLogStats = { rows: 0, commits: 0, payloads: 0 };
+  readonly stats: DecisionLogStats = { rows: 0, commits: 0, payloads: 0, failures: 0 };
   private readonly maxPendingBytes: number;
   private readonly pending = new Map<number, Pending>();
   private pendingBytes = 0;
   private waiters: (() => void)[] = [];
   private nextId = 1;
   private failure: SelectivityError | undefined;
+  /** The last commit's failure, while no commit has succeeded since. */
+  private lastFailure: { error: SelectivityError; at: number } | undefined;
   private closing: Promise<void> | undefined;
   private readonly worker: Worker | undefined;
   /** In-thread mode: the writer and the payloads gathered for the next commit. */
@@ -226,6 +239,16 @@ export class DecisionLog {
 
   /** Payload bytes waiting for a commit. */
   get backlogBytes(): number { return this.pendingBytes; }
+
+  /**
+   * Why decisions cannot be logged now: the writer is gone (for good), or
+   * the last commit failed and none has succeeded since (a full disk, a
+   * damaged store); undefined while commits succeed.
+   */
+  get fault(): DecisionLogFault | undefined {
+    if (this.failure) return { error: this.failure, at: this.lastFailure?.at ?? 0, permanent: true };
+    return this.lastFailure && { ...this.lastFailure, permanent: false };
+  }
 
   /**
    * Logs one request's payload (from WireReply.log); resolves when its rows
@@ -266,7 +289,13 @@ export class DecisionLog {
   }
 
   private settle(ids: readonly number[], rows: number, error?: SelectivityError): void {
-    if (!error) { this.stats.rows += rows; this.stats.commits++; this.stats.payloads += ids.length; }
+    if (!error) {
+      this.stats.rows += rows; this.stats.commits++; this.stats.payloads += ids.length;
+      this.lastFailure = undefined;
+    } else {
+      this.stats.failures++;
+      this.lastFailure = { error, at: Date.now() };
+    }
     for (const id of ids) {
       const p = this.pending.get(id);
       if (!p) continue;
@@ -282,6 +311,7 @@ export class DecisionLog {
 
   private fail(e: SelectivityError): void {
     this.failure ??= e;
+    this.lastFailure ??= { error: e, at: Date.now() };
     this.settle([...this.pending.keys()], 0, e);
   }
 

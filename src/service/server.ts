@@ -46,6 +46,7 @@ import { registerFeedbackRoutes } from './feedback-routes.js';
 import { prepareBody } from './content-encoding.js';
 import { acceptMsgpackBodies, asBuffer, chooseAnswer, mediaType, MSGPACK_TYPES, negotiate, requestFormat } from './msgpack-body.js';
 import type { DecisionLog } from '../feedback/decision-log.js';
+import { storeNotReady, type StoreCheckState } from './readiness.js';
 import { msgpackValueEnd, type WireFormat, type WireReply } from './wire.js';
 
 /** The routes that ignore query parameters (see the onRoute hook in buildServer); every other route declares what it takes. */
@@ -107,6 +108,8 @@ export interface ServiceOptions {
    * started with --decision-log off.
    */
   decisionLog?: DecisionLog;
+  /** Where the store's check at start stands (readiness.ts; default: no check). */
+  storeCheck?: () => StoreCheckState;
   /** Back-test jobs over the history store (routes /v1/backtests); absent: no such routes. */
   backtests?: { jobs: BacktestJobs; historyDir: string };
 }
@@ -507,6 +510,8 @@ export async function buildServer(options: ServiceOptions): Promise<FastifyInsta
   app.get('/healthz', { config: { access: 'public' }, schema: { tags: ['health'], summary: 'Liveness: the process answers.', security: [] } }, async () => ({ status: 'ok' }));
   app.get('/readyz', { config: { access: 'public' }, schema: { tags: ['health'], summary: 'Readiness: a ruleset is loaded and new work is accepted.', security: [] } }, async (_req, reply) => {
     if (!ready) return sendError(_req, reply, errors.SEL_ERR_NOT_READY('the service is shutting down', { field: 'service', expected: 'a service that takes new work: another instance, or this one once it is back', got: 'shutting down' }));
+    const store = storeNotReady(options.storeCheck?.() ?? { state: 'off' }, decisionLog);
+    if (store) return sendError(_req, reply, errors.SEL_ERR_NOT_READY(store.message, { field: store.field, expected: store.expected, got: store.got }));
     return { status: 'ready', rulesetVersion: engine.rulesetVersion, queued: engine.queueSize };
   });
 

@@ -19,6 +19,8 @@ import { buildServer } from './server.js';
 import type { StoreMigration } from '../store/sqlite.js';
 import { prepareDataDir, RulesetSource } from './state.js';
 import { DecisionLog } from '../feedback/decision-log.js';
+import { checkStoreInBackground, type BackgroundCheck, type StoreCheckResult } from '../store/check.js';
+import { STORE_CHECK_WAIT_MS, storeNotReady, type StoreCheckState } from './readiness.js';
 import { BacktestJobs } from '../backtest/jobs.js';
 import { historyDir } from '../history/store.js';
 import { toBatch } from '../model/columnar.js';
@@ -59,6 +61,12 @@ export interface ServiceConfig {
   logger?: boolean | object;
   /** Log every returned decision to the store (default true; see docs/feedback.md). */
   decisionLog?: boolean;
+  /**
+   * Check the store at start, in the background (PRAGMA quick_check; not
+   * ready until it passes, src/service/readiness.ts): 'quick' (default) or
+   * 'off'.
+   */
+  storeCheck?: 'quick' | 'off';
   /** Told of each migration when the store of an earlier version is upgraded at start (see openStore). */
   onStoreMigration?: (m: StoreMigration) => void;
   /**
@@ -173,6 +181,12 @@ export async function startService(config: ServiceConfig): Promise<RunningServic
   }
 }
 
+/** Logs the end of the store's check at start. */
+function reportCheck(app: FastifyInstance, r: StoreCheckResult): void {
+  if (r.ok) app.log.info({ ms: r.ms }, 'store check passed (quick_check)');
+  else app.log.error({ ms: r.ms, problems: r.problems }, 'store check FAILED: the store is damaged; /readyz answers 503 until a restart on a sound store (docs/service.md, "Backup, restore and upgrades")');
+}
+
 async function startLocked(config: ServiceConfig, configured: ReturnType<typeof loadTokens> | undefined, tokenOptions: { dataDir: string; file?: string; env?: string }, files: Awaited<ReturnType<typeof prepareDataDir>>): Promise<RunningService> {
   const { store: loaded, generated } = configured ?? loadTokens(tokenOptions);
   const tokens = new ReloadableTokens(loaded, loaded.path === dataDirTokensPath(config.dataDir));
@@ -191,6 +205,17 @@ async function startLocked(config: ServiceConfig, configured: ReturnType<typeof 
     source.close();
     throw e;
   }
+  // the store's check runs while the service starts and answers; /readyz waits for it
+  let storeCheck: StoreCheckState = { state: 'off' };
+  let check: BackgroundCheck | undefined;
+  if (config.storeCheck !== 'off') {
+    storeCheck = { state: 'checking', since: Date.now() };
+    check = checkStoreInBackground(files.storePath);
+    void check.result.then((r) => {
+      storeCheck = { state: 'done', ...r };
+      if (app) reportCheck(app, r);
+    });
+  }
   const backtests = { jobs: new BacktestJobs(join(config.dataDir, 'backtests'), historyDir(config.dataDir), config.backtestThreads ?? Math.max(1, Math.floor(availableParallelism() / 2))), historyDir: historyDir(config.dataDir) };
   const engine = createEngine({ ruleset, threads: config.threads, maxQueue: config.maxQueue, inlineMaxBytes: config.inlineMaxBytes ?? 16 * 1024, youngGenerationMb: config.youngGenerationMb });
   let app: FastifyInstance | undefined;
@@ -201,10 +226,17 @@ async function startLocked(config: ServiceConfig, configured: ReturnType<typeof 
       { name: 'selectivity_workers', help: 'Scoring worker threads (0: scoring on the main thread).', value: engine.options.threads },
       { name: 'selectivity_ruleset_info', help: 'The active ruleset (value 1; the version is a label).', labels: { version: engine.rulesetVersion }, value: 1 },
       { name: 'selectivity_ruleset_profiles', help: 'Profiles in the active ruleset.', value: engine.meta().profiles.length },
+      { name: 'selectivity_store_ready', help: 'The store takes the service\'s writes (1), or keeps /readyz at 503 (0: being checked at start, found damaged, or a decision-log commit failed; docs/service.md).', value: storeNotReady(storeCheck, decisionLog) ? 0 : 1 },
+      ...(decisionLog ? [
+        { name: 'selectivity_decision_log_backlog_bytes', help: 'Decision-log payload bytes waiting for their commit.', value: decisionLog.backlogBytes },
+        { name: 'selectivity_decision_log_failed_commits', help: 'Decision-log commits that failed since start (only grows; a restart resets it).', value: decisionLog.stats.failures },
+      ] : []),
     ],
   });
   try {
-    app = await buildServer({ engine, source, tokens, metrics, bodyLimit: config.bodyLimit, maxBatch: config.maxBatch, idleTimeoutMs: config.idleTimeoutMs, logger: config.logger, version: packageVersion(), decisionLog, backtests });
+    app = await buildServer({ engine, source, tokens, metrics, bodyLimit: config.bodyLimit, maxBatch: config.maxBatch, idleTimeoutMs: config.idleTimeoutMs, logger: config.logger, version: packageVersion(), decisionLog, backtests, storeCheck: () => storeCheck });
+    const ended = storeCheck as StoreCheckState; // set by the check's callback
+    if (ended.state === 'done') reportCheck(app, ended); // it ended before the server was built
     // profiles activate and expire by their dates: swap the ruleset at each boundary
     source.startClock(() => source.swapCurrent());
     // the model follows the feedback: refitted in a worker, swapped in like any ruleset change
@@ -213,8 +245,11 @@ async function startLocked(config: ServiceConfig, configured: ReturnType<typeof 
       report: (e) => (e.ok ? app!.log.info({ rows: e.rows }, 'compliance model retrained from feedback and swapped in') : app!.log.warn({ err: e.error }, 'automatic retrain failed; the model in use stays')),
     });
     await warmUp(engine); // before the port opens: the first request should not pay for loading
+    // a store that is checked in a moment (most are) is checked before the port opens: ready from the first probe
+    if (check) await Promise.race([check.result, new Promise((r) => setTimeout(r, STORE_CHECK_WAIT_MS).unref())]);
     await app.listen({ host: config.host, port: config.port }).catch((e: unknown) => { throw listenError(e, config.host, config.port); });
   } catch (e) {
+    await check?.stop();
     await app?.close();
     await backtests.jobs.close();
     await engine.close();
@@ -246,6 +281,7 @@ async function startLocked(config: ServiceConfig, configured: ReturnType<typeof 
         const cut = setTimeout(() => app!.server.closeAllConnections(), config.shutdownGraceMs ?? DEFAULT_SHUTDOWN_GRACE_MS);
         cut.unref();
         await app!.close().finally(() => clearTimeout(cut)); // stops accepting; waits for in-flight requests and streams
+        await check?.stop(); // a check still reading a large store is not waited for
         await backtests.jobs.close(); // a running back-test is stopped and marked interrupted
         await source.drain(); // a retrain in flight finishes (its model written) before the store closes
         await engine.close();

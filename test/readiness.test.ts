@@ -1,0 +1,150 @@
+/**
+ * Readiness on the store's account (src/service/readiness.ts): the check of
+ * the store at start, and a decision log whose commits fail. A service that
+ * says ready gets traffic; with a store that refuses its decisions it would
+ * fail every scoring request it got, so it must say not ready instead.
+ */
+import { closeSync, mkdtempSync, openSync, rmSync, writeSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { afterAll, describe, expect, it } from 'vitest';
+import { errors } from '../src/errors.js';
+import type { DecisionLog } from '../src/feedback/decision-log.js';
+import { startService, type ServiceConfig } from '../src/service/service.js';
+import { STORE_FAULT_HOLD_MS, storeNotReady } from '../src/service/readiness.js';
+import { checkStore, checkStoreInBackground } from '../src/store/check.js';
+import { STORE_FILE } from '../src/store/sqlite.js';
+import { call, declarations, tokensEnv } from './service-helpers.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'sel-ready-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+const start = (dataDir: string, extra: Partial<ServiceConfig> = {}) =>
+  startService({ host: '127.0.0.1', port: 0, dataDir, tokensEnv, threads: 1, metricsIntervalMs: 60_000, ...extra });
+
+const score = (base: string, prefix: string) =>
+  call(base, 'POST', '/v1/score', { role: 'port', type: 'application/json', body: JSON.stringify({ declarations: declarations(5, 7, prefix) }) });
+
+/** Overwrites the root page of the decision-log id index with garbage: every later decision-log commit fails (SQLITE_CORRUPT). */
+function damageIdIndex(storePath: string): void {
+  const db = new Database(storePath);
+  const { rootpage } = db.prepare("SELECT rootpage FROM sqlite_master WHERE name = 'decision_ids'").get() as { rootpage: number };
+  const pageSize = db.pragma('page_size', { simple: true }) as number;
+  db.pragma('wal_checkpoint(TRUNCATE)');
+  db.close();
+  const fd = openSync(storePath, 'r+');
+  writeSync(fd, Buffer.alloc(pageSize, 0xa5), 0, pageSize, (rootpage - 1) * pageSize);
+  closeSync(fd);
+}
+
+describe('the store check at start', () => {
+  it('keeps a service on a damaged store not ready, where it used to say ready and fail every scoring request', async () => {
+    const d = join(dir, 'damaged');
+    let s = await start(d);
+    expect((await score(s.url, 'A')).status).toBe(200);
+    await s.close();
+    damageIdIndex(join(d, STORE_FILE));
+    expect(checkStore(join(d, STORE_FILE)).ok).toBe(false);
+
+    s = await start(d);
+    try {
+      const r = await call(s.url, 'GET', '/readyz');
+      expect(r.status).toBe(503);
+      expect(r.json().error).toMatchObject({ code: 'SEL_ERR_NOT_READY', details: { field: 'store', expected: 'a store that passes PRAGMA quick_check' } });
+      const problems = r.json().error.details.got as string[];
+      expect(problems.length).toBeGreaterThan(0);
+      expect(problems.every((p) => typeof p === 'string' && p !== 'ok')).toBe(true);
+      // what readiness stands for: the store refuses the decisions
+      const scored = await score(s.url, 'B');
+      expect(scored.status).toBe(500);
+      expect(scored.json().error.code).toBe('SEL_ERR_STORAGE');
+      const metrics = (await call(s.url, 'GET', '/metrics')).body.toString('utf8');
+      expect(metrics).toMatch(/^selectivity_store_ready 0$/m);
+      expect(metrics).toMatch(/^selectivity_decision_log_failed_commits 1$/m);
+    } finally {
+      await s.close();
+    }
+
+    // --store-check off: the operator's choice, the old behaviour (ready until a commit fails)
+    s = await start(d, { storeCheck: 'off' });
+    try {
+      expect((await call(s.url, 'GET', '/readyz')).status).toBe(200);
+      expect((await score(s.url, 'C')).status).toBe(500);
+      const r = await call(s.url, 'GET', '/readyz');
+      expect(r.status).toBe(503);
+      expect(r.json().error.details).toMatchObject({ field: 'decisionLog', expected: 'decision-log commits that succeed' });
+    } finally {
+      await s.close();
+    }
+  }, 60_000);
+
+  it('passes a sound store, on its own thread and on this one', async () => {
+    const d = join(dir, 'sound');
+    const s = await start(d);
+    try {
+      expect((await score(s.url, 'S')).status).toBe(200);
+      const r = await call(s.url, 'GET', '/readyz');
+      expect(r.status).toBe(200);
+      expect((await call(s.url, 'GET', '/metrics')).body.toString('utf8')).toMatch(/^selectivity_store_ready 1$/m);
+      const threaded = await checkStoreInBackground(join(d, STORE_FILE)).result;
+      expect(threaded).toMatchObject({ ok: true, problems: [] });
+      expect(checkStore(join(d, STORE_FILE))).toMatchObject({ ok: true, problems: [] });
+    } finally {
+      await s.close();
+    }
+  }, 60_000);
+
+  it('names a store it cannot read as the problem, without throwing', () => {
+    const r = checkStore(join(dir, 'nowhere', STORE_FILE));
+    expect(r.ok).toBe(false);
+    expect(r.problems[0]).toMatch(/^the check could not read the store: /);
+  });
+});
+
+describe('a decision log whose commits fail', () => {
+  it('makes the service not ready until a commit succeeds again (the write lock held past the busy timeout)', async () => {
+    const d = join(dir, 'busy');
+    const s = await start(d);
+    const other = new Database(join(d, STORE_FILE));
+    try {
+      expect((await call(s.url, 'GET', '/readyz')).status).toBe(200);
+      other.exec('BEGIN IMMEDIATE'); // what a stuck tool would do: the log's commit waits 5 s, then fails
+      const refused = await score(s.url, 'L');
+      expect(refused.status).toBe(500);
+      expect(refused.json().error).toMatchObject({ code: 'SEL_ERR_STORAGE', message: expect.stringMatching(/database is locked/) });
+      const r = await call(s.url, 'GET', '/readyz');
+      expect(r.status).toBe(503);
+      expect(r.json().error.details).toMatchObject({ field: 'decisionLog' });
+      expect(r.json().error.message).toMatch(/the last decision-log commit failed/);
+      other.exec('ROLLBACK');
+      expect((await score(s.url, 'M')).status).toBe(200);
+      expect((await call(s.url, 'GET', '/readyz')).status).toBe(200);
+    } finally {
+      if (other.inTransaction) other.exec('ROLLBACK');
+      other.close();
+      await s.close();
+    }
+  }, 60_000);
+});
+
+describe('storeNotReady', () => {
+  const failing = (at: number, permanent = false) => ({ fault: { error: errors.SEL_ERR_STORAGE('decision log write failed: database or disk is full', { field: 'decisionLog' }), at, permanent } }) as unknown as DecisionLog;
+  const passed = { state: 'done', ok: true, problems: [], ms: 3 } as const;
+
+  it('is not ready while the check runs, and when it found the store damaged', () => {
+    expect(storeNotReady({ state: 'checking', since: 1_000 }, undefined, 3_500)).toMatchObject({ field: 'store', got: 'checking, for 2.5 s' });
+    expect(storeNotReady({ state: 'done', ok: false, problems: ['Page 7: btreeInitPage() returns error code 11'], ms: 9 }, undefined, 0)).toMatchObject({ field: 'store', got: ['Page 7: btreeInitPage() returns error code 11'] });
+    expect(storeNotReady(passed, undefined)).toBeUndefined();
+    expect(storeNotReady({ state: 'off' }, undefined)).toBeUndefined();
+  });
+
+  it('holds a failed commit for STORE_FAULT_HOLD_MS, then lets traffic try the store again; a writer that is gone, for good', () => {
+    const at = 50_000;
+    expect(storeNotReady(passed, failing(at), at + 1)).toMatchObject({ field: 'decisionLog', got: 'decision log write failed: database or disk is full' });
+    expect(storeNotReady(passed, failing(at), at + STORE_FAULT_HOLD_MS - 1)).toBeDefined();
+    expect(storeNotReady(passed, failing(at), at + STORE_FAULT_HOLD_MS)).toBeUndefined();
+    expect(storeNotReady(passed, failing(at, true), at + 100 * STORE_FAULT_HOLD_MS)).toMatchObject({ field: 'decisionLog', message: expect.stringMatching(/gone/) });
+    expect(storeNotReady(passed, { fault: undefined } as unknown as DecisionLog, at)).toBeUndefined();
+  });
+});
