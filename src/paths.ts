@@ -16,6 +16,15 @@ export function packageRoot(): string {
   return root;
 }
 
+/** The engine's version, from its package.json ('0.0.0' where that cannot be read). */
+export function packageVersion(): string {
+  try {
+    return (JSON.parse(readFileSync(join(packageRoot(), 'package.json'), 'utf8')) as { version: string }).version;
+  } catch {
+    return '0.0.0';
+  }
+}
+
 /** The nearest directory at or above `start` whose package.json is named `name`. */
 export function findPackageDir(start: string, name: string): string | undefined {
   for (let dir = start; ; dir = dirname(dir)) {

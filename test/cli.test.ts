@@ -12,6 +12,8 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { runCli } from './helpers.js';
 import { CHANNELS } from '../src/model/channels.js';
 import { FIELDS } from '../src/model/schema.js';
+import { packageRoot } from '../src/paths.js';
+import { SCHEMA_VERSION } from '../src/store/sqlite.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'sel-cli-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -356,6 +358,15 @@ describe('selectivity (dispatch)', () => {
     const scoreHelp = await run(['score', '--help']);
     expect(scoreHelp.code).toBe(0);
     expect(scoreHelp.stdout).toContain('--threads');
+  });
+
+  it('--version prints the package version and the store schema this engine writes', async () => {
+    const pkg = JSON.parse(readFileSync(join(packageRoot(), 'package.json'), 'utf8')) as { version: string };
+    for (const flag of ['--version', '-V', 'version']) {
+      const r = await run([flag]);
+      expect(r.code, flag).toBe(0);
+      expect(r.stdout).toBe(`selectivity ${pkg.version} (store schema ${SCHEMA_VERSION}, Node ${process.version})\n`);
+    }
   });
 
   it.each(['history', 'peers', 'profiles', 'feedback', 'text'])('%s: no subcommand → exit 1 with its help; --help → exit 0; an unknown subcommand → exit 2', async (command) => {

@@ -4,11 +4,13 @@
  * thread's full collections"); and the process outliving the reader of its
  * output; SIGHUP re-reading the tokens file.
  */
-import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { spawnServe } from './service-helpers.js';
+import { packageRoot } from '../src/paths.js';
 import { applyHeapGrowingPercent, DEFAULT_HEAP_GROWING_PERCENT, SERVE_HELP, serveCommand } from '../src/cli/serve.js';
 
 describe('serve --heap-growing-percent', () => {
@@ -97,6 +99,35 @@ describe('serve without a reader of its output', () => {
       } finally {
         if (child.exitCode === null) child.kill('SIGKILL');
       }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 60_000);
+});
+
+describe('serve and a signal during its start', () => {
+  it('lets the start finish, then stops cleanly (exit 0, the data directory free), where SIGTERM used to kill it mid-start', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'sel-serve-early-'));
+    const data = join(dir, 'data');
+    try {
+      const child = spawn(process.execPath, [join(packageRoot(), 'bin', 'selectivity.js'), 'serve', '--data-dir', data, '--host', '127.0.0.1', '--port', '0', '--threads', '1'],
+        { env: { ...process.env, SELECTIVITY_TOKENS: 'port:early-start-token-0123456789ab' }, stdio: ['ignore', 'pipe', 'pipe'] });
+      let stdout = '', stderr = '';
+      child.stdout!.on('data', (c: Buffer) => { stdout += c.toString('utf8'); });
+      child.stderr!.on('data', (c: Buffer) => { stderr += c.toString('utf8'); });
+      const exited = new Promise<NodeJS.Signals | number | null>((resolve) => child.on('exit', (code, signal) => resolve(signal ?? code)));
+      // the store is made inside the start, after the handlers are in place; the example's seeding and the
+      // workers' warm-up come after it (several hundred ms)
+      while (!existsSync(join(data, 'selectivity.db'))) await new Promise((r) => setTimeout(r, 2));
+      child.kill('SIGTERM');
+      expect(await exited).toBe(0);
+      expect(stderr).toContain('SIGTERM during start: stopping once the start has finished');
+      expect(stdout).toContain('SIGTERM during start: stopped');
+      expect(stdout).not.toContain('listening on');
+      // the start was finished, not cut: the next one finds a seeded directory and no lock held
+      const again = await spawnServe(data, ['--threads', '1'], 'port:early-start-token-0123456789ab');
+      again.child.kill('SIGTERM');
+      expect(await again.exited).toBe(0);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

@@ -3,6 +3,8 @@
  * (code, field, expected) instead of stack traces, and sets the exit code.
  */
 import { errors, isSelectivityError } from '../errors.js';
+import { packageVersion } from '../paths.js';
+import { SCHEMA_VERSION } from '../store/sqlite.js';
 import { scoreCommand, SCORE_HELP } from './score.js';
 import { generateCommand } from './generate.js';
 import { serveCommand } from './serve.js';
@@ -38,7 +40,8 @@ Commands:
   history           import declarations (and results) into the columnar history store; show it
   backtest          replay the history with a candidate profile set beside the active one
 
-Run "selectivity <command> --help" for a command's options.
+Run "selectivity <command> --help" for a command's options;
+"selectivity --version" prints the version and the store schema it writes.
 `;
 
 const commands: Record<string, (argv: string[]) => Promise<number>> = {
@@ -78,6 +81,10 @@ export async function main(argv: string[]): Promise<number> {
   if (!name || name === '--help' || name === '-h' || name === 'help') {
     process.stdout.write(HELP);
     return name ? 0 : 1;
+  }
+  if (name === '--version' || name === '-V' || name === 'version') {
+    process.stdout.write(`selectivity ${packageVersion()} (store schema ${SCHEMA_VERSION}, Node ${process.version})\n`);
+    return 0;
   }
   const command = commands[name];
   if (!command) {

@@ -2,7 +2,7 @@ import { parseArgs } from 'node:util';
 import { resolve } from 'node:path';
 import v8 from 'node:v8';
 import { errors } from '../errors.js';
-import { startService } from '../service/service.js';
+import { startService, type RunningService, type ServiceConfig } from '../service/service.js';
 import { intOption } from './options.js';
 import { minZOption, strengthOption } from './train.js';
 
@@ -128,7 +128,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
   if (host === '' || /\s/.test(host)) throw errors.SEL_ERR_OPTION_INVALID(`--host must be an address or a host name, got ${JSON.stringify(host)}`, { field: 'host', expected: 'an address of this machine (127.0.0.1, 0.0.0.0, ::, …) or its host name', got: host });
   // before the service builds its heap. Process-wide, so the command sets it, not startService: a process that embeds the service keeps its own
   applyHeapGrowingPercent(values['heap-growing-percent'] !== undefined ? intOption(values['heap-growing-percent'], 'heap-growing-percent', 0, 1000) : DEFAULT_HEAP_GROWING_PERCENT);
-  const service = await startService({
+  const config: ServiceConfig = {
     host,
     port: intOption(values.port ?? env.SELECTIVITY_PORT ?? '8080', 'port', 0, 65535),
     dataDir,
@@ -156,9 +156,33 @@ export async function serveCommand(argv: string[]): Promise<number> {
     onStoreMigration: (m) => process.stderr.write(m.done
       ? `selectivity: store upgraded to schema ${m.to} in ${(m.ms / 1000).toFixed(1)} s\n`
       : `selectivity: upgrading the store ${m.path} from schema ${m.from} to ${m.to}…\n`),
-  });
+  };
+  // the signals are the service's from here: one during a long start (a store migration, a large store's
+  // first checks) lets the start finish and then stops cleanly, where the default action killed the
+  // process and a migration rolled back, to start over at the next start (and be killed again)
+  let early: string | undefined;
+  const onEarly = (signal: NodeJS.Signals) => {
+    if (early) { process.stderr.write(`selectivity: ${signal} again during start, exiting now\n`); process.exit(130); }
+    early = signal;
+    process.stderr.write(`selectivity: ${signal} during start: stopping once the start has finished…\n`);
+  };
+  process.on('SIGTERM', onEarly);
+  process.on('SIGINT', onEarly);
+  let service: RunningService;
+  try {
+    service = await startService(config);
+  } finally {
+    process.off('SIGTERM', onEarly);
+    process.off('SIGINT', onEarly);
+  }
   const out = process.stdout;
   keepRunningWithoutReader(out);
+  if (early) {
+    await service.close();
+    if (service.generatedTokens) out.write(`selectivity: first start: one bearer token per role was generated into ${service.tokens.path} (owner-only)\n`);
+    out.write(`selectivity: ${early} during start: stopped\n`);
+    return 0;
+  }
   const meta = service.engine.meta();
   out.write(`selectivity: listening on ${service.url} (${service.engine.options.threads} scoring workers)\n`);
   out.write(`  data directory ${dataDir}${service.seeded.length ? ` (seeded with the example ruleset: ${service.seeded.join(', ')})` : ''}\n`);

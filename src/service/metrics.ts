@@ -119,7 +119,7 @@ export interface Metrics {
   close(): void;
 }
 
-const DEFAULT_INTERVAL_MS = 60_000;
+export const DEFAULT_METRICS_INTERVAL_MS = 60_000;
 const DEFAULT_BUFFER_SIZE = 4096;
 const DEFAULT_MAX_SERIES = 256;
 const SUM_CHUNK = 2 ** 52;
@@ -282,7 +282,7 @@ export async function createMetrics(options: MetricsOptions = {}): Promise<Metri
   if (options === null || typeof options !== 'object') {
     throw errors.SEL_ERR_OPTION_INVALID('metrics options must be an object', { field: 'options', expected: 'an object', got: options });
   }
-  const intervalMs = positiveInteger(options.intervalMs, 'intervalMs', DEFAULT_INTERVAL_MS);
+  const intervalMs = positiveInteger(options.intervalMs, 'intervalMs', DEFAULT_METRICS_INTERVAL_MS);
   const bufferSize = positiveInteger(options.bufferSize, 'bufferSize', DEFAULT_BUFFER_SIZE);
   const maxSeries = Math.min(positiveInteger(options.maxSeries, 'maxSeries', DEFAULT_MAX_SERIES), 65_535);
   if (options.gauges !== undefined && typeof options.gauges !== 'function') {

@@ -25,6 +25,7 @@
 import Database from 'better-sqlite3';
 import { Readable } from 'node:stream';
 import { IncomingMessage, STATUS_CODES } from 'node:http';
+import { randomBytes } from 'node:crypto';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyError } from 'fastify';
 import swagger from '@fastify/swagger';
 import { errors, SelectivityError, isSelectivityError } from '../errors.js';
@@ -308,6 +309,18 @@ const decisionSchema = {
   },
 } as const;
 
+/** What X-Request-Id a caller may set: up to 128 characters of letters, digits and . _ : - (anything else is replaced by our own). */
+const CALLER_REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+const REQUEST_ID_PREFIX = randomBytes(6).toString('base64url');
+let requestCount = 0;
+
+/** A request's id (Fastify's genReqId): the caller's X-Request-Id when it is one CALLER_REQUEST_ID allows, else `<process prefix>-<n>`. */
+export function requestId(req: { headers: Record<string, string | string[] | undefined> }): string {
+  const given = req.headers['x-request-id'];
+  if (typeof given === 'string' && CALLER_REQUEST_ID.test(given)) return given;
+  return `${REQUEST_ID_PREFIX}-${(++requestCount).toString(36)}`;
+}
+
 /** Accept any body at validation time: the worker validates declarations one by one. */
 const acceptAll = () => () => true;
 
@@ -367,6 +380,9 @@ export async function buildServer(options: ServiceOptions): Promise<FastifyInsta
       socket.destroy(err);
     },
     forceCloseConnections: 'idle',
+    // X-Request-Id: a caller's own (a gateway's, a port system's) is kept, so its logs and ours meet;
+    // else one unique across restarts (this process's random prefix, then a counter). Answered on every response.
+    genReqId: requestId,
     // verbose: a validation error carries the value it refused (details.got)
     // allowUnionTypes: the import routes take an object or an array (type: ["object", "array"]), said on purpose
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: false, verbose: true, allowUnionTypes: true } },
@@ -789,7 +805,10 @@ export async function buildServer(options: ServiceOptions): Promise<FastifyInsta
   app.addHook('preClose', async () => { ready = false; });
   // an answer finished after close() began ends its connection: a keep-alive connection busy when
   // the service began to close would otherwise stay open, idle, until its keep-alive timeout (72 s)
-  app.addHook('onSend', async (_req, reply) => { if (!ready) reply.header('connection', 'close'); });
+  app.addHook('onSend', async (req, reply) => {
+    reply.header('x-request-id', req.id);
+    if (!ready) reply.header('connection', 'close');
+  });
   return app;
 }
 

@@ -4,17 +4,17 @@
  * reload on SIGHUP and graceful shutdown on SIGTERM/SIGINT (stop accepting,
  * finish in-flight requests, close the pool).
  */
-import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { createEngine, type Engine } from '../engine.js';
-import { packageRoot } from '../paths.js';
+import { packageVersion } from '../paths.js';
 import { errors } from '../errors.js';
 import { ProcessLock } from '../store/process-lock.js';
 import { dataDirTokensPath, loadTokens, ReloadableTokens, type TokenEntry } from './auth.js';
-import { createMetrics, type Metrics } from './metrics.js';
+import { createMetrics, DEFAULT_METRICS_INTERVAL_MS, type Gauge, type Metrics } from './metrics.js';
+import { processGauges } from './process-gauges.js';
 import { buildServer } from './server.js';
 import type { StoreMigration } from '../store/sqlite.js';
 import { prepareDataDir, RulesetSource } from './state.js';
@@ -105,14 +105,6 @@ export interface RunningService {
   close(): Promise<void>;
 }
 
-function packageVersion(): string {
-  try {
-    return (JSON.parse(readFileSync(join(packageRoot(), 'package.json'), 'utf8')) as { version: string }).version;
-  } catch {
-    return '0.0.0';
-  }
-}
-
 /** A host as it stands in a URL or before ":port" (an IPv6 address in brackets). */
 const urlHost = (host: string): string => (host.includes(':') ? `[${host}]` : host);
 
@@ -181,6 +173,19 @@ export async function startService(config: ServiceConfig): Promise<RunningServic
   }
 }
 
+/** Back-test jobs waiting and running (a job stays queued while another runs). */
+function backtestGauges(jobs: BacktestJobs): Gauge[] {
+  let queued = 0, running = 0;
+  for (const j of jobs.list()) {
+    if (j.status === 'queued') queued++;
+    else if (j.status === 'running') running++;
+  }
+  return [
+    { name: 'selectivity_backtests', help: 'Back-test jobs queued and running.', labels: { status: 'queued' }, value: queued },
+    { name: 'selectivity_backtests', help: '', labels: { status: 'running' }, value: running },
+  ];
+}
+
 /** Logs the end of the store's check at start. */
 function reportCheck(app: FastifyInstance, r: StoreCheckResult): void {
   if (r.ok) app.log.info({ ms: r.ms }, 'store check passed (quick_check)');
@@ -219,6 +224,7 @@ async function startLocked(config: ServiceConfig, configured: ReturnType<typeof 
   const backtests = { jobs: new BacktestJobs(join(config.dataDir, 'backtests'), historyDir(config.dataDir), config.backtestThreads ?? Math.max(1, Math.floor(availableParallelism() / 2))), historyDir: historyDir(config.dataDir) };
   const engine = createEngine({ ruleset, threads: config.threads, maxQueue: config.maxQueue, inlineMaxBytes: config.inlineMaxBytes ?? 16 * 1024, youngGenerationMb: config.youngGenerationMb });
   let app: FastifyInstance | undefined;
+  const operated = processGauges({ dataDir: config.dataDir, storePath: files.storePath, intervalMs: config.metricsIntervalMs ?? DEFAULT_METRICS_INTERVAL_MS });
   const metrics = await createMetrics({
     intervalMs: config.metricsIntervalMs,
     gauges: () => [
@@ -231,6 +237,8 @@ async function startLocked(config: ServiceConfig, configured: ReturnType<typeof 
         { name: 'selectivity_decision_log_backlog_bytes', help: 'Decision-log payload bytes waiting for their commit.', value: decisionLog.backlogBytes },
         { name: 'selectivity_decision_log_failed_commits', help: 'Decision-log commits that failed since start (only grows; a restart resets it).', value: decisionLog.stats.failures },
       ] : []),
+      ...backtestGauges(backtests.jobs),
+      ...operated.gauges(),
     ],
   });
   try {
@@ -255,6 +263,7 @@ async function startLocked(config: ServiceConfig, configured: ReturnType<typeof 
     await engine.close();
     await decisionLog?.close();
     metrics.close();
+    operated.close();
     source.close();
     throw e;
   }
@@ -287,6 +296,7 @@ async function startLocked(config: ServiceConfig, configured: ReturnType<typeof 
         await engine.close();
         await decisionLog?.close(); // every acknowledged decision is already committed; this stops the writer
         metrics.close();
+        operated.close();
         source.close();
       })();
       return closing;

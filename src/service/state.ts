@@ -86,6 +86,12 @@ export async function prepareDataDir(dataDir: string, files: { peersPath?: strin
   if (!existsSync(storePath)) created.push(storePath);
   const db = openStore(storePath, SCHEMA_VERSION, options);
   try {
+    // a store that has recorded a ruleset served with peer tables: with its peers.json gone (a partial
+    // restore, a deleted file), the example's would score in their place, unseen; refused instead
+    const served = db.prepare('SELECT 1 FROM rulesets LIMIT 1').get() !== undefined;
+    if (served && !files.peersPath && !existsSync(peersPath)) {
+      throw errors.SEL_ERR_FILE_NOT_FOUND(`the data directory's peer snapshot ${peersPath} is missing, but its store has served rulesets: restore peers.json from the backup (docs/service.md, "Backup, restore and upgrades"), or name a snapshot with --peers`, { field: 'peers', expected: `${peersPath}, as the store's rulesets used it (GET /v1/rulesets names its version)`, got: 'no such file' });
+    }
     const store = new ProfileStore(db);
     if (files.profilesFile) {
       store.importSet(profileSet, { by: `serve --profiles ${files.profilesFile}`, replace: true });

@@ -1,10 +1,12 @@
 /**
- * Readiness on the store's account (src/service/readiness.ts): the check of
- * the store at start, and a decision log whose commits fail. A service that
+ * What an operator relies on: readiness on the store's account
+ * (src/service/readiness.ts: the check of the store at start, and a
+ * decision log whose commits fail), the gauges of /metrics beside the
+ * scoring figures, and a partly restored data directory refused. A service that
  * says ready gets traffic; with a store that refuses its decisions it would
  * fail every scoring request it got, so it must say not ready instead.
  */
-import { closeSync, mkdtempSync, openSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync, statfsSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
@@ -12,9 +14,11 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { errors } from '../src/errors.js';
 import type { DecisionLog } from '../src/feedback/decision-log.js';
 import { startService, type ServiceConfig } from '../src/service/service.js';
-import { STORE_FAULT_HOLD_MS, storeNotReady } from '../src/service/readiness.js';
+import { prepareDataDir } from '../src/service/state.js';
+import { STORE_FAULT_HOLD_MS, storeNotReady, type StoreCheckState } from '../src/service/readiness.js';
 import { checkStore, checkStoreInBackground } from '../src/store/check.js';
-import { STORE_FILE } from '../src/store/sqlite.js';
+import { SCHEMA_VERSION, STORE_FILE } from '../src/store/sqlite.js';
+import { packageVersion } from '../src/paths.js';
 import { call, declarations, tokensEnv } from './service-helpers.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'sel-ready-'));
@@ -102,6 +106,76 @@ describe('the store check at start', () => {
   });
 });
 
+describe('the operator\'s gauges', () => {
+  it('reports the build, memory, event-loop delay, store files, free disk and back-tests in /metrics', async () => {
+    const d = join(dir, 'gauges');
+    const s = await start(d, { metricsIntervalMs: 200 });
+    try {
+      expect((await score(s.url, 'G')).status).toBe(200);
+      await new Promise((r) => setTimeout(r, 450)); // two intervals: the event-loop delay has a finished one
+      const text = (await call(s.url, 'GET', '/metrics')).body.toString('utf8');
+      const value = (sample: string) => {
+        const m = new RegExp(`^${sample.replace(/[{}"=]/g, (c) => `\\${c}`)} (\\S+)$`, 'm').exec(text);
+        expect(m, sample).not.toBeNull();
+        return Number(m![1]);
+      };
+      expect(value(`selectivity_build_info{node="${process.version}",schema="${SCHEMA_VERSION}",version="${packageVersion()}"}`)).toBe(1); // labels in name order
+      expect(value('selectivity_process_resident_memory_bytes')).toBeGreaterThan(value('selectivity_main_heap_used_bytes'));
+      expect(value('selectivity_main_heap_used_bytes')).toBeGreaterThan(1e6);
+      const p99 = value('selectivity_event_loop_delay_p99_seconds');
+      expect(p99).toBeGreaterThan(0);
+      expect(value('selectivity_event_loop_delay_max_seconds')).toBeGreaterThanOrEqual(p99);
+      expect(value('selectivity_store_file_bytes{file="db"}')).toBe(statSync(join(d, STORE_FILE)).size);
+      expect(value('selectivity_store_file_bytes{file="wal"}')).toBeGreaterThan(0); // the decision just logged
+      const free = value('selectivity_data_dir_free_bytes');
+      const fs = statfsSync(d);
+      expect(Math.abs(free - fs.bavail * fs.bsize)).toBeLessThan(256 * 1024 * 1024);
+      expect(value('selectivity_backtests{status="queued"}')).toBe(0);
+      expect(value('selectivity_backtests{status="running"}')).toBe(0);
+      expect(value('selectivity_decision_log_backlog_bytes')).toBe(0);
+      expect(text).toMatch(/^# TYPE selectivity_store_file_bytes gauge$/m);
+      expect(text.match(/^# HELP selectivity_store_file_bytes /gm)).toHaveLength(1);
+    } finally {
+      await s.close();
+    }
+  }, 60_000);
+});
+
+describe('a partly restored data directory', () => {
+  it('is refused when peers.json is gone from a directory whose store has served, instead of scoring with the example peers', async () => {
+    const d = join(dir, 'partial');
+    const first = await start(d);
+    const version = (await call(first.url, 'GET', '/readyz')).json().rulesetVersion as string;
+    await first.close();
+    const peers = join(d, 'peers.json');
+    const kept = readFileSync(peers);
+    rmSync(peers);
+    await expect(start(d)).rejects.toMatchObject({ code: 'SEL_ERR_FILE_NOT_FOUND', details: { field: 'peers', got: 'no such file' } });
+    expect(existsSync(peers)).toBe(false); // nothing seeded in its place
+    // naming a snapshot is the way on; restoring the file, the same ruleset as before
+    writeFileSync(peers, kept);
+    const again = await start(d);
+    try {
+      expect((await call(again.url, 'GET', '/readyz')).json().rulesetVersion).toBe(version);
+    } finally {
+      await again.close();
+    }
+  }, 60_000);
+
+  it('still seeds a directory whose first start was cut short before its peer tables were written', async () => {
+    const d = join(dir, 'cut-short');
+    await prepareDataDir(d); // the store and its profiles, as a first start makes them before it serves
+    rmSync(join(d, 'peers.json'));
+    const s = await start(d);
+    try {
+      expect(s.seeded).toContain(join(d, 'peers.json'));
+      expect((await call(s.url, 'GET', '/readyz')).status).toBe(200);
+    } finally {
+      await s.close();
+    }
+  }, 60_000);
+});
+
 describe('a decision log whose commits fail', () => {
   it('makes the service not ready until a commit succeeds again (the write lock held past the busy timeout)', async () => {
     const d = join(dir, 'busy');
@@ -130,7 +204,7 @@ describe('a decision log whose commits fail', () => {
 
 describe('storeNotReady', () => {
   const failing = (at: number, permanent = false) => ({ fault: { error: errors.SEL_ERR_STORAGE('decision log write failed: database or disk is full', { field: 'decisionLog' }), at, permanent } }) as unknown as DecisionLog;
-  const passed = { state: 'done', ok: true, problems: [], ms: 3 } as const;
+  const passed: StoreCheckState = { state: 'done', ok: true, problems: [], ms: 3 };
 
   it('is not ready while the check runs, and when it found the store damaged', () => {
     expect(storeNotReady({ state: 'checking', since: 1_000 }, undefined, 3_500)).toMatchObject({ field: 'store', got: 'checking, for 2.5 s' });
