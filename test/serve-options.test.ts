@@ -154,7 +154,7 @@ describe('serve and SIGHUP', () => {
       expect(await status(oldPort)).toBe(200);
       expect(await status(newPort)).toBe(401);
       write([{ role: 'port', token: newPort }, { role: 'admin', token: admin }]);
-      await hup(() => /tokens reloaded from .*\(port 1, analyst 0, admin 1\)/.test(stdout));
+      await hup(() => /tokens reloaded from .*\(port 1, analyst 0, admin 1, monitor 0\)/.test(stdout));
       expect(await status(oldPort)).toBe(401);
       expect(await status(newPort)).toBe(200);
       // a file that does not hold: the tokens in use stay, and stderr says why

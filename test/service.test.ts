@@ -37,7 +37,7 @@ import { randomDeclarations } from './helpers.js';
 import { packageRoot as packageRootForTest } from '../src/paths.js';
 import { inProcessService, type InProcessService } from './service-helpers.js';
 
-const TOKENS = { port: 'port-token-0123456789abcdef', analyst: 'analyst-token-0123456789abcdef', admin: 'admin-token-0123456789abcdef' };
+const TOKENS = { port: 'port-token-0123456789abcdef', analyst: 'analyst-token-0123456789abcdef', admin: 'admin-token-0123456789abcdef', monitor: 'monitor-token-0123456789abcdef' };
 const auth = (role: keyof typeof TOKENS) => ({ authorization: `Bearer ${TOKENS[role]}` });
 const tokensEnv = Object.entries(TOKENS).map(([r, t]) => `${r}:${t}`).join(',');
 
@@ -67,6 +67,9 @@ describe('service contract (inject, in-process scoring)', () => {
     expect(source.profiles.list('active').length).toBe(engine.meta().profiles.length);
     expect(engine.meta().profiles.length).toBeGreaterThan(0);
     expect(statSync(join(dir, 'inject')).mode & 0o777).toBe(0o700);
+    // the store, which holds the decision log and the examination results, is owner-only, and so is its WAL
+    expect(statSync(join(dir, 'inject', 'selectivity.db')).mode & 0o777).toBe(0o600);
+    expect(statSync(join(dir, 'inject', 'selectivity.db-wal')).mode & 0o777).toBe(0o600);
   });
 
   it('answers health and readiness without a token, everything else only with one', async () => {
@@ -106,6 +109,12 @@ describe('service contract (inject, in-process scoring)', () => {
     expect((await app.inject({ url: '/v1/ruleset', headers: auth('analyst') })).statusCode).toBe(200);
     expect((await app.inject({ method: 'POST', url: '/v1/ruleset/reload', headers: auth('analyst') })).statusCode).toBe(403);
     expect((await app.inject({ url: '/metrics', headers: auth('port') })).statusCode).toBe(403);
+    // monitor: the figures a monitoring system scrapes, and nothing else (a scraper's token cannot change the ruleset)
+    expect((await app.inject({ url: '/metrics', headers: auth('monitor') })).statusCode).toBe(200);
+    expect((await app.inject({ url: '/v1/metrics', headers: auth('monitor') })).statusCode).toBe(200);
+    for (const [method, url] of [['GET', '/v1/ruleset'], ['POST', '/v1/score'], ['POST', '/v1/ruleset/reload'], ['GET', '/v1/feedback?declarationId=X'], ['PUT', '/v1/ruleset/profiles']] as const) {
+      expect((await app.inject({ method, url, headers: auth('monitor') })).statusCode, `${method} ${url}`).toBe(403);
+    }
     const body = { declarations: declarations(3, 1) };
     for (const role of ['port', 'analyst', 'admin'] as const) {
       expect((await app.inject({ method: 'POST', url: '/v1/score', headers: auth(role), payload: body })).statusCode, role).toBe(200);
@@ -248,7 +257,7 @@ describe('service contract (inject, in-process scoring)', () => {
         expect(op.responses?.['401'], `${method} ${path}`).toBeDefined();
         // what the table says is what the service does: a role not listed is refused (403), before the path's parameters count
         if (path.includes('{') || method !== 'get') { checked++; continue; }
-        for (const role of ['port', 'analyst', 'admin'] as const) {
+        for (const role of ['port', 'analyst', 'admin', 'monitor'] as const) {
           const r = await app.inject({ url: path, headers: auth(role) });
           expect(r.statusCode === 403, `${role} GET ${path}: ${r.statusCode}`).toBe(!roles!.includes(role));
         }
@@ -376,7 +385,7 @@ describe('service contract (inject, in-process scoring)', () => {
       if (field) expect(err.details.field).toBe(field);
     }
     // a path no route has: 404 for every role (not the 403 of another role's route), 401 without a token
-    for (const role of ['port', 'analyst', 'admin'] as const) {
+    for (const role of ['port', 'analyst', 'admin', 'monitor'] as const) {
       const nf = await app.inject({ url: '/v1/nothing', headers: auth(role) });
       expect(nf.statusCode, role).toBe(404);
       expect(nf.json().error).toMatchObject({ code: 'SEL_ERR_NOT_FOUND', message: 'no route GET /v1/nothing' });
@@ -544,7 +553,7 @@ describe('tokens', () => {
   it('generates one token per role on a first start, owner-only, and reads them back later', () => {
     const d = join(dir, 'tokens-first');
     const first = loadTokens({ dataDir: d });
-    expect(first.generated?.map((t) => t.role)).toEqual(['port', 'analyst', 'admin']);
+    expect(first.generated?.map((t) => t.role)).toEqual(['port', 'analyst', 'admin', 'monitor']);
     const file = join(d, 'tokens.json');
     expect(statSync(file).mode & 0o777).toBe(0o600);
     const again = loadTokens({ dataDir: d });
@@ -611,10 +620,10 @@ describe('tokens', () => {
     const file = join(d, 'tokens.json');
     const fresh = 'port-after-reload-0123456789abcdef';
     writeFileSync(file, JSON.stringify({ tokens: [{ role: 'port', token: fresh, name: 'gate 2' }, admin] }));
-    expect(tokens.reload()).toEqual({ port: 1, analyst: 0, admin: 1 });
+    expect(tokens.reload()).toEqual({ port: 1, analyst: 0, admin: 1, monitor: 0 });
     expect(tokens.roleOf(port.token)).toBeUndefined();
     expect(tokens.identify(fresh)).toEqual({ role: 'port', name: 'gate 2' });
-    expect(tokens.counts).toEqual({ port: 1, analyst: 0, admin: 1 });
+    expect(tokens.counts).toEqual({ port: 1, analyst: 0, admin: 1, monitor: 0 });
     for (const broken of ['{"tokens": [', JSON.stringify({ tokens: [{ role: 'port', token: 'short' }] }), JSON.stringify({ tokens: [{ role: 'pilot', token: fresh }] }), JSON.stringify({ tokens: [] })]) {
       writeFileSync(file, broken);
       expect(() => tokens.reload(), broken).toThrow(expect.objectContaining({ code: 'SEL_ERR_CONFIG_INVALID' }));
@@ -646,7 +655,7 @@ describe('tokens', () => {
       writeFileSync(join(d, 'tokens.json'), JSON.stringify({ tokens: [admin, analyst] }));
       const r = await reload(admin.token);
       expect(r.statusCode).toBe(200);
-      expect(r.json()).toEqual({ source: 'file', path: join(d, 'tokens.json'), counts: { port: 0, analyst: 1, admin: 1 } });
+      expect(r.json()).toEqual({ source: 'file', path: join(d, 'tokens.json'), counts: { port: 0, analyst: 1, admin: 1, monitor: 0 } });
       expect(r.body).not.toContain(admin.token);
       const scored = await server.inject({ method: 'POST', url: '/v1/score', headers: { authorization: `Bearer ${port.token}` }, payload: { declarations: declarations(1, 3) } });
       expect(scored.statusCode).toBe(401);

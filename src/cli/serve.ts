@@ -157,28 +157,34 @@ export async function serveCommand(argv: string[]): Promise<number> {
       ? `selectivity: store upgraded to schema ${m.to} in ${(m.ms / 1000).toFixed(1)} s\n`
       : `selectivity: upgrading the store ${m.path} from schema ${m.from} to ${m.to}…\n`),
   };
-  // the signals are the service's from here: one during a long start (a store migration, a large store's
-  // first checks) lets the start finish and then stops cleanly, where the default action killed the
-  // process and a migration rolled back, to start over at the next start (and be killed again)
+  // the signals are the service's from here, for good: one during a long start (a store migration, a
+  // large store's first checks) lets the start finish and then stops cleanly, where the default action
+  // killed the process and a migration rolled back, to start over at the next start (and be killed
+  // again). One set of listeners, installed once: between removing one and adding another, a signal
+  // would meet the default action (a SIGTERM sent as soon as "listening on" was read killed the process)
   let early: string | undefined;
-  const onEarly = (signal: NodeJS.Signals) => {
+  let running: ((signal: NodeJS.Signals) => void) | undefined;
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (running) { running(signal); return; }
+    if (signal === 'SIGHUP') { process.stderr.write('selectivity: SIGHUP during start: ignored (the start reads the files and tokens anyway)\n'); return; }
     if (early) { process.stderr.write(`selectivity: ${signal} again during start, exiting now\n`); process.exit(130); }
     early = signal;
     process.stderr.write(`selectivity: ${signal} during start: stopping once the start has finished…\n`);
   };
-  process.on('SIGTERM', onEarly);
-  process.on('SIGINT', onEarly);
+  const signals = ['SIGTERM', 'SIGINT', 'SIGHUP'] as const;
+  for (const sig of signals) process.on(sig, onSignal);
   let service: RunningService;
   try {
     service = await startService(config);
-  } finally {
-    process.off('SIGTERM', onEarly);
-    process.off('SIGINT', onEarly);
+  } catch (e) {
+    for (const sig of signals) process.off(sig, onSignal);
+    throw e;
   }
   const out = process.stdout;
   keepRunningWithoutReader(out);
   if (early) {
     await service.close();
+    for (const sig of signals) process.off(sig, onSignal);
     if (service.generatedTokens) out.write(`selectivity: first start: one bearer token per role was generated into ${service.tokens.path} (owner-only)\n`);
     out.write(`selectivity: ${early} during start: stopped\n`);
     return 0;
@@ -205,14 +211,12 @@ export async function serveCommand(argv: string[]): Promise<number> {
       out.write(`selectivity: ${signal}: finishing in-flight requests…\n`);
       service.close().then(() => { out.write('selectivity: stopped\n'); resolveExit(0); }, (e) => { process.stderr.write(`selectivity: shutdown failed: ${(e as Error).message}\n`); resolveExit(1); });
     };
-    process.on('SIGTERM', () => stop('SIGTERM'));
-    process.on('SIGINT', () => stop('SIGINT'));
-    process.on('SIGHUP', () => {
+    const reload = () => {
       // the tokens file too, when the tokens come from one: a revoked token stops working at once
       if (service.tokens.source !== 'env') {
         try {
           const c = service.tokens.reload();
-          out.write(`selectivity: SIGHUP: tokens reloaded from ${service.tokens.path} (port ${c.port}, analyst ${c.analyst}, admin ${c.admin})\n`);
+          out.write(`selectivity: SIGHUP: tokens reloaded from ${service.tokens.path} (${Object.entries(c).map(([r, n]) => `${r} ${n}`).join(', ')})\n`);
         } catch (e) {
           process.stderr.write(`selectivity: SIGHUP: tokens not reloaded, the tokens in use stay: ${(e as { code?: string }).code ?? ''} ${(e as Error).message}\n`);
         }
@@ -221,7 +225,8 @@ export async function serveCommand(argv: string[]): Promise<number> {
         (v) => out.write(`selectivity: SIGHUP: ruleset ${v} loaded\n`),
         (e) => process.stderr.write(`selectivity: SIGHUP: reload failed, the active ruleset stays: ${(e as { code?: string }).code ?? ''} ${(e as Error).message}\n`),
       );
-    });
+    };
+    running = (signal) => (signal === 'SIGHUP' ? reload() : stop(signal));
   });
 }
 

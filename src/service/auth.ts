@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { errors } from '../errors.js';
 import { writeFileDurable } from '../store/durable.js';
 
-export const ROLES = ['port', 'analyst', 'admin'] as const;
+export const ROLES = ['port', 'analyst', 'admin', 'monitor'] as const;
 export type Role = (typeof ROLES)[number];
 
 export interface TokenEntry {
@@ -66,7 +66,7 @@ export function parseTokensEnv(value: string): TokenEntry[] {
   const out: TokenEntry[] = [];
   value.split(',').map((s) => s.trim()).filter(Boolean).forEach((pair, i) => {
     const at = pair.indexOf(':');
-    if (at < 0) throw errors.SEL_ERR_CONFIG_INVALID(`SELECTIVITY_TOKENS entry ${i + 1} has no role`, { field: 'SELECTIVITY_TOKENS', expected: 'role:token pairs separated by commas, roles port | analyst | admin', got: `entry ${i + 1}` });
+    if (at < 0) throw errors.SEL_ERR_CONFIG_INVALID(`SELECTIVITY_TOKENS entry ${i + 1} has no role`, { field: 'SELECTIVITY_TOKENS', expected: `role:token pairs separated by commas, roles ${ROLES.join(' | ')}`, got: `entry ${i + 1}` });
     out.push(checkEntry({ role: pair.slice(0, at), token: pair.slice(at + 1) }, `SELECTIVITY_TOKENS[${i}]`));
   });
   if (out.length === 0) throw errors.SEL_ERR_CONFIG_INVALID('SELECTIVITY_TOKENS is set but empty', { field: 'SELECTIVITY_TOKENS', expected: 'at least one role:token pair' });
@@ -101,7 +101,7 @@ export function createTokenStore(entries: readonly TokenEntry[], source: TokenSt
     seen.add(e.token);
   }
   const hashed = entries.map((e) => ({ role: e.role, name: e.name, hash: digest(e.token) }));
-  const counts = { port: 0, analyst: 0, admin: 0 } as Record<Role, number>;
+  const counts = Object.fromEntries(ROLES.map((r) => [r, 0])) as Record<Role, number>;
   for (const e of entries) counts[e.role]++;
   return {
     source,
@@ -212,6 +212,7 @@ export const ROUTE_ROLES = {
   read: ['analyst', 'admin'],
   write: ['analyst', 'admin'],
   admin: ['admin'],
-  metrics: ['admin', 'analyst'],
+  /** The figures a monitoring system scrapes: also the monitor role, which may do nothing else. */
+  metrics: ['admin', 'analyst', 'monitor'],
 } as const satisfies Record<string, readonly Role[]>;
 export type Access = keyof typeof ROUTE_ROLES;

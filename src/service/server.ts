@@ -34,7 +34,7 @@ import { FIELDS } from '../model/schema.js';
 import { CHANNELS } from '../model/channels.js';
 import { emptyCounts, REASON_CODES } from '../decisions.js';
 import { encodeMsgpack } from './fast-msgpack.js';
-import { ReloadableTokens, ROUTE_ROLES, type Access, type Role, type TokenStore } from './auth.js';
+import { ReloadableTokens, ROLES, ROUTE_ROLES, type Access, type Role, type TokenStore } from './auth.js';
 import type { Metrics } from './metrics.js';
 import { DECISION_LOG_SERIES, KERNEL_SERIES, PROMETHEUS_CONTENT_TYPE } from './metrics.js';
 import type { RulesetSource } from './state.js';
@@ -421,7 +421,7 @@ export async function buildServer(options: ServiceOptions): Promise<FastifyInsta
     if (answerTypes) s.produces ??= [...answerTypes];
     // once per schema: a GET's HEAD route shares it
     if (access !== 'public' && s['x-roles'] === undefined) {
-      const roles = access === 'any' ? ['port', 'analyst', 'admin'] : [...ROUTE_ROLES[access as Access]];
+      const roles = access === 'any' ? [...ROLES] : [...ROUTE_ROLES[access as Access]];
       s.description = `${typeof s.description === 'string' ? `${s.description}\n\n` : ''}Roles: ${roles.join(', ')}${access === 'any' ? ' (any valid token)' : ''}.`;
       s['x-roles'] = roles;
       if (!s.hide) {
