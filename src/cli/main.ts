@@ -19,6 +19,8 @@ import { replayCommand } from './replay.js';
 import { feedbackCommand } from './feedback.js';
 import { historyCommand } from './history.js';
 import { backtestCommand } from './backtest.js';
+import { backupCommand } from './backup.js';
+import { migrateCommand } from './migrate.js';
 
 const HELP = `selectivity — customs selectivity engine
 
@@ -39,6 +41,8 @@ Commands:
   feedback          import examination results (CSV, NDJSON) joined to logged decisions; show one; prune old decisions
   history           import declarations (and results) into the columnar history store; show it
   backtest          replay the history with a candidate profile set beside the active one
+  backup            a consistent copy of a data directory, taken while the service runs
+  migrate           upgrade a data directory's store to this engine's schema (offline step of an upgrade)
 
 Run "selectivity <command> --help" for a command's options;
 "selectivity --version" prints the version and the store schema it writes.
@@ -59,6 +63,8 @@ const commands: Record<string, (argv: string[]) => Promise<number>> = {
   feedback: feedbackCommand,
   history: historyCommand,
   backtest: backtestCommand,
+  backup: backupCommand,
+  migrate: migrateCommand,
 };
 
 /** The exit status of a command whose output's reader went away: 128 + SIGPIPE, what a shell reports for tools stopped that way. */
