@@ -546,6 +546,19 @@ describe('service contract (inject, in-process scoring)', () => {
     expect(negotiate('application/json;q=0.1, application/x-msgpack;q=0.9', 'json')).toBe('msgpack');
     expect(negotiate('application/msgpack;q=0, application/json', 'msgpack')).toBe('json');
     expect(() => negotiate('text/csv', 'json')).toThrow(expect.objectContaining({ code: 'SEL_ERR_NOT_ACCEPTABLE' }));
+    // as chooseAnswer weighs Accept (RFC 9110): a q of 0 on MessagePack is not undone by a wildcard that
+    // matches its other media type, and a parameter name is case-insensitive (Q=0 is q=0)
+    expect(negotiate('application/msgpack;q=0, */*', 'msgpack')).toBe('json');
+    expect(negotiate('application/x-msgpack;q=0, application/*', 'msgpack')).toBe('json');
+    expect(negotiate('application/json;Q=0, application/msgpack', 'json')).toBe('msgpack');
+    expect(() => negotiate('application/json;Q=0', 'json')).toThrow(expect.objectContaining({ code: 'SEL_ERR_NOT_ACCEPTABLE' }));
+    // equal q: the one named first, and a wildcard answers in the request's encoding
+    expect(negotiate('application/msgpack, application/json', 'json')).toBe('msgpack');
+    expect(negotiate('application/json, application/msgpack', 'msgpack')).toBe('json');
+    expect(negotiate('application/json;q=0.5, */*;q=0.5', 'msgpack')).toBe('json');
+    expect(negotiate('*/*;q=0.5, application/json;q=0.5', 'msgpack')).toBe('msgpack');
+    expect(negotiate('application/*', 'msgpack')).toBe('msgpack');
+    expect(negotiate('application/ndjson', 'json', ['application/x-ndjson', 'application/ndjson', 'application/json'])).toBe('json');
   });
 });
 

@@ -25,6 +25,46 @@ export function requestFormat(req: FastifyRequest): WireFormat {
   return MSGPACK_TYPES.includes(mediaType(req.headers['content-type'])) ? 'msgpack' : 'json';
 }
 
+/** An Accept header's ranges: each media range (lower case) and its q (0 where it is not a number). */
+function acceptRanges(accept: string): { type: string; q: number }[] {
+  return accept.split(',').map((part) => {
+    const [typeRaw, ...params] = part.split(';');
+    let q = 1;
+    for (const p of params) {
+      const [k, v] = p.split('=').map((s) => s.trim().toLowerCase());
+      if (k === 'q') q = Number(v);
+    }
+    return { type: typeRaw.trim().toLowerCase(), q: Number.isFinite(q) ? q : 0 };
+  });
+}
+
+/**
+ * Of `offered` (names, in the route's order of preference, each with the
+ * media types that mean it: aliases), the one the most specific range that
+ * matches any of its types gives the highest q (RFC 9110 12.5.1:
+ * `type/subtype` before `type/*` before `*\/*`); the first on a tie, or
+ * with `headerOrder`, the one whose range comes first in the header (then
+ * the first offered: two matched through one wildcard). Undefined when none
+ * is acceptable (q 0, or no range matches).
+ */
+function chooseOffered<T>(ranges: readonly { type: string; q: number }[], offered: readonly (readonly [T, readonly string[]])[], headerOrder = false): T | undefined {
+  let best: T | undefined;
+  let bestQ = 0, bestAt = Infinity;
+  for (const [name, types] of offered) {
+    let q = -1, specificity = -1, at = Infinity;
+    for (const t of types) {
+      const major = t.slice(0, t.indexOf('/'));
+      for (let k = 0; k < ranges.length; k++) {
+        const r = ranges[k];
+        const s = r.type === t ? 2 : r.type === `${major}/*` ? 1 : r.type === '*/*' ? 0 : -1;
+        if (s > specificity) { specificity = s; q = r.q; at = k; }
+      }
+    }
+    if (q > bestQ || (headerOrder && q === bestQ && q > 0 && at < bestAt)) { best = name; bestQ = q; bestAt = at; }
+  }
+  return best;
+}
+
 /**
  * Picks what a route answers from Accept (RFC 9110 12.5.1): of `offered`
  * (in the route's order of preference), the one the most specific matching
@@ -34,58 +74,29 @@ export function requestFormat(req: FastifyRequest): WireFormat {
  */
 export function chooseAnswer(accept: string | undefined, offered: readonly string[]): string {
   if (!accept || accept.trim() === '') return offered[0];
-  const ranges = accept.split(',').map((part) => {
-    const [typeRaw, ...params] = part.split(';');
-    let q = 1;
-    for (const p of params) {
-      const [k, v] = p.split('=').map((s) => s.trim().toLowerCase());
-      if (k === 'q') q = Number(v);
-    }
-    return { type: typeRaw.trim().toLowerCase(), q: Number.isFinite(q) ? q : 0 };
-  });
-  let best: string | undefined;
-  let bestQ = 0;
-  for (const t of offered) {
-    const major = t.split('/')[0];
-    let q = -1, specificity = -1;
-    for (const r of ranges) {
-      const s = r.type === t ? 2 : r.type === `${major}/*` ? 1 : r.type === '*/*' ? 0 : -1;
-      if (s > specificity) { specificity = s; q = r.q; }
-    }
-    if (q > bestQ) { best = t; bestQ = q; }
-  }
+  const best = chooseOffered(acceptRanges(accept), offered.map((t) => [t, [t]] as const));
   if (best === undefined) throw errors.SEL_ERR_NOT_ACCEPTABLE(`cannot answer in any of: ${accept.slice(0, 200)}`, { field: 'accept', expected: offered.join(', '), got: accept.slice(0, 200) });
   return best;
 }
 
 /**
- * Picks the response encoding from Accept: the supported type with the
- * highest q; a wildcard or no header answers in the request's own encoding.
+ * The encoding of a scoring answer from Accept, as chooseAnswer weighs it:
+ * MessagePack (either of its media types) or JSON (`jsonTypes`); on a tie,
+ * the one named first in the header, and for a wildcard or no header, the
+ * request's own encoding (`fallback`).
+ * A q of 0 on one MessagePack type refuses MessagePack, even where the other
+ * type matches only through a wildcard: they name one encoding.
  */
 export function negotiate(accept: string | undefined, fallback: WireFormat, jsonTypes: readonly string[] = ['application/json']): WireFormat {
   if (!accept || accept.trim() === '') return fallback;
-  let best: WireFormat | undefined;
-  let bestQ = 0;
-  for (const part of accept.split(',')) {
-    const [typeRaw, ...params] = part.split(';');
-    const type = typeRaw.trim().toLowerCase();
-    let q = 1;
-    for (const p of params) {
-      const [k, v] = p.split('=').map((s) => s.trim());
-      if (k === 'q') q = Number(v);
-    }
-    if (!(q > 0)) continue;
-    let f: WireFormat | undefined;
-    if (MSGPACK_TYPES.includes(type)) f = 'msgpack';
-    else if (jsonTypes.includes(type)) f = 'json';
-    else if (type === '*/*' || type === 'application/*') f = fallback;
-    if (f && q > bestQ) { best = f; bestQ = q; }
-  }
-  if (!best) {
-    throw errors.SEL_ERR_NOT_ACCEPTABLE(`cannot answer in any of: ${accept}`, { field: 'accept', expected: [...jsonTypes, ...MSGPACK_TYPES].join(', '), got: accept });
+  const json = ['json', jsonTypes] as const, msgpack = ['msgpack', MSGPACK_TYPES] as const;
+  const best = chooseOffered<WireFormat>(acceptRanges(accept), fallback === 'msgpack' ? [msgpack, json] : [json, msgpack], true);
+  if (best === undefined) {
+    throw errors.SEL_ERR_NOT_ACCEPTABLE(`cannot answer in any of: ${accept.slice(0, 200)}`, { field: 'accept', expected: [...jsonTypes, ...MSGPACK_TYPES].join(', '), got: accept.slice(0, 200) });
   }
   return best;
 }
+
 const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true });
 
 /**
