@@ -42,8 +42,8 @@ describe('selectivity backup', () => {
       const version = (await call(s.url, 'GET', '/readyz')).json().rulesetVersion as string;
       // the service goes on scoring while the backup runs
       let stop = false;
-      let during = 0;
-      const load = (async () => { while (!stop) { if ((await score(s.url, `L${during}-`, 100)).status === 200) during++; } })();
+      let k = 0;
+      const load = (async () => { while (!stop) expect((await score(s.url, `L${k++}-`, 100)).status).toBe(200); })();
       const lines: string[] = [];
       const write = process.stdout.write.bind(process.stdout);
       process.stdout.write = ((c: string) => { lines.push(String(c)); return true; }) as typeof process.stdout.write;
@@ -58,8 +58,10 @@ describe('selectivity backup', () => {
       expect(code).toBe(0);
       const report = JSON.parse(lines.join('')) as { files: { file: string; bytes: number }[] };
       expect(report.files.map((f) => f.file)).toEqual(expect.arrayContaining([STORE_FILE, 'peers.json']));
-      expect(during).toBeGreaterThan(0);
       expect(statSync(to).mode & 0o777).toBe(0o700);
+      // owner-only, as the service makes its store (the umask would give 0644)
+      expect(statSync(join(to, STORE_FILE)).mode & 0o777).toBe(0o600);
+      expect(readdirSync(dir).filter((f) => f.includes('.unfinished-'))).toEqual([]);
       // the copy: every decision of before the backup, and no partial file
       const before = logRows(to, (r) => String(r.declaration_id).startsWith('B'));
       expect(before.length).toBe(5 * declarations(200, 3, 'x').length);
@@ -90,6 +92,15 @@ describe('selectivity backup', () => {
     expect(readdirSync(busy)).toEqual(['keep.txt']);
     await expect(backupCommand(['--data-dir', data, '--to', join(data, 'inner')])).rejects.toMatchObject({ code: 'SEL_ERR_OPTION_INVALID', details: { field: 'to' } });
     expect(existsSync(join(data, 'inner'))).toBe(false);
+    // a name inside it that begins with two dots is inside it too
+    await expect(backupCommand(['--data-dir', data, '--to', join(data, '..x')])).rejects.toMatchObject({ code: 'SEL_ERR_OPTION_INVALID', details: { field: 'to' } });
+    expect(existsSync(join(data, '..x'))).toBe(false);
+    // an empty directory is taken (the finished copy takes its place)
+    const empty = join(dir, 'empty-copy');
+    mkdirSync(empty);
+    expect(await backupCommand(['--data-dir', data, '--to', empty, '--json'])).toBe(0);
+    expect(readdirSync(empty)).toContain(STORE_FILE);
+    expect(statSync(empty).mode & 0o777).toBe(0o700);
     await expect(backupCommand(['--data-dir', join(dir, 'nothing'), '--to', join(dir, 'n2')])).rejects.toMatchObject({ code: 'SEL_ERR_FILE_NOT_FOUND', details: { field: 'data-dir' } });
     expect(existsSync(join(dir, 'n2'))).toBe(false);
     await expect(backupCommand(['--data-dir', data])).rejects.toMatchObject({ code: 'SEL_ERR_OPTION_INVALID', details: { field: 'to' } });

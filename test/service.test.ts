@@ -559,6 +559,11 @@ describe('service contract (inject, in-process scoring)', () => {
     expect(negotiate('*/*;q=0.5, application/json;q=0.5', 'msgpack')).toBe('msgpack');
     expect(negotiate('application/*', 'msgpack')).toBe('msgpack');
     expect(negotiate('application/ndjson', 'json', ['application/x-ndjson', 'application/ndjson', 'application/json'])).toBe('json');
+    // of two aliases both named, the higher q counts (either order)
+    expect(negotiate('application/msgpack;q=0, application/x-msgpack', 'msgpack')).toBe('msgpack');
+    expect(negotiate('application/x-msgpack, application/msgpack;q=0', 'msgpack')).toBe('msgpack');
+    expect(negotiate('application/x-ndjson;q=0, application/json', 'json', ['application/x-ndjson', 'application/ndjson', 'application/json'])).toBe('json');
+    expect(negotiate('application/msgpack;q=0.1, application/x-msgpack;q=0.9, application/json;q=0.5', 'json')).toBe('msgpack');
   });
 });
 

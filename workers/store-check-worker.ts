@@ -1,8 +1,11 @@
 /**
- * The store's check at start (src/store/check.ts), off the main thread: it
- * reads the whole file, which takes seconds on a large decision log.
+ * The store's check at start (src/store/check.ts), in a process of its
+ * own: it reads the whole file, which takes seconds on a large decision
+ * log, and a stop must end it at once (a thread cannot be stopped inside
+ * SQLite's read). The store's path is the first argument; the result goes
+ * back over the IPC channel.
  */
-import { parentPort, workerData } from 'node:worker_threads';
 import { checkStore } from '../src/store/check.js';
 
-parentPort!.postMessage(checkStore((workerData as { storePath: string }).storePath));
+const result = checkStore(process.argv[2]);
+process.send!(result, () => process.disconnect());

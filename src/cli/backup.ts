@@ -9,7 +9,7 @@
  * `selectivity serve --data-dir <copy>` runs on it.
  */
 import { closeSync, copyFileSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
-import { isAbsolute, join, relative, resolve } from 'node:path';
+import { basename, dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { parseArgs } from 'node:util';
 import Database from 'better-sqlite3';
 import { errors } from '../errors.js';
@@ -30,6 +30,7 @@ putting it in the place of the data directory, the service stopped
 
 Options:
   --to <dir>        where the copy goes: a new or empty directory, outside the data directory
+                    (written beside it as .<name>.unfinished-<pid>, renamed at the end)
   --data-dir <dir>  the data directory to copy (default ./data) [SELECTIVITY_DATA_DIR]
   --json            print what was copied as JSON
 `;
@@ -52,6 +53,8 @@ function copyDurable(src: string, dst: string): number {
 
 /** The store's online backup into `dst`: one step, so the copy is the store as it stood at one moment (a step of a few pages would start over each time the service commits). */
 async function backupStore(src: string, dst: string): Promise<number> {
+  // owner-only, as the service makes its store: SQLite keeps the mode of a file that exists
+  closeSync(openSync(dst, 'wx', 0o600));
   const db = new Database(src, { fileMustExist: true });
   try {
     db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
@@ -78,7 +81,7 @@ export async function backupCommand(argv: string[]): Promise<number> {
   const storePath = join(dataDir, STORE_FILE);
   if (!existsSync(storePath)) throw errors.SEL_ERR_FILE_NOT_FOUND(`no store at ${storePath}`, { field: 'data-dir', expected: `a data directory holding ${STORE_FILE}`, got: dataDir });
   const inside = relative(dataDir, to);
-  if (inside === '' || (!inside.startsWith('..') && !isAbsolute(inside))) {
+  if (inside === '' || (inside !== '..' && !inside.startsWith(`..${sep}`) && !isAbsolute(inside))) {
     throw errors.SEL_ERR_OPTION_INVALID(`--to ${to} is the data directory or inside it`, { field: 'to', expected: 'a directory outside the data directory', got: to });
   }
   if (existsSync(to) && (!statSync(to).isDirectory() || readdirSync(to).length > 0)) {
@@ -86,31 +89,37 @@ export async function backupCommand(argv: string[]): Promise<number> {
   }
   const say = (line: string) => { if (!values.json) process.stderr.write(`${line}\n`); };
   const started = Date.now();
-  mkdirSync(to, { recursive: true, mode: 0o700 });
+  // everything goes into a directory beside --to, renamed to it at the end: an interrupted backup (a
+  // signal, a crash) leaves a directory named as unfinished, never a copy that looks whole
+  mkdirSync(dirname(to), { recursive: true });
+  const final = to;
+  const work = join(dirname(to), `.${basename(to)}.unfinished-${process.pid}`);
+  rmSync(work, { recursive: true, force: true });
+  mkdirSync(work, { mode: 0o700 });
   const copied: Copied[] = [];
   try {
     say(`backup: the store ${storePath}…`);
     const t0 = Date.now();
-    const bytes = await backupStore(storePath, join(to, STORE_FILE));
+    const bytes = await backupStore(storePath, join(work, STORE_FILE));
     copied.push({ file: STORE_FILE, bytes });
     say(`backup: the store copied (${(bytes / 1e6).toFixed(1)} MB in ${((Date.now() - t0) / 1000).toFixed(1)} s); checking it…`);
-    const check = checkStore(join(to, STORE_FILE));
+    const check = checkStore(join(work, STORE_FILE));
     if (!check.ok) throw errors.SEL_ERR_STORAGE(`the copy of the store fails its check: ${check.problems.join('; ')}`, { field: 'store', expected: 'a store that passes PRAGMA quick_check (is the original damaged? serve\'s /readyz says so)', got: check.problems });
     for (const f of SINGLE_FILES) {
-      if (existsSync(join(dataDir, f))) copied.push({ file: f, bytes: copyDurable(join(dataDir, f), join(to, f)) });
+      if (existsSync(join(dataDir, f))) copied.push({ file: f, bytes: copyDurable(join(dataDir, f), join(work, f)) });
     }
     const jobs = join(dataDir, BACKTESTS_DIR);
     if (existsSync(jobs)) {
-      mkdirSync(join(to, BACKTESTS_DIR), { mode: 0o700 });
+      mkdirSync(join(work, BACKTESTS_DIR), { mode: 0o700 });
       // each job and report file is replaced whole (rename) by the service: each is copied as one of its versions
       for (const f of readdirSync(jobs).filter((x) => x.endsWith('.json') && !x.startsWith('.')).sort()) {
         try {
-          copied.push({ file: `${BACKTESTS_DIR}/${f}`, bytes: copyDurable(join(jobs, f), join(to, BACKTESTS_DIR, f)) });
+          copied.push({ file: `${BACKTESTS_DIR}/${f}`, bytes: copyDurable(join(jobs, f), join(work, BACKTESTS_DIR, f)) });
         } catch (e) {
           if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e; // a job file removed meanwhile
         }
       }
-      fsyncDir(join(to, BACKTESTS_DIR));
+      fsyncDir(join(work, BACKTESTS_DIR));
     }
     const history = join(dataDir, HISTORY_DIR);
     if (existsSync(join(history, MANIFEST_FILE))) {
@@ -118,14 +127,21 @@ export async function backupCommand(argv: string[]): Promise<number> {
       // commits meanwhile adds segments this manifest does not list, so the copy is the store before it
       const manifestBytes = readFileSync(join(history, MANIFEST_FILE));
       const manifest = readManifest(history);
-      mkdirSync(join(to, HISTORY_DIR), { mode: 0o700 });
-      for (const s of manifest.segments) copied.push({ file: `${HISTORY_DIR}/${s.file}`, bytes: copyDurable(join(history, s.file), join(to, HISTORY_DIR, s.file)) });
-      writeFileDurable(join(to, HISTORY_DIR, MANIFEST_FILE), manifestBytes);
+      mkdirSync(join(work, HISTORY_DIR), { mode: 0o700 });
+      for (const s of manifest.segments) copied.push({ file: `${HISTORY_DIR}/${s.file}`, bytes: copyDurable(join(history, s.file), join(work, HISTORY_DIR, s.file)) });
+      writeFileDurable(join(work, HISTORY_DIR, MANIFEST_FILE), manifestBytes);
       copied.push({ file: `${HISTORY_DIR}/${MANIFEST_FILE}`, bytes: manifestBytes.length });
     }
-    fsyncDir(to);
+    fsyncDir(work);
+    // an empty --to is replaced by the finished copy (rename(2) takes the place of an empty directory)
+    try {
+      renameSync(work, final);
+    } catch (e) {
+      throw errors.SEL_ERR_STORAGE(`cannot put the finished copy in place of ${final}: ${(e as Error).message}`, { field: 'to', expected: 'a new directory, or an empty one that is not a mount point', got: final });
+    }
+    fsyncDir(dirname(final));
   } catch (e) {
-    rmSync(to, { recursive: true, force: true }); // no copy that looks whole
+    rmSync(work, { recursive: true, force: true }); // no copy that looks whole
     throw e;
   }
   const total = copied.reduce((s, c) => s + c.bytes, 0);

@@ -25,8 +25,8 @@ Options:
   --dry-run         say which schema the store has and which it would get; change nothing
 
 Exit status: 0 upgraded (or nothing to do); 2 refused (no store, a service
-running); 1 a store of a newer engine, or a migration that failed (it rolls
-back: the store stays at the schema it had).
+running); 1 a store of a newer engine, or a migration that failed (each
+migration is one transaction: the store stays at the last schema reached).
 `;
 
 /** The schema version of the store file at `path`, read without changing anything. */
@@ -67,6 +67,7 @@ export async function migrateCommand(argv: string[]): Promise<number> {
       onMigration: (m) => process.stderr.write(m.done ? `  schema ${m.to}: ${(m.ms / 1000).toFixed(1)} s\n` : `migrate: schema ${m.from} → ${m.to}…\n`),
     });
     db.close();
+    await new Promise((r) => setImmediate(r)); // a signal that came during the migration (it held the thread) is seen now
     process.stdout.write(`the store ${path} upgraded from schema ${from} to ${SCHEMA_VERSION} in ${((performance.now() - started) / 1000).toFixed(1)} s${stopped ? ` (${stopped} received meanwhile: the migration was finished first)` : ''}\n`);
     return 0;
   } finally {

@@ -209,7 +209,9 @@ export async function serveCommand(argv: string[]): Promise<number> {
       if (stopping) { out.write(`selectivity: ${signal} again, exiting now\n`); process.exit(130); }
       stopping = true;
       out.write(`selectivity: ${signal}: finishing in-flight requests…\n`);
-      service.close().then(() => { out.write('selectivity: stopped\n'); resolveExit(0); }, (e) => { process.stderr.write(`selectivity: shutdown failed: ${(e as Error).message}\n`); resolveExit(1); });
+      // the listeners go with the service (an embedding process may start another)
+      const done = (code: number) => { for (const sig of signals) process.off(sig, onSignal); resolveExit(code); };
+      service.close().then(() => { out.write('selectivity: stopped\n'); done(0); }, (e) => { process.stderr.write(`selectivity: shutdown failed: ${(e as Error).message}\n`); done(1); });
     };
     const reload = () => {
       // the tokens file too, when the tokens come from one: a revoked token stops working at once

@@ -203,6 +203,8 @@ export function logWorkerPath(): string {
 
 export class DecisionLog {
   readonly stats: DecisionLogStats = { rows: 0, commits: 0, payloads: 0, failures: 0 };
+  /** Told of each commit that fails (the service counts them in /metrics). */
+  onCommitFailure: (() => void) | undefined;
   private readonly maxPendingBytes: number;
   private readonly pending = new Map<number, Pending>();
   private pendingBytes = 0;
@@ -295,6 +297,7 @@ export class DecisionLog {
     } else {
       this.stats.failures++;
       this.lastFailure = { error, at: Date.now() };
+      this.onCommitFailure?.();
     }
     for (const id of ids) {
       const p = this.pending.get(id);

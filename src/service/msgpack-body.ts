@@ -57,7 +57,8 @@ function chooseOffered<T>(ranges: readonly { type: string; q: number }[], offere
       for (let k = 0; k < ranges.length; k++) {
         const r = ranges[k];
         const s = r.type === t ? 2 : r.type === `${major}/*` ? 1 : r.type === '*/*' ? 0 : -1;
-        if (s > specificity) { specificity = s; q = r.q; at = k; }
+        // the most specific range decides; of equally specific ones (two aliases named, a type twice), the highest q
+        if (s > specificity || (s === specificity && s >= 0 && r.q > q)) { specificity = s; q = r.q; at = k; }
       }
     }
     if (q > bestQ || (headerOrder && q === bestQ && q > 0 && at < bestAt)) { best = name; bestQ = q; bestAt = at; }

@@ -8,7 +8,8 @@
  *    serve --store-check), while the service warms up; the port opens when
  *    the check ends or after STORE_CHECK_WAIT_MS, whichever comes first.
  *    Not ready until the check passes; for good when it finds the store
- *    damaged (a restart on a sound store clears it).
+ *    damaged (a restart on a sound store clears it), or when it could not
+ *    run (the store busy past the timeout, the check's process failed).
  *  - While running, a decision-log commit that fails (a full disk, a store
  *    damaged since) makes the service not ready until a commit succeeds, or
  *    for STORE_FAULT_HOLD_MS after the last failure, whichever comes first.
@@ -43,6 +44,9 @@ export interface NotReady {
 export function storeNotReady(check: StoreCheckState, log: DecisionLog | undefined, now = Date.now()): NotReady | undefined {
   if (check.state === 'checking') {
     return { message: 'the store is being checked (quick_check) before the service takes traffic', field: 'store', expected: 'a store whose check has passed', got: `checking, for ${((now - check.since) / 1000).toFixed(1)} s` };
+  }
+  if (check.state === 'done' && !check.ran) {
+    return { message: 'the store could not be checked at start: restart the service once the cause is gone (or start it with --store-check off)', field: 'store', expected: 'a store whose check has run and passed', got: check.problems };
   }
   if (check.state === 'done' && !check.ok) {
     return { message: 'the store is damaged: restore it from a backup (docs/service.md, "Backup, restore and upgrades") and restart', field: 'store', expected: 'a store that passes PRAGMA quick_check', got: check.problems };

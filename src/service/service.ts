@@ -13,8 +13,8 @@ import { packageVersion } from '../paths.js';
 import { errors } from '../errors.js';
 import { ProcessLock } from '../store/process-lock.js';
 import { dataDirTokensPath, loadTokens, ReloadableTokens, type TokenEntry } from './auth.js';
-import { createMetrics, DEFAULT_METRICS_INTERVAL_MS, type Gauge, type Metrics } from './metrics.js';
-import { processGauges } from './process-gauges.js';
+import { createMetrics, type Gauge, type Metrics } from './metrics.js';
+import { processGauges, type ProcessGauges } from './process-gauges.js';
 import { buildServer } from './server.js';
 import type { StoreMigration } from '../store/sqlite.js';
 import { prepareDataDir, RulesetSource } from './state.js';
@@ -189,6 +189,7 @@ function backtestGauges(jobs: BacktestJobs): Gauge[] {
 /** Logs the end of the store's check at start. */
 function reportCheck(app: FastifyInstance, r: StoreCheckResult): void {
   if (r.ok) app.log.info({ ms: r.ms }, 'store check passed (quick_check)');
+  else if (!r.ran) app.log.error({ ms: r.ms, problems: r.problems }, 'store check could not run: /readyz answers 503 until a restart whose check runs (or one with --store-check off)');
   else app.log.error({ ms: r.ms, problems: r.problems }, 'store check FAILED: the store is damaged; /readyz answers 503 until a restart on a sound store (docs/service.md, "Backup, restore and upgrades")');
 }
 
@@ -210,21 +211,12 @@ async function startLocked(config: ServiceConfig, configured: ReturnType<typeof 
     source.close();
     throw e;
   }
-  // the store's check runs while the service starts and answers; /readyz waits for it
   let storeCheck: StoreCheckState = { state: 'off' };
   let check: BackgroundCheck | undefined;
-  if (config.storeCheck !== 'off') {
-    storeCheck = { state: 'checking', since: Date.now() };
-    check = checkStoreInBackground(files.storePath);
-    void check.result.then((r) => {
-      storeCheck = { state: 'done', ...r };
-      if (app) reportCheck(app, r);
-    });
-  }
+  let operated: ProcessGauges | undefined;
   const backtests = { jobs: new BacktestJobs(join(config.dataDir, 'backtests'), historyDir(config.dataDir), config.backtestThreads ?? Math.max(1, Math.floor(availableParallelism() / 2))), historyDir: historyDir(config.dataDir) };
   const engine = createEngine({ ruleset, threads: config.threads, maxQueue: config.maxQueue, inlineMaxBytes: config.inlineMaxBytes ?? 16 * 1024, youngGenerationMb: config.youngGenerationMb });
   let app: FastifyInstance | undefined;
-  const operated = processGauges({ dataDir: config.dataDir, storePath: files.storePath, intervalMs: config.metricsIntervalMs ?? DEFAULT_METRICS_INTERVAL_MS });
   const metrics = await createMetrics({
     intervalMs: config.metricsIntervalMs,
     gauges: () => [
@@ -232,16 +224,29 @@ async function startLocked(config: ServiceConfig, configured: ReturnType<typeof 
       { name: 'selectivity_workers', help: 'Scoring worker threads (0: scoring on the main thread).', value: engine.options.threads },
       { name: 'selectivity_ruleset_info', help: 'The active ruleset (value 1; the version is a label).', labels: { version: engine.rulesetVersion }, value: 1 },
       { name: 'selectivity_ruleset_profiles', help: 'Profiles in the active ruleset.', value: engine.meta().profiles.length },
-      { name: 'selectivity_store_ready', help: 'The store takes the service\'s writes (1), or keeps /readyz at 503 (0: being checked at start, found damaged, or a decision-log commit failed; docs/service.md).', value: storeNotReady(storeCheck, decisionLog) ? 0 : 1 },
-      ...(decisionLog ? [
-        { name: 'selectivity_decision_log_backlog_bytes', help: 'Decision-log payload bytes waiting for their commit.', value: decisionLog.backlogBytes },
-        { name: 'selectivity_decision_log_failed_commits', help: 'Decision-log commits that failed since start (only grows; a restart resets it).', value: decisionLog.stats.failures },
-      ] : []),
+      { name: 'selectivity_store_ready', help: 'The store takes the service\'s writes (1), or keeps /readyz at 503 (0: being checked at start, found damaged or not checkable, or a decision-log commit failed; docs/service.md).', value: storeNotReady(storeCheck, decisionLog) ? 0 : 1 },
+      ...(decisionLog ? [{ name: 'selectivity_decision_log_backlog_bytes', help: 'Decision-log payload bytes waiting for their commit.', value: decisionLog.backlogBytes }] : []),
       ...backtestGauges(backtests.jobs),
-      ...operated.gauges(),
+      ...(operated?.gauges() ?? []),
     ],
+    counterHelp: { selectivity_decision_log_failed_commits: 'Decision-log commits that failed (their requests answered SEL_ERR_STORAGE).' },
   });
+  if (decisionLog) {
+    metrics.count('selectivity_decision_log_failed_commits_total', {}, 0); // at 0 from the start: an alert on its increase works at once
+    decisionLog.onCommitFailure = () => metrics.count('selectivity_decision_log_failed_commits_total', {}, 1);
+  }
   try {
+    operated = processGauges({ dataDir: config.dataDir, storePath: files.storePath, intervalMs: metrics.intervalMs });
+    // the store's check runs while the service warms up and, for a large store, while it answers; /readyz waits for it
+    if (config.storeCheck !== 'off') {
+      storeCheck = { state: 'checking', since: Date.now() };
+      check = checkStoreInBackground(files.storePath);
+      void check.result.then((r) => {
+        if (r === undefined) return; // stopped at shutdown: nothing to say of the store
+        storeCheck = { state: 'done', ...r };
+        if (app) reportCheck(app, r);
+      });
+    }
     app = await buildServer({ engine, source, tokens, metrics, bodyLimit: config.bodyLimit, maxBatch: config.maxBatch, idleTimeoutMs: config.idleTimeoutMs, logger: config.logger, version: packageVersion(), decisionLog, backtests, storeCheck: () => storeCheck });
     const ended = storeCheck as StoreCheckState; // set by the check's callback
     if (ended.state === 'done') reportCheck(app, ended); // it ended before the server was built
@@ -257,13 +262,13 @@ async function startLocked(config: ServiceConfig, configured: ReturnType<typeof 
     if (check) await Promise.race([check.result, new Promise((r) => setTimeout(r, STORE_CHECK_WAIT_MS).unref())]);
     await app.listen({ host: config.host, port: config.port }).catch((e: unknown) => { throw listenError(e, config.host, config.port); });
   } catch (e) {
-    await check?.stop();
+    check?.stop();
+    operated?.close();
     await app?.close();
     await backtests.jobs.close();
     await engine.close();
     await decisionLog?.close();
     metrics.close();
-    operated.close();
     source.close();
     throw e;
   }
@@ -290,13 +295,13 @@ async function startLocked(config: ServiceConfig, configured: ReturnType<typeof 
         const cut = setTimeout(() => app!.server.closeAllConnections(), config.shutdownGraceMs ?? DEFAULT_SHUTDOWN_GRACE_MS);
         cut.unref();
         await app!.close().finally(() => clearTimeout(cut)); // stops accepting; waits for in-flight requests and streams
-        await check?.stop(); // a check still reading a large store is not waited for
+        check?.stop(); // a check still reading a large store is ended, not waited for
         await backtests.jobs.close(); // a running back-test is stopped and marked interrupted
         await source.drain(); // a retrain in flight finishes (its model written) before the store closes
         await engine.close();
         await decisionLog?.close(); // every acknowledged decision is already committed; this stops the writer
         metrics.close();
-        operated.close();
+        operated?.close();
         source.close();
       })();
       return closing;
