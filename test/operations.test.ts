@@ -120,6 +120,7 @@ describe('the store check at start', () => {
 describe('the operator\'s gauges', () => {
   it('reports the build, memory, event-loop delay, store files, free disk and back-tests in /metrics', async () => {
     const d = join(dir, 'gauges');
+    const before = Date.now() / 1000;
     const s = await start(d, { metricsIntervalMs: 200 });
     try {
       expect((await score(s.url, 'G')).status).toBe(200);
@@ -151,6 +152,15 @@ describe('the operator\'s gauges', () => {
       expect(value('selectivity_backtests{status="queued"}')).toBe(0);
       expect(value('selectivity_backtests{status="running"}')).toBe(0);
       expect(value('selectivity_decision_log_backlog_bytes')).toBe(0);
+      // when the ruleset in use was swapped in, and the model's training (none here)
+      const installed = value('selectivity_ruleset_installed_timestamp_seconds');
+      expect(installed).toBeGreaterThanOrEqual(before);
+      expect(installed).toBeLessThanOrEqual(Date.now() / 1000);
+      expect(text).toMatch(/^selectivity_model_trained_timestamp_seconds NaN$/m);
+      await new Promise((r) => setTimeout(r, 20));
+      expect((await call(s.url, 'POST', '/v1/ruleset/reload', { role: 'admin' })).status).toBe(200);
+      const after = (await call(s.url, 'GET', '/metrics')).body.toString('utf8');
+      expect(Number(/^selectivity_ruleset_installed_timestamp_seconds (\S+)$/m.exec(after)![1])).toBeGreaterThan(installed);
       expect(text).toMatch(/^# TYPE selectivity_store_file_bytes gauge$/m);
       expect(text.match(/^# HELP selectivity_store_file_bytes /gm)).toHaveLength(1);
     } finally {

@@ -226,6 +226,8 @@ async function startLocked(config: ServiceConfig, configured: ReturnType<typeof 
       { name: 'selectivity_ruleset_profiles', help: 'Profiles in the active ruleset.', value: engine.meta().profiles.length },
       { name: 'selectivity_store_ready', help: 'The store takes the service\'s writes (1), or keeps /readyz at 503 (0: being checked at start, found damaged or not checkable, or a decision-log commit failed; docs/service.md).', value: storeNotReady(storeCheck, decisionLog) ? 0 : 1 },
       ...(decisionLog ? [{ name: 'selectivity_decision_log_backlog_bytes', help: 'Decision-log payload bytes waiting for their commit.', value: decisionLog.backlogBytes }] : []),
+      { name: 'selectivity_ruleset_installed_timestamp_seconds', help: 'When a ruleset was last swapped in (a reload, a change, a retrain, a profile\'s window opening or closing), seconds since the epoch.', value: source.lastInstalledAt / 1000 },
+      { name: 'selectivity_model_trained_timestamp_seconds', help: 'When the compliance model in use was trained, seconds since the epoch (NaN: no model).', value: (source.modelTrainedAt ?? Number.NaN) / 1000 },
       ...backtestGauges(backtests.jobs),
       ...(operated?.gauges() ?? []),
     ],

@@ -504,6 +504,7 @@ export class RulesetSource {
       if (m.peers) { this.peers = m.peers; this.snapshot = m.snapshot; }
       if ('model' in m) this.model = m.model;
       const version = engine.installCompiled(compiled!);
+      this.lastInstalledAt = this.now();
       this.reschedule();
       return { result: m.result, version };
     });
@@ -535,7 +536,9 @@ export class RulesetSource {
     const compiled = compileRuleset(ruleset);
     return this.serially(async () => {
       await writeWhenFree(this.db, () => this.recordRuleset(compiled.meta, ruleset.peers, this.model));
-      return engine.installCompiled(compiled);
+      const version = engine.installCompiled(compiled);
+      this.lastInstalledAt = this.now();
+      return version;
     });
   }
 
@@ -546,9 +549,19 @@ export class RulesetSource {
     return done;
   }
 
+  /** When a ruleset was last installed in the engine (ms since the epoch; 0 before attachEngine): a reload, a change, a retrain, a profile's window. */
+  lastInstalledAt = 0;
+
+  /** When the compliance model in use was trained (ms since the epoch), or undefined: none, or none recorded. */
+  get modelTrainedAt(): number | undefined {
+    const t = this.model?.trainedAt ? Date.parse(this.model.trainedAt) : Number.NaN;
+    return Number.isFinite(t) ? t : undefined;
+  }
+
   /** The engine rulesets are swapped into (its current ruleset is recorded at once). */
   attachEngine(engine: Engine): void {
     this.engine = engine;
+    this.lastInstalledAt = this.now();
     try {
       this.recordRuleset(engine.meta(), this.peers, this.model);
     } catch (e) {
