@@ -152,6 +152,8 @@ describe('the operator\'s gauges', () => {
       expect(value('selectivity_backtests{status="queued"}')).toBe(0);
       expect(value('selectivity_backtests{status="running"}')).toBe(0);
       expect(value('selectivity_decision_log_backlog_bytes')).toBe(0);
+      // every error code's series from the start, at 0 until it happens: an alert on its increase works at once
+      for (const code of Object.keys(errors)) expect(value(`selectivity_errors_total{code="${code}"}`), code).toBe(0);
       // when the ruleset in use was swapped in, and the model's training (none here)
       const installed = value('selectivity_ruleset_installed_timestamp_seconds');
       expect(installed).toBeGreaterThanOrEqual(before);

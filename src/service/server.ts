@@ -330,6 +330,8 @@ export async function buildServer(options: ServiceOptions): Promise<FastifyInsta
   // Prometheus rate() or alert on them then works before the first such decision
   metrics.count('selectivity_control_group_total', {}, 0);
   for (const c of CHANNELS) metrics.count('selectivity_declarations_total', { channel: c }, 0);
+  // and every error code's series: an alert on the increase of one (SEL_ERR_STORAGE, SEL_ERR_OVERLOADED) works before its first
+  for (const code of Object.keys(errors)) metrics.count('selectivity_errors_total', { code }, 0);
   const bodyLimit = options.bodyLimit ?? 64 * 1024 * 1024;
   const maxBatch = options.maxBatch ?? 100_000;
   const chunkRecords = options.streamChunkRecords ?? 2048;
