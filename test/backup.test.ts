@@ -4,8 +4,7 @@
  * acknowledged before the backup began; the copy of a store is checked; a
  * backup never writes over files.
  */
-import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
-import Database from 'better-sqlite3';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -15,7 +14,7 @@ import { readManifest } from '../src/history/store.js';
 import { packageRoot } from '../src/paths.js';
 import { startService } from '../src/service/service.js';
 import { STORE_FILE } from '../src/store/sqlite.js';
-import { call, declarations, logRows, tokensEnv } from './service-helpers.js';
+import { call, damageIdIndex, declarations, logRows, tokensEnv } from './service-helpers.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'sel-backup-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -113,15 +112,7 @@ describe('selectivity backup of a damaged store', () => {
     const s = await start(data);
     expect((await score(s.url, 'D-', 20)).status).toBe(200);
     await s.close();
-    const storePath = join(data, STORE_FILE);
-    const db = new Database(storePath);
-    const { rootpage } = db.prepare("SELECT rootpage FROM sqlite_master WHERE name = 'decision_ids'").get() as { rootpage: number };
-    const pageSize = db.pragma('page_size', { simple: true }) as number;
-    db.pragma('wal_checkpoint(TRUNCATE)');
-    db.close();
-    const fd = openSync(storePath, 'r+');
-    writeSync(fd, Buffer.alloc(pageSize, 0xa5), 0, pageSize, (rootpage - 1) * pageSize);
-    closeSync(fd);
+    damageIdIndex(join(data, STORE_FILE));
     const to = join(dir, 'damaged-copy');
     const err = await backupCommand(['--data-dir', data, '--to', to, '--json']).catch((e: unknown) => e);
     expect(err).toMatchObject({ code: 'SEL_ERR_STORAGE', details: { field: 'store' } });

@@ -6,7 +6,7 @@
  * says ready gets traffic; with a store that refuses its decisions it would
  * fail every scoring request it got, so it must say not ready instead.
  */
-import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync, statfsSync, statSync, writeFileSync, writeSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statfsSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
@@ -19,7 +19,7 @@ import { STORE_FAULT_HOLD_MS, storeNotReady, type StoreCheckState } from '../src
 import { checkStore, checkStoreInBackground } from '../src/store/check.js';
 import { SCHEMA_VERSION, STORE_FILE } from '../src/store/sqlite.js';
 import { packageVersion } from '../src/paths.js';
-import { call, declarations, tokensEnv } from './service-helpers.js';
+import { call, damageIdIndex, declarations, tokensEnv } from './service-helpers.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'sel-ready-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -29,18 +29,6 @@ const start = (dataDir: string, extra: Partial<ServiceConfig> = {}) =>
 
 const score = (base: string, prefix: string) =>
   call(base, 'POST', '/v1/score', { role: 'port', type: 'application/json', body: JSON.stringify({ declarations: declarations(5, 7, prefix) }) });
-
-/** Overwrites the root page of the decision-log id index with garbage: every later decision-log commit fails (SQLITE_CORRUPT). */
-function damageIdIndex(storePath: string): void {
-  const db = new Database(storePath);
-  const { rootpage } = db.prepare("SELECT rootpage FROM sqlite_master WHERE name = 'decision_ids'").get() as { rootpage: number };
-  const pageSize = db.pragma('page_size', { simple: true }) as number;
-  db.pragma('wal_checkpoint(TRUNCATE)');
-  db.close();
-  const fd = openSync(storePath, 'r+');
-  writeSync(fd, Buffer.alloc(pageSize, 0xa5), 0, pageSize, (rootpage - 1) * pageSize);
-  closeSync(fd);
-}
 
 describe('the store check at start', () => {
   it('keeps a service on a damaged store not ready, where it used to say ready and fail every scoring request', async () => {

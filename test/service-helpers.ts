@@ -6,6 +6,8 @@
  * declarations that score.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { closeSync, openSync, writeSync } from 'node:fs';
+import Database from 'better-sqlite3';
 import { request as httpRequest } from 'node:http';
 import { join } from 'node:path';
 import { packageRoot } from '../src/paths.js';
@@ -155,3 +157,21 @@ export async function spawnServe(dataDir: string, args: readonly string[], token
   return { child, base: `http://127.0.0.1:${port}`, port, exited, stderr: () => stderr };
 }
 
+/**
+ * Overwrites the root page of a stopped service's decision-log id index
+ * with garbage: its store then fails PRAGMA quick_check, and every later
+ * decision-log commit fails (SQLITE_CORRUPT).
+ */
+export function damageIdIndex(storePath: string): void {
+  const db = new Database(storePath);
+  const { rootpage } = db.prepare("SELECT rootpage FROM sqlite_master WHERE name = 'decision_ids'").get() as { rootpage: number };
+  const pageSize = db.pragma('page_size', { simple: true }) as number;
+  db.pragma('wal_checkpoint(TRUNCATE)');
+  db.close();
+  const fd = openSync(storePath, 'r+');
+  try {
+    writeSync(fd, Buffer.alloc(pageSize, 0xa5), 0, pageSize, (rootpage - 1) * pageSize);
+  } finally {
+    closeSync(fd);
+  }
+}
