@@ -72,10 +72,42 @@ describe('serve refuses every bad option value before it makes anything', () => 
     const before = process.env.SELECTIVITY_HOST;
     process.env.SELECTIVITY_HOST = '';
     try {
-      await expect(serveCommand(['--data-dir', join(dir, 'data'), '--port', '0', '--quiet'])).rejects.toMatchObject({ code: 'SEL_ERR_OPTION_INVALID', details: { field: 'host', got: '' } });
+      await expect(serveCommand(['--data-dir', join(dir, 'data'), '--port', '0', '--quiet'])).rejects.toMatchObject({ code: 'SEL_ERR_OPTION_INVALID', details: { field: 'SELECTIVITY_HOST', got: '' } });
       expect(readdirSync(dir)).toEqual([]);
     } finally {
       if (before === undefined) delete process.env.SELECTIVITY_HOST; else process.env.SELECTIVITY_HOST = before;
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('serve names a bad value where it was set', () => {
+  it.each([
+    ['SELECTIVITY_PORT', 'abc', /^SELECTIVITY_PORT must be an integer/],
+    ['SELECTIVITY_DECISION_LOG', 'maybe', /^SELECTIVITY_DECISION_LOG must be on or off/],
+    ['SELECTIVITY_STORE_CHECK', 'full', /^SELECTIVITY_STORE_CHECK must be quick or off/],
+    ['SELECTIVITY_HOST', ' ', /^SELECTIVITY_HOST must be an address/],
+  ])('%s=%j: the variable, not the option it stands for; nothing made', async (variable, bad, message) => {
+    const dir = mkdtempSync(join(tmpdir(), 'sel-serve-env-'));
+    const before = process.env[variable];
+    process.env[variable] = bad;
+    try {
+      await expect(serveCommand(['--data-dir', join(dir, 'data'), '--quiet'])).rejects.toMatchObject({ code: 'SEL_ERR_OPTION_INVALID', message: expect.stringMatching(message), details: { field: variable, got: bad } });
+      expect(readdirSync(dir)).toEqual([]);
+    } finally {
+      if (before === undefined) delete process.env[variable]; else process.env[variable] = before;
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('an option given beside its variable wins, and is the one named', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'sel-serve-env-'));
+    const before = process.env.SELECTIVITY_PORT;
+    process.env.SELECTIVITY_PORT = '8080';
+    try {
+      await expect(serveCommand(['--data-dir', join(dir, 'data'), '--port', 'abc', '--quiet'])).rejects.toMatchObject({ code: 'SEL_ERR_OPTION_INVALID', message: expect.stringMatching(/^--port must be/), details: { field: 'port', got: 'abc' } });
+    } finally {
+      if (before === undefined) delete process.env.SELECTIVITY_PORT; else process.env.SELECTIVITY_PORT = before;
       rmSync(dir, { recursive: true, force: true });
     }
   });

@@ -118,19 +118,42 @@ export async function serveCommand(argv: string[]): Promise<number> {
   if (values.help) { process.stdout.write(SERVE_HELP); return 0; }
   void positionals;
   const env = process.env;
-  const decisionLog = values['decision-log'] ?? env.SELECTIVITY_DECISION_LOG ?? 'on';
-  if (decisionLog !== 'on' && decisionLog !== 'off') throw errors.SEL_ERR_OPTION_INVALID('--decision-log must be on or off', { field: 'decision-log', expected: 'on | off', got: decisionLog });
-  const storeCheck = values['store-check'] ?? env.SELECTIVITY_STORE_CHECK ?? 'quick';
-  if (storeCheck !== 'quick' && storeCheck !== 'off') throw errors.SEL_ERR_OPTION_INVALID('--store-check must be quick or off', { field: 'store-check', expected: 'quick | off', got: storeCheck });
-  const dataDir = resolve(values['data-dir'] ?? env.SELECTIVITY_DATA_DIR ?? 'data');
+  /**
+   * A setting from its option, else its environment variable, else its
+   * default; `name` is what an error calls it: the option as given
+   * (`--port`, field `port`), or the variable (`SELECTIVITY_PORT`), so that a
+   * bad value set in a unit file or a container's environment is named where it was set.
+   */
+  const setting = (flag: keyof typeof values & string, variable: string, fallback: string) => {
+    const given = values[flag] as string | undefined;
+    if (given !== undefined) return { value: given, name: `--${flag}`, field: flag };
+    const set = env[variable];
+    return set !== undefined ? { value: set, name: variable, field: variable } : { value: fallback, name: `--${flag}`, field: flag };
+  };
+  const decisionLogSetting = setting('decision-log', 'SELECTIVITY_DECISION_LOG', 'on');
+  const decisionLog = decisionLogSetting.value;
+  if (decisionLog !== 'on' && decisionLog !== 'off') throw errors.SEL_ERR_OPTION_INVALID(`${decisionLogSetting.name} must be on or off`, { field: decisionLogSetting.field, expected: 'on | off', got: decisionLog });
+  const storeCheckSetting = setting('store-check', 'SELECTIVITY_STORE_CHECK', 'quick');
+  const storeCheck = storeCheckSetting.value;
+  if (storeCheck !== 'quick' && storeCheck !== 'off') throw errors.SEL_ERR_OPTION_INVALID(`${storeCheckSetting.name} must be quick or off`, { field: storeCheckSetting.field, expected: 'quick | off', got: storeCheck });
+  const dataDir = resolve(setting('data-dir', 'SELECTIVITY_DATA_DIR', 'data').value);
   // an empty host (SELECTIVITY_HOST= , --host "$UNSET") would listen on every interface: refused, not taken for the default
-  const host = values.host ?? env.SELECTIVITY_HOST ?? '127.0.0.1';
-  if (host === '' || /\s/.test(host)) throw errors.SEL_ERR_OPTION_INVALID(`--host must be an address or a host name, got ${JSON.stringify(host)}`, { field: 'host', expected: 'an address of this machine (127.0.0.1, 0.0.0.0, ::, …) or its host name', got: host });
+  const hostSetting = setting('host', 'SELECTIVITY_HOST', '127.0.0.1');
+  const host = hostSetting.value;
+  if (host === '' || /\s/.test(host)) throw errors.SEL_ERR_OPTION_INVALID(`${hostSetting.name} must be an address or a host name, got ${JSON.stringify(host)}`, { field: hostSetting.field, expected: 'an address of this machine (127.0.0.1, 0.0.0.0, ::, …) or its host name', got: host });
+  const portSetting = setting('port', 'SELECTIVITY_PORT', '8080');
+  let port: number;
+  try {
+    port = intOption(portSetting.value, 'port', 0, 65535);
+  } catch (e) {
+    if (portSetting.field === 'port') throw e;
+    throw errors.SEL_ERR_OPTION_INVALID(`${portSetting.name} must be an integer in [0, 65535]`, { field: portSetting.field, expected: 'an integer in [0, 65535]', got: portSetting.value });
+  }
   // before the service builds its heap. Process-wide, so the command sets it, not startService: a process that embeds the service keeps its own
   applyHeapGrowingPercent(values['heap-growing-percent'] !== undefined ? intOption(values['heap-growing-percent'], 'heap-growing-percent', 0, 1000) : DEFAULT_HEAP_GROWING_PERCENT);
   const config: ServiceConfig = {
     host,
-    port: intOption(values.port ?? env.SELECTIVITY_PORT ?? '8080', 'port', 0, 65535),
+    port,
     dataDir,
     profiles: values.profiles,
     peers: values.peers,
