@@ -16,7 +16,7 @@ import { errors } from '../errors.js';
 import { fsyncDir, writeFileDurable } from '../store/durable.js';
 import { BUSY_TIMEOUT_MS, STORE_FILE } from '../store/sqlite.js';
 import { checkStore } from '../store/check.js';
-import { HISTORY_DIR, MANIFEST_FILE, readManifest } from '../history/store.js';
+import { HISTORY_DIR, MANIFEST_FILE, parseManifest } from '../history/store.js';
 
 export const BACKUP_HELP = `Usage: selectivity backup --to <dir> [options]
 
@@ -123,10 +123,10 @@ export async function backupCommand(argv: string[]): Promise<number> {
     }
     const history = join(dataDir, HISTORY_DIR);
     if (existsSync(join(history, MANIFEST_FILE))) {
-      // the manifest as read now, and the segments it lists (written once, never changed): an import that
+      // the manifest as read now (one read: its bytes are what the copy's manifest is), and the segments it lists (written once, never changed): an import that
       // commits meanwhile adds segments this manifest does not list, so the copy is the store before it
       const manifestBytes = readFileSync(join(history, MANIFEST_FILE));
-      const manifest = readManifest(history);
+      const manifest = parseManifest(manifestBytes, join(history, MANIFEST_FILE));
       mkdirSync(join(work, HISTORY_DIR), { mode: 0o700 });
       for (const s of manifest.segments) copied.push({ file: `${HISTORY_DIR}/${s.file}`, bytes: copyDurable(join(history, s.file), join(work, HISTORY_DIR, s.file)) });
       writeFileDurable(join(work, HISTORY_DIR, MANIFEST_FILE), manifestBytes);

@@ -142,13 +142,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
   const host = hostSetting.value;
   if (host === '' || /\s/.test(host)) throw errors.SEL_ERR_OPTION_INVALID(`${hostSetting.name} must be an address or a host name, got ${JSON.stringify(host)}`, { field: hostSetting.field, expected: 'an address of this machine (127.0.0.1, 0.0.0.0, ::, …) or its host name', got: host });
   const portSetting = setting('port', 'SELECTIVITY_PORT', '8080');
-  let port: number;
-  try {
-    port = intOption(portSetting.value, 'port', 0, 65535);
-  } catch (e) {
-    if (portSetting.field === 'port') throw e;
-    throw errors.SEL_ERR_OPTION_INVALID(`${portSetting.name} must be an integer in [0, 65535]`, { field: portSetting.field, expected: 'an integer in [0, 65535]', got: portSetting.value });
-  }
+  const port = intOption(portSetting.value, portSetting.field, 0, 65535, portSetting.name);
   // before the service builds its heap. Process-wide, so the command sets it, not startService: a process that embeds the service keeps its own
   applyHeapGrowingPercent(values['heap-growing-percent'] !== undefined ? intOption(values['heap-growing-percent'], 'heap-growing-percent', 0, 1000) : DEFAULT_HEAP_GROWING_PERCENT);
   const config: ServiceConfig = {

@@ -90,9 +90,14 @@ function emptyManifest(): HistoryManifest {
 export function readManifest(dir: string): HistoryManifest {
   const path = join(dir, MANIFEST_FILE);
   if (!existsSync(path)) return emptyManifest();
+  return parseManifest(readFileSync(path), path);
+}
+
+/** A manifest's bytes, as read from `path` (named in errors), checked as readManifest checks them. */
+export function parseManifest(bytes: Uint8Array, path: string): HistoryManifest {
   let raw: unknown;
   try {
-    raw = JSON.parse(readFileSync(path, 'utf8'));
+    raw = JSON.parse(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('utf8'));
   } catch (e) {
     throw errors.SEL_ERR_HISTORY_INVALID(`cannot read the history manifest ${path}: ${(e as Error).message}`, { field: 'manifest', expected: 'a JSON manifest written by selectivity history import', got: path });
   }
