@@ -20,6 +20,9 @@ import { checkStore, checkStoreInBackground } from '../src/store/check.js';
 import { SCHEMA_VERSION, STORE_FILE } from '../src/store/sqlite.js';
 import { packageVersion } from '../src/paths.js';
 import { call, damageIdIndex, declarations, tokensEnv } from './service-helpers.js';
+import { datedDeclarations, randomProfiles } from './helpers.js';
+import { historyDir, HistoryWriter } from '../src/history/store.js';
+import { toBatch } from '../src/model/columnar.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'sel-ready-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -153,6 +156,50 @@ describe('the operator\'s gauges', () => {
       expect(Number(/^selectivity_ruleset_installed_timestamp_seconds (\S+)$/m.exec(after)![1])).toBeGreaterThan(installed);
       expect(text).toMatch(/^# TYPE selectivity_store_file_bytes gauge$/m);
       expect(text.match(/^# HELP selectivity_store_file_bytes /gm)).toHaveLength(1);
+    } finally {
+      await s.close();
+    }
+  }, 60_000);
+});
+
+describe('back-tests across a restart', () => {
+  it('runs again, at the next start, the jobs a stop cut short: accepted (202) is never lost', async () => {
+    const d = join(dir, 'backtests');
+    let s = await start(d, { backtestThreads: 0 });
+    await s.close();
+    const w = new HistoryWriter(historyDir(d), { batchRows: 500 });
+    const decls = datedDeclarations(3000, 5);
+    const { batch, ids } = toBatch(decls);
+    w.add(batch, ids, Int8Array.from(decls, (_, i) => (i % 7 === 0 ? 1 : 0)), Float64Array.from(decls, (x) => x.customsValue / 10));
+    w.commit();
+    s = await start(d, { backtestThreads: 0 });
+    const accepted: string[] = [];
+    try {
+      // one runs, the others wait behind it; the stop comes right after the last is acknowledged
+      for (let k = 0; k < 4; k++) {
+        const r = await call(s.url, 'POST', '/v1/backtests', { type: 'application/json', body: JSON.stringify({ profiles: randomProfiles(6, 50 + k), name: `set ${k}` }) });
+        expect(r.status, r.body.toString()).toBe(202);
+        accepted.push(r.json().id);
+      }
+    } finally {
+      await s.close();
+    }
+    const onDisk = accepted.map((id) => JSON.parse(readFileSync(join(d, 'backtests', `${id}.json`), 'utf8')).status as string);
+    expect(onDisk).not.toContain('interrupted');
+    const cut = accepted.filter((_, k) => onDisk[k] === 'queued');
+    expect(cut.length).toBeGreaterThan(0); // the last, at least, had not started
+    s = await start(d, { backtestThreads: 0 });
+    try {
+      for (const id of accepted) {
+        let job = (await call(s.url, 'GET', `/v1/backtests/${id}`)).json();
+        for (let i = 0; i < 400 && (job.status === 'queued' || job.status === 'running'); i++) {
+          await new Promise((r) => setTimeout(r, 25));
+          job = (await call(s.url, 'GET', `/v1/backtests/${id}`)).json();
+        }
+        expect(job.status, id).toBe('done');
+        expect(job.result.store.declarations).toBe(3000);
+        expect(job.resumed ?? 0).toBe(cut.includes(id) ? 1 : 0);
+      }
     } finally {
       await s.close();
     }

@@ -1,9 +1,9 @@
 /**
  * Back-tests over HTTP: a job accepted at once, progress to poll, a report to
- * fetch (JSON, HTML), queued jobs cancelled, jobs that survive a restart (and
- * those a restart interrupted), roles and named errors.
+ * fetch (JSON, HTML), queued jobs cancelled, jobs that survive a restart
+ * (finished, or cut short and run again), roles and named errors.
  */
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
@@ -131,7 +131,7 @@ describe('back-test routes', () => {
     expect((await app.inject({ url: `/v1/backtests/${first.id}`, headers: auth('analyst') })).json().error.code).toBe('SEL_ERR_BACKTEST_NOT_FOUND');
   });
 
-  it('keeps finished jobs across a restart and marks the ones a restart interrupted', async () => {
+  it('keeps finished jobs across a restart and marks interrupted a cut job that kept no profile sets (an earlier version\'s)', async () => {
     const done = (await app.inject({ url: '/v1/backtests', headers: auth('analyst') })).json().jobs.find((j: { status: string }) => j.status === 'done');
     expect(done).toBeDefined();
     writeFileSync(join(jobsDir, 'bt-zzz-0123abcd.json'), JSON.stringify({ ...done, id: 'bt-zzz-0123abcd', status: 'running', result: null, finishedAt: null }));
@@ -168,15 +168,72 @@ describe('back-test routes', () => {
     }
   });
 
-  it('records a job as running when it starts, and one a stop interrupts as one a crash interrupts: when it started, and why it stopped', async () => {
+  it('records a job as running when it starts; one a stop cuts short stays queued on disk, and the next start runs it', async () => {
     const jobs = new BacktestJobs(jobsDir, historyDir(data), 0);
-    const job = jobs.submit(source.composeWith(randomProfiles(5, 21)), source.rebuild(), { names: ['x', 'active'] });
+    const set = randomProfiles(5, 21);
+    const job = jobs.submit(source.composeWith(set), source.rebuild(), { names: ['x', 'active'] });
     const onDisk = () => JSON.parse(readFileSync(join(jobsDir, `${job.id}.json`), 'utf8'));
+    const input = join(jobsDir, `${job.id}.input.json`);
     expect(onDisk()).toMatchObject({ status: 'running', startedAt: job.startedAt });
     expect(job.startedAt).not.toBeNull();
+    // the profile sets, durable with the job: what a restart runs again
+    expect(JSON.parse(readFileSync(input, 'utf8')).candidate).toEqual(source.composeWith(set).profiles);
     await jobs.close(); // as at SIGTERM
-    const stopped = { status: 'interrupted', startedAt: job.startedAt, error: { code: 'SEL_ERR_NOT_READY', message: 'the service stopped before this back-test finished; submit it again' } };
-    expect(job).toMatchObject(stopped);
-    expect(onDisk()).toMatchObject(stopped);
+    expect(onDisk()).toMatchObject({ status: 'queued', startedAt: null, error: null });
+    expect(existsSync(input)).toBe(true);
+
+    const next = new BacktestJobs(jobsDir, historyDir(data), 0);
+    try {
+      expect(next.resumable).toBe(1);
+      expect(next.get(job.id)).toMatchObject({ status: 'queued', resumed: 1, cutRuns: 0 });
+      next.resume((p) => source.composeWith(p));
+      let done = next.get(job.id);
+      for (let i = 0; i < 400 && (done.status === 'queued' || done.status === 'running'); i++) { await new Promise((r) => setTimeout(r, 25)); done = next.get(job.id); }
+      expect(done.status).toBe('done');
+      // the same report a job that never stopped gives
+      const direct = await runBacktest(historyDir(data), { candidate: source.composeWith(set), baseline: source.rebuild(), threads: 0 });
+      expect(done.result!.sets.map((x) => x.channels.map((c) => c.declarations))).toEqual(direct.sets.map((x) => x.channels.map((c) => c.declarations)));
+      expect(existsSync(input)).toBe(false); // ended: not needed again
+    } finally {
+      await next.close();
+    }
+  });
+
+  it('runs again a job a crash cut short, but not one cut short three times, nor one that kept no profile sets', async () => {
+    const jobs = new BacktestJobs(jobsDir, historyDir(data), 0);
+    const job = jobs.submit(source.composeWith(randomProfiles(4, 31)), source.rebuild(), { names: ['y', 'active'] });
+    await jobs.close();
+    const file = join(jobsDir, `${job.id}.json`);
+    const asACrashLeavesIt = () => writeFileSync(file, JSON.stringify({ ...JSON.parse(readFileSync(file, 'utf8')), status: 'running', startedAt: new Date().toISOString() }));
+    for (const cut of [1, 2]) {
+      asACrashLeavesIt();
+      const again = new BacktestJobs(jobsDir, historyDir(data), 0);
+      expect(again.get(job.id)).toMatchObject({ status: 'queued', cutRuns: cut, resumed: cut });
+      await again.close(); // not resumed: still queued on disk
+    }
+    asACrashLeavesIt();
+    const third = new BacktestJobs(jobsDir, historyDir(data), 0);
+    try {
+      expect(third.resumable).toBe(0);
+      expect(third.get(job.id)).toMatchObject({ status: 'interrupted', cutRuns: 3, error: { code: 'SEL_ERR_NOT_READY' } });
+      expect(third.get(job.id).error!.message).toContain('3 times');
+      expect(existsSync(join(jobsDir, `${job.id}.input.json`))).toBe(false);
+      expect(JSON.parse(readFileSync(file, 'utf8')).status).toBe('interrupted');
+    } finally {
+      await third.close();
+    }
+    // a set that no longer composes fails its job, with the reason
+    const bad = new BacktestJobs(jobsDir, historyDir(data), 0);
+    const other = bad.submit(source.composeWith(randomProfiles(3, 41)), source.rebuild(), { names: ['z', 'active'] });
+    await bad.close();
+    writeFileSync(join(jobsDir, `${other.id}.input.json`), JSON.stringify({ candidate: [{ id: 'X', weight: 'heavy', conditions: {} }], baseline: [] }));
+    const fourth = new BacktestJobs(jobsDir, historyDir(data), 0);
+    try {
+      fourth.resume((p) => source.composeWith(p));
+      expect(fourth.get(other.id)).toMatchObject({ status: 'failed', error: { code: 'SEL_ERR_PROFILE_INVALID' } });
+      expect(fourth.get(other.id).error!.message).toMatch(/^resumed after a restart: /);
+    } finally {
+      await fourth.close();
+    }
   });
 });

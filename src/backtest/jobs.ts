@@ -3,13 +3,20 @@
  * at a time on their own worker pool (a share of the cores, so scoring keeps
  * the rest), with progress to poll and a report to fetch. Every job is a
  * file in <data-dir>/backtests (<id>.json), written durably when it is
- * accepted and when it ends, so a report survives a restart; a job that a
- * restart interrupted is marked so (run it again). A finished job's report
+ * accepted and when it ends, so a report survives a restart. A finished job's report
  * is a file of its own (<id>.report.json), read when it is asked for: held
  * in memory with every job, 100 reports of 5.6 MB made a service of 1.5 GB
  * that took 12.7 s to start. At most MAX_QUEUED_JOBS wait.
+ *
+ * An accepted job is not lost to a restart: its two profile sets are a file
+ * of their own too (<id>.input.json, written before the job is
+ * acknowledged), so a job that a stop or a crash cut short is queued again
+ * at the next start (resume()), composed with the peers, watch lists and
+ * model of that start. A job the service died under MAX_CUT_RUNS times (a
+ * crash each time, perhaps its own doing) is not run a further time: it is
+ * marked interrupted.
  */
-import { readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { errors, isSelectivityError } from '../errors.js';
@@ -40,15 +47,27 @@ export interface BacktestJob {
   progress: { done: number; total: number; fraction: number };
   error: { code: string; message: string; details?: unknown } | null;
   result: BacktestReport | null;
+  /** Times the job was queued again at a start, after a stop or a crash cut it short (absent in job files before 2026-12-08: 0). */
+  resumed?: number;
+  /** Runs of the job that a crash cut short (the job was found running at a start). */
+  cutRuns?: number;
 }
 
+/** The profile sets of a job (<id>.input.json): what resume() composes again. */
+interface JobInput { candidate: unknown; baseline: unknown }
+
 const REPORT_SUFFIX = '.report.json';
+const INPUT_SUFFIX = '.input.json';
 const ID = /^bt-[0-9a-z]+-[0-9a-f]{8}$/;
 /** Jobs that may wait for the running one; another is refused with SEL_ERR_OVERLOADED (1,000 were accepted in 8 s). */
 export const MAX_QUEUED_JOBS = 16;
 
-/** What an interrupted job says, whether the service stopped (SIGTERM) or died (a crash found at the next start). */
-const STOPPED = { code: 'SEL_ERR_NOT_READY', message: 'the service stopped before this back-test finished; submit it again' } as const;
+/** Runs of a job that a crash may cut short before the job is no longer queued again at a start. */
+export const MAX_CUT_RUNS = 3;
+
+/** What an interrupted job says: one that cannot be queued again at a start (no input file, as jobs before 2026-12-08 had; or cut short too often). */
+const NO_INPUT = { code: 'SEL_ERR_NOT_READY', message: 'the service stopped before this back-test finished, and its profile sets were not kept (a job of an earlier version); submit it again' } as const;
+const CUT_TOO_OFTEN = { code: 'SEL_ERR_NOT_READY', message: `the service stopped ${MAX_CUT_RUNS} times while this back-test ran (a crash each time; see the service's log); it is not run again: submit it again` } as const;
 
 export class BacktestJobs {
   private readonly jobs = new Map<string, BacktestJob>();
@@ -57,28 +76,69 @@ export class BacktestJobs {
   private running: { id: string; abort: AbortController; done: Promise<void> } | undefined;
   private closed = false;
 
+  /** Jobs found queued or running at this start, waiting for resume() to compose their rulesets (oldest first). */
+  private readonly toResume: string[] = [];
+
   constructor(private readonly dir: string, private readonly historyDir: string, private readonly threads: number) {
     makeDirs(dir);
+    const found: BacktestJob[] = [];
     for (const f of readdirSync(dir)) {
-      if (!f.endsWith('.json') || f.endsWith(REPORT_SUFFIX)) continue;
+      if (!f.endsWith('.json') || f.endsWith(REPORT_SUFFIX) || f.endsWith(INPUT_SUFFIX)) continue;
       try {
         const job = JSON.parse(readFileSync(join(dir, f), 'utf8')) as BacktestJob;
         if (!ID.test(job.id)) continue;
-        if (job.status === 'queued' || job.status === 'running') {
-          job.status = 'interrupted';
-          job.finishedAt = new Date().toISOString();
-          job.error = STOPPED;
-          this.persist(job);
-        } else if (job.result) {
-          this.persist(job); // a job file of before 2026-12-07, its report inline: split once
-        }
+        if (job.status === 'queued' || job.status === 'running') found.push(job);
+        else if (job.result) this.persist(job); // a job file of before 2026-12-07, its report inline: split once
         job.result = null;
         this.jobs.set(job.id, job);
       } catch {
         // a file that is not a job (or a torn temporary): not ours to read
       }
     }
+    // cut short by the last stop or crash: queued again, in the order they were accepted
+    for (const job of found.sort((a, b) => a.createdAt.localeCompare(b.createdAt))) {
+      // a clean stop writes its running job back as queued: found running, the service died under it
+      const cutRuns = (job.cutRuns ?? 0) + (job.status === 'running' ? 1 : 0);
+      job.cutRuns = cutRuns;
+      if (!existsSync(this.inputPath(job.id))) this.end(job, 'interrupted', null, NO_INPUT);
+      else if (cutRuns >= MAX_CUT_RUNS) { this.end(job, 'interrupted', null, CUT_TOO_OFTEN); rmSync(this.inputPath(job.id), { force: true }); }
+      else {
+        job.status = 'queued';
+        job.startedAt = null;
+        job.progress = { done: 0, total: 0, fraction: 0 };
+        job.resumed = (job.resumed ?? 0) + 1;
+        this.persist(job);
+        this.toResume.push(job.id);
+      }
+    }
   }
+
+  /**
+   * Queues again the jobs a stop or a crash cut short (found at this start),
+   * their profile sets composed by `compose` (RulesetSource.composeWith: the
+   * peers, watch lists and model of now). A set that no longer composes
+   * fails its job with that error. Call once the rulesets can be composed.
+   */
+  resume(compose: (profiles: unknown) => Ruleset): void {
+    for (const id of this.toResume.splice(0)) {
+      const job = this.jobs.get(id);
+      if (!job || job.status !== 'queued') continue; // deleted meanwhile
+      try {
+        const input = JSON.parse(readFileSync(this.inputPath(id), 'utf8')) as JobInput;
+        this.rulesets.set(id, [compose(input.candidate), compose(input.baseline)]);
+        this.queue.push(id);
+      } catch (e) {
+        if (isSelectivityError(e)) this.end(job, 'failed', null, { code: e.code, message: `resumed after a restart: ${e.message}`, details: e.details });
+        else this.end(job, 'failed', null, { code: 'SEL_ERR_INTERNAL', message: `resumed after a restart, its profile sets could not be read: ${(e as Error).message}` });
+      }
+    }
+    this.pump();
+  }
+
+  /** Jobs waiting for resume(). */
+  get resumable(): number { return this.toResume.length; }
+
+  private inputPath(id: string): string { return join(this.dir, `${id}${INPUT_SUFFIX}`); }
 
   /** Accepts a job; it runs when the jobs before it are done. */
   submit(candidate: Ruleset, baseline: Ruleset, request: Omit<JobRequest, 'profiles'>): BacktestJob {
@@ -90,7 +150,14 @@ export class BacktestJobs {
       request: { ...request, profiles: [candidate.profiles.length, baseline.profiles.length] },
       progress: { done: 0, total: 0, fraction: 0 }, error: null, result: null,
     };
-    this.persist(job); // durable before it is acknowledged
+    // durable before it is acknowledged: the profile sets first (what a restart queues again), then the job
+    writeFileDurable(this.inputPath(id), JSON.stringify({ candidate: candidate.profiles, baseline: baseline.profiles } satisfies JobInput));
+    try {
+      this.persist(job);
+    } catch (e) {
+      rmSync(this.inputPath(id), { force: true });
+      throw e;
+    }
     this.jobs.set(id, job);
     this.rulesets.set(id, [candidate, baseline]);
     this.queue.push(id);
@@ -128,7 +195,10 @@ export class BacktestJobs {
   async remove(id: string): Promise<{ id: string; status: JobStatus | 'deleted' }> {
     const job = this.job(id);
     if (job.status === 'queued') {
-      this.queue.splice(this.queue.indexOf(id), 1);
+      const at = this.queue.indexOf(id);
+      if (at >= 0) this.queue.splice(at, 1);
+      const waiting = this.toResume.indexOf(id);
+      if (waiting >= 0) this.toResume.splice(waiting, 1);
       this.rulesets.delete(id);
       this.end(job, 'cancelled');
       return { id, status: job.status };
@@ -140,6 +210,7 @@ export class BacktestJobs {
     }
     rmSync(join(this.dir, `${id}.json`), { force: true });
     rmSync(join(this.dir, `${id}${REPORT_SUFFIX}`), { force: true });
+    rmSync(this.inputPath(id), { force: true });
     this.jobs.delete(id);
     return { id, status: 'deleted' };
   }
@@ -156,6 +227,16 @@ export class BacktestJobs {
       job.error = { code: 'SEL_ERR_STORAGE', message: (e as Error).message };
     }
     job.result = null; // on disk, read when asked for
+    // ended for good: its profile sets are not needed again (an interrupted job of an earlier version has none)
+    if (status !== 'interrupted') rmSync(this.inputPath(job.id), { force: true });
+  }
+
+  /** A job a stop cuts short, written back as queued: the next start runs it again (a stop is not a crash: cutRuns stays). */
+  private requeueOnDisk(job: BacktestJob): void {
+    job.status = 'queued';
+    job.startedAt = null;
+    job.progress = { done: 0, total: 0, fraction: 0 };
+    try { this.persist(job); } catch { /* the file says queued or running: the next start queues it again all the same */ }
   }
 
   /** The job's file; its report first, in a file of its own (so a job file that says done has its report). */
@@ -185,7 +266,8 @@ export class BacktestJobs {
         });
         this.end(job, 'done', report);
       } catch (e) {
-        if (abort.signal.aborted) this.end(job, this.closed ? 'interrupted' : 'cancelled', null, this.closed ? STOPPED : null);
+        if (abort.signal.aborted && this.closed) this.requeueOnDisk(job);
+        else if (abort.signal.aborted) this.end(job, 'cancelled');
         else if (isSelectivityError(e)) this.end(job, 'failed', null, { code: e.code, message: e.message, details: e.details });
         else this.end(job, 'failed', null, { code: 'SEL_ERR_INTERNAL', message: (e as Error).message });
       } finally {
@@ -196,10 +278,10 @@ export class BacktestJobs {
     this.running = { id, abort, done };
   }
 
-  /** Stops: queued jobs and the running one are marked interrupted (their files say so after a restart). */
+  /** Stops: the running job is cut short; it and the queued ones stay queued on disk, and the next start runs them (resume()). */
   async close(): Promise<void> {
     this.closed = true;
-    for (const id of this.queue.splice(0)) this.end(this.jobs.get(id)!, 'interrupted', null, STOPPED);
+    this.queue.splice(0);
     if (this.running) {
       this.running.abort.abort();
       await this.running.done;

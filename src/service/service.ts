@@ -263,6 +263,12 @@ async function startLocked(config: ServiceConfig, configured: ReturnType<typeof 
     // a store that is checked in a moment (most are) is checked before the port opens: ready from the first probe
     if (check) await Promise.race([check.result, new Promise((r) => setTimeout(r, STORE_CHECK_WAIT_MS).unref())]);
     await app.listen({ host: config.host, port: config.port }).catch((e: unknown) => { throw listenError(e, config.host, config.port); });
+    // back-tests the last stop or crash cut short run again, after the warm-up (they would compete with it for the cores)
+    const resumed = backtests.jobs.resumable;
+    if (resumed > 0) {
+      backtests.jobs.resume((profiles) => source.composeWith(profiles));
+      app.log.info({ backtests: resumed }, `${resumed} back-test${resumed === 1 ? '' : 's'} cut short by the last stop queued again`);
+    }
   } catch (e) {
     check?.stop();
     operated?.close();
@@ -298,7 +304,7 @@ async function startLocked(config: ServiceConfig, configured: ReturnType<typeof 
         cut.unref();
         await app!.close().finally(() => clearTimeout(cut)); // stops accepting; waits for in-flight requests and streams
         check?.stop(); // a check still reading a large store is ended, not waited for
-        await backtests.jobs.close(); // a running back-test is stopped and marked interrupted
+        await backtests.jobs.close(); // a running back-test is stopped; it and the queued ones run again at the next start
         await source.drain(); // a retrain in flight finishes (its model written) before the store closes
         await engine.close();
         await decisionLog?.close(); // every acknowledged decision is already committed; this stops the writer
