@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { spawnServe } from './service-helpers.js';
 import { packageRoot } from '../src/paths.js';
-import { applyHeapGrowingPercent, DEFAULT_HEAP_GROWING_PERCENT, SERVE_HELP, serveCommand } from '../src/cli/serve.js';
+import { applyHeapGrowingPercent, DEFAULT_HEAP_GROWING_PERCENT, SERVE_HELP, serveCommand, signalExitCode } from '../src/cli/serve.js';
 
 describe('serve --heap-growing-percent', () => {
   it('sets V8\'s --heap-growing-percent to the value given, and leaves V8 alone with 0', () => {
@@ -160,6 +160,30 @@ describe('serve and a signal during its start', () => {
       const again = await spawnServe(data, ['--threads', '1'], 'port:early-start-token-0123456789ab');
       again.child.kill('SIGTERM');
       expect(await again.exited).toBe(0);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 60_000);
+});
+
+describe('serve and a second signal', () => {
+  it('exits at once with 128 + the signal\'s number: 143 for SIGTERM (it was 130, SIGINT\'s, for both)', async () => {
+    expect(signalExitCode('SIGTERM')).toBe(143);
+    expect(signalExitCode('SIGINT')).toBe(130);
+    const dir = mkdtempSync(join(tmpdir(), 'sel-serve-twice-'));
+    const data = join(dir, 'data');
+    try {
+      const child = spawn(process.execPath, [join(packageRoot(), 'bin', 'selectivity.js'), 'serve', '--data-dir', data, '--host', '127.0.0.1', '--port', '0', '--threads', '1'],
+        { env: { ...process.env, SELECTIVITY_TOKENS: 'port:twice-token-0123456789abcdef' }, stdio: ['ignore', 'pipe', 'pipe'] });
+      let stderr = '';
+      child.stderr!.on('data', (c: Buffer) => { stderr += c.toString('utf8'); });
+      const exited = new Promise<NodeJS.Signals | number | null>((resolve) => child.on('exit', (code, signal) => resolve(signal ?? code)));
+      while (!existsSync(join(data, 'selectivity.db'))) await new Promise((r) => setTimeout(r, 2));
+      child.kill('SIGTERM');
+      while (!stderr.includes('stopping once the start has finished')) await new Promise((r) => setTimeout(r, 2));
+      child.kill('SIGTERM');
+      expect(await exited).toBe(143);
+      expect(stderr).toContain('SIGTERM again during start, exiting now');
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

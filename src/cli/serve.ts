@@ -1,6 +1,7 @@
 import { parseArgs } from 'node:util';
 import { resolve } from 'node:path';
 import v8 from 'node:v8';
+import { constants as osConstants } from 'node:os';
 import { errors } from '../errors.js';
 import { startService, type RunningService, type ServiceConfig } from '../service/service.js';
 import { intOption } from './options.js';
@@ -184,7 +185,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
   const onSignal = (signal: NodeJS.Signals) => {
     if (running) { running(signal); return; }
     if (signal === 'SIGHUP') { process.stderr.write('selectivity: SIGHUP during start: ignored (the start reads the files and tokens anyway)\n'); return; }
-    if (early) { process.stderr.write(`selectivity: ${signal} again during start, exiting now\n`); process.exit(130); }
+    if (early) { process.stderr.write(`selectivity: ${signal} again during start, exiting now\n`); process.exit(signalExitCode(signal)); }
     early = signal;
     process.stderr.write(`selectivity: ${signal} during start: stopping once the start has finished…\n`);
   };
@@ -223,7 +224,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
   return await new Promise<number>((resolveExit) => {
     let stopping = false;
     const stop = (signal: string) => {
-      if (stopping) { out.write(`selectivity: ${signal} again, exiting now\n`); process.exit(130); }
+      if (stopping) { out.write(`selectivity: ${signal} again, exiting now\n`); process.exit(signalExitCode(signal)); }
       stopping = true;
       out.write(`selectivity: ${signal}: finishing in-flight requests…\n`);
       // the listeners go with the service (an embedding process may start another)
@@ -263,4 +264,10 @@ export function keepRunningWithoutReader(stream: NodeJS.WritableStream): void {
     told = true;
     process.stderr.write(`selectivity: cannot write to standard output (${e.code ?? e.message}); serving on without it\n`);
   });
+}
+
+/** The shell's code for a process ended by `signal` (128 + its number): 143 for SIGTERM, 130 for SIGINT, as supervisors read them. */
+export function signalExitCode(signal: string): number {
+  const n = (osConstants.signals as Record<string, number>)[signal];
+  return n === undefined ? 1 : 128 + n;
 }
