@@ -87,12 +87,13 @@ describe('serve names a bad value where it was set', () => {
     ['SELECTIVITY_DECISION_LOG', 'maybe', /^SELECTIVITY_DECISION_LOG must be on or off/],
     ['SELECTIVITY_STORE_CHECK', 'full', /^SELECTIVITY_STORE_CHECK must be quick or off/],
     ['SELECTIVITY_HOST', ' ', /^SELECTIVITY_HOST must be an address/],
+    ['SELECTIVITY_LOG_LEVEL', 'loud', /^SELECTIVITY_LOG_LEVEL must be one of fatal, error, warn, info, debug, trace, silent/],
   ])('%s=%j: the variable, not the option it stands for; nothing made', async (variable, bad, message) => {
     const dir = mkdtempSync(join(tmpdir(), 'sel-serve-env-'));
     const before = process.env[variable];
     process.env[variable] = bad;
     try {
-      await expect(serveCommand(['--data-dir', join(dir, 'data'), '--quiet'])).rejects.toMatchObject({ code: 'SEL_ERR_OPTION_INVALID', message: expect.stringMatching(message), details: { field: variable, got: bad } });
+      await expect(serveCommand(['--data-dir', join(dir, 'data'), ...(variable === 'SELECTIVITY_LOG_LEVEL' ? [] : ['--quiet'])])).rejects.toMatchObject({ code: 'SEL_ERR_OPTION_INVALID', message: expect.stringMatching(message), details: { field: variable, got: bad } });
       expect(readdirSync(dir)).toEqual([]);
     } finally {
       if (before === undefined) delete process.env[variable]; else process.env[variable] = before;
@@ -111,6 +112,38 @@ describe('serve names a bad value where it was set', () => {
       rmSync(dir, { recursive: true, force: true });
     }
   });
+});
+
+describe('serve --log-level', () => {
+  it('logs each request at info (the default), none at warn or with --quiet; a bad level, or both options, is refused naming the option', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'sel-serve-level-'));
+    const token = 'port-serve-level-test-token-0123456789';
+    const body = JSON.stringify({ declarations: [{ id: 'LVL-1', date: '2026-11-23', office: 'OF01', importer: 'IM00001', hs: '020890', origin: 'CN', customsValue: 1200, netMass: 900 }] });
+    const logged = async (args: string[]) => {
+      const { child, port, exited } = await spawnServe(join(dir, 'data'), ['--threads', '0', '--decision-log', 'off', ...args], `port:${token}`);
+      let out = '';
+      child.stdout!.on('data', (c: Buffer) => { out += c.toString('utf8'); });
+      try {
+        const res = await fetch(`http://127.0.0.1:${port}/v1/score`, { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json', 'x-request-id': `level-${args.join('')}` }, body });
+        expect(res.status).toBe(200);
+        await res.arrayBuffer();
+      } finally {
+        child.kill('SIGTERM');
+        expect(await exited).toBe(0);
+      }
+      return out.split('\n').filter((l) => l.includes(`"reqId":"level-${args.join('')}"`)).map((l) => JSON.parse(l).msg as string);
+    };
+    try {
+      expect(await logged([])).toEqual(['incoming request', 'request completed']);
+      expect(await logged(['--log-level', 'warn'])).toEqual([]);
+      expect(await logged(['--quiet'])).toEqual([]);
+      expect(await logged(['--log-level', 'debug'])).toEqual(expect.arrayContaining(['incoming request', 'request completed']));
+      await expect(serveCommand(['--data-dir', join(dir, 'data'), '--log-level', 'loud'])).rejects.toMatchObject({ code: 'SEL_ERR_OPTION_INVALID', details: { field: 'log-level', got: 'loud' } });
+      await expect(serveCommand(['--data-dir', join(dir, 'data'), '--quiet', '--log-level', 'info'])).rejects.toMatchObject({ code: 'SEL_ERR_OPTION_INVALID', details: { field: 'log-level' } });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 60_000);
 });
 
 describe('serve without a reader of its output', () => {

@@ -57,10 +57,16 @@ Options (environment variable in brackets):
   --store-check quick|off  check the store at start (PRAGMA quick_check, in the background,
                          about 1.5 s per GB): /readyz answers 503 until it passes, and for
                          good if the store is damaged (default quick) [SELECTIVITY_STORE_CHECK]
-  --quiet                no request log
+  --log-level <level>    fatal, error, warn, info, debug, trace or silent (default info: one line
+                         per request and its answer; warn: warnings and errors only)
+                         [SELECTIVITY_LOG_LEVEL]
+  --quiet                no request log: --log-level warn (warnings and errors are still logged)
 
 Signals: SIGHUP reloads the ruleset files and the tokens file; SIGTERM/SIGINT shut down gracefully.
 `;
+
+/** serve's log levels (pino's), from the fewest lines to the most: a level logs its own lines and those of the levels before it; silent logs nothing. */
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
 export function parseSize(raw: string, name: string): number {
   const m = /^\s*(\d+(?:\.\d+)?)\s*(b|kb|k|mb|m|gb|g)?\s*$/i.exec(raw);
@@ -113,6 +119,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
       'decision-log': { type: 'string' },
       'store-check': { type: 'string' },
       quiet: { type: 'boolean' },
+      'log-level': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -137,6 +144,10 @@ export async function serveCommand(argv: string[]): Promise<number> {
   const storeCheckSetting = setting('store-check', 'SELECTIVITY_STORE_CHECK', 'quick');
   const storeCheck = storeCheckSetting.value;
   if (storeCheck !== 'quick' && storeCheck !== 'off') throw errors.SEL_ERR_OPTION_INVALID(`${storeCheckSetting.name} must be quick or off`, { field: storeCheckSetting.field, expected: 'quick | off', got: storeCheck });
+  const logLevelSetting = setting('log-level', 'SELECTIVITY_LOG_LEVEL', 'info');
+  if (values.quiet && values['log-level'] !== undefined) throw errors.SEL_ERR_OPTION_INVALID('--quiet and --log-level say the same thing: give one', { field: 'log-level', expected: '--quiet (warn) or --log-level <level>', got: values['log-level'] });
+  const logLevel = values.quiet ? 'warn' : logLevelSetting.value;
+  if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) throw errors.SEL_ERR_OPTION_INVALID(`${logLevelSetting.name} must be one of ${LOG_LEVELS.join(', ')}`, { field: logLevelSetting.field, expected: LOG_LEVELS.join(' | '), got: logLevel });
   const dataDir = resolve(setting('data-dir', 'SELECTIVITY_DATA_DIR', 'data').value);
   // an empty host (SELECTIVITY_HOST= , --host "$UNSET") would listen on every interface: refused, not taken for the default
   const hostSetting = setting('host', 'SELECTIVITY_HOST', '127.0.0.1');
@@ -167,7 +178,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
     metricsIntervalMs: values['metrics-interval'] !== undefined ? intOption(values['metrics-interval'], 'metrics-interval', 1, 86_400) * 1000 : undefined,
     idleTimeoutMs: values['idle-timeout'] !== undefined ? intOption(values['idle-timeout'], 'idle-timeout', 0, 86_400) * 1000 : undefined,
     shutdownGraceMs: values['shutdown-grace'] !== undefined ? intOption(values['shutdown-grace'], 'shutdown-grace', 0, 86_400) * 1000 : undefined,
-    logger: values.quiet ? false : { level: 'info' },
+    logger: logLevel === 'silent' ? false : { level: logLevel },
     decisionLog: decisionLog === 'on',
     storeCheck,
     // an upgrade of a large decision log takes a while before the service listens: say so
