@@ -169,6 +169,32 @@ describe('kernel vs reference scorer', () => {
     }
   });
 
+  it('with reuse, gives the same results in the kernel\'s own buffer, refilled by the next such call and grown when too small', () => {
+    const k = new Kernel();
+    const history = randomDeclarations(400, 71);
+    const peers = buildPeerTables([toBatch(history).batch], ['hs6,origin', 'hs4', 'hs2']);
+    k.loadRuleset(compileRuleset(createRuleset({ peers, profiles: randomProfiles(60, 72), settings: { randomSelection: { rate: 0.1, channel: 'yellow', seed: 3 }, thresholds: { yellow: 1, red: 3 } } })));
+    const same = (a: ScoreResult, b: ScoreResult) => {
+      expect(b.size).toBe(a.size);
+      for (const f of ['score', 'z', 'level', 'channel', 'flags', 'matchOffset', 'matchList'] as const) expect(Array.from(b[f]), f).toEqual(Array.from(a[f]));
+    };
+    const [big, small, bigger] = [300, 40, 2000].map((n, j) => toBatch(randomDeclarations(n, 80 + j)).batch);
+    const first = k.score(big, undefined, { reuse: true });
+    same(k.score(big), first);
+    const own = first.buffer;
+    const second = k.score(small, undefined, { reuse: true });
+    expect(second.buffer).toBe(own); // refilled, not a new buffer
+    expect(own.byteLength).toBeGreaterThan(second.matchList.byteOffset + second.matchList.byteLength); // longer than the result
+    same(k.score(small), second);
+    const third = k.score(bigger, undefined, { reuse: true });
+    expect(third.buffer).not.toBe(own);
+    same(k.score(bigger), third);
+    // without reuse, each result has a buffer of its own, exactly its size
+    const a = k.score(small), b = k.score(small);
+    expect(a.buffer).not.toBe(b.buffer);
+    expect(a.buffer.byteLength).toBe(a.matchList.byteOffset + a.matchList.byteLength);
+  });
+
   it('rejects an unknown peer cache mode', () => {
     expect(() => new Kernel({ peerCache: 'lru' as never })).toThrow(expect.objectContaining({ code: 'SEL_ERR_OPTION_INVALID' }));
   });

@@ -98,8 +98,10 @@ function runTask(task: BacktestTask): PartState {
     const idCol = rb.getChild('id')!;
     const rowAt = (i: number) => (rows ? rows[i] : i);
     const firstKey = task.segmentIndex * 2 ** 32 + first;
-    const rc = cand.score(batch);
-    const rbase = base.score(batch, shareText ? rc.text : undefined);
+    // both results are read by addBatch and dropped: each kernel refills its own buffer (a new one per batch
+    // of thousands of rows was pages faulted in one by one)
+    const rc = cand.score(batch, undefined, { reuse: true });
+    const rbase = base.score(batch, shareText ? rc.text : undefined, { reuse: true });
     addBatch(part, {
       size: n,
       results: [rc, rbase],

@@ -93,6 +93,19 @@ export interface KernelOptions {
   peerCache?: PeerCacheMode;
 }
 
+export interface ScoreOptions {
+  /**
+   * The result's buffer is this kernel's own, refilled by its next score()
+   * with reuse: read the result before then, and do not keep it (nor
+   * transfer its buffer). For a caller that consumes each result in place
+   * (a scoring worker's encoding, a back-test's counts). Without it every
+   * result is a new buffer: for a large batch, fresh pages the system
+   * faults in one by one (100,000 rows: 5.5 MB, which took longer than
+   * scoring them on the 2-core machine of docs/benchmarks.md).
+   */
+  reuse?: boolean;
+}
+
 export type PeerCacheMode = 'auto' | 'dense' | 'hashed' | 'off';
 const PEER_CACHE_MODES: readonly PeerCacheMode[] = ['auto', 'dense', 'hashed', 'off'];
 
@@ -106,6 +119,8 @@ export class Kernel {
   private f64!: Float64Array;
   private rs: LoadedRuleset | undefined;
   private matchCapacity = 0;
+  /** The result buffer score() with reuse last filled (see ScoreOptions.reuse). */
+  private spare: ArrayBuffer | undefined;
   private readonly peerCache: PeerCacheMode;
 
   constructor(options: KernelOptions = {}) {
@@ -197,7 +212,7 @@ export class Kernel {
    * Scores one batch with the loaded ruleset. `text`: the batch's text
    * signals when already computed by a kernel with the same textKey.
    */
-  score(batch: ColumnarBatch, text?: BatchText): ScoreResult {
+  score(batch: ColumnarBatch, text?: BatchText, options: ScoreOptions = {}): ScoreResult {
     const rs = this.rs;
     if (!rs) throw errors.SEL_ERR_RULESET_INVALID('no ruleset loaded in the kernel', { field: 'ruleset', expected: 'loadRuleset() before score()' });
     const meta = rs.meta;
@@ -404,10 +419,18 @@ export class Kernel {
         this.matchCapacity = total;
         continue;
       }
-      const out = u8.buffer.slice(pOut, pOut + R.matchList + total * 2) as ArrayBuffer;
+      const bytes = R.matchList + total * 2;
+      let out: ArrayBuffer;
+      if (options.reuse) {
+        // the buffer of the last such call, when it is large enough and still here (not transferred away)
+        let spare = this.spare;
+        if (spare === undefined || spare.byteLength < bytes) spare = this.spare = new ArrayBuffer(alignUp(Math.max(bytes, 1.25 * (spare?.byteLength ?? 0)), PAGE));
+        new Uint8Array(spare, 0, bytes).set(u8.subarray(pOut, pOut + bytes));
+        out = spare;
+      } else out = u8.buffer.slice(pOut, pOut + bytes) as ArrayBuffer;
       const found = pFound ? u8.buffer.slice(pFound, pFound + hx!.combinations.length * n * slotBytes) : undefined;
       const slots = found && (slotBytes === 2 ? new Uint16Array(found) : new Uint32Array(found));
-      return resultViews(out, n, meta.version, kernelNs, text, hx?.batchHistory(batch, hLuts!, slots));
+      return resultViews(out, n, meta.version, kernelNs, text, hx?.batchHistory(batch, hLuts!, slots), total);
     }
   }
 

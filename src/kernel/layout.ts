@@ -52,6 +52,7 @@ export function resultLayout(n: number): ResultLayout {
 /** A batch's scores, in one transferable buffer. */
 export interface ScoreResult {
   size: number;
+  /** Holds every view below (with Kernel.score's reuse, the kernel's own buffer, longer than the result). */
   buffer: ArrayBuffer;
   score: Float64Array;
   /** Robust z per feature, NaN when no peer group qualified (n × NF). */
@@ -77,9 +78,10 @@ export interface ScoreResult {
   history?: BatchHistory;
 }
 
-export function resultViews(buffer: ArrayBuffer, n: number, rulesetVersion: string, kernelNs: number, text?: BatchText, history?: BatchHistory): ScoreResult {
+export function resultViews(buffer: ArrayBuffer, n: number, rulesetVersion: string, kernelNs: number, text?: BatchText, history?: BatchHistory, matches?: number): ScoreResult {
   const L = resultLayout(n);
-  const total = (buffer.byteLength - L.matchList) >> 1;
+  // the buffer may be longer than the result (a reused one, Kernel.score's reuse): `matches` says where it ends
+  const total = matches ?? (buffer.byteLength - L.matchList) >> 1;
   const out: ScoreResult = {
     size: n,
     buffer,

@@ -220,7 +220,8 @@ class Scoring {
     let kernelNs = 0;
     let profileMatches: number[] = [];
     if (batch.size > 0) {
-      const result = kernel.score(batch);
+      // read here and dropped: the kernel's own result buffer, not a new one per request
+      const result = kernel.score(batch, undefined, { reuse: true });
       kernelNs = result.kernelNs;
       counts = channelCounts(result);
       profileMatches = profileMatchCounts(result);
