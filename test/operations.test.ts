@@ -162,6 +162,28 @@ describe('the operator\'s gauges', () => {
   }, 60_000);
 });
 
+describe('a start stopped before it listens', () => {
+  it('finishes the start but never opens its port (it used to listen for the moment of the stop)', async () => {
+    const d = join(dir, 'stopped-start');
+    const s = await start(d, { signal: AbortSignal.abort() });
+    try {
+      expect(s.listening).toBe(false);
+      expect(s.app.server.listening).toBe(false);
+    } finally {
+      await s.close();
+    }
+    // the start was whole: the next one finds the directory seeded and free, and listens
+    const again = await start(d);
+    try {
+      expect(again.listening).toBe(true);
+      expect(again.seeded).toEqual([]);
+      expect((await score(again.url, 'S')).status).toBe(200);
+    } finally {
+      await again.close();
+    }
+  }, 60_000);
+});
+
 describe('back-tests across a restart', () => {
   it('runs again, at the next start, the jobs a stop cut short: accepted (202) is never lost', async () => {
     const d = join(dir, 'backtests');

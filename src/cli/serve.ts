@@ -192,19 +192,21 @@ export async function serveCommand(argv: string[]): Promise<number> {
   // again). One set of listeners, installed once: between removing one and adding another, a signal
   // would meet the default action (a SIGTERM sent as soon as "listening on" was read killed the process)
   let early: string | undefined;
+  const stopped = new AbortController(); // tells the start not to listen
   let running: ((signal: NodeJS.Signals) => void) | undefined;
   const onSignal = (signal: NodeJS.Signals) => {
     if (running) { running(signal); return; }
     if (signal === 'SIGHUP') { process.stderr.write('selectivity: SIGHUP during start: ignored (the start reads the files and tokens anyway)\n'); return; }
     if (early) { process.stderr.write(`selectivity: ${signal} again during start, exiting now\n`); process.exit(signalExitCode(signal)); }
     early = signal;
+    stopped.abort();
     process.stderr.write(`selectivity: ${signal} during start: stopping once the start has finished…\n`);
   };
   const signals = ['SIGTERM', 'SIGINT', 'SIGHUP'] as const;
   for (const sig of signals) process.on(sig, onSignal);
   let service: RunningService;
   try {
-    service = await startService(config);
+    service = await startService({ ...config, signal: stopped.signal });
   } catch (e) {
     for (const sig of signals) process.off(sig, onSignal);
     throw e;

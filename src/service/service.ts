@@ -84,6 +84,12 @@ export interface ServiceConfig {
   retrainCheckMs?: number;
   /** Worker threads of a back-test job (default: half the cores, at least 1; scoring keeps the rest). */
   backtestThreads?: number;
+  /**
+   * Aborted during the start (a signal that came meanwhile): the start
+   * finishes what it began (a migration is not cut short) but does not
+   * listen; the service it returns has `listening: false` and only closes.
+   */
+  signal?: AbortSignal;
 }
 
 export interface RunningService {
@@ -98,6 +104,8 @@ export interface RunningService {
   generatedTokens?: TokenEntry[];
   /** Files created in the data directory on this start. */
   seeded: string[];
+  /** False when the start was stopped before it listened (ServiceConfig.signal): no port was opened. */
+  listening: boolean;
   url: string;
   /** Re-reads the ruleset files and swaps them in. */
   reload(): Promise<string>;
@@ -262,10 +270,11 @@ async function startLocked(config: ServiceConfig, configured: ReturnType<typeof 
     await warmUp(engine); // before the port opens: the first request should not pay for loading
     // a store that is checked in a moment (most are) is checked before the port opens: ready from the first probe
     if (check) await Promise.race([check.result, new Promise((r) => setTimeout(r, STORE_CHECK_WAIT_MS).unref())]);
-    await app.listen({ host: config.host, port: config.port }).catch((e: unknown) => { throw listenError(e, config.host, config.port); });
+    // stopped meanwhile: no port opened, not even for the moment of the stop
+    if (!config.signal?.aborted) await app.listen({ host: config.host, port: config.port }).catch((e: unknown) => { throw listenError(e, config.host, config.port); });
     // back-tests the last stop or crash cut short run again, after the warm-up (they would compete with it for the cores)
     const resumed = backtests.jobs.resumable;
-    if (resumed > 0) {
+    if (resumed > 0 && !config.signal?.aborted) {
       backtests.jobs.resume((profiles) => source.composeWith(profiles));
       app.log.info({ backtests: resumed }, `${resumed} back-test${resumed === 1 ? '' : 's'} cut short by the last stop queued again`);
     }
@@ -280,6 +289,7 @@ async function startLocked(config: ServiceConfig, configured: ReturnType<typeof 
     source.close();
     throw e;
   }
+  const listening = app.server.listening;
   const addr = app.server.address();
   const port = typeof addr === 'object' && addr ? addr.port : config.port;
   const host = urlHost(config.host);
@@ -292,6 +302,7 @@ async function startLocked(config: ServiceConfig, configured: ReturnType<typeof 
     decisionLog,
     generatedTokens: generated,
     seeded: files.created,
+    listening,
     url: `http://${host}:${port}`,
     async reload() {
       return source.reload();
