@@ -81,6 +81,20 @@ describe('serve refuses every bad option value before it makes anything', () => 
   });
 });
 
+describe('serve --inline-max', () => {
+  it('is refused above --body-limit (or its 64mb default), naming inline-max, with nothing made', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'sel-serve-inline-'));
+    try {
+      for (const args of [['--inline-max', '100mb'], ['--inline-max', '2mb', '--body-limit', '1mb']]) {
+        await expect(serveCommand(['--data-dir', join(dir, 'data'), '--quiet', ...args])).rejects.toMatchObject({ code: 'SEL_ERR_OPTION_INVALID', message: expect.stringContaining('is above --body-limit'), details: { field: 'inline-max', got: args[1] } });
+      }
+      expect(readdirSync(dir)).toEqual([]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('serve names a bad value where it was set', () => {
   it.each([
     ['SELECTIVITY_PORT', 'abc', /^SELECTIVITY_PORT must be an integer/],

@@ -4,6 +4,7 @@ import v8 from 'node:v8';
 import { constants as osConstants } from 'node:os';
 import { errors } from '../errors.js';
 import { startService, type RunningService, type ServiceConfig } from '../service/service.js';
+import { DEFAULT_BODY_LIMIT } from '../service/server.js';
 import { intOption } from './options.js';
 import { minZOption, strengthOption } from './train.js';
 
@@ -157,6 +158,10 @@ export async function serveCommand(argv: string[]): Promise<number> {
   const port = intOption(portSetting.value, portSetting.field, 0, 65535, portSetting.name);
   // before the service builds its heap. Process-wide, so the command sets it, not startService: a process that embeds the service keeps its own
   applyHeapGrowingPercent(values['heap-growing-percent'] !== undefined ? intOption(values['heap-growing-percent'], 'heap-growing-percent', 0, 1000) : DEFAULT_HEAP_GROWING_PERCENT);
+  const bodyLimit = values['body-limit'] !== undefined ? parseSize(values['body-limit'], 'body-limit') : undefined;
+  const inlineMax = values['inline-max'] !== undefined ? (values['inline-max'].trim() === '0' ? 0 : parseSize(values['inline-max'], 'inline-max')) : undefined;
+  // a threshold above the largest body the service takes says nothing more than the largest body: a slip, refused
+  if (inlineMax !== undefined && inlineMax > (bodyLimit ?? DEFAULT_BODY_LIMIT)) throw errors.SEL_ERR_OPTION_INVALID(`--inline-max (${values['inline-max']}) is above --body-limit (${values['body-limit'] ?? '64mb, the default'}): no body that large is accepted`, { field: 'inline-max', expected: `at most --body-limit (${bodyLimit ?? DEFAULT_BODY_LIMIT} bytes); --threads 0 scores every body on the main thread`, got: values['inline-max'] });
   const config: ServiceConfig = {
     host,
     port,
@@ -171,9 +176,9 @@ export async function serveCommand(argv: string[]): Promise<number> {
     retrainStrength: values['retrain-strength'] !== undefined ? strengthOption(values['retrain-strength'], 'retrain-strength') : undefined,
     retrainMinZ: values['retrain-min-z'] !== undefined ? minZOption(values['retrain-min-z'], 'retrain-min-z') : undefined,
     maxQueue: values['max-queue'] !== undefined ? intOption(values['max-queue'], 'max-queue', 1) : undefined,
-    bodyLimit: values['body-limit'] !== undefined ? parseSize(values['body-limit'], 'body-limit') : undefined,
+    bodyLimit,
     youngGenerationMb: values['young-mb'] !== undefined ? intOption(values['young-mb'], 'young-mb', 0, 4096) : undefined,
-    inlineMaxBytes: values['inline-max'] !== undefined ? (values['inline-max'].trim() === '0' ? 0 : parseSize(values['inline-max'], 'inline-max')) : undefined,
+    inlineMaxBytes: inlineMax,
     maxBatch: values['max-batch'] !== undefined ? intOption(values['max-batch'], 'max-batch', 1, 10_000_000) : undefined,
     metricsIntervalMs: values['metrics-interval'] !== undefined ? intOption(values['metrics-interval'], 'metrics-interval', 1, 86_400) * 1000 : undefined,
     idleTimeoutMs: values['idle-timeout'] !== undefined ? intOption(values['idle-timeout'], 'idle-timeout', 0, 86_400) * 1000 : undefined,
