@@ -4,7 +4,7 @@
  * acknowledged before the backup began; the copy of a store is checked; a
  * backup never writes over files.
  */
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -38,6 +38,7 @@ describe('selectivity backup', () => {
       } finally {
         process.stderr.write = quietly;
       }
+      chmodSync(join(data, 'peers.json'), 0o644); // as an earlier version left it
       const version = (await call(s.url, 'GET', '/readyz')).json().rulesetVersion as string;
       // the service goes on scoring while the backup runs
       let stop = false;
@@ -60,6 +61,8 @@ describe('selectivity backup', () => {
       expect(statSync(to).mode & 0o777).toBe(0o700);
       // owner-only, as the service makes its store (the umask would give 0644)
       expect(statSync(join(to, STORE_FILE)).mode & 0o777).toBe(0o600);
+      // and the copy's other files, whatever the source's mode (peers.json: 0644, as an earlier version made it)
+      for (const f of ['peers.json', 'history/manifest.json', ...readManifest(join(to, 'history')).segments.map((x) => `history/${x.file}`)]) expect(statSync(join(to, f)).mode & 0o777, f).toBe(0o600);
       expect(readdirSync(dir).filter((f) => f.includes('.unfinished-'))).toEqual([]);
       // the copy: every decision of before the backup, and no partial file
       const before = logRows(to, (r) => String(r.declaration_id).startsWith('B'));

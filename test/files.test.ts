@@ -2,7 +2,7 @@
  * Small file helpers every command goes through: reading a JSON input file
  * (profile sets, watch lists, models) and writing an output durably.
  */
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { Writable } from 'node:stream';
 import { tmpdir } from 'node:os';
@@ -53,6 +53,13 @@ describe('writeFileDurable modes', () => {
       const secret = join(dir, 'tokens-like.json');
       writeFileDurable(secret, '{}', { mode: 0o600 });
       expect(statSync(secret).mode & 0o777).toBe(0o600);
+      // createMode: a new file gets it whatever the umask; a file replaced keeps its own (an operator's chmod stands)
+      const data = join(dir, 'peers-like.json');
+      writeFileDurable(data, '{}', { createMode: 0o600 });
+      expect(statSync(data).mode & 0o777).toBe(0o600);
+      chmodSync(data, 0o640);
+      writeFileDurable(data, '{"again":1}', { createMode: 0o600 });
+      expect(statSync(data).mode & 0o777).toBe(0o640);
     } finally {
       process.umask(old);
     }

@@ -6,7 +6,7 @@
  * says ready gets traffic; with a store that refuses its decisions it would
  * fail every scoring request it got, so it must say not ready instead.
  */
-import { existsSync, mkdtempSync, readFileSync, rmSync, statfsSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statfsSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
@@ -225,6 +225,16 @@ describe('back-tests across a restart', () => {
     } finally {
       await s.close();
     }
+    // the data directory's files are owner-only, whatever the umask: the store, the peers, the jobs and their reports, the history
+    const modes: Record<string, number> = {};
+    const walk = (at: string, rel: string) => {
+      for (const e of readdirSync(at, { withFileTypes: true })) {
+        if (e.isDirectory()) { modes[`${rel}${e.name}/`] = statSync(join(at, e.name)).mode & 0o777; walk(join(at, e.name), `${rel}${e.name}/`); } else modes[`${rel}${e.name}`] = statSync(join(at, e.name)).mode & 0o777;
+      }
+    };
+    walk(d, '');
+    expect(Object.keys(modes)).toEqual(expect.arrayContaining(['peers.json', 'selectivity.db', 'backtests/', `backtests/${accepted[0]}.report.json`, 'history/', 'history/manifest.json']));
+    expect(Object.entries(modes).filter(([, m]) => (m & 0o077) !== 0)).toEqual([]);
   }, 60_000);
 });
 

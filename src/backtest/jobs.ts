@@ -21,7 +21,9 @@ import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { errors, isSelectivityError } from '../errors.js';
 import type { Ruleset } from '../ruleset/ruleset.js';
-import { makeDirs, writeFileDurable } from '../store/durable.js';
+import { DATA_FILE_MODE, makeDirs, writeFileDurable } from '../store/durable.js';
+
+const OWNER_ONLY = { createMode: DATA_FILE_MODE };
 import { runBacktest, type BacktestReport } from './backtest.js';
 import type { CapacitySpec } from './accumulate.js';
 
@@ -80,7 +82,7 @@ export class BacktestJobs {
   private readonly toResume: string[] = [];
 
   constructor(private readonly dir: string, private readonly historyDir: string, private readonly threads: number) {
-    makeDirs(dir);
+    makeDirs(dir, 0o700);
     const found: BacktestJob[] = [];
     for (const f of readdirSync(dir)) {
       if (!f.endsWith('.json') || f.endsWith(REPORT_SUFFIX) || f.endsWith(INPUT_SUFFIX)) continue;
@@ -151,7 +153,7 @@ export class BacktestJobs {
       progress: { done: 0, total: 0, fraction: 0 }, error: null, result: null,
     };
     // durable before it is acknowledged: the profile sets first (what a restart queues again), then the job
-    writeFileDurable(this.inputPath(id), JSON.stringify({ candidate: candidate.profiles, baseline: baseline.profiles } satisfies JobInput));
+    writeFileDurable(this.inputPath(id), JSON.stringify({ candidate: candidate.profiles, baseline: baseline.profiles } satisfies JobInput), OWNER_ONLY);
     try {
       this.persist(job);
     } catch (e) {
@@ -241,8 +243,8 @@ export class BacktestJobs {
 
   /** The job's file; its report first, in a file of its own (so a job file that says done has its report). */
   private persist(job: BacktestJob): void {
-    if (job.result) writeFileDurable(join(this.dir, `${job.id}${REPORT_SUFFIX}`), JSON.stringify(job.result));
-    writeFileDurable(join(this.dir, `${job.id}.json`), JSON.stringify({ ...job, result: null }));
+    if (job.result) writeFileDurable(join(this.dir, `${job.id}${REPORT_SUFFIX}`), JSON.stringify(job.result), OWNER_ONLY);
+    writeFileDurable(join(this.dir, `${job.id}.json`), JSON.stringify({ ...job, result: null }), OWNER_ONLY);
   }
 
   private pump(): void {

@@ -8,12 +8,12 @@
  * read, then that manifest). The copy is itself a data directory:
  * `selectivity serve --data-dir <copy>` runs on it.
  */
-import { closeSync, copyFileSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
+import { chmodSync, closeSync, copyFileSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
 import { basename, dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { parseArgs } from 'node:util';
 import Database from 'better-sqlite3';
 import { errors } from '../errors.js';
-import { fsyncDir, writeFileDurable } from '../store/durable.js';
+import { DATA_FILE_MODE, fsyncDir, writeFileDurable } from '../store/durable.js';
 import { BUSY_TIMEOUT_MS, STORE_FILE } from '../store/sqlite.js';
 import { checkStore } from '../store/check.js';
 import { HISTORY_DIR, MANIFEST_FILE, parseManifest } from '../history/store.js';
@@ -41,10 +41,11 @@ const BACKTESTS_DIR = 'backtests';
 
 interface Copied { file: string; bytes: number }
 
-/** Copies src to dst through a temporary file, made durable (fsync, rename); the mode of src is kept. */
+/** Copies src to dst through a temporary file, made durable (fsync, rename); the copy is owner-only, whatever the mode of src (files made before 2026-12-08 kept the umask's). */
 function copyDurable(src: string, dst: string): number {
   const tmp = `${dst}.partial`;
   copyFileSync(src, tmp);
+  chmodSync(tmp, DATA_FILE_MODE);
   const fd = openSync(tmp, 'r+');
   try { fsyncSync(fd); } finally { closeSync(fd); }
   renameSync(tmp, dst);
@@ -129,7 +130,7 @@ export async function backupCommand(argv: string[]): Promise<number> {
       const manifest = parseManifest(manifestBytes, join(history, MANIFEST_FILE));
       mkdirSync(join(work, HISTORY_DIR), { mode: 0o700 });
       for (const s of manifest.segments) copied.push({ file: `${HISTORY_DIR}/${s.file}`, bytes: copyDurable(join(history, s.file), join(work, HISTORY_DIR, s.file)) });
-      writeFileDurable(join(work, HISTORY_DIR, MANIFEST_FILE), manifestBytes);
+      writeFileDurable(join(work, HISTORY_DIR, MANIFEST_FILE), manifestBytes, { createMode: DATA_FILE_MODE });
       copied.push({ file: `${HISTORY_DIR}/${MANIFEST_FILE}`, bytes: manifestBytes.length });
     }
     fsyncDir(work);

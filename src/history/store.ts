@@ -25,7 +25,7 @@ import {
 import { ProcessLock } from '../store/process-lock.js';
 import { errors } from '../errors.js';
 import { batchLayout, batchViews, CATEGORICAL_COLUMNS, NUMERIC_COLUMNS, type CategoricalColumn, type ColumnarBatch, type Dictionaries } from '../model/columnar.js';
-import { makeDirs, writeFileDurable } from '../store/durable.js';
+import { DATA_FILE_MODE, makeDirs, writeFileDurable } from '../store/durable.js';
 
 export const HISTORY_DIR = 'history';
 export const MANIFEST_FILE = 'manifest.json';
@@ -253,7 +253,7 @@ function makeVectorOf(d: Data<Utf8>) { return makeVector(d); }
 
 function writeDurable(path: string, bytes: Uint8Array): void {
   const tmp = `${path}.tmp`;
-  const fd = openSync(tmp, 'w', 0o644);
+  const fd = openSync(tmp, 'w', DATA_FILE_MODE); // owner-only, as the rest of the data directory
   try {
     let off = 0;
     while (off < bytes.length) off += writeSync(fd, bytes, off, bytes.length - off);
@@ -296,7 +296,7 @@ export class HistoryWriter {
     if (!Number.isInteger(this.segmentRows) || this.segmentRows < 1) throw errors.SEL_ERR_OPTION_INVALID('segmentRows must be a positive integer', { field: 'segmentRows', expected: 'an integer >= 1', got: this.segmentRows });
     if (!Number.isInteger(this.batchRows) || this.batchRows < 1) throw errors.SEL_ERR_OPTION_INVALID('batchRows must be a positive integer', { field: 'batchRows', expected: 'an integer >= 1', got: this.batchRows });
     try {
-      makeDirs(dir);
+      makeDirs(dir, 0o700);
     } catch (e) {
       throw errors.SEL_ERR_STORAGE(`cannot create the history store ${dir}: ${(e as Error).message}`, { field: 'data-dir', expected: 'a writable data directory', got: dir });
     }
@@ -351,7 +351,7 @@ export class HistoryWriter {
       m.rows += this.rows;
       m.updatedAt = new Date().toISOString();
       m.imports.push({ at: m.updatedAt, sources: this.options.sources ?? [], rows: this.rows, segments: this.written.map((s) => s.file) });
-      writeFileDurable(join(this.dir, MANIFEST_FILE), `${JSON.stringify(m, null, 1)}\n`);
+      writeFileDurable(join(this.dir, MANIFEST_FILE), `${JSON.stringify(m, null, 1)}\n`, { createMode: DATA_FILE_MODE });
       return { rows: this.rows, segments: [...this.written], manifest: m };
     } finally {
       this.close();

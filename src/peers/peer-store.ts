@@ -30,7 +30,7 @@ import { readFileSync, statSync } from 'node:fs';
 import { ProcessLock } from '../store/process-lock.js';
 import { pack, unpack } from 'msgpackr';
 import { errors } from '../errors.js';
-import { makeDirs, writeFileDurable } from '../store/durable.js';
+import { makeDirs, writeFileDurable, type DurableWriteOptions } from '../store/durable.js';
 import { dirname } from 'node:path';
 import {
   FEATURES, isLevelKey, levelKeyForm, NF, parseLevels, snapshotTables,
@@ -109,8 +109,8 @@ export function encodeSnapshot(snapshot: PeerSnapshot, encoding: SnapshotEncodin
 }
 
 /** Writes a snapshot durably (temp file, fsync, rename) and returns its info (version set). */
-export function savePeerSnapshot(path: string, snapshot: PeerSnapshot): SnapshotInfo {
-  writeFileDurable(path, encodeSnapshot(snapshot, encodingOf(path)));
+export function savePeerSnapshot(path: string, snapshot: PeerSnapshot, options: DurableWriteOptions = {}): SnapshotInfo {
+  writeFileDurable(path, encodeSnapshot(snapshot, encodingOf(path)), options);
   return snapshot.info;
 }
 

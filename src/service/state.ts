@@ -17,7 +17,7 @@ import { WatchListStore } from '../text/store.js';
 import { DEFAULT_MIN_Z, keptNoWeight, modelRuleset, type TrainedModel, type TrainOptions } from '../learn/train.js';
 import { dimensionLoaded, type HistoryTables } from '../learn/history.js';
 import { isFromStore, modelFromStore, STORE_SOURCE } from '../learn/from-store.js';
-import { makeDirs, writeFileDurable } from '../store/durable.js';
+import { DATA_FILE_MODE, makeDirs, writeFileDurable } from '../store/durable.js';
 import { UsageRecorder } from '../profiles/effectiveness.js';
 import { loadPeers, lockPeerSnapshot, parsePeerSnapshot, savePeerSnapshot } from '../peers/peer-store.js';
 import { isPeerSnapshot, snapshotTables, type PeerSnapshot, type PeerTables } from '../peers/peer-groups.js';
@@ -111,7 +111,7 @@ export async function prepareDataDir(dataDir: string, files: { peersPath?: strin
     db.close();
   }
   if (options.seed !== false && !files.peersPath && !existsSync(peersPath)) {
-    savePeerSnapshot(peersPath, await buildPeerSnapshotFromFile(example.declarations));
+    savePeerSnapshot(peersPath, await buildPeerSnapshotFromFile(example.declarations), { createMode: DATA_FILE_MODE });
     created.push(peersPath);
   }
   try { chmodSync(dataDir, 0o700); } catch { /* not ours to change (mounted volume): leave it */ }
@@ -281,7 +281,7 @@ export class RulesetSource {
    */
   async retrainAndSwap(): Promise<{ training: TrainedModel['training']; version: string }> {
     const fitted = await this.retrain();
-    const { result, version } = await this.commitChange(() => ({ result: fitted.training, model: fitted.model, write: () => writeFileDurable(this.modelPath, fitted.file) }));
+    const { result, version } = await this.commitChange(() => ({ result: fitted.training, model: fitted.model, write: () => writeFileDurable(this.modelPath, fitted.file, { createMode: DATA_FILE_MODE }) }));
     return { training: result, version };
   }
 
@@ -634,7 +634,7 @@ export class RulesetSource {
     const write = () => {
       const lock = lockPeerSnapshot(this.files.peersPath, 'selectivity serve (PUT /v1/peers)');
       try {
-        savePeerSnapshot(this.files.peersPath, snapshot);
+        savePeerSnapshot(this.files.peersPath, snapshot, { createMode: DATA_FILE_MODE });
       } finally {
         lock.release();
       }

@@ -18,7 +18,16 @@ export interface DurableWriteOptions {
    * a report from other users, and a file kept 0o600 became readable).
    */
   mode?: number;
+  /**
+   * The mode of a file that does not exist yet, whatever the umask (the
+   * data directory's own files: 0o600, owner-only); a file replaced keeps
+   * its mode (an operator's chmod stands). Ignored when `mode` is given.
+   */
+  createMode?: number;
 }
+
+/** The mode of the files the service writes into its data directory when it creates them: owner-only, as the store and the tokens. */
+export const DATA_FILE_MODE = 0o600;
 
 /**
  * `mkdir -p` that always returns: makes `path` and its missing parents
@@ -133,7 +142,7 @@ function processAlive(pid: number): boolean {
 export function writeFileDurable(path: string, data: string | Uint8Array, options: DurableWriteOptions = {}): void {
   const dir = dirname(path);
   let mode = options.mode;
-  if (mode === undefined) { try { mode = statSync(path).mode & 0o7777; } catch { /* a new file: the umask decides */ } }
+  if (mode === undefined) { try { mode = statSync(path).mode & 0o7777; } catch { mode = options.createMode; /* a new file: createMode, else the umask decides */ } }
   const tmp = tempPathFor(path);
   try {
     makeDirs(dir);
