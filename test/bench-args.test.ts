@@ -20,6 +20,7 @@ describe('benchmark options', () => {
     ['text', 'bench:text', '--quick'],
     ['backtest', 'bench:backtest', '--reuse'],
     ['decision-log', 'bench:log', '--decisions'],
+    ['result-buffer', 'bench:result-buffer', '--rounds'],
   ])('%s: --help lists the options; an unknown option exits 2 with one line', (file, name, option) => {
     const help = run(file, ['--help']);
     expect(help.status).toBe(0);

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { Kernel } from '../src/kernel/kernel.js';
+import { Kernel, SPARE_KEEP_BYTES, spareSize } from '../src/kernel/kernel.js';
 import { referenceScore } from '../src/kernel/reference.js';
 import { toBatch } from '../src/model/columnar.js';
 import { buildPeerTables, NF } from '../src/peers/peer-groups.js';
@@ -189,6 +189,14 @@ describe('kernel vs reference scorer', () => {
     const third = k.score(bigger, undefined, { reuse: true });
     expect(third.buffer).not.toBe(own);
     same(k.score(bigger), third);
+    // the buffer's size: kept while it holds the result, grown with room, and given back when a large one is far too large
+    expect(spareSize(0, 1000)).toBe(65536);
+    expect(spareSize(65536, 1000)).toBe(65536);
+    expect(spareSize(65536, 70_000)).toBe(131072); // 1.25 × 65,536 is below 70,000: the result's size, in pages
+    expect(spareSize(4 * 65536, 300_000)).toBe(327680); // 1.25 × 262,144 = 327,680, five pages
+    expect(spareSize(SPARE_KEEP_BYTES, 1000)).toBe(SPARE_KEEP_BYTES); // up to 16 MiB: kept
+    expect(spareSize(64 * 2 ** 20, 1000)).toBe(65536); // a large one far too large: given back
+    expect(spareSize(64 * 2 ** 20, 20 * 2 ** 20)).toBe(64 * 2 ** 20); // a quarter of it filled: kept
     // without reuse, each result has a buffer of its own, exactly its size
     const a = k.score(small), b = k.score(small);
     expect(a.buffer).not.toBe(b.buffer);

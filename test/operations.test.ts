@@ -19,7 +19,8 @@ import { STORE_FAULT_HOLD_MS, storeNotReady, type StoreCheckState } from '../src
 import { checkStore, checkStoreInBackground } from '../src/store/check.js';
 import { SCHEMA_VERSION, STORE_FILE } from '../src/store/sqlite.js';
 import { packageVersion } from '../src/paths.js';
-import { call, damageIdIndex, declarations, tokensEnv } from './service-helpers.js';
+import { call, damageIdIndex, declarations, TOKENS, tokensEnv } from './service-helpers.js';
+import { request as httpRequest } from 'node:http';
 import { datedDeclarations, randomProfiles } from './helpers.js';
 import { historyDir, HistoryWriter } from '../src/history/store.js';
 import { toBatch } from '../src/model/columnar.js';
@@ -162,6 +163,41 @@ describe('the operator\'s gauges', () => {
   }, 60_000);
 });
 
+describe('back-tests at a stop that waits for requests in flight', () => {
+  it('writes the running job back as queued at once, not after the grace period (a SIGKILL then would count it a crash)', async () => {
+    const d = join(dir, 'backtests-grace');
+    let s = await start(d, { backtestThreads: 0 });
+    await s.close();
+    const w = new HistoryWriter(historyDir(d), { batchRows: 500 });
+    const decls = datedDeclarations(40_000, 6); // a job of about half a second here: one runs when the stop comes
+    const { batch, ids } = toBatch(decls);
+    w.add(batch, ids, Int8Array.from(decls, (_, i) => (i % 7 === 0 ? 1 : 0)), Float64Array.from(decls, (x) => x.customsValue / 10));
+    w.commit();
+    s = await start(d, { backtestThreads: 0, shutdownGraceMs: 20_000 });
+    const answers = await Promise.all([0, 1, 2, 3, 4, 5, 6, 7].map((k) => call(s.url, 'POST', '/v1/backtests', { type: 'application/json', body: JSON.stringify({ profiles: randomProfiles(6, 60 + k) }) })));
+    const jobIds = answers.map((r) => r.json().id as string);
+    // a stream in flight, its body never finished: the stop waits for it (the grace period)
+    const stream = httpRequest(`${s.url}/v1/score/stream`, { method: 'POST', headers: { authorization: `Bearer ${TOKENS.port}`, 'content-type': 'application/x-ndjson', 'transfer-encoding': 'chunked' } });
+    stream.on('error', () => { /* cut at the end */ });
+    stream.on('response', (res) => res.resume());
+    stream.write(`${JSON.stringify(declarations(1, 9, 'G')[0])}\n`);
+    await new Promise((r) => setTimeout(r, 300)); // the stream is in the service's hands
+    let closed = false;
+    const closing = s.close().then(() => { closed = true; });
+    const statuses = () => jobIds.map((id) => JSON.parse(readFileSync(join(d, 'backtests', `${id}.json`), 'utf8')).status as string);
+    try {
+      for (let i = 0; i < 80 && statuses().includes('running'); i++) await new Promise((r) => setTimeout(r, 25));
+      expect(statuses()).not.toContain('running');
+      expect(statuses().filter((x) => x !== 'done' && x !== 'queued')).toEqual([]);
+      expect(statuses()).toContain('queued');
+      expect(closed).toBe(false); // still waiting for the stream
+    } finally {
+      stream.end();
+      await closing;
+    }
+  }, 60_000);
+});
+
 describe('a start stopped before it listens', () => {
   it('finishes the start but never opens its port (it used to listen for the moment of the stop)', async () => {
     const d = join(dir, 'stopped-start');
@@ -190,26 +226,25 @@ describe('back-tests across a restart', () => {
     let s = await start(d, { backtestThreads: 0 });
     await s.close();
     const w = new HistoryWriter(historyDir(d), { batchRows: 500 });
-    const decls = datedDeclarations(3000, 5);
+    const decls = datedDeclarations(20_000, 5);
     const { batch, ids } = toBatch(decls);
     w.add(batch, ids, Int8Array.from(decls, (_, i) => (i % 7 === 0 ? 1 : 0)), Float64Array.from(decls, (x) => x.customsValue / 10));
     w.commit();
     s = await start(d, { backtestThreads: 0 });
-    const accepted: string[] = [];
+    let accepted: string[] = [];
     try {
-      // one runs, the others wait behind it; the stop comes right after the last is acknowledged
-      for (let k = 0; k < 4; k++) {
-        const r = await call(s.url, 'POST', '/v1/backtests', { type: 'application/json', body: JSON.stringify({ profiles: randomProfiles(6, 50 + k), name: `set ${k}` }) });
-        expect(r.status, r.body.toString()).toBe(202);
-        accepted.push(r.json().id);
-      }
+      // sent together: one runs, the others wait behind it (one at a time, each over 20,000 declarations), and
+      // the stop comes as soon as all are acknowledged
+      const answers = await Promise.all([0, 1, 2, 3, 4, 5].map((k) => call(s.url, 'POST', '/v1/backtests', { type: 'application/json', body: JSON.stringify({ profiles: randomProfiles(6, 50 + k), name: `set ${k}` }) })));
+      for (const r of answers) expect(r.status, r.body.toString()).toBe(202);
+      accepted = answers.map((r) => r.json().id as string);
     } finally {
       await s.close();
     }
     const onDisk = accepted.map((id) => JSON.parse(readFileSync(join(d, 'backtests', `${id}.json`), 'utf8')).status as string);
-    expect(onDisk).not.toContain('interrupted');
+    expect(onDisk.filter((x) => x !== 'done' && x !== 'queued')).toEqual([]); // none interrupted, none left running
     const cut = accepted.filter((_, k) => onDisk[k] === 'queued');
-    expect(cut.length).toBeGreaterThan(0); // the last, at least, had not started
+    expect(cut.length).toBeGreaterThan(0);
     s = await start(d, { backtestThreads: 0 });
     try {
       for (const id of accepted) {
@@ -219,7 +254,7 @@ describe('back-tests across a restart', () => {
           job = (await call(s.url, 'GET', `/v1/backtests/${id}`)).json();
         }
         expect(job.status, id).toBe('done');
-        expect(job.result.store.declarations).toBe(3000);
+        expect(job.result.store.declarations).toBe(20_000);
         expect(job.resumed ?? 0).toBe(cut.includes(id) ? 1 : 0);
       }
     } finally {

@@ -185,8 +185,10 @@ describe('back-test routes', () => {
     const next = new BacktestJobs(jobsDir, historyDir(data), 0);
     try {
       expect(next.resumable).toBe(1);
-      expect(next.get(job.id)).toMatchObject({ status: 'queued', resumed: 1, cutRuns: 0 });
+      expect(next.get(job.id)).toMatchObject({ status: 'queued', cutRuns: 0 });
+      expect(next.get(job.id).resumed).toBeUndefined(); // counted when it is queued again, not when found
       next.resume((p) => source.composeWith(p));
+      expect(next.get(job.id).resumed).toBe(1);
       let done = next.get(job.id);
       for (let i = 0; i < 400 && (done.status === 'queued' || done.status === 'running'); i++) { await new Promise((r) => setTimeout(r, 25)); done = next.get(job.id); }
       expect(done.status).toBe('done');
@@ -208,7 +210,7 @@ describe('back-test routes', () => {
     for (const cut of [1, 2]) {
       asACrashLeavesIt();
       const again = new BacktestJobs(jobsDir, historyDir(data), 0);
-      expect(again.get(job.id)).toMatchObject({ status: 'queued', cutRuns: cut, resumed: cut });
+      expect(again.get(job.id)).toMatchObject({ status: 'queued', cutRuns: cut });
       await again.close(); // not resumed: still queued on disk
     }
     asACrashLeavesIt();
@@ -234,6 +236,37 @@ describe('back-test routes', () => {
       expect(fourth.get(other.id).error!.message).toMatch(/^resumed after a restart: /);
     } finally {
       await fourth.close();
+    }
+    // an input file without both sets fails its job: composed, nothing would have been the active set (another back-test's report)
+    const fifth = new BacktestJobs(jobsDir, historyDir(data), 0);
+    const third2 = fifth.submit(source.composeWith(randomProfiles(3, 43)), source.rebuild(), { names: ['w', 'active'] });
+    await fifth.close();
+    writeFileSync(join(jobsDir, `${third2.id}.input.json`), JSON.stringify({ candidate: randomProfiles(3, 43) }));
+    const sixth = new BacktestJobs(jobsDir, historyDir(data), 0);
+    try {
+      sixth.resume((p) => source.composeWith(p));
+      expect(sixth.get(third2.id)).toMatchObject({ status: 'failed', error: { code: 'SEL_ERR_INTERNAL' } });
+      expect(sixth.get(third2.id).error!.message).toContain('does not hold both profile sets');
+    } finally {
+      await sixth.close();
+    }
+  });
+
+  it('starts beside a job file it cannot read as a job, and drops profile sets whose job file was never written', async () => {
+    // valid ids, no createdAt: the start threw on them ("reading 'localeCompare'")
+    writeFileSync(join(jobsDir, 'bt-nocreated-0123abcd.json'), JSON.stringify({ id: 'bt-nocreated-0123abcd', status: 'queued' }));
+    writeFileSync(join(jobsDir, 'bt-nocreated-4567abcd.json'), JSON.stringify({ id: 'bt-nocreated-4567abcd', status: 'running' }));
+    // a crash between submit()'s two writes: the sets, and no job
+    const orphan = join(jobsDir, 'bt-orphan-89abcdef.input.json');
+    writeFileSync(orphan, JSON.stringify({ candidate: [], baseline: [] }));
+    const jobs = new BacktestJobs(jobsDir, historyDir(data), 0);
+    try {
+      expect(jobs.list().map((j) => j.id)).not.toContain('bt-nocreated-0123abcd');
+      expect(existsSync(orphan)).toBe(false);
+    } finally {
+      await jobs.close();
+      rmSync(join(jobsDir, 'bt-nocreated-0123abcd.json'));
+      rmSync(join(jobsDir, 'bt-nocreated-4567abcd.json'));
     }
   });
 });

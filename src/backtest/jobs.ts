@@ -84,11 +84,13 @@ export class BacktestJobs {
   constructor(private readonly dir: string, private readonly historyDir: string, private readonly threads: number) {
     makeDirs(dir, 0o700);
     const found: BacktestJob[] = [];
-    for (const f of readdirSync(dir)) {
+    const names = readdirSync(dir);
+    for (const f of names) {
       if (!f.endsWith('.json') || f.endsWith(REPORT_SUFFIX) || f.endsWith(INPUT_SUFFIX)) continue;
       try {
         const job = JSON.parse(readFileSync(join(dir, f), 'utf8')) as BacktestJob;
-        if (!ID.test(job.id)) continue;
+        // a job's own fields, as every reader of the list takes them (a file without them is not a job of ours)
+        if (typeof job !== 'object' || job === null || typeof job.id !== 'string' || !ID.test(job.id) || typeof job.createdAt !== 'string' || typeof job.status !== 'string') continue;
         if (job.status === 'queued' || job.status === 'running') found.push(job);
         else if (job.result) this.persist(job); // a job file of before 2026-12-07, its report inline: split once
         job.result = null;
@@ -108,11 +110,14 @@ export class BacktestJobs {
         job.status = 'queued';
         job.startedAt = null;
         job.progress = { done: 0, total: 0, fraction: 0 };
-        job.resumed = (job.resumed ?? 0) + 1;
         this.persist(job);
         this.toResume.push(job.id);
       }
     }
+    // profile sets no job waits for: a job file never written (a crash between submit()'s two writes), or a job
+    // that ended meanwhile (a backup's copy taken between the two files)
+    const waiting = new Set(this.toResume);
+    for (const f of names) if (f.endsWith(INPUT_SUFFIX) && !waiting.has(f.slice(0, -INPUT_SUFFIX.length))) rmSync(join(dir, f), { force: true });
   }
 
   /**
@@ -126,8 +131,12 @@ export class BacktestJobs {
       const job = this.jobs.get(id);
       if (!job || job.status !== 'queued') continue; // deleted meanwhile
       try {
-        const input = JSON.parse(readFileSync(this.inputPath(id), 'utf8')) as JobInput;
+        const input = JSON.parse(readFileSync(this.inputPath(id), 'utf8')) as Partial<JobInput> | null;
+        // both sets, or nothing: compose() of nothing would be the active set, a report of another back-test
+        if (typeof input !== 'object' || input === null || !input.candidate || !input.baseline) throw new Error(`${this.inputPath(id)} does not hold both profile sets`);
         this.rulesets.set(id, [compose(input.candidate), compose(input.baseline)]);
+        job.resumed = (job.resumed ?? 0) + 1;
+        try { this.persist(job); } catch { /* counted in memory; the file says queued all the same */ }
         this.queue.push(id);
       } catch (e) {
         if (isSelectivityError(e)) this.end(job, 'failed', null, { code: e.code, message: `resumed after a restart: ${e.message}`, details: e.details });

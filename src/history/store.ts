@@ -16,7 +16,7 @@
  * crashed before its commit); the next import removes it.
  */
 import { open as openAsync, type FileHandle } from 'node:fs/promises';
-import { closeSync, existsSync, fsyncSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, fchmodSync, fsyncSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   DateDay, Dictionary, Field, Float64, Int8, Int16, Int32, makeData, makeVector, RecordBatch, Schema, Struct, Table, tableFromIPC, tableToIPC, Uint32, Uint8, Utf8,
@@ -255,6 +255,7 @@ function writeDurable(path: string, bytes: Uint8Array): void {
   const tmp = `${path}.tmp`;
   const fd = openSync(tmp, 'w', DATA_FILE_MODE); // owner-only, as the rest of the data directory
   try {
+    fchmodSync(fd, DATA_FILE_MODE); // a temporary file left by a crash keeps the mode it was made with: set, not only asked for
     let off = 0;
     while (off < bytes.length) off += writeSync(fd, bytes, off, bytes.length - off);
     fsyncSync(fd);

@@ -55,6 +55,19 @@ interface KeywordGroup {
 const COMBINED_LIMIT = 65_536;
 
 const PAGE = 65536;
+/** A reused result buffer up to this size is kept whatever the results that follow (ScoreOptions.reuse); a larger one, while they fill a quarter of it. */
+export const SPARE_KEEP_BYTES = 16 * 1024 * 1024;
+
+/**
+ * The size of the buffer score() with reuse copies a result of `bytes`
+ * into, given the size of the one it has (0: none; a transferred buffer
+ * reads 0 too): the same while it holds the result (and is not far too
+ * large), else the result's size with room to grow, in whole pages.
+ */
+export function spareSize(current: number, bytes: number): number {
+  if (current >= bytes && !(current > SPARE_KEEP_BYTES && current > 4 * bytes)) return current;
+  return alignUp(Math.max(bytes, Math.min(1.25 * current, 2 * bytes)), PAGE);
+}
 /** Peer key spaces up to this size (or 4 × batch size) are cached in a dense index. */
 const DENSE_PEER_KEYS = 65536;
 const alignUp = (n: number, a: number) => Math.ceil(n / a) * a;
@@ -423,8 +436,11 @@ export class Kernel {
       let out: ArrayBuffer;
       if (options.reuse) {
         // the buffer of the last such call, when it is large enough and still here (not transferred away)
+        // (a much smaller result than the buffer, of a much larger batch before, gets a buffer of its size: one
+        // large batch does not keep its result's memory for ever)
         let spare = this.spare;
-        if (spare === undefined || spare.byteLength < bytes) spare = this.spare = new ArrayBuffer(alignUp(Math.max(bytes, 1.25 * (spare?.byteLength ?? 0)), PAGE));
+        const size = spareSize(spare?.byteLength ?? 0, bytes);
+        if (spare === undefined || size !== spare.byteLength) spare = this.spare = new ArrayBuffer(size);
         new Uint8Array(spare, 0, bytes).set(u8.subarray(pOut, pOut + bytes));
         out = spare;
       } else out = u8.buffer.slice(pOut, pOut + bytes) as ArrayBuffer;

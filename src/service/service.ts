@@ -276,7 +276,7 @@ async function startLocked(config: ServiceConfig, configured: ReturnType<typeof 
     const resumed = backtests.jobs.resumable;
     if (resumed > 0 && !config.signal?.aborted) {
       backtests.jobs.resume((profiles) => source.composeWith(profiles));
-      app.log.info({ backtests: resumed }, `${resumed} back-test${resumed === 1 ? '' : 's'} cut short by the last stop queued again`);
+      app.log.info({ backtests: resumed }, `${resumed} back-test${resumed === 1 ? '' : 's'} cut short by the last stop or crash queued again`);
     }
   } catch (e) {
     check?.stop();
@@ -313,9 +313,13 @@ async function startLocked(config: ServiceConfig, configured: ReturnType<typeof 
         // stream whose client goes on sending, or a stalled upload, does not hold the shutdown for ever
         const cut = setTimeout(() => app!.server.closeAllConnections(), config.shutdownGraceMs ?? DEFAULT_SHUTDOWN_GRACE_MS);
         cut.unref();
+        // first the back-tests: a running one is stopped and written back as queued (it and the queued ones run
+        // again at the next start) before the grace period, which a supervisor's SIGKILL may end: found running
+        // at the next start, it would count as a crash under it. Its cores go to the requests in flight
+        const jobsClosed = backtests.jobs.close();
         await app!.close().finally(() => clearTimeout(cut)); // stops accepting; waits for in-flight requests and streams
         check?.stop(); // a check still reading a large store is ended, not waited for
-        await backtests.jobs.close(); // a running back-test is stopped; it and the queued ones run again at the next start
+        await jobsClosed;
         await source.drain(); // a retrain in flight finishes (its model written) before the store closes
         await engine.close();
         await decisionLog?.close(); // every acknowledged decision is already committed; this stops the writer
