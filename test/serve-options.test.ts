@@ -6,6 +6,7 @@
  */
 import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { spawn } from 'node:child_process';
+import { request as httpRequest } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -231,6 +232,30 @@ describe('serve and a second signal', () => {
       child.kill('SIGTERM');
       expect(await exited).toBe(143);
       expect(stderr).toContain('SIGTERM again during start, exiting now');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 60_000);
+
+  it('exits 143 too when the second SIGTERM comes while the first waits for a stream in flight', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'sel-serve-twice-running-'));
+    const token = 'port-twice-running-token-0123456789';
+    try {
+      const { child, port, exited } = await spawnServe(join(dir, 'data'), ['--threads', '1', '--decision-log', 'off', '--shutdown-grace', '60'], `port:${token}`);
+      let out = '';
+      child.stdout!.on('data', (c: Buffer) => { out += c.toString('utf8'); });
+      // a stream whose body never ends: the graceful stop waits for it (up to --shutdown-grace)
+      const stream = httpRequest(`http://127.0.0.1:${port}/v1/score/stream`, { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/x-ndjson', 'transfer-encoding': 'chunked' } });
+      stream.on('error', () => { /* the process goes away */ });
+      stream.on('response', (res) => res.resume());
+      stream.write(`${JSON.stringify({ id: 'TWICE-1', date: '2026-11-23', office: 'OF01', importer: 'IM00001', hs: '020890', origin: 'CN', customsValue: 1200, netMass: 900 })}\n`);
+      await new Promise((r) => setTimeout(r, 300));
+      child.kill('SIGTERM');
+      while (!out.includes('finishing in-flight requests')) await new Promise((r) => setTimeout(r, 5));
+      child.kill('SIGTERM');
+      expect(await exited).toBe(143);
+      expect(out).toContain('SIGTERM again, exiting now');
+      expect(out).not.toContain('selectivity: stopped');
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
