@@ -3,7 +3,7 @@ import { resolve } from 'node:path';
 import v8 from 'node:v8';
 import { constants as osConstants } from 'node:os';
 import { errors } from '../errors.js';
-import { startService, type RunningService, type ServiceConfig } from '../service/service.js';
+import { startService, type RunningService, type ServiceConfig, type ServiceSettings } from '../service/service.js';
 import { DEFAULT_BODY_LIMIT } from '../service/server.js';
 import { intOption } from './options.js';
 import { minZOption, strengthOption } from './train.js';
@@ -229,6 +229,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
   out.write(`selectivity: listening on ${service.url} (${service.engine.options.threads} scoring workers)\n`);
   out.write(`  data directory ${dataDir}${service.seeded.length ? ` (seeded with the example ruleset: ${service.seeded.join(', ')})` : ''}\n`);
   out.write(`  decision log ${service.decisionLog ? 'on' : 'off'}\n`);
+  out.write(`  ${settingsLine(service.settings, logLevel)}\n`);
   out.write(`  ruleset ${meta.version}: ${meta.profiles.length} profiles, peer levels ${meta.levels.map((l) => l.name).join(' → ')}\n`);
   out.write(`  tokens: ${service.tokens.source}${service.tokens.path ? ` (${service.tokens.path})` : ''}: ${Object.entries(service.tokens.counts).map(([r, n]) => `${n} ${r}`).join(', ')}\n`);
   if (service.generatedTokens) {
@@ -288,4 +289,18 @@ export function keepRunningWithoutReader(stream: NodeJS.WritableStream): void {
 export function signalExitCode(signal: string): number {
   const n = (osConstants.signals as Record<string, number>)[signal];
   return n === undefined ? 1 : 128 + n;
+}
+
+/** 16384 → "16 KiB", 67108864 → "64 MiB" (the banner's sizes). */
+function bytesText(n: number): string {
+  for (const [unit, size] of [['GiB', 2 ** 30], ['MiB', 2 ** 20], ['KiB', 2 ** 10]] as const) if (n >= size && n % (size / 16) === 0) return `${+(n / size).toFixed(2)} ${unit}`;
+  return `${n} B`;
+}
+
+/** The banner's line of the settings in effect, defaults resolved: what an operator checks a deployment against. */
+export function settingsLine(s: ServiceSettings, logLevel: string): string {
+  const n = (x: number) => x.toLocaleString('en-US');
+  return `settings: max queue ${n(s.maxQueue)}, body limit ${bytesText(s.bodyLimit)}, ${s.inlineMaxBytes === 0 ? 'inline scoring off (every body to the pool)' : `scored inline up to ${bytesText(s.inlineMaxBytes)}`}, max batch ${n(s.maxBatch)}, `
+    + `idle timeout ${s.idleTimeoutMs === 0 ? 'none' : `${s.idleTimeoutMs / 1000} s`}, shutdown grace ${s.shutdownGraceMs / 1000} s, store check ${s.storeCheck}, log level ${logLevel}, `
+    + `back-test threads ${s.backtestThreads}, retrain after ${s.retrainAfter === 0 ? 'never by itself' : `${n(s.retrainAfter)} results`}`;
 }

@@ -81,6 +81,9 @@ const NO_QUERY = { type: 'object', additionalProperties: false, properties: {} }
 /** ServiceOptions.idleTimeoutMs's default. */
 export const DEFAULT_IDLE_TIMEOUT_MS = 120_000;
 
+/** Most declarations in one /v1/score batch when none is configured (--max-batch). */
+export const DEFAULT_MAX_BATCH = 100_000;
+
 /** The largest request body when none is configured (--body-limit). */
 export const DEFAULT_BODY_LIMIT = 64 * 1024 * 1024;
 
@@ -336,7 +339,7 @@ export async function buildServer(options: ServiceOptions): Promise<FastifyInsta
   // and every error code's series: an alert on the increase of one (SEL_ERR_STORAGE, SEL_ERR_OVERLOADED) works before its first
   for (const code of Object.keys(errors)) metrics.count('selectivity_errors_total', { code }, 0);
   const bodyLimit = options.bodyLimit ?? DEFAULT_BODY_LIMIT;
-  const maxBatch = options.maxBatch ?? 100_000;
+  const maxBatch = options.maxBatch ?? DEFAULT_MAX_BATCH;
   const chunkRecords = options.streamChunkRecords ?? 2048;
   const maxRecordBytes = options.maxRecordBytes ?? 1024 * 1024;
   const decisionLog = options.decisionLog;

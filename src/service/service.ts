@@ -15,7 +15,7 @@ import { ProcessLock } from '../store/process-lock.js';
 import { dataDirTokensPath, loadTokens, ReloadableTokens, type TokenEntry } from './auth.js';
 import { createMetrics, type Gauge, type Metrics } from './metrics.js';
 import { processGauges, type ProcessGauges } from './process-gauges.js';
-import { buildServer } from './server.js';
+import { buildServer, DEFAULT_BODY_LIMIT, DEFAULT_IDLE_TIMEOUT_MS, DEFAULT_MAX_BATCH } from './server.js';
 import type { StoreMigration } from '../store/sqlite.js';
 import { prepareDataDir, RulesetSource } from './state.js';
 import { DecisionLog } from '../feedback/decision-log.js';
@@ -28,6 +28,8 @@ import type { Declaration } from '../model/schema.js';
 
 /** ServiceConfig.shutdownGraceMs's default. */
 export const DEFAULT_SHUTDOWN_GRACE_MS = 30_000;
+/** Inspected results after a model's training that start an automatic retrain (--retrain-after). */
+export const DEFAULT_RETRAIN_AFTER = 1000;
 
 export interface ServiceConfig {
   host: string;
@@ -92,6 +94,19 @@ export interface ServiceConfig {
   signal?: AbortSignal;
 }
 
+export interface ServiceSettings {
+  threads: number;
+  maxQueue: number;
+  bodyLimit: number;
+  inlineMaxBytes: number;
+  maxBatch: number;
+  idleTimeoutMs: number;
+  shutdownGraceMs: number;
+  backtestThreads: number;
+  retrainAfter: number;
+  storeCheck: 'quick' | 'off';
+}
+
 export interface RunningService {
   app: FastifyInstance;
   engine: Engine;
@@ -106,6 +121,8 @@ export interface RunningService {
   seeded: string[];
   /** False when the start was stopped before it listened (ServiceConfig.signal): no port was opened. */
   listening: boolean;
+  /** The settings in effect, defaults resolved (what serve's banner prints). */
+  settings: ServiceSettings;
   url: string;
   /** Re-reads the ruleset files and swaps them in. */
   reload(): Promise<string>;
@@ -222,7 +239,8 @@ async function startLocked(config: ServiceConfig, configured: ReturnType<typeof 
   let storeCheck: StoreCheckState = { state: 'off' };
   let check: BackgroundCheck | undefined;
   let operated: ProcessGauges | undefined;
-  const backtests = { jobs: new BacktestJobs(join(config.dataDir, 'backtests'), historyDir(config.dataDir), config.backtestThreads ?? Math.max(1, Math.floor(availableParallelism() / 2))), historyDir: historyDir(config.dataDir) };
+  const backtestThreads = config.backtestThreads ?? Math.max(1, Math.floor(availableParallelism() / 2));
+  const backtests = { jobs: new BacktestJobs(join(config.dataDir, 'backtests'), historyDir(config.dataDir), backtestThreads), historyDir: historyDir(config.dataDir) };
   const engine = createEngine({ ruleset, threads: config.threads, maxQueue: config.maxQueue, inlineMaxBytes: config.inlineMaxBytes ?? 16 * 1024, youngGenerationMb: config.youngGenerationMb });
   let app: FastifyInstance | undefined;
   const metrics = await createMetrics({
@@ -264,7 +282,7 @@ async function startLocked(config: ServiceConfig, configured: ReturnType<typeof 
     source.startClock(() => source.swapCurrent());
     // the model follows the feedback: refitted in a worker, swapped in like any ruleset change
     source.startAutoRetrain({
-      after: config.retrainAfter ?? 1000, checkMs: config.retrainCheckMs,
+      after: config.retrainAfter ?? DEFAULT_RETRAIN_AFTER, checkMs: config.retrainCheckMs,
       report: (e) => (e.ok ? app!.log.info({ rows: e.rows }, 'compliance model retrained from feedback and swapped in') : app!.log.warn({ err: e.error }, 'automatic retrain failed; the model in use stays')),
     });
     await warmUp(engine); // before the port opens: the first request should not pay for loading
@@ -303,6 +321,11 @@ async function startLocked(config: ServiceConfig, configured: ReturnType<typeof 
     generatedTokens: generated,
     seeded: files.created,
     listening,
+    settings: {
+      threads: engine.options.threads, maxQueue: engine.options.maxQueue, inlineMaxBytes: engine.options.inlineMaxBytes,
+      bodyLimit: config.bodyLimit ?? DEFAULT_BODY_LIMIT, maxBatch: config.maxBatch ?? DEFAULT_MAX_BATCH, idleTimeoutMs: config.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS,
+      shutdownGraceMs: config.shutdownGraceMs ?? DEFAULT_SHUTDOWN_GRACE_MS, backtestThreads, retrainAfter: config.retrainAfter ?? DEFAULT_RETRAIN_AFTER, storeCheck: config.storeCheck ?? 'quick',
+    },
     url: `http://${host}:${port}`,
     async reload() {
       return source.reload();
