@@ -214,9 +214,9 @@ describe('a start stopped before it listens', () => {
     try {
       expect(again.listening).toBe(true);
       // the settings in effect, defaults resolved: what the banner prints
-      expect(again.settings).toEqual({ threads: 1, maxQueue: 4, bodyLimit: 64 * 2 ** 20, inlineMaxBytes: 16 * 1024, maxBatch: 500, idleTimeoutMs: 120_000, shutdownGraceMs: 5000, backtestThreads: again.settings.backtestThreads, retrainAfter: 1000, storeCheck: 'quick' });
+      expect(again.settings).toEqual({ threads: 1, maxQueue: 4, bodyLimit: 64 * 2 ** 20, inlineMaxBytes: 16 * 1024, maxBatch: 500, idleTimeoutMs: 120_000, shutdownGraceMs: 5000, backtestThreads: again.settings.backtestThreads, backtestKeep: 0, retrainAfter: 1000, storeCheck: 'quick' });
       expect(again.settings.backtestThreads).toBeGreaterThanOrEqual(1);
-      expect(settingsLine(again.settings, 'info')).toBe(`settings: max queue 4, body limit 64 MiB, scored inline up to 16 KiB, max batch 500, idle timeout 120 s, shutdown grace 5 s, store check quick, log level info, back-test threads ${again.settings.backtestThreads}, retrain after 1,000 results`);
+      expect(settingsLine(again.settings, 'info')).toBe(`settings: max queue 4, body limit 64 MiB, scored inline up to 16 KiB, max batch 500, idle timeout 120 s, shutdown grace 5 s, store check quick, log level info, back-test threads ${again.settings.backtestThreads}, back-tests kept all, retrain after 1,000 results`);
       expect(settingsLine({ ...again.settings, inlineMaxBytes: 0, idleTimeoutMs: 0, retrainAfter: 0, bodyLimit: 1536 * 1024 }, 'warn')).toMatch(/body limit 1\.5 MiB, inline scoring off \(every body to the pool\), .*idle timeout none, .*log level warn, .*retrain after never by itself$/);
       expect(again.seeded).toEqual([]);
       expect((await score(again.url, 'S')).status).toBe(200);

@@ -252,6 +252,40 @@ describe('back-test routes', () => {
     }
   });
 
+  it('keeps the n most recently finished jobs with keep: n, removing older ones with their files, at the start and as jobs end', async () => {
+    const dir = join(root, 'keep');
+    const removed: string[] = [];
+    const jobs = new BacktestJobs(dir, historyDir(data), 0, { keep: 2, onRemoved: (ids) => removed.push(...ids) });
+    const ids: string[] = [];
+    try {
+      for (let k = 0; k < 4; k++) {
+        const job = jobs.submit(source.composeWith(randomProfiles(3, 90 + k)), source.rebuild(), { names: [`k${k}`, 'active'] });
+        for (let i = 0; i < 400 && ['queued', 'running'].includes(jobs.get(job.id).status); i++) await new Promise((r) => setTimeout(r, 10));
+        expect(jobs.get(job.id).status).toBe('done');
+        ids.push(job.id);
+      }
+      expect(jobs.list().map((j) => j.id).sort()).toEqual(ids.slice(2).sort());
+      expect(removed).toEqual(ids.slice(0, 2));
+      for (const id of ids.slice(0, 2)) for (const f of [`${id}.json`, `${id}.report.json`, `${id}.input.json`]) expect(existsSync(join(dir, f)), f).toBe(false);
+      expect(existsSync(join(dir, `${ids[3]}.report.json`))).toBe(true);
+    } finally {
+      await jobs.close();
+    }
+    // a lower keep at the next start
+    const next = new BacktestJobs(dir, historyDir(data), 0, { keep: 1, onRemoved: (gone) => removed.push(...gone) });
+    try {
+      expect(next.list().map((j) => j.id)).toEqual([ids[3]]);
+      expect(removed).toEqual(ids.slice(0, 3));
+    } finally {
+      await next.close();
+    }
+    // keep 0 (the default) removes nothing; a bad keep is refused
+    const all = new BacktestJobs(dir, historyDir(data), 0);
+    await all.close();
+    expect(all.list().map((j) => j.id)).toEqual([ids[3]]);
+    expect(() => new BacktestJobs(dir, historyDir(data), 0, { keep: -1 })).toThrow(expect.objectContaining({ code: 'SEL_ERR_OPTION_INVALID' }));
+  });
+
   it('starts beside a job file it cannot read as a job, and drops profile sets whose job file was never written', async () => {
     // valid ids, no createdAt: the start threw on them ("reading 'localeCompare'")
     writeFileSync(join(jobsDir, 'bt-nocreated-0123abcd.json'), JSON.stringify({ id: 'bt-nocreated-0123abcd', status: 'queued' }));

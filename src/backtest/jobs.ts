@@ -55,6 +55,18 @@ export interface BacktestJob {
   cutRuns?: number;
 }
 
+export interface JobsOptions {
+  /**
+   * The finished jobs (done, failed, cancelled, interrupted) kept, the most
+   * recently finished first; older ones are removed with their report and
+   * files, at the start and whenever a job ends. 0 (the default): every
+   * one, until it is deleted.
+   */
+  keep?: number;
+  /** Told the ids of the finished jobs `keep` removed (the service logs them). */
+  onRemoved?: (ids: string[]) => void;
+}
+
 /** The profile sets of a job (<id>.input.json): what resume() composes again. */
 interface JobInput { candidate: unknown; baseline: unknown }
 
@@ -81,7 +93,14 @@ export class BacktestJobs {
   /** Jobs found queued or running at this start, waiting for resume() to compose their rulesets (oldest first). */
   private readonly toResume: string[] = [];
 
-  constructor(private readonly dir: string, private readonly historyDir: string, private readonly threads: number) {
+  private readonly keep: number;
+  private readonly onRemoved?: (ids: string[]) => void;
+
+  constructor(private readonly dir: string, private readonly historyDir: string, private readonly threads: number, options: JobsOptions = {}) {
+    const keep = options.keep ?? 0;
+    if (!Number.isInteger(keep) || keep < 0) throw errors.SEL_ERR_OPTION_INVALID('keep must be an integer >= 0', { field: 'backtestKeep', expected: 'an integer >= 0 (0: keep every finished job)', got: keep });
+    this.keep = keep;
+    this.onRemoved = options.onRemoved;
     makeDirs(dir, 0o700);
     const found: BacktestJob[] = [];
     const names = readdirSync(dir);
@@ -118,6 +137,26 @@ export class BacktestJobs {
     // that ended meanwhile (a backup's copy taken between the two files)
     const waiting = new Set(this.toResume);
     for (const f of names) if (f.endsWith(INPUT_SUFFIX) && !waiting.has(f.slice(0, -INPUT_SUFFIX.length))) rmSync(join(dir, f), { force: true });
+    this.retain();
+  }
+
+  /** Removes the oldest finished jobs beyond `keep` (none with keep 0); returns their ids. */
+  private retain(): string[] {
+    if (this.keep === 0) return [];
+    const finished = [...this.jobs.values()].filter((j) => j.status !== 'queued' && j.status !== 'running')
+      .sort((a, b) => (b.finishedAt ?? b.createdAt).localeCompare(a.finishedAt ?? a.createdAt) || b.createdAt.localeCompare(a.createdAt));
+    const gone = finished.slice(this.keep).map((j) => j.id);
+    for (const id of gone) this.forget(id);
+    if (gone.length > 0) this.onRemoved?.(gone);
+    return gone;
+  }
+
+  /** A finished job's files, and the job. */
+  private forget(id: string): void {
+    rmSync(join(this.dir, `${id}.json`), { force: true });
+    rmSync(join(this.dir, `${id}${REPORT_SUFFIX}`), { force: true });
+    rmSync(this.inputPath(id), { force: true });
+    this.jobs.delete(id);
   }
 
   /**
@@ -219,10 +258,7 @@ export class BacktestJobs {
       await this.running.done;
       return { id, status: job.status };
     }
-    rmSync(join(this.dir, `${id}.json`), { force: true });
-    rmSync(join(this.dir, `${id}${REPORT_SUFFIX}`), { force: true });
-    rmSync(this.inputPath(id), { force: true });
-    this.jobs.delete(id);
+    this.forget(id);
     return { id, status: 'deleted' };
   }
 
@@ -240,6 +276,7 @@ export class BacktestJobs {
     job.result = null; // on disk, read when asked for
     // ended for good: its profile sets are not needed again (an interrupted job of an earlier version has none)
     if (status !== 'interrupted') rmSync(this.inputPath(job.id), { force: true });
+    this.retain();
   }
 
   /** A job a stop cuts short, written back as queued: the next start runs it again (a stop is not a crash: cutRuns stays). */

@@ -27,6 +27,8 @@ Options (environment variable in brackets):
   --threads <n>          scoring worker threads (default: all cores)
   --max-queue <n>        batches allowed to wait for a worker before 503 (default max(4, 4 × threads))
   --backtest-threads <n> worker threads of a back-test job (default half the cores, at least 1)
+  --backtest-keep <n>    finished back-test jobs kept, the most recently finished first; older
+                         ones are removed with their reports (default 0: every one, until deleted)
   --retrain-after <n>    refit the compliance model by itself once n inspected declarations got their
                          result (new or changed) after its training (default 1000; 0: only on
                          request, POST /v1/model/retrain)
@@ -105,6 +107,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
       tokens: { type: 'string' },
       threads: { type: 'string' },
       'backtest-threads': { type: 'string' },
+      'backtest-keep': { type: 'string' },
       'retrain-after': { type: 'string' },
       'retrain-strength': { type: 'string' },
       'retrain-min-z': { type: 'string' },
@@ -172,6 +175,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
     tokensEnv: env.SELECTIVITY_TOKENS,
     threads: values.threads !== undefined ? intOption(values.threads, 'threads', 0, 1024) : undefined,
     backtestThreads: values['backtest-threads'] !== undefined ? intOption(values['backtest-threads'], 'backtest-threads', 0, 1024) : undefined,
+    backtestKeep: values['backtest-keep'] !== undefined ? intOption(values['backtest-keep'], 'backtest-keep', 0, 1_000_000) : undefined,
     retrainAfter: values['retrain-after'] !== undefined ? intOption(values['retrain-after'], 'retrain-after', 0, 1e9) : undefined,
     retrainStrength: values['retrain-strength'] !== undefined ? strengthOption(values['retrain-strength'], 'retrain-strength') : undefined,
     retrainMinZ: values['retrain-min-z'] !== undefined ? minZOption(values['retrain-min-z'], 'retrain-min-z') : undefined,
@@ -302,5 +306,5 @@ export function settingsLine(s: ServiceSettings, logLevel: string): string {
   const n = (x: number) => x.toLocaleString('en-US');
   return `settings: max queue ${n(s.maxQueue)}, body limit ${bytesText(s.bodyLimit)}, ${s.inlineMaxBytes === 0 ? 'inline scoring off (every body to the pool)' : `scored inline up to ${bytesText(s.inlineMaxBytes)}`}, max batch ${n(s.maxBatch)}, `
     + `idle timeout ${s.idleTimeoutMs === 0 ? 'none' : `${s.idleTimeoutMs / 1000} s`}, shutdown grace ${s.shutdownGraceMs / 1000} s, store check ${s.storeCheck}, log level ${logLevel}, `
-    + `back-test threads ${s.backtestThreads}, retrain after ${s.retrainAfter === 0 ? 'never by itself' : `${n(s.retrainAfter)} results`}`;
+    + `back-test threads ${s.backtestThreads}, back-tests kept ${s.backtestKeep === 0 ? 'all' : n(s.backtestKeep)}, retrain after ${s.retrainAfter === 0 ? 'never by itself' : `${n(s.retrainAfter)} results`}`;
 }

@@ -86,6 +86,8 @@ export interface ServiceConfig {
   retrainCheckMs?: number;
   /** Worker threads of a back-test job (default: half the cores, at least 1; scoring keeps the rest). */
   backtestThreads?: number;
+  /** Finished back-test jobs kept, the most recently finished first (0, the default: every one until it is deleted; src/backtest/jobs.ts JobsOptions.keep). */
+  backtestKeep?: number;
   /**
    * Aborted during the start (a signal that came meanwhile): the start
    * finishes what it began (a migration is not cut short) but does not
@@ -103,6 +105,7 @@ export interface ServiceSettings {
   idleTimeoutMs: number;
   shutdownGraceMs: number;
   backtestThreads: number;
+  backtestKeep: number;
   retrainAfter: number;
   storeCheck: 'quick' | 'off';
 }
@@ -240,7 +243,10 @@ async function startLocked(config: ServiceConfig, configured: ReturnType<typeof 
   let check: BackgroundCheck | undefined;
   let operated: ProcessGauges | undefined;
   const backtestThreads = config.backtestThreads ?? Math.max(1, Math.floor(availableParallelism() / 2));
-  const backtests = { jobs: new BacktestJobs(join(config.dataDir, 'backtests'), historyDir(config.dataDir), backtestThreads), historyDir: historyDir(config.dataDir) };
+  // finished jobs past --backtest-keep are removed: logged once the server (and its log) is there
+  let removedJobs: string[] | undefined = [];
+  let logRemoved: (ids: string[]) => void = (ids) => { removedJobs!.push(...ids); };
+  const backtests = { jobs: new BacktestJobs(join(config.dataDir, 'backtests'), historyDir(config.dataDir), backtestThreads, { keep: config.backtestKeep ?? 0, onRemoved: (ids) => logRemoved(ids) }), historyDir: historyDir(config.dataDir) };
   const engine = createEngine({ ruleset, threads: config.threads, maxQueue: config.maxQueue, inlineMaxBytes: config.inlineMaxBytes ?? 16 * 1024, youngGenerationMb: config.youngGenerationMb });
   let app: FastifyInstance | undefined;
   const metrics = await createMetrics({
@@ -276,6 +282,10 @@ async function startLocked(config: ServiceConfig, configured: ReturnType<typeof 
       });
     }
     app = await buildServer({ engine, source, tokens, metrics, bodyLimit: config.bodyLimit, maxBatch: config.maxBatch, idleTimeoutMs: config.idleTimeoutMs, logger: config.logger, version: packageVersion(), decisionLog, backtests, storeCheck: () => storeCheck });
+    const built = app;
+    logRemoved = (ids) => built.log.info({ backtests: ids }, `${ids.length} finished back-test${ids.length === 1 ? '' : 's'} removed (--backtest-keep ${config.backtestKeep})`);
+    if (removedJobs.length > 0) logRemoved(removedJobs);
+    removedJobs = undefined;
     const ended = storeCheck as StoreCheckState; // set by the check's callback
     if (ended.state === 'done') reportCheck(app, ended); // it ended before the server was built
     // profiles activate and expire by their dates: swap the ruleset at each boundary
@@ -324,7 +334,7 @@ async function startLocked(config: ServiceConfig, configured: ReturnType<typeof 
     settings: {
       threads: engine.options.threads, maxQueue: engine.options.maxQueue, inlineMaxBytes: engine.options.inlineMaxBytes,
       bodyLimit: config.bodyLimit ?? DEFAULT_BODY_LIMIT, maxBatch: config.maxBatch ?? DEFAULT_MAX_BATCH, idleTimeoutMs: config.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS,
-      shutdownGraceMs: config.shutdownGraceMs ?? DEFAULT_SHUTDOWN_GRACE_MS, backtestThreads, retrainAfter: config.retrainAfter ?? DEFAULT_RETRAIN_AFTER, storeCheck: config.storeCheck ?? 'quick',
+      shutdownGraceMs: config.shutdownGraceMs ?? DEFAULT_SHUTDOWN_GRACE_MS, backtestThreads, backtestKeep: config.backtestKeep ?? 0, retrainAfter: config.retrainAfter ?? DEFAULT_RETRAIN_AFTER, storeCheck: config.storeCheck ?? 'quick',
     },
     url: `http://${host}:${port}`,
     async reload() {
