@@ -7,7 +7,7 @@
  * fail every scoring request it got, so it must say not ready instead.
  */
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statfsSync, statSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -214,10 +214,12 @@ describe('a start stopped before it listens', () => {
     try {
       expect(again.listening).toBe(true);
       // the settings in effect, defaults resolved: what the banner prints
-      expect(again.settings).toEqual({ threads: 1, maxQueue: 4, bodyLimit: 64 * 2 ** 20, inlineMaxBytes: 16 * 1024, maxBatch: 500, idleTimeoutMs: 120_000, shutdownGraceMs: 5000, backtestThreads: again.settings.backtestThreads, backtestKeep: 0, retrainAfter: 1000, storeCheck: 'quick' });
-      expect(again.settings.backtestThreads).toBeGreaterThanOrEqual(1);
-      expect(settingsLine(again.settings, 'info')).toBe(`settings: max queue 4, body limit 64 MiB, scored inline up to 16 KiB, max batch 500, idle timeout 120 s, shutdown grace 5 s, store check quick, log level info, back-test threads ${again.settings.backtestThreads}, back-tests kept all, retrain after 1,000 results`);
-      expect(settingsLine({ ...again.settings, inlineMaxBytes: 0, idleTimeoutMs: 0, retrainAfter: 0, bodyLimit: 1536 * 1024 }, 'warn')).toMatch(/body limit 1\.5 MiB, inline scoring off \(every body to the pool\), .*idle timeout none, .*log level warn, .*retrain after never by itself$/);
+      const backtestThreads = Math.max(1, Math.floor(availableParallelism() / 2));
+      expect(again.settings).toEqual({ threads: 1, maxQueue: 4, bodyLimit: 64 * 2 ** 20, inlineMaxBytes: 16 * 1024, maxBatch: 500, idleTimeoutMs: 120_000, shutdownGraceMs: 5000, backtestThreads, backtestKeep: 0, retrainAfter: 1000, storeCheck: 'quick' });
+      expect(settingsLine(again.settings, 'info')).toBe(`settings: max queue 4, scored inline up to 16 KiB, body limit 64 MiB, max batch 500, idle timeout 120 s, shutdown grace 5 s, store check quick, log level info, back-test threads ${backtestThreads}, back-tests kept all, retrain after 1,000 results`);
+      expect(settingsLine({ ...again.settings, inlineMaxBytes: 0, idleTimeoutMs: 0, retrainAfter: 0, bodyLimit: 1536 * 1024, backtestKeep: 50 }, 'warn')).toMatch(/^settings: max queue 4, inline scoring off \(every body to the pool\), body limit 1\.5 MiB, .*idle timeout none, .*log level warn, .*back-tests kept 50, retrain after never by itself$/);
+      // sizes no unit gives exactly are in bytes; without workers there is no queue nor inline threshold
+      expect(settingsLine({ ...again.settings, threads: 0, bodyLimit: 1_000_000 }, 'info')).toMatch(/^settings: no pool \(every body scored on the main thread\), body limit 1,000,000 bytes, /);
       expect(again.seeded).toEqual([]);
       expect((await score(again.url, 'S')).status).toBe(200);
     } finally {

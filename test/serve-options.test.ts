@@ -249,13 +249,19 @@ describe('serve and a second signal', () => {
       stream.on('error', () => { /* the process goes away */ });
       stream.on('response', (res) => res.resume());
       stream.write(`${JSON.stringify({ id: 'TWICE-1', date: '2026-11-23', office: 'OF01', importer: 'IM00001', hs: '020890', origin: 'CN', customsValue: 1200, netMass: 900 })}\n`);
-      await new Promise((r) => setTimeout(r, 300));
-      child.kill('SIGTERM');
-      while (!out.includes('finishing in-flight requests')) await new Promise((r) => setTimeout(r, 5));
-      child.kill('SIGTERM');
-      expect(await exited).toBe(143);
-      expect(out).toContain('SIGTERM again, exiting now');
-      expect(out).not.toContain('selectivity: stopped');
+      // the service has it in hand once its request log says so (the log is at info)
+      const until = async (text: string) => { for (let i = 0; i < 2000 && !out.includes(text) && child.exitCode === null; i++) await new Promise((r) => setTimeout(r, 5)); expect(out).toContain(text); };
+      try {
+        await until('"url":"/v1/score/stream"');
+        child.kill('SIGTERM');
+        await until('finishing in-flight requests');
+        child.kill('SIGTERM');
+        expect(await exited).toBe(143);
+        expect(out).toContain('SIGTERM again, exiting now');
+        expect(out).not.toContain('selectivity: stopped');
+      } finally {
+        if (child.exitCode === null) child.kill('SIGKILL');
+      }
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

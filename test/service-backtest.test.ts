@@ -254,14 +254,24 @@ describe('back-test routes', () => {
 
   it('keeps the n most recently finished jobs with keep: n, removing older ones with their files, at the start and as jobs end', async () => {
     const dir = join(root, 'keep');
+    const store = join(root, 'keep-history'); // its own history: the test runs alone too
+    const w = new HistoryWriter(store, { batchRows: 500 });
+    const decls = datedDeclarations(1500, 23);
+    const { batch, ids: declIds } = toBatch(decls);
+    w.add(batch, declIds, Int8Array.from(decls, (_, i) => (i % 5 === 0 ? 1 : 0)), Float64Array.from(decls, (d) => d.customsValue / 10));
+    w.commit();
     const removed: string[] = [];
-    const jobs = new BacktestJobs(dir, historyDir(data), 0, { keep: 2, onRemoved: (ids) => removed.push(...ids) });
+    const onRemoved = (gone: string[]) => { removed.push(...gone); };
+    const untilEnded = async (jobs: BacktestJobs, id: string) => {
+      for (let i = 0; i < 400 && ['queued', 'running'].includes(jobs.get(id).status); i++) await new Promise((r) => setTimeout(r, 10));
+      return jobs.get(id);
+    };
+    const jobs = new BacktestJobs(dir, store, 0, { keep: 2, onRemoved });
     const ids: string[] = [];
     try {
       for (let k = 0; k < 4; k++) {
         const job = jobs.submit(source.composeWith(randomProfiles(3, 90 + k)), source.rebuild(), { names: [`k${k}`, 'active'] });
-        for (let i = 0; i < 400 && ['queued', 'running'].includes(jobs.get(job.id).status); i++) await new Promise((r) => setTimeout(r, 10));
-        expect(jobs.get(job.id).status).toBe('done');
+        expect((await untilEnded(jobs, job.id)).status).toBe('done');
         ids.push(job.id);
       }
       expect(jobs.list().map((j) => j.id).sort()).toEqual(ids.slice(2).sort());
@@ -271,36 +281,56 @@ describe('back-test routes', () => {
     } finally {
       await jobs.close();
     }
-    // a lower keep at the next start
-    const next = new BacktestJobs(dir, historyDir(data), 0, { keep: 1, onRemoved: (gone) => removed.push(...gone) });
+    // keep 0 (the default) removes nothing
+    const all = new BacktestJobs(dir, store, 0, { onRemoved });
+    await all.close();
+    expect(all.list().map((j) => j.id).sort()).toEqual(ids.slice(2).sort());
+    // a job waiting to run again is never removed; a lower keep applies at the start
+    const waiting = new BacktestJobs(dir, store, 0);
+    const queued = waiting.submit(source.composeWith(randomProfiles(3, 99)), source.rebuild(), { names: ['q', 'active'] });
+    await waiting.close(); // stopped: queued on disk
+    const next = new BacktestJobs(dir, store, 0, { keep: 1, onRemoved });
     try {
-      expect(next.list().map((j) => j.id)).toEqual([ids[3]]);
+      expect(next.list().map((j) => j.id).sort()).toEqual([ids[3], queued.id].sort());
       expect(removed).toEqual(ids.slice(0, 3));
+      expect(next.get(queued.id).status).toBe('queued');
+      // a job file dated ahead of this clock does not make the job that just ended rank oldest
+      const ahead = JSON.parse(readFileSync(join(dir, `${ids[3]}.json`), 'utf8'));
+      writeFileSync(join(dir, `${ids[3]}.json`), JSON.stringify({ ...ahead, finishedAt: '2099-01-01T00:00:00.000Z' }));
     } finally {
       await next.close();
     }
-    // keep 0 (the default) removes nothing; a bad keep is refused
-    const all = new BacktestJobs(dir, historyDir(data), 0);
-    await all.close();
-    expect(all.list().map((j) => j.id)).toEqual([ids[3]]);
-    expect(() => new BacktestJobs(dir, historyDir(data), 0, { keep: -1 })).toThrow(expect.objectContaining({ code: 'SEL_ERR_OPTION_INVALID' }));
+    const later = new BacktestJobs(dir, store, 0, { keep: 1, onRemoved });
+    try {
+      later.resume((p) => source.composeWith(p));
+      expect((await untilEnded(later, queued.id)).status).toBe('done');
+      expect(later.list().map((j) => j.id)).toEqual([queued.id]); // the one dated 2099 went, not the one that just ended
+      expect(removed).toEqual(ids);
+    } finally {
+      await later.close();
+    }
+    expect(() => new BacktestJobs(dir, store, 0, { keep: -1 })).toThrow(expect.objectContaining({ code: 'SEL_ERR_OPTION_INVALID' }));
   });
 
   it('starts beside a job file it cannot read as a job, and drops profile sets whose job file was never written', async () => {
     // valid ids, no createdAt: the start threw on them ("reading 'localeCompare'")
     writeFileSync(join(jobsDir, 'bt-nocreated-0123abcd.json'), JSON.stringify({ id: 'bt-nocreated-0123abcd', status: 'queued' }));
     writeFileSync(join(jobsDir, 'bt-nocreated-4567abcd.json'), JSON.stringify({ id: 'bt-nocreated-4567abcd', status: 'running' }));
+    // a finishedAt that is not a date: the start threw on it with a retention set ("localeCompare is not a function")
+    writeFileSync(join(jobsDir, 'bt-badfinish-0123abcd.json'), JSON.stringify({ id: 'bt-badfinish-0123abcd', status: 'done', createdAt: '2026-01-01T00:00:00.000Z', finishedAt: 5 }));
     // a crash between submit()'s two writes: the sets, and no job
     const orphan = join(jobsDir, 'bt-orphan-89abcdef.input.json');
     writeFileSync(orphan, JSON.stringify({ candidate: [], baseline: [] }));
-    const jobs = new BacktestJobs(jobsDir, historyDir(data), 0);
+    const jobs = new BacktestJobs(jobsDir, historyDir(data), 0, { keep: 100 });
     try {
       expect(jobs.list().map((j) => j.id)).not.toContain('bt-nocreated-0123abcd');
+      expect(jobs.list().map((j) => j.id)).not.toContain('bt-badfinish-0123abcd');
       expect(existsSync(orphan)).toBe(false);
     } finally {
       await jobs.close();
       rmSync(join(jobsDir, 'bt-nocreated-0123abcd.json'));
       rmSync(join(jobsDir, 'bt-nocreated-4567abcd.json'));
+      rmSync(join(jobsDir, 'bt-badfinish-0123abcd.json'));
     }
   });
 });

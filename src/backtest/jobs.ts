@@ -94,6 +94,8 @@ export class BacktestJobs {
   private readonly toResume: string[] = [];
 
   private readonly keep: number;
+  /** Jobs ended by this process (retention ranks them newest). */
+  private readonly endedHere = new Set<string>();
   private readonly onRemoved?: (ids: string[]) => void;
 
   constructor(private readonly dir: string, private readonly historyDir: string, private readonly threads: number, options: JobsOptions = {}) {
@@ -110,6 +112,7 @@ export class BacktestJobs {
         const job = JSON.parse(readFileSync(join(dir, f), 'utf8')) as BacktestJob;
         // a job's own fields, as every reader of the list takes them (a file without them is not a job of ours)
         if (typeof job !== 'object' || job === null || typeof job.id !== 'string' || !ID.test(job.id) || typeof job.createdAt !== 'string' || typeof job.status !== 'string') continue;
+        if (job.finishedAt !== null && job.finishedAt !== undefined && typeof job.finishedAt !== 'string') continue;
         if (job.status === 'queued' || job.status === 'running') found.push(job);
         else if (job.result) this.persist(job); // a job file of before 2026-12-07, its report inline: split once
         job.result = null;
@@ -143,8 +146,12 @@ export class BacktestJobs {
   /** Removes the oldest finished jobs beyond `keep` (none with keep 0); returns their ids. */
   private retain(): string[] {
     if (this.keep === 0) return [];
+    // the jobs this process ended come first whatever their dates say: a job file dated ahead of this clock (a
+    // clock set back, files restored from another host) would otherwise rank the one that just ended oldest
+    const endedHere = (j: BacktestJob) => (this.endedHere.has(j.id) ? 1 : 0);
+    const when = (j: BacktestJob) => (typeof j.finishedAt === 'string' ? j.finishedAt : j.createdAt);
     const finished = [...this.jobs.values()].filter((j) => j.status !== 'queued' && j.status !== 'running')
-      .sort((a, b) => (b.finishedAt ?? b.createdAt).localeCompare(a.finishedAt ?? a.createdAt) || b.createdAt.localeCompare(a.createdAt));
+      .sort((a, b) => endedHere(b) - endedHere(a) || when(b).localeCompare(when(a)) || b.createdAt.localeCompare(a.createdAt));
     const gone = finished.slice(this.keep).map((j) => j.id);
     for (const id of gone) this.forget(id);
     if (gone.length > 0) this.onRemoved?.(gone);
@@ -157,6 +164,7 @@ export class BacktestJobs {
     rmSync(join(this.dir, `${id}${REPORT_SUFFIX}`), { force: true });
     rmSync(this.inputPath(id), { force: true });
     this.jobs.delete(id);
+    this.endedHere.delete(id);
   }
 
   /**
@@ -276,6 +284,7 @@ export class BacktestJobs {
     job.result = null; // on disk, read when asked for
     // ended for good: its profile sets are not needed again (an interrupted job of an earlier version has none)
     if (status !== 'interrupted') rmSync(this.inputPath(job.id), { force: true });
+    this.endedHere.add(job.id);
     this.retain();
   }
 

@@ -295,16 +295,18 @@ export function signalExitCode(signal: string): number {
   return n === undefined ? 1 : 128 + n;
 }
 
-/** 16384 → "16 KiB", 67108864 → "64 MiB" (the banner's sizes). */
+/** 16384 → "16 KiB", 67108864 → "64 MiB", 1572864 → "1.5 MiB"; a size no unit gives exactly in at most two decimals, in bytes (the banner is checked against a deployment). */
 function bytesText(n: number): string {
-  for (const [unit, size] of [['GiB', 2 ** 30], ['MiB', 2 ** 20], ['KiB', 2 ** 10]] as const) if (n >= size && n % (size / 16) === 0) return `${+(n / size).toFixed(2)} ${unit}`;
-  return `${n} B`;
+  for (const [unit, size] of [['GiB', 2 ** 30], ['MiB', 2 ** 20], ['KiB', 2 ** 10]] as const) if (n >= size && Number.isInteger((n / size) * 100)) return `${n / size} ${unit}`;
+  return `${n.toLocaleString('en-US')} bytes`;
 }
 
 /** The banner's line of the settings in effect, defaults resolved: what an operator checks a deployment against. */
 export function settingsLine(s: ServiceSettings, logLevel: string): string {
   const n = (x: number) => x.toLocaleString('en-US');
-  return `settings: max queue ${n(s.maxQueue)}, body limit ${bytesText(s.bodyLimit)}, ${s.inlineMaxBytes === 0 ? 'inline scoring off (every body to the pool)' : `scored inline up to ${bytesText(s.inlineMaxBytes)}`}, max batch ${n(s.maxBatch)}, `
+  // without workers every body is scored on the main thread: no queue, no inline threshold
+  const scoring = s.threads === 0 ? 'no pool (every body scored on the main thread)' : `max queue ${n(s.maxQueue)}, ${s.inlineMaxBytes === 0 ? 'inline scoring off (every body to the pool)' : `scored inline up to ${bytesText(s.inlineMaxBytes)}`}`;
+  return `settings: ${scoring}, body limit ${bytesText(s.bodyLimit)}, max batch ${n(s.maxBatch)}, `
     + `idle timeout ${s.idleTimeoutMs === 0 ? 'none' : `${s.idleTimeoutMs / 1000} s`}, shutdown grace ${s.shutdownGraceMs / 1000} s, store check ${s.storeCheck}, log level ${logLevel}, `
     + `back-test threads ${s.backtestThreads}, back-tests kept ${s.backtestKeep === 0 ? 'all' : n(s.backtestKeep)}, retrain after ${s.retrainAfter === 0 ? 'never by itself' : `${n(s.retrainAfter)} results`}`;
 }
