@@ -32,6 +32,16 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 const start = (dataDir: string, extra: Partial<ServiceConfig> = {}) =>
   startService({ host: '127.0.0.1', port: 0, dataDir, tokensEnv, threads: 1, metricsIntervalMs: 60_000, ...extra });
 
+/** A data directory seeded by a first start, with a history store of `rows` labelled declarations (the back-tests' input). */
+async function seededWithHistory(d: string, rows: number, seed: number): Promise<void> {
+  await (await start(d, { backtestThreads: 0 })).close();
+  const w = new HistoryWriter(historyDir(d), { batchRows: 500 });
+  const decls = datedDeclarations(rows, seed);
+  const { batch, ids } = toBatch(decls);
+  w.add(batch, ids, Int8Array.from(decls, (_, i) => (i % 7 === 0 ? 1 : 0)), Float64Array.from(decls, (x) => x.customsValue / 10));
+  w.commit();
+}
+
 const score = (base: string, prefix: string) =>
   call(base, 'POST', '/v1/score', { role: 'port', type: 'application/json', body: JSON.stringify({ declarations: declarations(5, 7, prefix) }) });
 
@@ -167,14 +177,8 @@ describe('the operator\'s gauges', () => {
 describe('back-tests at a stop that waits for requests in flight', () => {
   it('writes the running job back as queued at once, not after the grace period (a SIGKILL then would count it a crash)', async () => {
     const d = join(dir, 'backtests-grace');
-    let s = await start(d, { backtestThreads: 0 });
-    await s.close();
-    const w = new HistoryWriter(historyDir(d), { batchRows: 500 });
-    const decls = datedDeclarations(40_000, 6); // a job of about half a second here: one runs when the stop comes
-    const { batch, ids } = toBatch(decls);
-    w.add(batch, ids, Int8Array.from(decls, (_, i) => (i % 7 === 0 ? 1 : 0)), Float64Array.from(decls, (x) => x.customsValue / 10));
-    w.commit();
-    s = await start(d, { backtestThreads: 0, shutdownGraceMs: 20_000 });
+    await seededWithHistory(d, 40_000, 6); // a job of about half a second here: one runs when the stop comes
+    const s = await start(d, { backtestThreads: 0, shutdownGraceMs: 20_000 });
     const answers = await Promise.all([0, 1, 2, 3, 4, 5, 6, 7].map((k) => call(s.url, 'POST', '/v1/backtests', { type: 'application/json', body: JSON.stringify({ profiles: randomProfiles(6, 60 + k) }) })));
     const jobIds = answers.map((r) => r.json().id as string);
     // a stream in flight, its body never finished: the stop waits for it (the grace period)
@@ -231,14 +235,8 @@ describe('a start stopped before it listens', () => {
 describe('back-tests across a restart', () => {
   it('runs again, at the next start, the jobs a stop cut short: accepted (202) is never lost', async () => {
     const d = join(dir, 'backtests');
+    await seededWithHistory(d, 20_000, 5);
     let s = await start(d, { backtestThreads: 0 });
-    await s.close();
-    const w = new HistoryWriter(historyDir(d), { batchRows: 500 });
-    const decls = datedDeclarations(20_000, 5);
-    const { batch, ids } = toBatch(decls);
-    w.add(batch, ids, Int8Array.from(decls, (_, i) => (i % 7 === 0 ? 1 : 0)), Float64Array.from(decls, (x) => x.customsValue / 10));
-    w.commit();
-    s = await start(d, { backtestThreads: 0 });
     let accepted: string[] = [];
     try {
       // sent together: one runs, the others wait behind it (one at a time, each over 20,000 declarations), and
