@@ -187,7 +187,11 @@ describe('back-test routes', () => {
       expect(next.resumable).toBe(1);
       expect(next.get(job.id)).toMatchObject({ status: 'queued', cutRuns: 0 });
       expect(next.get(job.id).resumed).toBeUndefined(); // counted when it is queued again, not when found
-      next.resume((p) => source.composeWith(p));
+      // while its sets are composed, the file counts a cut run (a crash then would leave it counted), taken back after
+      const seen: number[] = [];
+      next.resume((p) => { seen.push(onDisk().cutRuns); return source.composeWith(p); });
+      expect(seen).toEqual([1, 1]);
+      expect(onDisk().cutRuns).toBe(0);
       expect(next.get(job.id).resumed).toBe(1);
       let done = next.get(job.id);
       for (let i = 0; i < 400 && (done.status === 'queued' || done.status === 'running'); i++) { await new Promise((r) => setTimeout(r, 25)); done = next.get(job.id); }

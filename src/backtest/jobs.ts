@@ -177,15 +177,22 @@ export class BacktestJobs {
     for (const id of this.toResume.splice(0)) {
       const job = this.jobs.get(id);
       if (!job || job.status !== 'queued') continue; // deleted meanwhile
+      // a crash while the sets are composed counts as a cut run too (the file says queued then): counted on disk
+      // first, taken back once they are composed, so that a job whose composing kills the service stops at MAX_CUT_RUNS
+      const cutRuns = job.cutRuns ?? 0;
+      job.cutRuns = cutRuns + 1;
+      try { this.persist(job); } catch { /* not counted if the service dies now; composing is tried all the same */ }
       try {
         const input = JSON.parse(readFileSync(this.inputPath(id), 'utf8')) as Partial<JobInput> | null;
         // both sets, or nothing: compose() of nothing would be the active set, a report of another back-test
         if (typeof input !== 'object' || input === null || !input.candidate || !input.baseline) throw new Error(`${this.inputPath(id)} does not hold both profile sets`);
         this.rulesets.set(id, [compose(input.candidate), compose(input.baseline)]);
+        job.cutRuns = cutRuns;
         job.resumed = (job.resumed ?? 0) + 1;
         try { this.persist(job); } catch { /* counted in memory; the file says queued all the same */ }
         this.queue.push(id);
       } catch (e) {
+        job.cutRuns = cutRuns;
         if (isSelectivityError(e)) this.end(job, 'failed', null, { code: e.code, message: `resumed after a restart: ${e.message}`, details: e.details });
         else this.end(job, 'failed', null, { code: 'SEL_ERR_INTERNAL', message: `resumed after a restart, its profile sets could not be read: ${(e as Error).message}` });
       }
