@@ -13,7 +13,7 @@ import { basename, dirname, isAbsolute, join, relative, resolve, sep } from 'nod
 import { parseArgs } from 'node:util';
 import Database from 'better-sqlite3';
 import { errors } from '../errors.js';
-import { DATA_FILE_MODE, fsyncDir, writeFileDurable } from '../store/durable.js';
+import { createOwnerOnly, DATA_FILE_MODE, fsyncDir, writeFileDurable } from '../store/durable.js';
 import { BUSY_TIMEOUT_MS, STORE_FILE } from '../store/sqlite.js';
 import { checkStore } from '../store/check.js';
 import { HISTORY_DIR, MANIFEST_FILE, parseManifest } from '../history/store.js';
@@ -54,8 +54,7 @@ function copyDurable(src: string, dst: string): number {
 
 /** The store's online backup into `dst`: one step, so the copy is the store as it stood at one moment (a step of a few pages would start over each time the service commits). */
 async function backupStore(src: string, dst: string): Promise<number> {
-  // owner-only, as the service makes its store: SQLite keeps the mode of a file that exists
-  closeSync(openSync(dst, 'wx', 0o600));
+  createOwnerOnly(dst); // owner-only, as the service makes its store
   const db = new Database(src, { fileMustExist: true });
   try {
     db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);

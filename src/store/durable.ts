@@ -30,6 +30,21 @@ export interface DurableWriteOptions {
 export const DATA_FILE_MODE = 0o600;
 
 /**
+ * Creates `path` empty and owner-only (DATA_FILE_MODE) when it does not
+ * exist; an existing file is left as it is, mode included. For a file that
+ * SQLite opens next: SQLite keeps the mode of a file that exists (and gives
+ * it to its -wal and -shm files), where it would make a new one 0644 less
+ * the umask.
+ */
+export function createOwnerOnly(path: string): void {
+  try {
+    closeSync(openSync(path, 'wx', DATA_FILE_MODE));
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+  }
+}
+
+/**
  * `mkdir -p` that always returns: makes `path` and its missing parents
  * (each with `mode`), and does nothing when `path` is a directory already.
  *

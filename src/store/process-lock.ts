@@ -11,9 +11,10 @@
  * Beside the lock file, `<file>.holder` names the holder (process id, what
  * it does, since when) for the refusal's message; it is information only.
  */
-import { closeSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import Database from 'better-sqlite3';
 import { errors, type SelectivityError } from '../errors.js';
+import { createOwnerOnly } from './durable.js';
 
 export class ProcessLock {
   private constructor(private db: Database.Database | undefined, private readonly holderFile: string) {}
@@ -27,8 +28,7 @@ export class ProcessLock {
   static take(path: string, what: string, busy: (holder: string | undefined) => SelectivityError): ProcessLock {
     let db: Database.Database;
     try {
-      // owner-only, like the data directory's other files (SQLite would make it 0644 less the umask)
-      try { closeSync(openSync(path, 'wx', 0o600)); } catch (e) { if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e; }
+      createOwnerOnly(path); // owner-only, like the data directory's other files
       db = new Database(path, { timeout: 0 });
     } catch (e) {
       throw errors.SEL_ERR_STORAGE(`cannot open the lock file ${path}: ${(e as Error).message}`, { field: 'path', expected: 'a writable data directory', got: path });

@@ -10,8 +10,8 @@
  * peer-snapshot lineage later. Everything the
  * service holds in memory can be rebuilt from it.
  */
-import { makeDirs } from './durable.js';
-import { closeSync, existsSync, openSync } from 'node:fs';
+import { createOwnerOnly, makeDirs } from './durable.js';
+import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import Database from 'better-sqlite3';
 import { errors, isSelectivityError } from '../errors.js';
@@ -243,9 +243,8 @@ export function openStore(path: string, upTo = SCHEMA_VERSION, options: OpenStor
   let db: Db;
   try {
     makeDirs(dirname(path), 0o700);
-    // a new store is owner-only (it holds the decision log and the examination results); SQLite gives its
-    // -wal and -shm files the database file's mode. An existing store keeps the mode it has
-    try { closeSync(openSync(path, 'wx', 0o600)); } catch (e) { if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e; }
+    // a new store is owner-only (it holds the decision log and the examination results); an existing store keeps the mode it has
+    createOwnerOnly(path);
     db = new Database(path);
   } catch (e) {
     throw errors.SEL_ERR_STORAGE(`cannot open the store ${path}: ${(e as Error).message}`, { field: 'store', expected: 'a writable SQLite file', got: path });
