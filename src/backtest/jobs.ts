@@ -22,10 +22,10 @@ import { randomBytes } from 'node:crypto';
 import { errors, isSelectivityError } from '../errors.js';
 import type { Ruleset } from '../ruleset/ruleset.js';
 import { DATA_FILE_MODE, makeDirs, writeFileDurable } from '../store/durable.js';
-
-const OWNER_ONLY = { createMode: DATA_FILE_MODE };
 import { runBacktest, type BacktestReport } from './backtest.js';
 import type { CapacitySpec } from './accumulate.js';
+
+const OWNER_ONLY = { createMode: DATA_FILE_MODE };
 
 export type JobStatus = 'queued' | 'running' | 'done' | 'failed' | 'cancelled' | 'interrupted';
 
@@ -83,6 +83,13 @@ export const MAX_CUT_RUNS = 3;
 const NO_INPUT = { code: 'SEL_ERR_NOT_READY', message: 'the service stopped before this back-test finished, and its profile sets were not kept (a job of an earlier version); submit it again' } as const;
 const CUT_TOO_OFTEN = { code: 'SEL_ERR_NOT_READY', message: `the service stopped ${MAX_CUT_RUNS} times while this back-test ran (a crash each time; see the service's log); it is not run again: submit it again` } as const;
 
+/** A job to run again from its start: queued, not started, no progress. */
+function markQueued(job: BacktestJob): void {
+  job.status = 'queued';
+  job.startedAt = null;
+  job.progress = { done: 0, total: 0, fraction: 0 };
+}
+
 export class BacktestJobs {
   private readonly jobs = new Map<string, BacktestJob>();
   private readonly rulesets = new Map<string, [Ruleset, Ruleset]>();
@@ -129,9 +136,7 @@ export class BacktestJobs {
       if (!existsSync(this.inputPath(job.id))) this.end(job, 'interrupted', null, NO_INPUT);
       else if (cutRuns >= MAX_CUT_RUNS) { this.end(job, 'interrupted', null, CUT_TOO_OFTEN); rmSync(this.inputPath(job.id), { force: true }); }
       else {
-        job.status = 'queued';
-        job.startedAt = null;
-        job.progress = { done: 0, total: 0, fraction: 0 };
+        markQueued(job);
         this.persist(job);
         this.toResume.push(job.id);
       }
@@ -297,9 +302,7 @@ export class BacktestJobs {
 
   /** A job a stop cuts short, written back as queued: the next start runs it again (a stop is not a crash: cutRuns stays). */
   private requeueOnDisk(job: BacktestJob): void {
-    job.status = 'queued';
-    job.startedAt = null;
-    job.progress = { done: 0, total: 0, fraction: 0 };
+    markQueued(job);
     try { this.persist(job); } catch { /* the file says queued or running: the next start queues it again all the same */ }
   }
 
