@@ -214,6 +214,11 @@ function backtestGauges(jobs: BacktestJobs): Gauge[] {
   ];
 }
 
+/** Logs the finished back-test jobs that --backtest-keep removed. */
+function logRemovedJobs(app: FastifyInstance, ids: string[], keep: number): void {
+  app.log.info({ backtests: ids }, `${ids.length} finished back-test${ids.length === 1 ? '' : 's'} removed (--backtest-keep ${keep})`);
+}
+
 /** Logs the end of the store's check at start. */
 function reportCheck(app: FastifyInstance, r: StoreCheckResult): void {
   if (r.ok) app.log.info({ ms: r.ms }, 'store check passed (quick_check)');
@@ -242,13 +247,20 @@ async function startLocked(config: ServiceConfig, configured: ReturnType<typeof 
   let storeCheck: StoreCheckState = { state: 'off' };
   let check: BackgroundCheck | undefined;
   let operated: ProcessGauges | undefined;
-  const backtestThreads = config.backtestThreads ?? Math.max(1, Math.floor(availableParallelism() / 2));
-  // finished jobs past --backtest-keep are removed: logged once the server (and its log) is there
-  let removedJobs: string[] | undefined = [];
-  let logRemoved: (ids: string[]) => void = (ids) => { removedJobs!.push(...ids); };
-  const backtests = { jobs: new BacktestJobs(join(config.dataDir, 'backtests'), historyDir(config.dataDir), backtestThreads, { keep: config.backtestKeep ?? 0, onRemoved: (ids) => logRemoved(ids) }), historyDir: historyDir(config.dataDir) };
-  const engine = createEngine({ ruleset, threads: config.threads, maxQueue: config.maxQueue, inlineMaxBytes: config.inlineMaxBytes ?? 16 * 1024, youngGenerationMb: config.youngGenerationMb });
   let app: FastifyInstance | undefined;
+  const backtestThreads = config.backtestThreads ?? Math.max(1, Math.floor(availableParallelism() / 2));
+  const backtestKeep = config.backtestKeep ?? 0;
+  // finished jobs past --backtest-keep are removed (at this start too): logged once the server, and its log, are there
+  const removedAtStart: string[] = [];
+  const onRemoved = (ids: string[]) => { if (app) logRemovedJobs(app, ids, backtestKeep); else removedAtStart.push(...ids); };
+  const backtests = { jobs: new BacktestJobs(join(config.dataDir, 'backtests'), historyDir(config.dataDir), backtestThreads, { keep: backtestKeep, onRemoved }), historyDir: historyDir(config.dataDir) };
+  const engine = createEngine({ ruleset, threads: config.threads, maxQueue: config.maxQueue, inlineMaxBytes: config.inlineMaxBytes ?? 16 * 1024, youngGenerationMb: config.youngGenerationMb });
+  // every setting in effect, resolved once: what the service runs with is what the banner prints
+  const settings: ServiceSettings = {
+    threads: engine.options.threads, maxQueue: engine.options.maxQueue, inlineMaxBytes: engine.options.inlineMaxBytes,
+    bodyLimit: config.bodyLimit ?? DEFAULT_BODY_LIMIT, maxBatch: config.maxBatch ?? DEFAULT_MAX_BATCH, idleTimeoutMs: config.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS,
+    shutdownGraceMs: config.shutdownGraceMs ?? DEFAULT_SHUTDOWN_GRACE_MS, backtestThreads, backtestKeep, retrainAfter: config.retrainAfter ?? DEFAULT_RETRAIN_AFTER, storeCheck: config.storeCheck ?? 'quick',
+  };
   const metrics = await createMetrics({
     intervalMs: config.metricsIntervalMs,
     gauges: () => [
@@ -272,7 +284,7 @@ async function startLocked(config: ServiceConfig, configured: ReturnType<typeof 
   try {
     operated = processGauges({ dataDir: config.dataDir, storePath: files.storePath, intervalMs: metrics.intervalMs });
     // the store's check runs while the service warms up and, for a large store, while it answers; /readyz waits for it
-    if (config.storeCheck !== 'off') {
+    if (settings.storeCheck !== 'off') {
       storeCheck = { state: 'checking', since: Date.now() };
       check = checkStoreInBackground(files.storePath);
       void check.result.then((r) => {
@@ -281,18 +293,15 @@ async function startLocked(config: ServiceConfig, configured: ReturnType<typeof 
         if (app) reportCheck(app, r);
       });
     }
-    app = await buildServer({ engine, source, tokens, metrics, bodyLimit: config.bodyLimit, maxBatch: config.maxBatch, idleTimeoutMs: config.idleTimeoutMs, logger: config.logger, version: packageVersion(), decisionLog, backtests, storeCheck: () => storeCheck });
-    const built = app;
-    logRemoved = (ids) => built.log.info({ backtests: ids }, `${ids.length} finished back-test${ids.length === 1 ? '' : 's'} removed (--backtest-keep ${config.backtestKeep})`);
-    if (removedJobs.length > 0) logRemoved(removedJobs);
-    removedJobs = undefined;
+    app = await buildServer({ engine, source, tokens, metrics, bodyLimit: settings.bodyLimit, maxBatch: settings.maxBatch, idleTimeoutMs: settings.idleTimeoutMs, logger: config.logger, version: packageVersion(), decisionLog, backtests, storeCheck: () => storeCheck });
+    if (removedAtStart.length > 0) logRemovedJobs(app, removedAtStart, backtestKeep);
     const ended = storeCheck as StoreCheckState; // set by the check's callback
     if (ended.state === 'done') reportCheck(app, ended); // it ended before the server was built
     // profiles activate and expire by their dates: swap the ruleset at each boundary
     source.startClock(() => source.swapCurrent());
     // the model follows the feedback: refitted in a worker, swapped in like any ruleset change
     source.startAutoRetrain({
-      after: config.retrainAfter ?? DEFAULT_RETRAIN_AFTER, checkMs: config.retrainCheckMs,
+      after: settings.retrainAfter, checkMs: config.retrainCheckMs,
       report: (e) => (e.ok ? app!.log.info({ rows: e.rows }, 'compliance model retrained from feedback and swapped in') : app!.log.warn({ err: e.error }, 'automatic retrain failed; the model in use stays')),
     });
     await warmUp(engine); // before the port opens: the first request should not pay for loading
@@ -331,11 +340,7 @@ async function startLocked(config: ServiceConfig, configured: ReturnType<typeof 
     generatedTokens: generated,
     seeded: files.created,
     listening,
-    settings: {
-      threads: engine.options.threads, maxQueue: engine.options.maxQueue, inlineMaxBytes: engine.options.inlineMaxBytes,
-      bodyLimit: config.bodyLimit ?? DEFAULT_BODY_LIMIT, maxBatch: config.maxBatch ?? DEFAULT_MAX_BATCH, idleTimeoutMs: config.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS,
-      shutdownGraceMs: config.shutdownGraceMs ?? DEFAULT_SHUTDOWN_GRACE_MS, backtestThreads, backtestKeep: config.backtestKeep ?? 0, retrainAfter: config.retrainAfter ?? DEFAULT_RETRAIN_AFTER, storeCheck: config.storeCheck ?? 'quick',
-    },
+    settings,
     url: `http://${host}:${port}`,
     async reload() {
       return source.reload();
@@ -344,7 +349,7 @@ async function startLocked(config: ServiceConfig, configured: ReturnType<typeof 
       closing ??= (async () => {
         // in-flight requests and streams get a grace period; then their connections are closed, so that a
         // stream whose client goes on sending, or a stalled upload, does not hold the shutdown for ever
-        const cut = setTimeout(() => app!.server.closeAllConnections(), config.shutdownGraceMs ?? DEFAULT_SHUTDOWN_GRACE_MS);
+        const cut = setTimeout(() => app!.server.closeAllConnections(), settings.shutdownGraceMs);
         cut.unref();
         // first the back-tests: a running one is stopped and written back as queued (it and the queued ones run
         // again at the next start) before the grace period, which a supervisor's SIGKILL may end: found running
