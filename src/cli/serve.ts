@@ -142,16 +142,19 @@ export async function serveCommand(argv: string[]): Promise<number> {
     const set = env[variable];
     return set !== undefined ? { value: set, name: variable, field: variable } : { value: fallback, name: `--${flag}`, field: flag };
   };
-  const decisionLogSetting = setting('decision-log', 'SELECTIVITY_DECISION_LOG', 'on');
-  const decisionLog = decisionLogSetting.value;
-  if (decisionLog !== 'on' && decisionLog !== 'off') throw errors.SEL_ERR_OPTION_INVALID(`${decisionLogSetting.name} must be on or off`, { field: decisionLogSetting.field, expected: 'on | off', got: decisionLog });
-  const storeCheckSetting = setting('store-check', 'SELECTIVITY_STORE_CHECK', 'quick');
-  const storeCheck = storeCheckSetting.value;
-  if (storeCheck !== 'quick' && storeCheck !== 'off') throw errors.SEL_ERR_OPTION_INVALID(`${storeCheckSetting.name} must be quick or off`, { field: storeCheckSetting.field, expected: 'quick | off', got: storeCheck });
-  const logLevelSetting = setting('log-level', 'SELECTIVITY_LOG_LEVEL', 'info');
+  /** A setting that takes one of `allowed` (see setting()); another value is refused, named where it was set. */
+  const choice = <T extends string>(flag: keyof typeof values & string, variable: string, fallback: T, allowed: readonly T[]): T => {
+    const s = setting(flag, variable, fallback);
+    if (!(allowed as readonly string[]).includes(s.value)) {
+      const said = allowed.length === 2 ? `${allowed[0]} or ${allowed[1]}` : `one of ${allowed.join(', ')}`;
+      throw errors.SEL_ERR_OPTION_INVALID(`${s.name} must be ${said}`, { field: s.field, expected: allowed.join(' | '), got: s.value });
+    }
+    return s.value as T;
+  };
+  const decisionLog = choice('decision-log', 'SELECTIVITY_DECISION_LOG', 'on', ['on', 'off']);
+  const storeCheck = choice('store-check', 'SELECTIVITY_STORE_CHECK', 'quick', ['quick', 'off']);
   if (values.quiet && values['log-level'] !== undefined) throw errors.SEL_ERR_OPTION_INVALID('--quiet and --log-level say the same thing: give one', { field: 'log-level', expected: '--quiet (warn) or --log-level <level>', got: values['log-level'] });
-  const logLevel = values.quiet ? 'warn' : logLevelSetting.value;
-  if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) throw errors.SEL_ERR_OPTION_INVALID(`${logLevelSetting.name} must be one of ${LOG_LEVELS.join(', ')}`, { field: logLevelSetting.field, expected: LOG_LEVELS.join(' | '), got: logLevel });
+  const logLevel = values.quiet ? 'warn' : choice('log-level', 'SELECTIVITY_LOG_LEVEL', 'info', LOG_LEVELS);
   const dataDir = resolve(setting('data-dir', 'SELECTIVITY_DATA_DIR', 'data').value);
   // an empty host (SELECTIVITY_HOST= , --host "$UNSET") would listen on every interface: refused, not taken for the default
   const hostSetting = setting('host', 'SELECTIVITY_HOST', '127.0.0.1');
