@@ -14,6 +14,19 @@ import { spawnServe } from './service-helpers.js';
 import { packageRoot } from '../src/paths.js';
 import { applyHeapGrowingPercent, DEFAULT_HEAP_GROWING_PERCENT, SERVE_HELP, serveCommand, signalExitCode } from '../src/cli/serve.js';
 
+/** Runs `fn` with environment variable `name` set to `value`, in a new temporary directory; the variable is put back and the directory removed after. */
+async function withEnv(name: string, value: string, fn: (dir: string) => Promise<void>): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), 'sel-serve-env-'));
+  const before = process.env[name];
+  process.env[name] = value;
+  try {
+    await fn(dir);
+  } finally {
+    if (before === undefined) delete process.env[name]; else process.env[name] = before;
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 describe('serve --heap-growing-percent', () => {
   it('sets V8\'s --heap-growing-percent to the value given, and leaves V8 alone with 0', () => {
     const set: string[] = [];
@@ -69,16 +82,10 @@ describe('serve refuses every bad option value before it makes anything', () => 
   });
 
   it('an empty SELECTIVITY_HOST is refused, not taken as every interface', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'sel-serve-opt-'));
-    const before = process.env.SELECTIVITY_HOST;
-    process.env.SELECTIVITY_HOST = '';
-    try {
+    await withEnv('SELECTIVITY_HOST', '', async (dir) => {
       await expect(serveCommand(['--data-dir', join(dir, 'data'), '--port', '0', '--quiet'])).rejects.toMatchObject({ code: 'SEL_ERR_OPTION_INVALID', details: { field: 'SELECTIVITY_HOST', got: '' } });
       expect(readdirSync(dir)).toEqual([]);
-    } finally {
-      if (before === undefined) delete process.env.SELECTIVITY_HOST; else process.env.SELECTIVITY_HOST = before;
-      rmSync(dir, { recursive: true, force: true });
-    }
+    });
   });
 });
 
@@ -104,28 +111,16 @@ describe('serve names a bad value where it was set', () => {
     ['SELECTIVITY_HOST', ' ', /^SELECTIVITY_HOST must be an address/],
     ['SELECTIVITY_LOG_LEVEL', 'loud', /^SELECTIVITY_LOG_LEVEL must be one of fatal, error, warn, info, debug, trace, silent/],
   ])('%s=%j: the variable, not the option it stands for; nothing made', async (variable, bad, message) => {
-    const dir = mkdtempSync(join(tmpdir(), 'sel-serve-env-'));
-    const before = process.env[variable];
-    process.env[variable] = bad;
-    try {
+    await withEnv(variable, bad, async (dir) => {
       await expect(serveCommand(['--data-dir', join(dir, 'data'), ...(variable === 'SELECTIVITY_LOG_LEVEL' ? [] : ['--quiet'])])).rejects.toMatchObject({ code: 'SEL_ERR_OPTION_INVALID', message: expect.stringMatching(message), details: { field: variable, got: bad } });
       expect(readdirSync(dir)).toEqual([]);
-    } finally {
-      if (before === undefined) delete process.env[variable]; else process.env[variable] = before;
-      rmSync(dir, { recursive: true, force: true });
-    }
+    });
   });
 
   it('an option given beside its variable wins, and is the one named', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'sel-serve-env-'));
-    const before = process.env.SELECTIVITY_PORT;
-    process.env.SELECTIVITY_PORT = '8080';
-    try {
+    await withEnv('SELECTIVITY_PORT', '8080', async (dir) => {
       await expect(serveCommand(['--data-dir', join(dir, 'data'), '--port', 'abc', '--quiet'])).rejects.toMatchObject({ code: 'SEL_ERR_OPTION_INVALID', message: expect.stringMatching(/^--port must be/), details: { field: 'port', got: 'abc' } });
-    } finally {
-      if (before === undefined) delete process.env.SELECTIVITY_PORT; else process.env.SELECTIVITY_PORT = before;
-      rmSync(dir, { recursive: true, force: true });
-    }
+    });
   });
 });
 

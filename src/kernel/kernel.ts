@@ -113,7 +113,7 @@ export interface ScoreOptions {
    * transfer its buffer). For a caller that consumes each result in place
    * (a scoring worker's encoding, a back-test's counts). Without it every
    * result is a new buffer: for a large batch, fresh pages the system
-   * faults in one by one (100,000 rows: 5.5 MB, which took longer than
+   * faults in one by one (100,000 rows: 4.1 MB, whose copy took longer than
    * scoring them on the 2-core machine of docs/benchmarks.md).
    */
   reuse?: boolean;
